@@ -1,0 +1,1 @@
+"""The lowbit CLI, end-to-end pipelines, sweeps configs and plots."""

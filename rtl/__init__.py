@@ -1,0 +1,1 @@
+"""Verilog MAC arrays, cocotb benches and synthesis wrappers; see issue 5."""

@@ -1,0 +1,1 @@
+"""Mixed-precision search (ILP, Pareto, baselines) over cost and sensitivity tables; see issue 4."""

@@ -1,0 +1,214 @@
+"""Chip configuration: array, PE kind, supported pairs, memory and technology.
+
+Chips are YAML files validated on load (errors name the field and the allowed values), built-in
+presets in ``sim/chips/``, or SCALE-Sim ``.cfg`` files read unchanged (see :mod:`sim.scalesim_cfg`).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sim.errors import InputError
+from sim.pairs import MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
+from sim.technology import Technology, load_technology
+
+__all__ = ["Chip", "ArrayConfig", "PEConfig", "MemoryConfig", "load_chip", "chip_from_dict", "preset_names",
+           "CHIPS_DIR", "FUSION_WIDTHS"]
+
+CHIPS_DIR = Path(__file__).parent / "chips"
+FUSION_WIDTHS = (2, 4, 8)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ArrayConfig(_Strict):
+    """Systolic array geometry and clock."""
+
+    rows: int = Field(gt=0, le=4096)
+    cols: int = Field(gt=0, le=4096)
+    dataflow: Literal["ws", "os", "is"] = "ws"
+    clock_mhz: float = Field(default=1000.0, gt=0)
+
+
+class PEConfig(_Strict):
+    """Processing-element kind.
+
+    * ``fixed``: one native width ``bits``; narrower operands run at the same speed and MAC energy.
+    * ``bitserial``: ``serial: activation`` (Stripes) streams activation bits, one per cycle;
+      ``serial: both`` (Loom) streams weight and activation bits, ``w*a`` cycles per MAC.
+    * ``bitfusion``: sixteen 2-bit bricks fuse into floor(8/a)*floor(8/w) products per cycle, bits
+      rounded up to 2, 4 or 8.
+    """
+
+    kind: Literal["fixed", "bitserial", "bitfusion"] = "fixed"
+    bits: int = Field(default=8, ge=2, le=16)
+    serial: Literal["activation", "both"] = "activation"
+
+
+class MemoryConfig(_Strict):
+    """On-chip SRAMs (KiB, double-buffered) and the DRAM interface.
+
+    ``dram_bw_bits_per_cycle: calc`` means unlimited bandwidth (SCALE-Sim's CALC mode: no stalls).
+    """
+
+    ifmap_sram_kib: float = Field(gt=0)
+    filter_sram_kib: float = Field(gt=0)
+    ofmap_sram_kib: float = Field(gt=0)
+    dram_bw_bits_per_cycle: float | Literal["calc"] = 128.0
+    acc_bits: int = Field(default=32, ge=8, le=64)
+
+    @field_validator("dram_bw_bits_per_cycle")
+    @classmethod
+    def _bw_positive(cls, v: float | str) -> float | str:
+        if v != "calc" and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            raise ValueError("must be a positive number of bits per cycle or 'calc'")
+        return v
+
+    @property
+    def bandwidth(self) -> float:
+        """DRAM bits per cycle; ``inf`` for CALC."""
+        return math.inf if self.dram_bw_bits_per_cycle == "calc" else float(self.dram_bw_bits_per_cycle)
+
+
+class Chip(_Strict):
+    """A complete accelerator description."""
+
+    name: str = "chip"
+    array: ArrayConfig
+    pe: PEConfig = PEConfig()
+    pairs: tuple[str, ...] | None = None
+    memory: MemoryConfig
+    technology: str = "45nm"
+    weight_scale_bits: int = Field(default=32, ge=0, le=64)
+    static_mw: float | None = Field(default=None, ge=0)
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(s.strip() for s in v.split(",") if s.strip())
+        return v
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Chip:
+        if self.pairs is not None:
+            if not self.pairs:
+                raise ValueError("pairs: list at least one pair such as w8a8")
+            for text in self.pairs:
+                try:
+                    w, a = parse_pair(text)
+                except InputError as exc:
+                    raise ValueError(f"pairs: {exc}") from None
+                reason = _pe_rejects(self.pe, w, a)
+                if reason:
+                    raise ValueError(f"pairs: {format_pair((w, a))} {reason}")
+        return self
+
+    # Derived --------------------------------------------------------------------------------
+    @cached_property
+    def supported_pairs(self) -> tuple[Pair, ...]:
+        """Pairs this chip runs: the listed ones, or every pair its PE can run."""
+        if self.pairs is not None:
+            return tuple(parse_pair(p) for p in self.pairs)
+        if self.pe.kind == "bitfusion":
+            widths = FUSION_WIDTHS
+        else:
+            top = min(self.pe.bits, MAX_BITS) if self.pe.kind == "fixed" else MAX_BITS
+            widths = tuple(range(MIN_BITS, top + 1))
+        return tuple((w, a) for w in sorted(widths, reverse=True) for a in sorted(widths, reverse=True))
+
+    @cached_property
+    def tech(self) -> Technology:
+        return load_technology(self.technology)
+
+    def static_power_mw(self) -> float:
+        """Leakage power (mW): the override, or PE + SRAM leakage from the technology table."""
+        if self.static_mw is not None:
+            return self.static_mw
+        leak = self.tech.pe_leakage_uw
+        key = f"fixed{self.pe.bits}" if self.pe.kind == "fixed" else self.pe.kind
+        if key not in leak:
+            raise InputError(f"chip {self.name!r}: technology {self.tech.name!r} has no leakage for PE '{key}'")
+        kib = self.memory.ifmap_sram_kib + self.memory.filter_sram_kib + self.memory.ofmap_sram_kib
+        return (leak[key] * self.array.rows * self.array.cols + self.tech.sram_leakage_uw_per_kib * kib) / 1e3
+
+    def check_pairs(self, pairs: list[Pair]) -> None:
+        """Raise InputError naming the first pair this chip does not support."""
+        supported = set(self.supported_pairs)
+        for pair in pairs:
+            if pair not in supported:
+                listed = ",".join(format_pair(p) for p in self.supported_pairs)
+                raise InputError(f"pair {format_pair(pair)} is not supported by chip {self.name!r} "
+                                 f"(supported: {listed})")
+
+
+def _pe_rejects(pe: PEConfig, w: int, a: int) -> str | None:
+    if pe.kind == "fixed" and max(w, a) > pe.bits:
+        return f"does not fit a fixed {pe.bits}-bit PE"
+    return None
+
+
+def _format_validation(exc: ValidationError, where: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "missing field"
+    elif err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    got = f", got {err['input']!r}" if err["type"] not in ("missing", "extra_forbidden") and "input" in err \
+        and not isinstance(err["input"], dict) else ""
+    return f"{where}: {loc}: {msg}{got}{extra}"
+
+
+def chip_from_dict(doc: Any, where: str = "chip") -> Chip:
+    """Validate a chip mapping; errors are one line naming the field."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: expected a mapping with array/pe/memory sections, got {type(doc).__name__}")
+    try:
+        chip = Chip.model_validate(doc)
+    except ValidationError as exc:
+        raise InputError(_format_validation(exc, where)) from None
+    chip.tech  # noqa: B018 - resolve the technology now so a bad name fails at load time
+    chip.static_power_mw()
+    return chip
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CHIPS_DIR.glob("*.yaml"))
+
+
+def load_chip(path_or_preset: str | Path | Chip) -> Chip:
+    """A preset name (see :func:`preset_names`), a chip YAML path, or a SCALE-Sim ``.cfg`` path."""
+    if isinstance(path_or_preset, Chip):
+        return path_or_preset
+    text = str(path_or_preset)
+    preset = CHIPS_DIR / f"{text.replace('-', '_')}.yaml"
+    path = preset if preset.is_file() else Path(text)
+    if path.suffix == ".cfg":
+        from sim.scalesim_cfg import read_scalesim_cfg
+
+        return read_scalesim_cfg(path)
+    if not path.is_file():
+        raise InputError(f"unknown chip {text!r}: not a preset ({', '.join(preset_names())}) nor an existing "
+                         f".yaml or .cfg file")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read chip file ({exc})") from None
+    if isinstance(doc, dict) and "name" not in doc:
+        doc = {**doc, "name": path.stem}
+    return chip_from_dict(doc, where=str(path))

@@ -1,0 +1,117 @@
+"""The fast engine: closed-form cycles, traffic and energy, vectorized over chips x layers x pairs.
+
+All equations are documented in ``docs/sim.md``; :mod:`sim.reference` steps the same model cycle
+by cycle and the tests assert that both agree exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.chipbatch import ChipBatch
+from sim.layerbatch import LayerBatch
+from sim.precision import pack_and_serial
+
+__all__ = ["evaluate", "COST_ARRAYS"]
+
+WS, OS, IS = 0, 1, 2
+
+COST_ARRAYS = ("macs", "compute_cycles", "stall_cycles", "total_cycles", "latency_us", "energy_pj",
+               "energy_mac_pj", "energy_sram_pj", "energy_dram_pj", "energy_static_pj", "weight_bits",
+               "dram_bits", "utilization", "bops", "dram_ifmap_bits", "dram_filter_bits", "dram_ofmap_bits",
+               "sram_ifmap_bits", "sram_filter_bits", "sram_ofmap_bits", "folds")
+
+
+def _cdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return -(-a // b)
+
+
+def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[str, np.ndarray]:
+    """Cost arrays of shape [C, L, P] for ``pairs`` (int array [P, 2] of (w_bits, a_bits)).
+
+    Cycles and bits are int64; energies (pJ), latency (us) and utilization are float64.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    c = lambda x: np.asarray(x)[:, None, None]  # noqa: E731 - chip axis
+    lay = lambda x: np.asarray(x)[None, :, None]  # noqa: E731 - layer axis
+    R, C, df = c(chips.rows), c(chips.cols), c(chips.dataflow)
+    M, K, N, G = lay(layers.M), lay(layers.K), lay(layers.N), lay(layers.G)
+    act_act = lay(layers.act_act)
+    w = pairs[None, None, :, 0]
+    a = pairs[None, None, :, 1]
+    w_op = np.where(act_act, a, w)  # width of the second operand as stored and multiplied
+
+    pack, serial = pack_and_serial(c(chips.pe_kind), c(chips.serial_both), w_op, a)
+    Kp = _cdiv(K, pack)  # reduction length in PE slots
+
+    # --- compute cycles (SCALE-Sim's fold model; docs/sim.md, eq. 1-3) -------------------------
+    is_ws, is_os = df == WS, df == OS
+    Sr = np.where(is_os, M, Kp)
+    Sc = np.where(df == IS, M, N)
+    stream = serial * np.where(is_ws, M, np.where(is_os, Kp, N))
+    row_folds = _cdiv(Sr, R)
+    col_folds = _cdiv(Sc, C)
+    folds = G * row_folds * col_folds
+    fold_cycles = np.where(is_os, R + C + stream - 2, 2 * R + C + stream - 2)
+    compute = folds * fold_cycles - 1
+
+    # --- memory traffic in bits (eq. 4-9) ---------------------------------------------------------
+    acc = c(chips.acc_bits)
+    half_i, half_f, half_o = c(chips.ifmap_sram_bits) / 2, c(chips.filter_sram_bits) / 2, c(chips.ofmap_sram_bits) / 2
+    lowered = M * K  # im2col-lowered ifmap elements per group
+    used_g = lay(layers.ifmap_used_g)
+    ifmap_fits = used_g * a <= half_i
+    filt_fits = K * N * w_op <= half_f
+    out_elems = G * M * N
+    # ifmap: resident if it fits, else the lowered tile is streamed for every pass that needs it
+    passes_i = np.where(is_ws | is_os, col_folds, 1)
+    dram_ifmap = G * a * np.where(ifmap_fits, used_g, passes_i * lowered)
+    # filter: ws reads each weight once; os re-reads a K x cols tile per row fold unless it fits;
+    # is streams all filters once per column fold unless the whole filter fits
+    os_tile_fits = K * np.minimum(N, C) * w_op <= half_f
+    passes_f = np.where(is_ws, 1, np.where(is_os, np.where(os_tile_fits, 1, row_folds),
+                                           np.where(filt_fits, 1, col_folds)))
+    dram_filter = G * K * N * w_op * passes_f
+    # ofmap: final outputs at a_bits; partial sums spill (write + read back at acc_bits) when the
+    # accumulation tile does not fit half the ofmap SRAM (ws/is only: os keeps sums in the PEs)
+    psum_tile = np.where(is_ws, M * np.minimum(N, C), np.minimum(M, C) * N) * acc
+    spills = np.where(~is_os & (psum_tile > half_o), row_folds - 1, 0)
+    dram_ofmap = out_elems * a + 2 * spills * out_elems * acc
+    dram_bits = dram_ifmap + dram_filter + dram_ofmap
+
+    # SRAM-side accesses: fills from DRAM + reads into the array + partial-sum traffic
+    sram_ifmap = dram_ifmap + G * lowered * a * passes_i
+    sram_filter = dram_filter + G * K * N * w_op * np.where(is_ws, 1, np.where(is_os, row_folds, col_folds))
+    acc_rounds = np.where(is_os, 1, 2 * row_folds - 1)
+    sram_ofmap = out_elems * (acc * acc_rounds + a) + 2 * spills * out_elems * acc
+
+    # --- stalls: double buffering overlaps DRAM with compute (eq. 10) -----------------------------
+    bw = c(chips.bandwidth)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        transfer = np.where(np.isinf(bw), 0, np.ceil(dram_bits / np.where(np.isinf(bw), 1.0, bw)))
+    stall = np.maximum(0, transfer.astype(np.int64) - compute)
+    total = compute + stall
+
+    # --- energy (eq. 11-14) ------------------------------------------------------------------------
+    macs = G * M * K * N
+    mac_pj = np.where(act_act, chips.act_mac_pj[:, None, :], chips.mac_pj[:, None, :])
+    e_mac = macs * mac_pj
+    e_sram = sram_ifmap * c(chips.e_sram_ifmap) + sram_filter * c(chips.e_sram_filter) \
+        + sram_ofmap * c(chips.e_sram_ofmap)
+    e_dram = dram_bits * c(chips.e_dram)
+    latency_us = total / c(chips.clock_mhz)
+    e_static = c(chips.static_mw) * latency_us * 1e3  # mW x us = nJ
+    weight_bits = np.where(act_act, 0, G * K * N * w + G * N * c(chips.scale_bits))
+    util = macs * serial / (R * C * pack * total)
+
+    shape = compute.shape
+    out = {
+        "macs": macs, "compute_cycles": compute, "stall_cycles": stall, "total_cycles": total,
+        "latency_us": latency_us, "energy_pj": e_mac + e_sram + e_dram + e_static,
+        "energy_mac_pj": e_mac, "energy_sram_pj": e_sram, "energy_dram_pj": e_dram,
+        "energy_static_pj": e_static, "weight_bits": weight_bits, "dram_bits": dram_bits,
+        "utilization": util, "bops": macs * w_op * a, "dram_ifmap_bits": dram_ifmap,
+        "dram_filter_bits": dram_filter, "dram_ofmap_bits": dram_ofmap, "sram_ifmap_bits": sram_ifmap,
+        "sram_filter_bits": sram_filter, "sram_ofmap_bits": sram_ofmap, "folds": folds,
+    }
+    return {k: np.broadcast_to(v, shape) for k, v in out.items()}

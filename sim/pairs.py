@@ -1,0 +1,52 @@
+"""Bit pairs written as ``w4a8`` (weight bits first)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sim.errors import InputError
+
+__all__ = ["Pair", "parse_pair", "parse_pairs", "format_pair", "MIN_BITS", "MAX_BITS"]
+
+MIN_BITS = 2
+MAX_BITS = 8
+
+Pair = tuple[int, int]
+_PAIR_RE = re.compile(r"^\s*w(\d+)a(\d+)\s*$", re.IGNORECASE)
+
+
+def parse_pair(text: str | Pair) -> Pair:
+    """Parse ``'w4a8'`` into ``(4, 8)``; tuples pass through after range checks."""
+    if isinstance(text, tuple):
+        w, a = text
+    else:
+        m = _PAIR_RE.match(str(text))
+        if not m:
+            raise InputError(f"bad bit pair {text!r}: write it as w<bits>a<bits>, e.g. w4a8")
+        w, a = int(m.group(1)), int(m.group(2))
+    for label, bits in (("weight", w), ("activation", a)):
+        if not MIN_BITS <= int(bits) <= MAX_BITS:
+            raise InputError(
+                f"bad bit pair {format_pair((w, a))}: {label} bits must be in {MIN_BITS}..{MAX_BITS}"
+            )
+    return int(w), int(a)
+
+
+def parse_pairs(items: str | Iterable[str | Pair]) -> list[Pair]:
+    """Parse ``'w8a8,w4a4'`` or a list of pairs; keeps order, drops duplicates."""
+    if isinstance(items, str):
+        items = [s for s in items.split(",") if s.strip()]
+    out: list[Pair] = []
+    for item in items:
+        pair = parse_pair(item)
+        if pair not in out:
+            out.append(pair)
+    if not out:
+        raise InputError("no bit pairs given: pass e.g. --pairs w8a8,w4a4")
+    return out
+
+
+def format_pair(pair: Pair) -> str:
+    """``(4, 8)`` -> ``'w4a8'``."""
+    return f"w{pair[0]}a{pair[1]}"

@@ -1,0 +1,182 @@
+"""Layer and workload descriptions, lowered to the GEMM view the array executes.
+
+A layer is one of:
+
+* ``conv``   -- dense 2-D convolution (1-D convs use ``in_h = k_h = 1``);
+* ``dwconv`` -- grouped/depthwise convolution, executed as ``groups`` independent GEMMs;
+* ``gemm``   -- activations [M, K] times a weight matrix [K, N] (Linear, FC);
+* ``matmul`` -- activations times activations (attention scores, attention x V): both
+  operands are dynamic, so the second operand is stored at activation width and the layer
+  holds no weights.
+
+GEMM view per group: ``M`` output rows (batch x output pixels), ``K`` reduction length,
+``N`` output columns; ``groups`` copies run back to back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from sim.errors import InputError
+
+__all__ = ["Layer", "Workload", "KINDS", "conv", "gemm", "matmul"]
+
+KINDS = ("conv", "dwconv", "gemm", "matmul")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer. Sizes are element counts; ``out_h/out_w`` are stored, not re-derived,
+    so imported workloads (e.g. SCALE-Sim's no-padding convention) keep their exact shape."""
+
+    name: str
+    kind: str
+    in_h: int
+    in_w: int
+    in_c: int
+    out_c: int
+    k_h: int = 1
+    k_w: int = 1
+    stride: int = 1
+    groups: int = 1
+    out_h: int = 1
+    out_w: int = 1
+    batch: int = 1
+    pad: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"layer {self.name!r}: unknown kind {self.kind!r} (allowed: {', '.join(KINDS)})")
+        for fname in ("in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "groups", "out_h", "out_w", "batch",
+                      "pad"):
+            value = getattr(self, fname)
+            lowest = 0 if fname == "pad" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+                raise InputError(f"layer {self.name!r}: {fname} must be an integer >= {lowest}, got {value!r}")
+        if self.in_c % self.groups or self.out_c % self.groups:
+            raise InputError(
+                f"layer {self.name!r}: groups={self.groups} must divide in_c={self.in_c} and out_c={self.out_c}"
+            )
+        if self.kind == "conv" and self.groups != 1:
+            raise InputError(f"layer {self.name!r}: a grouped conv must have kind 'dwconv', not 'conv'")
+
+    # GEMM view --------------------------------------------------------------------------
+    @property
+    def M(self) -> int:
+        """Output rows per group: batch x output pixels (tokens for gemm/matmul)."""
+        return self.batch * self.out_h * self.out_w
+
+    @property
+    def K(self) -> int:
+        """Reduction length per group."""
+        return self.k_h * self.k_w * (self.in_c // self.groups)
+
+    @property
+    def N(self) -> int:
+        """Output columns (filters) per group."""
+        return self.out_c // self.groups
+
+    @property
+    def macs(self) -> int:
+        return self.groups * self.M * self.K * self.N
+
+    @property
+    def ifmap_elems(self) -> int:
+        """Unique input activations (no padding stored)."""
+        return self.batch * self.in_h * self.in_w * self.in_c
+
+    @property
+    def ifmap_used_elems(self) -> int:
+        """Unique input activations touched by at least one window (per all groups).
+
+        Differs from :attr:`ifmap_elems` when stride > kernel (skipped pixels) or when windows
+        run past the input (SCALE-Sim's ceil rule); padding is never stored.
+        """
+        return self.batch * _span(self.in_h, self.k_h, self.stride, self.pad, self.out_h) \
+            * _span(self.in_w, self.k_w, self.stride, self.pad, self.out_w) * self.in_c
+
+    @property
+    def weight_elems(self) -> int:
+        """Elements of the second operand (weights, or the second activation for matmul)."""
+        return self.groups * self.K * self.N
+
+    @property
+    def ofmap_elems(self) -> int:
+        return self.groups * self.M * self.N
+
+    @property
+    def has_weights(self) -> bool:
+        return self.kind != "matmul"
+
+
+def _span(size: int, k: int, stride: int, pad: int, out: int) -> int:
+    """Input positions along one axis covered by ``out`` windows of width ``k`` (padding excluded)."""
+    if k >= stride:
+        lo, hi = -pad, (out - 1) * stride - pad + k
+        return max(0, min(size, hi) - max(0, lo))
+    return sum(max(0, min(size, o * stride - pad + k) - max(0, o * stride - pad)) for o in range(out))
+
+
+def conv(name: str, in_hw: int | tuple[int, int], in_c: int, out_c: int, k: int | tuple[int, int],
+         stride: int = 1, pad: int | tuple[int, int] = 0, groups: int = 1, batch: int = 1) -> Layer:
+    """A conv with PyTorch's output size rule, floor((H + 2p - k) / s) + 1."""
+    ih, iw = (in_hw, in_hw) if isinstance(in_hw, int) else in_hw
+    kh, kw = (k, k) if isinstance(k, int) else k
+    ph, pw = (pad, pad) if isinstance(pad, int) else pad
+    oh = (ih + 2 * ph - kh) // stride + 1
+    ow = (iw + 2 * pw - kw) // stride + 1
+    if oh < 1 or ow < 1:
+        raise InputError(f"layer {name!r}: kernel {kh}x{kw} larger than padded input {ih}x{iw}")
+    if ph != pw:
+        raise InputError(f"layer {name!r}: asymmetric padding {ph}x{pw} is not supported")
+    return Layer(name, "dwconv" if groups > 1 else "conv", ih, iw, in_c, out_c, kh, kw, stride,
+                 groups, oh, ow, batch, ph)
+
+
+def gemm(name: str, tokens: int, in_features: int, out_features: int, batch: int = 1) -> Layer:
+    """A Linear layer applied to ``tokens`` rows: [tokens, in] x [in, out]."""
+    return Layer(name, "gemm", 1, tokens, in_features, out_features, out_h=1, out_w=tokens, batch=batch)
+
+
+def matmul(name: str, rows: int, inner: int, cols: int, heads: int = 1, batch: int = 1) -> Layer:
+    """Activation x activation product per head: [rows, inner] x [inner, cols]."""
+    return Layer(name, "matmul", 1, rows, inner * heads, cols * heads, groups=heads, out_h=1,
+                 out_w=rows, batch=batch)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named sequence of layers in execution order."""
+
+    name: str
+    layers: tuple[Layer, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise InputError(f"workload {self.name!r} has no layers")
+        seen: set[str] = set()
+        for layer in self.layers:
+            if layer.name in seen:
+                raise InputError(f"workload {self.name!r}: duplicate layer name {layer.name!r}")
+            seen.add(layer.name)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer with the shape fields and the GEMM view."""
+        rows = []
+        for i, l in enumerate(self.layers):
+            rows.append({"layer": i, "name": l.name, "kind": l.kind, "batch": l.batch, "in_h": l.in_h,
+                         "in_w": l.in_w, "in_c": l.in_c, "out_c": l.out_c, "k_h": l.k_h, "k_w": l.k_w,
+                         "stride": l.stride, "groups": l.groups, "out_h": l.out_h, "out_w": l.out_w,
+                         "M": l.M, "K": l.K, "N": l.N, "macs": l.macs})
+        return pd.DataFrame(rows)
+
+
