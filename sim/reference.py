@@ -177,13 +177,17 @@ def _output_stationary_fold(A: np.ndarray, B: np.ndarray, s: int, serial_mode: s
     return acc, last + 1
 
 
-def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0) -> ReferenceResult:
-    """Step ``layer`` through ``chip``'s array at ``pair`` and count cycles and traffic."""
+def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs: int = 1_000_000
+                  ) -> ReferenceResult:
+    """Step ``layer`` through ``chip``'s array at ``pair`` and count cycles and traffic.
+
+    Layers above ``max_macs`` are refused: stepping costs about a numpy call per cycle."""
     w_bits, a_bits = pair
     chip.check_pairs([pair])
     w_op = a_bits if not layer.has_weights else w_bits
-    if layer.macs > 200_000:
-        raise InputError(f"layer {layer.name!r}: the reference engine is for small shapes (<= 2e5 MACs)")
+    if layer.macs > max_macs:
+        raise InputError(f"layer {layer.name!r}: {layer.macs} MACs is too large for the reference engine "
+                         f"(max_macs={max_macs})")
     rng = np.random.default_rng(seed)
     A, B, idx = lower_layer(layer, a_bits, w_op, rng)
     G, M, K = A.shape

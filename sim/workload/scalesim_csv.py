@@ -86,7 +86,7 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
         key = _COLUMNS.get(_norm(label))
         if key is None:
             raise InputError(
-                f"{p}:{header_line}: unknown column {label!r} (expected the SCALE-Sim header: "
+                f"{p}:{header_line}: unknown column {label!r} (expected the SCALE-Sim topology header: "
                 f"{', '.join(HEADER)}, with optional Batch Size)")
         if key in columns:
             raise InputError(f"{p}:{header_line}: column {label!r} appears twice")
@@ -98,12 +98,12 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
         missing.append("Strides")
     if missing:
         raise InputError(f"{p}:{header_line}: missing column(s) {', '.join(missing)} "
-                         f"(expected the SCALE-Sim header: {', '.join(HEADER)},)")
+                         f"(expected the SCALE-Sim topology header: {', '.join(HEADER)},)")
     if "stride" in columns and ("stride_h" in columns or "stride_w" in columns):
         raise InputError(f"{p}:{header_line}: give either Strides or Stride Height/Stride Width, not both")
 
     if len(numbered) == 1:
-        raise InputError(f"{p}: header only, no layer lines")
+        raise InputError(f"{p}: topology file has a header only, no layer lines")
 
     layers: list[Layer] = []
     seen: dict[str, int] = {}
@@ -153,7 +153,7 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
 def _ifmap_side(size: int, k: int, stride: int, out: int) -> int:
     """The ifmap side to write so that SCALE-Sim derives ``out``: the stored side when it already
     does, else the extent the (padded) windows cover, ``(out - 1) * stride + k``."""
-    if scalesim_out_size(size, k, stride) == out:
+    if k <= size and scalesim_out_size(size, k, stride) == out:
         return size
     return (out - 1) * stride + k
 

@@ -185,7 +185,8 @@ def _torch_resnet18():
             self.bn2 = nn.BatchNorm2d(cout)
             self.downsample = None
             if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                nn.BatchNorm2d(cout))
 
         def forward(self, x):
             out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
@@ -257,7 +258,8 @@ def _torch_mobilenet_v2():
     return MobileNetV2()
 
 
-@pytest.mark.parametrize(("factory", "builder"), [(_torch_resnet18, resnet18), (_torch_mobilenet_v2, mobilenet_v2)])
+@pytest.mark.parametrize(("factory", "builder"),
+                         [(_torch_resnet18, resnet18), (_torch_mobilenet_v2, mobilenet_v2)])
 def test_zoo_equals_trace_of_torch_implementation(factory, builder):
     torch = pytest.importorskip("torch")
     from sim.workload import from_torch

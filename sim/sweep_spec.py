@@ -1,0 +1,548 @@
+"""Sweep specs: a base chip, a grid and/or explicit points of chip overrides, workloads and pairs.
+
+A spec is YAML validated on load; every error is one line naming the field (and, for a chip
+variant, its ``chip_id`` and overrides)::
+
+    name: edge-sweep
+    chip: bitfusion_edge              # preset name, chip YAML path or SCALE-Sim .cfg
+    grid:                             # cartesian product, first key slowest
+      array.rows: [8, 16, 32]
+      array.cols: {range: [8, 64], step: 8}     # inclusive
+      array.dataflow: [ws, os, is]
+    points:                           # extra variants, after the grid
+      - {array.rows: 64, array.cols: 8}
+    workloads: [resnet18, mobilenet_v2]
+    pairs: [w8a8, w4a4, w2a2]         # default: the base chip's supported pairs
+    chips_per_partition: 500
+
+Variant ``i`` (its ``chip_id``) is the ``i``-th grid combination in :func:`itertools.product`
+order over the grid keys as written, then the points in order; it is named ``<name>-<i>``.
+
+Validation is exact but cheap: each grid value is checked alone against its field, each distinct
+section (``array``, ``pe``, ``memory``) combination is validated once, and every variant is then
+validated as a whole :class:`~sim.config.Chip` (section instances reused, so this costs a few
+microseconds per variant).  Checks that depend only on the PE and technology (pairs, MAC energy)
+run once per distinct non-geometry combination.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from sim.chipbatch import mac_energy_pj
+from sim.config import Chip, load_chip
+from sim.errors import InputError
+from sim.pairs import Pair, format_pair, parse_pairs
+
+__all__ = ["SweepSpec", "Expansion", "load_sweep_spec", "sweep_spec_from_dict", "SWEEP_FIELDS", "SPEC_KEYS",
+           "MAX_CHIPS"]
+
+SPEC_KEYS = ("name", "chip", "grid", "points", "workloads", "pairs", "chips_per_partition")
+_REQUIRED = ("name", "chip", "workloads")
+#: Chip fields that cannot be swept: the name is set per variant, pairs belong to the spec.
+_NOT_SWEPT = {"name": "every variant is named '<spec name>-<chip_id>'",
+              "pairs": "list the pairs in the spec's top-level 'pairs:'"}
+MAX_CHIPS = 10_000_000
+_MAX_RANGE = 1_000_000
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _sweep_fields() -> dict[str, tuple[str, ...]]:
+    """Dotted name -> path of every sweepable leaf field of :class:`Chip` (sections expanded)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, info in Chip.model_fields.items():
+        if name in _NOT_SWEPT:
+            continue
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            for sub in ann.model_fields:
+                out[f"{name}.{sub}"] = (name, sub)
+        else:
+            out[name] = (name,)
+    return out
+
+
+#: Every field a grid or point may set, in Chip model order.
+SWEEP_FIELDS: dict[str, tuple[str, ...]] = _sweep_fields()
+_SECTIONS: dict[str, type[BaseModel]] = {
+    name: info.annotation for name, info in Chip.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+}
+#: Sections whose fields only enter the cost model elementwise (no cross-section validation).
+_GEOMETRY = ("array", "memory")
+
+
+def _fmt(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def _err_text(err: dict) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return msg
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _expand_range(spec: dict, where: str) -> list[Any]:
+    unknown = sorted(set(spec) - {"range", "step"})
+    if unknown or "range" not in spec:
+        raise InputError(f"{where}: a range is written {{range: [start, stop], step: s}} (inclusive); "
+                         f"got keys {', '.join(map(str, spec)) or '(none)'}")
+    bounds, step = spec["range"], spec.get("step", 1)
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
+        raise InputError(f"{where}: range must be a list of two numbers [start, stop], got {bounds!r}")
+    if not _is_number(step) or not step > 0 or not math.isfinite(step):
+        raise InputError(f"{where}: step must be a positive number, got {step!r}")
+    lo, hi = bounds
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise InputError(f"{where}: range start must be <= stop (both finite), got {bounds!r}")
+    count = math.floor((hi - lo) / step + 1e-9) + 1
+    if count > _MAX_RANGE:
+        raise InputError(f"{where}: range gives {count} values (max {_MAX_RANGE}); use a larger step")
+    if all(isinstance(v, int) for v in (lo, hi, step)):
+        return list(range(lo, hi + 1, step))
+    return [round(lo + i * step, 12) for i in range(count)]
+
+
+def _flatten_point(doc: Any, where: str, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: expected a mapping of chip fields to values, e.g. {{array.rows: 64}}, "
+                         f"got {type(doc).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name in _SECTIONS:
+            out.update(_flatten_point(value, where, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _check_field(name: Any, where: str) -> str:
+    if not isinstance(name, str) or name not in SWEEP_FIELDS:
+        if isinstance(name, str) and name in _NOT_SWEPT:
+            raise InputError(f"{where}: chip field {name!r} cannot be swept ({_NOT_SWEPT[name]})")
+        raise InputError(f"{where}: unknown chip field {name!r} (allowed: {', '.join(SWEEP_FIELDS)})")
+    return name
+
+
+@dataclass(frozen=True, eq=False)
+class Expansion:
+    """Every chip variant of a spec, as per-field codes into per-field value lists.
+
+    ``fields`` are the swept dotted fields (grid keys as written, then new point keys);
+    ``levels[f]`` the distinct validated values of ``f`` (the base value first when points set a
+    field the grid does not); ``codes[f]`` an int array [n_chips] indexing ``levels[f]``.
+    ``static_mw`` holds each variant's ``Chip.static_power_mw()``; ``group`` maps each variant
+    to a representative of its non-geometry combination, with that group's MAC energies for the
+    spec's pairs in ``group_mac_pj`` / ``group_act_mac_pj`` [G, P].
+    """
+
+    spec_name: str
+    base: Chip
+    n_chips: int
+    n_grid: int
+    fields: tuple[str, ...]
+    levels: dict[str, tuple[Any, ...]]
+    codes: dict[str, np.ndarray]
+    section_index: dict[str, np.ndarray]
+    section_items: dict[str, tuple[BaseModel, ...]]
+    static_mw: np.ndarray
+    group: np.ndarray
+    group_mac_pj: np.ndarray
+    group_act_mac_pj: np.ndarray
+    _top: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.n_chips
+
+    def chip_name(self, chip_id: int) -> str:
+        return f"{self.spec_name}-{chip_id}"
+
+    @cached_property
+    def chip_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.spec_name}-{i}" for i in range(self.n_chips))
+
+    def overrides(self, chip_id: int) -> dict[str, Any]:
+        """The swept fields' values of variant ``chip_id``."""
+        return {f: self.levels[f][int(self.codes[f][chip_id])] for f in self.fields}
+
+    def describe(self, chip_id: int) -> str:
+        """``chip 5 (array.rows=16, array.dataflow=os)`` or ``points[1] = chip 30 (...)``."""
+        return _describe(vars(self), chip_id)
+
+    def column(self, name: str) -> list[Any] | np.ndarray:
+        """Per-variant values of a swept field (object values, via the codes)."""
+        lv = np.empty(len(self.levels[name]), dtype=object)
+        lv[:] = self.levels[name]
+        return lv[self.codes[name]]
+
+    def _doc(self, chip_id: int) -> dict[str, Any]:
+        doc: dict[str, Any] = dict(self._top)
+        doc["name"] = self.chip_name(chip_id)
+        for f in self.fields:
+            if "." not in f:
+                doc[f] = self.levels[f][int(self.codes[f][chip_id])]
+        for sec in _SECTIONS:
+            doc[sec] = self.section_items[sec][int(self.section_index[sec][chip_id])]
+        return doc
+
+    def chip(self, chip_id: int) -> Chip:
+        """The validated :class:`Chip` of variant ``chip_id``."""
+        if not 0 <= chip_id < self.n_chips:
+            raise IndexError(f"chip_id {chip_id} out of range 0..{self.n_chips - 1}")
+        return Chip.model_validate(self._doc(chip_id))
+
+
+@dataclass(frozen=True, eq=False)
+class SweepSpec:
+    """A validated sweep spec.  ``pairs`` is resolved (the base chip's pairs when not given)."""
+
+    name: str
+    chip: str
+    base_chip: Chip
+    grid: tuple[tuple[str, tuple[Any, ...]], ...]
+    points: tuple[dict[str, Any], ...]
+    workload_sources: tuple[str, ...]
+    workloads: tuple[Any, ...]
+    pairs: tuple[Pair, ...]
+    pairs_given: bool
+    chips_per_partition: int | None
+    source: str
+    expansion: Expansion
+
+    @property
+    def n_chips(self) -> int:
+        return self.expansion.n_chips
+
+    @property
+    def swept_fields(self) -> tuple[str, ...]:
+        return self.expansion.fields
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able echo of the spec with ranges expanded and values validated."""
+        return {
+            "name": self.name,
+            "chip": self.chip,
+            "base_chip": self.base_chip.model_dump(mode="json"),
+            "grid": {f: list(vals) for f, vals in self.grid},
+            "points": [dict(p) for p in self.points],
+            "workloads": list(self.workload_sources),
+            "pairs": [format_pair(p) for p in self.pairs],
+            "chips_per_partition": self.chips_per_partition,
+        }
+
+
+def load_sweep_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec YAML file (relative chip/workload paths: spec dir first)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such sweep spec file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read sweep spec ({exc})".replace("\n", " ")) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"{p}: malformed YAML: {at}{problem}".replace("\n", " ")) from None
+    return sweep_spec_from_dict(doc, where=str(p), base_dir=p.parent)
+
+
+def _resolve(entry: str, base_dir: Path | None) -> str:
+    """A relative path that exists next to the spec wins over the current directory."""
+    if base_dir is not None and not Path(entry).is_absolute():
+        candidate = base_dir / entry
+        if candidate.is_file():
+            return str(candidate)
+    return entry
+
+
+def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Path | None = None) -> SweepSpec:
+    """Validate a spec mapping (see the module docstring); errors are one-line :class:`InputError`."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: expected a mapping with {', '.join(_REQUIRED)} and grid/points, "
+                         f"got {type(doc).__name__}")
+    base_dir = Path(base_dir) if base_dir is not None else None
+    unknown = [k for k in doc if k not in SPEC_KEYS]
+    if unknown:
+        raise InputError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(SPEC_KEYS)})")
+    missing = [k for k in _REQUIRED if doc.get(k) is None]
+    if missing:
+        raise InputError(f"{where}: missing field {missing[0]!r}")
+
+    name = doc["name"]
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InputError(f"{where}: name must be a non-empty string of letters, digits, '_', '.' or '-', "
+                         f"got {name!r}")
+    chip_ref = doc["chip"]
+    if not isinstance(chip_ref, str) or not chip_ref.strip():
+        raise InputError(f"{where}: chip must be a preset name, a chip YAML path or a SCALE-Sim .cfg path, "
+                         f"got {chip_ref!r}")
+    try:
+        base = load_chip(_resolve(chip_ref, base_dir))
+    except InputError as exc:
+        raise InputError(f"{where}: chip: {exc}") from None
+
+    cpp = doc.get("chips_per_partition")
+    if cpp is not None and (not isinstance(cpp, int) or isinstance(cpp, bool) or cpp < 1):
+        raise InputError(f"{where}: chips_per_partition must be a positive integer, got {cpp!r}")
+
+    # workloads ------------------------------------------------------------------------------
+    wl_doc = doc["workloads"]
+    if isinstance(wl_doc, str):
+        wl_doc = [wl_doc]
+    if not isinstance(wl_doc, list) or not wl_doc:
+        raise InputError(f"{where}: workloads must be a non-empty list of zoo names or paths, got {wl_doc!r}")
+    from sim.workload import load_workload
+
+    workloads, sources, seen = [], [], {}
+    for i, entry in enumerate(wl_doc):
+        if not isinstance(entry, str) or not entry.strip():
+            raise InputError(f"{where}: workloads[{i}] must be a zoo name or a path, got {entry!r}")
+        try:
+            wl = load_workload(_resolve(entry, base_dir))
+        except InputError as exc:
+            raise InputError(f"{where}: workloads[{i}]: {exc}") from None
+        if wl.name in seen:
+            raise InputError(f"{where}: workloads[{i}]: workload name {wl.name!r} repeats workloads[{seen[wl.name]}]")
+        seen[wl.name] = i
+        workloads.append(wl)
+        sources.append(entry)
+
+    # pairs ----------------------------------------------------------------------------------
+    pairs_given = doc.get("pairs") is not None
+    if pairs_given:
+        raw = doc["pairs"]
+        if not isinstance(raw, (str, list)):
+            raise InputError(f"{where}: pairs must be a list such as [w8a8, w4a4], got {raw!r}")
+        try:
+            pairs = tuple(parse_pairs(raw))
+        except InputError as exc:
+            raise InputError(f"{where}: pairs: {exc}") from None
+    else:
+        pairs = tuple(base.supported_pairs)
+
+    # grid and points ------------------------------------------------------------------------
+    base_doc = base.model_dump()
+    grid: list[tuple[str, tuple[Any, ...]]] = []
+    if "grid" in doc:
+        g = doc["grid"]
+        if not isinstance(g, dict) or not g:
+            raise InputError(f"{where}: grid must be a non-empty mapping of chip fields to value lists, "
+                             f"e.g. {{array.rows: [8, 16]}}, got {g!r}")
+        for key, values in g.items():
+            fname = _check_field(key, f"{where}: grid")
+            at = f"{where}: grid.{fname}"
+            if isinstance(values, dict):
+                values = _expand_range(values, at)
+            if not isinstance(values, list):
+                raise InputError(f"{at}: expected a list of values or {{range: [start, stop], step: s}}, "
+                                 f"got {values!r}")
+            if not values:
+                raise InputError(f"{at}: empty list of values (an empty grid axis sweeps nothing)")
+            grid.append((fname, tuple(_coerce(base_doc, fname, v, f"{at}[{j}]") for j, v in enumerate(values))))
+    points: list[dict[str, Any]] = []
+    if "points" in doc:
+        pts = doc["points"]
+        if not isinstance(pts, list) or not pts:
+            raise InputError(f"{where}: points must be a non-empty list of mappings of chip fields to values")
+        for j, item in enumerate(pts):
+            at = f"{where}: points[{j}]"
+            flat = _flatten_point(item, at)
+            if not flat:
+                raise InputError(f"{at}: empty point (set at least one chip field)")
+            points.append({_check_field(k, at): _coerce(base_doc, k, v, f"{at}.{k}") for k, v in flat.items()})
+    if not grid and not points:
+        raise InputError(f"{where}: nothing to sweep: give grid (a mapping of chip fields to value lists) "
+                         f"and/or points")
+
+    n_grid = math.prod(len(v) for _, v in grid) if grid else 0
+    n_chips = n_grid + len(points)
+    if n_chips > MAX_CHIPS:
+        raise InputError(f"{where}: the spec expands to {n_chips} chips (max {MAX_CHIPS}); split the sweep")
+
+    expansion = _expand(name, base, base_doc, grid, points, pairs, pairs_given, n_grid, where)
+    return SweepSpec(name=name, chip=chip_ref, base_chip=base, grid=tuple(grid), points=tuple(points),
+                     workload_sources=tuple(sources), workloads=tuple(workloads), pairs=pairs,
+                     pairs_given=pairs_given, chips_per_partition=cpp, source=where, expansion=expansion)
+
+
+# Validation -----------------------------------------------------------------------------------
+_ADAPTERS: dict[str, TypeAdapter] = {}
+
+
+def _adapter(fname: str) -> TypeAdapter:
+    """A validator for one top-level Chip field with its constraints (sections validate whole)."""
+    if fname not in _ADAPTERS:
+        info = Chip.model_fields[fname]
+        _ADAPTERS[fname] = TypeAdapter(Annotated[(info.annotation, *info.metadata)])
+    return _ADAPTERS[fname]
+
+
+def _coerce(base_doc: dict, fname: str, value: Any, at: str) -> Any:
+    """Validate one value of one field alone; return it as the Chip model stores it."""
+    if isinstance(value, (list, dict)):
+        raise InputError(f"{at}: expected a single value for {fname}, got {value!r}")
+    path = SWEEP_FIELDS[fname]
+    try:
+        if len(path) == 2:
+            sec, leaf = path
+            model = _SECTIONS[sec].model_validate({**base_doc[sec], leaf: value})
+            return getattr(model, leaf)
+        return _adapter(fname).validate_python(value)
+    except ValidationError as exc:
+        err = next((e for e in exc.errors() if e["loc"][:1] == (path[-1],)), exc.errors()[0])
+        raise InputError(f"{at}: {fname} = {_fmt(value)} is invalid: {_err_text(err)}") from None
+
+
+def _levels_and_codes(grid: list[tuple[str, tuple[Any, ...]]], points: list[dict[str, Any]], base: Chip,
+                      n_grid: int) -> tuple[tuple[str, ...], dict[str, tuple], dict[str, np.ndarray]]:
+    fields = [f for f, _ in grid]
+    for p in points:
+        fields += [f for f in p if f not in fields]
+    n = n_grid + len(points)
+    levels: dict[str, list[Any]] = {}
+    codes: dict[str, np.ndarray] = {}
+    radix = [len(v) for _, v in grid]
+    strides = [math.prod(radix[k + 1:]) for k in range(len(radix))]
+    idx = np.arange(n_grid, dtype=np.int64)
+    for f in fields:
+        codes[f] = np.zeros(n, dtype=np.int32)
+        if f in dict(grid):
+            k = fields.index(f)
+            levels[f] = list(grid[k][1])
+            codes[f][:n_grid] = (idx // strides[k]) % radix[k]
+        else:
+            levels[f] = [_base_value(base, f)]  # grid rows keep the base value
+    for j, p in enumerate(points):
+        for f in fields:
+            v = p.get(f, _base_value(base, f))
+            code = _find(levels[f], v)
+            if code < 0:
+                levels[f].append(v)
+                code = len(levels[f]) - 1
+            codes[f][n_grid + j] = code
+    return tuple(fields), {f: tuple(v) for f, v in levels.items()}, codes
+
+
+def _find(values: list[Any], v: Any) -> int:
+    for i, x in enumerate(values):
+        if type(x) is type(v) and x == v:
+            return i
+    return -1
+
+
+def _base_value(base: Chip, fname: str) -> Any:
+    obj: Any = base
+    for part in SWEEP_FIELDS[fname]:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _combos(codes: dict[str, np.ndarray], names: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first variant of each distinct combination of ``names``, per-variant combination index)."""
+    if not names:
+        return np.zeros(1, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    stacked = np.stack([codes[f].astype(np.int64) for f in names], axis=1)
+    _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+
+
+def _expand(name: str, base: Chip, base_doc: dict, grid: list, points: list, pairs: tuple[Pair, ...],
+            pairs_given: bool, n_grid: int, where: str) -> Expansion:
+    fields, levels, codes = _levels_and_codes(grid, points, base, n_grid)
+    n = n_grid + len(points)
+    top = {k: getattr(base, k) for k in Chip.model_fields if k not in _SECTIONS and k != "name"}
+
+    # One validated instance per distinct section combination.
+    section_index: dict[str, np.ndarray] = {}
+    section_items: dict[str, tuple[BaseModel, ...]] = {}
+    exp_args = dict(spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels,
+                    codes=codes)
+    for sec, model in _SECTIONS.items():
+        names = [f for f in fields if SWEEP_FIELDS[f][0] == sec and len(SWEEP_FIELDS[f]) == 2]
+        first, inverse = _combos(codes, names, n)
+        items = []
+        for i in first:
+            values = {SWEEP_FIELDS[f][1]: levels[f][int(codes[f][i])] for f in names}
+            try:
+                items.append(model.model_validate({**base_doc[sec], **values}) if names else getattr(base, sec))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join([sec, *map(str, err["loc"])])
+                desc = _describe(exp_args, int(i))
+                raise InputError(f"{where}: {desc}: {loc}: {_err_text(err)}") from None
+        section_index[sec] = inverse
+        section_items[sec] = tuple(items)
+
+    # Every variant as a whole chip (section instances are not revalidated) + its static power.
+    static = np.empty(n, dtype=np.float64)
+    top_fields = [f for f in fields if "." not in f]
+    top_levels = [(f, levels[f], codes[f]) for f in top_fields]
+    sec_cols = [(sec, section_items[sec], section_index[sec]) for sec in _SECTIONS]
+    validate = Chip.model_validate
+    for i in range(n):
+        doc = dict(top)
+        doc["name"] = f"{name}-{i}"
+        for f, lv, cd in top_levels:
+            doc[f] = lv[cd[i]]
+        for sec, items, index in sec_cols:
+            doc[sec] = items[index[i]]
+        try:
+            chip = validate(doc)
+            static[i] = chip.static_power_mw()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(map(str, err["loc"])) or "chip"
+            raise InputError(f"{where}: {_describe(exp_args, i)}: {loc}: {_err_text(err)}") from None
+        except InputError as exc:
+            raise InputError(f"{where}: {_describe(exp_args, i)}: {exc}") from None
+
+    # Pairs and MAC energies once per distinct non-geometry combination.
+    others = [f for f in fields if SWEEP_FIELDS[f][0] not in _GEOMETRY]
+    first, group = _combos(codes, others, n)
+    mac = np.empty((len(first), len(pairs)), dtype=np.float64)
+    act = np.empty_like(mac)
+    exp = Expansion(**exp_args, section_index=section_index, section_items=section_items, static_mw=static,
+                    group=group, group_mac_pj=mac, group_act_mac_pj=act, _top=top)
+    supported_hint = "" if pairs_given else " (the spec gives no pairs: the base chip's pairs are used; " \
+                                            "list pairs every variant supports)"
+    for g, i in enumerate(first):
+        chip = exp.chip(int(i))
+        bad = [p for p in pairs if p not in set(chip.supported_pairs)]
+        if bad:
+            listed = ",".join(format_pair(p) for p in chip.supported_pairs)
+            raise InputError(f"{where}: pairs: {format_pair(bad[0])} is not supported by {exp.describe(int(i))} "
+                             f"(supported: {listed}){supported_hint}")
+        try:
+            mac[g] = [mac_energy_pj(chip, w, a) for w, a in pairs]
+            act[g] = [mac_energy_pj(chip, a, a) for _, a in pairs]
+        except InputError as exc:
+            raise InputError(f"{where}: {exp.describe(int(i))}: {exc}") from None
+    return exp
+
+
+def _describe(exp_args: dict, chip_id: int) -> str:
+    fields, levels, codes, n_grid = exp_args["fields"], exp_args["levels"], exp_args["codes"], exp_args["n_grid"]
+    sets = ", ".join(f"{f}={_fmt(levels[f][int(codes[f][chip_id])])}" for f in fields)
+    head = f"chip {chip_id}" if chip_id < n_grid else f"points[{chip_id - n_grid}] = chip {chip_id}"
+    return f"{head} ({sets})" if sets else head

@@ -1,0 +1,134 @@
+"""The lowbit CLI: outputs, one-line errors with exit status 2, help examples, the demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from sim import simulate
+
+VERBS = ("sim", "sweep", "demo")
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_sim_writes_the_cost_table(tmp_path: Path, capsys, suffix: str) -> None:
+    out = tmp_path / f"costs{suffix}"
+    code, stdout, _ = run(["sim", "--chip", "bitfusion_edge", "--workload", "resnet18", "--pairs", "w8a8,w2a2",
+                           "--out", str(out)], capsys)
+    assert code == 0 and "wrote 42 rows" in stdout
+    table = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    expected = simulate("bitfusion_edge", "resnet18", "w8a8,w2a2")
+    pd.testing.assert_frame_equal(table, expected, check_dtype=False)
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+BAD_CASES = {
+    "unknown chip": (["--chip", "no_chip", "--workload", "resnet18"], "unknown chip"),
+    "unknown workload": (["--chip", "bitfusion_edge", "--workload", "alexnet9000"], "alexnet9000"),
+    "unsupported pair": (["--chip", "bitfusion_edge", "--workload", "resnet18", "--pairs", "w3a3"], "not supported"),
+    "pair out of range": (["--chip", "tpu_like_int8", "--workload", "resnet18", "--pairs", "w1a8"], "2..8"),
+    "garbage pair": (["--chip", "tpu_like_int8", "--workload", "resnet18", "--pairs", "int4"], "bad bit pair"),
+    "missing option": (["--chip", "tpu_like_int8"], "--workload"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, case: str) -> None:
+    args, needle = BAD_CASES[case]
+    out = tmp_path / "costs.csv"
+    argv = ["sim", *args] + (["--out", str(out)] if "--out" not in args and case != "missing option" else [])
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("lowbit: error:") and needle in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "text", "needle"), [
+    ("chip.yaml", "array: {rows: -1, cols: 4}\nmemory: {ifmap_sram_kib: 1, filter_sram_kib: 1, ofmap_sram_kib: 1}\n",
+     "array.rows"),
+    ("chip.yaml", "array: [\n", "malformed YAML"),
+    ("chip.cfg", "[architecture_presets]\nArrayHeight: 8\n", "is missing"),
+])
+def test_bad_chip_files_through_the_cli(tmp_path: Path, capsys, name: str, text: str, needle: str) -> None:
+    chip = _write(tmp_path, name, text)
+    code, _, err = run(["sim", "--chip", chip, "--workload", "resnet18", "--out", str(tmp_path / "c.csv")], capsys)
+    assert code == 2 and needle in err and err.count("\n") == 1
+
+
+HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("", "empty"),
+    (HEADER, "no layer lines"),
+    ("\x00\x01garbage,,,\n1,2\n", "topology"),
+    ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+     "c1,8,8,3,3,-4,8,1,\n", "Channels"),
+])
+def test_bad_topology_csv_through_the_cli(tmp_path: Path, capsys, text: str, needle: str) -> None:
+    topo = _write(tmp_path, "topo.csv", text)
+    code, _, err = run(["sim", "--chip", "tpu_like_int8", "--workload", topo, "--out", str(tmp_path / "c.csv")],
+                       capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert needle.lower() in err.lower(), err
+
+
+def test_unwritable_output_suffix(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["sim", "--chip", "tpu_like_int8", "--workload", "resnet18", "--out",
+                        str(tmp_path / "c.xlsx")], capsys)
+    assert code == 2 and "unknown table format" in err
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_an_example(capsys, verb: str) -> None:
+    code, out, _ = run([verb, "--help"], capsys)
+    assert code == 0 and "Example: lowbit " + verb in " ".join(out.split())
+
+
+def test_demo_writes_tables_and_figures(tmp_path: Path, capsys) -> None:
+    code, out, _ = run(["demo", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    for name in ("costs_tpu_like_int8.csv", "costs_bitfusion_edge.csv", "summary.csv", "layer_costs.pdf",
+                 "layer_costs.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary.chip) == {"tpu_like_int8", "bitfusion_edge"}
+
+
+def test_demo_is_deterministic(tmp_path: Path, capsys) -> None:
+    for sub in ("a", "b"):
+        run(["demo", "--out", str(tmp_path / sub)], capsys)
+    for name in ("costs_bitfusion_edge.csv", "summary.csv", "layer_costs.pdf", "layer_costs.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_console_script_exit_status(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "sim", "--chip", "nope", "--workload", "resnet18",
+                           "--out", str(tmp_path / "c.csv")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_sim_and_search_import_without_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None\n"
+            "import sim, sim.workload, sim.reference, sim.sweep, search\n"
+            "sim.simulate('bitfusion_edge', 'resnet18', 'w4a4')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
