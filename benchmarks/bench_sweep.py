@@ -63,7 +63,9 @@ def peak_rss_mib() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline-chips", type=int, default=50, help="chips in the sim.simulate loop (default 50)")
+    ap.add_argument(
+        "--baseline-chips", type=int, default=50, help="chips in the sim.simulate loop (default 50)"
+    )
     ap.add_argument("--chips-per-partition", type=int, default=None)
     ap.add_argument("--scheduler", default=None, help="threads (default), synchronous, local:N, tcp://...")
     ap.add_argument("--out", default=None, help="output directory (default: a temp dir, removed after)")
@@ -113,22 +115,33 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     rate = points / wall
-    print(f"sweep: {n_chips} chips x {n_layers} layers (ResNet-50) x {n_pairs} pairs = {points:,} points, "
-          f"{stats['partitions']} partitions, {size_mib:.0f} MiB Parquet")
+    print(
+        f"sweep: {n_chips} chips x {n_layers} layers (ResNet-50) x {n_pairs} pairs = {points:,} points, "
+        f"{stats['partitions']} partitions, {size_mib:.0f} MiB Parquet"
+    )
     print(f"  wall time            {wall:8.2f} s   ({rate:,.0f} points/s end to end)")
     print(f"  spec + expansion     {t_spec:8.2f} s   (validates every variant)")
     print(f"  prepare dir + chips  {stats['prepare_s']:8.2f} s")
     print(f"  chip batch           {stats['chip_batch_s']:8.2f} s")
-    print(f"  run (scheduler)      {stats['run_s']:8.2f} s   wall; summed over partitions: evaluate "
-          f"{stats['evaluate_s']:.2f} s, flatten {stats['flatten_s']:.2f} s, Parquet write {stats['write_s']:.2f} s")
+    print(
+        f"  run (scheduler)      {stats['run_s']:8.2f} s   wall; summed over partitions: evaluate "
+        f"{stats['evaluate_s']:.2f} s, flatten {stats['flatten_s']:.2f} s, "
+        f"Parquet write {stats['write_s']:.2f} s"
+    )
     print(f"  peak RSS             {rss:8.0f} MiB")
-    print(f"baseline: sim.simulate loop on {len(sample)} chips: {t_base:.2f} s = {base_rate:,.0f} points/s "
-          f"(extrapolated to the sweep: {points / base_rate:.0f} s)")
-    print(f"check: sweep rows == sim.simulate for {len(sample)} sampled chips: "
-          f"{'OK' if mismatches == 0 else f'{mismatches} MISMATCHES'}")
-    print(f"SUMMARY bench_sweep: {rate:,.0f} points/s end to end ({points:,} points in {wall:.2f} s, "
-          f"peak RSS {rss:.0f} MiB) vs {base_rate:,.0f} points/s for the sim.simulate loop: "
-          f"{rate / base_rate:.0f}x; target 1,000,000 points/s {'met' if rate >= 1e6 else 'NOT met'}")
+    print(
+        f"baseline: sim.simulate loop on {len(sample)} chips: {t_base:.2f} s = {base_rate:,.0f} points/s "
+        f"(extrapolated to the sweep: {points / base_rate:.0f} s)"
+    )
+    print(
+        f"check: sweep rows == sim.simulate for {len(sample)} sampled chips: "
+        f"{'OK' if mismatches == 0 else f'{mismatches} MISMATCHES'}"
+    )
+    print(
+        f"SUMMARY bench_sweep: {rate:,.0f} points/s end to end ({points:,} points in {wall:.2f} s, "
+        f"peak RSS {rss:.0f} MiB) vs {base_rate:,.0f} points/s for the sim.simulate loop: "
+        f"{rate / base_rate:.0f}x; target 1,000,000 points/s {'met' if rate >= 1e6 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from sim.config import Chip
 from sim.errors import InputError
 from sim.pairs import Pair
-from sim.precision import PE_BITFUSION, PE_FIXED, PE_KIND_CODES, fusion_width
+from sim.precision import PE_BITFUSION, PE_FIXED, PE_KIND_CODES
 
-__all__ = ["ChipBatch", "DATAFLOW_CODES"]
+__all__ = ["ChipBatch", "CHIP_FIELDS", "DATAFLOW_CODES", "mac_energy_pj"]
 
 DATAFLOW_CODES = {"ws": 0, "os": 1, "is": 2}
 BITS_PER_KIB = 8192
@@ -58,39 +59,57 @@ class ChipBatch:
             raise InputError("no chips given")
         for chip in chips:
             chip.check_pairs(list(pairs))
-        f64 = np.float64
-
-        def arr(fn, dtype=np.int64) -> np.ndarray:
-            return np.array([fn(c) for c in chips], dtype=dtype)
-
+        fields = {name: np.array([fn(c) for c in chips], dtype=dtype)
+                  for name, (_, fn, dtype) in CHIP_FIELDS.items()}
         return cls(
             names=tuple(c.name for c in chips),
-            rows=arr(lambda c: c.array.rows),
-            cols=arr(lambda c: c.array.cols),
-            dataflow=arr(lambda c: DATAFLOW_CODES[c.array.dataflow]),
-            pe_kind=arr(lambda c: PE_KIND_CODES[c.pe.kind]),
-            serial_both=arr(lambda c: c.pe.serial == "both", bool),
-            ifmap_sram_bits=arr(lambda c: c.memory.ifmap_sram_kib * BITS_PER_KIB, f64),
-            filter_sram_bits=arr(lambda c: c.memory.filter_sram_kib * BITS_PER_KIB, f64),
-            ofmap_sram_bits=arr(lambda c: c.memory.ofmap_sram_kib * BITS_PER_KIB, f64),
-            bandwidth=arr(lambda c: c.memory.bandwidth, f64),
-            clock_mhz=arr(lambda c: c.array.clock_mhz, f64),
-            acc_bits=arr(lambda c: c.memory.acc_bits),
-            scale_bits=arr(lambda c: c.weight_scale_bits),
-            e_sram_ifmap=arr(lambda c: c.tech.sram_pj_per_bit(c.memory.ifmap_sram_kib), f64),
-            e_sram_filter=arr(lambda c: c.tech.sram_pj_per_bit(c.memory.filter_sram_kib), f64),
-            e_sram_ofmap=arr(lambda c: c.tech.sram_pj_per_bit(c.memory.ofmap_sram_kib), f64),
-            e_dram=arr(lambda c: c.tech.dram_pj_per_bit, f64),
-            static_mw=arr(lambda c: c.static_power_mw(), f64),
-            mac_pj=np.array([[mac_energy_pj(c, w, a) for w, a in pairs] for c in chips], dtype=f64),
-            act_mac_pj=np.array([[mac_energy_pj(c, a, a) for _, a in pairs] for c in chips], dtype=f64),
+            static_mw=np.array([c.static_power_mw() for c in chips], dtype=np.float64),
+            mac_pj=np.array([[mac_energy_pj(c, w, a) for w, a in pairs] for c in chips], dtype=np.float64),
+            act_mac_pj=np.array([[mac_energy_pj(c, a, a) for _, a in pairs] for c in chips], dtype=np.float64),
+            **fields,
         )
+
+    def take(self, sel: slice | np.ndarray) -> ChipBatch:
+        """The chips selected by a slice or an index array."""
+        names = self.names[sel] if isinstance(sel, slice) else tuple(self.names[int(i)] for i in sel)
+        return ChipBatch(names=tuple(names), **{k: getattr(self, k)[sel] for k in self.__dataclass_fields__
+                                               if k != "names"})
 
     def replace(self, **arrays: np.ndarray) -> ChipBatch:
         """A batch with some fields replaced (used by sweeps to vary parameters)."""
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
         fields.update(arrays)
         return ChipBatch(**fields)
+
+
+#: Per-chip fields of a batch: name -> (the dotted chip fields it depends on, how to compute it
+#: from one chip, dtype).  Sweeps evaluate each once per distinct value of its dependencies.
+CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
+    "rows": (("array.rows",), lambda c: c.array.rows, np.int64),
+    "cols": (("array.cols",), lambda c: c.array.cols, np.int64),
+    "dataflow": (("array.dataflow",), lambda c: DATAFLOW_CODES[c.array.dataflow], np.int64),
+    "pe_kind": (("pe.kind",), lambda c: PE_KIND_CODES[c.pe.kind], np.int64),
+    "serial_both": (("pe.serial",), lambda c: c.pe.serial == "both", bool),
+    "ifmap_sram_bits": (("memory.ifmap_sram_kib",), lambda c: c.memory.ifmap_sram_kib * BITS_PER_KIB, np.float64),
+    "filter_sram_bits": (("memory.filter_sram_kib",), lambda c: c.memory.filter_sram_kib * BITS_PER_KIB,
+                         np.float64),
+    "ofmap_sram_bits": (("memory.ofmap_sram_kib",), lambda c: c.memory.ofmap_sram_kib * BITS_PER_KIB, np.float64),
+    "bandwidth": (("memory.dram_bw_bits_per_cycle",), lambda c: c.memory.bandwidth, np.float64),
+    "clock_mhz": (("array.clock_mhz",), lambda c: c.array.clock_mhz, np.float64),
+    "acc_bits": (("memory.acc_bits",), lambda c: c.memory.acc_bits, np.int64),
+    "scale_bits": (("weight_scale_bits",), lambda c: c.weight_scale_bits, np.int64),
+    "e_sram_ifmap": (("technology", "memory.ifmap_sram_kib"),
+                     lambda c: c.tech.sram_pj_per_bit(c.memory.ifmap_sram_kib), np.float64),
+    "e_sram_filter": (("technology", "memory.filter_sram_kib"),
+                      lambda c: c.tech.sram_pj_per_bit(c.memory.filter_sram_kib), np.float64),
+    "e_sram_ofmap": (("technology", "memory.ofmap_sram_kib"),
+                     lambda c: c.tech.sram_pj_per_bit(c.memory.ofmap_sram_kib), np.float64),
+    "e_dram": (("technology",), lambda c: c.tech.dram_pj_per_bit, np.float64),
+}
+
+
+def _fusion_width(bits: int) -> int:
+    return 2 if bits <= 2 else 4 if bits <= 4 else 8
 
 
 def mac_energy_pj(chip: Chip, w: int, a: int) -> float:
@@ -102,7 +121,7 @@ def mac_energy_pj(chip: Chip, w: int, a: int) -> float:
             raise InputError(f"chip {chip.name!r}: technology {tech.name!r} has no fixed {chip.pe.bits}-bit MAC")
         return tech.fixed_mac_pj[chip.pe.bits]
     if kind == PE_BITFUSION:
-        key = (int(fusion_width(w)), int(fusion_width(a)))
+        key = (_fusion_width(w), _fusion_width(a))
         if key not in tech.bitfusion_mac_pj:
             raise InputError(f"chip {chip.name!r}: technology {tech.name!r} lacks bitfusion energy for "
                              f"w{key[0]}a{key[1]}")

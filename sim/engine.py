@@ -12,7 +12,10 @@ from sim.chipbatch import ChipBatch
 from sim.layerbatch import LayerBatch
 from sim.precision import pack_and_serial
 
-__all__ = ["evaluate", "COST_ARRAYS"]
+__all__ = ["evaluate", "COST_ARRAYS", "MODEL_VERSION"]
+
+#: Bump when any equation changes: sweeps hash it, so a resumed sweep never mixes model versions.
+MODEL_VERSION = "lowbit-sim/1"
 
 WS, OS, IS = 0, 1, 2
 

@@ -43,14 +43,23 @@ from sim.config import Chip, load_chip
 from sim.errors import InputError
 from sim.pairs import Pair, format_pair, parse_pairs
 
-__all__ = ["SweepSpec", "Expansion", "load_sweep_spec", "sweep_spec_from_dict", "SWEEP_FIELDS", "SPEC_KEYS",
-           "MAX_CHIPS"]
+__all__ = [
+    "SweepSpec",
+    "Expansion",
+    "load_sweep_spec",
+    "sweep_spec_from_dict",
+    "SWEEP_FIELDS",
+    "SPEC_KEYS",
+    "MAX_CHIPS",
+]
 
 SPEC_KEYS = ("name", "chip", "grid", "points", "workloads", "pairs", "chips_per_partition")
 _REQUIRED = ("name", "chip", "workloads")
 #: Chip fields that cannot be swept: the name is set per variant, pairs belong to the spec.
-_NOT_SWEPT = {"name": "every variant is named '<spec name>-<chip_id>'",
-              "pairs": "list the pairs in the spec's top-level 'pairs:'"}
+_NOT_SWEPT = {
+    "name": "every variant is named '<spec name>-<chip_id>'",
+    "pairs": "list the pairs in the spec's top-level 'pairs:'",
+}
 MAX_CHIPS = 10_000_000
 _MAX_RANGE = 1_000_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -74,7 +83,8 @@ def _sweep_fields() -> dict[str, tuple[str, ...]]:
 #: Every field a grid or point may set, in Chip model order.
 SWEEP_FIELDS: dict[str, tuple[str, ...]] = _sweep_fields()
 _SECTIONS: dict[str, type[BaseModel]] = {
-    name: info.annotation for name, info in Chip.model_fields.items()
+    name: info.annotation
+    for name, info in Chip.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
 }
 #: Sections whose fields only enter the cost model elementwise (no cross-section validation).
@@ -101,8 +111,10 @@ def _is_number(v: Any) -> bool:
 def _expand_range(spec: dict, where: str) -> list[Any]:
     unknown = sorted(set(spec) - {"range", "step"})
     if unknown or "range" not in spec:
-        raise InputError(f"{where}: a range is written {{range: [start, stop], step: s}} (inclusive); "
-                         f"got keys {', '.join(map(str, spec)) or '(none)'}")
+        raise InputError(
+            f"{where}: a range is written {{range: [start, stop], step: s}} (inclusive); "
+            f"got keys {', '.join(map(str, spec)) or '(none)'}"
+        )
     bounds, step = spec["range"], spec.get("step", 1)
     if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
         raise InputError(f"{where}: range must be a list of two numbers [start, stop], got {bounds!r}")
@@ -121,8 +133,10 @@ def _expand_range(spec: dict, where: str) -> list[Any]:
 
 def _flatten_point(doc: Any, where: str, prefix: str = "") -> dict[str, Any]:
     if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a mapping of chip fields to values, e.g. {{array.rows: 64}}, "
-                         f"got {type(doc).__name__}")
+        raise InputError(
+            f"{where}: expected a mapping of chip fields to values, e.g. {{array.rows: 64}}, "
+            f"got {type(doc).__name__}"
+        )
     out: dict[str, Any] = {}
     for key, value in doc.items():
         name = f"{prefix}{key}"
@@ -185,12 +199,6 @@ class Expansion:
     def describe(self, chip_id: int) -> str:
         """``chip 5 (array.rows=16, array.dataflow=os)`` or ``points[1] = chip 30 (...)``."""
         return _describe(vars(self), chip_id)
-
-    def column(self, name: str) -> list[Any] | np.ndarray:
-        """Per-variant values of a swept field (object values, via the codes)."""
-        lv = np.empty(len(self.levels[name]), dtype=object)
-        lv[:] = self.levels[name]
-        return lv[self.codes[name]]
 
     def _doc(self, chip_id: int) -> dict[str, Any]:
         doc: dict[str, Any] = dict(self._top)
@@ -276,11 +284,15 @@ def _resolve(entry: str, base_dir: Path | None) -> str:
     return entry
 
 
-def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Path | None = None) -> SweepSpec:
+def sweep_spec_from_dict(
+    doc: Any, where: str = "sweep spec", base_dir: str | Path | None = None
+) -> SweepSpec:
     """Validate a spec mapping (see the module docstring); errors are one-line :class:`InputError`."""
     if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a mapping with {', '.join(_REQUIRED)} and grid/points, "
-                         f"got {type(doc).__name__}")
+        raise InputError(
+            f"{where}: expected a mapping with {', '.join(_REQUIRED)} and grid/points, "
+            f"got {type(doc).__name__}"
+        )
     base_dir = Path(base_dir) if base_dir is not None else None
     unknown = [k for k in doc if k not in SPEC_KEYS]
     if unknown:
@@ -291,12 +303,15 @@ def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Pa
 
     name = doc["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InputError(f"{where}: name must be a non-empty string of letters, digits, '_', '.' or '-', "
-                         f"got {name!r}")
+        raise InputError(
+            f"{where}: name must be a non-empty string of letters, digits, '_', '.' or '-', got {name!r}"
+        )
     chip_ref = doc["chip"]
     if not isinstance(chip_ref, str) or not chip_ref.strip():
-        raise InputError(f"{where}: chip must be a preset name, a chip YAML path or a SCALE-Sim .cfg path, "
-                         f"got {chip_ref!r}")
+        raise InputError(
+            f"{where}: chip must be a preset name, a chip YAML path or a SCALE-Sim .cfg path, "
+            f"got {chip_ref!r}"
+        )
     try:
         base = load_chip(_resolve(chip_ref, base_dir))
     except InputError as exc:
@@ -323,7 +338,9 @@ def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Pa
         except InputError as exc:
             raise InputError(f"{where}: workloads[{i}]: {exc}") from None
         if wl.name in seen:
-            raise InputError(f"{where}: workloads[{i}]: workload name {wl.name!r} repeats workloads[{seen[wl.name]}]")
+            raise InputError(
+                f"{where}: workloads[{i}]: workload name {wl.name!r} repeats workloads[{seen[wl.name]}]"
+            )
         seen[wl.name] = i
         workloads.append(wl)
         sources.append(entry)
@@ -347,19 +364,24 @@ def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Pa
     if "grid" in doc:
         g = doc["grid"]
         if not isinstance(g, dict) or not g:
-            raise InputError(f"{where}: grid must be a non-empty mapping of chip fields to value lists, "
-                             f"e.g. {{array.rows: [8, 16]}}, got {g!r}")
+            raise InputError(
+                f"{where}: grid must be a non-empty mapping of chip fields to value lists, "
+                f"e.g. {{array.rows: [8, 16]}}, got {g!r}"
+            )
         for key, values in g.items():
             fname = _check_field(key, f"{where}: grid")
             at = f"{where}: grid.{fname}"
             if isinstance(values, dict):
                 values = _expand_range(values, at)
             if not isinstance(values, list):
-                raise InputError(f"{at}: expected a list of values or {{range: [start, stop], step: s}}, "
-                                 f"got {values!r}")
+                raise InputError(
+                    f"{at}: expected a list of values or {{range: [start, stop], step: s}}, got {values!r}"
+                )
             if not values:
                 raise InputError(f"{at}: empty list of values (an empty grid axis sweeps nothing)")
-            grid.append((fname, tuple(_coerce(base_doc, fname, v, f"{at}[{j}]") for j, v in enumerate(values))))
+            grid.append(
+                (fname, tuple(_coerce(base_doc, fname, v, f"{at}[{j}]") for j, v in enumerate(values)))
+            )
     points: list[dict[str, Any]] = []
     if "points" in doc:
         pts = doc["points"]
@@ -370,10 +392,13 @@ def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Pa
             flat = _flatten_point(item, at)
             if not flat:
                 raise InputError(f"{at}: empty point (set at least one chip field)")
-            points.append({_check_field(k, at): _coerce(base_doc, k, v, f"{at}.{k}") for k, v in flat.items()})
+            points.append(
+                {_check_field(k, at): _coerce(base_doc, k, v, f"{at}.{k}") for k, v in flat.items()}
+            )
     if not grid and not points:
-        raise InputError(f"{where}: nothing to sweep: give grid (a mapping of chip fields to value lists) "
-                         f"and/or points")
+        raise InputError(
+            f"{where}: nothing to sweep: give grid (a mapping of chip fields to value lists) and/or points"
+        )
 
     n_grid = math.prod(len(v) for _, v in grid) if grid else 0
     n_chips = n_grid + len(points)
@@ -381,9 +406,20 @@ def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Pa
         raise InputError(f"{where}: the spec expands to {n_chips} chips (max {MAX_CHIPS}); split the sweep")
 
     expansion = _expand(name, base, base_doc, grid, points, pairs, pairs_given, n_grid, where)
-    return SweepSpec(name=name, chip=chip_ref, base_chip=base, grid=tuple(grid), points=tuple(points),
-                     workload_sources=tuple(sources), workloads=tuple(workloads), pairs=pairs,
-                     pairs_given=pairs_given, chips_per_partition=cpp, source=where, expansion=expansion)
+    return SweepSpec(
+        name=name,
+        chip=chip_ref,
+        base_chip=base,
+        grid=tuple(grid),
+        points=tuple(points),
+        workload_sources=tuple(sources),
+        workloads=tuple(workloads),
+        pairs=pairs,
+        pairs_given=pairs_given,
+        chips_per_partition=cpp,
+        source=where,
+        expansion=expansion,
+    )
 
 
 # Validation -----------------------------------------------------------------------------------
@@ -391,10 +427,13 @@ _ADAPTERS: dict[str, TypeAdapter] = {}
 
 
 def _adapter(fname: str) -> TypeAdapter:
-    """A validator for one top-level Chip field with its constraints (sections validate whole)."""
+    """A validator for one Chip field with its constraints (not its model's validators)."""
     if fname not in _ADAPTERS:
-        info = Chip.model_fields[fname]
-        _ADAPTERS[fname] = TypeAdapter(Annotated[(info.annotation, *info.metadata)])
+        path = SWEEP_FIELDS[fname]
+        owner = _SECTIONS[path[0]] if len(path) == 2 else Chip
+        info = owner.model_fields[path[-1]]
+        ann = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        _ADAPTERS[fname] = TypeAdapter(ann)
     return _ADAPTERS[fname]
 
 
@@ -406,16 +445,21 @@ def _coerce(base_doc: dict, fname: str, value: Any, at: str) -> Any:
     try:
         if len(path) == 2:
             sec, leaf = path
-            model = _SECTIONS[sec].model_validate({**base_doc[sec], leaf: value})
-            return getattr(model, leaf)
+            try:
+                return getattr(_SECTIONS[sec].model_validate({**base_doc[sec], leaf: value}), leaf)
+            except ValidationError as exc:
+                if any(e["loc"][:1] == (leaf,) for e in exc.errors()):
+                    raise
+                # only invalid together with the base section's other fields: the variants decide
         return _adapter(fname).validate_python(value)
     except ValidationError as exc:
         err = next((e for e in exc.errors() if e["loc"][:1] == (path[-1],)), exc.errors()[0])
         raise InputError(f"{at}: {fname} = {_fmt(value)} is invalid: {_err_text(err)}") from None
 
 
-def _levels_and_codes(grid: list[tuple[str, tuple[Any, ...]]], points: list[dict[str, Any]], base: Chip,
-                      n_grid: int) -> tuple[tuple[str, ...], dict[str, tuple], dict[str, np.ndarray]]:
+def _levels_and_codes(
+    grid: list[tuple[str, tuple[Any, ...]]], points: list[dict[str, Any]], base: Chip, n_grid: int
+) -> tuple[tuple[str, ...], dict[str, tuple], dict[str, np.ndarray]]:
     fields = [f for f, _ in grid]
     for p in points:
         fields += [f for f in p if f not in fields]
@@ -423,7 +467,7 @@ def _levels_and_codes(grid: list[tuple[str, tuple[Any, ...]]], points: list[dict
     levels: dict[str, list[Any]] = {}
     codes: dict[str, np.ndarray] = {}
     radix = [len(v) for _, v in grid]
-    strides = [math.prod(radix[k + 1:]) for k in range(len(radix))]
+    strides = [math.prod(radix[k + 1 :]) for k in range(len(radix))]
     idx = np.arange(n_grid, dtype=np.int64)
     for f in fields:
         codes[f] = np.zeros(n, dtype=np.int32)
@@ -467,8 +511,17 @@ def _combos(codes: dict[str, np.ndarray], names: list[str], n: int) -> tuple[np.
     return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
 
 
-def _expand(name: str, base: Chip, base_doc: dict, grid: list, points: list, pairs: tuple[Pair, ...],
-            pairs_given: bool, n_grid: int, where: str) -> Expansion:
+def _expand(
+    name: str,
+    base: Chip,
+    base_doc: dict,
+    grid: list,
+    points: list,
+    pairs: tuple[Pair, ...],
+    pairs_given: bool,
+    n_grid: int,
+    where: str,
+) -> Expansion:
     fields, levels, codes = _levels_and_codes(grid, points, base, n_grid)
     n = n_grid + len(points)
     top = {k: getattr(base, k) for k in Chip.model_fields if k not in _SECTIONS and k != "name"}
@@ -476,8 +529,9 @@ def _expand(name: str, base: Chip, base_doc: dict, grid: list, points: list, pai
     # One validated instance per distinct section combination.
     section_index: dict[str, np.ndarray] = {}
     section_items: dict[str, tuple[BaseModel, ...]] = {}
-    exp_args = dict(spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels,
-                    codes=codes)
+    exp_args = dict(
+        spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels, codes=codes
+    )
     for sec, model in _SECTIONS.items():
         names = [f for f in fields if SWEEP_FIELDS[f][0] == sec and len(SWEEP_FIELDS[f]) == 2]
         first, inverse = _combos(codes, names, n)
@@ -485,7 +539,9 @@ def _expand(name: str, base: Chip, base_doc: dict, grid: list, points: list, pai
         for i in first:
             values = {SWEEP_FIELDS[f][1]: levels[f][int(codes[f][i])] for f in names}
             try:
-                items.append(model.model_validate({**base_doc[sec], **values}) if names else getattr(base, sec))
+                items.append(
+                    model.model_validate({**base_doc[sec], **values}) if names else getattr(base, sec)
+                )
             except ValidationError as exc:
                 err = exc.errors()[0]
                 loc = ".".join([sec, *map(str, err["loc"])])
@@ -522,17 +578,30 @@ def _expand(name: str, base: Chip, base_doc: dict, grid: list, points: list, pai
     first, group = _combos(codes, others, n)
     mac = np.empty((len(first), len(pairs)), dtype=np.float64)
     act = np.empty_like(mac)
-    exp = Expansion(**exp_args, section_index=section_index, section_items=section_items, static_mw=static,
-                    group=group, group_mac_pj=mac, group_act_mac_pj=act, _top=top)
-    supported_hint = "" if pairs_given else " (the spec gives no pairs: the base chip's pairs are used; " \
-                                            "list pairs every variant supports)"
+    exp = Expansion(
+        **exp_args,
+        section_index=section_index,
+        section_items=section_items,
+        static_mw=static,
+        group=group,
+        group_mac_pj=mac,
+        group_act_mac_pj=act,
+        _top=top,
+    )
+    supported_hint = (
+        ""
+        if pairs_given
+        else " (the spec gives no pairs: the base chip's pairs are used; list pairs every variant supports)"
+    )
     for g, i in enumerate(first):
         chip = exp.chip(int(i))
         bad = [p for p in pairs if p not in set(chip.supported_pairs)]
         if bad:
             listed = ",".join(format_pair(p) for p in chip.supported_pairs)
-            raise InputError(f"{where}: pairs: {format_pair(bad[0])} is not supported by {exp.describe(int(i))} "
-                             f"(supported: {listed}){supported_hint}")
+            raise InputError(
+                f"{where}: pairs: {format_pair(bad[0])} is not supported by {exp.describe(int(i))} "
+                f"(supported: {listed}){supported_hint}"
+            )
         try:
             mac[g] = [mac_energy_pj(chip, w, a) for w, a in pairs]
             act[g] = [mac_energy_pj(chip, a, a) for _, a in pairs]
@@ -542,7 +611,12 @@ def _expand(name: str, base: Chip, base_doc: dict, grid: list, points: list, pai
 
 
 def _describe(exp_args: dict, chip_id: int) -> str:
-    fields, levels, codes, n_grid = exp_args["fields"], exp_args["levels"], exp_args["codes"], exp_args["n_grid"]
+    fields, levels, codes, n_grid = (
+        exp_args["fields"],
+        exp_args["levels"],
+        exp_args["codes"],
+        exp_args["n_grid"],
+    )
     sets = ", ".join(f"{f}={_fmt(levels[f][int(codes[f][chip_id])])}" for f in fields)
     head = f"chip {chip_id}" if chip_id < n_grid else f"points[{chip_id - n_grid}] = chip {chip_id}"
     return f"{head} ({sets})" if sets else head
