@@ -52,7 +52,8 @@ def main() -> None:
     pairs = np.array([[8, 8]])
     t_core = best_of(lambda: evaluate(batch, layers, pairs), 200)
     nine = [(w, a) for w in (8, 4, 2) for a in (8, 4, 2)]
-    t_nine = best_of(lambda: simulate(load_chip("bitfusion_edge"), workload, nine), 20)
+    fusion = load_chip("bitfusion_edge")
+    t_nine = best_of(lambda: simulate(fusion, workload, nine), 50)
 
     fc = workload.layers[-1]
     fc_small = Workload("fc", (fc,))
