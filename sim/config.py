@@ -11,10 +11,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.errors import InputError
+from sim.io import read_yaml
 from sim.pairs import MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
 from sim.technology import Technology, load_technology
 
@@ -203,12 +203,7 @@ def load_chip(path_or_preset: str | Path | Chip) -> Chip:
     if not path.is_file():
         raise InputError(f"unknown chip {text!r}: not a preset ({', '.join(preset_names())}) nor an existing "
                          f".yaml or .cfg file")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read chip file ({exc})") from None
+    doc = read_yaml(path, "chip file")
     if isinstance(doc, dict) and "name" not in doc:
         doc = {**doc, "name": path.stem}
     return chip_from_dict(doc, where=str(path))

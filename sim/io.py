@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from sim.errors import InputError
 
-__all__ = ["write_table", "read_table", "atomic_path"]
+__all__ = ["write_table", "read_table", "atomic_path", "read_yaml"]
 
 SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -52,6 +53,29 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         else:
             frame.to_parquet(tmp, index=False)
     return path
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file; a missing, unreadable or malformed file is a one-line InputError.
+
+    ``what`` names the file's role in messages, e.g. ``"chip file"``.
+    """
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read {what} ({exc})".replace("\n", " ")) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"{p}: malformed YAML: {at}{problem}".replace("\n", " ")) from None
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sim.chipbatch import mac_energy_pj
 from sim.config import Chip, load_chip
 from sim.errors import InputError
+from sim.io import read_yaml
 from sim.pairs import Pair, format_pair, parse_pairs
 
 __all__ = [
@@ -259,19 +259,7 @@ class SweepSpec:
 def load_sweep_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec YAML file (relative chip/workload paths: spec dir first)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such sweep spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read sweep spec ({exc})".replace("\n", " ")) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"{p}: malformed YAML: {at}{problem}".replace("\n", " ")) from None
+    doc = read_yaml(p, "sweep spec file")
     return sweep_spec_from_dict(doc, where=str(p), base_dir=p.parent)
 
 

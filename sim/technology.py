@@ -8,9 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sim.errors import InputError
+from sim.io import read_yaml
 from sim.pairs import parse_pair
 
 __all__ = ["Technology", "load_technology", "TECH_DIR"]
@@ -104,14 +103,7 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
 
 @lru_cache(maxsize=32)
 def _load_path(path: str) -> Technology:
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read technology file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
-    return technology_from_dict(doc, where=str(p))
+    return technology_from_dict(read_yaml(path, "technology file"), where=path)
 
 
 def load_technology(name_or_path: str) -> Technology:

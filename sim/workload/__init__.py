@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import InputError
+from sim.io import read_yaml
 from sim.workload.layer import KINDS, Layer, Workload, conv, gemm, matmul
 from sim.workload.onnx_import import read_onnx
 from sim.workload.scalesim_csv import read_topology_csv, write_topology_csv
@@ -208,22 +209,8 @@ def _layer_from_yaml(item: Any, where: str) -> Layer:
 
 def read_yaml_workload(path: str | os.PathLike[str]) -> Workload:
     """Read a workload in lowbit's YAML format (see the module docstring)."""
-    import yaml  # lazy: only needed for YAML workloads
-
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such workload file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: cannot read workload file ({exc})".replace("\n", " ")) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"{p}: invalid YAML: {at}{problem}".replace("\n", " ")) from None
+    data = read_yaml(p, "workload file")
     if not isinstance(data, dict):
         raise InputError(f"{p}: a workload file must be a mapping with 'layers' (and optional 'name'), "
                          f"got {type(data).__name__}")

@@ -504,7 +504,7 @@ _L = "layers:\n  - "
         (_L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2}\n"
          "  - {type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2}\n",
          ["layers[1]", "duplicate"]),
-        ("layers:\n  - {type: gemm\n", ["invalid YAML", "line"]),
+        ("layers:\n  - {type: gemm\n", ["malformed YAML", "line"]),
         (_L + "7\n", ["layers[0]", "mapping"]),
     ],
 )
