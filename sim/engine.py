@@ -15,7 +15,7 @@ from sim.precision import pack_and_serial
 __all__ = ["evaluate", "COST_ARRAYS", "MODEL_VERSION"]
 
 #: Bump when any equation changes: sweeps hash it, so a resumed sweep never mixes model versions.
-MODEL_VERSION = "lowbit-sim/1"
+MODEL_VERSION = "lowbit-sim/2"
 
 WS, OS, IS = 0, 1, 2
 
@@ -66,9 +66,16 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     ifmap_fits = used_g * a <= half_i
     filt_fits = K * N * w_op <= half_f
     out_elems = G * M * N
-    # ifmap: resident if it fits, else the lowered tile is streamed for every pass that needs it
+    # ifmap: resident if it fits.  Otherwise a ws fold streams the input planes of the channels its
+    # reduction chunk touches (a line buffer forms the windows), once per column fold; os and is
+    # stream the fold's lowered tile (eq. 4)
     passes_i = np.where(is_ws | is_os, col_folds, 1)
-    dram_ifmap = G * a * np.where(ifmap_fits, used_g, passes_i * lowered)
+    window = lay(layers.window)
+    chans = K // window
+    chunk = R * pack  # reduction elements per ws row fold
+    planes = row_folds + chans - 1 - (row_folds - 1) * np.gcd(chunk, window) // window
+    streamed = np.where(is_ws, planes * (used_g // chans), lowered)
+    dram_ifmap = G * a * np.where(ifmap_fits, used_g, passes_i * streamed)
     # filter: ws reads each weight once; os re-reads a K x cols tile per row fold unless it fits;
     # is streams all filters once per column fold unless the whole filter fits
     os_tile_fits = K * np.minimum(N, C) * w_op <= half_f

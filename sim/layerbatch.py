@@ -16,7 +16,9 @@ class LayerBatch:
     """Per-layer GEMM view, all arrays of shape [L] (element counts, int64).
 
     ``ifmap_used_g`` is the per-group ifmap footprint actually touched by the windows;
-    ``act_act`` marks activation x activation products (no weights).
+    ``act_act`` marks activation x activation products (no weights); ``window`` is the number of
+    reduction elements per input channel (k_h*k_w for convs, 1 for gemm/matmul): the reduction
+    is channel-major, as in PyTorch's [out, in*k_h*k_w] weight layout.
     """
 
     names: tuple[str, ...]
@@ -26,6 +28,7 @@ class LayerBatch:
     G: np.ndarray
     ifmap_used_g: np.ndarray
     act_act: np.ndarray
+    window: np.ndarray
 
     @classmethod
     def from_workload(cls, workload: Workload) -> LayerBatch:
@@ -40,6 +43,8 @@ class LayerBatch:
             ifmap_used_g=np.array([layer.ifmap_used_elems // layer.groups if layer.kind in ("conv", "dwconv")
                                    else layer.M * layer.K for layer in ls], dtype=i64),
             act_act=np.array([not layer.has_weights for layer in ls], dtype=bool),
+            window=np.array([layer.k_h * layer.k_w if layer.kind in ("conv", "dwconv") else 1 for layer in ls],
+                            dtype=i64),
         )
 
     def __len__(self) -> int:

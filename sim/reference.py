@@ -8,7 +8,8 @@ It exists to prove :mod:`sim.engine` right on small shapes.  For one chip, layer
   per cycle, Bit-Fusion PEs summing ``pack`` products per cycle, partial sums moving down --
 * checks the array's outputs against ``A @ B`` (so the dataflow really computes the layer),
 * counts the SRAM words that enter or leave the array and replays the scratchpad policy fold by
-  fold with explicit resident sets to count DRAM traffic.
+  fold with explicit resident sets (and, for a streamed ws ifmap, the input planes of the
+  channels each fold touches) to count DRAM traffic.
 
 Slow by design (Python loop over cycles); keep shapes small.
 """
@@ -65,7 +66,8 @@ def lower_layer(layer: Layer, a_bits: int, w_bits: int, rng: np.random.Generator
         cg = layer.in_c // G
         b, oh, ow = np.meshgrid(np.arange(layer.batch), np.arange(layer.out_h), np.arange(layer.out_w),
                                 indexing="ij")
-        kh, kw, ci = np.meshgrid(np.arange(layer.k_h), np.arange(layer.k_w), np.arange(cg), indexing="ij")
+        # channel-major reduction order, as PyTorch's [out, in * k_h * k_w] weight layout
+        ci, kh, kw = np.meshgrid(np.arange(cg), np.arange(layer.k_h), np.arange(layer.k_w), indexing="ij")
         r = oh.reshape(-1, 1) * layer.stride - layer.pad + kh.reshape(1, -1)
         c = ow.reshape(-1, 1) * layer.stride - layer.pad + kw.reshape(1, -1)
         valid = (r >= 0) & (r < layer.in_h) & (c >= 0) & (c < layer.in_w)
@@ -214,6 +216,7 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     cycles = folds = 0
     d_if = d_f = d_of = s_if = s_f = s_of = 0
     used_counts = [np.unique(idx[g][idx[g] >= 0]).size for g in range(G)]
+    window = layer.k_h * layer.k_w if layer.kind in ("conv", "dwconv") else 1
     if df == "ws":
         spill = M * min(N, C) * acc_bits > half_o
     elif df == "is":
@@ -308,6 +311,10 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                     new = [i for i in ids.tolist() if i not in loaded_if]
                     loaded_if.update(new)
                     d_if += len(new) * a_bits
+                elif df == "ws":  # whole input planes of the channels this chunk touches
+                    chans = np.unique(np.arange(k_lo, k_hi) // window)
+                    plane_idx = idx[g][:, np.isin(np.arange(K) // window, chans)]
+                    d_if += np.unique(plane_idx[plane_idx >= 0]).size * a_bits
                 else:
                     d_if += tile_idx.size * a_bits
     s_if += d_if
