@@ -1,0 +1,249 @@
+"""Fake-quant wrappers for Conv1d/Conv2d/Linear, BN folding and activation calibration.
+
+A :class:`QuantLayer` wraps one layer.  It keeps the float layer, and optionally
+
+* integer weight codes in GEMM form ``[out, in_c * kernel]`` (channel-major) with one scale per
+  ``n_v x n_h`` block (:mod:`quant.quantizer`), used as the dequantized weight in ``forward``;
+* an input-activation quantizer (spec, scale, zero point) applied to the layer's input.
+
+Everything is float64-exact on the grid: ``forward`` uses ``codes * scale`` cast to float32.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from quant.errors import QuantInputError
+from quant.quantizer import Blocks, QuantSpec, check_finite, dequantize, expand_blocks
+
+__all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "capture_inputs", "calibrate_activations",
+           "fold_batchnorm", "SUPPORTED", "act_range"]
+
+SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_PASSIVE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout,
+            nn.BatchNorm1d, nn.BatchNorm2d, nn.Sequential, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+            nn.AvgPool1d, nn.AvgPool2d, nn.LayerNorm, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax)
+
+
+@dataclass(frozen=True)
+class ActQuant:
+    """An activation quantizer: ``codes = clip(rint(x / scale) + zero_point, qmin, qmax)``."""
+
+    spec: QuantSpec
+    scale: float
+    zero_point: int = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.clamp(torch.round(x / self.scale) + self.zero_point, self.spec.qmin, self.spec.qmax)
+        return (q - self.zero_point) * self.scale
+
+    def codes(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        q = np.rint(x.astype(np.float64) / self.scale) + self.zero_point
+        return np.clip(q, self.spec.qmin, self.spec.qmax).astype(np.int64)
+
+
+class QuantLayer(nn.Module):
+    """Fake-quant wrapper of a Conv1d, Conv2d or Linear layer (see the module docstring)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(layer, SUPPORTED):
+            raise QuantInputError(f"unsupported layer type {type(layer).__name__} (supported: Conv1d, Conv2d, Linear)")
+        self.layer = layer
+        w = layer.weight.detach()
+        self.out_features = int(w.shape[0])
+        self.in_channels = int(w.shape[1])
+        self.kernel = int(np.prod(w.shape[2:])) if w.dim() > 2 else 1
+        self.groups = int(getattr(layer, "groups", 1))
+        self.w_spec: QuantSpec | None = None
+        self.blocks: Blocks | None = None
+        self.w_scales: np.ndarray | None = None
+        self.w_codes: np.ndarray | None = None
+        self.act: ActQuant | None = None
+        self.register_buffer("w_deq", None, persistent=False)
+
+    # weights --------------------------------------------------------------------------------
+    def gemm_weight(self) -> np.ndarray:
+        """The float weight as ``[out, in_c * kernel]`` float64 (channel-major)."""
+        return self.layer.weight.detach().double().reshape(self.out_features, -1).cpu().numpy()
+
+    def set_weight_codes(self, codes: np.ndarray, scales: np.ndarray, spec: QuantSpec, blocks: Blocks) -> None:
+        """Install integer codes [out, in_c*kernel] with per-block scales [n_v, n_h]."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.shape != (self.out_features, self.in_channels * self.kernel):
+            raise QuantInputError(f"weight codes of shape {codes.shape} do not match the layer's GEMM form "
+                                  f"{(self.out_features, self.in_channels * self.kernel)}")
+        if codes.min() < spec.qmin or codes.max() > spec.qmax:
+            raise QuantInputError(f"weight codes outside the {spec.bits}-bit range {spec.qmin}..{spec.qmax}")
+        scales = np.asarray(scales, dtype=np.float64).reshape(blocks.n_v, blocks.n_h)
+        check_finite("weight scales", scales)
+        self.w_codes, self.w_scales, self.w_spec, self.blocks = codes, scales, spec, blocks
+        full = expand_blocks(scales, self.out_features, self.in_channels, self.kernel)
+        deq = dequantize(codes, full).reshape(self.layer.weight.shape)
+        self.w_deq = torch.as_tensor(deq, dtype=self.layer.weight.dtype)
+
+    def set_float_weight(self, weight_gemm: np.ndarray) -> None:
+        """Replace the float weight (GEMM form), e.g. after channel reordering; clears codes."""
+        self.layer.weight.data = torch.as_tensor(np.asarray(weight_gemm).reshape(self.layer.weight.shape),
+                                                 dtype=self.layer.weight.dtype)
+        self.w_codes = self.w_scales = self.w_spec = self.blocks = None
+        self.w_deq = None
+
+    def clear_weight_quant(self) -> None:
+        self.w_codes = self.w_scales = self.w_spec = self.blocks = None
+        self.w_deq = None
+
+    # forward --------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act is not None:
+            x = self.act(x)
+        w = self.w_deq if self.w_deq is not None else self.layer.weight
+        if isinstance(self.layer, nn.Linear):
+            return F.linear(x, w, self.layer.bias)
+        return self.layer._conv_forward(x, w, self.layer.bias)
+
+    def extra_repr(self) -> str:
+        w = f"w{self.w_spec.bits} blocks={self.blocks.n_v}x{self.blocks.n_h}" if self.w_spec else "w=float"
+        a = f"a{self.act.spec.bits}" if self.act else "a=float"
+        return f"{w}, {a}"
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that directly follows a Conv/Linear inside a Sequential into it (in place).
+
+    The conv gains a bias if it had none; the BN becomes Identity.  Eval-mode function unchanged."""
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for prev, cur in zip(names, names[1:]):
+            layer, bn = module._modules[prev], module._modules[cur]
+            if isinstance(layer, SUPPORTED) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                std = torch.sqrt(bn.running_var + bn.eps)
+                gamma = bn.weight if bn.affine else torch.ones_like(std)
+                beta = bn.bias if bn.affine else torch.zeros_like(std)
+                factor = (gamma / std).detach()
+                shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+                layer.weight.data = layer.weight.data * factor.reshape(shape)
+                bias = layer.bias.data if layer.bias is not None else torch.zeros_like(bn.running_mean)
+                new_bias = (bias - bn.running_mean) * factor + beta.detach()
+                layer.bias = nn.Parameter(new_bias.clone())
+                module._modules[cur] = nn.Identity()
+    return model
+
+
+def prepare(model: nn.Module, fold_bn: bool = True) -> nn.Module:
+    """A deep copy in eval mode with BN folded and every Conv1d/Conv2d/Linear wrapped in QuantLayer.
+
+    Layers with parameters that are neither supported nor known to be MAC-free are refused."""
+    model = copy.deepcopy(model).eval()
+    for name, p in model.named_parameters():
+        check_finite(f"parameter {name}", p.detach().cpu().numpy())
+    if fold_bn:
+        fold_batchnorm(model)
+    unsupported = sorted({type(m).__name__ for m in model.modules()
+                          if not isinstance(m, SUPPORTED + _PASSIVE + (QuantLayer,))
+                          and any(True for _ in m.parameters(recurse=False))})
+    if unsupported:
+        raise QuantInputError(f"unsupported layer types with parameters: {', '.join(unsupported)} "
+                              f"(supported: Conv1d, Conv2d, Linear, BatchNorm)")
+
+    def wrap(parent: nn.Module) -> None:
+        for child_name, child in parent.named_children():
+            if isinstance(child, SUPPORTED):
+                setattr(parent, child_name, QuantLayer(child))
+            elif not isinstance(child, QuantLayer):
+                wrap(child)
+
+    wrap(model)
+    return model
+
+
+def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, QuantLayer]]:
+    """QuantLayers in execution order (from a forward pass when ``example`` is given)."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)]
+    if example is None:
+        return layers
+    order: list[str] = []
+    names = {id(m): n for n, m in layers}
+    hooks = [m.register_forward_pre_hook(lambda mod, _inp: order.append(names[id(mod)])) for _, m in layers]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    seen = list(dict.fromkeys(order))
+    lookup = dict(layers)
+    return [(n, lookup[n]) for n in seen]
+
+
+def capture_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.Tensor,
+                   batch: int = 256) -> dict[int, torch.Tensor]:
+    """Inputs (before each layer's own activation quantizer) of ``layers`` on ``data``: id(layer) -> tensor."""
+    if data is None or len(data) == 0:
+        raise QuantInputError("empty calibration set")
+    store: dict[int, list[torch.Tensor]] = {id(m): [] for m in layers}
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: store[id(mod)].append(inp[0].detach())) for m in layers]
+    try:
+        with torch.no_grad():
+            for i in range(0, len(data), batch):
+                model(data[i:i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: torch.cat(v) for k, v in store.items()}
+
+
+def act_range(x: torch.Tensor, method: str = "max", percentile: float = 99.99, bits: int = 8) -> tuple[float, float]:
+    """Clipping range (lo, hi) of activations by ``max``, ``percentile`` or ``mse`` (grid search)."""
+    v = x.detach().double().flatten().cpu().numpy()
+    check_finite("activations", v)
+    lo, hi = float(min(v.min(), 0.0)), float(max(v.max(), 0.0))
+    if method == "max":
+        return lo, hi
+    if method == "percentile":
+        return float(min(np.percentile(v, 100 - percentile), 0.0)), float(max(np.percentile(v, percentile), 0.0))
+    if method == "mse":
+        best, best_err = (lo, hi), np.inf
+        sample = v if v.size <= 200_000 else np.random.default_rng(0).choice(v, 200_000, replace=False)
+        for frac in np.linspace(0.3, 1.0, 36):
+            a, b = lo * frac, hi * frac
+            spec, scale, zp = _act_params(a, b, bits)
+            q = np.clip(np.rint(sample / scale) + zp, spec.qmin, spec.qmax)
+            err = float(np.mean(((q - zp) * scale - sample) ** 2))
+            if err < best_err:
+                best, best_err = (a, b), err
+        return best
+    raise QuantInputError(f"unknown calibration method {method!r} (allowed: max, percentile, mse)")
+
+
+def _act_params(lo: float, hi: float, bits: int) -> tuple[QuantSpec, float, int]:
+    if lo >= 0:  # non-negative (after ReLU / inputs in [0, 1]): unsigned, zero point 0
+        spec = QuantSpec(bits, symmetric=True, signed=False)
+        return spec, (hi / spec.qmax) if hi > 0 else 1.0, 0
+    spec = QuantSpec(bits, symmetric=False, signed=False)
+    scale = (hi - lo) / spec.qmax if hi > lo else 1.0
+    return spec, scale, int(np.clip(np.rint(-lo / scale), 0, spec.qmax))
+
+
+def calibrate_activations(model: nn.Module, data: torch.Tensor, a_bits: int | dict[str, int],
+                          method: str = "max", percentile: float = 99.99) -> None:
+    """Set each QuantLayer's input quantizer from the float activations on ``data`` (in place)."""
+    layers = quant_layers(model)
+    for _, m in layers:
+        m.act = None
+    inputs = capture_inputs(model, [m for _, m in layers], data)
+    for name, m in layers:
+        bits = a_bits[name] if isinstance(a_bits, dict) else a_bits
+        lo, hi = act_range(inputs[id(m)], method, percentile, bits)
+        spec, scale, zp = _act_params(lo, hi, bits)
+        m.act = ActQuant(spec, float(scale), int(zp))
