@@ -41,8 +41,11 @@ class ActQuant:
     zero_point: int = 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        q = torch.clamp(torch.round(x / self.scale) + self.zero_point, self.spec.qmin, self.spec.qmax)
-        return (q - self.zero_point) * self.scale
+        # float64, like :meth:`codes` and the integer export: float32 division lands on the other
+        # side of exact ties (e.g. pixel 8/16 at scale 1/255) and would disagree with the codes
+        x64 = x.double()
+        q = torch.clamp(torch.round(x64 / self.scale) + self.zero_point, self.spec.qmin, self.spec.qmax)
+        return ((q - self.zero_point) * self.scale).to(x.dtype)
 
     def codes(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -68,6 +71,7 @@ class QuantLayer(nn.Module):
         self.w_scales: np.ndarray | None = None
         self.w_codes: np.ndarray | None = None
         self.act: ActQuant | None = None
+        self.out_perm: np.ndarray | None = None  # output-channel order applied by channel reordering
         self.register_buffer("w_deq", None, persistent=False)
 
     # weights --------------------------------------------------------------------------------
@@ -91,7 +95,7 @@ class QuantLayer(nn.Module):
         self.w_deq = torch.as_tensor(deq, dtype=self.layer.weight.dtype)
 
     def set_float_weight(self, weight_gemm: np.ndarray) -> None:
-        """Replace the float weight (GEMM form), e.g. after channel reordering; clears codes."""
+        """Replace the float weight (GEMM form; the bias is untouched); clears codes."""
         self.layer.weight.data = torch.as_tensor(np.asarray(weight_gemm).reshape(self.layer.weight.shape),
                                                  dtype=self.layer.weight.dtype)
         self.w_codes = self.w_scales = self.w_spec = self.blocks = None
@@ -126,7 +130,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         names = list(module._modules)
         for prev, cur in zip(names, names[1:]):
             layer, bn = module._modules[prev], module._modules[cur]
-            if isinstance(layer, SUPPORTED) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if isinstance(layer, SUPPORTED) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)) \
+                    and bn.running_var is not None:
                 std = torch.sqrt(bn.running_var + bn.eps)
                 gamma = bn.weight if bn.affine else torch.ones_like(std)
                 beta = bn.bias if bn.affine else torch.zeros_like(std)
@@ -237,7 +242,11 @@ def _act_params(lo: float, hi: float, bits: int) -> tuple[QuantSpec, float, int]
 
 def calibrate_activations(model: nn.Module, data: torch.Tensor, a_bits: int | dict[str, int],
                           method: str = "max", percentile: float = 99.99) -> None:
-    """Set each QuantLayer's input quantizer from the float activations on ``data`` (in place)."""
+    """Set each QuantLayer's input quantizer from its input activations on ``data`` (in place).
+
+    Activation quantizers are switched off while capturing, but installed weight codes stay on:
+    call it before weight quantization to calibrate on float activations, after it to calibrate
+    on the weight-quantized network's activations."""
     layers = quant_layers(model)
     for _, m in layers:
         m.act = None

@@ -7,8 +7,9 @@ channels* (a channel's ``k_h * k_w`` elements never straddle two blocks, so bloc
 are the partial-sum boundaries of the integer datapath).  ``(1, 1)`` is per-tensor,
 ``(out, 1)`` per-channel, anything else PTQ-SL's sub-layerwise scales.
 
-Codes use round-half-to-even (``numpy.rint`` / ``torch.round``) everywhere, so the fake-quant
-model, the integer export and the golden integer model agree bit for bit.
+Codes use round-half-to-even (``numpy.rint`` / ``torch.round``, in float64) everywhere, so the
+fake-quant model and the integer export produce the same codes; the golden integer model's
+fixed-point requantization tracks the fake-quant model within the bound in docs/formats.md.
 """
 
 from __future__ import annotations

@@ -1,0 +1,554 @@
+"""GPFQ: greedy path-following quantization (Lybrand & Saab 2021; Zhang, Zhou & Saab 2023).
+
+For one neuron ``w`` (a row of the GEMM-form weight ``W[out, in]``), with ``X[m, in]`` the layer's inputs in the
+float network and ``X~[m, in]`` its inputs in the partly quantized network, GPFQ walks the ``in`` columns once::
+
+    u_0 = 0
+    q_t = Q( <X~_t, u_{t-1} + w_t X_t> / ||X~_t||^2 )
+    u_t = u_{t-1} + w_t X_t - q_t X~_t
+
+so ``u_t`` is the running output error ``X w - X~ q`` of the first ``t`` weights and each ``q_t`` is the alphabet
+value that best cancels it along ``X~_t`` (rounded, not the exact minimizer).  All neurons of a layer are done at
+once; they are independent (each has its own error vector), which is why the scale search below can pick a scale
+per output-row group.
+
+Two exact forms of the same recursion are implemented (:func:`quantize_weights`, ``method=``):
+
+* ``"direct"`` keeps the error matrix ``U[m, out]``: ``O(m * in * out)`` memory-bound work;
+* ``"gram"`` uses ``G = X~^T X`` and ``H = X~^T X~`` (two BLAS GEMMs, ``O(m * in^2)``) and then
+  ``q_t = Q((sum_{j<=t} G_tj w_j - sum_{j<t} H_tj q_j) / H_tt)``, an ``O(in^2 * out)`` loop.
+
+Both are float64.  They agree up to rounding (tested code-for-code on random data); ``"auto"`` picks the faster by
+a cost model (:func:`_pick_method`): the Gram form for conv layers (``m`` = thousands of patches, ``in`` a few
+hundred; 3-7x faster single-threaded, e.g. 0.18 s vs 1.2 s at m=20000, in=288, out=64), the direct form when
+``in`` is large compared with ``m`` (e.g. one neuron with 4096 weights and 64 samples).  Measured by
+``benchmarks/bench_gpfq.py``.
+
+Guards (choices documented here, see also ``REFERENCES.md`` section 2):
+
+* **dead column** -- ``||X~_t|| <= 1e-12 * max_j ||X~_j||`` (or exactly 0): the column cannot change the
+  calibration error, so any code is equally good on the calibration set.  The reference code takes ``Q(0)``;
+  lowbit takes ``Q(w_t)`` (round-to-nearest of the float weight), which is the least perturbation of the float
+  network on inputs where that channel is alive (a channel dead on the calibration set need not be dead at test
+  time).  The threshold is relative, so the result does not depend on the scale of ``X``.
+* **tiny projection** -- some versions of the reference code replace ``q_t`` by ``Q(w_t)`` when the projection
+  ``<X~_t, u + w_t X_t>`` is below ``1e-10``.  lowbit does **not**: a small projection means the best value along
+  ``X~_t`` is close to 0, so ``Q(projection / ||X~_t||^2)`` is exactly what the greedy rule asks for; replacing it
+  by ``Q(w_t)`` discards the error the path has accumulated, the absolute threshold makes the result depend on the
+  units of ``X`` (quantizing ``1e-6 * X`` would fall back to RTN everywhere), and as a signed comparison it would
+  fire for every negative projection.  ``quantize_weights(W, c * X)`` is invariant to ``c > 0`` (tested).
+
+Alphabets:
+
+* ``"bbit"`` (default, hardware): codes ``[-2^(b-1), 2^(b-1) - 1]`` (``QuantSpec(b)``), one scale per block, by
+  default ``C * max|W_block| / (2^(b-1) - 1)`` with ``C = 1`` -- the same grid RTN uses;
+* ``"paper"``: the reference code's ``2^b + 1`` levels ``k * delta``, ``k = -2^(b-1) .. 2^(b-1)``, with
+  ``delta = C * r / 2^(b-1)`` and ``r`` the mean over the block's rows of their max ``|w|``.  The codes need
+  **b + 1 bits**; :func:`gpfq_quantize` installs them with ``QuantSpec(b + 1)`` (so ``b <= 7`` there).
+
+The network driver :func:`gpfq_quantize` quantizes a :func:`quant.fakequant.prepare`-d model layer by layer in
+execution order, lowering convolutions to patch matrices with their real stride / padding / dilation
+(:func:`layer_inputs_2d`), and optionally searches a scale multiplier per output-row group and corrects the bias.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from quant.errors import QuantInputError
+from quant.fakequant import QuantLayer, capture_inputs, quant_layers
+from quant.quantizer import (
+    MAX_BITS,
+    MIN_BITS,
+    Blocks,
+    QuantSpec,
+    block_bounds,
+    block_scales,
+    check_finite,
+    expand_blocks,
+)
+from quant.rtn import granularity_blocks
+
+__all__ = ["quantize_weights", "gpfq_quantize", "layer_inputs_2d", "alphabet_scales", "ALPHABETS",
+           "DEFAULT_SCALE_GRID", "DEAD_COLUMN_RTOL"]
+
+ALPHABETS = ("bbit", "paper")
+#: Scale multipliers tried per output-row group by ``scale_search`` (relative to the max-abs scale).
+DEFAULT_SCALE_GRID: tuple[float, ...] = tuple(float(a) for a in np.round(np.linspace(0.3, 1.0, 15), 2))
+#: A column of X~ whose norm is at most this fraction of the largest column norm counts as dead (see module doc).
+DEAD_COLUMN_RTOL = 1e-12
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# validation and conversion helpers
+
+
+def _to_f64(name: str, a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().double().numpy()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise QuantInputError(f"{name}: not a numeric array ({exc})") from None
+    if arr.ndim != 2:
+        raise QuantInputError(f"{name} must be 2-D, got shape {tuple(arr.shape)}")
+    check_finite(name, arr)
+    return arr
+
+
+def _check_bits(bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not MIN_BITS <= int(bits) <= MAX_BITS:
+        raise QuantInputError(f"bits must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def _check_alphabet(alphabet: Any) -> str:
+    if alphabet not in ALPHABETS:
+        raise QuantInputError(f"unknown alphabet {alphabet!r} (allowed: {', '.join(ALPHABETS)})")
+    return alphabet
+
+
+def _code_range(bits: int, alphabet: str) -> tuple[int, int]:
+    half = 1 << (bits - 1)
+    return (-half, half - 1) if alphabet == "bbit" else (-half, half)
+
+
+def alphabet_scales(weight: np.ndarray, bits: int, blocks: Blocks, kernel: int = 1, alphabet: str = "bbit",
+                    C: float = 1.0) -> np.ndarray:
+    """The default step per block ``[n_v, n_h]`` of an alphabet (see the module docstring), times ``C``.
+
+    ``"bbit"``: ``C * max|W_block| / (2^(b-1) - 1)``; ``"paper"``: ``C * mean_rows(max_cols |W_block|) / 2^(b-1)``.
+    An all-zero block gets step ``C`` (any step represents it exactly)."""
+    bits, alphabet = _check_bits(bits), _check_alphabet(alphabet)
+    w = np.asarray(weight, dtype=np.float64)
+    if alphabet == "bbit":
+        return C * block_scales(w, blocks, QuantSpec(bits), kernel)
+    out, cols = w.shape
+    if cols % kernel:
+        raise QuantInputError(f"weight has {cols} columns, not a multiple of the kernel size {kernel}")
+    blocks.check(out, cols // kernel)
+    rb, cb = block_bounds(out, blocks.n_v), block_bounds(cols // kernel, blocks.n_h) * kernel
+    r = np.array([[np.abs(w[rb[i]:rb[i + 1], cb[j]:cb[j + 1]]).max(axis=1).mean() for j in range(blocks.n_h)]
+                  for i in range(blocks.n_v)])
+    step = r / (1 << (bits - 1))
+    return C * np.where(step > 0, step, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the greedy pass (two exact forms)
+
+
+def _pick_method(m: int, cols: int, out: int) -> str:
+    """The faster exact form by a cost model fitted on this machine (benchmarks/bench_gpfq.py, one BLAS thread).
+
+    Direct: ~3 memory passes over ``U[m, out]`` per column, ~5 ns per ``m * in * out``.  Gram: three GEMMs
+    (~0.1 ns per ``m * in^2``) plus an ``in^2 * out`` loop and error terms (~2 ns each).  The Gram form wins by
+    3-7x for conv layers (``m`` = thousands of patches, ``in`` a few hundred) and loses when ``in >> m``."""
+    if cols > 8192:  # two or three in x in float64 matrices would not fit comfortably
+        return "direct"
+    direct = 5e-9 * m * cols * out + 1e-5 * cols
+    gram = 1e-10 * m * cols * cols + 2e-9 * cols * cols * out + 1e-5 * cols
+    return "gram" if gram <= direct else "direct"
+
+
+class _Stats:
+    """Calibration statistics of one (conv-group) slice of a layer, reused across scale candidates."""
+
+    def __init__(self, X: np.ndarray, Xq: np.ndarray | None, method: str) -> None:
+        same = Xq is None
+        Xq = X if same else Xq
+        self.method = method
+        hn = np.einsum("ij,ij->j", Xq, Xq)
+        self.dead = hn <= (DEAD_COLUMN_RTOL ** 2) * hn.max() if hn.max() > 0 else np.ones_like(hn, dtype=bool)
+        self.hdiag = np.where(self.dead, 1.0, hn)
+        if method == "gram":
+            self.H = Xq.T @ Xq
+            self.G = self.H if same else Xq.T @ X
+            self.F = self.H if same else X.T @ X
+        else:
+            self.X, self.Xq = X, Xq
+
+    def greedy(self, W: np.ndarray, S: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
+        """Codes [out, in] for weights ``W[out, in]`` with per-element steps ``S``; and each row's squared error
+        ``||X w_i - X~ q_i||^2`` on the calibration data."""
+        return (self._gram if self.method == "gram" else self._direct)(W, S, qmin, qmax)
+
+    def _gram(self, W, S, qmin, qmax):
+        out, n = W.shape
+        G, H, hd, dead = self.G, self.H, self.hdiag, self.dead
+        P = np.tril(G) @ W.T  # row t: sum_{j<=t} G_tj w_j  (for all neurons)
+        QT = np.zeros((n, out))
+        codes = np.zeros((n, out), dtype=np.int64)
+        ST, WT = np.ascontiguousarray(S.T), np.ascontiguousarray(W.T)
+        for t in range(n):
+            a = WT[t] if dead[t] else (P[t] - H[t, :t] @ QT[:t]) / hd[t]
+            c = np.clip(np.rint(a / ST[t]), qmin, qmax)
+            codes[t] = c
+            QT[t] = c * ST[t]
+        Q = QT.T
+        err = (np.einsum("ij,jk,ik->i", W, self.F, W) - 2 * np.einsum("ij,jk,ik->i", Q, G, W)
+               + np.einsum("ij,jk,ik->i", Q, H, Q))
+        return codes.T.copy(), np.maximum(err, 0.0)
+
+    def _direct(self, W, S, qmin, qmax):
+        out, n = W.shape
+        X, Xq, hd, dead = self.X, self.Xq, self.hdiag, self.dead
+        U = np.zeros((X.shape[0], out))
+        codes = np.zeros((out, n), dtype=np.int64)
+        for t in range(n):
+            w, s = W[:, t], S[:, t]
+            U += np.outer(X[:, t], w)
+            a = w if dead[t] else (Xq[:, t] @ U) / hd[t]
+            c = np.clip(np.rint(a / s), qmin, qmax)
+            codes[:, t] = c
+            U -= np.outer(Xq[:, t], c * s)
+        return codes, np.einsum("ij,ij->j", U, U)
+
+
+def _row_groups(out: int, n_v: int) -> np.ndarray:
+    return np.repeat(np.arange(n_v), np.diff(block_bounds(out, n_v)))
+
+
+def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, blocks: Blocks, kernel: int,
+                groups: int, alphabet: str, base_scales: np.ndarray, grid: Sequence[float] | None,
+                method: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Codes, block scales and a small report; ``grid`` = scale multipliers searched per output-row group."""
+    out, cols = W.shape
+    qmin, qmax = _code_range(bits, alphabet)
+    m = X.shape[0]
+    if method == "auto":
+        method = _pick_method(m, cols, out // groups)
+    per = out // groups
+    slices = [(slice(g * per, (g + 1) * per), slice(g * cols, (g + 1) * cols)) for g in range(groups)]
+    stats = [_Stats(X[:, cs], None if Xq is None else Xq[:, cs], method) for _, cs in slices]
+    in_ch = cols // kernel
+    mults = [1.0] if not grid else [float(a) for a in grid]
+    row_group = _row_groups(out, blocks.n_v)
+    best_err = np.full(blocks.n_v, np.inf)
+    best_codes = np.zeros((out, cols), dtype=np.int64)
+    best_mult = np.ones(blocks.n_v)
+    err_at_one = None
+    for alpha in mults:
+        S = expand_blocks(base_scales * alpha, out, in_ch, kernel)
+        codes = np.empty((out, cols), dtype=np.int64)
+        row_err = np.empty(out)
+        for (rs, _), st in zip(slices, stats):
+            codes[rs], row_err[rs] = st.greedy(W[rs], S[rs], qmin, qmax)
+        grp_err = np.bincount(row_group, weights=row_err, minlength=blocks.n_v)
+        if alpha == 1.0:
+            err_at_one = float(grp_err.sum())
+        better = grp_err < best_err
+        best_err[better], best_mult[better] = grp_err[better], alpha
+        rows = better[row_group]
+        best_codes[rows] = codes[rows]
+    report = {"method": method, "sq_error": float(best_err.sum()),
+              "sq_error_mult1": float("nan") if err_at_one is None else err_at_one, "multipliers": best_mult,
+              "dead_columns": int(sum(int(st.dead.sum()) for st in stats))}
+    return best_codes, base_scales * best_mult[:, None], report
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# single-layer API
+
+
+def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, blocks: Blocks | None = None,
+                     kernel: int = 1, alphabet: str = "bbit", scales: Any = None, C: float | None = None,
+                     return_codes: bool = False, groups: int = 1, method: str = "auto",
+                     scale_grid: Sequence[float] | None = None) -> Any:
+    """GPFQ-quantize one layer's GEMM-form weight.
+
+    Args:
+        W: weights ``[out, in]`` (numpy or torch), ``in = in_channels * kernel`` channel-major.
+        X: the layer's inputs in the float network, ``[m, in]`` (``[m, groups * in]`` for grouped convs).
+        bits: 2..8.
+        X_quantized: the same inputs in the partly quantized network (default ``X``), same shape as ``X``.
+        blocks: the scale grid (default per-channel ``Blocks(out, 1)``; ``Blocks(1, 1)`` is per-tensor).
+        kernel: ``k_h * k_w`` of a conv (so column blocks are channel-aligned); 1 for Linear.
+        alphabet: ``"bbit"`` (codes ``-2^(b-1) .. 2^(b-1) - 1``, at most ``2^b`` values per block) or ``"paper"``
+            (codes ``-2^(b-1) .. 2^(b-1)``: ``2^b + 1`` values, which need **b + 1 bits**).
+        scales: explicit steps per block ``[n_v, n_h]`` (fixed before the greedy pass); excludes ``C``.
+        C: multiplier of the alphabet's default step (default 1; the paper's comments use ~0.975 / 1.16 / 1.81 for
+            VGG-16 / ResNet-18 / ResNet-50 at 4 bits).
+        return_codes: return ``(codes int64 [out, in], scales [n_v, n_h])`` instead of dequantized weights.
+        groups: conv groups; output rows ``g * out/groups ...`` use input columns ``g * in ... (g + 1) * in`` of X.
+        method: ``"auto"``, ``"gram"`` or ``"direct"`` (see the module docstring).
+        scale_grid: optional multipliers of the scales; for every group of output rows that shares a scale
+            (a row of blocks), the multiplier with the least ``||X W^T - X~ Q^T||^2`` on ``X`` is kept.
+
+    Returns:
+        The dequantized weights ``codes * scale`` with W's array type (torch in, torch out; same dtype), or
+        ``(codes, scales)`` when ``return_codes``.
+    """
+    is_torch = isinstance(W, torch.Tensor)
+    bits, alphabet = _check_bits(bits), _check_alphabet(alphabet)
+    w = _to_f64("W", W)
+    x = _to_f64("X", X)
+    xq = None if X_quantized is None else _to_f64("X_quantized", X_quantized)
+    out, cols = w.shape
+    if out == 0 or cols == 0:
+        raise QuantInputError(f"W has an empty shape {w.shape}")
+    if x.shape[0] == 0:
+        raise QuantInputError("empty calibration data: X has 0 rows")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or out % groups:
+        raise QuantInputError(f"groups must be a positive divisor of the {out} output rows, got {groups!r}")
+    if x.shape[1] != cols * groups:
+        raise QuantInputError(f"X has {x.shape[1]} columns but W has {cols} input columns"
+                              + (f" x {groups} groups" if groups > 1 else ""))
+    if xq is not None and xq.shape != x.shape:
+        raise QuantInputError(f"X_quantized has shape {xq.shape}, X has {x.shape}")
+    if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or kernel < 1 or cols % kernel:
+        raise QuantInputError(f"kernel must be a positive divisor of the {cols} input columns, got {kernel!r}")
+    if method not in ("auto", "gram", "direct"):
+        raise QuantInputError(f"unknown method {method!r} (allowed: auto, gram, direct)")
+    blocks = Blocks(out, 1) if blocks is None else blocks
+    if not isinstance(blocks, Blocks):
+        raise QuantInputError(f"blocks must be a Blocks(n_v, n_h), got {blocks!r}")
+    blocks.check(out, cols // kernel)
+    base = _resolve_scales(w, bits, blocks, kernel, alphabet, scales, C)
+    grid = _check_grid(scale_grid)
+    codes, sc, _ = _gpfq_layer(w, x, xq, bits, blocks, kernel, groups, alphabet, base, grid, method)
+    if return_codes:
+        return codes, sc
+    deq = codes * expand_blocks(sc, out, cols // kernel, kernel)
+    if is_torch:
+        return torch.as_tensor(deq, dtype=W.dtype if W.is_floating_point() else torch.float64, device=W.device)
+    dtype = W.dtype if isinstance(W, np.ndarray) and np.issubdtype(W.dtype, np.floating) else np.float64
+    return deq.astype(dtype)
+
+
+def _resolve_scales(w: np.ndarray, bits: int, blocks: Blocks, kernel: int, alphabet: str, scales: Any,
+                    C: float | None) -> np.ndarray:
+    if scales is not None and C is not None:
+        raise QuantInputError("give either scales or C, not both")
+    if scales is not None:
+        s = scales.detach().cpu().double().numpy() if isinstance(scales, torch.Tensor) else scales
+        s = np.asarray(s, dtype=np.float64)
+        if s.size != blocks.n_v * blocks.n_h:
+            raise QuantInputError(f"scales has {s.size} entries, the block grid {blocks.n_v}x{blocks.n_h} needs "
+                                  f"{blocks.n_v * blocks.n_h}")
+        s = s.reshape(blocks.n_v, blocks.n_h)
+        check_finite("scales", s)
+        if (s <= 0).any():
+            raise QuantInputError("scales must be positive")
+        return s
+    c = 1.0 if C is None else C
+    if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not (
+            math.isfinite(c) and c > 0):
+        raise QuantInputError(f"C must be a positive finite number, got {C!r}")
+    return alphabet_scales(w, bits, blocks, kernel, alphabet, float(c))
+
+
+def _check_grid(grid: Sequence[float] | None) -> list[float] | None:
+    if grid is None:
+        return None
+    try:
+        g = [float(a) for a in grid]
+    except (TypeError, ValueError):
+        raise QuantInputError(f"scale_grid must be a sequence of positive numbers, got {grid!r}") from None
+    if not g or not all(math.isfinite(a) and a > 0 for a in g):
+        raise QuantInputError(f"scale_grid must be a non-empty sequence of positive numbers, got {grid!r}")
+    return g
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# lowering layer inputs to GEMM rows
+
+
+_NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _explicit_padding(conv: nn.Module) -> list[tuple[int, int]]:
+    """(before, after) padding per spatial dim, resolving ``"same"`` / ``"valid"`` like PyTorch."""
+    if isinstance(conv.padding, str):
+        if conv.padding == "valid":
+            return [(0, 0)] * len(conv.kernel_size)
+        # "same" (stride 1 only, PyTorch enforces it): the odd extra element goes after, as in PyTorch
+        return [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(conv.kernel_size, conv.dilation)]
+    return [(p, p) for p in conv.padding]
+
+
+def layer_inputs_2d(layer: QuantLayer | nn.Module, x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A layer's input as float64 GEMM rows ``[rows, in_c * kernel]`` (channel-major, like ``gemm_weight()``).
+
+    Linear: leading dims flattened (rows = samples).  Conv1d/Conv2d: patches (im2col) with the layer's real
+    stride, padding (any padding mode, ``"same"`` / ``"valid"``) and dilation, rows ordered (sample, output
+    position), so ``patches @ W.T`` reshaped to ``[N, L, out]`` is the convolution output without bias when
+    ``groups == 1``.  For grouped convs the columns hold all ``in_c * kernel`` input columns; group ``g`` uses the
+    ``g``-th slice.  Done in numpy (strided views), not ``F.unfold``: exact in float64 and free of torch's
+    intra-op thread pool, which on a loaded 2-core machine made tiny unfolds take up to a second."""
+    conv = layer.layer if isinstance(layer, QuantLayer) else layer
+    a = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    if isinstance(conv, nn.Linear):
+        return np.ascontiguousarray(a.reshape(-1, a.shape[-1]))
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)):
+        raise QuantInputError(f"cannot lower inputs of {type(conv).__name__} (supported: Conv1d, Conv2d, Linear)")
+    nd = len(conv.kernel_size)
+    if a.ndim != nd + 2:
+        raise QuantInputError(f"{type(conv).__name__} input must be {nd + 2}-D [N, C, ...], got shape {a.shape}")
+    pads = _explicit_padding(conv)
+    if any(p for pair in pads for p in pair):
+        mode = _NP_PAD_MODE[conv.padding_mode]
+        a = np.pad(a, [(0, 0), (0, 0)] + pads, mode=mode)
+    ks, dil, st = conv.kernel_size, conv.dilation, conv.stride
+    span = tuple(d * (k - 1) + 1 for k, d in zip(ks, dil))
+    if any(a.shape[2 + i] < span[i] for i in range(nd)):
+        raise QuantInputError(f"input of spatial size {a.shape[2:]} is smaller than the dilated kernel {span}")
+    win = np.lib.stride_tricks.sliding_window_view(a, span, axis=tuple(range(2, 2 + nd)))
+    # win: [N, C, *out_positions_before_stride, *span] -> stride the positions, dilate the window
+    index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in st) + tuple(
+        slice(None, None, d) for d in dil)
+    win = win[index]  # [N, C, *L, *k]
+    n, c = win.shape[:2]
+    perm = (0,) + tuple(range(2, 2 + nd)) + (1,) + tuple(range(2 + nd, 2 + 2 * nd))
+    return np.ascontiguousarray(win.transpose(perm)).reshape(n * int(np.prod(win.shape[2:2 + nd])), -1)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# network API
+
+
+def _layer_output(layer: QuantLayer, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    conv = layer.layer
+    if isinstance(conv, nn.Linear):
+        return F.linear(x, weight)
+    return conv._conv_forward(x, weight, None)
+
+
+def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[str, int], *,
+                  granularity: str | Blocks = "channel", alphabet: str = "bbit", C: float | None = None,
+                  bias_correction: bool = True, patch_fraction: float | None = None, seed: int = 0,
+                  scale_search: bool = True, scale_grid: Sequence[float] = DEFAULT_SCALE_GRID,
+                  method: str = "auto", batch: int = 256, report: list[dict[str, Any]] | None = None) -> nn.Module:
+    """GPFQ every QuantLayer of a :func:`quant.fakequant.prepare`-d model, in place, in execution order.
+
+    For layer ``l``: ``X`` is its input in the float network (a private float copy, no weight or activation
+    quantization) and ``X~`` its input in ``model`` with layers ``< l`` already quantized, both on ``calib_x`` at that
+    moment (``X~`` passes through the layer's own activation quantizer when one is set, since that is what the
+    weights multiply).  Convs are lowered with :func:`layer_inputs_2d`; grouped convs are quantized one group at a
+    time (each group's rows see only its input slice; scales may still span groups).
+
+    Args:
+        w_bits: bits for every layer, or ``{layer name: bits}`` covering every QuantLayer (mixed precision).
+        granularity: ``"tensor"``, ``"channel"`` or ``Blocks(n_v, n_h)`` (PTQ-SL blocks: scales fixed before the pass).
+        alphabet: ``"bbit"`` (installed as ``QuantSpec(bits)``) or ``"paper"`` (``2^b + 1`` levels, installed as
+            ``QuantSpec(bits + 1)`` with the step ``delta`` as scale; needs ``bits <= 7``).
+        C: multiplier of the default step (see :func:`quantize_weights`).
+        bias_correction: ``b += mean over samples (and positions) of (X W^T - X~ Q^T)`` per output channel.
+        patch_fraction: for convs, keep this fraction (0, 1] of the patch rows (seeded by ``seed``).
+        scale_search: search ``scale_grid`` multipliers (default 0.30, 0.35, .., 1.00) of the default step per
+            output-row group (per channel for ``"channel"``), keeping the one with the least calibration error
+            ``||X W^T - X~ Q^T||^2`` (1.0 is in the grid, so it never does worse on that objective).  On by
+            default: on the lowbit models (3 trained seeds each, ``benchmarks/bench_gpfq.py --seeds 0 1 2
+            --ablate``) it halves the test-set logit error at 3 bits, cuts it by ~1/3 at 4 bits and by 4-5x at
+            2 bits, and never cost more than one test input of accuracy at 3-4 bits; it costs one greedy pass
+            per multiplier (the Gram matrices are shared), about 2x the runtime.
+        method: ``"auto"``, ``"gram"`` or ``"direct"``.
+        report: if a list is given, one dict per layer is appended: ``name``, ``bits``, ``rows`` / ``cols`` / ``out``
+            (GEMM shape), ``method``, ``rel_sq_error`` (``||X W^T - X~ Q^T||^2 / ||X W^T||^2`` on the calibration
+            rows, before bias correction), ``rel_sq_error_mult1`` (the same with the unscaled step; NaN if 1.0 is
+            not in the grid), ``multipliers`` (chosen per row group), ``dead_columns`` and ``seconds``.
+    Returns:
+        ``model`` (quantized in place).
+    """
+    alphabet = _check_alphabet(alphabet)
+    if not isinstance(model, nn.Module):
+        raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(calib_x, torch.Tensor):
+        raise QuantInputError(f"calib_x must be a torch.Tensor, got {type(calib_x).__name__}")
+    if len(calib_x) == 0:
+        raise QuantInputError("empty calibration set")
+    check_finite("calibration inputs", calib_x.detach().cpu().double().numpy())
+    if patch_fraction is not None and (isinstance(patch_fraction, bool) or not isinstance(
+            patch_fraction, (int, float)) or not 0 < patch_fraction <= 1):
+        raise QuantInputError(f"patch_fraction must be in (0, 1], got {patch_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise QuantInputError(f"seed must be a non-negative integer, got {seed!r}")
+    if method not in ("auto", "gram", "direct"):
+        raise QuantInputError(f"unknown method {method!r} (allowed: auto, gram, direct)")
+    grid = _check_grid(scale_grid) if scale_search else None
+    layers = quant_layers(model, calib_x[:1])
+    if not layers:
+        raise QuantInputError("the model has no QuantLayer; pass it through quant.fakequant.prepare first")
+    if isinstance(w_bits, dict):
+        unknown = sorted(set(w_bits) - {n for n, _ in layers})
+        if unknown:
+            raise QuantInputError(f"w_bits names unknown layers {unknown} (layers: {[n for n, _ in layers]})")
+    bits_of = {}
+    for name, _ in layers:
+        if isinstance(w_bits, dict):
+            if name not in w_bits:
+                raise QuantInputError(f"w_bits has no entry for layer {name!r}")
+            b = w_bits[name]
+        else:
+            b = w_bits
+        b = _check_bits(b)
+        if alphabet == "paper" and b + 1 > MAX_BITS:
+            raise QuantInputError(f"layer {name!r}: the paper alphabet at {b} bits needs {b + 1}-bit codes "
+                                  f"(max {MAX_BITS})")
+        bits_of[name] = b
+
+    float_model = copy.deepcopy(model)
+    float_layers = dict(quant_layers(float_model))
+    for m in float_layers.values():
+        m.clear_weight_quant()
+        m.act = None
+    float_inputs = capture_inputs(float_model, list(float_layers.values()), calib_x, batch)
+    gen = torch.Generator().manual_seed(int(seed))
+
+    for name, layer in layers:
+        t0 = time.perf_counter()
+        bits = bits_of[name]
+        blocks = granularity_blocks(layer, granularity)
+        x_f = float_inputs[id(float_layers[name])]
+        x_q = capture_inputs(model, [layer], calib_x, batch)[id(layer)]
+        if layer.act is not None:
+            x_q = layer.act(x_q)
+        Xn = layer_inputs_2d(layer, x_f)
+        Xqn = layer_inputs_2d(layer, x_q)
+        if patch_fraction is not None and patch_fraction < 1 and not isinstance(layer.layer, nn.Linear):
+            keep = max(1, math.ceil(patch_fraction * Xn.shape[0]))
+            rows = torch.randperm(Xn.shape[0], generator=gen)[:keep].sort().values.numpy()
+            Xn, Xqn = Xn[rows], Xqn[rows]
+        same = np.array_equal(Xn, Xqn)
+        w = layer.gemm_weight()
+        base = _resolve_scales(w, bits, blocks, layer.kernel, alphabet, None, C)
+        codes, scales, info = _gpfq_layer(w, Xn, None if same else Xqn, bits, blocks, layer.kernel, layer.groups,
+                                          alphabet, base, grid, method)
+        spec = QuantSpec(bits + 1 if alphabet == "paper" else bits)
+        layer.set_weight_codes(codes, scales, spec, blocks)
+        if bias_correction:
+            _correct_bias(layer, x_f, x_q)
+        if report is not None:
+            per, cols = w.shape[0] // layer.groups, w.shape[1]
+            ref = sum(float(np.sum((Xn[:, g * cols:(g + 1) * cols] @ w[g * per:(g + 1) * per].T) ** 2))
+                      for g in range(layer.groups))
+            report.append({"name": name, "bits": bits, "rows": int(Xn.shape[0]), "cols": int(w.shape[1]),
+                           "out": int(w.shape[0]), "method": info["method"],
+                           "rel_sq_error": info["sq_error"] / ref if ref > 0 else float("nan"),
+                           "rel_sq_error_mult1": info["sq_error_mult1"] / ref if ref > 0 else float("nan"),
+                           "multipliers": info["multipliers"], "dead_columns": info["dead_columns"],
+                           "seconds": time.perf_counter() - t0})
+    return model
+
+
+def _correct_bias(layer: QuantLayer, x_f: torch.Tensor, x_q: torch.Tensor) -> None:
+    """``b += mean(X W^T - X~ Q^T)`` over every dim but the output channel, computed with the layer's own op."""
+    conv = layer.layer
+    w_f = conv.weight.detach().double()
+    w_q = layer.w_deq.detach().double()
+    with torch.no_grad():
+        diff = _layer_output(layer, x_f.double(), w_f) - _layer_output(layer, x_q.double(), w_q)
+    dims = [d for d in range(diff.dim()) if d != (diff.dim() - 1 if isinstance(conv, nn.Linear) else 1)]
+    shift = diff.mean(dim=dims)
+    check_finite("bias correction", shift.numpy())
+    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(shift)
+    conv.bias = nn.Parameter((bias + shift).to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)

@@ -1,0 +1,838 @@
+"""Integer export and the golden integer model of lowbit's datapath.
+
+:func:`export_model` turns a prepared, weight-quantized and activation-calibrated ``nn.Sequential`` (QuantLayers with
+ReLU, MaxPool1d/2d, Flatten, Identity and eval-mode Dropout between them) into ``model.npz`` + ``meta.json``;
+:func:`load_export` reads them back as an :class:`IntegerModel`, the bit-exact reference the RTL reproduces.
+The format, the arithmetic and the error bound are specified in ``docs/integer_format.md``.
+
+Per layer the datapath is (``v`` = row block of output channel ``r``, ``h`` = input block)::
+
+    P_h = sum_{k in block h} (x_k - z_x) * w_{r,k}                             # int32
+    A   = (B_r << T_v) + sum_h M_{v,h} * P_h                                    # int64
+    y_r = clamp(((A + 2^(S_v - 1)) >> S_v) + z_y, lo, hi)                        # output codes
+
+with the int32 bias ``B_r`` at scale ``s_y * 2^-(S_v - T_v)`` (output LSBs with ``S_v - T_v`` fractional bits).
+
+The golden model uses numpy int64 only; the sole float operations are the quantization of the model's float input
+and the final ``logits = codes * scale``.  Importing this module does not import torch (only :func:`export_model`
+does), so ``rtl`` can use the golden model alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from quant.errors import QuantInputError
+from quant.quantizer import block_bounds
+from quant.requant import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    MAX_SHIFT,
+    exact,
+    max_abs_offset,
+    quantize_multipliers,
+    requantize,
+    round_half_even,
+    rounding_shift,
+)
+
+__all__ = ["FORMAT_VERSION", "NPZ_NAME", "META_NAME", "LOGIT_BITS", "IntegerLayer", "IntegerModel", "export_model",
+           "build_integer_model", "load_export", "effective_block_scales", "rounding_shift", "requantize",
+           "quantize_multipliers"]
+
+FORMAT_VERSION = "lowbit-integer/1"
+NPZ_NAME, META_NAME = "model.npz", "meta.json"
+LOGIT_BITS = 32            #: the last layer emits int32 logit codes (see _logit_scale)
+_MAX_LOGIT_FRAC_BITS = 24  #: at most 24 extra fractional bits below s_x * max(s_w) for the logits
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same model always gives the same bytes
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the layer record
+# ------------------------------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class IntegerLayer:
+    """One Conv1d / Conv2d / Linear layer of the integer datapath; every field is stored in ``model.npz``."""
+
+    name: str
+    kind: str                                   # "conv1d" | "conv2d" | "linear"
+    out_features: int
+    in_channels: int
+    kernel_size: tuple[int, ...]                # () for linear
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]        # (before, after) per spatial dim, filled with the input zero point
+    dilation: tuple[int, ...]
+    w_bits: int
+    w_codes: np.ndarray                         # [out, in_channels * kernel] int8 (int16 if ever > 8 bits)
+    w_scales: np.ndarray                        # [n_v, n_h] float64, as quantized
+    row_bounds: np.ndarray                      # [n_v + 1] output-channel block bounds
+    col_bounds: np.ndarray                      # [n_h + 1] GEMM-column block bounds (multiples of the kernel)
+    out_perm: np.ndarray                        # [out] original index of each stored output channel (reorder)
+    in_perm: np.ndarray                         # [in_channels] original index of each stored input channel
+    bias_real: np.ndarray                       # [out] float64: the float bias of the fake-quant model
+    bias: np.ndarray                            # [out] int32 at scale s_y * 2^-(shift[v] - bias_shift[v])
+    in_bits: int
+    in_scale: float
+    in_zero_point: int
+    in_qmin: int
+    in_qmax: int
+    out_bits: int
+    out_scale: float
+    out_zero_point: int
+    out_qmin: int                               # clamp bounds; out_qmin = max(qmin, z_y) when a ReLU is fused
+    out_qmax: int
+    relu: bool                                  # a ReLU follows (fused into out_qmin)
+    logits: bool                                # last layer: int32 codes at out_scale, no output quantizer
+    multiplier: np.ndarray                      # [n_v, n_h] int32 in 0 .. 2^31 - 1
+    shift: np.ndarray                           # [n_v] int32 in 1 .. 62
+    bias_shift: np.ndarray                      # [n_v] int32 in 0 .. shift[v]: the bias enters A as B << T
+    ops: list[dict[str, Any]] = field(default_factory=list)   # code-domain ops after this layer
+    in_shape: tuple[int, ...] = ()              # per-sample input shape seen at export
+
+    # derived ---------------------------------------------------------------------------------------------------
+    @property
+    def n_v(self) -> int:
+        return len(self.row_bounds) - 1
+
+    @property
+    def n_h(self) -> int:
+        return len(self.col_bounds) - 1
+
+    @property
+    def kernel(self) -> int:
+        return int(np.prod(self.kernel_size)) if self.kernel_size else 1
+
+    @property
+    def reduction(self) -> int:
+        return self.in_channels * self.kernel
+
+    def row_block(self) -> np.ndarray:
+        """Row block index ``v`` of every output channel, shape [out]."""
+        return np.repeat(np.arange(self.n_v), np.diff(self.row_bounds))
+
+    def effective_scales(self) -> np.ndarray:
+        return effective_block_scales(self.w_codes, self.w_scales, self.row_bounds, self.col_bounds)
+
+    def bias_frac_bits(self) -> np.ndarray:
+        """Fractional bits of the int32 bias per row block, ``F_v = S_v - T_v`` (bias scale ``s_y * 2^-F_v``)."""
+        return self.shift.astype(np.int64) - self.bias_shift.astype(np.int64)
+
+    def real_multipliers(self) -> list[list[Fraction]]:
+        """Exact ``m_{v,h} = s_x * s_w_eff[v,h] / s_y``."""
+        eff = self.effective_scales()
+        sx, sy = exact(self.in_scale), exact(self.out_scale)
+        return [[sx * exact(s) / sy for s in row] for row in eff]
+
+    def psum_abs_max(self) -> np.ndarray:
+        """Worst case ``|P_h|`` over all inputs, per output channel and block, shape [out, n_h] (int64)."""
+        qx = max_abs_offset(self.in_qmin, self.in_qmax, self.in_zero_point)
+        w = np.abs(self.w_codes.astype(np.int64))
+        sums = np.stack([w[:, c0:c1].sum(axis=1) for c0, c1 in zip(self.col_bounds[:-1], self.col_bounds[1:])],
+                        axis=1)
+        return sums * qx
+
+    def error_bound_lsb(self) -> np.ndarray:
+        """Per output channel, the bound ``delta_r`` (output LSBs) on ``|A / 2^S - y_exact / s_y|`` (see the docs).
+
+        ``delta_r = sum_h |M_{v,h} / 2^S_v - m_{v,h}| * Pmax_{r,h} + |B_r / 2^F_v - b_r / s_y|``;
+        the dequantized golden output is then within ``(1/2 + delta_r) * s_y`` of the clamped exact output.
+        Exact rational arithmetic, rounded up to float64."""
+        reals = self.real_multipliers()
+        pmax = self.psum_abs_max()
+        rows = self.row_block()
+        frac = self.bias_frac_bits()
+        out = np.empty(self.out_features)
+        for r in range(self.out_features):
+            v = int(rows[r])
+            two_s = Fraction(2) ** int(self.shift[v])
+            err = sum((abs(Fraction(int(mh)) / two_s - m) * int(p)
+                       for mh, m, p in zip(self.multiplier[v], reals[v], pmax[r])), Fraction(0))
+            bias_lsb = exact(self.bias_real[r]) / exact(self.out_scale)
+            err += abs(Fraction(int(self.bias[r]), 1 << int(frac[v])) - bias_lsb)
+            out[r] = np.nextafter(float(err), np.inf)
+        return out
+
+    def acc_abs_max(self) -> int:
+        """Worst case ``|A| + 2^(S-1)`` over all inputs (Python int; must be <= 2^63 - 1)."""
+        pmax, rows = self.psum_abs_max(), self.row_block()
+        return max(sum(int(m) * int(p) for m, p in zip(self.multiplier[rows[r]], pmax[r]))
+                   + (abs(int(self.bias[r])) << int(self.bias_shift[rows[r]]))
+                   + (1 << (int(self.shift[rows[r]]) - 1)) for r in range(self.out_features))
+
+    def summary(self) -> dict[str, Any]:
+        """The per-layer summary written to ``meta.json``."""
+        pmax = int(self.psum_abs_max().max())
+        return {
+            "name": self.name, "kind": self.kind, "out_features": self.out_features, "in_channels": self.in_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+            "padding": [list(p) for p in self.padding], "dilation": list(self.dilation),
+            "in_shape": list(self.in_shape), "reduction": self.reduction,
+            "w_bits": self.w_bits, "w_dtype": str(self.w_codes.dtype), "n_v": self.n_v, "n_h": self.n_h,
+            "row_bounds": [int(b) for b in self.row_bounds], "col_bounds": [int(b) for b in self.col_bounds],
+            "out_permuted": bool(np.any(self.out_perm != np.arange(self.out_features))),
+            "in_permuted": bool(np.any(self.in_perm != np.arange(self.in_channels))),
+            "in_bits": self.in_bits, "in_scale": self.in_scale, "in_zero_point": self.in_zero_point,
+            "out_bits": self.out_bits, "out_scale": self.out_scale, "out_zero_point": self.out_zero_point,
+            "out_clamp": [self.out_qmin, self.out_qmax], "relu_fused": self.relu, "logits": self.logits,
+            "shift_range": [int(self.shift.min()), int(self.shift.max())],
+            "multiplier_range": [int(self.multiplier.min()), int(self.multiplier.max())],
+            "psum_bits_needed": pmax.bit_length() + 1, "acc_bits_needed": self.acc_abs_max().bit_length() + 1,
+            "error_bound_lsb": 0.5 + float(self.error_bound_lsb().max()),
+            "error_bound_real": self.out_scale * (0.5 + float(self.error_bound_lsb().max())),
+            "ops_after": self.ops,
+        }
+
+
+def effective_block_scales(codes: np.ndarray, scales: np.ndarray, row_bounds: np.ndarray,
+                           col_bounds: np.ndarray) -> np.ndarray:
+    """Block scales used by the requantization: an all-zero block's scale is arbitrary (it multiplies 0), so it is
+    replaced by the largest scale of a non-zero block in the same row block (of the layer if the whole row block
+    is zero, or 1.0 if the whole layer is zero).  Non-zero blocks keep their scale."""
+    scales = np.asarray(scales, dtype=np.float64)
+    nonzero = np.array([[np.any(codes[r0:r1, c0:c1] != 0) for c0, c1 in zip(col_bounds[:-1], col_bounds[1:])]
+                        for r0, r1 in zip(row_bounds[:-1], row_bounds[1:])], dtype=bool).reshape(scales.shape)
+    if not nonzero.any():
+        return np.ones_like(scales)
+    layer_fill = scales[nonzero].max()
+    eff = scales.copy()
+    for v in range(scales.shape[0]):
+        fill = scales[v][nonzero[v]].max() if nonzero[v].any() else layer_fill
+        eff[v, ~nonzero[v]] = fill
+    return eff
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# code-domain helpers (pure int64)
+# ------------------------------------------------------------------------------------------------------------------
+def _im2col(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[tuple[int, int], ...],
+            dilation: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``x`` [N, C, *spatial] (zero point already subtracted) -> columns [N, positions, C * prod(kernel)]
+    in channel-major order (PyTorch's weight.reshape(out, -1)), and the output spatial shape."""
+    d = len(kernel)
+    xp = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in padding])  # pads with 0 == the input zero point
+    span = tuple(dl * (k - 1) + 1 for k, dl in zip(kernel, dilation))
+    if any(xp.shape[2 + i] < span[i] for i in range(d)):
+        raise QuantInputError(f"input spatial shape {x.shape[2:]} is smaller than the kernel span {span}")
+    win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + d)))
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)
+              + tuple(slice(None, None, dl) for dl in dilation)]                    # [N, C, *out, *kernel]
+    out_sp = tuple(win.shape[2:2 + d])
+    order = (0,) + tuple(range(2, 2 + d)) + (1,) + tuple(range(2 + d, 2 + 2 * d))
+    cols = win.transpose(order).reshape(x.shape[0], int(np.prod(out_sp)), -1)
+    return cols, out_sp
+
+
+def _maxpool(x: np.ndarray, op: Mapping[str, Any]) -> np.ndarray:
+    d = int(op["dims"])
+    if x.ndim != d + 2:
+        raise QuantInputError(f"maxpool{d}d needs [N, C, {d} spatial dims], got shape {x.shape}")
+    k, s, p, dl = op["kernel"], op["stride"], op["padding"], op["dilation"]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(pi, pi) for pi in p], constant_values=np.iinfo(np.int64).min)
+    span = tuple(di * (ki - 1) + 1 for ki, di in zip(k, dl))
+    win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + d)))
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, si) for si in s)
+              + tuple(slice(None, None, di) for di in dl)]
+    return win.max(axis=tuple(range(2 + d, 2 + 2 * d)))
+
+
+def _flatten(x: np.ndarray, start: int, end: int) -> np.ndarray:
+    start, end = start % x.ndim, end % x.ndim
+    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+
+
+def _apply_ops(x: np.ndarray, ops: list[dict[str, Any]], zero_point: int) -> np.ndarray:
+    """ReLU (``max(x, z)``), max-pool and flatten on codes; all commute with a monotone quantizer."""
+    for op in ops:
+        if op["op"] == "relu":
+            x = np.maximum(x, np.int64(zero_point))
+        elif op["op"] == "maxpool":
+            x = _maxpool(x, op)
+        elif op["op"] == "flatten":
+            x = _flatten(x, int(op["start_dim"]), int(op["end_dim"]))
+        else:
+            raise QuantInputError(f"unknown op {op['op']!r} in the export (allowed: relu, maxpool, flatten)")
+    return x
+
+
+def _as_codes(x: Any, qmin: int, qmax: int, what: str) -> np.ndarray:
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise QuantInputError(f"{what}: expected integer codes, got dtype {x.dtype}")
+    x = x.astype(np.int64)
+    if x.size and (x.min() < qmin or x.max() > qmax):
+        raise QuantInputError(f"{what}: codes {x.min()}..{x.max()} outside {qmin}..{qmax}")
+    return x
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the golden model
+# ------------------------------------------------------------------------------------------------------------------
+class IntegerModel:
+    """The golden integer model: layers in execution order, code-domain ops before the first layer."""
+
+    def __init__(self, layers: list[IntegerLayer], pre_ops: list[dict[str, Any]] | None = None,
+                 name: str = "model") -> None:
+        if not layers:
+            raise QuantInputError("an integer model needs at least one layer")
+        self.layers = list(layers)
+        self.pre_ops = list(pre_ops or [])
+        self.name = name
+        self._by_name = {layer.name: layer for layer in self.layers}
+        if len(self._by_name) != len(self.layers):
+            raise QuantInputError("layer names must be unique")
+
+    def layer(self, name: str) -> IntegerLayer:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise QuantInputError(f"no layer {name!r} (layers: {', '.join(self._by_name)})") from None
+
+    # one layer ---------------------------------------------------------------------------------------------------
+    def run_layer(self, name: str, x_codes: Any) -> np.ndarray:
+        """Output codes of layer ``name`` for its input codes (conv: [N, C, *spatial]; linear: [..., in]).
+
+        Pure int64: im2col with the layer's stride/padding/dilation (padding = the input zero point), one int32
+        partial sum per input block, 64-bit rescale-and-sum starting at the shifted bias, rounding shift, zero point,
+        clamp."""
+        lay = self.layer(name)
+        x = _as_codes(x_codes, lay.in_qmin, lay.in_qmax, f"layer {name} input") - np.int64(lay.in_zero_point)
+        if lay.kind == "linear":
+            if x.shape[-1] != lay.reduction:
+                raise QuantInputError(f"layer {name}: input has {x.shape[-1]} features, expected {lay.reduction}")
+            lead = x.shape[:-1]
+            cols = x.reshape(1, -1, lay.reduction)
+        else:
+            d = len(lay.kernel_size)
+            if x.ndim != d + 2 or x.shape[1] != lay.in_channels:
+                raise QuantInputError(f"layer {name}: input shape {x.shape}, expected [N, {lay.in_channels}, "
+                                      f"{d} spatial dims]")
+            cols, out_sp = _im2col(x, lay.kernel_size, lay.stride, lay.padding, lay.dilation)
+        rows = lay.row_block()
+        w = lay.w_codes.astype(np.int64)
+        mult = lay.multiplier.astype(np.int64)[rows]                      # [out, n_h]
+        acc = np.zeros(cols.shape[:2] + (lay.out_features,), dtype=np.int64)
+        acc += lay.bias.astype(np.int64) << lay.bias_shift.astype(np.int64)[rows]
+        for h, (c0, c1) in enumerate(zip(lay.col_bounds[:-1], lay.col_bounds[1:])):
+            psum = cols[:, :, c0:c1] @ w[:, c0:c1].T                        # P_h, |P_h| < 2^31 (checked at export)
+            acc += psum * mult[:, h]
+        y = requantize(acc, lay.shift.astype(np.int64)[rows], lay.out_zero_point, lay.out_qmin, lay.out_qmax)
+        if lay.kind == "linear":
+            return y.reshape(lead + (lay.out_features,))
+        return np.moveaxis(y, 2, 1).reshape((x.shape[0], lay.out_features) + out_sp)
+
+    # whole model -------------------------------------------------------------------------------------------------
+    def quantize_input(self, x: Any) -> np.ndarray:
+        """Codes of the model input: float -> ``clip(rint(x / s_x) + z_x)`` with the first layer's input quantizer
+        (the only float step before the logits); integer input is taken as codes and range-checked."""
+        first = self.layers[0]
+        arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        if np.issubdtype(arr.dtype, np.integer):
+            return _as_codes(arr, first.in_qmin, first.in_qmax, "model input")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise QuantInputError(f"model input must be float or integer codes, got dtype {arr.dtype}")
+        arr = arr.astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise QuantInputError(f"model input: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
+        q = np.rint(arr / first.in_scale) + first.in_zero_point
+        return np.clip(q, first.in_qmin, first.in_qmax).astype(np.int64)
+
+    def _forward(self, x: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        codes = _apply_ops(self.quantize_input(x), self.pre_ops, self.layers[0].in_zero_point)
+        out: dict[str, np.ndarray] = {}
+        for lay in self.layers:
+            y = self.run_layer(lay.name, codes)
+            out[lay.name] = y
+            codes = _apply_ops(y, lay.ops, lay.out_zero_point)
+        return out, codes
+
+    def trace(self, x: Any) -> dict[str, np.ndarray]:
+        """Every layer's output codes (from :meth:`run_layer`, before the ops that follow it)."""
+        return self._forward(x)[0]
+
+    def run(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits, predictions)`` for a float input (quantized here) or integer input codes.
+
+        ``logits = codes * s_out`` (float64, the only float step after the input); ``predictions`` is the argmax
+        of the integer logit codes over the last axis (ties -> lowest index)."""
+        codes = self._forward(x)[1]
+        last = self.layers[-1]
+        logits = (codes - last.out_zero_point).astype(np.float64) * last.out_scale
+        return logits, np.argmax(codes, axis=-1)
+
+    # storage -----------------------------------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The ``model.npz`` content."""
+        out: dict[str, np.ndarray] = {
+            "format_version": np.array(FORMAT_VERSION), "model_name": np.array(self.name),
+            "layers": np.array([lay.name for lay in self.layers]), "pre_ops": np.array(json.dumps(self.pre_ops)),
+        }
+        for lay in self.layers:
+            for f in fields(IntegerLayer):
+                if f.name == "name":
+                    continue
+                value = getattr(lay, f.name)
+                if isinstance(value, np.ndarray):
+                    arr = value
+                elif f.name == "ops":
+                    arr = np.array(json.dumps(value))
+                elif isinstance(value, tuple):
+                    arr = np.array(value, dtype=np.int64)
+                elif isinstance(value, str):
+                    arr = np.array(value)
+                elif isinstance(value, bool):
+                    arr = np.array(value, dtype=np.bool_)
+                elif isinstance(value, (int, np.integer)):
+                    arr = np.array(value, dtype=np.int64)
+                else:
+                    arr = np.array(value, dtype=np.float64)
+                out[f"{lay.name}/{f.name}"] = arr
+        return out
+
+    def meta(self, npz_sha256: str) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "model_name": self.name, "npz": NPZ_NAME, "npz_sha256": npz_sha256,
+                "layers": [lay.name for lay in self.layers], "pre_ops": self.pre_ops,
+                "layer_summaries": [lay.summary() for lay in self.layers]}
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write ``model.npz`` then ``meta.json`` atomically (temporary file + ``os.replace``); returns ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for key, arr in self.arrays().items():
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                payload = io.BytesIO()
+                np.lib.format.write_array(payload, np.array(arr, order="C"), allow_pickle=False)
+                zf.writestr(info, payload.getvalue())
+        data = buf.getvalue()
+        _atomic_write(out / NPZ_NAME, data)
+        meta = self.meta(hashlib.sha256(data).hexdigest())
+        _atomic_write(out / META_NAME, (json.dumps(meta, indent=1) + "\n").encode())
+        return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# loading
+# ------------------------------------------------------------------------------------------------------------------
+_ARRAY_DTYPES = {"w_codes": np.integer, "w_scales": np.floating, "row_bounds": np.integer, "col_bounds": np.integer,
+                 "out_perm": np.integer, "in_perm": np.integer, "bias_real": np.floating, "bias": np.integer,
+                 "multiplier": np.integer, "shift": np.integer, "bias_shift": np.integer}
+
+
+def load_export(directory: str | os.PathLike[str]) -> IntegerModel:
+    """Read ``model.npz`` + ``meta.json`` written by :func:`export_model` and validate them."""
+    d = Path(directory)
+    try:
+        meta = json.loads((d / META_NAME).read_text())
+        data = (d / NPZ_NAME).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise QuantInputError(f"cannot read the integer export in {d}: {exc}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise QuantInputError(f"{d / META_NAME}: format_version {meta.get('format_version')!r}, "
+                              f"this reader supports {FORMAT_VERSION!r}")
+    if meta.get("npz_sha256") != hashlib.sha256(data).hexdigest():
+        raise QuantInputError(f"{d / NPZ_NAME} does not match the sha256 recorded in {META_NAME} (partial write?)")
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if str(arrays.get("format_version")) != FORMAT_VERSION:
+        raise QuantInputError(f"{d / NPZ_NAME}: format_version {arrays.get('format_version')!r}")
+    names = [str(n) for n in arrays["layers"]]
+    if names != meta.get("layers"):
+        raise QuantInputError(f"{d}: layer list differs between {NPZ_NAME} and {META_NAME}")
+    layers = []
+    for name in names:
+        kwargs: dict[str, Any] = {"name": name}
+        for f in fields(IntegerLayer):
+            if f.name == "name":
+                continue
+            key = f"{name}/{f.name}"
+            if key not in arrays:
+                raise QuantInputError(f"{d / NPZ_NAME}: missing {key}")
+            arr = arrays[key]
+            if f.name in _ARRAY_DTYPES:
+                if not np.issubdtype(arr.dtype, _ARRAY_DTYPES[f.name]):
+                    raise QuantInputError(f"{d / NPZ_NAME}: {key} has dtype {arr.dtype}")
+                kwargs[f.name] = arr
+            elif f.name == "ops":
+                kwargs[f.name] = json.loads(str(arr))
+            elif f.name == "padding":
+                kwargs[f.name] = tuple((int(a), int(b)) for a, b in arr.reshape(-1, 2))
+            elif f.name in ("kernel_size", "stride", "dilation", "in_shape"):
+                kwargs[f.name] = tuple(int(v) for v in arr.reshape(-1))
+            elif f.name == "kind":
+                kwargs[f.name] = str(arr)
+            elif arr.dtype == np.bool_:
+                kwargs[f.name] = bool(arr)
+            elif np.issubdtype(arr.dtype, np.integer):
+                kwargs[f.name] = int(arr)
+            else:
+                kwargs[f.name] = float(arr)
+        layer = IntegerLayer(**kwargs)
+        _validate_layer(layer)
+        layers.append(layer)
+    return IntegerModel(layers, json.loads(str(arrays["pre_ops"])), str(arrays["model_name"]))
+
+
+def _validate_layer(lay: IntegerLayer) -> None:
+    """Shape/range checks that make the int64 datapath overflow-free (also run at export)."""
+    where = f"layer {lay.name}"
+    if lay.kind not in ("conv1d", "conv2d", "linear"):
+        raise QuantInputError(f"{where}: unknown kind {lay.kind!r} (allowed: conv1d, conv2d, linear)")
+    if lay.w_codes.shape != (lay.out_features, lay.reduction):
+        raise QuantInputError(f"{where}: w_codes shape {lay.w_codes.shape} != {(lay.out_features, lay.reduction)}")
+    lo, hi = -(1 << (lay.w_bits - 1)), (1 << (lay.w_bits - 1)) - 1
+    if lay.w_codes.min() < lo or lay.w_codes.max() > hi:
+        raise QuantInputError(f"{where}: weight codes outside the {lay.w_bits}-bit range")
+    if lay.row_bounds[0] != 0 or lay.row_bounds[-1] != lay.out_features or np.any(np.diff(lay.row_bounds) <= 0):
+        raise QuantInputError(f"{where}: bad row block bounds {lay.row_bounds.tolist()}")
+    if (lay.col_bounds[0] != 0 or lay.col_bounds[-1] != lay.reduction or np.any(np.diff(lay.col_bounds) <= 0)
+            or np.any(lay.col_bounds % lay.kernel)):
+        raise QuantInputError(f"{where}: bad column block bounds {lay.col_bounds.tolist()}")
+    if lay.w_scales.shape != (lay.n_v, lay.n_h) or lay.multiplier.shape != (lay.n_v, lay.n_h):
+        raise QuantInputError(f"{where}: scales/multipliers must have shape {(lay.n_v, lay.n_h)}")
+    if lay.shift.shape != (lay.n_v,) or lay.shift.min() < 1 or lay.shift.max() > MAX_SHIFT:
+        raise QuantInputError(f"{where}: shifts must be {lay.n_v} values in 1..{MAX_SHIFT}")
+    if lay.bias_shift.shape != (lay.n_v,) or lay.bias_shift.min() < 0 or np.any(lay.bias_shift > lay.shift):
+        raise QuantInputError(f"{where}: bias shifts must be {lay.n_v} values in 0..shift")
+    if lay.multiplier.min() < 0 or lay.multiplier.max() > INT32_MAX:
+        raise QuantInputError(f"{where}: multipliers must be in 0..2^31-1")
+    if lay.bias.shape != (lay.out_features,) or lay.bias_real.shape != (lay.out_features,):
+        raise QuantInputError(f"{where}: bias must have shape ({lay.out_features},)")
+    if lay.bias.min() < INT32_MIN or lay.bias.max() > INT32_MAX:
+        raise QuantInputError(f"{where}: bias outside int32")
+    for label, perm, n in (("out_perm", lay.out_perm, lay.out_features), ("in_perm", lay.in_perm, lay.in_channels)):
+        if perm.shape != (n,) or sorted(perm.tolist()) != list(range(n)):
+            raise QuantInputError(f"{where}: {label} is not a permutation of 0..{n - 1}")
+    for label, value in (("w_scales", lay.w_scales), ("bias_real", lay.bias_real),
+                         ("scales", np.array([lay.in_scale, lay.out_scale]))):
+        if not np.isfinite(value).all():
+            raise QuantInputError(f"{where}: {label} holds NaN or inf")
+    if lay.w_scales.min() <= 0 or lay.in_scale <= 0 or lay.out_scale <= 0:
+        raise QuantInputError(f"{where}: scales must be > 0")
+    if not (lay.in_qmin <= lay.in_zero_point <= lay.in_qmax and lay.out_qmin <= lay.out_qmax):
+        raise QuantInputError(f"{where}: zero point outside its code range or empty output range")
+    pmax = int(lay.psum_abs_max().max())
+    if pmax > INT32_MAX:
+        raise QuantInputError(f"{where}: worst-case partial sum {pmax} overflows int32; reduce the block width "
+                              f"(n_H) or the bits")
+    if lay.acc_abs_max() > INT64_MAX:
+        raise QuantInputError(f"{where}: worst-case rescaled accumulator overflows int64")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# export
+# ------------------------------------------------------------------------------------------------------------------
+def _tuple(value: Any, d: int) -> tuple[int, ...]:
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),) * d
+
+
+def _conv_padding(conv: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    d = len(kernel)
+    if conv.padding_mode != "zeros":
+        raise QuantInputError(f"padding_mode {conv.padding_mode!r} is not supported (only 'zeros')")
+    pad = conv.padding
+    if pad == "valid":
+        return ((0, 0),) * d
+    if pad == "same":
+        total = [dl * (k - 1) for k, dl in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in total)
+    return tuple((p, p) for p in _tuple(pad, d))
+
+
+def _op_record(module: Any) -> dict[str, Any] | None:
+    """Code-domain record of a MAC-free module, None for identity-like modules; raises for anything else."""
+    from torch import nn
+
+    if isinstance(module, (nn.Identity, nn.Dropout)):
+        return None
+    if isinstance(module, nn.ReLU):
+        return {"op": "relu"}
+    if isinstance(module, nn.Flatten):
+        return {"op": "flatten", "start_dim": int(module.start_dim), "end_dim": int(module.end_dim)}
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
+        d = 1 if isinstance(module, nn.MaxPool1d) else 2
+        if module.ceil_mode or module.return_indices:
+            raise QuantInputError(f"{type(module).__name__} with ceil_mode/return_indices is not supported")
+        stride = module.stride if module.stride is not None else module.kernel_size
+        return {"op": "maxpool", "dims": d, "kernel": list(_tuple(module.kernel_size, d)),
+                "stride": list(_tuple(stride, d)), "padding": list(_tuple(module.padding, d)),
+                "dilation": list(_tuple(module.dilation, d))}
+    raise AssertionError("unreachable")  # filtered by _walk
+
+
+def _walk(model: Any) -> list[tuple[str, Any]]:
+    """Leaf modules of a (nested) nn.Sequential in order; refuses anything the integer datapath cannot run."""
+    from torch import nn
+
+    from quant.fakequant import QuantLayer
+
+    allowed = (QuantLayer, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout)
+    if not isinstance(model, nn.Sequential):
+        raise QuantInputError(f"export needs an nn.Sequential of QuantLayer / ReLU / MaxPool / Flatten / Identity, "
+                              f"got {type(model).__name__} (residual or custom graphs are not supported)")
+    leaves: list[tuple[str, Any]] = []
+    bad: list[str] = []
+
+    def rec(seq: Any, prefix: str) -> None:
+        for name, child in seq.named_children():
+            full = f"{prefix}{name}"
+            if isinstance(child, nn.Sequential):
+                rec(child, full + ".")
+            elif isinstance(child, allowed):
+                leaves.append((full, child))
+            else:
+                bad.append(f"{full} ({type(child).__name__})")
+
+    rec(model, "")
+    if bad:
+        raise QuantInputError(f"unsupported modules for integer export: {', '.join(bad)} "
+                              f"(allowed between layers: ReLU, MaxPool1d/2d, Flatten, Identity, Dropout)")
+    return leaves
+
+
+def _requant_constants(sx: Fraction, eff: np.ndarray, out_scale: float, bias_real: np.ndarray, rows: np.ndarray,
+                       where: str) -> tuple[list[list[int]], list[int], list[int], list[int]]:
+    """Multipliers ``M[v][h]``, shifts ``S[v]``, int32 biases ``B[r]`` and bias shifts ``T[v]`` for one output scale.
+
+    ``B_r = rint(b_r / s_y * 2^F_v)`` with the most fractional bits ``F_v <= S_v`` that keep every ``B_r`` of row
+    block ``v`` in int32; ``T_v = S_v - F_v``."""
+    sy = exact(out_scale)
+    mults, shifts = map(list, zip(*(quantize_multipliers([sx * exact(s) / sy for s in row]) for row in eff)))
+    bias_lsb = [exact(b) / sy for b in bias_real]
+    bias = [0] * len(bias_real)
+    bias_shifts = []
+    for v, shift in enumerate(shifts):
+        members = np.flatnonzero(rows == v)
+        for frac in range(shift, -1, -1):
+            vals = [round_half_even(bias_lsb[r] * (1 << frac)) for r in members]
+            if all(INT32_MIN <= b <= INT32_MAX for b in vals):
+                break
+        else:
+            raise QuantInputError(f"{where}: bias of {float(max(abs(bias_lsb[r]) for r in members)):.3g} output "
+                                  f"LSBs does not fit int32")
+        for r, b in zip(members, vals):
+            bias[r] = b
+        bias_shifts.append(shift - frac)
+    return mults, shifts, bias, bias_shifts
+
+
+def _logit_scale(sx: Fraction, eff: np.ndarray, pmax: np.ndarray, rows: np.ndarray, bias_real: np.ndarray,
+                 where: str) -> tuple[float, list[list[int]], list[int], list[int], list[int]]:
+    """Scale and requantization constants of the int32 logits: ``s_out = s_x * max(s_w_eff) * 2^-F`` with the
+    largest ``F`` in 0..24 such that no logit code can leave int32 for any input (``F = 0`` if none does: the
+    clamp then saturates exactly)."""
+    top = exact(float(eff.max()))
+    for frac_bits in range(_MAX_LOGIT_FRAC_BITS, -1, -1):
+        s_out = float(sx * top / 2 ** frac_bits)   # rounded to float64; the constants use this stored value
+        try:
+            mults, shifts, bias, bias_shifts = _requant_constants(sx, eff, s_out, bias_real, rows, where)
+        except QuantInputError:
+            if frac_bits == 0:
+                raise
+            continue
+        worst = max((sum(int(m) * int(p) for m, p in zip(mults[rows[r]], pmax[r]))
+                     + (abs(bias[r]) << bias_shifts[rows[r]]) + (1 << (shifts[rows[r]] - 1))) >> shifts[rows[r]]
+                    for r in range(len(rows)))
+        if worst <= INT32_MAX or frac_bits == 0:
+            return s_out, mults, shifts, bias, bias_shifts
+    raise AssertionError("unreachable")
+
+
+def export_model(model: Any, example_x: Any, out_dir: str | os.PathLike[str], *,
+                 perms: Mapping[str, Any] | None = None, name: str | None = None) -> Path:
+    """Export a prepared, weight-quantized, activation-calibrated ``nn.Sequential`` as ``out_dir/model.npz`` +
+    ``out_dir/meta.json`` (both written atomically) and return ``out_dir``.
+
+    ``example_x`` (a float batch) fixes the execution order and the per-layer input shapes.  ``perms`` optionally
+    maps a layer name to the permutation of its *output* channels, in :mod:`quant.reorder`'s convention
+    (``perm[j]`` = original index of the channel now at position ``j``; what ``reorder_model`` returns); without
+    it a QuantLayer's ``out_perm`` attribute (set by PTQ-SL's reordering) is used.  The next layer's input
+    permutation follows (expanded per feature after a Flatten).  Permutations are informational: the model is
+    already reordered, the codes are stored as the model holds them and the datapath does not use them.
+    Raises :class:`QuantInputError` for unsupported modules, missing codes or input quantizers, NaN/inf anywhere,
+    or constants that would overflow the datapath."""
+    model_int = build_integer_model(model, example_x, perms=perms, name=name)
+    return model_int.save(out_dir)
+
+
+def build_integer_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] | None = None,
+                        name: str | None = None) -> IntegerModel:
+    """The :class:`IntegerModel` of a prepared model, without writing files (see :func:`export_model`)."""
+    import torch
+    from torch import nn
+
+    from quant.fakequant import QuantLayer, quant_layers
+
+    leaves = _walk(model)
+    qnames = [n for n, m in leaves if isinstance(m, QuantLayer)]
+    if not qnames:
+        raise QuantInputError("the model has no QuantLayer to export (run quant.fakequant.prepare first)")
+    for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
+        arr = p.detach().cpu().double().numpy()
+        if not np.isfinite(arr).all():
+            raise QuantInputError(f"{pname}: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
+    missing = [f"{n} (weight codes)" for n, m in leaves if isinstance(m, QuantLayer) and m.w_codes is None]
+    missing += [f"{n} (input quantizer)" for n, m in leaves if isinstance(m, QuantLayer) and m.act is None]
+    if missing:
+        raise QuantInputError(f"cannot export: missing {', '.join(missing)}; run a weight quantizer and "
+                              f"calibrate_activations first")
+    modules = dict(leaves)
+    perms = dict(perms or {})
+    unknown = sorted(set(perms) - set(qnames))
+    if unknown:
+        raise QuantInputError(f"perms names unknown layers: {', '.join(unknown)} (layers: {', '.join(qnames)})")
+    out_perms: dict[str, np.ndarray] = {}
+    for n in qnames:
+        m = modules[n]
+        perm = perms.get(n, getattr(m, "out_perm", None))
+        if perm is None:
+            out_perms[n] = np.arange(m.out_features)
+            continue
+        arr = np.asarray(perm).reshape(-1)
+        if not np.issubdtype(arr.dtype, np.integer) or sorted(arr.tolist()) != list(range(m.out_features)):
+            raise QuantInputError(f"layer {n}: output permutation must be a permutation of 0..{m.out_features - 1}")
+        if n == qnames[-1] and np.any(arr != np.arange(m.out_features)):
+            raise QuantInputError(f"layer {n}: the last layer's outputs are the classes and cannot be permuted")
+        out_perms[n] = arr.astype(np.int64)
+
+    ex = torch.as_tensor(example_x)
+    if not torch.is_floating_point(ex) or not torch.isfinite(ex).all():
+        raise QuantInputError("example_x must be a finite float tensor")
+    shapes: dict[str, tuple[int, ...]] = {}
+    def shape_hook(n: str) -> Any:
+        def hook(_mod: Any, inp: tuple[Any, ...]) -> None:
+            shapes.setdefault(n, tuple(inp[0].shape[1:]))
+        return hook
+
+    hooks = [modules[n].register_forward_pre_hook(shape_hook(n)) for n in qnames]
+    try:
+        order = [n for n, _ in quant_layers(model, ex)]
+    finally:
+        for h in hooks:
+            h.remove()
+    if order != qnames:
+        raise QuantInputError(f"forward order {order} differs from the Sequential order {qnames}: "
+                              f"the integer datapath needs a plain chain")
+
+    # ops between layers
+    pre_ops: list[dict[str, Any]] = []
+    ops_after: dict[str, list[dict[str, Any]]] = {n: [] for n in qnames}
+    current: str | None = None
+    for n, m in leaves:
+        if isinstance(m, QuantLayer):
+            current = n
+            continue
+        rec = _op_record(m)
+        if rec is not None:
+            (ops_after[current] if current is not None else pre_ops).append(rec)
+
+    layers: list[IntegerLayer] = []
+    for i, n in enumerate(qnames):
+        m: QuantLayer = modules[n]
+        nxt = modules[qnames[i + 1]] if i + 1 < len(qnames) else None
+        in_perm = np.arange(m.in_channels)
+        if i > 0:
+            prev = out_perms[qnames[i - 1]]
+            if m.in_channels % len(prev):
+                raise QuantInputError(f"layer {n}: {m.in_channels} inputs are not a multiple of the previous "
+                                      f"layer's {len(prev)} channels")
+            expand = m.in_channels // len(prev)
+            in_perm = (prev[:, None] * expand + np.arange(expand)).reshape(-1)
+        layers.append(_export_layer(n, m, nxt, ops_after[n], shapes.get(n, ()), out_perms[n], in_perm, nn))
+    model_name = name if name is not None else type(model).__name__
+    return IntegerModel(layers, pre_ops, model_name)
+
+
+def _export_layer(name: str, m: Any, nxt: Any, ops: list[dict[str, Any]], in_shape: tuple[int, ...],
+                  out_perm: np.ndarray, in_perm: np.ndarray, nn: Any) -> IntegerLayer:
+    where = f"layer {name}"
+    conv = m.layer
+    if m.groups != 1:
+        raise QuantInputError(f"{where}: grouped/depthwise convolution (groups={m.groups}) is not supported")
+    if isinstance(conv, nn.Linear):
+        kind, ksize, stride, padding, dilation = "linear", (), (), (), ()
+    else:
+        d = 1 if isinstance(conv, nn.Conv1d) else 2
+        kind = f"conv{d}d"
+        ksize, stride, dilation = _tuple(conv.kernel_size, d), _tuple(conv.stride, d), _tuple(conv.dilation, d)
+        padding = _conv_padding(conv, ksize, dilation)
+    if not m.w_spec.signed:
+        raise QuantInputError(f"{where}: weight codes must use a signed symmetric QuantSpec")
+    codes = np.asarray(m.w_codes, dtype=np.int64)
+    scales = np.asarray(m.w_scales, dtype=np.float64).reshape(m.blocks.n_v, m.blocks.n_h)
+    if not np.isfinite(scales).all() or scales.min() <= 0:
+        raise QuantInputError(f"{where}: weight scales must be finite and > 0")
+    w_dtype = np.int8 if m.w_spec.bits <= 8 else np.int16
+    row_bounds = block_bounds(m.out_features, m.blocks.n_v)
+    col_bounds = block_bounds(m.in_channels, m.blocks.n_h) * m.kernel
+
+    act_in = m.act
+    for label, s in (("input", act_in.scale), ("output", nxt.act.scale if nxt is not None else 1.0)):
+        if not math.isfinite(s) or s <= 0:
+            raise QuantInputError(f"{where}: {label} activation scale {s!r} must be finite and > 0")
+    bias_real = (conv.bias.detach().double().cpu().numpy() if conv.bias is not None
+                 else np.zeros(m.out_features))
+    eff = effective_block_scales(codes, scales, row_bounds, col_bounds)
+    rows = np.repeat(np.arange(len(row_bounds) - 1), np.diff(row_bounds))
+    sx = exact(act_in.scale)
+    relu = any(op["op"] == "relu" for op in ops)
+
+    # partial-sum bound (independent of the output quantizer)
+    qx = max_abs_offset(act_in.spec.qmin, act_in.spec.qmax, act_in.zero_point)
+    wabs = np.abs(codes)
+    pmax = np.stack([wabs[:, c0:c1].sum(axis=1) for c0, c1 in zip(col_bounds[:-1], col_bounds[1:])], axis=1) * qx
+
+    if nxt is None:
+        out_bits, out_zp = LOGIT_BITS, 0
+        out_qmin, out_qmax = INT32_MIN, INT32_MAX
+        out_scale, mults, shifts, bias, bias_shifts = _logit_scale(sx, eff, pmax, rows, bias_real, where)
+    else:
+        spec = nxt.act.spec
+        out_bits, out_zp, out_scale = spec.bits, int(nxt.act.zero_point), float(nxt.act.scale)
+        out_qmin, out_qmax = spec.qmin, spec.qmax
+        mults, shifts, bias, bias_shifts = _requant_constants(sx, eff, out_scale, bias_real, rows, where)
+    if relu:
+        out_qmin = max(out_qmin, out_zp)
+    layer = IntegerLayer(
+        name=name, kind=kind, out_features=m.out_features, in_channels=m.in_channels, kernel_size=ksize,
+        stride=stride, padding=padding, dilation=dilation, w_bits=int(m.w_spec.bits), w_codes=codes.astype(w_dtype),
+        w_scales=scales, row_bounds=row_bounds.astype(np.int64), col_bounds=col_bounds.astype(np.int64),
+        out_perm=out_perm.astype(np.int32), in_perm=in_perm.astype(np.int32), bias_real=bias_real,
+        bias=np.array(bias, dtype=np.int32), in_bits=int(act_in.spec.bits), in_scale=float(act_in.scale),
+        in_zero_point=int(act_in.zero_point),
+        in_qmin=int(act_in.spec.qmin), in_qmax=int(act_in.spec.qmax),
+        out_bits=int(out_bits), out_scale=out_scale, out_zero_point=out_zp, out_qmin=int(out_qmin),
+        out_qmax=int(out_qmax), relu=relu, logits=nxt is None, multiplier=np.array(mults, dtype=np.int32),
+        shift=np.array(shifts, dtype=np.int32), bias_shift=np.array(bias_shifts, dtype=np.int32), ops=ops,
+        in_shape=tuple(in_shape))
+    _validate_layer(layer)
+    return layer
