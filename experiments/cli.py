@@ -9,6 +9,7 @@ from typing import Annotated
 import click
 import typer
 
+from quant.errors import QuantInputError
 from sim.errors import InputError
 
 app = typer.Typer(
@@ -56,6 +57,34 @@ def sweep_cmd(
     typer.echo(f"sweep results in {path}")
 
 
+@app.command("quantize", epilog="Example: lowbit quantize --model digits-cnn --method gpfq --bits w4a8 "
+                                "--out results/q_digits_w4a8")
+def quantize_cmd(
+    model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
+    method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels) or ptq-sl.")],
+    bits: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a8.")],
+    out: Annotated[Path, typer.Option(help="Directory for the integer export and metrics.json.")],
+    granularity: Annotated[str, typer.Option(help="tensor, channel, or PTQ-SL blocks NVxNH (e.g. 4x2).")]
+    = "channel",
+    seed: Annotated[int, typer.Option(help="Seed of the model's training and of the calibration sampling.")] = 0,
+) -> None:
+    """Quantize a built-in model after training, export it as integers, and measure it."""
+    import json
+
+    from experiments.quantize import quantize_builtin
+    from sim.io import atomic_path
+    from sim.pairs import parse_pair
+
+    w_bits, a_bits = parse_pair(bits)
+    _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=out)
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    typer.echo(f"{model} {method} {bits} ({granularity}): float {result.float_accuracy:.2f}%, fake-quant "
+               f"{result.fakequant_accuracy:.2f}%, integer {result.integer_accuracy:.2f}% "
+               f"(agreement {result.integer_agreement:.1f}%), weights {result.weight_size_bits / 8192:.1f} KiB")
+    typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
+
+
 @app.command("demo", epilog="Example: lowbit demo --out results/demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/demo"),
@@ -91,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         sys.stderr.write(f"lowbit: error: {_one_line(exc.format_message())}\n")
         sys.exit(2)
-    except InputError as exc:
+    except (InputError, QuantInputError) as exc:
         sys.stderr.write(f"lowbit: error: {_one_line(str(exc))}\n")
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:

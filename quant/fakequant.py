@@ -29,7 +29,8 @@ __all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "capture_inputs"
 SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _PASSIVE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout,
             nn.BatchNorm1d, nn.BatchNorm2d, nn.Sequential, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-            nn.AvgPool1d, nn.AvgPool2d, nn.LayerNorm, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax)
+            nn.AvgPool1d, nn.AvgPool2d, nn.LayerNorm, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax,
+            nn.Embedding)  # embeddings are table lookups without MACs: kept in float
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 :func:`export_model` turns a prepared, weight-quantized and activation-calibrated ``nn.Sequential`` (QuantLayers with
 ReLU, MaxPool1d/2d, Flatten, Identity and eval-mode Dropout between them) into ``model.npz`` + ``meta.json``;
 :func:`load_export` reads them back as an :class:`IntegerModel`, the bit-exact reference the RTL reproduces.
-The format, the arithmetic and the error bound are specified in ``docs/integer_format.md``.
+The format, the arithmetic and the error bound are specified in ``docs/formats.md ("Integer export")``.
 
 Per layer the datapath is (``v`` = row block of output channel ``r``, ``h`` = input block)::
 

@@ -1,6 +1,7 @@
 """Fixed-point requantization primitives of the integer datapath (exact; numpy int64 or Python ints).
 
-The integer datapath (``docs/integer_format.md``) uses only these operations, which the RTL reproduces bit for bit:
+The integer datapath (``docs/formats.md``, "Integer export") uses only these operations, which the RTL
+reproduces bit for bit:
 
 * ``P_h = sum_k (x_k - z_x) * w_k`` -- one **32-bit partial sum** per input block ``h``;
 * ``A = (B << T_v) + sum_h M_{v,h} * P_h`` -- 32 x 32 -> 64-bit products summed in a **64-bit accumulator** that

@@ -12,7 +12,7 @@ import pytest
 from experiments.cli import main
 from sim import simulate
 
-VERBS = ("sim", "sweep", "demo")
+VERBS = ("sim", "sweep", "quantize", "demo")
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -132,3 +132,32 @@ def test_sim_and_search_import_without_torch() -> None:
             "sim.simulate('bitfusion_edge', 'resnet18', 'w4a4')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_quantize_exports_and_measures(tmp_path: Path, capsys) -> None:
+    import json
+
+    from quant.integer import load_export
+
+    out = tmp_path / "q"
+    code, stdout, _ = run(["quantize", "--model", "digits-cnn", "--method", "ptq-sl", "--bits", "w4a8",
+                           "--granularity", "4x2", "--out", str(out)], capsys)
+    assert code == 0 and "integer" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["integer_agreement"] >= 99.0
+    assert metrics["fakequant_accuracy"] >= metrics["float_accuracy"] - 1.0
+    assert load_export(out).layers  # the export loads back
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--model", "resnet", "--method", "rtn", "--bits", "w4a8"], "unknown model"),
+    (["--model", "digits-cnn", "--method", "magic", "--bits", "w4a8"], "unknown method"),
+    (["--model", "digits-cnn", "--method", "rtn", "--bits", "w4a9"], "2..8"),
+    (["--model", "digits-cnn", "--method", "rtn", "--bits", "w4a8", "--granularity", "99x1"], "n_V=99"),
+    (["--model", "digits-cnn", "--method", "rtn", "--bits", "w4a8", "--granularity", "rows"], "bad granularity"),
+])
+def test_quantize_bad_input(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
+    out = tmp_path / "q"
+    code, _, err = run(["quantize", *args, "--out", str(out)], capsys)
+    assert code == 2 and needle in err and err.count("\n") == 1, err
+    assert not out.exists()

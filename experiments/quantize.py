@@ -1,0 +1,112 @@
+"""Post-training quantization of a built-in model, measured in fake-quant and in the golden integer model."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quant.errors import QuantInputError
+from quant.quantizer import Blocks
+
+__all__ = ["METHODS", "QuantResult", "parse_granularity", "quantize_builtin", "model_size_bits"]
+
+METHODS = ("rtn", "gpfq", "gpfq-paper", "ptq-sl")
+_BLOCKS_RE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def parse_granularity(text: str) -> str | Blocks:
+    """``tensor``, ``channel`` or ``NVxNH`` (PTQ-SL blocks, e.g. ``4x2``)."""
+    if text in ("tensor", "channel"):
+        return text
+    m = _BLOCKS_RE.match(text)
+    if not m:
+        raise QuantInputError(f"bad granularity {text!r}: use tensor, channel or NVxNH such as 4x2")
+    return Blocks(int(m.group(1)), int(m.group(2)))
+
+
+@dataclass(frozen=True)
+class QuantResult:
+    """Accuracies in percent, sizes in bits, time in seconds."""
+
+    model: str
+    method: str
+    w_bits: int
+    a_bits: int
+    granularity: str
+    seed: int
+    float_accuracy: float
+    fakequant_accuracy: float
+    integer_accuracy: float
+    integer_agreement: float
+    float_size_bits: int
+    weight_size_bits: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_size_bits(model: torch.nn.Module) -> tuple[int, int]:
+    """(float32 size of all parameters, quantized size: codes at their width + 32-bit block scales + 32-bit
+    biases + any unquantized parameters at 32 bits), in bits."""
+    from quant.fakequant import quant_layers
+
+    float_bits = 32 * sum(p.numel() for p in model.parameters())
+    quant_bits = float_bits
+    for _, layer in quant_layers(model):
+        if layer.w_codes is not None:
+            quant_bits -= 32 * layer.layer.weight.numel()
+            quant_bits += layer.w_codes.size * layer.w_spec.bits + 32 * layer.w_scales.size
+    return int(float_bits), int(quant_bits)
+
+
+def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, granularity: str = "channel",
+                     seed: int = 0, export_dir: Path | None = None) -> tuple[torch.nn.Module, QuantResult]:
+    """Quantize a built-in model (weights by ``method``, activations calibrated by max) and measure it."""
+    from quant.data import evaluate_accuracy
+    from quant.fakequant import calibrate_activations, prepare
+    from quant.gpfq import gpfq_quantize
+    from quant.integer import build_integer_model, export_model
+    from quant.models import get_model, model_split
+    from quant.ptq_sl import ptq_sl_quantize
+    from quant.rtn import rtn_quantize
+
+    if method not in METHODS:
+        raise QuantInputError(f"unknown method {method!r} (allowed: {', '.join(METHODS)})")
+    gran = parse_granularity(granularity)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    model = get_model(model_name, seed=seed)
+    split = model_split(model_name)
+    q = prepare(model)
+    calibrate_activations(q, split.calib_x, a_bits)  # on float activations
+    if method == "rtn":
+        rtn_quantize(q, w_bits, gran)
+    elif method in ("gpfq", "gpfq-paper"):
+        gpfq_quantize(q, split.calib_x, w_bits, granularity=gran, seed=seed,
+                      alphabet="paper" if method == "gpfq-paper" else "bbit")
+    else:
+        ptq_sl_quantize(q, split.calib_x, w_bits, blocks=gran if isinstance(gran, Blocks) else gran)
+    seconds = time.perf_counter() - start
+    integer = build_integer_model(q, split.calib_x[:1], name=model_name)
+    _, int_pred = integer.run(split.test_x.numpy())
+    with torch.no_grad():
+        fq_pred = q(split.test_x).argmax(1).numpy()
+    float_bits, weight_bits = model_size_bits(q)
+    if export_dir is not None:
+        export_model(q, split.calib_x[:1], export_dir, name=model_name)
+    y = split.test_y.numpy()
+    result = QuantResult(
+        model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity, seed=seed,
+        float_accuracy=round(evaluate_accuracy(model, split.test_x, split.test_y), 2),
+        fakequant_accuracy=round(evaluate_accuracy(q, split.test_x, split.test_y), 2),
+        integer_accuracy=round(100.0 * float(np.mean(int_pred == y)), 2),
+        integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2),
+        float_size_bits=float_bits, weight_size_bits=weight_bits, seconds=round(seconds, 2),
+    )
+    return q, result
