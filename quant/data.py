@@ -22,17 +22,15 @@ import hashlib
 import json
 import os
 import random
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
 from torch import nn
 
 from quant.errors import QuantInputError
+from quant.fileio import atomic_write
 
 __all__ = [
     "DIGITS_SIZES",
@@ -87,30 +85,6 @@ def lowbit_cache_dir() -> Path:
     """The cache directory: ``$LOWBIT_CACHE`` if set and non-empty, else ``~/.cache/lowbit``. Not created here."""
     env = os.environ.get("LOWBIT_CACHE", "").strip()
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lowbit"
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Create ``path`` atomically: ``write(f)`` fills a temporary file in the same directory, which then replaces it.
-
-    Readers never see a partially written file; on any error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cache files are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -37,6 +36,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from quant.errors import QuantInputError
+from quant.fileio import atomic_write
 from quant.quantizer import block_bounds
 from quant.requant import (
     INT32_MAX,
@@ -421,23 +421,10 @@ class IntegerModel:
                 np.lib.format.write_array(payload, np.array(arr, order="C"), allow_pickle=False)
                 zf.writestr(info, payload.getvalue())
         data = buf.getvalue()
-        _atomic_write(out / NPZ_NAME, data)
+        atomic_write(out / NPZ_NAME, lambda f: f.write(data))
         meta = self.meta(hashlib.sha256(data).hexdigest())
-        _atomic_write(out / META_NAME, (json.dumps(meta, indent=1) + "\n").encode())
+        atomic_write(out / META_NAME, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode()))
         return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class atomic_path:  # noqa: N801 - used as a context manager
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            os.chmod(self.tmp, 0o644)  # mkstemp creates 0600; results are ordinary readable files
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

@@ -32,7 +32,6 @@ import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from sim.chipbatch import CHIP_FIELDS, ChipBatch
 from sim.costs import COST_COLUMNS
 from sim.engine import MODEL_VERSION, evaluate
 from sim.errors import InputError
+from sim.io import atomic_path
 from sim.layerbatch import LayerBatch
 from sim.pairs import format_pair
 from sim.sweep_spec import Expansion, SweepSpec, load_sweep_spec, sweep_spec_from_dict
@@ -219,16 +219,11 @@ def _metadata(
 
 # Writing ----------------------------------------------------------------------------------------
 def _atomic_write(path: Path, write: Callable[[Path], None], fail: bool = False) -> None:
-    """Write via a temp file in the same directory, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    """Write via a temp file in the same directory, then rename over ``path`` (:class:`sim.io.atomic_path`)."""
+    with atomic_path(path) as tmp:
         write(tmp)
         if fail:
             raise RuntimeError(f"injected failure before publishing {path.name} ({FAIL_ENV})")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_parquet(table: pa.Table, path: Path, fail: bool = False) -> None:
