@@ -91,7 +91,7 @@ def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, gra
         gpfq_quantize(q, split.calib_x, w_bits, granularity=gran, seed=seed,
                       alphabet="paper" if method == "gpfq-paper" else "bbit")
     else:
-        ptq_sl_quantize(q, split.calib_x, w_bits, blocks=gran if isinstance(gran, Blocks) else gran)
+        ptq_sl_quantize(q, split.calib_x, w_bits, blocks=gran)
     seconds = time.perf_counter() - start
     integer = build_integer_model(q, split.calib_x[:1], name=model_name)
     _, int_pred = integer.run(split.test_x.numpy())

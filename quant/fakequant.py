@@ -12,7 +12,7 @@ Everything is float64-exact on the grid: ``forward`` uses ``codes * scale`` cast
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +23,8 @@ from torch.nn import functional as F
 from quant.errors import QuantInputError
 from quant.quantizer import Blocks, QuantSpec, check_finite, dequantize, expand_blocks
 
-__all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "capture_inputs", "calibrate_activations",
-           "fold_batchnorm", "SUPPORTED", "act_range"]
+__all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "capture_inputs", "feed_inputs",
+           "calibrate_activations", "fold_batchnorm", "SUPPORTED", "act_range"]
 
 SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _PASSIVE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout,
@@ -192,13 +192,13 @@ def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[
     return [(n, lookup[n]) for n in seen]
 
 
-def capture_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.Tensor,
-                   batch: int = 256) -> dict[int, torch.Tensor]:
-    """Inputs (before each layer's own activation quantizer) of ``layers`` on ``data``: id(layer) -> tensor."""
+def feed_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.Tensor,
+                on_input: Callable[[QuantLayer, torch.Tensor], None], batch: int = 256) -> None:
+    """Run ``model`` on ``data`` in batches, calling ``on_input(layer, x)`` with each of ``layers``' inputs
+    (before the layer's own activation quantizer)."""
     if data is None or len(data) == 0:
         raise QuantInputError("empty calibration set")
-    store: dict[int, list[torch.Tensor]] = {id(m): [] for m in layers}
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: store[id(mod)].append(inp[0].detach())) for m in layers]
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: on_input(mod, inp[0].detach())) for m in layers]
     try:
         with torch.no_grad():
             for i in range(0, len(data), batch):
@@ -206,6 +206,14 @@ def capture_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.T
     finally:
         for h in hooks:
             h.remove()
+
+
+def capture_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.Tensor,
+                   batch: int = 256) -> dict[int, torch.Tensor]:
+    """Inputs (before each layer's own activation quantizer) of ``layers`` on ``data``: id(layer) -> tensor."""
+    layers = list(layers)
+    store: dict[int, list[torch.Tensor]] = {id(m): [] for m in layers}
+    feed_inputs(model, layers, data, lambda mod, x: store[id(mod)].append(x), batch)
     return {k: torch.cat(v) for k, v in store.items()}
 
 

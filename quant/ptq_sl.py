@@ -48,7 +48,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from quant.errors import QuantInputError
-from quant.fakequant import QuantLayer, quant_layers
+from quant.fakequant import QuantLayer, feed_inputs, quant_layers
 from quant.quantizer import Blocks, QuantSpec, block_bounds, check_finite, expand_blocks, quantize
 
 __all__ = ["DEFAULT_ALPHAS", "METRICS", "INPUT_MODES", "initial_block_scales", "search_block_scales",
@@ -380,23 +380,14 @@ def _grams(model: nn.Module, layers: list[tuple[str, QuantLayer]], calib_x: torc
 
     The input is taken before the layer's own activation quantizer unless ``own_act`` (then after it, i.e.
     exactly what the layer's weights multiply)."""
-    if len(calib_x) == 0:
-        raise QuantInputError("empty calibration set")
-    accs = {name: _GramAccumulator() for name, _ in layers}
+    accs = {id(m): _GramAccumulator() for _, m in layers}
 
-    def hook(mod: QuantLayer, inp: tuple[torch.Tensor, ...], acc: _GramAccumulator) -> None:
-        x = mod.act(inp[0]) if own_act and mod.act is not None else inp[0]
-        acc.add(lower_inputs(mod, x))
+    def on_input(mod: QuantLayer, x: torch.Tensor) -> None:
+        x = mod.act(x) if own_act and mod.act is not None else x
+        accs[id(mod)].add(lower_inputs(mod, x))
 
-    hooks = [m.register_forward_pre_hook(lambda mod, inp, acc=accs[name]: hook(mod, inp, acc)) for name, m in layers]
-    try:
-        with torch.no_grad():
-            for i in range(0, len(calib_x), batch):
-                model(calib_x[i:i + batch])
-    finally:
-        for h in hooks:
-            h.remove()
-    return {name: acc.gram for name, acc in accs.items()}
+    feed_inputs(model, [m for _, m in layers], calib_x, on_input, batch)
+    return {name: accs[id(m)].gram for name, m in layers}
 
 
 class float_view:  # noqa: N801 - used like a function: ``with float_view(model): ...``

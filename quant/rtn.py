@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
+from quant.errors import QuantInputError
 from quant.fakequant import QuantLayer, quant_layers
 from quant.quantizer import Blocks, QuantSpec, block_scales, expand_blocks, quantize
 
@@ -19,8 +20,6 @@ def granularity_blocks(layer: QuantLayer, granularity: str | Blocks) -> Blocks:
         return Blocks(1, 1)
     if granularity == "channel":
         return Blocks(layer.out_features, 1)
-    from quant.errors import QuantInputError
-
     raise QuantInputError(f"unknown granularity {granularity!r} (allowed: tensor, channel, or Blocks(n_v, n_h))")
 
 

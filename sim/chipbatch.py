@@ -11,7 +11,7 @@ import numpy as np
 from sim.config import Chip
 from sim.errors import InputError
 from sim.pairs import Pair
-from sim.precision import PE_BITFUSION, PE_FIXED, PE_KIND_CODES
+from sim.precision import PE_BITFUSION, PE_FIXED, PE_KIND_CODES, fusion_width_of
 
 __all__ = ["ChipBatch", "CHIP_FIELDS", "DATAFLOW_CODES", "mac_energy_pj"]
 
@@ -75,11 +75,6 @@ class ChipBatch:
         return ChipBatch(names=tuple(names), **{k: getattr(self, k)[sel] for k in self.__dataclass_fields__
                                                if k != "names"})
 
-    def replace(self, **arrays: np.ndarray) -> ChipBatch:
-        """A batch with some fields replaced (used by sweeps to vary parameters)."""
-        fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        fields.update(arrays)
-        return ChipBatch(**fields)
 
 
 #: Per-chip fields of a batch: name -> (the dotted chip fields it depends on, how to compute it
@@ -108,10 +103,6 @@ CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
 }
 
 
-def _fusion_width(bits: int) -> int:
-    return 2 if bits <= 2 else 4 if bits <= 4 else 8
-
-
 def mac_energy_pj(chip: Chip, w: int, a: int) -> float:
     """Energy of one MAC (pJ) of operand widths (w, a) on ``chip``'s PE."""
     tech = chip.tech
@@ -121,7 +112,7 @@ def mac_energy_pj(chip: Chip, w: int, a: int) -> float:
             raise InputError(f"chip {chip.name!r}: technology {tech.name!r} has no fixed {chip.pe.bits}-bit MAC")
         return tech.fixed_mac_pj[chip.pe.bits]
     if kind == PE_BITFUSION:
-        key = (_fusion_width(w), _fusion_width(a))
+        key = (fusion_width_of(w), fusion_width_of(a))
         if key not in tech.bitfusion_mac_pj:
             raise InputError(f"chip {chip.name!r}: technology {tech.name!r} lacks bitfusion energy for "
                              f"w{key[0]}a{key[1]}")

@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sim.errors import InputError
 from sim.io import read_yaml
 from sim.pairs import MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
+from sim.precision import FUSION_WIDTHS
 from sim.technology import Technology, load_technology
 
 __all__ = ["Chip", "ArrayConfig", "PEConfig", "MemoryConfig", "load_chip", "chip_from_dict", "preset_names",
-           "CHIPS_DIR", "FUSION_WIDTHS"]
+           "CHIPS_DIR"]
 
 CHIPS_DIR = Path(__file__).parent / "chips"
-FUSION_WIDTHS = (2, 4, 8)
 
 
 class _Strict(BaseModel):

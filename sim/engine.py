@@ -12,17 +12,13 @@ from sim.chipbatch import ChipBatch
 from sim.layerbatch import LayerBatch
 from sim.precision import pack_and_serial
 
-__all__ = ["evaluate", "COST_ARRAYS", "MODEL_VERSION"]
+__all__ = ["evaluate", "MODEL_VERSION"]
 
 #: Bump when any equation changes: sweeps hash it, so a resumed sweep never mixes model versions.
 MODEL_VERSION = "lowbit-sim/2"
 
 WS, OS, IS = 0, 1, 2
 
-COST_ARRAYS = ("macs", "compute_cycles", "stall_cycles", "total_cycles", "latency_us", "energy_pj",
-               "energy_mac_pj", "energy_sram_pj", "energy_dram_pj", "energy_static_pj", "weight_bits",
-               "dram_bits", "utilization", "bops", "dram_ifmap_bits", "dram_filter_bits", "dram_ofmap_bits",
-               "sram_ifmap_bits", "sram_filter_bits", "sram_ofmap_bits", "folds")
 
 
 def _cdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:

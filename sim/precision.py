@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PE_FIXED", "PE_BITFUSION", "PE_BITSERIAL", "PE_KIND_CODES", "fusion_width", "pack_and_serial"]
+__all__ = ["PE_FIXED", "PE_BITFUSION", "PE_BITSERIAL", "PE_KIND_CODES", "FUSION_WIDTHS", "fusion_width",
+           "fusion_width_of", "pack_and_serial"]
 
 PE_FIXED, PE_BITFUSION, PE_BITSERIAL = 0, 1, 2
 PE_KIND_CODES = {"fixed": PE_FIXED, "bitfusion": PE_BITFUSION, "bitserial": PE_BITSERIAL}
 
 
+FUSION_WIDTHS = (2, 4, 8)
+
+
+def fusion_width_of(bits: int) -> int:
+    """Round one bit width up to the Bit-Fusion widths 2, 4 or 8 (scalar; hot in chip-batch building)."""
+    return next(w for w in FUSION_WIDTHS if bits <= w)
+
+
 def fusion_width(bits: np.ndarray) -> np.ndarray:
-    """Round bits up to the Bit-Fusion widths 2, 4 or 8."""
+    """:func:`fusion_width_of` over an array."""
     bits = np.asarray(bits)
     return np.where(bits <= 2, 2, np.where(bits <= 4, 4, 8))
 
