@@ -31,31 +31,47 @@ COST_UNITS: dict[str, str] = {
 COST_COLUMNS = tuple(COST_UNITS)
 
 
-def cost_frame(arrays: dict[str, np.ndarray], layer_names: Sequence[str], pairs: Sequence[Pair],
+def cost_frame(arrays: dict[str, np.ndarray], layer_names: Sequence[str], pairs: Sequence[Sequence[int]],
                chip_index: int = 0) -> pd.DataFrame:
-    """Flatten one chip's [L, P] arrays into the cost table, rows ordered by layer then pair."""
+    """Flatten one chip's [L, P] arrays into the cost table, rows ordered by layer then pair.
+
+    ``pairs`` holds (w_bits, a_bits) or, for a coupled table, (w_bits, a_bits, out_bits) triples; the
+    latter add an ``out_bits`` column after ``a_bits``."""
     n_layers, n_pairs = len(layer_names), len(pairs)
-    pair_arr = np.asarray(pairs, dtype=np.int64)
+    pair_arr = np.asarray(pairs, dtype=np.int64).reshape(n_pairs, -1)
     data: dict[str, np.ndarray] = {
         "layer": np.repeat(np.arange(n_layers, dtype=np.int64), n_pairs),
         "name": np.repeat(np.asarray(layer_names, dtype=object), n_pairs),
         "w_bits": np.tile(pair_arr[:, 0], n_layers),
         "a_bits": np.tile(pair_arr[:, 1], n_layers),
     }
+    columns = list(COST_COLUMNS)
+    if pair_arr.shape[1] > 2:
+        data["out_bits"] = np.tile(pair_arr[:, 2], n_layers)
+        columns.insert(4, "out_bits")
     for col in COST_COLUMNS[4:]:
         data[col] = np.ascontiguousarray(arrays[col][chip_index]).reshape(-1)
-    return pd.DataFrame(data, columns=list(COST_COLUMNS))
+    return pd.DataFrame(data, columns=columns)
 
 
-def simulate(chip: Chip | str, workload: Workload | str, pairs: str | Iterable[str | Pair] | None = None
-             ) -> pd.DataFrame:
-    """Cost table of ``workload`` on ``chip`` for each pair (default: all the chip's pairs)."""
+def simulate(chip: Chip | str, workload: Workload | str, pairs: str | Iterable[str | Pair] | None = None,
+             coupled: bool = False) -> pd.DataFrame:
+    """Cost table of ``workload`` on ``chip`` for each pair (default: all the chip's pairs).
+
+    With ``coupled=True`` each layer's output is stored at its consumer's activation width: the table
+    gets an ``out_bits`` column and one row per (layer, w_bits, a_bits, out_bits), ``out_bits``
+    ranging over the pairs' activation widths.  ``search`` then charges each layer the row that matches
+    the next layer's choice (exact coupling, docs/search.md)."""
     chip = load_chip(chip)
     workload = workload if isinstance(workload, Workload) else load_workload(workload)
     pair_list = list(chip.supported_pairs) if pairs is None else parse_pairs(pairs)
-    chips = ChipBatch.from_chips([chip], pair_list)
+    rows: list[tuple[int, ...]] = list(pair_list)
+    if coupled:
+        outs = sorted({a for _, a in pair_list})
+        rows = [(w, a, o) for w, a in pair_list for o in outs]
+    chips = ChipBatch.from_chips([chip], [(r[0], r[1]) for r in rows])
     layers = LayerBatch.from_workload(workload)
-    arrays = evaluate(chips, layers, np.asarray(pair_list))
-    frame = cost_frame(arrays, layers.names, pair_list)
+    arrays = evaluate(chips, layers, np.asarray(rows))
+    frame = cost_frame(arrays, layers.names, rows)
     frame.attrs.update({"chip": chip.name, "workload": workload.name})
     return frame

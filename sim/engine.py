@@ -26,11 +26,14 @@ def _cdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[str, np.ndarray]:
-    """Cost arrays of shape [C, L, P] for ``pairs`` (int array [P, 2] of (w_bits, a_bits)).
+    """Cost arrays of shape [C, L, P] for ``pairs``: int array [P, 2] of (w_bits, a_bits), or [P, 3] of
+    (w_bits, a_bits, out_bits) when each layer's output is stored at the consumer's activation width
+    ``out_bits`` instead of its own ``a_bits`` (the coupled table of ``search``).
 
     Cycles and bits are int64; energies (pJ), latency (us) and utilization are float64.
     """
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    pairs = np.asarray(pairs, dtype=np.int64)
+    pairs = pairs.reshape(-1, pairs.shape[-1] if pairs.ndim > 1 else 2)
     c = lambda x: np.asarray(x)[:, None, None]  # noqa: E731 - chip axis
     lay = lambda x: np.asarray(x)[None, :, None]  # noqa: E731 - layer axis
     R, C, df = c(chips.rows), c(chips.cols), c(chips.dataflow)
@@ -38,6 +41,7 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     act_act = lay(layers.act_act)
     w = pairs[None, None, :, 0]
     a = pairs[None, None, :, 1]
+    o = pairs[None, None, :, 2] if pairs.shape[1] > 2 else a  # width of the stored output
     w_op = np.where(act_act, a, w)  # width of the second operand as stored and multiplied
 
     pack, serial = pack_and_serial(c(chips.pe_kind), c(chips.serial_both), w_op, a)
@@ -78,18 +82,18 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     passes_f = np.where(is_ws, 1, np.where(is_os, np.where(os_tile_fits, 1, row_folds),
                                            np.where(filt_fits, 1, col_folds)))
     dram_filter = G * K * N * w_op * passes_f
-    # ofmap: final outputs at a_bits; partial sums spill (write + read back at acc_bits) when the
+    # ofmap: final outputs at o (= a_bits unless coupled); partial sums spill (write + read back at acc_bits) when the
     # accumulation tile does not fit half the ofmap SRAM (ws/is only: os keeps sums in the PEs)
     psum_tile = np.where(is_ws, M * np.minimum(N, C), np.minimum(M, C) * N) * acc
     spills = np.where(~is_os & (psum_tile > half_o), row_folds - 1, 0)
-    dram_ofmap = out_elems * a + 2 * spills * out_elems * acc
+    dram_ofmap = out_elems * o + 2 * spills * out_elems * acc
     dram_bits = dram_ifmap + dram_filter + dram_ofmap
 
     # SRAM-side accesses: fills from DRAM + reads into the array + partial-sum traffic
     sram_ifmap = dram_ifmap + G * lowered * a * passes_i
     sram_filter = dram_filter + G * K * N * w_op * np.where(is_ws, 1, np.where(is_os, row_folds, col_folds))
     acc_rounds = np.where(is_os, 1, 2 * row_folds - 1)
-    sram_ofmap = out_elems * (acc * acc_rounds + a) + 2 * spills * out_elems * acc
+    sram_ofmap = out_elems * (acc * acc_rounds + o) + 2 * spills * out_elems * acc
 
     # --- stalls: double buffering overlaps DRAM with compute (eq. 10) -----------------------------
     bw = c(chips.bandwidth)

@@ -179,12 +179,14 @@ def _output_stationary_fold(A: np.ndarray, B: np.ndarray, s: int, serial_mode: s
     return acc, last + 1
 
 
-def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs: int = 1_000_000
-                  ) -> ReferenceResult:
+def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs: int = 1_000_000,
+                  out_bits: int | None = None) -> ReferenceResult:
     """Step ``layer`` through ``chip``'s array at ``pair`` and count cycles and traffic.
 
-    Layers above ``max_macs`` are refused: stepping costs about a numpy call per cycle."""
+    Outputs are stored at ``out_bits`` (default: the pair's activation bits).  Layers above
+    ``max_macs`` are refused: stepping costs about a numpy call per cycle."""
     w_bits, a_bits = pair
+    o_bits = a_bits if out_bits is None else int(out_bits)
     chip.check_pairs([pair])
     w_op = a_bits if not layer.has_weights else w_bits
     if layer.macs > max_macs:
@@ -251,8 +253,8 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                     k_lo, k_hi, m_lo, m_hi = 0, K, m0, m0 + mr
                     s_if += mr * K * a_bits
                     s_f += K * nc * w_op
-                    s_of += mr * nc * (acc_bits + a_bits)
-                    d_of += mr * nc * a_bits
+                    s_of += mr * nc * (acc_bits + o_bits)
+                    d_of += mr * nc * o_bits
                     if os_tile_resident:
                         if not os_tile_loaded:
                             d_f += K * nc * w_op
@@ -300,8 +302,8 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                         d_of += 2 * tile * acc_bits
                         s_of += 2 * tile * acc_bits
                     if fi == inner - 1:
-                        s_of += tile * a_bits
-                        d_of += tile * a_bits
+                        s_of += tile * o_bits
+                        d_of += tile * o_bits
                 cycles += fc
                 # ifmap DRAM: resident operand loads each unique element once; otherwise the
                 # fold's lowered tile is streamed (padding positions included)

@@ -97,3 +97,18 @@ def test_narrower_operands_never_cost_more_memory(rows, cols, df, bw, kib) -> No
     # traffic can only fall when widths fall, layer by layer, unless narrower data newly fits SRAM
     # and flips a re-read decision -- which also only lowers traffic
     assert (dram[(2, 2)] <= dram[(8, 8)]).all()
+
+
+def test_coupled_table_matches_the_plain_table_where_outputs_keep_their_width() -> None:
+    pairs = "w8a8,w4a4,w2a2,w8a4"
+    coupled = simulate("bitfusion_edge", "resnet18", pairs, coupled=True)
+    plain = simulate("bitfusion_edge", "resnet18", pairs)
+    assert list(coupled.columns[:5]) == ["layer", "name", "w_bits", "a_bits", "out_bits"]
+    assert len(coupled) == len(plain) * 3  # out_bits over the activation widths {2, 4, 8}
+    same = coupled[coupled.a_bits == coupled.out_bits].drop(columns="out_bits").reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, plain)
+    # only the output terms move with out_bits, and they grow with it
+    by = coupled.set_index(["layer", "w_bits", "a_bits", "out_bits"])
+    for col in ("dram_ifmap_bits", "dram_filter_bits", "compute_cycles", "energy_mac_pj"):
+        assert by[col].groupby(level=[0, 1, 2]).nunique().max() == 1
+    assert (by["dram_ofmap_bits"].groupby(level=[0, 1, 2]).diff().dropna() > 0).all()

@@ -1,0 +1,62 @@
+"""Explaining infeasible budgets: which ones cannot be met, and the smallest limit at which each could be.
+
+1. An elastic re-solve adds a violation ``e_b >= 0`` to every budget row (rows are scaled by each
+   column's largest total, so violations are comparable) and minimizes their sum.  The budgets with
+   ``e_b > 0`` are the ones named.
+2. For each named budget, a second solve minimizes its column with the *other* budgets held.  That
+   minimum is the smallest limit at which the whole set becomes feasible, if the others can be met.
+   If the others conflict too, the value the elastic solution needs is reported instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NoReturn
+
+from search.errors import InfeasibleBudgetError
+
+if TYPE_CHECKING:
+    from search.ilp import AssignmentModel
+
+__all__ = ["raise_infeasible", "diagnose"]
+
+_VIOLATION_TOL = 1e-9
+
+
+def diagnose(model: AssignmentModel, limits: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """Budgets that cannot be met -> smallest feasible limit, and one phrase per budget."""
+    m = model.m
+    for b in model.budgets:
+        m.elastic[b].unfix()
+    try:
+        model._set_limits(limits)
+        res, _ = model._run("elastic", None)
+        res.solution_loader.load_vars()
+        violation = {b: float(m.elastic[b].value or 0.0) for b in limits}
+        _, relaxed = model.problem.evaluate(model._choice(), limits)
+    finally:
+        for b in model.budgets:
+            m.elastic[b].fix(0)
+    named = [b for b, v in violation.items() if v > _VIOLATION_TOL] or list(limits)
+    needed: dict[str, float] = {}
+    phrases: list[str] = []
+    for b in named:
+        others = {k: v for k, v in limits.items() if k != b}
+        smallest = model.minimum(b, others)
+        if smallest is not None:
+            needed[b] = smallest
+            held = " with the other budgets held" if others else ""
+            phrases.append(f"{b} <= {limits[b]:.10g} cannot be met{held}; the smallest feasible limit is "
+                           f"{smallest:.10g}")
+        else:
+            needed[b] = float(relaxed[b])
+            alone = model.minimum(b, {})
+            phrases.append(f"{b} <= {limits[b]:.10g} cannot be met (its minimum alone is {alone:.10g}); relaxing "
+                           f"the conflicting budgets together needs {b} <= {needed[b]:.10g}")
+    return needed, phrases
+
+
+def raise_infeasible(model: AssignmentModel, limits: Mapping[str, float]) -> NoReturn:
+    """Raise :class:`InfeasibleBudgetError` with the diagnosis of ``limits``."""
+    needed, phrases = diagnose(model, limits)
+    raise InfeasibleBudgetError("infeasible budgets: " + "; ".join(phrases), needed)
