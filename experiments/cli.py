@@ -10,6 +10,7 @@ import click
 import typer
 
 from quant.errors import QuantInputError
+from search.errors import SearchInputError
 from sim.errors import InputError
 
 app = typer.Typer(
@@ -30,17 +31,56 @@ def sim_cmd(
     out: Annotated[Path, typer.Option(help="Cost table to write: .csv or .parquet.")],
     pairs: Annotated[str | None, typer.Option(help="Bit pairs, e.g. w8a8,w4a4 (default: all the chip supports).")]
     = None,
+    coupled: Annotated[bool, typer.Option(help="Store each output at its consumer's activation width: adds "
+                                               "out_bits rows for the exact coupling of `lowbit solve`.")] = False,
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table."""
     from sim import load_chip, load_workload, simulate
     from sim.io import write_table
 
-    frame = simulate(load_chip(chip), load_workload(workload), pairs)
+    frame = simulate(load_chip(chip), load_workload(workload), pairs, coupled=coupled)
     write_table(frame, out)
-    totals = frame.groupby(["w_bits", "a_bits"], sort=False)[["total_cycles", "energy_pj"]].sum()
+    plain = frame[frame.out_bits == frame.a_bits] if coupled else frame
+    totals = plain.groupby(["w_bits", "a_bits"], sort=False)[["total_cycles", "energy_pj"]].sum()
     for (w, a), row in totals.iterrows():
         typer.echo(f"w{w}a{a}: {int(row.total_cycles):,} cycles, {row.energy_pj / 1e6:,.1f} uJ")
     typer.echo(f"wrote {len(frame)} rows to {out}")
+
+
+@app.command("solve", epilog="Example: lowbit solve --costs costs.csv --sensitivity sens.csv "
+                             "--budget latency_us=1200 --budget energy_pj=60% --out results/assign")
+def solve_cmd(
+    costs: Annotated[Path, typer.Option(help="Cost table (.csv/.parquet): layer, w_bits, a_bits, the budgeted "
+                                             "columns; optional name, group, out_bits (coupled), consumer.")],
+    sensitivity: Annotated[Path, typer.Option(help="Sensitivity table: layer, w_bits, a_bits, sensitivity.")],
+    out: Annotated[Path, typer.Option(help="Directory for assignment.csv and assignment.json.")],
+    budget: Annotated[list[str] | None, typer.Option(
+        help="COLUMN=VALUE on any additive cost column; VALUE absolute or a percentage of the most expensive "
+             "uniform assignment (60%). Repeat for several budgets.")] = None,
+    pairs: Annotated[str | None, typer.Option(help="Restrict the candidates, e.g. w8a8,w4a4.")] = None,
+    time_limit: Annotated[float | None, typer.Option(help="Seconds; the gap is reported if it stops early.")]
+    = None,
+) -> None:
+    """Pick each layer's bit pair: minimum total sensitivity under all budgets at once (exact ILP)."""
+    from search import AssignmentModel, build_problem
+    from search.assignment import write_assignment
+    from search.budgets import parse_budgets, resolve_budgets
+    from search.tables import read_table
+    from sim.pairs import parse_pairs
+
+    asked = parse_budgets(budget or [])
+    problem = build_problem(read_table(costs, "cost table"), read_table(sensitivity, "sensitivity table"),
+                            list(asked), pairs=parse_pairs(pairs) if pairs else None)
+    limits = resolve_budgets(problem, asked)
+    solution = AssignmentModel(problem, list(limits)).solve(limits, time_limit=time_limit)
+    write_assignment(solution, out, extra={"costs": str(costs), "sensitivity_table": str(sensitivity)})
+    typer.echo(f"{solution.status} (gap {solution.gap:.2g}) in {solution.solve_seconds:.3f} s: total sensitivity "
+               f"{solution.sensitivity:.6g} over {problem.n_layers} layers, {problem.n_units} units")
+    for name, b in solution.budgets().items():
+        typer.echo(f"  {name}: {b['used']:.6g} of {b['limit']:.6g} (slack {b['slack']:.3g})")
+    counts = solution.assignment().groupby(["w_bits", "a_bits"]).size().sort_index(ascending=False)
+    typer.echo("  pairs: " + ", ".join(f"w{w}a{a} x{n}" for (w, a), n in counts.items()))
+    typer.echo(f"wrote {out}/assignment.csv and assignment.json")
 
 
 @app.command("sweep", epilog="Example: lowbit sweep experiments/configs/sweep_edge.yaml --out results/sweep")
@@ -85,6 +125,49 @@ def quantize_cmd(
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
 
 
+@app.command("sensitivity", epilog="Example: lowbit sensitivity --model digits-cnn --method sqnr "
+                                   "--pairs w8a8,w4a8,w4a4,w2a2 --out results/sens.csv")
+def sensitivity_cmd(
+    model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
+    method: Annotated[str, typer.Option(help="sqnr (output noise-to-signal ratio, AIMET/Pandey), hessian "
+                                             "(HAWQ trace x quantization error) or loss (measured increase).")],
+    pairs: Annotated[str, typer.Option(help="Bit pairs to score, e.g. w8a8,w4a8,w4a4.")],
+    out: Annotated[Path, typer.Option(help="Sensitivity table to write: .csv or .parquet.")],
+    quantizer: Annotated[str, typer.Option(help="Weight quantizer: rtn or gpfq.")] = "rtn",
+    samples: Annotated[int, typer.Option(help="Calibration samples to use (at most; chosen by --seed).")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the model's training, the sample choice and the Hessian "
+                                           "probes.")] = 0,
+) -> None:
+    """Score each layer's sensitivity to every bit pair and write the sensitivity table."""
+    import time
+
+    from quant.models import get_model, model_split
+    from quant.sensitivity import METHODS, QUANTIZERS, TABLE_SUFFIXES, sensitivity_table, write_sensitivity
+    from sim.pairs import format_pair, parse_pairs
+
+    bit_pairs = parse_pairs(pairs)
+    for label, value, allowed in (("method", method, METHODS), ("quantizer", quantizer, QUANTIZERS)):
+        if value not in allowed:
+            raise QuantInputError(f"unknown {label} {value!r} (allowed: {', '.join(allowed)})")
+    if out.suffix.lower() not in TABLE_SUFFIXES:
+        raise QuantInputError(f"{out}: unknown table format {out.suffix or '(none)'!r}; use .csv or .parquet")
+    if samples < 1:
+        raise QuantInputError(f"--samples must be at least 1, got {samples}")
+    start = time.perf_counter()
+    net = get_model(model, seed=seed)
+    split = model_split(model)
+    frame = sensitivity_table(net, split.calib_x, bit_pairs, method, calib_y=split.calib_y, quantizer=quantizer,
+                              n_samples=samples, seed=seed, progress=True)
+    write_sensitivity(frame, out)
+    seconds = time.perf_counter() - start
+    totals = frame.groupby(["w_bits", "a_bits"], sort=False)["sensitivity"].sum()
+    lo, hi = totals.idxmin(), totals.idxmax()
+    typer.echo(f"{model} {method} ({quantizer}): {frame.layer.nunique()} layers in {frame.group.nunique()} groups "
+               f"x {len(bit_pairs)} pairs on {min(samples, len(split.calib_x))} samples in {seconds:.1f} s; "
+               f"summed sensitivity {totals[lo]:.3g} ({format_pair(lo)}) to {totals[hi]:.3g} ({format_pair(hi)}); "
+               f"wrote {len(frame)} rows to {out}")
+
+
 @app.command("demo", epilog="Example: lowbit demo --out results/demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/demo"),
@@ -120,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         sys.stderr.write(f"lowbit: error: {_one_line(exc.format_message())}\n")
         sys.exit(2)
-    except (InputError, QuantInputError) as exc:
+    except (InputError, QuantInputError, SearchInputError) as exc:
         sys.stderr.write(f"lowbit: error: {_one_line(str(exc))}\n")
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:

@@ -78,7 +78,7 @@ from quant.quantizer import (
 )
 from quant.rtn import granularity_blocks
 
-__all__ = ["quantize_weights", "gpfq_quantize", "layer_inputs_2d", "alphabet_scales", "ALPHABETS",
+__all__ = ["quantize_weights", "correct_bias", "gpfq_quantize", "layer_inputs_2d", "alphabet_scales", "ALPHABETS",
            "DEFAULT_SCALE_GRID", "DEAD_COLUMN_RTOL"]
 
 ALPHABETS = ("bbit", "paper")
@@ -526,7 +526,7 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
         spec = QuantSpec(bits + 1 if alphabet == "paper" else bits)
         layer.set_weight_codes(codes, scales, spec, blocks)
         if bias_correction:
-            _correct_bias(layer, x_f, x_q)
+            correct_bias(layer, x_f, x_q)
         if report is not None:
             per, cols = w.shape[0] // layer.groups, w.shape[1]
             ref = sum(float(np.sum((Xn[:, g * cols:(g + 1) * cols] @ w[g * per:(g + 1) * per].T) ** 2))
@@ -540,8 +540,9 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
     return model
 
 
-def _correct_bias(layer: QuantLayer, x_f: torch.Tensor, x_q: torch.Tensor) -> None:
-    """``b += mean(X W^T - X~ Q^T)`` over every dim but the output channel, computed with the layer's own op."""
+def correct_bias(layer: QuantLayer, x_f: torch.Tensor, x_q: torch.Tensor) -> None:
+    """GPFQ's bias correction, in place: ``b += mean(X W^T - X~ Q^T)`` over every dim but the output channel,
+    computed in float64 with the layer's own op (``x_f`` float inputs, ``x_q`` quantized-prefix inputs)."""
     conv = layer.layer
     w_f = conv.weight.detach().double()
     w_q = layer.w_deq.detach().double()

@@ -57,6 +57,21 @@ class Solution:
     solve_seconds: float
     solver: str = "highs"
 
+    @classmethod
+    def of(cls, problem: Problem, choice: np.ndarray, status: str, limits: Mapping[str, float] | None = None,
+           solve_seconds: float = 0.0, solver: str = "") -> Solution:
+        """A Solution for a given per-unit ``choice`` (baselines: uniform, greedy), evaluated exactly."""
+        choice = np.asarray(choice, dtype=np.int64)
+        sens, totals = problem.evaluate(choice)
+        return cls(problem=problem, choice=choice, objective_name=SENSITIVITY, objective=float(sens),
+                   sensitivity=float(sens), totals={c: float(v) for c, v in totals.items()},
+                   limits=dict(limits or {}), status=status, gap=0.0, solve_seconds=solve_seconds, solver=solver)
+
+    def pairs_string(self) -> str:
+        """Per-layer pairs in execution order, e.g. ``w8a8,w4a4,w4a8``."""
+        labels = self.problem.pair_labels
+        return ",".join(labels[p] for p in self.problem.layer_choice(self.choice))
+
     def assignment(self) -> pd.DataFrame:
         """``layer, name, w_bits, a_bits, group`` [``out_bits``], per-layer sensitivity and costs."""
         return self.problem.assignment_frame(self.choice)
@@ -158,7 +173,9 @@ class AssignmentModel:
         if self._product_layers:
             n_o = len(pr.out_widths)
             own = pr.out_index()[0]
-            m.y = pyo.Var(self._product_layers, range(pr.n_pairs), range(n_o), domain=pyo.NonNegativeReals)
+            # bounded by 1 (implied anyway): HiGHS 1.12-1.15's presolve wrongly declared some models with
+            # unbounded y infeasible (docs/search.md, "Solver notes")
+            m.y = pyo.Var(self._product_layers, range(pr.n_pairs), range(n_o), bounds=(0.0, 1.0))
             m.y_rows = pyo.Constraint(self._product_layers, range(pr.n_pairs), rule=lambda m, l, p: sum(
                 m.y[l, p, o] for o in range(n_o)) == m.x[int(pr.unit_of[l]), p])
             m.y_cols = pyo.Constraint(self._product_layers, range(n_o), rule=lambda m, l, o: sum(
@@ -208,6 +225,8 @@ class AssignmentModel:
         return clean
 
     def _run(self, objective: str, time_limit: float | None):
+        from pyomo.contrib.solver.common.results import TerminationCondition
+
         for name, obj in self._objectives.items():
             (obj.activate if name == objective else obj.deactivate)()
         options = {"mip_feasibility_tolerance": _FEAS_TOL, "primal_feasibility_tolerance": _FEAS_TOL,
@@ -216,6 +235,13 @@ class AssignmentModel:
         res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
                                  solver_options=options, raise_exception_on_nonoptimal_result=False,
                                  load_solutions=False)
+        if res.termination_condition in (TerminationCondition.provenInfeasible,
+                                         TerminationCondition.infeasibleOrUnbounded):
+            # an infeasibility verdict is confirmed without presolve before anyone is told: HiGHS
+            # 1.12-1.15 presolve has declared feasible models infeasible (docs/search.md)
+            res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
+                                     solver_options={**options, "presolve": "off"},
+                                     raise_exception_on_nonoptimal_result=False, load_solutions=False)
         seconds = time.perf_counter() - start
         return res, seconds
 

@@ -12,7 +12,7 @@ import pytest
 from experiments.cli import main
 from sim import simulate
 
-VERBS = ("sim", "sweep", "quantize", "demo")
+VERBS = ("sim", "sweep", "quantize", "sensitivity", "solve", "demo")
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
