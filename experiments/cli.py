@@ -27,7 +27,8 @@ app = typer.Typer(
                            "--pairs w8a8,w4a4,w2a2 --out costs.csv")
 def sim_cmd(
     chip: Annotated[str, typer.Option(help="Preset name, chip YAML, or SCALE-Sim .cfg.")],
-    workload: Annotated[str, typer.Option(help="Zoo name, SCALE-Sim topology .csv, .onnx or workload .yaml.")],
+    workload: Annotated[str, typer.Option(help="Zoo name, built-in model (digits-cnn, mnist1d-cnn), SCALE-Sim "
+                                               "topology .csv, .onnx or workload .yaml.")],
     out: Annotated[Path, typer.Option(help="Cost table to write: .csv or .parquet.")],
     pairs: Annotated[str | None, typer.Option(help="Bit pairs, e.g. w8a8,w4a4 (default: all the chip supports).")]
     = None,
@@ -35,10 +36,11 @@ def sim_cmd(
                                                "out_bits rows for the exact coupling of `lowbit solve`.")] = False,
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table."""
-    from sim import load_chip, load_workload, simulate
+    from experiments.workloads import resolve_workload
+    from sim import load_chip, simulate
     from sim.io import write_table
 
-    frame = simulate(load_chip(chip), load_workload(workload), pairs, coupled=coupled)
+    frame = simulate(load_chip(chip), resolve_workload(workload), pairs, coupled=coupled)
     write_table(frame, out)
     plain = frame[frame.out_bits == frame.a_bits] if coupled else frame
     totals = plain.groupby(["w_bits", "a_bits"], sort=False)[["total_cycles", "energy_pj"]].sum()
@@ -81,6 +83,46 @@ def solve_cmd(
     counts = solution.assignment().groupby(["w_bits", "a_bits"]).size().sort_index(ascending=False)
     typer.echo("  pairs: " + ", ".join(f"w{w}a{a} x{n}" for (w, a), n in counts.items()))
     typer.echo(f"wrote {out}/assignment.csv and assignment.json")
+
+
+@app.command("pareto", epilog="Example: lowbit pareto --costs costs.csv --sensitivity sens.csv --x latency_us "
+                              "--model digits-cnn --quantizer rtn --out results/pareto")
+def pareto_cmd(
+    costs: Annotated[Path, typer.Option(help="Cost table (.csv/.parquet), as for `lowbit solve`.")],
+    sensitivity: Annotated[Path, typer.Option(help="Sensitivity table (.csv/.parquet).")],
+    out: Annotated[Path, typer.Option(help="Directory for points.csv, quality.csv, pareto.json and the plot.")],
+    x: Annotated[str, typer.Option(help="Cost column swept by the epsilon-constraint method.")] = "latency_us",
+    y: Annotated[str | None, typer.Option(help="A second swept cost column (a grid over both).")] = None,
+    points: Annotated[int, typer.Option(help="Number of epsilon values.")] = 50,
+    budget: Annotated[list[str] | None, typer.Option(help="Budgets held at every point: COLUMN=VALUE or "
+                                                          "COLUMN=60% (see `lowbit solve`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Built-in model to measure every point on: digits-cnn or "
+                                                   "mnist1d-cnn (layer names must match the tables).")] = None,
+    quantizer: Annotated[str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq or ptq-sl.")] = "rtn",
+    greedy_cost: Annotated[str | None, typer.Option(help="Cost column of the greedy baseline (default: --x; "
+                                                         "bops for AIMET's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the model and calibration sampling.")] = 0,
+) -> None:
+    """Exact Pareto front of sensitivity against cost, with greedy and uniform baselines, measured."""
+    from experiments.pareto_study import run_pareto_study
+    from search.budgets import parse_budgets, resolve_budgets
+    from search.problem import build_problem
+    from search.tables import read_table
+
+    cost_table = read_table(costs, "cost table")
+    sens_table = read_table(sensitivity, "sensitivity table")
+    asked = parse_budgets(budget or [])
+    limits = resolve_budgets(build_problem(cost_table, sens_table, list(asked)), asked) if asked else {}
+    study = run_pareto_study(cost_table, sens_table, out, x=x, y=y, n_points=points, limits=limits,
+                             model_name=model, method=quantizer, seed=seed, greedy_cost=greedy_cost, progress=True)
+    counts = study.points.kind.value_counts()
+    typer.echo(f"{counts.get('ilp', 0)} ILP front points, {counts.get('greedy', 0)} greedy, "
+               f"{counts.get('uniform', 0)} uniform")
+    if study.quality is not None:
+        gap = study.quality["ilp_minus_greedy_accuracy"].dropna()
+        typer.echo(f"measured accuracy, ILP minus greedy over {len(gap)} {x} budgets: min {gap.min():+.2f}, "
+                   f"mean {gap.mean():+.2f} points")
+    typer.echo(f"wrote {', '.join(str(p) for p in study.paths.values())}")
 
 
 @app.command("sweep", epilog="Example: lowbit sweep experiments/configs/sweep_edge.yaml --out results/sweep")

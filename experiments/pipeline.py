@@ -11,15 +11,22 @@ from rich.table import Table
 from sim import load_chip, load_workload, simulate
 from sim.io import write_table
 
-__all__ = ["run_demo", "DEMO_WORKLOAD", "DEMO_CHIPS", "DEMO_PAIRS"]
+__all__ = ["run_demo", "run_search_demo", "DEMO_WORKLOAD", "DEMO_CHIPS", "DEMO_PAIRS", "SEARCH_MODEL",
+           "SEARCH_CHIP", "SEARCH_BUDGETS"]
 
 DEMO_WORKLOAD = "resnet18"
 DEMO_CHIPS = ("tpu_like_int8", "bitfusion_edge")
 DEMO_PAIRS = ("w8a8", "w8a4", "w4a4", "w2a2")
+#: The search part: the digits CNN on the Bit-Fusion-like preset, under these budgets (percent of uniform w8a8).
+SEARCH_MODEL = "digits-cnn"
+SEARCH_CHIP = "bitfusion_edge"
+SEARCH_BUDGETS = ("latency_us=45%", "energy_pj=60%")
+SEARCH_POINTS = 30
 
 
 def run_demo(out_dir: str | Path = "results/demo", console: Console | None = None) -> dict[str, Path]:
-    """Cost tables of ResNet-18 on two presets, a per-layer latency/energy plot and a summary."""
+    """Cost tables of ResNet-18 on two presets, a per-layer latency/energy plot and a summary; then the
+    mixed-precision search on the digits CNN (:func:`run_search_demo`) into ``out_dir/search``."""
     from experiments.plots import plot_layer_costs
 
     console = console or Console()
@@ -48,6 +55,66 @@ def run_demo(out_dir: str | Path = "results/demo", console: Console | None = Non
         table.add_row(r.chip, f"w{r.w_bits}a{r.a_bits}", f"{r.latency_us / 1e3:.3f}", f"{r.energy_pj / 1e9:.3f}",
                       f"{r.dram_bits / 8 / 2**20:.2f}", f"{r.weight_bits / 8 / 1024:.0f}")
     console.print(table)
+    for key, path in written.items():
+        console.print(f"  {key}: {path}")
+    written.update(run_search_demo(out / "search", console))
+    return written
+
+
+def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict[str, Path]:
+    """Sensitivity of the digits CNN (SQNR), its coupled costs on the Bit-Fusion-like preset, the ILP under
+    :data:`SEARCH_BUDGETS`, the measured Pareto front against the greedy and uniform baselines, and plots."""
+    from experiments.pareto_study import run_pareto_study
+    from experiments.plots import plot_bit_allocation, plot_sensitivity_heatmap
+    from experiments.workloads import resolve_workload
+    from quant.models import get_model, model_split
+    from quant.sensitivity import sensitivity_table
+    from search import AssignmentModel, build_problem
+    from search.assignment import write_assignment
+    from search.budgets import parse_budgets, resolve_budgets
+
+    console = console or Console()
+    out = Path(out_dir)
+    chip = load_chip(SEARCH_CHIP)
+    pairs = list(chip.supported_pairs)
+    console.print(f"[bold]search[/]: {SEARCH_MODEL} on {SEARCH_CHIP}, {len(pairs)} pairs")
+    sens = sensitivity_table(get_model(SEARCH_MODEL, seed=0), model_split(SEARCH_MODEL).calib_x, pairs,
+                             method="sqnr", quantizer="rtn", seed=0)
+    costs = simulate(chip, resolve_workload(SEARCH_MODEL), pairs, coupled=True)
+    written = {"search_sensitivity": write_table(sens, out / "sensitivity.csv"),
+               "search_costs": write_table(costs, out / "costs.csv")}
+    asked = parse_budgets(list(SEARCH_BUDGETS))
+    problem = build_problem(costs, sens, [*asked, "weight_bits"])
+    limits = resolve_budgets(problem, asked)
+    solution = AssignmentModel(problem, list(limits)).solve(limits)
+    written["search_assignment"], written["search_assignment_json"] = write_assignment(
+        solution, out, extra={"chip": SEARCH_CHIP, "model": SEARCH_MODEL, "budgets_asked": list(SEARCH_BUDGETS)})
+    study = run_pareto_study(costs, sens, out / "pareto", x="latency_us", n_points=SEARCH_POINTS,
+                             model_name=SEARCH_MODEL, method="rtn", seed=0)
+    written.update({f"pareto_{k}": v for k, v in study.paths.items()})
+    written["allocation_pdf"], written["allocation_png"] = plot_bit_allocation(
+        solution.assignment(), out / "bit_allocation",
+        title=f"{SEARCH_MODEL} on {SEARCH_CHIP}: {', '.join(SEARCH_BUDGETS)}")
+    written["heatmap_pdf"], written["heatmap_png"] = plot_sensitivity_heatmap(
+        sens, out / "sensitivity_heatmap", title=f"{SEARCH_MODEL}: SQNR sensitivity (noise-to-signal ratio)")
+
+    table = Table(title=f"{SEARCH_MODEL} on {SEARCH_CHIP}: ILP under {', '.join(SEARCH_BUDGETS)}")
+    for col in ("layer", "pair", "out bits", "sensitivity", "latency (us)", "energy (nJ)"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+    for r in solution.assignment().itertuples():
+        table.add_row(str(r.name), f"w{r.w_bits}a{r.a_bits}", str(r.out_bits), f"{r.sensitivity:.3g}",
+                      f"{r.latency_us:.3f}", f"{r.energy_pj / 1e3:.1f}")
+    console.print(table)
+    b = solution.budgets()
+    console.print(f"  {solution.status} in {solution.solve_seconds * 1e3:.0f} ms; "
+                  + "; ".join(f"{k} {v['used']:.4g} of {v['limit']:.4g}" for k, v in b.items()))
+    if study.quality is not None:
+        q = study.quality
+        gap = q["ilp_minus_greedy_accuracy"].dropna()
+        best = study.points[study.points.kind == "ilp"]
+        console.print(f"  Pareto: {len(best)} ILP points, measured accuracy {best.accuracy.min():.1f}-"
+                      f"{best.accuracy.max():.1f}%; ILP minus greedy over {len(gap)} latency budgets: "
+                      f"min {gap.min():+.2f}, mean {gap.mean():+.2f} points")
     for key, path in written.items():
         console.print(f"  {key}: {path}")
     return written

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from quant.errors import QuantInputError
 from quant.quantizer import Blocks
 
-__all__ = ["METHODS", "QuantResult", "parse_granularity", "quantize_builtin", "model_size_bits"]
+__all__ = ["METHODS", "QuantResult", "parse_granularity", "quantize_builtin", "quantize_model", "model_size_bits"]
 
 METHODS = ("rtn", "gpfq", "gpfq-paper", "ptq-sl")
 _BLOCKS_RE = re.compile(r"^(\d+)x(\d+)$")
@@ -65,16 +67,41 @@ def model_size_bits(model: torch.nn.Module) -> tuple[int, int]:
     return int(float_bits), int(quant_bits)
 
 
+def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mapping[str, int],
+                   a_bits: int | Mapping[str, int], method: str = "rtn", granularity: str | Blocks = "channel",
+                   seed: int = 0) -> nn.Module:
+    """A fake-quant copy of float ``model``: activations calibrated by max on ``calib_x`` (float network), then
+    weights quantized by ``method``.  Bits are one int for every layer or ``{quant-layer name: bits}``.
+
+    Used by :func:`quantize_builtin` (uniform bits) and :mod:`experiments.measure` (per-layer bits)."""
+    from quant.fakequant import calibrate_activations, prepare
+    from quant.gpfq import gpfq_quantize
+    from quant.ptq_sl import ptq_sl_quantize
+    from quant.rtn import rtn_quantize
+
+    if method not in METHODS:
+        raise QuantInputError(f"unknown method {method!r} (allowed: {', '.join(METHODS)})")
+    gran = parse_granularity(granularity) if isinstance(granularity, str) else granularity
+    w = dict(w_bits) if isinstance(w_bits, Mapping) else w_bits
+    a = dict(a_bits) if isinstance(a_bits, Mapping) else a_bits
+    q = prepare(model)
+    calibrate_activations(q, calib_x, a)  # on float activations
+    if method == "rtn":
+        rtn_quantize(q, w, gran)
+    elif method in ("gpfq", "gpfq-paper"):
+        gpfq_quantize(q, calib_x, w, granularity=gran, seed=seed,
+                      alphabet="paper" if method == "gpfq-paper" else "bbit")
+    else:
+        ptq_sl_quantize(q, calib_x, w, blocks=gran)
+    return q
+
+
 def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, granularity: str = "channel",
                      seed: int = 0, export_dir: Path | None = None) -> tuple[torch.nn.Module, QuantResult]:
     """Quantize a built-in model (weights by ``method``, activations calibrated by max) and measure it."""
     from quant.data import evaluate_accuracy
-    from quant.fakequant import calibrate_activations, prepare
-    from quant.gpfq import gpfq_quantize
     from quant.integer import build_integer_model, export_model
     from quant.models import get_model, model_split
-    from quant.ptq_sl import ptq_sl_quantize
-    from quant.rtn import rtn_quantize
 
     if method not in METHODS:
         raise QuantInputError(f"unknown method {method!r} (allowed: {', '.join(METHODS)})")
@@ -83,15 +110,7 @@ def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, gra
     start = time.perf_counter()
     model = get_model(model_name, seed=seed)
     split = model_split(model_name)
-    q = prepare(model)
-    calibrate_activations(q, split.calib_x, a_bits)  # on float activations
-    if method == "rtn":
-        rtn_quantize(q, w_bits, gran)
-    elif method in ("gpfq", "gpfq-paper"):
-        gpfq_quantize(q, split.calib_x, w_bits, granularity=gran, seed=seed,
-                      alphabet="paper" if method == "gpfq-paper" else "bbit")
-    else:
-        ptq_sl_quantize(q, split.calib_x, w_bits, blocks=gran)
+    q = quantize_model(model, split.calib_x, w_bits, a_bits, method, gran, seed)
     seconds = time.perf_counter() - start
     integer = build_integer_model(q, split.calib_x[:1], name=model_name)
     _, int_pred = integer.run(split.test_x.numpy())

@@ -230,7 +230,7 @@ class AssignmentModel:
         for name, obj in self._objectives.items():
             (obj.activate if name == objective else obj.deactivate)()
         options = {"mip_feasibility_tolerance": _FEAS_TOL, "primal_feasibility_tolerance": _FEAS_TOL,
-                   "random_seed": 0, "output_flag": False}
+                   "dual_feasibility_tolerance": 1e-10, "random_seed": 0, "output_flag": False}
         start = time.perf_counter()
         res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
                                  solver_options=options, raise_exception_on_nonoptimal_result=False,

@@ -1,0 +1,210 @@
+"""Apply a mixed-precision assignment (per-layer ``w_bits``, ``a_bits``) to a built-in model and measure it.
+
+This is the general form of :func:`experiments.quantize.quantize_builtin`: the same model seed, the same
+calibration data, activations calibrated by max on the float network (each layer at its own ``a_bits``), then
+weights quantized by RTN, GPFQ or PTQ-SL (each layer at its own ``w_bits``).  A uniform assignment gives exactly
+the model ``quantize_builtin`` builds.
+
+>>> point = measure_assignment("digits-cnn", {"0": (8, 8), "3": (4, 8), "7": (4, 4), "12": (8, 8)})
+>>> point.accuracy, point.pairs          # fake-quant test accuracy (%), "w8a8,w4a8,w4a4,w8a8"
+
+:func:`measure_many` loads the model and data once and measures many assignments (identical ones once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from experiments.quantize import METHODS, model_size_bits, parse_granularity, quantize_model
+from quant.errors import QuantInputError
+from quant.quantizer import MAX_BITS, MIN_BITS
+
+__all__ = ["MeasuredPoint", "ModelBench", "quantize_model", "normalize_assignment", "measure_assignment",
+           "measure_many"]
+
+#: Per-layer (w_bits, a_bits) keyed by quant-layer name, as a mapping, a search assignment table
+#: (columns ``name``, ``w_bits``, ``a_bits``) or any object with an ``assignment()`` method returning one
+#: (e.g. :class:`search.ilp.Solution`).
+Assignment = Mapping[str, tuple[int, int]] | pd.DataFrame | Any
+
+
+@dataclass(frozen=True)
+class MeasuredPoint:
+    """One measured assignment.  Accuracies are test-set top-1 in percent (not rounded), ``integer_accuracy``
+    is None unless the golden integer model was run; ``weight_size_bits`` counts weight codes at their widths,
+    32-bit block scales, 32-bit biases and any float parameters; ``seconds`` is the wall time to quantize and
+    evaluate this point (model loading excluded); ``pairs`` lists the layers' pairs in execution order,
+    e.g. ``w8a8,w4a4,w4a8``."""
+
+    accuracy: float
+    integer_accuracy: float | None
+    float_accuracy: float
+    weight_size_bits: int
+    seconds: float
+    pairs: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_method(method: object) -> str:
+    if method not in METHODS:
+        raise QuantInputError(f"unknown method {method!r} (allowed: {', '.join(METHODS)})")
+    return str(method)
+
+
+def _bits(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float | np.floating) \
+            or not np.isfinite(value) or value != int(value) or not MIN_BITS <= int(value) <= MAX_BITS:
+        raise QuantInputError(f"{what} must be an integer in {MIN_BITS}..{MAX_BITS}, got {value!r}")
+    return int(value)
+
+
+def normalize_assignment(assignment: Assignment, layer_names: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """Validated per-layer ``(w_bits, a_bits)`` in the order of ``layer_names`` (the model's quant layers).
+
+    Names are compared as strings, so a table read from CSV whose ``name`` column became integers still matches.
+    Raises :class:`QuantInputError` naming missing or extra layers, duplicate names or bad bits."""
+    if not isinstance(assignment, pd.DataFrame | Mapping) and callable(getattr(assignment, "assignment", None)):
+        assignment = assignment.assignment()
+    if isinstance(assignment, pd.DataFrame):
+        missing = [c for c in ("name", "w_bits", "a_bits") if c not in assignment.columns]
+        if missing:
+            raise QuantInputError(f"assignment table: missing column(s) {', '.join(missing)} "
+                                  f"(has: {', '.join(map(str, assignment.columns))})")
+        names = [str(n) for n in assignment["name"]]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise QuantInputError(f"assignment table: layer name(s) listed more than once: {', '.join(dupes)}")
+        pairs = dict(zip(names, zip(assignment["w_bits"].tolist(), assignment["a_bits"].tolist())))
+    elif isinstance(assignment, Mapping):
+        pairs = {}
+        for key, value in assignment.items():
+            if str(key) in pairs:
+                raise QuantInputError(f"assignment: layer name {str(key)!r} listed more than once")
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+                raise QuantInputError(f"assignment: layer {str(key)!r} needs a (w_bits, a_bits) pair, got {value!r}")
+            pairs[str(key)] = tuple(value)
+    else:
+        raise QuantInputError("assignment must be a mapping name -> (w_bits, a_bits) or a table with columns "
+                              f"name, w_bits, a_bits; got {type(assignment).__name__}")
+    wanted = [str(n) for n in layer_names]
+    missing = [n for n in wanted if n not in pairs]
+    extra = [n for n in pairs if n not in wanted]
+    if missing or extra:
+        parts = ([f"missing layer(s) {', '.join(missing)}"] if missing else []) + \
+                ([f"unknown layer(s) {', '.join(extra)}"] if extra else [])
+        raise QuantInputError(f"assignment: {'; '.join(parts)} (the model's quantized layers: {', '.join(wanted)})")
+    return tuple((_bits(pairs[n][0], f"layer {n!r}: w_bits"), _bits(pairs[n][1], f"layer {n!r}: a_bits"))
+                 for n in wanted)
+
+
+class ModelBench:
+    """A built-in model, its data split and its quant-layer order, loaded once to measure many assignments."""
+
+    def __init__(self, model_name: str, seed: int = 0) -> None:
+        from quant.data import evaluate_accuracy
+        from quant.fakequant import prepare, quant_layers
+        from quant.models import get_model, model_split
+
+        self.model_name, self.seed = model_name, seed
+        self.model = get_model(model_name, seed=seed)  # trained once, then loaded from the on-disk cache
+        self.split = model_split(model_name)
+        self.layer_names: tuple[str, ...] = tuple(n for n, _ in quant_layers(prepare(self.model),
+                                                                             self.split.calib_x[:1]))
+        self.float_accuracy = evaluate_accuracy(self.model, self.split.test_x, self.split.test_y)
+
+    def uniform(self, w_bits: int, a_bits: int) -> dict[str, tuple[int, int]]:
+        """The assignment giving every layer ``(w_bits, a_bits)``."""
+        return {n: (w_bits, a_bits) for n in self.layer_names}
+
+    def quantize(self, assignment: Assignment, method: str = "rtn", granularity: str = "channel") -> nn.Module:
+        """The fake-quant model of ``assignment`` (deterministic: a private RNG seeded by the bench's seed)."""
+        pairs = normalize_assignment(assignment, self.layer_names)
+        return self._quantize(pairs, method, granularity)
+
+    def _quantize(self, pairs: tuple[tuple[int, int], ...], method: str, granularity: str) -> nn.Module:
+        w = {n: p[0] for n, p in zip(self.layer_names, pairs)}
+        a = {n: p[1] for n, p in zip(self.layer_names, pairs)}
+        with torch.random.fork_rng(devices=[]):  # as quantize_builtin seeds, without touching the caller's RNG
+            torch.manual_seed(self.seed)
+            return quantize_model(self.model, self.split.calib_x, w, a, method, granularity, self.seed)
+
+    def measure(self, assignment: Assignment, method: str = "rtn", granularity: str = "channel",
+                integer: bool = False) -> MeasuredPoint:
+        """Quantize ``assignment`` and measure its fake-quant (and optionally golden-integer) test accuracy."""
+        _check_method(method)
+        parse_granularity(granularity)
+        return self._measure(normalize_assignment(assignment, self.layer_names), method, granularity, integer)
+
+    def _measure(self, pairs: tuple[tuple[int, int], ...], method: str, granularity: str,
+                 integer: bool) -> MeasuredPoint:
+        from quant.data import evaluate_accuracy
+        from quant.integer import build_integer_model
+
+        start = time.perf_counter()
+        q = self._quantize(pairs, method, granularity)
+        x, y = self.split.test_x, self.split.test_y
+        accuracy = evaluate_accuracy(q, x, y)
+        int_accuracy = None
+        if integer:
+            golden = build_integer_model(q, self.split.calib_x[:1], name=self.model_name)
+            _, pred = golden.run(x.numpy())
+            int_accuracy = 100.0 * int((pred == y.numpy()).sum()) / len(y)  # as evaluate_accuracy
+        return MeasuredPoint(
+            accuracy=accuracy, integer_accuracy=int_accuracy, float_accuracy=self.float_accuracy,
+            weight_size_bits=model_size_bits(q)[1], seconds=round(time.perf_counter() - start, 3),
+            pairs=",".join(f"w{w}a{a}" for w, a in pairs),
+        )
+
+
+def measure_assignment(model_name: str, assignment: Assignment, method: str = "rtn", granularity: str = "channel",
+                       seed: int = 0, integer: bool = False) -> MeasuredPoint:
+    """Apply ``assignment`` ({quant-layer name: (w_bits, a_bits)} or a search assignment table) to built-in model
+    ``model_name`` (trained with ``seed``) and measure it; see :class:`MeasuredPoint`."""
+    return measure_many(model_name, [assignment], method, granularity, seed, integer)[0]
+
+
+@contextmanager
+def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
+
+
+def measure_many(model_name: str, assignments: Sequence[Assignment], method: str = "rtn",
+                 granularity: str = "channel", seed: int = 0, integer: bool = False,
+                 progress: bool = False) -> list[MeasuredPoint]:
+    """:func:`measure_assignment` for each of ``assignments``, in order.  The model and data are loaded once,
+    every assignment is validated before any is measured, and identical assignments are measured once (their
+    entries are the same :class:`MeasuredPoint`).  ``progress`` shows a rich progress bar on stderr."""
+    _check_method(method)
+    parse_granularity(granularity)
+    if isinstance(assignments, pd.DataFrame | Mapping) or not isinstance(assignments, Sequence):
+        raise QuantInputError("assignments must be a sequence (list) of assignments")
+    bench = ModelBench(model_name, seed)
+    keys = [normalize_assignment(a, bench.layer_names) for a in assignments]
+    memo: dict[tuple[tuple[int, int], ...], MeasuredPoint] = {}
+    with _progress(progress, len(dict.fromkeys(keys)), f"measuring {model_name} ({method})") as advance:
+        for key in keys:
+            if key not in memo:
+                memo[key] = bench._measure(key, method, granularity, integer)
+                advance()
+    return [memo[k] for k in keys]
+
