@@ -49,16 +49,22 @@ def sim_cmd(
     typer.echo(f"wrote {len(frame)} rows to {out}")
 
 
+CostsOption = Annotated[Path, typer.Option(
+    help="Cost table (.csv/.parquet): layer, w_bits, a_bits, the budgeted columns; optional name, group, "
+         "out_bits (coupled), consumer.")]
+SensitivityOption = Annotated[Path, typer.Option(help="Sensitivity table: layer, w_bits, a_bits, sensitivity.")]
+BudgetOption = Annotated[list[str] | None, typer.Option(
+    help="COLUMN=VALUE on any additive cost column; VALUE absolute or a percentage of the most expensive uniform "
+         "assignment (60%). Repeat for several budgets (held at every point by `pareto`).")]
+
+
 @app.command("solve", epilog="Example: lowbit solve --costs costs.csv --sensitivity sens.csv "
                              "--budget latency_us=1200 --budget energy_pj=60% --out results/assign")
 def solve_cmd(
-    costs: Annotated[Path, typer.Option(help="Cost table (.csv/.parquet): layer, w_bits, a_bits, the budgeted "
-                                             "columns; optional name, group, out_bits (coupled), consumer.")],
-    sensitivity: Annotated[Path, typer.Option(help="Sensitivity table: layer, w_bits, a_bits, sensitivity.")],
+    costs: CostsOption,
+    sensitivity: SensitivityOption,
     out: Annotated[Path, typer.Option(help="Directory for assignment.csv and assignment.json.")],
-    budget: Annotated[list[str] | None, typer.Option(
-        help="COLUMN=VALUE on any additive cost column; VALUE absolute or a percentage of the most expensive "
-             "uniform assignment (60%). Repeat for several budgets.")] = None,
+    budget: BudgetOption = None,
     pairs: Annotated[str | None, typer.Option(help="Restrict the candidates, e.g. w8a8,w4a4.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Seconds; the gap is reported if it stops early.")]
     = None,
@@ -88,14 +94,13 @@ def solve_cmd(
 @app.command("pareto", epilog="Example: lowbit pareto --costs costs.csv --sensitivity sens.csv --x latency_us "
                               "--model digits-cnn --quantizer rtn --out results/pareto")
 def pareto_cmd(
-    costs: Annotated[Path, typer.Option(help="Cost table (.csv/.parquet), as for `lowbit solve`.")],
-    sensitivity: Annotated[Path, typer.Option(help="Sensitivity table (.csv/.parquet).")],
+    costs: CostsOption,
+    sensitivity: SensitivityOption,
     out: Annotated[Path, typer.Option(help="Directory for points.csv, quality.csv, pareto.json and the plot.")],
     x: Annotated[str, typer.Option(help="Cost column swept by the epsilon-constraint method.")] = "latency_us",
     y: Annotated[str | None, typer.Option(help="A second swept cost column (a grid over both).")] = None,
     points: Annotated[int, typer.Option(help="Number of epsilon values.")] = 50,
-    budget: Annotated[list[str] | None, typer.Option(help="Budgets held at every point: COLUMN=VALUE or "
-                                                          "COLUMN=60% (see `lowbit solve`).")] = None,
+    budget: BudgetOption = None,
     model: Annotated[str | None, typer.Option(help="Built-in model to measure every point on: digits-cnn or "
                                                    "mnist1d-cnn (layer names must match the tables).")] = None,
     quantizer: Annotated[str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq or ptq-sl.")] = "rtn",

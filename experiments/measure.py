@@ -14,8 +14,7 @@ the model ``quantize_builtin`` builds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from torch import nn
 
 from experiments.quantize import METHODS, model_size_bits, parse_granularity, quantize_model
 from quant.errors import QuantInputError
+from quant.progress import progress_bar
 from quant.quantizer import MAX_BITS, MIN_BITS
 
 __all__ = ["MeasuredPoint", "ModelBench", "quantize_model", "normalize_assignment", "measure_assignment",
@@ -174,18 +174,6 @@ def measure_assignment(model_name: str, assignment: Assignment, method: str = "r
     return measure_many(model_name, [assignment], method, granularity, seed, integer)[0]
 
 
-@contextmanager
-def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[], None]]:
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
 
 
 def measure_many(model_name: str, assignments: Sequence[Assignment], method: str = "rtn",
@@ -201,7 +189,8 @@ def measure_many(model_name: str, assignments: Sequence[Assignment], method: str
     bench = ModelBench(model_name, seed)
     keys = [normalize_assignment(a, bench.layer_names) for a in assignments]
     memo: dict[tuple[tuple[int, int], ...], MeasuredPoint] = {}
-    with _progress(progress, len(dict.fromkeys(keys)), f"measuring {model_name} ({method})") as advance:
+    with progress_bar(progress, len(dict.fromkeys(keys)), f"measuring {model_name} ({method})",
+                      transient=True) as advance:
         for key in keys:
             if key not in memo:
                 memo[key] = bench._measure(key, method, granularity, integer)

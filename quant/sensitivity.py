@@ -89,6 +89,7 @@ from quant.fakequant import ActQuant, QuantLayer, calibrate_activations, capture
 from quant.fileio import atomic_write
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, layer_inputs_2d, quantize_weights
 from quant.groups import quantizer_groups
+from quant.progress import progress_bar
 from quant.quantizer import MAX_BITS, MIN_BITS, Blocks, QuantSpec, check_finite, expand_blocks
 from quant.rtn import granularity_blocks, rtn_codes
 
@@ -222,18 +223,6 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-@contextmanager
-def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[], None]]:
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -522,7 +511,7 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
         groups = quantizer_groups(base, x[:1], tie_adds=tie_adds)
         n_groups = len(set(groups.values()))
         total = len(ev.layers) if method == "hessian" else n_groups * len(pairs)
-        with _progress(progress, total, f"sensitivity {method}") as advance:
+        with progress_bar(progress, total, f"sensitivity {method}") as advance:
             if method == "sqnr":
                 rows = _sqnr_rows(ev, groups, pairs, advance)
             elif method == "loss":
