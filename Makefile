@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,12 +13,21 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Debian tools for the RTL: yosys (synthesis), ccache (Verilator builds), iverilog (second simulator).
+# Installed when running as root; otherwise a missing tool is reported by the tests that need it.
+tools:
+	@if command -v yosys >/dev/null && command -v ccache >/dev/null && command -v iverilog >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -q yosys ccache iverilog >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q yosys ccache iverilog >/dev/null)); \
+	else echo "note: yosys/ccache/iverilog missing and not root; install them for the RTL tests"; fi
+
+setup: $(STAMP) tools
 
 demo: $(STAMP)
 	$(VENV)/bin/lowbit demo
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(VENV)/bin/ruff check sim search quant rtl experiments tests benchmarks
 	$(PY) -m pytest -q -n 2 -m "slow or not slow or rtl"
 
