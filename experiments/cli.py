@@ -38,10 +38,18 @@ def sim_cmd(
     """Simulate a workload on a chip and write the per-layer cost table."""
     from experiments.workloads import resolve_workload
     from sim import load_chip, simulate
+    from sim.area import chip_area
     from sim.io import write_table
 
-    frame = simulate(load_chip(chip), resolve_workload(workload), pairs, coupled=coupled)
+    chip_config = load_chip(chip)
+    frame = simulate(chip_config, resolve_workload(workload), pairs, coupled=coupled)
     write_table(frame, out)
+    area = chip_area(chip_config)
+    if area.total_mm2 == area.total_mm2:  # not NaN
+        typer.echo(f"area: {area.total_mm2:.3f} mm^2 (PEs {area.pe_mm2:.3f}, requant {area.requant_mm2:.3f}, "
+                   f"SRAM {area.sram_mm2:.3f})")
+    else:
+        typer.echo("area: n/a (no synthesized figure for this PE kind)")
     plain = frame[frame.out_bits == frame.a_bits] if coupled else frame
     totals = plain.groupby(["w_bits", "a_bits"], sort=False)[["total_cycles", "energy_pj"]].sum()
     for (w, a), row in totals.iterrows():

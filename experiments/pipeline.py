@@ -42,18 +42,21 @@ def run_demo(out_dir: str | Path = "results/demo", console: Console | None = Non
         [t.groupby(["w_bits", "a_bits"], sort=False)[["total_cycles", "latency_us", "energy_pj", "dram_bits",
                                                        "weight_bits"]].sum().reset_index().assign(chip=c)
          for c, t in tables.items()], ignore_index=True)
+    from sim.area import chip_area
+
+    summary["area_mm2"] = [chip_area(load_chip(c)).total_mm2 for c in summary.chip]
     summary = summary[["chip", "w_bits", "a_bits", "total_cycles", "latency_us", "energy_pj", "dram_bits",
-                       "weight_bits"]]
+                       "weight_bits", "area_mm2"]]
     written["summary"] = write_table(summary, out / "summary.csv")
     pdf, png = plot_layer_costs(tables, out / "layer_costs")
     written["plot_pdf"], written["plot_png"] = pdf, png
 
     table = Table(title=f"{DEMO_WORKLOAD}: whole-network cost per chip and pair")
-    for col in ("chip", "pair", "latency (ms)", "energy (mJ)", "DRAM (MiB)", "weights (KiB)"):
+    for col in ("chip", "pair", "latency (ms)", "energy (mJ)", "DRAM (MiB)", "weights (KiB)", "area (mm²)"):
         table.add_column(col, justify="right" if col != "chip" else "left")
     for r in summary.itertuples():
         table.add_row(r.chip, f"w{r.w_bits}a{r.a_bits}", f"{r.latency_us / 1e3:.3f}", f"{r.energy_pj / 1e9:.3f}",
-                      f"{r.dram_bits / 8 / 2**20:.2f}", f"{r.weight_bits / 8 / 1024:.0f}")
+                      f"{r.dram_bits / 8 / 2**20:.2f}", f"{r.weight_bits / 8 / 1024:.0f}", f"{r.area_mm2:.2f}")
     console.print(table)
     for key, path in written.items():
         console.print(f"  {key}: {path}")

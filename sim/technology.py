@@ -12,9 +12,20 @@ from sim.errors import InputError
 from sim.io import read_yaml
 from sim.pairs import parse_pair
 
-__all__ = ["Technology", "load_technology", "TECH_DIR"]
+__all__ = ["Technology", "AreaTable", "load_technology", "TECH_DIR"]
 
 TECH_DIR = Path(__file__).parent / "tech"
+
+
+@dataclass(frozen=True)
+class AreaTable:
+    """Synthesized logic areas (NAND2-equivalents), the NAND2 cell area (um^2) and SRAM density (um^2/bit)."""
+
+    nand2_um2: float
+    fixed_pe_nand2: dict[str, float]  # 'w8a8' -> NAND2-eq of a fixed PE of those widths
+    bitfusion_pe_nand2: float
+    requant_nand2: float
+    sram_um2_per_bit: float
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class Technology:
     dram_pj_per_bit: float
     pe_leakage_uw: dict[str, float]
     sram_leakage_uw_per_kib: float
+    area: AreaTable | None = None
 
     def sram_pj_per_bit(self, kib: float) -> float:
         """Energy per bit of an SRAM of ``kib`` KiB (log-log interpolation, clamped)."""
@@ -87,6 +99,7 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
     if not sram_pts or any(k <= 0 or e <= 0 for k, e in sram_pts):
         raise InputError(f"{where}: sram_pj_per_bit needs positive sizes and energies")
     leak = _section(doc, "leakage_uw", where)
+    area = _area_from_dict(doc["area"], where) if "area" in doc else None
     return Technology(
         name=str(doc.get("name", where)),
         fixed_mac_pj=fixed,
@@ -98,6 +111,26 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
                        for k, v in _section(leak, "pe", where).items()},
         sram_leakage_uw_per_kib=_positive(f"{where}: leakage_uw.sram_per_kib",
                                           _section(leak, "sram_per_kib", where)),
+        area=area,
+    )
+
+
+def _area_from_dict(doc: Any, where: str) -> AreaTable:
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: area must be a mapping")
+    pe = _section(doc, "pe_nand2", f"{where}: area")
+    fixed = {}
+    for k, v in _section(pe, "fixed", f"{where}: area.pe_nand2").items():
+        w, a = parse_pair(str(k))
+        fixed[f"w{w}a{a}"] = _positive(f"{where}: area.pe_nand2.fixed.{k}", v)
+    return AreaTable(
+        nand2_um2=_positive(f"{where}: area.nand2_um2", _section(doc, "nand2_um2", f"{where}: area")),
+        fixed_pe_nand2=fixed,
+        bitfusion_pe_nand2=_positive(f"{where}: area.pe_nand2.bitfusion",
+                                     _section(pe, "bitfusion", f"{where}: area.pe_nand2")),
+        requant_nand2=_positive(f"{where}: area.requant_nand2", _section(doc, "requant_nand2", f"{where}: area")),
+        sram_um2_per_bit=_positive(f"{where}: area.sram_um2_per_bit",
+                                   _section(doc, "sram_um2_per_bit", f"{where}: area")),
     )
 
 

@@ -1,0 +1,66 @@
+"""Chip area (mm^2) from synthesized PE and requantization-unit areas and an SRAM density.
+
+``pe + requant + sram``: ``rows·cols`` PEs of the chip's kind, one requantization unit per column (shared
+per column, as in lowbit's RTL), and the three SRAM buffers.  The logic figures are NAND2-equivalents from
+``lowbit rtl synth`` recorded in the technology YAML (``area`` section); bit-serial PEs have no
+synthesized figure yet, so their chips have no area (NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from sim.config import Chip
+from sim.precision import fusion_width_of
+from sim.technology import load_technology
+
+__all__ = ["ChipArea", "chip_area", "fixed_pe_key"]
+
+BITS_PER_KIB = 8 * 1024
+
+
+@dataclass(frozen=True)
+class ChipArea:
+    """Areas in mm^2 (NaN when the technology has no figure for this PE kind)."""
+
+    pe_nand2: float  # one PE, NAND2-equivalents
+    pe_mm2: float  # all PEs
+    requant_mm2: float
+    sram_mm2: float
+    total_mm2: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def fixed_pe_key(chip: Chip, synthesized: dict[str, float]) -> str | None:
+    """The smallest synthesized fixed PE ``wWaA`` covering the chip's widest weight and activation bits."""
+    w = fusion_width_of(max(p[0] for p in chip.supported_pairs))
+    a = fusion_width_of(max(p[1] for p in chip.supported_pairs))
+    fits = [(area, key) for key, area in synthesized.items()
+            if int(key[1:key.index("a")]) >= w and int(key[key.index("a") + 1:]) >= a]
+    return min(fits)[1] if fits else None
+
+
+def chip_area(chip: Chip) -> ChipArea:
+    """Area of ``chip`` from its technology's ``area`` section (all NaN if the section is absent)."""
+    tech = load_technology(chip.technology)
+    area = tech.area
+    nan = float("nan")
+    if area is None:
+        return ChipArea(nan, nan, nan, nan, nan)
+    pe: float = nan
+    if chip.pe.kind == "fixed":
+        key = fixed_pe_key(chip, area.fixed_pe_nand2)
+        pe = area.fixed_pe_nand2[key] if key else nan
+    elif chip.pe.kind == "bitfusion":
+        pe = area.bitfusion_pe_nand2
+    um2 = area.nand2_um2 * 1e-6  # mm^2 per NAND2
+    n_pe = chip.array.rows * chip.array.cols
+    pe_mm2 = n_pe * pe * um2
+    requant_mm2 = chip.array.cols * area.requant_nand2 * um2
+    kib = chip.memory.ifmap_sram_kib + chip.memory.filter_sram_kib + chip.memory.ofmap_sram_kib
+    sram_mm2 = kib * BITS_PER_KIB * area.sram_um2_per_bit * 1e-6
+    total = pe_mm2 + requant_mm2 + sram_mm2 if not math.isnan(pe) else nan
+    return ChipArea(pe, pe_mm2, requant_mm2, sram_mm2, total)

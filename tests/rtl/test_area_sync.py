@@ -1,0 +1,21 @@
+"""The technology YAML's area figures are the synthesized ones (``lowbit rtl synth``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.technology import load_technology
+
+
+@pytest.mark.rtl
+def test_technology_area_equals_synthesis(yosys) -> None:
+    from rtl.synth import area_table
+
+    table = area_table()
+    area = load_technology("45nm").area
+    assert area is not None
+    fixed = table[table.pe_kind == "fixed"]
+    assert {f"w{r.w_bits}a{r.a_bits}": round(r.area_nand2) for r in fixed.itertuples()} == \
+        {k: round(v) for k, v in area.fixed_pe_nand2.items()}
+    assert round(table[table.pe_kind == "bitfusion"].area_nand2.iloc[0]) == round(area.bitfusion_pe_nand2)
+    assert round(table[table.pe_kind == "requant"].area_nand2.iloc[0]) == round(area.requant_nand2)

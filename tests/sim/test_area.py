@@ -1,0 +1,44 @@
+"""Chip area from the technology's synthesized figures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sim import load_chip
+from sim.area import chip_area, fixed_pe_key
+from sim.config import chip_from_dict
+from sim.technology import load_technology
+
+BASE = {"array": {"rows": 8, "cols": 8, "dataflow": "ws"}, "pe": {"kind": "fixed"}, "pairs": ["w8a8"],
+        "memory": {"ifmap_sram_kib": 16, "filter_sram_kib": 16, "ofmap_sram_kib": 16,
+                   "dram_bw_bits_per_cycle": 64}}
+
+
+def chip(**over):
+    doc = {**BASE, **over}
+    return chip_from_dict(doc)
+
+
+def test_parts_add_up_and_scale_with_the_array() -> None:
+    small, big = chip_area(chip()), chip_area(chip(array={"rows": 16, "cols": 8, "dataflow": "ws"}))
+    assert small.total_mm2 == pytest.approx(small.pe_mm2 + small.requant_mm2 + small.sram_mm2)
+    assert big.pe_mm2 == pytest.approx(2 * small.pe_mm2) and big.requant_mm2 == small.requant_mm2
+    area = load_technology("45nm").area
+    assert small.pe_mm2 == pytest.approx(64 * area.fixed_pe_nand2["w8a8"] * area.nand2_um2 * 1e-6)
+    assert small.sram_mm2 == pytest.approx(48 * 8192 * area.sram_um2_per_bit * 1e-6)
+
+
+def test_fixed_pe_is_sized_for_the_widest_pair() -> None:
+    synthesized = load_technology("45nm").area.fixed_pe_nand2
+    assert fixed_pe_key(chip(pairs=["w4a4", "w2a2"]), synthesized) == "w4a4"
+    assert fixed_pe_key(chip(pairs=["w2a8"]), synthesized) == "w4a8"  # smallest PE that covers w2a8
+    assert fixed_pe_key(chip(pairs=["w8a8", "w2a2"]), synthesized) == "w8a8"
+    assert chip_area(chip(pairs=["w4a4"])).pe_mm2 < chip_area(chip(pairs=["w8a8"])).pe_mm2
+
+
+def test_presets() -> None:
+    fusion = chip_area(load_chip("bitfusion_edge"))
+    assert fusion.total_mm2 > 0 and fusion.pe_nand2 == load_technology("45nm").area.bitfusion_pe_nand2
+    assert math.isnan(chip_area(load_chip("bitserial_loom")).total_mm2)  # no synthesized bit-serial PE yet
