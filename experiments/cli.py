@@ -10,6 +10,7 @@ import click
 import typer
 
 from quant.errors import QuantInputError
+from rtl.tools import RtlError
 from search.errors import SearchInputError
 from sim.errors import InputError
 
@@ -223,6 +224,26 @@ def sensitivity_cmd(
                f"wrote {len(frame)} rows to {out}")
 
 
+rtl_app = typer.Typer(help="The RTL: synthesis areas and Verilator-verified GEMMs and layers.", no_args_is_help=True)
+app.add_typer(rtl_app, name="rtl")
+
+
+@rtl_app.command("synth", epilog="Example: lowbit rtl synth --out results/area.csv")
+def rtl_synth_cmd(
+    out: Annotated[Path | None, typer.Option(help="Also write the table as .csv or .parquet.")] = None,
+    no_cache: Annotated[bool, typer.Option(help="Re-run yosys even when a cached result matches.")] = False,
+) -> None:
+    """Synthesize the PEs and the requantization unit with yosys; cell counts and NAND2-equivalent areas."""
+    from rtl.synth import area_markdown, area_table
+    from sim.io import write_table
+
+    table = area_table(use_cache=not no_cache)
+    typer.echo(area_markdown(table))
+    if out is not None:
+        write_table(table, out)
+        typer.echo(f"wrote {out}")
+
+
 @app.command("demo", epilog="Example: lowbit demo --out results/demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/demo"),
@@ -258,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         sys.stderr.write(f"lowbit: error: {_one_line(exc.format_message())}\n")
         sys.exit(2)
-    except (InputError, QuantInputError, SearchInputError) as exc:
+    except (InputError, QuantInputError, SearchInputError, RtlError) as exc:
         sys.stderr.write(f"lowbit: error: {_one_line(str(exc))}\n")
         sys.exit(2)
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
