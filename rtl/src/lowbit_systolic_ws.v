@@ -1,0 +1,135 @@
+// lowbit_systolic_ws: an R x C weight-stationary systolic array of lowbit PEs (Verilog-2005).
+//
+// PE_KIND selects the PE in every slot:
+//   0  lowbit_mac_pe     fixed W_BITS x A_BITS multiply per cycle (signedness by W_SIGNED / A_SIGNED);
+//   1  lowbit_fusion_pe  Bit-Fusion PE: P = floor(8/a)*floor(8/w) packed products per cycle, widths and
+//                        signedness chosen at run time (w_mode / a_mode: 0 = 2 bit, 1 = 4 bit, 2 = 8 bit).
+// A PE slot is W_SLOT bits of weight and A_SLOT bits of activation: W_BITS / A_BITS for PE_KIND 0, 32 / 32 for
+// PE_KIND 1 (P elements packed LSB first, element j at bits [j*bits +: bits]).
+//
+// Dataflow, one step per rising edge with en = 1 (en = 0 freezes every register: a global stall):
+//   * weights: while load_w = 1 the C slots on w_top enter row 0 and every row passes its weights to the row
+//     below, so after R load steps of rows S[R-1], S[R-2], ..., S[0] (bottom row first) row r holds S[r];
+//   * activations: a_left carries one activation vector (slot r of row r, unskewed). Row r sees it r steps later
+//     (input skew registers: row r has r of them); in the array every PE passes its activation to the right;
+//   * partial sums: row 0 starts from 0, each PE adds its product to the sum from the PE above and passes it down;
+//   * results: column c's bottom PE finishes the dot product of vector m at step m + (R-1) + c. Column c is then
+//     delayed by C-1-c output de-skew registers, so y_bottom carries all C results of vector m together,
+//     R + C - 1 steps after the vector was on a_left (the vector on a_left at step t is row t's slot at that step).
+// Partial products that are not on a vector's wavefront (e.g. during weight loading) never reach a result: the
+// sum that reaches column c's bottom for vector m only passed PEs while they held vector m.
+//
+// All sums wrap modulo 2^ACC_BITS (two's complement). rst_n is a synchronous active-low reset.
+module lowbit_systolic_ws #(
+    parameter PE_KIND  = 0,   // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter ROWS     = 4,   // R: rows hold the reduction (K slots)
+    parameter COLS     = 4,   // C: columns hold the outputs (N)
+    parameter W_BITS   = 8,   // PE_KIND 0 only: weight bits
+    parameter A_BITS   = 8,   // PE_KIND 0 only: activation bits
+    /* verilator lint_off UNUSEDPARAM */  // unused by the Bit-Fusion PE (run-time signedness)
+    parameter W_SIGNED = 1,   // PE_KIND 0 only: weights are two's complement (else unsigned)
+    parameter A_SIGNED = 1,   // PE_KIND 0 only: activations are two's complement (else unsigned)
+    /* verilator lint_on UNUSEDPARAM */
+    parameter ACC_BITS = 32,  // accumulator / partial-sum bits
+    // Derived slot widths; do not override.
+    parameter W_SLOT   = (PE_KIND == 1) ? 32 : W_BITS,
+    parameter A_SLOT   = (PE_KIND == 1) ? 32 : A_BITS
+) (
+    input  wire                     clk,
+    input  wire                     rst_n,
+    input  wire                     en,         // advance the whole array by one step
+    input  wire                     load_w,     // this step shifts weights down (w_top enters row 0)
+    /* verilator lint_off UNUSEDSIGNAL */       // run-time modes are used by the Bit-Fusion PE only
+    input  wire [1:0]               w_mode,     // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
+    input  wire [1:0]               a_mode,     // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
+    input  wire                     w_signed,   // PE_KIND 1: weights are two's complement
+    input  wire                     a_signed,   // PE_KIND 1: activations are two's complement
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire [COLS*W_SLOT-1:0]   w_top,      // column c's weight slot at [c*W_SLOT +: W_SLOT]
+    input  wire [ROWS*A_SLOT-1:0]   a_left,     // row r's activation slot at [r*A_SLOT +: A_SLOT], unskewed
+    output wire [COLS*ACC_BITS-1:0] y_bottom    // column c's result at [c*ACC_BITS +: ACC_BITS], de-skewed
+);
+    // Flattened nets between PEs.
+    //   w_net: (ROWS+1) x COLS weight slots, w_net[r][c] enters PE(r, c) from above (row ROWS is the unused
+    //          output of the bottom row);
+    //   a_net: ROWS x (COLS+1) activation slots, a_net[r][c] enters PE(r, c) from the left (column COLS is the
+    //          unused output of the right column);
+    //   p_net: (ROWS+1) x COLS partial sums, p_net[r][c] enters PE(r, c) from above (row 0 is zero, row ROWS
+    //          leaves the bottom).
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [(ROWS+1)*COLS*W_SLOT-1:0]   w_net;
+    wire [ROWS*(COLS+1)*A_SLOT-1:0]   a_net;
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [(ROWS+1)*COLS*ACC_BITS-1:0] p_net;
+
+    assign w_net[COLS*W_SLOT-1:0]   = w_top;
+    assign p_net[COLS*ACC_BITS-1:0] = {COLS*ACC_BITS{1'b0}};
+
+    genvar r, c;
+    generate
+        // ---- input skew: row r's slot passes r registers before entering PE(r, 0) ----------------------------
+        for (r = 0; r < ROWS; r = r + 1) begin : g_skew
+            if (r == 0) begin : g_direct
+                assign a_net[0 +: A_SLOT] = a_left[0 +: A_SLOT];
+            end else begin : g_delay
+                reg [A_SLOT-1:0] stage [0:r-1];  // stage[0] is the newest
+                integer i;
+                always @(posedge clk) begin
+                    if (!rst_n) begin
+                        for (i = 0; i < r; i = i + 1) stage[i] <= {A_SLOT{1'b0}};
+                    end else if (en) begin
+                        stage[0] <= a_left[r*A_SLOT +: A_SLOT];
+                        for (i = 1; i < r; i = i + 1) stage[i] <= stage[i-1];
+                    end
+                end
+                assign a_net[(r*(COLS+1))*A_SLOT +: A_SLOT] = stage[r-1];
+            end
+        end
+
+        // ---- the PE grid -----------------------------------------------------------------------------------
+        for (r = 0; r < ROWS; r = r + 1) begin : g_row
+            for (c = 0; c < COLS; c = c + 1) begin : g_col
+                if (PE_KIND == 1) begin : g_fusion
+                    lowbit_fusion_pe #(.ACC_BITS(ACC_BITS)) pe (
+                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(load_w),
+                        .w_mode(w_mode), .a_mode(a_mode), .w_signed(w_signed), .a_signed(a_signed),
+                        .w_in    (w_net[(r*COLS+c)*W_SLOT +: W_SLOT]),
+                        .w_out   (w_net[((r+1)*COLS+c)*W_SLOT +: W_SLOT]),
+                        .a_in    (a_net[(r*(COLS+1)+c)*A_SLOT +: A_SLOT]),
+                        .a_out   (a_net[(r*(COLS+1)+c+1)*A_SLOT +: A_SLOT]),
+                        .psum_in (p_net[(r*COLS+c)*ACC_BITS +: ACC_BITS]),
+                        .psum_out(p_net[((r+1)*COLS+c)*ACC_BITS +: ACC_BITS]));
+                end else begin : g_fixed
+                    lowbit_mac_pe #(.W_BITS(W_BITS), .A_BITS(A_BITS), .ACC_BITS(ACC_BITS),
+                                    .W_SIGNED(W_SIGNED), .A_SIGNED(A_SIGNED)) pe (
+                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(load_w),
+                        .w_in    (w_net[(r*COLS+c)*W_SLOT +: W_SLOT]),
+                        .w_out   (w_net[((r+1)*COLS+c)*W_SLOT +: W_SLOT]),
+                        .a_in    (a_net[(r*(COLS+1)+c)*A_SLOT +: A_SLOT]),
+                        .a_out   (a_net[(r*(COLS+1)+c+1)*A_SLOT +: A_SLOT]),
+                        .psum_in (p_net[(r*COLS+c)*ACC_BITS +: ACC_BITS]),
+                        .psum_out(p_net[((r+1)*COLS+c)*ACC_BITS +: ACC_BITS]));
+                end
+            end
+        end
+
+        // ---- output de-skew: column c's bottom sum passes C-1-c registers ---------------------------------
+        for (c = 0; c < COLS; c = c + 1) begin : g_deskew
+            if (c == COLS - 1) begin : g_direct
+                assign y_bottom[c*ACC_BITS +: ACC_BITS] = p_net[(ROWS*COLS+c)*ACC_BITS +: ACC_BITS];
+            end else begin : g_delay
+                reg [ACC_BITS-1:0] stage [0:COLS-2-c];  // stage[0] is the newest
+                integer i;
+                always @(posedge clk) begin
+                    if (!rst_n) begin
+                        for (i = 0; i < COLS - 1 - c; i = i + 1) stage[i] <= {ACC_BITS{1'b0}};
+                    end else if (en) begin
+                        stage[0] <= p_net[(ROWS*COLS+c)*ACC_BITS +: ACC_BITS];
+                        for (i = 1; i < COLS - 1 - c; i = i + 1) stage[i] <= stage[i-1];
+                    end
+                end
+                assign y_bottom[c*ACC_BITS +: ACC_BITS] = stage[COLS-2-c];
+            end
+        end
+    endgenerate
+endmodule

@@ -1,0 +1,318 @@
+"""GEMMs through ``lowbit_gemm_top`` (cocotb on Verilator, one configuration on Icarus): bit-exact results and
+measured busy cycles equal to sim's ``compute_cycles``.
+
+Each build (array shape x PE kind x, for the fixed PE, widths and signedness) runs many GEMMs in one simulation:
+M, the fold counts and the Bit-Fusion modes are run-time configuration, so builds are shared. Jobs mix random and
+corner-biased operands (extremes of the signed/unsigned ranges), GEMMs smaller and larger than the array (several
+row and column folds), and streams with and without random valid gaps and output backpressure.
+
+The records of every run land in ``<build root>/gemm_cycles/<build>.json``; ``python -m rtl.driver cycles-table``
+renders them as the table of ``docs/rtl.md`` (section "Cycles").
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtl import driver
+from rtl.runner import default_build_root, run_bench, source
+
+pytestmark = pytest.mark.rtl
+
+TOP = "lowbit_gemm_top"
+BENCH = "rtl.benches.gemm_bench"
+FUSION_PAIRS = [(w, a) for w in (2, 4, 8) for a in (2, 4, 8)]
+SIGNS = [(True, True), (True, False), (False, True), (False, False)]
+
+
+@dataclass(frozen=True)
+class Build:
+    """One HDL build of the top (one build directory)."""
+
+    id: str
+    pe_kind: str
+    rows: int
+    cols: int
+    w_bits: int = 8  # fixed PE only (Bit Fusion: run-time)
+    a_bits: int = 8
+    w_signed: bool = True
+    a_signed: bool = True
+    max_m: int = 64
+    simulator: str = "verilator"
+
+    @property
+    def parameters(self) -> dict[str, int]:
+        return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.w_bits, self.a_bits, self.w_signed,
+                                     self.a_signed, max_m=self.max_m)
+
+    @property
+    def sources(self) -> list[Path]:
+        pe = "lowbit_fusion_pe" if self.pe_kind == "bitfusion" else "lowbit_mac_pe"
+        return [source(TOP), source("lowbit_systolic_ws"), source(pe)]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One GEMM of a build's run."""
+
+    name: str
+    M: int
+    K: int
+    N: int
+    w_bits: int
+    a_bits: int
+    w_signed: bool
+    a_signed: bool
+    values: str  # "random", "corner" (80 % corner values) or "extreme" (every operand at its range minimum)
+    gap_prob: float
+    stall_prob: float
+    seed: int
+    table: bool = False  # listed row by row in docs/rtl.md
+
+
+BUILDS = [
+    Build("bitfusion-2x2", "bitfusion", 2, 2),
+    Build("bitfusion-4x4", "bitfusion", 4, 4),
+    Build("bitfusion-3x5", "bitfusion", 3, 5),
+    Build("bitfusion-8x8", "bitfusion", 8, 8, max_m=128),
+    Build("fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128),
+    Build("fixed-w4a4-3x5", "fixed", 3, 5, 4, 4),
+    Build("fixed-w2a2-2x2", "fixed", 2, 2, 2, 2),
+    Build("fixed-w4a8u-4x16", "fixed", 4, 16, 4, 8, a_signed=False),
+    Build("fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16),
+]
+ICARUS_BUILDS = [
+    Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
+    Build("icarus-fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, simulator="icarus"),
+]
+
+
+def _pairs_of(build: Build) -> list[tuple[int, int, bool, bool]]:
+    """(w_bits, a_bits, w_signed, a_signed) the build runs, in rotation."""
+    if build.pe_kind == "fixed":
+        return [(build.w_bits, build.a_bits, build.w_signed, build.a_signed)]
+    # all nine run-time pairs, with all four signedness combinations in rotation; odd widths (rounded up to the
+    # 2/4/8 fields of the PE) now and then
+    out = [(w, a, *SIGNS[i % 4]) for i, (w, a) in enumerate(FUSION_PAIRS)]
+    out += [(3, 5, True, True), (7, 6, True, False), (5, 3, False, True)]
+    return out
+
+
+def jobs_of(build: Build, quick: bool = False) -> list[Job]:
+    """The deterministic job list of ``build``: small, exact-fit, multi-fold and large GEMMs over its pairs."""
+    rng = random.Random(build.id)
+    R, C, Mx = build.rows, build.cols, build.max_m
+    pairs = _pairs_of(build)
+    jobs: list[Job] = []
+
+    def add(kind: str, M: int, K: int, N: int, pair: tuple[int, int, bool, bool], values: str, table: bool = False,
+            stream: tuple[float, float] | None = None) -> None:
+        i = len(jobs)
+        gap, stall = stream if stream is not None else ((0.0, 0.0) if i % 2 == 0 else (0.3, 0.3))
+        w, a, ws, as_ = pair
+        jobs.append(Job(f"{build.id}/{i}-{kind}", M, K, N, w, a, ws, as_, values, gap, stall, rng.randrange(1 << 30),
+                        table))
+
+    rounds = max(1, 12 // len(pairs))  # a fixed build has one pair: run its mix several times
+    for p, pair in enumerate(pairs * rounds):
+        pack = driver.pack_factor(build.pe_kind, pair[0], pair[1])
+        depth = R * pack  # reduction elements one row fold covers
+        # smaller than the array: one fold with partial rows/columns
+        add("small", rng.randint(1, max(1, Mx // 8)), rng.randint(1, depth), rng.randint(1, C), pair,
+            "corner" if p % 2 else "random")
+        # several row and column folds, K and N not multiples of the tile
+        add("folds", rng.randint(2, Mx // 2), rng.randint(depth + 1, 3 * depth), rng.randint(C + 1, 3 * C), pair,
+            "random" if p % 2 else "corner", table=p == 0)
+        if quick:
+            continue
+        # exact fit: one fold, full tile
+        add("exact", rng.randint(1, Mx), depth, C, pair, "corner")
+    if quick:
+        return jobs
+    full = pairs[0]
+    pack = driver.pack_factor(build.pe_kind, full[0], full[1])
+    # corners of M and of the accumulator range; heavy stalls on both streams
+    add("m1", 1, 2 * R * pack + 1, 2 * C + 1, full, "extreme", stream=(0.5, 0.5))
+    add("mmax", Mx, R * pack, C, full, "extreme", stream=(0.0, 0.7))
+    add("stall", rng.randint(1, Mx), rng.randint(1, 2 * R * pack), rng.randint(1, 2 * C), full, "corner",
+        stream=(0.7, 0.7))
+    # large GEMMs (most of the suite's MACs): many folds, full M
+    for k in range(3):
+        pair = pairs[k * len(pairs) // 3]
+        pack = driver.pack_factor(build.pe_kind, pair[0], pair[1])
+        add("large", Mx, 4 * R * pack + rng.randint(0, R * pack - 1), 4 * C - rng.randint(0, C - 1) if C > 1 else 4,
+            pair, "random", table=k == 0 or len(pairs) > 1)
+    return jobs
+
+
+def operands(job: Job) -> tuple[np.ndarray, np.ndarray]:
+    """A [M, K] and B [K, N] for ``job``: uniform random, corner-biased or all at the range minimum."""
+    rng = np.random.default_rng(job.seed)
+
+    def draw(shape: tuple[int, int], bits: int, signed: bool) -> np.ndarray:
+        lo, hi = driver.operand_range(bits, signed)
+        if job.values == "extreme":
+            return np.full(shape, lo if signed else hi, dtype=np.int64)
+        x = rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
+        if job.values == "corner":
+            corners = np.array(sorted({lo, lo + 1, hi - 1, hi, 0, 1} | ({-1} if signed else set())), dtype=np.int64)
+            pick = rng.random(shape) < 0.8
+            x = np.where(pick, rng.choice(corners, size=shape), x)
+        return x
+
+    return draw((job.M, job.K), job.a_bits, job.a_signed), draw((job.K, job.N), job.w_bits, job.w_signed)
+
+
+def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
+    """(bench input for ``job``, its table record without the measurement)."""
+    A, B = operands(job)
+    beats, expected = driver.gemm_streams(A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
+                                          job.w_signed, job.a_signed)
+    plan = driver.plan_gemm(job.M, job.K, job.N, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
+                            job.w_signed, job.a_signed)
+    busy = plan.folds * plan.busy_cycles_per_fold
+    entry = {"name": job.name, "M": job.M, "N": job.N, "cfg": driver.top_config(plan), "beats": beats,
+             "expected": expected.tolist(), "gap_prob": job.gap_prob, "stall_prob": job.stall_prob,
+             "seed": job.seed, "max_cycles": 50 * (busy + plan.in_beats + plan.out_beats) + 1000}
+    record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
+              "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
+              "M": job.M, "K": job.K, "N": job.N,
+              "folds": plan.folds, "macs": plan.macs, "table": job.table,
+              "predicted_cycles": driver.predicted_cycles(job.M, job.K, job.N, build.rows, build.cols, build.pe_kind,
+                                                          job.w_bits, job.a_bits)}
+    return entry, record
+
+
+def run_jobs(build: Build, jobs: list[Job], tmp_path: Path) -> list[dict]:
+    """Run ``jobs`` on ``build`` in one simulation; return one record per job (bench result + prediction)."""
+    entries, records = zip(*(_bench_job(build, j) for j in jobs))
+    results_path = tmp_path / f"{build.id}.results.json"
+    run_bench(TOP, build.sources, BENCH, build.parameters, simulator=build.simulator,
+              data={"results_path": str(results_path), "jobs": list(entries)})
+    measured = json.loads(results_path.read_text())
+    assert [m["name"] for m in measured] == [j.name for j in jobs]
+    return [{**rec, **{k: m[k] for k in ("mismatches", "measured_cycles", "busy_cycles", "clock_cycles")}}
+            for rec, m in zip(records, measured)]
+
+
+def _check(records: list[dict]) -> None:
+    bad = [f"{r['name']}: M={r['M']} K={r['K']} N={r['N']} w{r['w_bits']}a{r['a_bits']} "
+           f"mismatches={r['mismatches']} measured={r['measured_cycles']} sim={r['predicted_cycles']}"
+           for r in records if r["mismatches"] or r["measured_cycles"] != r["predicted_cycles"]]
+    assert not bad, "GEMMs with mismatches or cycles != sim:\n" + "\n".join(bad)
+
+
+def _save(build: Build, jobs: list[Job], records: list[dict]) -> None:
+    out = default_build_root() / "gemm_cycles" / f"{build.id}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{**r, "job": asdict(j)} for j, r in zip(jobs, records)]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(out)
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=[b.id for b in BUILDS])
+def test_gemm_verilator(verilator: str, build: Build, tmp_path: Path) -> None:
+    """Every job of the build: 0 mismatches and measured busy cycles - 1 == sim's compute_cycles."""
+    jobs = jobs_of(build)
+    records = run_jobs(build, jobs, tmp_path)
+    _save(build, jobs, records)
+    _check(records)
+
+
+@pytest.mark.parametrize("build", ICARUS_BUILDS, ids=[b.id for b in ICARUS_BUILDS])
+def test_gemm_icarus(iverilog: str, build: Build, tmp_path: Path) -> None:
+    """The same top on Icarus (simulator portability), on a quick subset of the jobs."""
+    jobs = jobs_of(build, quick=True)
+    records = run_jobs(build, jobs, tmp_path)
+    _save(build, jobs, records)
+    _check(records)
+
+
+def test_suite_checks_a_million_random_macs() -> None:
+    """The RTL GEMM suite covers >= 10^6 MACs with random operands (every job is run and checked above)."""
+    random_macs = sum(j.M * j.K * j.N for b in BUILDS for j in jobs_of(b) if j.values == "random")
+    assert random_macs >= 1_000_000, random_macs
+
+
+CHEAPEST = next(b for b in BUILDS if b.id == "fixed-w2a2-2x2")
+
+
+def _mutation_jobs(build: Build) -> list[Job]:
+    return [Job("mutant/0", 3, 5, 3, build.w_bits, build.a_bits, build.w_signed, build.a_signed, "random", 0.3, 0.3,
+                7)]
+
+
+def test_wrong_expected_value_is_reported(verilator: str, tmp_path: Path) -> None:
+    """A corrupted expected value fails the bench with its output index, expected and actual values and cycle."""
+    build = CHEAPEST
+    job = _mutation_jobs(build)[0]
+    entry, _ = _bench_job(build, job)
+    true_value = entry["expected"][2][1]
+    entry["expected"][2][1] = true_value + 1
+    with pytest.raises(AssertionError) as info:
+        run_bench(TOP, build.sources, BENCH, build.parameters,
+                  data={"results_path": str(tmp_path / "r.json"), "jobs": [entry]})
+    msg = str(info.value)
+    assert f"output index (m=2, n=1): expected {true_value + 1}, got {true_value} at cycle" in msg, msg
+
+
+def test_missing_input_beat_is_reported(verilator: str, tmp_path: Path) -> None:
+    """A stream one beat short times out and names the outputs that never arrived (queue not empty)."""
+    build = CHEAPEST
+    job = _mutation_jobs(build)[0]
+    entry, _ = _bench_job(build, job)
+    entry["beats"] = entry["beats"][:-1]
+    entry["max_cycles"] = 400
+    with pytest.raises(AssertionError) as info:
+        run_bench(TOP, build.sources, BENCH, build.parameters,
+                  data={"results_path": str(tmp_path / "r.json"), "jobs": [entry]})
+    msg = str(info.value)
+    assert "timeout after 400 cycles" in msg and "scoreboard queue not empty" in msg, msg
+
+
+def _docs_tables() -> tuple[list[list[str]], list[list[str]]]:
+    """(summary rows, detail rows) of the cycles tables in docs/rtl.md, as lists of cell strings."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "rtl.md").read_text()
+    start = text.index("<!-- cycles-table")
+    block = text[start:text.index("<!-- /cycles-table -->", start)]
+    summary: list[list[str]] = []
+    detail: list[list[str]] = []
+    target = summary
+    for line in block.splitlines()[1:]:
+        if not line.startswith("|"):
+            target = detail if summary else summary
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("build", "PE") or set(cells[0]) <= {"-"}:
+            continue
+        target.append(cells)
+    return summary, detail
+
+
+def test_docs_cycles_table_is_current() -> None:
+    """docs/rtl.md's cycles tables (``python -m rtl.driver cycles-table``) list this suite's builds and flagged
+    GEMMs, and every listed cycle count equals sim's prediction (no RTL run needed for this check)."""
+    summary, detail = _docs_tables()
+    suite = {b.id: (b, jobs_of(b, quick=b.simulator == "icarus")) for b in BUILDS + ICARUS_BUILDS}
+    assert sorted(row[0] for row in summary) == sorted(suite), "rerun the GEMM tests and python -m rtl.driver " \
+        "cycles-table: the builds in docs/rtl.md differ from the suite"
+    for row in summary:
+        n = len(suite[row[0]][1])
+        assert row[5] == str(n) and row[8] == "0" and row[9] == f"{n} of {n}", row
+    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", f"w{j.w_bits}a{j.a_bits}", f"{j.M} × {j.K} × {j.N}")
+                  for b, jobs in suite.values() for j in jobs if j.table)
+    assert sorted(tuple(row[:4]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
+    for pe, array, pair, mkn, folds, measured, sim in detail:
+        rows, cols = (int(x) for x in array.split("×"))
+        w, a = (int(x) for x in pair[1:].split("a"))
+        M, K, N = (int(x) for x in mkn.split("×"))
+        predicted = driver.predicted_cycles(M, K, N, rows, cols, pe, w, a)
+        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w, a)
+        assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)
