@@ -1,0 +1,105 @@
+"""One GEMM through ``lowbit_gemm_top`` in a simulator: mismatches, measured cycles and sim's prediction.
+
+``lowbit rtl gemm`` and the demo use this; ``tests/rtl/test_gemm.py`` runs many GEMMs per build the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtl import driver
+from rtl.runner import SRC_DIR, run_bench
+from rtl.tools import RtlError
+
+__all__ = ["GemmCheck", "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
+
+TOP = "lowbit_gemm_top"
+BENCH = "rtl.benches.gemm_bench"
+SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_systolic_ws.v",
+                                 "lowbit_gemm_top.v")]
+
+
+@dataclass(frozen=True)
+class GemmCheck:
+    """Result of one GEMM: ``mismatches`` (outputs that differ from ``A @ B``), cycles in clock cycles."""
+
+    M: int
+    K: int
+    N: int
+    w_bits: int
+    a_bits: int
+    rows: int
+    cols: int
+    pe: str
+    simulator: str
+    macs: int
+    mismatches: int
+    measured_cycles: int  # index of the last busy cycle (sim's compute_cycles convention)
+    predicted_cycles: int  # sim's compute_cycles for the same GEMM, array and pair
+    clock_cycles: int  # wall-clock cycles including stalls from gaps and backpressure
+    messages: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0 and self.measured_cycles == self.predicted_cycles
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int, w_signed: bool = True,
+                    a_signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform random ``A [M, K]`` (activations) and ``B [K, N]`` (weights) over their full integer ranges."""
+    rng = np.random.default_rng(seed)
+    a_lo, a_hi = driver.operand_range(a_bits, a_signed)
+    w_lo, w_hi = driver.operand_range(w_bits, w_signed)
+    return (rng.integers(a_lo, a_hi + 1, size=(M, K), dtype=np.int64),
+            rng.integers(w_lo, w_hi + 1, size=(K, N), dtype=np.int64))
+
+
+def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
+                pe: str = "bitfusion", simulator: str = "verilator", w_signed: bool = True, a_signed: bool = True,
+                gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
+                build_root: Path | None = None) -> GemmCheck:
+    """Run ``A @ B`` through the RTL and compare with the exact product and with sim's cycle prediction.
+
+    A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
+    """
+    if pe not in ("fixed", "bitfusion"):
+        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+    M, K = np.shape(A)
+    N = np.shape(B)[1]
+    try:
+        beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
+        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
+    except ValueError as exc:
+        raise RtlError(str(exc)) from None
+    # one build serves every M up to MAX_M: round up to a power of two (at least 256) so builds are reused
+    max_m = max(256, 1 << (int(M) - 1).bit_length())
+    params = driver.top_parameters(rows, cols, pe, w_bits, a_bits, w_signed, a_signed, max_m=max_m)
+    busy = plan.folds * plan.busy_cycles_per_fold
+    job = {"name": "gemm", "M": M, "N": N, "cfg": driver.top_config(plan), "beats": beats,
+           "expected": expected.tolist(), "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed,
+           "max_cycles": 50 * (busy + plan.in_beats + plan.out_beats) + 1000}
+    with tempfile.TemporaryDirectory(prefix="lowbit-gemm-") as tmp:
+        results = Path(tmp) / "results.json"
+        failure = ""
+        try:
+            run_bench(TOP, SOURCES, BENCH, params, simulator=simulator, build_root=build_root,
+                      data={"results_path": str(results), "jobs": [job]})
+        except AssertionError as exc:  # mismatches or a timeout: the record says which
+            failure = str(exc)
+        if not results.is_file():
+            raise RtlError(f"the GEMM bench produced no result: {failure.splitlines()[0] if failure else '?'}")
+        record = json.loads(results.read_text())[0]
+    return GemmCheck(M=M, K=K, N=N, w_bits=w_bits, a_bits=a_bits, rows=rows, cols=cols, pe=pe,
+                     simulator=simulator, macs=M * K * N, mismatches=int(record["mismatches"]),
+                     measured_cycles=int(record["measured_cycles"]),
+                     predicted_cycles=driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits),
+                     clock_cycles=int(record["clock_cycles"]), messages=tuple(record.get("messages", ()))
+                     or ((failure,) if failure else ()))
