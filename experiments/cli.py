@@ -286,6 +286,39 @@ def rtl_gemm_cmd(
         raise typer.Exit(1)
 
 
+@rtl_app.command("verify", epilog="Example: lowbit rtl verify --export results/export --layer 3 --array 8x8 "
+                                  "--pe fixed")
+def rtl_verify_cmd(
+    export: Annotated[Path, typer.Option(help="Integer export directory (model.npz + meta.json).")],
+    layer: Annotated[str, typer.Option(help="Layer name as in the export, e.g. 3.")],
+    array: Annotated[str, typer.Option(help="Array shape ROWSxCOLS.")] = "8x8",
+    pe: Annotated[str, typer.Option(help="fixed or bitfusion.")] = "fixed",
+    sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
+    images: Annotated[int, typer.Option(min=1, help="Test images whose golden codes feed the layer.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the stream gaps.")] = 0,
+    gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
+) -> None:
+    """Verify one exported layer in RTL: output codes against the golden model, busy cycles against sim."""
+    import json
+
+    from rtl.layer import verify_layer
+
+    rows, cols = _parse_array(array)
+    check = verify_layer(export, layer, rows=rows, cols=cols, pe=pe, simulator=sim, images=images,
+                         gap_prob=gaps, stall_prob=gaps, seed=seed)
+    for message in check.messages[:10]:
+        typer.echo(message, err=True)
+    passes = "" if check.n_h == 1 else f" in {check.n_h} passes ({', '.join(map(str, check.pass_measured))})"
+    typer.echo(f"layer {check.layer} ({check.kind}, M={check.M} K={check.K} N={check.N}, w{check.w_bits}"
+               f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {pe} array ({sim}): "
+               f"{check.mismatches} mismatches over {check.M * check.N:,} output codes ({check.macs:,} MACs); "
+               f"cycles measured {check.measured_cycles:,}{passes}, sim predicts {check.predicted_cycles:,}"
+               + ("" if check.ok else "  <-- DIFFERENT"))
+    typer.echo(json.dumps({k_: v for k_, v in check.as_dict().items() if k_ != "messages"}))
+    if not check.ok:
+        raise typer.Exit(1)
+
+
 @app.command("demo", epilog="Example: lowbit demo --out results/demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/demo"),

@@ -5,15 +5,13 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rtl import driver
-from rtl.runner import SRC_DIR, run_bench
+from rtl.runner import SRC_DIR, run_job
 from rtl.tools import RtlError
 
 __all__ = ["GemmCheck", "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
@@ -86,17 +84,8 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
     job = {"name": "gemm", "M": M, "N": N, "cfg": driver.top_config(plan), "beats": beats,
            "expected": expected.tolist(), "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed,
            "max_cycles": 50 * (busy + plan.in_beats + plan.out_beats) + 1000}
-    with tempfile.TemporaryDirectory(prefix="lowbit-gemm-") as tmp:
-        results = Path(tmp) / "results.json"
-        failure = ""
-        try:
-            run_bench(TOP, SOURCES, BENCH, params, simulator=simulator, build_root=build_root,
-                      data={"results_path": str(results), "jobs": [job]})
-        except AssertionError as exc:  # mismatches or a timeout: the record says which
-            failure = str(exc)
-        if not results.is_file():
-            raise RtlError(f"the GEMM bench produced no result: {failure.splitlines()[0] if failure else '?'}")
-        record = json.loads(results.read_text())[0]
+    record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
+                              what="GEMM bench")
     return GemmCheck(M=M, K=K, N=N, w_bits=w_bits, a_bits=a_bits, rows=rows, cols=cols, pe=pe,
                      simulator=simulator, macs=M * K * N, mismatches=int(record["mismatches"]),
                      measured_cycles=int(record["measured_cycles"]),

@@ -51,6 +51,7 @@ __all__ = [
     "PARAMS_ENV",
     "default_build_root",
     "run_bench",
+    "run_job",
     "parse_results",
     "coverage_summary",
     "source",
@@ -407,3 +408,22 @@ def coverage_summary(dat_files: Iterable[Path], under: Path | None = SRC_DIR) ->
     """
     points = coverage_points(dat_files, under)
     return sum(1 for c in points.values() if c > 0), len(points)
+
+
+def run_job(toplevel: str, sources: Sequence[Path], test_module: str, parameters: Mapping[str, int], job: dict,
+            *, simulator: str = "verilator", build_root: Path | None = None, what: str = "bench") -> tuple[dict, str]:
+    """Run one job of a results-writing bench (``data={"results_path", "jobs": [job]}``); return its record and
+    the cocotb failure text ("" when it passed).  A failing check does not raise: the record counts it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lowbit-job-") as tmp:
+        results = Path(tmp) / "results.json"
+        failure = ""
+        try:
+            run_bench(toplevel, list(sources), test_module, dict(parameters), simulator=simulator,
+                      build_root=build_root, data={"results_path": str(results), "jobs": [job]})
+        except AssertionError as exc:  # mismatches or a timeout: the record says which
+            failure = str(exc)
+        if not results.is_file():
+            raise RtlError(f"the {what} produced no result: {failure.splitlines()[0] if failure else '?'}")
+        return json.loads(results.read_text())[0], failure

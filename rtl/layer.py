@@ -1,0 +1,410 @@
+"""Real exported layers through ``lowbit_layer_top``: bit-exact against the golden model ``quant.integer``.
+
+A layer of an integer export (``docs/formats.md``, "Integer export") runs as ``n_H`` passes, one per input block
+``h`` (PTQ-SL; ``n_H = 1`` for per-channel and per-tensor scales). The host side here
+
+1. gets the layer's input codes by running the golden :class:`~quant.integer.IntegerModel` up to the layer on real
+   images (:func:`golden_layer_inputs`, the same loop as ``IntegerModel._forward``);
+2. lowers the layer exactly as the golden model does (:func:`lower_layer`): im2col with the layer's stride,
+   padding and dilation, channel-major columns, padding with the input zero point. The array is fed the **raw**
+   codes ``x`` (unsigned or signed ``in_bits``-bit operands), not ``x - z_x``, which would need one more bit;
+3. writes each pass's per-output-channel constants (:func:`pass_constants`): the zero-point correction
+   ``corr = z_x * sum_{k in h} w_{n,k}``, the multiplier ``M_{v(n),h}``, the bias ``B_n``, the bias shift
+   ``T_v`` and the shift ``S_v``;
+4. runs the passes through ``lowbit_layer_top`` (gemm top + correction + one ``lowbit_requant`` per column) in a
+   cocotb bench (:mod:`rtl.benches.layer_bench`), compares every output code with the golden model's and reads the
+   array's busy cycles of every pass;
+5. compares the busy cycles with sim: ``predicted = sum_h predicted_cycles(M, K_h, N)``, i.e. a layer with
+   ``n_H`` blocks is ``n_H`` GEMMs (one per block's reduction range ``K_h``) on the same array.
+
+The arithmetic is the golden model's, bit for bit: ``P_h = R_h - corr`` where ``R_h = sum_k x_k w_k`` is the
+array's raw sum, computed modulo 2^32 (exact because the export proves ``|P_h| < 2^31``), then
+``A = (B << T) + sum_h M_{v,h} P_h`` in 64 bits and ``y = clamp(((A + 2^(S-1)) >> S) + z_y, lo, hi)``.
+:func:`rtl_arithmetic` is the same computation in numpy, a host-side model of the datapath.
+
+:func:`verify_layer` checks one layer of an export on test images; :func:`run_model_rtl` runs a whole model layer
+by layer, each layer fed the RTL's own output codes of the layer before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quant.integer import IntegerLayer, IntegerModel, _apply_ops, _im2col, load_export
+from rtl import driver
+from rtl.runner import SRC_DIR, run_job
+from rtl.tools import RtlError
+
+__all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "LayerCheck", "ModelCheck",
+           "LayerPass", "golden_layer_inputs", "lower_layer", "pass_constants", "constant_word", "rtl_arithmetic",
+           "layer_parameters", "layer_job", "check_layer", "verify_layer", "run_model_rtl", "sample_images"]
+
+TOP = "lowbit_layer_top"
+BENCH = "rtl.benches.layer_bench"
+SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_systolic_ws.v",
+                                 "lowbit_gemm_top.v", "lowbit_requant.v", "lowbit_layer_top.v")]
+ACC_BITS = 32        #: the array's accumulators = the requant unit's partial sum P_h
+OUT_BITS = 32        #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
+MULT_BITS, BIAS_BITS, SHIFT_BITS = 31, 32, 6
+#: one constant entry: {shift, bias_shift, bias, mult, corr}, corr in the low bits
+CONST_BITS = ACC_BITS + MULT_BITS + BIAS_BITS + 2 * SHIFT_BITS
+DEFAULT_MAX_M = 1024  #: rows of the gemm top's psum buffer and of the accumulator buffer (M <= MAX_M)
+DEFAULT_MAX_NF = 8    #: column folds the constant memories and the accumulator buffer hold (N <= MAX_NF * cols)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerCheck:
+    """One layer through the RTL. Cycles are clock cycles; ``outputs`` are the RTL's output codes in the golden
+    model's layout (conv: [images, out, *spatial]; linear: [images, out]), in the export's stored channel order."""
+
+    layer: str
+    kind: str
+    M: int                     # GEMM rows: images x output positions
+    K: int                     # reduction length (in_channels x kernel)
+    N: int                     # output channels
+    n_v: int
+    n_h: int
+    w_bits: int
+    a_bits: int
+    rows: int
+    cols: int
+    pe: str
+    simulator: str
+    macs: int                  # M * K * N
+    mismatches: int            # output codes that differ from the golden model's
+    measured_cycles: int       # sum over the passes of the array's busy cycles - 1 (sim's compute_cycles convention)
+    predicted_cycles: int      # sum over the passes of sim's compute_cycles for (M, K_h, N)
+    pass_measured: tuple[int, ...]
+    pass_predicted: tuple[int, ...]
+    single_gemm_cycles: int    # sim's compute_cycles for the layer as ONE GEMM over the full K (sim's layer cost)
+    clock_cycles: int          # wall-clock cycles of the run (config writes, requant latency, stalls included)
+    out_permuted: bool         # the export reordered this layer's output channels (PTQ-SL reordering)
+    outputs: np.ndarray = field(repr=False, compare=False)
+    messages: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0 and self.measured_cycles == self.predicted_cycles
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the output codes)."""
+        d = asdict(self)
+        d.pop("outputs")
+        d["pass_measured"], d["pass_predicted"] = list(self.pass_measured), list(self.pass_predicted)
+        d["messages"] = list(self.messages)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """A whole model through the RTL, layer by layer (:func:`run_model_rtl`)."""
+
+    layers: tuple[LayerCheck, ...]
+    predictions: np.ndarray          # argmax of the RTL's logit codes
+    golden_predictions: np.ndarray   # the golden model's (IntegerModel.run)
+    intermediate_mismatches: int     # output codes of all layers that differ from the golden trace
+
+    @property
+    def mismatches(self) -> int:
+        return sum(c.mismatches for c in self.layers)
+
+    @property
+    def measured_cycles(self) -> int:
+        return sum(c.measured_cycles for c in self.layers)
+
+    @property
+    def predicted_cycles(self) -> int:
+        return sum(c.predicted_cycles for c in self.layers)
+
+    @property
+    def ok(self) -> bool:
+        return (self.mismatches == 0 and self.intermediate_mismatches == 0 and all(c.ok for c in self.layers)
+                and np.array_equal(self.predictions, self.golden_predictions))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# golden inputs and lowering
+# ------------------------------------------------------------------------------------------------------------------
+def golden_layer_inputs(model: IntegerModel, x: Any) -> dict[str, np.ndarray]:
+    """The input codes of every layer when the golden model runs on ``x`` (float images or input codes).
+
+    The same loop as ``IntegerModel._forward``: quantize the input, the ops before the first layer, then per layer
+    ``run_layer`` and the code-domain ops after it (ReLU as ``max(c, z)``, max-pool, flatten)."""
+    codes = _apply_ops(model.quantize_input(x), model.pre_ops, model.layers[0].in_zero_point)
+    out: dict[str, np.ndarray] = {}
+    for lay in model.layers:
+        out[lay.name] = codes
+        codes = _apply_ops(model.run_layer(lay.name, codes), lay.ops, lay.out_zero_point)
+    return out
+
+
+def lower_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
+    """The layer's GEMM activations ``[M, K]``: **raw** input codes, lowered exactly as ``run_layer`` does.
+
+    Conv: im2col with the layer's stride, padding and dilation in channel-major column order (``quant.integer``'s
+    own ``_im2col``), padded with the input zero point ``z_x``, so ``columns - z_x`` are the golden model's
+    columns; ``M`` = images x output positions (image outer, positions row-major). Linear: ``[..., K] -> [M, K]``."""
+    x = np.asarray(x_codes, dtype=np.int64)
+    if x.size and (x.min() < layer.in_qmin or x.max() > layer.in_qmax):
+        raise RtlError(f"layer {layer.name}: input codes outside [{layer.in_qmin}, {layer.in_qmax}]")
+    z = np.int64(layer.in_zero_point)
+    if layer.kind == "linear":
+        if x.shape[-1] != layer.reduction:
+            raise RtlError(f"layer {layer.name}: input has {x.shape[-1]} features, expected {layer.reduction}")
+        return x.reshape(-1, layer.reduction)
+    cols, _ = _im2col(x - z, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    return cols.reshape(-1, layer.reduction) + z
+
+
+def _gemm_layout(layer: IntegerLayer, y: np.ndarray) -> np.ndarray:
+    """Golden output codes ([images, out, *spatial] or [..., out]) as the GEMM's ``[M, N]``."""
+    if layer.kind == "linear":
+        return y.reshape(-1, layer.out_features)
+    return np.moveaxis(y, 1, -1).reshape(-1, layer.out_features)
+
+
+def _golden_layout(layer: IntegerLayer, y_mn: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_gemm_layout` for an output shaped like ``like``."""
+    if layer.kind == "linear":
+        return y_mn.reshape(like.shape)
+    n_img, out = like.shape[0], like.shape[1]
+    return np.moveaxis(y_mn.reshape((n_img,) + like.shape[2:] + (out,)), -1, 1)
+
+
+def _blocks(layer: IntegerLayer) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in zip(layer.col_bounds[:-1], layer.col_bounds[1:])]
+
+
+def pass_constants(layer: IntegerLayer, h: int) -> list[tuple[int, int, int, int, int]]:
+    """Per output channel ``n`` (stored order), the constants of pass ``h``: ``(corr, mult, bias, bias_shift,
+    shift)`` as signed integers. ``corr = z_x * sum_{k in block h} w_{n,k}`` (the zero-point term of
+    ``P_h = sum (x - z_x) w``), ``mult = M_{v(n),h}``, ``bias = B_n``, ``bias_shift = T_v``, ``shift = S_v``."""
+    c0, c1 = _blocks(layer)[h]
+    w = layer.w_codes.astype(np.int64)[:, c0:c1]
+    corr = layer.in_zero_point * w.sum(axis=1)
+    rows = layer.row_block()
+    return [(int(corr[n]), int(layer.multiplier[rows[n], h]), int(layer.bias[n]), int(layer.bias_shift[rows[n]]),
+             int(layer.shift[rows[n]])) for n in range(layer.out_features)]
+
+
+def constant_word(corr: int, mult: int, bias: int, bias_shift: int, shift: int) -> int:
+    """One constant entry of ``lowbit_layer_top``: ``{shift, bias_shift, bias, mult, corr}`` (LSB first: corr in
+    ``ACC_BITS`` bits two's complement, mult 31 bits, bias 32 bits two's complement, bias shift and shift 6 bits)."""
+    if not 0 <= mult < (1 << MULT_BITS) or not 0 <= bias_shift < 64 or not 0 <= shift < 64:
+        raise RtlError(f"constant out of range: mult={mult}, bias_shift={bias_shift}, shift={shift}")
+    word = corr & ((1 << ACC_BITS) - 1)
+    word |= mult << ACC_BITS
+    word |= (bias & ((1 << BIAS_BITS) - 1)) << (ACC_BITS + MULT_BITS)
+    word |= bias_shift << (ACC_BITS + MULT_BITS + BIAS_BITS)
+    word |= shift << (ACC_BITS + MULT_BITS + BIAS_BITS + SHIFT_BITS)
+    return word
+
+
+def _wrap(value: np.ndarray | int, bits: int) -> np.ndarray:
+    """Two's-complement wrap to ``bits`` (int64 arrays, bits <= 63)."""
+    v = np.asarray(value, dtype=np.int64) & np.int64((1 << bits) - 1)
+    return np.where(v >= (1 << (bits - 1)), v - (1 << bits), v)
+
+
+def rtl_arithmetic(layer: IntegerLayer, A: np.ndarray) -> np.ndarray:
+    """Output codes ``[M, N]`` computed the way the RTL computes them, in numpy (a host-side model of the datapath):
+    raw-code GEMM per block wrapped to ``ACC_BITS``, minus the correction (wrapped), then the requant unit's
+    ``A = (B << T) + sum_h M P_h`` and ``clamp((A >> S) + A[S-1] + z_y, lo, hi)``."""
+    acc = np.zeros((A.shape[0], layer.out_features), dtype=np.int64)
+    w = layer.w_codes.astype(np.int64)
+    for h, (c0, c1) in enumerate(_blocks(layer)):
+        consts = np.array(pass_constants(layer, h), dtype=np.int64)
+        raw = _wrap(A[:, c0:c1].astype(np.int64) @ w[:, c0:c1].T, ACC_BITS)
+        psum = _wrap(raw - _wrap(consts[:, 0], ACC_BITS), ACC_BITS)
+        if h == 0:
+            acc += consts[:, 2] << consts[:, 3]
+        acc += psum * consts[:, 1]
+    shift = np.array([c[4] for c in pass_constants(layer, 0)], dtype=np.int64)
+    y = (acc >> shift) + ((acc >> (shift - 1)) & 1) + layer.out_zero_point
+    return np.clip(y, layer.out_qmin, layer.out_qmax)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# bench jobs
+# ------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerPass:
+    """One pass (input block ``h``) of a layer: its GEMM plan and sim's prediction."""
+
+    h: int
+    K: int
+    plan: driver.GemmPlan
+    predicted_cycles: int
+
+
+def _pow2_at_least(value: int, floor: int) -> int:
+    return max(floor, 1 << (int(value) - 1).bit_length())
+
+
+def layer_parameters(layer: IntegerLayer, M: int, rows: int, cols: int, pe: str, max_m: int = DEFAULT_MAX_M,
+                     max_nf: int = DEFAULT_MAX_NF) -> dict[str, int]:
+    """Verilog parameters of the ``lowbit_layer_top`` build for ``layer``. Builds are shared: Bit Fusion needs one
+    build per array; a fixed-PE build is keyed by (w_bits, in_bits, activation signedness). ``MAX_M`` and
+    ``MAX_NF`` are raised to the next power of two only when the layer needs more."""
+    nf = -(-layer.out_features // cols)
+    params = driver.top_parameters(rows, cols, pe, layer.w_bits, layer.in_bits, True, layer.in_qmin < 0,
+                                   acc_bits=ACC_BITS, max_m=_pow2_at_least(M, max_m))
+    params.update({"MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS})
+    return params
+
+
+def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str, *, name: str | None = None,
+              gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
+              expected: np.ndarray | None = None) -> tuple[dict[str, Any], list[LayerPass], np.ndarray]:
+    """(bench job, passes, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes``.
+
+    ``expected`` defaults to the golden model's ``run_layer`` output; the job carries, per pass, the constant
+    writes (one per column fold, padding channels zero), the gemm top's configuration and the input beats."""
+    if pe not in driver.PE_KINDS:
+        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+    A = lower_layer(layer, x_codes)
+    M, N = A.shape[0], layer.out_features
+    a_signed = layer.in_qmin < 0
+    w = layer.w_codes.astype(np.int64)
+    passes: list[LayerPass] = []
+    job_passes: list[dict[str, Any]] = []
+    nf = -(-N // cols)
+    try:
+        for h, (c0, c1) in enumerate(_blocks(layer)):
+            beats, _ = driver.gemm_streams(A[:, c0:c1], w[:, c0:c1].T, rows, cols, pe, layer.w_bits, layer.in_bits,
+                                           True, a_signed)
+            plan = driver.plan_gemm(M, c1 - c0, N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed)
+            consts = pass_constants(layer, h) + [(0, 0, 0, 0, 0)] * (nf * cols - N)
+            words = [sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS) for c in range(cols))
+                     for cf in range(nf)]
+            passes.append(LayerPass(h, c1 - c0, plan, driver.predicted_cycles(M, c1 - c0, N, rows, cols, pe,
+                                                                               layer.w_bits, layer.in_bits)))
+            job_passes.append({"consts": words, "cfg": driver.top_config(plan), "beats": beats,
+                               "first": h == 0, "last": h == layer.n_h - 1,
+                               "max_cycles": 50 * (plan.folds * plan.busy_cycles_per_fold + plan.in_beats
+                                                   + plan.out_beats) + 1000})
+    except ValueError as exc:
+        raise RtlError(f"layer {layer.name}: {exc}") from None
+    if expected is None:
+        expected = _gemm_layout(layer, _golden_run_layer(layer, x_codes))
+    pad = int(np.clip(layer.out_zero_point, layer.out_qmin, layer.out_qmax))  # padding columns: clamp(0 + z_y)
+    job = {"name": name or f"layer {layer.name}", "M": M, "N": N, "zero_point": layer.out_zero_point,
+           "out_min": layer.out_qmin, "out_max": layer.out_qmax, "pad_code": pad, "passes": job_passes,
+           "expected": np.asarray(expected, dtype=np.int64).tolist(), "gap_prob": gap_prob,
+           "stall_prob": stall_prob, "seed": seed}
+    return job, passes, np.asarray(expected, dtype=np.int64)
+
+
+def _golden_run_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
+    return IntegerModel([layer], [], "one-layer").run_layer(layer.name, x_codes)
+
+
+def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
+                simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
+                max_m: int = DEFAULT_MAX_M, max_nf: int = DEFAULT_MAX_NF, build_root: Path | None = None,
+                expected: np.ndarray | None = None) -> LayerCheck:
+    """Run ``layer`` on input codes ``x_codes`` through ``lowbit_layer_top`` and compare with the golden codes.
+
+    A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned."""
+    job, passes, expected_mn = layer_job(layer, x_codes, rows, cols, pe, gap_prob=gap_prob, stall_prob=stall_prob,
+                                         seed=seed, expected=expected)
+    M = job["M"]
+    params = layer_parameters(layer, M, rows, cols, pe, max_m, max_nf)
+    record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
+                              what="layer bench")
+    got = np.array(record["outputs"], dtype=np.int64).reshape(M, layer.out_features)
+    shape_ref = np.empty(_out_shape(layer, x_codes), dtype=np.int8)
+    measured = tuple(int(c) for c in record["pass_measured"])
+    return LayerCheck(
+        layer=layer.name, kind=layer.kind, M=M, K=layer.reduction, N=layer.out_features, n_v=layer.n_v,
+        n_h=layer.n_h, w_bits=layer.w_bits, a_bits=layer.in_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
+        macs=M * layer.reduction * layer.out_features, mismatches=int(record["mismatches"]),
+        measured_cycles=sum(measured), predicted_cycles=sum(p.predicted_cycles for p in passes),
+        pass_measured=measured, pass_predicted=tuple(p.predicted_cycles for p in passes),
+        single_gemm_cycles=passes[0].predicted_cycles if len(passes) == 1 else driver.predicted_cycles(
+            M, layer.reduction, layer.out_features, rows, cols, pe, layer.w_bits, layer.in_bits),
+        clock_cycles=int(record["clock_cycles"]),
+        out_permuted=bool(np.any(layer.out_perm != np.arange(layer.out_features))),
+        outputs=_golden_layout(layer, got, shape_ref),
+        messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()))
+
+
+def _out_shape(layer: IntegerLayer, x_codes: np.ndarray) -> tuple[int, ...]:
+    x = np.asarray(x_codes)
+    if layer.kind == "linear":
+        return x.shape[:-1] + (layer.out_features,)
+    sp = []
+    for i, size in enumerate(x.shape[2:]):
+        span = layer.dilation[i] * (layer.kernel_size[i] - 1) + 1
+        sp.append((size + sum(layer.padding[i]) - span) // layer.stride[i] + 1)
+    return (x.shape[0], layer.out_features, *sp)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# exports and images
+# ------------------------------------------------------------------------------------------------------------------
+def sample_images(model: IntegerModel, images: int) -> np.ndarray:
+    """The first ``images`` test images of the built-in model the export was made from (float, as the model takes
+    them). Raises :class:`RtlError` when the export's model name is not a built-in model."""
+    try:
+        from quant.models import model_split
+
+        split = model_split(model.name)
+    except Exception as exc:  # unknown model name, or torch missing
+        raise RtlError(f"no test images for model {model.name!r} ({exc}); pass input images explicitly") from None
+    if images < 1:
+        raise RtlError(f"images must be >= 1, got {images}")
+    return split.test_x[:images].numpy()
+
+
+def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
+                 simulator: str = "verilator", images: int = 2, x: Any = None, gap_prob: float = 0.0,
+                 stall_prob: float = 0.0, seed: int = 0, build_root: Path | None = None) -> LayerCheck:
+    """Verify layer ``layer_name`` of the integer export in ``export_dir`` in RTL.
+
+    Its input codes come from the golden model run on ``x`` (default: the first ``images`` test images of the
+    export's built-in model). Returns mismatches against the golden output codes of that layer, and the measured
+    busy cycles against sim's prediction (summed over the ``n_H`` passes)."""
+    model = load_export(export_dir)
+    layer = model.layer(layer_name)
+    inputs = golden_layer_inputs(model, sample_images(model, images) if x is None else x)
+    return check_layer(layer, inputs[layer.name], rows=rows, cols=cols, pe=pe, simulator=simulator,
+                       gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root)
+
+
+def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: int = 8, cols: int = 8,
+                  pe: str = "fixed", simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0,
+                  seed: int = 0, build_root: Path | None = None, layers: Sequence[str] | None = None) -> ModelCheck:
+    """Run the whole model on ``x_batch`` with every layer in RTL, layer by layer.
+
+    Each layer is fed the codes the RTL produced for the layer before, after the code-domain ops between layers
+    (ReLU as ``max(c, z)``, max-pool, flatten: ``quant.integer``'s own functions, in Python). Each layer's RTL
+    output is checked against the golden model's ``run_layer`` on the same input and against the golden trace of
+    ``x_batch``; the predictions are the argmax of the RTL's logit codes (ties to the lowest index, as
+    ``IntegerModel.run``)."""
+    model = export_dir if isinstance(export_dir, IntegerModel) else load_export(export_dir)
+    trace = model.trace(x_batch)
+    _, golden_pred = model.run(x_batch)
+    codes = _apply_ops(model.quantize_input(x_batch), model.pre_ops, model.layers[0].in_zero_point)
+    checks: list[LayerCheck] = []
+    inter = 0
+    for i, lay in enumerate(model.layers):
+        if layers is not None and lay.name not in layers:
+            y = model.run_layer(lay.name, codes)
+        else:
+            check = check_layer(lay, codes, rows=rows, cols=cols, pe=pe, simulator=simulator, gap_prob=gap_prob,
+                                stall_prob=stall_prob, seed=seed + i, build_root=build_root)
+            checks.append(check)
+            y = check.outputs
+        inter += int(np.count_nonzero(y != trace[lay.name]))
+        codes = _apply_ops(y, lay.ops, lay.out_zero_point)
+    return ModelCheck(layers=tuple(checks), predictions=np.argmax(codes, axis=-1), golden_predictions=golden_pred,
+                      intermediate_mismatches=inter)

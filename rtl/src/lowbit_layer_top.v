@@ -1,0 +1,210 @@
+// lowbit_layer_top: one quantized layer (docs/formats.md, "Integer export", 2.2) on lowbit_gemm_top, with the
+// zero-point correction and one lowbit_requant per array column (Verilog-2005). docs/rtl.md, section "Real
+// layers", is the full specification; in short:
+//
+// A layer runs as n_H passes, one per input block h of PTQ-SL (n_H = 1 otherwise). Pass h is one GEMM of the
+// gemm top: raw activation codes x [M, K_h] times signed weight codes w [K_h, N]; the array sums raw codes,
+// R_h = sum_k x_k * w_k (ACC_BITS, wrapping). Per output (m, n) the pass's output beat then goes through
+//   P_h = R_h - corr_n                     corr_n = z_x * sum_{k in h} w_{n,k}, mod 2^ACC_BITS: P_h is exact
+//                                          because |P_h| < 2^31 (export bound) even when R_h wraps
+//   A   = (first ? B_n << T_n : A_buf[m, n]) + M_n * P_h           (lowbit_requant stage 1, 64 bits)
+//   y   = clamp(((A + 2^(S_n-1)) >> S_n) + z_y, lo, hi)            (lowbit_requant stage 2, last pass only)
+// A pass that is not the last writes A to the accumulator buffer A_buf (MAX_NF * MAX_M rows of COLS x 64 bits)
+// instead of emitting codes; the next pass reads it back through the requant unit's external-accumulator input.
+//
+// Constants (config path). Each column c has a constant memory of MAX_NF entries; entry cf holds the constants of
+// output channel n = cf * COLS + c for the coming pass: {shift S, bias_shift T, bias B, mult M, corr} (CONST_BITS,
+// corr in the low ACC_BITS bits, see the localparams). One write (cfg_we, cfg_addr = cf, cfg_data = the COLS
+// entries of column fold cf, column c at [c*CONST_BITS +: CONST_BITS]) loads a whole column fold. M and corr
+// depend on the input block, so the host reloads them before each pass. Writes are ignored while busy.
+//
+// Layer / pass configuration is sampled with start (ignored while busy): the gemm top's cfg_* values, whether
+// this pass is the first and/or last of the layer, and the output zero point and clamp bounds.
+//
+// Output stream (last pass only): one beat per gemm output beat (column fold outer, m inner), the COLS output
+// codes at [c*OUT_BITS +: OUT_BITS]; out_last marks the final beat. Columns past N carry the codes of whatever
+// constants their entries hold (the host writes zeros: clamp(z_y, lo, hi)).
+//
+// Timing. The correction and the requant units form a 2-stage pipeline behind the gemm top's output FIFO; it
+// advances when the output register is empty or taken (global stall), so a beat reaches out_valid 2 cycles after
+// it leaves the gemm top. cycle_count is the gemm top's busy-cycle counter of the current pass: the array's steps,
+// which do not include the config writes or this pipeline (documented in docs/rtl.md).
+module lowbit_layer_top #(
+    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter ROWS      = 4,    // R
+    parameter COLS      = 4,    // C
+    parameter W_BITS    = 8,    // PE_KIND 0 only
+    parameter A_BITS    = 8,    // PE_KIND 0 only
+    parameter W_SIGNED  = 1,    // PE_KIND 0 only
+    parameter A_SIGNED  = 1,    // PE_KIND 0 only
+    parameter ACC_BITS  = 32,   // array accumulators = the requant unit's partial sum P_h
+    parameter MAX_M     = 256,  // largest M (power of two, >= 2)
+    parameter MAX_NF    = 4,    // largest number of column folds, N <= MAX_NF * COLS (power of two, >= 2)
+    parameter OUT_BITS  = 32,   // output code width (32 serves int8/uint8 codes and the int32 logits alike)
+    parameter FOLD_BITS = 16,
+    parameter CNT_BITS  = 32,
+    // Derived; do not override.
+    parameter W_SLOT    = (PE_KIND == 1) ? 32 : W_BITS,
+    parameter A_SLOT    = (PE_KIND == 1) ? 32 : A_BITS,
+    parameter IN_BITS   = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT,
+    parameter M_BITS    = $clog2(MAX_M) + 1,
+    parameter NF_BITS   = $clog2(MAX_NF),
+    parameter CONST_BITS = ACC_BITS + 31 + 32 + 6 + 6  // corr, mult, bias, bias_shift, shift
+) (
+    input  wire                       clk,
+    input  wire                       rst_n,          // synchronous, active low
+    // constant memory: one column fold per write
+    input  wire                       cfg_we,
+    input  wire [NF_BITS-1:0]         cfg_addr,       // column fold cf
+    input  wire [COLS*CONST_BITS-1:0] cfg_data,
+    // pass configuration, sampled on start
+    input  wire                       start,
+    input  wire [M_BITS-1:0]          cfg_m,
+    input  wire [FOLD_BITS-1:0]       cfg_row_folds,
+    input  wire [FOLD_BITS-1:0]       cfg_col_folds,
+    input  wire [1:0]                 cfg_w_mode,
+    input  wire [1:0]                 cfg_a_mode,
+    input  wire                       cfg_w_signed,
+    input  wire                       cfg_a_signed,
+    input  wire                       cfg_first,      // first pass of the layer: A starts at B << T
+    input  wire                       cfg_last,       // last pass: requantize and emit codes
+    input  wire [OUT_BITS:0]          cfg_zero_point, // z_y, signed
+    input  wire [OUT_BITS:0]          cfg_out_min,    // lo, signed
+    input  wire [OUT_BITS:0]          cfg_out_max,    // hi, signed
+    output wire                       busy,
+    // input stream (as lowbit_gemm_top)
+    input  wire                       in_valid,
+    output wire                       in_ready,
+    input  wire [IN_BITS-1:0]         in_data,
+    // output stream: COLS codes per beat
+    output wire                       out_valid,
+    input  wire                       out_ready,
+    output wire [COLS*OUT_BITS-1:0]   out_data,
+    output wire                       out_last,
+    // array busy cycles of the current pass (lowbit_gemm_top's counter)
+    output wire [CNT_BITS-1:0]        cycle_count
+);
+    localparam IDX_BITS = $clog2(MAX_M);
+    localparam AB_BITS  = IDX_BITS + NF_BITS;            // accumulator buffer address {cf, m}
+    localparam A64      = 64;                            // requant accumulator
+    // constant entry layout
+    localparam C_CORR  = 0;
+    localparam C_MULT  = ACC_BITS;
+    localparam C_BIAS  = ACC_BITS + 31;
+    localparam C_TSH   = ACC_BITS + 63;
+    localparam C_SHIFT = ACC_BITS + 69;
+
+    // ---- pass registers ------------------------------------------------------------------------------------------
+    reg                first_q, last_q;
+    reg [OUT_BITS:0]   zp_q, lo_q, hi_q;
+    reg [M_BITS-1:0]   m_cfg_q;
+    reg [IDX_BITS-1:0] m_cnt;      // (cf, m) of the next gemm output beat
+    reg [NF_BITS-1:0]  cf_cnt;
+
+    // ---- the GEMM ------------------------------------------------------------------------------------------------
+    wire                     g_busy, g_out_valid, g_out_last;
+    wire [COLS*ACC_BITS-1:0] g_out_data;
+    wire                     adv;                       // the requant pipeline advances this cycle
+    wire                     acc_valid0, out_valid0;
+    // busy until the last beat has left: the array, the gemm top's output FIFO, stage 1 and the output register
+    assign busy = g_busy | g_out_valid | acc_valid0 | out_valid0;
+    wire start_ok = start && !busy;
+
+    lowbit_gemm_top #(
+        .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS), .W_SIGNED(W_SIGNED),
+        .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .MAX_M(MAX_M), .FOLD_BITS(FOLD_BITS), .CNT_BITS(CNT_BITS)
+    ) gemm (
+        .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_m(cfg_m), .cfg_row_folds(cfg_row_folds),
+        .cfg_col_folds(cfg_col_folds), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
+        .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed), .busy(g_busy),
+        .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
+        .out_valid(g_out_valid), .out_ready(adv), .out_data(g_out_data), .out_last(g_out_last),
+        .cycle_count(cycle_count));
+
+    // ---- pipeline control ----------------------------------------------------------------------------------------
+    assign adv = !out_valid0 || out_ready;   // the output register is empty or taken at this edge
+    wire take = g_out_valid && adv;          // a gemm output beat enters stage 1
+    reg  last_s1, last_s2;                   // out_last travelling with the final beat
+    reg  [AB_BITS-1:0] ab_addr_q;            // buffer address of the beat in stage 1
+    wire [AB_BITS-1:0] ab_addr = {cf_cnt, m_cnt};
+
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            first_q   <= 1'b0;
+            last_q    <= 1'b0;
+            zp_q      <= {(OUT_BITS + 1){1'b0}};
+            lo_q      <= {(OUT_BITS + 1){1'b0}};
+            hi_q      <= {(OUT_BITS + 1){1'b0}};
+            m_cfg_q   <= {M_BITS{1'b0}};
+            m_cnt     <= {IDX_BITS{1'b0}};
+            cf_cnt    <= {NF_BITS{1'b0}};
+            last_s1   <= 1'b0;
+            last_s2   <= 1'b0;
+            ab_addr_q <= {AB_BITS{1'b0}};
+        end else begin
+            if (start_ok) begin
+                first_q <= cfg_first;
+                last_q  <= cfg_last;
+                zp_q    <= cfg_zero_point;
+                lo_q    <= cfg_out_min;
+                hi_q    <= cfg_out_max;
+                m_cfg_q <= cfg_m;
+                m_cnt   <= {IDX_BITS{1'b0}};
+                cf_cnt  <= {NF_BITS{1'b0}};
+            end else if (take) begin
+                if ({1'b0, m_cnt} == m_cfg_q - 1'b1) begin
+                    m_cnt  <= {IDX_BITS{1'b0}};
+                    cf_cnt <= cf_cnt + 1'b1;
+                end else begin
+                    m_cnt <= m_cnt + 1'b1;
+                end
+            end
+            if (adv) begin
+                last_s1 <= take && g_out_last;
+                last_s2 <= last_s1;
+            end
+            if (take) ab_addr_q <= ab_addr;
+        end
+    end
+
+    // ---- accumulator buffer for n_H > 1: A of every output between passes -----------------------------------------
+    reg  [COLS*A64-1:0] abuf [0:(1 << AB_BITS)-1];
+    wire [COLS*A64-1:0] ab_rd = abuf[ab_addr];
+    wire [COLS*A64-1:0] acc_row;                          // A of the beat in stage 1, all columns
+    always @(posedge clk) begin
+        if (acc_valid0 && !last_q) abuf[ab_addr_q] <= acc_row;   // (re)written while the beat sits in stage 1
+    end
+
+    // ---- per column: constant memory, zero-point correction, requant unit -----------------------------------------
+    wire [COLS-1:0] col_acc_valid, col_acc_last, col_out_valid;
+    genvar c;
+    generate
+        for (c = 0; c < COLS; c = c + 1) begin : g_col
+            reg  [CONST_BITS-1:0] cmem [0:MAX_NF-1];
+            always @(posedge clk) begin
+                if (cfg_we && !busy) cmem[cfg_addr] <= cfg_data[c*CONST_BITS +: CONST_BITS];
+            end
+            wire [CONST_BITS-1:0] k    = cmem[cf_cnt];
+            wire [ACC_BITS-1:0]   psum = g_out_data[c*ACC_BITS +: ACC_BITS] - k[C_CORR +: ACC_BITS];
+
+            lowbit_requant #(
+                .PSUM_BITS(ACC_BITS), .MULT_BITS(31), .ACC_BITS(A64), .BIAS_BITS(32), .SHIFT_BITS(6),
+                .OUT_BITS(OUT_BITS)
+            ) rq (
+                .clk(clk), .rst_n(rst_n), .en(adv),
+                .in_valid(take), .in_first(first_q), .in_last(last_q), .in_acc_ext(1'b1),
+                .psum(psum), .mult(k[C_MULT +: 31]), .bias(k[C_BIAS +: 32]), .bias_shift(k[C_TSH +: 6]),
+                .acc_in(ab_rd[c*A64 +: A64]), .shift(k[C_SHIFT +: 6]),
+                .zero_point(zp_q), .out_min(lo_q), .out_max(hi_q),
+                .acc_valid(col_acc_valid[c]), .acc_last(col_acc_last[c]), .acc_out(acc_row[c*A64 +: A64]),
+                .out_valid(col_out_valid[c]), .out_code(out_data[c*OUT_BITS +: OUT_BITS]));
+        end
+    endgenerate
+
+    // every column sees the same beats: column 0's flags stand for all
+    assign acc_valid0 = col_acc_valid[0];
+    assign out_valid0 = col_out_valid[0];
+    assign out_valid  = out_valid0;
+    assign out_last   = last_s2 & out_valid0;
+    wire unused_flags = &{1'b0, col_acc_valid, col_acc_last, col_out_valid};
+endmodule

@@ -1,0 +1,235 @@
+"""Real exported layers (GPFQ, PTQ-SL with n_H > 1 and reordered channels) and the whole digits CNN through
+``lowbit_layer_top`` (gemm top + zero-point correction + one requant unit per column): output codes bit-exact
+against the golden model ``quant.integer``, busy cycles equal to sim's prediction (summed over the n_H passes).
+
+Two builds serve every RTL test here: a fixed-PE 8x8 array at w4a8 (unsigned activations) and a Bit-Fusion 4x4
+array (widths and signedness at run time). M, K, N and the constants are run-time inputs, so builds are shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quant.integer import IntegerModel, load_export
+
+EXPORTS = {
+    "gpfq": {"method": "gpfq", "granularity": "channel"},
+    "ptq-sl": {"method": "ptq-sl", "granularity": "4x2"},
+    "ptq-sl-sort": {"method": "ptq-sl", "granularity": "4x2", "reorder": "sort"},
+}
+
+
+def _make_export(kind: str, out: Path) -> None:
+    spec = EXPORTS[kind]
+    if "reorder" not in spec:
+        from experiments.quantize import quantize_builtin
+
+        quantize_builtin("digits-cnn", spec["method"], 4, 8, granularity=spec["granularity"], export_dir=out)
+        return
+    import torch
+
+    from quant.fakequant import calibrate_activations, prepare
+    from quant.integer import export_model
+    from quant.models import get_model, model_split
+    from quant.ptq_sl import ptq_sl_quantize
+
+    torch.manual_seed(0)
+    split = model_split("digits-cnn")
+    q = prepare(get_model("digits-cnn", seed=0))
+    calibrate_activations(q, split.calib_x, 8)
+    ptq_sl_quantize(q, split.calib_x, 4, blocks=(4, 2), reorder=spec["reorder"])
+    export_model(q, split.calib_x[:1], out, name="digits-cnn")
+
+
+@pytest.fixture(scope="session")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``export(kind)``: the directory of a digits-cnn w4a8 export, made once per test session and shared by the
+    pytest-xdist workers (file lock)."""
+    root = tmp_path_factory.getbasetemp().parent / "lowbit-layer-exports"
+    root.mkdir(parents=True, exist_ok=True)
+
+    def get(kind: str) -> Path:
+        out = root / kind
+        with open(root / f"{kind}.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                if not (out / "meta.json").is_file():
+                    _make_export(kind, out)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return out
+
+    return get
+
+
+def _assert_ok(check) -> None:  # noqa: ANN001 - rtl.layer.LayerCheck
+    assert check.mismatches == 0, "\n".join(check.messages)
+    assert check.measured_cycles == check.predicted_cycles, (check.pass_measured, check.pass_predicted)
+    assert list(check.pass_measured) == list(check.pass_predicted)
+
+
+# ---- host side (no simulator) ------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(EXPORTS))
+def test_lowering_and_rtl_arithmetic_match_the_golden_model(export, kind: str) -> None:
+    """The RTL's arithmetic in numpy (raw-code GEMM mod 2^32, zero-point correction, requant) equals run_layer,
+    also with a non-zero input zero point and with signed activation codes."""
+    from rtl.layer import _gemm_layout, golden_layer_inputs, lower_layer, rtl_arithmetic, sample_images
+
+    model = load_export(export(kind))
+    inputs = golden_layer_inputs(model, sample_images(model, 3))
+    for lay in model.layers:
+        x = inputs[lay.name]
+        variants = [(lay, x), (dataclasses.replace(lay, in_zero_point=77), x),
+                    (dataclasses.replace(lay, in_qmin=-128, in_qmax=127, in_zero_point=-51), x - 128)]
+        for layer, codes in variants:
+            want = _gemm_layout(layer, IntegerModel([layer], [], "t").run_layer(layer.name, codes))
+            np.testing.assert_array_equal(rtl_arithmetic(layer, lower_layer(layer, codes)), want,
+                                          err_msg=f"{kind} layer {layer.name} z_x={layer.in_zero_point}")
+
+
+def test_constant_word_layout() -> None:
+    from rtl.layer import CONST_BITS, constant_word
+
+    word = constant_word(-3, (1 << 31) - 1, -(1 << 31), 5, 62)
+    assert CONST_BITS == 107 and word < (1 << CONST_BITS)
+    assert word & 0xFFFF_FFFF == (1 << 32) - 3
+    assert (word >> 32) & ((1 << 31) - 1) == (1 << 31) - 1
+    assert (word >> 63) & 0xFFFF_FFFF == 1 << 31
+    assert (word >> 95) & 63 == 5 and word >> 101 == 62
+
+
+# ---- single layers in RTL ----------------------------------------------------------------------------------------
+@pytest.mark.rtl
+@pytest.mark.parametrize("layer", ["3", "12"])
+def test_gpfq_layer_fixed_8x8(verilator: str, export, layer: str) -> None:
+    from rtl.layer import verify_layer
+
+    check = verify_layer(export("gpfq"), layer, rows=8, cols=8, pe="fixed", images=2, gap_prob=0.2,
+                         stall_prob=0.2, seed=1)
+    _assert_ok(check)
+    assert check.n_h == 1 and check.M == (128 if layer == "3" else 2)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize(("kind", "layer", "pe"), [("ptq-sl", "3", "fixed"), ("ptq-sl-sort", "12", "fixed"),
+                                                   ("ptq-sl-sort", "7", "bitfusion")])
+def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer: str, pe: str) -> None:
+    """n_V = 4 row blocks, n_H = 2 input blocks: two passes combined through the requant unit's external
+    accumulator; the reordered export runs in its stored channel order, as the golden model does."""
+    from rtl.layer import verify_layer
+
+    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
+    check = verify_layer(export(kind), layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.3, stall_prob=0.3,
+                         seed=2)
+    _assert_ok(check)
+    assert check.n_v == 4 and check.n_h == 2 and len(check.pass_measured) == 2
+    if kind == "ptq-sl-sort":
+        model = load_export(export(kind))
+        assert any(np.any(lay.out_perm != np.arange(lay.out_features)) for lay in model.layers)
+
+
+@pytest.mark.rtl
+def test_ptq_sl_linear_on_icarus(iverilog: str, export) -> None:
+    """The same layer top and bench on the second simulator (a small Bit-Fusion array, n_H = 2 logits layer)."""
+    from rtl.layer import verify_layer
+
+    check = verify_layer(export("ptq-sl"), "12", rows=4, cols=4, pe="bitfusion", simulator="icarus", images=2)
+    _assert_ok(check)
+    assert check.n_h == 2 and check.simulator == "icarus"
+
+
+@pytest.mark.rtl
+def test_zero_point_and_signed_activations_bitfusion(verilator: str, export) -> None:
+    """Non-zero input zero points (unsigned and signed codes) exercise the per-channel correction; signed codes
+    run the Bit-Fusion PE in its signed-activation mode."""
+    from rtl.layer import check_layer, golden_layer_inputs, sample_images
+
+    model = load_export(export("ptq-sl"))
+    x = golden_layer_inputs(model, sample_images(model, 1))["3"]
+    lay = model.layer("3")
+    for layer, codes in [(dataclasses.replace(lay, in_zero_point=77), x),
+                         (dataclasses.replace(lay, in_qmin=-128, in_qmax=127, in_zero_point=-51), x - 128)]:
+        _assert_ok(check_layer(layer, codes, rows=4, cols=4, pe="bitfusion"))
+
+
+@pytest.mark.rtl
+def test_layers_back_to_back_in_one_simulation(verilator: str, export, tmp_path: Path) -> None:
+    """Three layers (n_H = 1 and 2, M = 64, 1 and 4) in one simulation without reset, with gaps and backpressure:
+    the constants of a pass must not be written before the previous pass has fully left the top (a write while
+    the gemm top's output FIFO still held the last beat used to be dropped)."""
+    from rtl.layer import BENCH, SOURCES, TOP, golden_layer_inputs, layer_job, layer_parameters, sample_images
+    from rtl.runner import run_bench
+
+    model = load_export(export("ptq-sl-sort"))
+    inputs = golden_layer_inputs(model, sample_images(model, 1))
+    jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i)[0]
+            for i, name in enumerate(["0", "12", "7"])]
+    results = tmp_path / "results.json"
+    run_bench(TOP, SOURCES, BENCH, layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion"),
+              data={"results_path": str(results), "jobs": jobs})
+    records = json.loads(results.read_text())
+    assert [r["mismatches"] for r in records] == [0, 0, 0]
+    assert [len(r["pass_measured"]) for r in records] == [1, 2, 2]
+
+
+@pytest.mark.rtl
+def test_mismatch_names_index_expected_actual_and_cycle(verilator: str, export) -> None:
+    from rtl.layer import check_layer, golden_layer_inputs, sample_images
+
+    model = load_export(export("gpfq"))
+    lay = model.layer("12")
+    x = golden_layer_inputs(model, sample_images(model, 2))["12"]
+    wrong = model.run_layer("12", x).reshape(-1, lay.out_features).copy()
+    wrong[1, 7] += 1
+    check = check_layer(lay, x, rows=8, cols=8, pe="fixed", expected=wrong)
+    assert check.mismatches == 1
+    msg = check.messages[0]
+    assert "output index (m=1, n=7)" in msg and f"expected {wrong[1, 7]}, got {wrong[1, 7] - 1}" in msg
+    assert "at cycle" in msg
+
+
+# ---- the whole model ---------------------------------------------------------------------------------------------
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "pe", "images"), [("gpfq", "fixed", 16), ("ptq-sl-sort", "bitfusion", 8)])
+def test_whole_digits_cnn_through_the_rtl(verilator: str, export, kind: str, pe: str, images: int) -> None:
+    """Every layer in RTL, fed the RTL's own codes of the layer before: all intermediate codes and the predictions
+    equal the golden model's, and every layer's busy cycles equal sim's."""
+    from rtl.layer import run_model_rtl, sample_images
+
+    model = load_export(export(kind))
+    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
+    result = run_model_rtl(model, sample_images(model, images), rows=rows, cols=cols, pe=pe)
+    for check in result.layers:
+        _assert_ok(check)
+    assert len(result.layers) == 4 and result.intermediate_mismatches == 0
+    np.testing.assert_array_equal(result.predictions, result.golden_predictions)
+    assert result.ok
+
+
+@pytest.mark.rtl
+def test_rtl_verify_cli_prints_one_json_line(verilator: str, export, capsys) -> None:
+    from experiments.cli import main
+
+    main(["rtl", "verify", "--export", str(export("ptq-sl")), "--layer", "12", "--array", "8x8", "--pe", "fixed"])
+    out = capsys.readouterr().out.strip().splitlines()
+    record = json.loads(out[-1])
+    assert record["mismatches"] == 0 and record["n_h"] == 2
+    assert record["measured_cycles"] == record["predicted_cycles"] > 0
+    assert "0 mismatches" in out[0] and "sim predicts" in out[0]
+
+
+def test_rtl_verify_unknown_layer_is_one_line(export, capsys) -> None:
+    from experiments.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["rtl", "verify", "--export", str(export("gpfq")), "--layer", "99"])
+    assert exc.value.code == 2 and "no layer '99'" in capsys.readouterr().err
