@@ -92,6 +92,7 @@ def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict
     solution = AssignmentModel(problem, list(limits)).solve(limits)
     written["search_assignment"], written["search_assignment_json"] = write_assignment(
         solution, out, extra={"chip": SEARCH_CHIP, "model": SEARCH_MODEL, "budgets_asked": list(SEARCH_BUDGETS)})
+    written.update(_verify_chosen_layer(solution, out / "export", console))
     study = run_pareto_study(costs, sens, out / "pareto", x="latency_us", n_points=SEARCH_POINTS,
                              model_name=SEARCH_MODEL, method="rtn", seed=0)
     written.update({f"pareto_{k}": v for k, v in study.paths.items()})
@@ -121,3 +122,39 @@ def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict
     for key, path in written.items():
         console.print(f"  {key}: {path}")
     return written
+
+
+#: The layer of the ILP's assignment that the demo runs through the RTL, and the array it uses.
+RTL_LAYER, RTL_ARRAY = "3", (4, 4)
+
+
+def _verify_chosen_layer(solution, export_dir: Path, console: Console) -> dict[str, Path]:
+    """Quantize the digits CNN with the ILP's per-layer pairs (RTN), export it, and run one layer through the
+    Bit-Fusion RTL in Verilator: mismatches against the golden integer model, measured against sim's cycles."""
+    import json
+
+    from experiments.quantize import quantize_model
+    from quant.integer import export_model
+    from quant.models import get_model, model_split
+    from rtl.layer import verify_layer
+    from sim.io import atomic_path
+
+    table = solution.assignment()
+    names = table["name"].astype(str)
+    w_bits = dict(zip(names, table.w_bits.astype(int), strict=True))
+    a_bits = dict(zip(names, table.a_bits.astype(int), strict=True))
+    split = model_split(SEARCH_MODEL)
+    q = quantize_model(get_model(SEARCH_MODEL, seed=0), split.calib_x, w_bits, a_bits, "rtn")
+    export_model(q, split.calib_x[:1], export_dir, name=SEARCH_MODEL)
+    check = verify_layer(export_dir, RTL_LAYER, rows=RTL_ARRAY[0], cols=RTL_ARRAY[1], pe="bitfusion", images=1)
+    record = {"layer": RTL_LAYER, "pair": f"w{w_bits[RTL_LAYER]}a{a_bits[RTL_LAYER]}", "array": "x".join(
+        map(str, RTL_ARRAY)), "pe": "bitfusion", "simulator": "verilator", "mismatches": check.mismatches,
+        "measured_cycles": check.measured_cycles, "predicted_cycles": check.predicted_cycles, "macs": check.macs}
+    path = export_dir.parent / "rtl_check.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    verdict = "equal" if check.measured_cycles == check.predicted_cycles else "DIFFERENT"
+    console.print(f"  RTL (Verilator, Bit-Fusion {record['array']}): layer {RTL_LAYER} at {record['pair']}: "
+                  f"{check.mismatches} mismatches over {check.macs:,} MACs; cycles measured "
+                  f"{check.measured_cycles:,}, sim predicts {check.predicted_cycles:,} ({verdict})")
+    return {"rtl_check": path}

@@ -105,6 +105,7 @@ def test_every_verb_has_an_example(capsys, verb: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.rtl
 def test_demo_writes_tables_and_figures_deterministically(tmp_path: Path, capsys) -> None:
     for sub in ("a", "b"):
         code, out, _ = run(["demo", "--out", str(tmp_path / sub)], capsys)
@@ -114,7 +115,7 @@ def test_demo_writes_tables_and_figures_deterministically(tmp_path: Path, capsys
              "layer_costs.png", "search/sensitivity.csv", "search/costs.csv", "search/assignment.csv",
              "search/pareto/points.csv", "search/pareto/quality.csv", "search/pareto/accuracy_fronts.pdf",
              "search/pareto/accuracy_fronts.png", "search/bit_allocation.pdf", "search/bit_allocation.png",
-             "search/sensitivity_heatmap.pdf", "search/sensitivity_heatmap.png"]
+             "search/sensitivity_heatmap.pdf", "search/sensitivity_heatmap.png", "search/rtl_check.json"]
     for name in files:
         assert (a / name).stat().st_size > 0, name
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
@@ -122,6 +123,8 @@ def test_demo_writes_tables_and_figures_deterministically(tmp_path: Path, capsys
     assert set(summary.chip) == {"tpu_like_int8", "bitfusion_edge"}
     meta = json.loads((a / "search" / "assignment.json").read_text())
     assert meta["status"] == "optimal" and all(v["slack"] >= 0 for v in meta["budgets"].values())
+    rtl = json.loads((a / "search" / "rtl_check.json").read_text())  # one chosen layer through Verilator
+    assert rtl["mismatches"] == 0 and rtl["measured_cycles"] == rtl["predicted_cycles"] > 0
     points = pd.read_csv(a / "search" / "pareto" / "points.csv")
     assert set(points.kind) == {"ilp", "greedy", "uniform"} and points.accuracy.between(0, 100).all()
     # at every latency budget the exact front is at least as good as greedy in total sensitivity
