@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search import AssignmentModel, build_problem  # noqa: E402
 from search.baselines import greedy_front  # noqa: E402
-from search.budgets import uniform_totals  # noqa: E402
 from search.ilp import solve  # noqa: E402
 from search.pareto import pareto_front  # noqa: E402
 from search.problem import Problem  # noqa: E402
@@ -86,7 +85,7 @@ def instance(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def limits_at(problem: Problem, f: float) -> dict[str, float]:
-    totals = uniform_totals(problem)
+    totals = problem.uniform_totals()[1]
     return {b: float(totals[b].min() + f * (totals[b].max() - totals[b].min())) for b in BUDGETS}
 
 

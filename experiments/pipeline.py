@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -10,6 +11,9 @@ from rich.table import Table
 
 from sim import load_chip, load_workload, simulate
 from sim.io import write_table
+
+if TYPE_CHECKING:
+    from search import Solution
 
 __all__ = ["run_demo", "run_search_demo", "DEMO_WORKLOAD", "DEMO_CHIPS", "DEMO_PAIRS", "SEARCH_MODEL",
            "SEARCH_CHIP", "SEARCH_BUDGETS"]
@@ -128,7 +132,7 @@ def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict
 RTL_LAYER, RTL_ARRAY = "3", (4, 4)
 
 
-def _verify_chosen_layer(solution, export_dir: Path, console: Console) -> dict[str, Path]:
+def _verify_chosen_layer(solution: Solution, export_dir: Path, console: Console) -> dict[str, Path]:
     """Quantize the digits CNN with the ILP's per-layer pairs (RTN), export it, and run one layer through the
     Bit-Fusion RTL in Verilator: mismatches against the golden integer model, measured against sim's cycles."""
     import json

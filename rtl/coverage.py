@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rtl import driver
-from rtl.gemm import BENCH, SOURCES, TOP, random_operands
+from rtl.gemm import BENCH, SOURCES, TOP, gemm_job, random_operands
 from rtl.runner import SRC_DIR, coverage_points, default_build_root, run_bench
 
 __all__ = ["coverage_runs", "coverage_by_file", "coverage_markdown"]
@@ -24,11 +24,8 @@ def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], 
         pack = driver.pack_factor(pe, w, a)
         for j, (m, k, n) in enumerate([(5, 2 * rows * pack + 1, 2 * cols + 1), (3, rows * pack, cols)]):
             A, B = random_operands(m, k, n, w, a, seed=10 * i + j)
-            beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w, a)
-            plan = driver.plan_gemm(m, k, n, rows, cols, pe, w, a)
-            jobs.append({"name": f"cov{i}_{j}", "M": m, "N": n, "cfg": driver.top_config(plan), "beats": beats,
-                         "expected": expected.tolist(), "gap_prob": 0.3, "stall_prob": 0.3, "seed": i + j,
-                         "max_cycles": 100_000})
+            job, _ = gemm_job(f"cov{i}_{j}", A, B, rows, cols, pe, w, a, gap_prob=0.3, stall_prob=0.3, seed=i + j)
+            jobs.append(job)
     return {"results_path": str(results), "jobs": jobs}
 
 

@@ -138,6 +138,12 @@ class GemmPlan:
         """Array-busy cycles of one fold: R load + (M + R + C - 2) stream steps."""
         return 2 * self.rows + self.cols + self.M - 2
 
+    @property
+    def cycle_limit(self) -> int:
+        """A generous bench timeout in clock cycles: 50x (busy cycles + stream beats) + 1000, room for heavy
+        random gaps and backpressure."""
+        return 50 * (self.folds * self.busy_cycles_per_fold + self.in_beats + self.out_beats) + 1000
+
 
 def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
               w_signed: bool = True, a_signed: bool = True) -> GemmPlan:

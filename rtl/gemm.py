@@ -14,7 +14,7 @@ from rtl import driver
 from rtl.runner import SRC_DIR, run_job
 from rtl.tools import RtlError
 
-__all__ = ["GemmCheck", "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
+__all__ = ["GemmCheck", "gemm_job", "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
 
 TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
@@ -60,6 +60,23 @@ def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int,
             rng.integers(w_lo, w_hi + 1, size=(K, N), dtype=np.int64))
 
 
+def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
+             w_signed: bool = True, a_signed: bool = True, *, gap_prob: float = 0.0, stall_prob: float = 0.0,
+             seed: int = 0) -> tuple[dict, driver.GemmPlan]:
+    """The ``gemm_bench`` job for ``A @ B`` (input beats, configuration, expected product, stream knobs and a
+    generous cycle limit) and its fold plan.  Bad operands raise :class:`RtlError`."""
+    try:
+        beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
+        M, K = np.shape(A)
+        plan = driver.plan_gemm(M, K, np.shape(B)[1], rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
+    except ValueError as exc:
+        raise RtlError(str(exc)) from None
+    job = {"name": name, "M": plan.M, "N": plan.N, "cfg": driver.top_config(plan), "beats": beats,
+           "expected": expected.tolist(), "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed,
+           "max_cycles": plan.cycle_limit}
+    return job, plan
+
+
 def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
                 pe: str = "bitfusion", simulator: str = "verilator", w_signed: bool = True, a_signed: bool = True,
                 gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
@@ -70,20 +87,12 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
     """
     if pe not in ("fixed", "bitfusion"):
         raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
-    M, K = np.shape(A)
-    N = np.shape(B)[1]
-    try:
-        beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
-        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
-    except ValueError as exc:
-        raise RtlError(str(exc)) from None
+    job, plan = gemm_job("gemm", A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, gap_prob=gap_prob,
+                         stall_prob=stall_prob, seed=seed)
+    M, K, N = plan.M, plan.K, plan.N
     # one build serves every M up to MAX_M: round up to a power of two (at least 256) so builds are reused
     max_m = max(256, 1 << (int(M) - 1).bit_length())
     params = driver.top_parameters(rows, cols, pe, w_bits, a_bits, w_signed, a_signed, max_m=max_m)
-    busy = plan.folds * plan.busy_cycles_per_fold
-    job = {"name": "gemm", "M": M, "N": N, "cfg": driver.top_config(plan), "beats": beats,
-           "expected": expected.tolist(), "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed,
-           "max_cycles": 50 * (busy + plan.in_beats + plan.out_beats) + 1000}
     record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
                               what="GEMM bench")
     return GemmCheck(M=M, K=K, N=N, w_bits=w_bits, a_bits=a_bits, rows=rows, cols=cols, pe=pe,

@@ -289,8 +289,7 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
                                                                                layer.w_bits, layer.in_bits)))
             job_passes.append({"consts": words, "cfg": driver.top_config(plan), "beats": beats,
                                "first": h == 0, "last": h == layer.n_h - 1,
-                               "max_cycles": 50 * (plan.folds * plan.busy_cycles_per_fold + plan.in_beats
-                                                   + plan.out_beats) + 1000})
+                               "max_cycles": plan.cycle_limit})
     except ValueError as exc:
         raise RtlError(f"layer {layer.name}: {exc}") from None
     if expected is None:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from search.errors import SearchInputError
 from search.ilp import Solution
-from search.tables import read_table, write_table_atomic
+from search.tables import atomic_target, read_table, write_table_atomic
 
 __all__ = ["write_assignment", "read_assignment", "ASSIGNMENT_COLUMNS"]
 
@@ -34,12 +34,8 @@ def write_assignment(solution: Solution, out_dir: str | Path, extra: dict | None
     table = write_table_atomic(solution.assignment(), out / "assignment.csv")
     meta = {**solution.summary(), **(extra or {})}
     sidecar = out / "assignment.json"
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    try:
+    with atomic_target(sidecar) as tmp:
         tmp.write_text(json.dumps(_jsonable(meta), indent=2) + "\n")
-        tmp.replace(sidecar)
-    finally:
-        tmp.unlink(missing_ok=True)
     return table, sidecar
 
 

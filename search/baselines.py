@@ -50,8 +50,7 @@ def uniform_solutions(problem: Problem) -> list[Solution]:
 def _baseline_pair(problem: Problem, cost: str) -> int:
     """The uniform pair with the largest total ``cost``; ties go to the lower total sensitivity, then
     the earlier pair (highest precision first)."""
-    choices = np.repeat(np.arange(problem.n_pairs)[:, None], problem.n_units, axis=1)
-    sens, totals = problem.evaluate(choices, [cost])
+    sens, totals = problem.uniform_totals([cost])
     return int(np.lexsort((np.arange(problem.n_pairs), sens, -totals[cost]))[0])
 
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
-
 from search.errors import SearchInputError
 from search.problem import Problem
 
-__all__ = ["parse_budget", "parse_budgets", "resolve_budgets", "uniform_totals"]
+__all__ = ["parse_budget", "parse_budgets", "resolve_budgets"]
 
 _BUDGET_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([^%\s]+)\s*(%?)\s*$")
 
@@ -40,14 +38,8 @@ def parse_budgets(texts: list[str]) -> dict[str, tuple[float, bool]]:
     return out
 
 
-def uniform_totals(problem: Problem) -> dict[str, np.ndarray]:
-    """Each column's total under each uniform assignment (pairs in ``problem.pairs`` order)."""
-    choices = np.repeat(np.arange(problem.n_pairs)[:, None], problem.n_units, axis=1)
-    return problem.evaluate(choices)[1]
-
-
 def resolve_budgets(problem: Problem, budgets: dict[str, tuple[float, bool]]) -> dict[str, float]:
     """Absolute limits; percentages refer to the most expensive uniform assignment's total."""
-    totals = uniform_totals(problem) if any(pct for _, pct in budgets.values()) else {}
+    totals = problem.uniform_totals()[1] if any(pct for _, pct in budgets.values()) else {}
     return {col: float(totals[col].max() * value / 100.0) if pct else float(value)
             for col, (value, pct) in budgets.items()}

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from search.errors import SearchInputError
+from search.errors import InfeasibleBudgetError, SearchInputError
+from search.infeasible import raise_infeasible
 from search.problem import Problem
 
 __all__ = ["AssignmentModel", "Solution", "solve", "SENSITIVITY"]
@@ -265,11 +266,7 @@ class AssignmentModel:
         if tc in (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded) or (
                 res.solution_status == SolutionStatus.noSolution and tc != TerminationCondition.maxTimeLimit):
             if diagnose:
-                from search.infeasible import raise_infeasible
-
                 raise_infeasible(self, limits)
-            from search.errors import InfeasibleBudgetError
-
             raise InfeasibleBudgetError("no assignment meets every budget", {})
         if res.solution_status == SolutionStatus.noSolution:
             raise SearchInputError(f"no assignment found within the time limit of {time_limit} s")
@@ -306,8 +303,6 @@ class AssignmentModel:
 
     def minimum(self, column: str, limits: Mapping[str, float] | None = None) -> float | None:
         """Smallest total of ``column`` under ``limits`` (None when they are infeasible)."""
-        from search.errors import InfeasibleBudgetError
-
         try:
             return self.solve(limits, objective=column, diagnose=False).totals[column]
         except InfeasibleBudgetError:

@@ -113,6 +113,11 @@ class Problem:
     def uniform_choice(self, pair_index: int) -> np.ndarray:
         return np.full(self.n_units, int(pair_index), dtype=np.int64)
 
+    def uniform_totals(self, columns: Iterable[str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Total sensitivity [P] and each column's total [P] under every uniform assignment (``pairs`` order)."""
+        choices = np.repeat(np.arange(self.n_pairs)[:, None], self.n_units, axis=1)
+        return self.evaluate(choices, columns)
+
     def assignment_frame(self, choice: np.ndarray) -> pd.DataFrame:
         """The assignment table of DESIGN.md plus each layer's sensitivity and costs."""
         pick = self.layer_choice(np.asarray(choice))

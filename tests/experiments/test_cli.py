@@ -9,19 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_run import run_cli as run
 
-from experiments.cli import main
 from sim import simulate
 
 VERBS = ("sim", "sweep", "quantize", "sensitivity", "solve", "pareto", "demo")
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cli_run import run_cli as _run
 from torch import nn
 from torch.nn import functional as F
 
-from experiments.cli import main
 from quant.errors import QuantInputError
 from quant.fakequant import calibrate_activations, capture_inputs, prepare, quant_layers
 from quant.models import get_model, model_split
@@ -357,14 +357,6 @@ def test_write_refuses_bad_tables(sqnr_table: pd.DataFrame, tmp_path: Path) -> N
 
 # ------------------------------------------------------------------------------------------------------------------
 # CLI
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 def test_cli_writes_the_table(tmp_path: Path, capsys) -> None:

@@ -21,12 +21,11 @@ import numpy as np
 import pytest
 
 from rtl import driver
+from rtl.gemm import BENCH, TOP, gemm_job
 from rtl.runner import default_build_root, run_bench, source
 
 pytestmark = pytest.mark.rtl
 
-TOP = "lowbit_gemm_top"
-BENCH = "rtl.benches.gemm_bench"
 FUSION_PAIRS = [(w, a) for w in (2, 4, 8) for a in (2, 4, 8)]
 SIGNS = [(True, True), (True, False), (False, True), (False, False)]
 
@@ -172,14 +171,9 @@ def operands(job: Job) -> tuple[np.ndarray, np.ndarray]:
 def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     """(bench input for ``job``, its table record without the measurement)."""
     A, B = operands(job)
-    beats, expected = driver.gemm_streams(A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
-                                          job.w_signed, job.a_signed)
-    plan = driver.plan_gemm(job.M, job.K, job.N, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
-                            job.w_signed, job.a_signed)
-    busy = plan.folds * plan.busy_cycles_per_fold
-    entry = {"name": job.name, "M": job.M, "N": job.N, "cfg": driver.top_config(plan), "beats": beats,
-             "expected": expected.tolist(), "gap_prob": job.gap_prob, "stall_prob": job.stall_prob,
-             "seed": job.seed, "max_cycles": 50 * (busy + plan.in_beats + plan.out_beats) + 1000}
+    entry, plan = gemm_job(job.name, A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
+                           job.w_signed, job.a_signed, gap_prob=job.gap_prob, stall_prob=job.stall_prob,
+                           seed=job.seed)
     record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
               "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
               "M": job.M, "K": job.K, "N": job.N,

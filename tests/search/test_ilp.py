@@ -181,7 +181,7 @@ def test_minimum_and_cost_objective() -> None:
     model = AssignmentModel(problem, ["c0", "c1"])
     _, ok, _, totals = brute_force(costs, sens, ALL_PAIRS, [0, 1, 2, 3], {"c0": 1e9, "c1": 30.5}, True)
     assert model.minimum("c0", {"c1": 30.5}) == totals["c0"][ok].min()
-    assert model.minimum("c0", {"c1": -0.5 + 0}) is None
+    assert model.minimum("c0", {"c1": -0.5}) is None
 
 
 @pytest.mark.parametrize(("mutate", "message"), [

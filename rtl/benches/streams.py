@@ -1,0 +1,123 @@
+"""The valid/ready stream player shared by the GEMM and layer benches (cocotb; used inside a simulation).
+
+Once per clock cycle, on the falling edge, it reads ``in_ready`` / ``out_valid`` / ``out_data`` (registered outputs,
+independent of this cycle's ``in_valid`` and ``out_ready``) and decides ``in_valid`` and ``out_ready`` for the next
+rising edge: a beat is offered after a random gap and then held until it is taken (AXI-stream rule), and
+``out_ready`` drops at random.  Each output beat taken goes to a checker that pops the scoreboard queue.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cocotb.triggers import FallingEdge
+
+__all__ = ["MAX_MESSAGES", "StreamResult", "play_streams", "reset", "write_results"]
+
+#: Mismatch messages kept per job (all are counted).
+MAX_MESSAGES = 8
+
+#: ``check(index, data, last, cycle) -> messages``: one message per wrong element of output beat ``index``.
+BeatCheck = Callable[[int, int, int, int], list[str]]
+
+
+@dataclass
+class StreamResult:
+    """Counts of one stream pass; ``cycles`` are clock cycles spent in the pass, ``sent`` / ``received`` beats."""
+
+    mismatches: int = 0
+    messages: list[str] = field(default_factory=list)
+    cycles: int = 0
+    sent: int = 0
+    received: int = 0
+
+    def fail(self, message: str, count: int = 1) -> None:
+        self.mismatches += count
+        if len(self.messages) < MAX_MESSAGES:
+            self.messages.append(message)
+
+
+async def reset(dut, zero_ports: tuple[str, ...]) -> None:
+    """Hold ``rst_n`` low for 3 cycles with every port of ``zero_ports`` at 0, then release it."""
+    dut.rst_n.value = 0
+    for name in zero_ports:
+        getattr(dut, name).value = 0
+    for _ in range(3):
+        await FallingEdge(dut.clk)
+    dut.rst_n.value = 1
+    await FallingEdge(dut.clk)
+
+
+def write_results(path: str | None, records: list[dict[str, Any]]) -> None:
+    """Write the job records as JSON through a temporary file and a rename."""
+    if path:
+        tmp = Path(path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(records, indent=1))
+        tmp.replace(path)
+
+
+async def play_streams(dut, beats: list[int], queue: deque, check: BeatCheck, rng: random.Random, *,
+                       gap_prob: float, stall_prob: float, max_cycles: int, label: str = "",
+                       cycle0: int = 0) -> StreamResult:
+    """Offer ``beats`` and take output beats until everything is sent, ``queue`` is empty and the top is idle.
+
+    Messages start with ``label`` (when given) and name clock cycles counted from ``cycle0``."""
+    prefix = f"{label}: " if label else ""
+    result = StreamResult()
+    clk_fall = FallingEdge(dut.clk)
+    in_valid_s, in_ready_s, in_data_s = dut.in_valid, dut.in_ready, dut.in_data
+    out_valid_s, out_ready_s, out_data_s, out_last_s = dut.out_valid, dut.out_ready, dut.out_data, dut.out_last
+    busy_s = dut.busy
+    n_out = len(queue)
+    sent = received = 0
+    offering = False  # in_valid is high with beats[sent] on in_data
+    while True:
+        await clk_fall
+        result.cycles += 1
+        cycle = cycle0 + result.cycles
+        if result.cycles > max_cycles:
+            result.fail(f"{prefix}timeout after {max_cycles} cycles: {sent}/{len(beats)} input beats taken, "
+                        f"{received}/{n_out} output beats received, busy={int(busy_s.value)}")
+            break
+        in_ready = int(in_ready_s.value)
+        out_valid = int(out_valid_s.value)
+        # input: after a random gap offer the next beat, then hold it until taken
+        if not offering and sent < len(beats) and rng.random() >= gap_prob:
+            offering = True
+            in_data_s.value = beats[sent]
+        in_valid_s.value = int(offering)
+        if offering and in_ready:  # taken at the coming rising edge
+            sent += 1
+            offering = False
+        # output: random backpressure; a beat with out_valid & out_ready is taken at the coming rising edge
+        ready = int(rng.random() >= stall_prob)
+        out_ready_s.value = ready
+        if out_valid and ready:
+            index = received
+            received += 1
+            if not queue:
+                result.fail(f"{prefix}unexpected output beat {index} (all {n_out} expected beats already "
+                            f"received) at cycle {cycle}")
+                continue
+            last = int(out_last_s.value)
+            for message in check(index, out_data_s.value.to_unsigned(), last, cycle):
+                result.fail(f"{prefix}{message}")
+            if last != (not queue):
+                result.fail(f"{prefix}out_last={last} on output beat {index} of {n_out} at cycle {cycle}")
+        elif sent == len(beats) and not queue and not int(busy_s.value) and not out_valid:
+            break
+    in_valid_s.value = 0
+    out_ready_s.value = 0
+    if queue:
+        result.fail(f"{prefix}scoreboard queue not empty: {len(queue)} of {n_out} output beats never arrived "
+                    f"(next expected (m={queue[0][0]}, n={queue[0][1]}))")
+    if sent != len(beats):
+        result.fail(f"{prefix}only {sent} of {len(beats)} input beats were taken")
+    result.sent, result.received = sent, received
+    return result
