@@ -35,6 +35,9 @@ def sim_cmd(
     = None,
     coupled: Annotated[bool, typer.Option(help="Store each output at its consumer's activation width: adds "
                                                "out_bits rows for the exact coupling of `lowbit solve`.")] = False,
+    in_blocks: Annotated[int | None, typer.Option(
+        "--in-blocks", help="PTQ-SL input blocks n_H: each weighted layer runs one reduction per block of input "
+                            "channels (clamped to its channels); default: the workload's own (1).")] = None,
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table."""
     from experiments.workloads import resolve_workload
@@ -43,7 +46,10 @@ def sim_cmd(
     from sim.io import write_table
 
     chip_config = load_chip(chip)
-    frame = simulate(chip_config, resolve_workload(workload), pairs, coupled=coupled)
+    wl = resolve_workload(workload)
+    if in_blocks is not None:
+        wl = wl.with_in_blocks(in_blocks)
+    frame = simulate(chip_config, wl, pairs, coupled=coupled)
     write_table(frame, out)
     area = chip_area(chip_config)
     if area.total_mm2 == area.total_mm2:  # not NaN

@@ -1,7 +1,8 @@
 """Verilator line coverage of ``rtl/src`` over a representative set of benches (``python -m rtl.coverage``).
 
-Every design is built with ``--coverage-line`` and run on the same stimuli as its tests; the per-file counts
-of covered line points are merged across runs (docs/rtl.md, "Coverage").
+Every design is built with ``--coverage-line`` and run on the same stimuli as its tests (the layer top on three
+real PTQ-SL layers of the digits CNN, which needs torch); the per-file counts of covered line points are merged
+across runs (docs/rtl.md, "Coverage").
 """
 
 from __future__ import annotations
@@ -27,6 +28,30 @@ def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], 
             job, _ = gemm_job(f"cov{i}_{j}", A, B, rows, cols, pe, w, a, gap_prob=0.3, stall_prob=0.3, seed=i + j)
             jobs.append(job)
     return {"results_path": str(results), "jobs": jobs}
+
+
+def _layer_data(results: Path, export_root: Path) -> tuple[dict, dict]:
+    """(bench data, Verilog parameters) of the layer-top coverage run: PTQ-SL 4 x 2 layers 0, 12 and 7 of the digits
+    CNN (n_H = 1 and 2, conv and linear) back to back on a 4 x 4 Bit-Fusion array, with gaps and backpressure."""
+    import torch
+
+    from quant.fakequant import calibrate_activations, prepare
+    from quant.integer import export_model, load_export
+    from quant.models import get_model, model_split
+    from quant.ptq_sl import ptq_sl_quantize
+    from rtl.layer import golden_layer_inputs, layer_job, layer_parameters, sample_images
+
+    torch.manual_seed(0)
+    split = model_split("digits-cnn")
+    q = prepare(get_model("digits-cnn", seed=0))
+    calibrate_activations(q, split.calib_x, 8)
+    ptq_sl_quantize(q, split.calib_x, 4, blocks=(4, 2))
+    export_model(q, split.calib_x[:1], export_root, name="digits-cnn")
+    model = load_export(export_root)
+    inputs = golden_layer_inputs(model, sample_images(model, 1))
+    jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i)[0]
+            for i, name in enumerate(["0", "12", "7"])]
+    return {"results_path": str(results), "jobs": jobs}, layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion")
 
 
 def coverage_runs(out_dir: Path | None = None) -> list[Path]:
@@ -56,6 +81,14 @@ def coverage_runs(out_dir: Path | None = None) -> list[Path]:
             keep = out / f"{top}_{len(dats)}.dat"
             keep.write_bytes(res.coverage_dat.read_bytes())
             dats.append(keep)
+        from rtl import layer
+
+        data, params = _layer_data(Path(tmp) / "layers.json", Path(tmp) / "export")
+        res = run_bench(layer.TOP, layer.SOURCES, layer.BENCH, params, coverage=True, data=data)
+        assert res.coverage_dat is not None
+        keep = out / f"{layer.TOP}_{len(dats)}.dat"
+        keep.write_bytes(res.coverage_dat.read_bytes())
+        dats.append(keep)
     return dats
 
 

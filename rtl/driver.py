@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,8 @@ __all__ = [
     "top_parameters",
     "output_order",
     "decode_output_beat",
+    "rtl_chip",
+    "predicted_layer_cycles",
     "predicted_cycles",
     "cycles_table_markdown",
     "main",
@@ -277,35 +280,48 @@ def decode_output_beat(value: int, cols: int, acc_bits: int) -> list[int]:
     return out
 
 
-def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int) -> int:
-    """sim's ``compute_cycles`` for the GEMM ``[M, K] x [K, N]`` on an ``rows x cols`` weight-stationary array of
-    ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``, obtained by running ``sim.simulate`` on a one-layer
-    workload (a ``gemm`` layer: tokens = M, in_features = K, out_features = N) with unlimited DRAM bandwidth.
+def rtl_chip(rows: int, cols: int, pe_kind: str) -> Any:
+    """sim's model of an ``rows x cols`` weight-stationary array of lowbit's ``pe_kind`` PEs (sim.config.Chip).
 
-    The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair); for Bit Fusion
-    the widths are rounded up to 2/4/8, the modes the PE runs in."""
+    The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair). DRAM bandwidth is
+    SCALE-Sim's "calc" (no stalls): the prediction is ``compute_cycles``, the array's busy cycles."""
     from sim.config import chip_from_dict  # sim is only needed for the prediction
-    from sim.costs import simulate
-    from sim.workload import Workload
-    from sim.workload.layer import gemm
 
-    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits)
-    chip = chip_from_dict({
+    return chip_from_dict({
         "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}",
-        "array": {"rows": plan.rows, "cols": plan.cols, "dataflow": "ws"},
+        "array": {"rows": rows, "cols": cols, "dataflow": "ws"},
         "pe": {"kind": pe_kind, "bits": 8} if pe_kind == "fixed" else {"kind": pe_kind},
         "memory": {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
                    "dram_bw_bits_per_cycle": "calc", "acc_bits": 32},
     }, where="rtl chip")
+
+
+def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int) -> int:
+    """sim's ``compute_cycles`` of the sim layer ``layer`` (a ``sim.workload.layer.Layer``, PTQ-SL input blocks
+    included) on :func:`rtl_chip` at the pair ``w{w_bits}a{a_bits}``. For Bit Fusion the widths are rounded up to
+    2/4/8, the modes the PE runs in (a Bit-Fusion chip lists only those pairs)."""
+    from sim.costs import simulate
+    from sim.workload import Workload
+
+    if pe_kind not in PE_KINDS:
+        raise ValueError(f"unknown PE kind {pe_kind!r} (allowed: {', '.join(PE_KINDS)})")
+    pair = (fusion_width(w_bits), fusion_width(a_bits)) if pe_kind == "bitfusion" else (w_bits, a_bits)
+    table = simulate(rtl_chip(rows, cols, pe_kind), Workload("rtl", (layer,)), pairs=[pair])
+    return int(table["compute_cycles"].iloc[0])
+
+
+def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int) -> int:
+    """sim's ``compute_cycles`` for the GEMM ``[M, K] x [K, N]`` on an ``rows x cols`` weight-stationary array of
+    ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``: :func:`predicted_layer_cycles` of a one-layer ``gemm``
+    workload (tokens = M, in_features = K, out_features = N)."""
+    from sim.workload.layer import gemm
+
+    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits)
     layer = gemm("rtl_gemm", tokens=plan.M, in_features=plan.K, out_features=plan.N)
     if (layer.M, layer.K, layer.N, layer.groups, layer.has_weights) != (plan.M, plan.K, plan.N, 1, True):
         raise AssertionError(f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], "
                              f"expected [{M}, {K}] x [{K}, {N}]")
-    # a Bit-Fusion chip lists only the pairs of {2, 4, 8}; other widths run in the rounded-up mode
-    pair = (fusion_width(plan.w_bits), fusion_width(plan.a_bits)) if pe_kind == "bitfusion" \
-        else (plan.w_bits, plan.a_bits)
-    table = simulate(chip, Workload("rtl", (layer,)), pairs=[pair])
-    return int(table["compute_cycles"].iloc[0])
+    return predicted_layer_cycles(layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits)
 
 
 def cycles_table_markdown(records: list[dict]) -> str:

@@ -14,8 +14,9 @@ A layer of an integer export (``docs/formats.md``, "Integer export") runs as ``n
 4. runs the passes through ``lowbit_layer_top`` (gemm top + correction + one ``lowbit_requant`` per column) in a
    cocotb bench (:mod:`rtl.benches.layer_bench`), compares every output code with the golden model's and reads the
    array's busy cycles of every pass;
-5. compares the busy cycles with sim: ``predicted = sum_h predicted_cycles(M, K_h, N)``, i.e. a layer with
-   ``n_H`` blocks is ``n_H`` GEMMs (one per block's reduction range ``K_h``) on the same array.
+5. compares the busy cycles with sim's layer cost: the layer as a sim ``Layer`` (:func:`sim_layer`) with
+   ``in_blocks = n_H``, which sim runs as one reduction per input block (``docs/sim.md``, "Input blocks"). The
+   layer's measured cycles are its passes' busy cycles minus one, sim's ``compute_cycles`` convention.
 
 The arithmetic is the golden model's, bit for bit: ``P_h = R_h - corr`` where ``R_h = sum_k x_k w_k`` is the
 array's raw sum, computed modulo 2^32 (exact because the export proves ``|P_h| < 2^31``), then
@@ -41,7 +42,8 @@ from rtl.runner import SRC_DIR, run_job
 from rtl.tools import RtlError
 
 __all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "LayerCheck", "ModelCheck",
-           "LayerPass", "golden_layer_inputs", "lower_layer", "pass_constants", "constant_word", "rtl_arithmetic",
+           "LayerPass", "sim_layer", "golden_layer_inputs", "lower_layer", "pass_constants", "constant_word",
+           "rtl_arithmetic",
            "layer_parameters", "layer_job", "check_layer", "verify_layer", "run_model_rtl", "sample_images"]
 
 TOP = "lowbit_layer_top"
@@ -80,11 +82,11 @@ class LayerCheck:
     simulator: str
     macs: int                  # M * K * N
     mismatches: int            # output codes that differ from the golden model's
-    measured_cycles: int       # sum over the passes of the array's busy cycles - 1 (sim's compute_cycles convention)
-    predicted_cycles: int      # sum over the passes of sim's compute_cycles for (M, K_h, N)
-    pass_measured: tuple[int, ...]
-    pass_predicted: tuple[int, ...]
-    single_gemm_cycles: int    # sim's compute_cycles for the layer as ONE GEMM over the full K (sim's layer cost)
+    measured_cycles: int       # the passes' busy cycles summed, - 1 (sim's compute_cycles convention, per layer)
+    predicted_cycles: int      # sim's compute_cycles of the layer with in_blocks = n_H (sim_layer)
+    pass_measured: tuple[int, ...]   # per pass: busy cycles - 1
+    pass_predicted: tuple[int, ...]  # per pass: sim's compute_cycles of the GEMM (M, K_h, N)
+    single_gemm_cycles: int    # sim's compute_cycles of the layer if its blocks were ignored (one reduction over K)
     clock_cycles: int          # wall-clock cycles of the run (config writes, requant latency, stalls included)
     out_permuted: bool         # the export reordered this layer's output channels (PTQ-SL reordering)
     outputs: np.ndarray = field(repr=False, compare=False)
@@ -232,6 +234,28 @@ def rtl_arithmetic(layer: IntegerLayer, A: np.ndarray) -> np.ndarray:
     return np.clip(y, layer.out_qmin, layer.out_qmax)
 
 
+def sim_layer(layer: IntegerLayer, x_codes: np.ndarray, in_blocks: int | None = None) -> Any:
+    """``layer`` on input codes ``x_codes`` as a sim ``Layer``: same GEMM view (M = images x output positions,
+    K = in_channels x kernel in channel-major order, N = out_features) and ``in_blocks = n_H`` (``in_blocks``
+    overrides it). A 1-D conv is a conv of height 1; stride and padding are the last spatial axis's (sim's layer
+    has one of each, and the GEMM view does not depend on them: the output size is stored)."""
+    from sim.workload.layer import Layer, gemm
+
+    blocks = layer.n_h if in_blocks is None else in_blocks
+    x = np.asarray(x_codes)
+    if layer.kind == "linear":
+        rows = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
+        return gemm(layer.name, tokens=rows, in_features=layer.reduction, out_features=layer.out_features,
+                    in_blocks=blocks)
+    out = _out_shape(layer, x)
+    spatial_in, spatial_out = (1,) * (4 - x.ndim) + x.shape[2:], (1,) * (4 - x.ndim) + out[2:]
+    kernel = (1,) * (2 - len(layer.kernel_size)) + tuple(layer.kernel_size)
+    return Layer(layer.name, "conv", in_h=int(spatial_in[0]), in_w=int(spatial_in[1]), in_c=layer.in_channels,
+                 out_c=layer.out_features, k_h=int(kernel[0]), k_w=int(kernel[1]), stride=int(layer.stride[-1]),
+                 out_h=int(spatial_out[0]), out_w=int(spatial_out[1]), batch=int(x.shape[0]),
+                 pad=int(layer.padding[-1][0]) if len(layer.kernel_size) == 2 else 0, in_blocks=blocks)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # bench jobs
 # ------------------------------------------------------------------------------------------------------------------
@@ -322,14 +346,26 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
     got = np.array(record["outputs"], dtype=np.int64).reshape(M, layer.out_features)
     shape_ref = np.empty(_out_shape(layer, x_codes), dtype=np.int8)
     measured = tuple(int(c) for c in record["pass_measured"])
+    lowered = sim_layer(layer, x_codes)
+    if (lowered.M, lowered.K, lowered.N, lowered.window * layer.in_channels) != (M, layer.reduction,
+                                                                                  layer.out_features, layer.reduction):
+        raise AssertionError(f"layer {layer.name}: sim's view {lowered.M}x{lowered.K}x{lowered.N} differs from the "
+                             f"lowered GEMM {M}x{layer.reduction}x{layer.out_features}")
+    if lowered.block_k != tuple(np.diff(layer.col_bounds).tolist()):
+        raise AssertionError(f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
+                             f"{tuple(np.diff(layer.col_bounds).tolist())}")
+    plan = passes[0].plan
+
+    def predict(sim_view: Any) -> int:
+        return driver.predicted_layer_cycles(sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits)
+
     return LayerCheck(
         layer=layer.name, kind=layer.kind, M=M, K=layer.reduction, N=layer.out_features, n_v=layer.n_v,
         n_h=layer.n_h, w_bits=layer.w_bits, a_bits=layer.in_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
         macs=M * layer.reduction * layer.out_features, mismatches=int(record["mismatches"]),
-        measured_cycles=sum(measured), predicted_cycles=sum(p.predicted_cycles for p in passes),
+        measured_cycles=sum(c + 1 for c in measured) - 1, predicted_cycles=predict(lowered),
         pass_measured=measured, pass_predicted=tuple(p.predicted_cycles for p in passes),
-        single_gemm_cycles=passes[0].predicted_cycles if len(passes) == 1 else driver.predicted_cycles(
-            M, layer.reduction, layer.out_features, rows, cols, pe, layer.w_bits, layer.in_bits),
+        single_gemm_cycles=predict(sim_layer(layer, x_codes, in_blocks=1)),
         clock_cycles=int(record["clock_cycles"]),
         out_permuted=bool(np.any(layer.out_perm != np.arange(layer.out_features))),
         outputs=_golden_layout(layer, got, shape_ref),

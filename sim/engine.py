@@ -6,6 +6,8 @@ by cycle and the tests assert that both agree exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from sim.chipbatch import ChipBatch
@@ -15,7 +17,7 @@ from sim.precision import pack_and_serial
 __all__ = ["evaluate", "MODEL_VERSION"]
 
 #: Bump when any equation changes: sweeps hash it, so a resumed sweep never mixes model versions.
-MODEL_VERSION = "lowbit-sim/2"
+MODEL_VERSION = "lowbit-sim/3"
 
 WS, OS, IS = 0, 1, 2
 
@@ -45,18 +47,40 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     w_op = np.where(act_act, a, w)  # width of the second operand as stored and multiplied
 
     pack, serial = pack_and_serial(c(chips.pe_kind), c(chips.serial_both), w_op, a)
-    Kp = _cdiv(K, pack)  # reduction length in PE slots
+
+    # --- input blocks (docs/sim.md, "Input blocks") ------------------------------------------------
+    # Each group's C_g = K / window input channels split into n_H channel-aligned blocks: ``extra``
+    # blocks of base + 1 channels and n_H - extra of base (array_split).  Every block is its own
+    # reduction, so per-block terms f(K_h) are summed as extra*f(K_big) + (n_H - extra)*f(K_small).
+    window = lay(layers.window)
+    n_h = lay(layers.blocks)
+    chans = K // window
+    base, extra = chans // n_h, chans % n_h
+    weights = ((extra, base + 1), (n_h - extra, base))  # (blocks of this size, channels per block)
+
+    def per_block(f: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """Sum of ``f(K_h, channels_h)`` over a layer's blocks."""
+        return sum(count * f(ch * window, ch) for count, ch in weights)
 
     # --- compute cycles (SCALE-Sim's fold model; docs/sim.md, eq. 1-3) -------------------------
     is_ws, is_os = df == WS, df == OS
-    Sr = np.where(is_os, M, Kp)
     Sc = np.where(df == IS, M, N)
-    stream = serial * np.where(is_ws, M, np.where(is_os, Kp, N))
-    row_folds = _cdiv(Sr, R)
     col_folds = _cdiv(Sc, C)
-    folds = G * row_folds * col_folds
-    fold_cycles = np.where(is_os, R + C + stream - 2, 2 * R + C + stream - 2)
-    compute = folds * fold_cycles - 1
+    m_folds = _cdiv(M, R)  # os row folds (output rows)
+
+    def red_folds(k_h: np.ndarray, _ch: np.ndarray) -> np.ndarray:
+        """ws/is row folds of one block's reduction."""
+        return _cdiv(_cdiv(k_h, pack), R)
+
+    def block_cycles(k_h: np.ndarray, ch: np.ndarray) -> np.ndarray:
+        """One block's folds x fold cycles, per group."""
+        stream = serial * np.where(is_ws, M, np.where(is_os, _cdiv(k_h, pack), N))
+        fold_cycles = np.where(is_os, R + C + stream - 2, 2 * R + C + stream - 2)
+        return np.where(is_os, m_folds, red_folds(k_h, ch)) * col_folds * fold_cycles
+
+    row_folds = np.where(is_os, m_folds, per_block(red_folds))  # reduction folds summed over blocks
+    folds = G * col_folds * np.where(is_os, n_h * m_folds, row_folds)
+    compute = G * per_block(block_cycles) - 1
 
     # --- memory traffic in bits (eq. 4-9) ---------------------------------------------------------
     acc = c(chips.acc_bits)
@@ -70,20 +94,25 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     # reduction chunk touches (a line buffer forms the windows), once per column fold; os and is
     # stream the fold's lowered tile (eq. 4)
     passes_i = np.where(is_ws | is_os, col_folds, 1)
-    window = lay(layers.window)
-    chans = K // window
-    chunk = R * pack  # reduction elements per ws row fold
-    planes = row_folds + chans - 1 - (row_folds - 1) * np.gcd(chunk, window) // window
+    chunk = R * pack  # reduction elements per ws row fold, from the start of a block
+
+    def block_planes(k_h: np.ndarray, ch: np.ndarray) -> np.ndarray:
+        """(row fold, input channel) touches of one block's ws folds."""
+        rf = red_folds(k_h, ch)
+        return rf + ch - 1 - (rf - 1) * np.gcd(chunk, window) // window
+
+    planes = per_block(block_planes)
     streamed = np.where(is_ws, planes * (used_g // chans), lowered)
     dram_ifmap = G * a * np.where(ifmap_fits, used_g, passes_i * streamed)
     # filter: ws reads each weight once; os re-reads a K x cols tile per row fold unless it fits;
     # is streams all filters once per column fold unless the whole filter fits
     os_tile_fits = K * np.minimum(N, C) * w_op <= half_f
-    passes_f = np.where(is_ws, 1, np.where(is_os, np.where(os_tile_fits, 1, row_folds),
+    passes_f = np.where(is_ws, 1, np.where(is_os, np.where(os_tile_fits, 1, m_folds),
                                            np.where(filt_fits, 1, col_folds)))
     dram_filter = G * K * N * w_op * passes_f
     # ofmap: final outputs at o (= a_bits unless coupled); partial sums spill (write + read back at acc_bits) when the
-    # accumulation tile does not fit half the ofmap SRAM (ws/is only: os keeps sums in the PEs)
+    # accumulation tile does not fit half the ofmap SRAM (ws/is only: os keeps sums in the PEs, draining one
+    # partial sum per input block into an output-tile accumulator)
     psum_tile = np.where(is_ws, M * np.minimum(N, C), np.minimum(M, C) * N) * acc
     spills = np.where(~is_os & (psum_tile > half_o), row_folds - 1, 0)
     dram_ofmap = out_elems * o + 2 * spills * out_elems * acc
@@ -91,8 +120,8 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
 
     # SRAM-side accesses: fills from DRAM + reads into the array + partial-sum traffic
     sram_ifmap = dram_ifmap + G * lowered * a * passes_i
-    sram_filter = dram_filter + G * K * N * w_op * np.where(is_ws, 1, np.where(is_os, row_folds, col_folds))
-    acc_rounds = np.where(is_os, 1, 2 * row_folds - 1)
+    sram_filter = dram_filter + G * K * N * w_op * np.where(is_ws, 1, np.where(is_os, m_folds, col_folds))
+    acc_rounds = np.where(is_os, 2 * n_h - 1, 2 * row_folds - 1)
     sram_ofmap = out_elems * (acc * acc_rounds + o) + 2 * spills * out_elems * acc
 
     # --- stalls: double buffering overlaps DRAM with compute (eq. 10) -----------------------------
@@ -111,7 +140,7 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     e_dram = dram_bits * c(chips.e_dram)
     latency_us = total / c(chips.clock_mhz)
     e_static = c(chips.static_mw) * latency_us * 1e3  # mW x us = nJ
-    weight_bits = np.where(act_act, 0, G * K * N * w + G * N * c(chips.scale_bits))
+    weight_bits = np.where(act_act, 0, G * K * N * w + G * N * n_h * c(chips.scale_bits))
     util = macs * serial / (R * C * pack * total)
 
     shape = compute.shape

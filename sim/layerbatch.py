@@ -18,7 +18,8 @@ class LayerBatch:
     ``ifmap_used_g`` is the per-group ifmap footprint actually touched by the windows;
     ``act_act`` marks activation x activation products (no weights); ``window`` is the number of
     reduction elements per input channel (k_h*k_w for convs, 1 for gemm/matmul): the reduction
-    is channel-major, as in PyTorch's [out, in*k_h*k_w] weight layout.
+    is channel-major, as in PyTorch's [out, in*k_h*k_w] weight layout.  ``blocks`` is the number of
+    input blocks per group (``Layer.in_blocks``, PTQ-SL's n_H), each a separate reduction.
     """
 
     names: tuple[str, ...]
@@ -29,6 +30,7 @@ class LayerBatch:
     ifmap_used_g: np.ndarray
     act_act: np.ndarray
     window: np.ndarray
+    blocks: np.ndarray
 
     @classmethod
     def from_workload(cls, workload: Workload) -> LayerBatch:
@@ -43,8 +45,8 @@ class LayerBatch:
             ifmap_used_g=np.array([layer.ifmap_used_elems // layer.groups if layer.kind in ("conv", "dwconv")
                                    else layer.M * layer.K for layer in ls], dtype=i64),
             act_act=np.array([not layer.has_weights for layer in ls], dtype=bool),
-            window=np.array([layer.k_h * layer.k_w if layer.kind in ("conv", "dwconv") else 1 for layer in ls],
-                            dtype=i64),
+            window=np.array([layer.window for layer in ls], dtype=i64),
+            blocks=np.array([layer.in_blocks for layer in ls], dtype=i64),
         )
 
     def __len__(self) -> int:

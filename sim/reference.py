@@ -6,6 +6,8 @@ It exists to prove :mod:`sim.engine` right on small shapes.  For one chip, layer
 * steps every fold of the systolic array cycle by cycle -- weights/ifmap tiles shifted in row by
   row, streamed operands entering with a one-cycle skew per row, bit-serial streams one bit-slice
   per cycle, Bit-Fusion PEs summing ``pack`` products per cycle, partial sums moving down --
+* runs a layer with ``in_blocks`` > 1 (PTQ-SL input blocks) as one reduction per block, each block's
+  folds packed from the block's first element, and sums the blocks' partial sums,
 * checks the array's outputs against ``A @ B`` (so the dataflow really computes the layer),
 * counts the SRAM words that enter or leave the array and replays the scratchpad policy fold by
   fold with explicit resident sets (and, for a streamed ws ifmap, the input planes of the
@@ -201,13 +203,17 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                                                      np.array(chip.pe.serial == "both"),
                                                      np.array(w_op), np.array(a_bits)))
     serial_mode = chip.pe.serial if chip.pe.kind == "bitserial" else "none"
-    Kp = -(-K // pack)
-    Ap = np.zeros((G, M, Kp * pack), dtype=np.int64)
-    Ap[:, :, :K] = A
-    Bp = np.zeros((G, Kp * pack, N), dtype=np.int64)
-    Bp[:, :K, :] = B
-    Ap = Ap.reshape(G, M, Kp, pack)
-    Bp = Bp.reshape(G, Kp, pack, N).transpose(0, 1, 3, 2)  # [G, Kp, N, pack]
+    # input blocks: each is its own reduction over a channel-aligned range of K, packed from its start
+    bounds = np.concatenate([[0], np.cumsum(layer.block_k)]).tolist()
+    blocks = []  # (first element, end element, packed slots, A [G, M, Kp, pack], B [G, Kp, N, pack])
+    for k_a, k_b in zip(bounds[:-1], bounds[1:]):
+        kp = -(-(k_b - k_a) // pack)
+        Ap = np.zeros((G, M, kp * pack), dtype=np.int64)
+        Ap[:, :, :k_b - k_a] = A[:, :, k_a:k_b]
+        Bp = np.zeros((G, kp * pack, N), dtype=np.int64)
+        Bp[:, :k_b - k_a, :] = B[:, k_a:k_b, :]
+        blocks.append((k_a, k_b, kp, Ap.reshape(G, M, kp, pack),
+                       Bp.reshape(G, kp, pack, N).transpose(0, 1, 3, 2)))
     df = chip.array.dataflow
     acc_bits = chip.memory.acc_bits
     half_i = chip.memory.ifmap_sram_kib * BITS_PER_KIB / 2
@@ -218,7 +224,7 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     cycles = folds = 0
     d_if = d_f = d_of = s_if = s_f = s_of = 0
     used_counts = [np.unique(idx[g][idx[g] >= 0]).size for g in range(G)]
-    window = layer.k_h * layer.k_w if layer.kind in ("conv", "dwconv") else 1
+    window = layer.window
     if df == "ws":
         spill = M * min(N, C) * acc_bits > half_o
     elif df == "is":
@@ -231,15 +237,16 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
         filt_resident = K * N * w_op <= half_f
         os_tile_resident = K * min(N, C) * w_op <= half_f
         filt_loaded = False
-        if df == "os":
-            outer, inner = -(-N // C), -(-M // R)
-        elif df == "ws":
-            outer, inner = -(-N // C), -(-Kp // R)
-        else:
-            outer, inner = -(-M // C), -(-Kp // R)
+        if df == "os":  # each (output tile, block) is one fold: the PEs drain one partial sum per block
+            outer = -(-N // C)
+            inner = [(fi, h) for fi in range(-(-M // R)) for h in range(len(blocks))]
+        else:  # the reduction folds of every block in turn, each block's folds from its own start
+            outer = -(-N // C) if df == "ws" else -(-M // C)
+            inner = [(fi, h) for h in range(len(blocks)) for fi in range(-(-blocks[h][2] // R))]
         for fo in range(outer):
             os_tile_loaded = False
-            for fi in range(inner):
+            for step, (fi, h) in enumerate(inner):
+                k_a, k_b, Kp, Ap, Bp = blocks[h]
                 folds += 1
                 if df == "os":
                     m0, n0 = fi * R, fo * C
@@ -249,22 +256,25 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                     Bt = np.zeros((Kp, C, pack), dtype=np.int64)
                     Bt[:, :nc] = Bp[g, :, n0:n0 + nc]
                     Y, fc = _output_stationary_fold(At, Bt, serial, serial_mode, a_bits, w_op)
-                    out[g, m0:m0 + mr, n0:n0 + nc] = Y[:mr, :nc]
-                    k_lo, k_hi, m_lo, m_hi = 0, K, m0, m0 + mr
-                    s_if += mr * K * a_bits
-                    s_f += K * nc * w_op
-                    s_of += mr * nc * (acc_bits + o_bits)
-                    d_of += mr * nc * o_bits
+                    out[g, m0:m0 + mr, n0:n0 + nc] += Y[:mr, :nc]
+                    k_lo, k_hi, m_lo, m_hi = k_a, k_b, m0, m0 + mr
+                    s_if += mr * (k_b - k_a) * a_bits
+                    s_f += (k_b - k_a) * nc * w_op
+                    # the block's partial sums enter the tile accumulator (read-modify-write after the first)
+                    s_of += mr * nc * acc_bits * (1 if h == 0 else 2)
+                    if h == len(blocks) - 1:
+                        s_of += mr * nc * o_bits
+                        d_of += mr * nc * o_bits
                     if os_tile_resident:
                         if not os_tile_loaded:
                             d_f += K * nc * w_op
                             os_tile_loaded = True
                     else:
-                        d_f += K * nc * w_op
+                        d_f += (k_b - k_a) * nc * w_op
                 else:
-                    k0 = fi * R  # in packed slots
+                    k0 = fi * R  # in packed slots of block h
                     kr = min(R, Kp - k0)
-                    k_lo, k_hi = k0 * pack, min(K, (k0 + kr) * pack)
+                    k_lo, k_hi = k_a + k0 * pack, min(k_b, k_a + (k0 + kr) * pack)
                     if df == "ws":
                         n0 = fo * C
                         nc = min(C, N - n0)
@@ -297,11 +307,11 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                         else:
                             d_f += (k_hi - k_lo) * N * w_op
                     tile = t_rows * t_cols
-                    s_of += tile * acc_bits * (1 if fi == 0 else 2)
-                    if fi > 0 and spill:
+                    s_of += tile * acc_bits * (1 if step == 0 else 2)
+                    if step > 0 and spill:
                         d_of += 2 * tile * acc_bits
                         s_of += 2 * tile * acc_bits
-                    if fi == inner - 1:
+                    if step == len(inner) - 1:
                         s_of += tile * o_bits
                         d_of += tile * o_bits
                 cycles += fc

@@ -16,13 +16,14 @@ file's stem) and ``description:``. Each layer is a mapping in one of two forms:
       - {type: gemm, name: fc, tokens: 1, in_features: 512, out_features: 1000}
       - {type: matmul, name: scores, rows: 128, inner: 64, cols: 128, heads: 12}
 
-  ``in_hw``, ``k`` and ``pad`` take an integer or a two-element list ``[h, w]``;
+  ``in_hw``, ``k`` and ``pad`` take an integer or a two-element list ``[h, w]``; ``conv`` and ``gemm``
+  take ``in_blocks`` (PTQ-SL's n_H input blocks, default 1);
 * the explicit :class:`Layer` fields, with ``kind`` instead of ``type``::
 
       - {name: c1, kind: conv, in_h: 58, in_w: 58, in_c: 64, out_c: 64, k_h: 3, k_w: 3, out_h: 56, out_w: 56}
 
-  (``k_h, k_w, stride, groups, out_h, out_w, batch`` default to 1 and ``pad``, the leading zero
-  padding, to 0).
+  (``k_h, k_w, stride, groups, out_h, out_w, batch, in_blocks`` default to 1 and ``pad``, the leading
+  zero padding, to 0).
 
 Unknown keys, missing required keys and non-integer sizes are errors naming the field.
 """

@@ -11,10 +11,16 @@ A layer is one of:
 
 GEMM view per group: ``M`` output rows (batch x output pixels), ``K`` reduction length,
 ``N`` output columns; ``groups`` copies run back to back.
+
+``in_blocks`` (n_H of PTQ-SL's n_V x n_H block scales, default 1) splits each group's input channels into
+that many contiguous, near-equal blocks (numpy's array_split rule, as ``quant.quantizer.block_bounds``):
+each block's partial sums are rescaled separately, so the array runs one reduction per block
+(``docs/sim.md``, "Input blocks").
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -45,12 +51,13 @@ class Layer:
     out_w: int = 1
     batch: int = 1
     pad: int = 0
+    in_blocks: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise InputError(f"layer {self.name!r}: unknown kind {self.kind!r} (allowed: {', '.join(KINDS)})")
         for fname in ("in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "groups", "out_h", "out_w", "batch",
-                      "pad"):
+                      "pad", "in_blocks"):
             value = getattr(self, fname)
             lowest = 0 if fname == "pad" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
@@ -61,6 +68,9 @@ class Layer:
             )
         if self.kind == "conv" and self.groups != 1:
             raise InputError(f"layer {self.name!r}: a grouped conv must have kind 'dwconv', not 'conv'")
+        if self.in_blocks > self.in_c // self.groups:
+            raise InputError(f"layer {self.name!r}: in_blocks={self.in_blocks} exceeds the "
+                             f"{self.in_c // self.groups} input channels per group")
 
     # GEMM view --------------------------------------------------------------------------
     @property
@@ -72,6 +82,18 @@ class Layer:
     def K(self) -> int:
         """Reduction length per group."""
         return self.k_h * self.k_w * (self.in_c // self.groups)
+
+    @property
+    def window(self) -> int:
+        """Reduction elements per input channel: k_h*k_w for convs, 1 for gemm/matmul."""
+        return self.k_h * self.k_w if self.kind in ("conv", "dwconv") else 1
+
+    @property
+    def block_k(self) -> tuple[int, ...]:
+        """Reduction length of each input block (per group), in order: channel-aligned, the first
+        ``in_c/groups mod in_blocks`` blocks one channel longer (``quant.quantizer.block_bounds``)."""
+        base, extra = divmod(self.in_c // self.groups, self.in_blocks)
+        return tuple((base + (h < extra)) * self.window for h in range(self.in_blocks))
 
     @property
     def N(self) -> int:
@@ -120,7 +142,8 @@ def _span(size: int, k: int, stride: int, pad: int, out: int) -> int:
 
 
 def conv(name: str, in_hw: int | tuple[int, int], in_c: int, out_c: int, k: int | tuple[int, int],
-         stride: int = 1, pad: int | tuple[int, int] = 0, groups: int = 1, batch: int = 1) -> Layer:
+         stride: int = 1, pad: int | tuple[int, int] = 0, groups: int = 1, batch: int = 1,
+         in_blocks: int = 1) -> Layer:
     """A conv with PyTorch's output size rule, floor((H + 2p - k) / s) + 1."""
     ih, iw = (in_hw, in_hw) if isinstance(in_hw, int) else in_hw
     kh, kw = (k, k) if isinstance(k, int) else k
@@ -132,12 +155,14 @@ def conv(name: str, in_hw: int | tuple[int, int], in_c: int, out_c: int, k: int 
     if ph != pw:
         raise InputError(f"layer {name!r}: asymmetric padding {ph}x{pw} is not supported")
     return Layer(name, "dwconv" if groups > 1 else "conv", ih, iw, in_c, out_c, kh, kw, stride,
-                 groups, oh, ow, batch, ph)
+                 groups, oh, ow, batch, ph, in_blocks)
 
 
-def gemm(name: str, tokens: int, in_features: int, out_features: int, batch: int = 1) -> Layer:
+def gemm(name: str, tokens: int, in_features: int, out_features: int, batch: int = 1,
+         in_blocks: int = 1) -> Layer:
     """A Linear layer applied to ``tokens`` rows: [tokens, in] x [in, out]."""
-    return Layer(name, "gemm", 1, tokens, in_features, out_features, out_h=1, out_w=tokens, batch=batch)
+    return Layer(name, "gemm", 1, tokens, in_features, out_features, out_h=1, out_w=tokens, batch=batch,
+                 in_blocks=in_blocks)
 
 
 def matmul(name: str, rows: int, inner: int, cols: int, heads: int = 1, batch: int = 1) -> Layer:
@@ -169,6 +194,15 @@ class Workload:
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
+    def with_in_blocks(self, n_h: int) -> Workload:
+        """The same workload deployed with PTQ-SL input blocks: every weighted layer gets
+        ``in_blocks = min(n_h, input channels per group)`` (PTQ-SL's own clamp); matmul layers keep 1."""
+        if isinstance(n_h, bool) or not isinstance(n_h, int) or n_h < 1:
+            raise InputError(f"in_blocks must be a positive integer, got {n_h!r}")
+        return Workload(self.name, tuple(
+            dataclasses.replace(layer, in_blocks=min(n_h, layer.in_c // layer.groups)) if layer.has_weights
+            else layer for layer in self.layers))
+
     def to_frame(self) -> pd.DataFrame:
         """One row per layer with the shape fields and the GEMM view."""
         rows = []
@@ -176,7 +210,7 @@ class Workload:
             rows.append({"layer": i, "name": l.name, "kind": l.kind, "batch": l.batch, "in_h": l.in_h,
                          "in_w": l.in_w, "in_c": l.in_c, "out_c": l.out_c, "k_h": l.k_h, "k_w": l.k_w,
                          "stride": l.stride, "groups": l.groups, "out_h": l.out_h, "out_w": l.out_w,
-                         "M": l.M, "K": l.K, "N": l.N, "macs": l.macs})
+                         "in_blocks": l.in_blocks, "M": l.M, "K": l.K, "N": l.N, "macs": l.macs})
         return pd.DataFrame(rows)
 
 

@@ -27,6 +27,23 @@ def test_sim_writes_the_cost_table(tmp_path: Path, capsys, suffix: str) -> None:
     pd.testing.assert_frame_equal(table, expected, check_dtype=False)
 
 
+def test_sim_in_blocks_runs_one_reduction_per_block(tmp_path: Path, capsys) -> None:
+    """`--in-blocks 2` costs each weighted layer as two channel-aligned reductions: never fewer cycles, more on
+    layers whose half-K does not fill the row folds; the clamp keeps the 3-channel stem at its 3 channels."""
+    out = tmp_path / "costs.csv"
+    code, _, _ = run(["sim", "--chip", "bitfusion_edge", "--workload", "resnet18", "--pairs", "w4a4",
+                      "--in-blocks", "2", "--out", str(out)], capsys)
+    assert code == 0
+    blocked = pd.read_csv(out)
+    plain = simulate("bitfusion_edge", "resnet18", "w4a4")
+    assert (blocked.compute_cycles >= plain.compute_cycles).all()
+    assert (blocked.compute_cycles > plain.compute_cycles).any()
+    assert (blocked.macs == plain.macs).all()
+    code, _, err = run(["sim", "--chip", "bitfusion_edge", "--workload", "resnet18", "--in-blocks", "0",
+                        "--out", str(tmp_path / "bad.csv")], capsys)
+    assert code == 2 and "in_blocks" in err and not (tmp_path / "bad.csv").exists()
+
+
 def _write(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text)

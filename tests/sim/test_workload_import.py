@@ -467,6 +467,11 @@ def test_yaml_workload(tmp_path):
         Layer("raw", "conv", 58, 58, 4, 8, 3, 3, out_h=56, out_w=56),
     )
     assert wl.layers[1].kind == "dwconv"
+    blocked = tmp_path / "blocked.yaml"
+    blocked.write_text("layers:\n  - {type: conv, name: c, in_hw: 8, in_c: 5, out_c: 4, k: 3, pad: 1, in_blocks: 2}\n"
+                       "  - {name: g, kind: gemm, in_h: 1, in_w: 2, in_c: 7, out_c: 3, out_w: 2, in_blocks: 3}\n")
+    c, g = load_workload(blocked).layers
+    assert (c.in_blocks, c.block_k, g.in_blocks, g.block_k) == (2, (27, 18), 3, (3, 2, 2))
     nameless = tmp_path / "nameless.yml"
     nameless.write_text("layers:\n  - {type: gemm, name: g, tokens: 2, in_features: 3, out_features: 4}\n")
     assert load_workload(str(nameless)).name == "nameless"
@@ -506,6 +511,12 @@ _L = "layers:\n  - "
          ["layers[1]", "duplicate"]),
         ("layers:\n  - {type: gemm\n", ["malformed YAML", "line"]),
         (_L + "7\n", ["layers[0]", "mapping"]),
+        (_L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 1, in_blocks: 4}\n",
+         ["in_blocks=4", "3 input channels"]),
+        (_L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, in_blocks: 0}\n",
+         ["'in_blocks'", "positive"]),
+        (_L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 4, out_c: 1, in_blocks: 2.5}\n",
+         ["'in_blocks'", "integer"]),
     ],
 )
 def test_yaml_workload_errors(tmp_path, content, needles):
