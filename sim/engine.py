@@ -6,8 +6,6 @@ by cycle and the tests assert that both agree exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from sim.chipbatch import ChipBatch
@@ -51,36 +49,28 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     # --- input blocks (docs/sim.md, "Input blocks") ------------------------------------------------
     # Each group's C_g = K / window input channels split into n_H channel-aligned blocks: ``extra``
     # blocks of base + 1 channels and n_H - extra of base (array_split).  Every block is its own
-    # reduction, so per-block terms f(K_h) are summed as extra*f(K_big) + (n_H - extra)*f(K_small).
+    # reduction, so a per-block term f is summed as extra*f(big) + (n_H - extra)*f(small); a block
+    # size no layer uses is skipped (all layers unblocked: one size, K itself).
     window = lay(layers.window)
     n_h = lay(layers.blocks)
     chans = K // window
     base, extra = chans // n_h, chans % n_h
-    weights = ((extra, base + 1), (n_h - extra, base))  # (blocks of this size, channels per block)
-
-    def per_block(f: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-        """Sum of ``f(K_h, channels_h)`` over a layer's blocks."""
-        return sum(count * f(ch * window, ch) for count, ch in weights)
+    sizes = [(count, ch, _cdiv(ch * window, pack)) for count, ch in ((extra, base + 1), (n_h - extra, base))
+             if np.any(count)]  # (blocks of this size, channels per block, PE slots per block)
+    red_folds = [_cdiv(kp, R) for _, _, kp in sizes]  # ws/is row folds of one block
 
     # --- compute cycles (SCALE-Sim's fold model; docs/sim.md, eq. 1-3) -------------------------
     is_ws, is_os = df == WS, df == OS
     Sc = np.where(df == IS, M, N)
     col_folds = _cdiv(Sc, C)
     m_folds = _cdiv(M, R)  # os row folds (output rows)
-
-    def red_folds(k_h: np.ndarray, _ch: np.ndarray) -> np.ndarray:
-        """ws/is row folds of one block's reduction."""
-        return _cdiv(_cdiv(k_h, pack), R)
-
-    def block_cycles(k_h: np.ndarray, ch: np.ndarray) -> np.ndarray:
-        """One block's folds x fold cycles, per group."""
-        stream = serial * np.where(is_ws, M, np.where(is_os, _cdiv(k_h, pack), N))
-        fold_cycles = np.where(is_os, R + C + stream - 2, 2 * R + C + stream - 2)
-        return np.where(is_os, m_folds, red_folds(k_h, ch)) * col_folds * fold_cycles
-
-    row_folds = np.where(is_os, m_folds, per_block(red_folds))  # reduction folds summed over blocks
+    reduction_folds = sum(count * rf for (count, _, _), rf in zip(sizes, red_folds))  # ws/is, all blocks
+    row_folds = np.where(is_os, m_folds, reduction_folds)
     folds = G * col_folds * np.where(is_os, n_h * m_folds, row_folds)
-    compute = G * per_block(block_cycles) - 1
+    # ws/is folds all last 2R + C + serial*stream - 2; an os fold streams its block's slots
+    stationary_fold = 2 * R + C + serial * np.where(is_ws, M, N) - 2
+    os_block_cycles = sum(count * (R + C + serial * kp - 2) for count, _, kp in sizes)
+    compute = G * col_folds * np.where(is_os, m_folds * os_block_cycles, reduction_folds * stationary_fold) - 1
 
     # --- memory traffic in bits (eq. 4-9) ---------------------------------------------------------
     acc = c(chips.acc_bits)
@@ -95,13 +85,9 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     # stream the fold's lowered tile (eq. 4)
     passes_i = np.where(is_ws | is_os, col_folds, 1)
     chunk = R * pack  # reduction elements per ws row fold, from the start of a block
-
-    def block_planes(k_h: np.ndarray, ch: np.ndarray) -> np.ndarray:
-        """(row fold, input channel) touches of one block's ws folds."""
-        rf = red_folds(k_h, ch)
-        return rf + ch - 1 - (rf - 1) * np.gcd(chunk, window) // window
-
-    planes = per_block(block_planes)
+    share = np.gcd(chunk, window)
+    # (row fold, input channel) touches of each block's ws folds, summed over the blocks
+    planes = sum(count * (rf + ch - 1 - (rf - 1) * share // window) for (count, ch, _), rf in zip(sizes, red_folds))
     streamed = np.where(is_ws, planes * (used_g // chans), lowered)
     dram_ifmap = G * a * np.where(ifmap_fits, used_g, passes_i * streamed)
     # filter: ws reads each weight once; os re-reads a K x cols tile per row fold unless it fits;
