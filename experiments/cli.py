@@ -187,6 +187,78 @@ def quantize_cmd(
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
 
 
+@app.command("train", epilog="Example: lowbit train --model digits-cnn --method qgt --bits w2a8 --epochs 20 "
+                             "--out results/qgt_digits_w2a8")
+def train_cmd(
+    model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
+    method: Annotated[str, typer.Option(help="qat (fake-quant + straight-through estimator, the baseline), qgt "
+                                             "(regularized toward the b-bit grid) or dgms (Gaussian-mixture "
+                                             "weight sharing, snapped to a uniform grid).")],
+    bits: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w2a8 (2..8 each).")],
+    out: Annotated[Path, typer.Option(help="Directory for the integer export, history.csv and metrics.json.")],
+    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default 10).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam's peak learning rate, cosine decay (default 1e-3).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the pretrained model and of every choice in fine-tuning.")]
+    = 0,
+    lam: Annotated[float | None, typer.Option(help="qgt: the regularizer's weight lambda (default: the "
+                                                   "method's).")] = None,
+    components: Annotated[int | None, typer.Option(help="dgms: mixture components K; must be 2^w_bits "
+                                                        "(the zero component included).")] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+) -> None:
+    """Fine-tune a built-in model with training-time quantization, export it as integers, and measure it."""
+    from experiments.train import train_builtin
+    from sim.pairs import parse_pair
+
+    w_bits, a_bits = parse_pair(bits)
+    options: dict[str, object] = {}
+    if lam is not None:
+        if method != "qgt":
+            raise QuantInputError(f"--lam applies to --method qgt only, not {method}")
+        options["lam"] = lam
+    if components is not None:
+        if method != "dgms":
+            raise QuantInputError(f"--components applies to --method dgms only, not {method}")
+        options["components"] = components
+    _, result = train_builtin(model, method, w_bits, a_bits, epochs=epochs, lr=lr, seed=seed, out=out,
+                              progress=progress, options=options)
+    typer.echo(f"{model} {method} {bits} ({result.epochs} epochs): float {result.float_accuracy:.2f}%, fake-quant "
+               f"{result.fakequant_accuracy:.2f}%, integer {result.integer_accuracy:.2f}% "
+               f"(agreement {result.integer_agreement:.1f}%), weights {result.weight_size_bits / 8192:.1f} KiB "
+               f"({result.float_size_bits / result.weight_size_bits:.1f}x smaller than float), "
+               f"{result.seconds:.1f} s")
+    typer.echo(f"wrote {out}/model.npz, meta.json, history.csv, metrics.json")
+
+
+@app.command("quant-table", epilog="Example: lowbit quant-table --out results/quant_table --bits 2,3,4")
+def quant_table_cmd(
+    out: Annotated[Path, typer.Option(help="Directory for cells/*.json (resumable), quant_table.csv and .md.")],
+    models: Annotated[str, typer.Option(help="Comma-separated built-in models.")] = "digits-cnn,mnist1d-cnn",
+    methods: Annotated[str, typer.Option(help="Comma-separated: rtn, gpfq, ptq-sl, qat, qgt, dgms.")]
+    = "rtn,gpfq,ptq-sl,qat,qgt,dgms",
+    bits: Annotated[str, typer.Option(help="Comma-separated weight bits (activations are 8-bit).")] = "2,3,4",
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the training-time methods.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the pretrained models and of fine-tuning.")] = 0,
+) -> None:
+    """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float."""
+    from experiments.quant_table import build_table
+
+    def parse_bits(text: str) -> list[int]:
+        try:
+            return [int(b) for b in text.split(",") if b.strip()]
+        except ValueError:
+            raise QuantInputError(f"bad --bits {text!r}: give integers such as 2,3,4") from None
+
+    def report(cell: dict, cached: bool) -> None:
+        typer.echo(f"{cell['model']} {cell['method']} w{cell['w_bits']}a{cell['a_bits']}: {cell['accuracy']:.2f}%, "
+                   f"{cell['size_bits'] / 8192:.2f} KiB" + (" (cached)" if cached else f", {cell['seconds']:.1f} s"))
+
+    build_table(out, [m for m in models.split(",") if m.strip()], [m for m in methods.split(",") if m.strip()],
+                parse_bits(bits), epochs=epochs, seed=seed, on_cell=report)
+    typer.echo(f"wrote {out}/quant_table.csv and quant_table.md")
+
+
 @app.command("sensitivity", epilog="Example: lowbit sensitivity --model digits-cnn --method sqnr "
                                    "--pairs w8a8,w4a8,w4a4,w2a2 --out results/sens.csv")
 def sensitivity_cmd(

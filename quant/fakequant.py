@@ -48,6 +48,14 @@ class ActQuant:
         q = torch.clamp(torch.round(x64 / self.scale) + self.zero_point, self.spec.qmin, self.spec.qmax)
         return ((q - self.zero_point) * self.scale).to(x.dtype)
 
+    def ste(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quant for training: the quantized value forward; the gradient passes straight through inside the
+        clipping range and is zero outside it (straight-through estimator)."""
+        lo = (self.spec.qmin - self.zero_point) * self.scale
+        hi = (self.spec.qmax - self.zero_point) * self.scale
+        xc = torch.clamp(x, lo, hi)
+        return xc + (self(x) - xc).detach()
+
     def codes(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         q = np.rint(x.astype(np.float64) / self.scale) + self.zero_point
@@ -74,6 +82,10 @@ class QuantLayer(nn.Module):
         self.act: ActQuant | None = None
         self.out_perm: np.ndarray | None = None  # output-channel order applied by channel reordering
         self.register_buffer("w_deq", None, persistent=False)
+        # training-time quantization (quant.finetune): the weight the forward pass uses, as a function of the
+        # float weight (an nn.Module, so its own parameters train too), and straight-through activation fake-quant
+        self.weight_fn: nn.Module | None = None
+        self.ste = False
 
     # weights --------------------------------------------------------------------------------
     def gemm_weight(self) -> np.ndarray:
@@ -109,8 +121,13 @@ class QuantLayer(nn.Module):
     # forward --------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act is not None:
-            x = self.act(x)
-        w = self.w_deq if self.w_deq is not None else self.layer.weight
+            x = self.act.ste(x) if self.ste else self.act(x)
+        if self.w_deq is not None:
+            w = self.w_deq
+        elif self.weight_fn is not None:
+            w = self.weight_fn(self.layer.weight)
+        else:
+            w = self.layer.weight
         if isinstance(self.layer, nn.Linear):
             return F.linear(x, w, self.layer.bias)
         return self.layer._conv_forward(x, w, self.layer.bias)

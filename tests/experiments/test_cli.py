@@ -13,7 +13,7 @@ from cli_run import run_cli as run
 
 from sim import simulate
 
-VERBS = ("sim", "sweep", "quantize", "sensitivity", "solve", "pareto", "demo")
+VERBS = ("sim", "sweep", "quantize", "train", "quant-table", "sensitivity", "solve", "pareto", "demo")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

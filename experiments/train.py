@@ -1,0 +1,150 @@
+"""``lowbit train``: training-time quantization (QAT, QGT, DGMS) of a built-in model, exported and measured.
+
+Every method fine-tunes the same pretrained float model with the same budget (:class:`quant.finetune.
+FinetuneConfig`) and ends in the normal integer flow: b-bit codes in every layer, activations calibrated, the
+golden integer model built and measured, and the export written. The output directory holds
+
+* ``model.npz`` and ``meta.json`` -- the integer export (``docs/formats.md``), readable by ``lowbit rtl verify``;
+* ``history.csv`` -- one row per epoch (task loss, train accuracy, the method's own curves);
+* ``metrics.json`` -- accuracies (float, fake-quant, integer), sizes and the method's summary; written last;
+* method tables, e.g. QGT's ``sensitivity.csv`` (the bottleneck signal in ``lowbit solve``'s format).
+
+Everything is built in a temporary sibling directory first, and each file is moved into place atomically, so
+a failed run (bad input, a diverged mixture) leaves no partial result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quant.errors import QuantInputError
+
+__all__ = ["TRAIN_METHODS", "TrainResult", "train_method", "train_builtin"]
+
+TRAIN_METHODS = ("qat", "qgt", "dgms")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Accuracies in percent (test set), sizes in bits, time in seconds."""
+
+    model: str
+    method: str
+    w_bits: int
+    a_bits: int
+    epochs: int
+    lr: float
+    seed: int
+    float_accuracy: float
+    fakequant_accuracy: float
+    integer_accuracy: float
+    integer_agreement: float
+    float_size_bits: int
+    weight_size_bits: int
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train_method(method: str) -> Callable[..., Any]:
+    """The training function of ``method``: ``f(model, split, w_bits, a_bits, config, progress) -> TrainOutcome``."""
+    if method == "qat":
+        from quant.qat import qat_train
+
+        return qat_train
+    if method == "qgt":
+        from quant.qgt import qgt_train
+
+        return qgt_train
+    if method == "dgms":
+        from quant.dgms import dgms_train
+
+        return dgms_train
+    raise QuantInputError(f"unknown training method {method!r} (allowed: {', '.join(TRAIN_METHODS)})")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def train_builtin(model_name: str, method: str, w_bits: int, a_bits: int, *, epochs: int | None = None,
+                  lr: float | None = None, seed: int = 0, out: Path | None = None, progress: bool = False,
+                  options: dict[str, Any] | None = None) -> tuple[Any, TrainResult]:
+    """Train built-in ``model_name`` with ``method`` at ``w{w_bits}a{a_bits}``; measure it; export to ``out``.
+
+    ``seed`` selects the pretrained float model (as ``lowbit quantize --seed``) and every random choice of the
+    fine-tuning. ``options`` are passed to the method (e.g. QGT's ``lam``). Returns (TrainOutcome, TrainResult)."""
+    import torch
+
+    from experiments.quantize import model_size_bits
+    from quant.data import evaluate_accuracy
+    from quant.finetune import FinetuneConfig, check_bits
+    from quant.integer import build_integer_model
+    from quant.models import get_model, model_split
+
+    w_bits, a_bits = check_bits(w_bits, a_bits)
+    train = train_method(method)
+    defaults = FinetuneConfig()
+    config = FinetuneConfig(epochs=defaults.epochs if epochs is None else epochs,
+                            lr=defaults.lr if lr is None else lr, seed=seed)
+    model = get_model(model_name, seed=seed)
+    split = model_split(model_name)
+    start = time.perf_counter()
+    outcome = train(model, split, w_bits, a_bits, config, progress, **(options or {}))
+    seconds = time.perf_counter() - start
+    q = outcome.model
+    integer = build_integer_model(q, split.calib_x[:1], name=model_name)
+    _, int_pred = integer.run(split.test_x.numpy())
+    with torch.no_grad():
+        fq_pred = q(split.test_x).argmax(1).numpy()
+    float_bits, weight_bits = model_size_bits(q)
+    y = split.test_y.numpy()
+    result = TrainResult(
+        model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, epochs=config.epochs, lr=config.lr,
+        seed=seed, float_accuracy=round(evaluate_accuracy(model, split.test_x, split.test_y), 2),
+        fakequant_accuracy=round(evaluate_accuracy(q, split.test_x, split.test_y), 2),
+        integer_accuracy=round(100.0 * float(np.mean(int_pred == y)), 2),
+        integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2),
+        float_size_bits=float_bits, weight_size_bits=weight_bits, seconds=round(seconds, 2),
+        summary=_jsonable(outcome.summary))
+    if out is not None:
+        _write_outputs(Path(out), integer, outcome, result)
+    return outcome, result
+
+
+def _write_outputs(out: Path, integer: Any, outcome: Any, result: TrainResult) -> None:
+    """Build every file in a temporary sibling directory, then move each into ``out`` atomically, metrics last."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        integer.save(tmp)
+        outcome.history.to_csv(tmp / "history.csv", index=False, float_format="%.9g")
+        for name, frame in outcome.tables.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.9g")
+        (tmp / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        out.mkdir(parents=True, exist_ok=True)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != "metrics.json") + ["metrics.json"]
+        for name in names:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
