@@ -235,27 +235,30 @@ def train_cmd(
 def quant_table_cmd(
     out: Annotated[Path, typer.Option(help="Directory for cells/*.json (resumable), quant_table.csv and .md.")],
     models: Annotated[str, typer.Option(help="Comma-separated built-in models.")] = "digits-cnn,mnist1d-cnn",
-    methods: Annotated[str, typer.Option(help="Comma-separated: rtn, gpfq, ptq-sl, qat, qgt, dgms.")]
-    = "rtn,gpfq,ptq-sl,qat,qgt,dgms",
+    methods: Annotated[str, typer.Option(help="Comma-separated: rtn, gpfq, gpfq-paper, ptq-sl (per-channel), "
+                                              "ptq-sl-4x2, qat, qgt, dgms.")]
+    = "rtn,gpfq,gpfq-paper,ptq-sl,ptq-sl-4x2,qat,qgt,dgms",
     bits: Annotated[str, typer.Option(help="Comma-separated weight bits (activations are 8-bit).")] = "2,3,4",
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the training-time methods.")] = 20,
-    seed: Annotated[int, typer.Option(help="Seed of the pretrained models and of fine-tuning.")] = 0,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (pretrained model and fine-tuning); the "
+                                            "table shows means.")] = "0",
 ) -> None:
     """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float."""
     from experiments.quant_table import build_table
 
-    def parse_bits(text: str) -> list[int]:
+    def parse_ints(text: str, option: str) -> list[int]:
         try:
             return [int(b) for b in text.split(",") if b.strip()]
         except ValueError:
-            raise QuantInputError(f"bad --bits {text!r}: give integers such as 2,3,4") from None
+            raise QuantInputError(f"bad {option} {text!r}: give integers such as 2,3,4") from None
 
     def report(cell: dict, cached: bool) -> None:
-        typer.echo(f"{cell['model']} {cell['method']} w{cell['w_bits']}a{cell['a_bits']}: {cell['accuracy']:.2f}%, "
+        typer.echo(f"{cell['model']} {cell['method']} w{cell['w_bits']}a{cell['a_bits']} seed {cell['seed']}: "
+                   f"{cell['accuracy']:.2f}%, "
                    f"{cell['size_bits'] / 8192:.2f} KiB" + (" (cached)" if cached else f", {cell['seconds']:.1f} s"))
 
     build_table(out, [m for m in models.split(",") if m.strip()], [m for m in methods.split(",") if m.strip()],
-                parse_bits(bits), epochs=epochs, seed=seed, on_cell=report)
+                parse_ints(bits, "--bits"), epochs=epochs, seeds=parse_ints(seeds, "--seeds"), on_cell=report)
     typer.echo(f"wrote {out}/quant_table.csv and quant_table.md")
 
 

@@ -1,12 +1,14 @@
 """``lowbit quant-table``: the quantization results table of ``docs/quant.md``.
 
-Method (RTN, GPFQ, PTQ-SL, QAT, QGT, DGMS) x weight bits x built-in model -> test accuracy of the integer model,
-model size in KiB and size reduction against float32. Activations are 8-bit everywhere. Post-training methods
-run through :func:`experiments.quantize.quantize_builtin`; training-time methods through
-:func:`experiments.train.train_builtin`, all with the same fine-tuning budget.
+Method (RTN, GPFQ, PTQ-SL, QAT, QGT, DGMS, and the variants below) x weight bits x built-in model -> test
+accuracy (fake-quant and golden integer model), their agreement, model size in KiB and size reduction against
+float32, averaged over training seeds. Activations are 8-bit everywhere. Post-training methods run through
+:func:`experiments.quantize.quantize_builtin`; training-time methods through :func:`experiments.train.
+train_builtin`, all with the same fine-tuning budget.
 
-Each cell is a small JSON file under ``OUT/cells/`` written atomically, so an interrupted run resumes where it
-stopped; ``OUT/quant_table.csv`` and ``OUT/quant_table.md`` are rewritten (atomically) from the cells at the end.
+Each (model, method, bits, seed) cell is a small JSON file under ``OUT/cells/`` written atomically, so an
+interrupted run resumes where it stopped; ``OUT/quant_table.csv`` (every cell) and ``OUT/quant_table.md`` (means)
+are rewritten atomically from the cells at the end.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from quant.errors import QuantInputError
 
 __all__ = ["TABLE_METHODS", "PTQ_GRANULARITY", "table_cell", "build_table", "table_markdown"]
 
-TABLE_METHODS = ("rtn", "gpfq", "ptq-sl", "qat", "qgt", "dgms")
-#: granularity of the post-training methods: per-channel scales; PTQ-SL with its sub-layer 4 x 2 blocks
-PTQ_GRANULARITY = {"rtn": "channel", "gpfq": "channel", "ptq-sl": "4x2"}
+#: post-training rows: label -> (quantize_builtin method, granularity)
+PTQ_GRANULARITY = {"rtn": ("rtn", "channel"), "gpfq": ("gpfq", "channel"), "gpfq-paper": ("gpfq-paper", "channel"),
+                   "ptq-sl": ("ptq-sl", "channel"), "ptq-sl-4x2": ("ptq-sl", "4x2")}
+TABLE_METHODS = (*PTQ_GRANULARITY, "qat", "qgt", "dgms")
 A_BITS = 8
 
 
@@ -34,8 +37,9 @@ def table_cell(model: str, method: str, w_bits: int, *, epochs: int, seed: int =
     if method in PTQ_GRANULARITY:
         from experiments.quantize import quantize_builtin
 
-        _, res = quantize_builtin(model, method, w_bits, A_BITS, PTQ_GRANULARITY[method], seed)
-        summary: dict[str, Any] = {"granularity": PTQ_GRANULARITY[method]}
+        base, granularity = PTQ_GRANULARITY[method]
+        _, res = quantize_builtin(model, base, w_bits, A_BITS, granularity, seed)
+        summary: dict[str, Any] = {"granularity": granularity}
     else:
         from experiments.train import train_builtin
 
@@ -43,8 +47,9 @@ def table_cell(model: str, method: str, w_bits: int, *, epochs: int, seed: int =
         summary = {"epochs": epochs, **res.summary}
     return {"model": model, "method": method, "w_bits": w_bits, "a_bits": A_BITS, "seed": seed,
             "float_accuracy": res.float_accuracy, "fakequant_accuracy": res.fakequant_accuracy,
-            "accuracy": res.integer_accuracy, "float_size_bits": res.float_size_bits,
-            "size_bits": res.weight_size_bits, "seconds": res.seconds, "summary": summary}
+            "accuracy": res.integer_accuracy, "agreement": res.integer_agreement,
+            "float_size_bits": res.float_size_bits, "size_bits": res.weight_size_bits, "seconds": res.seconds,
+            "summary": summary}
 
 
 def _check(models: Sequence[str], methods: Sequence[str], bits: Sequence[int]) -> None:
@@ -63,7 +68,7 @@ def _check(models: Sequence[str], methods: Sequence[str], bits: Sequence[int]) -
 
 def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn"),
                 methods: Sequence[str] = TABLE_METHODS, bits: Sequence[int] = (2, 3, 4), *, epochs: int = 20,
-                seed: int = 0, progress: bool = False,
+                seeds: Sequence[int] = (0,), progress: bool = False,
                 on_cell: Callable[[dict[str, Any], bool], None] | None = None) -> pd.DataFrame:
     """Compute (or reuse) every cell under ``out/cells`` and write ``quant_table.csv`` and ``quant_table.md``.
 
@@ -72,12 +77,14 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
     from sim.io import atomic_path
 
     _check(models, methods, bits)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise QuantInputError(f"seeds must be non-negative integers, got {list(seeds)!r}")
     cells_dir = Path(out) / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for model in models:
         for method in methods:
-            for b in bits:
+            for b, seed in ((b, seed) for b in bits for seed in seeds):
                 budget = "" if method in PTQ_GRANULARITY else f"-e{epochs}"
                 path = cells_dir / f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
                 cached = path.is_file()
@@ -91,8 +98,6 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
                 if on_cell is not None:
                     on_cell(cell, cached)
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "summary"} for r in rows])
-    frame["size_kib"] = frame["size_bits"] / 8192
-    frame["reduction"] = frame["float_size_bits"] / frame["size_bits"]
     with atomic_path(Path(out) / "quant_table.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(Path(out) / "quant_table.md") as tmp:
@@ -101,26 +106,36 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
 
 
 def table_markdown(frame: pd.DataFrame, cells: Sequence[dict[str, Any]]) -> str:
-    """The docs table: one row per (model, method), one accuracy / KiB / reduction group per weight width,
-    then DGMS's sparsity and sparse compression where present."""
-    bits = sorted(frame.w_bits.unique())
-    head = ["model", "method"] + [f"w{b}a8: acc. % · KiB · ×" for b in bits]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (model, method), group in frame.groupby(["model", "method"], sort=False):
-        by_bits = {int(r.w_bits): r for r in group.itertuples()}
-        cols = [f"{by_bits[b].accuracy:.2f} · {by_bits[b].size_kib:.2f} · {by_bits[b].reduction:.1f}×"
-                if b in by_bits else "—" for b in bits]
-        lines.append(f"| {model} | {method.upper() if method != 'ptq-sl' else 'PTQ-SL'} | " + " | ".join(cols) + " |")
-    floats = frame.groupby("model", sort=False).agg(acc=("float_accuracy", "first"), bits=("float_size_bits", "first"))
-    lines.append("")
-    lines.append("Float32: " + "; ".join(f"{m} {r.acc:.2f} %, {r.bits / 8192:.1f} KiB" for m, r in floats.iterrows())
-                 + ".")
+    """The docs table, means over seeds: one row per (model, method, bits) with accuracy (fake-quant and integer),
+    the lowest agreement over seeds, size and reduction; float rows first; then DGMS's sparsity and compression."""
+    mean = frame.groupby(["model", "method", "w_bits"], sort=False).agg(
+        float_acc=("float_accuracy", "mean"), acc=("fakequant_accuracy", "mean"), int_acc=("accuracy", "mean"),
+        agree=("agreement", "min"), size=("size_bits", "mean"), float_size=("float_size_bits", "mean"),
+        seeds=("seed", "nunique")).reset_index()
+    lines = ["| model | method | bits | accuracy % (fake-quant) | accuracy % (integer) | agreement % | size KiB | "
+             "reduction vs float |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for model, group in mean.groupby("model", sort=False):
+        first = group.iloc[0]
+        lines.append(f"| {model} | float | 32 | {first.float_acc:.2f} | — | — | {first.float_size / 8192:.1f} | 1.0× |")
+        for r in group.itertuples():
+            lines.append(f"| {model} | {_label(r.method)} | w{r.w_bits}a{A_BITS} | {r.acc:.2f} | {r.int_acc:.2f} | "
+                         f"{r.agree:.1f} | {r.size / 8192:.2f} | {r.float_size / r.size:.1f}× |")
+    seeds = sorted(frame.seed.unique())
+    lines += ["", f"Means over seeds {', '.join(map(str, seeds))}; agreement is the lowest over seeds."]
     dgms = [c for c in cells if c["method"] == "dgms" and "sparsity" in c.get("summary", {})]
     if dgms:
-        lines += ["", "| model | DGMS bits | sparsity | compression (bits and sparsity) |", "|---|---|---:|---:|"]
+        lines += ["", "| model | DGMS bits | seed | sparsity | compression from bits and sparsity |",
+                  "|---|---|---:|---:|---:|"]
         for c in dgms:
             s = c["summary"]
-            ratio = s.get("compression_ratio", s.get("compression", float("nan")))
-            ratio_text = f"{ratio:.1f}×" if isinstance(ratio, int | float) else str(ratio)
-            lines.append(f"| {c['model']} | w{c['w_bits']}a8 | {100 * s['sparsity']:.1f} % | {ratio_text} |")
+            ratio = s.get("compression_ratio")
+            ratio_text = f"{ratio:.1f}×" if isinstance(ratio, int | float) else "—"
+            lines.append(f"| {c['model']} | w{c['w_bits']}a{A_BITS} | {c['seed']} | {100 * s['sparsity']:.1f} % | "
+                         f"{ratio_text} |")
     return "\n".join(lines) + "\n"
+
+
+def _label(method: str) -> str:
+    return {"rtn": "RTN", "gpfq": "GPFQ", "gpfq-paper": "GPFQ (paper alphabet, b+1-bit codes)",
+            "ptq-sl": "PTQ-SL (per-channel)", "ptq-sl-4x2": "PTQ-SL (4×2 blocks)", "qat": "QAT", "qgt": "QGT",
+            "dgms": "DGMS"}.get(method, method)

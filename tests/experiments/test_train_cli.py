@@ -46,10 +46,10 @@ def test_quant_table_builds_and_resumes(tmp_path: Path, capsys) -> None:
     code, stdout, _ = run(argv, capsys)
     assert code == 0 and "cached" not in stdout
     table = pd.read_csv(tmp_path / "quant_table.csv")
-    assert list(table.method) == ["rtn", "qat"] and (table.reduction > 10).all()
+    assert list(table.method) == ["rtn", "qat"] and (table.float_size_bits > 10 * table.size_bits).all()
     assert table.set_index("method").accuracy["qat"] > table.set_index("method").accuracy["rtn"]
     md = (tmp_path / "quant_table.md").read_text()
-    assert "| digits-cnn | QAT |" in md and "Float32" in md
+    assert "| digits-cnn | QAT | w2a8 |" in md and "| digits-cnn | float | 32 |" in md
     code, stdout, _ = run(argv, capsys)
     assert code == 0 and stdout.count("(cached)") == 2
     code, _, err = run(["quant-table", "--out", str(tmp_path), "--methods", "rtn,magic"], capsys)
