@@ -128,7 +128,7 @@ def table_markdown(frame: pd.DataFrame, cells: Sequence[dict[str, Any]]) -> str:
                   "|---|---|---:|---:|---:|"]
         for c in dgms:
             s = c["summary"]
-            ratio = s.get("compression_ratio")
+            ratio = s.get("compression_sparse")
             ratio_text = f"{ratio:.1f}×" if isinstance(ratio, int | float) else "—"
             lines.append(f"| {c['model']} | w{c['w_bits']}a{A_BITS} | {c['seed']} | {100 * s['sparsity']:.1f} % | "
                          f"{ratio_text} |")

@@ -32,6 +32,7 @@ def test_train_writes_export_history_metrics_deterministically(tmp_path: Path, c
     (["--method", "qat", "--bits", "w2a8", "--lam", "0.1"], "--lam applies to --method qgt"),
     (["--method", "qat", "--bits", "w2a8", "--components", "4"], "--components applies to --method dgms"),
     (["--method", "qat", "--bits", "w2a8", "--epochs", "0"], "epochs"),
+    (["--method", "dgms", "--bits", "w2a8", "--components", "8"], "K=8 is inconsistent with w_bits=2"),
 ])
 def test_train_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
     out = tmp_path / "out"
