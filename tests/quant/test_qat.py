@@ -70,7 +70,8 @@ def test_qat_is_deterministic_and_beats_rtn_at_2_bits() -> None:
     rtn_quantize(rtn, 2)
     acc_rtn = evaluate_accuracy(rtn, split.test_x, split.test_y)
     acc_qat = evaluate_accuracy(first.model, split.test_x, split.test_y)
-    assert acc_qat > acc_rtn + 30, (acc_qat, acc_rtn)
+    # RTN at 2 bits varies with the pretrained weights (31.7-66.8 % seen); two epochs of QAT recover > 90 %
+    assert acc_qat >= 90.0 and acc_qat > acc_rtn + 10, (acc_qat, acc_rtn)
 
 
 def test_a_non_finite_loss_stops_training_with_one_line() -> None:
