@@ -37,6 +37,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_resnet18_table.py
 	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) results build .pytest_cache .hypothesis

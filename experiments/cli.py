@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -13,6 +13,10 @@ from quant.errors import QuantInputError
 from rtl.tools import RtlError
 from search.errors import SearchInputError
 from sim.errors import InputError
+
+if TYPE_CHECKING:
+    from experiments.quantize import QuantResult
+    from experiments.train import TrainResult
 
 app = typer.Typer(
     name="lowbit",
@@ -159,6 +163,12 @@ def sweep_cmd(
     typer.echo(f"sweep results in {path}")
 
 
+def _accuracy_summary(r: QuantResult | TrainResult) -> str:
+    """One line of a quantize/train result: float, fake-quant and integer accuracy, agreement, weight KiB."""
+    return (f"float {r.float_accuracy:.2f}%, fake-quant {r.fakequant_accuracy:.2f}%, integer {r.integer_accuracy:.2f}% "
+            f"(agreement {r.integer_agreement:.1f}%), weights {r.weight_size_bits / 8192:.1f} KiB")
+
+
 @app.command("quantize", epilog="Example: lowbit quantize --model digits-cnn --method gpfq --bits w4a8 "
                                 "--out results/q_digits_w4a8")
 def quantize_cmd(
@@ -181,9 +191,7 @@ def quantize_cmd(
     _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=out)
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-    typer.echo(f"{model} {method} {bits} ({granularity}): float {result.float_accuracy:.2f}%, fake-quant "
-               f"{result.fakequant_accuracy:.2f}%, integer {result.integer_accuracy:.2f}% "
-               f"(agreement {result.integer_agreement:.1f}%), weights {result.weight_size_bits / 8192:.1f} KiB")
+    typer.echo(f"{model} {method} {bits} ({granularity}): {_accuracy_summary(result)}")
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
 
 
@@ -223,11 +231,8 @@ def train_cmd(
         options["components"] = components
     _, result = train_builtin(model, method, w_bits, a_bits, epochs=epochs, lr=lr, seed=seed, out=out,
                               progress=progress, options=options)
-    typer.echo(f"{model} {method} {bits} ({result.epochs} epochs): float {result.float_accuracy:.2f}%, fake-quant "
-               f"{result.fakequant_accuracy:.2f}%, integer {result.integer_accuracy:.2f}% "
-               f"(agreement {result.integer_agreement:.1f}%), weights {result.weight_size_bits / 8192:.1f} KiB "
-               f"({result.float_size_bits / result.weight_size_bits:.1f}x smaller than float), "
-               f"{result.seconds:.1f} s")
+    typer.echo(f"{model} {method} {bits} ({result.epochs} epochs): {_accuracy_summary(result)} "
+               f"({result.float_size_bits / result.weight_size_bits:.1f}x smaller than float), {result.seconds:.1f} s")
     typer.echo(f"wrote {out}/model.npz, meta.json, history.csv, metrics.json")
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from quant.errors import QuantInputError
+from quant.fakequant import model_size_bits
 from quant.quantizer import Blocks
 
 __all__ = ["METHODS", "QuantResult", "parse_granularity", "quantize_builtin", "quantize_model", "model_size_bits"]
@@ -51,20 +52,6 @@ class QuantResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def model_size_bits(model: torch.nn.Module) -> tuple[int, int]:
-    """(float32 size of all parameters, quantized size: codes at their width + 32-bit block scales + 32-bit
-    biases + any unquantized parameters at 32 bits), in bits."""
-    from quant.fakequant import quant_layers
-
-    float_bits = 32 * sum(p.numel() for p in model.parameters())
-    quant_bits = float_bits
-    for _, layer in quant_layers(model):
-        if layer.w_codes is not None:
-            quant_bits -= 32 * layer.layer.weight.numel()
-            quant_bits += layer.w_codes.size * layer.w_spec.bits + 32 * layer.w_scales.size
-    return int(float_bits), int(quant_bits)
 
 
 def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mapping[str, int],

@@ -62,7 +62,7 @@ from torch import nn
 
 from quant.data import Split, evaluate_accuracy
 from quant.errors import QuantInputError
-from quant.fakequant import QuantLayer, calibrate_activations, prepare, quant_layers
+from quant.fakequant import QuantLayer, calibrate_activations, model_size_bits, prepare, quant_layers
 from quant.finetune import FinetuneConfig, TrainingDivergedError, TrainOutcome, check_bits, finetune, training_mode
 from quant.quantizer import Blocks, QuantSpec
 
@@ -476,18 +476,8 @@ def _codebook_table(name: str, means: np.ndarray, snap: SnapResult) -> pd.DataFr
                          "scale": s.ravel(), "snapped": (s * snap.comp_codes).ravel()})
 
 
-def _size_bits(q: nn.Module) -> tuple[int, int]:
-    """(float32 bits of all parameters, bits with b-bit weight codes + 32-bit scales), as
-    ``experiments.quantize.model_size_bits``."""
-    float_bits = 32 * sum(p.numel() for p in q.parameters())
-    quant = float_bits
-    for _, m in quant_layers(q):
-        quant += m.w_codes.size * m.w_spec.bits + 32 * m.w_scales.size - 32 * m.layer.weight.numel()
-    return int(float_bits), int(quant)
-
-
 def _compression(w_bits: int, sparsity: float, zero_codes: float, q: nn.Module) -> dict[str, float]:
-    float_bits, quant_bits = _size_bits(q)
+    float_bits, quant_bits = model_size_bits(q)
     return {"sparsity": sparsity, "zero_codes": zero_codes,
             "compression_dense": 32.0 / w_bits,
             "compression_sparse": 32.0 / (w_bits * (1.0 - zero_codes)) if zero_codes < 1.0 else math.inf,

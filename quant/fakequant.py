@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from quant.errors import QuantInputError
 from quant.quantizer import Blocks, QuantSpec, check_finite, dequantize, expand_blocks
 
-__all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "capture_inputs", "feed_inputs",
+__all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "model_size_bits", "capture_inputs", "feed_inputs",
            "calibrate_activations", "fold_batchnorm", "SUPPORTED", "act_range"]
 
 SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -282,3 +282,15 @@ def calibrate_activations(model: nn.Module, data: torch.Tensor, a_bits: int | di
         lo, hi = act_range(inputs[id(m)], method, percentile, bits)
         spec, scale, zp = _act_params(lo, hi, bits)
         m.act = ActQuant(spec, float(scale), int(zp))
+
+
+def model_size_bits(model: nn.Module) -> tuple[int, int]:
+    """(float32 size of all parameters, quantized size: codes at their width + 32-bit block scales + 32-bit
+    biases + any unquantized parameters at 32 bits), in bits."""
+    float_bits = 32 * sum(p.numel() for p in model.parameters())
+    quant_bits = float_bits
+    for _, layer in quant_layers(model):
+        if layer.w_codes is not None:
+            quant_bits -= 32 * layer.layer.weight.numel()
+            quant_bits += layer.w_codes.size * layer.w_spec.bits + 32 * layer.w_scales.size
+    return int(float_bits), int(quant_bits)

@@ -35,7 +35,7 @@ from torch import nn
 from quant.data import Split
 from quant.errors import QuantInputError
 from quant.fakequant import QuantLayer, quant_layers
-from quant.models.train import _deterministic_cpu
+from quant.models.train import deterministic_cpu
 from quant.progress import progress_bar
 
 __all__ = ["MIN_BITS", "MAX_BITS", "FinetuneConfig", "TrainOutcome", "TrainingDivergedError", "check_bits",
@@ -141,7 +141,7 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
     steps_per_epoch = math.ceil(n / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     rows: list[dict[str, float]] = []
-    with torch.random.fork_rng(devices=[]), _deterministic_cpu(), \
+    with torch.random.fork_rng(devices=[]), deterministic_cpu(), \
             progress_bar(progress, config.epochs, label) as advance:
         torch.manual_seed(config.seed)
         opt = torch.optim.Adam(params, lr=config.lr)

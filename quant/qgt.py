@@ -61,10 +61,10 @@ from quant.fakequant import QuantLayer, calibrate_activations, capture_inputs, p
 from quant.finetune import MIN_BITS, FinetuneConfig, TrainOutcome, check_bits, finetune, training_mode
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, gpfq_quantize
 from quant.groups import quantizer_groups
-from quant.models.train import _deterministic_cpu
+from quant.models.train import deterministic_cpu
 from quant.quantizer import Blocks, QuantSpec
 from quant.rtn import rtn_codes
-from quant.sensitivity import COLUMNS
+from quant.sensitivity import COLUMNS, float_model
 
 __all__ = ["SCHEDULES", "FINALS", "GRIDS", "SCALE_GRID", "DEFAULT_LAM", "DEFAULT_WARMUP", "DEFAULT_FINAL",
            "EXP_START", "QGT_COLUMNS", "channel_scales", "grid_weight", "relative_residual", "grid_codes",
@@ -333,17 +333,6 @@ def qgt_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config: 
 # the sensitivity table
 
 
-def _float64_copy(model: nn.Module) -> nn.Module:
-    """A prepared float64 copy of ``model`` (float or prepared) with every quantizer off."""
-    if not isinstance(model, nn.Module):
-        raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    base = prepare(model).double()
-    for _, layer in quant_layers(base):
-        layer.clear_weight_quant()
-        layer.act = None
-    return base
-
-
 def _check_calib(calib_x: Any) -> torch.Tensor:
     if not isinstance(calib_x, torch.Tensor) or calib_x.ndim < 1 or len(calib_x) == 0:
         raise QuantInputError("calib_x must be a non-empty torch.Tensor [N, ...]")
@@ -395,8 +384,8 @@ def qgt_sensitivity(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[Pai
     pairs = _check_pairs(pairs)
     grid = _check_choice("grid", grid, GRIDS)
     x = _check_calib(calib_x)
-    base = _float64_copy(model)
-    with _deterministic_cpu():
+    base = float_model(model)
+    with deterministic_cpu():
         layers = quant_layers(base, x[:1])
         if not layers:
             raise QuantInputError("the model has no Conv1d, Conv2d or Linear layer that runs on calib_x")

@@ -93,7 +93,7 @@ from quant.progress import progress_bar
 from quant.quantizer import MAX_BITS, MIN_BITS, Blocks, QuantSpec, check_finite, expand_blocks
 from quant.rtn import granularity_blocks, rtn_codes
 
-__all__ = ["METHODS", "QUANTIZERS", "COLUMNS", "REQUIRED_COLUMNS", "EXTRA_COLUMNS", "TABLE_SUFFIXES",
+__all__ = ["float_model", "METHODS", "QUANTIZERS", "COLUMNS", "REQUIRED_COLUMNS", "EXTRA_COLUMNS", "TABLE_SUFFIXES",
            "DEFAULT_SAMPLES", "DEFAULT_ITERATIONS", "sensitivity_table", "hessian_traces", "output_nsr",
            "write_sensitivity", "quantizer_groups"]
 
@@ -173,7 +173,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def _float_model(model: Any) -> nn.Module:
+def float_model(model: Any) -> nn.Module:
     """A prepared float64 copy with every quantizer off."""
     if not isinstance(model, nn.Module):
         raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -499,7 +499,7 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
     seed = _check_int("seed", seed, 0)
     iterations = _check_int("iterations", iterations, 1)
     _check_inputs(calib_x, calib_y, method in ("hessian", "loss"), method)
-    base = _float_model(model)
+    base = float_model(model)
     x, y = _select(calib_x.detach(), None if calib_y is None else calib_y.detach(), n_samples, seed)
     x = x.double()
     with _one_thread():
@@ -540,7 +540,7 @@ def hessian_traces(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iterat
     iterations = _check_int("iterations", iterations, 1)
     seed = _check_int("seed", seed, 0)
     _check_inputs(x, y, True, "hessian")
-    base = _float_model(model)
+    base = float_model(model)
     x = x.detach().double()
     with _one_thread():
         _forward(base, x[:1])
@@ -559,7 +559,7 @@ def output_nsr(model: nn.Module, calib_x: torch.Tensor, assignment: Mapping[str,
     _check_inputs(calib_x, None, False, "sqnr")
     if not isinstance(assignment, Mapping) or not assignment:
         raise QuantInputError("assignment must be a non-empty mapping {layer name: (w_bits, a_bits)}")
-    base = _float_model(model)
+    base = float_model(model)
     x = calib_x.detach().double()
     with _one_thread():
         _forward(base, x[:1])

@@ -349,10 +349,10 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
     lowered = sim_layer(layer, x_codes)
     if (lowered.M, lowered.K, lowered.N, lowered.window * layer.in_channels) != (M, layer.reduction,
                                                                                   layer.out_features, layer.reduction):
-        raise AssertionError(f"layer {layer.name}: sim's view {lowered.M}x{lowered.K}x{lowered.N} differs from the "
+        raise RtlError(f"layer {layer.name}: sim's view {lowered.M}x{lowered.K}x{lowered.N} differs from the "
                              f"lowered GEMM {M}x{layer.reduction}x{layer.out_features}")
     if lowered.block_k != tuple(np.diff(layer.col_bounds).tolist()):
-        raise AssertionError(f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
+        raise RtlError(f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
                              f"{tuple(np.diff(layer.col_bounds).tolist())}")
     plan = passes[0].plan
 

@@ -42,6 +42,7 @@ __all__ = [
     "ModelSpec",
     "TrainConfig",
     "cache_key",
+    "deterministic_cpu",
     "get_model",
     "model_cache_path",
     "model_split",
@@ -101,7 +102,7 @@ def model_split(name: str) -> Split:
 
 
 @contextmanager
-def _deterministic_cpu() -> Iterator[None]:
+def deterministic_cpu() -> Iterator[None]:
     """Deterministic algorithms and a single intra-op thread, restoring the caller's settings on exit."""
     threads = torch.get_num_threads()
     det = torch.are_deterministic_algorithms_enabled()
@@ -133,7 +134,7 @@ def train_model(name: str, seed: int = 0, epochs: int | None = None, progress: b
     n = len(y)
     steps_per_epoch = math.ceil(n / hp.batch_size)
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]), _deterministic_cpu():
+    with torch.random.fork_rng(devices=[]), deterministic_cpu():
         torch.manual_seed(seed)
         model = spec.builder()
         opt = torch.optim.Adam(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
