@@ -45,7 +45,10 @@ def table_cell(model: str, method: str, w_bits: int, *, epochs: int, seed: int =
 
         _, res = train_builtin(model, method, w_bits, A_BITS, epochs=epochs, seed=seed, progress=progress)
         summary = {"epochs": epochs, **res.summary}
+    from quant.models import cache_key
+
     return {"model": model, "method": method, "w_bits": w_bits, "a_bits": A_BITS, "seed": seed,
+            "model_key": cache_key(model),
             "float_accuracy": res.float_accuracy, "fakequant_accuracy": res.fakequant_accuracy,
             "accuracy": res.integer_accuracy, "agreement": res.integer_agreement,
             "float_size_bits": res.float_size_bits, "size_bits": res.weight_size_bits, "seconds": res.seconds,
@@ -66,6 +69,15 @@ def _check(models: Sequence[str], methods: Sequence[str], bits: Sequence[int]) -
             raise QuantInputError(f"weight bits must be integers in 2..8, got {b!r}")
 
 
+def _read_cell(path: Path, model_key: str) -> dict[str, Any] | None:
+    """The stored cell at ``path`` if it is readable and was computed from the current pretrained model."""
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return cell if isinstance(cell, dict) and cell.get("model_key") == model_key else None
+
+
 def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn"),
                 methods: Sequence[str] = TABLE_METHODS, bits: Sequence[int] = (2, 3, 4), *, epochs: int = 20,
                 seeds: Sequence[int] = (0,), progress: bool = False,
@@ -73,7 +85,9 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
     """Compute (or reuse) every cell under ``out/cells`` and write ``quant_table.csv`` and ``quant_table.md``.
 
     ``on_cell(cell, cached)`` is called after each cell. Cells are keyed by model, method, bits, epochs and seed,
-    so changing the budget recomputes only the training-time cells."""
+    so changing the budget recomputes only the training-time cells; a cell whose ``model_key`` (the pretrained
+    model's cache key) differs from the current one, or that cannot be read, is recomputed."""
+    from quant.models import cache_key
     from sim.io import atomic_path
 
     _check(models, methods, bits)
@@ -87,10 +101,9 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
             for b, seed in ((b, seed) for b in bits for seed in seeds):
                 budget = "" if method in PTQ_GRANULARITY else f"-e{epochs}"
                 path = cells_dir / f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
-                cached = path.is_file()
-                if cached:
-                    cell = json.loads(path.read_text())
-                else:
+                cell = _read_cell(path, cache_key(model))
+                cached = cell is not None
+                if cell is None:
                     cell = table_cell(model, method, b, epochs=epochs, seed=seed, progress=progress)
                     with atomic_path(path) as tmp:
                         tmp.write_text(json.dumps(cell, indent=1) + "\n")

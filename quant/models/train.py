@@ -12,12 +12,15 @@
 
 ``get_model(name, seed)`` trains on first use and stores the state_dict under
 ``lowbit_cache_dir()/models/<name>-seed<seed>-<key>.pt``, where ``<key>`` hashes the architecture, the
-hyper-parameters, the data loader and the torch version; later calls load it. Models are returned in eval mode.
+hyper-parameters, the torch version and the *source code* of the builder's and the data loader's modules and of
+the training loop, so an edit to any of them retrains instead of reusing stale weights; later calls load it. Models
+are returned in eval mode.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import sys
@@ -170,6 +173,17 @@ def train_model(name: str, seed: int = 0, epochs: int | None = None, progress: b
     return model.eval()
 
 
+def _source_digest(spec: ModelSpec) -> str:
+    """SHA-256 of the code that determines the weights: the builder's and data loader's modules, the training loop."""
+    parts = [
+        inspect.getsource(inspect.getmodule(spec.builder)),
+        inspect.getsource(inspect.getmodule(spec.data)),
+        inspect.getsource(deterministic_cpu),
+        inspect.getsource(train_model),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def cache_key(name: str) -> str:
     """A 16-hex-digit hash of everything that determines the trained weights except the seed."""
     spec = _spec(name)
@@ -182,6 +196,7 @@ def cache_key(name: str) -> str:
         "hparams": asdict(spec.hparams),
         "data": f"{spec.data.__module__}.{spec.data.__qualname__}",
         "torch": torch.__version__,
+        "source": _source_digest(spec),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -53,5 +53,9 @@ def test_quant_table_builds_and_resumes(tmp_path: Path, capsys) -> None:
     assert "| digits-cnn | QAT | w2a8 |" in md and "| digits-cnn | float | 32 |" in md
     code, stdout, _ = run(argv, capsys)
     assert code == 0 and stdout.count("(cached)") == 2
+    stale = tmp_path / "cells" / "digits-cnn_rtn_w2a8_s0.json"  # computed from an older pretrained model
+    stale.write_text(stale.read_text().replace('"model_key": "', '"model_key": "0'))
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0 and stdout.count("(cached)") == 1
     code, _, err = run(["quant-table", "--out", str(tmp_path), "--methods", "rtn,magic"], capsys)
     assert code == 2 and "unknown method 'magic'" in err
