@@ -227,6 +227,7 @@ class DGMSWeight(nn.Module):
         sig = _inv_exp_offset(np.maximum(init.sigmas, 2 * self.sigma_min), self.sigma_min)
         self.log_sigma = nn.Parameter(sig / c)
         self.log_tau = nn.Parameter(_inv_exp_offset([tau0], TAU_MIN) / c)
+        self.straight_through = False
 
     # the mixture's quantities ----------------------------------------------------------------------------------
     def param(self, name: str) -> torch.Tensor:
@@ -287,6 +288,8 @@ class DGMSWeight(nn.Module):
         soft = (soft * self.alpha()[:, None]).reshape(w.shape)
         if not torch.isfinite(soft).all():
             self._collapsed("soft weights")
+        if self.straight_through:  # forward the hard weight, backpropagate the soft one
+            return soft + (self.hard(w)[1] - soft).detach()
         return soft
 
     @torch.no_grad()
@@ -429,18 +432,25 @@ def _positive(name: str, value: object, floor: float = 0.0) -> None:
         raise QuantInputError(f"{name} must be a finite number > {floor:g}, got {value!r}")
 
 
-def _check_options(tau0: object, snap: object, codebook: object, mixture_lr_scale: object) -> None:
+def _check_options(tau0: object, snap: object, codebook: object, mixture_lr_scale: object,
+                   hard_phase: object) -> None:
     _positive("tau0", tau0, TAU_MIN)
     _positive("mixture_lr_scale", mixture_lr_scale)
+    if (isinstance(hard_phase, bool) or not isinstance(hard_phase, int | float)
+            or not 0.0 <= float(hard_phase) <= 1.0):
+        raise QuantInputError(f"hard_phase must be a fraction of training in [0, 1], got {hard_phase!r}")
     if snap not in SNAPS:
         raise QuantInputError(f"unknown snap {snap!r} (allowed: {', '.join(SNAPS)})")
     if codebook not in CODEBOOKS:
         raise QuantInputError(f"unknown codebook {codebook!r} (allowed: {', '.join(CODEBOOKS)})")
 
 
-def _epoch_logger(mixtures: dict[str, tuple[QuantLayer, DGMSWeight]]):  # noqa: ANN202 - closure
-    """``on_epoch``: the mean temperature and the fraction of weights whose hard component is 0."""
-    def log(_epoch: int) -> dict[str, float]:
+def _epoch_logger(mixtures: dict[str, tuple[QuantLayer, DGMSWeight]], hard_from: int):  # noqa: ANN202 - closure
+    """``on_epoch``: the mean temperature and the fraction of weights whose hard component is 0; from epoch
+    ``hard_from`` on, the mixtures forward their hard weights (straight-through)."""
+    def log(epoch: int) -> dict[str, float]:
+        for _, mix in mixtures.values():
+            mix.straight_through = epoch >= hard_from
         with torch.no_grad():
             zeros = total = 0
             for m, mix in mixtures.values():
@@ -485,7 +495,8 @@ def _compression(w_bits: int, sparsity: float, zero_codes: float, q: nn.Module) 
 
 
 def _train_mixtures(q: nn.Module, split: Split, w_bits: int, a_bits: int, config: FinetuneConfig, progress: bool,
-                    **mixture: object) -> tuple[pd.DataFrame, dict[str, DGMSWeight], dict[str, torch.Tensor]]:
+                    hard_phase: float, **mixture: object
+                    ) -> tuple[pd.DataFrame, dict[str, DGMSWeight], dict[str, torch.Tensor]]:
     """Fine-tune ``q`` with one mixture per QuantLayer; (history, mixtures, hard component indices)."""
     named = quant_layers(q)
     with training_mode(q):
@@ -493,8 +504,11 @@ def _train_mixtures(q: nn.Module, split: Split, w_bits: int, a_bits: int, config
         for name, m in named:
             m.weight_fn = DGMSWeight(m.layer.weight.detach(), w_bits, name=name, **mixture)
             mixtures[name] = (m, m.weight_fn)
-        history = finetune(q, split, config, on_epoch=_epoch_logger(mixtures), label=f"DGMS w{w_bits}a{a_bits}",
-                           progress=progress)
+        hard_from = config.epochs - round(hard_phase * config.epochs)
+        for mix in mixtures.values():
+            mix[1].straight_through = hard_from <= 0
+        history = finetune(q, split, config, on_epoch=_epoch_logger(mixtures, hard_from),
+                           label=f"DGMS w{w_bits}a{a_bits}", progress=progress)
         hard = {name: mix.hard(m.layer.weight)[0] for name, (m, mix) in mixtures.items()}
     return history, {name: mix for name, (_, mix) in mixtures.items()}, hard
 
@@ -536,7 +550,7 @@ def _snap_model(q: nn.Module, w_bits: int, mixtures: dict[str, DGMSWeight],
 def dgms_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config: FinetuneConfig | None = None,
                progress: bool = False, *, components: int | None = None, tau0: float = DEFAULT_TAU0,
                snap: str = "uniform", codebook: str = "grid", channel_norm: bool = True,
-               mixture_lr_scale: float = DEFAULT_MIXTURE_LR_SCALE) -> TrainOutcome:
+               mixture_lr_scale: float = DEFAULT_MIXTURE_LR_SCALE, hard_phase: float = 0.0) -> TrainOutcome:
     """DGMS of float ``model`` at ``w{w_bits}a{a_bits}``: one K = 2^w_bits mixture per layer, fine-tuned, hard
     assignment, snapped to per-channel uniform b-bit grids (see the module docstring).
 
@@ -545,11 +559,11 @@ def dgms_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config:
     holds ``codebook`` (one row per layer, channel and component)."""
     w_bits, a_bits = check_bits(w_bits, a_bits)
     k = check_components(components, w_bits)
-    _check_options(tau0, snap, codebook, mixture_lr_scale)
+    _check_options(tau0, snap, codebook, mixture_lr_scale, hard_phase)
     config = config or FinetuneConfig()
     q = prepare(model)
     calibrate_activations(q, split.calib_x, a_bits)
-    history, mixtures, hard = _train_mixtures(q, split, w_bits, a_bits, config, progress, tau0=tau0,
+    history, mixtures, hard = _train_mixtures(q, split, w_bits, a_bits, config, progress, hard_phase, tau0=tau0,
                                               codebook=codebook, channel_norm=channel_norm,
                                               lr_scale=mixture_lr_scale)
     acc_hard = _hard_accuracy(q, split, a_bits, mixtures, hard)

@@ -168,9 +168,36 @@ def test_bits_out_of_range(digits, w: int, a: int) -> None:
         dgms_train(model, split, w, a, CFG)
 
 
+def test_straight_through_forwards_the_hard_weight_and_backpropagates_the_soft_one() -> None:
+    w = clustered_weight(1).requires_grad_(True)
+    mix = DGMSWeight(w.detach(), 2, tau0=0.1, codebook="free")
+    soft = mix(w)
+    (g_soft,) = torch.autograd.grad((soft * soft.detach()).sum(), w)
+    mix.straight_through = True
+    out = mix(w)
+    assert torch.equal(out.detach(), mix.hard(w)[1])
+    assert not torch.equal(out.detach(), soft.detach())  # tau = 0.1 keeps the soft weight off the codebook
+    (g_st,) = torch.autograd.grad((out * soft.detach()).sum(), w)
+    torch.testing.assert_close(g_st, g_soft)
+
+
+def test_hard_phase_switches_the_forward_for_the_last_epochs(digits) -> None:
+    model, split = digits
+    cfg = FinetuneConfig(epochs=2, seed=0)
+    soft = dgms_train(model, split, 2, 8, cfg)
+    again = dgms_train(model, split, 2, 8, cfg, hard_phase=0.0)
+    half = dgms_train(model, split, 2, 8, cfg, hard_phase=0.5)
+    assert soft.history.equals(again.history)
+    # epoch 1 is identical (soft forward in both); epoch 2 forwards the hard weights
+    assert soft.history.iloc[0].equals(half.history.iloc[0])
+    assert soft.history.task_loss.iloc[1] != half.history.task_loss.iloc[1]
+
+
 @pytest.mark.parametrize(("kwargs", "needle"), [({"tau0": 0.0}, "tau0"), ({"tau0": float("nan")}, "tau0"),
                                                 ({"snap": "nearest"}, "snap"), ({"codebook": "lattice"}, "codebook"),
-                                                ({"mixture_lr_scale": -1.0}, "mixture_lr_scale")])
+                                                ({"mixture_lr_scale": -1.0}, "mixture_lr_scale"),
+                                                ({"hard_phase": 1.5}, "hard_phase"),
+                                                ({"hard_phase": float("nan")}, "hard_phase")])
 def test_bad_options_are_one_line(digits, kwargs: dict, needle: str) -> None:
     model, split = digits
     with pytest.raises(QuantInputError, match=needle):

@@ -501,7 +501,7 @@ def test_real_models_gpfq_beats_rtn(name):
         # the robust criterion: test-set logit error (measured 6-16x below RTN's at w3, 6-10x at w4)
         assert _rel_out_err(gp, ref, split.test_x) < 0.5 * _rel_out_err(rtn, ref, split.test_x)
         # accuracy on 397 / 1000 test inputs moves in steps of 0.25 / 0.1 points: at w4 both are within a couple
-        # of inputs of float (digits: RTN 99.24, GPFQ 98.99, float 99.24), so allow two digits images there
+        # of inputs of float (digits seed 0: RTN 98.49, GPFQ 98.24, float 98.24), so allow two digits images there
         assert acc(gp) >= acc(rtn) - (0.0 if bits == 3 else 0.5)
     w4a8 = gpfq_quantize(prepare(model), split.calib_x, 4)
     calibrate_activations(w4a8, split.calib_x, 8)
