@@ -13,7 +13,6 @@ are rewritten atomically from the cells at the end.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,15 +68,6 @@ def _check(models: Sequence[str], methods: Sequence[str], bits: Sequence[int]) -
             raise QuantInputError(f"weight bits must be integers in 2..8, got {b!r}")
 
 
-def _read_cell(path: Path, model_key: str) -> dict[str, Any] | None:
-    """The stored cell at ``path`` if it is readable and was computed from the current pretrained model."""
-    try:
-        cell = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return cell if isinstance(cell, dict) and cell.get("model_key") == model_key else None
-
-
 def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn"),
                 methods: Sequence[str] = TABLE_METHODS, bits: Sequence[int] = (2, 3, 4), *, epochs: int = 20,
                 seeds: Sequence[int] = (0,), progress: bool = False,
@@ -87,6 +77,7 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
     ``on_cell(cell, cached)`` is called after each cell. Cells are keyed by model, method, bits, epochs and seed,
     so changing the budget recomputes only the training-time cells; a cell whose ``model_key`` (the pretrained
     model's cache key) differs from the current one, or that cannot be read, is recomputed."""
+    from experiments.cells import read_cell, write_cell
     from quant.models import cache_key
     from sim.io import atomic_path
 
@@ -101,12 +92,11 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
             for b, seed in ((b, seed) for b in bits for seed in seeds):
                 budget = "" if method in PTQ_GRANULARITY else f"-e{epochs}"
                 path = cells_dir / f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
-                cell = _read_cell(path, cache_key(model))
+                cell = read_cell(path, cache_key(model))
                 cached = cell is not None
                 if cell is None:
                     cell = table_cell(model, method, b, epochs=epochs, seed=seed, progress=progress)
-                    with atomic_path(path) as tmp:
-                        tmp.write_text(json.dumps(cell, indent=1) + "\n")
+                    write_cell(path, cell)
                 rows.append(cell)
                 if on_cell is not None:
                     on_cell(cell, cached)

@@ -156,19 +156,11 @@ def run_cell(run: Run) -> dict[str, Any]:
     return cell
 
 
-def _read(path: Path, key: str) -> dict[str, Any] | None:
-    try:
-        cell = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return cell if isinstance(cell, dict) and cell.get("model_key") == key else None
-
-
 def collect(out: Path, parts: list[str], jobs: int = 1,
             on_cell: Callable[[dict[str, Any], bool], None] | None = None) -> list[dict[str, Any]]:
     """Compute (or reuse) every cell of ``parts`` under ``out/cells``; returns them, each tagged with its part."""
+    from experiments.cells import read_cell, write_cell
     from quant.models import cache_key
-    from sim.io import atomic_path
 
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +170,7 @@ def collect(out: Path, parts: list[str], jobs: int = 1,
     for part in parts:
         for run in _runs(part):
             path = cells_dir / _cell_name(run)
-            cell = _read(path, keys[run["model"]])
+            cell = read_cell(path, keys[run["model"]])
             if cell is None:
                 todo.append((part, run, path))
             else:
@@ -187,8 +179,7 @@ def collect(out: Path, parts: list[str], jobs: int = 1,
                     on_cell(cell, True)
 
     def store(part: str, path: Path, cell: dict[str, Any]) -> None:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(cell, indent=1) + "\n")
+        write_cell(path, cell)
         done.append({**cell, "part": part})
         if on_cell:
             on_cell(cell, False)
