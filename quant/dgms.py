@@ -9,7 +9,9 @@ pinned at ``mu_0 = 0`` (pruning); components ``1..K-1`` have learnable means. Wi
 
 Training uses the soft weight ``sum_k Phi_k mu_k`` (component 0 contributes 0); inference uses the mean of
 ``argmax_k Phi_k``. Both the float weights (through ``Phi``) and the mixture parameters are trained by the shared
-loop :func:`quant.finetune.finetune`.
+loop :func:`quant.finetune.finetune`. ``hard_phase`` (default 0, the paper) makes the last fraction of the epochs
+forward the hard weight with the soft weight's gradient (straight-through), which closes the soft-hard gap a
+rising ``tau`` can open (measured in docs/quant.md).
 
 **Codebooks.** ``"free"`` is the paper's: K-1 free means, k-means initialised (the cluster nearest 0 becomes
 component 0). ``"grid"`` (the default) ties the means to the uniform grid the hardware runs, ``mu_k = s c_k``
