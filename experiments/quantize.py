@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,8 @@ from quant.errors import QuantInputError
 from quant.fakequant import model_size_bits
 from quant.quantizer import Blocks
 
-__all__ = ["METHODS", "QuantResult", "parse_granularity", "quantize_builtin", "quantize_model", "model_size_bits"]
+__all__ = ["METHODS", "QuantResult", "measure_quantized", "parse_granularity", "quantize_builtin", "quantize_model",
+           "model_size_bits"]
 
 METHODS = ("rtn", "gpfq", "gpfq-paper", "ptq-sl")
 _BLOCKS_RE = re.compile(r"^(\d+)x(\d+)$")
@@ -83,11 +85,31 @@ def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappin
     return q
 
 
+def measure_quantized(model: nn.Module, q: nn.Module, split: Any, name: str) -> tuple[Any, dict[str, Any]]:
+    """Build the golden integer model of fake-quant ``q`` and measure it against float ``model`` on ``split``'s
+    test set: (integer model, the accuracy (percent, 2 decimals) and size (bits) fields shared by
+    :class:`QuantResult` and :class:`experiments.train.TrainResult`)."""
+    from quant.data import evaluate_accuracy
+    from quant.integer import build_integer_model
+
+    integer = build_integer_model(q, split.calib_x[:1], name=name)
+    _, int_pred = integer.run(split.test_x.numpy())
+    with torch.no_grad():
+        fq_pred = q(split.test_x).argmax(1).numpy()
+    float_bits, weight_bits = model_size_bits(q)
+    y = split.test_y.numpy()
+    return integer, {
+        "float_accuracy": round(evaluate_accuracy(model, split.test_x, split.test_y), 2),
+        "fakequant_accuracy": round(evaluate_accuracy(q, split.test_x, split.test_y), 2),
+        "integer_accuracy": round(100.0 * float(np.mean(int_pred == y)), 2),
+        "integer_agreement": round(100.0 * float(np.mean(int_pred == fq_pred)), 2),
+        "float_size_bits": float_bits, "weight_size_bits": weight_bits,
+    }
+
+
 def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, granularity: str = "channel",
                      seed: int = 0, export_dir: Path | None = None) -> tuple[torch.nn.Module, QuantResult]:
     """Quantize a built-in model (weights by ``method``, activations calibrated by max) and measure it."""
-    from quant.data import evaluate_accuracy
-    from quant.integer import build_integer_model, export_model
     from quant.models import get_model, model_split
 
     if method not in METHODS:
@@ -99,20 +121,9 @@ def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, gra
     split = model_split(model_name)
     q = quantize_model(model, split.calib_x, w_bits, a_bits, method, gran, seed)
     seconds = time.perf_counter() - start
-    integer = build_integer_model(q, split.calib_x[:1], name=model_name)
-    _, int_pred = integer.run(split.test_x.numpy())
-    with torch.no_grad():
-        fq_pred = q(split.test_x).argmax(1).numpy()
-    float_bits, weight_bits = model_size_bits(q)
+    integer, measured = measure_quantized(model, q, split, model_name)
     if export_dir is not None:
-        export_model(q, split.calib_x[:1], export_dir, name=model_name)
-    y = split.test_y.numpy()
-    result = QuantResult(
-        model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity, seed=seed,
-        float_accuracy=round(evaluate_accuracy(model, split.test_x, split.test_y), 2),
-        fakequant_accuracy=round(evaluate_accuracy(q, split.test_x, split.test_y), 2),
-        integer_accuracy=round(100.0 * float(np.mean(int_pred == y)), 2),
-        integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2),
-        float_size_bits=float_bits, weight_size_bits=weight_bits, seconds=round(seconds, 2),
-    )
+        integer.save(export_dir)
+    result = QuantResult(model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity,
+                         seed=seed, seconds=round(seconds, 2), **measured)
     return q, result

@@ -94,12 +94,8 @@ def train_builtin(model_name: str, method: str, w_bits: int, a_bits: int, *, epo
 
     ``seed`` selects the pretrained float model (as ``lowbit quantize --seed``) and every random choice of the
     fine-tuning. ``options`` are passed to the method (e.g. QGT's ``lam``). Returns (TrainOutcome, TrainResult)."""
-    import torch
-
-    from experiments.quantize import model_size_bits
-    from quant.data import evaluate_accuracy
+    from experiments.quantize import measure_quantized
     from quant.finetune import FinetuneConfig, check_bits
-    from quant.integer import build_integer_model
     from quant.models import get_model, model_split
 
     w_bits, a_bits = check_bits(w_bits, a_bits)
@@ -112,21 +108,10 @@ def train_builtin(model_name: str, method: str, w_bits: int, a_bits: int, *, epo
     start = time.perf_counter()
     outcome = train(model, split, w_bits, a_bits, config, progress, **(options or {}))
     seconds = time.perf_counter() - start
-    q = outcome.model
-    integer = build_integer_model(q, split.calib_x[:1], name=model_name)
-    _, int_pred = integer.run(split.test_x.numpy())
-    with torch.no_grad():
-        fq_pred = q(split.test_x).argmax(1).numpy()
-    float_bits, weight_bits = model_size_bits(q)
-    y = split.test_y.numpy()
-    result = TrainResult(
-        model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, epochs=config.epochs, lr=config.lr,
-        seed=seed, float_accuracy=round(evaluate_accuracy(model, split.test_x, split.test_y), 2),
-        fakequant_accuracy=round(evaluate_accuracy(q, split.test_x, split.test_y), 2),
-        integer_accuracy=round(100.0 * float(np.mean(int_pred == y)), 2),
-        integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2),
-        float_size_bits=float_bits, weight_size_bits=weight_bits, seconds=round(seconds, 2),
-        summary=_jsonable(outcome.summary))
+    integer, measured = measure_quantized(model, outcome.model, split, model_name)
+    result = TrainResult(model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, epochs=config.epochs,
+                         lr=config.lr, seed=seed, seconds=round(seconds, 2), summary=_jsonable(outcome.summary),
+                         **measured)
     if out is not None:
         _write_outputs(Path(out), integer, outcome, result)
     return outcome, result
