@@ -447,7 +447,7 @@ def _check_options(tau0: object, snap: object, codebook: object, mixture_lr_scal
         raise QuantInputError(f"unknown codebook {codebook!r} (allowed: {', '.join(CODEBOOKS)})")
 
 
-def _epoch_logger(mixtures: dict[str, tuple[QuantLayer, DGMSWeight]], hard_from: int):  # noqa: ANN202 - closure
+def _end_of_epoch(mixtures: dict[str, tuple[QuantLayer, DGMSWeight]], hard_from: int):  # noqa: ANN202 - closure
     """``on_epoch``: the mean temperature and the fraction of weights whose hard component is 0; from epoch
     ``hard_from`` on, the mixtures forward their hard weights (straight-through)."""
     def log(epoch: int) -> dict[str, float]:
@@ -509,7 +509,7 @@ def _train_mixtures(q: nn.Module, split: Split, w_bits: int, a_bits: int, config
         hard_from = config.epochs - round(hard_phase * config.epochs)
         for mix in mixtures.values():
             mix[1].straight_through = hard_from <= 0
-        history = finetune(q, split, config, on_epoch=_epoch_logger(mixtures, hard_from),
+        history = finetune(q, split, config, on_epoch=_end_of_epoch(mixtures, hard_from),
                            label=f"DGMS w{w_bits}a{a_bits}", progress=progress)
         hard = {name: mix.hard(m.layer.weight)[0] for name, (m, mix) in mixtures.items()}
     return history, {name: mix for name, (_, mix) in mixtures.items()}, hard

@@ -30,11 +30,10 @@ from collections import deque
 from typing import Any
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from rtl.benches import bench_input, parameters
-from rtl.benches.streams import play_streams, reset, write_results
+from rtl.benches import parameters
+from rtl.benches.streams import play_streams, run_jobs
 from rtl.driver import decode_output_beat, output_order
 
 _PORTS = ("start", "in_valid", "in_data", "out_ready", "cfg_m", "cfg_row_folds", "cfg_col_folds", "cfg_w_mode",
@@ -80,22 +79,14 @@ async def _run_job(dut, job: dict[str, Any], cols: int, acc_bits: int) -> dict[s
             "out_beats": res.received, "messages": res.messages}
 
 
+def _describe(r: dict[str, Any]) -> str:
+    return (f"{r['mismatches']} mismatches, busy {r['busy_cycles']} cycles (measured {r['measured_cycles']}), "
+            f"{r['clock_cycles']} clock cycles")
+
+
 @cocotb.test()
 async def gemm_jobs(dut) -> None:
     """Run every job of the bench input back to back (one reset at the beginning)."""
-    data = bench_input()
-    assert data and data.get("jobs"), "gemm_bench needs run_bench(data={'jobs': [...]})"
     params = parameters()
-    cols, acc_bits = int(params.get("COLS", 4)), int(params.get("ACC_BITS", 32))
-    Clock(dut.clk, 10, unit="ns").start()
-    await reset(dut, _PORTS)
-    records: list[dict[str, Any]] = []
-    for job in data["jobs"]:
-        record = await _run_job(dut, job, cols, acc_bits)
-        records.append(record)
-        write_results(data.get("results_path"), records)
-        dut._log.info("%s: %d mismatches, busy %d cycles (measured %d), %d clock cycles", record["name"],
-                      record["mismatches"], record["busy_cycles"], record["measured_cycles"], record["clock_cycles"])
-        if record["mismatches"]:
-            raise AssertionError(f"job {record['name']}: {record['mismatches']} mismatches; "
-                                 + "; ".join(record["messages"]))
+    cols, width = int(params.get("COLS", 4)), int(params.get("ACC_BITS", 32))
+    await run_jobs(dut, "gemm_bench", _PORTS, lambda job: _run_job(dut, job, cols, width), _describe)

@@ -31,11 +31,10 @@ from collections import deque
 from typing import Any
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from rtl.benches import bench_input, parameters
-from rtl.benches.streams import MAX_MESSAGES, play_streams, reset, write_results
+from rtl.benches import parameters
+from rtl.benches.streams import MAX_MESSAGES, play_streams, run_jobs
 from rtl.driver import decode_output_beat, output_order
 
 _CFG_PORTS = ("cfg_m", "cfg_row_folds", "cfg_col_folds", "cfg_w_mode", "cfg_a_mode", "cfg_w_signed", "cfg_a_signed")
@@ -107,22 +106,13 @@ async def _run_job(dut, job: dict[str, Any], cols: int, out_bits: int) -> dict[s
             "outputs": outputs, "messages": messages}
 
 
+def _describe(r: dict[str, Any]) -> str:
+    return f"{r['mismatches']} mismatches, busy cycles per pass {r['pass_measured']}, {r['clock_cycles']} clock cycles"
+
+
 @cocotb.test()
 async def layer_jobs(dut) -> None:
-    """Run every layer job of the bench input back to back (one reset at the beginning)."""
-    data = bench_input()
-    assert data and data.get("jobs"), "layer_bench needs run_bench(data={'jobs': [...]})"
+    """Run every job of the bench input back to back (one reset at the beginning)."""
     params = parameters()
-    cols, out_bits = int(params.get("COLS", 4)), int(params.get("OUT_BITS", 32))
-    Clock(dut.clk, 10, unit="ns").start()
-    await reset(dut, _PORTS)
-    records: list[dict[str, Any]] = []
-    for job in data["jobs"]:
-        record = await _run_job(dut, job, cols, out_bits)
-        records.append(record)
-        write_results(data.get("results_path"), records)
-        dut._log.info("%s: %d mismatches, busy cycles per pass %s, %d clock cycles", record["name"],
-                      record["mismatches"], record["pass_measured"], record["clock_cycles"])
-        if record["mismatches"]:
-            raise AssertionError(f"{record['name']}: {record['mismatches']} mismatches; "
-                                 + "; ".join(record["messages"]))
+    cols, width = int(params.get("COLS", 4)), int(params.get("OUT_BITS", 32))
+    await run_jobs(dut, "layer_bench", _PORTS, lambda job: _run_job(dut, job, cols, width), _describe)

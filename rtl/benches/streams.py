@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-__all__ = ["MAX_MESSAGES", "StreamResult", "play_streams", "reset", "write_results"]
+from rtl.benches import bench_input
+
+__all__ = ["MAX_MESSAGES", "StreamResult", "play_streams", "reset", "run_jobs", "write_results"]
 
 #: Mismatch messages kept per job (all are counted).
 MAX_MESSAGES = 8
@@ -52,6 +55,26 @@ async def reset(dut, zero_ports: tuple[str, ...]) -> None:
         await FallingEdge(dut.clk)
     dut.rst_n.value = 1
     await FallingEdge(dut.clk)
+
+
+async def run_jobs(dut, bench: str, zero_ports: tuple[str, ...],
+                   run_job: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+                   describe: Callable[[dict[str, Any]], str]) -> None:
+    """Run every job of the bench input back to back after one reset; after each job, rewrite the results file
+    and log ``describe(record)``. The first job with mismatches fails the test with its messages."""
+    data = bench_input()
+    assert data and data.get("jobs"), f"{bench} needs run_bench(data={{'jobs': [...]}})"
+    Clock(dut.clk, 10, unit="ns").start()
+    await reset(dut, zero_ports)
+    records: list[dict[str, Any]] = []
+    for job in data["jobs"]:
+        record = await run_job(job)
+        records.append(record)
+        write_results(data.get("results_path"), records)
+        dut._log.info("%s: %s", record["name"], describe(record))
+        if record["mismatches"]:
+            raise AssertionError(f"job {record['name']}: {record['mismatches']} mismatches; "
+                                 + "; ".join(record["messages"]))
 
 
 def write_results(path: str | None, records: list[dict[str, Any]]) -> None:
