@@ -41,3 +41,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results build .pytest_cache .hypothesis
+
+.PHONY: models docs-numbers
+
+# Retrain the built-in models' shipped weights (quant/models/weights/, seeds 0-4) after editing a model, its data
+# or the training loop; commit the .npz files and manifest.json, then run `make docs-numbers`.
+models: $(STAMP)
+	$(PY) -m quant.models.ship
+
+# Every accuracy figure in docs/, regenerated from the shipped weights into results/ (about 35 min on 2 cores):
+# the quant table (seeds 0,1,2), the training and PTQ-SL studies, the demo, the spread of the quant table under
+# emulated instruction sets; collected in results/docs_numbers.md.
+docs-numbers: $(STAMP)
+	$(PY) -m experiments.docs_numbers --out results --jobs 2

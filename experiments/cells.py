@@ -1,8 +1,9 @@
 """Resumable result cells: one small JSON file per run, tied to the pretrained model it was computed from.
 
 Used by ``lowbit quant-table`` and ``experiments.training_study``: a cell is reused only if it parses and its
-``model_key`` equals the current :func:`quant.models.cache_key` of its model, so retraining the pretrained models
-(a code change, another torch) recomputes the cells instead of mixing results from two models.
+``model_key`` equals the current :func:`quant.models.cache_key` of its model, so new pretrained weights (the model,
+data or training code changed, and ``make models`` regenerated the shipped weights) recompute the cells instead of
+mixing results from two models. ``lowbit quant-table`` refuses such a directory unless ``--replace`` is given.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ following, averaged over three training seeds (accuracy alone is coarse: one dig
 
 Activations are quantized to 8 bits with :func:`quant.fakequant.calibrate_activations` (max range) on the float
 prepared model, before the weights; every method gets the same activation quantizers.  Writes
-``<out>/ptq_sl_study.csv`` (one row per seed, atomically) and ``<out>/ptq_sl_study_mean.csv``, and prints the
-mean table and the verdict on the paper's claim.
+``<out>/ptq_sl_study.csv`` (one row per seed, atomically), ``<out>/ptq_sl_study_mean.csv`` and
+``<out>/ptq_sl_study.md`` (the mean table and the verdict on the paper's claim), and prints the last.
 """
 
 from __future__ import annotations
@@ -184,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         _write_csv(out / "ptq_sl_study_mean.csv", mean)
         print(f"mean over seeds {args.seeds}")
     with pd.option_context("display.max_rows", None, "display.width", 200):
-        print(mean.drop(columns=["seconds"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print()
-    for line in verdict(mean, test_sizes):
-        print(line)
-    print(f"\nwrote {out / 'ptq_sl_study.csv'} in {time.perf_counter() - t0:.1f} s")
+        table = mean.drop(columns=["seconds"]).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+    text = (f"# PTQ-SL study, mean over seeds {', '.join(map(str, args.seeds))}\n\n```\n{table}\n```\n\n"
+            + "\n\n".join(verdict(mean, test_sizes)) + "\n")
+    atomic_write(out / "ptq_sl_study.md", lambda f: f.write(text.encode()))
+    print(text)
+    print(f"wrote {out / 'ptq_sl_study.csv'} and ptq_sl_study.md in {time.perf_counter() - t0:.1f} s")
     return 0
 
 

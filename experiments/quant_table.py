@@ -7,12 +7,18 @@ float32, averaged over training seeds. Activations are 8-bit everywhere. Post-tr
 train_builtin`, all with the same fine-tuning budget.
 
 Each (model, method, bits, seed) cell is a small JSON file under ``OUT/cells/`` written atomically, so an
-interrupted run resumes where it stopped; ``OUT/quant_table.csv`` (every cell) and ``OUT/quant_table.md`` (means)
-are rewritten atomically from the cells at the end.
+interrupted run resumes where it stopped; ``OUT/quant_table.csv`` (every cell), ``OUT/quant_table.md`` (means) and
+``OUT/quant_table.json`` (the seeds, epochs and pretrained-model keys the table was built from) are rewritten
+atomically from the cells at the end. A run never silently replaces a table built from other seeds, another
+fine-tuning budget or other pretrained weights: it refuses (before writing anything) unless ``replace=True``
+(``--replace``). Each cell prints ``[k/n] ... ETA`` on stderr before it is computed.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,8 @@ import pandas as pd
 
 from quant.errors import QuantInputError
 
-__all__ = ["TABLE_METHODS", "PTQ_GRANULARITY", "table_cell", "build_table", "table_markdown"]
+__all__ = ["TABLE_METHODS", "PTQ_GRANULARITY", "build_table", "check_existing", "format_eta", "table_cell",
+           "table_markdown"]
 
 #: post-training rows: label -> (quantize_builtin method, granularity)
 PTQ_GRANULARITY = {"rtn": ("rtn", "channel"), "gpfq": ("gpfq", "channel"), "gpfq-paper": ("gpfq-paper", "channel"),
@@ -68,15 +75,76 @@ def _check(models: Sequence[str], methods: Sequence[str], bits: Sequence[int]) -
             raise QuantInputError(f"weight bits must be integers in 2..8, got {b!r}")
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def format_eta(seconds: float | None) -> str:
+    """``ETA 3 min 05 s`` (or ``ETA unknown`` before anything was timed)."""
+    if seconds is None:
+        return "ETA unknown"
+    seconds = max(0, round(seconds))
+    return f"ETA {seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"ETA {seconds} s"
+
+
+def _seed_list(seeds: Sequence[int]) -> str:
+    return ", ".join(map(str, sorted(set(seeds))))
+
+
+def _existing_cells(cells_dir: Path) -> list[dict[str, Any]]:
+    cells = []
+    for path in sorted(cells_dir.glob("*.json")) if cells_dir.is_dir() else []:
+        try:
+            cell = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(cell, dict) and {"model", "seed", "model_key"} <= set(cell):
+            cells.append(cell)
+    return cells
+
+
+def check_existing(out: Path, seeds: Sequence[int], keys: dict[str, str], epochs: int | None,
+                   replace: bool = False) -> None:
+    """Refuse (:class:`QuantInputError`) to overwrite a table in ``out`` built from other seeds, another epoch budget
+    or other pretrained weights (cells whose model key differs from ``keys``), unless ``replace``."""
+    if replace:
+        return
+    out = Path(out)
+    try:
+        recorded = json.loads((out / "quant_table.json").read_text())
+    except (OSError, ValueError):
+        recorded = None
+    cells = _existing_cells(out / "cells")
+    before = recorded.get("seeds") if isinstance(recorded, dict) else sorted({c["seed"] for c in cells})
+    if before and set(before) != set(seeds):
+        raise QuantInputError(f"{out} holds a quant table over seeds {_seed_list(before)}, and this run asks for "
+                              f"seeds {_seed_list(seeds)}; pass --replace to rebuild it from seeds "
+                              f"{_seed_list(seeds)} (cells of other seeds are kept), or choose another --out")
+    old_epochs = recorded.get("epochs") if isinstance(recorded, dict) else None
+    if old_epochs is not None and epochs is not None and old_epochs != epochs:
+        raise QuantInputError(f"{out} holds a quant table whose training-time rows used {old_epochs} epochs, and "
+                              f"this run asks for {epochs}; pass --replace to rebuild it, or choose another --out")
+    for model, key in keys.items():
+        stale = [c for c in cells if c["model"] == model and c["model_key"] != key]
+        if stale:
+            raise QuantInputError(f"{out} holds cells of {model} (seeds {_seed_list([c['seed'] for c in stale])}) "
+                                  f"computed from other pretrained weights (model key {stale[0]['model_key']}, now "
+                                  f"{key}); pass --replace to recompute them, or choose another --out")
+
+
 def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn"),
                 methods: Sequence[str] = TABLE_METHODS, bits: Sequence[int] = (2, 3, 4), *, epochs: int = 20,
-                seeds: Sequence[int] = (0,), progress: bool = False,
-                on_cell: Callable[[dict[str, Any], bool], None] | None = None) -> pd.DataFrame:
-    """Compute (or reuse) every cell under ``out/cells`` and write ``quant_table.csv`` and ``quant_table.md``.
+                seeds: Sequence[int] = (0,), progress: bool = False, replace: bool = False,
+                on_cell: Callable[[dict[str, Any], bool], None] | None = None,
+                status: Callable[[str], None] | None = _stderr) -> pd.DataFrame:
+    """Compute (or reuse) every cell under ``out/cells`` and write ``quant_table.csv``, ``.md`` and ``.json``.
 
-    ``on_cell(cell, cached)`` is called after each cell. Cells are keyed by model, method, bits, epochs and seed,
-    so changing the budget recomputes only the training-time cells; a cell whose ``model_key`` (the pretrained
-    model's cache key) differs from the current one, or that cannot be read, is recomputed."""
+    ``on_cell(cell, cached)`` is called after each cell; ``status(line)`` before each cell to compute, with the
+    count done / total and an ETA (default: a line on stderr; None is silent). Cells are keyed by model, method,
+    bits, epochs and seed, so changing the budget recomputes only the training-time cells. Everything is checked
+    before ``out`` is touched: the arguments, and (unless ``replace``) that ``out`` holds no table of other seeds,
+    epochs or pretrained weights (:func:`check_existing`); with ``replace`` a cell whose ``model_key`` (the
+    pretrained model's cache key) differs from the current one is recomputed."""
     from experiments.cells import read_cell, write_cell
     from quant.models import cache_key
     from sim.io import atomic_path
@@ -84,27 +152,56 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
     _check(models, methods, bits)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise QuantInputError(f"seeds must be non-negative integers, got {list(seeds)!r}")
-    cells_dir = Path(out) / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise QuantInputError(f"epochs must be a positive integer, got {epochs!r}")
+    trains = any(m not in PTQ_GRANULARITY for m in methods)
+    keys = {m: cache_key(m) for m in models}
+    out = Path(out)
+    check_existing(out, seeds, keys, epochs if trains else None, replace)
+    cells_dir = out / "cells"
+    plan = []
     for model in models:
         for method in methods:
             for b, seed in ((b, seed) for b in bits for seed in seeds):
                 budget = "" if method in PTQ_GRANULARITY else f"-e{epochs}"
-                path = cells_dir / f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
-                cell = read_cell(path, cache_key(model))
-                cached = cell is not None
-                if cell is None:
-                    cell = table_cell(model, method, b, epochs=epochs, seed=seed, progress=progress)
-                    write_cell(path, cell)
-                rows.append(cell)
-                if on_cell is not None:
-                    on_cell(cell, cached)
+                name = f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
+                plan.append((model, method, b, seed, cells_dir / name))
+    stored = [read_cell(path, keys[model]) for model, _, _, _, path in plan]
+    todo = {"ptq": sum(c is None and p[1] in PTQ_GRANULARITY for c, p in zip(stored, plan)),
+            "train": sum(c is None and p[1] not in PTQ_GRANULARITY for c, p in zip(stored, plan))}
+    spent: dict[str, list[float]] = {"ptq": [], "train": []}
+
+    def eta() -> float | None:
+        done = spent["ptq"] + spent["train"]
+        if not done:
+            return None
+        mean = {k: (sum(v) / len(v) if v else sum(done) / len(done)) for k, v in spent.items()}
+        return sum(mean[k] * (todo[k] - len(spent[k])) for k in todo)
+
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, ((model, method, b, seed, path), cell) in enumerate(zip(plan, stored), start=1):
+        cached = cell is not None
+        if cell is None:
+            kind = "ptq" if method in PTQ_GRANULARITY else "train"
+            if status is not None:
+                status(f"[{k}/{len(plan)}] {model} {method} w{b}a{A_BITS} seed {seed} ({format_eta(eta())})")
+            t0 = time.perf_counter()
+            cell = table_cell(model, method, b, epochs=epochs, seed=seed, progress=progress)
+            write_cell(path, cell)
+            spent[kind].append(time.perf_counter() - t0)
+        rows.append(cell)
+        if on_cell is not None:
+            on_cell(cell, cached)
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "summary"} for r in rows])
-    with atomic_path(Path(out) / "quant_table.csv") as tmp:
+    with atomic_path(out / "quant_table.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(Path(out) / "quant_table.md") as tmp:
+    with atomic_path(out / "quant_table.md") as tmp:
         tmp.write_text(table_markdown(frame, rows))
+    record = {"seeds": sorted(set(seeds)), "epochs": epochs if trains else None, "model_keys": keys,
+              "models": list(models), "methods": list(methods), "bits": list(bits)}
+    with atomic_path(out / "quant_table.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
     return frame
 
 

@@ -1,9 +1,9 @@
 """Training-time quantization study: the measurements behind docs/quant.md's QGT and DGMS sections.
 
-Run ``python -m experiments.training_study --out results/training_study [--jobs 2]``. Its 179 runs train for
-about 24 CPU-minutes in all (about 15 minutes of wall time with ``--jobs 2`` on 2 cores, pretrained models
-cached). Every run is one JSON cell under ``<out>/cells/``, written atomically and keyed by its settings and the
-pretrained model's cache key, so an interrupted study resumes and a retrained model recomputes its cells.
+Run ``python -m experiments.training_study --out results/training_study [--jobs 2]``. Its 181 runs train for
+about 24 CPU-minutes in all (about 13 minutes of wall time with ``--jobs 2`` on 2 cores), all from the shipped
+pretrained models. Every run is one JSON cell under ``<out>/cells/``, written atomically and keyed by its settings
+and the pretrained model's cache key, so an interrupted study resumes and a retrained model recomputes its cells.
 ``<out>/training_study.md`` holds every table; it is rewritten atomically at the end.
 
 Parts (``--parts``, comma-separated; default all):
@@ -17,7 +17,10 @@ Parts (``--parts``, comma-separated; default all):
   {0.3, 1, 10}, 10 epochs, seeds 0-2; also the pretrained model's R_l against SQNR.
 * ``dgms-epochs``: DGMS (defaults) at w2/w3/w4, 10 epochs, seeds 0-2 (the 20-epoch runs are the quant table's).
 * ``dgms-hard``: DGMS w2a8 with the soft forward (the paper) against the straight-through hard forward for the
-  whole run (``hard_phase=1``), 10 and 20 epochs, seeds 0-2, scored on the test and the calibration split.
+  whole run (``hard_phase=1``), 10 and 20 epochs, seeds 0-2, scored on the test and the calibration split; the
+  first and last epochs' temperature, sparsity and training accuracy are kept.
+* ``dgms-alpha``: DGMS w2a8 on mnist1d with and without the per-channel scales alpha_r (``channel_norm``),
+  tau0 = 0.01, 10 epochs, seed 0.
 * ``dgms-free``: the paper's free codebook at w2/w3/w4, 10 epochs, seeds 0-1: accuracy with the learned means
   (before the snap) and after snapping them to the grid.
 * ``dgms-tuning``: the DGMS knob sweep on mnist1d (w2a8, 10 epochs, seeds 0-2), scored on the labelled
@@ -53,7 +56,8 @@ DGMS_TUNING: tuple[tuple[str, dict[str, Any], float | None], ...] = (
     ("tau0 0.1, mixture lr x10", {"tau0": 0.1}, None),
     ("tau0 0.03, mixture lr x30", {"mixture_lr_scale": 30.0}, None),
 )
-PARTS = ("qgt-lambda", "qgt-final", "qgt-grid", "qgt-rho", "dgms-epochs", "dgms-hard", "dgms-free", "dgms-tuning")
+PARTS = ("qgt-lambda", "qgt-final", "qgt-grid", "qgt-rho", "dgms-epochs", "dgms-hard", "dgms-free", "dgms-tuning",
+         "dgms-alpha")
 
 Run = dict[str, Any]  # {model, method, w_bits, epochs, seed, options, lr, extras}
 
@@ -94,7 +98,7 @@ def _runs(part: str) -> list[Run]:
                 for hard_phase in (0.0, 1.0):
                     for seed in range(3):
                         add(model, "dgms", 2, seed, epochs=epochs, options={"hard_phase": hard_phase},
-                            extras=("calib",))
+                            extras=("calib", "history"))
         elif part == "dgms-free":
             for bits in (2, 3, 4):
                 for seed in range(2):
@@ -103,6 +107,9 @@ def _runs(part: str) -> list[Run]:
             for _, options, lr in DGMS_TUNING:
                 for seed in range(3):
                     add(model, "dgms", 2, seed, epochs=10, options=options, lr=lr, extras=("calib",))
+        elif part == "dgms-alpha" and model == "mnist1d-cnn":
+            for channel_norm in (False, True):
+                add(model, "dgms", 2, 0, epochs=10, options={"tau0": 0.01, "channel_norm": channel_norm})
     return runs
 
 
@@ -153,6 +160,10 @@ def run_cell(run: Run) -> dict[str, Any]:
         split = model_split(run["model"])
         with torch.no_grad():
             cell["calib_accuracy"] = round(evaluate_accuracy(outcome.model, split.calib_x, split.calib_y), 2)
+    if "history" in run["extras"]:
+        keep_cols = [c for c in ("tau_mean", "sparsity", "train_accuracy") if c in outcome.history.columns]
+        cell["history"] = {end: {c: float(outcome.history[c].iloc[i]) for c in keep_cols}
+                           for end, i in (("first", 0), ("last", -1))}
     return cell
 
 
@@ -311,6 +322,26 @@ def _dgms_hard(cells: list[dict[str, Any]]) -> str:
                    "calib"], rows)
 
 
+def _dgms_history(cells: list[dict[str, Any]]) -> str:
+    rows = []
+    for c in sorted((c for c in cells if c["part"] == "dgms-hard" and "history" in c),
+                    key=lambda c: (c["model"], c["epochs"], c["options"]["hard_phase"], c["seed"])):
+        first, last = c["history"]["first"], c["history"]["last"]
+        rows.append([c["model"], str(c["epochs"]), "soft" if c["options"]["hard_phase"] == 0 else "hard (STE)",
+                     str(c["seed"]), f"{first['tau_mean']:.3f} → {last['tau_mean']:.3f}",
+                     f"{first['sparsity']:.3f} → {last['sparsity']:.3f}", f"{last['train_accuracy']:.1f}",
+                     f"{c['accuracy']:.2f}"])
+    return _table(["model", "epochs", "forward", "seed", "τ (first → last epoch mean)", "sparsity",
+                   "train accuracy, last epoch", "test accuracy"], rows)
+
+
+def _dgms_alpha(cells: list[dict[str, Any]]) -> str:
+    f = _frame(cells, "dgms-alpha")
+    rows = [[r.model, "yes" if r.channel_norm else "no", f"{r.accuracy:.1f}"]
+            for r in f.sort_values("channel_norm").itertuples()]
+    return _table(["model", "per-channel scales α_r", "test accuracy"], rows)
+
+
 def _dgms_free(cells: list[dict[str, Any]]) -> str:
     f = _frame(cells, "dgms-free")
     rows = []
@@ -344,6 +375,7 @@ RENDER: dict[str, tuple[str, Callable[[list[dict[str, Any]]], str]]] = {
     "dgms-hard": ("DGMS soft against straight-through hard forward, w2a8, seeds 0-2", _dgms_hard),
     "dgms-free": ("DGMS free codebook, 10 epochs, mean of seeds 0-1", _dgms_free),
     "dgms-tuning": ("DGMS knobs, mnist1d w2a8, 10 epochs, seeds 0-2 (mean [min, max])", _dgms_tuning),
+    "dgms-alpha": ("DGMS with and without per-channel scales, mnist1d w2a8, τ₀ 0.01, 10 epochs, seed 0", _dgms_alpha),
 }
 
 
@@ -355,6 +387,8 @@ def render(cells: list[dict[str, Any]], parts: list[str]) -> str:
         out.append(f"## {title}\n\n{fn(cells)}\n")
         if part == "qgt-rho":
             out.append(_qgt_layers(cells) + "\n")
+        if part == "dgms-hard":
+            out.append("DGMS training curves (first and last epoch):\n\n" + _dgms_history(cells) + "\n")
     return "\n".join(out)
 
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["QuantInputError"]
+__all__ = ["QuantInputError", "ShippedWeightsError", "TrainingDivergedError"]
 
 
 class QuantInputError(ValueError):
     """A user-facing, one-line error; the CLI maps it to exit status 2."""
+
+
+class TrainingDivergedError(QuantInputError):
+    """Training diverged (non-finite loss, gradient or parameter; a loss risen by orders of magnitude; training
+    accuracy at chance). Nothing is returned or written; the message names the cause and suggests a lower lr."""
+
+
+class ShippedWeightsError(QuantInputError):
+    """A shipped pretrained-weights file is missing, unreadable or fails its sha256 check."""

@@ -16,8 +16,10 @@ fixes every random choice (mini-batch order, any initialisation done by the meth
 with deterministic algorithms and one intra-op thread, and the caller's global RNG state is left untouched. The
 same seed therefore gives bitwise-identical weights.
 
-A non-finite loss, gradient or parameter stops training with :class:`TrainingDivergedError` (a
-:class:`QuantInputError`, so the CLI prints one line and exits 2); nothing is returned or written.
+Divergence stops training with :class:`~quant.errors.TrainingDivergedError` (a :class:`QuantInputError`, so the
+CLI prints one line and exits 2; nothing is returned or written): a non-finite loss, gradient or parameter, a task
+loss risen by orders of magnitude over its start, or a training accuracy at chance after the run (the checks of
+:mod:`quant.divergence`). The message names the cause and suggests a lower ``--lr``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import torch
 from torch import nn
 
 from quant.data import Split
-from quant.errors import QuantInputError
+from quant.divergence import DivergenceGuard
+from quant.errors import QuantInputError, TrainingDivergedError
 from quant.fakequant import QuantLayer, quant_layers
 from quant.models.train import deterministic_cpu
 from quant.progress import progress_bar
@@ -45,10 +48,6 @@ MIN_BITS, MAX_BITS = 2, 8
 
 #: the extra-loss callback: progress in [0, 1) -> (scalar loss tensor to add, {name: float to log})
 ExtraLoss = Callable[[float], tuple[torch.Tensor, dict[str, float]]]
-
-
-class TrainingDivergedError(QuantInputError):
-    """Training produced a non-finite loss, gradient or parameter (e.g. a collapsed mixture)."""
 
 
 @dataclass(frozen=True)
@@ -117,11 +116,15 @@ def training_mode(model: nn.Module) -> Iterator[list[QuantLayer]]:
             m.weight_fn = None
 
 
-def _check_finite_params(model: nn.Module, where: str) -> None:
+def _lr_hint(config: FinetuneConfig) -> str:
+    return f"try a lower --lr than {config.lr:g}"
+
+
+def _check_finite_params(model: nn.Module, where: str, hint: str) -> None:
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
             raise TrainingDivergedError(f"training diverged {where}: parameter {name} is non-finite (NaN/inf); "
-                                        f"stopped, nothing written")
+                                        f"stopped, nothing written; {hint}")
 
 
 def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_loss: ExtraLoss | None = None,
@@ -141,6 +144,8 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
     steps_per_epoch = math.ceil(n / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     rows: list[dict[str, float]] = []
+    hint = _lr_hint(config)
+    guard = DivergenceGuard(label, hint)
     with torch.random.fork_rng(devices=[]), deterministic_cpu(), \
             progress_bar(progress, config.epochs, label) as advance:
         torch.manual_seed(config.seed)
@@ -162,15 +167,14 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
                     extra, values = extra_loss(step / total_steps)
                     loss = loss + extra
                     logged.update(values)
-                if not torch.isfinite(loss):
-                    raise TrainingDivergedError(f"training diverged at epoch {epoch + 1}, step {step + 1}: "
-                                                f"non-finite loss ({float(loss.detach())}); stopped, nothing written")
+                guard.check_loss(float(loss.detach()), logged["task_loss"], logits.shape[1], epoch + 1, step + 1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 for p in params:
                     if p.grad is not None and not torch.isfinite(p.grad).all():
-                        raise TrainingDivergedError(f"training diverged at epoch {epoch + 1}, step {step + 1}: "
-                                                    f"non-finite gradient; stopped, nothing written")
+                        raise TrainingDivergedError(f"{label}: training diverged at epoch {epoch + 1}, step "
+                                                    f"{step + 1}: non-finite gradient; stopped, nothing written; "
+                                                    f"{hint}")
                 opt.step()
                 sched.step()
                 step += 1
@@ -178,11 +182,12 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
                 count += len(idx)
                 correct += int((logits.detach().argmax(1) == y[idx]).sum())
-            _check_finite_params(model, f"at epoch {epoch + 1}")
+            _check_finite_params(model, f"at epoch {epoch + 1}", hint)
             row = {"epoch": epoch + 1, **{k: v / count for k, v in sums.items()},
                    "train_accuracy": 100.0 * correct / count}
             if on_epoch is not None:
                 row.update(on_epoch(epoch + 1))
             rows.append(row)
             advance()
+        guard.check_accuracy(correct, count, y, config.epochs)
     return pd.DataFrame(rows)

@@ -10,11 +10,23 @@
   tiny models. Both settings are restored afterwards.
 * Adam with a cosine learning-rate decay over a fixed number of epochs, no augmentation, no early stopping.
 
-``get_model(name, seed)`` trains on first use and stores the state_dict under
-``lowbit_cache_dir()/models/<name>-seed<seed>-<key>.pt``, where ``<key>`` hashes the architecture, the
-hyper-parameters, the torch version and the *source code* of the builder's and the data loader's modules and of
-the training loop, so an edit to any of them retrains instead of reusing stale weights; later calls load it. Models
-are returned in eval mode.
+Training stops with :class:`~quant.errors.TrainingDivergedError` if it diverges (:mod:`quant.divergence`).
+
+``get_model(name, seed)`` returns the model in eval mode, from the first of:
+
+1. the **shipped weights** (:mod:`quant.models.shipped`: package data, the same on every machine), if that seed is
+   shipped and its manifest entry was trained under the current :func:`cache_key`; the file's sha256 is checked;
+2. the local cache ``lowbit_cache_dir()/models/<name>-seed<seed>-<key>-<kernels>.pt``, where ``<kernels>`` hashes
+   :func:`quant.models.fingerprint.cpu_fingerprint` (CPU, ISA, torch): weights trained on this machine;
+3. training now, then caching. A seed that is not shipped gets a one-line note on stderr (its weights are specific
+   to this CPU); a shipped seed whose key no longer matches (the model or training code was edited) gets a warning
+   naming the command that regenerates the shipped weights.
+
+``cache_key(name)`` hashes the architecture, the hyper-parameters and the *source code* of the builder, the data
+loader and the training loop, each with the functions and constants of its own module that it uses, so an edit to
+any of them retrains instead of reusing stale weights (an edit elsewhere in those modules does not). It leaves out
+the torch version and the CPU, which change the float kernels but not the recipe; the local cache file name
+carries them instead.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import json
 import math
 import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -36,9 +49,12 @@ import torch
 from torch import nn
 
 from quant.data import Split, atomic_write, evaluate_accuracy, load_digits_split, load_mnist1d_split, lowbit_cache_dir
-from quant.errors import QuantInputError
+from quant.divergence import DivergenceGuard
+from quant.errors import QuantInputError, ShippedWeightsError
 from quant.models.digits_cnn import digits_cnn
+from quant.models.fingerprint import cpu_fingerprint, describe
 from quant.models.mnist1d_cnn import mnist1d_cnn
+from quant.models.shipped import REGENERATE, load_shipped_state, read_manifest
 
 __all__ = [
     "MODELS",
@@ -47,13 +63,15 @@ __all__ = [
     "cache_key",
     "deterministic_cpu",
     "get_model",
+    "kernels_key",
     "model_cache_path",
     "model_split",
+    "shipped_seeds",
     "train_model",
 ]
 
 #: Bump when the cache file layout or the training loop changes in a way the key below cannot see.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -137,6 +155,7 @@ def train_model(name: str, seed: int = 0, epochs: int | None = None, progress: b
     n = len(y)
     steps_per_epoch = math.ceil(n / hp.batch_size)
     t0 = time.perf_counter()
+    guard = DivergenceGuard(f"{name} seed {seed}", f"lower the learning rate of {name} (TrainConfig.lr = {hp.lr:g})")
     with torch.random.fork_rng(devices=[]), deterministic_cpu():
         torch.manual_seed(seed)
         model = spec.builder()
@@ -144,22 +163,26 @@ def train_model(name: str, seed: int = 0, epochs: int | None = None, progress: b
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
         order_rng = torch.Generator().manual_seed(seed)
         model.train()
+        step = 0
         for epoch in range(epochs):
             perm = torch.randperm(n, generator=order_rng)
-            total, count = 0.0, 0
+            total, count, correct = 0.0, 0, 0
             for i in range(0, n, hp.batch_size):
                 idx = perm[i : i + hp.batch_size]
                 if len(idx) < 2:  # BatchNorm cannot train on a single sample
                     continue
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                logits = model(x[idx])
+                loss = nn.functional.cross_entropy(logits, y[idx])
+                step += 1
+                value = float(loss.detach())
+                guard.check_loss(value, value, logits.shape[1], epoch + 1, step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += float(loss.detach()) * len(idx)
+                total += value * len(idx)
                 count += len(idx)
-            if not math.isfinite(total):
-                raise RuntimeError(f"training {name} diverged at epoch {epoch + 1} (non-finite loss)")
+                correct += int((logits.detach().argmax(1) == y[idx]).sum())
             if progress:
                 print(
                     f"[{name} seed {seed}] epoch {epoch + 1}/{epochs} loss {total / count:.4f} "
@@ -167,25 +190,61 @@ def train_model(name: str, seed: int = 0, epochs: int | None = None, progress: b
                     file=sys.stderr,
                     flush=True,
                 )
+        guard.check_accuracy(correct, count, y, epochs)
     if progress:
         acc = evaluate_accuracy(model, split.test_x, split.test_y)
         print(f"[{name} seed {seed}] test accuracy {acc:.2f}%", file=sys.stderr, flush=True)
     return model.eval()
 
 
+#: the training loop whose code :func:`cache_key` hashes (not looked up by name, so a test may stub train_model)
+_TRAINING_LOOP = train_model
+
+
+def _names_used(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const)
+    return names
+
+
+def _plain_constant(value: object) -> bool:
+    return isinstance(value, int | float | str | bool | bytes | tuple | frozenset) and " at 0x" not in repr(value)
+
+
+def _code_closure(func: Callable[..., object]) -> list[str]:
+    """The source of ``func`` and of every function of its own module that it calls (transitively), plus the
+    plain constants (numbers, strings, tuples) of that module they read: the code that decides what ``func`` does,
+    without the rest of its module (a docstring or an unrelated helper elsewhere in it does not count)."""
+    module = vars(inspect.getmodule(func))
+    parts: dict[str, str] = {}
+    todo = [func]
+    while todo:
+        f = inspect.unwrap(todo.pop())
+        key = f"{f.__module__}.{f.__qualname__}"
+        if key in parts:
+            continue
+        parts[key] = inspect.getsource(f)
+        for name in sorted(_names_used(f.__code__)):
+            obj = module.get(name)
+            if inspect.isfunction(obj) and obj.__module__ == f.__module__:
+                todo.append(obj)
+            elif _plain_constant(obj):
+                parts[f"{f.__module__}.{name}"] = f"{name} = {obj!r}"
+    return [parts[k] for k in sorted(parts)]
+
+
 def _source_digest(spec: ModelSpec) -> str:
-    """SHA-256 of the code that determines the weights: the builder's and data loader's modules, the training loop."""
-    parts = [
-        inspect.getsource(inspect.getmodule(spec.builder)),
-        inspect.getsource(inspect.getmodule(spec.data)),
-        inspect.getsource(deterministic_cpu),
-        inspect.getsource(train_model),
-    ]
+    """SHA-256 of the code that determines the weights: the builder, the data loader and the training loop, each
+    with the functions and constants of its own module that it uses (:func:`_code_closure`)."""
+    parts = [*_code_closure(spec.builder), *_code_closure(spec.data), *_code_closure(_TRAINING_LOOP)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def cache_key(name: str) -> str:
-    """A 16-hex-digit hash of everything that determines the trained weights except the seed."""
+    """A 16-hex-digit hash of the recipe of ``name``'s weights (architecture, hyper-parameters, the code of the
+    builder, data loader and training loop): everything except the seed and the float kernels (CPU, torch)."""
     spec = _spec(name)
     with torch.random.fork_rng(devices=[]):
         arch = repr(spec.builder())
@@ -195,43 +254,88 @@ def cache_key(name: str) -> str:
         "arch": arch,
         "hparams": asdict(spec.hparams),
         "data": f"{spec.data.__module__}.{spec.data.__qualname__}",
-        "torch": torch.__version__,
         "source": _source_digest(spec),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def kernels_key() -> str:
+    """An 8-hex-digit hash of :func:`~quant.models.fingerprint.cpu_fingerprint`: which float kernels train here."""
+    return hashlib.sha256(json.dumps(cpu_fingerprint(), sort_keys=True).encode()).hexdigest()[:8]
+
+
 def model_cache_path(name: str, seed: int = 0) -> Path:
-    """Where :func:`get_model` stores the trained state_dict of ``name`` / ``seed``."""
+    """Where :func:`get_model` caches the state_dict of ``name`` / ``seed`` trained on this machine."""
     seed = _check_seed(seed)
-    return lowbit_cache_dir() / "models" / f"{name}-seed{seed}-{cache_key(name)}.pt"
+    return lowbit_cache_dir() / "models" / f"{name}-seed{seed}-{cache_key(name)}-{kernels_key()}.pt"
+
+
+def _build(name: str, state: dict[str, torch.Tensor]) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):  # building initialises weights; keep the caller's RNG untouched
+        model = _spec(name).builder()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
 
 
 def _load_cached(name: str, path: Path) -> nn.Module | None:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        with torch.random.fork_rng(devices=[]):  # building initialises weights; keep the caller's RNG untouched
-            model = _spec(name).builder()
-        model.load_state_dict(blob["state_dict"], strict=True)
+        return _build(name, blob["state_dict"])
     except Exception:  # noqa: BLE001 - any unreadable / stale / truncated entry is simply retrained
         return None
-    return model.eval()
+
+
+_NOTED: set[tuple[str, str, int]] = set()
+
+
+def _note_once(kind: str, name: str, seed: int, message: str) -> None:
+    """Print ``message`` on stderr the first time this process meets (kind, name, seed)."""
+    if (kind, name, seed) not in _NOTED:
+        _NOTED.add((kind, name, seed))
+        print(message, file=sys.stderr, flush=True)
+
+
+def shipped_seeds(name: str) -> list[int]:
+    """The seeds of ``name`` whose weights ship with lowbit (whatever their cache key)."""
+    _spec(name)
+    return sorted(seed for model, seed in read_manifest() if model == name)
 
 
 def get_model(name: str, seed: int = 0, progress: bool = False) -> nn.Module:
-    """The trained model ``name`` for ``seed`` in eval mode: loaded from the cache, or trained and cached first."""
+    """The trained model ``name`` for ``seed`` in eval mode: the shipped weights, else the local cache, else trained
+    here and cached (see the module docstring)."""
     _spec(name)
+    seed = _check_seed(seed)
+    key = cache_key(name)
+    entry = read_manifest().get((name, seed))
+    if entry is not None and entry.cache_key == key:
+        state = load_shipped_state(entry)
+        try:
+            return _build(name, {k: torch.from_numpy(v) for k, v in state.items()})
+        except (RuntimeError, ValueError) as exc:
+            raise ShippedWeightsError(f"shipped weights {entry.path()} do not fit {name}: {exc}") from None
+    if entry is not None:
+        _note_once("stale", name, seed,
+                   f"warning: the shipped weights of {name} seed {seed} were trained under cache key "
+                   f"{entry.cache_key}, but the model or training code now gives {key}; using weights trained on "
+                   f"this machine instead; regenerate the shipped ones with {REGENERATE}")
     path = model_cache_path(name, seed)
     if path.is_file():
         model = _load_cached(name, path)
         if model is not None:
             return model
+    if entry is None:
+        shipped = ", ".join(map(str, shipped_seeds(name))) or "none"
+        _note_once("local", name, seed,
+                   f"note: {name} seed {seed} is not shipped with lowbit (shipped seeds: {shipped}); training it "
+                   f"here, so its weights are specific to this machine's CPU: {describe(cpu_fingerprint())}")
     t0 = time.perf_counter()
     model = train_model(name, seed=seed, progress=progress)
     blob = {
         "name": name,
         "seed": seed,
-        "key": cache_key(name),
+        "key": key,
+        "fingerprint": cpu_fingerprint(),
         "train_seconds": time.perf_counter() - t0,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
     }

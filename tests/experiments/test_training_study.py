@@ -31,6 +31,9 @@ def fake_cell(run: dict[str, Any]) -> dict[str, Any]:
                            "test_accuracy_hard": acc + 1, "test_accuracy_snapped": acc}
         if "calib" in run["extras"]:
             cell["calib_accuracy"] = acc - 1
+        if "history" in run["extras"]:
+            cell["history"] = {"first": {"tau_mean": 0.03, "sparsity": 0.3, "train_accuracy": 90.0},
+                               "last": {"tau_mean": 0.05, "sparsity": 0.32, "train_accuracy": 99.0}}
     return cell
 
 
@@ -38,7 +41,7 @@ def test_every_part_has_distinct_runs() -> None:
     names = [ts._cell_name(r) for p in ts.PARTS for r in ts._runs(p)]
     sizes = {p: len(ts._runs(p)) for p in ts.PARTS}
     assert sizes == {"qgt-lambda": 50, "qgt-final": 24, "qgt-grid": 12, "qgt-rho": 18, "dgms-epochs": 18,
-                     "dgms-hard": 24, "dgms-free": 12, "dgms-tuning": 21}
+                     "dgms-hard": 24, "dgms-free": 12, "dgms-tuning": 21, "dgms-alpha": 2}
     assert len(set(names)) == len(names)
 
 
@@ -51,11 +54,12 @@ def test_collect_resumes_and_recomputes_cells_of_another_pretrained_model(tmp_pa
 
     monkeypatch.setattr(ts, "run_cell", counting)
     cells = ts.collect(tmp_path, list(ts.PARTS))
-    assert len(calls) == len(cells) == 179
+    assert len(calls) == len(cells) == 181
     text = ts.render(cells, list(ts.PARTS))
     for title, _ in ts.RENDER.values():
         assert f"## {title}" in text
     assert "| digits-cnn | 0 | " in text and "ρ = 0.8" in text and "nan" not in text.lower()
+    assert "0.030 → 0.050" in text and "| mnist1d-cnn | no | " in text and "| mnist1d-cnn | yes | " in text
     calls.clear()
     again = ts.collect(tmp_path, list(ts.PARTS))
     assert calls == [] and ts.render(again, list(ts.PARTS)) == text

@@ -265,6 +265,7 @@ def test_trained_model_snapped_codes_and_summary(trained, digits) -> None:
     used = table[(table["count"] > 0) & (table.component > 0)]   # grid codebook: the snap is exact
     np.testing.assert_allclose(used["snapped"], used["mean"], rtol=1e-5)
     assert s["snap_cost"] == 0.0
+    # the floor is over 4 binomial standard errors (0.75 points each) below what two epochs reach (97-98 %)
     assert s["test_accuracy_snapped"] == evaluate_accuracy(out.model, split.test_x, split.test_y) > 90.0
     assert s["compression_dense"] == 16.0 and s["compression_sparse"] == pytest.approx(16 / (1 - s["zero_codes"]))
     assert 0.0 < s["sparsity"] <= s["zero_codes"] < 1.0 and 1.0 < s["model_compression_dense"] < 16.0
@@ -282,7 +283,7 @@ def test_free_codebook_is_snapped_to_the_grid(digits) -> None:
     assert not np.allclose(table.loc[table["count"] > 0, "snapped"], table.loc[table["count"] > 0, "mean"])
     s = out.summary
     assert s["snap_cost"] == pytest.approx(s["test_accuracy_hard"] - s["test_accuracy_snapped"])
-    assert s["test_accuracy_hard"] > 90.0
+    assert s["test_accuracy_hard"] > 90.0  # measured 97-99 %: over 4 binomial standard errors above the floor
 
 
 @pytest.mark.slow

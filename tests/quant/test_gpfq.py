@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from accuracy_stats import assert_beats, assert_within, correct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -484,25 +485,28 @@ def test_network_bad_model_and_data(cnn_data):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn"])
 def test_real_models_gpfq_beats_rtn(name):
-    models = pytest.importorskip("quant.models")
-    from quant.data import evaluate_accuracy
+    """GPFQ against RTN on the shipped models of seeds 0-2, on statistics the data resolve: the relative logit
+    error over the whole test set (every logit counts, not only the argmax); on mnist1d also accuracy on 20 000
+    fresh signals from mnist1d's generator (McNemar, ``Z`` standard errors), and the docs' target (GPFQ w4a8 within
+    1 point of float). Digits accuracy is not compared: at w3 and w4 the methods differ by 0-5 of 397 images, and
+    4 standard errors of even one discordant image are 1 point, so that test set resolves neither claim."""
     from quant.fakequant import calibrate_activations
+    from quant.models import get_model, model_split
+    from quant.models.holdout import mnist1d_holdout
 
-    model, split = models.get_model(name), models.model_split(name)
-    ref = prepare(model)
-
-    def acc(m):
-        return evaluate_accuracy(m, split.test_x, split.test_y)
-
-    float_acc = acc(ref)
-    for bits in (3, 4):
-        rtn = rtn_quantize(prepare(model), bits)
-        gp = gpfq_quantize(prepare(model), split.calib_x, bits)
-        # the robust criterion: test-set logit error (measured 6-16x below RTN's at w3, 6-10x at w4)
-        assert _rel_out_err(gp, ref, split.test_x) < 0.5 * _rel_out_err(rtn, ref, split.test_x)
-        # accuracy on 397 / 1000 test inputs moves in steps of 0.25 / 0.1 points: at w4 both are within a couple
-        # of inputs of float (digits seed 0: RTN 98.49, GPFQ 98.24, float 98.24), so allow two digits images there
-        assert acc(gp) >= acc(rtn) - (0.0 if bits == 3 else 0.5)
-    w4a8 = gpfq_quantize(prepare(model), split.calib_x, 4)
-    calibrate_activations(w4a8, split.calib_x, 8)
-    assert acc(w4a8) >= float_acc - 1.0
+    split = model_split(name)
+    test_x, test_y = mnist1d_holdout(20_000, 1) if name == "mnist1d-cnn" else (split.test_x, split.test_y)
+    for seed in (0, 1, 2):
+        model = get_model(name, seed=seed)
+        ref = prepare(model)
+        for bits in (3, 4):
+            rtn = rtn_quantize(prepare(model), bits)
+            gp = gpfq_quantize(prepare(model), split.calib_x, bits)
+            # at least 3 dB better logit SQNR than RTN (measured 6.6-19 dB over these models, seeds and widths)
+            assert _rel_out_err(gp, ref, split.test_x) < 0.5 * _rel_out_err(rtn, ref, split.test_x), (seed, bits)
+            if name == "mnist1d-cnn":
+                assert_beats(correct(gp, test_x, test_y), correct(rtn, test_x, test_y), f"seed {seed} w{bits}")
+        if name == "mnist1d-cnn":  # the docs' target, with the statistical margin to spare
+            w4a8 = gpfq_quantize(prepare(model), split.calib_x, 4)
+            calibrate_activations(w4a8, split.calib_x, 8)
+            assert_within(correct(w4a8, test_x, test_y), correct(ref, test_x, test_y), 1.0, f"seed {seed} w4a8")

@@ -39,7 +39,8 @@ ALLOWED_LAYERS = (
     nn.MaxPool2d,
     nn.Flatten,
 )
-TARGETS = {"digits-cnn": 96.0, "mnist1d-cnn": 90.0}
+#: floors 4 binomial standard errors below the lowest shipped seed (digits 97.98 % of 397, mnist1d 96.9 % of 1000)
+TARGETS = {"digits-cnn": 95.0, "mnist1d-cnn": 94.0}
 
 
 @pytest.fixture
@@ -270,7 +271,10 @@ def test_training_does_not_depend_on_callers_thread_count():
     assert _same_state(a, b)
 
 
-def test_cache_hit_reuses_weights(cache, monkeypatch):
+def test_cache_hit_reuses_weights(cache, monkeypatch, tmp_path):
+    import quant.models.shipped as shipped
+
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "no-shipped-weights")  # every seed trains locally
     calls = []
     real_train = train_mod.train_model
 
@@ -295,16 +299,15 @@ def test_cache_hit_reuses_weights(cache, monkeypatch):
     assert list(path.parent.glob("*.tmp")) == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["digits-cnn", "mnist1d-cnn"])
-def test_trained_models_reach_target_accuracy_and_reproduce(name, cache):
-    model = get_model(name)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shipped_models_reach_target_accuracy(name, seed, cache):
+    """Each shipped seed reaches its model's floor, which sits 4 binomial standard errors (0.7 points for digits,
+    0.55 for mnist1d) below the lowest shipped accuracy, so a model retrained on another CPU meets it too;
+    tests/quant/test_shipped_models.py compares retraining with the shipped weights."""
     split = model_split(name)
-    acc = evaluate_accuracy(model, split.test_x, split.test_y)
+    acc = evaluate_accuracy(get_model(name, seed=seed), split.test_x, split.test_y)
     assert acc >= TARGETS[name], f"{name}: {acc:.2f}% < {TARGETS[name]}%"
-    assert model_cache_path(name).is_file()
-    # a full retraining from scratch gives bitwise-identical weights to the cached ones
-    assert _same_state(model, train_model(name))
 
 
 # ---------------------------------------------------------------------------------------------------------- minilm

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from accuracy_stats import assert_beats, correct
 
 from quant.data import evaluate_accuracy
 from quant.errors import QuantInputError
@@ -65,13 +66,15 @@ def test_qat_is_deterministic_and_beats_rtn_at_2_bits() -> None:
     assert all(layer.weight_fn is None and not layer.ste for _, layer in quant_layers(first.model))
     from quant.rtn import rtn_quantize
 
+
     rtn = prepare(model)
     calibrate_activations(rtn, split.calib_x, 8)
     rtn_quantize(rtn, 2)
-    acc_rtn = evaluate_accuracy(rtn, split.test_x, split.test_y)
+    # RTN at 2 bits loses a third of the images or more; two epochs of QAT recover them (paired, Z standard errors)
+    assert_beats(correct(first.model, split.test_x, split.test_y), correct(rtn, split.test_x, split.test_y), "QAT w2")
+    # and a floor far below what QAT reaches (97-98 %): 90 % is over Z binomial standard errors (0.75 points) under it
     acc_qat = evaluate_accuracy(first.model, split.test_x, split.test_y)
-    # RTN at 2 bits varies with the pretrained weights (31.7-66.8 % seen); two epochs of QAT recover > 90 %
-    assert acc_qat >= 90.0 and acc_qat > acc_rtn + 10, (acc_qat, acc_rtn)
+    assert acc_qat >= 90.0, acc_qat
 
 
 def test_a_non_finite_loss_stops_training_with_one_line() -> None:
@@ -85,3 +88,53 @@ def test_a_non_finite_loss_stops_training_with_one_line() -> None:
     with training_mode(q), pytest.raises(TrainingDivergedError) as err:
         finetune(q, split, FinetuneConfig(epochs=1), extra_loss=nan_after_start)
     assert "diverged" in str(err.value) and "\n" not in str(err.value)
+
+
+# ---- divergence (quant.divergence): the three causes, in the guard and in both training loops -------------------
+def test_guard_stops_a_loss_risen_by_orders_of_magnitude() -> None:
+    from quant.divergence import LOSS_RISE_FACTOR, DivergenceGuard
+
+    guard = DivergenceGuard("run", "try a lower --lr than 1")
+    guard.check_loss(0.01, 0.01, 10, 1, 1)  # a pretrained model starts near zero loss ...
+    guard.check_loss(50.0, 50.0, 10, 1, 2)  # ... and may rise far above it, up to 100x the chance-level loss
+    with pytest.raises(TrainingDivergedError, match=r"over 100x its starting value") as err:
+        guard.check_loss(LOSS_RISE_FACTOR * 2.31, LOSS_RISE_FACTOR * 2.31, 10, 2, 3)
+    message = str(err.value)
+    assert message.startswith("run: training diverged at epoch 2, step 3") and "try a lower --lr" in message
+    with pytest.raises(TrainingDivergedError, match="non-finite loss"):
+        guard.check_loss(float("inf"), 1.0, 10, 1, 4)
+
+
+def test_guard_stops_training_accuracy_at_chance() -> None:
+    from quant.divergence import DivergenceGuard, chance_accuracy
+
+    labels = torch.arange(1000) % 10
+    labels[:100] = 3  # majority class: 19 %
+    assert chance_accuracy(labels) == pytest.approx(0.19)
+    guard = DivergenceGuard("run", "hint")
+    with pytest.raises(TrainingDivergedError, match=r"training accuracy 20\.0 % is at chance \(the majority class is "
+                                                    r"19\.0 %"):
+        guard.check_accuracy(200, 1000, labels, 3)
+    guard.check_accuracy(400, 1000, labels, 3)  # poor but learning: not divergence
+
+
+def test_pretraining_with_an_absurd_learning_rate_stops(monkeypatch) -> None:
+    import dataclasses
+    import types
+
+    import quant.models.train as train_mod
+
+    spec = train_mod.MODELS["digits-cnn"]
+    bad = spec._replace(hparams=dataclasses.replace(spec.hparams, lr=1e3))
+    monkeypatch.setattr(train_mod, "MODELS", types.MappingProxyType({"digits-cnn": bad}))
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate of digits-cnn") as err:
+        train_mod.train_model("digits-cnn", seed=0, epochs=1)
+    assert "\n" not in str(err.value) and isinstance(err.value, QuantInputError)
+
+
+@pytest.mark.parametrize("lr", [1e3, 1.0])
+def test_fine_tuning_with_an_absurd_learning_rate_stops(lr: float) -> None:
+    model, split = get_model("digits-cnn"), model_split("digits-cnn")
+    with pytest.raises(TrainingDivergedError, match=f"try a lower --lr than {lr:g}") as err:
+        qat_train(model, split, 4, 8, FinetuneConfig(epochs=1, lr=lr))
+    assert "QAT w4a8: training diverged" in str(err.value) and "\n" not in str(err.value)
