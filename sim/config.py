@@ -9,36 +9,48 @@ from __future__ import annotations
 import math
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import TypeAdapter, ValidationError, WrapValidator, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from sim.errors import InputError
 from sim.io import read_yaml
 from sim.pairs import MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
 from sim.precision import FUSION_WIDTHS
+from sim.schema import RANGE_ERROR, SramKiB, StrictModel, bounded_float, bounded_int, format_validation, number_text
 from sim.technology import Technology, load_technology
 
 __all__ = ["Chip", "ArrayConfig", "PEConfig", "MemoryConfig", "load_chip", "chip_from_dict", "preset_names",
-           "CHIPS_DIR"]
+           "CHIPS_DIR", "MAX_ARRAY_DIM", "CLOCK_MHZ_RANGE", "DRAM_BW_RANGE"]
 
 CHIPS_DIR = Path(__file__).parent / "chips"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+#: Largest array side (PEs); with the layer bounds of :mod:`sim.workload.layer` every int64 count fits.
+MAX_ARRAY_DIM = 4096
+CLOCK_MHZ_RANGE = (1e-3, 1e5)
+DRAM_BW_RANGE = (0.01, float(2**20))
+_ArrayDim = bounded_int(1, MAX_ARRAY_DIM, unit="PEs")
+_Clock = bounded_float(*CLOCK_MHZ_RANGE, unit="MHz", note="1 kHz to 100 GHz")
+_PeBits = bounded_int(2, 16, unit="bits")
+_AccBits = bounded_int(8, 64, unit="bits")
+_ScaleBits = bounded_int(0, 64, unit="bits")
+_StaticMw = bounded_float(0.0, 1e6, unit="mW")
+_Bandwidth = bounded_float(*DRAM_BW_RANGE, unit="bits per cycle")
+_BANDWIDTH = TypeAdapter(_Bandwidth)
 
 
-class ArrayConfig(_Strict):
+class ArrayConfig(StrictModel):
     """Systolic array geometry and clock."""
 
-    rows: int = Field(gt=0, le=4096)
-    cols: int = Field(gt=0, le=4096)
+    rows: _ArrayDim
+    cols: _ArrayDim
     dataflow: Literal["ws", "os", "is"] = "ws"
-    clock_mhz: float = Field(default=1000.0, gt=0)
+    clock_mhz: _Clock = 1000.0
 
 
-class PEConfig(_Strict):
+class PEConfig(StrictModel):
     """Processing-element kind.
 
     * ``fixed``: one native width ``bits``; narrower operands run at the same speed and MAC energy.
@@ -49,28 +61,33 @@ class PEConfig(_Strict):
     """
 
     kind: Literal["fixed", "bitserial", "bitfusion"] = "fixed"
-    bits: int = Field(default=8, ge=2, le=16)
+    bits: _PeBits = 8
     serial: Literal["activation", "both"] = "activation"
 
 
-class MemoryConfig(_Strict):
+def _bandwidth(value: Any, handler: Any) -> float | str:
+    """``calc`` or a bounded number of bits per cycle, with one message naming both."""
+    if value == "calc":
+        return "calc"
+    try:
+        return _BANDWIDTH.validate_python(value)
+    except ValidationError:
+        lo, hi = DRAM_BW_RANGE
+        raise PydanticCustomError(RANGE_ERROR, f"must be 'calc' (unlimited) or a finite number in "
+                                  f"[{number_text(lo)}, {number_text(hi)}] bits per cycle") from None
+
+
+class MemoryConfig(StrictModel):
     """On-chip SRAMs (KiB, double-buffered) and the DRAM interface.
 
     ``dram_bw_bits_per_cycle: calc`` means unlimited bandwidth (SCALE-Sim's CALC mode: no stalls).
     """
 
-    ifmap_sram_kib: float = Field(gt=0)
-    filter_sram_kib: float = Field(gt=0)
-    ofmap_sram_kib: float = Field(gt=0)
-    dram_bw_bits_per_cycle: float | Literal["calc"] = 128.0
-    acc_bits: int = Field(default=32, ge=8, le=64)
-
-    @field_validator("dram_bw_bits_per_cycle")
-    @classmethod
-    def _bw_positive(cls, v: float | str) -> float | str:
-        if v != "calc" and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-            raise ValueError("must be a positive number of bits per cycle or 'calc'")
-        return v
+    ifmap_sram_kib: SramKiB
+    filter_sram_kib: SramKiB
+    ofmap_sram_kib: SramKiB
+    dram_bw_bits_per_cycle: Annotated[float | Literal["calc"], WrapValidator(_bandwidth)] = 128.0
+    acc_bits: _AccBits = 32
 
     @property
     def bandwidth(self) -> float:
@@ -78,7 +95,7 @@ class MemoryConfig(_Strict):
         return math.inf if self.dram_bw_bits_per_cycle == "calc" else float(self.dram_bw_bits_per_cycle)
 
 
-class Chip(_Strict):
+class Chip(StrictModel):
     """A complete accelerator description."""
 
     name: str = "chip"
@@ -87,8 +104,8 @@ class Chip(_Strict):
     pairs: tuple[str, ...] | None = None
     memory: MemoryConfig
     technology: str = "45nm"
-    weight_scale_bits: int = Field(default=32, ge=0, le=64)
-    static_mw: float | None = Field(default=None, ge=0)
+    weight_scale_bits: _ScaleBits = 32
+    static_mw: _StaticMw | None = None
 
     @field_validator("pairs", mode="before")
     @classmethod
@@ -156,22 +173,6 @@ def _pe_rejects(pe: PEConfig, w: int, a: int) -> str | None:
     return None
 
 
-def _format_validation(exc: ValidationError, where: str) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif err["type"] == "missing":
-        msg = "missing field"
-    elif err["type"] == "literal_error":
-        msg = msg.replace("Input should be", "must be one of")
-    extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    got = f", got {err['input']!r}" if err["type"] not in ("missing", "extra_forbidden") and "input" in err \
-        and not isinstance(err["input"], dict) else ""
-    return f"{where}: {loc}: {msg}{got}{extra}"
-
-
 def chip_from_dict(doc: Any, where: str = "chip") -> Chip:
     """Validate a chip mapping; errors are one line naming the field."""
     if not isinstance(doc, dict):
@@ -179,7 +180,7 @@ def chip_from_dict(doc: Any, where: str = "chip") -> Chip:
     try:
         chip = Chip.model_validate(doc)
     except ValidationError as exc:
-        raise InputError(_format_validation(exc, where)) from None
+        raise InputError(format_validation(exc, where, Chip)) from None
     chip.tech  # noqa: B018 - resolve the technology now so a bad name fails at load time
     chip.static_power_mw()
     return chip

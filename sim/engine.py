@@ -127,7 +127,9 @@ def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[st
     latency_us = total / c(chips.clock_mhz)
     e_static = c(chips.static_mw) * latency_us * 1e3  # mW x us = nJ
     weight_bits = np.where(act_act, 0, G * K * N * w + G * N * n_h * c(chips.scale_bits))
-    util = macs * serial / (R * C * pack * total)
+    # peak MACs in float64: the int64 product R*C*pack*total can overflow; for products below 2^53 the float
+    # product is exact, so the ratio is bit-identical to the integer one
+    util = macs * serial / (R * C * pack * total.astype(np.float64))
 
     shape = compute.shape
     out = {

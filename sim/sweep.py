@@ -18,6 +18,11 @@ the row :func:`sim.simulate` gives for that chip, bit for bit.
   files left by a killed run are removed.
 * A rerun into a directory made by a different spec is an :class:`InputError`; so is a second
   run into a directory another run holds (``out_dir/.lock``, POSIX ``flock``).
+* Everything that can be checked is checked before anything is created: the scheduler and worker
+  count, the output path (:func:`sim.io.check_output_dir`), the spec, an existing directory's spec,
+  and a scheduler address (connected within :data:`CONNECT_TIMEOUT_S` seconds).  A run that fails,
+  is refused or is interrupted before any partition is published removes the directories it
+  created; published partitions are kept for the rerun.
 * The files depend only on the spec, never on the scheduler or worker count.
 
 Schedulers: ``None`` (in-process, threads), ``"threads"``, ``"synchronous"``, ``"local"`` /
@@ -31,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +54,7 @@ from sim.chipbatch import CHIP_FIELDS, ChipBatch
 from sim.costs import COST_COLUMNS
 from sim.engine import MODEL_VERSION, evaluate
 from sim.errors import InputError
-from sim.io import atomic_path
+from sim.io import atomic_path, check_output_dir, missing_ancestors
 from sim.layerbatch import LayerBatch
 from sim.pairs import format_pair
 from sim.sweep_spec import Expansion, SweepSpec, load_sweep_spec, sweep_spec_from_dict
@@ -69,6 +75,8 @@ __all__ = [
     "DEFAULT_CHIPS_PER_PARTITION",
     "PARTITION_BYTES",
     "FAIL_ENV",
+    "MAX_WORKERS",
+    "CONNECT_TIMEOUT_S",
 ]
 
 SWEEP_FORMAT = "lowbit-sweep/1"
@@ -78,6 +86,10 @@ DEFAULT_CHIPS_PER_PARTITION = 512
 #: arrays (engine intermediates, the flattened table, Parquet buffers) this caps its chips.
 PARTITION_BYTES = 256 * 2**20
 _BYTES_PER_POINT = 512  # measured: 290-410 B of peak RSS per point (ResNet-50 x 9 pairs)
+#: Largest worker count of a local cluster (``--workers``, ``local:N``) or thread pool.
+MAX_WORKERS = 256
+#: Seconds to wait for a scheduler address to answer before refusing the sweep.
+CONNECT_TIMEOUT_S = 5
 #: Test hook: a partition index; that partition writes its temp file, then raises before the rename.
 FAIL_ENV = "LOWBIT_SWEEP_FAIL_PARTITION"
 _TMP_RE = re.compile(r"^\..+\.tmp$")  # never matches .lock
@@ -359,7 +371,9 @@ def _read_meta(out: Path) -> dict[str, Any]:
     return meta
 
 
-def _prepare_dir(out: Path, meta: dict[str, Any]) -> None:
+def _check_dir(out: Path, meta: dict[str, Any]) -> None:
+    """Refuse an output directory that holds another spec's results or foreign sweep files (reads only)."""
+    check_output_dir(out)
     if (out / "sweep.json").exists():
         old = _read_meta(out)
         if old.get("spec_hash") != meta["spec_hash"]:
@@ -370,6 +384,10 @@ def _prepare_dir(out: Path, meta: dict[str, Any]) -> None:
             )
     elif out.exists() and ((out / "parts").exists() or (out / "chips.parquet").exists()):
         raise InputError(f"{out}: has sweep outputs but no sweep.json; use a new output directory")
+
+
+def _prepare_dir(out: Path, meta: dict[str, Any]) -> None:
+    _check_dir(out, meta)  # again, under the lock
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(meta, indent=2) + "\n"
     path = out / "sweep.json"
@@ -442,15 +460,42 @@ def _run_local(tasks: list[_Task], scheduler: str, threads: int, advance: Callab
         pool.shutdown(wait=True)  # let partitions already running finish (or clean up) before returning
 
 
+def _connect(address: str) -> Any:
+    """A :class:`distributed.Client` of the scheduler at ``address``, or a one-line InputError naming it
+    after :data:`CONNECT_TIMEOUT_S` seconds (called before anything is written)."""
+    import logging
+
+    from distributed import Client
+
+    quiet = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.CRITICAL)
+    try:
+        return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (ValueError, TypeError) as exc:  # a malformed address, or one that needs TLS settings
+        raise InputError(f"bad Dask scheduler address {address} ({' '.join(str(exc).split())})") from None
+    except (OSError, TimeoutError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(
+            f"cannot connect to the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s ({reason})"
+        ) from None
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
+
+
 def _run_distributed(
-    tasks: list[_Task], address: str | None, n_workers: int | None, key: str, advance: Callable[[], None]
+    tasks: list[_Task], client: Any, n_workers: int | None, key: str, advance: Callable[[], None]
 ) -> list[dict]:
+    """Run ``tasks`` on ``client`` (a connected scheduler), or on a new local cluster when it is None."""
     import logging
 
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
-    if address is None:
+    own_client = client is None
+    if own_client:
         cluster = LocalCluster(
             n_workers=n_workers or os.cpu_count() or 1,
             threads_per_worker=1,
@@ -459,13 +504,6 @@ def _run_distributed(
             silence_logs=logging.CRITICAL,
         )
         client = Client(cluster)
-    else:
-        try:
-            client = Client(address, timeout="30s")
-        except (OSError, TimeoutError) as exc:
-            raise InputError(
-                f"cannot connect to Dask scheduler {address!r}: {exc}".replace("\n", " ")
-            ) from None
     try:
         futures = client.map(
             _run_partition, tasks, key=[f"lowbit-sweep-{key}-{t.index}" for t in tasks], pure=False
@@ -480,16 +518,17 @@ def _run_distributed(
             advance()
         return results
     finally:
-        client.close()
+        if own_client:
+            client.close()
         if cluster is not None:
             cluster.close()
 
 
 def _parse_scheduler(scheduler: str | None, n_workers: int | None) -> tuple[str, str | None, int | None]:
     if n_workers is not None and (
-        not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1
+        not isinstance(n_workers, int) or isinstance(n_workers, bool) or not 1 <= n_workers <= MAX_WORKERS
     ):
-        raise InputError(f"n_workers must be a positive integer, got {n_workers!r}")
+        raise InputError(f"worker count (--workers) must be an integer in 1..{MAX_WORKERS}, got {n_workers!r}")
     if scheduler is None:
         return ("local", None, n_workers) if n_workers else ("threads", None, None)
     text = str(scheduler).strip()
@@ -498,10 +537,13 @@ def _parse_scheduler(scheduler: str | None, n_workers: int | None) -> tuple[str,
     m = re.fullmatch(r"local(?::(\d+))?", text)
     if m:
         count = int(m.group(1)) if m.group(1) else n_workers
-        if count is not None and count < 1:
-            raise InputError(f"scheduler {text!r}: the worker count must be >= 1")
+        if count is not None and not 1 <= count <= MAX_WORKERS:
+            raise InputError(f"scheduler {text!r}: the worker count must be in 1..{MAX_WORKERS}")
         return "local", None, count
     if re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", text):
+        if n_workers is not None:
+            raise InputError(f"a worker count (--workers) starts a local cluster, but the scheduler at {text} "
+                             f"has its own workers: give one or the other")
         return "address", text, None
     raise InputError(
         f"unknown scheduler {text!r} (allowed: threads, synchronous, local, local:N, "
@@ -527,16 +569,26 @@ def run_sweep(
     """
     t_start = time.perf_counter()
     mode, address, count = _parse_scheduler(scheduler, n_workers)
+    out = check_output_dir(out_dir)
     spec = _as_spec(spec)
     t_spec = time.perf_counter()
-    out = Path(out_dir)
     parts = plan_partitions(spec)
     layer_batches = {wl.name: LayerBatch.from_workload(wl) for wl in spec.workloads}
     meta = _metadata(spec, parts, layer_batches)
-    with _dir_lock(out):
-        results, t_prep, t_batch = _run_locked(
-            spec, out, parts, layer_batches, meta, mode, address, count, progress
-        )
+    _check_dir(out, meta)
+    client = _connect(address) if address is not None else None  # before anything is created
+    created = missing_ancestors(out)
+    try:
+        with _dir_lock(out):
+            results, t_prep, t_batch = _run_locked(
+                spec, out, parts, layer_batches, meta, mode, client, count, progress
+            )
+    except BaseException:
+        _remove_if_unpublished(created, out)
+        raise
+    finally:
+        if client is not None:
+            client.close()
     t_end = time.perf_counter()
     if stats is not None:
         stats.update(
@@ -558,6 +610,19 @@ def run_sweep(
             }
         )
     return out
+
+
+def _remove_if_unpublished(created: list[Path], out: Path) -> None:
+    """After a failed, refused or interrupted run: remove the directories it created, unless a finished
+    partition was published into them (kept, so that a rerun resumes)."""
+    if not created or any((out / "parts").glob("*/*.parquet")):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    for directory in created[1:]:  # the ancestors this run made, innermost first, while empty
+        try:
+            directory.rmdir()
+        except OSError:
+            break
 
 
 @contextmanager
@@ -587,7 +652,7 @@ def _run_locked(
     layer_batches: dict[str, LayerBatch],
     meta: dict[str, Any],
     mode: str,
-    address: str | None,
+    client: Any,
     count: int | None,
     progress: bool,
 ) -> tuple[list[dict], float, float]:
@@ -627,7 +692,7 @@ def _run_locked(
             if mode in ("threads", "synchronous"):
                 results = _run_local(tasks, mode, count or os.cpu_count() or 1, advance)
             else:
-                results = _run_distributed(tasks, address, count, meta["spec_hash"][:12], advance)
+                results = _run_distributed(tasks, client, count, meta["spec_hash"][:12], advance)
         finally:
             if bar is not None:
                 bar[0].stop()

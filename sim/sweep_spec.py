@@ -18,17 +18,18 @@ variant, its ``chip_id`` and overrides)::
 Variant ``i`` (its ``chip_id``) is the ``i``-th grid combination in :func:`itertools.product`
 order over the grid keys as written, then the points in order; it is named ``<name>-<i>``.
 
-Validation is exact but cheap: each grid value is checked alone against its field, each distinct
-section (``array``, ``pe``, ``memory``) combination is validated once, and every variant is then
-validated as a whole :class:`~sim.config.Chip` (section instances reused, so this costs a few
-microseconds per variant).  Checks that depend only on the PE and technology (pairs, MAC energy)
-run once per distinct non-geometry combination.
+The structure (keys, types, ranges, bounds) is a pydantic schema, :mod:`sim.sweep_schema`; unknown
+keys are errors and every number is finite and bounded.  Validation is exact but cheap: each grid
+value is checked alone against its field, each distinct section (``array``, ``pe``, ``memory``)
+combination is validated once, and every variant is then validated as a whole
+:class:`~sim.config.Chip` (section instances reused, so this costs a few microseconds per variant).
+Checks that depend only on the PE and technology (pairs, MAC energy) run once per distinct
+non-geometry combination.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -41,7 +42,8 @@ from sim.chipbatch import mac_energy_pj
 from sim.config import Chip, load_chip
 from sim.errors import InputError
 from sim.io import read_yaml
-from sim.pairs import Pair, format_pair, parse_pairs
+from sim.pairs import Pair, format_pair
+from sim.sweep_schema import MAX_CHIPS, SECTIONS, SPEC_KEYS, SWEEP_FIELDS, parse_spec
 
 __all__ = [
     "SweepSpec",
@@ -53,40 +55,6 @@ __all__ = [
     "MAX_CHIPS",
 ]
 
-SPEC_KEYS = ("name", "chip", "grid", "points", "workloads", "pairs", "chips_per_partition")
-_REQUIRED = ("name", "chip", "workloads")
-#: Chip fields that cannot be swept: the name is set per variant, pairs belong to the spec.
-_NOT_SWEPT = {
-    "name": "every variant is named '<spec name>-<chip_id>'",
-    "pairs": "list the pairs in the spec's top-level 'pairs:'",
-}
-MAX_CHIPS = 10_000_000
-_MAX_RANGE = 1_000_000
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _sweep_fields() -> dict[str, tuple[str, ...]]:
-    """Dotted name -> path of every sweepable leaf field of :class:`Chip` (sections expanded)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for name, info in Chip.model_fields.items():
-        if name in _NOT_SWEPT:
-            continue
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            for sub in ann.model_fields:
-                out[f"{name}.{sub}"] = (name, sub)
-        else:
-            out[name] = (name,)
-    return out
-
-
-#: Every field a grid or point may set, in Chip model order.
-SWEEP_FIELDS: dict[str, tuple[str, ...]] = _sweep_fields()
-_SECTIONS: dict[str, type[BaseModel]] = {
-    name: info.annotation
-    for name, info in Chip.model_fields.items()
-    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
-}
 #: Sections whose fields only enter the cost model elementwise (no cross-section validation).
 _GEOMETRY = ("array", "memory")
 
@@ -102,57 +70,6 @@ def _err_text(err: dict) -> str:
     elif err["type"] == "extra_forbidden":
         msg = "unknown field"
     return msg
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _expand_range(spec: dict, where: str) -> list[Any]:
-    unknown = sorted(set(spec) - {"range", "step"})
-    if unknown or "range" not in spec:
-        raise InputError(
-            f"{where}: a range is written {{range: [start, stop], step: s}} (inclusive); "
-            f"got keys {', '.join(map(str, spec)) or '(none)'}"
-        )
-    bounds, step = spec["range"], spec.get("step", 1)
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds)):
-        raise InputError(f"{where}: range must be a list of two numbers [start, stop], got {bounds!r}")
-    if not _is_number(step) or not step > 0 or not math.isfinite(step):
-        raise InputError(f"{where}: step must be a positive number, got {step!r}")
-    lo, hi = bounds
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise InputError(f"{where}: range start must be <= stop (both finite), got {bounds!r}")
-    count = math.floor((hi - lo) / step + 1e-9) + 1
-    if count > _MAX_RANGE:
-        raise InputError(f"{where}: range gives {count} values (max {_MAX_RANGE}); use a larger step")
-    if all(isinstance(v, int) for v in (lo, hi, step)):
-        return list(range(lo, hi + 1, step))
-    return [round(lo + i * step, 12) for i in range(count)]
-
-
-def _flatten_point(doc: Any, where: str, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(doc, dict):
-        raise InputError(
-            f"{where}: expected a mapping of chip fields to values, e.g. {{array.rows: 64}}, "
-            f"got {type(doc).__name__}"
-        )
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name in _SECTIONS:
-            out.update(_flatten_point(value, where, prefix=f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def _check_field(name: Any, where: str) -> str:
-    if not isinstance(name, str) or name not in SWEEP_FIELDS:
-        if isinstance(name, str) and name in _NOT_SWEPT:
-            raise InputError(f"{where}: chip field {name!r} cannot be swept ({_NOT_SWEPT[name]})")
-        raise InputError(f"{where}: unknown chip field {name!r} (allowed: {', '.join(SWEEP_FIELDS)})")
-    return name
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,7 +123,7 @@ class Expansion:
         for f in self.fields:
             if "." not in f:
                 doc[f] = self.levels[f][int(self.codes[f][chip_id])]
-        for sec in _SECTIONS:
+        for sec in SECTIONS:
             doc[sec] = self.section_items[sec][int(self.section_index[sec][chip_id])]
         return doc
 
@@ -275,52 +192,22 @@ def _resolve(entry: str, base_dir: Path | None) -> str:
 def sweep_spec_from_dict(
     doc: Any, where: str = "sweep spec", base_dir: str | Path | None = None
 ) -> SweepSpec:
-    """Validate a spec mapping (see the module docstring); errors are one-line :class:`InputError`."""
-    if not isinstance(doc, dict):
-        raise InputError(
-            f"{where}: expected a mapping with {', '.join(_REQUIRED)} and grid/points, "
-            f"got {type(doc).__name__}"
-        )
-    base_dir = Path(base_dir) if base_dir is not None else None
-    unknown = [k for k in doc if k not in SPEC_KEYS]
-    if unknown:
-        raise InputError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(SPEC_KEYS)})")
-    missing = [k for k in _REQUIRED if doc.get(k) is None]
-    if missing:
-        raise InputError(f"{where}: missing field {missing[0]!r}")
+    """Validate a spec mapping (see the module docstring); errors are one-line :class:`InputError`.
 
-    name = doc["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InputError(
-            f"{where}: name must be a non-empty string of letters, digits, '_', '.' or '-', got {name!r}"
-        )
-    chip_ref = doc["chip"]
-    if not isinstance(chip_ref, str) or not chip_ref.strip():
-        raise InputError(
-            f"{where}: chip must be a preset name, a chip YAML path or a SCALE-Sim .cfg path, "
-            f"got {chip_ref!r}"
-        )
+    The structure is checked first (:func:`sim.sweep_schema.parse_spec`), then the base chip, the
+    workloads and every grid and point value against its chip field.
+    """
+    parsed = parse_spec(doc, where)
+    base_dir = Path(base_dir) if base_dir is not None else None
     try:
-        base = load_chip(_resolve(chip_ref, base_dir))
+        base = load_chip(_resolve(parsed.chip, base_dir))
     except InputError as exc:
         raise InputError(f"{where}: chip: {exc}") from None
 
-    cpp = doc.get("chips_per_partition")
-    if cpp is not None and (not isinstance(cpp, int) or isinstance(cpp, bool) or cpp < 1):
-        raise InputError(f"{where}: chips_per_partition must be a positive integer, got {cpp!r}")
-
-    # workloads ------------------------------------------------------------------------------
-    wl_doc = doc["workloads"]
-    if isinstance(wl_doc, str):
-        wl_doc = [wl_doc]
-    if not isinstance(wl_doc, list) or not wl_doc:
-        raise InputError(f"{where}: workloads must be a non-empty list of zoo names or paths, got {wl_doc!r}")
     from sim.workload import load_workload
 
-    workloads, sources, seen = [], [], {}
-    for i, entry in enumerate(wl_doc):
-        if not isinstance(entry, str) or not entry.strip():
-            raise InputError(f"{where}: workloads[{i}] must be a zoo name or a path, got {entry!r}")
+    workloads, seen = [], {}
+    for i, entry in enumerate(parsed.workloads):
         try:
             wl = load_workload(_resolve(entry, base_dir))
         except InputError as exc:
@@ -331,80 +218,34 @@ def sweep_spec_from_dict(
             )
         seen[wl.name] = i
         workloads.append(wl)
-        sources.append(entry)
+    pairs = parsed.pairs if parsed.pairs is not None else tuple(base.supported_pairs)
 
-    # pairs ----------------------------------------------------------------------------------
-    pairs_given = doc.get("pairs") is not None
-    if pairs_given:
-        raw = doc["pairs"]
-        if not isinstance(raw, (str, list)):
-            raise InputError(f"{where}: pairs must be a list such as [w8a8, w4a4], got {raw!r}")
-        try:
-            pairs = tuple(parse_pairs(raw))
-        except InputError as exc:
-            raise InputError(f"{where}: pairs: {exc}") from None
-    else:
-        pairs = tuple(base.supported_pairs)
-
-    # grid and points ------------------------------------------------------------------------
     base_doc = base.model_dump()
-    grid: list[tuple[str, tuple[Any, ...]]] = []
-    if "grid" in doc:
-        g = doc["grid"]
-        if not isinstance(g, dict) or not g:
-            raise InputError(
-                f"{where}: grid must be a non-empty mapping of chip fields to value lists, "
-                f"e.g. {{array.rows: [8, 16]}}, got {g!r}"
-            )
-        for key, values in g.items():
-            fname = _check_field(key, f"{where}: grid")
-            at = f"{where}: grid.{fname}"
-            if isinstance(values, dict):
-                values = _expand_range(values, at)
-            if not isinstance(values, list):
-                raise InputError(
-                    f"{at}: expected a list of values or {{range: [start, stop], step: s}}, got {values!r}"
-                )
-            if not values:
-                raise InputError(f"{at}: empty list of values (an empty grid axis sweeps nothing)")
-            grid.append(
-                (fname, tuple(_coerce(base_doc, fname, v, f"{at}[{j}]") for j, v in enumerate(values)))
-            )
-    points: list[dict[str, Any]] = []
-    if "points" in doc:
-        pts = doc["points"]
-        if not isinstance(pts, list) or not pts:
-            raise InputError(f"{where}: points must be a non-empty list of mappings of chip fields to values")
-        for j, item in enumerate(pts):
-            at = f"{where}: points[{j}]"
-            flat = _flatten_point(item, at)
-            if not flat:
-                raise InputError(f"{at}: empty point (set at least one chip field)")
-            points.append(
-                {_check_field(k, at): _coerce(base_doc, k, v, f"{at}.{k}") for k, v in flat.items()}
-            )
-    if not grid and not points:
-        raise InputError(
-            f"{where}: nothing to sweep: give grid (a mapping of chip fields to value lists) and/or points"
-        )
-
+    grid = [
+        (fname, tuple(_coerce(base_doc, fname, v, f"{where}: grid.{fname}[{j}]") for j, v in enumerate(values)))
+        for fname, values in parsed.grid
+    ]
+    points = [
+        {k: _coerce(base_doc, k, v, f"{where}: points[{j}].{k}") for k, v in flat.items()}
+        for j, flat in enumerate(parsed.points)
+    ]
     n_grid = math.prod(len(v) for _, v in grid) if grid else 0
     n_chips = n_grid + len(points)
     if n_chips > MAX_CHIPS:
         raise InputError(f"{where}: the spec expands to {n_chips} chips (max {MAX_CHIPS}); split the sweep")
 
-    expansion = _expand(name, base, base_doc, grid, points, pairs, pairs_given, n_grid, where)
+    expansion = _expand(parsed.name, base, base_doc, grid, points, pairs, parsed.pairs is not None, n_grid, where)
     return SweepSpec(
-        name=name,
-        chip=chip_ref,
+        name=parsed.name,
+        chip=parsed.chip,
         base_chip=base,
         grid=tuple(grid),
         points=tuple(points),
-        workload_sources=tuple(sources),
+        workload_sources=parsed.workloads,
         workloads=tuple(workloads),
         pairs=pairs,
-        pairs_given=pairs_given,
-        chips_per_partition=cpp,
+        pairs_given=parsed.pairs is not None,
+        chips_per_partition=parsed.chips_per_partition,
         source=where,
         expansion=expansion,
     )
@@ -418,7 +259,7 @@ def _adapter(fname: str) -> TypeAdapter:
     """A validator for one Chip field with its constraints (not its model's validators)."""
     if fname not in _ADAPTERS:
         path = SWEEP_FIELDS[fname]
-        owner = _SECTIONS[path[0]] if len(path) == 2 else Chip
+        owner = SECTIONS[path[0]] if len(path) == 2 else Chip
         info = owner.model_fields[path[-1]]
         ann = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         _ADAPTERS[fname] = TypeAdapter(ann)
@@ -434,7 +275,7 @@ def _coerce(base_doc: dict, fname: str, value: Any, at: str) -> Any:
         if len(path) == 2:
             sec, leaf = path
             try:
-                return getattr(_SECTIONS[sec].model_validate({**base_doc[sec], leaf: value}), leaf)
+                return getattr(SECTIONS[sec].model_validate({**base_doc[sec], leaf: value}), leaf)
             except ValidationError as exc:
                 if any(e["loc"][:1] == (leaf,) for e in exc.errors()):
                     raise
@@ -512,7 +353,7 @@ def _expand(
 ) -> Expansion:
     fields, levels, codes = _levels_and_codes(grid, points, base, n_grid)
     n = n_grid + len(points)
-    top = {k: getattr(base, k) for k in Chip.model_fields if k not in _SECTIONS and k != "name"}
+    top = {k: getattr(base, k) for k in Chip.model_fields if k not in SECTIONS and k != "name"}
 
     # One validated instance per distinct section combination.
     section_index: dict[str, np.ndarray] = {}
@@ -520,7 +361,7 @@ def _expand(
     exp_args = dict(
         spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels, codes=codes
     )
-    for sec, model in _SECTIONS.items():
+    for sec, model in SECTIONS.items():
         names = [f for f in fields if SWEEP_FIELDS[f][0] == sec and len(SWEEP_FIELDS[f]) == 2]
         first, inverse = _combos(codes, names, n)
         items = []
@@ -542,7 +383,7 @@ def _expand(
     static = np.empty(n, dtype=np.float64)
     top_fields = [f for f in fields if "." not in f]
     top_levels = [(f, levels[f], codes[f]) for f in top_fields]
-    sec_cols = [(sec, section_items[sec], section_index[sec]) for sec in _SECTIONS]
+    sec_cols = [(sec, section_items[sec], section_index[sec]) for sec in SECTIONS]
     validate = Chip.model_validate
     for i in range(n):
         doc = dict(top)

@@ -1,18 +1,26 @@
-"""Technology tables: MAC, SRAM, DRAM and leakage energy (pJ, uW), loaded from YAML."""
+"""Technology tables: MAC, SRAM, DRAM and leakage energy (pJ, uW) and areas, loaded from YAML.
+
+The YAML is validated by :class:`TechnologySchema` (unknown keys are errors; every number is finite and
+bounded: energies 0..1e4 pJ, leakage 0..1e6 uW, SRAM points 1 bit..1 TiB) and held as :class:`Technology`.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, ValidationError
 
 from sim.errors import InputError
 from sim.io import read_yaml
-from sim.pairs import parse_pair
+from sim.pairs import Pair, format_pair, parse_pair
+from sim.schema import SramKiB, StrictModel, bounded_float, bounded_int, format_validation
 
-__all__ = ["Technology", "AreaTable", "load_technology", "TECH_DIR"]
+__all__ = ["Technology", "AreaTable", "TechnologySchema", "load_technology", "technology_from_dict", "TECH_DIR"]
 
 TECH_DIR = Path(__file__).parent / "tech"
 
@@ -60,77 +68,100 @@ class Technology:
         raise AssertionError("unreachable")
 
 
-def _positive(where: str, value: Any) -> float:
+# The schema: every number finite and in a physically meaningful range --------------------------------
+_Pj = bounded_float(0.0, 1e4, unit="pJ")
+_SramPjPerBit = bounded_float(0.0, 1e4, above=True, unit="pJ per bit")
+_Uw = bounded_float(0.0, 1e6, unit="uW")
+_Nand2 = bounded_float(0.0, 1e9, unit="NAND2-equivalents")
+_Um2 = bounded_float(0.0, 1e3, above=True, unit="um^2")
+_NativeBits = bounded_int(2, 16, unit="bits")
+_LEAK_KEY = re.compile(r"^(fixed([2-9]|1[0-6])|bitfusion|bitserial)$")
+
+
+def _pair_key(text: str) -> Pair:
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: expected a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise InputError(f"{where}: expected a finite number >= 0, got {value!r}")
-    return v
+        return parse_pair(text)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
-def _section(doc: dict, key: str, where: str) -> Any:
-    if key not in doc:
-        raise InputError(f"{where}: missing field '{key}'")
-    return doc[key]
+def _leak_key(text: str) -> str:
+    if not _LEAK_KEY.match(text):
+        raise ValueError("must be fixed2 .. fixed16, bitfusion or bitserial")
+    return text
+
+
+_PairKey = Annotated[str, AfterValidator(_pair_key)]
+_LeakKey = Annotated[str, AfterValidator(_leak_key)]
+
+
+class _SerialSteps(StrictModel):
+    activation: _Pj
+    both: _Pj
+
+
+class _MacSchema(StrictModel):
+    fixed: dict[_NativeBits, _Pj]
+    bitfusion: dict[_PairKey, _Pj]
+    bitserial_step: _SerialSteps
+
+
+class _LeakageSchema(StrictModel):
+    pe: dict[_LeakKey, _Uw]
+    sram_per_kib: _Uw
+
+
+class _PeAreaSchema(StrictModel):
+    fixed: dict[_PairKey, _Nand2]
+    bitfusion: _Nand2
+
+
+class _AreaSchema(StrictModel):
+    nand2_um2: _Um2
+    pe_nand2: _PeAreaSchema
+    requant_nand2: _Nand2
+    sram_um2_per_bit: _Um2
+
+
+class TechnologySchema(StrictModel):
+    """The technology YAML as written (``sim/tech/45nm.yaml``); units are in the field names."""
+
+    name: str | None = None
+    mac_pj: _MacSchema
+    sram_pj_per_bit: Annotated[dict[SramKiB, _SramPjPerBit], Field(min_length=1)]
+    dram_pj_per_bit: _Pj
+    leakage_uw: _LeakageSchema
+    area: _AreaSchema | None = None
 
 
 def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
-    """Validate a technology mapping (as in ``sim/tech/45nm.yaml``)."""
+    """Validate a technology mapping (as in ``sim/tech/45nm.yaml``); errors are one line naming the field."""
     if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a mapping")
-    mac = _section(doc, "mac_pj", where)
-    if not isinstance(mac, dict):
-        raise InputError(f"{where}: mac_pj must be a mapping")
-    fixed = {int(k): _positive(f"{where}: mac_pj.fixed.{k}", v) for k, v in _section(mac, "fixed", where).items()}
-    fusion = {}
-    for k, v in _section(mac, "bitfusion", where).items():
-        pair = parse_pair(str(k))
-        fusion[pair] = _positive(f"{where}: mac_pj.bitfusion.{k}", v)
-    serial = {str(k): _positive(f"{where}: mac_pj.bitserial_step.{k}", v)
-              for k, v in _section(mac, "bitserial_step", where).items()}
-    for mode in ("activation", "both"):
-        if mode not in serial:
-            raise InputError(f"{where}: mac_pj.bitserial_step needs '{mode}'")
-    sram = _section(doc, "sram_pj_per_bit", where)
-    sram_pts = tuple(sorted((_positive(f"{where}: sram_pj_per_bit key", k),
-                             _positive(f"{where}: sram_pj_per_bit.{k}", v)) for k, v in sram.items()))
-    if not sram_pts or any(k <= 0 or e <= 0 for k, e in sram_pts):
-        raise InputError(f"{where}: sram_pj_per_bit needs positive sizes and energies")
-    leak = _section(doc, "leakage_uw", where)
-    area = _area_from_dict(doc["area"], where) if "area" in doc else None
+        raise InputError(f"{where}: expected a mapping with mac_pj, sram_pj_per_bit, dram_pj_per_bit and "
+                         f"leakage_uw, got {type(doc).__name__}")
+    try:
+        t = TechnologySchema.model_validate(doc)
+    except ValidationError as exc:
+        raise InputError(format_validation(exc, where, TechnologySchema)) from None
+    area = None
+    if t.area is not None:
+        area = AreaTable(
+            nand2_um2=t.area.nand2_um2,
+            fixed_pe_nand2={format_pair(k): v for k, v in t.area.pe_nand2.fixed.items()},
+            bitfusion_pe_nand2=t.area.pe_nand2.bitfusion,
+            requant_nand2=t.area.requant_nand2,
+            sram_um2_per_bit=t.area.sram_um2_per_bit,
+        )
     return Technology(
-        name=str(doc.get("name", where)),
-        fixed_mac_pj=fixed,
-        bitfusion_mac_pj=fusion,
-        serial_step_pj=serial,
-        sram_pj_per_bit_by_kib=sram_pts,
-        dram_pj_per_bit=_positive(f"{where}: dram_pj_per_bit", _section(doc, "dram_pj_per_bit", where)),
-        pe_leakage_uw={str(k): _positive(f"{where}: leakage_uw.pe.{k}", v)
-                       for k, v in _section(leak, "pe", where).items()},
-        sram_leakage_uw_per_kib=_positive(f"{where}: leakage_uw.sram_per_kib",
-                                          _section(leak, "sram_per_kib", where)),
+        name=t.name if t.name is not None else where,
+        fixed_mac_pj=dict(t.mac_pj.fixed),
+        bitfusion_mac_pj=dict(t.mac_pj.bitfusion),
+        serial_step_pj={"activation": t.mac_pj.bitserial_step.activation, "both": t.mac_pj.bitserial_step.both},
+        sram_pj_per_bit_by_kib=tuple(sorted(t.sram_pj_per_bit.items())),
+        dram_pj_per_bit=t.dram_pj_per_bit,
+        pe_leakage_uw=dict(t.leakage_uw.pe),
+        sram_leakage_uw_per_kib=t.leakage_uw.sram_per_kib,
         area=area,
-    )
-
-
-def _area_from_dict(doc: Any, where: str) -> AreaTable:
-    if not isinstance(doc, dict):
-        raise InputError(f"{where}: area must be a mapping")
-    pe = _section(doc, "pe_nand2", f"{where}: area")
-    fixed = {}
-    for k, v in _section(pe, "fixed", f"{where}: area.pe_nand2").items():
-        w, a = parse_pair(str(k))
-        fixed[f"w{w}a{a}"] = _positive(f"{where}: area.pe_nand2.fixed.{k}", v)
-    return AreaTable(
-        nand2_um2=_positive(f"{where}: area.nand2_um2", _section(doc, "nand2_um2", f"{where}: area")),
-        fixed_pe_nand2=fixed,
-        bitfusion_pe_nand2=_positive(f"{where}: area.pe_nand2.bitfusion",
-                                     _section(pe, "bitfusion", f"{where}: area.pe_nand2")),
-        requant_nand2=_positive(f"{where}: area.requant_nand2", _section(doc, "requant_nand2", f"{where}: area")),
-        sram_um2_per_bit=_positive(f"{where}: area.sram_um2_per_bit",
-                                   _section(doc, "sram_um2_per_bit", f"{where}: area")),
     )
 
 

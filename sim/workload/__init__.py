@@ -25,7 +25,9 @@ file's stem) and ``description:``. Each layer is a mapping in one of two forms:
   (``k_h, k_w, stride, groups, out_h, out_w, batch, in_blocks`` default to 1 and ``pad``, the leading
   zero padding, to 0).
 
-Unknown keys, missing required keys and non-integer sizes are errors naming the field.
+Unknown keys, missing required keys, non-integer sizes and sizes above ``MAX_DIM`` (2^24) are errors
+naming the field; so is a layer above ``MAX_LAYER_MACS`` (2^48 MACs, or input pixels x weights).  A key
+given twice in one mapping is an error too (:func:`sim.io.read_yaml`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 
 from sim.errors import InputError
 from sim.io import read_yaml
-from sim.workload.layer import KINDS, Layer, Workload, conv, gemm, matmul
+from sim.workload.layer import KINDS, MAX_DIM, MAX_LAYER_MACS, Layer, Workload, conv, gemm, matmul
 from sim.workload.onnx_import import read_onnx
 from sim.workload.scalesim_csv import read_topology_csv, write_topology_csv
 from sim.workload.torch_import import from_torch
@@ -47,6 +49,8 @@ from sim.workload.zoo import ZOO, zoo_names
 
 __all__ = [
     "KINDS",
+    "MAX_DIM",
+    "MAX_LAYER_MACS",
     "Layer",
     "Workload",
     "ZOO",
@@ -183,11 +187,12 @@ def _layer_from_yaml(item: Any, where: str) -> Layer:
             elif not _is_int(value):
                 hint = " or a list of two integers" if key in _PAIR_FIELDS else ""
                 raise InputError(f"{where}: field {key!r} must be an integer{hint}, got {value!r}")
+            values = value if isinstance(value, tuple) else (value,)
             if key == "pad":
-                if min(value if isinstance(value, tuple) else (value,)) < 0:
-                    raise InputError(f"{where}: field 'pad' must be >= 0, got {value!r}")
-            elif min(value if isinstance(value, tuple) else (value,)) < 1:
-                raise InputError(f"{where}: field {key!r} must be positive, got {value!r}")
+                if min(values) < 0 or max(values) > MAX_DIM:
+                    raise InputError(f"{where}: field 'pad' must be >= 0 and at most {MAX_DIM}, got {value!r}")
+            elif min(values) < 1 or max(values) > MAX_DIM:
+                raise InputError(f"{where}: field {key!r} must be positive and at most {MAX_DIM}, got {value!r}")
             args[key] = value
         return fn(name, **args)
 

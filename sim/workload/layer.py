@@ -27,9 +27,17 @@ import pandas as pd
 
 from sim.errors import InputError
 
-__all__ = ["Layer", "Workload", "KINDS", "conv", "gemm", "matmul"]
+__all__ = ["Layer", "Workload", "KINDS", "conv", "gemm", "matmul", "MAX_DIM", "MAX_LAYER_MACS"]
 
 KINDS = ("conv", "dwconv", "gemm", "matmul")
+#: Largest value of any size field of a layer (sides, channels, taps, stride, groups, batch, padding, blocks).
+MAX_DIM = 2**24
+#: Largest MACs of one layer, and largest input pixels x weights (what a weight-stationary pass that
+#: re-streams the input can read).  With the chip bounds of :mod:`sim.config` (array sides <= 4096,
+#: DRAM bandwidth >= 0.01 bits per cycle) every int64 count of :mod:`sim.engine` stays below 2^63.
+MAX_LAYER_MACS = 2**48
+_SIZE_FIELDS = ("in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "groups", "out_h", "out_w", "batch", "pad",
+                "in_blocks")
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,12 @@ class Layer:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise InputError(f"layer {self.name!r}: unknown kind {self.kind!r} (allowed: {', '.join(KINDS)})")
-        for fname in ("in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "groups", "out_h", "out_w", "batch",
-                      "pad", "in_blocks"):
+        for fname in _SIZE_FIELDS:
             value = getattr(self, fname)
             lowest = 0 if fname == "pad" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-                raise InputError(f"layer {self.name!r}: {fname} must be an integer >= {lowest}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= MAX_DIM:
+                raise InputError(f"layer {self.name!r}: {fname} must be an integer in {lowest}..{MAX_DIM}, "
+                                 f"got {value!r}")
         if self.in_c % self.groups or self.out_c % self.groups:
             raise InputError(
                 f"layer {self.name!r}: groups={self.groups} must divide in_c={self.in_c} and out_c={self.out_c}"
@@ -71,6 +79,14 @@ class Layer:
         if self.in_blocks > self.in_c // self.groups:
             raise InputError(f"layer {self.name!r}: in_blocks={self.in_blocks} exceeds the "
                              f"{self.in_c // self.groups} input channels per group")
+        pixels = self.batch * self.in_h * self.in_w
+        if self.macs > MAX_LAYER_MACS:
+            raise InputError(f"layer {self.name!r} is too large: {self.macs:.4g} MACs exceed the limit of 2^48 "
+                             f"({MAX_LAYER_MACS:.4g}) per layer")
+        if pixels * self.weight_elems > MAX_LAYER_MACS:
+            raise InputError(f"layer {self.name!r} is too large: input pixels x weights = {pixels} x "
+                             f"{self.weight_elems} = {pixels * self.weight_elems:.4g} exceeds the limit of 2^48 "
+                             f"({MAX_LAYER_MACS:.4g}) per layer")
 
     # GEMM view --------------------------------------------------------------------------
     @property
@@ -138,7 +154,13 @@ def _span(size: int, k: int, stride: int, pad: int, out: int) -> int:
     if k >= stride:
         lo, hi = -pad, (out - 1) * stride - pad + k
         return max(0, min(size, hi) - max(0, lo))
-    return sum(max(0, min(size, o * stride - pad + k) - max(0, o * stride - pad)) for o in range(out))
+    # Disjoint windows (k < stride): those in [first, last] lie inside the input; at most one window crosses
+    # each edge of the input; every other window lies wholly in the padding.
+    first = max(0, -(-pad // stride))
+    last = min(out - 1, (size - k + pad) // stride)
+    inside = k * max(0, last - first + 1)
+    edges = {o for o in (first - 1, last + 1) if 0 <= o < out and not first <= o <= last}
+    return inside + sum(max(0, min(size, o * stride - pad + k) - max(0, o * stride - pad)) for o in edges)
 
 
 def conv(name: str, in_hw: int | tuple[int, int], in_c: int, out_c: int, k: int | tuple[int, int],

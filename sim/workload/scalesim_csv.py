@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from sim.errors import InputError
-from sim.workload.layer import Layer, Workload
+from sim.workload.layer import MAX_DIM, Layer, Workload
 
 __all__ = ["read_topology_csv", "write_topology_csv", "scalesim_out_size", "HEADER"]
 
@@ -129,8 +129,9 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
             except ValueError:
                 raise InputError(f"{p}:{lineno}: column {labels[key]!r} must be an integer, got {raw!r}") \
                     from None
-            if value < 1:
-                raise InputError(f"{p}:{lineno}: column {labels[key]!r} must be positive, got {value}")
+            if not 1 <= value <= MAX_DIM:
+                raise InputError(f"{p}:{lineno}: column {labels[key]!r} must be positive and at most {MAX_DIM}, "
+                                 f"got {raw}")
             values[key] = value
         if "stride" in values:
             stride = values["stride"]
@@ -145,8 +146,11 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
                                  f"{labels[in_key]!r} = {values[in_key]} (SCALE-Sim applies no padding)")
         out_h = scalesim_out_size(values["in_h"], values["k_h"], stride)
         out_w = scalesim_out_size(values["in_w"], values["k_w"], stride)
-        layers.append(Layer(name, "conv", values["in_h"], values["in_w"], values["in_c"], values["out_c"],
-                            values["k_h"], values["k_w"], stride, 1, out_h, out_w, values.get("batch", 1)))
+        try:
+            layers.append(Layer(name, "conv", values["in_h"], values["in_w"], values["in_c"], values["out_c"],
+                                values["k_h"], values["k_w"], stride, 1, out_h, out_w, values.get("batch", 1)))
+        except InputError as exc:
+            raise InputError(f"{p}:{lineno}: {exc}") from None
     return Workload(p.stem, tuple(layers))
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim import InputError, load_chip, preset_names
 from sim.config import chip_from_dict
@@ -132,3 +136,116 @@ def test_pairs_parse_and_reject() -> None:
     chip = load_chip("bitfusion_edge")
     with pytest.raises(InputError, match="not supported by chip 'bitfusion_edge'"):
         chip.check_pairs([(3, 3)])
+
+
+# Bounds: every number finite, not boolean and in a physical range; the message names field and range ----------
+BOUNDS = [  # dotted field, lowest, highest, text of the range
+    ("array.rows", 1, 4096, "must be an integer in [1, 4096] PEs"),
+    ("array.cols", 1, 4096, "must be an integer in [1, 4096] PEs"),
+    ("array.clock_mhz", 1e-3, 1e5, "must be a finite number in [0.001, 100000] MHz (1 kHz to 100 GHz)"),
+    ("pe.bits", 2, 16, "must be an integer in [2, 16] bits"),
+    ("memory.ifmap_sram_kib", 1 / 8192, 2.0**30,
+     "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)"),
+    ("memory.filter_sram_kib", 1 / 8192, 2.0**30,
+     "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)"),
+    ("memory.ofmap_sram_kib", 1 / 8192, 2.0**30,
+     "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)"),
+    ("memory.dram_bw_bits_per_cycle", 0.01, 2.0**20,
+     "must be 'calc' (unlimited) or a finite number in [0.01, 1048576] bits per cycle"),
+    ("memory.acc_bits", 8, 64, "must be an integer in [8, 64] bits"),
+    ("weight_scale_bits", 0, 64, "must be an integer in [0, 64] bits"),
+    ("static_mw", 0.0, 1e6, "must be a finite number in [0, 1000000] mW"),
+]
+
+
+def _step_out(x: float, up: bool) -> float:
+    if isinstance(x, int):
+        return x + 1 if up else x - 1
+    return math.nextafter(x, math.inf if up else -math.inf)
+
+
+@pytest.mark.parametrize(("field", "lo", "hi", "text"), BOUNDS, ids=[b[0] for b in BOUNDS])
+def test_numbers_at_their_bounds(field: str, lo: float, hi: float, text: str) -> None:
+    for ok in (lo, hi):
+        chip = chip_from_dict(_bad({field: ok}))
+        value = chip
+        for part in field.split("."):
+            value = getattr(value, part)
+        assert value == ok
+    bad = [_step_out(lo, False), _step_out(hi, True), True, float("inf"), -float("inf"), float("nan"), 10**400]
+    if lo > 0:
+        bad.append(5e-324)  # a denormal
+    for value in bad:
+        with pytest.raises(InputError) as info:
+            chip_from_dict(_bad({field: value}), where="chip.yaml")
+        message = str(info.value)
+        assert message.startswith(f"chip.yaml: {field}: {text}") and "\n" not in message, (value, message)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_any_clock_outside_1khz_to_100ghz_is_refused(clock: float) -> None:
+    inside = math.isfinite(clock) and 1e-3 <= clock <= 1e5
+    try:
+        chip = chip_from_dict(_bad({"array.clock_mhz": clock}))
+    except InputError as exc:
+        assert not inside and "array.clock_mhz" in str(exc)
+    else:
+        assert inside and chip.array.clock_mhz == clock
+
+
+TECH_TEXT = (Path(__file__).parents[2] / "sim" / "tech" / "45nm.yaml").read_text()
+
+
+@pytest.mark.parametrize(("old", "new", "needle"), [
+    ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: .inf", "dram_pj_per_bit: must be a finite number in [0, 10000] pJ"),
+    ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: -1", "dram_pj_per_bit"),
+    ("fixed: {2: 0.058", "fixed: {2: .nan", "mac_pj.fixed[2]: must be a finite number"),
+    ("fixed: {2: 0.058", "fixed: {32: 0.058", "mac_pj.fixed[32] (key): must be an integer in [2, 16]"),
+    ("w8a8: 0.566", "w9a9: 0.566", "mac_pj.bitfusion.w9a9 (key)"),
+    ("both: 0.00466}", "both: 0.00466, weight: 1.0}", "mac_pj.bitserial_step.weight: unknown field"),
+    ("both: 0.00466}", "}", "mac_pj.bitserial_step.both: missing field"),
+    ("{8: 0.15625,", "{8: 0.0,", "sram_pj_per_bit[8]: must be a finite number in (0, 10000] pJ per bit"),
+    ("{8: 0.15625,", "{1.0e+20: 0.15625,", "sram_pj_per_bit.1e+20 (key)"),
+    ("sram_pj_per_bit: {8: 0.15625, 32: 0.3125, 1024: 1.5625}", "sram_pj_per_bit: {}", "sram_pj_per_bit"),
+    ("fixed16: 48.0", "fixed99: 48.0", "leakage_uw.pe.fixed99 (key): must be fixed2 .. fixed16"),
+    ("sram_per_kib: 2.0", "sram_per_kib: 1.0e+30", "leakage_uw.sram_per_kib: must be a finite number in [0, 1000000]"),
+    ("nand2_um2: 0.798", "nand2_um2: 0", "area.nand2_um2: must be a finite number in (0, 1000] um^2"),
+    ("requant_nand2: 13005", "requant_nand2: true", "area.requant_nand2"),
+    ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: 15.0\nvoltage: 1.1", "voltage: unknown field (allowed: name, mac_pj"),
+])
+def test_bad_technology_numbers_and_keys(tmp_path: Path, old: str, new: str, needle: str) -> None:
+    assert old in TECH_TEXT
+    path = tmp_path / "tech.yaml"
+    path.write_text(TECH_TEXT.replace(old, new))
+    with pytest.raises(InputError) as info:
+        load_technology(str(path))
+    message = str(info.value)
+    assert message.startswith(str(path)) and needle in message and "\n" not in message, message
+
+
+def test_bad_technology_through_a_chip_names_the_technology_file(tmp_path: Path) -> None:
+    (tmp_path / "tech.yaml").write_text(TECH_TEXT.replace("dram_pj_per_bit: 15.0", "dram_pj_per_bit: .nan"))
+    with pytest.raises(InputError, match=r"tech\.yaml: dram_pj_per_bit: must be a finite number"):
+        chip_from_dict({**GOOD, "technology": str(tmp_path / "tech.yaml")})
+
+
+def test_the_technology_table_is_unchanged_by_the_schema() -> None:
+    tech = load_technology("45nm")
+    assert tech.serial_step_pj == {"activation": 0.03725, "both": 0.00466}
+    assert tech.sram_pj_per_bit_by_kib == ((8.0, 0.15625), (32.0, 0.3125), (1024.0, 1.5625))
+    assert tech.pe_leakage_uw["bitfusion"] == 37.5 and tech.sram_leakage_uw_per_kib == 2.0
+    assert tech.area is not None and tech.area.fixed_pe_nand2["w4a8"] == 931 and tech.area.requant_nand2 == 13005
+
+
+def test_scalesim_cfg_numbers_are_bounded(tmp_path: Path) -> None:
+    base = ("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 1\nFilterSramSzkB: 1\n"
+            "OfmapSramSzkB: 1\nDataflow: ws\nBandwidth: 4\n[run_presets]\nInterfaceBandwidth: USER\n")
+    for old, new, needle in (("IfmapSramSzkB: 1", "IfmapSramSzkB: inf", "memory.ifmap_sram_kib"),
+                             ("FilterSramSzkB: 1", "FilterSramSzkB: 1e-310", "memory.filter_sram_kib"),
+                             ("ArrayWidth: 8", "ArrayWidth: 100000", "array.cols: must be an integer in [1, 4096]"),
+                             ("Bandwidth: 4", "Bandwidth: nan", "memory.dram_bw_bits_per_cycle")):
+        path = tmp_path / "c.cfg"
+        path.write_text(base.replace(old, new))
+        with pytest.raises(InputError, match=re.escape(needle)):
+            load_chip(path)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sim import InputError
-from sim.io import read_table, write_table
+from sim.io import TABLE_SUFFIXES, atomic_path, check_output_dir, check_output_file, read_table, read_yaml, write_table
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -40,3 +41,91 @@ def test_bad_paths(tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(InputError, match="cannot read table"):
         read_table(tmp_path / "bad.parquet")
+
+
+# YAML: one loader, duplicate keys refused ------------------------------------------------------------
+@pytest.mark.parametrize(("text", "needle"), [
+    ("a: 1\nb: 2\na: 3\n", "line 3: duplicate key 'a' (first on line 1)"),
+    ("top:\n  x: 1\n  y: 2\n  x: 1\n", "line 4: duplicate key 'x' (first on line 2)"),
+    ("m: {rows: 8, cols: 8, rows: 16}\n", "line 1: duplicate key 'rows' (first on line 1)"),
+    ("- {k: 1}\n- {k: 1, k: 2}\n", "line 2: duplicate key 'k'"),
+    ("8: a\n8.0: b\n", "duplicate key 8.0 (first on line 1)"),  # the same number once parsed
+])
+def test_read_yaml_refuses_duplicate_keys(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "f.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        read_yaml(path, "test file")
+    message = str(info.value)
+    assert message.startswith(f"{path}: malformed YAML: ") and needle in message and "\n" not in message, message
+
+
+def test_read_yaml_keeps_merges_and_repeated_keys_in_different_mappings(tmp_path: Path) -> None:
+    path = tmp_path / "f.yaml"
+    path.write_text("base: &b {rows: 8, cols: 8}\nchip: {<<: *b, rows: 16}\nother: {rows: 4}\nlist: [{k: 1}, {k: 2}]\n")
+    doc = read_yaml(path, "test file")
+    assert doc["chip"] == {"rows": 16, "cols": 8} and doc["other"] == {"rows": 4}
+    assert doc["list"] == [{"k": 1}, {"k": 2}]
+
+
+def test_no_yaml_is_parsed_outside_read_yaml() -> None:
+    """Every YAML read goes through sim.io.read_yaml (the one loader that refuses duplicate keys)."""
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for package in ("sim", "search", "quant", "rtl", "experiments", "benchmarks"):
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            if path.name != "io.py" and any(call in text for call in ("yaml.safe_load", "yaml.load(", "yaml.full_load",
+                                                                      "yaml.unsafe_load", "yaml.compose")):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
+
+
+# Output paths: checked before any work, nothing created ------------------------------------------------
+def test_check_output_file(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "dir").mkdir()
+    assert check_output_file(tmp_path / "new" / "deeper" / "t.csv", TABLE_SUFFIXES) == tmp_path / "new/deeper/t.csv"
+    assert check_output_file(tmp_path / "file.txt") == tmp_path / "file.txt"  # overwritten by a rename
+    for path, needle in ((tmp_path / "dir", "is a directory"),
+                         (tmp_path / "file.txt" / "t.csv", "file.txt is a file, not a directory"),
+                         (tmp_path / "file.txt" / "a" / "t.csv", "file.txt is a file, not a directory"),
+                         (tmp_path / "t.xlsx", "unknown file type '.xlsx'")):
+        with pytest.raises(InputError, match=needle):
+            check_output_file(path, TABLE_SUFFIXES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"]
+
+
+def test_check_output_dir(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "dir").mkdir()
+    assert check_output_dir(tmp_path / "dir") == tmp_path / "dir"
+    assert check_output_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    with pytest.raises(InputError, match="exists and is not a directory"):
+        check_output_dir(tmp_path / "file.txt")
+    with pytest.raises(InputError, match="file.txt is a file, not a directory"):
+        check_output_dir(tmp_path / "file.txt" / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_check_output_paths_refuse_unwritable_directories(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(InputError, match="no permission"):
+            check_output_file(locked / "t.csv")
+        with pytest.raises(InputError, match="no permission"):
+            check_output_dir(locked / "out")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_write_table_refuses_a_directory_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        write_table(pd.DataFrame({"x": [1]}), tmp_path / "t.csv")
+    with pytest.raises(IsADirectoryError):  # the rename itself fails: the temp file goes too
+        with atomic_path(tmp_path / "t.csv") as tmp:
+            tmp.write_text("x")
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"] and not any((tmp_path / "t.csv").iterdir())

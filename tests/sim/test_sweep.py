@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from sim.chipbatch import ChipBatch
 from sim.costs import COST_COLUMNS, simulate
 from sim.errors import InputError
+from sim.io import read_yaml
 from sim.sweep import (
     FAIL_ENV,
+    MAX_WORKERS,
     OUTPUT_COLUMNS,
     build_chip_batch,
     load_sweep,
@@ -72,35 +74,38 @@ BAD_SPECS = [
     ({"gird": {}}, ["unknown field 'gird'", "allowed:"]),
     ({"name": None}, ["missing field 'name'"]),
     ({"workloads": None}, ["missing field 'workloads'"]),
-    ({"name": "a b"}, ["name must be"]),
+    ({"name": "a b"}, ["name: must be a non-empty string", "got 'a b'"]),
     ({"chip": "no_such_chip"}, ["chip:", "unknown chip 'no_such_chip'"]),
     ({"grid": {"array.row": [4]}}, ["grid", "unknown chip field 'array.row'", "array.rows"]),
     ({"grid": {"pairs": [["w8a8"]]}}, ["'pairs' cannot be swept"]),
     ({"grid": {"name": ["x"]}}, ["'name' cannot be swept"]),
     ({"grid": {"array.rows": []}}, ["grid.array.rows", "empty"]),
-    ({"grid": {}}, ["grid must be a non-empty mapping"]),
+    ({"grid": {}}, ["grid: must be a non-empty mapping"]),
     ({"grid": {"array.rows": 8}}, ["grid.array.rows", "expected a list"]),
-    ({"grid": {"array.rows": [8, -1]}}, ["grid.array.rows[1]", "array.rows = -1", "greater than 0"]),
+    ({"grid": {"array.rows": [8, -1]}}, ["grid.array.rows[1]", "array.rows = -1", "must be an integer in [1, 4096]"]),
     ({"grid": {"array.dataflow": ["ws", "xs"]}}, ["grid.array.dataflow[1]", "must be one of", "'ws'"]),
     ({"grid": {"memory.dram_bw_bits_per_cycle": [0]}}, ["memory.dram_bw_bits_per_cycle = 0"]),
     ({"grid": {"technology": ["7nm"]}}, ["technology=7nm", "unknown technology '7nm'"]),
     ({"grid": {"array.rows": [[4]]}}, ["grid.array.rows[0]", "single value"]),
     ({"grid": {"array.rows": {"range": [64, 4]}}}, ["grid.array.rows", "start must be <= stop"]),
-    ({"grid": {"array.rows": {"range": [4, 64], "step": 0}}}, ["grid.array.rows", "step must be a positive"]),
-    ({"grid": {"array.rows": {"range": 4}}}, ["grid.array.rows", "list of two numbers"]),
+    (
+        {"grid": {"array.rows": {"range": [4, 64], "step": 0}}},
+        ["grid.array.rows.step: must be a positive finite number"],
+    ),
+    ({"grid": {"array.rows": {"range": 4}}}, ["grid.array.rows.range: must be a list of two finite numbers"]),
     ({"grid": {"array.rows": {"from": 4}}}, ["grid.array.rows", "range is written"]),
     ({"points": [{"array.colz": 4}]}, ["points[0]", "unknown chip field 'array.colz'"]),
     ({"points": ["x"]}, ["points[0]", "expected a mapping"]),
     ({"points": [{}]}, ["points[0]", "empty point"]),
-    ({"points": []}, ["points must be a non-empty list"]),
+    ({"points": []}, ["points: must be a non-empty list"]),
     ({"points": [{"array.cols": 0}]}, ["points[0].array.cols", "array.cols = 0"]),
     ({"grid": None, "points": None}, ["nothing to sweep"]),
-    ({"workloads": []}, ["workloads must be a non-empty list"]),
+    ({"workloads": []}, ["workloads: must be a non-empty list"]),
     ({"workloads": ["resnet18", "nope_net"]}, ["workloads[1]", "unknown workload 'nope_net'"]),
     ({"workloads": ["resnet18", "resnet18"]}, ["workloads[1]", "repeats workloads[0]"]),
     ({"pairs": ["w9a9"]}, ["pairs:", "w9a9"]),
-    ({"chips_per_partition": 0}, ["chips_per_partition must be a positive integer"]),
-    ({"chips_per_partition": "many"}, ["chips_per_partition must be a positive integer"]),
+    ({"chips_per_partition": 0}, ["chips_per_partition: must be an integer in [1, 10000000]", "got 0"]),
+    ({"chips_per_partition": "many"}, ["chips_per_partition: must be an integer in [1, 10000000]"]),
     # a variant the chip model rejects: pairs w8a8 on a fixed 4-bit PE (spec-level pairs check)
     (
         {"grid": {"pe.bits": [8, 4]}},
@@ -131,6 +136,27 @@ BAD_SPECS = [
         {"chip": "tpu_like_int8", "pairs": None, "grid": {"pe.kind": ["fixed", "bitfusion"]}, "points": None},
         ["pairs: w8a7 is not supported by chip 1 (pe.kind=bitfusion)", "base chip's pairs are used"],
     ),
+    # numbers at the boundary: finite, not boolean, in range; ranges bounded
+    ({"grid": {"array.clock_mhz": [500, float("inf")]}},
+     ["grid.array.clock_mhz[1]", "must be a finite number in [0.001, 100000] MHz"]),
+    ({"grid": {"memory.ifmap_sram_kib": [1e-310]}}, ["memory.ifmap_sram_kib = 1e-310", "1 bit to 1 TiB"]),
+    ({"grid": {"memory.dram_bw_bits_per_cycle": [float("nan")]}}, ["memory.dram_bw_bits_per_cycle = nan"]),
+    ({"grid": {"array.rows": [8, True]}}, ["grid.array.rows[1]", "must be an integer in [1, 4096]"]),
+    ({"grid": {"static_mw": [1e300]}}, ["grid.static_mw[0]", "[0, 1000000] mW"]),
+    ({"points": [{"array.cols": 10**30}]}, ["points[0].array.cols", "must be an integer in [1, 4096]"]),
+    ({"grid": {"array.rows": {"range": [4, float("inf")]}}}, ["grid.array.rows.range[1]: must be a finite number"]),
+    ({"grid": {"array.rows": {"range": [4, True]}}}, ["grid.array.rows.range[1]: must be a finite number"]),
+    ({"grid": {"array.rows": {"range": [0, 1e300], "step": 1e-300}}}, ["grid.array.rows", "too many values"]),
+    ({"grid": {"array.rows": {"range": [1, 10**7]}}}, ["range gives 10000000 values (max 1000000)"]),
+    ({"grid": {"array.rows": {"range": [1, 8], "step": float("nan")}}}, ["grid.array.rows.step", "finite"]),
+    ({"grid": {"array.rows": {"range": [1, 8], "stpe": 2}}}, ["grid.array.rows", "range is written"]),
+    ({"chips_per_partition": 10**30}, ["chips_per_partition: must be an integer in [1, 10000000]"]),
+    ({"chips_per_partition": True}, ["chips_per_partition: must be an integer"]),
+    ({"name": "x" * 129}, ["name: must be", "at most 128 characters"]),
+    ({"points": [{"array": {"rows": 8, "colz": 4}}]}, ["points[0]", "unknown chip field 'array.colz'"]),
+    ({"pairs": 8}, ["pairs: must be a list such as [w8a8, w4a4]"]),
+    ({"workloads": [5]}, ["workloads[0]: must be a zoo name or a path"]),
+    ({"chip": ""}, ["chip: must be a preset name"]),
 ]
 
 
@@ -158,7 +184,7 @@ def test_bad_spec_files(tmp_path):
 
 
 def test_relative_paths_resolve_next_to_the_spec(tmp_path, monkeypatch):
-    chip = yaml.safe_load((Path(__file__).parents[2] / "sim" / "chips" / "tpu_like_int8.yaml").read_text())
+    chip = read_yaml(Path(__file__).parents[2] / "sim" / "chips" / "tpu_like_int8.yaml", "chip file")
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "mychip.yaml").write_text(yaml.safe_dump({**chip, "name": "mine"}))
     (tmp_path / "specs" / "tiny.yaml").write_text(
@@ -489,11 +515,74 @@ def test_a_foreign_directory_is_refused(tmp_path):
         run_sweep(spec_of(), tmp_path / "o", progress=False)
 
 
-@pytest.mark.parametrize("scheduler", ["bogus", "local:0", "threads:2"])
+@pytest.mark.parametrize("scheduler", ["bogus", "local:0", "threads:2", "local:100000"])
 def test_bad_scheduler(tmp_path, scheduler):
     with pytest.raises(InputError, match="scheduler"):
         run_sweep(spec_of(), tmp_path / "o", scheduler=scheduler, progress=False)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "n_workers", "needle"),
+    [
+        (None, 0, r"worker count \(--workers\) must be an integer in 1..256, got 0"),
+        (None, MAX_WORKERS + 1, "in 1..256"),
+        ("threads", True, "must be an integer"),
+        ("tcp://127.0.0.1:1", 2, "has its own workers"),
+        ("tcp://host:port", None, "bad Dask scheduler address tcp://host:port"),
+    ],
+)
+def test_bad_workers_and_addresses_create_nothing(tmp_path, scheduler, n_workers, needle):
+    with pytest.raises(InputError, match=needle):
+        run_sweep(spec_of(), tmp_path / "a" / "o", scheduler=scheduler, n_workers=n_workers, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_scheduler_is_refused_quickly_and_creates_nothing(tmp_path, monkeypatch):
+    import time
+
+    import sim.sweep
+
+    monkeypatch.setattr(sim.sweep, "CONNECT_TIMEOUT_S", 1)
+    start = time.monotonic()
+    with pytest.raises(InputError, match=r"cannot connect to the Dask scheduler at tcp://127.0.0.1:1 within 1 s"):
+        run_sweep(spec_of(), tmp_path / "a" / "o", scheduler="tcp://127.0.0.1:1", progress=False)
+    assert time.monotonic() - start < 15
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["file.txt", "file.txt/o", "file.txt/a/o"])
+def test_an_output_path_through_a_file_is_refused_before_the_spec(tmp_path, where):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(InputError, match="file.txt"):
+        run_sweep({"not": "a spec"}, tmp_path / where, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_a_sweep_that_fails_before_any_partition_removes_what_it_created(tmp_path, monkeypatch):
+    spec = spec_of(chips_per_partition=100)
+    assert len(plan_partitions(spec)) == 1
+    monkeypatch.setenv(FAIL_ENV, "0")
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_sweep(spec, tmp_path / "a" / "b" / "o", scheduler="synchronous", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    # an existing directory is never removed, even when the run published nothing
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_sweep(spec, tmp_path / "mine", scheduler="synchronous", progress=False)
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_an_interrupt_before_any_partition_removes_what_it_created(tmp_path, monkeypatch):
+    import sim.sweep
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sim.sweep, "_run_local", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec_of(), tmp_path / "o", progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_run_sweep_accepts_a_spec_path(tmp_path):

@@ -133,9 +133,13 @@ _ROW = "c1,8,8,3,3,4,4,1,"
         (_HEADER + "\n" + _ROW + "\n" + _ROW + "\n", [":3:", "duplicate", "c1"]),
         (_HEADER + "\n,8,8,3,3,4,4,1,\n", [":2:", "empty"]),
         (_HEADER.replace("Strides", "Sparsity") + "\n", ["unknown column", "Sparsity"]),
+        (_HEADER + "\nc1,8,8,3,3,4,100000000000000000000000000000,1,\n",
+         [":2:", "Num Filter", "positive and at most 16777216"]),
+        (_HEADER + "\nc1,16777216,16777216,1,1,16777216,16777216,1,\n", [":2:", "layer 'c1' is too large", "2^48"]),
     ],
     ids=["empty", "blank", "header-only", "garbage", "negative", "zero", "word", "float", "no-strides",
-         "no-filter-width", "filter>ifmap", "short-row", "duplicate", "no-name", "unknown-column"],
+         "no-filter-width", "filter>ifmap", "short-row", "duplicate", "no-name", "unknown-column", "huge-side",
+         "huge-product"],
 )
 def test_bad_csv_corpus(tmp_path, content, needles):
     path = tmp_path / "bad.csv"
@@ -517,6 +521,20 @@ _L = "layers:\n  - "
          ["'in_blocks'", "positive"]),
         (_L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 4, out_c: 1, in_blocks: 2.5}\n",
          ["'in_blocks'", "integer"]),
+        (_L + "{type: gemm, name: a, tokens: 1, in_features: 1000000000000000000000000000000, out_features: 2}\n",
+         ["layers[0]", "'in_features' must be positive and at most 16777216"]),
+        (_L + "{type: conv, name: a, in_hw: [4, 16777217], in_c: 3, out_c: 2, k: 1}\n",
+         ["'in_hw' must be positive and at most 16777216"]),
+        (_L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 1, pad: 16777217}\n",
+         ["'pad' must be >= 0 and at most 16777216"]),
+        (_L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 16777217, out_c: 1}\n",
+         ["layers[0]", "in_c must be an integer in 1..16777216"]),
+        (_L + "{type: gemm, name: a, tokens: 16777216, in_features: 16777216, out_features: 2}\n",
+         ["layers[0]", "too large", "MACs exceed the limit of 2^48"]),
+        (_L + "{type: matmul, name: a, rows: 4, inner: 16777216, cols: 4, heads: 2}\n",
+         ["in_c must be an integer in 1..16777216"]),
+        (_L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, tokens: 4}\n",
+         ["line 2: duplicate key 'tokens'"]),
     ],
 )
 def test_yaml_workload_errors(tmp_path, content, needles):
