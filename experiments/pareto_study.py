@@ -15,6 +15,7 @@ import pandas as pd
 from search import AssignmentModel, InfeasibleBudgetError, Solution, build_problem
 from search.baselines import greedy_front, uniform_solutions
 from search.pareto import pareto_front
+from search.validate import MAX_POINTS, check_count, check_seed
 from sim.io import atomic_path, write_table
 
 __all__ = ["ParetoStudy", "run_pareto_study", "compare_at_budgets", "REPORT_COLUMNS"]
@@ -60,12 +61,31 @@ def compare_at_budgets(points: pd.DataFrame, column: str, metric: str = "accurac
     return frame
 
 
+def _check_measurable(model_name: str, method: str) -> None:
+    """A built-in model and a quantizer the measurement knows (imports torch, so only when measuring)."""
+    from experiments.quantize import METHODS
+    from quant.errors import QuantInputError
+    from quant.models import MODELS
+
+    if model_name not in MODELS:
+        raise QuantInputError(f"unknown model {model_name!r} (built-in: {', '.join(MODELS)})")
+    if method not in METHODS:
+        raise QuantInputError(f"unknown quantizer {method!r} (allowed: {', '.join(METHODS)})")
+
+
 def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: str | Path, x: str,
                      y: str | None = None, n_points: int = 50, limits: Mapping[str, float] | None = None,
                      model_name: str | None = None, method: str = "rtn", seed: int = 0,
                      greedy_cost: str | None = None, progress: bool = False) -> ParetoStudy:
     """Solve the front, build the baselines, measure every point on ``model_name`` (if given), write
-    ``points.csv``, ``quality.csv``, ``pareto.json`` and the accuracy plot into ``out_dir``."""
+    ``points.csv``, ``quality.csv``, ``pareto.json`` and the accuracy plot into ``out_dir``.
+
+    The arguments are checked before anything is solved: ``n_points`` in 1..:data:`~search.validate.MAX_POINTS`,
+    ``seed`` >= 0, and (when measuring) a built-in ``model_name`` and a known ``method``."""
+    n_points = check_count(n_points, "n_points", 1, MAX_POINTS)
+    seed = check_seed(seed)
+    if model_name is not None:
+        _check_measurable(model_name, method)
     limits = dict(limits or {})
     greedy_cost = greedy_cost or x
     report = [c for c in REPORT_COLUMNS if c in costs.columns]

@@ -74,6 +74,7 @@ from quant.quantizer import (
     block_bounds,
     block_scales,
     check_finite,
+    check_seed,
     expand_blocks,
 )
 from quant.rtn import granularity_blocks
@@ -470,8 +471,7 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
     if patch_fraction is not None and (isinstance(patch_fraction, bool) or not isinstance(
             patch_fraction, (int, float)) or not 0 < patch_fraction <= 1):
         raise QuantInputError(f"patch_fraction must be in (0, 1], got {patch_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise QuantInputError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed(seed)
     if method not in ("auto", "gram", "direct"):
         raise QuantInputError(f"unknown method {method!r} (allowed: auto, gram, direct)")
     grid = _check_grid(scale_grid) if scale_search else None

@@ -36,8 +36,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from quant.errors import QuantInputError
-from quant.fileio import atomic_write
-from quant.quantizer import block_bounds
+from quant.fileio import atomic_write, check_output_path
+from quant.quantizer import MAX_BITS, MIN_BITS, block_bounds
 from quant.requant import (
     INT32_MAX,
     INT32_MIN,
@@ -52,8 +52,8 @@ from quant.requant import (
 )
 
 __all__ = ["FORMAT_VERSION", "NPZ_NAME", "META_NAME", "LOGIT_BITS", "IntegerLayer", "IntegerModel", "export_model",
-           "build_integer_model", "load_export", "effective_block_scales", "rounding_shift", "requantize",
-           "quantize_multipliers"]
+           "build_integer_model", "load_export", "effective_block_scales", "im2col", "apply_ops", "rounding_shift",
+           "requantize", "quantize_multipliers"]
 
 FORMAT_VERSION = "lowbit-integer/1"
 NPZ_NAME, META_NAME = "model.npz", "meta.json"
@@ -219,8 +219,8 @@ def effective_block_scales(codes: np.ndarray, scales: np.ndarray, row_bounds: np
 # ------------------------------------------------------------------------------------------------------------------
 # code-domain helpers (pure int64)
 # ------------------------------------------------------------------------------------------------------------------
-def _im2col(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[tuple[int, int], ...],
-            dilation: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+def im2col(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[tuple[int, int], ...],
+           dilation: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
     """``x`` [N, C, *spatial] (zero point already subtracted) -> columns [N, positions, C * prod(kernel)]
     in channel-major order (PyTorch's weight.reshape(out, -1)), and the output spatial shape."""
     d = len(kernel)
@@ -255,7 +255,7 @@ def _flatten(x: np.ndarray, start: int, end: int) -> np.ndarray:
     return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
 
 
-def _apply_ops(x: np.ndarray, ops: list[dict[str, Any]], zero_point: int) -> np.ndarray:
+def apply_ops(x: np.ndarray, ops: list[dict[str, Any]], zero_point: int) -> np.ndarray:
     """ReLU (``max(x, z)``), max-pool and flatten on codes; all commute with a monotone quantizer."""
     for op in ops:
         if op["op"] == "relu":
@@ -321,7 +321,7 @@ class IntegerModel:
             if x.ndim != d + 2 or x.shape[1] != lay.in_channels:
                 raise QuantInputError(f"layer {name}: input shape {x.shape}, expected [N, {lay.in_channels}, "
                                       f"{d} spatial dims]")
-            cols, out_sp = _im2col(x, lay.kernel_size, lay.stride, lay.padding, lay.dilation)
+            cols, out_sp = im2col(x, lay.kernel_size, lay.stride, lay.padding, lay.dilation)
         rows = lay.row_block()
         w = lay.w_codes.astype(np.int64)
         mult = lay.multiplier.astype(np.int64)[rows]                      # [out, n_h]
@@ -352,12 +352,12 @@ class IntegerModel:
         return np.clip(q, first.in_qmin, first.in_qmax).astype(np.int64)
 
     def _forward(self, x: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        codes = _apply_ops(self.quantize_input(x), self.pre_ops, self.layers[0].in_zero_point)
+        codes = apply_ops(self.quantize_input(x), self.pre_ops, self.layers[0].in_zero_point)
         out: dict[str, np.ndarray] = {}
         for lay in self.layers:
             y = self.run_layer(lay.name, codes)
             out[lay.name] = y
-            codes = _apply_ops(y, lay.ops, lay.out_zero_point)
+            codes = apply_ops(y, lay.ops, lay.out_zero_point)
         return out, codes
 
     def trace(self, x: Any) -> dict[str, np.ndarray]:
@@ -410,7 +410,7 @@ class IntegerModel:
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write ``model.npz`` then ``meta.json`` atomically (temporary file + ``os.replace``); returns ``out_dir``."""
-        out = Path(out_dir)
+        out = check_output_path(out_dir, "integer export", directory=True)
         out.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -428,65 +428,344 @@ class IntegerModel:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# loading
+# loading: every stored field is type-checked, and every field the datapath does not use (meta.json, the scales,
+# the real bias, the bit widths, shapes and permutations) must agree with the fields it does use
 # ------------------------------------------------------------------------------------------------------------------
-_ARRAY_DTYPES = {"w_codes": np.integer, "w_scales": np.floating, "row_bounds": np.integer, "col_bounds": np.integer,
-                 "out_perm": np.integer, "in_perm": np.integer, "bias_real": np.floating, "bias": np.integer,
-                 "multiplier": np.integer, "shift": np.integer, "bias_shift": np.integer}
+#: the per-layer arrays of ``model.npz``: exact dtype and number of dimensions, as written by :meth:`IntegerModel.save`
+_ARRAYS: dict[str, tuple[Any, int]] = {
+    "w_scales": (np.float64, 2), "row_bounds": (np.int64, 1), "col_bounds": (np.int64, 1),
+    "out_perm": (np.int32, 1), "in_perm": (np.int32, 1), "bias_real": (np.float64, 1), "bias": (np.int32, 1),
+    "multiplier": (np.int32, 2), "shift": (np.int32, 1), "bias_shift": (np.int32, 1)}
+_INT_TUPLES = ("kernel_size", "stride", "dilation", "in_shape")
+_SCALARS = {"kind": "str", "relu": "bool", "logits": "bool", "in_scale": "float", "out_scale": "float",
+            **{k: "int" for k in ("out_features", "in_channels", "w_bits", "in_bits", "in_zero_point", "in_qmin",
+                                  "in_qmax", "out_bits", "out_zero_point", "out_qmin", "out_qmax")}}
+_SCALAR_DTYPES = {"str": "U", "bool": "b", "int": "i", "float": "f"}
+_MODEL_KEYS = ("format_version", "model_name", "layers", "pre_ops")
+_KIND_DIMS = {"conv1d": 1, "conv2d": 2, "linear": 0}
+_OP_FIELDS = {"relu": {"op"}, "flatten": {"op", "start_dim", "end_dim"},
+              "maxpool": {"op", "dims", "kernel", "stride", "padding", "dilation"}}
+_MAX_SHAPE_ELEMENTS = 1 << 40  #: a per-sample shape beyond this is damage, not a model
 
 
 def load_export(directory: str | os.PathLike[str]) -> IntegerModel:
-    """Read ``model.npz`` + ``meta.json`` written by :func:`export_model` and validate them."""
+    """Read ``model.npz`` + ``meta.json`` written by :func:`export_model` and validate them.
+
+    Raises :class:`QuantInputError` (one line, naming the file and field) for a missing or unreadable file, a
+    ``meta.json`` that is not the JSON object :meth:`IntegerModel.meta` writes, an npz without its arrays or with
+    an array of the wrong dtype or shape, constants that break the datapath's bounds, and an export that is not
+    self-consistent: every field the datapath does not use must equal what the fields it uses give (see
+    ``docs/formats.md``, "Loading")."""
     d = Path(directory)
+    meta_path, npz_path = d / META_NAME, d / NPZ_NAME
+    if not d.is_dir():
+        raise QuantInputError(f"cannot read the integer export in {d}: no such directory")
     try:
-        meta = json.loads((d / META_NAME).read_text())
-        data = (d / NPZ_NAME).read_bytes()
+        meta = json.loads(meta_path.read_text())
+        data = npz_path.read_bytes()
     except (OSError, ValueError) as exc:
         raise QuantInputError(f"cannot read the integer export in {d}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise QuantInputError(f"{meta_path}: not a JSON object (got {type(meta).__name__}); re-export the model")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise QuantInputError(f"{d / META_NAME}: format_version {meta.get('format_version')!r}, "
+        raise QuantInputError(f"{meta_path}: format_version {meta.get('format_version')!r}, "
                               f"this reader supports {FORMAT_VERSION!r}")
-    if meta.get("npz_sha256") != hashlib.sha256(data).hexdigest():
-        raise QuantInputError(f"{d / NPZ_NAME} does not match the sha256 recorded in {META_NAME} (partial write?)")
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    if str(arrays.get("format_version")) != FORMAT_VERSION:
-        raise QuantInputError(f"{d / NPZ_NAME}: format_version {arrays.get('format_version')!r}")
-    names = [str(n) for n in arrays["layers"]]
-    if names != meta.get("layers"):
-        raise QuantInputError(f"{d}: layer list differs between {NPZ_NAME} and {META_NAME}")
-    layers = []
-    for name in names:
-        kwargs: dict[str, Any] = {"name": name}
-        for f in fields(IntegerLayer):
-            if f.name == "name":
-                continue
-            key = f"{name}/{f.name}"
-            if key not in arrays:
-                raise QuantInputError(f"{d / NPZ_NAME}: missing {key}")
-            arr = arrays[key]
-            if f.name in _ARRAY_DTYPES:
-                if not np.issubdtype(arr.dtype, _ARRAY_DTYPES[f.name]):
-                    raise QuantInputError(f"{d / NPZ_NAME}: {key} has dtype {arr.dtype}")
-                kwargs[f.name] = arr
-            elif f.name == "ops":
-                kwargs[f.name] = json.loads(str(arr))
-            elif f.name == "padding":
-                kwargs[f.name] = tuple((int(a), int(b)) for a, b in arr.reshape(-1, 2))
-            elif f.name in ("kernel_size", "stride", "dilation", "in_shape"):
-                kwargs[f.name] = tuple(int(v) for v in arr.reshape(-1))
-            elif f.name == "kind":
-                kwargs[f.name] = str(arr)
-            elif arr.dtype == np.bool_:
-                kwargs[f.name] = bool(arr)
-            elif np.issubdtype(arr.dtype, np.integer):
-                kwargs[f.name] = int(arr)
-            else:
-                kwargs[f.name] = float(arr)
-        layer = IntegerLayer(**kwargs)
+    sha = hashlib.sha256(data).hexdigest()
+    if meta.get("npz_sha256") != sha:
+        raise QuantInputError(f"{npz_path} does not match the sha256 recorded in {META_NAME} (partial write?)")
+    arrays = _read_npz(data, npz_path)
+    names = _stored_names(arrays, npz_path)
+    expected = set(_MODEL_KEYS) | {f"{n}/{f.name}" for n in names for f in fields(IntegerLayer) if f.name != "name"}
+    missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+    if missing or extra:
+        what = f"missing {', '.join(missing[:3])}" if missing else f"unexpected array {', '.join(extra[:3])}"
+        more = len(missing or extra) - 3
+        raise QuantInputError(f"{npz_path}: {what}{f' and {more} more' if more > 0 else ''}")
+    if _scalar(arrays, "format_version", "str", npz_path) != FORMAT_VERSION:
+        raise QuantInputError(f"{npz_path}: format_version {str(arrays['format_version'])!r}")
+    layers = [_stored_layer(arrays, name, npz_path) for name in names]
+    pre_ops = _check_ops(_json_field(arrays, "pre_ops", npz_path), f"{npz_path}: pre_ops")
+    model = IntegerModel(layers, pre_ops, _scalar(arrays, "model_name", "str", npz_path))
+    _check_chain(model, npz_path)
+    _check_meta(meta, model.meta(sha), meta_path)
+    return model
+
+
+def _read_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise QuantInputError(f"{path}: not an npz (zip) archive")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise QuantInputError(f"{path}: cannot read its arrays ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _describe(arr: np.ndarray) -> str:
+    return f"a {arr.dtype} array of shape {list(arr.shape)}"
+
+
+def _scalar(arrays: Mapping[str, np.ndarray], key: str, kind: str, path: Path) -> Any:
+    """The 0-d array ``arrays[key]`` as a Python str / bool / int / float; refused unless it is one of ``kind``."""
+    arr = arrays[key]
+    if arr.ndim != 0 or arr.dtype.kind != _SCALAR_DTYPES[kind] or (kind in ("int", "float") and arr.itemsize != 8):
+        raise QuantInputError(f"{path}: {key} must be a single {kind}{'64' if kind in ('int', 'float') else ''}, "
+                              f"got {_describe(arr)}")
+    return {"str": str, "bool": bool, "int": int, "float": float}[kind](arr)
+
+
+def _json_field(arrays: Mapping[str, np.ndarray], key: str, path: Path) -> Any:
+    try:
+        return json.loads(_scalar(arrays, key, "str", path))
+    except ValueError as exc:
+        raise QuantInputError(f"{path}: {key} is not valid JSON ({_first_line(exc)})") from None
+
+
+def _stored_names(arrays: Mapping[str, np.ndarray], path: Path) -> list[str]:
+    if "layers" not in arrays:
+        raise QuantInputError(f"{path}: missing layers")
+    arr = arrays["layers"]
+    if arr.ndim != 1 or arr.dtype.kind != "U" or len(arr) == 0:
+        raise QuantInputError(f"{path}: layers must be a non-empty list of names, got {_describe(arr)}")
+    names = [str(n) for n in arr]
+    if len(set(names)) != len(names) or any(not n or "/" in n for n in names):
+        raise QuantInputError(f"{path}: layer names must be unique, non-empty and free of '/'")
+    return names
+
+
+def _stored_layer(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> IntegerLayer:
+    """One layer from its arrays; each is type-checked before use, then the layer is validated."""
+    kwargs: dict[str, Any] = {"name": name}
+    for field_name, kind in _SCALARS.items():
+        kwargs[field_name] = _scalar(arrays, f"{name}/{field_name}", kind, path)
+    if kwargs["kind"] not in _KIND_DIMS:
+        raise QuantInputError(f"{path}: {name}/kind {kwargs['kind']!r} (allowed: {', '.join(_KIND_DIMS)})")
+    if not MIN_BITS <= kwargs["w_bits"] <= MAX_BITS:
+        raise QuantInputError(f"{path}: {name}/w_bits {kwargs['w_bits']} is outside {MIN_BITS}..{MAX_BITS}")
+    for field_name in _INT_TUPLES:
+        arr = arrays[f"{name}/{field_name}"]
+        if arr.ndim != 1 or arr.dtype != np.int64:
+            raise QuantInputError(f"{path}: {name}/{field_name} must be a 1-D int64 array, got {_describe(arr)}")
+        kwargs[field_name] = tuple(int(v) for v in arr)
+    pad = arrays[f"{name}/padding"]
+    if pad.dtype != np.int64 or not (pad.ndim == 2 and pad.shape[1] == 2 or pad.shape == (0,)):
+        raise QuantInputError(f"{path}: {name}/padding must be an int64 array [dims, 2], got {_describe(pad)}")
+    kwargs["padding"] = tuple((int(a), int(b)) for a, b in pad.reshape(-1, 2))
+    w_dtype = _w_codes_dtype(kwargs["w_bits"])
+    for field_name, (dtype, ndim) in {"w_codes": (w_dtype, 2), **_ARRAYS}.items():
+        arr = arrays[f"{name}/{field_name}"]
+        if arr.dtype != dtype or arr.ndim != ndim:
+            raise QuantInputError(f"{path}: {name}/{field_name} must be a {ndim}-D {np.dtype(dtype)} array, "
+                                  f"got {_describe(arr)}")
+        kwargs[field_name] = arr
+    kwargs["ops"] = _check_ops(_json_field(arrays, f"{name}/ops", path), f"{path}: {name}/ops")
+    layer = IntegerLayer(**kwargs)
+    try:
         _validate_layer(layer)
-        layers.append(layer)
-    return IntegerModel(layers, json.loads(str(arrays["pre_ops"])), str(arrays["model_name"]))
+        _check_constants(layer)
+    except QuantInputError as exc:
+        raise QuantInputError(f"{path}: {exc}") from None
+    return layer
+
+
+def _w_codes_dtype(w_bits: int) -> Any:
+    return np.int8 if w_bits <= 8 else np.int16
+
+
+def _int_list(value: Any, length: int, minimum: int) -> bool:
+    return (isinstance(value, list) and len(value) == length
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value))
+
+
+def _check_ops(ops: Any, where: str) -> list[dict[str, Any]]:
+    """The code-domain ops of a layer (or before the first layer): a list of the records :func:`_op_record` makes."""
+    if not isinstance(ops, list):
+        raise QuantInputError(f"{where} must be a list of ops, got {type(ops).__name__}")
+    for i, op in enumerate(ops):
+        kind = op.get("op") if isinstance(op, dict) else None
+        if not isinstance(kind, str) or kind not in _OP_FIELDS:
+            raise QuantInputError(f"{where}[{i}]: unknown op {kind!r} (allowed: {', '.join(_OP_FIELDS)})")
+        if set(op) != _OP_FIELDS[kind]:
+            raise QuantInputError(f"{where}[{i}]: a {kind} op has the fields {', '.join(sorted(_OP_FIELDS[kind]))}")
+        if kind == "flatten" and not _int_list([op["start_dim"], op["end_dim"]], 2, -(1 << 30)):
+            raise QuantInputError(f"{where}[{i}]: flatten start_dim and end_dim must be integers")
+        if kind == "maxpool":
+            d = op["dims"]
+            if d not in (1, 2) or isinstance(d, bool):
+                raise QuantInputError(f"{where}[{i}]: maxpool dims must be 1 or 2, got {d!r}")
+            if not all(_int_list(op[k], d, 1) for k in ("kernel", "stride", "dilation")) or not _int_list(
+                    op["padding"], d, 0):
+                raise QuantInputError(f"{where}[{i}]: maxpool kernel, stride, dilation (>= 1) and padding (>= 0) "
+                                      f"must be {d} integers each")
+    return ops
+
+
+def _window_count(size: int, pad_total: int, kernel: int, stride: int, dilation: int, where: str) -> int:
+    span = dilation * (kernel - 1) + 1
+    if size + pad_total < span:
+        raise QuantInputError(f"{where}: input size {size} (padded {size + pad_total}) is smaller than the window "
+                              f"span {span}")
+    return (size + pad_total - span) // stride + 1
+
+
+def _layer_out_shape(lay: IntegerLayer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """Per-sample output shape of ``lay`` for a per-sample input ``shape`` (refused if the layer cannot take it)."""
+    if lay.kind == "linear":
+        if not shape or shape[-1] != lay.reduction:
+            raise QuantInputError(f"{where}: input shape {list(shape)} does not end in the layer's {lay.reduction} "
+                                  f"features")
+        return shape[:-1] + (lay.out_features,)
+    d = len(lay.kernel_size)
+    if len(shape) != d + 1 or shape[0] != lay.in_channels:
+        raise QuantInputError(f"{where}: input shape {list(shape)} is not [{lay.in_channels} channels, {d} spatial "
+                              f"dims]")
+    return (lay.out_features,) + tuple(
+        _window_count(size, sum(p), k, s, dl, where)
+        for size, p, k, s, dl in zip(shape[1:], lay.padding, lay.kernel_size, lay.stride, lay.dilation))
+
+
+def _op_out_shape(op: Mapping[str, Any], shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """Per-sample shape after one code-domain op (the batch dimension is dimension 0 of the op's tensor)."""
+    if op["op"] == "relu":
+        return shape
+    if op["op"] == "maxpool":
+        d = op["dims"]
+        if len(shape) != d + 1:
+            raise QuantInputError(f"{where}: maxpool{d}d needs [channels, {d} spatial dims], got {list(shape)}")
+        return shape[:1] + tuple(_window_count(size, 2 * p, k, s, dl, where) for size, p, k, s, dl in zip(
+            shape[1:], op["padding"], op["kernel"], op["stride"], op["dilation"]))
+    full = (1,) + shape
+    start, end = op["start_dim"], op["end_dim"]
+    if not (-len(full) <= start < len(full) and -len(full) <= end < len(full)):
+        raise QuantInputError(f"{where}: flatten dims {start}..{end} are outside a {len(full)}-D tensor")
+    start, end = start % len(full), end % len(full)
+    if start == 0 or start > end:
+        raise QuantInputError(f"{where}: flatten dims {start}..{end} must keep the batch dimension and be ordered")
+    return (full[:start] + (math.prod(full[start:end + 1]),) + full[end + 1:])[1:]
+
+
+def _expanded_perm(prev: np.ndarray, in_channels: int) -> np.ndarray | None:
+    """The input permutation a layer inherits from the previous layer's output permutation (None: sizes differ)."""
+    if in_channels % len(prev):
+        return None
+    expand = in_channels // len(prev)
+    return (prev.astype(np.int64)[:, None] * expand + np.arange(expand)).reshape(-1)
+
+
+def _check_chain(model: IntegerModel, path: Path) -> None:
+    """Consecutive layers agree: each input quantizer is the previous layer's output quantizer, each stored input
+    shape is what the previous layer and its ops produce, permutations follow, and only the last layer emits
+    logits (with its outputs in class order)."""
+    layers = model.layers
+    shape = layers[0].in_shape
+    for i, lay in enumerate(layers):
+        where = f"{path}: layer {lay.name}"
+        if lay.in_shape != shape or math.prod(shape) > _MAX_SHAPE_ELEMENTS:
+            raise QuantInputError(f"{where}: in_shape {list(lay.in_shape)}, but the layer before gives {list(shape)}")
+        shape = _layer_out_shape(lay, shape, where)
+        for op in lay.ops:
+            shape = _op_out_shape(op, shape, where)
+        last = i == len(layers) - 1
+        if lay.logits != last:
+            raise QuantInputError(f"{where}: logits is {lay.logits}, but only the last layer emits logits")
+        prev_perm = layers[i - 1].out_perm if i else np.arange(lay.in_channels)
+        inherited = _expanded_perm(prev_perm, lay.in_channels) if i else prev_perm
+        if inherited is None or not np.array_equal(lay.in_perm, inherited):
+            raise QuantInputError(f"{where}: in_perm does not follow the previous layer's out_perm")
+        if last and np.any(lay.out_perm != np.arange(lay.out_features)):
+            raise QuantInputError(f"{where}: the last layer's outputs are the classes and cannot be permuted")
+        if not last:
+            nxt = layers[i + 1]
+            for label in ("bits", "scale", "zero_point"):
+                if getattr(lay, f"out_{label}") != getattr(nxt, f"in_{label}"):
+                    raise QuantInputError(f"{where}: out_{label} {getattr(lay, f'out_{label}')!r} differs from the "
+                                          f"next layer's in_{label} {getattr(nxt, f'in_{label}')!r}")
+
+
+def _check_constants(lay: IntegerLayer) -> None:
+    """The multipliers, shifts and biases the datapath uses must be the ones the stored scales and real bias give
+    (and the logit scale of the last layer the one its weight scales give): no ignored field can disagree."""
+    where = f"layer {lay.name}"
+    eff = lay.effective_scales()
+    rows = lay.row_block()
+    sx = exact(lay.in_scale)
+    if lay.logits:
+        out_scale, mults, shifts, bias, bias_shifts = _logit_scale(sx, eff, lay.psum_abs_max(), rows, lay.bias_real,
+                                                                   where)
+        if out_scale != lay.out_scale:
+            raise QuantInputError(f"{where}: out_scale {lay.out_scale!r} is not the logit scale {out_scale!r} that "
+                                  f"in_scale and w_scales give")
+    else:
+        mults, shifts, bias, bias_shifts = _requant_constants(sx, eff, lay.out_scale, lay.bias_real, rows, where)
+    for label, want, got in (("multiplier", mults, lay.multiplier), ("shift", shifts, lay.shift),
+                             ("bias", bias, lay.bias), ("bias_shift", bias_shifts, lay.bias_shift)):
+        if not np.array_equal(np.asarray(want, dtype=np.int64), got.astype(np.int64)):
+            raise QuantInputError(f"{where}: {label} is not what in_scale, out_scale, w_scales and bias_real give; "
+                                  f"the stored constants and scales disagree")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_difference(got: Any, want: Any, path: str) -> str | None:
+    """Path (``a.b[2].c``) of the first place where the JSON value ``got`` differs from ``want`` (types included),
+    or None when they are equal."""
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return path
+        for key in [*want, *(k for k in got if k not in want)]:
+            sub = f"{path}.{key}" if path else key
+            if key not in got or key not in want:
+                return sub
+            found = _first_difference(got[key], want[key], sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            return path
+        for i, (g, w) in enumerate(zip(got, want)):
+            found = _first_difference(g, w, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return None if type(got) is type(want) and got == want else path
+
+
+_MISSING = object()
+
+
+def _lookup(value: Any, path: str) -> Any:
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        try:
+            value = value[int(part[1:-1])] if part.startswith("[") else value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return _MISSING
+    return value
+
+
+def _check_meta(meta: dict[str, Any], want: dict[str, Any], path: Path) -> None:
+    """``meta.json`` must be exactly what :meth:`IntegerModel.meta` writes for the loaded arrays."""
+    want = json.loads(json.dumps(want))
+    where = _first_difference(meta, want, "")
+    if where is None:
+        return
+    got, expected = _lookup(meta, where), _lookup(want, where)
+    if got is _MISSING:
+        raise QuantInputError(f"{path}: missing field {where} ({NPZ_NAME} gives {_short(expected)}); re-export")
+    if expected is _MISSING:
+        raise QuantInputError(f"{path}: unexpected field {where}; meta.json must describe the arrays (re-export)")
+    raise QuantInputError(f"{path}: {where} is {_short(got)} but {NPZ_NAME} gives {_short(expected)}; meta.json "
+                          f"must describe the arrays (re-export)")
 
 
 def _validate_layer(lay: IntegerLayer) -> None:
@@ -494,6 +773,8 @@ def _validate_layer(lay: IntegerLayer) -> None:
     where = f"layer {lay.name}"
     if lay.kind not in ("conv1d", "conv2d", "linear"):
         raise QuantInputError(f"{where}: unknown kind {lay.kind!r} (allowed: conv1d, conv2d, linear)")
+    _validate_geometry(lay, where)
+    _validate_quantizers(lay, where)
     if lay.w_codes.shape != (lay.out_features, lay.reduction):
         raise QuantInputError(f"{where}: w_codes shape {lay.w_codes.shape} != {(lay.out_features, lay.reduction)}")
     lo, hi = -(1 << (lay.w_bits - 1)), (1 << (lay.w_bits - 1)) - 1
@@ -533,6 +814,52 @@ def _validate_layer(lay: IntegerLayer) -> None:
                               f"(n_H) or the bits")
     if lay.acc_abs_max() > INT64_MAX:
         raise QuantInputError(f"{where}: worst-case rescaled accumulator overflows int64")
+
+
+def _validate_geometry(lay: IntegerLayer, where: str) -> None:
+    """Positive sizes, one kernel/stride/dilation/padding entry per spatial dimension of the kind, block bounds."""
+    d = _KIND_DIMS[lay.kind]
+    if lay.out_features < 1 or lay.in_channels < 1:
+        raise QuantInputError(f"{where}: out_features and in_channels must be >= 1")
+    if not len(lay.kernel_size) == len(lay.stride) == len(lay.dilation) == len(lay.padding) == d:
+        raise QuantInputError(f"{where}: a {lay.kind} layer needs {d} kernel_size, stride, dilation and padding "
+                              f"entries")
+    if min((*lay.kernel_size, *lay.stride, *lay.dilation), default=1) < 1 or any(
+            p < 0 for pair in lay.padding for p in pair):
+        raise QuantInputError(f"{where}: kernel_size, stride and dilation must be >= 1 and padding >= 0")
+    if len(lay.row_bounds) < 2 or len(lay.col_bounds) < 2:
+        raise QuantInputError(f"{where}: row_bounds and col_bounds need at least 2 entries")
+
+
+def _grid(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _validate_quantizers(lay: IntegerLayer, where: str) -> None:
+    """Bit widths in range and code ranges that are the grids of those widths: ``in_bits`` / ``out_bits`` are not
+    used by the arithmetic, so they must agree with the clamp bounds that are.  The output clamp starts at the zero
+    point exactly when a ReLU follows (``relu`` must say so), and the logits are int32 codes with zero point 0."""
+    if not (MIN_BITS <= lay.w_bits <= MAX_BITS and MIN_BITS <= lay.in_bits <= MAX_BITS):
+        raise QuantInputError(f"{where}: w_bits and in_bits must be in {MIN_BITS}..{MAX_BITS}")
+    if (lay.in_qmin, lay.in_qmax) not in (_grid(lay.in_bits, True), _grid(lay.in_bits, False)):
+        raise QuantInputError(f"{where}: input range {lay.in_qmin}..{lay.in_qmax} is not a {lay.in_bits}-bit grid")
+    if lay.relu != any(op.get("op") == "relu" for op in lay.ops):
+        raise QuantInputError(f"{where}: relu is {lay.relu}, but the ops after the layer "
+                              f"{'do not ' if lay.relu else ''}hold a ReLU")
+    if lay.logits:
+        grids = [(INT32_MIN, INT32_MAX)] if lay.out_bits == LOGIT_BITS and lay.out_zero_point == 0 else []
+    elif MIN_BITS <= lay.out_bits <= MAX_BITS:
+        grids = [_grid(lay.out_bits, True), _grid(lay.out_bits, False)]
+    else:
+        grids = []
+    if not grids:
+        raise QuantInputError(f"{where}: out_bits {lay.out_bits} must be in {MIN_BITS}..{MAX_BITS} "
+                              f"({LOGIT_BITS} with zero point 0 for the logits of the last layer)")
+    clamps = [(max(lo, lay.out_zero_point) if lay.relu else lo, hi) for lo, hi in grids
+              if lo <= lay.out_zero_point <= hi]
+    if (lay.out_qmin, lay.out_qmax) not in clamps:
+        raise QuantInputError(f"{where}: output clamp {lay.out_qmin}..{lay.out_qmax} is not the {lay.out_bits}-bit "
+                              f"grid{' from the zero point (ReLU fused)' if lay.relu else ''}")
 
 
 # ------------------------------------------------------------------------------------------------------------------

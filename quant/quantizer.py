@@ -21,7 +21,7 @@ import numpy as np
 from quant.errors import QuantInputError
 
 __all__ = ["QuantSpec", "Blocks", "block_bounds", "block_scales", "expand_blocks", "quantize", "dequantize",
-           "fake_quantize", "check_finite", "MIN_BITS", "MAX_BITS"]
+           "fake_quantize", "check_finite", "check_seed", "MIN_BITS", "MAX_BITS"]
 
 MIN_BITS, MAX_BITS = 2, 8
 
@@ -93,6 +93,13 @@ def check_finite(name: str, array: np.ndarray) -> None:
     bad = ~np.isfinite(array)
     if bad.any():
         raise QuantInputError(f"{name}: {int(bad.sum())} non-finite values (NaN or inf); refusing to quantize")
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` as an int; a bool, a non-integer or a negative value raises a one-line error naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise QuantInputError(f"{name} must be a non-negative integer, got {seed!r}")
+    return int(seed)
 
 
 def block_scales(weight: np.ndarray, blocks: Blocks, spec: QuantSpec, kernel: int = 1) -> np.ndarray:

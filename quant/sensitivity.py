@@ -86,7 +86,7 @@ from torch.nn import functional as F
 
 from quant.errors import QuantInputError
 from quant.fakequant import ActQuant, QuantLayer, calibrate_activations, capture_inputs, prepare, quant_layers
-from quant.fileio import atomic_write
+from quant.fileio import atomic_write, check_output_path
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, layer_inputs_2d, quantize_weights
 from quant.groups import quantizer_groups
 from quant.progress import progress_bar
@@ -95,7 +95,7 @@ from quant.rtn import granularity_blocks, rtn_codes
 
 __all__ = ["float_model", "METHODS", "QUANTIZERS", "COLUMNS", "REQUIRED_COLUMNS", "EXTRA_COLUMNS", "TABLE_SUFFIXES",
            "DEFAULT_SAMPLES", "DEFAULT_ITERATIONS", "sensitivity_table", "hessian_traces", "output_nsr",
-           "write_sensitivity", "quantizer_groups"]
+           "write_sensitivity", "check_table_path", "quantizer_groups"]
 
 METHODS = ("sqnr", "hessian", "loss")
 QUANTIZERS = ("rtn", "gpfq")
@@ -575,11 +575,19 @@ def output_nsr(model: nn.Module, calib_x: torch.Tensor, assignment: Mapping[str,
         return _nsr(_forward(ev.build(checked), x), y, signal)
 
 
-def write_sensitivity(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a sensitivity table atomically as CSV or Parquet (by suffix: .csv, .parquet, .pq)."""
+def check_table_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse a sensitivity-table path that cannot be written (unknown suffix, an existing directory, a file or an
+    unwritable directory above it): call it before computing the table."""
     path = Path(path)
     if path.suffix.lower() not in TABLE_SUFFIXES:
         raise QuantInputError(f"{path}: unknown table format {path.suffix or '(none)'!r}; use .csv or .parquet")
+    return check_output_path(path, "sensitivity table")
+
+
+def write_sensitivity(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a sensitivity table atomically as CSV or Parquet (by suffix: .csv, .parquet, .pq); the path is
+    checked by :func:`check_table_path` first."""
+    path = check_table_path(path)
     if not isinstance(frame, pd.DataFrame):
         raise QuantInputError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]

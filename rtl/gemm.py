@@ -11,10 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from rtl import driver
+from rtl.limits import (
+    check_array,
+    check_operand_sizes,
+    check_probability,
+    check_run,
+    check_seed,
+    check_simulator,
+    gemm_estimate,
+)
 from rtl.runner import SRC_DIR, run_job
 from rtl.tools import RtlError
 
-__all__ = ["GemmCheck", "gemm_job", "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
+__all__ = ["GemmCheck", "check_gemm", "gemm_job", "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
 
 TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
@@ -52,19 +61,45 @@ class GemmCheck:
 
 def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int, w_signed: bool = True,
                     a_signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform random ``A [M, K]`` (activations) and ``B [K, N]`` (weights) over their full integer ranges."""
-    rng = np.random.default_rng(seed)
+    """Uniform random ``A [M, K]`` (activations) and ``B [K, N]`` (weights) over their full integer ranges.
+
+    Sizes whose operands exceed :data:`rtl.limits.MAX_HOST_BYTES` and negative seeds raise :class:`RtlError` before
+    anything is drawn."""
+    M, K, N = check_operand_sizes(M, K, N)
+    for name, bits in (("w_bits", w_bits), ("a_bits", a_bits)):
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
+            raise RtlError(f"{name} must be an integer in 2..8, got {bits!r}")
+    rng = np.random.default_rng(check_seed(seed))
     a_lo, a_hi = driver.operand_range(a_bits, a_signed)
     w_lo, w_hi = driver.operand_range(w_bits, w_signed)
     return (rng.integers(a_lo, a_hi + 1, size=(M, K), dtype=np.int64),
             rng.integers(w_lo, w_hi + 1, size=(K, N), dtype=np.int64))
 
 
+def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
+               pe: str = "bitfusion", simulator: str = "verilator", gap_prob: float = 0.0,
+               stall_prob: float = 0.0) -> None:
+    """Everything about one GEMM run that can be checked before operands are drawn or anything is built: the PE
+    kind, the simulator, the array and the stream probabilities (:mod:`rtl.limits`), and the run's estimated clock
+    cycles, host memory and folds against the limits.  Raises :class:`RtlError` naming the argument, the estimate
+    and the limit."""
+    if pe not in driver.PE_KINDS:
+        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+    check_simulator(simulator)
+    rows, cols = check_array(rows, cols)
+    gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
+    M, K, N = check_operand_sizes(M, K, N)
+    estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob)
+    check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe} array", estimate)
+
+
 def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
              w_signed: bool = True, a_signed: bool = True, *, gap_prob: float = 0.0, stall_prob: float = 0.0,
              seed: int = 0) -> tuple[dict, driver.GemmPlan]:
     """The ``gemm_bench`` job for ``A @ B`` (input beats, configuration, expected product, stream knobs and a
-    generous cycle limit) and its fold plan.  Bad operands raise :class:`RtlError`."""
+    generous cycle limit) and its fold plan.  Bad operands, probabilities or seeds raise :class:`RtlError`."""
+    gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
+    seed = check_seed(seed)
     try:
         beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
         M, K = np.shape(A)
@@ -84,9 +119,13 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
     """Run ``A @ B`` through the RTL and compare with the exact product and with sim's cycle prediction.
 
     A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
+    Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built (:func:`check_gemm`).
     """
-    if pe not in ("fixed", "bitfusion"):
-        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+    A, B = np.asarray(A), np.asarray(B)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
+        raise RtlError(f"need A [M, K] and B [K, N] with matching K, got {A.shape} and {B.shape}")
+    check_gemm(A.shape[0], A.shape[1], B.shape[1], w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
+               gap_prob=gap_prob, stall_prob=stall_prob)
     job, plan = gemm_job("gemm", A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, gap_prob=gap_prob,
                          stall_prob=stall_prob, seed=seed)
     M, K, N = plan.M, plan.K, plan.N

@@ -36,15 +36,25 @@ from typing import Any
 
 import numpy as np
 
-from quant.integer import IntegerLayer, IntegerModel, _apply_ops, _im2col, load_export
+from quant.integer import IntegerLayer, IntegerModel, apply_ops, im2col, load_export
 from rtl import driver
+from rtl.limits import (
+    RunEstimate,
+    check_array,
+    check_probability,
+    check_run,
+    check_seed,
+    check_simulator,
+    gemm_estimate,
+)
 from rtl.runner import SRC_DIR, run_job
-from rtl.tools import RtlError
+from rtl.tools import RtlError, one_line
 
 __all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "LayerCheck", "ModelCheck",
            "LayerPass", "sim_layer", "golden_layer_inputs", "lower_layer", "pass_constants", "constant_word",
            "rtl_arithmetic",
-           "layer_parameters", "layer_job", "check_layer", "verify_layer", "run_model_rtl", "sample_images"]
+           "layer_parameters", "layer_job", "check_run_arguments", "check_layer_size", "check_layer", "verify_layer",
+           "run_model_rtl", "sample_images"]
 
 TOP = "lowbit_layer_top"
 BENCH = "rtl.benches.layer_bench"
@@ -140,11 +150,11 @@ def golden_layer_inputs(model: IntegerModel, x: Any) -> dict[str, np.ndarray]:
 
     The same loop as ``IntegerModel._forward``: quantize the input, the ops before the first layer, then per layer
     ``run_layer`` and the code-domain ops after it (ReLU as ``max(c, z)``, max-pool, flatten)."""
-    codes = _apply_ops(model.quantize_input(x), model.pre_ops, model.layers[0].in_zero_point)
+    codes = apply_ops(model.quantize_input(x), model.pre_ops, model.layers[0].in_zero_point)
     out: dict[str, np.ndarray] = {}
     for lay in model.layers:
         out[lay.name] = codes
-        codes = _apply_ops(model.run_layer(lay.name, codes), lay.ops, lay.out_zero_point)
+        codes = apply_ops(model.run_layer(lay.name, codes), lay.ops, lay.out_zero_point)
     return out
 
 
@@ -152,7 +162,7 @@ def lower_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
     """The layer's GEMM activations ``[M, K]``: **raw** input codes, lowered exactly as ``run_layer`` does.
 
     Conv: im2col with the layer's stride, padding and dilation in channel-major column order (``quant.integer``'s
-    own ``_im2col``), padded with the input zero point ``z_x``, so ``columns - z_x`` are the golden model's
+    own ``im2col``), padded with the input zero point ``z_x``, so ``columns - z_x`` are the golden model's
     columns; ``M`` = images x output positions (image outer, positions row-major). Linear: ``[..., K] -> [M, K]``."""
     x = np.asarray(x_codes, dtype=np.int64)
     if x.size and (x.min() < layer.in_qmin or x.max() > layer.in_qmax):
@@ -162,7 +172,7 @@ def lower_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
         if x.shape[-1] != layer.reduction:
             raise RtlError(f"layer {layer.name}: input has {x.shape[-1]} features, expected {layer.reduction}")
         return x.reshape(-1, layer.reduction)
-    cols, _ = _im2col(x - z, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    cols, _ = im2col(x - z, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
     return cols.reshape(-1, layer.reduction) + z
 
 
@@ -292,8 +302,7 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
 
     ``expected`` defaults to the golden model's ``run_layer`` output; the job carries, per pass, the constant
     writes (one per column fold, padding channels zero), the gemm top's configuration and the input beats."""
-    if pe not in driver.PE_KINDS:
-        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed)
     A = lower_layer(layer, x_codes)
     M, N = A.shape[0], layer.out_features
     a_signed = layer.in_qmin < 0
@@ -330,13 +339,47 @@ def _golden_run_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
     return IntegerModel([layer], [], "one-layer").run_layer(layer.name, x_codes)
 
 
+def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, stall_prob: float = 0.0,
+                        seed: int = 0, images: int = 1, simulator: str = "verilator") -> None:
+    """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed and
+    image count (:mod:`rtl.limits`); raises :class:`RtlError` naming the argument."""
+    if pe not in driver.PE_KINDS:
+        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+    check_simulator(simulator)
+    check_array(rows, cols)
+    check_probability(gap_prob, "gap_prob")
+    check_probability(stall_prob, "stall_prob")
+    check_seed(seed)
+    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
+        raise RtlError(f"images must be a positive integer, got {images!r}")
+
+
+def check_layer_size(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str,
+                     gap_prob: float = 0.0, stall_prob: float = 0.0) -> RunEstimate:
+    """The estimated cost of running ``layer`` on ``x_codes`` (its ``n_H`` passes), refused beyond the limits of
+    :mod:`rtl.limits` before anything is lowered or built."""
+    M = int(np.prod(_out_shape(layer, x_codes))) // layer.out_features
+    if M < 1:
+        raise RtlError(f"layer {layer.name}: no output positions for input shape {np.shape(x_codes)}")
+    total = RunEstimate(0, 0)
+    for c0, c1 in _blocks(layer):
+        total += gemm_estimate(M, c1 - c0, layer.out_features, rows, cols, pe, layer.w_bits, layer.in_bits,
+                               gap_prob, stall_prob)
+    check_run(f"layer {layer.name} (M={M} K={layer.reduction} N={layer.out_features}) on a {rows}x{cols} {pe} array",
+              total)
+    return total
+
+
 def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
                 simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
                 max_m: int = DEFAULT_MAX_M, max_nf: int = DEFAULT_MAX_NF, build_root: Path | None = None,
                 expected: np.ndarray | None = None) -> LayerCheck:
     """Run ``layer`` on input codes ``x_codes`` through ``lowbit_layer_top`` and compare with the golden codes.
 
-    A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned."""
+    A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
+    Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built."""
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator)
+    check_layer_size(layer, x_codes, rows, cols, pe, gap_prob, stall_prob)
     job, passes, expected_mn = layer_job(layer, x_codes, rows, cols, pe, gap_prob=gap_prob, stall_prob=stall_prob,
                                          seed=seed, expected=expected)
     M = job["M"]
@@ -394,7 +437,8 @@ def sample_images(model: IntegerModel, images: int) -> np.ndarray:
 
         split = model_split(model.name)
     except Exception as exc:  # unknown model name, or torch missing
-        raise RtlError(f"no test images for model {model.name!r} ({exc}); pass input images explicitly") from None
+        raise RtlError(one_line(f"no test images for model {model.name!r} ({exc}); pass input images "
+                                f"explicitly")) from None
     if images < 1:
         raise RtlError(f"images must be >= 1, got {images}")
     return split.test_x[:images].numpy()
@@ -407,7 +451,9 @@ def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols
 
     Its input codes come from the golden model run on ``x`` (default: the first ``images`` test images of the
     export's built-in model). Returns mismatches against the golden output codes of that layer, and the measured
-    busy cycles against sim's prediction (summed over the ``n_H`` passes)."""
+    busy cycles against sim's prediction (summed over the ``n_H`` passes).  The arguments are checked before the
+    export is read, the export when it is read (:func:`quant.integer.load_export`), the run's size before any build."""
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator)
     model = load_export(export_dir)
     layer = model.layer(layer_name)
     inputs = golden_layer_inputs(model, sample_images(model, images) if x is None else x)
@@ -425,10 +471,11 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
     output is checked against the golden model's ``run_layer`` on the same input and against the golden trace of
     ``x_batch``; the predictions are the argmax of the RTL's logit codes (ties to the lowest index, as
     ``IntegerModel.run``)."""
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator)
     model = export_dir if isinstance(export_dir, IntegerModel) else load_export(export_dir)
     trace = model.trace(x_batch)
     _, golden_pred = model.run(x_batch)
-    codes = _apply_ops(model.quantize_input(x_batch), model.pre_ops, model.layers[0].in_zero_point)
+    codes = apply_ops(model.quantize_input(x_batch), model.pre_ops, model.layers[0].in_zero_point)
     checks: list[LayerCheck] = []
     inter = 0
     for i, lay in enumerate(model.layers):
@@ -440,6 +487,6 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
             checks.append(check)
             y = check.outputs
         inter += int(np.count_nonzero(y != trace[lay.name]))
-        codes = _apply_ops(y, lay.ops, lay.out_zero_point)
+        codes = apply_ops(y, lay.ops, lay.out_zero_point)
     return ModelCheck(layers=tuple(checks), predictions=np.argmax(codes, axis=-1), golden_predictions=golden_pred,
                       intermediate_mismatches=inter)

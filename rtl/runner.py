@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,12 +41,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtl.tools import RtlError, require, tool_env
+from rtl.tools import MESSAGE_CHARS, RtlError, one_line, require, tool_env
 
 __all__ = [
     "BenchResult",
     "BuildError",
     "REPO_ROOT",
+    "SIMULATORS",
     "SRC_DIR",
     "BENCH_JSON_ENV",
     "PARAMS_ENV",
@@ -66,12 +68,31 @@ PARAMS_ENV = "LOWBIT_RTL_PARAMETERS"
 #: Verilator flags of every build: all warnings on (and fatal, Verilator's default), 1 ns / 1 ps timescale.
 VERILATOR_FLAGS = ("-Wall",)
 TIMESCALE = ("1ns", "1ps")
-_SIMULATORS = ("verilator", "icarus")
+#: The simulators a bench runs on.
+SIMULATORS = ("verilator", "icarus")
 _run_counter = itertools.count()
+#: Progress messages (a build starting); the CLI shows them on a terminal.
+_progress = logging.getLogger("lowbit.rtl")
 
 
 class BuildError(RtlError):
-    """The HDL build (verilator + make, or iverilog) failed; the message ends with the tail of the build log."""
+    """The HDL build (verilator + make, or iverilog) failed.
+
+    The message is one line of at most :data:`rtl.tools.MESSAGE_CHARS` characters: what failed, the first
+    diagnostic of the build log and the log's path; ``log_tail`` holds the log's last lines."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+_DIAGNOSTIC = re.compile(r"%Error|%Warning|\berror\b|\bError\b|Killed|out of memory", re.IGNORECASE)
+
+
+def _first_diagnostic(log_text: str, fallback: str) -> str:
+    """The first line of a build log that reports a problem (else its last non-empty line, else ``fallback``)."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    return next((line for line in lines if _DIAGNOSTIC.search(line)), lines[-1] if lines else fallback)
 
 
 @dataclass(frozen=True)
@@ -226,8 +247,8 @@ def run_bench(
         ToolMissingError: the simulator or cocotb is not installed.
         RtlError: bad arguments.
     """
-    if simulator not in _SIMULATORS:
-        raise RtlError(f"simulator must be one of {', '.join(_SIMULATORS)}, got {simulator!r}")
+    if simulator not in SIMULATORS:
+        raise RtlError(f"simulator must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
     if coverage and simulator != "verilator":
         raise RtlError("coverage=True needs simulator='verilator'")
     parameters = dict(parameters or {})
@@ -273,6 +294,7 @@ def run_bench(
         if not (binary.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp):
             stamp_file.unlink(missing_ok=True)
             log = build_dir / "build.log"
+            _progress.info("building %s with %s (cached for later runs) ...", toplevel, simulator)
             try:
                 with _environ(env):
                     runner.build(
@@ -287,9 +309,10 @@ def run_bench(
                         log_file=log,
                     )
             except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
-                raise BuildError(
-                    f"{simulator} build of {toplevel} {parameters} failed ({exc}); log {log}:\n{_tail(log)}"
-                ) from None
+                tail = _tail(log)
+                head, where = f"{simulator} build of {toplevel} failed: ", f" (log {log})"
+                room = max(60, MESSAGE_CHARS - len(head) - len(where))  # the log's path is never cut
+                raise BuildError(head + one_line(_first_diagnostic(tail, str(exc)), room) + where, tail) from None
             stamp_file.write_text(stamp)
             built = True
     build_seconds = time.monotonic() - t0
@@ -425,5 +448,5 @@ def run_job(toplevel: str, sources: Sequence[Path], test_module: str, parameters
         except AssertionError as exc:  # mismatches or a timeout: the record says which
             failure = str(exc)
         if not results.is_file():
-            raise RtlError(f"the {what} produced no result: {failure.splitlines()[0] if failure else '?'}")
+            raise RtlError(one_line(f"the {what} produced no result: {failure.splitlines()[0] if failure else '?'}"))
         return json.loads(results.read_text())[0], failure

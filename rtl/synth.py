@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtl.tools import RtlError, require, tool_env
+
+#: Progress messages (one per design); the CLI shows them on a terminal.
+_progress = logging.getLogger("lowbit.rtl")
 
 if TYPE_CHECKING:  # pandas is imported lazily (only area_table needs it)
     import pandas as pd
@@ -230,7 +234,9 @@ def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, 
     import pandas as pd
 
     rows = []
-    for label, top, params, kind, w, a, macs in designs or TABLE_DESIGNS:
+    todo = list(designs or TABLE_DESIGNS)
+    for i, (label, top, params, kind, w, a, macs) in enumerate(todo, 1):
+        _progress.info("synthesizing %s (%d/%d)", label, i, len(todo))
         r = synthesize(top, parameters=params, use_cache=use_cache)
         rows.append({
             "design": label, "top": top, "pe_kind": kind, "w_bits": w, "a_bits": a,

@@ -33,6 +33,7 @@ import pandas as pd
 from search.errors import InfeasibleBudgetError, SearchInputError
 from search.infeasible import raise_infeasible
 from search.problem import Problem
+from search.validate import check_time_limit
 
 __all__ = ["AssignmentModel", "Solution", "solve", "SENSITIVITY"]
 
@@ -256,9 +257,11 @@ class AssignmentModel:
         """Minimize ``objective`` (total sensitivity, or a cost column) under ``limits``.
 
         Raises :class:`~search.errors.InfeasibleBudgetError` naming each budget that cannot be met and
-        the smallest limit at which it could be (see :mod:`search.infeasible`)."""
+        the smallest limit at which it could be (see :mod:`search.infeasible`).  ``time_limit`` is None or a
+        finite number of seconds > 0 (:func:`~search.validate.check_time_limit`)."""
         from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 
+        time_limit = check_time_limit(time_limit)
         limits = self._set_limits(limits or {})
         self._objective(objective)
         res, seconds = self._run(objective, time_limit)
@@ -312,4 +315,5 @@ class AssignmentModel:
 def solve(problem: Problem, limits: Mapping[str, float], objective: str = SENSITIVITY,
           time_limit: float | None = None) -> Solution:
     """Build the model for ``limits``' columns and solve it once."""
+    time_limit = check_time_limit(time_limit)
     return AssignmentModel(problem, list(limits)).solve(limits, objective=objective, time_limit=time_limit)

@@ -22,6 +22,7 @@ import pandas as pd
 from search.errors import InfeasibleBudgetError, SearchInputError
 from search.ilp import AssignmentModel, Solution
 from search.problem import Problem
+from search.validate import MAX_POINTS, check_count, check_time_limit
 
 __all__ = ["pareto_front", "front_frame", "nondominated_mask"]
 
@@ -120,7 +121,8 @@ def pareto_front(problem: Problem, x: str, y: str | None = None, n_points: int =
     of solves equals the number of front points, so use it on small problems.  Two front points whose
     ``x`` totals differ by less than that step count as one.
 
-    ``progress`` shows a bar over the grid (not for ``exact``); ``time_limit`` (s) applies to each solve.
+    ``n_points`` is at most :data:`~search.validate.MAX_POINTS`.  ``progress`` shows a bar over the grid (not for
+    ``exact``); ``time_limit`` (s, finite and > 0) applies to each solve.
     Returns the solutions sorted by ``x`` (then ``y``) total, each with ``limits`` set to the budgets it
     was solved under.  Raises :class:`~search.errors.InfeasibleBudgetError` if ``limits`` admit nothing.
     """
@@ -129,8 +131,9 @@ def pareto_front(problem: Problem, x: str, y: str | None = None, n_points: int =
         raise SearchInputError(f"pareto_front: x and y are the same column {x!r}")
     if exact and y is not None:
         raise SearchInputError("pareto_front: exact=True sweeps one column; leave y unset")
-    if not exact and (isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1):
-        raise SearchInputError(f"pareto_front: n_points must be an integer >= 1, got {n_points!r}")
+    if not exact:
+        n_points = check_count(n_points, "pareto_front: n_points", 1, MAX_POINTS)
+    time_limit = check_time_limit(time_limit, "pareto_front: time_limit")
     swept = [x] if y is None else [x, y]
     for c in swept:
         if c not in problem.costs:

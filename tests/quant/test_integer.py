@@ -256,6 +256,66 @@ def test_load_rejects_tampered_or_foreign_exports(tmp_path: Path) -> None:
         load_export(tmp_path / "missing")
 
 
+# A layer field the datapath ignores, edited through the API and saved (so the sha256 and meta.json are consistent):
+# the loader must still refuse it, because it disagrees with the fields the datapath uses.
+def _edit_scales(lay) -> None:  # noqa: ANN001 - IntegerLayer
+    lay.w_scales = lay.w_scales * 3.0
+
+
+def _edit_bias_real(lay) -> None:  # noqa: ANN001
+    lay.bias_real = lay.bias_real + 1.0
+
+
+INCONSISTENT_EDITS = {
+    "w_scales": (_edit_scales, "w_scales"),
+    "bias_real": (_edit_bias_real, "bias_real"),
+    "in_bits": (lambda lay: setattr(lay, "in_bits", 4), "4-bit grid"),
+    "in_scale": (lambda lay: setattr(lay, "in_scale", lay.in_scale * 2), "in_scale"),
+    "out_bits": (lambda lay: setattr(lay, "out_bits", 6), "6-bit grid"),
+    "relu": (lambda lay: setattr(lay, "relu", False), "relu"),
+    "in_shape": (lambda lay: setattr(lay, "in_shape", (8, 5, 5)), "in_shape"),
+    "in_perm": (lambda lay: setattr(lay, "in_perm", lay.in_perm[::-1].copy()), "in_perm"),
+    "logits": (lambda lay: setattr(lay, "logits", True), "logits"),
+    "stride": (lambda lay: setattr(lay, "stride", (1,)), "stride"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(INCONSISTENT_EDITS))
+def test_load_refuses_fields_that_disagree_with_the_datapath(tmp_path: Path, field: str) -> None:
+    q = quantized(random_cnn(), random_inputs(64, seed=2), 4, Blocks(2, 2), 8)
+    golden = build_integer_model(q, random_inputs(2))
+    edit, needle = INCONSISTENT_EDITS[field]
+    edit(golden.layers[1])
+    golden.save(tmp_path)
+    with pytest.raises(QuantInputError) as info:
+        load_export(tmp_path)
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_load_names_the_first_meta_field_that_disagrees(tmp_path: Path) -> None:
+    out = export_model(quantized(random_cnn(), random_inputs(64, seed=2), 4, "channel", 8), random_inputs(2), tmp_path)
+    meta = json.loads((out / META_NAME).read_text())
+    meta["layer_summaries"][1]["out_clamp"] = [0, 127]
+    (out / META_NAME).write_text(json.dumps(meta))
+    with pytest.raises(QuantInputError, match=r"layer_summaries\[1\].out_clamp\[1\] is 127 but model\.npz gives"):
+        load_export(out)
+    meta["layer_summaries"][1]["out_clamp"] = [0, 255]
+    meta["layer_summaries"][1]["relu_fused"] = 1  # equal to True in Python, but not the same JSON value
+    (out / META_NAME).write_text(json.dumps(meta))
+    with pytest.raises(QuantInputError, match=r"relu_fused is 1 but model\.npz gives true"):
+        load_export(out)
+
+
+def test_save_refuses_a_file_path_before_writing(tmp_path: Path) -> None:
+    golden = build_integer_model(quantized(random_cnn(), random_inputs(64, seed=2), 4, "channel", 8),
+                                 random_inputs(2))
+    (tmp_path / "taken").write_text("a file\n")
+    for target in (tmp_path / "taken", tmp_path / "taken" / "below"):
+        with pytest.raises(QuantInputError, match="is a file"):
+            golden.save(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
 def test_permutations_are_stored(tmp_path: Path) -> None:
     q = quantized(random_cnn(), random_inputs(64, seed=2), 4, "channel", 8)
     names = [n for n, _ in quant_layers(q)]

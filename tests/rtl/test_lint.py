@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rtl.runner import SRC_DIR
-from rtl.tools import tool_env
+from rtl.tools import MESSAGE_CHARS, tool_env
 
 pytestmark = pytest.mark.rtl
 
@@ -110,5 +110,8 @@ def test_runner_build_error(verilator: str, tmp_path: Path) -> None:
     bad = tmp_path / "lowbit_mac_pe.v"
     bad.write_text((SRC_DIR / "lowbit_mac_pe.v").read_text().replace("wire [ACC_BITS-1:0]      prod_ext",
                                                                      "wire [ACC_BITS-2:0]      prod_ext"))
-    with pytest.raises(BuildError, match=r"WIDTH"):
+    with pytest.raises(BuildError, match=r"WIDTH") as info:
         run_bench("lowbit_mac_pe", [bad], "rtl.benches.pe_bench", {}, build_root=tmp_path / "build")
+    message = str(info.value)  # one line of reasonable length, naming the log; the tail is kept apart
+    assert "\n" not in message and len(message) <= MESSAGE_CHARS and "build.log" in message, message
+    assert "WIDTH" in info.value.log_tail and info.value.log_tail.count("\n") >= 1
