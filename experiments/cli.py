@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
 
+from experiments.examples import EXAMPLES, epilog
 from quant.errors import QuantInputError
 from rtl.tools import RtlError
 from search.errors import SearchInputError
@@ -28,8 +30,7 @@ app = typer.Typer(
 )
 
 
-@app.command("sim", epilog="Example: lowbit sim --chip bitfusion_edge --workload resnet18 "
-                           "--pairs w8a8,w4a4,w2a2 --out costs.csv")
+@app.command("sim", epilog=epilog("sim"))
 def sim_cmd(
     chip: Annotated[str, typer.Option(help="Preset name, chip YAML, or SCALE-Sim .cfg.")],
     workload: Annotated[str, typer.Option(help="Zoo name, built-in model (digits-cnn, mnist1d-cnn), SCALE-Sim "
@@ -47,8 +48,9 @@ def sim_cmd(
     from experiments.workloads import resolve_workload
     from sim import load_chip, simulate
     from sim.area import chip_area
-    from sim.io import write_table
+    from sim.io import TABLE_SUFFIXES, check_output_file, write_table
 
+    check_output_file(out, TABLE_SUFFIXES)
     chip_config = load_chip(chip)
     wl = resolve_workload(workload)
     if in_blocks is not None:
@@ -77,8 +79,7 @@ BudgetOption = Annotated[list[str] | None, typer.Option(
          "assignment (60%). Repeat for several budgets (held at every point by `pareto`).")]
 
 
-@app.command("solve", epilog="Example: lowbit solve --costs costs.csv --sensitivity sens.csv "
-                             "--budget latency_us=1200 --budget energy_pj=60% --out results/assign")
+@app.command("solve", epilog=epilog("solve"))
 def solve_cmd(
     costs: CostsOption,
     sensitivity: SensitivityOption,
@@ -89,18 +90,24 @@ def solve_cmd(
     = None,
 ) -> None:
     """Pick each layer's bit pair: minimum total sensitivity under all budgets at once (exact ILP)."""
+    from experiments.staging import staged_dir
     from search import AssignmentModel, build_problem
     from search.assignment import write_assignment
     from search.budgets import parse_budgets, resolve_budgets
     from search.tables import read_table
+    from search.validate import check_time_limit
+    from sim.io import check_output_dir
     from sim.pairs import parse_pairs
 
+    check_output_dir(out)
+    check_time_limit(time_limit, "--time-limit")
     asked = parse_budgets(budget or [])
     problem = build_problem(read_table(costs, "cost table"), read_table(sensitivity, "sensitivity table"),
                             list(asked), pairs=parse_pairs(pairs) if pairs else None)
     limits = resolve_budgets(problem, asked)
     solution = AssignmentModel(problem, list(limits)).solve(limits, time_limit=time_limit)
-    write_assignment(solution, out, extra={"costs": str(costs), "sensitivity_table": str(sensitivity)})
+    with staged_dir(out, last=("assignment.json",)) as stage:
+        write_assignment(solution, stage, extra={"costs": str(costs), "sensitivity_table": str(sensitivity)})
     typer.echo(f"{solution.status} (gap {solution.gap:.2g}) in {solution.solve_seconds:.3f} s: total sensitivity "
                f"{solution.sensitivity:.6g} over {problem.n_layers} layers, {problem.n_units} units")
     for name, b in solution.budgets().items():
@@ -110,35 +117,39 @@ def solve_cmd(
     typer.echo(f"wrote {out}/assignment.csv and assignment.json")
 
 
-@app.command("pareto", epilog="Example: lowbit pareto --costs costs.csv --sensitivity sens.csv --x latency_us "
-                              "--model digits-cnn --quantizer rtn --out results/pareto")
+@app.command("pareto", epilog=epilog("pareto"))
 def pareto_cmd(
     costs: CostsOption,
     sensitivity: SensitivityOption,
     out: Annotated[Path, typer.Option(help="Directory for points.csv, quality.csv, pareto.json and the plot.")],
     x: Annotated[str, typer.Option(help="Cost column swept by the epsilon-constraint method.")] = "latency_us",
     y: Annotated[str | None, typer.Option(help="A second swept cost column (a grid over both).")] = None,
-    points: Annotated[int, typer.Option(help="Number of epsilon values.")] = 50,
+    points: Annotated[int, typer.Option(min=1, help="Number of epsilon values.")] = 50,
     budget: BudgetOption = None,
     model: Annotated[str | None, typer.Option(help="Built-in model to measure every point on: digits-cnn or "
                                                    "mnist1d-cnn (layer names must match the tables).")] = None,
     quantizer: Annotated[str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq or ptq-sl.")] = "rtn",
     greedy_cost: Annotated[str | None, typer.Option(help="Cost column of the greedy baseline (default: --x; "
                                                          "bops for AIMET's).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the model and calibration sampling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the model and calibration sampling.")] = 0,
 ) -> None:
     """Exact Pareto front of sensitivity against cost, with greedy and uniform baselines, measured."""
     from experiments.pareto_study import run_pareto_study
+    from experiments.staging import staged_dir
     from search.budgets import parse_budgets, resolve_budgets
     from search.problem import build_problem
     from search.tables import read_table
+    from sim.io import check_output_dir
 
+    check_output_dir(out)
     cost_table = read_table(costs, "cost table")
     sens_table = read_table(sensitivity, "sensitivity table")
     asked = parse_budgets(budget or [])
     limits = resolve_budgets(build_problem(cost_table, sens_table, list(asked)), asked) if asked else {}
-    study = run_pareto_study(cost_table, sens_table, out, x=x, y=y, n_points=points, limits=limits,
-                             model_name=model, method=quantizer, seed=seed, greedy_cost=greedy_cost, progress=True)
+    with staged_dir(out, last=("pareto.json",)) as stage:
+        study = run_pareto_study(cost_table, sens_table, stage, x=x, y=y, n_points=points, limits=limits,
+                                 model_name=model, method=quantizer, seed=seed, greedy_cost=greedy_cost,
+                                 progress=True)
     counts = study.points.kind.value_counts()
     typer.echo(f"{counts.get('ilp', 0)} ILP front points, {counts.get('greedy', 0)} greedy, "
                f"{counts.get('uniform', 0)} uniform")
@@ -146,12 +157,13 @@ def pareto_cmd(
         gap = study.quality["ilp_minus_greedy_accuracy"].dropna()
         typer.echo(f"measured accuracy, ILP minus greedy over {len(gap)} {x} budgets: min {gap.min():+.2f}, "
                    f"mean {gap.mean():+.2f} points")
-    typer.echo(f"wrote {', '.join(str(p) for p in study.paths.values())}")
+    typer.echo(f"wrote {', '.join(str(out / p.name) for p in study.paths.values())}")
 
 
-@app.command("sweep", epilog="Example: lowbit sweep experiments/configs/sweep_edge.yaml --out results/sweep")
+@app.command("sweep", epilog=epilog("sweep"))
 def sweep_cmd(
-    spec: Annotated[Path, typer.Argument(help="Sweep YAML (chip grid x workloads x pairs).")],
+    spec: Annotated[Path, typer.Argument(help="Sweep YAML (chip grid x workloads x pairs), or the name of a "
+                                               "built-in one: sweep_small, sweep_edge.")],
     out: Annotated[Path, typer.Option(help="Output directory of partitioned Parquet (resumable).")],
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler: tcp://host:port, or local:N.")] = None,
     workers: Annotated[int | None, typer.Option(help="Start a LocalCluster with this many workers.")] = None,
@@ -159,8 +171,30 @@ def sweep_cmd(
     """Run a design-space sweep on Dask; a rerun skips finished partitions."""
     from sim.sweep import run_sweep
 
+    builtin = Path(__file__).parent / "configs" / f"{spec}.yaml"
+    if not spec.suffix and not spec.exists() and builtin.is_file():
+        spec = builtin
     path = run_sweep(spec, out, scheduler=scheduler, n_workers=workers, progress=True)
     typer.echo(f"sweep results in {path}")
+
+
+def _phase_printer() -> Callable[[str], None]:
+    """A progress callback: each phase on one stderr line, with the seconds the previous one took.
+
+    Silent when stderr is not a terminal, so a script sees only the result (and, on bad input, one line)."""
+    import time
+
+    if not sys.stderr.isatty():
+        return lambda _: None
+    state = {"start": time.perf_counter(), "n": 0}
+
+    def show(what: str) -> None:
+        now = time.perf_counter()
+        took = f" (previous phase {now - state['start']:.1f} s)" if state["n"] else ""
+        state["start"], state["n"] = now, state["n"] + 1
+        typer.echo(f"[{state['n']}] {what}{took}", err=True)
+
+    return show
 
 
 def _accuracy_summary(r: QuantResult | TrainResult) -> str:
@@ -169,34 +203,37 @@ def _accuracy_summary(r: QuantResult | TrainResult) -> str:
             f"(agreement {r.integer_agreement:.1f}%), weights {r.weight_size_bits / 8192:.1f} KiB")
 
 
-@app.command("quantize", epilog="Example: lowbit quantize --model digits-cnn --method gpfq --bits w4a8 "
-                                "--out results/q_digits_w4a8")
+@app.command("quantize", epilog=epilog("quantize"))
 def quantize_cmd(
     model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
     method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels) or ptq-sl.")],
     bits: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a8.")],
     out: Annotated[Path, typer.Option(help="Directory for the integer export and metrics.json.")],
-    granularity: Annotated[str, typer.Option(help="tensor, channel, or PTQ-SL blocks NVxNH (e.g. 4x2).")]
+    granularity: Annotated[str, typer.Option(help="tensor, channel, or PTQ-SL blocks NVxNH (e.g. 4x2). rtn/gpfq: "
+                                                  "every layer must hold NVxNH; ptq-sl clamps the grid to smaller "
+                                                  "layers, but at least one layer must hold it.")]
     = "channel",
-    seed: Annotated[int, typer.Option(help="Seed of the model's training and of the calibration sampling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the model's training and of the calibration sampling.")] = 0,
 ) -> None:
     """Quantize a built-in model after training, export it as integers, and measure it."""
     import json
 
     from experiments.quantize import quantize_builtin
-    from sim.io import atomic_path
+    from experiments.staging import staged_dir
+    from sim.io import check_output_dir
     from sim.pairs import parse_pair
 
+    check_output_dir(out)
     w_bits, a_bits = parse_pair(bits)
-    _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=out)
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    with staged_dir(out) as stage:
+        _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=stage,
+                                     on_phase=_phase_printer())
+        (stage / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     typer.echo(f"{model} {method} {bits} ({granularity}): {_accuracy_summary(result)}")
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
 
 
-@app.command("train", epilog="Example: lowbit train --model digits-cnn --method qgt --bits w2a8 --epochs 20 "
-                             "--out results/qgt_digits_w2a8")
+@app.command("train", epilog=epilog("train"))
 def train_cmd(
     model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
     method: Annotated[str, typer.Option(help="qat (fake-quant + straight-through estimator, the baseline), qgt "
@@ -207,7 +244,7 @@ def train_cmd(
     epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default 10).")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam's peak learning rate, cosine decay (default 1e-3).")]
     = None,
-    seed: Annotated[int, typer.Option(help="Seed of the pretrained model and of every choice in fine-tuning.")]
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the pretrained model and of every choice in fine-tuning.")]
     = 0,
     lam: Annotated[float | None, typer.Option(help="qgt: the regularizer's weight lambda (default: the "
                                                    "method's).")] = None,
@@ -217,8 +254,10 @@ def train_cmd(
 ) -> None:
     """Fine-tune a built-in model with training-time quantization, export it as integers, and measure it."""
     from experiments.train import train_builtin
+    from sim.io import check_output_dir
     from sim.pairs import parse_pair
 
+    check_output_dir(out)
     w_bits, a_bits = parse_pair(bits)
     options: dict[str, object] = {}
     if lam is not None:
@@ -236,7 +275,7 @@ def train_cmd(
     typer.echo(f"wrote {out}/model.npz, meta.json, history.csv, metrics.json")
 
 
-@app.command("quant-table", epilog="Example: lowbit quant-table --out results/quant_table --bits 2,3,4")
+@app.command("quant-table", epilog=epilog("quant-table"))
 def quant_table_cmd(
     out: Annotated[Path, typer.Option(help="Directory for cells/*.json (resumable), quant_table.csv and .md.")],
     models: Annotated[str, typer.Option(help="Comma-separated built-in models.")] = "digits-cnn,mnist1d-cnn",
@@ -247,9 +286,14 @@ def quant_table_cmd(
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the training-time methods.")] = 20,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds (pretrained model and fine-tuning); the "
                                             "table shows means.")] = "0",
+    replace: Annotated[bool, typer.Option(help="Rebuild a table in --out made from other seeds, epochs or "
+                                               "pretrained weights (refused without it).")] = False,
 ) -> None:
     """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float."""
     from experiments.quant_table import build_table
+    from sim.io import check_output_dir
+
+    check_output_dir(out)
 
     def parse_ints(text: str, option: str) -> list[int]:
         try:
@@ -263,12 +307,12 @@ def quant_table_cmd(
                    f"{cell['size_bits'] / 8192:.2f} KiB" + (" (cached)" if cached else f", {cell['seconds']:.1f} s"))
 
     build_table(out, [m for m in models.split(",") if m.strip()], [m for m in methods.split(",") if m.strip()],
-                parse_ints(bits, "--bits"), epochs=epochs, seeds=parse_ints(seeds, "--seeds"), on_cell=report)
+                parse_ints(bits, "--bits"), epochs=epochs, seeds=parse_ints(seeds, "--seeds"), replace=replace,
+                on_cell=report)
     typer.echo(f"wrote {out}/quant_table.csv and quant_table.md")
 
 
-@app.command("sensitivity", epilog="Example: lowbit sensitivity --model digits-cnn --method sqnr "
-                                   "--pairs w8a8,w4a8,w4a4,w2a2 --out results/sens.csv")
+@app.command("sensitivity", epilog=epilog("sensitivity"))
 def sensitivity_cmd(
     model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
     method: Annotated[str, typer.Option(help="sqnr (output noise-to-signal ratio, AIMET/Pandey), hessian "
@@ -277,22 +321,21 @@ def sensitivity_cmd(
     out: Annotated[Path, typer.Option(help="Sensitivity table to write: .csv or .parquet.")],
     quantizer: Annotated[str, typer.Option(help="Weight quantizer: rtn or gpfq.")] = "rtn",
     samples: Annotated[int, typer.Option(help="Calibration samples to use (at most; chosen by --seed).")] = 128,
-    seed: Annotated[int, typer.Option(help="Seed of the model's training, the sample choice and the Hessian "
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the model's training, the sample choice and the Hessian "
                                            "probes.")] = 0,
 ) -> None:
     """Score each layer's sensitivity to every bit pair and write the sensitivity table."""
     import time
 
     from quant.models import get_model, model_split
-    from quant.sensitivity import METHODS, QUANTIZERS, TABLE_SUFFIXES, sensitivity_table, write_sensitivity
+    from quant.sensitivity import METHODS, QUANTIZERS, check_table_path, sensitivity_table, write_sensitivity
     from sim.pairs import format_pair, parse_pairs
 
+    check_table_path(out)
     bit_pairs = parse_pairs(pairs)
     for label, value, allowed in (("method", method, METHODS), ("quantizer", quantizer, QUANTIZERS)):
         if value not in allowed:
             raise QuantInputError(f"unknown {label} {value!r} (allowed: {', '.join(allowed)})")
-    if out.suffix.lower() not in TABLE_SUFFIXES:
-        raise QuantInputError(f"{out}: unknown table format {out.suffix or '(none)'!r}; use .csv or .parquet")
     if samples < 1:
         raise QuantInputError(f"--samples must be at least 1, got {samples}")
     start = time.perf_counter()
@@ -314,15 +357,17 @@ rtl_app = typer.Typer(help="The RTL: synthesis areas and Verilator-verified GEMM
 app.add_typer(rtl_app, name="rtl")
 
 
-@rtl_app.command("synth", epilog="Example: lowbit rtl synth --out results/area.csv")
+@rtl_app.command("synth", epilog=epilog("rtl synth"))
 def rtl_synth_cmd(
     out: Annotated[Path | None, typer.Option(help="Also write the table as .csv or .parquet.")] = None,
     no_cache: Annotated[bool, typer.Option(help="Re-run yosys even when a cached result matches.")] = False,
 ) -> None:
     """Synthesize the PEs and the requantization unit with yosys; cell counts and NAND2-equivalent areas."""
     from rtl.synth import area_markdown, area_table
-    from sim.io import write_table
+    from sim.io import TABLE_SUFFIXES, check_output_file, write_table
 
+    if out is not None:
+        check_output_file(out, TABLE_SUFFIXES)
     table = area_table(use_cache=not no_cache)
     typer.echo(area_markdown(table))
     if out is not None:
@@ -339,13 +384,13 @@ def _parse_array(text: str) -> tuple[int, int]:
     return int(rows), int(cols)
 
 
-@rtl_app.command("gemm", epilog="Example: lowbit rtl gemm --m 16 --k 64 --n 24 --pair w4a4 --seed 1 --array 8x8")
+@rtl_app.command("gemm", epilog=epilog("rtl gemm"))
 def rtl_gemm_cmd(
     m: Annotated[int, typer.Option("--m", min=1, help="Rows of A (activations), e.g. output pixels.")],
     k: Annotated[int, typer.Option("--k", min=1, help="Reduction length.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Columns of B (weights), e.g. output channels.")],
     pair: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a4.")] = "w8a8",
-    seed: Annotated[int, typer.Option(help="Seed of the random operands and stream gaps.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the random operands and stream gaps.")] = 0,
     array: Annotated[str, typer.Option(help="Array shape ROWSxCOLS.")] = "8x8",
     pe: Annotated[str, typer.Option(help="fixed or bitfusion.")] = "bitfusion",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
@@ -354,11 +399,12 @@ def rtl_gemm_cmd(
     """Verify a random GEMM in RTL: mismatches against A@B and measured cycles against sim's prediction."""
     import json
 
-    from rtl.gemm import random_operands, verify_gemm
+    from rtl.gemm import check_gemm, random_operands, verify_gemm
     from sim.pairs import parse_pair
 
     w_bits, a_bits = parse_pair(pair)
     rows, cols = _parse_array(array)
+    check_gemm(m, k, n, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps, stall_prob=gaps)
     A, B = random_operands(m, k, n, w_bits, a_bits, seed)
     check = verify_gemm(A, B, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps,
                         stall_prob=gaps, seed=seed)
@@ -369,11 +415,10 @@ def rtl_gemm_cmd(
                f"{check.predicted_cycles:,}" + ("" if check.ok else "  <-- DIFFERENT"))
     typer.echo(json.dumps({k_: v for k_, v in check.as_dict().items() if k_ != "messages"}))
     if not check.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_MISMATCH)
 
 
-@rtl_app.command("verify", epilog="Example: lowbit rtl verify --export results/export --layer 3 --array 8x8 "
-                                  "--pe fixed")
+@rtl_app.command("verify", epilog=epilog("rtl verify"))
 def rtl_verify_cmd(
     export: Annotated[Path, typer.Option(help="Integer export directory (model.npz + meta.json).")],
     layer: Annotated[str, typer.Option(help="Layer name as in the export, e.g. 3.")],
@@ -381,7 +426,7 @@ def rtl_verify_cmd(
     pe: Annotated[str, typer.Option(help="fixed or bitfusion.")] = "fixed",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
     images: Annotated[int, typer.Option(min=1, help="Test images whose golden codes feed the layer.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed of the stream gaps.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the stream gaps.")] = 0,
     gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
 ) -> None:
     """Verify one exported layer in RTL: output codes against the golden model, busy cycles against sim."""
@@ -402,17 +447,37 @@ def rtl_verify_cmd(
                + ("" if check.ok else "  <-- DIFFERENT"))
     typer.echo(json.dumps({k_: v for k_, v in check.as_dict().items() if k_ != "messages"}))
     if not check.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_MISMATCH)
 
 
-@app.command("demo", epilog="Example: lowbit demo --out results/demo")
+@app.command("demo", epilog=epilog("demo"))
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/demo"),
 ) -> None:
-    """Run the main job on a built-in default and write tables and plots."""
-    from experiments.pipeline import run_demo
+    """Run the main job on a built-in default and write tables and plots.
 
-    run_demo(out)
+    Exits 1 if the RTL check of the chosen layer finds a mismatch (codes or cycles), after writing everything.
+    """
+    import json
+
+    from experiments.pipeline import run_demo
+    from experiments.staging import staged_dir
+    from sim.io import check_output_dir
+
+    check_output_dir(out)
+
+    with staged_dir(out, last=("summary.csv",)) as stage:
+        run_demo(stage, shown_as=out)
+    check = json.loads((out / "search" / "rtl_check.json").read_text())
+    if check["mismatches"] or check["measured_cycles"] != check["predicted_cycles"]:
+        typer.echo(f"RTL check of layer {check['layer']} found a mismatch: {check['mismatches']} output codes, "
+                   f"cycles measured {check['measured_cycles']} vs predicted {check['predicted_cycles']}", err=True)
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+# `lowbit --help` lists the verbs in the order their examples chain (experiments.examples); the rtl group follows.
+_CHAIN = list(dict.fromkeys(verb for verb, _ in EXAMPLES if " " not in verb))
+app.registered_commands.sort(key=lambda info: _CHAIN.index(info.name) if info.name in _CHAIN else len(_CHAIN))
 
 
 def _one_line(message: str) -> str:
@@ -423,29 +488,79 @@ def _one_line(message: str) -> str:
 _EXITS = tuple({click.exceptions.Exit, typer.Exit})
 _ABORTS = tuple({click.exceptions.Abort, typer.Abort})
 _USAGE = tuple({click.ClickException, getattr(typer.exceptions, "TyperException", click.ClickException)})
+_INPUT_ERRORS = (InputError, QuantInputError, SearchInputError, RtlError)
+
+#: Exit statuses (README, "Exit status"): success, a verification that ran and found a mismatch, bad input or a
+#: user-fixable cause, an internal error (a bug: the traceback is printed), interrupted.
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: maps bad input to one line on stderr and exit status 2."""
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    sys.stderr.write(f"lowbit: error: {_one_line(message)}\n")
+    return code
+
+
+def _interrupted() -> int:
+    sys.stderr.write("lowbit: interrupted\n")
+    return EXIT_INTERRUPTED
+
+
+def _run(argv: list[str] | None) -> int:
+    """Run the app and translate every outcome into an exit status (and at most one line on stderr)."""
     try:
-        app(args=argv, prog_name="lowbit", standalone_mode=False)
+        returned = app(args=argv, prog_name="lowbit", standalone_mode=False)
     except _EXITS as exc:
-        sys.exit(getattr(exc, "exit_code", 0))
-    except _ABORTS:
-        sys.stderr.write("lowbit: aborted\n")
-        sys.exit(130)
+        code = int(getattr(exc, "exit_code", 0) or 0)
+        return _interrupted() if code == EXIT_INTERRUPTED else code
+    except (*_ABORTS, KeyboardInterrupt):
+        return _interrupted()
     except _USAGE as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `lowbit`: show the help
             sys.stdout.write(exc.format_message() + "\n")
-            sys.exit(0)
-        sys.stderr.write(f"lowbit: error: {_one_line(exc.format_message())}\n")
-        sys.exit(2)
-    except (InputError, QuantInputError, SearchInputError, RtlError) as exc:
-        sys.stderr.write(f"lowbit: error: {_one_line(str(exc))}\n")
-        sys.exit(2)
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        sys.stderr.write(f"lowbit: error: {_one_line(f'{exc.filename}: {exc.strerror}')}\n")
-        sys.exit(2)
+            return EXIT_OK
+        return _fail(exc.format_message())
+    except _INPUT_ERRORS as exc:
+        return _fail(str(exc))
+    except MemoryError:
+        return _fail("not enough memory for this input; reduce its size")
+    except OSError as exc:  # missing or unwritable paths, a file where a directory is needed, a full disk
+        where = exc.filename if exc.filename is not None else "output"
+        return _fail(f"{where}: {exc.strerror or exc}")
+    # typer returns the status of an Exit it caught (Ctrl-C becomes 130) instead of raising it
+    code = returned if isinstance(returned, int) and not isinstance(returned, bool) else EXIT_OK
+    return _interrupted() if code == EXIT_INTERRUPTED else code
+
+
+def _show_library_progress() -> None:
+    """Show the progress messages the libraries log under ``lowbit.*`` (RTL builds, synthesis) on a terminal."""
+    import logging
+
+    logger = logging.getLogger("lowbit")
+    if sys.stderr.isatty() and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: 0 success, 1 mismatch found, 2 bad input (one line on stderr), 130 interrupted.
+
+    Any other exception is a bug in lowbit: its traceback is printed and the status is 3, so that 1 keeps
+    meaning "a verification found a mismatch".
+    """
+    _show_library_progress()
+    try:
+        code = _run(argv)
+    except KeyboardInterrupt:
+        code = _interrupted()
+    except Exception:  # noqa: BLE001 - an internal error, not the user's: say so, keep the traceback
+        import traceback
+
+        traceback.print_exc()
+        code = _fail("internal error (a bug in lowbit; the traceback is above)", EXIT_INTERNAL)
+    if code != EXIT_OK:  # success returns normally (status 0), so callers in-process need not catch SystemExit
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,18 @@ SEARCH_BUDGETS = ("latency_us=45%", "energy_pj=60%")
 SEARCH_POINTS = 30
 
 
-def run_demo(out_dir: str | Path = "results/demo", console: Console | None = None) -> dict[str, Path]:
+def run_demo(out_dir: str | Path = "results/demo", console: Console | None = None,
+             shown_as: str | Path | None = None) -> dict[str, Path]:
     """Cost tables of ResNet-18 on two presets, a per-layer latency/energy plot and a summary; then the
-    mixed-precision search on the digits CNN (:func:`run_search_demo`) into ``out_dir/search``."""
+    mixed-precision search on the digits CNN (:func:`run_search_demo`) into ``out_dir/search``.
+
+    ``shown_as`` is the directory printed in place of ``out_dir`` (the CLI writes into a staging directory that
+    it moves to ``--out`` at the end)."""
     from experiments.plots import plot_layer_costs
 
     console = console or Console()
     out = Path(out_dir)
+    shown = Path(shown_as) if shown_as is not None else out
     workload = load_workload(DEMO_WORKLOAD)
     tables: dict[str, pd.DataFrame] = {}
     written: dict[str, Path] = {}
@@ -63,14 +68,16 @@ def run_demo(out_dir: str | Path = "results/demo", console: Console | None = Non
                       f"{r.dram_bits / 8 / 2**20:.2f}", f"{r.weight_bits / 8 / 1024:.0f}", f"{r.area_mm2:.2f}")
     console.print(table)
     for key, path in written.items():
-        console.print(f"  {key}: {path}")
-    written.update(run_search_demo(out / "search", console))
+        console.print(f"  {key}: {shown / path.relative_to(out)}")
+    written.update(run_search_demo(out / "search", console, shown_as=shown / "search"))
     return written
 
 
-def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict[str, Path]:
+def run_search_demo(out_dir: str | Path, console: Console | None = None,
+                    shown_as: str | Path | None = None) -> dict[str, Path]:
     """Sensitivity of the digits CNN (SQNR), its coupled costs on the Bit-Fusion-like preset, the ILP under
-    :data:`SEARCH_BUDGETS`, the measured Pareto front against the greedy and uniform baselines, and plots."""
+    :data:`SEARCH_BUDGETS`, the measured Pareto front against the greedy and uniform baselines, and plots.
+    ``shown_as``: the directory printed in place of ``out_dir``."""
     from experiments.pareto_study import run_pareto_study
     from experiments.plots import plot_bit_allocation, plot_sensitivity_heatmap
     from experiments.workloads import resolve_workload
@@ -82,11 +89,12 @@ def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict
 
     console = console or Console()
     out = Path(out_dir)
+    shown = Path(shown_as) if shown_as is not None else out
     chip = load_chip(SEARCH_CHIP)
     pairs = list(chip.supported_pairs)
     console.print(f"[bold]search[/]: {SEARCH_MODEL} on {SEARCH_CHIP}, {len(pairs)} pairs")
     sens = sensitivity_table(get_model(SEARCH_MODEL, seed=0), model_split(SEARCH_MODEL).calib_x, pairs,
-                             method="sqnr", quantizer="rtn", seed=0)
+                             method="sqnr", quantizer="rtn", seed=0, progress=True)
     costs = simulate(chip, resolve_workload(SEARCH_MODEL), pairs, coupled=True)
     written = {"search_sensitivity": write_table(sens, out / "sensitivity.csv"),
                "search_costs": write_table(costs, out / "costs.csv")}
@@ -98,7 +106,7 @@ def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict
         solution, out, extra={"chip": SEARCH_CHIP, "model": SEARCH_MODEL, "budgets_asked": list(SEARCH_BUDGETS)})
     written.update(_verify_chosen_layer(solution, out / "export", console))
     study = run_pareto_study(costs, sens, out / "pareto", x="latency_us", n_points=SEARCH_POINTS,
-                             model_name=SEARCH_MODEL, method="rtn", seed=0)
+                             model_name=SEARCH_MODEL, method="rtn", seed=0, progress=True)
     written.update({f"pareto_{k}": v for k, v in study.paths.items()})
     written["allocation_pdf"], written["allocation_png"] = plot_bit_allocation(
         solution.assignment(), out / "bit_allocation",
@@ -124,7 +132,7 @@ def run_search_demo(out_dir: str | Path, console: Console | None = None) -> dict
                       f"{best.accuracy.max():.1f}%; ILP minus greedy over {len(gap)} latency budgets: "
                       f"min {gap.min():+.2f}, mean {gap.mean():+.2f} points")
     for key, path in written.items():
-        console.print(f"  {key}: {path}")
+        console.print(f"  {key}: {shown / path.relative_to(out)}")
     return written
 
 
