@@ -1,4 +1,8 @@
-"""The ``lowbit`` command line.  Every error is one line on stderr with exit status 2."""
+"""The ``lowbit`` command line.
+
+Exit status: 0 success, 1 a verification found a mismatch, 2 bad input (one line on stderr), 3 internal error,
+130 interrupted (see README).
+"""
 
 from __future__ import annotations
 
