@@ -460,6 +460,20 @@ def _run_local(tasks: list[_Task], scheduler: str, threads: int, advance: Callab
         pool.shutdown(wait=True)  # let partitions already running finish (or clean up) before returning
 
 
+def _probe_tcp(address: str) -> None:
+    """Open and close a TCP connection to a ``tcp://host:port`` address (OSError when nobody listens)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address.startswith("tcp://"):
+        return
+    parts = urlsplit(address)
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"expected tcp://host:port, got {address}")
+    with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S):
+        pass
+
+
 def _connect(address: str) -> Any:
     """A :class:`distributed.Client` of the scheduler at ``address``, or a one-line InputError naming it
     after :data:`CONNECT_TIMEOUT_S` seconds (called before anything is written)."""
@@ -472,6 +486,7 @@ def _connect(address: str) -> Any:
     for log in quiet:
         log.setLevel(logging.CRITICAL)
     try:
+        _probe_tcp(address)  # a plain socket first: a refused port never reaches distributed's event loop
         return Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
     except (ValueError, TypeError) as exc:  # a malformed address, or one that needs TLS settings
         raise InputError(f"bad Dask scheduler address {address} ({' '.join(str(exc).split())})") from None
@@ -584,7 +599,10 @@ def run_sweep(
                 spec, out, parts, layer_batches, meta, mode, client, count, progress
             )
     except BaseException:
-        _remove_if_unpublished(created, out)
+        # a task already running on an external cluster cannot be stopped and may still publish its partition:
+        # keep the directory (and its sweep.json) then, so that a rerun resumes instead of finding orphan parts
+        if client is None:
+            _remove_if_unpublished(created, out)
         raise
     finally:
         if client is not None:
