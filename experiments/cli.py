@@ -47,15 +47,25 @@ def sim_cmd(
     in_blocks: Annotated[int | None, typer.Option(
         "--in-blocks", help="PTQ-SL input blocks n_H: each weighted layer runs one reduction per block of input "
                             "channels (clamped to its channels); default: the workload's own (1).")] = None,
+    mapping: Annotated[str | None, typer.Option(
+        help="search: pick each layer's loop order and tiles; scalesim: SCALE-Sim's fixed schedule "
+             "(default: the chip's own; .cfg chips use scalesim).")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="What the mapping search minimizes: latency, energy or edp (default: the chip's mapping_objective).")]
+    = None,
+    weight_preload: Annotated[str | None, typer.Option(
+        help="serial: each fold shifts its stationary tile in first; overlapped: double-buffered PE registers "
+             "load the next tile while the current one streams (default: the chip's own).")] = None,
 ) -> None:
-    """Simulate a workload on a chip and write the per-layer cost table."""
+    """Simulate a workload on a chip and write the per-layer cost table (with the mapping chosen per layer)."""
     from experiments.workloads import resolve_workload
     from sim import load_chip, simulate
     from sim.area import chip_area
+    from sim.config import with_mapping
     from sim.io import TABLE_SUFFIXES, check_output_file, write_table
 
     check_output_file(out, TABLE_SUFFIXES)
-    chip_config = load_chip(chip)
+    chip_config = with_mapping(load_chip(chip), mapping, objective, weight_preload)
     wl = resolve_workload(workload)
     if in_blocks is not None:
         wl = wl.with_in_blocks(in_blocks)
@@ -225,10 +235,10 @@ def quantize_cmd(
     from experiments.quantize import quantize_builtin
     from experiments.staging import staged_dir
     from sim.io import check_output_dir
-    from sim.pairs import parse_pair
+    from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
     check_output_dir(out)
-    w_bits, a_bits = parse_pair(bits)
+    w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
     with staged_dir(out) as stage:
         _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=stage,
                                      on_phase=_phase_printer())
@@ -259,10 +269,10 @@ def train_cmd(
     """Fine-tune a built-in model with training-time quantization, export it as integers, and measure it."""
     from experiments.train import train_builtin
     from sim.io import check_output_dir
-    from sim.pairs import parse_pair
+    from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
     check_output_dir(out)
-    w_bits, a_bits = parse_pair(bits)
+    w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
     options: dict[str, object] = {}
     if lam is not None:
         if method != "qgt":
@@ -333,10 +343,10 @@ def sensitivity_cmd(
 
     from quant.models import get_model, model_split
     from quant.sensitivity import METHODS, QUANTIZERS, check_table_path, sensitivity_table, write_sensitivity
-    from sim.pairs import format_pair, parse_pairs
+    from sim.pairs import DEFAULT_MAX_BITS, format_pair, parse_pairs
 
     check_table_path(out)
-    bit_pairs = parse_pairs(pairs)
+    bit_pairs = parse_pairs(pairs, DEFAULT_MAX_BITS)
     for label, value, allowed in (("method", method, METHODS), ("quantizer", quantizer, QUANTIZERS)):
         if value not in allowed:
             raise QuantInputError(f"unknown {label} {value!r} (allowed: {', '.join(allowed)})")
@@ -404,9 +414,9 @@ def rtl_gemm_cmd(
     import json
 
     from rtl.gemm import check_gemm, random_operands, verify_gemm
-    from sim.pairs import parse_pair
+    from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
-    w_bits, a_bits = parse_pair(pair)
+    w_bits, a_bits = parse_pair(pair, DEFAULT_MAX_BITS)
     rows, cols = _parse_array(array)
     check_gemm(m, k, n, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps, stall_prob=gaps)
     A, B = random_operands(m, k, n, w_bits, a_bits, seed)

@@ -284,13 +284,15 @@ def rtl_chip(rows: int, cols: int, pe_kind: str) -> Any:
     """sim's model of an ``rows x cols`` weight-stationary array of lowbit's ``pe_kind`` PEs (sim.config.Chip).
 
     The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair). DRAM bandwidth is
-    SCALE-Sim's "calc" (no stalls): the prediction is ``compute_cycles``, the array's busy cycles."""
+    SCALE-Sim's "calc" (no stalls): the prediction is ``compute_cycles``, the array's busy cycles.  The RTL runs
+    SCALE-Sim's fold order with serial weight preload, so the chip is pinned to ``mapping: scalesim``."""
     from sim.config import chip_from_dict  # sim is only needed for the prediction
 
     return chip_from_dict({
         "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}",
-        "array": {"rows": rows, "cols": cols, "dataflow": "ws"},
+        "array": {"rows": rows, "cols": cols, "dataflow": "ws", "weight_preload": "serial"},
         "pe": {"kind": pe_kind, "bits": 8} if pe_kind == "fixed" else {"kind": pe_kind},
+        "mapping": "scalesim",  # the RTL runs SCALE-Sim's fold order with serial weight preload
         "memory": {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
                    "dram_bw_bits_per_cycle": "calc", "acc_bits": 32},
     }, where="rtl chip")

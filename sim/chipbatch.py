@@ -10,6 +10,7 @@ import numpy as np
 
 from sim.config import Chip
 from sim.errors import InputError
+from sim.mapping import MAPPING_MODES, OBJECTIVES
 from sim.pairs import Pair
 from sim.precision import PE_BITFUSION, PE_FIXED, PE_KIND_CODES, fusion_width_of
 
@@ -41,9 +42,16 @@ class ChipBatch:
     clock_mhz: np.ndarray
     acc_bits: np.ndarray
     scale_bits: np.ndarray
-    e_sram_ifmap: np.ndarray
-    e_sram_filter: np.ndarray
-    e_sram_ofmap: np.ndarray
+    mapping_mode: np.ndarray
+    objective: np.ndarray
+    overlapped: np.ndarray
+    e_sram_ifmap_r: np.ndarray
+    e_sram_ifmap_w: np.ndarray
+    e_sram_filter_r: np.ndarray
+    e_sram_filter_w: np.ndarray
+    e_sram_ofmap_r: np.ndarray
+    e_sram_ofmap_w: np.ndarray
+    e_reg: np.ndarray
     e_dram: np.ndarray
     static_mw: np.ndarray
     mac_pj: np.ndarray
@@ -77,6 +85,14 @@ class ChipBatch:
 
 
 
+def _sram_energy(buffer: str, rw: str) -> Callable[[Chip], float]:
+    """pJ per bit read (``rw='r'``) or written (``'w'``) of one of a chip's SRAM buffers."""
+    def energy(chip: Chip) -> float:
+        kib = getattr(chip.memory, f"{buffer}_sram_kib")
+        return chip.tech.sram_read_pj_per_bit(kib) if rw == "r" else chip.tech.sram_write_pj_per_bit(kib)
+    return energy
+
+
 #: Per-chip fields of a batch: name -> (the dotted chip fields it depends on, how to compute it
 #: from one chip, dtype).  Sweeps evaluate each once per distinct value of its dependencies.
 CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
@@ -93,12 +109,12 @@ CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
     "clock_mhz": (("array.clock_mhz",), lambda c: c.array.clock_mhz, np.float64),
     "acc_bits": (("memory.acc_bits",), lambda c: c.memory.acc_bits, np.int64),
     "scale_bits": (("weight_scale_bits",), lambda c: c.weight_scale_bits, np.int64),
-    "e_sram_ifmap": (("technology", "memory.ifmap_sram_kib"),
-                     lambda c: c.tech.sram_pj_per_bit(c.memory.ifmap_sram_kib), np.float64),
-    "e_sram_filter": (("technology", "memory.filter_sram_kib"),
-                      lambda c: c.tech.sram_pj_per_bit(c.memory.filter_sram_kib), np.float64),
-    "e_sram_ofmap": (("technology", "memory.ofmap_sram_kib"),
-                     lambda c: c.tech.sram_pj_per_bit(c.memory.ofmap_sram_kib), np.float64),
+    "mapping_mode": (("mapping",), lambda c: MAPPING_MODES.index(c.mapping), np.int64),
+    "objective": (("mapping_objective",), lambda c: OBJECTIVES.index(c.mapping_objective), np.int64),
+    "overlapped": (("array.weight_preload",), lambda c: c.array.weight_preload == "overlapped", bool),
+    **{f"e_sram_{buf}_{rw}": (("technology", f"memory.{buf}_sram_kib"), _sram_energy(buf, rw), np.float64)
+       for buf in ("ifmap", "filter", "ofmap") for rw in ("r", "w")},
+    "e_reg": (("technology",), lambda c: c.tech.register_pj_per_bit, np.float64),
     "e_dram": (("technology",), lambda c: c.tech.dram_pj_per_bit, np.float64),
 }
 

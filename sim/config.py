@@ -16,12 +16,13 @@ from pydantic_core import PydanticCustomError
 
 from sim.errors import InputError
 from sim.io import read_yaml
-from sim.pairs import MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
+from sim.pairs import DEFAULT_MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
 from sim.precision import FUSION_WIDTHS
 from sim.schema import RANGE_ERROR, SramKiB, StrictModel, bounded_float, bounded_int, format_validation, number_text
 from sim.technology import Technology, load_technology
 
 __all__ = ["Chip", "ArrayConfig", "PEConfig", "MemoryConfig", "load_chip", "chip_from_dict", "preset_names",
+           "with_mapping",
            "CHIPS_DIR", "MAX_ARRAY_DIM", "CLOCK_MHZ_RANGE", "DRAM_BW_RANGE"]
 
 CHIPS_DIR = Path(__file__).parent / "chips"
@@ -42,12 +43,18 @@ _BANDWIDTH = TypeAdapter(_Bandwidth)
 
 
 class ArrayConfig(StrictModel):
-    """Systolic array geometry and clock."""
+    """Systolic array geometry, clock and timing profile.
+
+    ``weight_preload: serial`` shifts each fold's stationary tile in before it streams (SCALE-Sim);
+    ``overlapped`` double-buffers it in the PEs, so the next fold's tile shifts in while the current one
+    streams, as in TPU-style arrays (docs/sim.md, "Timing profiles").
+    """
 
     rows: _ArrayDim
     cols: _ArrayDim
     dataflow: Literal["ws", "os", "is"] = "ws"
     clock_mhz: _Clock = 1000.0
+    weight_preload: Literal["serial", "overlapped"] = "serial"
 
 
 class PEConfig(StrictModel):
@@ -96,7 +103,11 @@ class MemoryConfig(StrictModel):
 
 
 class Chip(StrictModel):
-    """A complete accelerator description."""
+    """A complete accelerator description.
+
+    ``mapping: search`` picks each layer's loop order and stream tile for ``mapping_objective``
+    (:mod:`sim.mapping`); ``scalesim`` runs SCALE-Sim's fixed schedule (the default of ``.cfg`` chips).
+    """
 
     name: str = "chip"
     array: ArrayConfig
@@ -104,6 +115,8 @@ class Chip(StrictModel):
     pairs: tuple[str, ...] | None = None
     memory: MemoryConfig
     technology: str = "45nm"
+    mapping: Literal["search", "scalesim"] = "search"
+    mapping_objective: Literal["latency", "energy", "edp"] = "edp"
     weight_scale_bits: _ScaleBits = 32
     static_mw: _StaticMw | None = None
 
@@ -138,7 +151,7 @@ class Chip(StrictModel):
         if self.pe.kind == "bitfusion":
             widths = FUSION_WIDTHS
         else:
-            top = min(self.pe.bits, MAX_BITS) if self.pe.kind == "fixed" else MAX_BITS
+            top = min(self.pe.bits, DEFAULT_MAX_BITS) if self.pe.kind == "fixed" else DEFAULT_MAX_BITS
             widths = tuple(range(MIN_BITS, top + 1))
         return tuple((w, a) for w in sorted(widths, reverse=True) for a in sorted(widths, reverse=True))
 
@@ -170,6 +183,8 @@ class Chip(StrictModel):
 def _pe_rejects(pe: PEConfig, w: int, a: int) -> str | None:
     if pe.kind == "fixed" and max(w, a) > pe.bits:
         return f"does not fit a fixed {pe.bits}-bit PE"
+    if pe.kind == "bitfusion" and max(w, a) > FUSION_WIDTHS[-1]:
+        return f"exceeds a Bit-Fusion PE's {FUSION_WIDTHS[-1]} bits"
     return None
 
 
@@ -184,6 +199,20 @@ def chip_from_dict(doc: Any, where: str = "chip") -> Chip:
     chip.tech  # noqa: B018 - resolve the technology now so a bad name fails at load time
     chip.static_power_mw()
     return chip
+
+
+def with_mapping(chip: Chip, mapping: str | None = None, objective: str | None = None,
+                 weight_preload: str | None = None) -> Chip:
+    """``chip`` with its mapping mode, mapping objective or timing profile overridden (``None`` keeps it),
+    validated like a chip file (a bad value is a one-line InputError naming the field)."""
+    doc = chip.model_dump()
+    if mapping is not None:
+        doc["mapping"] = mapping
+    if objective is not None:
+        doc["mapping_objective"] = objective
+    if weight_preload is not None:
+        doc["array"]["weight_preload"] = weight_preload
+    return chip_from_dict(doc, where=f"chip {chip.name!r}")
 
 
 def preset_names() -> list[str]:

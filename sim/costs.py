@@ -9,25 +9,31 @@ import pandas as pd
 
 from sim.chipbatch import ChipBatch
 from sim.config import Chip, load_chip
-from sim.engine import evaluate
+from sim.engine import check_mappable, evaluate
 from sim.layerbatch import LayerBatch
+from sim.mapping import GEMM_ORDER_NAMES
 from sim.pairs import Pair, parse_pairs
 from sim.workload import Workload, load_workload
 
-__all__ = ["simulate", "cost_frame", "COST_COLUMNS", "COST_UNITS"]
+__all__ = ["simulate", "cost_frame", "COST_COLUMNS", "COST_UNITS", "MAPPING_COLUMNS"]
 
 #: Column -> unit, in table order.  Required columns of DESIGN.md first, then the breakdowns.
 COST_UNITS: dict[str, str] = {
     "layer": "index (execution order)", "name": "layer name", "w_bits": "bits", "a_bits": "bits",
     "macs": "multiply-accumulates", "compute_cycles": "cycles", "stall_cycles": "cycles",
     "total_cycles": "cycles", "latency_us": "us", "energy_pj": "pJ", "energy_mac_pj": "pJ",
-    "energy_sram_pj": "pJ", "energy_dram_pj": "pJ", "energy_static_pj": "pJ",
+    "energy_reg_pj": "pJ", "energy_sram_pj": "pJ", "energy_dram_pj": "pJ", "energy_static_pj": "pJ",
     "weight_bits": "bits (weights + per-channel scales)", "dram_bits": "bits",
     "utilization": "fraction of peak MACs at this pair (not additive)", "bops": "macs*w_bits*a_bits",
     "dram_ifmap_bits": "bits", "dram_filter_bits": "bits", "dram_ofmap_bits": "bits",
     "sram_ifmap_bits": "bits", "sram_filter_bits": "bits", "sram_ofmap_bits": "bits",
     "folds": "array tiles executed",
+    "loop_order": "mapping: fold loops outer to inner, in GEMM dimensions (e.g. NKM)",
+    "tile_m": "mapping: M elements per fold", "tile_n": "mapping: N elements per fold",
+    "tile_k": "mapping: reduction elements per fold (at most)",
 }
+#: Columns that describe the mapping rather than cost something (not additive over layers).
+MAPPING_COLUMNS = ("loop_order", "tile_m", "tile_n", "tile_k")
 COST_COLUMNS = tuple(COST_UNITS)
 
 
@@ -51,6 +57,7 @@ def cost_frame(arrays: dict[str, np.ndarray], layer_names: Sequence[str], pairs:
         columns.insert(4, "out_bits")
     for col in COST_COLUMNS[4:]:
         data[col] = np.ascontiguousarray(arrays[col][chip_index]).reshape(-1)
+    data["loop_order"] = np.asarray(GEMM_ORDER_NAMES, dtype=object)[data["loop_order"]]
     return pd.DataFrame(data, columns=columns)
 
 
@@ -71,6 +78,7 @@ def simulate(chip: Chip | str, workload: Workload | str, pairs: str | Iterable[s
         rows = [(w, a, o) for w, a in pair_list for o in outs]
     chips = ChipBatch.from_chips([chip], [(r[0], r[1]) for r in rows])
     layers = LayerBatch.from_workload(workload)
+    check_mappable(chips, layers, np.asarray(rows))  # a one-line InputError before any work
     arrays = evaluate(chips, layers, np.asarray(rows))
     frame = cost_frame(arrays, layers.names, rows)
     frame.attrs.update({"chip": chip.name, "workload": workload.name})

@@ -1,144 +1,413 @@
-"""The fast engine: closed-form cycles, traffic and energy, vectorized over chips x layers x pairs.
+"""The fast engine: closed-form cycles, traffic and energy, vectorized over chips x layers x pairs x mappings.
 
-All equations are documented in ``docs/sim.md``; :mod:`sim.reference` steps the same model cycle
-by cycle and the tests assert that both agree exactly.
+For every (chip, layer, pair) it evaluates every candidate mapping of :mod:`sim.mapping` at once (a fourth
+array axis) and keeps the best for the chip's objective; ``mapping: scalesim`` chips evaluate only SCALE-Sim's
+schedule.  All equations are in ``docs/sim.md``; :mod:`sim.reference` replays any mapping fold by fold and
+the tests assert that both agree exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from sim.chipbatch import ChipBatch
+from sim.errors import InputError
 from sim.layerbatch import LayerBatch
+from sim.mapping import (
+    GEMM_ORDER_NAMES,
+    N_TILE_CHOICES,
+    ORDERS,
+    SCALESIM_ORDER,
+    Mapping,
+    candidates,
+    gemm_order_name,
+)
+from sim.pairs import format_pair
 from sim.precision import pack_and_serial
 
-__all__ = ["evaluate", "MODEL_VERSION"]
+__all__ = ["evaluate", "check_mappable", "MODEL_VERSION", "ARRAY_COLUMNS"]
 
 #: Bump when any equation changes: sweeps hash it, so a resumed sweep never mixes model versions.
-MODEL_VERSION = "lowbit-sim/3"
+MODEL_VERSION = "lowbit-sim/4"
 
 WS, OS, IS = 0, 1, 2
+SEARCH, SCALESIM = 0, 1
+LATENCY, ENERGY, EDP = 0, 1, 2
+_BITS_PER_KIB = 8192
+_BUFFER = {WS: "filter", OS: "filter", IS: "ifmap"}
+
+#: The arrays :func:`evaluate` returns, in cost-table order.
+ARRAY_COLUMNS = (
+    "macs", "compute_cycles", "stall_cycles", "total_cycles", "latency_us", "energy_pj", "energy_mac_pj",
+    "energy_reg_pj", "energy_sram_pj", "energy_dram_pj", "energy_static_pj", "weight_bits", "dram_bits",
+    "utilization", "bops", "dram_ifmap_bits", "dram_filter_bits", "dram_ofmap_bits", "sram_ifmap_bits",
+    "sram_filter_bits", "sram_ofmap_bits", "folds", "loop_order", "tile_m", "tile_n", "tile_k",
+)
+_INT_COLUMNS = {"macs", "compute_cycles", "stall_cycles", "total_cycles", "weight_bits", "dram_bits", "bops",
+                "dram_ifmap_bits", "dram_filter_bits", "dram_ofmap_bits", "sram_ifmap_bits", "sram_filter_bits",
+                "sram_ofmap_bits", "folds", "loop_order", "tile_m", "tile_n", "tile_k"}
+#: index into GEMM_ORDER_NAMES of each (dataflow, ORDERS index)
+_GEMM_ORDER = {(df, o): GEMM_ORDER_NAMES.index(gemm_order_name(df, o)) for df in (WS, OS, IS)
+               for o in range(len(ORDERS))}
 
 
-
-def _cdiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _cdiv(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
     return -(-a // b)
 
 
-def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> dict[str, np.ndarray]:
+def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray,
+             mapping: Mapping | None = None) -> dict[str, np.ndarray]:
     """Cost arrays of shape [C, L, P] for ``pairs``: int array [P, 2] of (w_bits, a_bits), or [P, 3] of
     (w_bits, a_bits, out_bits) when each layer's output is stored at the consumer's activation width
     ``out_bits`` instead of its own ``a_bits`` (the coupled table of ``search``).
 
-    Cycles and bits are int64; energies (pJ), latency (us) and utilization are float64.
+    Each chip's mapping is searched (or SCALE-Sim's, for ``mapping: scalesim``); ``mapping`` forces one
+    candidate on every chip instead, without the capacity check (what the reference engine replays).
+    Cycles and bits are int64; energies (pJ), latency (us) and utilization are float64; ``loop_order`` indexes
+    :data:`sim.mapping.GEMM_ORDER_NAMES`.
     """
     pairs = np.asarray(pairs, dtype=np.int64)
     pairs = pairs.reshape(-1, pairs.shape[-1] if pairs.ndim > 1 else 2)
-    c = lambda x: np.asarray(x)[:, None, None]  # noqa: E731 - chip axis
-    lay = lambda x: np.asarray(x)[None, :, None]  # noqa: E731 - layer axis
-    R, C, df = c(chips.rows), c(chips.cols), c(chips.dataflow)
+    shape = (len(chips), len(layers), len(pairs))
+    out = {k: np.empty(shape, dtype=np.int64 if k in _INT_COLUMNS else np.float64) for k in ARRAY_COLUMNS}
+    modes = np.full(len(chips), SCALESIM) if mapping is not None else np.asarray(chips.mapping_mode)
+    for df in (WS, OS, IS):
+        for mode in (SEARCH, SCALESIM):
+            sel = np.nonzero((np.asarray(chips.dataflow) == df) & (modes == mode))[0]
+            if not len(sel):
+                continue
+            sub = chips if len(sel) == len(chips) else chips.take(sel)
+            if mapping is not None:
+                cands = [mapping]
+            elif mode == SCALESIM:
+                cands = [Mapping(SCALESIM_ORDER[df])]
+            else:
+                cands = candidates(df)
+            part = _evaluate_dataflow(df, sub, layers, pairs, cands, check=mode == SEARCH and mapping is None)
+            for k, v in part.items():
+                out[k][sel] = v
+    return out
+
+
+def check_mappable(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> None:
+    """Raise a one-line InputError when a searching chip has a (layer, pair) whose stationary tile fits no
+    double-buffered SRAM (no candidate mapping exists); cheap, so a sweep checks it before any work."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, np.asarray(pairs).shape[-1])
+    searching = np.asarray(chips.mapping_mode) == SEARCH
+    for df in (WS, IS):  # os keeps nothing stationary in the PEs
+        sel = np.nonzero(searching & (np.asarray(chips.dataflow) == df))[0]
+        if not len(sel):
+            continue
+        sub = chips.take(sel)
+        c = lambda x: np.asarray(x)[:, None, None]  # noqa: E731
+        lay = lambda x: np.asarray(x)[None, :, None]  # noqa: E731
+        K, window, n_h = lay(layers.K), lay(layers.window), lay(layers.blocks)
+        act_act = lay(layers.act_act)
+        w, a = pairs[None, None, :, 0], pairs[None, None, :, 1]
+        w_op = np.where(act_act, a, w)
+        pack, _ = pack_and_serial(c(sub.pe_kind), c(sub.serial_both), w_op, a)
+        chans = K // window
+        k_tile = np.minimum((chans // n_h + (chans % n_h > 0)) * window, c(sub.rows) * pack)
+        if df == WS:
+            bits, cap = k_tile * np.minimum(lay(layers.N), c(sub.cols)) * w_op, c(sub.filter_sram_bits) / 2
+        else:
+            bits, cap = k_tile * np.minimum(lay(layers.M), c(sub.cols)) * a, c(sub.ifmap_sram_bits) / 2
+        ok = bits <= cap
+        if not ok.all():
+            _raise_infeasible(df, sub, layers, pairs, ok, bits[..., None])
+
+
+def _evaluate_dataflow(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, cands: list[Mapping],
+                       check: bool) -> dict[str, np.ndarray]:
+    """Every candidate of one dataflow on chips that share it; the best per (chip, layer, pair).
+
+    Candidates form a grid of stream-tile choices (axis 3) x loop orders (axis 4).  Everything that does not
+    depend on the order is computed on [C, L, P, T]; only the traffic that does (operand levels, partial-sum
+    spills) and the objective reach the full [C, L, P, T, O]; large batches run in chunks of chips so that
+    the candidate arrays stay in cache."""
+    orders = sorted({m.order for m in cands})
+    tiles = sorted({m.tile for m in cands})
+    if len(orders) * len(tiles) != len(cands):
+        raise ValueError("candidates must form a grid of orders x tiles")
+    per_chip = len(layers) * len(pairs) * len(orders) * len(tiles)
+    step = max(1, _CHUNK_ELEMENTS // per_chip)
+    if len(chips) <= step:
+        return _evaluate_chunk(df, chips, layers, pairs, orders, tiles, check)
+    parts = [_evaluate_chunk(df, chips.take(slice(i, i + step)), layers, pairs, orders, tiles, check)
+             for i in range(0, len(chips), step)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+#: Candidate-array elements per chunk of chips (about 2 MiB per float64 array).
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, orders: list[int],
+                    tiles: list[int], check: bool) -> dict[str, np.ndarray]:
+    c: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[:, None, None, None]  # noqa: E731
+    lay: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[None, :, None, None]  # noqa: E731
+    lt = lambda x: np.asarray(x)[:, tiles][None, :, None, :]  # noqa: E731 - per layer and tile choice
+    n_c, n_l, n_p, n_t, n_o = len(chips), len(layers), len(pairs), len(tiles), len(orders)
+    positions = [{loop: ORDERS[o].index(loop) for loop in ("c", "r", "s")} for o in orders]
+
+    R, C = c(chips.rows), c(chips.cols)
     M, K, N, G = lay(layers.M), lay(layers.K), lay(layers.N), lay(layers.G)
     act_act = lay(layers.act_act)
-    w = pairs[None, None, :, 0]
-    a = pairs[None, None, :, 1]
-    o = pairs[None, None, :, 2] if pairs.shape[1] > 2 else a  # width of the stored output
-    w_op = np.where(act_act, a, w)  # width of the second operand as stored and multiplied
-
+    w = pairs[None, None, :, 0, None]
+    a = pairs[None, None, :, 1, None]
+    o = pairs[None, None, :, 2, None] if pairs.shape[1] > 2 else a
+    w_op = np.where(act_act, a, w)
     pack, serial = pack_and_serial(c(chips.pe_kind), c(chips.serial_both), w_op, a)
+    acc = c(chips.acc_bits)
+    half_i, half_f, half_o = (c(x) / 2 for x in (chips.ifmap_sram_bits, chips.filter_sram_bits,
+                                                  chips.ofmap_sram_bits))
+    overlapped = c(chips.overlapped)
 
     # --- input blocks (docs/sim.md, "Input blocks") ------------------------------------------------
-    # Each group's C_g = K / window input channels split into n_H channel-aligned blocks: ``extra``
-    # blocks of base + 1 channels and n_H - extra of base (array_split).  Every block is its own
-    # reduction, so a per-block term f is summed as extra*f(big) + (n_H - extra)*f(small); a block
-    # size no layer uses is skipped (all layers unblocked: one size, K itself).
     window = lay(layers.window)
     n_h = lay(layers.blocks)
     chans = K // window
     base, extra = chans // n_h, chans % n_h
     sizes = [(count, ch, _cdiv(ch * window, pack)) for count, ch in ((extra, base + 1), (n_h - extra, base))
              if np.any(count)]  # (blocks of this size, channels per block, PE slots per block)
-    red_folds = [_cdiv(kp, R) for _, _, kp in sizes]  # ws/is row folds of one block
+    k_first = (base + (extra > 0)) * window  # reduction elements of the first (largest) block
+    red_folds = [_cdiv(kp, R) for _, _, kp in sizes]
+    Rp = R * pack
+    k_tile = np.minimum(k_first, Rp)  # reduction elements one row fold holds, at most
 
-    # --- compute cycles (SCALE-Sim's fold model; docs/sim.md, eq. 1-3) -------------------------
-    is_ws, is_os = df == WS, df == OS
-    Sc = np.where(df == IS, M, N)
-    col_folds = _cdiv(Sc, C)
-    m_folds = _cdiv(M, R)  # os row folds (output rows)
-    reduction_folds = sum(count * rf for (count, _, _), rf in zip(sizes, red_folds))  # ws/is, all blocks
-    row_folds = np.where(is_os, m_folds, reduction_folds)
-    folds = G * col_folds * np.where(is_os, n_h * m_folds, row_folds)
-    # ws/is folds all last 2R + C + serial*stream - 2; an os fold streams its block's slots
-    stationary_fold = 2 * R + C + serial * np.where(is_ws, M, N) - 2
-    os_block_cycles = sum(count * (R + C + serial * kp - 2) for count, _, kp in sizes)
-    compute = G * col_folds * np.where(is_os, m_folds * os_block_cycles, reduction_folds * stationary_fold) - 1
+    # --- loops: extents and stream tiles (docs/sim.md, "Mapping") -----------------------------------
+    Sc = M if df == IS else N  # the dimension the columns hold
+    cf = _cdiv(Sc, C)
+    rf = sum(count * f for (count, _, _), f in zip(sizes, red_folds))  # reduction folds, all blocks
+    mf = _cdiv(M, R)
+    if df == WS:  # blocks of h output rows x wt output columns (sim.mapping.RowTiles)
+        h, n_ht, h_last, wt, n_wt, w_last = (lt(getattr(layers, f"rt_{f}"))
+                                              for f in ("h", "n_h", "h_last", "wt", "n_w", "w_last"))
+        ts, ns, t_last = h * wt, n_ht * n_wt, h_last * w_last
+        tile_kinds = [((n_ht - 1) * (n_wt - 1), ts), (n_ht - 1, h * w_last), (n_wt - 1, h_last * wt), (1, t_last)]
+    elif df == IS:
+        n_col = np.asarray(layers.N)[:, None]
+        lens = _cdiv(n_col, 1 << np.arange(N_TILE_CHOICES)[None, :])
+        counts = _cdiv(n_col, lens)
+        ts, ns, t_last = lt(lens), lt(counts), lt(n_col - (counts - 1) * lens)
+        tile_kinds = [(ns - 1, ts), (1, t_last)]
+    else:
+        ts, ns, t_last = np.minimum(M, R), mf, M - (mf - 1) * R
+        tile_kinds = []
 
-    # --- memory traffic in bits (eq. 4-9) ---------------------------------------------------------
-    acc = c(chips.acc_bits)
-    half_i, half_f, half_o = c(chips.ifmap_sram_bits) / 2, c(chips.filter_sram_bits) / 2, c(chips.ofmap_sram_bits) / 2
-    lowered = M * K  # im2col-lowered ifmap elements per group
+    # --- compute cycles (eq. 1-3 and the timing profiles) ------------------------------------------
+    if df == OS:
+        folds = G * cf * mf * n_h
+        serial_cycles = G * cf * mf * sum(count * (R + C - 2 + serial * kp) for count, _, kp in sizes) - 1
+        kp_last = sizes[-1][2]
+        slot_last = np.maximum(serial * kp_last, R)
+        over_cycles = (G * cf * mf * sum(count * np.maximum(serial * kp, R) for count, _, kp in sizes)
+                       - slot_last + serial * kp_last + R + C - 3)
+    else:
+        folds = G * cf * rf * ns
+        stream = M if df == WS else N
+        serial_cycles = G * cf * rf * (ns * (2 * R + C - 2) + serial * stream) - 1
+        slots = sum(count * np.maximum(serial * size, R) for count, size in tile_kinds)  # every stream tile
+        slot_last = np.maximum(serial * t_last, R)
+        over_cycles = R + G * cf * rf * slots - slot_last + serial * t_last + R + C - 3
+    compute = np.where(overlapped, over_cycles, serial_cycles)
+
+    # --- footprints (capacity test) and data counts of the operand roles (eq. 4-9, M1) -------------
     used_g = lay(layers.ifmap_used_g)
-    ifmap_fits = used_g * a <= half_i
-    filt_fits = K * N * w_op <= half_f
+    lowered = M * K
+    if df == WS:
+        plane = lay(layers.plane_elems)
+        share = np.gcd(Rp, window)
+        chunk_ch = np.minimum(base + (extra > 0), (window - share + Rp - 1) // window + 1)
+        planes = sum(count * (f + ch - 1 - (f - 1) * share // window) for (count, ch, _), f in zip(sizes, red_folds))
+        rt_sum = lt(layers.rt_rows_sum) * lt(layers.rt_cols_sum)
+        rt_max = lt(layers.rt_rows_max) * lt(layers.rt_cols_max)
+        s_foot = lambda ci, ri: (N if ci else np.minimum(N, C)) * (K if ri else k_tile) * w_op  # noqa: E731
+        s_use = lambda cs, rs: K * N * w_op  # noqa: E731
+        x_foot = lambda si, ri: (plane if si else rt_max) * (chans if ri else chunk_ch) * a  # noqa: E731
+        x_use = lambda ss, rs: (rt_sum if ss else plane) * (planes if rs else chans) * a  # noqa: E731
+        s_total, x_total, cap_s, cap_x = K * N * w_op, lowered * a, half_f, half_i
+    elif df == OS:
+        s_foot = lambda ci, ri: (N if ci else np.minimum(N, C)) * (K if ri else k_first) * w_op  # noqa: E731
+        s_use = lambda cs, rs: K * N * w_op  # noqa: E731
+        x_foot = lambda si, ri: (used_g if si and ri else (M if si else np.minimum(M, R))  # noqa: E731
+                                 * (K if ri else k_first)) * a
+        x_use = lambda ss, rs: (lowered if ss or rs else used_g) * a  # noqa: E731
+        s_total, x_total, cap_s, cap_x = K * N * w_op, lowered * a, half_f, half_i
+    else:
+        s_foot = lambda ci, ri: (used_g if ci and ri else (M if ci else np.minimum(M, C))  # noqa: E731
+                                 * (K if ri else k_tile)) * a
+        s_use = lambda cs, rs: (lowered if cs or rs else used_g) * a  # noqa: E731
+        x_foot = lambda si, ri: (N if si else ts) * (K if ri else k_tile) * w_op  # noqa: E731
+        x_use = lambda ss, rs: K * N * w_op  # noqa: E731
+        s_total, x_total, cap_s, cap_x = lowered * a, K * N * w_op, half_i, half_f
+    combos = [(True, True), (True, False), (False, True), (False, False)]
+    s_fits = {k: s_foot(*k) <= cap_s for k in combos}
+    x_fits = {k: x_foot(*k) <= cap_x for k in combos}
+    s_uses = {k: s_use(*k) for k in combos}
+    x_uses = {k: x_use(*k) for k in combos}
+
+    def traffic(fits: dict, uses: dict, pos: dict[str, int], rel: tuple[str, str], irr: str,
+                irr_extent: np.ndarray) -> np.ndarray:
+        """DRAM bits of one operand per group under one order: kept at the outermost level that fits,
+        re-read by the irrelevant loop outside it (sim.mapping.operand_level)."""
+        result = None
+        for level in (3, 2, 1, 0):  # inner to outer, so the outermost fitting level wins
+            inside = (pos[rel[0]] >= level, pos[rel[1]] >= level)
+            t = uses[(not inside[0], not inside[1])]
+            if pos[irr] < level:
+                t = t * irr_extent
+            result = t if result is None else np.where(fits[inside], t, result)
+        return result
+
+    def stack(parts: list[np.ndarray]) -> np.ndarray:
+        return np.stack([np.broadcast_to(p, (n_c, n_l, n_p, n_t)) for p in parts], axis=-1)
+
+    dram_s = G[..., None] * stack([traffic(s_fits, s_uses, pos, ("c", "r"), "s", ns) for pos in positions])
+    dram_x = G[..., None] * stack([traffic(x_fits, x_uses, pos, ("s", "r"), "c", cf) for pos in positions])
+    feasible = s_foot(False, False) <= cap_s if df != OS else np.True_
+
     out_elems = G * M * N
-    # ifmap: resident if it fits.  Otherwise a ws fold streams the input planes of the channels its
-    # reduction chunk touches (a line buffer forms the windows), once per column fold; os and is
-    # stream the fold's lowered tile (eq. 4)
-    passes_i = np.where(is_ws | is_os, col_folds, 1)
-    chunk = R * pack  # reduction elements per ws row fold, from the start of a block
-    share = np.gcd(chunk, window)
-    # (row fold, input channel) touches of each block's ws folds, summed over the blocks
-    planes = sum(count * (rf + ch - 1 - (rf - 1) * share // window) for (count, ch, _), rf in zip(sizes, red_folds))
-    streamed = np.where(is_ws, planes * (used_g // chans), lowered)
-    dram_ifmap = G * a * np.where(ifmap_fits, used_g, passes_i * streamed)
-    # filter: ws reads each weight once; os re-reads a K x cols tile per row fold unless it fits;
-    # is streams all filters once per column fold unless the whole filter fits
-    os_tile_fits = K * np.minimum(N, C) * w_op <= half_f
-    passes_f = np.where(is_ws, 1, np.where(is_os, np.where(os_tile_fits, 1, m_folds),
-                                           np.where(filt_fits, 1, col_folds)))
-    dram_filter = G * K * N * w_op * passes_f
-    # ofmap: final outputs at o (= a_bits unless coupled); partial sums spill (write + read back at acc_bits) when the
-    # accumulation tile does not fit half the ofmap SRAM (ws/is only: os keeps sums in the PEs, draining one
-    # partial sum per input block into an output-tile accumulator)
-    psum_tile = np.where(is_ws, M * np.minimum(N, C), np.minimum(M, C) * N) * acc
-    spills = np.where(~is_os & (psum_tile > half_o), row_folds - 1, 0)
-    dram_ofmap = out_elems * o + 2 * spills * out_elems * acc
-    dram_bits = dram_ifmap + dram_filter + dram_ofmap
+    if df == OS:
+        spills = np.zeros((1, 1, 1, 1, 1), dtype=np.int64)
+        rounds = n_h
+    else:
+        tile_cols = np.minimum(Sc, C)
+        stream_all = M if df == WS else N
+        spilled = []
+        for pos in positions:
+            foot = (stream_all if pos["s"] > pos["r"] else ts) * (Sc if pos["c"] > pos["r"] else tile_cols) * acc
+            spilled.append(foot > half_o)
+        spills = np.where(stack(spilled), (rf - 1)[..., None], 0)
+        rounds = rf
+    reads_s = G * s_total * ns  # array-side reads (8-9)
+    reads_x = G * x_total * cf
+    spill_bits = spills * (out_elems * acc)[..., None]  # one way: written out, then read back
+    ofmap_writes = out_elems * acc * rounds
+    ofmap_reads = out_elems * (acc * (rounds - 1) + o)
+    out_bits = out_elems * o
 
-    # SRAM-side accesses: fills from DRAM + reads into the array + partial-sum traffic
-    sram_ifmap = dram_ifmap + G * lowered * a * passes_i
-    sram_filter = dram_filter + G * K * N * w_op * np.where(is_ws, 1, np.where(is_os, m_folds, col_folds))
-    acc_rounds = np.where(is_os, 2 * n_h - 1, 2 * row_folds - 1)
-    sram_ofmap = out_elems * (acc * acc_rounds + o) + 2 * spills * out_elems * acc
+    # --- stalls: double buffering overlaps DRAM with compute, except the first load and the last
+    # write-back of the layer (eq. 10) ---------------------------------------------------------------
+    if df == WS:
+        first_bits = k_tile * np.minimum(N, C) * w_op
+        last_bits = t_last * (N - (cf - 1) * C) * o
+    elif df == IS:
+        first_bits = k_tile * np.minimum(M, C) * a
+        last_bits = (M - (cf - 1) * C) * t_last * o
+    else:
+        first_bits = (np.minimum(M, R) * a + np.minimum(N, C) * w_op) * np.minimum(K, pack)
+        last_bits = (M - (mf - 1) * R) * (N - (cf - 1) * C) * o
+    bw = c(chips.bandwidth)[..., None]
+    finite = np.isfinite(bw)
+    safe_bw = np.where(finite, bw, 1.0)
+    f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731 - one rounding, the same for int64 and exact ints
+    edge = (np.ceil(f64(first_bits) / safe_bw[..., 0]) + np.ceil(f64(last_bits) / safe_bw[..., 0]))[..., None]
+    dram_bits = dram_s + dram_x + (2 * spill_bits + out_bits[..., None])
+    middle = np.ceil(f64(np.maximum(0, dram_bits - (first_bits + last_bits)[..., None])) / safe_bw)
+    compute5 = compute[..., None]
+    stall = np.where(finite, edge + np.maximum(0, middle - compute5), 0).astype(np.int64)
+    total = compute5 + stall
 
-    # --- stalls: double buffering overlaps DRAM with compute (eq. 10) -----------------------------
-    bw = c(chips.bandwidth)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        transfer = np.where(np.isinf(bw), 0, np.ceil(dram_bits / np.where(np.isinf(bw), 1.0, bw)))
-    stall = np.maximum(0, transfer.astype(np.int64) - compute)
-    total = compute + stall
-
-    # --- energy (eq. 11-14) ------------------------------------------------------------------------
+    # --- energy (eq. 11-15), summed in one fixed order so that any candidate's figure is the same ----------
     macs = G * M * K * N
-    mac_pj = np.where(act_act, chips.act_mac_pj[:, None, :], chips.mac_pj[:, None, :])
+    mac_pj = np.where(act_act, chips.act_mac_pj[:, None, :, None], chips.mac_pj[:, None, :, None])
     e_mac = macs * mac_pj
-    e_sram = sram_ifmap * c(chips.e_sram_ifmap) + sram_filter * c(chips.e_sram_filter) \
-        + sram_ofmap * c(chips.e_sram_ofmap)
-    e_dram = dram_bits * c(chips.e_dram)
-    latency_us = total / c(chips.clock_mhz)
-    e_static = c(chips.static_mw) * latency_us * 1e3  # mW x us = nJ
-    weight_bits = np.where(act_act, 0, G * K * N * w + G * N * n_h * c(chips.scale_bits))
-    # peak MACs in float64: the int64 product R*C*pack*total can overflow; for products below 2^53 the float
-    # product is exact, so the ratio is bit-identical to the integer one
-    util = macs * serial / (R * C * pack * total.astype(np.float64))
+    # stationary operands shift down into their PE registers, (R + 1) / 2 registers on average; os drains its
+    # partial sums the same way.  The MAC energy already includes the multiply-accumulate's own registers.
+    shifted = out_elems * acc * rounds if df == OS else reads_s
+    e_reg = shifted * (R + 1) / 2 * c(chips.e_reg)
+    if df == IS:
+        e_s_r, e_s_w, e_x_r, e_x_w = (c(x) for x in (chips.e_sram_ifmap_r, chips.e_sram_ifmap_w,
+                                                     chips.e_sram_filter_r, chips.e_sram_filter_w))
+    else:
+        e_s_r, e_s_w, e_x_r, e_x_w = (c(x) for x in (chips.e_sram_filter_r, chips.e_sram_filter_w,
+                                                     chips.e_sram_ifmap_r, chips.e_sram_ifmap_w))
+    e_o_r, e_o_w, e_dram_bit = c(chips.e_sram_ofmap_r), c(chips.e_sram_ofmap_w), c(chips.e_dram)
+    clock, static_mw = c(chips.clock_mhz), c(chips.static_mw)
+    x5 = lambda v: np.asarray(v)[..., None]  # noqa: E731
 
-    shape = compute.shape
-    out = {
-        "macs": macs, "compute_cycles": compute, "stall_cycles": stall, "total_cycles": total,
-        "latency_us": latency_us, "energy_pj": e_mac + e_sram + e_dram + e_static,
-        "energy_mac_pj": e_mac, "energy_sram_pj": e_sram, "energy_dram_pj": e_dram,
-        "energy_static_pj": e_static, "weight_bits": weight_bits, "dram_bits": dram_bits,
-        "utilization": util, "bops": macs * w_op * a, "dram_ifmap_bits": dram_ifmap,
-        "dram_filter_bits": dram_filter, "dram_ofmap_bits": dram_ofmap, "sram_ifmap_bits": sram_ifmap,
-        "sram_filter_bits": sram_filter, "sram_ofmap_bits": sram_ofmap, "folds": folds,
+    def energies(ds, dx, sb, tot, ex=lambda v: v):  # noqa: ANN001, ANN202 - the breakdown at given traffic
+        e_sram = (ex(reads_s * e_s_r) + ds * ex(e_s_w) + ex(reads_x * e_x_r) + dx * ex(e_x_w)
+                  + (ex(ofmap_reads * e_o_r) + sb * ex(e_o_r)) + (ex(ofmap_writes * e_o_w) + sb * ex(e_o_w)))
+        e_dram = (ds + dx + (2 * sb + ex(out_bits))) * ex(e_dram_bit)
+        latency = tot / ex(clock)
+        e_static = ex(static_mw) * latency * 1e3  # mW x us = nJ
+        return e_sram, e_dram, latency, e_static, ex(e_mac) + ex(e_reg) + e_sram + e_dram + e_static
+
+    # --- the best candidate per (chip, layer, pair) ---------------------------------------------------
+    full = (n_c, n_l, n_p, n_t * n_o)
+    if n_t * n_o == 1:
+        pick = np.zeros((n_c, n_l, n_p, 1), dtype=np.int64)
+        if check and not np.all(feasible):
+            _raise_infeasible(df, chips, layers, pairs, np.broadcast_to(feasible, (n_c, n_l, n_p, 1))[..., 0],
+                              s_foot(False, False))
+    else:
+        energy = np.asarray(energies(dram_s, dram_x, spill_bits, total, x5)[-1], dtype=np.float64).reshape(full)
+        tot_f = total.astype(np.float64).reshape(full)
+        obj = c(chips.objective)
+        primary = np.where(obj == LATENCY, tot_f, np.where(obj == ENERGY, energy, energy * tot_f))
+        ok = np.broadcast_to(feasible, (n_c, n_l, n_p, n_t))
+        if not ok.all():
+            primary = np.where(np.repeat(ok, n_o, axis=-1), primary, np.inf)
+        best = primary.min(axis=-1, keepdims=True)
+        if check and not np.all(np.isfinite(best)):
+            _raise_infeasible(df, chips, layers, pairs, np.isfinite(best[..., 0]), s_foot(False, False))
+        secondary = np.where(primary == best, np.where(obj == LATENCY, energy, tot_f), np.inf)
+        pick = secondary.argmin(axis=-1)[..., None]
+    pick_t, pick_o = pick // n_o, pick % n_o
+
+    def at_t(x: np.ndarray) -> np.ndarray:  # a [.., T] (or [.., 1]) array at the chosen tile
+        x = np.asarray(x)
+        if x.shape[-1] == 1:
+            return np.broadcast_to(x, (n_c, n_l, n_p, 1))[..., 0]
+        return np.take_along_axis(np.broadcast_to(x, (n_c, n_l, n_p, n_t)), pick_t, axis=-1)[..., 0]
+
+    def at_to(x: np.ndarray) -> np.ndarray:  # a [.., T, O] array at the chosen candidate
+        x = np.broadcast_to(x, (n_c, n_l, n_p, n_t, n_o)).reshape(full)
+        return np.take_along_axis(x, pick, axis=-1)[..., 0]
+
+    ds, dx, sb, tot = at_to(dram_s), at_to(dram_x), at_to(spill_bits), at_to(total)
+    e_sram, e_dram, latency_us, e_static, energy = energies(ds, dx, sb, tot, at_t)
+    dram_ofmap = 2 * sb + at_t(out_bits)
+    if df == IS:
+        dram_ifmap, dram_filter, sram_ifmap, sram_filter = ds, dx, ds + at_t(reads_s), dx + at_t(reads_x)
+    else:
+        dram_ifmap, dram_filter, sram_ifmap, sram_filter = dx, ds, dx + at_t(reads_x), ds + at_t(reads_s)
+    compute_c = at_t(compute)
+    weight_bits = np.where(act_act, 0, G * K * N * w + G * N * n_h * c(chips.scale_bits))
+    util = at_t(macs * serial) / (at_t(R * C * pack) * tot.astype(np.float64))
+    order_code = np.array([_GEMM_ORDER[(df, x)] for x in orders])[pick_o[..., 0]]
+    if df == WS:
+        tiles_mnk = (ts, np.minimum(N, C), k_tile)
+    elif df == IS:
+        tiles_mnk = (np.minimum(M, C), ts, k_tile)
+    else:
+        tiles_mnk = (np.minimum(M, R), np.minimum(N, C), k_first)
+    return {
+        "macs": at_t(macs), "compute_cycles": compute_c, "stall_cycles": tot - compute_c, "total_cycles": tot,
+        "latency_us": latency_us, "energy_pj": energy, "energy_mac_pj": at_t(e_mac), "energy_reg_pj": at_t(e_reg),
+        "energy_sram_pj": e_sram, "energy_dram_pj": e_dram, "energy_static_pj": e_static,
+        "weight_bits": at_t(weight_bits), "dram_bits": dram_ifmap + dram_filter + dram_ofmap, "utilization": util,
+        "bops": at_t(macs * w_op * a), "dram_ifmap_bits": dram_ifmap, "dram_filter_bits": dram_filter,
+        "dram_ofmap_bits": dram_ofmap, "sram_ifmap_bits": sram_ifmap, "sram_filter_bits": sram_filter,
+        "sram_ofmap_bits": at_t(ofmap_reads + ofmap_writes) + 2 * sb, "folds": at_t(folds),
+        "loop_order": order_code, "tile_m": at_t(tiles_mnk[0]), "tile_n": at_t(tiles_mnk[1]),
+        "tile_k": at_t(tiles_mnk[2]),
     }
-    return {k: np.broadcast_to(v, shape) for k, v in out.items()}
+
+
+def _raise_infeasible(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, ok: np.ndarray,
+                      tile_bits: np.ndarray) -> None:
+    """One line naming the first (chip, layer, pair) whose stationary tile fits no double-buffered SRAM."""
+    ci, li, pi = (int(v[0]) for v in np.nonzero(~ok))
+    bits = float(np.broadcast_to(tile_bits, ok.shape + (np.asarray(tile_bits).shape[-1],))[ci, li, pi, 0])
+    buffer = _BUFFER[df]
+    have = float(np.asarray(getattr(chips, f"{buffer}_sram_bits"))[ci]) / _BITS_PER_KIB
+    need = 2 * bits / _BITS_PER_KIB
+    pair = format_pair((int(pairs[pi, 0]), int(pairs[pi, 1])))
+    raise InputError(f"chip {chips.names[ci]!r}: layer {layers.names[li]!r} at {pair} "
+                     f"fits no mapping: one {int(chips.rows[ci])}x{int(chips.cols[ci])} stationary tile needs "
+                     f"memory.{buffer}_sram_kib >= {need:.4g} (double-buffered), the chip has {have:.4g}")

@@ -18,12 +18,15 @@ Slow by design (Python loop over cycles); keep shapes small.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from sim.config import Chip
 from sim.errors import InputError
+from sim.mapping import ORDERS, SCALESIM_ORDER, Mapping, operand_level
 from sim.pairs import Pair
 from sim.precision import PE_KIND_CODES, pack_and_serial
 from sim.workload.layer import Layer
@@ -181,9 +184,45 @@ def _output_stationary_fold(A: np.ndarray, B: np.ndarray, s: int, serial_mode: s
     return acc, last + 1
 
 
+def _stream_tiles(layer: Layer, df: str, M: int, N: int, R: int, tile: int) -> list[np.ndarray]:
+    """The ``s`` loop: index arrays into M (ws: blocks of output rows x columns, row tiles outer; os: row
+    folds of R pixels) or into N (is)."""
+    if df == "os":
+        return [np.arange(m0, min(M, m0 + R)) for m0 in range(0, M, R)]
+    if df == "is":
+        size = -(-N // (1 << tile))
+        return [np.arange(n0, min(N, n0 + size)) for n0 in range(0, N, size)]
+    conv = layer.kind in ("conv", "dwconv")
+    rows, width = (layer.batch * layer.out_h, layer.out_w) if conv else (M, 1)
+    by_rows = min(tile, int(np.ceil(np.log2(rows))) if rows > 1 else 0)
+    h, wt = -(-rows // (1 << by_rows)), -(-width // (1 << (tile - by_rows)))
+    tiles = []
+    for r0 in range(0, rows, h):
+        for x0 in range(0, width, wt):
+            r, x = np.arange(r0, min(rows, r0 + h)), np.arange(x0, min(width, x0 + wt))
+            tiles.append((r[:, None] * width + x[None, :]).reshape(-1))
+    return tiles
+
+
+def _levels(df: str, order: tuple[str, ...], fp: dict[str, object], caps: dict[str, float]
+            ) -> dict[str, int]:
+    """Buffer level of each input operand (docs/sim.md, "Mapping"): the outermost level whose footprint fits
+    half its SRAM.  ``fp[op]`` maps (relevant loops inside the level) -> footprint bits."""
+    rel = {"stat": ("c", "r"), "stream": ("s", "r")}
+    out = {}
+    for op in ("stat", "stream"):
+        fits = []
+        for level in range(3):
+            inside = tuple(order.index(x) >= level for x in rel[op])
+            fits.append(fp[op](*inside) <= caps[op])  # type: ignore[operator]
+        out[op] = operand_level(fits)
+    return out
+
+
 def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs: int = 1_000_000,
-                  out_bits: int | None = None) -> ReferenceResult:
-    """Step ``layer`` through ``chip``'s array at ``pair`` and count cycles and traffic.
+                  out_bits: int | None = None, mapping: Mapping | None = None) -> ReferenceResult:
+    """Step ``layer`` through ``chip``'s array at ``pair`` under ``mapping`` (default: SCALE-Sim's schedule)
+    and count cycles and traffic.
 
     Outputs are stored at ``out_bits`` (default: the pair's activation bits).  Layers above
     ``max_macs`` are refused: stepping costs about a numpy call per cycle."""
@@ -194,6 +233,10 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     if layer.macs > max_macs:
         raise InputError(f"layer {layer.name!r}: {layer.macs} MACs is too large for the reference engine "
                          f"(max_macs={max_macs})")
+    df = chip.array.dataflow
+    df_code = {"ws": 0, "os": 1, "is": 2}[df]
+    mapping = mapping if mapping is not None else Mapping(SCALESIM_ORDER[df_code])
+    order = ORDERS[mapping.order]
     rng = np.random.default_rng(seed)
     A, B, idx = lower_layer(layer, a_bits, w_op, rng)
     G, M, K = A.shape
@@ -214,127 +257,182 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
         Bp[:, :k_b - k_a, :] = B[:, k_a:k_b, :]
         blocks.append((k_a, k_b, kp, Ap.reshape(G, M, kp, pack),
                        Bp.reshape(G, kp, pack, N).transpose(0, 1, 3, 2)))
-    df = chip.array.dataflow
     acc_bits = chip.memory.acc_bits
-    half_i = chip.memory.ifmap_sram_kib * BITS_PER_KIB / 2
-    half_f = chip.memory.filter_sram_kib * BITS_PER_KIB / 2
-    half_o = chip.memory.ofmap_sram_kib * BITS_PER_KIB / 2
+    half = {k: getattr(chip.memory, f"{k}_sram_kib") * BITS_PER_KIB / 2 for k in ("ifmap", "filter", "ofmap")}
+    window = layer.window
+    C_g = K // window
+
+    # --- the three loops (sim.mapping) -------------------------------------------------------------
+    col_loop = [np.arange(x0, min(M if df == "is" else N, x0 + C)) for x0 in range(0, M if df == "is" else N, C)]
+    if df == "os":  # one fold per input block; the reduction stays in the PEs
+        red_loop = [(h, blocks[h][0], blocks[h][1]) for h in range(len(blocks))]
+    else:  # the row folds of every block in turn, each block's folds packed from its own start
+        red_loop = [(h, b[0] + k0 * pack, min(b[1], b[0] + (k0 + R) * pack))
+                    for h, b in enumerate(blocks) for k0 in range(0, b[2], R)]
+    stream_loop = _stream_tiles(layer, df, M, N, R, mapping.tile)
+    loops = {"c": col_loop, "r": red_loop, "s": stream_loop}
+
+    # --- the buffer policy: footprints (bits) of the operand roles, as documented ----------------------
+    used_g = [np.unique(idx[g][idx[g] >= 0]).size for g in range(G)]
+    k_big = bounds[1] - bounds[0]  # the first block is the largest
+    k_tile = min(k_big, R * pack)
+    s_max = max(len(t) for t in stream_loop)
+    c_max = max(len(t) for t in col_loop)
+    if df in ("ws", "os"):
+        k_fold = k_tile if df == "ws" else k_big
+        fp_stat = lambda ci, ri: (N if ci else c_max) * (K if ri else k_fold) * w_op  # noqa: E731
+    else:
+        fp_stat = lambda ci, ri: (used_g[0] if ci and ri  # noqa: E731
+                                  else (M if ci else c_max) * (K if ri else k_tile)) * a_bits
+    if df == "ws":
+        plane = used_g[0] // C_g
+        big = max(np.unique(idx[0][t][idx[0][t] >= 0]).size for t in stream_loop) // C_g if C_g else 0
+        share = math.gcd(R * pack, window)
+        chunk_ch = min(-(-k_big // window), (window - share + R * pack - 1) // window + 1)
+        fp_stream = lambda si, ri: (plane if si else big) * (C_g if ri else chunk_ch) * a_bits  # noqa: E731
+    elif df == "os":
+        fp_stream = lambda si, ri: (used_g[0] if si and ri  # noqa: E731
+                                    else (M if si else min(M, R)) * (K if ri else k_big)) * a_bits
+    else:
+        fp_stream = lambda si, ri: (N if si else s_max) * (K if ri else k_tile) * w_op  # noqa: E731
+    stat_buf, stream_buf = ("ifmap", "filter") if df == "is" else ("filter", "ifmap")
+    levels = _levels(df, order, {"stat": fp_stat, "stream": fp_stream},
+                     {"stat": half[stat_buf], "stream": half[stream_buf]})
+    rel = {"stat": ("c", "r"), "stream": ("s", "r")}
+    if df == "os":
+        psum_foot = 0
+    else:
+        s_in, c_in = order.index("s") > order.index("r"), order.index("c") > order.index("r")
+        psum_foot = (M if df == "ws" and s_in else N if s_in else s_max) * \
+            ((N if df == "ws" else M) if c_in else c_max) * acc_bits
+    spill = df != "os" and psum_foot > half["ofmap"]
 
     out = np.zeros((G, M, N), dtype=np.int64)
-    cycles = folds = 0
-    d_if = d_f = d_of = s_if = s_f = s_of = 0
-    used_counts = [np.unique(idx[g][idx[g] >= 0]).size for g in range(G)]
-    window = layer.window
-    if df == "ws":
-        spill = M * min(N, C) * acc_bits > half_o
-    elif df == "is":
-        spill = min(M, C) * N * acc_bits > half_o
-    else:
-        spill = False
+    d = {"ifmap": 0, "filter": 0, "ofmap": 0}
+    s = {"ifmap": 0, "filter": 0, "ofmap": 0}
+    fold_times: list[tuple[int, int]] = []  # (stream cycles, stepped fold cycles), in execution order
+    folds = 0
+    last_r = len(red_loop) - 1
     for g in range(G):
-        ifmap_resident = used_counts[g] * a_bits <= half_i
-        loaded_if: set[int] = set()
-        filt_resident = K * N * w_op <= half_f
-        os_tile_resident = K * min(N, C) * w_op <= half_f
-        filt_loaded = False
-        if df == "os":  # each (output tile, block) is one fold: the PEs drain one partial sum per block
-            outer = -(-N // C)
-            inner = [(fi, h) for fi in range(-(-M // R)) for h in range(len(blocks))]
-        else:  # the reduction folds of every block in turn, each block's folds from its own start
-            outer = -(-N // C) if df == "ws" else -(-M // C)
-            inner = [(fi, h) for h in range(len(blocks)) for fi in range(-(-blocks[h][2] // R))]
-        for fo in range(outer):
-            os_tile_loaded = False
-            for step, (fi, h) in enumerate(inner):
-                k_a, k_b, Kp, Ap, Bp = blocks[h]
-                folds += 1
-                if df == "os":
-                    m0, n0 = fi * R, fo * C
-                    mr, nc = min(R, M - m0), min(C, N - n0)
-                    At = np.zeros((R, Kp, pack), dtype=np.int64)
-                    At[:mr] = Ap[g, m0:m0 + mr]
-                    Bt = np.zeros((Kp, C, pack), dtype=np.int64)
-                    Bt[:, :nc] = Bp[g, :, n0:n0 + nc]
-                    Y, fc = _output_stationary_fold(At, Bt, serial, serial_mode, a_bits, w_op)
-                    out[g, m0:m0 + mr, n0:n0 + nc] += Y[:mr, :nc]
-                    k_lo, k_hi, m_lo, m_hi = k_a, k_b, m0, m0 + mr
-                    s_if += mr * (k_b - k_a) * a_bits
-                    s_f += (k_b - k_a) * nc * w_op
-                    # the block's partial sums enter the tile accumulator (read-modify-write after the first)
-                    s_of += mr * nc * acc_bits * (1 if h == 0 else 2)
-                    if h == len(blocks) - 1:
-                        s_of += mr * nc * o_bits
-                        d_of += mr * nc * o_bits
-                    if os_tile_resident:
-                        if not os_tile_loaded:
-                            d_f += K * nc * w_op
-                            os_tile_loaded = True
-                    else:
-                        d_f += (k_b - k_a) * nc * w_op
+        # what each operand role holds: ids loaded in the current epoch (the loops outside its level)
+        ids_seen = {"stat": set(), "stream": set()}  # type: dict[str, set[int]]
+        epoch: dict[str, tuple[int, ...] | None] = {"stat": None, "stream": None}
+        positions = [range(len(loops[x])) for x in order]
+        for point in itertools.product(*positions):
+            at = dict(zip(order, point))
+            cols, (h, k_lo, k_hi), tile = loops["c"][at["c"]], loops["r"][at["r"]], loops["s"][at["s"]]
+            k_a, k_b, Kp, Ap, Bp = blocks[h]
+            folds += 1
+            # --- step the fold and note its output tile (rows of M, columns of N) -------------------
+            if df == "os":
+                At = np.zeros((R, Kp, pack), dtype=np.int64)
+                At[:len(tile)] = Ap[g, tile]
+                Bt = np.zeros((Kp, C, pack), dtype=np.int64)
+                Bt[:, :len(cols)] = Bp[g][:, cols]
+                Y, fc = _output_stationary_fold(At, Bt, serial, serial_mode, a_bits, w_op)
+                out[g][np.ix_(tile, cols)] += Y[:len(tile), :len(cols)]
+                m_idx, n_idx, stream_cycles = tile, cols, serial * Kp
+                s["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
+                s["filter"] += (k_hi - k_lo) * len(cols) * w_op
+            else:
+                k0 = (k_lo - k_a) // pack
+                kr = -(-(k_hi - k_lo) // pack)
+                S = np.zeros((R, C, pack), dtype=np.int64)
+                if df == "ws":
+                    S[:kr, :len(cols)] = Bp[g, k0:k0 + kr][:, cols]
+                    X = np.zeros((len(tile), R, pack), dtype=np.int64)
+                    X[:, :kr] = Ap[g, tile, k0:k0 + kr]
+                    Y, fc = _stationary_fold(S, X, serial, False, serial_mode, a_bits, w_op)
+                    out[g][np.ix_(tile, cols)] += Y[:, :len(cols)]
+                    m_idx, n_idx = tile, cols
+                    s["filter"] += (k_hi - k_lo) * len(cols) * w_op
+                    s["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
                 else:
-                    k0 = fi * R  # in packed slots of block h
-                    kr = min(R, Kp - k0)
-                    k_lo, k_hi = k_a + k0 * pack, min(k_b, k_a + (k0 + kr) * pack)
-                    if df == "ws":
-                        n0 = fo * C
-                        nc = min(C, N - n0)
-                        S = np.zeros((R, C, pack), dtype=np.int64)
-                        S[:kr, :nc] = Bp[g, k0:k0 + kr, n0:n0 + nc]
-                        X = np.zeros((M, R, pack), dtype=np.int64)
-                        X[:, :kr] = Ap[g, :, k0:k0 + kr]
-                        Y, fc = _stationary_fold(S, X, serial, False, serial_mode, a_bits, w_op)
-                        out[g, :, n0:n0 + nc] += Y[:, :nc]
-                        m_lo, m_hi, t_rows, t_cols = 0, M, M, nc
-                        s_f += (k_hi - k_lo) * nc * w_op
-                        d_f += (k_hi - k_lo) * nc * w_op
-                        s_if += M * (k_hi - k_lo) * a_bits
-                    else:  # is: the ifmap tile is stationary, filters stream
-                        m0 = fo * C
-                        mc = min(C, M - m0)
-                        S = np.zeros((R, C, pack), dtype=np.int64)
-                        S[:kr, :mc] = Ap[g, m0:m0 + mc, k0:k0 + kr].transpose(1, 0, 2)
-                        X = np.zeros((N, R, pack), dtype=np.int64)
-                        X[:, :kr] = Bp[g, k0:k0 + kr].transpose(1, 0, 2)
-                        Y, fc = _stationary_fold(S, X, serial, True, serial_mode, a_bits, w_op)
-                        out[g, m0:m0 + mc, :] += Y[:, :mc].T
-                        m_lo, m_hi, t_rows, t_cols = m0, m0 + mc, mc, N
-                        s_if += mc * (k_hi - k_lo) * a_bits
-                        s_f += (k_hi - k_lo) * N * w_op
-                        if filt_resident:
-                            if not filt_loaded:
-                                d_f += K * N * w_op
-                                filt_loaded = True
-                        else:
-                            d_f += (k_hi - k_lo) * N * w_op
-                    tile = t_rows * t_cols
-                    s_of += tile * acc_bits * (1 if step == 0 else 2)
-                    if step > 0 and spill:
-                        d_of += 2 * tile * acc_bits
-                        s_of += 2 * tile * acc_bits
-                    if step == len(inner) - 1:
-                        s_of += tile * o_bits
-                        d_of += tile * o_bits
-                cycles += fc
-                # ifmap DRAM: resident operand loads each unique element once; otherwise the
-                # fold's lowered tile is streamed (padding positions included)
-                tile_idx = idx[g, m_lo:m_hi, k_lo:k_hi]
-                if ifmap_resident:
-                    ids = np.unique(tile_idx[tile_idx >= 0])
-                    new = [i for i in ids.tolist() if i not in loaded_if]
-                    loaded_if.update(new)
-                    d_if += len(new) * a_bits
-                elif df == "ws":  # whole input planes of the channels this chunk touches
+                    S[:kr, :len(cols)] = Ap[g, cols, k0:k0 + kr].transpose(1, 0, 2)
+                    X = np.zeros((len(tile), R, pack), dtype=np.int64)
+                    X[:, :kr] = Bp[g, k0:k0 + kr][:, tile].transpose(1, 0, 2)
+                    Y, fc = _stationary_fold(S, X, serial, True, serial_mode, a_bits, w_op)
+                    out[g][np.ix_(cols, tile)] += Y[:, :len(cols)].T
+                    m_idx, n_idx = cols, tile
+                    s["ifmap"] += len(cols) * (k_hi - k_lo) * a_bits
+                    s["filter"] += (k_hi - k_lo) * len(tile) * w_op
+                stream_cycles = serial * len(tile)
+            fold_times.append((stream_cycles, fc))
+            # --- outputs: accumulate, spill and reload partial sums, write the finished tile --------------
+            n_out = len(m_idx) * len(n_idx)
+            s["ofmap"] += n_out * acc_bits * (1 if at["r"] == 0 else 2)
+            if spill and at["r"] > 0:
+                d["ofmap"] += 2 * n_out * acc_bits
+                s["ofmap"] += 2 * n_out * acc_bits
+            if at["r"] == last_r:
+                s["ofmap"] += n_out * o_bits
+                d["ofmap"] += n_out * o_bits
+            # --- inputs: each role loads what its epoch has not seen -------------------------------------
+            for role in ("stat", "stream"):
+                level = levels[role]
+                key = tuple(point[i] for i in range(level))
+                if key != epoch[role]:
+                    epoch[role], ids_seen[role] = key, set()
+                whole = all(order.index(x) >= level for x in rel[role])  # no relevant loop split
+                operand = "filter" if (role == "stat") == (df != "is") else "ifmap"
+                if operand == "filter":
+                    kk, nn = np.meshgrid(np.arange(k_lo, k_hi), n_idx, indexing="ij")
+                    ids = (kk * N + nn).reshape(-1)
+                    bits = w_op
+                elif df == "ws":  # the input planes of the chunk's channels under the tile's windows
                     chans = np.unique(np.arange(k_lo, k_hi) // window)
-                    plane_idx = idx[g][:, np.isin(np.arange(K) // window, chans)]
-                    d_if += np.unique(plane_idx[plane_idx >= 0]).size * a_bits
-                else:
-                    d_if += tile_idx.size * a_bits
-    s_if += d_if
-    s_f += d_f
-    compute = cycles - 1
+                    plane_idx = idx[g][m_idx][:, np.isin(np.arange(K) // window, chans)]
+                    ids = plane_idx[plane_idx >= 0]
+                    bits = a_bits
+                elif whole:  # the whole ifmap stays: each distinct element once
+                    t_idx = idx[g][np.ix_(m_idx, np.arange(k_lo, k_hi))]
+                    ids = t_idx[t_idx >= 0]
+                    bits = a_bits
+                else:  # lowered (im2col) tiles, padding positions included
+                    mm, kk = np.meshgrid(m_idx, np.arange(k_lo, k_hi), indexing="ij")
+                    ids = (mm * K + kk).reshape(-1)
+                    bits = a_bits
+                new = set(np.unique(ids).tolist()) - ids_seen[role]
+                ids_seen[role] |= new
+                d[operand] += len(new) * bits
+    for k in ("ifmap", "filter"):
+        s[k] += d[k]
+
+    # --- the timeline: folds back to back (serial) or overlapped with the next tile's preload ------------
+    if chip.array.weight_preload == "serial":
+        end = sum(fc for _, fc in fold_times)
+    elif df == "os":  # double-buffered output registers: the next fold starts once this one's drain is free
+        start = 0
+        for stream_cycles, _ in fold_times[:-1]:
+            start += max(stream_cycles, R)
+        end = start + fold_times[-1][1]
+    else:  # double-buffered stationary registers: a tile shifts in (R cycles) while the previous one streams
+        start = R
+        for stream_cycles, _ in fold_times[:-1]:
+            start += max(stream_cycles, R)
+        end = start + fold_times[-1][1] - R
+    compute = end - 1
+
+    # --- stalls: the first fold's load and the last tile's write-back are exposed ------------------------
     bw = chip.memory.bandwidth
-    dram = d_if + d_f + d_of
-    transfer = 0 if bw == float("inf") else int(np.ceil(dram / bw))
-    stall = max(0, transfer - compute)
+    dram = d["ifmap"] + d["filter"] + d["ofmap"]
+    if bw == float("inf"):
+        stall = 0
+    else:
+        first_cols = loops["c"][0]
+        first_k = loops["r"][0][2] - loops["r"][0][1]
+        if df == "ws":
+            first = first_k * len(first_cols) * w_op
+            last = len(stream_loop[-1]) * len(col_loop[-1]) * o_bits
+        elif df == "is":
+            first = first_k * len(first_cols) * a_bits
+            last = len(col_loop[-1]) * len(stream_loop[-1]) * o_bits
+        else:
+            first = (len(stream_loop[0]) * a_bits + len(first_cols) * w_op) * min(K, pack)
+            last = len(stream_loop[-1]) * len(col_loop[-1]) * o_bits
+        edge = math.ceil(first / bw) + math.ceil(last / bw)
+        middle = math.ceil(max(0, dram - first - last) / bw)
+        stall = edge + max(0, middle - compute)
     expected = np.einsum("gmk,gkn->gmn", A, B)
-    return ReferenceResult(compute, stall, compute + stall, folds, d_if, d_f, d_of, s_if, s_f, s_of, out, expected)
+    return ReferenceResult(compute, stall, compute + stall, folds, d["ifmap"], d["filter"], d["ofmap"],
+                           s["ifmap"], s["filter"], s["ofmap"], out, expected)

@@ -61,6 +61,7 @@ def read_scalesim_cfg(path: str | Path) -> Chip:
         "array": {"rows": number("ArrayHeight"), "cols": number("ArrayWidth"),
                   "dataflow": arch["Dataflow"].strip().lower(), "clock_mhz": SCALESIM_CLOCK_MHZ},
         "pe": {"kind": "fixed", "bits": 8},
+        "mapping": "scalesim",
         "memory": {"ifmap_sram_kib": number("IfmapSramSzkB", float),
                    "filter_sram_kib": number("FilterSramSzkB", float),
                    "ofmap_sram_kib": number("OfmapSramSzkB", float),

@@ -52,10 +52,11 @@ import pyarrow.parquet as pq
 
 from sim.chipbatch import CHIP_FIELDS, ChipBatch
 from sim.costs import COST_COLUMNS
-from sim.engine import MODEL_VERSION, evaluate
+from sim.engine import MODEL_VERSION, check_mappable, evaluate
 from sim.errors import InputError
 from sim.io import atomic_path, check_output_dir, missing_ancestors
 from sim.layerbatch import LayerBatch
+from sim.mapping import GEMM_ORDER_NAMES
 from sim.pairs import format_pair
 from sim.sweep_spec import Expansion, SweepSpec, load_sweep_spec, sweep_spec_from_dict
 
@@ -274,6 +275,8 @@ def _cost_table(
     }
     for col in COST_COLUMNS[4:]:
         cols[col] = pa.array(np.ascontiguousarray(arrays[col]).reshape(-1))
+    cols["loop_order"] = _dictionary(np.ascontiguousarray(arrays["loop_order"]).reshape(-1).astype(np.int32),
+                                     GEMM_ORDER_NAMES)
     return pa.table(cols)
 
 
@@ -592,11 +595,20 @@ def run_sweep(
     meta = _metadata(spec, parts, layer_batches)
     _check_dir(out, meta)
     client = _connect(address) if address is not None else None  # before anything is created
+    try:
+        batch = build_chip_batch(spec)
+        pairs = np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2)
+        for lb in layer_batches.values():  # every variant can map every layer, before anything is written
+            check_mappable(batch, lb, pairs)
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
     created = missing_ancestors(out)
     try:
         with _dir_lock(out):
             results, t_prep, t_batch = _run_locked(
-                spec, out, parts, layer_batches, meta, mode, client, count, progress
+                spec, out, parts, layer_batches, meta, mode, client, count, progress, batch
             )
     except BaseException:
         # a task already running on an external cluster cannot be stopped and may still publish its partition:
@@ -673,6 +685,7 @@ def _run_locked(
     client: Any,
     count: int | None,
     progress: bool,
+    batch: ChipBatch,
 ) -> tuple[list[dict], float, float]:
     _prepare_dir(out, meta)
     if not (out / "chips.parquet").exists():
@@ -683,7 +696,6 @@ def _run_locked(
     results: list[dict] = []
     t_batch = t_prep
     if pending:
-        batch = build_chip_batch(spec)
         t_batch = time.perf_counter()
         pairs = np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2)
         tasks = [

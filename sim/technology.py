@@ -53,19 +53,33 @@ class Technology:
     pe_leakage_uw: dict[str, float]
     sram_leakage_uw_per_kib: float
     area: AreaTable | None = None
+    sram_write_pj_per_bit_by_kib: tuple[tuple[float, float], ...] | None = None
+    register_pj_per_bit: float = 0.0
 
     def sram_pj_per_bit(self, kib: float) -> float:
-        """Energy per bit of an SRAM of ``kib`` KiB (log-log interpolation, clamped)."""
-        pts = self.sram_pj_per_bit_by_kib
-        if kib <= pts[0][0]:
-            return pts[0][1]
-        if kib >= pts[-1][0]:
-            return pts[-1][1]
-        for (k0, e0), (k1, e1) in zip(pts, pts[1:]):
-            if k0 <= kib <= k1:
-                t = (math.log(kib) - math.log(k0)) / (math.log(k1) - math.log(k0))
-                return math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0)))
-        raise AssertionError("unreachable")
+        """Read energy per bit of an SRAM of ``kib`` KiB (log-log interpolation, clamped)."""
+        return _interpolate(self.sram_pj_per_bit_by_kib, kib)
+
+    def sram_read_pj_per_bit(self, kib: float) -> float:
+        """Energy per bit read from an SRAM of ``kib`` KiB."""
+        return _interpolate(self.sram_pj_per_bit_by_kib, kib)
+
+    def sram_write_pj_per_bit(self, kib: float) -> float:
+        """Energy per bit written into an SRAM of ``kib`` KiB (the read figure when no write table is given)."""
+        return _interpolate(self.sram_write_pj_per_bit_by_kib or self.sram_pj_per_bit_by_kib, kib)
+
+
+def _interpolate(pts: tuple[tuple[float, float], ...], kib: float) -> float:
+    """Log-log interpolation in a (KiB, pJ/bit) table, clamped at its ends."""
+    if kib <= pts[0][0]:
+        return pts[0][1]
+    if kib >= pts[-1][0]:
+        return pts[-1][1]
+    for (k0, e0), (k1, e1) in zip(pts, pts[1:]):
+        if k0 <= kib <= k1:
+            t = (math.log(kib) - math.log(k0)) / (math.log(k1) - math.log(k0))
+            return math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0)))
+    raise AssertionError("unreachable")
 
 
 # The schema: every number finite and in a physically meaningful range --------------------------------
@@ -85,6 +99,13 @@ def _pair_key(text: str) -> Pair:
         raise ValueError(str(exc)) from None
 
 
+def _fusion_key(text: str) -> Pair:
+    w, a = _pair_key(text)
+    if w not in (2, 4, 8) or a not in (2, 4, 8):
+        raise ValueError("Bit-Fusion modes are w{2,4,8}a{2,4,8}")
+    return w, a
+
+
 def _leak_key(text: str) -> str:
     if not _LEAK_KEY.match(text):
         raise ValueError("must be fixed2 .. fixed16, bitfusion or bitserial")
@@ -92,6 +113,7 @@ def _leak_key(text: str) -> str:
 
 
 _PairKey = Annotated[str, AfterValidator(_pair_key)]
+_FusionKey = Annotated[str, AfterValidator(_fusion_key)]
 _LeakKey = Annotated[str, AfterValidator(_leak_key)]
 
 
@@ -102,7 +124,7 @@ class _SerialSteps(StrictModel):
 
 class _MacSchema(StrictModel):
     fixed: dict[_NativeBits, _Pj]
-    bitfusion: dict[_PairKey, _Pj]
+    bitfusion: dict[_FusionKey, _Pj]
     bitserial_step: _SerialSteps
 
 
@@ -129,6 +151,8 @@ class TechnologySchema(StrictModel):
     name: str | None = None
     mac_pj: _MacSchema
     sram_pj_per_bit: Annotated[dict[SramKiB, _SramPjPerBit], Field(min_length=1)]
+    sram_write_pj_per_bit: Annotated[dict[SramKiB, _SramPjPerBit], Field(min_length=1)] | None = None
+    register_pj_per_bit: _Pj = 0.0
     dram_pj_per_bit: _Pj
     leakage_uw: _LeakageSchema
     area: _AreaSchema | None = None
@@ -158,6 +182,9 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
         bitfusion_mac_pj=dict(t.mac_pj.bitfusion),
         serial_step_pj={"activation": t.mac_pj.bitserial_step.activation, "both": t.mac_pj.bitserial_step.both},
         sram_pj_per_bit_by_kib=tuple(sorted(t.sram_pj_per_bit.items())),
+        sram_write_pj_per_bit_by_kib=(None if t.sram_write_pj_per_bit is None
+                                      else tuple(sorted(t.sram_write_pj_per_bit.items()))),
+        register_pj_per_bit=t.register_pj_per_bit,
         dram_pj_per_bit=t.dram_pj_per_bit,
         pe_leakage_uw=dict(t.leakage_uw.pe),
         sram_leakage_uw_per_kib=t.leakage_uw.sram_per_kib,

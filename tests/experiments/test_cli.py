@@ -52,7 +52,7 @@ BAD_CASES = {
     "unknown chip": (["--chip", "no_chip", "--workload", "resnet18"], "unknown chip"),
     "unknown workload": (["--chip", "bitfusion_edge", "--workload", "alexnet9000"], "alexnet9000"),
     "unsupported pair": (["--chip", "bitfusion_edge", "--workload", "resnet18", "--pairs", "w3a3"], "not supported"),
-    "pair out of range": (["--chip", "tpu_like_int8", "--workload", "resnet18", "--pairs", "w1a8"], "2..8"),
+    "pair out of range": (["--chip", "tpu_like_int8", "--workload", "resnet18", "--pairs", "w1a8"], "2..16"),
     "garbage pair": (["--chip", "tpu_like_int8", "--workload", "resnet18", "--pairs", "int4"], "bad bit pair"),
     "missing option": (["--chip", "tpu_like_int8"], "--workload"),
 }

@@ -39,18 +39,19 @@ CORNERS = [
 
 
 def _chips() -> list:
-    """Array sides at both ends, every dataflow and PE kind, 1-bit SRAMs (nothing fits), the widest
-    accumulators and scales, and the slowest DRAM or none."""
+    """Array sides at both ends, every dataflow and PE kind, the widest accumulators and scales, and the
+    slowest DRAM or none; SCALE-Sim's schedule with 1-bit SRAMs (nothing fits) and the mapping search with
+    the largest SRAMs (every tile fits, so the search is not refused)."""
     pes = [{"kind": "fixed", "bits": 8}, {"kind": "bitfusion"}, {"kind": "bitserial", "serial": "activation"},
            {"kind": "bitserial", "serial": "both"}]
-    sram = SRAM_KIB_RANGE[0]
     out = []
     sides = (1, MAX_ARRAY_DIM)
-    for rows, cols, dataflow, pe, bw in itertools.product(sides, sides, ("ws", "os", "is"), pes,
-                                                          (DRAM_BW_RANGE[0], "calc")):
+    for rows, cols, dataflow, pe, bw, (mapping, sram), preload in itertools.product(
+            sides, sides, ("ws", "os", "is"), pes, (DRAM_BW_RANGE[0], "calc"),
+            (("scalesim", SRAM_KIB_RANGE[0]), ("search", SRAM_KIB_RANGE[1])), ("serial", "overlapped")):
         out.append(chip_from_dict({
-            "array": {"rows": rows, "cols": cols, "dataflow": dataflow},
-            "pe": pe, "weight_scale_bits": 64,
+            "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "weight_preload": preload},
+            "pe": pe, "weight_scale_bits": 64, "mapping": mapping,
             "memory": {"ifmap_sram_kib": sram, "filter_sram_kib": sram, "ofmap_sram_kib": sram,
                        "dram_bw_bits_per_cycle": bw, "acc_bits": 64}}))
     return out

@@ -47,8 +47,12 @@ def test_technology_sources_are_the_reference_numbers() -> None:
     assert tech.fixed_mac_pj == {2: 0.058, 4: 0.120, 8: 0.298, 16: 0.947}
     assert tech.bitfusion_mac_pj[(8, 8)] == pytest.approx(1.9 * 0.298, rel=1e-3)
     assert tech.bitfusion_mac_pj[(2, 2)] == pytest.approx(0.035, rel=0.02)
-    assert tech.sram_pj_per_bit(8) == pytest.approx(10 / 64)
-    assert tech.sram_pj_per_bit(8) < tech.sram_pj_per_bit(16) < tech.sram_pj_per_bit(32)
+    # CACTI 7.0 at 45 nm: Bit Fusion's own sweep (8 KiB, 32-bit words) and Accelergy's logs (64 KiB, 64-bit)
+    assert tech.sram_read_pj_per_bit(8) == pytest.approx(6.39163 / 32, rel=1e-4)
+    assert tech.sram_write_pj_per_bit(8) == pytest.approx(5.56268 / 32, rel=1e-4)
+    assert tech.sram_read_pj_per_bit(64) == pytest.approx(25.8695 / 64, rel=1e-4)
+    assert tech.sram_read_pj_per_bit(8) < tech.sram_read_pj_per_bit(16) < tech.sram_read_pj_per_bit(32)
+    assert tech.register_pj_per_bit == pytest.approx(8.999495e-03, rel=1e-3)
     assert tech.dram_pj_per_bit == 15.0
 
 
@@ -78,7 +82,11 @@ def _bad(update: dict) -> dict:
     ({"memory.dram_bw_bits_per_cycle": "fast"}, "memory.dram_bw_bits_per_cycle"),
     ({"memory.colour": "red"}, "memory.colour: unknown field"),
     ({"memory": None}, "memory: missing field"),
-    ({"pairs": ["w8a8", "w9a8"]}, "weight bits must be in 2..8"),
+    ({"pairs": ["w8a8", "w17a8"]}, "weight bits must be in 2..16"),
+    ({"pe": {"kind": "bitfusion"}, "pairs": ["w16a8"]}, "exceeds a Bit-Fusion PE's 8 bits"),
+    ({"mapping": "timeloop"}, "mapping"),
+    ({"mapping_objective": "area"}, "mapping_objective"),
+    ({"array.weight_preload": "double"}, "weight_preload"),
     ({"pairs": ["w8a8", "8x8"]}, "bad bit pair"),
     ({"pairs": []}, "pairs"),
     ({"pe": {"kind": "fixed", "bits": 4}, "pairs": ["w8a8"]}, "does not fit a fixed 4-bit PE"),
@@ -130,7 +138,8 @@ def test_unknown_chip_lists_presets() -> None:
 def test_pairs_parse_and_reject() -> None:
     assert parse_pair("w4a8") == (4, 8) and parse_pair("W2A2") == (2, 2)
     assert parse_pairs("w8a8, w4a4,w8a8") == [(8, 8), (4, 4)]
-    for bad in ("w1a8", "w4a9", "4,8", "wa", ""):
+    assert parse_pair("w16a16") == (16, 16)
+    for bad in ("w1a8", "w4a17", "4,8", "wa", ""):
         with pytest.raises(InputError):
             parse_pairs(bad)
     chip = load_chip("bitfusion_edge")
@@ -205,9 +214,10 @@ TECH_TEXT = (Path(__file__).parents[2] / "sim" / "tech" / "45nm.yaml").read_text
     ("w8a8: 0.566", "w9a9: 0.566", "mac_pj.bitfusion.w9a9 (key)"),
     ("both: 0.00466}", "both: 0.00466, weight: 1.0}", "mac_pj.bitserial_step.weight: unknown field"),
     ("both: 0.00466}", "}", "mac_pj.bitserial_step.both: missing field"),
-    ("{8: 0.15625,", "{8: 0.0,", "sram_pj_per_bit[8]: must be a finite number in (0, 10000] pJ per bit"),
-    ("{8: 0.15625,", "{1.0e+20: 0.15625,", "sram_pj_per_bit.1e+20 (key)"),
-    ("sram_pj_per_bit: {8: 0.15625, 32: 0.3125, 1024: 1.5625}", "sram_pj_per_bit: {}", "sram_pj_per_bit"),
+    ("{1: 0.035414,", "{1: 0.0,", "sram_pj_per_bit[1]: must be a finite number in (0, 10000] pJ per bit"),
+    ("{1: 0.035414,", "{1.0e+20: 0.035414,", "sram_pj_per_bit.1e+20 (key)"),
+    ("{1: 0.10300,", "{1: -1.0,", "sram_write_pj_per_bit[1]: must be a finite number"),
+    ("register_pj_per_bit: 0.009", "register_pj_per_bit: .inf", "register_pj_per_bit: must be a finite number"),
     ("fixed16: 48.0", "fixed99: 48.0", "leakage_uw.pe.fixed99 (key): must be fixed2 .. fixed16"),
     ("sram_per_kib: 2.0", "sram_per_kib: 1.0e+30", "leakage_uw.sram_per_kib: must be a finite number in [0, 1000000]"),
     ("nand2_um2: 0.798", "nand2_um2: 0", "area.nand2_um2: must be a finite number in (0, 1000] um^2"),
@@ -233,7 +243,8 @@ def test_bad_technology_through_a_chip_names_the_technology_file(tmp_path: Path)
 def test_the_technology_table_is_unchanged_by_the_schema() -> None:
     tech = load_technology("45nm")
     assert tech.serial_step_pj == {"activation": 0.03725, "both": 0.00466}
-    assert tech.sram_pj_per_bit_by_kib == ((8.0, 0.15625), (32.0, 0.3125), (1024.0, 1.5625))
+    assert tech.sram_pj_per_bit_by_kib[0] == (1.0, 0.035414) and tech.sram_pj_per_bit_by_kib[-1] == (512.0, 0.54725)
+    assert tech.sram_write_pj_per_bit_by_kib is not None and tech.sram_write_pj_per_bit_by_kib[4] == (16.0, 0.26315)
     assert tech.pe_leakage_uw["bitfusion"] == 37.5 and tech.sram_leakage_uw_per_kib == 2.0
     assert tech.area is not None and tech.area.fixed_pe_nand2["w4a8"] == 931 and tech.area.requant_nand2 == 13005
 

@@ -37,7 +37,8 @@ def test_columns_and_types(resnet18: Workload) -> None:
 @pytest.mark.parametrize("chip", ["tpu_like_int8", "bitfusion_edge", "bitserial_loom", "bitserial_stripes"])
 def test_sums_and_identities(chip: str, resnet18: Workload) -> None:
     table = simulate(chip, resnet18, "w8a8,w4a8,w4a4,w2a2")
-    parts = table[["energy_mac_pj", "energy_sram_pj", "energy_dram_pj", "energy_static_pj"]].sum(axis=1)
+    parts = table[["energy_mac_pj", "energy_reg_pj", "energy_sram_pj", "energy_dram_pj",
+                   "energy_static_pj"]].sum(axis=1)
     np.testing.assert_allclose(table.energy_pj, parts, rtol=1e-12)
     assert (table.total_cycles == table.compute_cycles + table.stall_cycles).all()
     assert (table.bops == table.macs * table.w_bits * table.a_bits).all()
@@ -52,11 +53,22 @@ def _by_pair(table: pd.DataFrame, col: str) -> dict[tuple[int, int], int]:
     return {k: int(v) for k, v in table.groupby(["w_bits", "a_bits"])[col].sum().items()}
 
 
+def _scalesim(name: str):
+    """A preset on SCALE-Sim's fixed schedule, so that pairs compare under one mapping."""
+    return load_chip(name).model_copy(update={"mapping": "scalesim"})
+
+
 def test_fixed_pe_gains_memory_not_speed(resnet18: Workload) -> None:
-    cyc = _by_pair(simulate("tpu_like_int8", resnet18, "w8a8,w4a4,w2a2"), "compute_cycles")
+    table = simulate(_scalesim("tpu_like_int8"), resnet18, "w8a8,w4a4,w2a2")
+    cyc = _by_pair(table, "compute_cycles")
     assert cyc[(8, 8)] == cyc[(4, 4)] == cyc[(2, 2)]
-    dram = _by_pair(simulate("tpu_like_int8", resnet18, "w8a8,w4a4,w2a2"), "dram_bits")
+    dram = _by_pair(table, "dram_bits")
     assert dram[(8, 8)] > dram[(4, 4)] > dram[(2, 2)]
+    # with the mapper, narrower data can only make the best mapping better
+    searched = simulate("tpu_like_int8", resnet18, "w8a8,w4a4,w2a2")
+    edp = searched.energy_pj * searched.total_cycles
+    by = edp.groupby([searched.w_bits, searched.a_bits]).sum()
+    assert by[(2, 2)] <= by[(4, 4)] <= by[(8, 8)]
 
 
 def test_bitfusion_speedups_match_the_paper() -> None:
@@ -74,22 +86,36 @@ def test_bitfusion_speedups_match_the_paper() -> None:
 def test_bitserial_cycles_scale_with_serial_bits() -> None:
     layer = gemm("fc", 4096, 64, 64)  # long stream: cycles ~ serial steps x stream
     wl = Workload("w", (layer,))
-    stripes = _by_pair(simulate("bitserial_stripes", wl, "w8a8,w8a4,w8a2"), "compute_cycles")
+    stripes = _by_pair(simulate(_scalesim("bitserial_stripes"), wl, "w8a8,w8a4,w8a2"), "compute_cycles")
     assert stripes[(8, 8)] > stripes[(8, 4)] > stripes[(8, 2)]
     assert stripes[(8, 8)] / stripes[(8, 2)] == pytest.approx(4, rel=0.01)
-    loom = _by_pair(simulate("bitserial_loom", wl, "w8a8,w4a4,w2a2"), "compute_cycles")
+    loom = _by_pair(simulate(_scalesim("bitserial_loom"), wl, "w8a8,w4a4,w2a2"), "compute_cycles")
     assert loom[(8, 8)] / loom[(4, 4)] == pytest.approx(4, rel=0.01)
     assert loom[(8, 8)] / loom[(2, 2)] == pytest.approx(16, rel=0.02)
 
 
 @settings(max_examples=40, deadline=None)
 @given(rows=st.integers(1, 64), cols=st.integers(1, 64), df=st.sampled_from(["ws", "os", "is"]),
-       bw=st.sampled_from([8.0, 64.0, 1024.0]), kib=st.sampled_from([1, 16, 256]))
-def test_narrower_operands_never_cost_more_memory(rows, cols, df, bw, kib) -> None:
-    chip = chip_from_dict({"array": {"rows": rows, "cols": cols, "dataflow": df}, "pe": {"kind": "bitfusion"},
-                           "memory": {"ifmap_sram_kib": kib, "filter_sram_kib": kib, "ofmap_sram_kib": kib,
-                                      "dram_bw_bits_per_cycle": bw}})
-    table = simulate(chip, load_workload("resnet18"), "w8a8,w4a8,w4a4,w2a4,w2a2")
+       bw=st.sampled_from([8.0, 64.0, 1024.0]), kib=st.sampled_from([1, 16, 256]),
+       preload=st.sampled_from(["serial", "overlapped"]), objective=st.sampled_from(["latency", "energy", "edp"]))
+def test_narrower_operands_never_cost_more_memory(rows, cols, df, bw, kib, preload, objective) -> None:
+    doc = {"array": {"rows": rows, "cols": cols, "dataflow": df, "weight_preload": preload},
+           "pe": {"kind": "bitfusion"}, "mapping_objective": objective,
+           "memory": {"ifmap_sram_kib": kib, "filter_sram_kib": kib, "ofmap_sram_kib": kib,
+                      "dram_bw_bits_per_cycle": bw}}
+    pairs = "w8a8,w4a8,w4a4,w2a4,w2a2"
+    order = [(2, 2), (2, 4), (4, 4), (4, 8), (8, 8)]
+    # the mapper: each candidate costs no more at narrower widths, so neither does the best one (SRAMs of
+    # at least 32 KiB hold any stationary tile here: 64 rows x 16 packed 2-bit weights x 64 columns)
+    roomy = {**doc, "memory": {**doc["memory"], **{f"{b}_sram_kib": max(kib, 32) for b in ("ifmap", "filter")}}}
+    searched = simulate(chip_from_dict(roomy), load_workload("resnet18"), pairs)
+    key = {"latency": searched.total_cycles.astype(float), "energy": searched.energy_pj,
+           "edp": searched.energy_pj * searched.total_cycles}[objective]
+    per_layer = key.groupby([searched.layer, searched.w_bits, searched.a_bits]).sum().unstack([1, 2])
+    for narrow, wide in zip(order, order[1:]):
+        assert (per_layer[narrow] <= per_layer[wide] * (1 + 1e-12)).all(), (narrow, wide)
+    # one mapping (SCALE-Sim's): every term is monotone
+    table = simulate(chip_from_dict({**doc, "mapping": "scalesim"}), load_workload("resnet18"), pairs)
     for col in ("weight_bits", "compute_cycles", "energy_mac_pj"):
         s = _by_pair(table, col)
         assert s[(2, 2)] <= s[(2, 4)] <= s[(4, 4)] <= s[(4, 8)] <= s[(8, 8)], col
@@ -101,8 +127,13 @@ def test_narrower_operands_never_cost_more_memory(rows, cols, df, bw, kib) -> No
 
 def test_coupled_table_matches_the_plain_table_where_outputs_keep_their_width() -> None:
     pairs = "w8a8,w4a4,w2a2,w8a4"
-    coupled = simulate("bitfusion_edge", "resnet18", pairs, coupled=True)
-    plain = simulate("bitfusion_edge", "resnet18", pairs)
+    searched = simulate("bitfusion_edge", "resnet18", pairs, coupled=True)
+    same = searched[searched.a_bits == searched.out_bits].drop(columns="out_bits").reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, simulate("bitfusion_edge", "resnet18", pairs))
+    # on one mapping only the output terms move with out_bits (the mapper may pick another one)
+    chip = _scalesim("bitfusion_edge")
+    coupled = simulate(chip, "resnet18", pairs, coupled=True)
+    plain = simulate(chip, "resnet18", pairs)
     assert list(coupled.columns[:5]) == ["layer", "name", "w_bits", "a_bits", "out_bits"]
     assert len(coupled) == len(plain) * 3  # out_bits over the activation widths {2, 4, 8}
     same = coupled[coupled.a_bits == coupled.out_bits].drop(columns="out_bits").reset_index(drop=True)

@@ -8,10 +8,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.chipbatch import ChipBatch
+from sim.chipbatch import DATAFLOW_CODES, ChipBatch
 from sim.config import chip_from_dict
 from sim.engine import evaluate
 from sim.layerbatch import LayerBatch
+from sim.mapping import candidates
 from sim.reference import run_reference
 from sim.workload.layer import Workload, conv, gemm, matmul
 
@@ -28,7 +29,8 @@ def chips(draw):
     sram = st.sampled_from([0.005, 0.02, 0.1, 4.0])  # KiB: small enough to exercise spills and re-reads
     return chip_from_dict({
         "array": {"rows": draw(st.integers(1, 6)), "cols": draw(st.integers(1, 6)),
-                  "dataflow": draw(st.sampled_from(["ws", "os", "is"]))},
+                  "dataflow": draw(st.sampled_from(["ws", "os", "is"])),
+                  "weight_preload": draw(st.sampled_from(["serial", "overlapped"]))},
         "pe": pe,
         "memory": {"ifmap_sram_kib": draw(sram), "filter_sram_kib": draw(sram), "ofmap_sram_kib": draw(sram),
                    "dram_bw_bits_per_cycle": draw(st.sampled_from([2.0, 16.0, 256.0, "calc"])),
@@ -63,18 +65,19 @@ def layers(draw):
     return layer
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chip=chips(), layer=layers(), data=st.data())
 def test_fast_engine_equals_reference(chip, layer, data) -> None:
     pair = data.draw(st.sampled_from(chip.supported_pairs))
     # outputs stored at the consumer's activation width (coupled tables), or at the pair's own
     out_bits = data.draw(st.sampled_from([None, 2, 4, 8]))
-    ref = run_reference(chip, layer, pair, seed=1, out_bits=out_bits)
+    mapping = data.draw(st.sampled_from(candidates(DATAFLOW_CODES[chip.array.dataflow])))
+    ref = run_reference(chip, layer, pair, seed=1, out_bits=out_bits, mapping=mapping)
     # the stepped array really computes the layer
     np.testing.assert_array_equal(ref.output, ref.expected)
     triple = (*pair, pair[1] if out_bits is None else out_bits)
     arrays = evaluate(ChipBatch.from_chips([chip], [pair]), LayerBatch.from_workload(Workload("w", (layer,))),
-                      np.array([triple]))
+                      np.array([triple]), mapping=mapping)
     fast = {k: int(arrays[k][0, 0, 0]) for k in COUNTS}
     assert fast == {k: getattr(ref, k) for k in COUNTS}
     assert int(arrays["dram_bits"][0, 0, 0]) == ref.dram_bits
