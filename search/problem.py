@@ -25,8 +25,8 @@ from search.errors import SearchInputError
 
 __all__ = ["Problem", "build_problem", "NOT_ADDITIVE", "pair_label"]
 
-#: Cost-table columns that must not be budgeted: they do not add up over layers.
-NOT_ADDITIVE = ("utilization",)
+#: Cost-table columns that must not be budgeted: they do not add up over layers (the mapping columns describe).
+NOT_ADDITIVE = ("utilization", "tile_m", "tile_n", "tile_k")
 _KEYS = ("layer", "w_bits", "a_bits")
 
 

@@ -17,7 +17,6 @@ from sim.errors import InputError
 from sim.layerbatch import LayerBatch
 from sim.mapping import (
     GEMM_ORDER_NAMES,
-    N_TILE_CHOICES,
     ORDERS,
     SCALESIM_ORDER,
     Mapping,
@@ -189,7 +188,7 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
         tile_kinds = [((n_ht - 1) * (n_wt - 1), ts), (n_ht - 1, h * w_last), (n_wt - 1, h_last * wt), (1, t_last)]
     elif df == IS:
         n_col = np.asarray(layers.N)[:, None]
-        lens = _cdiv(n_col, 1 << np.arange(N_TILE_CHOICES)[None, :])
+        lens = _cdiv(n_col, 1 << np.asarray(layers.n_halvings))
         counts = _cdiv(n_col, lens)
         ts, ns, t_last = lt(lens), lt(counts), lt(n_col - (counts - 1) * lens)
         tile_kinds = [(ns - 1, ts), (1, t_last)]
@@ -262,29 +261,28 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
             result = t if result is None else np.where(fits[inside], t, result)
         return result
 
-    def stack(parts: list[np.ndarray]) -> np.ndarray:
-        return np.stack([np.broadcast_to(p, (n_c, n_l, n_p, n_t)) for p in parts], axis=-1)
-
-    dram_s = G[..., None] * stack([traffic(s_fits, s_uses, pos, ("c", "r"), "s", ns) for pos in positions])
-    dram_x = G[..., None] * stack([traffic(x_fits, x_uses, pos, ("s", "r"), "c", cf) for pos in positions])
+    # per order: DRAM bits of the stationary-like and streamed operands and the spilled partial sums, each
+    # [C, L, P, T] (exact integers); only the selection below reaches [C, L, P, T, O]
+    per_s = [G * traffic(s_fits, s_uses, pos, ("c", "r"), "s", ns) for pos in positions]
+    per_x = [G * traffic(x_fits, x_uses, pos, ("s", "r"), "c", cf) for pos in positions]
     feasible = s_foot(False, False) <= cap_s if df != OS else np.True_
 
     out_elems = G * M * N
+    zero = np.zeros((1, 1, 1, 1), dtype=np.int64)
     if df == OS:
-        spills = np.zeros((1, 1, 1, 1, 1), dtype=np.int64)
+        per_spill = [zero for _ in positions]
         rounds = n_h
     else:
         tile_cols = np.minimum(Sc, C)
         stream_all = M if df == WS else N
-        spilled = []
+        per_spill = []
         for pos in positions:
             foot = (stream_all if pos["s"] > pos["r"] else ts) * (Sc if pos["c"] > pos["r"] else tile_cols) * acc
-            spilled.append(foot > half_o)
-        spills = np.where(stack(spilled), (rf - 1)[..., None], 0)
+            # every reduction fold after the first writes its partial sums out and reads them back
+            per_spill.append(np.where(foot > half_o, (rf - 1) * out_elems * acc, 0))
         rounds = rf
     reads_s = G * s_total * ns  # array-side reads (8-9)
     reads_x = G * x_total * cf
-    spill_bits = spills * (out_elems * acc)[..., None]  # one way: written out, then read back
     ofmap_writes = out_elems * acc * rounds
     ofmap_reads = out_elems * (acc * (rounds - 1) + o)
     out_bits = out_elems * o
@@ -300,25 +298,27 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
     else:
         first_bits = (np.minimum(M, R) * a + np.minimum(N, C) * w_op) * np.minimum(K, pack)
         last_bits = (M - (mf - 1) * R) * (N - (cf - 1) * C) * o
-    bw = c(chips.bandwidth)[..., None]
+    bw = c(chips.bandwidth)
     finite = np.isfinite(bw)
-    safe_bw = np.where(finite, bw, 1.0)
     f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731 - one rounding, the same for int64 and exact ints
-    edge = (np.ceil(f64(first_bits) / safe_bw[..., 0]) + np.ceil(f64(last_bits) / safe_bw[..., 0]))[..., None]
-    dram_bits = dram_s + dram_x + (2 * spill_bits + out_bits[..., None])
-    middle = np.ceil(f64(np.maximum(0, dram_bits - (first_bits + last_bits)[..., None])) / safe_bw)
-    compute5 = compute[..., None]
-    stall = np.where(finite, edge + np.maximum(0, middle - compute5), 0).astype(np.int64)
-    total = compute5 + stall
+    # with unlimited bandwidth (inf) every transfer takes 0 cycles
+    edge = np.where(finite, np.ceil(f64(first_bits) / bw) + np.ceil(f64(last_bits) / bw), 0.0)
+    beyond_edges = out_bits - first_bits - last_bits  # DRAM bits other than the two edges, less the operands'
 
-    # --- energy (eq. 11-15), summed in one fixed order so that any candidate's figure is the same ----------
+    def stall_of(dram_operands: np.ndarray, comp: np.ndarray, edge_c: np.ndarray, bw_c: np.ndarray,
+                 extra: np.ndarray) -> np.ndarray:
+        """Float stall cycles (10) for the operands' DRAM bits (float, exact below 2^53)."""
+        middle = np.ceil(np.maximum(dram_operands + extra, 0.0) / bw_c)
+        return edge_c + np.maximum(0.0, middle - comp)
+
+    # --- energy (eq. 11-15) ----------------------------------------------------------------------------
     macs = G * M * K * N
     mac_pj = np.where(act_act, chips.act_mac_pj[:, None, :, None], chips.mac_pj[:, None, :, None])
     e_mac = macs * mac_pj
     # stationary operands shift down into their PE registers, (R + 1) / 2 registers on average; os drains its
     # partial sums the same way.  The MAC energy already includes the multiply-accumulate's own registers.
     shifted = out_elems * acc * rounds if df == OS else reads_s
-    e_reg = shifted * (R + 1) / 2 * c(chips.e_reg)
+    e_reg = shifted * ((R + 1) / 2 * c(chips.e_reg))  # float factor first: shifted * (R + 1) can pass 2^63
     if df == IS:
         e_s_r, e_s_w, e_x_r, e_x_w = (c(x) for x in (chips.e_sram_ifmap_r, chips.e_sram_ifmap_w,
                                                      chips.e_sram_filter_r, chips.e_sram_filter_w))
@@ -326,38 +326,56 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
         e_s_r, e_s_w, e_x_r, e_x_w = (c(x) for x in (chips.e_sram_filter_r, chips.e_sram_filter_w,
                                                      chips.e_sram_ifmap_r, chips.e_sram_ifmap_w))
     e_o_r, e_o_w, e_dram_bit = c(chips.e_sram_ofmap_r), c(chips.e_sram_ofmap_w), c(chips.e_dram)
-    clock, static_mw = c(chips.clock_mhz), c(chips.static_mw)
-    x5 = lambda v: np.asarray(v)[..., None]  # noqa: E731
+    # energy = fixed part (this tile choice) + pJ per DRAM bit of each operand + static power x time
+    e_sram_fixed = reads_s * e_s_r + reads_x * e_x_r + ofmap_reads * e_o_r + ofmap_writes * e_o_w
+    e_fixed = e_mac + e_reg + e_sram_fixed + out_bits * e_dram_bit
+    per_bit_s, per_bit_x = e_dram_bit + e_s_w, e_dram_bit + e_x_w
+    per_bit_spill = 2 * e_dram_bit + e_o_r + e_o_w  # out to DRAM and back, written and read in the ofmap SRAM
+    static_per_cycle = c(chips.static_mw) / c(chips.clock_mhz) * 1e3  # pJ per cycle: mW x us = nJ
 
-    def energies(ds, dx, sb, tot, ex=lambda v: v):  # noqa: ANN001, ANN202 - the breakdown at given traffic
-        e_sram = (ex(reads_s * e_s_r) + ds * ex(e_s_w) + ex(reads_x * e_x_r) + dx * ex(e_x_w)
-                  + (ex(ofmap_reads * e_o_r) + sb * ex(e_o_r)) + (ex(ofmap_writes * e_o_w) + sb * ex(e_o_w)))
-        e_dram = (ds + dx + (2 * sb + ex(out_bits))) * ex(e_dram_bit)
-        latency = tot / ex(clock)
-        e_static = ex(static_mw) * latency * 1e3  # mW x us = nJ
-        return e_sram, e_dram, latency, e_static, ex(e_mac) + ex(e_reg) + e_sram + e_dram + e_static
-
-    # --- the best candidate per (chip, layer, pair) ---------------------------------------------------
-    full = (n_c, n_l, n_p, n_t * n_o)
+    # --- the best candidate per (chip, layer, pair): float selection over [C, L, P, T, O] -------------------
+    full = (n_c, n_l, n_p, n_t, n_o)
     if n_t * n_o == 1:
-        pick = np.zeros((n_c, n_l, n_p, 1), dtype=np.int64)
+        pick_t = pick_o = np.zeros((n_c, n_l, n_p, 1), dtype=np.int64)
         if check and not np.all(feasible):
             _raise_infeasible(df, chips, layers, pairs, np.broadcast_to(feasible, (n_c, n_l, n_p, 1))[..., 0],
                               s_foot(False, False))
     else:
-        energy = np.asarray(energies(dram_s, dram_x, spill_bits, total, x5)[-1], dtype=np.float64).reshape(full)
-        tot_f = total.astype(np.float64).reshape(full)
-        obj = c(chips.objective)
-        primary = np.where(obj == LATENCY, tot_f, np.where(obj == ENERGY, energy, energy * tot_f))
+        dram_var = np.empty(full)  # operand + spill DRAM bits per candidate
+        e_var = np.empty(full)  # their energy
+        for k, (ds_k, dx_k, sp_k) in enumerate(zip(per_s, per_x, per_spill)):
+            dram_var[..., k] = ds_k + dx_k + 2 * sp_k
+            e_var[..., k] = ds_k * per_bit_s + dx_k * per_bit_x + sp_k * per_bit_spill
+        comp_f = f64(compute)[..., None]
+        total = comp_f + stall_of(dram_var, comp_f, edge[..., None], bw[..., None], f64(beyond_edges)[..., None])
+        energy = (f64(e_fixed)[..., None] + e_var) + total * static_per_cycle[..., None]
+        objectives = np.asarray(chips.objective)
+        kinds = set(objectives.tolist())
+        if kinds == {LATENCY}:
+            primary = total
+        elif kinds == {ENERGY}:
+            primary = energy
+        elif kinds == {EDP}:
+            primary = energy * total
+        else:
+            obj = c(objectives)[..., None]
+            primary = np.where(obj == LATENCY, total, np.where(obj == ENERGY, energy, energy * total))
+        primary = primary.reshape(n_c, n_l, n_p, n_t * n_o)
         ok = np.broadcast_to(feasible, (n_c, n_l, n_p, n_t))
         if not ok.all():
             primary = np.where(np.repeat(ok, n_o, axis=-1), primary, np.inf)
         best = primary.min(axis=-1, keepdims=True)
         if check and not np.all(np.isfinite(best)):
             _raise_infeasible(df, chips, layers, pairs, np.isfinite(best[..., 0]), s_foot(False, False))
-        secondary = np.where(primary == best, np.where(obj == LATENCY, energy, tot_f), np.inf)
+        if kinds == {LATENCY}:
+            tie = energy
+        elif LATENCY not in kinds:
+            tie = total
+        else:
+            tie = np.where(c(objectives)[..., None] == LATENCY, energy, total)
+        secondary = np.where(primary == best, tie.reshape(primary.shape), np.inf)
         pick = secondary.argmin(axis=-1)[..., None]
-    pick_t, pick_o = pick // n_o, pick % n_o
+        pick_t, pick_o = pick // n_o, pick % n_o
 
     def at_t(x: np.ndarray) -> np.ndarray:  # a [.., T] (or [.., 1]) array at the chosen tile
         x = np.asarray(x)
@@ -365,20 +383,31 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
             return np.broadcast_to(x, (n_c, n_l, n_p, 1))[..., 0]
         return np.take_along_axis(np.broadcast_to(x, (n_c, n_l, n_p, n_t)), pick_t, axis=-1)[..., 0]
 
-    def at_to(x: np.ndarray) -> np.ndarray:  # a [.., T, O] array at the chosen candidate
-        x = np.broadcast_to(x, (n_c, n_l, n_p, n_t, n_o)).reshape(full)
-        return np.take_along_axis(x, pick, axis=-1)[..., 0]
+    def at_o(per_order: list[np.ndarray]) -> np.ndarray:  # per-order [.., T] arrays at the chosen candidate
+        chosen = [at_t(x) for x in per_order]
+        if len(chosen) == 1:
+            return chosen[0]
+        return np.choose(pick_o[..., 0], chosen)
 
-    ds, dx, sb, tot = at_to(dram_s), at_to(dram_x), at_to(spill_bits), at_to(total)
-    e_sram, e_dram, latency_us, e_static, energy = energies(ds, dx, sb, tot, at_t)
+    # --- the chosen candidate's figures, exactly -------------------------------------------------------------
+    ds, dx, sb = at_o(per_s), at_o(per_x), at_o(per_spill)
+    compute_c = at_t(compute)
     dram_ofmap = 2 * sb + at_t(out_bits)
+    bw3 = bw[..., 0]
+    stall = np.where(np.isfinite(bw3), stall_of(f64(ds + dx + 2 * sb), f64(compute_c), at_t(edge), bw3,
+                                                 f64(at_t(beyond_edges))), 0.0).astype(np.int64)
+    tot = compute_c + stall
+    tot_f = f64(tot)
+    e_var_c = ds * per_bit_s[..., 0] + dx * per_bit_x[..., 0] + sb * per_bit_spill[..., 0]
+    energy_c = (f64(at_t(e_fixed)) + e_var_c) + tot_f * static_per_cycle[..., 0]
+    e_sram = at_t(e_sram_fixed) + ds * e_s_w[..., 0] + dx * e_x_w[..., 0] + sb * (e_o_r + e_o_w)[..., 0]
+    e_dram = (ds + dx + dram_ofmap) * e_dram_bit[..., 0]
     if df == IS:
         dram_ifmap, dram_filter, sram_ifmap, sram_filter = ds, dx, ds + at_t(reads_s), dx + at_t(reads_x)
     else:
         dram_ifmap, dram_filter, sram_ifmap, sram_filter = dx, ds, dx + at_t(reads_x), ds + at_t(reads_s)
-    compute_c = at_t(compute)
     weight_bits = np.where(act_act, 0, G * K * N * w + G * N * n_h * c(chips.scale_bits))
-    util = at_t(macs * serial) / (at_t(R * C * pack) * tot.astype(np.float64))
+    util = at_t(macs * serial) / (at_t(R * C * pack) * tot_f)
     order_code = np.array([_GEMM_ORDER[(df, x)] for x in orders])[pick_o[..., 0]]
     if df == WS:
         tiles_mnk = (ts, np.minimum(N, C), k_tile)
@@ -387,9 +416,10 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
     else:
         tiles_mnk = (np.minimum(M, R), np.minimum(N, C), k_first)
     return {
-        "macs": at_t(macs), "compute_cycles": compute_c, "stall_cycles": tot - compute_c, "total_cycles": tot,
-        "latency_us": latency_us, "energy_pj": energy, "energy_mac_pj": at_t(e_mac), "energy_reg_pj": at_t(e_reg),
-        "energy_sram_pj": e_sram, "energy_dram_pj": e_dram, "energy_static_pj": e_static,
+        "macs": at_t(macs), "compute_cycles": compute_c, "stall_cycles": stall, "total_cycles": tot,
+        "latency_us": tot / at_t(c(chips.clock_mhz)), "energy_pj": energy_c, "energy_mac_pj": at_t(e_mac),
+        "energy_reg_pj": at_t(e_reg), "energy_sram_pj": e_sram, "energy_dram_pj": e_dram,
+        "energy_static_pj": tot_f * static_per_cycle[..., 0],
         "weight_bits": at_t(weight_bits), "dram_bits": dram_ifmap + dram_filter + dram_ofmap, "utilization": util,
         "bops": at_t(macs * w_op * a), "dram_ifmap_bits": dram_ifmap, "dram_filter_bits": dram_filter,
         "dram_ofmap_bits": dram_ofmap, "sram_ifmap_bits": sram_ifmap, "sram_filter_bits": sram_filter,

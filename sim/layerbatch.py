@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.mapping import N_TILE_CHOICES, row_tiles
+from sim.mapping import N_TILE_CHOICES, ceil_log2, row_tiles, tile_halvings
 from sim.workload.layer import Workload
 
 __all__ = ["LayerBatch"]
@@ -24,7 +24,8 @@ class LayerBatch:
 
     The ``rt_*`` arrays, shape [L, N_TILE_CHOICES], describe the ws stream tiles (blocks of output rows x
     columns, :class:`sim.mapping.RowTiles`; field names as there).  ``plane_elems`` [L] is one input
-    channel's touched elements (``ifmap_used_g / C_g``).
+    channel's touched elements (``ifmap_used_g / C_g``); ``n_halvings`` [L, N_TILE_CHOICES] the halvings of N of
+    each is stream-tile choice.
     """
 
     names: tuple[str, ...]
@@ -47,6 +48,7 @@ class LayerBatch:
     rt_cols_sum: np.ndarray
     rt_cols_max: np.ndarray
     plane_elems: np.ndarray
+    n_halvings: np.ndarray
 
     @classmethod
     def from_workload(cls, workload: Workload) -> LayerBatch:
@@ -77,6 +79,8 @@ class LayerBatch:
             rt_cols_sum=stack(lambda t: t.cols_sum),
             rt_cols_max=stack(lambda t: t.cols_max),
             plane_elems=np.array([t.plane_elems for t in tiles], dtype=i64),
+            n_halvings=np.array([tile_halvings(ceil_log2(la.out_c // la.groups)) for la in ls],
+                                dtype=i64).reshape(len(ls), N_TILE_CHOICES),
         )
 
     def __len__(self) -> int:

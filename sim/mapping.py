@@ -31,14 +31,14 @@ import numpy as np
 
 __all__ = ["LOOPS", "ORDERS", "N_TILE_CHOICES", "OBJECTIVES", "MAPPING_MODES", "WEIGHT_PRELOAD", "Mapping",
            "SCALESIM_ORDER", "candidates", "order_positions", "gemm_order_name", "GEMM_ORDER_NAMES",
-           "tile_length", "row_tiles", "RowTiles", "operand_level"]
+           "tile_length", "tile_halvings", "ceil_log2", "row_tiles", "RowTiles", "operand_level"]
 
 LOOPS = ("c", "r", "s")
 #: The six loop orders, outer to inner; index 0 is SCALE-Sim's ws/is order.
 ORDERS: tuple[tuple[str, str, str], ...] = tuple(itertools.permutations(LOOPS))  # type: ignore[assignment]
-#: Stream-tile choices: choice ``t`` halves the streamed extent ``t`` times (ws: output rows first, then
-#: output columns).
-N_TILE_CHOICES = 10
+#: Stream-tile choices per layer: choice ``t`` halves the streamed extent ``tile_halvings(...)[t]`` times (ws:
+#: output rows first, then output columns), from untiled down to tiles of one element.
+N_TILE_CHOICES = 12
 OBJECTIVES = ("latency", "energy", "edp")
 MAPPING_MODES = ("search", "scalesim")
 WEIGHT_PRELOAD = ("serial", "overlapped")
@@ -80,6 +80,19 @@ def gemm_order_name(dataflow: int, order: int) -> str:
     return "".join(_DIMS[dataflow][loop] for loop in ORDERS[order])
 
 
+def tile_halvings(most: int) -> list[int]:
+    """The halvings of the :data:`N_TILE_CHOICES` tile choices when ``most`` halvings reach tiles of one
+    element: every count 0..most when they fit (the last repeated), else counts spread evenly over 0..most."""
+    if most < N_TILE_CHOICES:
+        return [min(t, most) for t in range(N_TILE_CHOICES)]
+    return [round(t * most / (N_TILE_CHOICES - 1)) for t in range(N_TILE_CHOICES)]
+
+
+def ceil_log2(n: int) -> int:
+    """Halvings that take ``n`` down to 1 (ceil(log2(n)), 0 for n <= 1)."""
+    return int(n - 1).bit_length() if n > 1 else 0
+
+
 def tile_length(extent: int, tile: int) -> int:
     """Stream-tile length of choice ``tile`` over ``extent`` units."""
     return -(-extent // (1 << tile))
@@ -89,12 +102,13 @@ def tile_length(extent: int, tile: int) -> int:
 class RowTiles:
     """A layer's ws stream tiles: blocks of ``h`` output rows x ``wt`` output columns, per tile choice.
 
-    Output rows are batch x out_h for convs (M rows of width 1 for gemm/matmul).  Choice ``t`` halves the
-    rows ``t`` times (down to one row), then the columns.  Every array has length :data:`N_TILE_CHOICES`:
-    ``h``/``n_h``/``h_last`` rows per full tile, row tiles, rows of the last; ``wt``/``n_w``/``w_last`` the
-    same for columns; ``rows_sum``/``rows_max`` input rows touched summed over the row tiles (a halo
-    shared by two tiles counts twice) / by the largest; ``cols_sum``/``cols_max`` likewise for columns.
-    A tile's ifmap footprint per input channel is its input rows x input columns, which factorizes."""
+    Output rows are batch x out_h for convs (M rows of width 1 for gemm/matmul).  Choice ``t`` halves
+    ``tile_halvings(...)[t]`` times, the rows first (down to one row), then the columns.  Every array has
+    length :data:`N_TILE_CHOICES`: ``h``/``n_h``/``h_last`` rows per full tile, row tiles, rows of the last;
+    ``wt``/``n_w``/``w_last`` the same for columns; ``rows_sum``/``rows_max`` input rows touched summed over
+    the row tiles (a halo shared by two tiles counts twice) / by the largest; ``cols_sum``/``cols_max``
+    likewise for columns.  A tile's ifmap footprint per input channel is its input rows x input columns, which
+    factorizes."""
 
     rows: int
     width: int
@@ -179,10 +193,10 @@ def row_tiles(kind: str, batch: int, in_h: int, in_w: int, out_h: int, out_w: in
             return g1 - g0 + 1
 
         cols_touched = rows_touched
-    row_halvings = int(rows - 1).bit_length()  # ceil(log2(rows))
-    by_rows = [min(t, row_halvings) for t in range(N_TILE_CHOICES)]
+    halvings = tile_halvings(ceil_log2(rows) + ceil_log2(width))
+    by_rows = [min(k, ceil_log2(rows)) for k in halvings]
     h, n_h, h_last, r_sum, r_max = _split_all(rows, by_rows, rows_touched)
-    wt, n_w, w_last, c_sum, c_max = _split_all(width, [t - k for t, k in enumerate(by_rows)], cols_touched)
+    wt, n_w, w_last, c_sum, c_max = _split_all(width, [k - r for k, r in zip(halvings, by_rows)], cols_touched)
     fields = (h, n_h, h_last, wt, n_w, w_last, r_sum, r_max, c_sum, c_max)
     return RowTiles(rows, width, *(np.asarray(f, dtype=np.int64) for f in fields))
 
