@@ -139,8 +139,8 @@ def _evaluate_dataflow(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-#: Candidate-array elements per chunk of chips (about 2 MiB per float64 array).
-_CHUNK_ELEMENTS = 1 << 18
+#: Candidate-array elements per chunk of chips (8 MiB per float64 array; measured best of 2^16..2^22).
+_CHUNK_ELEMENTS = 1 << 20
 
 
 def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, orders: list[int],
@@ -248,23 +248,28 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
     s_uses = {k: s_use(*k) for k in combos}
     x_uses = {k: x_use(*k) for k in combos}
 
-    def traffic(fits: dict, uses: dict, pos: dict[str, int], rel: tuple[str, str], irr: str,
-                irr_extent: np.ndarray) -> np.ndarray:
-        """DRAM bits of one operand per group under one order: kept at the outermost level that fits,
-        re-read by the irrelevant loop outside it (sim.mapping.operand_level)."""
-        result = None
-        for level in (3, 2, 1, 0):  # inner to outer, so the outermost fitting level wins
-            inside = (pos[rel[0]] >= level, pos[rel[1]] >= level)
-            t = uses[(not inside[0], not inside[1])]
-            if pos[irr] < level:
-                t = t * irr_extent
-            result = t if result is None else np.where(fits[inside], t, result)
-        return result
+    def traffic_per_order(fits: dict, uses: dict, rel: tuple[str, str], irr: str,
+                          irr_extent: np.ndarray) -> list[np.ndarray]:
+        """DRAM bits of one operand per group, one [C, L, P, T] array per order: kept at the outermost level
+        that fits, re-read by the irrelevant loop outside it (sim.mapping.operand_level)."""
+        reread: dict[tuple[bool, bool, bool], np.ndarray] = {}  # (a split, b split, irr outside) -> bits
+        out = []
+        for pos in positions:
+            result = None
+            for level in (3, 2, 1, 0):  # inner to outer, so the outermost fitting level wins
+                inside = (pos[rel[0]] >= level, pos[rel[1]] >= level)
+                key = (not inside[0], not inside[1], pos[irr] < level)
+                if key not in reread:
+                    reread[key] = uses[key[:2]] * irr_extent if key[2] else uses[key[:2]]
+                t = reread[key]
+                result = t if result is None else np.where(fits[inside], t, result)
+            out.append(G * result)
+        return out
 
     # per order: DRAM bits of the stationary-like and streamed operands and the spilled partial sums, each
     # [C, L, P, T] (exact integers); only the selection below reaches [C, L, P, T, O]
-    per_s = [G * traffic(s_fits, s_uses, pos, ("c", "r"), "s", ns) for pos in positions]
-    per_x = [G * traffic(x_fits, x_uses, pos, ("s", "r"), "c", cf) for pos in positions]
+    per_s = traffic_per_order(s_fits, s_uses, ("c", "r"), "s", ns)
+    per_x = traffic_per_order(x_fits, x_uses, ("s", "r"), "c", cf)
     feasible = s_foot(False, False) <= cap_s if df != OS else np.True_
 
     out_elems = G * M * N
@@ -341,14 +346,20 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
             _raise_infeasible(df, chips, layers, pairs, np.broadcast_to(feasible, (n_c, n_l, n_p, 1))[..., 0],
                               s_foot(False, False))
     else:
-        dram_var = np.empty(full)  # operand + spill DRAM bits per candidate
-        e_var = np.empty(full)  # their energy
+        # per candidate: DRAM bits beyond the layer's two exposed edges, and the energy but for static power
+        beyond = np.empty(full)
+        energy = np.empty(full)
+        e_fixed_f, beyond_f = f64(e_fixed), f64(beyond_edges)
         for k, (ds_k, dx_k, sp_k) in enumerate(zip(per_s, per_x, per_spill)):
-            dram_var[..., k] = ds_k + dx_k + 2 * sp_k
-            e_var[..., k] = ds_k * per_bit_s + dx_k * per_bit_x + sp_k * per_bit_spill
-        comp_f = f64(compute)[..., None]
-        total = comp_f + stall_of(dram_var, comp_f, edge[..., None], bw[..., None], f64(beyond_edges)[..., None])
-        energy = (f64(e_fixed)[..., None] + e_var) + total * static_per_cycle[..., None]
+            beyond[..., k] = (ds_k + dx_k + 2 * sp_k) + beyond_f
+            energy[..., k] = e_fixed_f + (ds_k * per_bit_s + dx_k * per_bit_x + sp_k * per_bit_spill)
+        # total = edge + max(compute, transfer of the rest): (10) with compute + stall folded together
+        np.maximum(beyond, 0.0, out=beyond)
+        np.divide(beyond, bw[..., None], out=beyond)
+        np.ceil(beyond, out=beyond)
+        total = np.maximum(beyond, f64(compute)[..., None], out=beyond)
+        total += edge[..., None]
+        energy += total * static_per_cycle[..., None]
         objectives = np.asarray(chips.objective)
         kinds = set(objectives.tolist())
         if kinds == {LATENCY}:
@@ -399,7 +410,7 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
     tot = compute_c + stall
     tot_f = f64(tot)
     e_var_c = ds * per_bit_s[..., 0] + dx * per_bit_x[..., 0] + sb * per_bit_spill[..., 0]
-    energy_c = (f64(at_t(e_fixed)) + e_var_c) + tot_f * static_per_cycle[..., 0]
+    energy_c = (f64(at_t(e_fixed)) + e_var_c) + tot_f * static_per_cycle[..., 0]  # the selection's order
     e_sram = at_t(e_sram_fixed) + ds * e_s_w[..., 0] + dx * e_x_w[..., 0] + sb * (e_o_r + e_o_w)[..., 0]
     e_dram = (ds + dx + dram_ofmap) * e_dram_bit[..., 0]
     if df == IS:
