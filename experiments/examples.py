@@ -11,7 +11,7 @@ __all__ = ["EXAMPLES", "examples_for", "epilog"]
 
 #: (verb, command line) in chain order; a verb may have several.
 EXAMPLES: tuple[tuple[str, str], ...] = (
-    ("sim", "lowbit sim --chip bitfusion_edge --workload resnet18 --pairs w8a8,w4a4,w2a2 "
+    ("sim", "lowbit sim --chip bitfusion_edge --workload resnet18 --pairs w8a8,w4a4,w2a2 --objective energy "
             "--out results/resnet18_costs.csv"),
     ("sim", "lowbit sim --chip bitfusion_edge --workload digits-cnn --pairs w8a8,w4a8,w4a4,w2a2 --coupled "
             "--out results/costs.csv"),

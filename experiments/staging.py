@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,19 @@ def _commit(stage: Path, out: Path, last: tuple[str, ...]) -> None:
         os.replace(src, dst)
 
 
+def _hold_sigint() -> set | None:
+    """Block SIGINT in the main thread (POSIX); the previous mask, or None when nothing was blocked."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _release_sigint(previous: set | None) -> None:
+    """Restore the mask saved by :func:`_hold_sigint` (a held Ctrl-C is then raised where the code is)."""
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @contextmanager
 def staged_dir(out: str | os.PathLike[str], last: tuple[str, ...] = ("metrics.json",)) -> Iterator[Path]:
     """Yield an empty temporary directory beside ``out``; on success move its files into ``out``.
@@ -42,15 +57,22 @@ def staged_dir(out: str | os.PathLike[str], last: tuple[str, ...] = ("metrics.js
     """
     target = check_output_dir(out)
     created = missing_ancestors(target.parent)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{target.name}-", dir=target.parent))
+    stage: Path | None = None
+    # Ctrl-C is held back while the directories are made, so that it cannot land between their creation and
+    # the clean-up below (it is delivered inside the try block instead)
+    masked = _hold_sigint()
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{target.name}-", dir=target.parent))
+        _release_sigint(masked)
         yield stage
         target.mkdir(exist_ok=True)
         _commit(stage, target, last)
         created = []
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        _release_sigint(masked)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
         for directory in created:  # innermost first; only what this run made, and only if still empty
             try:
                 directory.rmdir()
