@@ -5,7 +5,7 @@ Runs under lowbit's venv; the reference numbers are JSON in ``reference/`` (no B
     python benchmarks/bitfusion/compare.py                          # all benchmarks, chip defaults
     python benchmarks/bitfusion/compare.py --mapping search --objective latency
     python benchmarks/bitfusion/compare.py --bench resnet18 --per-layer
-    python benchmarks/bitfusion/compare.py --doc benchmarks/bitfusion/VALIDATION.md   # refresh its tables
+    python benchmarks/bitfusion/compare.py --doc docs/validation.md   # refresh its tables
 
 For each benchmark it runs ``sim.simulate`` on ``bitfusion_isca18.yaml`` and the workload in ``workloads/``, takes
 each layer's row at the pair of ``workloads/<bench>.assignment.csv``, and prints markdown tables of cycles, energy

@@ -15,7 +15,7 @@ topology CSV and SCALE-Sim's ``COMPUTE_REPORT.csv``), lowbit evaluates the same 
   (the operand words the array requests, counted from its demand matrices).
 
 ``--dram`` adds an informational table of DRAM counts and stall cycles side by side; it never changes
-the exit status (VALIDATION.md explains why SCALE-Sim 3.0.0's DRAM numbers are comparable only under
+the exit status (docs/validation.md explains why SCALE-Sim 3.0.0's DRAM numbers are comparable only under
 CALC bandwidth for operands that fit half their SRAM).
 
 Exit status: 0 if every layer's compute cycles match, 1 if any does not (SRAM-read mismatches are
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(f"  {m}" for m in mismatches))
     layers = sum(r.layers for r in results)
     if args.dram:
-        print("\nDRAM traffic and stalls (informational; see VALIDATION.md for why they differ):")
+        print("\nDRAM traffic and stalls (informational; see docs/validation.md for why they differ):")
         print(format_dram_table(refs))
     print(f"\ncompute cycles: {layers - len(cycle_mismatches)}/{layers} layers exact over {len(results)} runs")
     return 1 if cycle_mismatches else 0

@@ -271,7 +271,7 @@ cycle on each of SCALE-Sim's three DRAM channels (`IfmapSRAMBankBandwidth`, `Fil
 Under USER bandwidth SCALE-Sim's "Total Cycles" includes its "Stall Cycles"; its compute cycles are
 "Total Cycles" - "Stall Cycles" (under CALC the stalls are 0). `tests/sim/test_engine_scalesim_gen.py`
 checks lowbit's `compute_cycles` against that, layer by layer; `benchmarks/scalesim/compare.py` prints
-the comparison (see `benchmarks/scalesim/VALIDATION.md`).
+the comparison (see `docs/validation.md`).
 
 Wall time per run (`runs.csv`; the sum is {total:.0f} s of SCALE-Sim time):
 
