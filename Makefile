@@ -36,6 +36,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_resnet18_table.py
+	$(PY) benchmarks/bench_mapper.py
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_train.py
 
