@@ -35,6 +35,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
 import sim  # noqa: E402
+from benchmarks.provenance import replace_marked_block  # noqa: E402
 from sim.config import Chip, chip_from_dict  # noqa: E402
 from sim.errors import InputError  # noqa: E402
 from sim.io import read_yaml  # noqa: E402
@@ -269,16 +270,6 @@ def layer_table(key: str, ref_layers: list[dict[str, Any]], rows: pd.DataFrame) 
          "lowbit order"], out)
 
 
-def update_doc(doc: Path, text: str) -> None:
-    """Replace the block between the bitfusion-tables markers in ``doc`` with ``text``."""
-    body = doc.read_text()
-    if BEGIN not in body or END not in body:
-        raise SystemExit(f"{doc}: markers {BEGIN} / {END} not found")
-    head, rest = body.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", action="append", choices=list(BENCHMARKS),
@@ -295,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(args.bench or list(BENCHMARKS), overrides, args.per_layer)
     print(text, end="")
     if args.doc:
-        update_doc(args.doc, text)
+        replace_marked_block(args.doc, BEGIN, END, text)
     return 0
 
 

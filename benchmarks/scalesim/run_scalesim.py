@@ -19,7 +19,6 @@ import argparse
 import csv
 import datetime as dt
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -33,6 +32,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.provenance import cpu_model  # noqa: E402
+
 DEFAULT_OUT = REPO / "tests" / "sim" / "data" / "scalesim_gen"
 JOB = HERE / "scalesim_job.py"
 SCALESIM_VERSION = "3.0.0"
@@ -204,17 +207,6 @@ def run_one(python: Path, run: Run, work: Path, out: Path) -> float:
     shutil.rmtree(final, ignore_errors=True)
     stage.rename(final)
     return seconds
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or platform's guess)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _read_runs_csv(path: Path) -> dict[str, dict[str, str]]:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 from generate import CHIP, NETWORKS, write_inputs  # noqa: E402
 
 import sim  # noqa: E402
+from benchmarks.provenance import replace_marked_block  # noqa: E402
 from sim.config import CHIPS_DIR, Chip, chip_from_dict, load_chip  # noqa: E402
 from sim.errors import InputError  # noqa: E402
 from sim.io import read_yaml  # noqa: E402
@@ -241,16 +242,6 @@ def report(network: str, objective: str, repeats: int, summary: list[list[str]] 
     return "\n".join(lines)
 
 
-def update_doc(doc: Path, text: str) -> None:
-    """Replace the block between the zigzag-tables markers in ``doc`` with ``text``."""
-    body = doc.read_text()
-    if BEGIN not in body or END not in body:
-        raise SystemExit(f"{doc}: markers {BEGIN} / {END} not found")
-    head, rest = body.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{text.rstrip()}\n{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", action="append", choices=sorted(NETWORKS), help="repeatable; default: all")
@@ -271,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     out = "\n".join(head + sections)
     print(out)
     if args.doc:
-        update_doc(args.doc, out)
+        replace_marked_block(args.doc, BEGIN, END, out)
     return 0
 
 

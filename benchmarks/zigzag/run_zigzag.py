@@ -36,6 +36,8 @@ sys.path.insert(0, str(HERE))
 
 from generate import NETWORKS, write_inputs  # noqa: E402
 
+from benchmarks.provenance import cpu_model  # noqa: E402
+
 REFERENCE = HERE / "reference"
 OBJECTIVES = ("latency", "energy", "forced")
 DEFAULT_NETWORKS = ("resnet18", "mobilenet_v2", "vgg16")
@@ -59,17 +61,6 @@ def zigzag_python(install: bool) -> Path:
             sys.exit(f"ZigZag venv not found at {venv_dir()}: run benchmarks/zigzag/install.sh (or pass --install)")
         subprocess.run(["bash", str(HERE / "install.sh")], check=True)
     return py
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or platform's guess)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _git(*args: str) -> str:
