@@ -221,7 +221,7 @@ def report(network: str, objective: str, repeats: int, summary: list[list[str]] 
             else f"ZigZag LOMA search, objective {objective}, lpf_limit {prov['lpf_limit']}")
     skipped = ref["setup"]["skipped"]
     lines = [
-        f"### {network}, {what}",
+        f"#### {network}, {what}",
         "",
         f"- lowbit {lowbit_state()}; {note}.",
         f"- ZigZag: {prov['tool']}, {len(ref['layers'])} distinct layer shapes for {len(df)} layers, "
@@ -251,14 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sections: list[str] = []
     summary: list[list[str]] = []
-    for network in args.network or sorted(NETWORKS):
+    for network in args.network or list(NETWORKS):
         for objective in args.objective or OBJECTIVES:
             text = report(network, objective, args.repeats, summary)
             if text is not None:
                 sections.append(text)
     if not sections:
         raise SystemExit(f"no reference JSON in {REFERENCE}; run benchmarks/zigzag/run_zigzag.py first")
-    head = ["### Summary (network totals, w8a8; ratio = lowbit / ZigZag)", "", _table(SUMMARY_HEADER, summary), ""]
+    head = ["#### Summary (network totals, w8a8; ratio = lowbit / ZigZag)", "", _table(SUMMARY_HEADER, summary), ""]
     out = "\n".join(head + sections)
     print(out)
     if args.doc:
