@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.mapping import N_TILE_CHOICES, ceil_log2, row_tiles, tile_halvings
+from sim.mapping import N_TILE_CHOICES, axis_halvings, row_tiles, tile_halvings
 from sim.workload.layer import Workload
 
 __all__ = ["LayerBatch"]
@@ -79,7 +79,7 @@ class LayerBatch:
             rt_cols_sum=stack(lambda t: t.cols_sum),
             rt_cols_max=stack(lambda t: t.cols_max),
             plane_elems=np.array([t.plane_elems for t in tiles], dtype=i64),
-            n_halvings=np.array([tile_halvings(ceil_log2(la.out_c // la.groups)) for la in ls],
+            n_halvings=np.array([tile_halvings(axis_halvings(la.out_c // la.groups)) for la in ls],
                                 dtype=i64).reshape(len(ls), N_TILE_CHOICES),
         )
 

@@ -31,7 +31,8 @@ import numpy as np
 
 __all__ = ["LOOPS", "ORDERS", "N_TILE_CHOICES", "OBJECTIVES", "MAPPING_MODES", "WEIGHT_PRELOAD", "Mapping",
            "SCALESIM_ORDER", "candidates", "order_positions", "gemm_order_name", "GEMM_ORDER_NAMES",
-           "tile_length", "tile_halvings", "ceil_log2", "row_tiles", "RowTiles", "operand_level"]
+           "tile_length", "tile_halvings", "ceil_log2", "axis_halvings", "MAX_AXIS_HALVINGS", "row_tiles",
+           "RowTiles", "operand_level"]
 
 LOOPS = ("c", "r", "s")
 #: The six loop orders, outer to inner; index 0 is SCALE-Sim's ws/is order.
@@ -91,6 +92,16 @@ def tile_halvings(most: int) -> list[int]:
 def ceil_log2(n: int) -> int:
     """Halvings that take ``n`` down to 1 (ceil(log2(n)), 0 for n <= 1)."""
     return int(n - 1).bit_length() if n > 1 else 0
+
+
+#: Stream tiles are cut at most this many times along one axis (at most 4096 tiles per axis): down to single
+#: elements on every real layer, and a bounded enumeration on the largest layers the bounds allow.
+MAX_AXIS_HALVINGS = 12
+
+
+def axis_halvings(n: int) -> int:
+    """Halvings of one axis of ``n`` outputs that the tile choices reach: down to 1, or to n / 4096."""
+    return min(ceil_log2(n), MAX_AXIS_HALVINGS)
 
 
 def tile_length(extent: int, tile: int) -> int:
@@ -193,8 +204,8 @@ def row_tiles(kind: str, batch: int, in_h: int, in_w: int, out_h: int, out_w: in
             return g1 - g0 + 1
 
         cols_touched = rows_touched
-    halvings = tile_halvings(ceil_log2(rows) + ceil_log2(width))
-    by_rows = [min(k, ceil_log2(rows)) for k in halvings]
+    halvings = tile_halvings(axis_halvings(rows) + axis_halvings(width))
+    by_rows = [min(k, axis_halvings(rows)) for k in halvings]
     h, n_h, h_last, r_sum, r_max = _split_all(rows, by_rows, rows_touched)
     wt, n_w, w_last, c_sum, c_max = _split_all(width, [k - r for k, r in zip(halvings, by_rows)], cols_touched)
     fields = (h, n_h, h_last, wt, n_w, w_last, r_sum, r_max, c_sum, c_max)

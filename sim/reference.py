@@ -26,7 +26,7 @@ import numpy as np
 
 from sim.config import Chip
 from sim.errors import InputError
-from sim.mapping import ORDERS, SCALESIM_ORDER, Mapping, ceil_log2, operand_level, tile_halvings
+from sim.mapping import ORDERS, SCALESIM_ORDER, Mapping, axis_halvings, operand_level, tile_halvings
 from sim.pairs import Pair
 from sim.precision import PE_KIND_CODES, pack_and_serial
 from sim.workload.layer import Layer
@@ -190,12 +190,12 @@ def _stream_tiles(layer: Layer, df: str, M: int, N: int, R: int, tile: int) -> l
     if df == "os":
         return [np.arange(m0, min(M, m0 + R)) for m0 in range(0, M, R)]
     if df == "is":
-        size = -(-N // (1 << tile_halvings(ceil_log2(N))[tile]))
+        size = -(-N // (1 << tile_halvings(axis_halvings(N))[tile]))
         return [np.arange(n0, min(N, n0 + size)) for n0 in range(0, N, size)]
     conv = layer.kind in ("conv", "dwconv")
     rows, width = (layer.batch * layer.out_h, layer.out_w) if conv else (M, 1)
-    halvings = tile_halvings(ceil_log2(rows) + ceil_log2(width))[tile]
-    by_rows = min(halvings, ceil_log2(rows))
+    halvings = tile_halvings(axis_halvings(rows) + axis_halvings(width))[tile]
+    by_rows = min(halvings, axis_halvings(rows))
     h, wt = -(-rows // (1 << by_rows)), -(-width // (1 << (halvings - by_rows)))
     tiles = []
     for r0 in range(0, rows, h):

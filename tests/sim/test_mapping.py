@@ -32,7 +32,7 @@ def _touched(lo_hi: list[tuple[int, int]]) -> int:
 def _brute_row_tiles(batch, in_h, in_w, out_h, out_w, k, stride, pad, t):
     """Input rows/columns touched per tile, by enumerating the positions (for one tile choice)."""
     rows, width = batch * out_h, out_w
-    log2 = lambda n: int(np.ceil(np.log2(n))) if n > 1 else 0  # noqa: E731
+    log2 = lambda n: min(12, int(np.ceil(np.log2(n))) if n > 1 else 0)  # noqa: E731 - at most 4096 tiles per axis
     most = log2(rows) + log2(width)
     halvings = min(t, most) if most < N_TILE_CHOICES else round(t * most / (N_TILE_CHOICES - 1))
     by_rows = min(halvings, log2(rows))
