@@ -15,7 +15,7 @@ from sim.mapping import GEMM_ORDER_NAMES
 from sim.pairs import Pair, parse_pairs
 from sim.workload import Workload, load_workload
 
-__all__ = ["simulate", "cost_frame", "COST_COLUMNS", "COST_UNITS", "MAPPING_COLUMNS"]
+__all__ = ["simulate", "cost_frame", "COST_COLUMNS", "COST_UNITS"]
 
 #: Column -> unit, in table order.  Required columns of DESIGN.md first, then the breakdowns.
 COST_UNITS: dict[str, str] = {
@@ -32,8 +32,7 @@ COST_UNITS: dict[str, str] = {
     "tile_m": "mapping: M elements per fold", "tile_n": "mapping: N elements per fold",
     "tile_k": "mapping: reduction elements per fold (at most)",
 }
-#: Columns that describe the mapping rather than cost something (not additive over layers).
-MAPPING_COLUMNS = ("loop_order", "tile_m", "tile_n", "tile_k")
+
 COST_COLUMNS = tuple(COST_UNITS)
 
 

@@ -29,8 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["LOOPS", "ORDERS", "N_TILE_CHOICES", "OBJECTIVES", "MAPPING_MODES", "WEIGHT_PRELOAD", "Mapping",
-           "SCALESIM_ORDER", "candidates", "order_positions", "gemm_order_name", "GEMM_ORDER_NAMES",
+__all__ = ["LOOPS", "ORDERS", "N_TILE_CHOICES", "OBJECTIVES", "MAPPING_MODES", "Mapping",
+           "SCALESIM_ORDER", "candidates", "gemm_order_name", "GEMM_ORDER_NAMES",
            "tile_length", "tile_halvings", "ceil_log2", "axis_halvings", "MAX_AXIS_HALVINGS", "row_tiles",
            "RowTiles", "operand_level"]
 
@@ -42,7 +42,6 @@ ORDERS: tuple[tuple[str, str, str], ...] = tuple(itertools.permutations(LOOPS)) 
 N_TILE_CHOICES = 12
 OBJECTIVES = ("latency", "energy", "edp")
 MAPPING_MODES = ("search", "scalesim")
-WEIGHT_PRELOAD = ("serial", "overlapped")
 #: SCALE-Sim's order per dataflow code (ws 0, os 1, is 2): ws/is (c, r, s); os (c, s, r).
 SCALESIM_ORDER = {0: ORDERS.index(("c", "r", "s")), 1: ORDERS.index(("c", "s", "r")),
                   2: ORDERS.index(("c", "r", "s"))}
@@ -69,11 +68,6 @@ def candidates(dataflow: int) -> list[Mapping]:
     if dataflow == 1:
         return [Mapping(o) for o, order in enumerate(ORDERS) if order[2] == "r"]
     return [Mapping(o, t) for o in range(len(ORDERS)) for t in range(N_TILE_CHOICES)]
-
-
-def order_positions(order: int) -> dict[str, int]:
-    """Position of each loop in ``ORDERS[order]`` (0 = outermost)."""
-    return {loop: i for i, loop in enumerate(ORDERS[order])}
 
 
 def gemm_order_name(dataflow: int, order: int) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.chipbatch import DATAFLOW_CODES
 from sim.config import Chip
 from sim.errors import InputError
 from sim.mapping import ORDERS, SCALESIM_ORDER, Mapping, axis_halvings, operand_level, tile_halvings
@@ -205,16 +206,18 @@ def _stream_tiles(layer: Layer, df: str, M: int, N: int, R: int, tile: int) -> l
     return tiles
 
 
-def _levels(df: str, order: tuple[str, ...], fp: dict[str, object], caps: dict[str, float]
-            ) -> dict[str, int]:
+#: The loops each input operand role is indexed by (sim.mapping).
+_RELEVANT = {"stat": ("c", "r"), "stream": ("s", "r")}
+
+
+def _levels(order: tuple[str, ...], fp: dict[str, object], caps: dict[str, float]) -> dict[str, int]:
     """Buffer level of each input operand (docs/sim.md, "Mapping"): the outermost level whose footprint fits
     half its SRAM.  ``fp[op]`` maps (relevant loops inside the level) -> footprint bits."""
-    rel = {"stat": ("c", "r"), "stream": ("s", "r")}
     out = {}
     for op in ("stat", "stream"):
         fits = []
         for level in range(3):
-            inside = tuple(order.index(x) >= level for x in rel[op])
+            inside = tuple(order.index(x) >= level for x in _RELEVANT[op])
             fits.append(fp[op](*inside) <= caps[op])  # type: ignore[operator]
         out[op] = operand_level(fits)
     return out
@@ -235,8 +238,7 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
         raise InputError(f"layer {layer.name!r}: {layer.macs} MACs is too large for the reference engine "
                          f"(max_macs={max_macs})")
     df = chip.array.dataflow
-    df_code = {"ws": 0, "os": 1, "is": 2}[df]
-    mapping = mapping if mapping is not None else Mapping(SCALESIM_ORDER[df_code])
+    mapping = mapping if mapping is not None else Mapping(SCALESIM_ORDER[DATAFLOW_CODES[df]])
     order = ORDERS[mapping.order]
     rng = np.random.default_rng(seed)
     A, B, idx = lower_layer(layer, a_bits, w_op, rng)
@@ -297,9 +299,8 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     else:
         fp_stream = lambda si, ri: (N if si else s_max) * (K if ri else k_tile) * w_op  # noqa: E731
     stat_buf, stream_buf = ("ifmap", "filter") if df == "is" else ("filter", "ifmap")
-    levels = _levels(df, order, {"stat": fp_stat, "stream": fp_stream},
+    levels = _levels(order, {"stat": fp_stat, "stream": fp_stream},
                      {"stat": half[stat_buf], "stream": half[stream_buf]})
-    rel = {"stat": ("c", "r"), "stream": ("s", "r")}
     if df == "os":
         psum_foot = 0
     else:
@@ -374,7 +375,7 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                 key = tuple(point[i] for i in range(level))
                 if key != epoch[role]:
                     epoch[role], ids_seen[role] = key, set()
-                whole = all(order.index(x) >= level for x in rel[role])  # no relevant loop split
+                whole = all(order.index(x) >= level for x in _RELEVANT[role])  # no relevant loop split
                 operand = "filter" if (role == "stat") == (df != "is") else "ifmap"
                 if operand == "filter":
                     kk, nn = np.meshgrid(np.arange(k_lo, k_hi), n_idx, indexing="ij")

@@ -56,12 +56,8 @@ class Technology:
     sram_write_pj_per_bit_by_kib: tuple[tuple[float, float], ...] | None = None
     register_pj_per_bit: float = 0.0
 
-    def sram_pj_per_bit(self, kib: float) -> float:
-        """Read energy per bit of an SRAM of ``kib`` KiB (log-log interpolation, clamped)."""
-        return _interpolate(self.sram_pj_per_bit_by_kib, kib)
-
     def sram_read_pj_per_bit(self, kib: float) -> float:
-        """Energy per bit read from an SRAM of ``kib`` KiB."""
+        """Energy per bit read from an SRAM of ``kib`` KiB (log-log interpolation, clamped)."""
         return _interpolate(self.sram_pj_per_bit_by_kib, kib)
 
     def sram_write_pj_per_bit(self, kib: float) -> float:

@@ -71,17 +71,14 @@ class ZigZagLayer:
 
 
 def tech_energies(chip: Chip) -> dict[str, float]:
-    """Per-bit energies (pJ) lowbit charges on ``chip``; prefers read/write split getters when present."""
+    """Per-bit energies (pJ) lowbit charges on ``chip``."""
     tech = chip.tech
     mem = chip.memory
     out: dict[str, float] = {"mac_pj": mac_energy_pj(chip, W_BITS, A_BITS), "dram_pj_per_bit": tech.dram_pj_per_bit}
-    read = getattr(tech, "sram_read_pj_per_bit", None)
-    write = getattr(tech, "sram_write_pj_per_bit", None)
     for key, kib in (("ifmap", mem.ifmap_sram_kib), ("filter", mem.filter_sram_kib), ("ofmap", mem.ofmap_sram_kib)):
-        out[f"sram_{key}_read_pj_per_bit"] = float(read(kib) if callable(read) else tech.sram_pj_per_bit(kib))
-        out[f"sram_{key}_write_pj_per_bit"] = float(write(kib) if callable(write) else tech.sram_pj_per_bit(kib))
-    reg = getattr(tech, "register_pj_per_bit", None)
-    out["register_pj_per_bit"] = float(reg() if callable(reg) else (reg or 0.0))
+        out[f"sram_{key}_read_pj_per_bit"] = tech.sram_read_pj_per_bit(kib)
+        out[f"sram_{key}_write_pj_per_bit"] = tech.sram_write_pj_per_bit(kib)
+    out["register_pj_per_bit"] = tech.register_pj_per_bit
     return out
 
 
