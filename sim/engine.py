@@ -9,6 +9,7 @@ the tests assert that both agree exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from sim.mapping import (
 from sim.pairs import format_pair
 from sim.precision import pack_and_serial
 
-__all__ = ["evaluate", "check_mappable", "MODEL_VERSION", "ARRAY_COLUMNS"]
+__all__ = ["evaluate", "check_mappable", "point_groups", "MODEL_VERSION", "ARRAY_COLUMNS"]
 
 #: Bump when any equation changes: sweeps hash it, so a resumed sweep never mixes model versions.
 MODEL_VERSION = "lowbit-sim/4"
@@ -124,31 +125,76 @@ def _evaluate_dataflow(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.
 
     Candidates form a grid of stream-tile choices (axis 3) x loop orders (axis 4).  Everything that does not
     depend on the order is computed on [C, L, P, T]; only the traffic that does (operand levels, partial-sum
-    spills) and the objective reach the full [C, L, P, T, O]; large batches run in chunks of chips so that
-    the candidate arrays stay in cache."""
+    spills) and the objective reach the full [C, L, P, T, O].  Chips that differ only in DRAM bandwidth,
+    clock or static power (a sweep's innermost axes) share everything but the last step of the selection, so
+    they are evaluated as one chip with a bandwidth axis (:func:`point_groups`).  Large batches run in chunks
+    so that the candidate arrays stay in cache."""
     orders = sorted({m.order for m in cands})
     tiles = sorted({m.tile for m in cands})
     if len(orders) * len(tiles) != len(cands):
         raise ValueError("candidates must form a grid of orders x tiles")
-    per_chip = len(layers) * len(pairs) * len(orders) * len(tiles)
-    step = max(1, _CHUNK_ELEMENTS // per_chip)
-    if len(chips) <= step:
-        return _evaluate_chunk(df, chips, layers, pairs, orders, tiles, check)
-    parts = [_evaluate_chunk(df, chips.take(slice(i, i + step)), layers, pairs, orders, tiles, check)
-             for i in range(0, len(chips), step)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    slots = point_groups(chips)
+    n_b = slots.shape[1]
+    reps = chips if n_b == 1 else chips.take(slots[:, 0])
+    points = {k: np.asarray(getattr(chips, k), dtype=np.float64)[slots] for k in _POINT_FIELDS}
+    per_group = len(layers) * len(pairs) * len(orders) * len(tiles) * n_b
+    step = max(1, _CHUNK_ELEMENTS // per_group)
+    parts = [_evaluate_chunk(df, reps.take(slice(i, i + step)) if len(reps) > step else reps,
+                             {k: v[i:i + step] for k, v in points.items()}, layers, pairs, orders, tiles, check)
+             for i in range(0, len(reps), step)]
+    result = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if n_b == 1:
+        return result
+    out = {}
+    for k, v in result.items():  # a padding slot repeats its group's last chip, so its rows are that chip's
+        out[k] = np.empty((len(chips),) + v.shape[1:], dtype=v.dtype)
+        out[k][slots.reshape(-1)] = v
+    return out
+
+
+#: Chip fields that enter only after the DRAM traffic of every candidate is known: per point, not per group.
+_POINT_FIELDS = ("bandwidth", "clock_mhz", "static_mw")
+
+
+def point_groups(chips: ChipBatch) -> np.ndarray:
+    """Chip indices [U, B]: groups of chips equal in every field but :data:`_POINT_FIELDS`, in order of their
+    first chip, each padded to the largest group's size ``B`` by repeating its last chip; [C, 1] (no
+    grouping) when that padding would add more than a quarter of the points."""
+    n = len(chips)
+    identity = np.arange(n)[:, None]
+    if n < 2:
+        return identity
+    keys = [np.asarray(getattr(chips, f.name), dtype=np.float64).reshape(n, -1) for f in fields(ChipBatch)
+            if f.name not in _POINT_FIELDS and f.name != "names"]
+    _, first, inverse, counts = np.unique(np.concatenate(keys, axis=1), axis=0, return_index=True,
+                                          return_inverse=True, return_counts=True)
+    n_b = int(counts.max())
+    if n_b == 1 or len(counts) * n_b > n + n // 4:
+        return identity
+    by_first = np.argsort(first)  # group ids in order of their first chip
+    rank = np.empty_like(by_first)
+    rank[by_first] = np.arange(len(by_first))
+    members = np.lexsort((identity[:, 0], rank[inverse.reshape(-1)]))  # chips grouped, each group in chip order
+    sizes = counts[by_first]
+    starts = np.cumsum(sizes) - sizes
+    offset = np.minimum(np.arange(n_b)[None, :], sizes[:, None] - 1)
+    return members[starts[:, None] + offset]
 
 
 #: Candidate-array elements per chunk of chips (8 MiB per float64 array; measured best of 2^16..2^22).
 _CHUNK_ELEMENTS = 1 << 20
 
 
-def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, orders: list[int],
-                    tiles: list[int], check: bool) -> dict[str, np.ndarray]:
+def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], layers: LayerBatch,
+                    pairs: np.ndarray, orders: list[int], tiles: list[int], check: bool) -> dict[str, np.ndarray]:
+    """``chips`` are the groups' first chips [U]; ``points`` the per-point fields [U, B] of every chip of each
+    group; the result has U x B rows, group by group."""
     c: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[:, None, None, None]  # noqa: E731
     lay: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[None, :, None, None]  # noqa: E731
     lt = lambda x: np.asarray(x)[:, tiles][None, :, None, :]  # noqa: E731 - per layer and tile choice
     n_c, n_l, n_p, n_t, n_o = len(chips), len(layers), len(pairs), len(tiles), len(orders)
+    n_b = points["bandwidth"].shape[1]
+    n_pts = n_c * n_b
     positions = [{loop: ORDERS[o].index(loop) for loop in ("c", "r", "s")} for o in orders]
 
     R, C = c(chips.rows), c(chips.cols)
@@ -303,11 +349,11 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
     else:
         first_bits = (np.minimum(M, R) * a + np.minimum(N, C) * w_op) * np.minimum(K, pack)
         last_bits = (M - (mf - 1) * R) * (N - (cf - 1) * C) * o
-    bw = c(chips.bandwidth)
-    finite = np.isfinite(bw)
+    bw = points["bandwidth"][:, :, None, None, None]  # [U, B, 1, 1, 1]: a bandwidth axis after the chips
     f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731 - one rounding, the same for int64 and exact ints
-    # with unlimited bandwidth (inf) every transfer takes 0 cycles
-    edge = np.where(finite, np.ceil(f64(first_bits) / bw) + np.ceil(f64(last_bits) / bw), 0.0)
+    # with unlimited bandwidth (inf) every transfer takes 0 cycles; [U, B, L, P, T]
+    edge = np.where(np.isfinite(bw), np.ceil(f64(first_bits)[:, None] / bw) + np.ceil(f64(last_bits)[:, None] / bw),
+                    0.0)
     beyond_edges = out_bits - first_bits - last_bits  # DRAM bits other than the two edges, less the operands'
 
     def stall_of(dram_operands: np.ndarray, comp: np.ndarray, edge_c: np.ndarray, bw_c: np.ndarray,
@@ -336,12 +382,12 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
     e_fixed = e_mac + e_reg + e_sram_fixed + out_bits * e_dram_bit
     per_bit_s, per_bit_x = e_dram_bit + e_s_w, e_dram_bit + e_x_w
     per_bit_spill = 2 * e_dram_bit + e_o_r + e_o_w  # out to DRAM and back, written and read in the ofmap SRAM
-    static_per_cycle = c(chips.static_mw) / c(chips.clock_mhz) * 1e3  # pJ per cycle: mW x us = nJ
+    static_per_cycle = (points["static_mw"] / points["clock_mhz"] * 1e3)[:, :, None, None, None]  # pJ per cycle
 
     # --- the best candidate per (chip, layer, pair): float selection over [C, L, P, T, O] -------------------
     full = (n_c, n_l, n_p, n_t, n_o)
     if n_t * n_o == 1:
-        pick_t = pick_o = np.zeros((n_c, n_l, n_p, 1), dtype=np.int64)
+        pick = pick_t = pick_o = np.zeros((n_pts, n_l, n_p, 1), dtype=np.int64)
         if check and not np.all(feasible):
             _raise_infeasible(df, chips, layers, pairs, np.broadcast_to(feasible, (n_c, n_l, n_p, 1))[..., 0],
                               s_foot(False, False))
@@ -355,11 +401,13 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
             energy[..., k] = e_fixed_f + (ds_k * per_bit_s + dx_k * per_bit_x + sp_k * per_bit_spill)
         # total = edge + max(compute, transfer of the rest): (10) with compute + stall folded together
         np.maximum(beyond, 0.0, out=beyond)
-        np.divide(beyond, bw[..., None], out=beyond)
-        np.ceil(beyond, out=beyond)
-        total = np.maximum(beyond, f64(compute)[..., None], out=beyond)
+        total = np.divide(beyond[:, None], bw[..., None])  # [U, B, L, P, T, O]
+        np.ceil(total, out=total)
+        np.maximum(total, f64(compute)[:, None, ..., None], out=total)
         total += edge[..., None]
-        energy += total * static_per_cycle[..., None]
+        energy_ub = np.multiply(total, static_per_cycle[..., None])
+        energy_ub += energy[:, None]
+        energy = energy_ub
         objectives = np.asarray(chips.objective)
         kinds = set(objectives.tolist())
         if kinds == {LATENCY}:
@@ -369,50 +417,66 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
         elif kinds == {EDP}:
             primary = energy * total
         else:
-            obj = c(objectives)[..., None]
+            obj = objectives[:, None, None, None, None, None]
             primary = np.where(obj == LATENCY, total, np.where(obj == ENERGY, energy, energy * total))
-        primary = primary.reshape(n_c, n_l, n_p, n_t * n_o)
+        primary = primary.reshape(n_c, n_b, n_l, n_p, n_t * n_o)
         ok = np.broadcast_to(feasible, (n_c, n_l, n_p, n_t))
         if not ok.all():
-            primary = np.where(np.repeat(ok, n_o, axis=-1), primary, np.inf)
+            primary = np.where(np.repeat(ok, n_o, axis=-1)[:, None], primary, np.inf)
         best = primary.min(axis=-1, keepdims=True)
         if check and not np.all(np.isfinite(best)):
-            _raise_infeasible(df, chips, layers, pairs, np.isfinite(best[..., 0]), s_foot(False, False))
+            _raise_infeasible(df, chips, layers, pairs, np.isfinite(best[:, 0, ..., 0]), s_foot(False, False))
         if kinds == {LATENCY}:
             tie = energy
         elif LATENCY not in kinds:
             tie = total
         else:
-            tie = np.where(c(objectives)[..., None] == LATENCY, energy, total)
-        secondary = np.where(primary == best, tie.reshape(primary.shape), np.inf)
-        pick = secondary.argmin(axis=-1)[..., None]
+            tie = np.where(objectives[:, None, None, None, None, None] == LATENCY, energy, total)
+        secondary = tie.reshape(primary.shape)  # tie is not needed after this: overwritten in place
+        np.copyto(secondary, np.inf, where=primary != best)
+        pick = secondary.argmin(axis=-1).reshape(n_pts, n_l, n_p, 1)
         pick_t, pick_o = pick // n_o, pick % n_o
 
-    def at_t(x: np.ndarray) -> np.ndarray:  # a [.., T] (or [.., 1]) array at the chosen tile
+    group = np.repeat(np.arange(n_c), n_b)[:, None, None]  # each point's group
+    lix, pix = np.arange(n_l)[None, :, None], np.arange(n_p)[None, None, :]
+
+    def at_t(x: np.ndarray, rows: np.ndarray = group) -> np.ndarray:
+        """A per-group [U, L, P, T] (or [.., 1]) array at each point's chosen tile: [U x B, L, P]."""
         x = np.asarray(x)
         if x.shape[-1] == 1:
-            return np.broadcast_to(x, (n_c, n_l, n_p, 1))[..., 0]
-        return np.take_along_axis(np.broadcast_to(x, (n_c, n_l, n_p, n_t)), pick_t, axis=-1)[..., 0]
+            xb = np.broadcast_to(x[..., 0], (n_c if rows is group else n_pts, n_l, n_p))
+            return xb[rows, lix, pix] if rows is not group or n_b > 1 else xb
+        xb = np.broadcast_to(x, (n_c if rows is group else n_pts, n_l, n_p, n_t))
+        return xb[rows, lix, pix, pick_t[..., 0]]
+
+    def per_point(x: np.ndarray) -> np.ndarray:  # a per-point [U, B] field as [U x B, 1, 1]
+        return np.asarray(x).reshape(n_pts, 1, 1)
+
+    cell = (group * n_l + lix) * n_p + pix  # each point's (group, layer, pair) cell, flat
 
     def at_o(per_order: list[np.ndarray]) -> np.ndarray:  # per-order [.., T] arrays at the chosen candidate
-        chosen = [at_t(x) for x in per_order]
-        if len(chosen) == 1:
-            return chosen[0]
-        return np.choose(pick_o[..., 0], chosen)
+        if len(per_order) == 1:
+            return at_t(per_order[0])
+        stacked = np.stack([np.broadcast_to(x, (n_c, n_l, n_p, n_t)) for x in per_order], axis=-1)
+        return stacked.reshape(-1)[cell * (n_t * n_o) + pick[..., 0]]
 
     # --- the chosen candidate's figures, exactly -------------------------------------------------------------
     ds, dx, sb = at_o(per_s), at_o(per_x), at_o(per_spill)
     compute_c = at_t(compute)
     dram_ofmap = 2 * sb + at_t(out_bits)
-    bw3 = bw[..., 0]
-    stall = np.where(np.isfinite(bw3), stall_of(f64(ds + dx + 2 * sb), f64(compute_c), at_t(edge), bw3,
+    bw_p = per_point(points["bandwidth"])
+    edge_p = at_t(np.broadcast_to(edge, (n_c, n_b) + edge.shape[2:]).reshape((n_pts,) + edge.shape[2:]),
+                  rows=np.arange(n_pts)[:, None, None])
+    stall = np.where(np.isfinite(bw_p), stall_of(f64(ds + dx + 2 * sb), f64(compute_c), edge_p, bw_p,
                                                  f64(at_t(beyond_edges))), 0.0).astype(np.int64)
     tot = compute_c + stall
     tot_f = f64(tot)
-    e_var_c = ds * per_bit_s[..., 0] + dx * per_bit_x[..., 0] + sb * per_bit_spill[..., 0]
-    energy_c = (f64(at_t(e_fixed)) + e_var_c) + tot_f * static_per_cycle[..., 0]  # the selection's order
-    e_sram = at_t(e_sram_fixed) + ds * e_s_w[..., 0] + dx * e_x_w[..., 0] + sb * (e_o_r + e_o_w)[..., 0]
-    e_dram = (ds + dx + dram_ofmap) * e_dram_bit[..., 0]
+    g = lambda x: x[..., 0][group[:, 0, 0]] if x.shape[0] > 1 else x[..., 0]  # noqa: E731 - per chip, per point
+    e_var_c = ds * g(per_bit_s) + dx * g(per_bit_x) + sb * g(per_bit_spill)
+    static_p = per_point(points["static_mw"] / points["clock_mhz"] * 1e3)
+    energy_c = (f64(at_t(e_fixed)) + e_var_c) + tot_f * static_p  # the selection's order
+    e_sram = at_t(e_sram_fixed) + ds * g(e_s_w) + dx * g(e_x_w) + sb * g(e_o_r + e_o_w)
+    e_dram = (ds + dx + dram_ofmap) * g(e_dram_bit)
     if df == IS:
         dram_ifmap, dram_filter, sram_ifmap, sram_filter = ds, dx, ds + at_t(reads_s), dx + at_t(reads_x)
     else:
@@ -428,9 +492,9 @@ def _evaluate_chunk(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.nda
         tiles_mnk = (np.minimum(M, R), np.minimum(N, C), k_first)
     return {
         "macs": at_t(macs), "compute_cycles": compute_c, "stall_cycles": stall, "total_cycles": tot,
-        "latency_us": tot / at_t(c(chips.clock_mhz)), "energy_pj": energy_c, "energy_mac_pj": at_t(e_mac),
+        "latency_us": tot / per_point(points["clock_mhz"]), "energy_pj": energy_c, "energy_mac_pj": at_t(e_mac),
         "energy_reg_pj": at_t(e_reg), "energy_sram_pj": e_sram, "energy_dram_pj": e_dram,
-        "energy_static_pj": tot_f * static_per_cycle[..., 0],
+        "energy_static_pj": tot_f * static_p,
         "weight_bits": at_t(weight_bits), "dram_bits": dram_ifmap + dram_filter + dram_ofmap, "utilization": util,
         "bops": at_t(macs * w_op * a), "dram_ifmap_bits": dram_ifmap, "dram_filter_bits": dram_filter,
         "dram_ofmap_bits": dram_ofmap, "sram_ifmap_bits": sram_ifmap, "sram_filter_bits": sram_filter,
