@@ -41,6 +41,7 @@ class ChipBatch:
     bandwidth: np.ndarray
     clock_mhz: np.ndarray
     acc_bits: np.ndarray
+    output_acc: np.ndarray
     scale_bits: np.ndarray
     mapping_mode: np.ndarray
     objective: np.ndarray
@@ -108,6 +109,7 @@ CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
     "bandwidth": (("memory.dram_bw_bits_per_cycle",), lambda c: c.memory.bandwidth, np.float64),
     "clock_mhz": (("array.clock_mhz",), lambda c: c.array.clock_mhz, np.float64),
     "acc_bits": (("memory.acc_bits",), lambda c: c.memory.acc_bits, np.int64),
+    "output_acc": (("memory.output_width",), lambda c: c.memory.output_width == "accumulator", bool),
     "scale_bits": (("weight_scale_bits",), lambda c: c.weight_scale_bits, np.int64),
     "mapping_mode": (("mapping",), lambda c: MAPPING_MODES.index(c.mapping), np.int64),
     "objective": (("mapping_objective",), lambda c: OBJECTIVES.index(c.mapping_objective), np.int64),

@@ -88,6 +88,9 @@ class MemoryConfig(StrictModel):
     """On-chip SRAMs (KiB, double-buffered) and the DRAM interface.
 
     ``dram_bw_bits_per_cycle: calc`` means unlimited bandwidth (SCALE-Sim's CALC mode: no stalls).
+    ``output_width`` is the width a layer's outputs are written to DRAM at: ``activation`` (requantized on
+    chip, to the layer's or its consumer's activation width) or ``accumulator`` (``acc_bits`` wide, for a chip
+    without an on-chip requantizer, such as the Bit Fusion design as its authors simulate it).
     """
 
     ifmap_sram_kib: SramKiB
@@ -95,6 +98,7 @@ class MemoryConfig(StrictModel):
     ofmap_sram_kib: SramKiB
     dram_bw_bits_per_cycle: Annotated[float | Literal["calc"], WrapValidator(_bandwidth)] = 128.0
     acc_bits: _AccBits = 32
+    output_width: Literal["activation", "accumulator"] = "activation"
 
     @property
     def bandwidth(self) -> float:

@@ -30,7 +30,7 @@ from sim.precision import pack_and_serial
 __all__ = ["evaluate", "check_mappable", "point_groups", "MODEL_VERSION", "ARRAY_COLUMNS"]
 
 #: Bump when any equation changes: sweeps hash it, so a resumed sweep never mixes model versions.
-MODEL_VERSION = "lowbit-sim/4"
+MODEL_VERSION = "lowbit-sim/5"
 
 WS, OS, IS = 0, 1, 2
 SEARCH, SCALESIM = 0, 1
@@ -202,10 +202,11 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     act_act = lay(layers.act_act)
     w = pairs[None, None, :, 0, None]
     a = pairs[None, None, :, 1, None]
-    o = pairs[None, None, :, 2, None] if pairs.shape[1] > 2 else a
     w_op = np.where(act_act, a, w)
     pack, serial = pack_and_serial(c(chips.pe_kind), c(chips.serial_both), w_op, a)
     acc = c(chips.acc_bits)
+    # outputs leave the chip at the consumer's activation width (coupled), the layer's own, or acc_bits
+    o = np.where(c(chips.output_acc), acc, pairs[None, None, :, 2, None] if pairs.shape[1] > 2 else a)
     half_i, half_f, half_o = (c(x) / 2 for x in (chips.ifmap_sram_bits, chips.filter_sram_bits,
                                                   chips.ofmap_sram_bits))
     overlapped = c(chips.overlapped)
@@ -305,11 +306,11 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
             for level in (3, 2, 1, 0):  # inner to outer, so the outermost fitting level wins
                 inside = (pos[rel[0]] >= level, pos[rel[1]] >= level)
                 key = (not inside[0], not inside[1], pos[irr] < level)
-                if key not in reread:
-                    reread[key] = uses[key[:2]] * irr_extent if key[2] else uses[key[:2]]
+                if key not in reread:  # per group of the layer, then x G (a layer's groups repeat alike)
+                    reread[key] = G * (uses[key[:2]] * irr_extent if key[2] else uses[key[:2]])
                 t = reread[key]
                 result = t if result is None else np.where(fits[inside], t, result)
-            out.append(G * result)
+            out.append(result)
         return out
 
     # per order: DRAM bits of the stationary-like and streamed operands and the spilled partial sums, each

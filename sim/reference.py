@@ -228,10 +228,13 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     """Step ``layer`` through ``chip``'s array at ``pair`` under ``mapping`` (default: SCALE-Sim's schedule)
     and count cycles and traffic.
 
-    Outputs are stored at ``out_bits`` (default: the pair's activation bits).  Layers above
-    ``max_macs`` are refused: stepping costs about a numpy call per cycle."""
+    Outputs are stored at ``out_bits`` (default: the pair's activation bits), or at ``acc_bits`` on a chip
+    with ``memory.output_width: accumulator``.  Layers above ``max_macs`` are refused: stepping costs about a
+    numpy call per cycle."""
     w_bits, a_bits = pair
     o_bits = a_bits if out_bits is None else int(out_bits)
+    if chip.memory.output_width == "accumulator":
+        o_bits = chip.memory.acc_bits
     chip.check_pairs([pair])
     w_op = a_bits if not layer.has_weights else w_bits
     if layer.macs > max_macs:

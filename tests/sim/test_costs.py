@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,8 +114,11 @@ def test_narrower_operands_never_cost_more_memory(rows, cols, df, bw, kib, prelo
     key = {"latency": searched.total_cycles.astype(float), "energy": searched.energy_pj,
            "edp": searched.energy_pj * searched.total_cycles}[objective]
     per_layer = key.groupby([searched.layer, searched.w_bits, searched.a_bits]).sum().unstack([1, 2])
+    # except the exposed first load (eq. 10): it carries one fold's first operands, pack x bits per PE, and a
+    # narrower pair packs more (up to 32 bits per PE for Bit Fusion), so latency may grow by its transfer time
+    slack = math.ceil(32 * (rows * cols + rows + cols) / bw) if objective == "latency" else 0
     for narrow, wide in zip(order, order[1:]):
-        assert (per_layer[narrow] <= per_layer[wide] * (1 + 1e-12)).all(), (narrow, wide)
+        assert (per_layer[narrow] <= per_layer[wide] * (1 + 1e-12) + slack).all(), (narrow, wide)
     # one mapping (SCALE-Sim's): every term is monotone
     table = simulate(chip_from_dict({**doc, "mapping": "scalesim"}), load_workload("resnet18"), pairs)
     for col in ("weight_bits", "compute_cycles", "energy_mac_pj"):

@@ -34,7 +34,8 @@ def chips(draw):
         "pe": pe,
         "memory": {"ifmap_sram_kib": draw(sram), "filter_sram_kib": draw(sram), "ofmap_sram_kib": draw(sram),
                    "dram_bw_bits_per_cycle": draw(st.sampled_from([2.0, 16.0, 256.0, "calc"])),
-                   "acc_bits": draw(st.sampled_from([16, 32]))},
+                   "acc_bits": draw(st.sampled_from([16, 32])),
+                   "output_width": draw(st.sampled_from(["activation", "accumulator"]))},
     })
 
 
