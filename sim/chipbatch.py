@@ -46,6 +46,7 @@ class ChipBatch:
     mapping_mode: np.ndarray
     objective: np.ndarray
     overlapped: np.ndarray
+    per_tap: np.ndarray
     e_sram_ifmap_r: np.ndarray
     e_sram_ifmap_w: np.ndarray
     e_sram_filter_r: np.ndarray
@@ -114,6 +115,7 @@ CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
     "mapping_mode": (("mapping",), lambda c: MAPPING_MODES.index(c.mapping), np.int64),
     "objective": (("mapping_objective",), lambda c: OBJECTIVES.index(c.mapping_objective), np.int64),
     "overlapped": (("array.weight_preload",), lambda c: c.array.weight_preload == "overlapped", bool),
+    "per_tap": (("array.reduction",), lambda c: c.array.reduction == "per_tap", bool),
     **{f"e_sram_{buf}_{rw}": (("technology", f"memory.{buf}_sram_kib"), _sram_energy(buf, rw), np.float64)
        for buf in ("ifmap", "filter", "ofmap") for rw in ("r", "w")},
     "e_reg": (("technology",), lambda c: c.tech.register_pj_per_bit, np.float64),

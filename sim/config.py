@@ -48,6 +48,11 @@ class ArrayConfig(StrictModel):
     ``weight_preload: serial`` shifts each fold's stationary tile in before it streams (SCALE-Sim);
     ``overlapped`` double-buffers it in the PEs, so the next fold's tile shifts in while the current one
     streams, as in TPU-style arrays (docs/sim.md, "Timing profiles").
+
+    ``reduction`` is how a convolution's reduction (channels x kernel taps) is cut into row folds:
+    ``lowered`` packs the im2col rows channel-major across taps; ``per_tap`` runs each kernel tap as its
+    own pass over the input channels (direct convolution, as Bit Fusion does), so each tap pads its
+    channels to whole folds.
     """
 
     rows: _ArrayDim
@@ -55,6 +60,7 @@ class ArrayConfig(StrictModel):
     dataflow: Literal["ws", "os", "is"] = "ws"
     clock_mhz: _Clock = 1000.0
     weight_preload: Literal["serial", "overlapped"] = "serial"
+    reduction: Literal["lowered", "per_tap"] = "lowered"
 
 
 class PEConfig(StrictModel):

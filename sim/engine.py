@@ -109,7 +109,8 @@ def check_mappable(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> N
         w_op = np.where(act_act, a, w)
         pack, _ = pack_and_serial(c(sub.pe_kind), c(sub.serial_both), w_op, a)
         chans = K // window
-        k_tile = np.minimum((chans // n_h + (chans % n_h > 0)) * window, c(sub.rows) * pack)
+        wp = np.where(c(sub.per_tap), 1, window)  # reduction elements per channel in one block
+        k_tile = np.minimum((chans // n_h + (chans % n_h > 0)) * wp, c(sub.rows) * pack)
         if df == WS:
             bits, cap = k_tile * np.minimum(lay(layers.N), c(sub.cols)) * w_op, c(sub.filter_sram_bits) / 2
         else:
@@ -215,10 +216,13 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     window = lay(layers.window)
     n_h = lay(layers.blocks)
     chans = K // window
+    # per_tap: every kernel tap of every channel block is its own block of reduction elements (one per channel)
+    wp = np.where(c(chips.per_tap), 1, window)  # reduction elements per channel within one block
+    taps = window // wp  # blocks per channel block
     base, extra = chans // n_h, chans % n_h
-    sizes = [(count, ch, _cdiv(ch * window, pack)) for count, ch in ((extra, base + 1), (n_h - extra, base))
+    sizes = [(count * taps, ch, _cdiv(ch * wp, pack)) for count, ch in ((extra, base + 1), (n_h - extra, base))
              if np.any(count)]  # (blocks of this size, channels per block, PE slots per block)
-    k_first = (base + (extra > 0)) * window  # reduction elements of the first (largest) block
+    k_first = (base + (extra > 0)) * wp  # reduction elements of the first (largest) block
     red_folds = [_cdiv(kp, R) for _, _, kp in sizes]
     Rp = R * pack
     k_tile = np.minimum(k_first, Rp)  # reduction elements one row fold holds, at most
@@ -245,7 +249,7 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
 
     # --- compute cycles (eq. 1-3 and the timing profiles) ------------------------------------------
     if df == OS:
-        folds = G * cf * mf * n_h
+        folds = G * cf * mf * n_h * taps
         serial_cycles = G * cf * mf * sum(count * (R + C - 2 + serial * kp) for count, _, kp in sizes) - 1
         kp_last = sizes[-1][2]
         slot_last = np.maximum(serial * kp_last, R)
@@ -265,9 +269,9 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     lowered = M * K
     if df == WS:
         plane = lay(layers.plane_elems)
-        share = np.gcd(Rp, window)
-        chunk_ch = np.minimum(base + (extra > 0), (window - share + Rp - 1) // window + 1)
-        planes = sum(count * (f + ch - 1 - (f - 1) * share // window) for (count, ch, _), f in zip(sizes, red_folds))
+        share = np.gcd(Rp, wp)
+        chunk_ch = np.minimum(base + (extra > 0), (wp - share + Rp - 1) // wp + 1)
+        planes = sum(count * (f + ch - 1 - (f - 1) * share // wp) for (count, ch, _), f in zip(sizes, red_folds))
         rt_sum = lt(layers.rt_rows_sum) * lt(layers.rt_cols_sum)
         rt_max = lt(layers.rt_rows_max) * lt(layers.rt_cols_max)
         s_foot = lambda ci, ri: (N if ci else np.minimum(N, C)) * (K if ri else k_tile) * w_op  # noqa: E731
@@ -323,7 +327,7 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     zero = np.zeros((1, 1, 1, 1), dtype=np.int64)
     if df == OS:
         per_spill = [zero for _ in positions]
-        rounds = n_h
+        rounds = n_h * taps
     else:
         tile_cols = np.minimum(Sc, C)
         stream_all = M if df == WS else N

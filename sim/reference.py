@@ -246,6 +246,23 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     rng = np.random.default_rng(seed)
     A, B, idx = lower_layer(layer, a_bits, w_op, rng)
     G, M, K = A.shape
+    window = layer.window
+    # per_tap: reorder the reduction tap-major inside each channel block, so that every (block, tap) is a
+    # contiguous block of its own; lowered keeps the channel-major im2col order
+    wp = 1 if chip.array.reduction == "per_tap" else window  # reduction elements per channel in one block
+    block_k: list[int] = []
+    perm: list[int] = []
+    ch0 = 0
+    for size in layer.block_k:
+        chans = size // window
+        taps = [range(window)] if wp == window else [[t] for t in range(window)]
+        for tap_set in taps:
+            perm += [c * window + t for c in range(ch0, ch0 + chans) for t in tap_set]
+            block_k.append(chans * len(tap_set))
+        ch0 += chans
+    perm_arr = np.array(perm, dtype=np.int64)
+    A, B, idx = A[:, :, perm_arr], B[:, perm_arr, :], idx[:, :, perm_arr]
+    chan_of_k = perm_arr // window  # the input channel of each reduction position
     N = B.shape[2]
     R, C = chip.array.rows, chip.array.cols
     pack, serial = (int(v) for v in pack_and_serial(np.array(PE_KIND_CODES[chip.pe.kind]),
@@ -253,7 +270,7 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                                                      np.array(w_op), np.array(a_bits)))
     serial_mode = chip.pe.serial if chip.pe.kind == "bitserial" else "none"
     # input blocks: each is its own reduction over a channel-aligned range of K, packed from its start
-    bounds = np.concatenate([[0], np.cumsum(layer.block_k)]).tolist()
+    bounds = np.concatenate([[0], np.cumsum(block_k)]).tolist()
     blocks = []  # (first element, end element, packed slots, A [G, M, Kp, pack], B [G, Kp, N, pack])
     for k_a, k_b in zip(bounds[:-1], bounds[1:]):
         kp = -(-(k_b - k_a) // pack)
@@ -265,7 +282,6 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                        Bp.reshape(G, kp, pack, N).transpose(0, 1, 3, 2)))
     acc_bits = chip.memory.acc_bits
     half = {k: getattr(chip.memory, f"{k}_sram_kib") * BITS_PER_KIB / 2 for k in ("ifmap", "filter", "ofmap")}
-    window = layer.window
     C_g = K // window
 
     # --- the three loops (sim.mapping) -------------------------------------------------------------
@@ -293,8 +309,8 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     if df == "ws":
         plane = used_g[0] // C_g
         big = max(np.unique(idx[0][t][idx[0][t] >= 0]).size for t in stream_loop) // C_g if C_g else 0
-        share = math.gcd(R * pack, window)
-        chunk_ch = min(-(-k_big // window), (window - share + R * pack - 1) // window + 1)
+        share = math.gcd(R * pack, wp)
+        chunk_ch = min(-(-k_big // wp), (wp - share + R * pack - 1) // wp + 1)
         fp_stream = lambda si, ri: (plane if si else big) * (C_g if ri else chunk_ch) * a_bits  # noqa: E731
     elif df == "os":
         fp_stream = lambda si, ri: (used_g[0] if si and ri  # noqa: E731
@@ -385,8 +401,8 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                     ids = (kk * N + nn).reshape(-1)
                     bits = w_op
                 elif df == "ws":  # the input planes of the chunk's channels under the tile's windows
-                    chans = np.unique(np.arange(k_lo, k_hi) // window)
-                    plane_idx = idx[g][m_idx][:, np.isin(np.arange(K) // window, chans)]
+                    chans = np.unique(chan_of_k[k_lo:k_hi])
+                    plane_idx = idx[g][m_idx][:, np.isin(chan_of_k, chans)]
                     ids = plane_idx[plane_idx >= 0]
                     bits = a_bits
                 elif whole:  # the whole ifmap stays: each distinct element once

@@ -30,7 +30,8 @@ def chips(draw):
     return chip_from_dict({
         "array": {"rows": draw(st.integers(1, 6)), "cols": draw(st.integers(1, 6)),
                   "dataflow": draw(st.sampled_from(["ws", "os", "is"])),
-                  "weight_preload": draw(st.sampled_from(["serial", "overlapped"]))},
+                  "weight_preload": draw(st.sampled_from(["serial", "overlapped"])),
+                  "reduction": draw(st.sampled_from(["lowered", "per_tap"]))},
         "pe": pe,
         "memory": {"ifmap_sram_kib": draw(sram), "filter_sram_kib": draw(sram), "ofmap_sram_kib": draw(sram),
                    "dram_bw_bits_per_cycle": draw(st.sampled_from([2.0, 16.0, 256.0, "calc"])),

@@ -71,7 +71,8 @@ def searching_chips(draw):
     return chip_from_dict({
         "array": {"rows": draw(st.integers(1, 16)), "cols": draw(st.integers(1, 16)),
                   "dataflow": draw(st.sampled_from(["ws", "os", "is"])),
-                  "weight_preload": draw(st.sampled_from(["serial", "overlapped"]))},
+                  "weight_preload": draw(st.sampled_from(["serial", "overlapped"])),
+                  "reduction": draw(st.sampled_from(["lowered", "per_tap"]))},
         "pe": {"kind": kind, "serial": draw(st.sampled_from(["activation", "both"]))},
         "mapping_objective": draw(st.sampled_from(["latency", "energy", "edp"])),
         "memory": {"ifmap_sram_kib": draw(st.sampled_from([0.5, 2, 64])),
