@@ -52,9 +52,12 @@ BEGIN, END = "<!-- bitfusion-tables:begin -->", "<!-- bitfusion-tables:end -->"
 
 # Chip ----------------------------------------------------------------------------------------------------------
 def _with(doc: dict[str, Any], key: str, value: str) -> dict[str, Any]:
-    """``doc`` with one override; ``weight_preload`` lives under ``array``."""
-    if key == "weight_preload":
+    """``doc`` with one override; ``weight_preload`` and ``reduction`` live under ``array``, ``output_width``
+    under ``memory``."""
+    if key in ("weight_preload", "reduction"):
         return {**doc, "array": {**doc["array"], key: value}}
+    if key == "output_width":
+        return {**doc, "memory": {**doc["memory"], key: value}}
     return {**doc, key: value}
 
 
@@ -74,8 +77,10 @@ def lowbit_chip(overrides: dict[str, str]) -> tuple[Chip, list[str]]:
     chip = chip_from_dict(doc, where=str(CHIP_FILE))
     effective = {k: getattr(chip, k, None) for k in ("mapping", "mapping_objective")}
     effective["weight_preload"] = getattr(chip.array, "weight_preload", None)
+    effective["reduction"] = getattr(chip.array, "reduction", None)
+    effective["output_width"] = getattr(chip.memory, "output_width", None)
     shown = ", ".join(f"{k}: {v}" for k, v in effective.items() if v is not None)
-    notes.append(f"lowbit mapping in effect: {shown or 'fixed SCALE-Sim loop order (schema has no mapping keys)'}")
+    notes.append(f"lowbit settings in effect: {shown or 'fixed SCALE-Sim loop order (schema has no mapping keys)'}")
     return chip, notes
 
 
@@ -278,11 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--objective", choices=["latency", "energy", "edp"], help="set the chip's `mapping_objective`")
     ap.add_argument("--weight-preload", choices=["serial", "overlapped"],
                     help="set `array.weight_preload` (Bit Fusion's FU-local weight buffers are closest to overlapped)")
+    ap.add_argument("--reduction", choices=["lowered", "per_tap"],
+                    help="set `array.reduction` (Bit Fusion runs one pass per kernel tap: per_tap)")
+    ap.add_argument("--output-width", choices=["activation", "accumulator"],
+                    help="set `memory.output_width` (Bit Fusion writes 32-bit outputs: accumulator)")
     ap.add_argument("--per-layer", action="store_true", help="also print per-layer tables")
     ap.add_argument("--doc", type=Path, help=f"also write the report between {BEGIN} and {END} in this file")
     args = ap.parse_args(argv)
     overrides = {k: v for k, v in (("mapping", args.mapping), ("mapping_objective", args.objective),
-                                   ("weight_preload", args.weight_preload)) if v is not None}
+                                   ("weight_preload", args.weight_preload), ("reduction", args.reduction),
+                                   ("output_width", args.output_width)) if v is not None}
     text = report(args.bench or list(BENCHMARKS), overrides, args.per_layer)
     print(text, end="")
     if args.doc:
