@@ -29,6 +29,7 @@ by layer, each layer fed the RTL's own output codes of the layer before.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,7 +63,20 @@ SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbi
                                  "lowbit_gemm_top.v", "lowbit_requant.v", "lowbit_layer_top.v")]
 ACC_BITS = 32        #: the array's accumulators = the requant unit's partial sum P_h
 OUT_BITS = 32        #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
-MULT_BITS, BIAS_BITS, SHIFT_BITS = 31, 32, 6
+
+
+def _constant_layout() -> tuple[int, int, int]:
+    """(mult, bias, shift) field widths of one constant entry, read from ``lowbit_layer_top.v``, their only
+    definition."""
+    text = (SRC_DIR / f"{TOP}.v").read_text()
+    found = dict(re.findall(r"localparam (CONST_(?:MULT|BIAS|SHIFT)_BITS)\s*=\s*(\d+);", text))
+    try:
+        return tuple(int(found[f"CONST_{f}_BITS"]) for f in ("MULT", "BIAS", "SHIFT"))  # type: ignore[return-value]
+    except KeyError as exc:
+        raise RuntimeError(f"{TOP}.v no longer defines {exc.args[0]}: the constant layout moved") from None
+
+
+MULT_BITS, BIAS_BITS, SHIFT_BITS = _constant_layout()
 #: one constant entry: {shift, bias_shift, bias, mult, corr}, corr in the low bits
 CONST_BITS = ACC_BITS + MULT_BITS + BIAS_BITS + 2 * SHIFT_BITS
 DEFAULT_MAX_M = 1024  #: rows of the gemm top's psum buffer and of the accumulator buffer (M <= MAX_M)
@@ -209,8 +223,10 @@ def pass_constants(layer: IntegerLayer, h: int) -> list[tuple[int, int, int, int
 
 def constant_word(corr: int, mult: int, bias: int, bias_shift: int, shift: int) -> int:
     """One constant entry of ``lowbit_layer_top``: ``{shift, bias_shift, bias, mult, corr}`` (LSB first: corr in
-    ``ACC_BITS`` bits two's complement, mult 31 bits, bias 32 bits two's complement, bias shift and shift 6 bits)."""
-    if not 0 <= mult < (1 << MULT_BITS) or not 0 <= bias_shift < 64 or not 0 <= shift < 64:
+    ``ACC_BITS`` bits two's complement, mult ``MULT_BITS``, bias ``BIAS_BITS`` two's complement, bias shift and shift
+    ``SHIFT_BITS`` each)."""
+    shift_limit = 1 << SHIFT_BITS
+    if not 0 <= mult < (1 << MULT_BITS) or not 0 <= bias_shift < shift_limit or not 0 <= shift < shift_limit:
         raise RtlError(f"constant out of range: mult={mult}, bias_shift={bias_shift}, shift={shift}")
     word = corr & ((1 << ACC_BITS) - 1)
     word |= mult << ACC_BITS

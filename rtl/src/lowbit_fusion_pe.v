@@ -19,6 +19,7 @@
 // signed only when it is the top slice of a signed operand. Bricks form 4 groups of 4 (g = b[3:2]); in every mode
 // the shift 2*(s+t) splits into an in-group shift (depends on b[1:0]) plus a group shift (depends on g), so the
 // sum is a two-level shift-add tree: 4 narrow group adders, then one adder over the 4 shifted group sums.
+`default_nettype none
 module lowbit_fusion_pe #(
     parameter ACC_BITS = 32
 ) (
@@ -43,6 +44,7 @@ module lowbit_fusion_pe #(
     // values need to fit these widths.
     localparam G_BITS = 11;
     localparam T_BITS = 17;
+    localparam EXT_BITS = (ACC_BITS > T_BITS) ? ACC_BITS - T_BITS : 0;  // >= 0 also when ACC_BITS is refused
 
     reg [31:0] w_reg;
     assign w_out = w_reg;
@@ -108,7 +110,7 @@ module lowbit_fusion_pe #(
 
     wire [T_BITS-1:0] total = g_shifted[0*T_BITS +: T_BITS] + g_shifted[1*T_BITS +: T_BITS]
                             + g_shifted[2*T_BITS +: T_BITS] + g_shifted[3*T_BITS +: T_BITS];
-    wire [ACC_BITS-1:0] total_x = {{(ACC_BITS - T_BITS){total[T_BITS-1]}}, total};
+    wire [ACC_BITS-1:0] total_x = {{EXT_BITS{total[T_BITS-1]}}, total};
 
     always @(posedge clk) begin
         if (!rst_n) begin
@@ -121,4 +123,19 @@ module lowbit_fusion_pe #(
             psum_out <= psum_in + total_x;
         end
     end
+
+
+    // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
+    // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
+    generate
+        if (ACC_BITS < T_BITS) begin : g_param_error_0
+`ifdef VERILATOR
+            $error("lowbit_fusion_pe: parameter ACC_BITS = %0d must be >= %0d (a sum of 8 x 8-bit products)",
+                   ACC_BITS, T_BITS);
+`else
+            lowbit_param_error__ACC_BITS_must_be_at_least_17 stop ();
+`endif
+        end
+    endgenerate
 endmodule
+`default_nettype wire

@@ -24,6 +24,7 @@
 //
 // Partial sums across row folds: a buffer of MAX_M rows x C accumulators. Row fold 0 writes it, later row folds
 // read-modify-write it, the last row fold sends buffer + array result to the output FIFO instead.
+`default_nettype none
 module lowbit_gemm_top #(
     parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
     parameter ROWS      = 4,    // R
@@ -36,37 +37,40 @@ module lowbit_gemm_top #(
     parameter MAX_M     = 256,  // largest M (psum buffer rows), >= 2
     parameter FOLD_BITS = 16,   // width of the fold-count config inputs
     parameter CNT_BITS  = 32,   // width of cycle_count
-    parameter OUT_DEPTH = 2,    // output FIFO entries (power of two, >= 2)
-    // Derived; do not override.
-    parameter W_SLOT    = (PE_KIND == 1) ? 32 : W_BITS,
-    parameter A_SLOT    = (PE_KIND == 1) ? 32 : A_BITS,
-    parameter IN_BITS   = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT,
-    parameter M_BITS    = $clog2(MAX_M) + 1  // cfg_m can hold MAX_M and values above it (refused)
+    parameter OUT_DEPTH = 2  // output FIFO entries (power of two, >= 2)
 ) (
-    input  wire                     clk,
-    input  wire                     rst_n,         // synchronous, active low
-    // run-time configuration: sampled on start (ignored unless idle, 1 <= cfg_m <= MAX_M and both folds >= 1)
-    input  wire                     start,
-    input  wire [M_BITS-1:0]        cfg_m,         // M: activation vectors per fold
-    input  wire [FOLD_BITS-1:0]     cfg_row_folds, // KF = ceil(Kp / ROWS)
-    input  wire [FOLD_BITS-1:0]     cfg_col_folds, // NF = ceil(N / COLS)
-    input  wire [1:0]               cfg_w_mode,    // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
-    input  wire [1:0]               cfg_a_mode,    // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
-    input  wire                     cfg_w_signed,  // PE_KIND 1: weights two's complement
-    input  wire                     cfg_a_signed,  // PE_KIND 1: activations two's complement
-    output wire                     busy,          // a GEMM is in progress (start .. last result row taken)
-    // input stream: weight beats and activation beats
-    input  wire                     in_valid,
-    output wire                     in_ready,
-    input  wire [IN_BITS-1:0]       in_data,
-    // output stream: one row of C accumulators per beat
-    output wire                     out_valid,
-    input  wire                     out_ready,
-    output wire [COLS*ACC_BITS-1:0] out_data,
-    output wire                     out_last,
-    // busy-cycle counter (cleared on start; holds its value when the GEMM is done)
-    output wire [CNT_BITS-1:0]      cycle_count
+    clk, rst_n, start, cfg_m, cfg_row_folds, cfg_col_folds, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
+    busy, in_valid, in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
 );
+    // Derived from the parameters above (localparams: they cannot be overridden).
+    localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
+    localparam A_SLOT = (PE_KIND == 1) ? 32 : A_BITS;
+    localparam IN_BITS = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT;
+    localparam M_BITS = $clog2(MAX_M) + 1;  // cfg_m can hold MAX_M and values above it (refused)
+
+    input  wire                     clk;
+    input  wire                     rst_n;         // synchronous, active low
+    // run-time configuration: sampled on start (ignored unless idle, 1 <= cfg_m <= MAX_M and both folds >= 1)
+    input  wire                     start;
+    input  wire [M_BITS-1:0]        cfg_m;         // M: activation vectors per fold
+    input  wire [FOLD_BITS-1:0]     cfg_row_folds; // KF = ceil(Kp / ROWS)
+    input  wire [FOLD_BITS-1:0]     cfg_col_folds; // NF = ceil(N / COLS)
+    input  wire [1:0]               cfg_w_mode;    // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
+    input  wire [1:0]               cfg_a_mode;    // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
+    input  wire                     cfg_w_signed;  // PE_KIND 1: weights two's complement
+    input  wire                     cfg_a_signed;  // PE_KIND 1: activations two's complement
+    output wire                     busy;          // a GEMM is in progress (start .. last result row taken)
+    // input stream: weight beats and activation beats
+    input  wire                     in_valid;
+    output wire                     in_ready;
+    input  wire [IN_BITS-1:0]       in_data;
+    // output stream: one row of C accumulators per beat
+    output wire                     out_valid;
+    input  wire                     out_ready;
+    output wire [COLS*ACC_BITS-1:0] out_data;
+    output wire                     out_last;
+    // busy-cycle counter (cleared on start; holds its value when the GEMM is done)
+    output wire [CNT_BITS-1:0]      cycle_count;
     localparam S_IDLE = 2'd0, S_LOAD = 2'd1, S_STREAM = 2'd2, S_DRAIN = 2'd3;
     localparam IDX_BITS = $clog2(MAX_M);                        // row index m
     localparam T_NEED   = $clog2(MAX_M + ROWS + COLS);         // step within a phase: 0 .. M + R + C - 3
@@ -266,4 +270,67 @@ module lowbit_gemm_top #(
             endcase
         end
     end
+
+
+    // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
+    // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
+    generate
+        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)",
+                   PE_KIND);
+`else
+            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+`endif
+        end
+        if (ROWS < 1) begin : g_param_error_1
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter ROWS = %0d must be >= 1",
+                   ROWS);
+`else
+            lowbit_param_error__ROWS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (COLS < 1) begin : g_param_error_2
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter COLS = %0d must be >= 1",
+                   COLS);
+`else
+            lowbit_param_error__COLS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (MAX_M < 2) begin : g_param_error_3
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter MAX_M = %0d must be >= 2",
+                   MAX_M);
+`else
+            lowbit_param_error__MAX_M_must_be_at_least_2 stop ();
+`endif
+        end
+        if (FOLD_BITS < 1) begin : g_param_error_4
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter FOLD_BITS = %0d must be >= 1",
+                   FOLD_BITS);
+`else
+            lowbit_param_error__FOLD_BITS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (CNT_BITS < 1) begin : g_param_error_5
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter CNT_BITS = %0d must be >= 1",
+                   CNT_BITS);
+`else
+            lowbit_param_error__CNT_BITS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (OUT_DEPTH < 2 || ((OUT_DEPTH) & ((OUT_DEPTH) - 1)) != 0) begin : g_param_error_6
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter OUT_DEPTH = %0d must be a power of two >= 2",
+                   OUT_DEPTH);
+`else
+            lowbit_param_error__OUT_DEPTH_must_be_a_power_of_two_at_least_2 stop ();
+`endif
+        end
+    endgenerate
 endmodule
+`default_nettype wire

@@ -29,6 +29,7 @@
 // advances when the output register is empty or taken (global stall), so a beat reaches out_valid 2 cycles after
 // it leaves the gemm top. cycle_count is the gemm top's busy-cycle counter of the current pass: the array's steps,
 // which do not include the config writes or this pipeline (documented in docs/rtl.md).
+`default_nettype none
 module lowbit_layer_top #(
     parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
     parameter ROWS      = 4,    // R
@@ -42,57 +43,65 @@ module lowbit_layer_top #(
     parameter MAX_NF    = 4,    // largest number of column folds, N <= MAX_NF * COLS (power of two, >= 2)
     parameter OUT_BITS  = 32,   // output code width (32 serves int8/uint8 codes and the int32 logits alike)
     parameter FOLD_BITS = 16,
-    parameter CNT_BITS  = 32,
-    // Derived; do not override.
-    parameter W_SLOT    = (PE_KIND == 1) ? 32 : W_BITS,
-    parameter A_SLOT    = (PE_KIND == 1) ? 32 : A_BITS,
-    parameter IN_BITS   = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT,
-    parameter M_BITS    = $clog2(MAX_M) + 1,
-    parameter NF_BITS   = $clog2(MAX_NF),
-    parameter CONST_BITS = ACC_BITS + 31 + 32 + 6 + 6  // corr, mult, bias, bias_shift, shift
+    parameter CNT_BITS  = 32
 ) (
-    input  wire                       clk,
-    input  wire                       rst_n,          // synchronous, active low
-    // constant memory: one column fold per write
-    input  wire                       cfg_we,
-    input  wire [NF_BITS-1:0]         cfg_addr,       // column fold cf
-    input  wire [COLS*CONST_BITS-1:0] cfg_data,
-    // pass configuration, sampled on start
-    input  wire                       start,
-    input  wire [M_BITS-1:0]          cfg_m,
-    input  wire [FOLD_BITS-1:0]       cfg_row_folds,
-    input  wire [FOLD_BITS-1:0]       cfg_col_folds,
-    input  wire [1:0]                 cfg_w_mode,
-    input  wire [1:0]                 cfg_a_mode,
-    input  wire                       cfg_w_signed,
-    input  wire                       cfg_a_signed,
-    input  wire                       cfg_first,      // first pass of the layer: A starts at B << T
-    input  wire                       cfg_last,       // last pass: requantize and emit codes
-    input  wire [OUT_BITS:0]          cfg_zero_point, // z_y, signed
-    input  wire [OUT_BITS:0]          cfg_out_min,    // lo, signed
-    input  wire [OUT_BITS:0]          cfg_out_max,    // hi, signed
-    output wire                       busy,
-    // input stream (as lowbit_gemm_top)
-    input  wire                       in_valid,
-    output wire                       in_ready,
-    input  wire [IN_BITS-1:0]         in_data,
-    // output stream: COLS codes per beat
-    output wire                       out_valid,
-    input  wire                       out_ready,
-    output wire [COLS*OUT_BITS-1:0]   out_data,
-    output wire                       out_last,
-    // array busy cycles of the current pass (lowbit_gemm_top's counter)
-    output wire [CNT_BITS-1:0]        cycle_count
+    clk, rst_n, cfg_we, cfg_addr, cfg_data, start, cfg_m, cfg_row_folds, cfg_col_folds, cfg_w_mode, cfg_a_mode,
+    cfg_w_signed, cfg_a_signed, cfg_first, cfg_last, cfg_zero_point, cfg_out_min, cfg_out_max, busy, in_valid,
+    in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
 );
+    // Derived from the parameters above (localparams: they cannot be overridden).
+    localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
+    localparam A_SLOT = (PE_KIND == 1) ? 32 : A_BITS;
+    localparam IN_BITS = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT;
+    localparam M_BITS = $clog2(MAX_M) + 1;
+    localparam NF_BITS = $clog2(MAX_NF);
+    // One constant entry, LSB first: {shift, bias_shift, bias, mult, corr}, corr ACC_BITS wide.  These three
+    // widths are the layout's only definition: rtl/layer.py reads them from this file.
+    localparam CONST_MULT_BITS  = 31;
+    localparam CONST_BIAS_BITS  = 32;
+    localparam CONST_SHIFT_BITS = 6;
+    localparam CONST_BITS = ACC_BITS + CONST_MULT_BITS + CONST_BIAS_BITS + 2 * CONST_SHIFT_BITS;
+    localparam C_CORR  = 0;                           // field offsets in an entry
+    localparam C_MULT  = C_CORR + ACC_BITS;
+    localparam C_BIAS  = C_MULT + CONST_MULT_BITS;
+    localparam C_TSH   = C_BIAS + CONST_BIAS_BITS;
+    localparam C_SHIFT = C_TSH + CONST_SHIFT_BITS;
+
+    input  wire                       clk;
+    input  wire                       rst_n;          // synchronous, active low
+    // constant memory: one column fold per write
+    input  wire                       cfg_we;
+    input  wire [NF_BITS-1:0]         cfg_addr;       // column fold cf
+    input  wire [COLS*CONST_BITS-1:0] cfg_data;
+    // pass configuration, sampled on start
+    input  wire                       start;
+    input  wire [M_BITS-1:0]          cfg_m;
+    input  wire [FOLD_BITS-1:0]       cfg_row_folds;
+    input  wire [FOLD_BITS-1:0]       cfg_col_folds;
+    input  wire [1:0]                 cfg_w_mode;
+    input  wire [1:0]                 cfg_a_mode;
+    input  wire                       cfg_w_signed;
+    input  wire                       cfg_a_signed;
+    input  wire                       cfg_first;      // first pass of the layer: A starts at B << T
+    input  wire                       cfg_last;       // last pass: requantize and emit codes
+    input  wire [OUT_BITS:0]          cfg_zero_point; // z_y, signed
+    input  wire [OUT_BITS:0]          cfg_out_min;    // lo, signed
+    input  wire [OUT_BITS:0]          cfg_out_max;    // hi, signed
+    output wire                       busy;
+    // input stream (as lowbit_gemm_top)
+    input  wire                       in_valid;
+    output wire                       in_ready;
+    input  wire [IN_BITS-1:0]         in_data;
+    // output stream: COLS codes per beat
+    output wire                       out_valid;
+    input  wire                       out_ready;
+    output wire [COLS*OUT_BITS-1:0]   out_data;
+    output wire                       out_last;
+    // array busy cycles of the current pass (lowbit_gemm_top's counter)
+    output wire [CNT_BITS-1:0]        cycle_count;
     localparam IDX_BITS = $clog2(MAX_M);
     localparam AB_BITS  = IDX_BITS + NF_BITS;            // accumulator buffer address {cf, m}
     localparam A64      = 64;                            // requant accumulator
-    // constant entry layout
-    localparam C_CORR  = 0;
-    localparam C_MULT  = ACC_BITS;
-    localparam C_BIAS  = ACC_BITS + 31;
-    localparam C_TSH   = ACC_BITS + 63;
-    localparam C_SHIFT = ACC_BITS + 69;
 
     // ---- pass registers ------------------------------------------------------------------------------------------
     reg                first_q, last_q;
@@ -188,13 +197,15 @@ module lowbit_layer_top #(
             wire [ACC_BITS-1:0]   psum = g_out_data[c*ACC_BITS +: ACC_BITS] - k[C_CORR +: ACC_BITS];
 
             lowbit_requant #(
-                .PSUM_BITS(ACC_BITS), .MULT_BITS(31), .ACC_BITS(A64), .BIAS_BITS(32), .SHIFT_BITS(6),
+                .PSUM_BITS(ACC_BITS), .MULT_BITS(CONST_MULT_BITS), .ACC_BITS(A64), .BIAS_BITS(CONST_BIAS_BITS),
+                .SHIFT_BITS(CONST_SHIFT_BITS),
                 .OUT_BITS(OUT_BITS)
             ) rq (
                 .clk(clk), .rst_n(rst_n), .en(adv),
                 .in_valid(take), .in_first(first_q), .in_last(last_q), .in_acc_ext(1'b1),
-                .psum(psum), .mult(k[C_MULT +: 31]), .bias(k[C_BIAS +: 32]), .bias_shift(k[C_TSH +: 6]),
-                .acc_in(ab_rd[c*A64 +: A64]), .shift(k[C_SHIFT +: 6]),
+                .psum(psum), .mult(k[C_MULT +: CONST_MULT_BITS]), .bias(k[C_BIAS +: CONST_BIAS_BITS]),
+                .bias_shift(k[C_TSH +: CONST_SHIFT_BITS]),
+                .acc_in(ab_rd[c*A64 +: A64]), .shift(k[C_SHIFT +: CONST_SHIFT_BITS]),
                 .zero_point(zp_q), .out_min(lo_q), .out_max(hi_q),
                 .acc_valid(col_acc_valid[c]), .acc_last(col_acc_last[c]), .acc_out(acc_row[c*A64 +: A64]),
                 .out_valid(col_out_valid[c]), .out_code(out_data[c*OUT_BITS +: OUT_BITS]));
@@ -207,4 +218,67 @@ module lowbit_layer_top #(
     assign out_valid  = out_valid0;
     assign out_last   = last_s2 & out_valid0;
     wire unused_flags = &{1'b0, col_acc_valid, col_acc_last, col_out_valid};
+
+
+    // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
+    // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
+    generate
+        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)",
+                   PE_KIND);
+`else
+            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+`endif
+        end
+        if (ROWS < 1) begin : g_param_error_1
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter ROWS = %0d must be >= 1",
+                   ROWS);
+`else
+            lowbit_param_error__ROWS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (COLS < 1) begin : g_param_error_2
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter COLS = %0d must be >= 1",
+                   COLS);
+`else
+            lowbit_param_error__COLS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (MAX_M < 2 || ((MAX_M) & ((MAX_M) - 1)) != 0) begin : g_param_error_3
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter MAX_M = %0d must be a power of two >= 2",
+                   MAX_M);
+`else
+            lowbit_param_error__MAX_M_must_be_a_power_of_two_at_least_2 stop ();
+`endif
+        end
+        if (MAX_NF < 2 || ((MAX_NF) & ((MAX_NF) - 1)) != 0) begin : g_param_error_4
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter MAX_NF = %0d must be a power of two >= 2",
+                   MAX_NF);
+`else
+            lowbit_param_error__MAX_NF_must_be_a_power_of_two_at_least_2 stop ();
+`endif
+        end
+        if (ACC_BITS > A64 - CONST_MULT_BITS - 1) begin : g_param_error_5
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter ACC_BITS = %0d must be <= %0d (the requant unit's %0d-bit product of it and a %0d-bit multiplier)",
+                   ACC_BITS, A64 - CONST_MULT_BITS - 1, A64, CONST_MULT_BITS);
+`else
+            lowbit_param_error__ACC_BITS_must_be_at_most_32 stop ();
+`endif
+        end
+        if (OUT_BITS < 1 || OUT_BITS > 32) begin : g_param_error_6
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter OUT_BITS = %0d must be in 1..32",
+                   OUT_BITS);
+`else
+            lowbit_param_error__OUT_BITS_must_be_in_1_to_32 stop ();
+`endif
+        end
+    endgenerate
 endmodule
+`default_nettype wire

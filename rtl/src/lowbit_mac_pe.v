@@ -11,6 +11,7 @@
 // W_BITS + A_BITS + 1 bits and is sign-extended to ACC_BITS; the addition wraps modulo 2^ACC_BITS.
 // With en = 0 nothing changes (global stall). rst_n is a synchronous active-low reset that clears all registers.
 // Requires ACC_BITS >= W_BITS + A_BITS + 1.
+`default_nettype none
 module lowbit_mac_pe #(
     parameter W_BITS   = 8,
     parameter A_BITS   = 8,
@@ -31,6 +32,7 @@ module lowbit_mac_pe #(
 );
     // Product width: signed (W+1) x (A+1) operands, result always fits in W+A+1 bits (signed).
     localparam P_BITS = W_BITS + A_BITS + 1;
+    localparam EXT_BITS = (ACC_BITS >= P_BITS) ? ACC_BITS - P_BITS + 1 : 1;  // >= 1 also when ACC_BITS is refused
 
     reg  [W_BITS-1:0] w_reg;
 
@@ -42,7 +44,7 @@ module lowbit_mac_pe #(
     wire signed [A_BITS:0]   a_x   = {a_msb, a_in};
     wire signed [P_BITS-1:0] prod  = w_x * a_x;
     // Sign-extend the product to the accumulator width.
-    wire [ACC_BITS-1:0]      prod_ext = {{(ACC_BITS - P_BITS + 1){prod[P_BITS-1]}}, prod[P_BITS-2:0]};
+    wire [ACC_BITS-1:0]      prod_ext = {{EXT_BITS{prod[P_BITS-1]}}, prod[P_BITS-2:0]};
 
     assign w_out = w_reg;
 
@@ -57,4 +59,51 @@ module lowbit_mac_pe #(
             psum_out <= psum_in + prod_ext;
         end
     end
+
+
+    // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
+    // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
+    generate
+        if (W_BITS < 1) begin : g_param_error_0
+`ifdef VERILATOR
+            $error("lowbit_mac_pe: parameter W_BITS = %0d must be >= 1",
+                   W_BITS);
+`else
+            lowbit_param_error__W_BITS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (A_BITS < 1) begin : g_param_error_1
+`ifdef VERILATOR
+            $error("lowbit_mac_pe: parameter A_BITS = %0d must be >= 1",
+                   A_BITS);
+`else
+            lowbit_param_error__A_BITS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (W_SIGNED != 0 && W_SIGNED != 1) begin : g_param_error_2
+`ifdef VERILATOR
+            $error("lowbit_mac_pe: parameter W_SIGNED = %0d must be 0 or 1",
+                   W_SIGNED);
+`else
+            lowbit_param_error__W_SIGNED_must_be_0_or_1 stop ();
+`endif
+        end
+        if (A_SIGNED != 0 && A_SIGNED != 1) begin : g_param_error_3
+`ifdef VERILATOR
+            $error("lowbit_mac_pe: parameter A_SIGNED = %0d must be 0 or 1",
+                   A_SIGNED);
+`else
+            lowbit_param_error__A_SIGNED_must_be_0_or_1 stop ();
+`endif
+        end
+        if (ACC_BITS < W_BITS + A_BITS + 1) begin : g_param_error_4
+`ifdef VERILATOR
+            $error("lowbit_mac_pe: parameter ACC_BITS = %0d must be >= W_BITS + A_BITS + 1 = %0d",
+                   ACC_BITS, W_BITS + A_BITS + 1);
+`else
+            lowbit_param_error__ACC_BITS_must_be_at_least_W_BITS_plus_A_BITS_plus_1 stop ();
+`endif
+        end
+    endgenerate
 endmodule
+`default_nettype wire

@@ -22,6 +22,7 @@
 // zero_point representable as OUT_BITS-bit codes (signed or unsigned: the clamp bounds define which). zero_point, out_min and out_max are
 // OUT_BITS+1-bit signed ports so that unsigned codes up to 2^OUT_BITS - 1 fit. Requires
 // ACC_BITS >= PSUM_BITS + MULT_BITS + 1 and ACC_BITS >= BIAS_BITS.
+`default_nettype none
 module lowbit_requant #(
     parameter PSUM_BITS  = 32,
     parameter MULT_BITS  = 31,
@@ -57,13 +58,17 @@ module lowbit_requant #(
 );
     localparam PROD_BITS = PSUM_BITS + MULT_BITS + 1;
     localparam Y_BITS    = ACC_BITS + 1;
+    // sign-extension widths, kept >= 1 (>= 0 for the codes) also when the parameters are refused
+    localparam P_EXT     = (ACC_BITS >= PROD_BITS) ? ACC_BITS - PROD_BITS + 1 : 1;
+    localparam B_EXT     = (ACC_BITS >= BIAS_BITS) ? ACC_BITS - BIAS_BITS + 1 : 1;
+    localparam C_EXT     = (Y_BITS > OUT_BITS + 1) ? Y_BITS - OUT_BITS - 1 : 0;
 
     // ---- stage 1: A <= base + M * P ----------------------------------------------------------------------------
     wire signed [MULT_BITS:0]     m_x  = {1'b0, mult};
     wire signed [PSUM_BITS-1:0]   p_x  = psum;
     wire signed [PROD_BITS-1:0]   prod = m_x * p_x;
-    wire        [ACC_BITS-1:0]    prod_ext = {{(ACC_BITS - PROD_BITS + 1){prod[PROD_BITS-1]}}, prod[PROD_BITS-2:0]};
-    wire        [ACC_BITS-1:0]    bias_ext = {{(ACC_BITS - BIAS_BITS + 1){bias[BIAS_BITS-1]}}, bias[BIAS_BITS-2:0]};
+    wire        [ACC_BITS-1:0]    prod_ext = {{P_EXT{prod[PROD_BITS-1]}}, prod[PROD_BITS-2:0]};
+    wire        [ACC_BITS-1:0]    bias_ext = {{B_EXT{bias[BIAS_BITS-1]}}, bias[BIAS_BITS-2:0]};
     wire        [ACC_BITS-1:0]    base = in_first   ? (bias_ext << bias_shift)
                                        : in_acc_ext ? acc_in : acc_out;
 
@@ -98,9 +103,9 @@ module lowbit_requant #(
     wire signed [ACC_BITS-1:0] acc_s   = acc_out;
     wire signed [ACC_BITS-1:0] shifted = acc_s >>> s_q;
     wire                       rnd     = (s_q == {SHIFT_BITS{1'b0}}) ? 1'b0 : acc_out[s_q - 1'b1];
-    wire        [Y_BITS-1:0]   zp_ext  = {{(Y_BITS - OUT_BITS - 1){zp_q[OUT_BITS]}}, zp_q};
-    wire        [Y_BITS-1:0]   lo_ext  = {{(Y_BITS - OUT_BITS - 1){lo_q[OUT_BITS]}}, lo_q};
-    wire        [Y_BITS-1:0]   hi_ext  = {{(Y_BITS - OUT_BITS - 1){hi_q[OUT_BITS]}}, hi_q};
+    wire        [Y_BITS-1:0]   zp_ext  = {{C_EXT{zp_q[OUT_BITS]}}, zp_q};
+    wire        [Y_BITS-1:0]   lo_ext  = {{C_EXT{lo_q[OUT_BITS]}}, lo_q};
+    wire        [Y_BITS-1:0]   hi_ext  = {{C_EXT{hi_q[OUT_BITS]}}, hi_q};
     wire signed [Y_BITS-1:0]   y       = {shifted[ACC_BITS-1], shifted} + zp_ext + {{(Y_BITS - 1){1'b0}}, rnd};
     wire signed [Y_BITS-1:0]   lo_s    = lo_ext;
     wire signed [Y_BITS-1:0]   hi_s    = hi_ext;
@@ -118,4 +123,67 @@ module lowbit_requant #(
 
     // The clamped value fits OUT_BITS by construction (signed or unsigned codes, per out_min/out_max).
     wire unused_hi = &{1'b0, y_clamp[Y_BITS-1:OUT_BITS]};
+
+
+    // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
+    // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
+    generate
+        if (PSUM_BITS < 2) begin : g_param_error_0
+`ifdef VERILATOR
+            $error("lowbit_requant: parameter PSUM_BITS = %0d must be >= 2",
+                   PSUM_BITS);
+`else
+            lowbit_param_error__PSUM_BITS_must_be_at_least_2 stop ();
+`endif
+        end
+        if (MULT_BITS < 1) begin : g_param_error_1
+`ifdef VERILATOR
+            $error("lowbit_requant: parameter MULT_BITS = %0d must be >= 1",
+                   MULT_BITS);
+`else
+            lowbit_param_error__MULT_BITS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (BIAS_BITS < 2) begin : g_param_error_2
+`ifdef VERILATOR
+            $error("lowbit_requant: parameter BIAS_BITS = %0d must be >= 2",
+                   BIAS_BITS);
+`else
+            lowbit_param_error__BIAS_BITS_must_be_at_least_2 stop ();
+`endif
+        end
+        if (SHIFT_BITS < 1) begin : g_param_error_3
+`ifdef VERILATOR
+            $error("lowbit_requant: parameter SHIFT_BITS = %0d must be >= 1",
+                   SHIFT_BITS);
+`else
+            lowbit_param_error__SHIFT_BITS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (ACC_BITS < PSUM_BITS + MULT_BITS + 1) begin : g_param_error_4
+`ifdef VERILATOR
+            $error("lowbit_requant: parameter ACC_BITS = %0d must be >= PSUM_BITS + MULT_BITS + 1 = %0d",
+                   ACC_BITS, PSUM_BITS + MULT_BITS + 1);
+`else
+            lowbit_param_error__ACC_BITS_must_be_at_least_PSUM_BITS_plus_MULT_BITS_plus_1 stop ();
+`endif
+        end
+        if (ACC_BITS < BIAS_BITS) begin : g_param_error_5
+`ifdef VERILATOR
+            $error("lowbit_requant: parameter ACC_BITS = %0d must be >= BIAS_BITS = %0d",
+                   ACC_BITS, BIAS_BITS);
+`else
+            lowbit_param_error__ACC_BITS_must_be_at_least_BIAS_BITS stop ();
+`endif
+        end
+        if (OUT_BITS < 1 || OUT_BITS > ACC_BITS) begin : g_param_error_6
+`ifdef VERILATOR
+            $error("lowbit_requant: parameter OUT_BITS = %0d must be in 1..ACC_BITS (%0d)",
+                   OUT_BITS, ACC_BITS);
+`else
+            lowbit_param_error__OUT_BITS_must_be_in_1_to_ACC_BITS stop ();
+`endif
+        end
+    endgenerate
 endmodule
+`default_nettype wire

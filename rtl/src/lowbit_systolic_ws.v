@@ -20,6 +20,7 @@
 // sum that reaches column c's bottom for vector m only passed PEs while they held vector m.
 //
 // All sums wrap modulo 2^ACC_BITS (two's complement). rst_n is a synchronous active-low reset.
+`default_nettype none
 module lowbit_systolic_ws #(
     parameter PE_KIND  = 0,   // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
     parameter ROWS     = 4,   // R: rows hold the reduction (K slots)
@@ -30,25 +31,27 @@ module lowbit_systolic_ws #(
     parameter W_SIGNED = 1,   // PE_KIND 0 only: weights are two's complement (else unsigned)
     parameter A_SIGNED = 1,   // PE_KIND 0 only: activations are two's complement (else unsigned)
     /* verilator lint_on UNUSEDPARAM */
-    parameter ACC_BITS = 32,  // accumulator / partial-sum bits
-    // Derived slot widths; do not override.
-    parameter W_SLOT   = (PE_KIND == 1) ? 32 : W_BITS,
-    parameter A_SLOT   = (PE_KIND == 1) ? 32 : A_BITS
+    parameter ACC_BITS = 32  // accumulator / partial-sum bits
 ) (
-    input  wire                     clk,
-    input  wire                     rst_n,
-    input  wire                     en,         // advance the whole array by one step
-    input  wire                     load_w,     // this step shifts weights down (w_top enters row 0)
-    /* verilator lint_off UNUSEDSIGNAL */       // run-time modes are used by the Bit-Fusion PE only
-    input  wire [1:0]               w_mode,     // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
-    input  wire [1:0]               a_mode,     // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
-    input  wire                     w_signed,   // PE_KIND 1: weights are two's complement
-    input  wire                     a_signed,   // PE_KIND 1: activations are two's complement
-    /* verilator lint_on UNUSEDSIGNAL */
-    input  wire [COLS*W_SLOT-1:0]   w_top,      // column c's weight slot at [c*W_SLOT +: W_SLOT]
-    input  wire [ROWS*A_SLOT-1:0]   a_left,     // row r's activation slot at [r*A_SLOT +: A_SLOT], unskewed
-    output wire [COLS*ACC_BITS-1:0] y_bottom    // column c's result at [c*ACC_BITS +: ACC_BITS], de-skewed
+    clk, rst_n, en, load_w, w_mode, a_mode, w_signed, a_signed, w_top, a_left, y_bottom
 );
+    // Derived from the parameters above (localparams: they cannot be overridden).
+    localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
+    localparam A_SLOT = (PE_KIND == 1) ? 32 : A_BITS;
+
+    input  wire                     clk;
+    input  wire                     rst_n;
+    input  wire                     en;         // advance the whole array by one step
+    input  wire                     load_w;     // this step shifts weights down (w_top enters row 0)
+    /* verilator lint_off UNUSEDSIGNAL */       // run-time modes are used by the Bit-Fusion PE only
+    input  wire [1:0]               w_mode;     // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
+    input  wire [1:0]               a_mode;     // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
+    input  wire                     w_signed;   // PE_KIND 1: weights are two's complement
+    input  wire                     a_signed;   // PE_KIND 1: activations are two's complement
+    /* verilator lint_on UNUSEDSIGNAL */
+    input  wire [COLS*W_SLOT-1:0]   w_top;      // column c's weight slot at [c*W_SLOT +: W_SLOT]
+    input  wire [ROWS*A_SLOT-1:0]   a_left;     // row r's activation slot at [r*A_SLOT +: A_SLOT], unskewed
+    output wire [COLS*ACC_BITS-1:0] y_bottom;   // column c's result at [c*ACC_BITS +: ACC_BITS], de-skewed
     // Flattened nets between PEs.
     //   w_net: (ROWS+1) x COLS weight slots, w_net[r][c] enters PE(r, c) from above (row ROWS is the unused
     //          output of the bottom row);
@@ -132,4 +135,35 @@ module lowbit_systolic_ws #(
             end
         end
     endgenerate
+
+
+    // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
+    // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
+    generate
+        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+`ifdef VERILATOR
+            $error("lowbit_systolic_ws: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)",
+                   PE_KIND);
+`else
+            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+`endif
+        end
+        if (ROWS < 1) begin : g_param_error_1
+`ifdef VERILATOR
+            $error("lowbit_systolic_ws: parameter ROWS = %0d must be >= 1",
+                   ROWS);
+`else
+            lowbit_param_error__ROWS_must_be_at_least_1 stop ();
+`endif
+        end
+        if (COLS < 1) begin : g_param_error_2
+`ifdef VERILATOR
+            $error("lowbit_systolic_ws: parameter COLS = %0d must be >= 1",
+                   COLS);
+`else
+            lowbit_param_error__COLS_must_be_at_least_1 stop ();
+`endif
+        end
+    endgenerate
 endmodule
+`default_nettype wire
