@@ -124,7 +124,6 @@ module lowbit_fusion_pe #(
         end
     end
 
-
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate

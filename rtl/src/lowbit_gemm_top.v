@@ -37,7 +37,7 @@ module lowbit_gemm_top #(
     parameter MAX_M     = 256,  // largest M (psum buffer rows), >= 2
     parameter FOLD_BITS = 16,   // width of the fold-count config inputs
     parameter CNT_BITS  = 32,   // width of cycle_count
-    parameter OUT_DEPTH = 2  // output FIFO entries (power of two, >= 2)
+    parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
 ) (
     clk, rst_n, start, cfg_m, cfg_row_folds, cfg_col_folds, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
     busy, in_valid, in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
@@ -71,6 +71,7 @@ module lowbit_gemm_top #(
     output wire                     out_last;
     // busy-cycle counter (cleared on start; holds its value when the GEMM is done)
     output wire [CNT_BITS-1:0]      cycle_count;
+
     localparam S_IDLE = 2'd0, S_LOAD = 2'd1, S_STREAM = 2'd2, S_DRAIN = 2'd3;
     localparam IDX_BITS = $clog2(MAX_M);                        // row index m
     localparam T_NEED   = $clog2(MAX_M + ROWS + COLS);         // step within a phase: 0 .. M + R + C - 3
@@ -271,62 +272,54 @@ module lowbit_gemm_top #(
         end
     end
 
-
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
         if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)",
-                   PE_KIND);
+            $error("lowbit_gemm_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
 `else
             lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter ROWS = %0d must be >= 1",
-                   ROWS);
+            $error("lowbit_gemm_top: parameter ROWS = %0d must be >= 1", ROWS);
 `else
             lowbit_param_error__ROWS_must_be_at_least_1 stop ();
 `endif
         end
         if (COLS < 1) begin : g_param_error_2
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter COLS = %0d must be >= 1",
-                   COLS);
+            $error("lowbit_gemm_top: parameter COLS = %0d must be >= 1", COLS);
 `else
             lowbit_param_error__COLS_must_be_at_least_1 stop ();
 `endif
         end
         if (MAX_M < 2) begin : g_param_error_3
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter MAX_M = %0d must be >= 2",
-                   MAX_M);
+            $error("lowbit_gemm_top: parameter MAX_M = %0d must be >= 2", MAX_M);
 `else
             lowbit_param_error__MAX_M_must_be_at_least_2 stop ();
 `endif
         end
         if (FOLD_BITS < 1) begin : g_param_error_4
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter FOLD_BITS = %0d must be >= 1",
-                   FOLD_BITS);
+            $error("lowbit_gemm_top: parameter FOLD_BITS = %0d must be >= 1", FOLD_BITS);
 `else
             lowbit_param_error__FOLD_BITS_must_be_at_least_1 stop ();
 `endif
         end
         if (CNT_BITS < 1) begin : g_param_error_5
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter CNT_BITS = %0d must be >= 1",
-                   CNT_BITS);
+            $error("lowbit_gemm_top: parameter CNT_BITS = %0d must be >= 1", CNT_BITS);
 `else
             lowbit_param_error__CNT_BITS_must_be_at_least_1 stop ();
 `endif
         end
         if (OUT_DEPTH < 2 || ((OUT_DEPTH) & ((OUT_DEPTH) - 1)) != 0) begin : g_param_error_6
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter OUT_DEPTH = %0d must be a power of two >= 2",
-                   OUT_DEPTH);
+            $error("lowbit_gemm_top: parameter OUT_DEPTH = %0d must be a power of two >= 2", OUT_DEPTH);
 `else
             lowbit_param_error__OUT_DEPTH_must_be_a_power_of_two_at_least_2 stop ();
 `endif

@@ -99,6 +99,7 @@ module lowbit_layer_top #(
     output wire                       out_last;
     // array busy cycles of the current pass (lowbit_gemm_top's counter)
     output wire [CNT_BITS-1:0]        cycle_count;
+
     localparam IDX_BITS = $clog2(MAX_M);
     localparam AB_BITS  = IDX_BITS + NF_BITS;            // accumulator buffer address {cf, m}
     localparam A64      = 64;                            // requant accumulator
@@ -219,46 +220,40 @@ module lowbit_layer_top #(
     assign out_last   = last_s2 & out_valid0;
     wire unused_flags = &{1'b0, col_acc_valid, col_acc_last, col_out_valid};
 
-
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
         if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_layer_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)",
-                   PE_KIND);
+            $error("lowbit_layer_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
 `else
             lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1
 `ifdef VERILATOR
-            $error("lowbit_layer_top: parameter ROWS = %0d must be >= 1",
-                   ROWS);
+            $error("lowbit_layer_top: parameter ROWS = %0d must be >= 1", ROWS);
 `else
             lowbit_param_error__ROWS_must_be_at_least_1 stop ();
 `endif
         end
         if (COLS < 1) begin : g_param_error_2
 `ifdef VERILATOR
-            $error("lowbit_layer_top: parameter COLS = %0d must be >= 1",
-                   COLS);
+            $error("lowbit_layer_top: parameter COLS = %0d must be >= 1", COLS);
 `else
             lowbit_param_error__COLS_must_be_at_least_1 stop ();
 `endif
         end
         if (MAX_M < 2 || ((MAX_M) & ((MAX_M) - 1)) != 0) begin : g_param_error_3
 `ifdef VERILATOR
-            $error("lowbit_layer_top: parameter MAX_M = %0d must be a power of two >= 2",
-                   MAX_M);
+            $error("lowbit_layer_top: parameter MAX_M = %0d must be a power of two >= 2", MAX_M);
 `else
             lowbit_param_error__MAX_M_must_be_a_power_of_two_at_least_2 stop ();
 `endif
         end
         if (MAX_NF < 2 || ((MAX_NF) & ((MAX_NF) - 1)) != 0) begin : g_param_error_4
 `ifdef VERILATOR
-            $error("lowbit_layer_top: parameter MAX_NF = %0d must be a power of two >= 2",
-                   MAX_NF);
+            $error("lowbit_layer_top: parameter MAX_NF = %0d must be a power of two >= 2", MAX_NF);
 `else
             lowbit_param_error__MAX_NF_must_be_a_power_of_two_at_least_2 stop ();
 `endif
@@ -273,8 +268,7 @@ module lowbit_layer_top #(
         end
         if (OUT_BITS < 1 || OUT_BITS > 32) begin : g_param_error_6
 `ifdef VERILATOR
-            $error("lowbit_layer_top: parameter OUT_BITS = %0d must be in 1..32",
-                   OUT_BITS);
+            $error("lowbit_layer_top: parameter OUT_BITS = %0d must be in 1..32", OUT_BITS);
 `else
             lowbit_param_error__OUT_BITS_must_be_in_1_to_32 stop ();
 `endif

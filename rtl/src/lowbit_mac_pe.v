@@ -60,38 +60,33 @@ module lowbit_mac_pe #(
         end
     end
 
-
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
         if (W_BITS < 1) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_mac_pe: parameter W_BITS = %0d must be >= 1",
-                   W_BITS);
+            $error("lowbit_mac_pe: parameter W_BITS = %0d must be >= 1", W_BITS);
 `else
             lowbit_param_error__W_BITS_must_be_at_least_1 stop ();
 `endif
         end
         if (A_BITS < 1) begin : g_param_error_1
 `ifdef VERILATOR
-            $error("lowbit_mac_pe: parameter A_BITS = %0d must be >= 1",
-                   A_BITS);
+            $error("lowbit_mac_pe: parameter A_BITS = %0d must be >= 1", A_BITS);
 `else
             lowbit_param_error__A_BITS_must_be_at_least_1 stop ();
 `endif
         end
         if (W_SIGNED != 0 && W_SIGNED != 1) begin : g_param_error_2
 `ifdef VERILATOR
-            $error("lowbit_mac_pe: parameter W_SIGNED = %0d must be 0 or 1",
-                   W_SIGNED);
+            $error("lowbit_mac_pe: parameter W_SIGNED = %0d must be 0 or 1", W_SIGNED);
 `else
             lowbit_param_error__W_SIGNED_must_be_0_or_1 stop ();
 `endif
         end
         if (A_SIGNED != 0 && A_SIGNED != 1) begin : g_param_error_3
 `ifdef VERILATOR
-            $error("lowbit_mac_pe: parameter A_SIGNED = %0d must be 0 or 1",
-                   A_SIGNED);
+            $error("lowbit_mac_pe: parameter A_SIGNED = %0d must be 0 or 1", A_SIGNED);
 `else
             lowbit_param_error__A_SIGNED_must_be_0_or_1 stop ();
 `endif

@@ -124,38 +124,33 @@ module lowbit_requant #(
     // The clamped value fits OUT_BITS by construction (signed or unsigned codes, per out_min/out_max).
     wire unused_hi = &{1'b0, y_clamp[Y_BITS-1:OUT_BITS]};
 
-
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
         if (PSUM_BITS < 2) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_requant: parameter PSUM_BITS = %0d must be >= 2",
-                   PSUM_BITS);
+            $error("lowbit_requant: parameter PSUM_BITS = %0d must be >= 2", PSUM_BITS);
 `else
             lowbit_param_error__PSUM_BITS_must_be_at_least_2 stop ();
 `endif
         end
         if (MULT_BITS < 1) begin : g_param_error_1
 `ifdef VERILATOR
-            $error("lowbit_requant: parameter MULT_BITS = %0d must be >= 1",
-                   MULT_BITS);
+            $error("lowbit_requant: parameter MULT_BITS = %0d must be >= 1", MULT_BITS);
 `else
             lowbit_param_error__MULT_BITS_must_be_at_least_1 stop ();
 `endif
         end
         if (BIAS_BITS < 2) begin : g_param_error_2
 `ifdef VERILATOR
-            $error("lowbit_requant: parameter BIAS_BITS = %0d must be >= 2",
-                   BIAS_BITS);
+            $error("lowbit_requant: parameter BIAS_BITS = %0d must be >= 2", BIAS_BITS);
 `else
             lowbit_param_error__BIAS_BITS_must_be_at_least_2 stop ();
 `endif
         end
         if (SHIFT_BITS < 1) begin : g_param_error_3
 `ifdef VERILATOR
-            $error("lowbit_requant: parameter SHIFT_BITS = %0d must be >= 1",
-                   SHIFT_BITS);
+            $error("lowbit_requant: parameter SHIFT_BITS = %0d must be >= 1", SHIFT_BITS);
 `else
             lowbit_param_error__SHIFT_BITS_must_be_at_least_1 stop ();
 `endif
@@ -170,16 +165,14 @@ module lowbit_requant #(
         end
         if (ACC_BITS < BIAS_BITS) begin : g_param_error_5
 `ifdef VERILATOR
-            $error("lowbit_requant: parameter ACC_BITS = %0d must be >= BIAS_BITS = %0d",
-                   ACC_BITS, BIAS_BITS);
+            $error("lowbit_requant: parameter ACC_BITS = %0d must be >= BIAS_BITS = %0d", ACC_BITS, BIAS_BITS);
 `else
             lowbit_param_error__ACC_BITS_must_be_at_least_BIAS_BITS stop ();
 `endif
         end
         if (OUT_BITS < 1 || OUT_BITS > ACC_BITS) begin : g_param_error_6
 `ifdef VERILATOR
-            $error("lowbit_requant: parameter OUT_BITS = %0d must be in 1..ACC_BITS (%0d)",
-                   OUT_BITS, ACC_BITS);
+            $error("lowbit_requant: parameter OUT_BITS = %0d must be in 1..ACC_BITS (%0d)", OUT_BITS, ACC_BITS);
 `else
             lowbit_param_error__OUT_BITS_must_be_in_1_to_ACC_BITS stop ();
 `endif

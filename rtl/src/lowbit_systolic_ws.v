@@ -31,7 +31,7 @@ module lowbit_systolic_ws #(
     parameter W_SIGNED = 1,   // PE_KIND 0 only: weights are two's complement (else unsigned)
     parameter A_SIGNED = 1,   // PE_KIND 0 only: activations are two's complement (else unsigned)
     /* verilator lint_on UNUSEDPARAM */
-    parameter ACC_BITS = 32  // accumulator / partial-sum bits
+    parameter ACC_BITS = 32   // accumulator / partial-sum bits
 ) (
     clk, rst_n, en, load_w, w_mode, a_mode, w_signed, a_signed, w_top, a_left, y_bottom
 );
@@ -52,6 +52,7 @@ module lowbit_systolic_ws #(
     input  wire [COLS*W_SLOT-1:0]   w_top;      // column c's weight slot at [c*W_SLOT +: W_SLOT]
     input  wire [ROWS*A_SLOT-1:0]   a_left;     // row r's activation slot at [r*A_SLOT +: A_SLOT], unskewed
     output wire [COLS*ACC_BITS-1:0] y_bottom;   // column c's result at [c*ACC_BITS +: ACC_BITS], de-skewed
+
     // Flattened nets between PEs.
     //   w_net: (ROWS+1) x COLS weight slots, w_net[r][c] enters PE(r, c) from above (row ROWS is the unused
     //          output of the bottom row);
@@ -136,30 +137,26 @@ module lowbit_systolic_ws #(
         end
     endgenerate
 
-
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
         if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_systolic_ws: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)",
-                   PE_KIND);
+            $error("lowbit_systolic_ws: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
 `else
             lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1
 `ifdef VERILATOR
-            $error("lowbit_systolic_ws: parameter ROWS = %0d must be >= 1",
-                   ROWS);
+            $error("lowbit_systolic_ws: parameter ROWS = %0d must be >= 1", ROWS);
 `else
             lowbit_param_error__ROWS_must_be_at_least_1 stop ();
 `endif
         end
         if (COLS < 1) begin : g_param_error_2
 `ifdef VERILATOR
-            $error("lowbit_systolic_ws: parameter COLS = %0d must be >= 1",
-                   COLS);
+            $error("lowbit_systolic_ws: parameter COLS = %0d must be >= 1", COLS);
 `else
             lowbit_param_error__COLS_must_be_at_least_1 stop ();
 `endif
