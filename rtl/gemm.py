@@ -23,7 +23,8 @@ from rtl.limits import (
 from rtl.runner import SRC_DIR, run_job
 from rtl.tools import RtlError
 
-__all__ = ["GemmCheck", "check_gemm", "gemm_job", "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
+__all__ = ["GemmCheck", "check_gemm", "check_pair_supported", "gemm_job", "verify_gemm", "random_operands", "TOP",
+           "BENCH", "SOURCES"]
 
 TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
@@ -87,10 +88,25 @@ def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 
         raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
     check_simulator(simulator)
     rows, cols = check_array(rows, cols)
+    check_pair_supported(rows, cols, pe, w_bits, a_bits)
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     M, K, N = check_operand_sizes(M, K, N)
     estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob)
     check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe} array", estimate)
+
+
+def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int) -> None:
+    """Refuse a pair that sim refuses on the same array and PE, with sim's own message (a Bit-Fusion array runs
+    only widths 2, 4 and 8, so sim's cost tables have no w3a3 row to compare the RTL's cycles with)."""
+    from sim.errors import InputError  # sim is only needed for this check and the prediction
+
+    for name, bits in (("w_bits", w_bits), ("a_bits", a_bits)):
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
+            raise RtlError(f"{name} must be an integer in 2..8, got {bits!r}")
+    try:
+        driver.rtl_chip(rows, cols, pe).check_pairs([(int(w_bits), int(a_bits))])
+    except InputError as exc:
+        raise RtlError(str(exc)) from None
 
 
 def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,

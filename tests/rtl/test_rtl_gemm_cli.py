@@ -24,3 +24,21 @@ def test_bad_array_is_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["rtl", "gemm", "--m", "2", "--k", "2", "--n", "2", "--array", "8by8"])
     assert exc.value.code == 2 and "bad --array '8by8'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pair", ["w3a3", "w8a5"])
+def test_a_pair_sim_refuses_is_refused_with_sims_message(pair, tmp_path, capsys) -> None:
+    """A Bit-Fusion array runs widths 2, 4 and 8 only: `rtl gemm` refuses the others as `sim` does, same words."""
+    with pytest.raises(SystemExit) as exc:
+        main(["rtl", "gemm", "--m", "2", "--k", "2", "--n", "2", "--pair", pair, "--pe", "bitfusion", "--array", "4x4"])
+    rtl_err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(rtl_err.splitlines()) == 1
+    chip = tmp_path / "chip.yaml"
+    chip.write_text("name: lowbit_rtl_bitfusion_4x4\narray: {rows: 4, cols: 4}\npe: {kind: bitfusion}\n"
+                    "memory: {ifmap_sram_kib: 64, filter_sram_kib: 64, ofmap_sram_kib: 64}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["sim", "--chip", str(chip), "--workload", "resnet18", "--pairs", pair, "--out", str(tmp_path / "t.csv")])
+    sim_err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and rtl_err == sim_err
+    assert f"pair {pair} is not supported by chip 'lowbit_rtl_bitfusion_4x4'" in rtl_err
+    assert not (tmp_path / "t.csv").exists()
