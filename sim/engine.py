@@ -487,7 +487,7 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     else:
         dram_ifmap, dram_filter, sram_ifmap, sram_filter = dx, ds, dx + at_t(reads_x), ds + at_t(reads_s)
     weight_bits = np.where(act_act, 0, G * K * N * w + G * N * n_h * c(chips.scale_bits))
-    util = at_t(macs * serial) / (at_t(R * C * pack) * tot_f)
+    util = at_t(macs * serial) / (at_t(R * C * pack) * np.maximum(tot_f, 1.0))  # a 1-cycle layer has index 0
     order_code = np.array([_GEMM_ORDER[(df, x)] for x in orders])[pick_o[..., 0]]
     if df == WS:
         tiles_mnk = (ts, np.minimum(N, C), k_tile)

@@ -148,3 +148,13 @@ def test_coupled_table_matches_the_plain_table_where_outputs_keep_their_width() 
     for col in ("dram_ifmap_bits", "dram_filter_bits", "compute_cycles", "energy_mac_pj"):
         assert by[col].groupby(level=[0, 1, 2]).nunique().max() == 1
     assert (by["dram_ofmap_bits"].groupby(level=[0, 1, 2]).diff().dropna() > 0).all()
+
+
+def test_a_one_cycle_layer_has_a_finite_utilization() -> None:
+    """compute_cycles is the last busy cycle's index, so a one-MAC GEMM on a 1x1 os array has total_cycles 0; its
+    utilization counts that one cycle (1.0), not a division by zero."""
+    chip = chip_from_dict({"array": {"rows": 1, "cols": 1, "dataflow": "os"}, "pe": {"kind": "fixed"},
+                           "memory": {"ifmap_sram_kib": 1, "filter_sram_kib": 1, "ofmap_sram_kib": 1,
+                                      "dram_bw_bits_per_cycle": "calc"}})
+    row = simulate(chip, Workload("w", (gemm("g", 1, 1, 1),)), "w8a8").iloc[0]
+    assert row.total_cycles == 0 and row.utilization == 1.0
