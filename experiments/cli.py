@@ -406,7 +406,8 @@ def rtl_gemm_cmd(
     pair: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a4.")] = "w8a8",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the random operands and stream gaps.")] = 0,
     array: Annotated[str, typer.Option(help="Array shape ROWSxCOLS.")] = "8x8",
-    pe: Annotated[str, typer.Option(help="fixed or bitfusion.")] = "bitfusion",
+    pe: Annotated[str, typer.Option(help="fixed, bitfusion, stripes (activation-serial) or loom (weight- and "
+                                         "activation-serial).")] = "bitfusion",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
     gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
 ) -> None:

@@ -31,6 +31,8 @@ __all__ = [
     "fusion_mode",
     "pack_factor",
     "slot_bits",
+    "beats_per_element",
+    "SERIAL_KINDS",
     "operand_range",
     "plan_gemm",
     "gemm_streams",
@@ -45,10 +47,14 @@ __all__ = [
     "main",
 ]
 
-#: PE kinds of the RTL, named as in sim's chip files, and their ``PE_KIND`` parameter values.
-PE_KINDS: dict[str, int] = {"fixed": 0, "bitfusion": 1}
+#: PE kinds of the RTL and their ``PE_KIND`` parameter values: sim's ``fixed`` and ``bitfusion``, and its
+#: ``bitserial`` PE as Stripes (``serial: activation``) and Loom (``serial: both``).
+PE_KINDS: dict[str, int] = {"fixed": 0, "bitfusion": 1, "stripes": 2, "loom": 3}
+#: sim's ``pe.serial`` of each bit-serial kind
+SERIAL_KINDS: dict[str, str] = {"stripes": "activation", "loom": "both"}
 _FUSION_WIDTHS = (2, 4, 8)
 _FUSION_SLOT_BITS = 32
+_SERIAL_SLOT_BITS = 8  #: a bit-serial build's widest runtime width (its W_BITS = A_BITS), one stream slot
 
 
 def _kind(pe_kind: str) -> str:
@@ -75,9 +81,9 @@ def fusion_mode(bits: int) -> int:
 
 
 def pack_factor(pe_kind: str, w_bits: int, a_bits: int) -> int:
-    """Products one PE sums per cycle: 1 for a fixed PE, ``floor(8/a) * floor(8/w)`` (widths rounded up to
-    2/4/8) for Bit Fusion -- the same rule as ``sim.precision``."""
-    if _kind(pe_kind) == "fixed":
+    """Products one PE sums per cycle: 1 for a fixed or bit-serial PE, ``floor(8/a) * floor(8/w)`` (widths
+    rounded up to 2/4/8) for Bit Fusion -- the same rule as ``sim.precision``."""
+    if _kind(pe_kind) != "bitfusion":
         _check_bits("w_bits", w_bits)
         _check_bits("a_bits", a_bits)
         return 1
@@ -88,7 +94,20 @@ def slot_bits(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
     """(W_SLOT, A_SLOT): bits of one PE's weight slot and activation slot on the streams."""
     if _kind(pe_kind) == "bitfusion":
         return _FUSION_SLOT_BITS, _FUSION_SLOT_BITS
-    return _check_bits("w_bits", w_bits), _check_bits("a_bits", a_bits)
+    _check_bits("w_bits", w_bits), _check_bits("a_bits", a_bits)
+    if pe_kind in SERIAL_KINDS:
+        return _SERIAL_SLOT_BITS, _SERIAL_SLOT_BITS
+    return int(w_bits), int(a_bits)
+
+
+def beats_per_element(pe_kind: str, w_bits: int, a_bits: int) -> int:
+    """Steps one streamed element takes: ``a_bits`` (Stripes), ``a_bits * w_bits`` (Loom), else 1 -- sim's
+    ``serial``."""
+    if _kind(pe_kind) == "stripes":
+        return _check_bits("a_bits", a_bits)
+    if pe_kind == "loom":
+        return _check_bits("a_bits", a_bits) * _check_bits("w_bits", w_bits)
+    return 1
 
 
 def operand_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -137,9 +156,14 @@ class GemmPlan:
         return self.col_folds * self.M
 
     @property
+    def beats(self) -> int:
+        """Stream steps per element (:func:`beats_per_element`)."""
+        return beats_per_element(self.pe_kind, self.w_bits, self.a_bits)
+
+    @property
     def busy_cycles_per_fold(self) -> int:
-        """Array-busy cycles of one fold: R load + (M + R + C - 2) stream steps."""
-        return 2 * self.rows + self.cols + self.M - 2
+        """Array-busy cycles of one fold: R load + (M * beats + R + C - 2) stream steps."""
+        return 2 * self.rows + self.cols + self.M * self.beats - 2
 
     @property
     def cycle_limit(self) -> int:
@@ -212,8 +236,10 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     _check_operand("A", A, plan.a_bits, a_signed)
     _check_operand("B", B, plan.w_bits, w_signed)
     R, C, P = plan.rows, plan.cols, plan.pack
-    w_field = fusion_width(plan.w_bits) if pe_kind == "bitfusion" else plan.w_bits
-    a_field = fusion_width(plan.a_bits) if pe_kind == "bitfusion" else plan.a_bits
+    # element fields: Bit Fusion's rounded widths; a bit-serial PE reads the low bits of an 8-bit slot (the
+    # two's complement of a narrower operand sign-extended, the bits above its width ignored)
+    w_field = fusion_width(plan.w_bits) if pe_kind == "bitfusion" else plan.w_slot
+    a_field = fusion_width(plan.a_bits) if pe_kind == "bitfusion" else plan.a_slot
 
     # zero-pad the reduction to whole folds of whole slots, N to whole column folds
     k_pad = plan.row_folds * R * P
@@ -237,9 +263,11 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
 
 
 def top_config(plan: GemmPlan) -> dict[str, int]:
-    """Values of the top's ``cfg_*`` inputs for ``plan`` (mode inputs are ignored by a fixed-PE build)."""
+    """Values of the top's ``cfg_*`` inputs for ``plan`` (mode inputs are ignored by a fixed-PE build; the
+    bit-serial widths ``cfg_w_bits``/``cfg_a_bits`` are given for the bit-serial kinds only, which
+    ``lowbit_layer_top`` does not build)."""
     fusion = plan.pe_kind == "bitfusion"
-    return {
+    config = {
         "cfg_m": plan.M,
         "cfg_row_folds": plan.row_folds,
         "cfg_col_folds": plan.col_folds,
@@ -248,14 +276,20 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
         "cfg_w_signed": int(plan.w_signed),
         "cfg_a_signed": int(plan.a_signed),
     }
+    if plan.pe_kind in SERIAL_KINDS:
+        config.update({"cfg_w_bits": plan.w_bits, "cfg_a_bits": plan.a_bits})
+    return config
 
 
 def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: int = 8, w_signed: bool = True,
                    a_signed: bool = True, acc_bits: int = 32, max_m: int = 256) -> dict[str, int]:
-    """Verilog parameters of one ``lowbit_gemm_top`` build. For Bit Fusion the widths and signedness are
-    run-time configuration, so they are left out (one build serves all nine pairs)."""
+    """Verilog parameters of one ``lowbit_gemm_top`` build. For Bit Fusion and the bit-serial PEs the widths and
+    signedness are run-time configuration, so one build serves every pair (a bit-serial build's W_BITS = A_BITS
+    = 8 is its widest runtime width)."""
     params = {"PE_KIND": PE_KINDS[_kind(pe_kind)], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits),
               "MAX_M": int(max_m)}
+    if pe_kind in SERIAL_KINDS:
+        params.update({"W_BITS": _SERIAL_SLOT_BITS, "A_BITS": _SERIAL_SLOT_BITS})
     if pe_kind == "fixed":
         params.update({"W_BITS": _check_bits("w_bits", w_bits), "A_BITS": _check_bits("a_bits", a_bits),
                        "W_SIGNED": int(w_signed), "A_SIGNED": int(a_signed)})
@@ -280,10 +314,20 @@ def decode_output_beat(value: int, cols: int, acc_bits: int) -> list[int]:
     return out
 
 
+def _sim_pe(pe_kind: str) -> dict[str, Any]:
+    """sim's ``pe`` section for an RTL PE kind."""
+    if _kind(pe_kind) == "fixed":
+        return {"kind": "fixed", "bits": 8}
+    if pe_kind in SERIAL_KINDS:
+        return {"kind": "bitserial", "serial": SERIAL_KINDS[pe_kind]}
+    return {"kind": pe_kind}
+
+
 def rtl_chip(rows: int, cols: int, pe_kind: str) -> Any:
     """sim's model of an ``rows x cols`` weight-stationary array of lowbit's ``pe_kind`` PEs (sim.config.Chip).
 
-    The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair). DRAM bandwidth is
+    The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair); Stripes and Loom
+    as sim's ``bitserial`` PE with ``serial: activation`` and ``both``. DRAM bandwidth is
     SCALE-Sim's "calc" (no stalls): the prediction is ``compute_cycles``, the array's busy cycles.  The RTL runs
     SCALE-Sim's fold order with serial weight preload, so the chip is pinned to ``mapping: scalesim``."""
     from sim.config import chip_from_dict  # sim is only needed for the prediction
@@ -291,7 +335,7 @@ def rtl_chip(rows: int, cols: int, pe_kind: str) -> Any:
     return chip_from_dict({
         "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}",
         "array": {"rows": rows, "cols": cols, "dataflow": "ws", "weight_preload": "serial"},
-        "pe": {"kind": pe_kind, "bits": 8} if pe_kind == "fixed" else {"kind": pe_kind},
+        "pe": _sim_pe(pe_kind),
         "mapping": "scalesim",  # the RTL runs SCALE-Sim's fold order with serial weight preload
         "memory": {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
                    "dram_bw_bits_per_cycle": "calc", "acc_bits": 32},

@@ -28,8 +28,8 @@ __all__ = ["GemmCheck", "check_gemm", "check_pair_supported", "gemm_job", "verif
 
 TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
-SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_systolic_ws.v",
-                                 "lowbit_gemm_top.v")]
+SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v",
+                                 "lowbit_systolic_ws.v", "lowbit_gemm_top.v")]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 
     cycles, host memory and folds against the limits.  Raises :class:`RtlError` naming the argument, the estimate
     and the limit."""
     if pe not in driver.PE_KINDS:
-        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+        raise RtlError(f"unknown PE kind {pe!r} ({', '.join(driver.PE_KINDS)})")
     check_simulator(simulator)
     rows, cols = check_array(rows, cols)
     check_pair_supported(rows, cols, pe, w_bits, a_bits)

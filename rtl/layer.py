@@ -59,8 +59,9 @@ __all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "Lay
 
 TOP = "lowbit_layer_top"
 BENCH = "rtl.benches.layer_bench"
-SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_systolic_ws.v",
+SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v", "lowbit_systolic_ws.v",
                                  "lowbit_gemm_top.v", "lowbit_requant.v", "lowbit_layer_top.v")]
+LAYER_PE_KINDS = ("fixed", "bitfusion")  #: the PE kinds lowbit_layer_top builds
 ACC_BITS = 32        #: the array's accumulators = the requant unit's partial sum P_h
 OUT_BITS = 32        #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
 
@@ -359,8 +360,9 @@ def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, st
                         seed: int = 0, images: int = 1, simulator: str = "verilator") -> None:
     """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed and
     image count (:mod:`rtl.limits`); raises :class:`RtlError` naming the argument."""
-    if pe not in driver.PE_KINDS:
-        raise RtlError(f"unknown PE kind {pe!r} (fixed or bitfusion)")
+    if pe not in LAYER_PE_KINDS:
+        extra = " (the bit-serial PEs run GEMMs only so far: lowbit rtl gemm)" if pe in driver.PE_KINDS else ""
+        raise RtlError(f"unknown PE kind {pe!r} for a layer ({' or '.join(LAYER_PE_KINDS)}){extra}")
     check_simulator(simulator)
     check_array(rows, cols)
     check_probability(gap_prob, "gap_prob")

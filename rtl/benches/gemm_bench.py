@@ -37,7 +37,7 @@ from rtl.benches.streams import play_streams, run_jobs
 from rtl.driver import decode_output_beat, output_order
 
 _PORTS = ("start", "in_valid", "in_data", "out_ready", "cfg_m", "cfg_row_folds", "cfg_col_folds", "cfg_w_mode",
-          "cfg_a_mode", "cfg_w_signed", "cfg_a_signed")
+          "cfg_a_mode", "cfg_w_signed", "cfg_a_signed", "cfg_w_bits", "cfg_a_bits")
 
 
 def _wrap(value: int, bits: int) -> int:

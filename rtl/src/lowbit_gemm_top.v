@@ -26,11 +26,11 @@
 // read-modify-write it, the last row fold sends buffer + array result to the output FIFO instead.
 `default_nettype none
 module lowbit_gemm_top #(
-    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
     parameter ROWS      = 4,    // R
     parameter COLS      = 4,    // C
-    parameter W_BITS    = 8,    // PE_KIND 0 only
-    parameter A_BITS    = 8,    // PE_KIND 0 only
+    parameter W_BITS    = 8,    // PE_KIND 0; for 2 and 3 the widest runtime width is max(W_BITS, A_BITS)
+    parameter A_BITS    = 8,    // PE_KIND 0 (and 2, 3 as above)
     parameter W_SIGNED  = 1,    // PE_KIND 0 only
     parameter A_SIGNED  = 1,    // PE_KIND 0 only
     parameter ACC_BITS  = 32,
@@ -40,11 +40,16 @@ module lowbit_gemm_top #(
     parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
 ) (
     clk, rst_n, start, cfg_m, cfg_row_folds, cfg_col_folds, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
-    busy, in_valid, in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
+    cfg_w_bits, cfg_a_bits, busy, in_valid, in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
-    localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
-    localparam A_SLOT = (PE_KIND == 1) ? 32 : A_BITS;
+    localparam SERIAL = (PE_KIND == 2) || (PE_KIND == 3);       // bit-serial PEs: an element takes S beats
+    localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;    // bit-serial: the widest runtime width
+    localparam NB     = $clog2(SB + 1);                         // a runtime width, 1..SB
+    localparam IB     = (SB > 1) ? $clog2(SB) : 1;              // a bit index, 0..SB-1
+    localparam S_MAX  = (PE_KIND == 3) ? SB * SB : SERIAL ? SB : 1;  // most beats per element
+    localparam W_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : W_BITS;
+    localparam A_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : A_BITS;  // on the input stream (the array adds beats)
     localparam IN_BITS = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT;
     localparam M_BITS = $clog2(MAX_M) + 1;  // cfg_m can hold MAX_M and values above it (refused)
 
@@ -59,6 +64,8 @@ module lowbit_gemm_top #(
     input  wire [1:0]               cfg_a_mode;    // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
     input  wire                     cfg_w_signed;  // PE_KIND 1: weights two's complement
     input  wire                     cfg_a_signed;  // PE_KIND 1: activations two's complement
+    input  wire [NB-1:0]            cfg_w_bits;    // PE_KIND 2, 3: weight width, 1..SB
+    input  wire [NB-1:0]            cfg_a_bits;    // PE_KIND 2, 3: activation width, 1..SB
     output wire                     busy;          // a GEMM is in progress (start .. last result row taken)
     // input stream: weight beats and activation beats
     input  wire                     in_valid;
@@ -74,7 +81,7 @@ module lowbit_gemm_top #(
 
     localparam S_IDLE = 2'd0, S_LOAD = 2'd1, S_STREAM = 2'd2, S_DRAIN = 2'd3;
     localparam IDX_BITS = $clog2(MAX_M);                        // row index m
-    localparam T_NEED   = $clog2(MAX_M + ROWS + COLS);         // step within a phase: 0 .. M + R + C - 3
+    localparam T_NEED   = $clog2(MAX_M * S_MAX + ROWS + COLS); // step within a phase: 0 .. M*S + R + C - 3
     localparam T_BITS   = (T_NEED > M_BITS) ? T_NEED : M_BITS;  // (>= M_BITS keeps the extensions below legal)
     localparam PIPE     = ROWS + COLS - 1;                      // steps from a_left to y_bottom
     localparam TOK_BITS = IDX_BITS + 4;                         // {m, final, last, first, valid}
@@ -85,11 +92,13 @@ module lowbit_gemm_top #(
     reg [1:0]           state;
     reg [T_BITS-1:0]    t;           // step within the current phase
     reg [M_BITS-1:0]    m_q;
-    reg [T_BITS:0]      t_stream_last;  // M + R + C - 3
+    reg [T_BITS:0]      ms_q;           // M * S: the stream steps that feed beats
+    reg [T_BITS:0]      t_stream_last;  // M * S + R + C - 3
     reg [FOLD_BITS-1:0] kf_q, nf_q;  // fold counts
     reg [FOLD_BITS-1:0] rf, cf;      // current row fold, column fold
     reg [1:0]           w_mode_q, a_mode_q;
     reg                 w_signed_q, a_signed_q;
+    reg [NB-1:0]        w_bits_q, a_bits_q;
     reg [CNT_BITS-1:0]  cnt;
 
     // Widths: T_BITS >= M_BITS, so m values are zero-extended by one extra bit to T_BITS+1 and compared there.
@@ -102,9 +111,17 @@ module lowbit_gemm_top #(
     wire [T_BITS:0] cfg_m_ext = {{(T_BITS-M_BITS+1){1'b0}}, cfg_m};
     wire [T_BITS:0] m_ext     = {{(T_BITS-M_BITS+1){1'b0}}, m_q};
     wire [T_BITS:0] t_ext     = {1'b0, t};
+    // beats per element: 1, a_bits (Stripes) or a_bits * w_bits (Loom); M * S stream steps feed the array
+    wire [2*NB-1:0] cfg_s     = (PE_KIND == 3) ? cfg_a_bits * cfg_w_bits
+                              : SERIAL ? {{NB{1'b0}}, cfg_a_bits} : {{(2*NB-1){1'b0}}, 1'b1};
+    /* verilator lint_off WIDTHTRUNC */  // M * S < MAX_M * S_MAX fits T_BITS + 1 bits
+    wire [T_BITS:0] cfg_ms    = cfg_m_ext * cfg_s;
+    /* verilator lint_on WIDTHTRUNC */
 
     wire cfg_ok = (cfg_m != {M_BITS{1'b0}}) && (cfg_m <= M_LIMIT)
-                  && (cfg_row_folds != {FOLD_BITS{1'b0}}) && (cfg_col_folds != {FOLD_BITS{1'b0}});
+                  && (cfg_row_folds != {FOLD_BITS{1'b0}}) && (cfg_col_folds != {FOLD_BITS{1'b0}})
+                  && (!SERIAL || (cfg_w_bits != {NB{1'b0}} && cfg_a_bits != {NB{1'b0}}
+                                  && cfg_w_bits <= SB[NB-1:0] && cfg_a_bits <= SB[NB-1:0]));
 
     // ---- result tokens: travel alongside the data, PIPE steps from a_left to y_bottom ---------------------------
     reg [TOK_BITS-1:0] tok [0:PIPE-1];  // tok[0] is the newest
@@ -124,8 +141,9 @@ module lowbit_gemm_top #(
 
     // ---- step control ---------------------------------------------------------------------------------------------
     wire in_fold  = (state == S_LOAD) || (state == S_STREAM);
-    wire feeding  = (state == S_STREAM) && (t_ext < m_ext);  // stream steps 0 .. M-1 take a vector
-    wire need_in  = (state == S_LOAD) || feeding;
+    wire feeding  = (state == S_STREAM) && (t_ext < ms_q);   // stream steps 0 .. M*S-1 feed a beat
+    wire first_beat, last_beat;                               // of an element (always both unless SERIAL)
+    wire need_in  = (state == S_LOAD) || (feeding && first_beat);  // the element's vector is on in_data
     wire out_hold = tok_valid && tok_last && fifo_full;  // the result row cannot be pushed this step
     wire step_ok  = (state != S_IDLE) && !out_hold;
     wire en       = step_ok && (!need_in || in_valid);   // the array advances this cycle
@@ -136,7 +154,57 @@ module lowbit_gemm_top #(
 
     // ---- the array --------------------------------------------------------------------------------------------
     wire [OUT_BITS-1:0] y_row;
-    wire [ROWS*A_SLOT-1:0] a_vec = feeding ? in_data[ROWS*A_SLOT-1:0] : {ROWS*A_SLOT{1'b0}};
+    wire [IDX_BITS-1:0] elem;                                 // the element (vector index m) being fed
+    localparam ARR_A_SLOT = SERIAL ? SB + 1 + 2 * IB : A_SLOT;   // the array's activation slot
+    wire [ROWS*ARR_A_SLOT-1:0] a_vec;
+    generate
+        if (SERIAL) begin : g_beats
+            // an element's vector is taken on its first beat and held for the others; each row's slot carries the
+            // beat {jw, ja, valid} with the value (lowbit_systolic_ws, lowbit_serial_pe)
+            reg [ROWS*SB-1:0]   a_hold;
+            reg [IB-1:0]        ja_q, jw_q;
+            reg [IDX_BITS-1:0]  elem_q;
+            wire [NB-1:0]       a_top = a_bits_q - 1'b1;
+            wire [NB-1:0]       w_top = w_bits_q - 1'b1;
+            /* verilator lint_off WIDTHEXPAND */
+            wire ja_end = (ja_q == a_top);
+            wire jw_end = (PE_KIND != 3) || (jw_q == w_top);
+            /* verilator lint_on WIDTHEXPAND */
+            assign first_beat = (ja_q == {IB{1'b0}}) && (jw_q == {IB{1'b0}});
+            assign last_beat  = ja_end && jw_end;
+            assign elem       = elem_q;
+            wire [ROWS*SB-1:0] vals = first_beat ? in_data[ROWS*SB-1:0] : a_hold;
+            genvar r;
+            for (r = 0; r < ROWS; r = r + 1) begin : g_row
+                assign a_vec[r*ARR_A_SLOT +: ARR_A_SLOT] = feeding ? {jw_q, ja_q, 1'b1, vals[r*SB +: SB]}
+                                                                   : {ARR_A_SLOT{1'b0}};
+            end
+            always @(posedge clk) begin
+                if (!rst_n || state != S_STREAM) begin
+                    ja_q   <= {IB{1'b0}};
+                    jw_q   <= {IB{1'b0}};
+                    elem_q <= {IDX_BITS{1'b0}};
+                end else if (en && feeding) begin
+                    if (first_beat) a_hold <= in_data[ROWS*SB-1:0];
+                    if (last_beat) begin
+                        ja_q   <= {IB{1'b0}};
+                        jw_q   <= {IB{1'b0}};
+                        elem_q <= elem_q + 1'b1;
+                    end else if (ja_end) begin
+                        ja_q <= {IB{1'b0}};
+                        jw_q <= jw_q + 1'b1;
+                    end else begin
+                        ja_q <= ja_q + 1'b1;
+                    end
+                end
+            end
+        end else begin : g_vectors
+            assign first_beat = 1'b1;
+            assign last_beat  = 1'b1;
+            assign elem       = t[IDX_BITS-1:0];
+            assign a_vec      = feeding ? in_data[ROWS*A_SLOT-1:0] : {ROWS*A_SLOT{1'b0}};
+        end
+    endgenerate
 
     lowbit_systolic_ws #(
         .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS),
@@ -144,6 +212,7 @@ module lowbit_gemm_top #(
     ) array (
         .clk(clk), .rst_n(rst_n), .en(en), .load_w(state == S_LOAD),
         .w_mode(w_mode_q), .a_mode(a_mode_q), .w_signed(w_signed_q), .a_signed(a_signed_q),
+        .w_width(w_bits_q), .a_width(a_bits_q),
         .w_top(in_data[COLS*W_SLOT-1:0]), .a_left(a_vec), .y_bottom(y_row));
 
     // ---- partial-sum buffer: row m holds C accumulators ---------------------------------------------------------
@@ -189,14 +258,15 @@ module lowbit_gemm_top #(
     end
 
     // ---- token pipeline (advances with the array) ------------------------------------------------------------
-    // A token enters when a vector enters a_left (stream steps t < M) and reaches tok_end exactly when that
-    // vector's de-skewed result row is on y_bottom.
-    wire [IDX_BITS-1:0] t_idx     = t[IDX_BITS-1:0];
+    // A token enters with an element's last beat on a_left (the vector itself for one-beat PEs) and reaches
+    // tok_end exactly when that element's de-skewed result row is on y_bottom.
     wire                inj_first = (rf == {FOLD_BITS{1'b0}});
     wire                inj_last  = (rf == kf_q - 1'b1);
+    wire [T_BITS:0]     elem_ext  = {{(T_BITS+1-IDX_BITS){1'b0}}, elem};
     wire                inj_final = inj_last && (cf == nf_q - 1'b1)
-                                    && (t_ext + 1'b1 == m_ext);
-    wire [TOK_BITS-1:0] tok_in    = feeding ? {t_idx, inj_final, inj_last, inj_first, 1'b1} : {TOK_BITS{1'b0}};
+                                    && (elem_ext + 1'b1 == m_ext);
+    wire [TOK_BITS-1:0] tok_in    = (feeding && last_beat) ? {elem, inj_final, inj_last, inj_first, 1'b1}
+                                                           : {TOK_BITS{1'b0}};
     integer i;
     always @(posedge clk) begin
         if (!rst_n) begin
@@ -213,6 +283,7 @@ module lowbit_gemm_top #(
             state         <= S_IDLE;
             t             <= {T_BITS{1'b0}};
             m_q           <= {M_BITS{1'b0}};
+            ms_q          <= {(T_BITS+1){1'b0}};
             t_stream_last <= {(T_BITS+1){1'b0}};
             kf_q          <= {FOLD_BITS{1'b0}};
             nf_q          <= {FOLD_BITS{1'b0}};
@@ -222,13 +293,16 @@ module lowbit_gemm_top #(
             a_mode_q      <= 2'd0;
             w_signed_q    <= 1'b0;
             a_signed_q    <= 1'b0;
+            w_bits_q      <= {NB{1'b0}};
+            a_bits_q      <= {NB{1'b0}};
             cnt           <= {CNT_BITS{1'b0}};
         end else if (state == S_IDLE) begin
             if (start && cfg_ok) begin
                 state         <= S_LOAD;
                 t             <= {T_BITS{1'b0}};
                 m_q           <= cfg_m;
-                t_stream_last <= cfg_m_ext + T_TAIL;
+                ms_q          <= cfg_ms;
+                t_stream_last <= cfg_ms + T_TAIL;
                 kf_q          <= cfg_row_folds;
                 nf_q          <= cfg_col_folds;
                 rf            <= {FOLD_BITS{1'b0}};
@@ -237,6 +311,8 @@ module lowbit_gemm_top #(
                 a_mode_q      <= cfg_a_mode;
                 w_signed_q    <= cfg_w_signed;
                 a_signed_q    <= cfg_a_signed;
+                w_bits_q      <= cfg_w_bits;
+                a_bits_q      <= cfg_a_bits;
                 cnt           <= {CNT_BITS{1'b0}};
             end
         end else if (en) begin
@@ -275,11 +351,12 @@ module lowbit_gemm_top #(
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
-        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+        if (PE_KIND < 0 || PE_KIND > 3) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
+            $error("lowbit_gemm_top: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes) or 3 (Loom)",
+                   PE_KIND);
 `else
-            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+            lowbit_param_error__PE_KIND_must_be_0_to_3 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1

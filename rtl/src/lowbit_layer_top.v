@@ -101,6 +101,7 @@ module lowbit_layer_top #(
     output wire [CNT_BITS-1:0]        cycle_count;
 
     localparam IDX_BITS = $clog2(MAX_M);
+    localparam G_NB     = $clog2(((W_BITS > A_BITS) ? W_BITS : A_BITS) + 1);  // lowbit_gemm_top's cfg_w_bits width
     localparam AB_BITS  = IDX_BITS + NF_BITS;            // accumulator buffer address {cf, m}
     localparam A64      = 64;                            // requant accumulator
 
@@ -126,7 +127,9 @@ module lowbit_layer_top #(
     ) gemm (
         .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_m(cfg_m), .cfg_row_folds(cfg_row_folds),
         .cfg_col_folds(cfg_col_folds), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
-        .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed), .busy(g_busy),
+        .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed),
+        .cfg_w_bits({G_NB{1'b0}}), .cfg_a_bits({G_NB{1'b0}}),  // bit-serial widths: unused by PE_KIND 0, 1
+        .busy(g_busy),
         .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
         .out_valid(g_out_valid), .out_ready(adv), .out_data(g_out_data), .out_last(g_out_last),
         .cycle_count(cycle_count));

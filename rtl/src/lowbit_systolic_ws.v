@@ -22,32 +22,39 @@
 // All sums wrap modulo 2^ACC_BITS (two's complement). rst_n is a synchronous active-low reset.
 `default_nettype none
 module lowbit_systolic_ws #(
-    parameter PE_KIND  = 0,   // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter PE_KIND  = 0,   // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
     parameter ROWS     = 4,   // R: rows hold the reduction (K slots)
     parameter COLS     = 4,   // C: columns hold the outputs (N)
-    parameter W_BITS   = 8,   // PE_KIND 0 only: weight bits
-    parameter A_BITS   = 8,   // PE_KIND 0 only: activation bits
-    /* verilator lint_off UNUSEDPARAM */  // unused by the Bit-Fusion PE (run-time signedness)
+    parameter W_BITS   = 8,   // PE_KIND 0: weight bits; 2, 3: the widest runtime width is max(W_BITS, A_BITS)
+    parameter A_BITS   = 8,   // PE_KIND 0: activation bits
+    /* verilator lint_off UNUSEDPARAM */  // unused by the Bit-Fusion and bit-serial PEs (run-time signedness)
     parameter W_SIGNED = 1,   // PE_KIND 0 only: weights are two's complement (else unsigned)
     parameter A_SIGNED = 1,   // PE_KIND 0 only: activations are two's complement (else unsigned)
     /* verilator lint_on UNUSEDPARAM */
     parameter ACC_BITS = 32   // accumulator / partial-sum bits
 ) (
-    clk, rst_n, en, load_w, w_mode, a_mode, w_signed, a_signed, w_top, a_left, y_bottom
+    clk, rst_n, en, load_w, w_mode, a_mode, w_signed, a_signed, w_width, a_width, w_top, a_left, y_bottom
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
-    localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
-    localparam A_SLOT = (PE_KIND == 1) ? 32 : A_BITS;
+    localparam SERIAL = (PE_KIND == 2) || (PE_KIND == 3);             // a lowbit_serial_pe array
+    localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;          // bit-serial: the widest runtime width
+    localparam NB     = $clog2(SB + 1);                               // bit-serial: a runtime width, 1..SB
+    localparam IB     = (SB > 1) ? $clog2(SB) : 1;                    // bit-serial: a bit index, 0..SB-1
+    // A bit-serial activation slot carries its beat with it: {jw, ja, valid, value} (see lowbit_serial_pe).
+    localparam W_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : W_BITS;
+    localparam A_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB + 1 + 2 * IB : A_BITS;
 
     input  wire                     clk;
     input  wire                     rst_n;
     input  wire                     en;         // advance the whole array by one step
     input  wire                     load_w;     // this step shifts weights down (w_top enters row 0)
-    /* verilator lint_off UNUSEDSIGNAL */       // run-time modes are used by the Bit-Fusion PE only
+    /* verilator lint_off UNUSEDSIGNAL */       // run-time configuration: each input serves some PE kinds only
     input  wire [1:0]               w_mode;     // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
     input  wire [1:0]               a_mode;     // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
-    input  wire                     w_signed;   // PE_KIND 1: weights are two's complement
-    input  wire                     a_signed;   // PE_KIND 1: activations are two's complement
+    input  wire                     w_signed;   // PE_KIND 1-3: weights are two's complement
+    input  wire                     a_signed;   // PE_KIND 1-3: activations are two's complement
+    input  wire [NB-1:0]            w_width;    // PE_KIND 2, 3: weight width, 1..SB
+    input  wire [NB-1:0]            a_width;    // PE_KIND 2, 3: activation width, 1..SB
     /* verilator lint_on UNUSEDSIGNAL */
     input  wire [COLS*W_SLOT-1:0]   w_top;      // column c's weight slot at [c*W_SLOT +: W_SLOT]
     input  wire [ROWS*A_SLOT-1:0]   a_left;     // row r's activation slot at [r*A_SLOT +: A_SLOT], unskewed
@@ -103,6 +110,21 @@ module lowbit_systolic_ws #(
                         .a_out   (a_net[(r*(COLS+1)+c+1)*A_SLOT +: A_SLOT]),
                         .psum_in (p_net[(r*COLS+c)*ACC_BITS +: ACC_BITS]),
                         .psum_out(p_net[((r+1)*COLS+c)*ACC_BITS +: ACC_BITS]));
+                end else if (SERIAL) begin : g_serial
+                    localparam AI = (r*(COLS+1)+c)*A_SLOT;     // this PE's activation slot
+                    localparam AO = (r*(COLS+1)+c+1)*A_SLOT;   // the slot it passes right
+                    lowbit_serial_pe #(.MAX_BITS(SB), .SERIAL_BOTH(PE_KIND == 3 ? 1 : 0), .ACC_BITS(ACC_BITS)) pe (
+                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(load_w),
+                        .w_bits(w_width), .a_bits(a_width), .w_signed(w_signed), .a_signed(a_signed),
+                        .w_in    (w_net[(r*COLS+c)*W_SLOT +: W_SLOT]),
+                        .w_out   (w_net[((r+1)*COLS+c)*W_SLOT +: W_SLOT]),
+                        .a_in          (a_net[AI +: SB]),         .a_out         (a_net[AO +: SB]),
+                        .beat_valid_in (a_net[AI + SB]),          .beat_valid_out(a_net[AO + SB]),
+                        .beat_ja_in    (a_net[AI + SB + 1 +: IB]), .beat_ja_out   (a_net[AO + SB + 1 +: IB]),
+                        .beat_jw_in    (a_net[AI + SB + 1 + IB +: IB]),
+                        .beat_jw_out   (a_net[AO + SB + 1 + IB +: IB]),
+                        .psum_in (p_net[(r*COLS+c)*ACC_BITS +: ACC_BITS]),
+                        .psum_out(p_net[((r+1)*COLS+c)*ACC_BITS +: ACC_BITS]));
                 end else begin : g_fixed
                     lowbit_mac_pe #(.W_BITS(W_BITS), .A_BITS(A_BITS), .ACC_BITS(ACC_BITS),
                                     .W_SIGNED(W_SIGNED), .A_SIGNED(A_SIGNED)) pe (
@@ -140,11 +162,12 @@ module lowbit_systolic_ws #(
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
-        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+        if (PE_KIND < 0 || PE_KIND > 3) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_systolic_ws: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
+            $error("lowbit_systolic_ws: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes) or 3 (Loom)",
+                   PE_KIND);
 `else
-            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+            lowbit_param_error__PE_KIND_must_be_0_to_3 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1

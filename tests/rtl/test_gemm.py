@@ -38,7 +38,7 @@ class Build:
     pe_kind: str
     rows: int
     cols: int
-    w_bits: int = 8  # fixed PE only (Bit Fusion: run-time)
+    w_bits: int = 8  # fixed PE only (Bit Fusion, Stripes, Loom: run-time)
     a_bits: int = 8
     w_signed: bool = True
     a_signed: bool = True
@@ -52,7 +52,7 @@ class Build:
 
     @property
     def sources(self) -> list[Path]:
-        pe = "lowbit_fusion_pe" if self.pe_kind == "bitfusion" else "lowbit_mac_pe"
+        pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
         return [source(TOP), source("lowbit_systolic_ws"), source(pe)]
 
 
@@ -85,10 +85,17 @@ BUILDS = [
     Build("fixed-w2a2-2x2", "fixed", 2, 2, 2, 2),
     Build("fixed-w4a8u-4x16", "fixed", 4, 16, 4, 8, a_signed=False),
     Build("fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16),
+    # bit-serial: an element takes a (Stripes) or a*w (Loom) steps, so short M keeps the runs short
+    Build("stripes-4x4", "stripes", 4, 4, max_m=16),
+    Build("stripes-8x8", "stripes", 8, 8, max_m=64),
+    Build("loom-3x5", "loom", 3, 5, max_m=8),
+    Build("loom-8x8", "loom", 8, 8, max_m=64),
+    Build("loom-1x1", "loom", 1, 1, max_m=4),
 ]
 ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
     Build("icarus-fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, simulator="icarus"),
+    Build("icarus-stripes-2x3", "stripes", 2, 3, max_m=8, simulator="icarus"),
 ]
 
 
@@ -96,8 +103,8 @@ def _pairs_of(build: Build) -> list[tuple[int, int, bool, bool]]:
     """(w_bits, a_bits, w_signed, a_signed) the build runs, in rotation."""
     if build.pe_kind == "fixed":
         return [(build.w_bits, build.a_bits, build.w_signed, build.a_signed)]
-    # all nine run-time pairs, with all four signedness combinations in rotation; odd widths (rounded up to the
-    # 2/4/8 fields of the PE) now and then
+    # all nine run-time pairs, with all four signedness combinations in rotation; odd widths now and then (Bit
+    # Fusion rounds them up to its 2/4/8 fields; a bit-serial PE runs them as they are)
     out = [(w, a, *SIGNS[i % 4]) for i, (w, a) in enumerate(FUSION_PAIRS)]
     out += [(3, 5, True, True), (7, 6, True, False), (5, 3, False, True)]
     return out
@@ -141,6 +148,11 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
     add("mmax", Mx, R * pack, C, full, "extreme", stream=(0.0, 0.7))
     add("stall", rng.randint(1, Mx), rng.randint(1, 2 * R * pack), rng.randint(1, 2 * C), full, "corner",
         stream=(0.7, 0.7))
+    if build.pe_kind in driver.SERIAL_KINDS and R * C >= 64:
+        # bulk random MACs at the pair with the fewest beats per element (w8a2 Stripes, w2a2 Loom), full M
+        cheap = min(pairs, key=lambda p: (driver.beats_per_element(build.pe_kind, p[0], p[1]), -p[0] * p[1]))
+        for _ in range(2):
+            add("bulk", Mx, 16 * R, 8 * C, cheap, "random")
     # large GEMMs (most of the suite's MACs): many folds, full M
     for k in range(3):
         pair = pairs[k * len(pairs) // 3]
@@ -230,9 +242,13 @@ def test_gemm_icarus(iverilog: str, build: Build, tmp_path: Path) -> None:
 
 
 def test_suite_checks_a_million_random_macs() -> None:
-    """The RTL GEMM suite covers >= 10^6 MACs with random operands (every job is run and checked above)."""
+    """The RTL GEMM suite covers >= 10^6 MACs with random operands (every job is run and checked above), and so
+    does each bit-serial kind on its own."""
     random_macs = sum(j.M * j.K * j.N for b in BUILDS for j in jobs_of(b) if j.values == "random")
     assert random_macs >= 1_000_000, random_macs
+    for kind in driver.SERIAL_KINDS:
+        macs = sum(j.M * j.K * j.N for b in BUILDS if b.pe_kind == kind for j in jobs_of(b) if j.values == "random")
+        assert macs >= 1_000_000, (kind, macs)
 
 
 CHEAPEST = next(b for b in BUILDS if b.id == "fixed-w2a2-2x2")
