@@ -213,21 +213,26 @@ def synthesize(
 
 #: The designs of the area table: (label, top, parameters, pe kind, w bits, a bits, MACs per cycle).
 #: The fusion PE is one netlist; its rows differ only in the runtime mode (and MACs per cycle = sim's ``pack``).
-TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, int]] = [
+TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, float]] = [
     *[(f"fixed w{w}a{a}", "lowbit_mac_pe", {"W_BITS": w, "A_BITS": a, "ACC_BITS": 32, "W_SIGNED": 1, "A_SIGNED": 1},
        "fixed", w, a, 1) for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]],
     *[(f"fusion w{w}a{a}", "lowbit_fusion_pe", {"ACC_BITS": 32}, "bitfusion", w, a, (8 // a) * (8 // w))
       for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]],
+    # the bit-serial PEs (widest runtime width 8): one netlist each, MACs per cycle 1/a (Stripes), 1/(a*w) (Loom)
+    *[(f"{kind} w{w}a{a}", "lowbit_serial_pe", {"MAX_BITS": 8, "SERIAL_BOTH": both, "ACC_BITS": 32}, kind, w, a,
+       1.0 / (a * w if both else a))
+      for kind, both in (("stripes", 0), ("loom", 1)) for w, a in [(8, 8), (4, 4), (2, 2)]],
     ("requant 32->8", "lowbit_requant", {"PSUM_BITS": 32, "MULT_BITS": 31, "ACC_BITS": 64, "OUT_BITS": 8},
      "requant", 0, 0, 0),
 ]
 
 
-def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, int]] | None = None,
+def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, float]] | None = None,
                *, use_cache: bool = True) -> pd.DataFrame:
     """Area of the PEs and the requant unit: one row per design (``TABLE_DESIGNS`` by default).
 
-    Columns: ``design``, ``top``, ``pe_kind`` (fixed | bitfusion | requant), ``w_bits``, ``a_bits``, ``acc_bits``,
+    Columns: ``design``, ``top``, ``pe_kind`` (fixed | bitfusion | stripes | loom | requant), ``w_bits``, ``a_bits``,
+    ``acc_bits``,
     ``macs_per_cycle``, ``cells``, ``flops``, ``comb_nand2``, ``seq_nand2``, ``area_nand2`` and ``nand2_per_mac``
     (area / MACs per cycle; NaN for the requant unit). Requires yosys.
     """
@@ -261,6 +266,8 @@ def area_markdown(df: pd.DataFrame) -> str:
             v = row[c]
             if c == "macs_per_cycle" and row["pe_kind"] == "requant":
                 cells.append("–")
+            elif c == "macs_per_cycle" and v < 1:
+                cells.append(f"1/{round(1 / v)}")
             elif isinstance(v, float):
                 cells.append("–" if v != v else f"{v:.0f}")
             else:

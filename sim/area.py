@@ -2,8 +2,9 @@
 
 ``pe + requant + sram``: ``rows·cols`` PEs of the chip's kind, one requantization unit per column (shared
 per column, as in lowbit's RTL), and the three SRAM buffers.  The logic figures are NAND2-equivalents from
-``lowbit rtl synth`` recorded in the technology YAML (``area`` section); bit-serial PEs have no
-synthesized figure yet, so their chips have no area (NaN).
+``lowbit rtl synth`` recorded in the technology YAML (``area`` section).  A fixed PE is the smallest synthesized one
+covering the chip's widest pair; a bit-serial PE's figure covers widths up to 8, so a bit-serial chip with wider
+pairs has no area (NaN).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sim.technology import load_technology
 __all__ = ["ChipArea", "chip_area", "fixed_pe_key"]
 
 BITS_PER_KIB = 8 * 1024
+SERIAL_AREA_MAX_BITS = 8  #: the widest runtime width of the synthesized bit-serial PE
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def chip_area(chip: Chip) -> ChipArea:
         pe = area.fixed_pe_nand2[key] if key else nan
     elif chip.pe.kind == "bitfusion":
         pe = area.bitfusion_pe_nand2
+    elif max(max(p) for p in chip.supported_pairs) <= SERIAL_AREA_MAX_BITS:
+        pe = area.bitserial_pe_nand2.get(chip.pe.serial, nan)
     um2 = area.nand2_um2 * 1e-6  # mm^2 per NAND2
     n_pe = chip.array.rows * chip.array.cols
     pe_mm2 = n_pe * pe * um2

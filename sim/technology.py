@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +34,8 @@ class AreaTable:
     bitfusion_pe_nand2: float
     requant_nand2: float
     sram_um2_per_bit: float
+    #: 'activation' (Stripes) / 'both' (Loom) -> NAND2-eq of a bit-serial PE of widths up to 8; empty if absent
+    bitserial_pe_nand2: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,15 @@ class _LeakageSchema(StrictModel):
     sram_per_kib: _Uw
 
 
+class _SerialAreaSchema(StrictModel):
+    activation: _Nand2
+    both: _Nand2
+
+
 class _PeAreaSchema(StrictModel):
     fixed: dict[_PairKey, _Nand2]
     bitfusion: _Nand2
+    bitserial: _SerialAreaSchema | None = None  # widths up to 8 (lowbit_serial_pe with MAX_BITS = 8)
 
 
 class _AreaSchema(StrictModel):
@@ -171,6 +179,9 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
             bitfusion_pe_nand2=t.area.pe_nand2.bitfusion,
             requant_nand2=t.area.requant_nand2,
             sram_um2_per_bit=t.area.sram_um2_per_bit,
+            bitserial_pe_nand2=({} if t.area.pe_nand2.bitserial is None else
+                                {"activation": t.area.pe_nand2.bitserial.activation,
+                                 "both": t.area.pe_nand2.bitserial.both}),
         )
     return Technology(
         name=t.name if t.name is not None else where,

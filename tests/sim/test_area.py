@@ -41,4 +41,11 @@ def test_fixed_pe_is_sized_for_the_widest_pair() -> None:
 def test_presets() -> None:
     fusion = chip_area(load_chip("bitfusion_edge"))
     assert fusion.total_mm2 > 0 and fusion.pe_nand2 == load_technology("45nm").area.bitfusion_pe_nand2
-    assert math.isnan(chip_area(load_chip("bitserial_loom")).total_mm2)  # no synthesized bit-serial PE yet
+    area = load_technology("45nm").area
+    for preset, serial in (("bitserial_stripes", "activation"), ("bitserial_loom", "both")):
+        a = chip_area(load_chip(preset))
+        assert a.total_mm2 > 0 and a.pe_nand2 == area.bitserial_pe_nand2[serial]
+    # the synthesized bit-serial PE covers widths up to 8: a chip with 16-bit pairs has no area figure
+    loom = load_chip("bitserial_loom")
+    wide = loom.model_copy(update={"pairs": ("w16a16",)})
+    assert math.isnan(chip_area(wide).total_mm2)
