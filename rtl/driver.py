@@ -94,7 +94,8 @@ def slot_bits(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
     """(W_SLOT, A_SLOT): bits of one PE's weight slot and activation slot on the streams."""
     if _kind(pe_kind) == "bitfusion":
         return _FUSION_SLOT_BITS, _FUSION_SLOT_BITS
-    _check_bits("w_bits", w_bits), _check_bits("a_bits", a_bits)
+    _check_bits("w_bits", w_bits)
+    _check_bits("a_bits", a_bits)
     if pe_kind in SERIAL_KINDS:
         return _SERIAL_SLOT_BITS, _SERIAL_SLOT_BITS
     return int(w_bits), int(a_bits)

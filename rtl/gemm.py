@@ -60,6 +60,13 @@ class GemmCheck:
         return asdict(self)
 
 
+def _check_widths(w_bits: object, a_bits: object) -> None:
+    """Both operand widths are integers in 2..8 (RtlError naming the first that is not)."""
+    for name, bits in (("w_bits", w_bits), ("a_bits", a_bits)):
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
+            raise RtlError(f"{name} must be an integer in 2..8, got {bits!r}")
+
+
 def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int, w_signed: bool = True,
                     a_signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Uniform random ``A [M, K]`` (activations) and ``B [K, N]`` (weights) over their full integer ranges.
@@ -67,9 +74,7 @@ def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int,
     Sizes whose operands exceed :data:`rtl.limits.MAX_HOST_BYTES` and negative seeds raise :class:`RtlError` before
     anything is drawn."""
     M, K, N = check_operand_sizes(M, K, N)
-    for name, bits in (("w_bits", w_bits), ("a_bits", a_bits)):
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
-            raise RtlError(f"{name} must be an integer in 2..8, got {bits!r}")
+    _check_widths(w_bits, a_bits)
     rng = np.random.default_rng(check_seed(seed))
     a_lo, a_hi = driver.operand_range(a_bits, a_signed)
     w_lo, w_hi = driver.operand_range(w_bits, w_signed)
@@ -100,9 +105,7 @@ def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int
     only widths 2, 4 and 8, so sim's cost tables have no w3a3 row to compare the RTL's cycles with)."""
     from sim.errors import InputError  # sim is only needed for this check and the prediction
 
-    for name, bits in (("w_bits", w_bits), ("a_bits", a_bits)):
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
-            raise RtlError(f"{name} must be an integer in 2..8, got {bits!r}")
+    _check_widths(w_bits, a_bits)
     try:
         driver.rtl_chip(rows, cols, pe).check_pairs([(int(w_bits), int(a_bits))])
     except InputError as exc:

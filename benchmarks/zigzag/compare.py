@@ -37,7 +37,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from generate import CHIP, NETWORKS, write_inputs  # noqa: E402
+from generate import CHIP, NETWORKS, OBJECTIVES, REFERENCE, write_inputs  # noqa: E402
 
 import sim  # noqa: E402
 from benchmarks.provenance import replace_marked_block  # noqa: E402
@@ -45,8 +45,6 @@ from sim.config import CHIPS_DIR, Chip, chip_from_dict, load_chip  # noqa: E402
 from sim.errors import InputError  # noqa: E402
 from sim.io import read_yaml  # noqa: E402
 
-REFERENCE = HERE / "reference"
-OBJECTIVES = ("latency", "energy", "forced")
 BEGIN, END = "<!-- zigzag-tables:begin -->", "<!-- zigzag-tables:end -->"
 
 

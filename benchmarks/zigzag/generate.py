@@ -55,6 +55,9 @@ NETWORKS: dict[str, Callable[[], Workload]] = {
     "vgg16": lambda: zoo.vgg16(batch=1),
 }
 CHIP = "bitfusion_edge"
+#: Where the reference JSONs live, and the ZigZag runs per network (its two LOMA objectives and the forced order).
+REFERENCE = Path(__file__).resolve().parent / "reference"
+OBJECTIVES = ("latency", "energy", "forced")
 W_BITS = A_BITS = 8
 _BIG_DRAM_BITS = 2**40
 

@@ -34,12 +34,10 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from generate import NETWORKS, write_inputs  # noqa: E402
+from generate import NETWORKS, OBJECTIVES, REFERENCE, write_inputs  # noqa: E402
 
 from benchmarks.provenance import cpu_model  # noqa: E402
 
-REFERENCE = HERE / "reference"
-OBJECTIVES = ("latency", "energy", "forced")
 DEFAULT_NETWORKS = ("resnet18", "mobilenet_v2", "vgg16")
 ZIGZAG_VERSION = "3.9.1"
 #: LOMA's loop-prime-factor limit per network. 6 suffices on ResNet-18 and MobileNetV2; on VGG-16's
