@@ -87,6 +87,8 @@ def _bad(update: dict) -> dict:
     ({"mapping": "timeloop"}, "mapping"),
     ({"mapping_objective": "area"}, "mapping_objective"),
     ({"array.weight_preload": "double"}, "weight_preload"),
+    ({"array.reduction": "sideways"}, "array.reduction: must be one of"),
+    ({"memory.output_width": "wide"}, "memory.output_width: must be one of"),
     ({"pairs": ["w8a8", "8x8"]}, "bad bit pair"),
     ({"pairs": []}, "pairs"),
     ({"pe": {"kind": "fixed", "bits": 4}, "pairs": ["w8a8"]}, "does not fit a fixed 4-bit PE"),
