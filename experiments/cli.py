@@ -410,6 +410,12 @@ def rtl_gemm_cmd(
                                          "activation-serial).")] = "bitfusion",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
     gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
+    mapping: Annotated[str | None, typer.Option(
+        help="Loop order and stream tile ORDER[:TILE_M] as in a cost table's loop_order and tile_m, e.g. MKN:16 "
+             "(default NKM, SCALE-Sim's untiled schedule); the tile must be one sim's mapper offers.")] = None,
+    weight_preload: Annotated[str, typer.Option(
+        help="serial (SCALE-Sim: a fold's weights load before it streams) or overlapped (double-buffered weight "
+             "registers: the next fold's weights load while one streams).")] = "serial",
 ) -> None:
     """Verify a random GEMM in RTL: mismatches against A@B and measured cycles against sim's prediction."""
     import json
@@ -419,15 +425,18 @@ def rtl_gemm_cmd(
 
     w_bits, a_bits = parse_pair(pair, DEFAULT_MAX_BITS)
     rows, cols = _parse_array(array)
-    check_gemm(m, k, n, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps, stall_prob=gaps)
+    preload = weight_preload
+    check_gemm(m, k, n, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps, stall_prob=gaps,
+               mapping=mapping, preload=preload)
     A, B = random_operands(m, k, n, w_bits, a_bits, seed)
     check = verify_gemm(A, B, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps,
-                        stall_prob=gaps, seed=seed)
+                        stall_prob=gaps, seed=seed, mapping=mapping, preload=preload)
     for message in check.messages[:10]:
         typer.echo(message, err=True)
-    typer.echo(f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {pe} array ({sim}): {check.mismatches} mismatches "
-               f"over {check.macs:,} MACs; cycles measured {check.measured_cycles:,}, sim predicts "
-               f"{check.predicted_cycles:,}" + ("" if check.ok else "  <-- DIFFERENT"))
+    typer.echo(f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {pe} array ({sim}, {check.loop_order} with tiles of "
+               f"{check.tile_m} rows, {preload} preload): {check.mismatches} mismatches over {check.macs:,} MACs; "
+               f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
+               + ("" if check.ok else "  <-- DIFFERENT"))
     typer.echo(json.dumps({k_: v for k_, v in check.as_dict().items() if k_ != "messages"}))
     if not check.ok:
         raise typer.Exit(EXIT_MISMATCH)

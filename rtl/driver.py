@@ -1,4 +1,5 @@
-"""Host-side driver of ``lowbit_gemm_top``: stream packing, configuration, output order and sim's cycle prediction.
+"""Host-side driver of ``lowbit_gemm_top``: mapping, stream packing, configuration, output order and sim's cycle
+prediction.
 
 Pure Python + numpy (no cocotb import): the cocotb bench :mod:`rtl.benches.gemm_bench` and the tests use it.
 The stream format is specified in ``docs/rtl.md`` (section "Array and top level"); in short, for
@@ -6,18 +7,23 @@ The stream format is specified in ``docs/rtl.md`` (section "Array and top level"
 
 - the reduction is cut into ``Kp = ceil(K / pack)`` PE slots; slot ``s`` holds elements ``k = s*pack + j``,
   ``j = 0 .. pack-1``, element ``j`` at bits ``[j*bits +: bits]`` (LSB first, two's complement for signed operands);
-- folds run column fold outer (``NF = ceil(N / C)``), row fold inner (``KF = ceil(Kp / R)``), as in sim/SCALE-Sim;
-- per fold the input stream carries ``R`` weight beats (tile row ``R-1`` first, column ``c`` at bits
-  ``[c*W_SLOT +: W_SLOT]``), then ``M`` activation beats (row ``r`` at bits ``[r*A_SLOT +: A_SLOT]``);
-- after each column fold's last row fold the top emits ``M`` output beats ``m = 0 .. M-1``, each the ``C``
-  accumulators ``Y[m, cf*C + c]`` at bits ``[c*ACC_BITS +: ACC_BITS]`` (padding columns past ``N`` are 0).
+- a fold is one (column fold ``c``, row fold ``r``, stream tile ``s``): ``NF = ceil(N / C)`` column folds,
+  ``KF = ceil(Kp / R)`` row folds and ``M`` cut into tiles of ``tile_m`` rows; folds run in the mapping's loop order
+  (sim's ws mapping, :mod:`sim.mapping`; SCALE-Sim's is ``NKM``: column folds outer, M inner);
+- per fold the weight stream carries ``R`` beats (tile row ``R-1`` first, column ``c`` at bits
+  ``[c*W_SLOT +: W_SLOT]``) and the activation stream one beat per row ``m`` of the tile (row ``r`` at bits
+  ``[r*A_SLOT +: A_SLOT]``);
+- after each fold of the last row fold the top emits one beat per row ``m`` of the tile, the ``C`` accumulators
+  ``Y[m, cf*C + c]`` at bits ``[c*ACC_BITS +: ACC_BITS]`` (padding columns past ``N`` are 0).
 
-:func:`predicted_cycles` asks ``sim`` itself (a gemm layer on a chip with the same array and PE), so the tests
-compare the RTL's counter against the simulator rather than against a re-derived formula.
+:func:`predicted_cycles` asks ``sim`` itself (a gemm layer on a chip with the same array, PE and weight preload,
+evaluated at the same mapping), so the tests compare the RTL's counter against the simulator rather than against
+a re-derived formula.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +33,13 @@ import numpy as np
 __all__ = [
     "PE_KINDS",
     "GemmPlan",
+    "PRELOADS",
+    "parse_mapping",
+    "order_index",
+    "offered_tile_rows",
+    "sim_mapping",
+    "fold_sequence",
+    "psum_rows_needed",
     "fusion_width",
     "fusion_mode",
     "pack_factor",
@@ -55,6 +68,8 @@ SERIAL_KINDS: dict[str, str] = {"stripes": "activation", "loom": "both"}
 _FUSION_WIDTHS = (2, 4, 8)
 _FUSION_SLOT_BITS = 32
 _SERIAL_SLOT_BITS = 8  #: a bit-serial build's widest runtime width (its W_BITS = A_BITS), one stream slot
+#: Weight-preload timing profiles (sim's ``array.weight_preload``) and the top's ``OVERLAP`` parameter.
+PRELOADS: dict[str, int] = {"serial": 0, "overlapped": 1}
 
 
 def _kind(pe_kind: str) -> str:
@@ -116,6 +131,55 @@ def operand_range(bits: int, signed: bool) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
+def order_index(order: str | int) -> int:
+    """Index into :data:`sim.mapping.ORDERS` of a ws loop order given as its GEMM name (``NKM``: N outer, M
+    inner; sim's ``loop_order`` column) or as the index itself (0..5)."""
+    from sim.mapping import GEMM_ORDER_NAMES, ORDERS, gemm_order_name
+
+    if isinstance(order, (int, np.integer)) and not isinstance(order, bool):
+        if not 0 <= int(order) < len(ORDERS):
+            raise ValueError(f"loop order index must be in 0..{len(ORDERS) - 1}, got {order}")
+        return int(order)
+    names = [gemm_order_name(0, o) for o in range(len(ORDERS))]
+    if not isinstance(order, str) or order.upper() not in names:
+        raise ValueError(f"loop order must be one of {', '.join(sorted(GEMM_ORDER_NAMES))} (outer to inner), "
+                         f"got {order!r}")
+    return names.index(order.upper())
+
+
+def offered_tile_rows(M: int) -> list[int]:
+    """The stream-tile lengths sim's mapper offers a GEMM of ``M`` rows (distinct, largest first)."""
+    from sim.mapping import axis_halvings, tile_halvings, tile_length
+
+    return sorted({tile_length(M, k) for k in tile_halvings(axis_halvings(M))}, reverse=True)
+
+
+def parse_mapping(text: str, M: int) -> tuple[int, int]:
+    """``ORDER:TILE_M`` (e.g. ``NKM:16``, the cost table's ``loop_order`` and ``tile_m``; ``ORDER`` alone is
+    untiled) as (order index, tile rows); the tile must be one that sim's mapper offers for ``M`` rows."""
+    order_text, _, tile_text = str(text).partition(":")
+    order = order_index(order_text.strip())
+    if not tile_text.strip():
+        return order, int(M)
+    try:
+        tile_m = int(tile_text)
+    except ValueError:
+        raise ValueError(f"mapping {text!r}: tile_m must be an integer, got {tile_text!r}") from None
+    sim_mapping(order, M, tile_m)  # refuses tiles sim does not offer
+    return order, tile_m
+
+
+def sim_mapping(order: int, M: int, tile_m: int) -> Any:
+    """sim's :class:`sim.mapping.Mapping` of a GEMM run with loop order ``order`` and tiles of ``tile_m`` rows."""
+    from sim.mapping import Mapping, axis_halvings, tile_halvings, tile_length
+
+    for t, k in enumerate(tile_halvings(axis_halvings(M))):
+        if tile_length(M, k) == tile_m:
+            return Mapping(order_index(order), t)
+    raise ValueError(f"tile_m = {tile_m} is not a stream tile sim offers for M = {M} (offered: "
+                     f"{', '.join(str(x) for x in offered_tile_rows(M))})")
+
+
 @dataclass(frozen=True)
 class GemmPlan:
     """How one GEMM maps onto the array (all counts are integers; cycles per fold in clock cycles)."""
@@ -136,10 +200,35 @@ class GemmPlan:
     col_folds: int  # NF = ceil(N / cols)
     w_slot: int
     a_slot: int
+    order: int = 0  # loop order, index into sim.mapping.ORDERS (0: SCALE-Sim's NKM)
+    tile_m: int = 0  # rows of M per stream tile (the last may be shorter); 0 in a hand-built plan means M
+    preload: str = "serial"  # weight-preload timing profile (the build's OVERLAP)
+
+    @property
+    def tile_rows(self) -> int:
+        """Rows per full stream tile."""
+        return self.tile_m or self.M
+
+    @property
+    def tiles(self) -> int:
+        """Stream tiles: ceil(M / tile_rows)."""
+        return -(-self.M // self.tile_rows)
+
+    @property
+    def tile_last(self) -> int:
+        """Rows of the last stream tile."""
+        return self.M - (self.tiles - 1) * self.tile_rows
+
+    @property
+    def order_name(self) -> str:
+        """The loop order in GEMM dimensions, outer to inner (``NKM`` is SCALE-Sim's)."""
+        from sim.mapping import gemm_order_name
+
+        return gemm_order_name(0, self.order)
 
     @property
     def folds(self) -> int:
-        return self.row_folds * self.col_folds
+        return self.row_folds * self.col_folds * self.tiles
 
     @property
     def macs(self) -> int:
@@ -147,9 +236,14 @@ class GemmPlan:
         return self.M * self.K * self.N
 
     @property
+    def w_beats(self) -> int:
+        """Beats on the weight stream: ``rows`` per fold."""
+        return self.folds * self.rows
+
+    @property
     def in_beats(self) -> int:
-        """Beats on the input stream: per fold ``rows`` weight beats and ``M`` activation beats."""
-        return self.folds * (self.rows + self.M)
+        """Beats on the activation stream: each row fold and column fold streams all ``M`` rows."""
+        return self.row_folds * self.col_folds * self.M
 
     @property
     def out_beats(self) -> int:
@@ -162,29 +256,58 @@ class GemmPlan:
         return beats_per_element(self.pe_kind, self.w_bits, self.a_bits)
 
     @property
-    def busy_cycles_per_fold(self) -> int:
-        """Array-busy cycles of one fold: R load + (M * beats + R + C - 2) stream steps."""
-        return 2 * self.rows + self.cols + self.M * self.beats - 2
+    def busy_cycles_bound(self) -> int:
+        """Array-busy cycles under serial preload (an upper bound for overlapped): per fold R load steps and
+        ``tile * beats + R + C - 2`` stream steps."""
+        return self.folds * (2 * self.rows + self.cols - 2) + self.row_folds * self.col_folds * self.M * self.beats
 
     @property
     def cycle_limit(self) -> int:
         """A generous bench timeout in clock cycles: 50x (busy cycles + stream beats) + 1000, room for heavy
         random gaps and backpressure."""
-        return 50 * (self.folds * self.busy_cycles_per_fold + self.in_beats + self.out_beats) + 1000
+        return 50 * (self.busy_cycles_bound + self.w_beats + self.in_beats + self.out_beats) + 1000
 
 
 def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-              w_signed: bool = True, a_signed: bool = True) -> GemmPlan:
-    """Validate the sizes and return the fold plan of ``[M, K] x [K, N]`` on a ``rows x cols`` array."""
+              w_signed: bool = True, a_signed: bool = True, order: str | int = 0, tile_m: int | None = None,
+              preload: str = "serial") -> GemmPlan:
+    """Validate the sizes and return the fold plan of ``[M, K] x [K, N]`` on a ``rows x cols`` array, run in loop
+    order ``order`` with stream tiles of ``tile_m`` rows (default: untiled) and the ``preload`` profile."""
     for name, v in (("M", M), ("K", K), ("N", N), ("rows", rows), ("cols", cols)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    tile = int(M) if tile_m is None else tile_m
+    if not isinstance(tile, (int, np.integer)) or isinstance(tile, bool) or not 1 <= tile <= M:
+        raise ValueError(f"tile_m must be an integer in 1..M = {M}, got {tile_m!r}")
+    if preload not in PRELOADS:
+        raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
     pack = pack_factor(pe_kind, w_bits, a_bits)
     Kp = -(-int(K) // pack)
     w_slot, a_slot = slot_bits(pe_kind, w_bits, a_bits)
     return GemmPlan(int(M), int(K), int(N), int(rows), int(cols), pe_kind, int(w_bits), int(a_bits),
                     bool(w_signed), bool(a_signed), pack, Kp, -(-Kp // int(rows)), -(-int(N) // int(cols)),
-                    w_slot, a_slot)
+                    w_slot, a_slot, order_index(order), int(tile), preload)
+
+
+def fold_sequence(plan: GemmPlan) -> Iterator[tuple[int, int, int]]:
+    """(column fold, row fold, stream tile) of every fold, in execution order (the plan's loop order)."""
+    from sim.mapping import ORDERS
+
+    loops = ORDERS[plan.order]
+    extent = {"c": plan.col_folds, "r": plan.row_folds, "s": plan.tiles}
+    for idx in itertools.product(*(range(extent[x]) for x in loops)):
+        at = dict(zip(loops, idx))
+        yield at["c"], at["r"], at["s"]
+
+
+def psum_rows_needed(plan: GemmPlan) -> int:
+    """Partial-sum buffer rows the plan needs: the elements the loops inside the row-fold loop visit (a tile;
+    all M when the tiles are inside it; times NF when the column folds are)."""
+    from sim.mapping import ORDERS
+
+    loops = ORDERS[plan.order]
+    inside = loops[loops.index("r") + 1:]
+    return (plan.M if "s" in inside else plan.tile_rows) * (plan.col_folds if "c" in inside else 1)
 
 
 def _check_operand(name: str, x: np.ndarray, bits: int, signed: bool) -> None:
@@ -211,19 +334,22 @@ def _beat(slots: np.ndarray, width: int) -> int:
 
 
 def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                 w_signed: bool = True, a_signed: bool = True) -> tuple[list[int], np.ndarray]:
-    """Input beats of ``lowbit_gemm_top`` for ``A [M, K] @ B [K, N]`` and the exact expected product.
+                 w_signed: bool = True, a_signed: bool = True, order: str | int = 0, tile_m: int | None = None
+                 ) -> tuple[list[int], list[int], np.ndarray]:
+    """Weight and activation beats of ``lowbit_gemm_top`` for ``A [M, K] @ B [K, N]`` and the exact product.
 
     Args:
         A: activations, integers in the ``a_bits`` range (signed or unsigned per ``a_signed``).
         B: weights, integers in the ``w_bits`` range (signed or unsigned per ``w_signed``).
         rows, cols: the array's R x C.
-        pe_kind: ``"fixed"`` (PE widths = ``w_bits`` / ``a_bits``, the build's W_BITS / A_BITS) or ``"bitfusion"``.
+        pe_kind: one of :data:`PE_KINDS` (a fixed PE's widths are the build's W_BITS / A_BITS).
         w_bits, a_bits: operand widths in bits (2..8).
+        order, tile_m: the mapping (:func:`plan_gemm`); the streams follow its fold order.
 
     Returns:
-        (beats, expected): the input beats as non-negative ints (bit i = ``in_data[i]``) in stream order, and
-        ``A @ B`` as int64 ``[M, N]`` (exact; the RTL's accumulators wrap modulo 2^ACC_BITS).
+        (weight beats, activation beats, expected): the beats as non-negative ints (bit i = ``w_data[i]`` /
+        ``in_data[i]``) in stream order, and ``A @ B`` as int64 ``[M, N]`` (exact; the RTL's accumulators wrap
+        modulo 2^ACC_BITS).
     """
     A = np.asarray(A)
     B = np.asarray(B)
@@ -233,10 +359,10 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
         raise ValueError(f"A and B must be integer arrays, got {A.dtype} and {B.dtype}")
     M, K = A.shape
     N = B.shape[1]
-    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed)
+    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed, order, tile_m)
     _check_operand("A", A, plan.a_bits, a_signed)
     _check_operand("B", B, plan.w_bits, w_signed)
-    R, C, P = plan.rows, plan.cols, plan.pack
+    R, C, P, T = plan.rows, plan.cols, plan.pack, plan.tile_rows
     # element fields: Bit Fusion's rounded widths; a bit-serial PE reads the low bits of an 8-bit slot (the
     # two's complement of a narrower operand sign-extended, the bits above its width ignored)
     w_field = fusion_width(plan.w_bits) if pe_kind == "bitfusion" else plan.w_slot
@@ -252,26 +378,32 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     a_slots = _pack_slots(Ap, P, a_field)  # [M, KF*R]
     w_slots = _pack_slots(Bp.T, P, w_field).T  # [KF*R, NF*C]
 
-    beats: list[int] = []
-    for cf in range(plan.col_folds):
-        for rf in range(plan.row_folds):
-            tile = w_slots[rf * R:(rf + 1) * R, cf * C:(cf + 1) * C]
-            beats.extend(_beat(tile[r], plan.w_slot) for r in range(R - 1, -1, -1))
-            vecs = a_slots[:, rf * R:(rf + 1) * R]
-            beats.extend(_beat(vecs[m], plan.a_slot) for m in range(M))
+    w_beats: list[int] = []
+    a_beats: list[int] = []
+    for cf, rf, st in fold_sequence(plan):
+        tile = w_slots[rf * R:(rf + 1) * R, cf * C:(cf + 1) * C]
+        w_beats.extend(_beat(tile[r], plan.w_slot) for r in range(R - 1, -1, -1))
+        vecs = a_slots[st * T:min(M, (st + 1) * T), rf * R:(rf + 1) * R]
+        a_beats.extend(_beat(v, plan.a_slot) for v in vecs)
     expected = A.astype(np.int64) @ B.astype(np.int64)
-    return beats, expected
+    return w_beats, a_beats, expected
 
 
 def top_config(plan: GemmPlan) -> dict[str, int]:
     """Values of the top's ``cfg_*`` inputs for ``plan`` (mode inputs are ignored by a fixed-PE build; the
     bit-serial widths ``cfg_w_bits``/``cfg_a_bits`` are given for the bit-serial kinds only, which
-    ``lowbit_layer_top`` does not build)."""
+    ``lowbit_layer_top`` does not build). A GEMM's stream tiles are ``tile_rows`` x 1."""
     fusion = plan.pe_kind == "bitfusion"
     config = {
-        "cfg_m": plan.M,
+        "cfg_order": plan.order,
         "cfg_row_folds": plan.row_folds,
         "cfg_col_folds": plan.col_folds,
+        "cfg_tile_h": plan.tile_rows,
+        "cfg_tiles_h": plan.tiles,
+        "cfg_tile_h_last": plan.tile_last,
+        "cfg_tile_w": 1,
+        "cfg_tiles_w": 1,
+        "cfg_tile_w_last": 1,
         "cfg_w_mode": fusion_mode(plan.w_bits) if fusion else 2,
         "cfg_a_mode": fusion_mode(plan.a_bits) if fusion else 2,
         "cfg_w_signed": int(plan.w_signed),
@@ -283,12 +415,15 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
 
 
 def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: int = 8, w_signed: bool = True,
-                   a_signed: bool = True, acc_bits: int = 32, max_m: int = 256) -> dict[str, int]:
+                   a_signed: bool = True, acc_bits: int = 32, psum_rows: int = 256,
+                   preload: str = "serial") -> dict[str, int]:
     """Verilog parameters of one ``lowbit_gemm_top`` build. For Bit Fusion and the bit-serial PEs the widths and
     signedness are run-time configuration, so one build serves every pair (a bit-serial build's W_BITS = A_BITS
     = 8 is its widest runtime width)."""
+    if preload not in PRELOADS:
+        raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
     params = {"PE_KIND": PE_KINDS[_kind(pe_kind)], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits),
-              "MAX_M": int(max_m)}
+              "PSUM_ROWS": int(psum_rows), "OVERLAP": PRELOADS[preload]}
     if pe_kind in SERIAL_KINDS:
         params.update({"W_BITS": _SERIAL_SLOT_BITS, "A_BITS": _SERIAL_SLOT_BITS})
     if pe_kind == "fixed":
@@ -297,12 +432,15 @@ def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: 
     return params
 
 
-def output_order(M: int, N: int, cols: int) -> Iterator[tuple[int, int]]:
-    """(m, n0) of each output beat in stream order: column fold outer, m inner; the beat holds
-    ``Y[m, n0 .. n0+cols-1]`` (columns ``>= N`` are padding)."""
-    for n0 in range(0, N, cols):
-        for m in range(M):
-            yield m, n0
+def output_order(plan: GemmPlan) -> Iterator[tuple[int, int]]:
+    """(m, n0) of each output beat in stream order: the folds of the last row fold in execution order, each
+    tile's rows in order; the beat holds ``Y[m, n0 .. n0+cols-1]`` (columns ``>= N`` are padding) and its
+    ``out_fold`` is ``n0 // cols``."""
+    T = plan.tile_rows
+    for cf, rf, st in fold_sequence(plan):
+        if rf == plan.row_folds - 1:
+            for m in range(st * T, min(plan.M, (st + 1) * T)):
+                yield m, cf * plan.cols
 
 
 def decode_output_beat(value: int, cols: int, acc_bits: int) -> list[int]:
@@ -324,78 +462,100 @@ def _sim_pe(pe_kind: str) -> dict[str, Any]:
     return {"kind": pe_kind}
 
 
-def rtl_chip(rows: int, cols: int, pe_kind: str) -> Any:
+def rtl_chip(rows: int, cols: int, pe_kind: str, preload: str = "serial") -> Any:
     """sim's model of an ``rows x cols`` weight-stationary array of lowbit's ``pe_kind`` PEs (sim.config.Chip).
 
     The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair); Stripes and Loom
-    as sim's ``bitserial`` PE with ``serial: activation`` and ``both``. DRAM bandwidth is
-    SCALE-Sim's "calc" (no stalls): the prediction is ``compute_cycles``, the array's busy cycles.  The RTL runs
-    SCALE-Sim's fold order with serial weight preload, so the chip is pinned to ``mapping: scalesim``."""
+    as sim's ``bitserial`` PE with ``serial: activation`` and ``both``; ``preload`` is the build's weight-preload
+    profile. DRAM bandwidth is SCALE-Sim's "calc" (no stalls): the prediction is ``compute_cycles``, the array's
+    busy cycles. The chip runs SCALE-Sim's schedule (``mapping: scalesim``); a prediction at another mapping
+    forces it (:func:`predicted_cycles`)."""
     from sim.config import chip_from_dict  # sim is only needed for the prediction
 
+    if preload not in PRELOADS:
+        raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
     return chip_from_dict({
-        "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}",
-        "array": {"rows": rows, "cols": cols, "dataflow": "ws", "weight_preload": "serial"},
+        "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}" + ("_overlapped" if preload == "overlapped" else ""),
+        "array": {"rows": rows, "cols": cols, "dataflow": "ws", "weight_preload": preload},
         "pe": _sim_pe(pe_kind),
-        "mapping": "scalesim",  # the RTL runs SCALE-Sim's fold order with serial weight preload
+        "mapping": "scalesim",
         "memory": {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
                    "dram_bw_bits_per_cycle": "calc", "acc_bits": 32},
     }, where="rtl chip")
 
 
-def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int) -> int:
+def _sim_pair(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
+    """The pair sim evaluates: Bit Fusion's widths rounded up to 2/4/8 (the modes the PE runs in)."""
+    return (fusion_width(w_bits), fusion_width(a_bits)) if pe_kind == "bitfusion" else (int(w_bits), int(a_bits))
+
+
+def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
+                           preload: str = "serial", mapping: Any = None) -> int:
     """sim's ``compute_cycles`` of the sim layer ``layer`` (a ``sim.workload.layer.Layer``, PTQ-SL input blocks
-    included) on :func:`rtl_chip` at the pair ``w{w_bits}a{a_bits}``. For Bit Fusion the widths are rounded up to
-    2/4/8, the modes the PE runs in (a Bit-Fusion chip lists only those pairs)."""
-    from sim.costs import simulate
+    included) on :func:`rtl_chip` at the pair ``w{w_bits}a{a_bits}``, at SCALE-Sim's mapping or at ``mapping`` (a
+    :class:`sim.mapping.Mapping`, forced as the reference engine replays it). For Bit Fusion the widths are rounded
+    up to 2/4/8, the modes the PE runs in (a Bit-Fusion chip lists only those pairs)."""
+    from sim.chipbatch import ChipBatch
+    from sim.engine import evaluate
+    from sim.layerbatch import LayerBatch
     from sim.workload import Workload
 
     if pe_kind not in PE_KINDS:
         raise ValueError(f"unknown PE kind {pe_kind!r} (allowed: {', '.join(PE_KINDS)})")
-    pair = (fusion_width(w_bits), fusion_width(a_bits)) if pe_kind == "bitfusion" else (w_bits, a_bits)
-    table = simulate(rtl_chip(rows, cols, pe_kind), Workload("rtl", (layer,)), pairs=[pair])
-    return int(table["compute_cycles"].iloc[0])
+    pair = _sim_pair(pe_kind, w_bits, a_bits)
+    chip = rtl_chip(rows, cols, pe_kind, preload)
+    chip.check_pairs([pair])
+    arrays = evaluate(ChipBatch.from_chips([chip], [pair]), LayerBatch.from_workload(Workload("rtl", (layer,))),
+                      np.asarray([pair]), mapping=mapping)
+    return int(arrays["compute_cycles"][0, 0, 0])
 
 
-def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int) -> int:
+def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
+                     order: str | int = 0, tile_m: int | None = None, preload: str = "serial") -> int:
     """sim's ``compute_cycles`` for the GEMM ``[M, K] x [K, N]`` on an ``rows x cols`` weight-stationary array of
-    ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``: :func:`predicted_layer_cycles` of a one-layer ``gemm``
-    workload (tokens = M, in_features = K, out_features = N)."""
+    ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``, loop order ``order``, stream tiles of ``tile_m`` rows (one
+    sim offers, :func:`offered_tile_rows`) and the ``preload`` profile: :func:`predicted_layer_cycles` of a
+    one-layer ``gemm`` workload (tokens = M, in_features = K, out_features = N) at that mapping."""
     from sim.workload.layer import gemm
 
-    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits)
+    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, order=order, tile_m=tile_m, preload=preload)
     layer = gemm("rtl_gemm", tokens=plan.M, in_features=plan.K, out_features=plan.N)
     if (layer.M, layer.K, layer.N, layer.groups, layer.has_weights) != (plan.M, plan.K, plan.N, 1, True):
         raise AssertionError(f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], "
                              f"expected [{M}, {K}] x [{K}, {N}]")
-    return predicted_layer_cycles(layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits)
+    return predicted_layer_cycles(layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits, preload,
+                                  sim_mapping(plan.order, plan.M, plan.tile_rows))
 
 
 def cycles_table_markdown(records: list[dict]) -> str:
     """Markdown for docs/rtl.md from GEMM bench records (as saved by ``tests/rtl/test_gemm.py``: keys ``build``,
-    ``simulator``, ``pe_kind``, ``rows``, ``cols``, ``w_bits``, ``a_bits``, ``M``, ``K``, ``N``, ``folds``,
-    ``macs``, ``table``, ``mismatches``, ``measured_cycles``, ``predicted_cycles``): one summary row per build,
-    then every record flagged ``table`` in full."""
+    ``simulator``, ``pe_kind``, ``rows``, ``cols``, ``preload``, ``w_bits``, ``a_bits``, ``M``, ``K``, ``N``,
+    ``loop_order``, ``tile_m``, ``folds``, ``macs``, ``table``, ``mismatches``, ``measured_cycles``,
+    ``predicted_cycles``): one summary row per build, then every record flagged ``table`` in full."""
     builds: dict[str, list[dict]] = {}
     for r in records:
         builds.setdefault(r["build"], []).append(r)
-    lines = ["| build | simulator | PE | array | pairs | GEMMs | folds | MACs | mismatches | measured == sim |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| build | simulator | PE | array | preload | pairs | GEMMs | mappings | folds | MACs | mismatches | "
+             "measured == sim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rs in builds.items():
         r0 = rs[0]
         pairs = sorted({(r["w_bits"], r["a_bits"]) for r in rs}, reverse=True)
+        orders = {r["loop_order"] for r in rs}
+        tiled = sum(r["tile_m"] < r["M"] for r in rs)
         equal = sum(r["measured_cycles"] == r["predicted_cycles"] for r in rs)
-        lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
+        lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | {r0['preload']} | "
                      f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
+                     f"{len(orders)} orders, {tiled} tiled | "
                      f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
                      f"{sum(r['mismatches'] for r in rs)} | {equal} of {len(rs)} |")
-    lines += ["", "| PE | array | pair | M × K × N | folds | measured cycles | sim compute_cycles |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| PE | array | preload | pair | M × K × N | folds | measured cycles | sim compute_cycles |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in records:
         if r.get("table"):
-            lines.append(f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | w{r['w_bits']}a{r['a_bits']} | "
-                         f"{r['M']} × {r['K']} × {r['N']} | {r['folds']} | {r['measured_cycles']} | "
-                         f"{r['predicted_cycles']} |")
+            lines.append(f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | {r['preload']} | "
+                         f"w{r['w_bits']}a{r['a_bits']} | {r['M']} × {r['K']} × {r['N']} | {r['folds']} | "
+                         f"{r['measured_cycles']} | {r['predicted_cycles']} |")
     return "\n".join(lines)
 
 
@@ -422,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = [r for f in files for r in json.loads(f.read_text())]
     order = {"verilator": 0, "icarus": 1}
-    records.sort(key=lambda r: (order.get(r["simulator"], 2), r["pe_kind"] != "bitfusion", r["rows"] * r["cols"],
-                                r["build"]))
+    records.sort(key=lambda r: (order.get(r["simulator"], 2), r["preload"] != "serial", r["pe_kind"] != "bitfusion",
+                                r["rows"] * r["cols"], r["build"]))
     print(cycles_table_markdown(records))
     return 0
 

@@ -23,8 +23,8 @@ from rtl.limits import (
 from rtl.runner import SRC_DIR, run_job
 from rtl.tools import RtlError
 
-__all__ = ["GemmCheck", "check_gemm", "check_pair_supported", "gemm_job", "verify_gemm", "random_operands", "TOP",
-           "BENCH", "SOURCES"]
+__all__ = ["GemmCheck", "check_gemm", "check_mapping", "psum_rows_for", "check_pair_supported", "gemm_job",
+           "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
 
 TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
@@ -48,9 +48,12 @@ class GemmCheck:
     macs: int
     mismatches: int
     measured_cycles: int  # index of the last busy cycle (sim's compute_cycles convention)
-    predicted_cycles: int  # sim's compute_cycles for the same GEMM, array and pair
+    predicted_cycles: int  # sim's compute_cycles for the same GEMM, array, pair, mapping and preload
     clock_cycles: int  # wall-clock cycles including stalls from gaps and backpressure
     messages: tuple[str, ...] = ()
+    loop_order: str = "NKM"  # the mapping: loop order, outer to inner, in GEMM dimensions
+    tile_m: int = 0  # rows of M per stream tile
+    preload: str = "serial"  # weight-preload timing profile of the build
 
     @property
     def ok(self) -> bool:
@@ -84,7 +87,7 @@ def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int,
 
 def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
                pe: str = "bitfusion", simulator: str = "verilator", gap_prob: float = 0.0,
-               stall_prob: float = 0.0) -> None:
+               stall_prob: float = 0.0, mapping: str | None = None, preload: str = "serial") -> None:
     """Everything about one GEMM run that can be checked before operands are drawn or anything is built: the PE
     kind, the simulator, the array and the stream probabilities (:mod:`rtl.limits`), and the run's estimated clock
     cycles, host memory and folds against the limits.  Raises :class:`RtlError` naming the argument, the estimate
@@ -96,8 +99,28 @@ def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 
     check_pair_supported(rows, cols, pe, w_bits, a_bits)
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     M, K, N = check_operand_sizes(M, K, N)
-    estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob)
+    _, tile_m = check_mapping(M, mapping, preload)
+    estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob, tile_m)
     check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe} array", estimate)
+
+
+def check_mapping(M: int, mapping: str | None, preload: str = "serial") -> tuple[int, int]:
+    """(loop order index, tile rows) of ``mapping`` (``ORDER[:TILE_M]``, :func:`rtl.driver.parse_mapping`; None is
+    SCALE-Sim's untiled ``NKM``) for a GEMM of ``M`` rows, and the preload profile; RtlError naming the bad part."""
+    if preload not in driver.PRELOADS:
+        raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
+    if mapping is None:
+        return 0, int(M)
+    try:
+        return driver.parse_mapping(mapping, M)
+    except ValueError as exc:
+        raise RtlError(f"mapping: {exc}") from None
+
+
+def psum_rows_for(plan: driver.GemmPlan) -> int:
+    """The ``PSUM_ROWS`` of the build that runs ``plan``: the rows its mapping needs rounded up to a power of two,
+    at least 256, so that builds are shared between GEMMs."""
+    return max(256, 1 << (driver.psum_rows_needed(plan) - 1).bit_length())
 
 
 def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int) -> None:
@@ -114,28 +137,33 @@ def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int
 
 def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
              w_signed: bool = True, a_signed: bool = True, *, gap_prob: float = 0.0, stall_prob: float = 0.0,
-             seed: int = 0) -> tuple[dict, driver.GemmPlan]:
-    """The ``gemm_bench`` job for ``A @ B`` (input beats, configuration, expected product, stream knobs and a
-    generous cycle limit) and its fold plan.  Bad operands, probabilities or seeds raise :class:`RtlError`."""
+             seed: int = 0, order: str | int = 0, tile_m: int | None = None,
+             preload: str = "serial") -> tuple[dict, driver.GemmPlan]:
+    """The ``gemm_bench`` job for ``A @ B`` at the mapping (``order``, ``tile_m``): both input streams, the
+    configuration, the output order, the expected product, stream knobs and a generous cycle limit; and its fold
+    plan.  Bad operands, mappings, probabilities or seeds raise :class:`RtlError`."""
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     seed = check_seed(seed)
     try:
-        beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
+        w_beats, beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed,
+                                                       order, tile_m)
         M, K = np.shape(A)
-        plan = driver.plan_gemm(M, K, np.shape(B)[1], rows, cols, pe, w_bits, a_bits, w_signed, a_signed)
+        plan = driver.plan_gemm(M, K, np.shape(B)[1], rows, cols, pe, w_bits, a_bits, w_signed, a_signed, order,
+                                tile_m, preload)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
-    job = {"name": name, "M": plan.M, "N": plan.N, "cfg": driver.top_config(plan), "beats": beats,
-           "expected": expected.tolist(), "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed,
-           "max_cycles": plan.cycle_limit}
+    job = {"name": name, "M": plan.M, "N": plan.N, "cfg": driver.top_config(plan), "w_beats": w_beats,
+           "beats": beats, "outputs": [list(o) for o in driver.output_order(plan)], "expected": expected.tolist(),
+           "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed, "max_cycles": plan.cycle_limit}
     return job, plan
 
 
 def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
                 pe: str = "bitfusion", simulator: str = "verilator", w_signed: bool = True, a_signed: bool = True,
-                gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
-                build_root: Path | None = None) -> GemmCheck:
-    """Run ``A @ B`` through the RTL and compare with the exact product and with sim's cycle prediction.
+                gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, mapping: str | None = None,
+                preload: str = "serial", build_root: Path | None = None) -> GemmCheck:
+    """Run ``A @ B`` through the RTL at ``mapping`` (``ORDER[:TILE_M]``, default SCALE-Sim's untiled ``NKM``) on
+    an array with the ``preload`` profile; compare with the exact product and with sim's cycle prediction.
 
     A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
     Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built (:func:`check_gemm`).
@@ -144,18 +172,20 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
         raise RtlError(f"need A [M, K] and B [K, N] with matching K, got {A.shape} and {B.shape}")
     check_gemm(A.shape[0], A.shape[1], B.shape[1], w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
-               gap_prob=gap_prob, stall_prob=stall_prob)
+               gap_prob=gap_prob, stall_prob=stall_prob, mapping=mapping, preload=preload)
+    order, tile_m = check_mapping(A.shape[0], mapping, preload)
     job, plan = gemm_job("gemm", A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, gap_prob=gap_prob,
-                         stall_prob=stall_prob, seed=seed)
+                         stall_prob=stall_prob, seed=seed, order=order, tile_m=tile_m, preload=preload)
     M, K, N = plan.M, plan.K, plan.N
-    # one build serves every M up to MAX_M: round up to a power of two (at least 256) so builds are reused
-    max_m = max(256, 1 << (int(M) - 1).bit_length())
-    params = driver.top_parameters(rows, cols, pe, w_bits, a_bits, w_signed, a_signed, max_m=max_m)
+    params = driver.top_parameters(rows, cols, pe, w_bits, a_bits, w_signed, a_signed, psum_rows=psum_rows_for(plan),
+                                   preload=preload)
     record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
                               what="GEMM bench")
     return GemmCheck(M=M, K=K, N=N, w_bits=w_bits, a_bits=a_bits, rows=rows, cols=cols, pe=pe,
                      simulator=simulator, macs=M * K * N, mismatches=int(record["mismatches"]),
                      measured_cycles=int(record["measured_cycles"]),
-                     predicted_cycles=driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits),
+                     predicted_cycles=driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile_m,
+                                                              preload),
                      clock_cycles=int(record["clock_cycles"]), messages=tuple(record.get("messages", ()))
-                     or ((failure,) if failure else ()))
+                     or ((failure,) if failure else ()), loop_order=plan.order_name, tile_m=plan.tile_rows,
+                     preload=preload)

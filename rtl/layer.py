@@ -306,9 +306,10 @@ def layer_parameters(layer: IntegerLayer, M: int, rows: int, cols: int, pe: str,
     build per array; a fixed-PE build is keyed by (w_bits, in_bits, activation signedness). ``MAX_M`` and
     ``MAX_NF`` are raised to the next power of two only when the layer needs more."""
     nf = -(-layer.out_features // cols)
+    rows_m = _pow2_at_least(M, max_m)  # the gemm top's partial sums (SCALE-Sim's order: all M) and the A buffer
     params = driver.top_parameters(rows, cols, pe, layer.w_bits, layer.in_bits, True, layer.in_qmin < 0,
-                                   acc_bits=ACC_BITS, max_m=_pow2_at_least(M, max_m))
-    params.update({"MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS})
+                                   acc_bits=ACC_BITS, psum_rows=rows_m)
+    params.update({"MAX_M": rows_m, "MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS})
     return params
 
 
@@ -329,15 +330,16 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
     nf = -(-N // cols)
     try:
         for h, (c0, c1) in enumerate(_blocks(layer)):
-            beats, _ = driver.gemm_streams(A[:, c0:c1], w[:, c0:c1].T, rows, cols, pe, layer.w_bits, layer.in_bits,
-                                           True, a_signed)
+            w_beats, beats, _ = driver.gemm_streams(A[:, c0:c1], w[:, c0:c1].T, rows, cols, pe, layer.w_bits,
+                                                    layer.in_bits, True, a_signed)
             plan = driver.plan_gemm(M, c1 - c0, N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed)
             consts = pass_constants(layer, h) + [(0, 0, 0, 0, 0)] * (nf * cols - N)
             words = [sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS) for c in range(cols))
                      for cf in range(nf)]
             passes.append(LayerPass(h, c1 - c0, plan, driver.predicted_cycles(M, c1 - c0, N, rows, cols, pe,
                                                                                layer.w_bits, layer.in_bits)))
-            job_passes.append({"consts": words, "cfg": driver.top_config(plan), "beats": beats,
+            job_passes.append({"consts": words, "cfg": driver.top_config(plan), "w_beats": w_beats, "beats": beats,
+                               "outputs": [list(o) for o in driver.output_order(plan)],
                                "first": h == 0, "last": h == layer.n_h - 1,
                                "max_cycles": plan.cycle_limit})
     except ValueError as exc:

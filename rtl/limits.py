@@ -108,20 +108,25 @@ def check_operand_sizes(M: object, K: object, N: object) -> tuple[int, int, int]
 
 
 def gemm_estimate(M: int, K: int, N: int, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
-                  gap_prob: float = 0.0, stall_prob: float = 0.0) -> RunEstimate:
-    """Estimated clock cycles and host bytes of ``[M, K] x [K, N]`` on a ``rows x cols`` array of ``pe`` PEs."""
+                  gap_prob: float = 0.0, stall_prob: float = 0.0, tile_m: int | None = None) -> RunEstimate:
+    """Estimated clock cycles and host bytes of ``[M, K] x [K, N]`` on a ``rows x cols`` array of ``pe`` PEs with
+    stream tiles of ``tile_m`` rows (default untiled; serial preload, an upper bound for overlapped)."""
     try:
-        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits)
+        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, tile_m=tile_m)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
-    beat_bits = max(plan.rows * plan.a_slot, plan.cols * plan.w_slot)
-    busy = plan.folds * plan.busy_cycles_per_fold + plan.in_beats + plan.out_beats
+    beats = plan.w_beats + plan.in_beats
+    busy = plan.busy_cycles_bound + beats + plan.out_beats
     cycles = math.ceil(busy / (1.0 - max(gap_prob, stall_prob)))
-    beat_bytes = 2 * (beat_bits // 8 + _INT_OVERHEAD) + math.ceil(beat_bits * math.log10(2)) + 2
-    max_m = max(256, 1 << (M - 1).bit_length())
-    host = (8 * (M * K + K * N) + _OUTPUT_BYTES * M * N + plan.in_beats * beat_bytes
-            + max_m * plan.cols * _ACC_BYTES)
-    return RunEstimate(cycles=cycles, host_bytes=host, folds=max(plan.row_folds, plan.col_folds))
+
+    def beat_bytes(bits: int) -> int:
+        return 2 * (bits // 8 + _INT_OVERHEAD) + math.ceil(bits * math.log10(2)) + 2
+
+    psum_rows = max(256, 1 << (M - 1).bit_length())
+    host = (8 * (M * K + K * N) + _OUTPUT_BYTES * M * N + plan.in_beats * beat_bytes(plan.rows * plan.a_slot)
+            + plan.w_beats * beat_bytes(plan.cols * plan.w_slot) + psum_rows * plan.cols * _ACC_BYTES)
+    return RunEstimate(cycles=cycles, host_bytes=host,
+                       folds=max(plan.row_folds, plan.col_folds, plan.tiles))
 
 
 def check_run(what: str, estimate: RunEstimate) -> None:

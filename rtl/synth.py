@@ -39,7 +39,8 @@ _progress = logging.getLogger("lowbit.rtl")
 if TYPE_CHECKING:  # pandas is imported lazily (only area_table needs it)
     import pandas as pd
 
-__all__ = ["CELL_WEIGHTS", "SCRIPT", "SynthResult", "synthesize", "area_table", "area_markdown", "TABLE_DESIGNS"]
+__all__ = ["CELL_WEIGHTS", "SCRIPT", "SynthResult", "synthesize", "area_table", "area_markdown", "overlap_cost",
+           "TABLE_DESIGNS", "ARRAY_SIDE", "OVERLAP_WIDTHS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SRC_DIR = Path(__file__).resolve().parent / "src"
@@ -213,6 +214,11 @@ def synthesize(
 
 #: The designs of the area table: (label, top, parameters, pe kind, w bits, a bits, MACs per cycle).
 #: The fusion PE is one netlist; its rows differ only in the runtime mode (and MACs per cycle = sim's ``pack``).
+ARRAY_SIDE = 4  #: the synthesized arrays are ARRAY_SIDE x ARRAY_SIDE
+OVERLAP_WIDTHS = (2, 8)  #: weight widths of the synthesized array pairs (two points of the per-weight-bit cost)
+#: Sources of a top besides its own file (the array instantiates the PEs).
+_EXTRA_SOURCES = {"lowbit_systolic_ws": ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v")}
+
 TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, float]] = [
     *[(f"fixed w{w}a{a}", "lowbit_mac_pe", {"W_BITS": w, "A_BITS": a, "ACC_BITS": 32, "W_SIGNED": 1, "A_SIGNED": 1},
        "fixed", w, a, 1) for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]],
@@ -224,6 +230,11 @@ TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, float]] = [
       for kind, both in (("stripes", 0), ("loom", 1)) for w, a in [(8, 8), (4, 4), (2, 2)]],
     ("requant 32->8", "lowbit_requant", {"PSUM_BITS": 32, "MULT_BITS": 31, "ACC_BITS": 64, "OUT_BITS": 8},
      "requant", 0, 0, 0),
+    # 4x4 arrays of fixed PEs with serial and overlapped weight preload: the double-buffered weight registers' cost
+    *[(f"array 4x4 w{w}a{w} {preload}", "lowbit_systolic_ws",
+       {"PE_KIND": 0, "ROWS": ARRAY_SIDE, "COLS": ARRAY_SIDE, "W_BITS": w, "A_BITS": w, "ACC_BITS": 32,
+        "W_SIGNED": 1, "A_SIGNED": 1, "OVERLAP": int(preload == "overlapped")}, f"array {preload}", w, w,
+       ARRAY_SIDE * ARRAY_SIDE) for w in OVERLAP_WIDTHS for preload in ("serial", "overlapped")],
 ]
 
 
@@ -242,7 +253,8 @@ def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, 
     todo = list(designs or TABLE_DESIGNS)
     for i, (label, top, params, kind, w, a, macs) in enumerate(todo, 1):
         _progress.info("synthesizing %s (%d/%d)", label, i, len(todo))
-        r = synthesize(top, parameters=params, use_cache=use_cache)
+        sources = [SRC_DIR / f"{top}.v", *(SRC_DIR / f for f in _EXTRA_SOURCES.get(top, ()))]
+        r = synthesize(top, sources=sources, parameters=params, use_cache=use_cache)
         rows.append({
             "design": label, "top": top, "pe_kind": kind, "w_bits": w, "a_bits": a,
             "acc_bits": params.get("ACC_BITS", params.get("PSUM_BITS", 0)) if kind != "requant"
@@ -252,6 +264,21 @@ def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, 
             "nand2_per_mac": round(r.area_nand2 / macs, 1) if macs else float("nan"),
         })
     return pd.DataFrame(rows)
+
+
+def overlap_cost(df: pd.DataFrame) -> tuple[float, float]:
+    """(per_pe, per_weight_bit): NAND2-eq that overlapped weight preload adds to one PE, ``per_pe +
+    per_weight_bit x W_SLOT``, from the area table's serial / overlapped array pairs at the two weight widths
+    (the line through the two per-PE differences)."""
+    n_pe = ARRAY_SIDE * ARRAY_SIDE
+    extra = {}
+    for w in OVERLAP_WIDTHS:
+        rows = df[(df.w_bits == w) & df.pe_kind.str.startswith("array ")]
+        by = {k: float(rows[rows.pe_kind == f"array {k}"].area_nand2.iloc[0]) for k in ("serial", "overlapped")}
+        extra[w] = (by["overlapped"] - by["serial"]) / n_pe
+    lo, hi = OVERLAP_WIDTHS
+    per_bit = (extra[hi] - extra[lo]) / (hi - lo)
+    return round(extra[lo] - lo * per_bit, 1), round(per_bit, 1)
 
 
 def area_markdown(df: pd.DataFrame) -> str:

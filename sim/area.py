@@ -4,7 +4,11 @@
 per column, as in lowbit's RTL), and the three SRAM buffers.  The logic figures are NAND2-equivalents from
 ``lowbit rtl synth`` recorded in the technology YAML (``area`` section).  A fixed PE is the smallest synthesized one
 covering the chip's widest pair; a bit-serial PE's figure covers widths up to 8, so a bit-serial chip with wider
-pairs has no area (NaN).
+pairs has no area (NaN).  A ws or is chip with ``weight_preload: overlapped`` adds the double-buffered stationary
+registers to every PE: ``overlap_nand2.per_pe + overlap_nand2.per_weight_bit x`` the PE's stationary slot (the
+fixed PE's weight bits -- activation bits for is --, 32 for Bit Fusion, 8 for bit-serial), both from synthesized
+ws arrays (docs/rtl.md, "Synthesis"); an overlapped os chip (double-buffered accumulators, not synthesized) has no
+area.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from sim.config import Chip
 from sim.precision import fusion_width_of
 from sim.technology import load_technology
 
-__all__ = ["ChipArea", "chip_area", "fixed_pe_key"]
+__all__ = ["ChipArea", "chip_area", "fixed_pe_key", "stationary_slot_bits"]
 
 BITS_PER_KIB = 8 * 1024
 SERIAL_AREA_MAX_BITS = 8  #: the widest runtime width of the synthesized bit-serial PE
+BITFUSION_SLOT_BITS = 32  #: a Bit-Fusion PE's weight register
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,17 @@ def fixed_pe_key(chip: Chip, synthesized: dict[str, float]) -> str | None:
     return min(fits)[1] if fits else None
 
 
+def stationary_slot_bits(chip: Chip, fixed_key: str | None) -> int:
+    """Bits of one PE's stationary register: for a fixed PE its weight width (activation width for is) from its
+    synthesized ``wWaA`` key, 32 for Bit Fusion, the widest runtime width for a bit-serial PE."""
+    if chip.pe.kind == "fixed":
+        if not fixed_key:
+            return 0
+        w_text, a_text = fixed_key[1:].split("a")
+        return int(a_text if chip.array.dataflow == "is" else w_text)
+    return BITFUSION_SLOT_BITS if chip.pe.kind == "bitfusion" else SERIAL_AREA_MAX_BITS
+
+
 def chip_area(chip: Chip) -> ChipArea:
     """Area of ``chip`` from its technology's ``area`` section (all NaN if the section is absent)."""
     tech = load_technology(chip.technology)
@@ -53,13 +69,19 @@ def chip_area(chip: Chip) -> ChipArea:
     if area is None:
         return ChipArea(nan, nan, nan, nan, nan)
     pe: float = nan
+    key = fixed_pe_key(chip, area.fixed_pe_nand2) if chip.pe.kind == "fixed" else None
     if chip.pe.kind == "fixed":
-        key = fixed_pe_key(chip, area.fixed_pe_nand2)
         pe = area.fixed_pe_nand2[key] if key else nan
     elif chip.pe.kind == "bitfusion":
         pe = area.bitfusion_pe_nand2
     elif max(max(p) for p in chip.supported_pairs) <= SERIAL_AREA_MAX_BITS:
         pe = area.bitserial_pe_nand2.get(chip.pe.serial, nan)
+    if chip.array.weight_preload == "overlapped":
+        if (chip.array.dataflow == "os" or area.overlap_per_pe_nand2 is None
+                or area.overlap_per_weight_bit_nand2 is None):
+            pe = nan
+        else:
+            pe += area.overlap_per_pe_nand2 + area.overlap_per_weight_bit_nand2 * stationary_slot_bits(chip, key)
     um2 = area.nand2_um2 * 1e-6  # mm^2 per NAND2
     n_pe = chip.array.rows * chip.array.cols
     pe_mm2 = n_pe * pe * um2

@@ -36,6 +36,10 @@ class AreaTable:
     sram_um2_per_bit: float
     #: 'activation' (Stripes) / 'both' (Loom) -> NAND2-eq of a bit-serial PE of widths up to 8; empty if absent
     bitserial_pe_nand2: dict[str, float] = field(default_factory=dict)
+    #: overlapped weight preload, NAND2-eq added per PE: per_pe + per_weight_bit x (the PE's weight slot bits);
+    #: None if absent
+    overlap_per_pe_nand2: float | None = None
+    overlap_per_weight_bit_nand2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,9 +146,15 @@ class _PeAreaSchema(StrictModel):
     bitserial: _SerialAreaSchema | None = None  # widths up to 8 (lowbit_serial_pe with MAX_BITS = 8)
 
 
+class _OverlapAreaSchema(StrictModel):
+    per_pe: _Nand2
+    per_weight_bit: _Nand2
+
+
 class _AreaSchema(StrictModel):
     nand2_um2: _Um2
     pe_nand2: _PeAreaSchema
+    overlap_nand2: _OverlapAreaSchema | None = None  # double-buffered weight registers (weight_preload: overlapped)
     requant_nand2: _Nand2
     sram_um2_per_bit: _Um2
 
@@ -182,6 +192,9 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
             bitserial_pe_nand2=({} if t.area.pe_nand2.bitserial is None else
                                 {"activation": t.area.pe_nand2.bitserial.activation,
                                  "both": t.area.pe_nand2.bitserial.both}),
+            overlap_per_pe_nand2=None if t.area.overlap_nand2 is None else t.area.overlap_nand2.per_pe,
+            overlap_per_weight_bit_nand2=(None if t.area.overlap_nand2 is None
+                                          else t.area.overlap_nand2.per_weight_bit),
         )
     return Technology(
         name=t.name if t.name is not None else where,

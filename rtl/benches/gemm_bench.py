@@ -4,23 +4,23 @@ Input (``run_bench(data=...)``, read with :func:`rtl.benches.bench_input`)::
 
     {"results_path": "/path/results.json",       # where the bench writes one record per job
      "jobs": [{"name": str, "M": int, "N": int,  # GEMM output shape
-               "cfg": {"cfg_m": ..., ...},       # rtl.driver.top_config(plan)
-               "beats": [int, ...],              # rtl.driver.gemm_streams(...)[0]
+               "cfg": {"cfg_order": ..., ...},   # rtl.driver.top_config(plan)
+               "w_beats": [int, ...],            # rtl.driver.gemm_streams(...)[0]: the weight stream
+               "beats": [int, ...],              # rtl.driver.gemm_streams(...)[1]: the activation stream
+               "outputs": [[m, n0], ...],        # rtl.driver.output_order(plan): each output beat's rows
                "expected": [[int, ...], ...],    # [M][N] exact products (compared modulo 2^ACC_BITS)
                "gap_prob": float,                # probability that in_valid stays low in a cycle
                "stall_prob": float,              # probability that out_ready is low in a cycle
                "seed": int, "max_cycles": int}, ...]}
 
-Per job the bench pulses ``start`` with the job's configuration, then once per clock cycle, on the falling edge,
-reads ``in_ready`` / ``out_valid`` / ``out_data`` (registered outputs, independent of this cycle's ``in_valid`` and
-``out_ready``) and decides ``in_valid`` and ``out_ready`` for the next rising edge: a beat is offered after a
-random gap and then held until it is taken (AXI-stream rule), ``out_ready`` drops at random. Every output beat is
-compared with the next entry of the scoreboard queue (order: :func:`rtl.driver.output_order`); padding columns past
-``N`` must be 0 and ``out_last`` must mark exactly the final beat. A mismatch names the output index (m, n), the
-expected and actual values and the clock cycle (counted from the job's ``start``). At the end the queue must be
-empty and every input beat consumed; the record ``{"name", "mismatches", "busy_cycles", "measured_cycles",
-"clock_cycles", "in_beats", "out_beats"}`` is appended to ``results_path`` with ``measured_cycles = cycle_count - 1``
-(the index of the last busy cycle, sim's ``compute_cycles`` convention).
+Per job the bench pulses ``start`` with the job's configuration, then plays both input streams and the output
+stream with random gaps and backpressure (:func:`rtl.benches.streams.play_streams`). Every output beat is
+compared with the next entry of the scoreboard queue (``outputs``); padding columns past ``N`` must be 0,
+``out_fold`` must be the beat's column fold and ``out_last`` must mark exactly the final beat. A mismatch names
+the output index (m, n), the expected and actual values and the clock cycle (counted from the job's ``start``).
+At the end the queue must be empty and every input beat consumed; the record ``{"name", "mismatches",
+"busy_cycles", "measured_cycles", "clock_cycles", "in_beats", "out_beats"}`` is appended to ``results_path`` with
+``measured_cycles = cycle_count - 1`` (the index of the last busy cycle, sim's ``compute_cycles`` convention).
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from cocotb.triggers import FallingEdge
 
 from rtl.benches import parameters
 from rtl.benches.streams import play_streams, run_jobs
-from rtl.driver import decode_output_beat, output_order
+from rtl.driver import decode_output_beat
 
-_PORTS = ("start", "in_valid", "in_data", "out_ready", "cfg_m", "cfg_row_folds", "cfg_col_folds", "cfg_w_mode",
-          "cfg_a_mode", "cfg_w_signed", "cfg_a_signed", "cfg_w_bits", "cfg_a_bits")
+_PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready", "cfg_order", "cfg_row_folds",
+          "cfg_col_folds", "cfg_tile_h", "cfg_tiles_h", "cfg_tile_h_last", "cfg_tile_w", "cfg_tiles_w",
+          "cfg_tile_w_last", "cfg_w_mode", "cfg_a_mode", "cfg_w_signed", "cfg_a_signed", "cfg_w_bits", "cfg_a_bits")
 
 
 def _wrap(value: int, bits: int) -> int:
@@ -50,12 +51,16 @@ async def _run_job(dut, job: dict[str, Any], cols: int, acc_bits: int) -> dict[s
     """Play one job; return its record (mismatch messages under ``"messages"``)."""
     rng = random.Random(job.get("seed", 0))
     expected: list[list[int]] = job["expected"]
-    M, N = int(job["M"]), int(job["N"])
-    queue = deque(output_order(M, N, cols))
+    N = int(job["N"])
+    queue = deque((int(m), int(n0)) for m, n0 in job["outputs"])
+    out_fold = dut.out_fold
 
     def check(index: int, data: int, last: int, cycle: int) -> list[str]:
         m, n0 = queue.popleft()
         wrong = []
+        fold = out_fold.value.to_unsigned()
+        if fold != n0 // cols:
+            wrong.append(f"output beat {index} (m={m}): out_fold = {fold}, expected {n0 // cols} at cycle {cycle}")
         for c, actual in enumerate(decode_output_beat(data, cols, acc_bits)):
             n = n0 + c
             want = _wrap(expected[m][n], acc_bits) if n < N else 0
@@ -70,7 +75,8 @@ async def _run_job(dut, job: dict[str, Any], cols: int, acc_bits: int) -> dict[s
     dut.start.value = 1
     await FallingEdge(dut.clk)
     dut.start.value = 0
-    res = await play_streams(dut, job["beats"], queue, check, rng, gap_prob=float(job.get("gap_prob", 0.0)),
+    res = await play_streams(dut, {"w": job["w_beats"], "in": job["beats"]}, queue, check, rng,
+                             gap_prob=float(job.get("gap_prob", 0.0)),
                              stall_prob=float(job.get("stall_prob", 0.0)),
                              max_cycles=int(job.get("max_cycles", 1_000_000)))
     busy_cycles = dut.cycle_count.value.to_unsigned()

@@ -8,16 +8,18 @@ Input (``run_bench(data=...)``, built by :func:`rtl.layer.layer_job`)::
                "zero_point": int, "out_min": int, "out_max": int, "pad_code": int,
                "passes": [{"consts": [int, ...],         # one constant-memory write per column fold
                            "cfg": {...},                 # rtl.driver.top_config(plan) of the pass's GEMM
-                           "beats": [int, ...],          # rtl.driver.gemm_streams(...)[0]
+                           "w_beats": [int, ...],        # rtl.driver.gemm_streams(...)[0]: weights
+                           "beats": [int, ...],          # rtl.driver.gemm_streams(...)[1]: activations
+                           "outputs": [[m, n0], ...],    # rtl.driver.output_order(plan)
                            "first": bool, "last": bool, "max_cycles": int}, ...],
                "expected": [[int, ...], ...],            # [M][N] golden output codes
                "gap_prob": float, "stall_prob": float, "seed": int}, ...]}
 
 Per pass the bench writes the constants (one column fold per cycle), pulses ``start`` with the pass's
-configuration, then once per clock cycle, on the falling edge, offers input beats after random gaps (held until
-taken) and drops ``out_ready`` at random. Only the last pass emits codes; every output beat is compared with the
-next (m, n0) of :func:`rtl.driver.output_order`: a mismatch names the layer, the output index (m, n), the expected
-and actual codes and the clock cycle (counted from the job's first cycle). Padding columns must carry
+configuration, then once per clock cycle, on the falling edge, offers the beats of both input streams after random
+gaps (held until taken) and drops ``out_ready`` at random. Only the last pass emits codes; every output beat is
+compared with the next (m, n0) of the pass's ``outputs``: a mismatch names the layer, the output index (m, n), the
+expected and actual codes and the clock cycle (counted from the job's first cycle). Padding columns must carry
 ``pad_code``, and ``out_last`` must mark exactly the final beat. At the end of each pass the busy-cycle counter is
 read (``measured = cycle_count - 1``); at the end of the job the scoreboard queue must be empty. The record
 ``{"name", "mismatches", "pass_measured", "clock_cycles", "outputs", "messages"}`` is appended to
@@ -35,11 +37,13 @@ from cocotb.triggers import FallingEdge
 
 from rtl.benches import parameters
 from rtl.benches.streams import MAX_MESSAGES, play_streams, run_jobs
-from rtl.driver import decode_output_beat, output_order
+from rtl.driver import decode_output_beat
 
-_CFG_PORTS = ("cfg_m", "cfg_row_folds", "cfg_col_folds", "cfg_w_mode", "cfg_a_mode", "cfg_w_signed", "cfg_a_signed")
-_PORTS = ("start", "in_valid", "in_data", "out_ready", "cfg_we", "cfg_addr", "cfg_data", "cfg_first", "cfg_last",
-          "cfg_zero_point", "cfg_out_min", "cfg_out_max", *_CFG_PORTS)
+_CFG_PORTS = ("cfg_order", "cfg_row_folds", "cfg_col_folds", "cfg_tile_h", "cfg_tiles_h", "cfg_tile_h_last",
+              "cfg_tile_w", "cfg_tiles_w", "cfg_tile_w_last", "cfg_w_mode", "cfg_a_mode", "cfg_w_signed",
+              "cfg_a_signed")
+_PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready", "cfg_we", "cfg_addr", "cfg_data",
+          "cfg_first", "cfg_last", "cfg_zero_point", "cfg_out_min", "cfg_out_max", *_CFG_PORTS)
 
 
 async def _run_job(dut, job: dict[str, Any], cols: int, out_bits: int) -> dict[str, Any]:
@@ -78,7 +82,8 @@ async def _run_job(dut, job: dict[str, Any], cols: int, out_bits: int) -> dict[s
         cycle += 1
         dut.start.value = 0
 
-        queue = deque(output_order(M, N, cols)) if ps["last"] else deque()  # only the last pass emits codes
+        # only the last pass emits codes
+        queue = deque((int(m), int(n0)) for m, n0 in ps["outputs"]) if ps["last"] else deque()
 
         def check(index: int, data: int, last: int, at: int, queue: deque = queue) -> list[str]:
             m, n0 = queue.popleft()
@@ -94,7 +99,8 @@ async def _run_job(dut, job: dict[str, Any], cols: int, out_bits: int) -> dict[s
                                  f"(output beat {index})")
             return wrong
 
-        res = await play_streams(dut, ps["beats"], queue, check, rng, gap_prob=float(job.get("gap_prob", 0.0)),
+        res = await play_streams(dut, {"w": ps["w_beats"], "in": ps["beats"]}, queue, check, rng,
+                                 gap_prob=float(job.get("gap_prob", 0.0)),
                                  stall_prob=float(job.get("stall_prob", 0.0)),
                                  max_cycles=int(ps.get("max_cycles", 1_000_000)), label=f"{where} pass {p}",
                                  cycle0=cycle)

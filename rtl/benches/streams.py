@@ -1,9 +1,10 @@
 """The valid/ready stream player shared by the GEMM and layer benches (cocotb; used inside a simulation).
 
-Once per clock cycle, on the falling edge, it reads ``in_ready`` / ``out_valid`` / ``out_data`` (registered outputs,
-independent of this cycle's ``in_valid`` and ``out_ready``) and decides ``in_valid`` and ``out_ready`` for the next
-rising edge: a beat is offered after a random gap and then held until it is taken (AXI-stream rule), and
-``out_ready`` drops at random.  Each output beat taken goes to a checker that pops the scoreboard queue.
+Once per clock cycle, on the falling edge, it reads each input's ``*_ready`` and ``out_valid`` / ``out_data``
+(registered outputs: no ready depends on this cycle's valid, the tops register their inputs) and decides each
+``*_valid`` and ``out_ready`` for the next rising edge: a beat is offered after a random gap and then held until it
+is taken (AXI-stream rule), and ``out_ready`` drops at random.  Each output beat taken goes to a checker that pops
+the scoreboard queue.
 """
 
 from __future__ import annotations
@@ -85,39 +86,50 @@ def write_results(path: str | None, records: list[dict[str, Any]]) -> None:
         tmp.replace(path)
 
 
-async def play_streams(dut, beats: list[int], queue: deque, check: BeatCheck, rng: random.Random, *,
+async def play_streams(dut, inputs: dict[str, list[int]], queue: deque, check: BeatCheck, rng: random.Random, *,
                        gap_prob: float, stall_prob: float, max_cycles: int, label: str = "",
                        cycle0: int = 0) -> StreamResult:
-    """Offer ``beats`` and take output beats until everything is sent, ``queue`` is empty and the top is idle.
+    """Offer the beats of every input stream and take output beats until everything is sent, ``queue`` is empty
+    and the top is idle. ``inputs`` maps a port prefix (``w`` for ``w_valid``/``w_ready``/``w_data``, ``in``
+    for the activations) to its beats; each stream has its own random gaps.
 
     Messages start with ``label`` (when given) and name clock cycles counted from ``cycle0``."""
     prefix = f"{label}: " if label else ""
     result = StreamResult()
     clk_fall = FallingEdge(dut.clk)
-    in_valid_s, in_ready_s, in_data_s = dut.in_valid, dut.in_ready, dut.in_data
+    ports = {name: (getattr(dut, f"{name}_valid"), getattr(dut, f"{name}_ready"), getattr(dut, f"{name}_data"))
+             for name in inputs}
     out_valid_s, out_ready_s, out_data_s, out_last_s = dut.out_valid, dut.out_ready, dut.out_data, dut.out_last
     busy_s = dut.busy
     n_out = len(queue)
-    sent = received = 0
-    offering = False  # in_valid is high with beats[sent] on in_data
+    sent = dict.fromkeys(inputs, 0)
+    offering = dict.fromkeys(inputs, False)  # valid is high with beats[sent] on the data port
+    received = 0
+
+    def all_sent() -> bool:
+        return all(sent[name] == len(beats) for name, beats in inputs.items())
+
     while True:
         await clk_fall
         result.cycles += 1
         cycle = cycle0 + result.cycles
         if result.cycles > max_cycles:
-            result.fail(f"{prefix}timeout after {max_cycles} cycles: {sent}/{len(beats)} input beats taken, "
+            taken = ", ".join(f"{sent[n]}/{len(b)} {n} beats taken" for n, b in inputs.items())
+            result.fail(f"{prefix}timeout after {max_cycles} cycles: {taken}, "
                         f"{received}/{n_out} output beats received, busy={int(busy_s.value)}")
             break
-        in_ready = int(in_ready_s.value)
         out_valid = int(out_valid_s.value)
-        # input: after a random gap offer the next beat, then hold it until taken
-        if not offering and sent < len(beats) and rng.random() >= gap_prob:
-            offering = True
-            in_data_s.value = beats[sent]
-        in_valid_s.value = int(offering)
-        if offering and in_ready:  # taken at the coming rising edge
-            sent += 1
-            offering = False
+        # inputs: after a random gap offer the next beat, then hold it until taken
+        for name, beats in inputs.items():
+            valid_s, ready_s, data_s = ports[name]
+            ready = int(ready_s.value)
+            if not offering[name] and sent[name] < len(beats) and rng.random() >= gap_prob:
+                offering[name] = True
+                data_s.value = beats[sent[name]]
+            valid_s.value = int(offering[name])
+            if offering[name] and ready:  # taken at the coming rising edge
+                sent[name] += 1
+                offering[name] = False
         # output: random backpressure; a beat with out_valid & out_ready is taken at the coming rising edge
         ready = int(rng.random() >= stall_prob)
         out_ready_s.value = ready
@@ -133,14 +145,16 @@ async def play_streams(dut, beats: list[int], queue: deque, check: BeatCheck, rn
                 result.fail(f"{prefix}{message}")
             if last != (not queue):
                 result.fail(f"{prefix}out_last={last} on output beat {index} of {n_out} at cycle {cycle}")
-        elif sent == len(beats) and not queue and not int(busy_s.value) and not out_valid:
+        elif all_sent() and not queue and not int(busy_s.value) and not out_valid:
             break
-    in_valid_s.value = 0
+    for valid_s, _, _ in ports.values():
+        valid_s.value = 0
     out_ready_s.value = 0
     if queue:
         result.fail(f"{prefix}scoreboard queue not empty: {len(queue)} of {n_out} output beats never arrived "
                     f"(next expected (m={queue[0][0]}, n={queue[0][1]}))")
-    if sent != len(beats):
-        result.fail(f"{prefix}only {sent} of {len(beats)} input beats were taken")
-    result.sent, result.received = sent, received
+    for name, beats in inputs.items():
+        if sent[name] != len(beats):
+            result.fail(f"{prefix}only {sent[name]} of {len(beats)} {name} beats were taken")
+    result.sent, result.received = sum(sent.values()), received
     return result

@@ -1,29 +1,37 @@
-// lowbit_gemm_top: tiled GEMM Y[M,N] = A[M,K] x B[K,N] on a weight-stationary lowbit_systolic_ws array
+// lowbit_gemm_top: a tiled GEMM Y[M,N] = A[M,K] x B[K,N] on a weight-stationary lowbit_systolic_ws array
 // (Verilog-2005). docs/rtl.md, section "Array and top level", is the full specification; in short:
 //
-// Fold order (as sim's ws model and SCALE-Sim): the array's rows hold Kp = ceil(K/pack) reduction slots, its
-// columns hold N; column fold cf = 0..NF-1 outer, row fold rf = 0..KF-1 inner, KF = ceil(Kp/R), NF = ceil(N/C).
+// Loop nest (sim's ws mapping, sim.mapping): the array's rows hold Kp = ceil(K/pack) reduction slots, its columns
+// hold N. A fold is one (column fold c, row fold r, stream tile s): NF = ceil(N/C) column folds, KF = ceil(Kp/R)
+// row folds, and the M stream elements cut into tiles of TH x TW elements (tile (i, j), j inner; the last tile of
+// each axis is TH_LAST / TW_LAST long; a GEMM has TW = TW_LAST = 1). cfg_order (0..5) is the loop order, outer to
+// inner, in sim.mapping.ORDERS: (c,r,s) (c,s,r) (r,c,s) (r,s,c) (s,c,r) (s,r,c); 0 is SCALE-Sim's.
 //
-// Input stream (in_valid / in_ready / in_data), per fold in that order:
-//   R weight beats: the fold's weight tile, row R-1 first (bits [c*W_SLOT +: W_SLOT] = PE(r, c)'s slot);
-//   M activation beats: vector m = 0..M-1 (bits [r*A_SLOT +: A_SLOT] = row r's slot).
-// Output stream (out_valid / out_ready / out_data / out_last): after the last row fold of each column fold,
-//   M beats, m = 0..M-1, each one row of C raw accumulators (bits [c*ACC_BITS +: ACC_BITS] = Y[m, cf*C + c];
-//   columns past N carry the zero-padded columns); out_last marks the GEMM's final beat.
+// Streams (valid/ready; each input has a one-beat register, so a ready never depends on a valid):
+//   weights (w_*): per fold R beats, the fold's weight tile, row R-1 first (bits [c*W_SLOT +: W_SLOT] = PE(r, c)'s
+//     slot), folds in execution order;
+//   activations (in_*): per fold one beat per element of its tile, in the order the host chooses (the same order
+//     for every fold of that tile); bits [r*A_SLOT +: A_SLOT] = row r's slot;
+//   outputs (out_*): after a fold of the last row fold, one beat per element of its tile, in input order: the C raw
+//     accumulators (bits [c*ACC_BITS +: ACC_BITS]; columns past N carry the zero-padded columns), out_fold = its
+//     column fold; out_last marks the GEMM's final beat.
 //
-// Per fold the array is busy for R load steps plus M + R + C - 2 streaming steps (vectors enter for M steps,
-// then zeros until the last product leaves PE(R-1, C-1)): 2R + C + M - 2 steps, SCALE-Sim's ws cycles per fold.
-// Folds follow back to back: the de-skewed result row of the fold's last vector is consumed during the next
-// fold's first load step (or one extra, uncounted drain step after the last fold).
+// Partial sums: a buffer of PSUM_ROWS rows x C accumulators. The loops inside r visit the same elements in the same
+// order in every row fold, so row fold r > 0 adds to the row row fold 0 wrote at the same position of that
+// sequence; the last row fold sends buffer + array row to the output instead. The host must keep the loops inside r
+// within PSUM_ROWS elements (tile; x NF if c is inside r; all M if s is inside r).
 //
-// Stalls: the array advances (en = 1) only in a cycle where the step's input beat is there (when it needs one)
-// and the result row reaching the output this step can be taken (output FIFO not full when it must be pushed).
-// cycle_count counts the steps the array advanced while a fold was in progress (load and stream steps), so
-// valid gaps and backpressure do not change it. sim's compute_cycles (index of the last busy cycle) is
-// cycle_count - 1.
-//
-// Partial sums across row folds: a buffer of MAX_M rows x C accumulators. Row fold 0 writes it, later row folds
-// read-modify-write it, the last row fold sends buffer + array result to the output FIFO instead.
+// Timing (steps are cycles with en = 1; cycle_count counts them, so valid gaps and backpressure do not change it;
+// sim's compute_cycles, the index of the last busy cycle, is cycle_count - 1). An element takes S steps: 1, a_bits
+// (Stripes) or a_bits * w_bits (Loom); a fold of T elements streams S*T steps.
+//   OVERLAP 0 (serial preload): per fold R load steps, then S*T + R + C - 2 stream steps (the last result row
+//     leaves PE(R-1, C-1)): sum over folds of 2R + C - 2 + S*T (SCALE-Sim's per-fold cycles).
+//   OVERLAP 1 (overlapped preload): R load steps for the first fold; each fold then takes max(S*T, R) steps while
+//     the next fold's tile loads, and the last one S*T + R + C - 2:  R + sum_{f<last} max(S*T_f, R) + S*T_last
+//     + R + C - 2, sim's weight_preload: overlapped.
+// The last result row leaves during the next fold's first step, or during one extra, uncounted drain step.
+// Stalls: the array advances only in a cycle where every input it needs this step is in its register and the
+// result row reaching the output can be pushed into the output FIFO.
 `default_nettype none
 module lowbit_gemm_top #(
     parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
@@ -34,13 +42,16 @@ module lowbit_gemm_top #(
     parameter W_SIGNED  = 1,    // PE_KIND 0 only
     parameter A_SIGNED  = 1,    // PE_KIND 0 only
     parameter ACC_BITS  = 32,
-    parameter MAX_M     = 256,  // largest M (psum buffer rows), >= 2
-    parameter FOLD_BITS = 16,   // width of the fold-count config inputs
+    parameter OVERLAP   = 0,    // weight preload: 0 serial, 1 overlapped (double-buffered weight registers)
+    parameter PSUM_ROWS = 256,  // partial-sum buffer rows (the largest tile), >= 2
+    parameter FOLD_BITS = 16,   // width of the fold- and tile-count config inputs
     parameter CNT_BITS  = 32,   // width of cycle_count
     parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
 ) (
-    clk, rst_n, start, cfg_m, cfg_row_folds, cfg_col_folds, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
-    cfg_w_bits, cfg_a_bits, busy, in_valid, in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
+    clk, rst_n, start, cfg_order, cfg_row_folds, cfg_col_folds, cfg_tile_h, cfg_tiles_h, cfg_tile_h_last,
+    cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed, cfg_w_bits,
+    cfg_a_bits, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready, out_data,
+    out_last, out_fold, cycle_count
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
     localparam SERIAL = (PE_KIND == 2) || (PE_KIND == 3);       // bit-serial PEs: an element takes S beats
@@ -50,146 +61,219 @@ module lowbit_gemm_top #(
     localparam S_MAX  = (PE_KIND == 3) ? SB * SB : SERIAL ? SB : 1;  // most beats per element
     localparam W_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : W_BITS;
     localparam A_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : A_BITS;  // on the input stream (the array adds beats)
-    localparam IN_BITS = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT;
-    localparam M_BITS = $clog2(MAX_M) + 1;  // cfg_m can hold MAX_M and values above it (refused)
+    localparam L_BITS = $clog2(PSUM_ROWS) + 1;                  // a tile length, 1..PSUM_ROWS (and above: refused)
+    localparam PA     = (PSUM_ROWS > 1) ? $clog2(PSUM_ROWS) : 1; // a partial-sum buffer row
 
     input  wire                     clk;
-    input  wire                     rst_n;         // synchronous, active low
-    // run-time configuration: sampled on start (ignored unless idle, 1 <= cfg_m <= MAX_M and both folds >= 1)
+    input  wire                     rst_n;           // synchronous, active low
+    // run-time configuration: sampled on start (ignored unless idle and valid, see cfg_ok)
     input  wire                     start;
-    input  wire [M_BITS-1:0]        cfg_m;         // M: activation vectors per fold
-    input  wire [FOLD_BITS-1:0]     cfg_row_folds; // KF = ceil(Kp / ROWS)
-    input  wire [FOLD_BITS-1:0]     cfg_col_folds; // NF = ceil(N / COLS)
-    input  wire [1:0]               cfg_w_mode;    // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
-    input  wire [1:0]               cfg_a_mode;    // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
-    input  wire                     cfg_w_signed;  // PE_KIND 1: weights two's complement
-    input  wire                     cfg_a_signed;  // PE_KIND 1: activations two's complement
-    input  wire [NB-1:0]            cfg_w_bits;    // PE_KIND 2, 3: weight width, 1..SB
-    input  wire [NB-1:0]            cfg_a_bits;    // PE_KIND 2, 3: activation width, 1..SB
-    output wire                     busy;          // a GEMM is in progress (start .. last result row taken)
-    // input stream: weight beats and activation beats
+    input  wire [2:0]               cfg_order;       // loop order, 0..5 (sim.mapping.ORDERS)
+    input  wire [FOLD_BITS-1:0]     cfg_row_folds;   // KF = ceil(Kp / ROWS)
+    input  wire [FOLD_BITS-1:0]     cfg_col_folds;   // NF = ceil(N / COLS)
+    input  wire [L_BITS-1:0]        cfg_tile_h;      // TH: tile rows (the outer tile axis), full tiles
+    input  wire [FOLD_BITS-1:0]     cfg_tiles_h;     // tiles along the outer axis
+    input  wire [L_BITS-1:0]        cfg_tile_h_last; // rows of the last tile along it, 1..TH
+    input  wire [L_BITS-1:0]        cfg_tile_w;      // TW: tile columns (inner axis); TH * TW <= PSUM_ROWS
+    input  wire [FOLD_BITS-1:0]     cfg_tiles_w;
+    input  wire [L_BITS-1:0]        cfg_tile_w_last;
+    input  wire [1:0]               cfg_w_mode;      // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
+    input  wire [1:0]               cfg_a_mode;      // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
+    input  wire                     cfg_w_signed;    // PE_KIND 1-3: weights two's complement
+    input  wire                     cfg_a_signed;    // PE_KIND 1-3: activations two's complement
+    input  wire [NB-1:0]            cfg_w_bits;      // PE_KIND 2, 3: weight width, 1..SB
+    input  wire [NB-1:0]            cfg_a_bits;      // PE_KIND 2, 3: activation width, 1..SB
+    output wire                     busy;            // a GEMM is in progress (start .. last result row taken)
+    // weight stream
+    input  wire                     w_valid;
+    output wire                     w_ready;
+    input  wire [COLS*W_SLOT-1:0]   w_data;
+    // activation stream
     input  wire                     in_valid;
     output wire                     in_ready;
-    input  wire [IN_BITS-1:0]       in_data;
+    input  wire [ROWS*A_SLOT-1:0]   in_data;
     // output stream: one row of C accumulators per beat
     output wire                     out_valid;
     input  wire                     out_ready;
     output wire [COLS*ACC_BITS-1:0] out_data;
     output wire                     out_last;
+    output wire [FOLD_BITS-1:0]     out_fold;        // the beat's column fold
     // busy-cycle counter (cleared on start; holds its value when the GEMM is done)
     output wire [CNT_BITS-1:0]      cycle_count;
 
     localparam S_IDLE = 2'd0, S_LOAD = 2'd1, S_STREAM = 2'd2, S_DRAIN = 2'd3;
-    localparam IDX_BITS = $clog2(MAX_M);                        // row index m
-    localparam T_NEED   = $clog2(MAX_M * S_MAX + ROWS + COLS); // step within a phase: 0 .. M*S + R + C - 3
-    localparam T_BITS   = (T_NEED > M_BITS) ? T_NEED : M_BITS;  // (>= M_BITS keeps the extensions below legal)
-    localparam PIPE     = ROWS + COLS - 1;                      // steps from a_left to y_bottom
-    localparam TOK_BITS = IDX_BITS + 4;                         // {m, final, last, first, valid}
+    localparam T_NEED   = $clog2(PSUM_ROWS * S_MAX + ROWS + COLS);  // step within a phase: 0 .. S*T + R + C - 3
+    localparam T_BITS   = (T_NEED > L_BITS) ? T_NEED : L_BITS;
+    localparam TW       = T_BITS + 1;                                  // width of the step arithmetic
+    localparam PIPE     = ROWS + COLS - 1;                             // steps from a_left to y_bottom
+    localparam TOK_BITS = PA + FOLD_BITS + 4;                          // {row, fold, final, last, first, valid}
     localparam OUT_BITS = COLS * ACC_BITS;
     localparam PTR_BITS = $clog2(OUT_DEPTH);
+    localparam integer R_I = ROWS, RC_I = ROWS + COLS - 3, PSUM_I = PSUM_ROWS;
+    localparam [TW-1:0]       T_R     = R_I[TW-1:0];
+    localparam [TW-1:0]       T_RC    = RC_I[TW-1:0];   // two's complement: x + T_RC = x - 1 for a 1 x 1 array
+    localparam [2*L_BITS-1:0] P_LIMIT = PSUM_I[2*L_BITS-1:0];
 
     // ---- configuration registers and control state --------------------------------------------------------------
     reg [1:0]           state;
-    reg [T_BITS-1:0]    t;           // step within the current phase
-    reg [M_BITS-1:0]    m_q;
-    reg [T_BITS:0]      ms_q;           // M * S: the stream steps that feed beats
-    reg [T_BITS:0]      t_stream_last;  // M * S + R + C - 3
-    reg [FOLD_BITS-1:0] kf_q, nf_q;  // fold counts
-    reg [FOLD_BITS-1:0] rf, cf;      // current row fold, column fold
+    reg [T_BITS-1:0]    t;                        // step within the current phase
+    reg [2:0]           order_q;
+    reg [FOLD_BITS-1:0] kf_q, nf_q, nh_q, nw_q;   // loop extents (row folds, column folds, tiles per axis)
+    reg [L_BITS-1:0]    th_q, thl_q, tw_q, twl_q;  // tile lengths
+    reg [2*NB-1:0]      s_q;                      // steps per element
+    reg [FOLD_BITS-1:0] ci, ri, hi, wi;           // current column fold, row fold, tile (hi, wi)
+    reg [PA-1:0]        ptr;                      // partial-sum row of the next element
+    reg [L_BITS-1:0]    elem;                     // elements of the current fold fed so far
     reg [1:0]           w_mode_q, a_mode_q;
     reg                 w_signed_q, a_signed_q;
     reg [NB-1:0]        w_bits_q, a_bits_q;
     reg [CNT_BITS-1:0]  cnt;
 
-    // Widths: T_BITS >= M_BITS, so m values are zero-extended by one extra bit to T_BITS+1 and compared there.
-    localparam integer      LOAD_LAST_I = ROWS - 1;          // last load step
-    localparam integer      TAIL_I      = ROWS + COLS - 3;   // last stream step minus M (-1 for a 1 x 1 array)
-    localparam integer      MAX_M_I     = MAX_M;
-    localparam [T_BITS-1:0] T_LOAD_LAST = LOAD_LAST_I[T_BITS-1:0];
-    localparam [T_BITS:0]   T_TAIL      = TAIL_I[T_BITS:0];  // two's complement: M + T_TAIL wraps to M - 1
-    localparam [M_BITS-1:0] M_LIMIT     = MAX_M_I[M_BITS-1:0];
-    wire [T_BITS:0] cfg_m_ext = {{(T_BITS-M_BITS+1){1'b0}}, cfg_m};
-    wire [T_BITS:0] m_ext     = {{(T_BITS-M_BITS+1){1'b0}}, m_q};
-    wire [T_BITS:0] t_ext     = {1'b0, t};
-    // beats per element: 1, a_bits (Stripes) or a_bits * w_bits (Loom); M * S stream steps feed the array
-    wire [2*NB-1:0] cfg_s     = (PE_KIND == 3) ? cfg_a_bits * cfg_w_bits
-                              : SERIAL ? {{NB{1'b0}}, cfg_a_bits} : {{(2*NB-1){1'b0}}, 1'b1};
-    /* verilator lint_off WIDTHTRUNC */  // M * S < MAX_M * S_MAX fits T_BITS + 1 bits
-    wire [T_BITS:0] cfg_ms    = cfg_m_ext * cfg_s;
-    /* verilator lint_on WIDTHTRUNC */
-
-    wire cfg_ok = (cfg_m != {M_BITS{1'b0}}) && (cfg_m <= M_LIMIT)
+    wire [2*L_BITS-1:0] cfg_tile = cfg_tile_h * cfg_tile_w;
+    wire cfg_ok = (cfg_order <= 3'd5)
                   && (cfg_row_folds != {FOLD_BITS{1'b0}}) && (cfg_col_folds != {FOLD_BITS{1'b0}})
+                  && (cfg_tiles_h != {FOLD_BITS{1'b0}}) && (cfg_tiles_w != {FOLD_BITS{1'b0}})
+                  && (cfg_tile_h_last != {L_BITS{1'b0}}) && (cfg_tile_h_last <= cfg_tile_h)
+                  && (cfg_tile_w_last != {L_BITS{1'b0}}) && (cfg_tile_w_last <= cfg_tile_w)
+                  && (cfg_tile <= P_LIMIT)
                   && (!SERIAL || (cfg_w_bits != {NB{1'b0}} && cfg_a_bits != {NB{1'b0}}
                                   && cfg_w_bits <= SB[NB-1:0] && cfg_a_bits <= SB[NB-1:0]));
+    // steps per element: 1, a_bits (Stripes) or a_bits * w_bits (Loom)
+    wire [2*NB-1:0] cfg_s = (PE_KIND == 3) ? cfg_a_bits * cfg_w_bits
+                          : SERIAL ? {{NB{1'b0}}, cfg_a_bits} : {{(2*NB-1){1'b0}}, 1'b1};
 
-    // ---- result tokens: travel alongside the data, PIPE steps from a_left to y_bottom ---------------------------
-    reg [TOK_BITS-1:0] tok [0:PIPE-1];  // tok[0] is the newest
+    // ---- the loop nest --------------------------------------------------------------------------------------------
+    wire c_end = (ci == nf_q - 1'b1);
+    wire r_end = (ri == kf_q - 1'b1);
+    wire h_end = (hi == nh_q - 1'b1);
+    wire w_end = (wi == nw_q - 1'b1);
+    wire s_end = h_end && w_end;
+    wire has_next = !(c_end && r_end && s_end);
+    // nesting level of each loop (0 outer, 1 middle, 2 inner) for the order
+    reg [1:0] lv_c, lv_r, lv_s;
+    always @(*) begin
+        case (order_q)
+            3'd0:    begin lv_c = 2'd0; lv_r = 2'd1; lv_s = 2'd2; end  // (c, r, s)
+            3'd1:    begin lv_c = 2'd0; lv_s = 2'd1; lv_r = 2'd2; end  // (c, s, r)
+            3'd2:    begin lv_r = 2'd0; lv_c = 2'd1; lv_s = 2'd2; end  // (r, c, s)
+            3'd3:    begin lv_r = 2'd0; lv_s = 2'd1; lv_c = 2'd2; end  // (r, s, c)
+            3'd4:    begin lv_s = 2'd0; lv_c = 2'd1; lv_r = 2'd2; end  // (s, c, r)
+            default: begin lv_s = 2'd0; lv_r = 2'd1; lv_c = 2'd2; end  // (s, r, c)
+        endcase
+    end
+    // a loop steps when every loop inside it is at its end (an odometer)
+    wire step_c = (lv_r <= lv_c || r_end) && (lv_s <= lv_c || s_end);
+    wire step_r = (lv_c <= lv_r || c_end) && (lv_s <= lv_r || s_end);
+    wire step_s = (lv_c <= lv_s || c_end) && (lv_r <= lv_s || r_end);
+
+    // the current tile: its length and its steps S*T
+    wire [L_BITS-1:0]   len_h   = h_end ? thl_q : th_q;
+    wire [L_BITS-1:0]   len_w   = w_end ? twl_q : tw_q;
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [2*L_BITS-1:0] len_hw  = len_h * len_w;
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [L_BITS-1:0]   len     = len_hw[L_BITS-1:0];  // <= PSUM_ROWS (cfg_ok)
+    /* verilator lint_off WIDTHTRUNC */  // S * T <= PSUM_ROWS * S_MAX fits TW bits
+    wire [TW-1:0]       st      = {{(TW-L_BITS){1'b0}}, len} * s_q;
+    /* verilator lint_on WIDTHTRUNC */
+    wire [TW-1:0]       t_ext   = {1'b0, t};
+    wire [TW-1:0]       tail    = st + T_RC;                       // S*T + R + C - 3: a fold's last stream step
+    wire [TW-1:0]       slot    = (st > T_R) ? st - 1'b1 : T_R - 1'b1;  // max(S*T, R) - 1
+    wire [TW-1:0]       t_last  = (OVERLAP != 0 && has_next) ? slot : tail;
+    wire                last_beat;                                 // of an element (always, unless SERIAL)
+
+    // ---- steps ----------------------------------------------------------------------------------------------------
+    wire in_fold  = (state == S_LOAD) || (state == S_STREAM);
+    wire feeding  = (state == S_STREAM) && (t_ext < st);
+    wire loading  = (state == S_LOAD) || ((OVERLAP != 0) && (state == S_STREAM) && has_next && (t_ext < T_R));
+    wire load_end = loading && (t_ext == T_R - 1'b1);              // the tile's last beat
+    wire swap     = (OVERLAP != 0) && ((state == S_LOAD) ? load_end
+                                       : ((state == S_STREAM) && has_next && t_ext == slot));
+
+    // one-beat input registers
+    reg                   a_full, w_full;
+    reg [ROWS*A_SLOT-1:0] a_buf;
+    reg [COLS*W_SLOT-1:0] w_buf;
+
+    // result tokens travel alongside the data, PIPE steps from a_left to y_bottom
+    reg  [TOK_BITS-1:0] tok [0:PIPE-1];  // tok[0] is the newest
     wire [TOK_BITS-1:0] tok_end   = tok[PIPE-1];
     wire                tok_valid = tok_end[0];
-    wire                tok_first = tok_end[1];   // first row fold: overwrite the psum buffer row
+    wire                tok_first = tok_end[1];   // row fold 0: overwrite the partial-sum row
     wire                tok_last  = tok_end[2];   // last row fold: send the row to the output
     wire                tok_final = tok_end[3];   // the GEMM's final output row
-    wire [IDX_BITS-1:0] tok_m     = tok_end[TOK_BITS-1:4];
+    wire [FOLD_BITS-1:0] tok_fold = tok_end[4 +: FOLD_BITS];
+    wire [PA-1:0]       tok_row   = tok_end[4 + FOLD_BITS +: PA];
 
-    // ---- output FIFO ----------------------------------------------------------------------------------------------
-    reg [OUT_BITS:0]   fifo [0:OUT_DEPTH-1];  // {last, data}
+    // output FIFO
+    reg [OUT_BITS+FOLD_BITS:0] fifo [0:OUT_DEPTH-1];  // {fold, last, data}
     reg [PTR_BITS-1:0] wr_ptr, rd_ptr;
     reg [PTR_BITS:0]   count;
     localparam [PTR_BITS:0] FIFO_FULL = OUT_DEPTH;
     wire fifo_full = (count == FIFO_FULL);
 
-    // ---- step control ---------------------------------------------------------------------------------------------
-    wire in_fold  = (state == S_LOAD) || (state == S_STREAM);
-    wire feeding  = (state == S_STREAM) && (t_ext < ms_q);   // stream steps 0 .. M*S-1 feed a beat
-    wire first_beat, last_beat;                               // of an element (always both unless SERIAL)
-    wire need_in  = (state == S_LOAD) || (feeding && first_beat);  // the element's vector is on in_data
+    wire need_a   = feeding;    // an element's vector stays in a_buf until its last beat
+    wire need_w   = loading;
     wire out_hold = tok_valid && tok_last && fifo_full;  // the result row cannot be pushed this step
     wire step_ok  = (state != S_IDLE) && !out_hold;
-    wire en       = step_ok && (!need_in || in_valid);   // the array advances this cycle
+    wire en       = step_ok && (!need_a || a_full) && (!need_w || w_full);
+    wire take_a   = en && need_a && last_beat;
+    wire take_w   = en && need_w;
 
-    assign in_ready    = step_ok && need_in;
+    assign in_ready    = !a_full || take_a;
+    assign w_ready     = !w_full || take_w;
     assign busy        = (state != S_IDLE);
     assign cycle_count = cnt;
 
+    always @(posedge clk) begin
+        if (!rst_n) begin
+            a_full <= 1'b0;
+            w_full <= 1'b0;
+        end else begin
+            if (in_valid && in_ready) begin
+                a_buf  <= in_data;
+                a_full <= 1'b1;
+            end else if (take_a) begin
+                a_full <= 1'b0;
+            end
+            if (w_valid && w_ready) begin
+                w_buf  <= w_data;
+                w_full <= 1'b1;
+            end else if (take_w) begin
+                w_full <= 1'b0;
+            end
+        end
+    end
+
     // ---- the array --------------------------------------------------------------------------------------------
     wire [OUT_BITS-1:0] y_row;
-    wire [IDX_BITS-1:0] elem;                                 // the element (vector index m) being fed
     localparam ARR_A_SLOT = SERIAL ? SB + 1 + 2 * IB : A_SLOT;   // the array's activation slot
     wire [ROWS*ARR_A_SLOT-1:0] a_vec;
     generate
         if (SERIAL) begin : g_beats
-            // an element's vector is taken on its first beat and held for the others; each row's slot carries the
-            // beat {jw, ja, valid} with the value (lowbit_systolic_ws, lowbit_serial_pe)
-            reg [ROWS*SB-1:0]   a_hold;
-            reg [IB-1:0]        ja_q, jw_q;
-            reg [IDX_BITS-1:0]  elem_q;
-            wire [NB-1:0]       a_top = a_bits_q - 1'b1;
-            wire [NB-1:0]       w_top = w_bits_q - 1'b1;
+            // the element's vector stays in a_buf for all its beats; each row's slot carries the beat {jw, ja, valid}
+            // with the value (lowbit_systolic_ws, lowbit_serial_pe)
+            reg [IB-1:0]  ja_q, jw_q;
+            wire [NB-1:0] a_top = a_bits_q - 1'b1;
+            wire [NB-1:0] w_top = w_bits_q - 1'b1;
             /* verilator lint_off WIDTHEXPAND */
             wire ja_end = (ja_q == a_top);
             wire jw_end = (PE_KIND != 3) || (jw_q == w_top);
             /* verilator lint_on WIDTHEXPAND */
-            assign first_beat = (ja_q == {IB{1'b0}}) && (jw_q == {IB{1'b0}});
             assign last_beat  = ja_end && jw_end;
-            assign elem       = elem_q;
-            wire [ROWS*SB-1:0] vals = first_beat ? in_data[ROWS*SB-1:0] : a_hold;
             genvar r;
             for (r = 0; r < ROWS; r = r + 1) begin : g_row
-                assign a_vec[r*ARR_A_SLOT +: ARR_A_SLOT] = feeding ? {jw_q, ja_q, 1'b1, vals[r*SB +: SB]}
+                assign a_vec[r*ARR_A_SLOT +: ARR_A_SLOT] = feeding ? {jw_q, ja_q, 1'b1, a_buf[r*SB +: SB]}
                                                                    : {ARR_A_SLOT{1'b0}};
             end
             always @(posedge clk) begin
                 if (!rst_n || state != S_STREAM) begin
-                    ja_q   <= {IB{1'b0}};
-                    jw_q   <= {IB{1'b0}};
-                    elem_q <= {IDX_BITS{1'b0}};
+                    ja_q <= {IB{1'b0}};
+                    jw_q <= {IB{1'b0}};
                 end else if (en && feeding) begin
-                    if (first_beat) a_hold <= in_data[ROWS*SB-1:0];
                     if (last_beat) begin
-                        ja_q   <= {IB{1'b0}};
-                        jw_q   <= {IB{1'b0}};
-                        elem_q <= elem_q + 1'b1;
+                        ja_q <= {IB{1'b0}};
+                        jw_q <= {IB{1'b0}};
                     end else if (ja_end) begin
                         ja_q <= {IB{1'b0}};
                         jw_q <= jw_q + 1'b1;
@@ -199,25 +283,23 @@ module lowbit_gemm_top #(
                 end
             end
         end else begin : g_vectors
-            assign first_beat = 1'b1;
             assign last_beat  = 1'b1;
-            assign elem       = t[IDX_BITS-1:0];
-            assign a_vec      = feeding ? in_data[ROWS*A_SLOT-1:0] : {ROWS*A_SLOT{1'b0}};
+            assign a_vec      = feeding ? a_buf : {ROWS*A_SLOT{1'b0}};
         end
     endgenerate
 
     lowbit_systolic_ws #(
         .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS),
-        .W_SIGNED(W_SIGNED), .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS)
+        .W_SIGNED(W_SIGNED), .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .OVERLAP(OVERLAP)
     ) array (
-        .clk(clk), .rst_n(rst_n), .en(en), .load_w(state == S_LOAD),
+        .clk(clk), .rst_n(rst_n), .en(en), .load_w(state == S_LOAD), .w_cap(load_end), .w_swap(swap),
         .w_mode(w_mode_q), .a_mode(a_mode_q), .w_signed(w_signed_q), .a_signed(a_signed_q),
         .w_width(w_bits_q), .a_width(a_bits_q),
-        .w_top(in_data[COLS*W_SLOT-1:0]), .a_left(a_vec), .y_bottom(y_row));
+        .w_top(w_buf), .a_left(a_vec), .y_bottom(y_row));
 
-    // ---- partial-sum buffer: row m holds C accumulators ---------------------------------------------------------
-    reg  [OUT_BITS-1:0] psum_mem [0:MAX_M-1];
-    wire [OUT_BITS-1:0] psum_old = psum_mem[tok_m];
+    // ---- partial-sum buffer: row p holds C accumulators ----------------------------------------------------------
+    reg  [OUT_BITS-1:0] psum_mem [0:PSUM_ROWS-1];
+    wire [OUT_BITS-1:0] psum_old = psum_mem[tok_row];
     wire [OUT_BITS-1:0] psum_new;  // buffer row + array row, per column, modulo 2^ACC_BITS
     genvar c;
     generate
@@ -231,17 +313,18 @@ module lowbit_gemm_top #(
     wire pop  = out_valid && out_ready;
 
     always @(posedge clk) begin
-        if (en && tok_valid && !tok_last) psum_mem[tok_m] <= psum_new;
+        if (en && tok_valid && !tok_last) psum_mem[tok_row] <= psum_new;
     end
 
     // ---- output FIFO ----------------------------------------------------------------------------------------------
-    wire [OUT_BITS:0] fifo_head = fifo[rd_ptr];
+    wire [OUT_BITS+FOLD_BITS:0] fifo_head = fifo[rd_ptr];
     assign out_valid = (count != {(PTR_BITS+1){1'b0}});
     assign out_data  = fifo_head[OUT_BITS-1:0];
     assign out_last  = fifo_head[OUT_BITS];
+    assign out_fold  = fifo_head[OUT_BITS+1 +: FOLD_BITS];
 
     always @(posedge clk) begin
-        if (push) fifo[wr_ptr] <= {tok_final, psum_new};
+        if (push) fifo[wr_ptr] <= {tok_fold, tok_final, psum_new};
     end
 
     always @(posedge clk) begin
@@ -258,14 +341,10 @@ module lowbit_gemm_top #(
     end
 
     // ---- token pipeline (advances with the array) ------------------------------------------------------------
-    // A token enters with an element's last beat on a_left (the vector itself for one-beat PEs) and reaches
-    // tok_end exactly when that element's de-skewed result row is on y_bottom.
-    wire                inj_first = (rf == {FOLD_BITS{1'b0}});
-    wire                inj_last  = (rf == kf_q - 1'b1);
-    wire [T_BITS:0]     elem_ext  = {{(T_BITS+1-IDX_BITS){1'b0}}, elem};
-    wire                inj_final = inj_last && (cf == nf_q - 1'b1)
-                                    && (elem_ext + 1'b1 == m_ext);
-    wire [TOK_BITS-1:0] tok_in    = (feeding && last_beat) ? {elem, inj_final, inj_last, inj_first, 1'b1}
+    // A token enters with an element's last beat on a_left and reaches tok_end exactly when that element's
+    // de-skewed result row is on y_bottom.
+    wire                inj_final = !has_next && (elem == len - 1'b1);
+    wire [TOK_BITS-1:0] tok_in    = (feeding && last_beat) ? {ptr, ci, inj_final, r_end, ri == {FOLD_BITS{1'b0}}, 1'b1}
                                                            : {TOK_BITS{1'b0}};
     integer i;
     always @(posedge clk) begin
@@ -280,46 +359,68 @@ module lowbit_gemm_top #(
     // ---- fold sequencing and the busy-cycle counter -------------------------------------------------------------
     always @(posedge clk) begin
         if (!rst_n) begin
-            state         <= S_IDLE;
-            t             <= {T_BITS{1'b0}};
-            m_q           <= {M_BITS{1'b0}};
-            ms_q          <= {(T_BITS+1){1'b0}};
-            t_stream_last <= {(T_BITS+1){1'b0}};
-            kf_q          <= {FOLD_BITS{1'b0}};
-            nf_q          <= {FOLD_BITS{1'b0}};
-            rf            <= {FOLD_BITS{1'b0}};
-            cf            <= {FOLD_BITS{1'b0}};
-            w_mode_q      <= 2'd0;
-            a_mode_q      <= 2'd0;
-            w_signed_q    <= 1'b0;
-            a_signed_q    <= 1'b0;
-            w_bits_q      <= {NB{1'b0}};
-            a_bits_q      <= {NB{1'b0}};
-            cnt           <= {CNT_BITS{1'b0}};
+            state      <= S_IDLE;
+            t          <= {T_BITS{1'b0}};
+            order_q    <= 3'd0;
+            kf_q       <= {FOLD_BITS{1'b0}};
+            nf_q       <= {FOLD_BITS{1'b0}};
+            nh_q       <= {FOLD_BITS{1'b0}};
+            nw_q       <= {FOLD_BITS{1'b0}};
+            th_q       <= {L_BITS{1'b0}};
+            thl_q      <= {L_BITS{1'b0}};
+            tw_q       <= {L_BITS{1'b0}};
+            twl_q      <= {L_BITS{1'b0}};
+            s_q        <= {(2*NB){1'b0}};
+            ci         <= {FOLD_BITS{1'b0}};
+            ri         <= {FOLD_BITS{1'b0}};
+            hi         <= {FOLD_BITS{1'b0}};
+            wi         <= {FOLD_BITS{1'b0}};
+            ptr        <= {PA{1'b0}};
+            elem       <= {L_BITS{1'b0}};
+            w_mode_q   <= 2'd0;
+            a_mode_q   <= 2'd0;
+            w_signed_q <= 1'b0;
+            a_signed_q <= 1'b0;
+            w_bits_q   <= {NB{1'b0}};
+            a_bits_q   <= {NB{1'b0}};
+            cnt        <= {CNT_BITS{1'b0}};
         end else if (state == S_IDLE) begin
             if (start && cfg_ok) begin
-                state         <= S_LOAD;
-                t             <= {T_BITS{1'b0}};
-                m_q           <= cfg_m;
-                ms_q          <= cfg_ms;
-                t_stream_last <= cfg_ms + T_TAIL;
-                kf_q          <= cfg_row_folds;
-                nf_q          <= cfg_col_folds;
-                rf            <= {FOLD_BITS{1'b0}};
-                cf            <= {FOLD_BITS{1'b0}};
-                w_mode_q      <= cfg_w_mode;
-                a_mode_q      <= cfg_a_mode;
-                w_signed_q    <= cfg_w_signed;
-                a_signed_q    <= cfg_a_signed;
-                w_bits_q      <= cfg_w_bits;
-                a_bits_q      <= cfg_a_bits;
-                cnt           <= {CNT_BITS{1'b0}};
+                state      <= S_LOAD;
+                t          <= {T_BITS{1'b0}};
+                order_q    <= cfg_order;
+                kf_q       <= cfg_row_folds;
+                nf_q       <= cfg_col_folds;
+                nh_q       <= cfg_tiles_h;
+                nw_q       <= cfg_tiles_w;
+                th_q       <= cfg_tile_h;
+                thl_q      <= cfg_tile_h_last;
+                tw_q       <= cfg_tile_w;
+                twl_q      <= cfg_tile_w_last;
+                s_q        <= cfg_s;
+                ci         <= {FOLD_BITS{1'b0}};
+                ri         <= {FOLD_BITS{1'b0}};
+                hi         <= {FOLD_BITS{1'b0}};
+                wi         <= {FOLD_BITS{1'b0}};
+                ptr        <= {PA{1'b0}};
+                elem       <= {L_BITS{1'b0}};
+                w_mode_q   <= cfg_w_mode;
+                a_mode_q   <= cfg_a_mode;
+                w_signed_q <= cfg_w_signed;
+                a_signed_q <= cfg_a_signed;
+                w_bits_q   <= cfg_w_bits;
+                a_bits_q   <= cfg_a_bits;
+                cnt        <= {CNT_BITS{1'b0}};
             end
         end else if (en) begin
             if (in_fold) cnt <= cnt + 1'b1;
+            if (feeding && last_beat) begin
+                ptr  <= ptr + 1'b1;
+                elem <= elem + 1'b1;
+            end
             case (state)
                 S_LOAD: begin
-                    if (t == T_LOAD_LAST) begin
+                    if (t_ext == T_R - 1'b1) begin
                         state <= S_STREAM;
                         t     <= {T_BITS{1'b0}};
                     end else begin
@@ -327,15 +428,22 @@ module lowbit_gemm_top #(
                     end
                 end
                 S_STREAM: begin
-                    if (t_ext == t_stream_last) begin
+                    if (t_ext == t_last) begin
                         t <= {T_BITS{1'b0}};
-                        if (rf != kf_q - 1'b1) begin          // next row fold
-                            rf    <= rf + 1'b1;
-                            state <= S_LOAD;
-                        end else if (cf != nf_q - 1'b1) begin // next column fold
-                            rf    <= {FOLD_BITS{1'b0}};
-                            cf    <= cf + 1'b1;
-                            state <= S_LOAD;
+                        if (has_next) begin                    // the next fold, in loop order
+                            state <= (OVERLAP != 0) ? S_STREAM : S_LOAD;
+                            elem  <= {L_BITS{1'b0}};
+                            if (step_r) ptr <= {PA{1'b0}};     // the loops inside r start again
+                            if (step_c) ci <= c_end ? {FOLD_BITS{1'b0}} : ci + 1'b1;
+                            if (step_r) ri <= r_end ? {FOLD_BITS{1'b0}} : ri + 1'b1;
+                            if (step_s) begin
+                                if (!w_end) begin
+                                    wi <= wi + 1'b1;
+                                end else begin
+                                    wi <= {FOLD_BITS{1'b0}};
+                                    hi <= h_end ? {FOLD_BITS{1'b0}} : hi + 1'b1;
+                                end
+                            end
                         end else begin                        // last fold: one step to take the last row
                             state <= S_DRAIN;
                         end
@@ -373,11 +481,11 @@ module lowbit_gemm_top #(
             lowbit_param_error__COLS_must_be_at_least_1 stop ();
 `endif
         end
-        if (MAX_M < 2) begin : g_param_error_3
+        if (PSUM_ROWS < 2) begin : g_param_error_3
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter MAX_M = %0d must be >= 2", MAX_M);
+            $error("lowbit_gemm_top: parameter PSUM_ROWS = %0d must be >= 2", PSUM_ROWS);
 `else
-            lowbit_param_error__MAX_M_must_be_at_least_2 stop ();
+            lowbit_param_error__PSUM_ROWS_must_be_at_least_2 stop ();
 `endif
         end
         if (FOLD_BITS < 1) begin : g_param_error_4
@@ -399,6 +507,13 @@ module lowbit_gemm_top #(
             $error("lowbit_gemm_top: parameter OUT_DEPTH = %0d must be a power of two >= 2", OUT_DEPTH);
 `else
             lowbit_param_error__OUT_DEPTH_must_be_a_power_of_two_at_least_2 stop ();
+`endif
+        end
+        if (OVERLAP != 0 && OVERLAP != 1) begin : g_param_error_7
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter OVERLAP = %0d must be 0 (serial preload) or 1 (overlapped)", OVERLAP);
+`else
+            lowbit_param_error__OVERLAP_must_be_0_or_1 stop ();
 `endif
         end
     endgenerate

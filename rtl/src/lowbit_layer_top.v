@@ -9,8 +9,10 @@
 //                                          because |P_h| < 2^31 (export bound) even when R_h wraps
 //   A   = (first ? B_n << T_n : A_buf[m, n]) + M_n * P_h           (lowbit_requant stage 1, 64 bits)
 //   y   = clamp(((A + 2^(S_n-1)) >> S_n) + z_y, lo, hi)            (lowbit_requant stage 2, last pass only)
-// A pass that is not the last writes A to the accumulator buffer A_buf (MAX_NF * MAX_M rows of COLS x 64 bits)
+// A pass that is not the last writes A to the accumulator buffer A_buf (MAX_NF * MAX_M rows of COLS x 64 bits,
+// addressed by the pass's output beat: every pass runs the same mapping, so beat i is the same outputs each time)
 // instead of emitting codes; the next pass reads it back through the requant unit's external-accumulator input.
+// The constants of a beat are those of its column fold (the gemm top's out_fold).
 //
 // Constants (config path). Each column c has a constant memory of MAX_NF entries; entry cf holds the constants of
 // output channel n = cf * COLS + c for the coming pass: {shift S, bias_shift T, bias B, mult M, corr} (CONST_BITS,
@@ -21,7 +23,7 @@
 // Layer / pass configuration is sampled with start (ignored while busy): the gemm top's cfg_* values, whether
 // this pass is the first and/or last of the layer, and the output zero point and clamp bounds.
 //
-// Output stream (last pass only): one beat per gemm output beat (column fold outer, m inner), the COLS output
+// Output stream (last pass only): one beat per gemm output beat, in the gemm top's order (its mapping), the COLS output
 // codes at [c*OUT_BITS +: OUT_BITS]; out_last marks the final beat. Columns past N carry the codes of whatever
 // constants their entries hold (the host writes zeros: clamp(z_y, lo, hi)).
 //
@@ -39,21 +41,23 @@ module lowbit_layer_top #(
     parameter W_SIGNED  = 1,    // PE_KIND 0 only
     parameter A_SIGNED  = 1,    // PE_KIND 0 only
     parameter ACC_BITS  = 32,   // array accumulators = the requant unit's partial sum P_h
-    parameter MAX_M     = 256,  // largest M (power of two, >= 2)
+    parameter MAX_M     = 256,  // largest M (power of two, >= 2): the accumulator buffer holds MAX_M x MAX_NF rows
     parameter MAX_NF    = 4,    // largest number of column folds, N <= MAX_NF * COLS (power of two, >= 2)
+    parameter PSUM_ROWS = 256,  // the gemm top's partial-sum buffer rows (the largest stream tile)
+    parameter OVERLAP   = 0,    // the gemm top's weight preload: 0 serial, 1 overlapped
     parameter OUT_BITS  = 32,   // output code width (32 serves int8/uint8 codes and the int32 logits alike)
     parameter FOLD_BITS = 16,
     parameter CNT_BITS  = 32
 ) (
-    clk, rst_n, cfg_we, cfg_addr, cfg_data, start, cfg_m, cfg_row_folds, cfg_col_folds, cfg_w_mode, cfg_a_mode,
-    cfg_w_signed, cfg_a_signed, cfg_first, cfg_last, cfg_zero_point, cfg_out_min, cfg_out_max, busy, in_valid,
+    clk, rst_n, cfg_we, cfg_addr, cfg_data, start, cfg_order, cfg_row_folds, cfg_col_folds, cfg_tile_h, cfg_tiles_h,
+    cfg_tile_h_last, cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
+    cfg_first, cfg_last, cfg_zero_point, cfg_out_min, cfg_out_max, busy, w_valid, w_ready, w_data, in_valid,
     in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
     localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
     localparam A_SLOT = (PE_KIND == 1) ? 32 : A_BITS;
-    localparam IN_BITS = (COLS * W_SLOT > ROWS * A_SLOT) ? COLS * W_SLOT : ROWS * A_SLOT;
-    localparam M_BITS = $clog2(MAX_M) + 1;
+    localparam L_BITS = $clog2(PSUM_ROWS) + 1;   // lowbit_gemm_top's tile-length width
     localparam NF_BITS = $clog2(MAX_NF);
     // One constant entry, LSB first: {shift, bias_shift, bias, mult, corr}, corr ACC_BITS wide.  These three
     // widths are the layout's only definition: rtl/layer.py reads them from this file.
@@ -75,9 +79,15 @@ module lowbit_layer_top #(
     input  wire [COLS*CONST_BITS-1:0] cfg_data;
     // pass configuration, sampled on start
     input  wire                       start;
-    input  wire [M_BITS-1:0]          cfg_m;
+    input  wire [2:0]                 cfg_order;      // the gemm top's loop order and stream tiles (its ports)
     input  wire [FOLD_BITS-1:0]       cfg_row_folds;
     input  wire [FOLD_BITS-1:0]       cfg_col_folds;
+    input  wire [L_BITS-1:0]          cfg_tile_h;
+    input  wire [FOLD_BITS-1:0]       cfg_tiles_h;
+    input  wire [L_BITS-1:0]          cfg_tile_h_last;
+    input  wire [L_BITS-1:0]          cfg_tile_w;
+    input  wire [FOLD_BITS-1:0]       cfg_tiles_w;
+    input  wire [L_BITS-1:0]          cfg_tile_w_last;
     input  wire [1:0]                 cfg_w_mode;
     input  wire [1:0]                 cfg_a_mode;
     input  wire                       cfg_w_signed;
@@ -88,10 +98,13 @@ module lowbit_layer_top #(
     input  wire [OUT_BITS:0]          cfg_out_min;    // lo, signed
     input  wire [OUT_BITS:0]          cfg_out_max;    // hi, signed
     output wire                       busy;
-    // input stream (as lowbit_gemm_top)
+    // weight and activation streams (as lowbit_gemm_top)
+    input  wire                       w_valid;
+    output wire                       w_ready;
+    input  wire [COLS*W_SLOT-1:0]     w_data;
     input  wire                       in_valid;
     output wire                       in_ready;
-    input  wire [IN_BITS-1:0]         in_data;
+    input  wire [ROWS*A_SLOT-1:0]     in_data;
     // output stream: COLS codes per beat
     output wire                       out_valid;
     input  wire                       out_ready;
@@ -102,19 +115,20 @@ module lowbit_layer_top #(
 
     localparam IDX_BITS = $clog2(MAX_M);
     localparam G_NB     = $clog2(((W_BITS > A_BITS) ? W_BITS : A_BITS) + 1);  // lowbit_gemm_top's cfg_w_bits width
-    localparam AB_BITS  = IDX_BITS + NF_BITS;            // accumulator buffer address {cf, m}
+    localparam AB_BITS  = IDX_BITS + NF_BITS;            // accumulator buffer address: the pass's output beat
     localparam A64      = 64;                            // requant accumulator
 
     // ---- pass registers ------------------------------------------------------------------------------------------
     reg                first_q, last_q;
     reg [OUT_BITS:0]   zp_q, lo_q, hi_q;
-    reg [M_BITS-1:0]   m_cfg_q;
-    reg [IDX_BITS-1:0] m_cnt;      // (cf, m) of the next gemm output beat
-    reg [NF_BITS-1:0]  cf_cnt;
+    reg [AB_BITS-1:0]  beat_cnt;   // gemm output beats of this pass taken so far (every pass has the same order)
 
     // ---- the GEMM ------------------------------------------------------------------------------------------------
     wire                     g_busy, g_out_valid, g_out_last;
     wire [COLS*ACC_BITS-1:0] g_out_data;
+    /* verilator lint_off UNUSEDSIGNAL */                // N <= MAX_NF * COLS: the low NF_BITS suffice
+    wire [FOLD_BITS-1:0]     g_out_fold;                // the beat's column fold: its constants
+    /* verilator lint_on UNUSEDSIGNAL */
     wire                     adv;                       // the requant pipeline advances this cycle
     wire                     acc_valid0, out_valid0;
     // busy until the last beat has left: the array, the gemm top's output FIFO, stage 1 and the output register
@@ -123,23 +137,27 @@ module lowbit_layer_top #(
 
     lowbit_gemm_top #(
         .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS), .W_SIGNED(W_SIGNED),
-        .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .MAX_M(MAX_M), .FOLD_BITS(FOLD_BITS), .CNT_BITS(CNT_BITS)
+        .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .OVERLAP(OVERLAP), .PSUM_ROWS(PSUM_ROWS), .FOLD_BITS(FOLD_BITS),
+        .CNT_BITS(CNT_BITS)
     ) gemm (
-        .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_m(cfg_m), .cfg_row_folds(cfg_row_folds),
-        .cfg_col_folds(cfg_col_folds), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
+        .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_order(cfg_order), .cfg_row_folds(cfg_row_folds),
+        .cfg_col_folds(cfg_col_folds), .cfg_tile_h(cfg_tile_h), .cfg_tiles_h(cfg_tiles_h),
+        .cfg_tile_h_last(cfg_tile_h_last), .cfg_tile_w(cfg_tile_w), .cfg_tiles_w(cfg_tiles_w),
+        .cfg_tile_w_last(cfg_tile_w_last), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
         .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed),
         .cfg_w_bits({G_NB{1'b0}}), .cfg_a_bits({G_NB{1'b0}}),  // bit-serial widths: unused by PE_KIND 0, 1
         .busy(g_busy),
+        .w_valid(w_valid), .w_ready(w_ready), .w_data(w_data),
         .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
         .out_valid(g_out_valid), .out_ready(adv), .out_data(g_out_data), .out_last(g_out_last),
-        .cycle_count(cycle_count));
+        .out_fold(g_out_fold), .cycle_count(cycle_count));
 
     // ---- pipeline control ----------------------------------------------------------------------------------------
     assign adv = !out_valid0 || out_ready;   // the output register is empty or taken at this edge
     wire take = g_out_valid && adv;          // a gemm output beat enters stage 1
     reg  last_s1, last_s2;                   // out_last travelling with the final beat
     reg  [AB_BITS-1:0] ab_addr_q;            // buffer address of the beat in stage 1
-    wire [AB_BITS-1:0] ab_addr = {cf_cnt, m_cnt};
+    wire [AB_BITS-1:0] ab_addr = beat_cnt;
 
     always @(posedge clk) begin
         if (!rst_n) begin
@@ -148,9 +166,7 @@ module lowbit_layer_top #(
             zp_q      <= {(OUT_BITS + 1){1'b0}};
             lo_q      <= {(OUT_BITS + 1){1'b0}};
             hi_q      <= {(OUT_BITS + 1){1'b0}};
-            m_cfg_q   <= {M_BITS{1'b0}};
-            m_cnt     <= {IDX_BITS{1'b0}};
-            cf_cnt    <= {NF_BITS{1'b0}};
+            beat_cnt  <= {AB_BITS{1'b0}};
             last_s1   <= 1'b0;
             last_s2   <= 1'b0;
             ab_addr_q <= {AB_BITS{1'b0}};
@@ -161,16 +177,9 @@ module lowbit_layer_top #(
                 zp_q    <= cfg_zero_point;
                 lo_q    <= cfg_out_min;
                 hi_q    <= cfg_out_max;
-                m_cfg_q <= cfg_m;
-                m_cnt   <= {IDX_BITS{1'b0}};
-                cf_cnt  <= {NF_BITS{1'b0}};
+                beat_cnt <= {AB_BITS{1'b0}};
             end else if (take) begin
-                if ({1'b0, m_cnt} == m_cfg_q - 1'b1) begin
-                    m_cnt  <= {IDX_BITS{1'b0}};
-                    cf_cnt <= cf_cnt + 1'b1;
-                end else begin
-                    m_cnt <= m_cnt + 1'b1;
-                end
+                beat_cnt <= beat_cnt + 1'b1;
             end
             if (adv) begin
                 last_s1 <= take && g_out_last;
@@ -197,7 +206,7 @@ module lowbit_layer_top #(
             always @(posedge clk) begin
                 if (cfg_we && !busy) cmem[cfg_addr] <= cfg_data[c*CONST_BITS +: CONST_BITS];
             end
-            wire [CONST_BITS-1:0] k    = cmem[cf_cnt];
+            wire [CONST_BITS-1:0] k    = cmem[g_out_fold[NF_BITS-1:0]];
             wire [ACC_BITS-1:0]   psum = g_out_data[c*ACC_BITS +: ACC_BITS] - k[C_CORR +: ACC_BITS];
 
             lowbit_requant #(

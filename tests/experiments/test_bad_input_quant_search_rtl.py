@@ -23,6 +23,16 @@ import numpy as np
 import pytest
 from cli_run import assert_bad_input, run_cli
 
+#: Modules that bind a tripwired function by name (``from quant.fakequant import calibrate_activations``): each keeps
+#: the object it finds at its first import, so they are all imported before any tripwire is set -- otherwise a module
+#: first imported inside a case would keep the tripwire for the rest of the session.
+BINDING_MODULES = ("experiments.cli", "experiments.docs_numbers", "experiments.measure", "experiments.pareto_study",
+                   "experiments.pipeline", "experiments.ptq_sl_study", "experiments.quantize", "experiments.train",
+                   "experiments.training_study", "experiments.workloads", "quant.dgms", "quant.models", "quant.qat",
+                   "quant.qgt", "quant.sensitivity", "rtl", "rtl.coverage", "search")
+for _module in BINDING_MODULES:
+    importlib.import_module(_module)
+
 #: Work a refused case must not reach: dotted path of a module attribute -> what it stands for.
 SOLVE = "search.ilp.AssignmentModel._run"
 FRONT = "experiments.pareto_study.pareto_front"
@@ -367,3 +377,18 @@ def test_granularity_rule_per_method() -> None:
                                                              "(the most: layer fc with 64)")):
         with pytest.raises(QuantInputError, match=re.escape(needle)):
             check_granularity(layers, method, blocks)
+
+
+def test_every_module_binding_a_tripwired_function_is_imported_first() -> None:
+    """BINDING_MODULES lists every project module that imports a tripwired function by name."""
+    root = Path(__file__).resolve().parents[2]
+    names = [t.rsplit(".", 1)[1] for t in (FRONT, MODEL, CALIBRATE, SENSITIVITY, BUILD)]
+    pattern = re.compile(r"^\s*from\s+[\w.]+\s+import\s+\(?([^)]*?)\)?$", re.M | re.S)
+    binding = set()
+    for package in ("experiments", "quant", "rtl", "search", "sim"):
+        for path in (root / package).rglob("*.py"):
+            imported = " ".join(pattern.findall(path.read_text()))
+            if any(re.search(rf"\b{name}\b", imported) for name in names):
+                parts = path.relative_to(root).with_suffix("").parts
+                binding.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    assert binding <= set(BINDING_MODULES), sorted(binding - set(BINDING_MODULES))

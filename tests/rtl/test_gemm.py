@@ -1,10 +1,12 @@
 """GEMMs through ``lowbit_gemm_top`` (cocotb on Verilator, one configuration on Icarus): bit-exact results and
 measured busy cycles equal to sim's ``compute_cycles``.
 
-Each build (array shape x PE kind x, for the fixed PE, widths and signedness) runs many GEMMs in one simulation:
-M, the fold counts and the Bit-Fusion modes are run-time configuration, so builds are shared. Jobs mix random and
-corner-biased operands (extremes of the signed/unsigned ranges), GEMMs smaller and larger than the array (several
-row and column folds), and streams with and without random valid gaps and output backpressure.
+Each build (array shape x PE kind x weight-preload profile x, for the fixed PE, widths and signedness) runs many
+GEMMs in one simulation: M, the fold counts, the mapping (loop order and stream tiles) and the PE's run-time widths
+are configuration, so builds are shared. Jobs mix random and corner-biased operands (extremes of the
+signed/unsigned ranges), GEMMs smaller and larger than the array (several row and column folds), SCALE-Sim's
+untiled NKM schedule and random mappings from sim's candidate set (every loop order, tiles that do not divide M),
+and streams with and without random valid gaps and output backpressure.
 
 The records of every run land in ``<build root>/gemm_cycles/<build>.json``; ``python -m rtl.driver cycles-table``
 renders them as the table of ``docs/rtl.md`` (section "Cycles").
@@ -42,13 +44,20 @@ class Build:
     a_bits: int = 8
     w_signed: bool = True
     a_signed: bool = True
-    max_m: int = 64
+    max_m: int = 64  # the largest M of the build's jobs
+    preload: str = "serial"
     simulator: str = "verilator"
+
+    @property
+    def psum_rows(self) -> int:
+        """Partial-sum rows of the build: enough for every mapping of an M <= max_m GEMM with up to 4 column folds
+        inside the row-fold loop (jobs whose mapping needs more take an order with the row folds innermost)."""
+        return 4 * self.max_m
 
     @property
     def parameters(self) -> dict[str, int]:
         return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.w_bits, self.a_bits, self.w_signed,
-                                     self.a_signed, max_m=self.max_m)
+                                     self.a_signed, psum_rows=self.psum_rows, preload=self.preload)
 
     @property
     def sources(self) -> list[Path]:
@@ -73,6 +82,8 @@ class Job:
     stall_prob: float
     seed: int
     table: bool = False  # listed row by row in docs/rtl.md
+    order: int = 0  # loop order (sim.mapping.ORDERS index; 0 is SCALE-Sim's NKM)
+    tile_m: int = 0  # rows per stream tile (0: untiled)
 
 
 BUILDS = [
@@ -91,11 +102,22 @@ BUILDS = [
     Build("loom-3x5", "loom", 3, 5, max_m=8),
     Build("loom-8x8", "loom", 8, 8, max_m=64),
     Build("loom-1x1", "loom", 1, 1, max_m=4),
+    # overlapped weight preload: double-buffered weight registers, the next fold's tile loads while one streams
+    Build("ov-bitfusion-4x4", "bitfusion", 4, 4, preload="overlapped"),
+    Build("ov-bitfusion-3x5", "bitfusion", 3, 5, preload="overlapped"),
+    Build("ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, preload="overlapped"),
+    Build("ov-fixed-w4a8u-5x3", "fixed", 5, 3, 4, 8, a_signed=False, preload="overlapped"),
+    Build("ov-fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16, preload="overlapped"),
+    Build("ov-stripes-8x8", "stripes", 8, 8, max_m=64, preload="overlapped"),
+    Build("ov-stripes-3x4", "stripes", 3, 4, max_m=16, preload="overlapped"),
+    Build("ov-loom-8x8", "loom", 8, 8, max_m=64, preload="overlapped"),
+    Build("ov-loom-2x3", "loom", 2, 3, max_m=8, preload="overlapped"),
 ]
 ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
     Build("icarus-fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, simulator="icarus"),
     Build("icarus-stripes-2x3", "stripes", 2, 3, max_m=8, simulator="icarus"),
+    Build("icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, preload="overlapped", simulator="icarus"),
 ]
 
 
@@ -122,8 +144,15 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
         i = len(jobs)
         gap, stall = stream if stream is not None else ((0.0, 0.0) if i % 2 == 0 else (0.3, 0.3))
         w, a, ws, as_ = pair
+        order, tile_m = 0, M  # every third job and the table rows: SCALE-Sim's untiled NKM schedule
+        if i % 3 and not table:
+            order, tile_m = rng.randrange(6), rng.choice(driver.offered_tile_rows(M))
+            need = driver.psum_rows_needed(driver.plan_gemm(M, K, N, R, C, build.pe_kind, w, a, order=order,
+                                                            tile_m=tile_m))
+            if need > build.psum_rows:  # too many partial sums for the buffer: keep the row folds innermost
+                order = rng.choice([1, 4])
         jobs.append(Job(f"{build.id}/{i}-{kind}", M, K, N, w, a, ws, as_, values, gap, stall, rng.randrange(1 << 30),
-                        table))
+                        table, order, tile_m))
 
     rounds = max(1, 12 // len(pairs))  # a fixed build has one pair: run its mix several times
     for p, pair in enumerate(pairs * rounds):
@@ -185,13 +214,15 @@ def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     A, B = operands(job)
     entry, plan = gemm_job(job.name, A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
                            job.w_signed, job.a_signed, gap_prob=job.gap_prob, stall_prob=job.stall_prob,
-                           seed=job.seed)
+                           seed=job.seed, order=job.order, tile_m=job.tile_m or None, preload=build.preload)
+    assert driver.psum_rows_needed(plan) <= build.psum_rows, job
     record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
               "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
-              "M": job.M, "K": job.K, "N": job.N,
-              "folds": plan.folds, "macs": plan.macs, "table": job.table,
+              "M": job.M, "K": job.K, "N": job.N, "preload": build.preload, "loop_order": plan.order_name,
+              "tile_m": plan.tile_rows, "folds": plan.folds, "macs": plan.macs, "table": job.table,
               "predicted_cycles": driver.predicted_cycles(job.M, job.K, job.N, build.rows, build.cols, build.pe_kind,
-                                                          job.w_bits, job.a_bits)}
+                                                          job.w_bits, job.a_bits, job.order, job.tile_m or None,
+                                                          build.preload)}
     return entry, record
 
 
@@ -314,15 +345,16 @@ def test_docs_cycles_table_is_current() -> None:
     assert sorted(row[0] for row in summary) == sorted(suite), "rerun the GEMM tests and python -m rtl.driver " \
         "cycles-table: the builds in docs/rtl.md differ from the suite"
     for row in summary:
-        n = len(suite[row[0]][1])
-        assert row[5] == str(n) and row[8] == "0" and row[9] == f"{n} of {n}", row
-    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", f"w{j.w_bits}a{j.a_bits}", f"{j.M} × {j.K} × {j.N}")
+        build, jobs = suite[row[0]]
+        n = len(jobs)
+        assert row[4] == build.preload and row[6] == str(n) and row[10] == "0" and row[11] == f"{n} of {n}", row
+    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", b.preload, f"w{j.w_bits}a{j.a_bits}", f"{j.M} × {j.K} × {j.N}")
                   for b, jobs in suite.values() for j in jobs if j.table)
-    assert sorted(tuple(row[:4]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
-    for pe, array, pair, mkn, folds, measured, sim in detail:
+    assert sorted(tuple(row[:5]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
+    for pe, array, preload, pair, mkn, folds, measured, sim in detail:
         rows, cols = (int(x) for x in array.split("×"))
         w, a = (int(x) for x in pair[1:].split("a"))
         M, K, N = (int(x) for x in mkn.split("×"))
-        predicted = driver.predicted_cycles(M, K, N, rows, cols, pe, w, a)
-        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w, a)
+        predicted = driver.predicted_cycles(M, K, N, rows, cols, pe, w, a, preload=preload)
+        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload)
         assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)

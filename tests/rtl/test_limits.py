@@ -82,8 +82,13 @@ def test_operand_sizes_bound_the_memory_before_drawing(monkeypatch) -> None:
 def test_estimate_follows_the_plan() -> None:
     plan = driver.plan_gemm(40, 100, 20, 8, 8, "fixed", 8, 8)
     est = gemm_estimate(40, 100, 20, 8, 8, "fixed", 8, 8)
-    assert est.cycles == plan.folds * plan.busy_cycles_per_fold + plan.in_beats + plan.out_beats
+    # serial preload, untiled: per fold 2R + C - 2 + M busy steps, plus one step per stream beat
+    busy = plan.folds * (2 * 8 + 8 - 2 + 40)
+    assert est.cycles == busy + plan.w_beats + plan.in_beats + plan.out_beats
     assert est.folds == max(plan.row_folds, plan.col_folds)
+    tiled = gemm_estimate(40, 100, 20, 8, 8, "fixed", 8, 8, tile_m=10)  # 4 tiles: 4x the loads and fills
+    assert tiled.cycles == 4 * plan.folds * (2 * 8 + 8 - 2) + plan.folds * 40 + 4 * plan.w_beats + plan.in_beats \
+        + plan.out_beats
     assert est.host_bytes >= 8 * (40 * 100 + 100 * 20) + 256 * 8 * 4  # operands and the psum buffer at least
     gappy = gemm_estimate(40, 100, 20, 8, 8, "fixed", 8, 8, gap_prob=0.75)
     assert gappy.cycles == math.ceil(est.cycles / 0.25) and gappy.host_bytes == est.host_bytes

@@ -39,9 +39,12 @@ def test_fixed_pe_is_sized_for_the_widest_pair() -> None:
 
 
 def test_presets() -> None:
-    fusion = chip_area(load_chip("bitfusion_edge"))
-    assert fusion.total_mm2 > 0 and fusion.pe_nand2 == load_technology("45nm").area.bitfusion_pe_nand2
     area = load_technology("45nm").area
+    edge = load_chip("bitfusion_edge")  # overlapped weight preload: double-buffered 32-bit weight slots
+    fusion = chip_area(edge)
+    assert edge.array.weight_preload == "overlapped"
+    assert fusion.total_mm2 > 0 and fusion.pe_nand2 == pytest.approx(
+        area.bitfusion_pe_nand2 + area.overlap_per_pe_nand2 + 32 * area.overlap_per_weight_bit_nand2)
     for preset, serial in (("bitserial_stripes", "activation"), ("bitserial_loom", "both")):
         a = chip_area(load_chip(preset))
         assert a.total_mm2 > 0 and a.pe_nand2 == area.bitserial_pe_nand2[serial]
@@ -49,3 +52,17 @@ def test_presets() -> None:
     loom = load_chip("bitserial_loom")
     wide = loom.model_copy(update={"pairs": ("w16a16",)})
     assert math.isnan(chip_area(wide).total_mm2)
+
+
+def test_overlapped_preload_adds_the_double_buffered_slot() -> None:
+    """ws adds the weight slot's registers, is the activation slot's; os (double-buffered accumulators, never
+    synthesized) has no area."""
+    area = load_technology("45nm").area
+    for pair, dataflow, slot in (("w8a8", "ws", 8), ("w2a8", "ws", 4), ("w2a8", "is", 8), ("w2a2", "is", 2)):
+        serial = chip(pairs=[pair], array={"rows": 8, "cols": 8, "dataflow": dataflow})
+        over = chip(pairs=[pair], array={"rows": 8, "cols": 8, "dataflow": dataflow, "weight_preload": "overlapped"})
+        extra = chip_area(over).pe_nand2 - chip_area(serial).pe_nand2
+        assert extra == pytest.approx(area.overlap_per_pe_nand2 + slot * area.overlap_per_weight_bit_nand2), pair
+    os_chip = chip(array={"rows": 8, "cols": 8, "dataflow": "os", "weight_preload": "overlapped"})
+    assert math.isnan(chip_area(os_chip).total_mm2)
+    assert not math.isnan(chip_area(chip(array={"rows": 8, "cols": 8, "dataflow": "os"})).total_mm2)
