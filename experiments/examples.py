@@ -29,6 +29,7 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("demo", "lowbit demo --out results/demo"),
     ("rtl synth", "lowbit rtl synth --out results/area.csv"),
     ("rtl gemm", "lowbit rtl gemm --m 16 --k 64 --n 24 --pair w4a4 --seed 1 --array 8x8"),
+    ("rtl gemm", "lowbit rtl gemm --m 40 --k 64 --n 24 --pe fixed --mapping MKN:10 --weight-preload overlapped"),
     ("rtl verify", "lowbit rtl verify --export results/q_digits_w4a8 --layer 3 --array 8x8 --pe fixed"),
 )
 

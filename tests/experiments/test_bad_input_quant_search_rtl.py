@@ -191,6 +191,10 @@ GEMM_CASES = {
     "gemm-pe-unknown": (_gemm("--pe", "nope"), "PE kind"),
     "gemm-simulator-unknown": (_gemm("--sim", "nope"), "simulator"),
     "gemm-pair-out-of-range": (_gemm("--pair", "w9a8"), "w9a8"),
+    "gemm-mapping-order-unknown": (_gemm("--mapping", "NMX"), "loop order must be one of"),
+    "gemm-mapping-tile-not-offered": (_gemm("--mapping", "MKN:3", mkn=(4, 4, 4)), "tile_m = 3 is not a stream tile"),
+    "gemm-mapping-tile-garbage": (_gemm("--mapping", "MKN:x"), "tile_m must be an integer"),
+    "gemm-preload-unknown": (_gemm("--weight-preload", "double"), "weight_preload"),
 }
 
 
