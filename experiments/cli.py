@@ -452,6 +452,13 @@ def rtl_verify_cmd(
     images: Annotated[int, typer.Option(min=1, help="Test images whose golden codes feed the layer.")] = 2,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the stream gaps.")] = 0,
     gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
+    mapping: Annotated[str | None, typer.Option(
+        help="Loop order and stream tile ORDER[:TILE_M] as in a cost table's loop_order and tile_m, e.g. MKN:16 "
+             "(default NKM, SCALE-Sim's untiled schedule); the tile must be one sim's mapper offers the layer.")]
+    = None,
+    weight_preload: Annotated[str, typer.Option(
+        help="serial (SCALE-Sim) or overlapped (double-buffered weight registers; layers with one input block).")]
+    = "serial",
 ) -> None:
     """Verify one exported layer in RTL: output codes against the golden model, busy cycles against sim."""
     import json
@@ -460,12 +467,13 @@ def rtl_verify_cmd(
 
     rows, cols = _parse_array(array)
     check = verify_layer(export, layer, rows=rows, cols=cols, pe=pe, simulator=sim, images=images,
-                         gap_prob=gaps, stall_prob=gaps, seed=seed)
+                         gap_prob=gaps, stall_prob=gaps, seed=seed, mapping=mapping, preload=weight_preload)
     for message in check.messages[:10]:
         typer.echo(message, err=True)
     passes = "" if check.n_h == 1 else f" in {check.n_h} passes ({', '.join(map(str, check.pass_measured))})"
     typer.echo(f"layer {check.layer} ({check.kind}, M={check.M} K={check.K} N={check.N}, w{check.w_bits}"
-               f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {pe} array ({sim}): "
+               f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {pe} array ({sim}, "
+               f"{check.loop_order} with tiles of {check.tile_m}, {check.preload} preload): "
                f"{check.mismatches} mismatches over {check.M * check.N:,} output codes ({check.macs:,} MACs); "
                f"cycles measured {check.measured_cycles:,}{passes}, sim predicts {check.predicted_cycles:,}"
                + ("" if check.ok else "  <-- DIFFERENT"))

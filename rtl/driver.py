@@ -201,23 +201,53 @@ class GemmPlan:
     w_slot: int
     a_slot: int
     order: int = 0  # loop order, index into sim.mapping.ORDERS (0: SCALE-Sim's NKM)
-    tile_m: int = 0  # rows of M per stream tile (the last may be shorter); 0 in a hand-built plan means M
+    tile_m: int = 0  # grid rows per stream tile (the last may be shorter); 0 in a hand-built plan means all
     preload: str = "serial"  # weight-preload timing profile (the build's OVERLAP)
+    tile_w: int = 1  # grid columns per stream tile
+    grid_w: int = 1  # the M elements form a grid of M / grid_w rows x grid_w columns (a conv's output rows x out_w)
+
+    @property
+    def grid_h(self) -> int:
+        """Rows of the element grid (M for a GEMM)."""
+        return self.M // self.grid_w
 
     @property
     def tile_rows(self) -> int:
-        """Rows per full stream tile."""
-        return self.tile_m or self.M
+        """Grid rows per full stream tile."""
+        return self.tile_m or self.grid_h
+
+    @property
+    def tiles_h(self) -> int:
+        return -(-self.grid_h // self.tile_rows)
+
+    @property
+    def tile_h_last(self) -> int:
+        return self.grid_h - (self.tiles_h - 1) * self.tile_rows
+
+    @property
+    def tiles_w(self) -> int:
+        return -(-self.grid_w // self.tile_w)
+
+    @property
+    def tile_w_last(self) -> int:
+        return self.grid_w - (self.tiles_w - 1) * self.tile_w
 
     @property
     def tiles(self) -> int:
-        """Stream tiles: ceil(M / tile_rows)."""
-        return -(-self.M // self.tile_rows)
+        """Stream tiles: tiles_h x tiles_w."""
+        return self.tiles_h * self.tiles_w
 
     @property
-    def tile_last(self) -> int:
-        """Rows of the last stream tile."""
-        return self.M - (self.tiles - 1) * self.tile_rows
+    def tile_elements(self) -> int:
+        """Elements of a full stream tile (sim's ``tile_m``)."""
+        return self.tile_rows * self.tile_w
+
+    def tile_members(self, s: int) -> np.ndarray:
+        """The elements m of stream tile ``s`` (tile (s // tiles_w, s % tiles_w)), row-major within the tile."""
+        i, j = divmod(s, self.tiles_w)
+        rows = np.arange(i * self.tile_rows, min(self.grid_h, (i + 1) * self.tile_rows))
+        cols = np.arange(j * self.tile_w, min(self.grid_w, (j + 1) * self.tile_w))
+        return (rows[:, None] * self.grid_w + cols[None, :]).reshape(-1)
 
     @property
     def order_name(self) -> str:
@@ -270,15 +300,23 @@ class GemmPlan:
 
 def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
               w_signed: bool = True, a_signed: bool = True, order: str | int = 0, tile_m: int | None = None,
-              preload: str = "serial") -> GemmPlan:
+              preload: str = "serial", *, tile_w: int = 1, grid_w: int = 1) -> GemmPlan:
     """Validate the sizes and return the fold plan of ``[M, K] x [K, N]`` on a ``rows x cols`` array, run in loop
-    order ``order`` with stream tiles of ``tile_m`` rows (default: untiled) and the ``preload`` profile."""
-    for name, v in (("M", M), ("K", K), ("N", N), ("rows", rows), ("cols", cols)):
+    order ``order`` with stream tiles of ``tile_m`` rows (default: untiled) and the ``preload`` profile.
+
+    A convolution's M elements form a grid (``grid_w`` = its output width; rows are images x output rows) and its
+    tiles are ``tile_m`` grid rows x ``tile_w`` grid columns, as sim's (``sim.mapping.RowTiles``)."""
+    for name, v in (("M", M), ("K", K), ("N", N), ("rows", rows), ("cols", cols), ("grid_w", grid_w)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    tile = int(M) if tile_m is None else tile_m
-    if not isinstance(tile, (int, np.integer)) or isinstance(tile, bool) or not 1 <= tile <= M:
-        raise ValueError(f"tile_m must be an integer in 1..M = {M}, got {tile_m!r}")
+    if M % grid_w:
+        raise ValueError(f"M = {M} is not a whole number of grid rows of {grid_w}")
+    grid_h = int(M) // int(grid_w)
+    tile = grid_h if tile_m is None else tile_m
+    if not isinstance(tile, (int, np.integer)) or isinstance(tile, bool) or not 1 <= tile <= grid_h:
+        raise ValueError(f"tile_m must be an integer in 1..{grid_h}, got {tile_m!r}")
+    if not isinstance(tile_w, (int, np.integer)) or isinstance(tile_w, bool) or not 1 <= tile_w <= grid_w:
+        raise ValueError(f"tile_w must be an integer in 1..{grid_w}, got {tile_w!r}")
     if preload not in PRELOADS:
         raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
     pack = pack_factor(pe_kind, w_bits, a_bits)
@@ -286,7 +324,7 @@ def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits
     w_slot, a_slot = slot_bits(pe_kind, w_bits, a_bits)
     return GemmPlan(int(M), int(K), int(N), int(rows), int(cols), pe_kind, int(w_bits), int(a_bits),
                     bool(w_signed), bool(a_signed), pack, Kp, -(-Kp // int(rows)), -(-int(N) // int(cols)),
-                    w_slot, a_slot, order_index(order), int(tile), preload)
+                    w_slot, a_slot, order_index(order), int(tile), preload, int(tile_w), int(grid_w))
 
 
 def fold_sequence(plan: GemmPlan) -> Iterator[tuple[int, int, int]]:
@@ -307,7 +345,7 @@ def psum_rows_needed(plan: GemmPlan) -> int:
 
     loops = ORDERS[plan.order]
     inside = loops[loops.index("r") + 1:]
-    return (plan.M if "s" in inside else plan.tile_rows) * (plan.col_folds if "c" in inside else 1)
+    return (plan.M if "s" in inside else plan.tile_elements) * (plan.col_folds if "c" in inside else 1)
 
 
 def _check_operand(name: str, x: np.ndarray, bits: int, signed: bool) -> None:
@@ -334,8 +372,8 @@ def _beat(slots: np.ndarray, width: int) -> int:
 
 
 def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                 w_signed: bool = True, a_signed: bool = True, order: str | int = 0, tile_m: int | None = None
-                 ) -> tuple[list[int], list[int], np.ndarray]:
+                 w_signed: bool = True, a_signed: bool = True, order: str | int = 0, tile_m: int | None = None,
+                 *, tile_w: int = 1, grid_w: int = 1) -> tuple[list[int], list[int], np.ndarray]:
     """Weight and activation beats of ``lowbit_gemm_top`` for ``A [M, K] @ B [K, N]`` and the exact product.
 
     Args:
@@ -344,7 +382,7 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
         rows, cols: the array's R x C.
         pe_kind: one of :data:`PE_KINDS` (a fixed PE's widths are the build's W_BITS / A_BITS).
         w_bits, a_bits: operand widths in bits (2..8).
-        order, tile_m: the mapping (:func:`plan_gemm`); the streams follow its fold order.
+        order, tile_m, tile_w, grid_w: the mapping (:func:`plan_gemm`); the streams follow its fold order.
 
     Returns:
         (weight beats, activation beats, expected): the beats as non-negative ints (bit i = ``w_data[i]`` /
@@ -359,10 +397,11 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
         raise ValueError(f"A and B must be integer arrays, got {A.dtype} and {B.dtype}")
     M, K = A.shape
     N = B.shape[1]
-    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed, order, tile_m)
+    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed, order, tile_m,
+                     tile_w=tile_w, grid_w=grid_w)
     _check_operand("A", A, plan.a_bits, a_signed)
     _check_operand("B", B, plan.w_bits, w_signed)
-    R, C, P, T = plan.rows, plan.cols, plan.pack, plan.tile_rows
+    R, C, P = plan.rows, plan.cols, plan.pack
     # element fields: Bit Fusion's rounded widths; a bit-serial PE reads the low bits of an 8-bit slot (the
     # two's complement of a narrower operand sign-extended, the bits above its width ignored)
     w_field = fusion_width(plan.w_bits) if pe_kind == "bitfusion" else plan.w_slot
@@ -383,7 +422,7 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     for cf, rf, st in fold_sequence(plan):
         tile = w_slots[rf * R:(rf + 1) * R, cf * C:(cf + 1) * C]
         w_beats.extend(_beat(tile[r], plan.w_slot) for r in range(R - 1, -1, -1))
-        vecs = a_slots[st * T:min(M, (st + 1) * T), rf * R:(rf + 1) * R]
+        vecs = a_slots[plan.tile_members(st), rf * R:(rf + 1) * R]
         a_beats.extend(_beat(v, plan.a_slot) for v in vecs)
     expected = A.astype(np.int64) @ B.astype(np.int64)
     return w_beats, a_beats, expected
@@ -392,18 +431,18 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
 def top_config(plan: GemmPlan) -> dict[str, int]:
     """Values of the top's ``cfg_*`` inputs for ``plan`` (mode inputs are ignored by a fixed-PE build; the
     bit-serial widths ``cfg_w_bits``/``cfg_a_bits`` are given for the bit-serial kinds only, which
-    ``lowbit_layer_top`` does not build). A GEMM's stream tiles are ``tile_rows`` x 1."""
+    ``lowbit_layer_top`` does not build)."""
     fusion = plan.pe_kind == "bitfusion"
     config = {
         "cfg_order": plan.order,
         "cfg_row_folds": plan.row_folds,
         "cfg_col_folds": plan.col_folds,
         "cfg_tile_h": plan.tile_rows,
-        "cfg_tiles_h": plan.tiles,
-        "cfg_tile_h_last": plan.tile_last,
-        "cfg_tile_w": 1,
-        "cfg_tiles_w": 1,
-        "cfg_tile_w_last": 1,
+        "cfg_tiles_h": plan.tiles_h,
+        "cfg_tile_h_last": plan.tile_h_last,
+        "cfg_tile_w": plan.tile_w,
+        "cfg_tiles_w": plan.tiles_w,
+        "cfg_tile_w_last": plan.tile_w_last,
         "cfg_w_mode": fusion_mode(plan.w_bits) if fusion else 2,
         "cfg_a_mode": fusion_mode(plan.a_bits) if fusion else 2,
         "cfg_w_signed": int(plan.w_signed),
@@ -436,10 +475,9 @@ def output_order(plan: GemmPlan) -> Iterator[tuple[int, int]]:
     """(m, n0) of each output beat in stream order: the folds of the last row fold in execution order, each
     tile's rows in order; the beat holds ``Y[m, n0 .. n0+cols-1]`` (columns ``>= N`` are padding) and its
     ``out_fold`` is ``n0 // cols``."""
-    T = plan.tile_rows
     for cf, rf, st in fold_sequence(plan):
         if rf == plan.row_folds - 1:
-            for m in range(st * T, min(plan.M, (st + 1) * T)):
+            for m in plan.tile_members(st).tolist():
                 yield m, cf * plan.cols
 
 
@@ -524,7 +562,7 @@ def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str,
         raise AssertionError(f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], "
                              f"expected [{M}, {K}] x [{K}, {N}]")
     return predicted_layer_cycles(layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits, preload,
-                                  sim_mapping(plan.order, plan.M, plan.tile_rows))
+                                  sim_mapping(plan.order, plan.M, plan.tile_elements))
 
 
 def cycles_table_markdown(records: list[dict]) -> str:

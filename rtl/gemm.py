@@ -187,5 +187,5 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
                      predicted_cycles=driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile_m,
                                                               preload),
                      clock_cycles=int(record["clock_cycles"]), messages=tuple(record.get("messages", ()))
-                     or ((failure,) if failure else ()), loop_order=plan.order_name, tile_m=plan.tile_rows,
+                     or ((failure,) if failure else ()), loop_order=plan.order_name, tile_m=plan.tile_elements,
                      preload=preload)

@@ -116,6 +116,9 @@ class LayerCheck:
     out_permuted: bool         # the export reordered this layer's output channels (PTQ-SL reordering)
     outputs: np.ndarray = field(repr=False, compare=False)
     messages: tuple[str, ...] = ()
+    loop_order: str = "NKM"    # the mapping's loop order, outer to inner, in GEMM dimensions
+    tile_m: int = 0            # elements per full stream tile (sim's tile_m)
+    preload: str = "serial"    # weight-preload profile of the array
 
     @property
     def ok(self) -> bool:
@@ -283,6 +286,72 @@ def sim_layer(layer: IntegerLayer, x_codes: np.ndarray, in_blocks: int | None = 
                  pad=int(layer.padding[-1][0]) if len(layer.kernel_size) == 2 else 0, in_blocks=blocks)
 
 
+@dataclass(frozen=True)
+class LayerMapping:
+    """A layer's ws mapping as the gemm top runs it: loop order (``sim.mapping.ORDERS`` index), stream tiles of
+    ``tile_h`` x ``tile_w`` elements of the output grid (``grid_w`` wide), and sim's candidate it is."""
+
+    order: int
+    tile_h: int
+    tile_w: int
+    grid_w: int
+    sim: Any  # sim.mapping.Mapping
+
+
+def layer_mapping(lowered: Any, mapping: Any = None) -> LayerMapping:
+    """The gemm top's mapping for sim layer ``lowered`` (:func:`sim_layer`) at sim's candidate ``mapping`` (a
+    ``sim.mapping.Mapping``; default SCALE-Sim's, untiled): the tile sizes are sim's own (``sim.mapping.RowTiles``
+    via the layer batch), so both sides run the same tiles."""
+    from sim.layerbatch import LayerBatch
+    from sim.mapping import Mapping
+    from sim.workload import Workload
+
+    mapping = Mapping(0) if mapping is None else mapping
+    batch = LayerBatch.from_workload(Workload("rtl", (lowered,)))
+    t = mapping.tile
+    grid_w = lowered.out_w if lowered.kind == "conv" else 1
+    return LayerMapping(mapping.order, int(batch.rt_h[0, t]), int(batch.rt_wt[0, t]), int(grid_w), mapping)
+
+
+def parse_layer_mapping(text: str | None, lowered: Any) -> Any:
+    """sim's candidate (``sim.mapping.Mapping``) named by ``ORDER[:TILE_M]`` (a cost table's ``loop_order`` and
+    ``tile_m``) for sim layer ``lowered``: the first tile choice of that many elements; None is SCALE-Sim's."""
+    from sim.layerbatch import LayerBatch
+    from sim.mapping import N_TILE_CHOICES, Mapping
+    from sim.workload import Workload
+
+    if text is None:
+        return None
+    order_text, _, tile_text = str(text).partition(":")
+    try:
+        order = driver.order_index(order_text.strip())
+    except ValueError as exc:
+        raise RtlError(f"mapping: {exc}") from None
+    if not tile_text.strip():
+        return Mapping(order, 0)
+    try:
+        tile_m = int(tile_text)
+    except ValueError:
+        raise RtlError(f"mapping {text!r}: tile_m must be an integer, got {tile_text!r}") from None
+    batch = LayerBatch.from_workload(Workload("rtl", (lowered,)))
+    sizes = [int(batch.rt_h[0, t] * batch.rt_wt[0, t]) for t in range(N_TILE_CHOICES)]
+    if tile_m not in sizes:
+        raise RtlError(f"mapping: tile_m = {tile_m} is not a stream tile sim offers for layer {lowered.name} "
+                       f"(offered: {', '.join(str(x) for x in sorted(set(sizes), reverse=True))})")
+    return Mapping(order, sizes.index(tile_m))
+
+
+def _pass_layer(lowered: Any, k_h: int) -> Any:
+    """sim's view of one pass: the layer's lowered GEMM over one input block of ``k_h`` reduction elements."""
+    import dataclasses
+
+    from sim.workload.layer import gemm
+
+    if lowered.kind == "conv":
+        return dataclasses.replace(lowered, in_c=k_h // lowered.window, in_blocks=1)
+    return gemm(lowered.name, tokens=lowered.M, in_features=k_h, out_features=lowered.N)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # bench jobs
 # ------------------------------------------------------------------------------------------------------------------
@@ -301,26 +370,31 @@ def _pow2_at_least(value: int, floor: int) -> int:
 
 
 def layer_parameters(layer: IntegerLayer, M: int, rows: int, cols: int, pe: str, max_m: int = DEFAULT_MAX_M,
-                     max_nf: int = DEFAULT_MAX_NF) -> dict[str, int]:
+                     max_nf: int = DEFAULT_MAX_NF, psum_rows: int = 0, preload: str = "serial") -> dict[str, int]:
     """Verilog parameters of the ``lowbit_layer_top`` build for ``layer``. Builds are shared: Bit Fusion needs one
-    build per array; a fixed-PE build is keyed by (w_bits, in_bits, activation signedness). ``MAX_M`` and
-    ``MAX_NF`` are raised to the next power of two only when the layer needs more."""
+    build per array and profile; a fixed-PE build is keyed by (w_bits, in_bits, activation signedness). ``MAX_M``,
+    ``MAX_NF`` and the gemm top's ``PSUM_ROWS`` (at least the mapping's ``psum_rows``) are raised to the next power
+    of two only when the layer needs more."""
     nf = -(-layer.out_features // cols)
-    rows_m = _pow2_at_least(M, max_m)  # the gemm top's partial sums (SCALE-Sim's order: all M) and the A buffer
     params = driver.top_parameters(rows, cols, pe, layer.w_bits, layer.in_bits, True, layer.in_qmin < 0,
-                                   acc_bits=ACC_BITS, psum_rows=rows_m)
-    params.update({"MAX_M": rows_m, "MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS})
+                                   acc_bits=ACC_BITS, psum_rows=_pow2_at_least(max(psum_rows, 1), max_m),
+                                   preload=preload)
+    params.update({"MAX_M": _pow2_at_least(M, max_m), "MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS})
     return params
 
 
 def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str, *, name: str | None = None,
-              gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
-              expected: np.ndarray | None = None) -> tuple[dict[str, Any], list[LayerPass], np.ndarray]:
-    """(bench job, passes, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes``.
+              gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, expected: np.ndarray | None = None,
+              mapping: Any = None, preload: str = "serial") -> tuple[dict[str, Any], list[LayerPass], np.ndarray]:
+    """(bench job, passes, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes`` at sim's candidate
+    ``mapping`` (``sim.mapping.Mapping``; default SCALE-Sim's) on an array with the ``preload`` profile.
 
     ``expected`` defaults to the golden model's ``run_layer`` output; the job carries, per pass, the constant
-    writes (one per column fold, padding channels zero), the gemm top's configuration and the input beats."""
+    writes (one per column fold, padding channels zero), the gemm top's configuration, both input streams and the
+    output order."""
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed)
+    lowered = sim_layer(layer, x_codes)
+    tiles = layer_mapping(lowered, mapping)
     A = lower_layer(layer, x_codes)
     M, N = A.shape[0], layer.out_features
     a_signed = layer.in_qmin < 0
@@ -330,14 +404,18 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
     nf = -(-N // cols)
     try:
         for h, (c0, c1) in enumerate(_blocks(layer)):
+            geometry = {"tile_w": tiles.tile_w, "grid_w": tiles.grid_w}
             w_beats, beats, _ = driver.gemm_streams(A[:, c0:c1], w[:, c0:c1].T, rows, cols, pe, layer.w_bits,
-                                                    layer.in_bits, True, a_signed)
-            plan = driver.plan_gemm(M, c1 - c0, N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed)
+                                                    layer.in_bits, True, a_signed, tiles.order, tiles.tile_h,
+                                                    **geometry)
+            plan = driver.plan_gemm(M, c1 - c0, N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed,
+                                    tiles.order, tiles.tile_h, preload, **geometry)
             consts = pass_constants(layer, h) + [(0, 0, 0, 0, 0)] * (nf * cols - N)
             words = [sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS) for c in range(cols))
                      for cf in range(nf)]
-            passes.append(LayerPass(h, c1 - c0, plan, driver.predicted_cycles(M, c1 - c0, N, rows, cols, pe,
-                                                                               layer.w_bits, layer.in_bits)))
+            predicted = driver.predicted_layer_cycles(_pass_layer(lowered, c1 - c0), rows, cols, pe, layer.w_bits,
+                                                      layer.in_bits, preload, tiles.sim)
+            passes.append(LayerPass(h, c1 - c0, plan, predicted))
             job_passes.append({"consts": words, "cfg": driver.top_config(plan), "w_beats": w_beats, "beats": beats,
                                "outputs": [list(o) for o in driver.output_order(plan)],
                                "first": h == 0, "last": h == layer.n_h - 1,
@@ -359,9 +437,11 @@ def _golden_run_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
 
 
 def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, stall_prob: float = 0.0,
-                        seed: int = 0, images: int = 1, simulator: str = "verilator") -> None:
-    """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed and
-    image count (:mod:`rtl.limits`); raises :class:`RtlError` naming the argument."""
+                        seed: int = 0, images: int = 1, simulator: str = "verilator", preload: str = "serial") -> None:
+    """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed,
+    image count (:mod:`rtl.limits`) and weight preload; raises :class:`RtlError` naming the argument."""
+    if preload not in driver.PRELOADS:
+        raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
     if pe not in LAYER_PE_KINDS:
         extra = " (the bit-serial PEs run GEMMs only so far: lowbit rtl gemm)" if pe in driver.PE_KINDS else ""
         raise RtlError(f"unknown PE kind {pe!r} for a layer ({' or '.join(LAYER_PE_KINDS)}){extra}")
@@ -393,17 +473,26 @@ def check_layer_size(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: 
 def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
                 simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
                 max_m: int = DEFAULT_MAX_M, max_nf: int = DEFAULT_MAX_NF, build_root: Path | None = None,
-                expected: np.ndarray | None = None) -> LayerCheck:
+                expected: np.ndarray | None = None, mapping: Any = None, preload: str = "serial") -> LayerCheck:
     """Run ``layer`` on input codes ``x_codes`` through ``lowbit_layer_top`` and compare with the golden codes.
 
+    ``mapping`` is sim's candidate (``sim.mapping.Mapping``, or ``ORDER[:TILE_M]`` as a cost table writes it;
+    default SCALE-Sim's) and ``preload`` the array's weight-preload profile; sim predicts the cycles at both.
     A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
     Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator)
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload)
+    if preload == "overlapped" and layer.n_h > 1:
+        raise RtlError(f"layer {layer.name}: its {layer.n_h} input blocks run as separate passes, which an "
+                       "overlapped array cannot chain the way sim's layer model does (blocks inside the reduction "
+                       "loop); run it with weight_preload serial")
     check_layer_size(layer, x_codes, rows, cols, pe, gap_prob, stall_prob)
+    if isinstance(mapping, str):
+        mapping = parse_layer_mapping(mapping, sim_layer(layer, x_codes))
     job, passes, expected_mn = layer_job(layer, x_codes, rows, cols, pe, gap_prob=gap_prob, stall_prob=stall_prob,
-                                         seed=seed, expected=expected)
+                                         seed=seed, expected=expected, mapping=mapping, preload=preload)
     M = job["M"]
-    params = layer_parameters(layer, M, rows, cols, pe, max_m, max_nf)
+    plan0 = passes[0].plan
+    params = layer_parameters(layer, M, rows, cols, pe, max_m, max_nf, driver.psum_rows_needed(plan0), preload)
     record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
                               what="layer bench")
     got = np.array(record["outputs"], dtype=np.int64).reshape(M, layer.out_features)
@@ -418,9 +507,11 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
         raise RtlError(f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
                              f"{tuple(np.diff(layer.col_bounds).tolist())}")
     plan = passes[0].plan
+    sim_mapping = layer_mapping(lowered, mapping).sim
 
     def predict(sim_view: Any) -> int:
-        return driver.predicted_layer_cycles(sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits)
+        return driver.predicted_layer_cycles(sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits,
+                                             preload, sim_mapping)
 
     return LayerCheck(
         layer=layer.name, kind=layer.kind, M=M, K=layer.reduction, N=layer.out_features, n_v=layer.n_v,
@@ -432,7 +523,8 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
         clock_cycles=int(record["clock_cycles"]),
         out_permuted=bool(np.any(layer.out_perm != np.arange(layer.out_features))),
         outputs=_golden_layout(layer, got, shape_ref),
-        messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()))
+        messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()),
+        loop_order=plan.order_name, tile_m=plan.tile_elements, preload=preload)
 
 
 def _out_shape(layer: IntegerLayer, x_codes: np.ndarray) -> tuple[int, ...]:
@@ -466,32 +558,37 @@ def sample_images(model: IntegerModel, images: int) -> np.ndarray:
 
 def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
                  simulator: str = "verilator", images: int = 2, x: Any = None, gap_prob: float = 0.0,
-                 stall_prob: float = 0.0, seed: int = 0, build_root: Path | None = None) -> LayerCheck:
+                 stall_prob: float = 0.0, seed: int = 0, build_root: Path | None = None, mapping: Any = None,
+                 preload: str = "serial") -> LayerCheck:
     """Verify layer ``layer_name`` of the integer export in ``export_dir`` in RTL.
 
     Its input codes come from the golden model run on ``x`` (default: the first ``images`` test images of the
     export's built-in model). Returns mismatches against the golden output codes of that layer, and the measured
     busy cycles against sim's prediction (summed over the ``n_H`` passes).  The arguments are checked before the
     export is read, the export when it is read (:func:`quant.integer.load_export`), the run's size before any build."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator)
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator, preload)
     model = load_export(export_dir)
     layer = model.layer(layer_name)
     inputs = golden_layer_inputs(model, sample_images(model, images) if x is None else x)
     return check_layer(layer, inputs[layer.name], rows=rows, cols=cols, pe=pe, simulator=simulator,
-                       gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root)
+                       gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root, mapping=mapping,
+                       preload=preload)
 
 
 def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: int = 8, cols: int = 8,
                   pe: str = "fixed", simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0,
-                  seed: int = 0, build_root: Path | None = None, layers: Sequence[str] | None = None) -> ModelCheck:
-    """Run the whole model on ``x_batch`` with every layer in RTL, layer by layer.
+                  seed: int = 0, build_root: Path | None = None, layers: Sequence[str] | None = None,
+                  mappings: dict[str, Any] | None = None, preload: str = "serial") -> ModelCheck:
+    """Run the whole model on ``x_batch`` with every layer in RTL, layer by layer, each at its mapping in
+    ``mappings`` (layer name -> ``sim.mapping.Mapping`` or ``ORDER[:TILE_M]``; default SCALE-Sim's) on arrays
+    with the ``preload`` profile.
 
     Each layer is fed the codes the RTL produced for the layer before, after the code-domain ops between layers
     (ReLU as ``max(c, z)``, max-pool, flatten: ``quant.integer``'s own functions, in Python). Each layer's RTL
     output is checked against the golden model's ``run_layer`` on the same input and against the golden trace of
     ``x_batch``; the predictions are the argmax of the RTL's logit codes (ties to the lowest index, as
     ``IntegerModel.run``)."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator)
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload)
     model = export_dir if isinstance(export_dir, IntegerModel) else load_export(export_dir)
     trace = model.trace(x_batch)
     _, golden_pred = model.run(x_batch)
@@ -503,7 +600,8 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
             y = model.run_layer(lay.name, codes)
         else:
             check = check_layer(lay, codes, rows=rows, cols=cols, pe=pe, simulator=simulator, gap_prob=gap_prob,
-                                stall_prob=stall_prob, seed=seed + i, build_root=build_root)
+                                stall_prob=stall_prob, seed=seed + i, build_root=build_root,
+                                mapping=(mappings or {}).get(lay.name), preload=preload)
             checks.append(check)
             y = check.outputs
         inter += int(np.count_nonzero(y != trace[lay.name]))

@@ -215,6 +215,9 @@ VERIFY_CASES = {
     "verify-seed-negative": (["--seed", "-1"], "seed"),
     "verify-images-zero": (["--images", "0"], "images"),
     "verify-layer-unknown": (["--layer", "99"], "no layer '99'"),
+    "verify-preload-unknown": (["--weight-preload", "double"], "weight_preload"),
+    "verify-mapping-order-unknown": (["--mapping", "ABC"], "loop order must be one of"),
+    "verify-mapping-tile-not-offered": (["--mapping", "MKN:7"], "tile_m = 7 is not a stream tile"),
 }
 
 

@@ -219,7 +219,7 @@ def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
               "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
               "M": job.M, "K": job.K, "N": job.N, "preload": build.preload, "loop_order": plan.order_name,
-              "tile_m": plan.tile_rows, "folds": plan.folds, "macs": plan.macs, "table": job.table,
+              "tile_m": plan.tile_elements, "folds": plan.folds, "macs": plan.macs, "table": job.table,
               "predicted_cycles": driver.predicted_cycles(job.M, job.K, job.N, build.rows, build.cols, build.pe_kind,
                                                           job.w_bits, job.a_bits, job.order, job.tile_m or None,
                                                           build.preload)}

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from quant.integer import IntegerModel, load_export
+from rtl.tools import RtlError
 
 EXPORTS = {
     "gpfq": {"method": "gpfq", "granularity": "channel"},
@@ -245,6 +246,64 @@ def test_whole_digits_cnn_through_the_rtl(verilator: str, export, kind: str, pe:
     assert len(result.layers) == 4 and result.intermediate_mismatches == 0
     np.testing.assert_array_equal(result.predictions, result.golden_predictions)
     assert result.ok
+
+
+def _tiled_mappings(model) -> dict:  # noqa: ANN001 - quant.integer.IntegerModel
+    """A tiled mapping per layer, every layer in another loop order (sim's candidates: order, tile choice >= 2)."""
+    from sim.mapping import Mapping
+
+    orders = (1, 3, 5, 2, 4, 0)
+    return {lay.name: Mapping(orders[i % len(orders)], 2 + i) for i, lay in enumerate(model.layers)}
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize(("kind", "pe", "preload"), [("gpfq", "fixed", "overlapped"),
+                                                     ("gpfq", "bitfusion", "overlapped"),
+                                                     ("ptq-sl-sort", "bitfusion", "serial")])
+def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: str, pe: str, preload: str) -> None:
+    """The whole network with every layer at a tiled mapping in another loop order (2-D tiles of the output grid
+    for the convolutions), on overlapped arrays where the export has one input block: bit-exact, and each layer's
+    busy cycles equal sim's at that mapping and profile (PTQ-SL's n_H passes summed)."""
+    from rtl.layer import run_model_rtl, sample_images
+
+    model = load_export(export(kind))
+    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
+    mappings = _tiled_mappings(model)
+    result = run_model_rtl(model, sample_images(model, 4), rows=rows, cols=cols, pe=pe, mappings=mappings,
+                           preload=preload)
+    for check in result.layers:
+        _assert_ok(check)
+        assert check.preload == preload and check.tile_m < check.M, check.layer
+    assert len({c.loop_order for c in result.layers}) == 4 and result.ok
+
+
+def test_overlapped_layer_with_input_blocks_is_refused(export) -> None:
+    """PTQ-SL's blocks run as separate passes; an overlapped array cannot chain them as sim's layer model does."""
+    from rtl.layer import check_layer, golden_layer_inputs, sample_images
+
+    model = load_export(export("ptq-sl"))
+    x = golden_layer_inputs(model, sample_images(model, 1))["12"]
+    with pytest.raises(RtlError, match="input blocks run as separate passes"):
+        check_layer(model.layer("12"), x, preload="overlapped")
+
+
+def test_layer_mapping_takes_sims_tiles(export) -> None:
+    """The gemm top's tiles for a conv are sim's RowTiles (rows of the output grid x columns), and a cost-table
+    style ``ORDER:TILE_M`` names sim's candidate."""
+    from rtl.layer import golden_layer_inputs, layer_mapping, parse_layer_mapping, sample_images, sim_layer
+    from sim.mapping import Mapping
+
+    model = load_export(export("gpfq"))
+    x = golden_layer_inputs(model, sample_images(model, 2))["3"]
+    lowered = sim_layer(model.layer("3"), x)
+    tiles = layer_mapping(lowered, Mapping(1, 3))
+    assert tiles.grid_w == lowered.out_w and tiles.order == 1
+    assert tiles.tile_h * tiles.tile_w < lowered.M
+    named = parse_layer_mapping(f"NMK:{tiles.tile_h * tiles.tile_w}", lowered)
+    assert named.order == 1 and layer_mapping(lowered, named).tile_h * layer_mapping(lowered, named).tile_w == \
+        tiles.tile_h * tiles.tile_w
+    with pytest.raises(RtlError, match="tile_m = 7 is not a stream tile"):
+        parse_layer_mapping("NMK:7", lowered)
 
 
 @pytest.mark.rtl
