@@ -447,7 +447,7 @@ def rtl_verify_cmd(
     export: Annotated[Path, typer.Option(help="Integer export directory (model.npz + meta.json).")],
     layer: Annotated[str, typer.Option(help="Layer name as in the export, e.g. 3.")],
     array: Annotated[str, typer.Option(help="Array shape ROWSxCOLS.")] = "8x8",
-    pe: Annotated[str, typer.Option(help="fixed or bitfusion.")] = "fixed",
+    pe: Annotated[str, typer.Option(help="fixed, bitfusion, stripes or loom.")] = "fixed",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
     images: Annotated[int, typer.Option(min=1, help="Test images whose golden codes feed the layer.")] = 2,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the stream gaps.")] = 0,

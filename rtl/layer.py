@@ -61,7 +61,7 @@ TOP = "lowbit_layer_top"
 BENCH = "rtl.benches.layer_bench"
 SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v", "lowbit_systolic_ws.v",
                                  "lowbit_gemm_top.v", "lowbit_requant.v", "lowbit_layer_top.v")]
-LAYER_PE_KINDS = ("fixed", "bitfusion")  #: the PE kinds lowbit_layer_top builds
+LAYER_PE_KINDS = tuple(driver.PE_KINDS)  #: the PE kinds lowbit_layer_top builds (all of the array's)
 ACC_BITS = 32        #: the array's accumulators = the requant unit's partial sum P_h
 OUT_BITS = 32        #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
 
@@ -443,8 +443,7 @@ def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, st
     if preload not in driver.PRELOADS:
         raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
     if pe not in LAYER_PE_KINDS:
-        extra = " (the bit-serial PEs run GEMMs only so far: lowbit rtl gemm)" if pe in driver.PE_KINDS else ""
-        raise RtlError(f"unknown PE kind {pe!r} for a layer ({' or '.join(LAYER_PE_KINDS)}){extra}")
+        raise RtlError(f"unknown PE kind {pe!r} for a layer ({', '.join(LAYER_PE_KINDS)})")
     check_simulator(simulator)
     check_array(rows, cols)
     check_probability(gap_prob, "gap_prob")

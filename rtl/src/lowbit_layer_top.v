@@ -33,11 +33,11 @@
 // which do not include the config writes or this pipeline (documented in docs/rtl.md).
 `default_nettype none
 module lowbit_layer_top #(
-    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
     parameter ROWS      = 4,    // R
     parameter COLS      = 4,    // C
-    parameter W_BITS    = 8,    // PE_KIND 0 only
-    parameter A_BITS    = 8,    // PE_KIND 0 only
+    parameter W_BITS    = 8,    // PE_KIND 0; for 2 and 3 the widest runtime width is max(W_BITS, A_BITS)
+    parameter A_BITS    = 8,    // PE_KIND 0 (and 2, 3 as above)
     parameter W_SIGNED  = 1,    // PE_KIND 0 only
     parameter A_SIGNED  = 1,    // PE_KIND 0 only
     parameter ACC_BITS  = 32,   // array accumulators = the requant unit's partial sum P_h
@@ -51,12 +51,16 @@ module lowbit_layer_top #(
 ) (
     clk, rst_n, cfg_we, cfg_addr, cfg_data, start, cfg_order, cfg_row_folds, cfg_col_folds, cfg_tile_h, cfg_tiles_h,
     cfg_tile_h_last, cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
+    cfg_w_bits, cfg_a_bits,
     cfg_first, cfg_last, cfg_zero_point, cfg_out_min, cfg_out_max, busy, w_valid, w_ready, w_data, in_valid,
     in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
-    localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
-    localparam A_SLOT = (PE_KIND == 1) ? 32 : A_BITS;
+    localparam SERIAL = (PE_KIND == 2) || (PE_KIND == 3);
+    localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;     // bit-serial: the widest runtime width
+    localparam G_NB   = $clog2(SB + 1);                          // lowbit_gemm_top's cfg_w_bits width
+    localparam W_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : W_BITS;
+    localparam A_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : A_BITS;
     localparam L_BITS = $clog2(PSUM_ROWS) + 1;   // lowbit_gemm_top's tile-length width
     localparam NF_BITS = $clog2(MAX_NF);
     // One constant entry, LSB first: {shift, bias_shift, bias, mult, corr}, corr ACC_BITS wide.  These three
@@ -92,6 +96,8 @@ module lowbit_layer_top #(
     input  wire [1:0]                 cfg_a_mode;
     input  wire                       cfg_w_signed;
     input  wire                       cfg_a_signed;
+    input  wire [G_NB-1:0]            cfg_w_bits;     // PE_KIND 2, 3: run-time widths (as lowbit_gemm_top)
+    input  wire [G_NB-1:0]            cfg_a_bits;
     input  wire                       cfg_first;      // first pass of the layer: A starts at B << T
     input  wire                       cfg_last;       // last pass: requantize and emit codes
     input  wire [OUT_BITS:0]          cfg_zero_point; // z_y, signed
@@ -114,7 +120,6 @@ module lowbit_layer_top #(
     output wire [CNT_BITS-1:0]        cycle_count;
 
     localparam IDX_BITS = $clog2(MAX_M);
-    localparam G_NB     = $clog2(((W_BITS > A_BITS) ? W_BITS : A_BITS) + 1);  // lowbit_gemm_top's cfg_w_bits width
     localparam AB_BITS  = IDX_BITS + NF_BITS;            // accumulator buffer address: the pass's output beat
     localparam A64      = 64;                            // requant accumulator
 
@@ -145,7 +150,7 @@ module lowbit_layer_top #(
         .cfg_tile_h_last(cfg_tile_h_last), .cfg_tile_w(cfg_tile_w), .cfg_tiles_w(cfg_tiles_w),
         .cfg_tile_w_last(cfg_tile_w_last), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
         .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed),
-        .cfg_w_bits({G_NB{1'b0}}), .cfg_a_bits({G_NB{1'b0}}),  // bit-serial widths: unused by PE_KIND 0, 1
+        .cfg_w_bits(cfg_w_bits), .cfg_a_bits(cfg_a_bits),
         .busy(g_busy),
         .w_valid(w_valid), .w_ready(w_ready), .w_data(w_data),
         .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
@@ -235,11 +240,12 @@ module lowbit_layer_top #(
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
-        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+        if (PE_KIND < 0 || PE_KIND > 3) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_layer_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
+            $error("lowbit_layer_top: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes) or 3 (Loom)",
+                   PE_KIND);
 `else
-            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+            lowbit_param_error__PE_KIND_must_be_0_to_3 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1

@@ -170,6 +170,27 @@ def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer
 
 
 @pytest.mark.rtl
+@pytest.mark.parametrize(("kind", "layer", "pe", "preload"), [("gpfq", "3", "stripes", "overlapped"),
+                                                              ("ptq-sl", "7", "stripes", "serial"),
+                                                              ("gpfq", "12", "loom", "overlapped"),
+                                                              ("ptq-sl-sort", "3", "loom", "serial")])
+def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, layer: str, pe: str,
+                                          preload: str) -> None:
+    """Exported GPFQ and PTQ-SL layers (n_H = 2 included) on Stripes and Loom arrays at a tiled mapping: the
+    codes equal the golden model's and the busy cycles sim's bit-serial cost (a_bits or a_bits x w_bits steps per
+    element)."""
+    from rtl.layer import check_layer, golden_layer_inputs, sample_images
+    from sim.mapping import Mapping
+
+    model = load_export(export(kind))
+    x = golden_layer_inputs(model, sample_images(model, 1))[layer]
+    check = check_layer(model.layer(layer), x, rows=4, cols=4, pe=pe, gap_prob=0.2, stall_prob=0.2, seed=5,
+                        mapping=Mapping(4, 1), preload=preload)
+    _assert_ok(check)
+    assert check.pe == pe and check.loop_order == "MNK"
+
+
+@pytest.mark.rtl
 def test_ptq_sl_linear_on_icarus(iverilog: str, export) -> None:
     """The same layer top and bench on the second simulator (a small Bit-Fusion array, n_H = 2 logits layer)."""
     from rtl.layer import verify_layer

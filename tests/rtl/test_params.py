@@ -40,7 +40,7 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_gemm_top", {"OUT_DEPTH": 3}, "lowbit_gemm_top: parameter OUT_DEPTH = 3 must be a power of two >= 2"),
     # the array's accumulators too narrow for its fixed PEs: the PE names the parameter
     ("lowbit_gemm_top", {"ACC_BITS": 8}, "lowbit_mac_pe: parameter ACC_BITS = 8 must be >= W_BITS + A_BITS + 1"),
-    ("lowbit_layer_top", {"PE_KIND": 2}, "lowbit_layer_top: parameter PE_KIND = 2 must be 0 (fixed) or 1"),
+    ("lowbit_layer_top", {"PE_KIND": 4}, "lowbit_layer_top: parameter PE_KIND = 4 must be 0 (fixed), 1"),
     ("lowbit_layer_top", {"ROWS": 0}, "lowbit_layer_top: parameter ROWS = 0 must be >= 1"),
     ("lowbit_layer_top", {"COLS": 0}, "lowbit_layer_top: parameter COLS = 0 must be >= 1"),
     ("lowbit_layer_top", {"MAX_M": 48}, "lowbit_layer_top: parameter MAX_M = 48 must be a power of two >= 2"),
