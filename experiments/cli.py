@@ -415,7 +415,11 @@ def rtl_gemm_cmd(
              "(default NKM, SCALE-Sim's untiled schedule); the tile must be one sim's mapper offers.")] = None,
     weight_preload: Annotated[str, typer.Option(
         help="serial (SCALE-Sim: a fold's weights load before it streams) or overlapped (double-buffered weight "
-             "registers: the next fold's weights load while one streams).")] = "serial",
+             "registers: the next fold's weights load while one streams; os: the next fold starts while one "
+             "drains).")] = "serial",
+    dataflow: Annotated[str, typer.Option(
+        help="ws (weight-stationary, every PE kind) or os (output-stationary: fixed and bitfusion PEs; mappings "
+             "NMK or MNK, no stream tiles).")] = "ws",
 ) -> None:
     """Verify a random GEMM in RTL: mismatches against A@B and measured cycles against sim's prediction."""
     import json
@@ -427,13 +431,14 @@ def rtl_gemm_cmd(
     rows, cols = _parse_array(array)
     preload = weight_preload
     check_gemm(m, k, n, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps, stall_prob=gaps,
-               mapping=mapping, preload=preload)
+               mapping=mapping, preload=preload, dataflow=dataflow)
     A, B = random_operands(m, k, n, w_bits, a_bits, seed)
     check = verify_gemm(A, B, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps,
-                        stall_prob=gaps, seed=seed, mapping=mapping, preload=preload)
+                        stall_prob=gaps, seed=seed, mapping=mapping, preload=preload, dataflow=dataflow)
     for message in check.messages[:10]:
         typer.echo(message, err=True)
-    typer.echo(f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {pe} array ({sim}, {check.loop_order} with tiles of "
+    typer.echo(f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {dataflow} {pe} array ({sim}, {check.loop_order} "
+               f"with tiles of "
                f"{check.tile_m} rows, {preload} preload): {check.mismatches} mismatches over {check.macs:,} MACs; "
                f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
                + ("" if check.ok else "  <-- DIFFERENT"))

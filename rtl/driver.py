@@ -34,6 +34,9 @@ __all__ = [
     "PE_KINDS",
     "GemmPlan",
     "PRELOADS",
+    "DATAFLOWS",
+    "DATAFLOW_PE_KINDS",
+    "check_dataflow",
     "parse_mapping",
     "order_index",
     "offered_tile_rows",
@@ -70,6 +73,13 @@ _FUSION_SLOT_BITS = 32
 _SERIAL_SLOT_BITS = 8  #: a bit-serial build's widest runtime width (its W_BITS = A_BITS), one stream slot
 #: Weight-preload timing profiles (sim's ``array.weight_preload``) and the top's ``OVERLAP`` parameter.
 PRELOADS: dict[str, int] = {"serial": 0, "overlapped": 1}
+#: Dataflows the RTL builds and their GEMM top: weight-stationary and output-stationary.
+DATAFLOWS: dict[str, str] = {"ws": "lowbit_gemm_top", "os": "lowbit_gemm_os_top"}
+#: sim.mapping's dataflow codes
+_DATAFLOW_CODES = {"ws": 0, "os": 1}
+#: PE kinds each dataflow's array builds
+DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"ws": ("fixed", "bitfusion", "stripes", "loom"),
+                                                 "os": ("fixed", "bitfusion")}
 
 
 def _kind(pe_kind: str) -> str:
@@ -131,20 +141,35 @@ def operand_range(bits: int, signed: bool) -> tuple[int, int]:
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
-def order_index(order: str | int) -> int:
-    """Index into :data:`sim.mapping.ORDERS` of a ws loop order given as its GEMM name (``NKM``: N outer, M
-    inner; sim's ``loop_order`` column) or as the index itself (0..5)."""
-    from sim.mapping import GEMM_ORDER_NAMES, ORDERS, gemm_order_name
+def check_dataflow(dataflow: str, pe_kind: str | None = None) -> str:
+    """``dataflow`` if the RTL builds it (with ``pe_kind`` PEs), else ValueError naming what it builds."""
+    if dataflow not in DATAFLOWS:
+        raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)} (the RTL builds weight- and "
+                         f"output-stationary arrays), got {dataflow!r}")
+    if pe_kind is not None and pe_kind not in DATAFLOW_PE_KINDS[dataflow]:
+        raise ValueError(f"the {dataflow} array builds {', '.join(DATAFLOW_PE_KINDS[dataflow])} PEs, not "
+                         f"{pe_kind!r}")
+    return dataflow
 
+
+def order_index(order: str | int, dataflow: str = "ws") -> int:
+    """Index into :data:`sim.mapping.ORDERS` of a loop order given as its GEMM name (ws ``NKM``: N outer, M inner;
+    sim's ``loop_order`` column) or as the index itself (0..5); os takes the two orders with the reduction
+    innermost (``NMK``, ``MNK``), sim's os candidates."""
+    from sim.mapping import candidates, gemm_order_name
+
+    code = _DATAFLOW_CODES[check_dataflow(dataflow)]
+    allowed = sorted({m.order for m in candidates(code)})
+    names = {gemm_order_name(code, o): o for o in allowed}
     if isinstance(order, (int, np.integer)) and not isinstance(order, bool):
-        if not 0 <= int(order) < len(ORDERS):
-            raise ValueError(f"loop order index must be in 0..{len(ORDERS) - 1}, got {order}")
+        if int(order) not in allowed:
+            raise ValueError(f"loop order index must be one of {', '.join(map(str, allowed))} for {dataflow}, "
+                             f"got {order}")
         return int(order)
-    names = [gemm_order_name(0, o) for o in range(len(ORDERS))]
     if not isinstance(order, str) or order.upper() not in names:
-        raise ValueError(f"loop order must be one of {', '.join(sorted(GEMM_ORDER_NAMES))} (outer to inner), "
+        raise ValueError(f"loop order must be one of {', '.join(sorted(names))} for {dataflow} (outer to inner), "
                          f"got {order!r}")
-    return names.index(order.upper())
+    return names[order.upper()]
 
 
 def offered_tile_rows(M: int) -> list[int]:
@@ -154,13 +179,16 @@ def offered_tile_rows(M: int) -> list[int]:
     return sorted({tile_length(M, k) for k in tile_halvings(axis_halvings(M))}, reverse=True)
 
 
-def parse_mapping(text: str, M: int) -> tuple[int, int]:
+def parse_mapping(text: str, M: int, dataflow: str = "ws") -> tuple[int, int]:
     """``ORDER:TILE_M`` (e.g. ``NKM:16``, the cost table's ``loop_order`` and ``tile_m``; ``ORDER`` alone is
-    untiled) as (order index, tile rows); the tile must be one that sim's mapper offers for ``M`` rows."""
+    untiled) as (order index, tile rows); the tile must be one that sim's mapper offers for ``M`` rows (os has no
+    stream tiles: ``ORDER`` alone)."""
     order_text, _, tile_text = str(text).partition(":")
-    order = order_index(order_text.strip())
+    order = order_index(order_text.strip(), dataflow)
     if not tile_text.strip():
         return order, int(M)
+    if dataflow == "os":
+        raise ValueError(f"mapping {text!r}: an os mapping has no stream tile (give the loop order alone)")
     try:
         tile_m = int(tile_text)
     except ValueError:
@@ -205,6 +233,7 @@ class GemmPlan:
     preload: str = "serial"  # weight-preload timing profile (the build's OVERLAP)
     tile_w: int = 1  # grid columns per stream tile
     grid_w: int = 1  # the M elements form a grid of M / grid_w rows x grid_w columns (a conv's output rows x out_w)
+    dataflow: str = "ws"  # "os": the array's rows hold M (tiles of ``rows`` outputs), the reduction streams
 
     @property
     def grid_h(self) -> int:
@@ -251,10 +280,10 @@ class GemmPlan:
 
     @property
     def order_name(self) -> str:
-        """The loop order in GEMM dimensions, outer to inner (``NKM`` is SCALE-Sim's)."""
+        """The loop order in GEMM dimensions, outer to inner (``NKM`` is SCALE-Sim's ws order, ``NMK`` its os)."""
         from sim.mapping import gemm_order_name
 
-        return gemm_order_name(0, self.order)
+        return gemm_order_name(_DATAFLOW_CODES[self.dataflow], self.order)
 
     @property
     def folds(self) -> int:
@@ -267,13 +296,14 @@ class GemmPlan:
 
     @property
     def w_beats(self) -> int:
-        """Beats on the weight stream: ``rows`` per fold."""
-        return self.folds * self.rows
+        """Beats on the weight stream: ``rows`` per fold (os: ``Kp``)."""
+        return self.folds * (self.Kp if self.dataflow == "os" else self.rows)
 
     @property
     def in_beats(self) -> int:
-        """Beats on the activation stream: each row fold and column fold streams all ``M`` rows."""
-        return self.row_folds * self.col_folds * self.M
+        """Beats on the activation stream: each row fold and column fold streams all ``M`` rows (os: ``Kp`` per
+        fold)."""
+        return self.folds * self.Kp if self.dataflow == "os" else self.row_folds * self.col_folds * self.M
 
     @property
     def out_beats(self) -> int:
@@ -289,6 +319,8 @@ class GemmPlan:
     def busy_cycles_bound(self) -> int:
         """Array-busy cycles under serial preload (an upper bound for overlapped): per fold R load steps and
         ``tile * beats + R + C - 2`` stream steps."""
+        if self.dataflow == "os":
+            return self.folds * (self.Kp * self.beats + self.rows + self.cols - 2)
         return self.folds * (2 * self.rows + self.cols - 2) + self.row_folds * self.col_folds * self.M * self.beats
 
     @property
@@ -299,13 +331,22 @@ class GemmPlan:
 
 
 def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-              w_signed: bool = True, a_signed: bool = True, order: str | int = 0, tile_m: int | None = None,
-              preload: str = "serial", *, tile_w: int = 1, grid_w: int = 1) -> GemmPlan:
+              w_signed: bool = True, a_signed: bool = True, order: str | int | None = None,
+              tile_m: int | None = None, preload: str = "serial", *, tile_w: int = 1, grid_w: int = 1,
+              dataflow: str = "ws") -> GemmPlan:
     """Validate the sizes and return the fold plan of ``[M, K] x [K, N]`` on a ``rows x cols`` array, run in loop
     order ``order`` with stream tiles of ``tile_m`` rows (default: untiled) and the ``preload`` profile.
 
     A convolution's M elements form a grid (``grid_w`` = its output width; rows are images x output rows) and its
-    tiles are ``tile_m`` grid rows x ``tile_w`` grid columns, as sim's (``sim.mapping.RowTiles``)."""
+    tiles are ``tile_m`` grid rows x ``tile_w`` grid columns, as sim's (``sim.mapping.RowTiles``). ``order``
+    defaults to SCALE-Sim's. On an output-stationary array (``dataflow="os"``) the stream loop is the row folds of
+    M, ``rows`` outputs each: there are no other tiles and no reduction folds."""
+    check_dataflow(dataflow, pe_kind if pe_kind in PE_KINDS else None)
+    if dataflow == "os":
+        if tile_m is not None or tile_w != 1 or grid_w != 1:
+            raise ValueError("an os mapping has no stream tiles (its stream loop is the row folds of M)")
+        order = 1 if order is None else order
+    order = 0 if order is None else order
     for name, v in (("M", M), ("K", K), ("N", N), ("rows", rows), ("cols", cols), ("grid_w", grid_w)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -322,9 +363,14 @@ def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits
     pack = pack_factor(pe_kind, w_bits, a_bits)
     Kp = -(-int(K) // pack)
     w_slot, a_slot = slot_bits(pe_kind, w_bits, a_bits)
+    if dataflow == "os":  # one "row fold" (the whole reduction streams); tiles of R rows of M
+        row_folds, tile = 1, min(int(rows), grid_h)
+    else:
+        row_folds = -(-Kp // int(rows))
     return GemmPlan(int(M), int(K), int(N), int(rows), int(cols), pe_kind, int(w_bits), int(a_bits),
-                    bool(w_signed), bool(a_signed), pack, Kp, -(-Kp // int(rows)), -(-int(N) // int(cols)),
-                    w_slot, a_slot, order_index(order), int(tile), preload, int(tile_w), int(grid_w))
+                    bool(w_signed), bool(a_signed), pack, Kp, row_folds, -(-int(N) // int(cols)),
+                    w_slot, a_slot, order_index(order, dataflow), int(tile), preload, int(tile_w), int(grid_w),
+                    dataflow)
 
 
 def fold_sequence(plan: GemmPlan) -> Iterator[tuple[int, int, int]]:
@@ -343,6 +389,8 @@ def psum_rows_needed(plan: GemmPlan) -> int:
     all M when the tiles are inside it; times NF when the column folds are)."""
     from sim.mapping import ORDERS
 
+    if plan.dataflow == "os":
+        return 0  # the sums stay in the PEs
     loops = ORDERS[plan.order]
     inside = loops[loops.index("r") + 1:]
     return (plan.M if "s" in inside else plan.tile_elements) * (plan.col_folds if "c" in inside else 1)
@@ -372,8 +420,9 @@ def _beat(slots: np.ndarray, width: int) -> int:
 
 
 def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                 w_signed: bool = True, a_signed: bool = True, order: str | int = 0, tile_m: int | None = None,
-                 *, tile_w: int = 1, grid_w: int = 1) -> tuple[list[int], list[int], np.ndarray]:
+                 w_signed: bool = True, a_signed: bool = True, order: str | int | None = None,
+                 tile_m: int | None = None, *, tile_w: int = 1, grid_w: int = 1,
+                 dataflow: str = "ws") -> tuple[list[int], list[int], np.ndarray]:
     """Weight and activation beats of ``lowbit_gemm_top`` for ``A [M, K] @ B [K, N]`` and the exact product.
 
     Args:
@@ -383,6 +432,8 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
         pe_kind: one of :data:`PE_KINDS` (a fixed PE's widths are the build's W_BITS / A_BITS).
         w_bits, a_bits: operand widths in bits (2..8).
         order, tile_m, tile_w, grid_w: the mapping (:func:`plan_gemm`); the streams follow its fold order.
+        dataflow: ``"ws"`` (weight tiles preloaded, one activation beat per element) or ``"os"`` (per fold ``Kp``
+            beats on both streams: slot k's weights of the fold's columns and activations of its rows).
 
     Returns:
         (weight beats, activation beats, expected): the beats as non-negative ints (bit i = ``w_data[i]`` /
@@ -398,7 +449,7 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     M, K = A.shape
     N = B.shape[1]
     plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed, order, tile_m,
-                     tile_w=tile_w, grid_w=grid_w)
+                     tile_w=tile_w, grid_w=grid_w, dataflow=dataflow)
     _check_operand("A", A, plan.a_bits, a_signed)
     _check_operand("B", B, plan.w_bits, w_signed)
     R, C, P = plan.rows, plan.cols, plan.pack
@@ -408,7 +459,7 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     a_field = fusion_width(plan.a_bits) if pe_kind == "bitfusion" else plan.a_slot
 
     # zero-pad the reduction to whole folds of whole slots, N to whole column folds
-    k_pad = plan.row_folds * R * P
+    k_pad = plan.Kp * P if dataflow == "os" else plan.row_folds * R * P
     n_pad = plan.col_folds * C
     Ap = np.zeros((M, k_pad), dtype=np.int64)
     Ap[:, :K] = A
@@ -420,6 +471,11 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     w_beats: list[int] = []
     a_beats: list[int] = []
     for cf, rf, st in fold_sequence(plan):
+        if dataflow == "os":  # slot by slot: the fold's C weights and its rows' activations (missing rows zero)
+            members = plan.tile_members(st)
+            w_beats.extend(_beat(w_slots[k, cf * C:(cf + 1) * C], plan.w_slot) for k in range(plan.Kp))
+            a_beats.extend(_beat(a_slots[members, k], plan.a_slot) for k in range(plan.Kp))
+            continue
         tile = w_slots[rf * R:(rf + 1) * R, cf * C:(cf + 1) * C]
         w_beats.extend(_beat(tile[r], plan.w_slot) for r in range(R - 1, -1, -1))
         vecs = a_slots[plan.tile_members(st), rf * R:(rf + 1) * R]
@@ -433,6 +489,15 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
     bit-serial widths ``cfg_w_bits``/``cfg_a_bits`` are given for the bit-serial kinds only, which
     ``lowbit_layer_top`` does not build)."""
     fusion = plan.pe_kind == "bitfusion"
+    modes = {
+        "cfg_w_mode": fusion_mode(plan.w_bits) if fusion else 2,
+        "cfg_a_mode": fusion_mode(plan.a_bits) if fusion else 2,
+        "cfg_w_signed": int(plan.w_signed),
+        "cfg_a_signed": int(plan.a_signed),
+    }
+    if plan.dataflow == "os":  # lowbit_gemm_os_top
+        return {"cfg_order": plan.order, "cfg_k_slots": plan.Kp, "cfg_col_folds": plan.col_folds,
+                "cfg_m_folds": plan.tiles, "cfg_m_last": plan.tile_h_last, **modes}
     config = {
         "cfg_order": plan.order,
         "cfg_row_folds": plan.row_folds,
@@ -443,10 +508,7 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
         "cfg_tile_w": plan.tile_w,
         "cfg_tiles_w": plan.tiles_w,
         "cfg_tile_w_last": plan.tile_w_last,
-        "cfg_w_mode": fusion_mode(plan.w_bits) if fusion else 2,
-        "cfg_a_mode": fusion_mode(plan.a_bits) if fusion else 2,
-        "cfg_w_signed": int(plan.w_signed),
-        "cfg_a_signed": int(plan.a_signed),
+        **modes,
     }
     if plan.pe_kind in SERIAL_KINDS:
         config.update({"cfg_w_bits": plan.w_bits, "cfg_a_bits": plan.a_bits})
@@ -455,14 +517,17 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
 
 def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: int = 8, w_signed: bool = True,
                    a_signed: bool = True, acc_bits: int = 32, psum_rows: int = 256,
-                   preload: str = "serial") -> dict[str, int]:
-    """Verilog parameters of one ``lowbit_gemm_top`` build. For Bit Fusion and the bit-serial PEs the widths and
-    signedness are run-time configuration, so one build serves every pair (a bit-serial build's W_BITS = A_BITS
-    = 8 is its widest runtime width)."""
+                   preload: str = "serial", dataflow: str = "ws") -> dict[str, int]:
+    """Verilog parameters of one ``lowbit_gemm_top`` (``lowbit_gemm_os_top`` for os) build. For Bit Fusion and
+    the bit-serial PEs the widths and signedness are run-time configuration, so one build serves every pair (a
+    bit-serial build's W_BITS = A_BITS = 8 is its widest runtime width)."""
     if preload not in PRELOADS:
         raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
-    params = {"PE_KIND": PE_KINDS[_kind(pe_kind)], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits),
-              "PSUM_ROWS": int(psum_rows), "OVERLAP": PRELOADS[preload]}
+    check_dataflow(dataflow, _kind(pe_kind))
+    params = {"PE_KIND": PE_KINDS[pe_kind], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits),
+              "OVERLAP": PRELOADS[preload]}
+    if dataflow == "ws":
+        params["PSUM_ROWS"] = int(psum_rows)
     if pe_kind in SERIAL_KINDS:
         params.update({"W_BITS": _SERIAL_SLOT_BITS, "A_BITS": _SERIAL_SLOT_BITS})
     if pe_kind == "fixed":
@@ -500,21 +565,23 @@ def _sim_pe(pe_kind: str) -> dict[str, Any]:
     return {"kind": pe_kind}
 
 
-def rtl_chip(rows: int, cols: int, pe_kind: str, preload: str = "serial") -> Any:
+def rtl_chip(rows: int, cols: int, pe_kind: str, preload: str = "serial", dataflow: str = "ws") -> Any:
     """sim's model of an ``rows x cols`` weight-stationary array of lowbit's ``pe_kind`` PEs (sim.config.Chip).
 
     The fixed PE is modelled as sim's ``fixed`` 8-bit PE (its cycles do not depend on the pair); Stripes and Loom
     as sim's ``bitserial`` PE with ``serial: activation`` and ``both``; ``preload`` is the build's weight-preload
-    profile. DRAM bandwidth is SCALE-Sim's "calc" (no stalls): the prediction is ``compute_cycles``, the array's
-    busy cycles. The chip runs SCALE-Sim's schedule (``mapping: scalesim``); a prediction at another mapping
-    forces it (:func:`predicted_cycles`)."""
+    profile and ``dataflow`` its array (ws or os). DRAM bandwidth is SCALE-Sim's "calc" (no stalls): the
+    prediction is ``compute_cycles``, the array's busy cycles. The chip runs SCALE-Sim's schedule
+    (``mapping: scalesim``); a prediction at another mapping forces it (:func:`predicted_cycles`)."""
     from sim.config import chip_from_dict  # sim is only needed for the prediction
 
     if preload not in PRELOADS:
         raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
+    check_dataflow(dataflow)
     return chip_from_dict({
-        "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}" + ("_overlapped" if preload == "overlapped" else ""),
-        "array": {"rows": rows, "cols": cols, "dataflow": "ws", "weight_preload": preload},
+        "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}" + ("_overlapped" if preload == "overlapped" else "")
+                + ("_os" if dataflow == "os" else ""),
+        "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "weight_preload": preload},
         "pe": _sim_pe(pe_kind),
         "mapping": "scalesim",
         "memory": {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
@@ -528,7 +595,7 @@ def _sim_pair(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
 
 
 def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                           preload: str = "serial", mapping: Any = None) -> int:
+                           preload: str = "serial", mapping: Any = None, dataflow: str = "ws") -> int:
     """sim's ``compute_cycles`` of the sim layer ``layer`` (a ``sim.workload.layer.Layer``, PTQ-SL input blocks
     included) on :func:`rtl_chip` at the pair ``w{w_bits}a{a_bits}``, at SCALE-Sim's mapping or at ``mapping`` (a
     :class:`sim.mapping.Mapping`, forced as the reference engine replays it). For Bit Fusion the widths are rounded
@@ -541,7 +608,7 @@ def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bit
     if pe_kind not in PE_KINDS:
         raise ValueError(f"unknown PE kind {pe_kind!r} (allowed: {', '.join(PE_KINDS)})")
     pair = _sim_pair(pe_kind, w_bits, a_bits)
-    chip = rtl_chip(rows, cols, pe_kind, preload)
+    chip = rtl_chip(rows, cols, pe_kind, preload, dataflow)
     chip.check_pairs([pair])
     arrays = evaluate(ChipBatch.from_chips([chip], [pair]), LayerBatch.from_workload(Workload("rtl", (layer,))),
                       np.asarray([pair]), mapping=mapping)
@@ -549,49 +616,59 @@ def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bit
 
 
 def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                     order: str | int = 0, tile_m: int | None = None, preload: str = "serial") -> int:
+                     order: str | int | None = None, tile_m: int | None = None, preload: str = "serial",
+                     dataflow: str = "ws") -> int:
     """sim's ``compute_cycles`` for the GEMM ``[M, K] x [K, N]`` on an ``rows x cols`` weight-stationary array of
     ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``, loop order ``order``, stream tiles of ``tile_m`` rows (one
     sim offers, :func:`offered_tile_rows`) and the ``preload`` profile: :func:`predicted_layer_cycles` of a
     one-layer ``gemm`` workload (tokens = M, in_features = K, out_features = N) at that mapping."""
     from sim.workload.layer import gemm
 
-    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, order=order, tile_m=tile_m, preload=preload)
+    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, order=order, tile_m=tile_m, preload=preload,
+                     dataflow=dataflow)
     layer = gemm("rtl_gemm", tokens=plan.M, in_features=plan.K, out_features=plan.N)
     if (layer.M, layer.K, layer.N, layer.groups, layer.has_weights) != (plan.M, plan.K, plan.N, 1, True):
         raise AssertionError(f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], "
                              f"expected [{M}, {K}] x [{K}, {N}]")
-    return predicted_layer_cycles(layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits, preload,
-                                  sim_mapping(plan.order, plan.M, plan.tile_elements))
+    if dataflow == "os":
+        from sim.mapping import Mapping
+
+        mapping = Mapping(plan.order)
+    else:
+        mapping = sim_mapping(plan.order, plan.M, plan.tile_elements)
+    return predicted_layer_cycles(layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits, preload, mapping,
+                                  dataflow)
 
 
 def cycles_table_markdown(records: list[dict]) -> str:
     """Markdown for docs/rtl.md from GEMM bench records (as saved by ``tests/rtl/test_gemm.py``: keys ``build``,
-    ``simulator``, ``pe_kind``, ``rows``, ``cols``, ``preload``, ``w_bits``, ``a_bits``, ``M``, ``K``, ``N``,
-    ``loop_order``, ``tile_m``, ``folds``, ``macs``, ``table``, ``mismatches``, ``measured_cycles``,
+    ``simulator``, ``pe_kind``, ``rows``, ``cols``, ``dataflow``, ``preload``, ``w_bits``, ``a_bits``, ``M``, ``K``,
+    ``N``, ``loop_order``, ``tile_m``, ``folds``, ``macs``, ``table``, ``mismatches``, ``measured_cycles``,
     ``predicted_cycles``): one summary row per build, then every record flagged ``table`` in full."""
     builds: dict[str, list[dict]] = {}
     for r in records:
         builds.setdefault(r["build"], []).append(r)
-    lines = ["| build | simulator | PE | array | preload | pairs | GEMMs | mappings | folds | MACs | mismatches | "
-             "measured == sim |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| build | simulator | PE | array | dataflow | preload | pairs | GEMMs | mappings | folds | MACs | "
+             "mismatches | measured == sim |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rs in builds.items():
         r0 = rs[0]
         pairs = sorted({(r["w_bits"], r["a_bits"]) for r in rs}, reverse=True)
         orders = {r["loop_order"] for r in rs}
         tiled = sum(r["tile_m"] < r["M"] for r in rs)
         equal = sum(r["measured_cycles"] == r["predicted_cycles"] for r in rs)
-        lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | {r0['preload']} | "
+        lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
+                     f"{r0.get('dataflow', 'ws')} | {r0['preload']} | "
                      f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
                      f"{len(orders)} orders, {tiled} tiled | "
                      f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
                      f"{sum(r['mismatches'] for r in rs)} | {equal} of {len(rs)} |")
-    lines += ["", "| PE | array | preload | pair | M × K × N | folds | measured cycles | sim compute_cycles |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| PE | array | dataflow | preload | pair | M × K × N | folds | measured cycles | "
+                  "sim compute_cycles |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         if r.get("table"):
-            lines.append(f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | {r['preload']} | "
+            lines.append(f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | {r.get('dataflow', 'ws')} | {r['preload']} | "
                          f"w{r['w_bits']}a{r['a_bits']} | {r['M']} × {r['K']} × {r['N']} | {r['folds']} | "
                          f"{r['measured_cycles']} | {r['predicted_cycles']} |")
     return "\n".join(lines)
@@ -620,8 +697,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = [r for f in files for r in json.loads(f.read_text())]
     order = {"verilator": 0, "icarus": 1}
-    records.sort(key=lambda r: (order.get(r["simulator"], 2), r["preload"] != "serial", r["pe_kind"] != "bitfusion",
-                                r["rows"] * r["cols"], r["build"]))
+    records.sort(key=lambda r: (order.get(r["simulator"], 2), r.get("dataflow", "ws") != "ws",
+                                r["preload"] != "serial", r["pe_kind"] != "bitfusion", r["rows"] * r["cols"],
+                                r["build"]))
     print(cycles_table_markdown(records))
     return 0
 

@@ -29,7 +29,8 @@ __all__ = ["GemmCheck", "check_gemm", "check_mapping", "psum_rows_for", "check_p
 TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
 SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v",
-                                 "lowbit_systolic_ws.v", "lowbit_gemm_top.v")]
+                                 "lowbit_systolic_ws.v", "lowbit_gemm_top.v", "lowbit_systolic_os.v",
+                                 "lowbit_gemm_os_top.v")]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class GemmCheck:
     loop_order: str = "NKM"  # the mapping: loop order, outer to inner, in GEMM dimensions
     tile_m: int = 0  # rows of M per stream tile
     preload: str = "serial"  # weight-preload timing profile of the build
+    dataflow: str = "ws"  # the array: weight- or output-stationary
 
     @property
     def ok(self) -> bool:
@@ -87,7 +89,8 @@ def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int,
 
 def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
                pe: str = "bitfusion", simulator: str = "verilator", gap_prob: float = 0.0,
-               stall_prob: float = 0.0, mapping: str | None = None, preload: str = "serial") -> None:
+               stall_prob: float = 0.0, mapping: str | None = None, preload: str = "serial",
+               dataflow: str = "ws") -> None:
     """Everything about one GEMM run that can be checked before operands are drawn or anything is built: the PE
     kind, the simulator, the array and the stream probabilities (:mod:`rtl.limits`), and the run's estimated clock
     cycles, host memory and folds against the limits.  Raises :class:`RtlError` naming the argument, the estimate
@@ -99,22 +102,27 @@ def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 
     check_pair_supported(rows, cols, pe, w_bits, a_bits)
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     M, K, N = check_operand_sizes(M, K, N)
-    _, tile_m = check_mapping(M, mapping, preload)
-    estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob, tile_m)
+    _, tile_m = check_mapping(M, mapping, preload, dataflow, pe)
+    estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob,
+                             tile_m if dataflow == "ws" else None, dataflow)
     check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe} array", estimate)
 
 
-def check_mapping(M: int, mapping: str | None, preload: str = "serial") -> tuple[int, int]:
+def check_mapping(M: int, mapping: str | None, preload: str = "serial", dataflow: str = "ws",
+                  pe: str | None = None) -> tuple[int, int]:
     """(loop order index, tile rows) of ``mapping`` (``ORDER[:TILE_M]``, :func:`rtl.driver.parse_mapping`; None is
-    SCALE-Sim's untiled ``NKM``) for a GEMM of ``M`` rows, and the preload profile; RtlError naming the bad part."""
+    SCALE-Sim's untiled schedule: ``NKM`` for ws, ``NMK`` for os) for a GEMM of ``M`` rows on a ``dataflow`` array
+    of ``pe`` PEs, and the preload profile; RtlError naming the bad part."""
     if preload not in driver.PRELOADS:
         raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
-    if mapping is None:
-        return 0, int(M)
     try:
-        return driver.parse_mapping(mapping, M)
+        driver.check_dataflow(dataflow, pe if pe in driver.PE_KINDS else None)
+        if mapping is None:
+            return (1 if dataflow == "os" else 0), int(M)
+        return driver.parse_mapping(mapping, M, dataflow)
     except ValueError as exc:
-        raise RtlError(f"mapping: {exc}") from None
+        raise RtlError(f"dataflow: {exc}" if "dataflow" in str(exc) or "array builds" in str(exc)
+                       else f"mapping: {exc}") from None
 
 
 def psum_rows_for(plan: driver.GemmPlan) -> int:
@@ -137,8 +145,8 @@ def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int
 
 def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
              w_signed: bool = True, a_signed: bool = True, *, gap_prob: float = 0.0, stall_prob: float = 0.0,
-             seed: int = 0, order: str | int = 0, tile_m: int | None = None,
-             preload: str = "serial") -> tuple[dict, driver.GemmPlan]:
+             seed: int = 0, order: str | int | None = None, tile_m: int | None = None,
+             preload: str = "serial", dataflow: str = "ws") -> tuple[dict, driver.GemmPlan]:
     """The ``gemm_bench`` job for ``A @ B`` at the mapping (``order``, ``tile_m``): both input streams, the
     configuration, the output order, the expected product, stream knobs and a generous cycle limit; and its fold
     plan.  Bad operands, mappings, probabilities or seeds raise :class:`RtlError`."""
@@ -146,10 +154,10 @@ def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: 
     seed = check_seed(seed)
     try:
         w_beats, beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed,
-                                                       order, tile_m)
+                                                       order, tile_m, dataflow=dataflow)
         M, K = np.shape(A)
         plan = driver.plan_gemm(M, K, np.shape(B)[1], rows, cols, pe, w_bits, a_bits, w_signed, a_signed, order,
-                                tile_m, preload)
+                                tile_m, preload, dataflow=dataflow)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     job = {"name": name, "M": plan.M, "N": plan.N, "cfg": driver.top_config(plan), "w_beats": w_beats,
@@ -161,7 +169,7 @@ def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: 
 def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
                 pe: str = "bitfusion", simulator: str = "verilator", w_signed: bool = True, a_signed: bool = True,
                 gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, mapping: str | None = None,
-                preload: str = "serial", build_root: Path | None = None) -> GemmCheck:
+                preload: str = "serial", dataflow: str = "ws", build_root: Path | None = None) -> GemmCheck:
     """Run ``A @ B`` through the RTL at ``mapping`` (``ORDER[:TILE_M]``, default SCALE-Sim's untiled ``NKM``) on
     an array with the ``preload`` profile; compare with the exact product and with sim's cycle prediction.
 
@@ -172,20 +180,22 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
         raise RtlError(f"need A [M, K] and B [K, N] with matching K, got {A.shape} and {B.shape}")
     check_gemm(A.shape[0], A.shape[1], B.shape[1], w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
-               gap_prob=gap_prob, stall_prob=stall_prob, mapping=mapping, preload=preload)
-    order, tile_m = check_mapping(A.shape[0], mapping, preload)
+               gap_prob=gap_prob, stall_prob=stall_prob, mapping=mapping, preload=preload, dataflow=dataflow)
+    order, tile_m = check_mapping(A.shape[0], mapping, preload, dataflow, pe)
+    tile = tile_m if dataflow == "ws" else None
     job, plan = gemm_job("gemm", A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, gap_prob=gap_prob,
-                         stall_prob=stall_prob, seed=seed, order=order, tile_m=tile_m, preload=preload)
+                         stall_prob=stall_prob, seed=seed, order=order, tile_m=tile, preload=preload,
+                         dataflow=dataflow)
     M, K, N = plan.M, plan.K, plan.N
     params = driver.top_parameters(rows, cols, pe, w_bits, a_bits, w_signed, a_signed, psum_rows=psum_rows_for(plan),
-                                   preload=preload)
-    record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
-                              what="GEMM bench")
+                                   preload=preload, dataflow=dataflow)
+    record, failure = run_job(driver.DATAFLOWS[dataflow], SOURCES, BENCH, params, job, simulator=simulator,
+                              build_root=build_root, what="GEMM bench")
     return GemmCheck(M=M, K=K, N=N, w_bits=w_bits, a_bits=a_bits, rows=rows, cols=cols, pe=pe,
                      simulator=simulator, macs=M * K * N, mismatches=int(record["mismatches"]),
                      measured_cycles=int(record["measured_cycles"]),
-                     predicted_cycles=driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile_m,
-                                                              preload),
+                     predicted_cycles=driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile,
+                                                              preload, dataflow),
                      clock_cycles=int(record["clock_cycles"]), messages=tuple(record.get("messages", ()))
                      or ((failure,) if failure else ()), loop_order=plan.order_name, tile_m=plan.tile_elements,
-                     preload=preload)
+                     preload=preload, dataflow=dataflow)

@@ -108,11 +108,13 @@ def check_operand_sizes(M: object, K: object, N: object) -> tuple[int, int, int]
 
 
 def gemm_estimate(M: int, K: int, N: int, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
-                  gap_prob: float = 0.0, stall_prob: float = 0.0, tile_m: int | None = None) -> RunEstimate:
-    """Estimated clock cycles and host bytes of ``[M, K] x [K, N]`` on a ``rows x cols`` array of ``pe`` PEs with
-    stream tiles of ``tile_m`` rows (default untiled; serial preload, an upper bound for overlapped)."""
+                  gap_prob: float = 0.0, stall_prob: float = 0.0, tile_m: int | None = None,
+                  dataflow: str = "ws") -> RunEstimate:
+    """Estimated clock cycles and host bytes of ``[M, K] x [K, N]`` on a ``rows x cols`` ``dataflow`` array of
+    ``pe`` PEs with stream tiles of ``tile_m`` rows (default untiled; serial preload, an upper bound for
+    overlapped)."""
     try:
-        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, tile_m=tile_m)
+        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, tile_m=tile_m, dataflow=dataflow)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     beats = plan.w_beats + plan.in_beats
@@ -125,8 +127,8 @@ def gemm_estimate(M: int, K: int, N: int, rows: int, cols: int, pe: str, w_bits:
     psum_rows = max(256, 1 << (M - 1).bit_length())
     host = (8 * (M * K + K * N) + _OUTPUT_BYTES * M * N + plan.in_beats * beat_bytes(plan.rows * plan.a_slot)
             + plan.w_beats * beat_bytes(plan.cols * plan.w_slot) + psum_rows * plan.cols * _ACC_BYTES)
-    return RunEstimate(cycles=cycles, host_bytes=host,
-                       folds=max(plan.row_folds, plan.col_folds, plan.tiles))
+    counts = (plan.row_folds, plan.col_folds, plan.tiles) + ((plan.Kp,) if dataflow == "os" else ())
+    return RunEstimate(cycles=cycles, host_bytes=host, folds=max(counts))
 
 
 def check_run(what: str, estimate: RunEstimate) -> None:

@@ -32,13 +32,12 @@ from typing import Any
 import cocotb
 from cocotb.triggers import FallingEdge
 
-from rtl.benches import parameters
+from rtl.benches import bench_input, parameters
 from rtl.benches.streams import play_streams, run_jobs
 from rtl.driver import decode_output_beat
 
-_PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready", "cfg_order", "cfg_row_folds",
-          "cfg_col_folds", "cfg_tile_h", "cfg_tiles_h", "cfg_tile_h_last", "cfg_tile_w", "cfg_tiles_w",
-          "cfg_tile_w_last", "cfg_w_mode", "cfg_a_mode", "cfg_w_signed", "cfg_a_signed", "cfg_w_bits", "cfg_a_bits")
+#: Inputs held at 0 through reset; the configuration inputs are the jobs' ``cfg`` keys (the ws and os tops differ).
+_STREAM_PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready")
 
 
 def _wrap(value: int, bits: int) -> int:
@@ -95,4 +94,7 @@ async def gemm_jobs(dut) -> None:
     """Run every job of the bench input back to back (one reset at the beginning)."""
     params = parameters()
     cols, width = int(params.get("COLS", 4)), int(params.get("ACC_BITS", 32))
-    await run_jobs(dut, "gemm_bench", _PORTS, lambda job: _run_job(dut, job, cols, width), _describe)
+    data = bench_input() or {}
+    cfg_ports = sorted({name for job in data.get("jobs", ()) for name in job["cfg"]})
+    await run_jobs(dut, "gemm_bench", (*_STREAM_PORTS, *cfg_ports), lambda job: _run_job(dut, job, cols, width),
+                   _describe)

@@ -47,6 +47,7 @@ class Build:
     max_m: int = 64  # the largest M of the build's jobs
     preload: str = "serial"
     simulator: str = "verilator"
+    dataflow: str = "ws"
 
     @property
     def psum_rows(self) -> int:
@@ -57,12 +58,17 @@ class Build:
     @property
     def parameters(self) -> dict[str, int]:
         return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.w_bits, self.a_bits, self.w_signed,
-                                     self.a_signed, psum_rows=self.psum_rows, preload=self.preload)
+                                     self.a_signed, psum_rows=self.psum_rows, preload=self.preload,
+                                     dataflow=self.dataflow)
+
+    @property
+    def top(self) -> str:
+        return driver.DATAFLOWS[self.dataflow]
 
     @property
     def sources(self) -> list[Path]:
         pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
-        return [source(TOP), source("lowbit_systolic_ws"), source(pe)]
+        return [source(self.top), source(f"lowbit_systolic_{self.dataflow}"), source(pe)]
 
 
 @dataclass(frozen=True)
@@ -112,12 +118,21 @@ BUILDS = [
     Build("ov-stripes-3x4", "stripes", 3, 4, max_m=16, preload="overlapped"),
     Build("ov-loom-8x8", "loom", 8, 8, max_m=64, preload="overlapped"),
     Build("ov-loom-2x3", "loom", 2, 3, max_m=8, preload="overlapped"),
+    # output-stationary arrays: the reduction streams through, each PE keeps one output
+    Build("os-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, dataflow="os"),
+    Build("os-bitfusion-4x4", "bitfusion", 4, 4, dataflow="os"),
+    Build("os-fixed-w4a8u-5x3", "fixed", 5, 3, 4, 8, a_signed=False, dataflow="os"),
+    Build("os-ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, preload="overlapped", dataflow="os"),
+    Build("os-ov-bitfusion-3x5", "bitfusion", 3, 5, preload="overlapped", dataflow="os"),
+    Build("os-ov-fixed-w2a2-1x1", "fixed", 1, 1, 2, 2, max_m=16, preload="overlapped", dataflow="os"),
+    Build("os-ov-fixed-w4a4-6x1", "fixed", 6, 1, 4, 4, preload="overlapped", dataflow="os"),
 ]
 ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
     Build("icarus-fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, simulator="icarus"),
     Build("icarus-stripes-2x3", "stripes", 2, 3, max_m=8, simulator="icarus"),
     Build("icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, preload="overlapped", simulator="icarus"),
+    Build("icarus-os-ov-bitfusion-2x3", "bitfusion", 2, 3, preload="overlapped", dataflow="os", simulator="icarus"),
 ]
 
 
@@ -145,7 +160,9 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
         gap, stall = stream if stream is not None else ((0.0, 0.0) if i % 2 == 0 else (0.3, 0.3))
         w, a, ws, as_ = pair
         order, tile_m = 0, M  # every third job and the table rows: SCALE-Sim's untiled NKM schedule
-        if i % 3 and not table:
+        if build.dataflow == "os":  # os: SCALE-Sim's NMK or MNK, no stream tiles
+            order = 4 if i % 3 and not table and rng.random() < 0.5 else 1
+        elif i % 3 and not table:
             order, tile_m = rng.randrange(6), rng.choice(driver.offered_tile_rows(M))
             need = driver.psum_rows_needed(driver.plan_gemm(M, K, N, R, C, build.pe_kind, w, a, order=order,
                                                             tile_m=tile_m))
@@ -209,20 +226,28 @@ def operands(job: Job) -> tuple[np.ndarray, np.ndarray]:
     return draw((job.M, job.K), job.a_bits, job.a_signed), draw((job.K, job.N), job.w_bits, job.w_signed)
 
 
+def _tile(build: Build, job: Job) -> int | None:
+    """The job's stream tile (None: untiled, and always for os, whose stream loop is the row folds)."""
+    return (job.tile_m or None) if build.dataflow == "ws" else None
+
+
 def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     """(bench input for ``job``, its table record without the measurement)."""
     A, B = operands(job)
     entry, plan = gemm_job(job.name, A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
                            job.w_signed, job.a_signed, gap_prob=job.gap_prob, stall_prob=job.stall_prob,
-                           seed=job.seed, order=job.order, tile_m=job.tile_m or None, preload=build.preload)
+                           seed=job.seed, order=job.order, tile_m=_tile(build, job), preload=build.preload,
+                           dataflow=build.dataflow)
     assert driver.psum_rows_needed(plan) <= build.psum_rows, job
     record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
               "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
-              "M": job.M, "K": job.K, "N": job.N, "preload": build.preload, "loop_order": plan.order_name,
+              "M": job.M, "K": job.K, "N": job.N, "preload": build.preload, "dataflow": build.dataflow,
+              "loop_order": plan.order_name,
               "tile_m": plan.tile_elements, "folds": plan.folds, "macs": plan.macs, "table": job.table,
               "predicted_cycles": driver.predicted_cycles(job.M, job.K, job.N, build.rows, build.cols, build.pe_kind,
-                                                          job.w_bits, job.a_bits, job.order, job.tile_m or None,
-                                                          build.preload)}
+                                                          job.w_bits, job.a_bits, job.order,
+                                                          _tile(build, job),
+                                                          build.preload, build.dataflow)}
     return entry, record
 
 
@@ -230,7 +255,7 @@ def run_jobs(build: Build, jobs: list[Job], tmp_path: Path) -> list[dict]:
     """Run ``jobs`` on ``build`` in one simulation; return one record per job (bench result + prediction)."""
     entries, records = zip(*(_bench_job(build, j) for j in jobs))
     results_path = tmp_path / f"{build.id}.results.json"
-    run_bench(TOP, build.sources, BENCH, build.parameters, simulator=build.simulator,
+    run_bench(build.top, build.sources, BENCH, build.parameters, simulator=build.simulator,
               data={"results_path": str(results_path), "jobs": list(entries)})
     measured = json.loads(results_path.read_text())
     assert [m["name"] for m in measured] == [j.name for j in jobs]
@@ -347,14 +372,15 @@ def test_docs_cycles_table_is_current() -> None:
     for row in summary:
         build, jobs = suite[row[0]]
         n = len(jobs)
-        assert row[4] == build.preload and row[6] == str(n) and row[10] == "0" and row[11] == f"{n} of {n}", row
-    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", b.preload, f"w{j.w_bits}a{j.a_bits}", f"{j.M} × {j.K} × {j.N}")
-                  for b, jobs in suite.values() for j in jobs if j.table)
-    assert sorted(tuple(row[:5]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
-    for pe, array, preload, pair, mkn, folds, measured, sim in detail:
+        assert (row[4], row[5]) == (build.dataflow, build.preload), row
+        assert row[7] == str(n) and row[11] == "0" and row[12] == f"{n} of {n}", row
+    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", b.dataflow, b.preload, f"w{j.w_bits}a{j.a_bits}",
+                   f"{j.M} × {j.K} × {j.N}") for b, jobs in suite.values() for j in jobs if j.table)
+    assert sorted(tuple(row[:6]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
+    for pe, array, dataflow, preload, pair, mkn, folds, measured, sim in detail:
         rows, cols = (int(x) for x in array.split("×"))
         w, a = (int(x) for x in pair[1:].split("a"))
         M, K, N = (int(x) for x in mkn.split("×"))
-        predicted = driver.predicted_cycles(M, K, N, rows, cols, pe, w, a, preload=preload)
-        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload)
+        predicted = driver.predicted_cycles(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
+        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
         assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)

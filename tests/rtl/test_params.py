@@ -60,6 +60,17 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_requant", {"BIAS_BITS": 70, "ACC_BITS": 66},
      "lowbit_requant: parameter ACC_BITS = 66 must be >= BIAS_BITS = 70"),
     ("lowbit_requant", {"OUT_BITS": 0}, "lowbit_requant: parameter OUT_BITS = 0 must be in 1..ACC_BITS (64)"),
+    ("lowbit_systolic_os", {"PE_KIND": 2}, "lowbit_systolic_os: parameter PE_KIND = 2 must be 0 (fixed) or 1"),
+    ("lowbit_systolic_os", {"ROWS": 0}, "lowbit_systolic_os: parameter ROWS = 0 must be >= 1"),
+    ("lowbit_systolic_os", {"COLS": 0}, "lowbit_systolic_os: parameter COLS = 0 must be >= 1"),
+    ("lowbit_gemm_os_top", {"PE_KIND": 3}, "lowbit_gemm_os_top: parameter PE_KIND = 3 must be 0 (fixed) or 1"),
+    ("lowbit_gemm_os_top", {"ROWS": 0}, "lowbit_gemm_os_top: parameter ROWS = 0 must be >= 1"),
+    ("lowbit_gemm_os_top", {"COLS": 0}, "lowbit_gemm_os_top: parameter COLS = 0 must be >= 1"),
+    ("lowbit_gemm_os_top", {"FOLD_BITS": 0}, "lowbit_gemm_os_top: parameter FOLD_BITS = 0 must be >= 1"),
+    ("lowbit_gemm_os_top", {"CNT_BITS": 0}, "lowbit_gemm_os_top: parameter CNT_BITS = 0 must be >= 1"),
+    ("lowbit_gemm_os_top", {"OUT_DEPTH": 6},
+     "lowbit_gemm_os_top: parameter OUT_DEPTH = 6 must be a power of two >= 2"),
+    ("lowbit_gemm_os_top", {"OVERLAP": 2}, "lowbit_gemm_os_top: parameter OVERLAP = 2 must be 0 (serial) or 1"),
 ]
 
 

@@ -36,6 +36,15 @@ def test_rtl_gemm_runs_a_mapping_on_an_overlapped_array(verilator, capsys) -> No
     assert record["measured_cycles"] < serial
 
 
+@pytest.mark.rtl
+def test_rtl_gemm_on_an_output_stationary_array(verilator, capsys) -> None:
+    main(["rtl", "gemm", "--m", "13", "--k", "30", "--n", "10", "--pair", "w4a4", "--seed", "2", "--array", "4x4",
+          "--pe", "bitfusion", "--dataflow", "os", "--mapping", "MNK", "--weight-preload", "overlapped"])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["mismatches"] == 0 and record["dataflow"] == "os" and record["loop_order"] == "MNK"
+    assert record["measured_cycles"] == record["predicted_cycles"] > 0
+
+
 def test_bad_array_is_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["rtl", "gemm", "--m", "2", "--k", "2", "--n", "2", "--array", "8by8"])
