@@ -418,8 +418,7 @@ def rtl_gemm_cmd(
              "registers: the next fold's weights load while one streams; os: the next fold starts while one "
              "drains).")] = "serial",
     dataflow: Annotated[str, typer.Option(
-        help="ws (weight-stationary, every PE kind) or os (output-stationary: fixed and bitfusion PEs; mappings "
-             "NMK or MNK, no stream tiles).")] = "ws",
+        help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK, no stream tiles).")] = "ws",
 ) -> None:
     """Verify a random GEMM in RTL: mismatches against A@B and measured cycles against sim's prediction."""
     import json

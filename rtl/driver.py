@@ -79,7 +79,7 @@ DATAFLOWS: dict[str, str] = {"ws": "lowbit_gemm_top", "os": "lowbit_gemm_os_top"
 _DATAFLOW_CODES = {"ws": 0, "os": 1}
 #: PE kinds each dataflow's array builds
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"ws": ("fixed", "bitfusion", "stripes", "loom"),
-                                                 "os": ("fixed", "bitfusion")}
+                                                 "os": ("fixed", "bitfusion", "stripes", "loom")}
 
 
 def _kind(pe_kind: str) -> str:
@@ -495,6 +495,8 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
         "cfg_w_signed": int(plan.w_signed),
         "cfg_a_signed": int(plan.a_signed),
     }
+    if plan.pe_kind in SERIAL_KINDS:
+        modes.update({"cfg_w_bits": plan.w_bits, "cfg_a_bits": plan.a_bits})
     if plan.dataflow == "os":  # lowbit_gemm_os_top
         return {"cfg_order": plan.order, "cfg_k_slots": plan.Kp, "cfg_col_folds": plan.col_folds,
                 "cfg_m_folds": plan.tiles, "cfg_m_last": plan.tile_h_last, **modes}
@@ -510,8 +512,6 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
         "cfg_tile_w_last": plan.tile_w_last,
         **modes,
     }
-    if plan.pe_kind in SERIAL_KINDS:
-        config.update({"cfg_w_bits": plan.w_bits, "cfg_a_bits": plan.a_bits})
     return config
 
 

@@ -12,19 +12,20 @@
 //     beat k of both streams is taken on the same step;
 //   outputs (out_*): per fold one beat per row m of the fold, in row order: C raw accumulators, out_fold its
 //     column fold, out_last on the GEMM's final beat.
-// Timing (steps are cycles with en = 1; cycle_count counts the folds' steps; measured = cycle_count - 1):
-//   OVERLAP 0: each fold takes Kp + R + C - 2 steps (its last product leaves PE(R-1, C-1)), SCALE-Sim's os count;
-//   OVERLAP 1: a fold starts max(Kp, R) steps after the previous one (the result buses are free again), the last
-//     one takes Kp + R + C - 2: sim's weight_preload: overlapped for os (eq. 2'').
+// Timing (steps are cycles with en = 1; cycle_count counts the folds' steps; measured = cycle_count - 1). A slot
+// takes S steps: 1, a_bits (Stripes) or a_bits * w_bits (Loom); its beats stay in the input registers meanwhile.
+//   OVERLAP 0: each fold takes S*Kp + R + C - 2 steps (its last product leaves PE(R-1, C-1)), SCALE-Sim's os count;
+//   OVERLAP 1: a fold starts max(S*Kp, R) steps after the previous one (the result buses are free again), the last
+//     one takes S*Kp + R + C - 2: sim's weight_preload: overlapped for os (eq. 2'').
 // The top is busy until both the counted steps are over and the final result row has entered the output FIFO
 // (after the counted steps, through uncounted drain steps, unless a short last fold's rows are out earlier).
 `default_nettype none
 module lowbit_gemm_os_top #(
-    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
     parameter ROWS      = 4,    // R
     parameter COLS      = 4,    // C
-    parameter W_BITS    = 8,    // PE_KIND 0
-    parameter A_BITS    = 8,    // PE_KIND 0
+    parameter W_BITS    = 8,    // PE_KIND 0; for 2 and 3 the widest runtime width is max(W_BITS, A_BITS)
+    parameter A_BITS    = 8,    // PE_KIND 0 (and 2, 3 as above)
     parameter W_SIGNED  = 1,    // PE_KIND 0 only
     parameter A_SIGNED  = 1,    // PE_KIND 0 only
     parameter ACC_BITS  = 32,
@@ -34,15 +35,20 @@ module lowbit_gemm_os_top #(
     parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
 ) (
     clk, rst_n, start, cfg_order, cfg_k_slots, cfg_col_folds, cfg_m_folds, cfg_m_last, cfg_w_mode, cfg_a_mode,
-    cfg_w_signed, cfg_a_signed, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready,
+    cfg_w_signed, cfg_a_signed, cfg_w_bits, cfg_a_bits, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready,
     out_data, out_last, out_fold, cycle_count
 );
-    localparam W_SLOT   = (PE_KIND == 1) ? 32 : W_BITS;
-    localparam A_SLOT   = (PE_KIND == 1) ? 32 : A_BITS;
+    localparam SERIAL   = (PE_KIND == 2) || (PE_KIND == 3);
+    localparam SB       = (W_BITS > A_BITS) ? W_BITS : A_BITS;  // bit-serial: the widest runtime width
+    localparam NB       = $clog2(SB + 1);
+    localparam IB       = (SB > 1) ? $clog2(SB) : 1;
+    localparam W_SLOT   = (PE_KIND == 1) ? 32 : SERIAL ? SB : W_BITS;
+    localparam A_SLOT   = (PE_KIND == 1) ? 32 : SERIAL ? SB : A_BITS;
+    localparam V_SLOT   = SERIAL ? SB + 1 + 2 * IB : A_SLOT;  // the array's value slot (with the beat for serial)
     localparam R_BITS   = $clog2(ROWS + 1);                  // a row count, 1..R
     localparam OUT_BITS = COLS * ACC_BITS;
     localparam PTR_BITS = $clog2(OUT_DEPTH);
-    localparam TW       = FOLD_BITS + 2;                     // step arithmetic: Kp + R + C < 2^(FOLD_BITS+1)
+    localparam TW       = FOLD_BITS + 2 * NB + 2;            // step arithmetic: S*Kp + R + C fits
 
     input  wire                     clk;
     input  wire                     rst_n;
@@ -56,6 +62,8 @@ module lowbit_gemm_os_top #(
     input  wire [1:0]               cfg_a_mode;
     input  wire                     cfg_w_signed;
     input  wire                     cfg_a_signed;
+    input  wire [NB-1:0]            cfg_w_bits;     // PE_KIND 2, 3: run-time widths, 1..SB
+    input  wire [NB-1:0]            cfg_a_bits;
     output wire                     busy;
     input  wire                     w_valid;
     output wire                     w_ready;
@@ -83,7 +91,10 @@ module lowbit_gemm_os_top #(
     reg [R_BITS-1:0]    m_last_q;
     reg [1:0]           w_mode_q, a_mode_q;
     reg                 w_signed_q, a_signed_q;
+    reg [NB-1:0]        w_bits_q, a_bits_q;
+    reg [2*NB-1:0]      s_q;                           // steps per slot
     reg [FOLD_BITS-1:0] ci, si;                        // the fold being fed
+    reg [FOLD_BITS-1:0] elem;                          // the slot being fed
     reg [FOLD_BITS-1:0] oc, os;                        // the fold whose results leave next
     reg [R_BITS-1:0]    orow;                          // results of that fold already pushed
     reg                 out_done;                      // the final result row has entered the FIFO
@@ -93,19 +104,28 @@ module lowbit_gemm_os_top #(
     wire cfg_ok = (cfg_order == 3'd1 || cfg_order == 3'd4)
                   && (cfg_k_slots != {FOLD_BITS{1'b0}}) && (cfg_col_folds != {FOLD_BITS{1'b0}})
                   && (cfg_m_folds != {FOLD_BITS{1'b0}})
-                  && (cfg_m_last != {R_BITS{1'b0}}) && (cfg_m_last <= ROWS_R);
+                  && (cfg_m_last != {R_BITS{1'b0}}) && (cfg_m_last <= ROWS_R)
+                  && (!SERIAL || (cfg_w_bits != {NB{1'b0}} && cfg_a_bits != {NB{1'b0}}
+                                  && cfg_w_bits <= SB[NB-1:0] && cfg_a_bits <= SB[NB-1:0]));
     /* verilator lint_on CMPCONST */
+    wire [2*NB-1:0] cfg_s = (PE_KIND == 3) ? cfg_a_bits * cfg_w_bits
+                          : SERIAL ? {{NB{1'b0}}, cfg_a_bits} : {{(2*NB-1){1'b0}}, 1'b1};
 
     // ---- the fold loop (an odometer over c and s) -------------------------------------------------------------
     wire c_end    = (ci == nf_q - 1'b1);
     wire s_end    = (si == mf_q - 1'b1);
     wire has_next = !(c_end && s_end);
     wire [R_BITS-1:0] rows_f = s_end ? m_last_q : ROWS_R;     // valid rows of the fold being fed
-    wire [TW-1:0] kp      = {2'b00, kp_q};
-    wire [TW-1:0] t_tail  = kp + T_RC;                       // Kp + R + C - 3
-    wire [TW-1:0] t_slot  = (kp > T_R) ? kp - 1'b1 : T_R - 1'b1;  // max(Kp, R) - 1
+    /* verilator lint_off WIDTHTRUNC */  // S * Kp fits TW bits
+    wire [TW-1:0] skp     = {{(TW-FOLD_BITS){1'b0}}, kp_q} * s_q;   // the fold's stream steps
+    /* verilator lint_on WIDTHTRUNC */
+    wire [TW-1:0] t_tail  = skp + T_RC;                      // S*Kp + R + C - 3
+    wire [TW-1:0] t_slot  = (skp > T_R) ? skp - 1'b1 : T_R - 1'b1;  // max(S*Kp, R) - 1
     wire [TW-1:0] t_last  = (OVERLAP != 0 && has_next) ? t_slot : t_tail;
-    wire          feeding = (state == S_STREAM) && (t < kp);
+    wire          feeding = (state == S_STREAM) && (t < skp);
+    wire          last_beat;                             // of a slot (always, unless SERIAL)
+    wire          elem_first = (elem == {FOLD_BITS{1'b0}});
+    wire          elem_last  = (elem == kp_q - 1'b1);
 
     // ---- one-beat input registers --------------------------------------------------------------------------
     reg                   a_full, w_full;
@@ -124,7 +144,7 @@ module lowbit_gemm_os_top #(
     wire out_hold = y_valid && fifo_full;
     wire step_ok  = (state != S_IDLE) && !out_hold;
     wire en       = step_ok && (!feeding || (a_full && w_full));
-    wire take     = en && feeding;                      // both beats of slot t are used this step
+    wire take     = en && feeding && last_beat;         // both beats of the slot are used up this step
 
     assign in_ready    = !a_full || take;
     assign w_ready     = !w_full || take;
@@ -152,16 +172,55 @@ module lowbit_gemm_os_top #(
     end
 
     // ---- the array: rows past the fold's valid rows get no values and no flags -----------------------------------
-    wire [ROWS*(A_SLOT+2)-1:0] a_vec;
+    // first flags every beat of the fold's first slot, last the final beat of its last slot
+    wire [V_SLOT-1:0] beat_fields [0:ROWS-1];
+    generate
+        if (SERIAL) begin : g_beats
+            reg [IB-1:0]  ja_q, jw_q;
+            wire [NB-1:0] a_top = a_bits_q - 1'b1;
+            wire [NB-1:0] w_top = w_bits_q - 1'b1;
+            /* verilator lint_off WIDTHEXPAND */
+            wire ja_end = (ja_q == a_top);
+            wire jw_end = (PE_KIND != 3) || (jw_q == w_top);
+            /* verilator lint_on WIDTHEXPAND */
+            assign last_beat = ja_end && jw_end;
+            genvar b;
+            for (b = 0; b < ROWS; b = b + 1) begin : g_row_beat
+                assign beat_fields[b] = {jw_q, ja_q, 1'b1, a_buf[b*SB +: SB]};
+            end
+            always @(posedge clk) begin
+                if (!rst_n || state != S_STREAM) begin
+                    ja_q <= {IB{1'b0}};
+                    jw_q <= {IB{1'b0}};
+                end else if (en && feeding) begin
+                    if (last_beat) begin
+                        ja_q <= {IB{1'b0}};
+                        jw_q <= {IB{1'b0}};
+                    end else if (ja_end) begin
+                        ja_q <= {IB{1'b0}};
+                        jw_q <= jw_q + 1'b1;
+                    end else begin
+                        ja_q <= ja_q + 1'b1;
+                    end
+                end
+            end
+        end else begin : g_words
+            assign last_beat = 1'b1;
+            genvar b;
+            for (b = 0; b < ROWS; b = b + 1) begin : g_row_word
+                assign beat_fields[b] = a_buf[b*A_SLOT +: A_SLOT];
+            end
+        end
+    endgenerate
+    wire [ROWS*(V_SLOT+2)-1:0] a_vec;
     genvar r;
     generate
         for (r = 0; r < ROWS; r = r + 1) begin : g_row
             localparam integer RI = r;
-            wire live = feeding && (RI[R_BITS-1:0] < rows_f);
-            wire first = live && (t == {TW{1'b0}});
-            wire last  = live && (t == kp - 1'b1);
-            assign a_vec[r*(A_SLOT+2) +: A_SLOT+2] = {last, first, live ? a_buf[r*A_SLOT +: A_SLOT]
-                                                                     : {A_SLOT{1'b0}}};
+            wire live  = feeding && (RI[R_BITS-1:0] < rows_f);
+            wire first = live && elem_first;
+            wire last  = live && elem_last && last_beat;
+            assign a_vec[r*(V_SLOT+2) +: V_SLOT+2] = {last, first, live ? beat_fields[r] : {V_SLOT{1'b0}}};
         end
     endgenerate
 
@@ -171,6 +230,7 @@ module lowbit_gemm_os_top #(
     ) array (
         .clk(clk), .rst_n(rst_n), .en(en),
         .w_mode(w_mode_q), .a_mode(a_mode_q), .w_signed(w_signed_q), .a_signed(a_signed_q),
+        .w_width(w_bits_q), .a_width(a_bits_q),
         .w_top(feeding ? w_buf : {COLS*W_SLOT{1'b0}}), .a_left(a_vec), .y_bottom(y_row), .y_valid(y_valid));
 
     // ---- results: the output side follows the folds in the same order -----------------------------------------
@@ -219,6 +279,10 @@ module lowbit_gemm_os_top #(
             a_mode_q   <= 2'd0;
             w_signed_q <= 1'b0;
             a_signed_q <= 1'b0;
+            w_bits_q   <= {NB{1'b0}};
+            a_bits_q   <= {NB{1'b0}};
+            s_q        <= {(2*NB){1'b0}};
+            elem       <= {FOLD_BITS{1'b0}};
             ci         <= {FOLD_BITS{1'b0}};
             si         <= {FOLD_BITS{1'b0}};
             oc         <= {FOLD_BITS{1'b0}};
@@ -239,6 +303,10 @@ module lowbit_gemm_os_top #(
                 a_mode_q   <= cfg_a_mode;
                 w_signed_q <= cfg_w_signed;
                 a_signed_q <= cfg_a_signed;
+                w_bits_q   <= cfg_w_bits;
+                a_bits_q   <= cfg_a_bits;
+                s_q        <= cfg_s;
+                elem       <= {FOLD_BITS{1'b0}};
                 ci         <= {FOLD_BITS{1'b0}};
                 si         <= {FOLD_BITS{1'b0}};
                 oc         <= {FOLD_BITS{1'b0}};
@@ -250,8 +318,10 @@ module lowbit_gemm_os_top #(
         end else if (en) begin
             if (state == S_STREAM) begin
                 cnt <= cnt + 1'b1;
+                if (feeding && last_beat) elem <= elem + 1'b1;
                 if (t == t_last) begin
-                    t <= {TW{1'b0}};
+                    t    <= {TW{1'b0}};
+                    elem <= {FOLD_BITS{1'b0}};
                     if (has_next) begin                  // the next fold: the inner loop steps, the outer on its wrap
                         if (c_outer) begin
                             si <= s_end ? {FOLD_BITS{1'b0}} : si + 1'b1;
@@ -291,11 +361,12 @@ module lowbit_gemm_os_top #(
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
-        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+        if (PE_KIND < 0 || PE_KIND > 3) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_gemm_os_top: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
+            $error("lowbit_gemm_os_top: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes) or 3 (Loom)",
+                   PE_KIND);
 `else
-            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+            lowbit_param_error__PE_KIND_must_be_0_to_3 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1

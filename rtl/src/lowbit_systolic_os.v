@@ -9,7 +9,13 @@
 //     the PEs' own weight registers (load_w = 1 on every step), so it meets its activation in every PE of the
 //     column: the PE multiplies the weight it registered on the previous step by the activation arriving now;
 //   * accumulation: each PE adds its product to its own partial sum (psum_in = psum_out), or starts from 0 on a
-//     slot flagged first. The PEs are lowbit_mac_pe (PE_KIND 0) and lowbit_fusion_pe (1), unchanged;
+//     slot flagged first. The PEs are lowbit_mac_pe (PE_KIND 0), lowbit_fusion_pe (1) and lowbit_serial_pe (2
+//     Stripes, 3 Loom), unchanged;
+//   * bit-serial PEs: an element takes S beats; each row's slot also carries the beat {jw, ja, valid} (as in
+//     lowbit_systolic_ws) and the top holds an element's weights on w_top over its beats. A serial PE keeps its
+//     weight for all of an element's beats, so it loads its weight register only on the step before the element's
+//     first beat reaches it (the other PEs load on every step); first flags every beat of the fold's first
+//     element, last only the final beat of its last;
 //   * results: on the step after a slot flagged last has passed PE(r, c), its accumulator holds the finished output.
 //     One PE per column finishes per step (row r at step T + r + c of a fold whose last slot entered at T - 1), so
 //     the PE drives its column's result bus on that step; the bus is registered and column c is delayed by C-1-c
@@ -22,10 +28,10 @@
 // en = 0 freezes every register (global stall). All sums wrap modulo 2^ACC_BITS. rst_n is synchronous, active low.
 `default_nettype none
 module lowbit_systolic_os #(
-    parameter PE_KIND  = 0,   // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe)
+    parameter PE_KIND  = 0,   // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
     parameter ROWS     = 4,   // R: rows hold outputs m (R rows of M per fold)
     parameter COLS     = 4,   // C: columns hold outputs n
-    parameter W_BITS   = 8,   // PE_KIND 0: weight bits
+    parameter W_BITS   = 8,   // PE_KIND 0: weight bits; 2, 3: the widest runtime width is max(W_BITS, A_BITS)
     parameter A_BITS   = 8,   // PE_KIND 0: activation bits
     /* verilator lint_off UNUSEDPARAM */  // unused by the Bit-Fusion PE (run-time signedness)
     parameter W_SIGNED = 1,   // PE_KIND 0 only
@@ -33,20 +39,27 @@ module lowbit_systolic_os #(
     /* verilator lint_on UNUSEDPARAM */
     parameter ACC_BITS = 32
 ) (
-    clk, rst_n, en, w_mode, a_mode, w_signed, a_signed, w_top, a_left, y_bottom, y_valid
+    clk, rst_n, en, w_mode, a_mode, w_signed, a_signed, w_width, a_width, w_top, a_left, y_bottom, y_valid
 );
-    localparam W_SLOT = (PE_KIND == 1) ? 32 : W_BITS;
-    localparam V_SLOT = (PE_KIND == 1) ? 32 : A_BITS;   // the activation value
+    localparam SERIAL = (PE_KIND == 2) || (PE_KIND == 3);
+    localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;   // bit-serial: the widest runtime width
+    localparam NB     = $clog2(SB + 1);
+    localparam IB     = (SB > 1) ? $clog2(SB) : 1;
+    localparam W_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : W_BITS;
+    // the activation value and, for bit-serial PEs, its beat: {jw, ja, valid, value}
+    localparam V_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB + 1 + 2 * IB : A_BITS;
     localparam A_SLOT = V_SLOT + 2;                     // {last, first, value}
 
     input  wire                     clk;
     input  wire                     rst_n;
     input  wire                     en;
-    /* verilator lint_off UNUSEDSIGNAL */       // PE_KIND 1 only
-    input  wire [1:0]               w_mode;
+    /* verilator lint_off UNUSEDSIGNAL */       // run-time configuration: each input serves some PE kinds only
+    input  wire [1:0]               w_mode;     // PE_KIND 1
     input  wire [1:0]               a_mode;
-    input  wire                     w_signed;
+    input  wire                     w_signed;   // PE_KIND 1-3
     input  wire                     a_signed;
+    input  wire [NB-1:0]            w_width;    // PE_KIND 2, 3
+    input  wire [NB-1:0]            a_width;
     /* verilator lint_on UNUSEDSIGNAL */
     input  wire [COLS*W_SLOT-1:0]   w_top;      // column c's weight slot at [c*W_SLOT +: W_SLOT]
     input  wire [ROWS*A_SLOT-1:0]   a_left;     // row r's {last, first, value} at [r*A_SLOT +: A_SLOT], unskewed
@@ -60,6 +73,11 @@ module lowbit_systolic_os #(
     /* verilator lint_on UNUSEDSIGNAL */
     wire [ROWS*COLS*ACC_BITS-1:0]   acc;        // PE(r, c)'s accumulator
     wire [ROWS*COLS-1:0]            done;       // PE(r, c)'s accumulator holds a finished output this step
+    wire [ROWS*COLS-1:0]            load;       // PE(r, c) loads its weight register this step
+    // the slot entering PE(r, 0) on the next step (the last-but-one skew stage), for the serial PEs' weight loads
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [ROWS*V_SLOT-1:0]          a_next0;
+    /* verilator lint_on UNUSEDSIGNAL */
 
     genvar r, c;
     generate
@@ -77,6 +95,11 @@ module lowbit_systolic_os #(
             end
             assign a_net[(r*(COLS+1))*V_SLOT +: V_SLOT] = stage[r][V_SLOT-1:0];
             assign f_net[(r*(COLS+1))*2 +: 2]           = stage[r][V_SLOT +: 2];
+            if (r == 0) begin : g_next_in
+                assign a_next0[0 +: V_SLOT] = a_left[0 +: V_SLOT];
+            end else begin : g_next_stage
+                assign a_next0[r*V_SLOT +: V_SLOT] = stage[r-1][V_SLOT-1:0];
+            end
         end
         for (c = 0; c < COLS; c = c + 1) begin : g_wskew
             if (c == 0) begin : g_direct
@@ -115,9 +138,17 @@ module lowbit_systolic_os #(
                 end
                 assign f_net[(r*(COLS+1)+c+1)*2 +: 2] = flags_q;
                 assign done[P] = done_q;
+                if (SERIAL) begin : g_serial_load
+                    // the beat reaching this PE next step: from the left neighbour's input, or the skew stage
+                    wire [V_SLOT-1:0] nxt = (c == 0) ? a_next0[r*V_SLOT +: V_SLOT]
+                                                     : a_net[(r*(COLS+1)+c-1)*V_SLOT +: V_SLOT];
+                    assign load[P] = nxt[SB] && (nxt[SB+1 +: 2*IB] == {(2*IB){1'b0}});  // valid, ja = jw = 0
+                end else begin : g_every_step
+                    assign load[P] = 1'b1;
+                end
                 if (PE_KIND == 1) begin : g_fusion
                     lowbit_fusion_pe #(.ACC_BITS(ACC_BITS)) pe (
-                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(1'b1),
+                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(load[P]),
                         .w_mode(w_mode), .a_mode(a_mode), .w_signed(w_signed), .a_signed(a_signed),
                         .w_in    (w_net[(r*COLS+c)*W_SLOT +: W_SLOT]),
                         .w_out   (w_net[((r+1)*COLS+c)*W_SLOT +: W_SLOT]),
@@ -125,10 +156,25 @@ module lowbit_systolic_os #(
                         .a_out   (a_net[(r*(COLS+1)+c+1)*V_SLOT +: V_SLOT]),
                         .psum_in (psum_in),
                         .psum_out(acc[P*ACC_BITS +: ACC_BITS]));
+                end else if (SERIAL) begin : g_serial
+                    localparam AI = (r*(COLS+1)+c)*V_SLOT;
+                    localparam AO = (r*(COLS+1)+c+1)*V_SLOT;
+                    lowbit_serial_pe #(.MAX_BITS(SB), .SERIAL_BOTH(PE_KIND == 3 ? 1 : 0), .ACC_BITS(ACC_BITS)) pe (
+                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(load[P]),
+                        .w_bits(w_width), .a_bits(a_width), .w_signed(w_signed), .a_signed(a_signed),
+                        .w_in    (w_net[(r*COLS+c)*W_SLOT +: W_SLOT]),
+                        .w_out   (w_net[((r+1)*COLS+c)*W_SLOT +: W_SLOT]),
+                        .a_in          (a_net[AI +: SB]),          .a_out         (a_net[AO +: SB]),
+                        .beat_valid_in (a_net[AI + SB]),           .beat_valid_out(a_net[AO + SB]),
+                        .beat_ja_in    (a_net[AI + SB + 1 +: IB]),  .beat_ja_out   (a_net[AO + SB + 1 +: IB]),
+                        .beat_jw_in    (a_net[AI + SB + 1 + IB +: IB]),
+                        .beat_jw_out   (a_net[AO + SB + 1 + IB +: IB]),
+                        .psum_in (psum_in),
+                        .psum_out(acc[P*ACC_BITS +: ACC_BITS]));
                 end else begin : g_fixed
                     lowbit_mac_pe #(.W_BITS(W_BITS), .A_BITS(A_BITS), .ACC_BITS(ACC_BITS),
                                     .W_SIGNED(W_SIGNED), .A_SIGNED(A_SIGNED)) pe (
-                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(1'b1),
+                        .clk(clk), .rst_n(rst_n), .en(en), .load_w(load[P]),
                         .w_in    (w_net[(r*COLS+c)*W_SLOT +: W_SLOT]),
                         .w_out   (w_net[((r+1)*COLS+c)*W_SLOT +: W_SLOT]),
                         .a_in    (a_net[(r*(COLS+1)+c)*V_SLOT +: V_SLOT]),
@@ -177,11 +223,12 @@ module lowbit_systolic_os #(
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
-        if (PE_KIND != 0 && PE_KIND != 1) begin : g_param_error_0
+        if (PE_KIND < 0 || PE_KIND > 3) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_systolic_os: parameter PE_KIND = %0d must be 0 (fixed) or 1 (Bit Fusion)", PE_KIND);
+            $error("lowbit_systolic_os: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes) or 3 (Loom)",
+                   PE_KIND);
 `else
-            lowbit_param_error__PE_KIND_must_be_0_or_1 stop ();
+            lowbit_param_error__PE_KIND_must_be_0_to_3 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1

@@ -196,7 +196,6 @@ GEMM_CASES = {
     "gemm-mapping-tile-garbage": (_gemm("--mapping", "MKN:x"), "tile_m must be an integer"),
     "gemm-preload-unknown": (_gemm("--weight-preload", "double"), "weight_preload"),
     "gemm-dataflow-unknown": (_gemm("--dataflow", "is"), "dataflow must be one of ws, os"),
-    "gemm-dataflow-os-serial-pe": (_gemm("--dataflow", "os", "--pe", "loom"), "the os array builds fixed, bitfusion"),
     "gemm-dataflow-os-tiled": (_gemm("--dataflow", "os", "--mapping", "NMK:2"), "an os mapping has no stream tile"),
     "gemm-dataflow-os-ws-order": (_gemm("--dataflow", "os", "--mapping", "NKM"), "loop order must be one of MNK, NMK"),
 }

@@ -126,6 +126,9 @@ BUILDS = [
     Build("os-ov-bitfusion-3x5", "bitfusion", 3, 5, preload="overlapped", dataflow="os"),
     Build("os-ov-fixed-w2a2-1x1", "fixed", 1, 1, 2, 2, max_m=16, preload="overlapped", dataflow="os"),
     Build("os-ov-fixed-w4a4-6x1", "fixed", 6, 1, 4, 4, preload="overlapped", dataflow="os"),
+    Build("os-stripes-4x4", "stripes", 4, 4, max_m=16, dataflow="os"),
+    Build("os-ov-loom-3x2", "loom", 3, 2, max_m=8, preload="overlapped", dataflow="os"),
+    Build("os-ov-stripes-2x5", "stripes", 2, 5, max_m=8, preload="overlapped", dataflow="os"),
 ]
 ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
