@@ -463,6 +463,8 @@ def rtl_verify_cmd(
     weight_preload: Annotated[str, typer.Option(
         help="serial (SCALE-Sim) or overlapped (double-buffered weight registers; layers with one input block).")]
     = "serial",
+    dataflow: Annotated[str, typer.Option(
+        help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK).")] = "ws",
 ) -> None:
     """Verify one exported layer in RTL: output codes against the golden model, busy cycles against sim."""
     import json
@@ -471,12 +473,13 @@ def rtl_verify_cmd(
 
     rows, cols = _parse_array(array)
     check = verify_layer(export, layer, rows=rows, cols=cols, pe=pe, simulator=sim, images=images,
-                         gap_prob=gaps, stall_prob=gaps, seed=seed, mapping=mapping, preload=weight_preload)
+                         gap_prob=gaps, stall_prob=gaps, seed=seed, mapping=mapping, preload=weight_preload,
+                         dataflow=dataflow)
     for message in check.messages[:10]:
         typer.echo(message, err=True)
     passes = "" if check.n_h == 1 else f" in {check.n_h} passes ({', '.join(map(str, check.pass_measured))})"
     typer.echo(f"layer {check.layer} ({check.kind}, M={check.M} K={check.K} N={check.N}, w{check.w_bits}"
-               f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {pe} array ({sim}, "
+               f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {dataflow} {pe} array ({sim}, "
                f"{check.loop_order} with tiles of {check.tile_m}, {check.preload} preload): "
                f"{check.mismatches} mismatches over {check.M * check.N:,} output codes ({check.macs:,} MACs); "
                f"cycles measured {check.measured_cycles:,}{passes}, sim predicts {check.predicted_cycles:,}"

@@ -60,7 +60,8 @@ __all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "Lay
 TOP = "lowbit_layer_top"
 BENCH = "rtl.benches.layer_bench"
 SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v", "lowbit_systolic_ws.v",
-                                 "lowbit_gemm_top.v", "lowbit_requant.v", "lowbit_layer_top.v")]
+                                 "lowbit_gemm_top.v", "lowbit_systolic_os.v", "lowbit_gemm_os_top.v",
+                                 "lowbit_requant.v", "lowbit_layer_top.v")]
 LAYER_PE_KINDS = tuple(driver.PE_KINDS)  #: the PE kinds lowbit_layer_top builds (all of the array's)
 ACC_BITS = 32        #: the array's accumulators = the requant unit's partial sum P_h
 OUT_BITS = 32        #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
@@ -119,6 +120,7 @@ class LayerCheck:
     loop_order: str = "NKM"    # the mapping's loop order, outer to inner, in GEMM dimensions
     tile_m: int = 0            # elements per full stream tile (sim's tile_m)
     preload: str = "serial"    # weight-preload profile of the array
+    dataflow: str = "ws"       # the array: weight- or output-stationary
 
     @property
     def ok(self) -> bool:
@@ -298,14 +300,20 @@ class LayerMapping:
     sim: Any  # sim.mapping.Mapping
 
 
-def layer_mapping(lowered: Any, mapping: Any = None) -> LayerMapping:
+def layer_mapping(lowered: Any, mapping: Any = None, dataflow: str = "ws") -> LayerMapping:
     """The gemm top's mapping for sim layer ``lowered`` (:func:`sim_layer`) at sim's candidate ``mapping`` (a
     ``sim.mapping.Mapping``; default SCALE-Sim's, untiled): the tile sizes are sim's own (``sim.mapping.RowTiles``
-    via the layer batch), so both sides run the same tiles."""
+    via the layer batch), so both sides run the same tiles. An os mapping has no stream tiles (its stream loop is
+    the row folds of M)."""
     from sim.layerbatch import LayerBatch
-    from sim.mapping import Mapping
+    from sim.mapping import SCALESIM_ORDER, Mapping
     from sim.workload import Workload
 
+    if dataflow == "os":
+        mapping = Mapping(SCALESIM_ORDER[1]) if mapping is None else mapping
+        if mapping.tile or mapping.order not in (1, 4):
+            raise RtlError(f"an os mapping has the reduction innermost and no stream tile, got {mapping}")
+        return LayerMapping(mapping.order, 0, 1, 1, mapping)
     mapping = Mapping(0) if mapping is None else mapping
     batch = LayerBatch.from_workload(Workload("rtl", (lowered,)))
     t = mapping.tile
@@ -313,7 +321,7 @@ def layer_mapping(lowered: Any, mapping: Any = None) -> LayerMapping:
     return LayerMapping(mapping.order, int(batch.rt_h[0, t]), int(batch.rt_wt[0, t]), int(grid_w), mapping)
 
 
-def parse_layer_mapping(text: str | None, lowered: Any) -> Any:
+def parse_layer_mapping(text: str | None, lowered: Any, dataflow: str = "ws") -> Any:
     """sim's candidate (``sim.mapping.Mapping``) named by ``ORDER[:TILE_M]`` (a cost table's ``loop_order`` and
     ``tile_m``) for sim layer ``lowered``: the first tile choice of that many elements; None is SCALE-Sim's."""
     from sim.layerbatch import LayerBatch
@@ -324,11 +332,13 @@ def parse_layer_mapping(text: str | None, lowered: Any) -> Any:
         return None
     order_text, _, tile_text = str(text).partition(":")
     try:
-        order = driver.order_index(order_text.strip())
+        order = driver.order_index(order_text.strip(), dataflow)
     except ValueError as exc:
         raise RtlError(f"mapping: {exc}") from None
     if not tile_text.strip():
         return Mapping(order, 0)
+    if dataflow == "os":
+        raise RtlError(f"mapping {text!r}: an os mapping has no stream tile (give the loop order alone)")
     try:
         tile_m = int(tile_text)
     except ValueError:
@@ -370,7 +380,8 @@ def _pow2_at_least(value: int, floor: int) -> int:
 
 
 def layer_parameters(layer: IntegerLayer, M: int, rows: int, cols: int, pe: str, max_m: int = DEFAULT_MAX_M,
-                     max_nf: int = DEFAULT_MAX_NF, psum_rows: int = 0, preload: str = "serial") -> dict[str, int]:
+                     max_nf: int = DEFAULT_MAX_NF, psum_rows: int = 0, preload: str = "serial",
+                     dataflow: str = "ws") -> dict[str, int]:
     """Verilog parameters of the ``lowbit_layer_top`` build for ``layer``. Builds are shared: Bit Fusion needs one
     build per array and profile; a fixed-PE build is keyed by (w_bits, in_bits, activation signedness). ``MAX_M``,
     ``MAX_NF`` and the gemm top's ``PSUM_ROWS`` (at least the mapping's ``psum_rows``) are raised to the next power
@@ -378,14 +389,16 @@ def layer_parameters(layer: IntegerLayer, M: int, rows: int, cols: int, pe: str,
     nf = -(-layer.out_features // cols)
     params = driver.top_parameters(rows, cols, pe, layer.w_bits, layer.in_bits, True, layer.in_qmin < 0,
                                    acc_bits=ACC_BITS, psum_rows=_pow2_at_least(max(psum_rows, 1), max_m),
-                                   preload=preload)
-    params.update({"MAX_M": _pow2_at_least(M, max_m), "MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS})
+                                   preload=preload, dataflow=dataflow)
+    params.update({"MAX_M": _pow2_at_least(M, max_m), "MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS,
+                   "DATAFLOW": int(dataflow == "os"), "PSUM_ROWS": _pow2_at_least(max(psum_rows, 1), max_m)})
     return params
 
 
 def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str, *, name: str | None = None,
               gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, expected: np.ndarray | None = None,
-              mapping: Any = None, preload: str = "serial") -> tuple[dict[str, Any], list[LayerPass], np.ndarray]:
+              mapping: Any = None, preload: str = "serial",
+              dataflow: str = "ws") -> tuple[dict[str, Any], list[LayerPass], np.ndarray]:
     """(bench job, passes, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes`` at sim's candidate
     ``mapping`` (``sim.mapping.Mapping``; default SCALE-Sim's) on an array with the ``preload`` profile.
 
@@ -394,7 +407,7 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
     output order."""
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed)
     lowered = sim_layer(layer, x_codes)
-    tiles = layer_mapping(lowered, mapping)
+    tiles = layer_mapping(lowered, mapping, dataflow)
     A = lower_layer(layer, x_codes)
     M, N = A.shape[0], layer.out_features
     a_signed = layer.in_qmin < 0
@@ -404,17 +417,17 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
     nf = -(-N // cols)
     try:
         for h, (c0, c1) in enumerate(_blocks(layer)):
-            geometry = {"tile_w": tiles.tile_w, "grid_w": tiles.grid_w}
+            geometry = {"tile_w": tiles.tile_w, "grid_w": tiles.grid_w, "dataflow": dataflow}
+            tile_h = tiles.tile_h if dataflow == "ws" else None
             w_beats, beats, _ = driver.gemm_streams(A[:, c0:c1], w[:, c0:c1].T, rows, cols, pe, layer.w_bits,
-                                                    layer.in_bits, True, a_signed, tiles.order, tiles.tile_h,
-                                                    **geometry)
+                                                    layer.in_bits, True, a_signed, tiles.order, tile_h, **geometry)
             plan = driver.plan_gemm(M, c1 - c0, N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed,
-                                    tiles.order, tiles.tile_h, preload, **geometry)
+                                    tiles.order, tile_h, preload, **geometry)
             consts = pass_constants(layer, h) + [(0, 0, 0, 0, 0)] * (nf * cols - N)
             words = [sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS) for c in range(cols))
                      for cf in range(nf)]
             predicted = driver.predicted_layer_cycles(_pass_layer(lowered, c1 - c0), rows, cols, pe, layer.w_bits,
-                                                      layer.in_bits, preload, tiles.sim)
+                                                      layer.in_bits, preload, tiles.sim, dataflow)
             passes.append(LayerPass(h, c1 - c0, plan, predicted))
             job_passes.append({"consts": words, "cfg": driver.top_config(plan), "w_beats": w_beats, "beats": beats,
                                "outputs": [list(o) for o in driver.output_order(plan)],
@@ -437,11 +450,16 @@ def _golden_run_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
 
 
 def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, stall_prob: float = 0.0,
-                        seed: int = 0, images: int = 1, simulator: str = "verilator", preload: str = "serial") -> None:
+                        seed: int = 0, images: int = 1, simulator: str = "verilator", preload: str = "serial",
+                        dataflow: str = "ws") -> None:
     """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed,
-    image count (:mod:`rtl.limits`) and weight preload; raises :class:`RtlError` naming the argument."""
+    image count (:mod:`rtl.limits`), weight preload and dataflow; raises :class:`RtlError` naming the argument."""
     if preload not in driver.PRELOADS:
         raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
+    try:
+        driver.check_dataflow(dataflow)
+    except ValueError as exc:
+        raise RtlError(str(exc)) from None
     if pe not in LAYER_PE_KINDS:
         raise RtlError(f"unknown PE kind {pe!r} for a layer ({', '.join(LAYER_PE_KINDS)})")
     check_simulator(simulator)
@@ -472,26 +490,30 @@ def check_layer_size(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: 
 def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
                 simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
                 max_m: int = DEFAULT_MAX_M, max_nf: int = DEFAULT_MAX_NF, build_root: Path | None = None,
-                expected: np.ndarray | None = None, mapping: Any = None, preload: str = "serial") -> LayerCheck:
+                expected: np.ndarray | None = None, mapping: Any = None, preload: str = "serial",
+                dataflow: str = "ws") -> LayerCheck:
     """Run ``layer`` on input codes ``x_codes`` through ``lowbit_layer_top`` and compare with the golden codes.
 
     ``mapping`` is sim's candidate (``sim.mapping.Mapping``, or ``ORDER[:TILE_M]`` as a cost table writes it;
     default SCALE-Sim's) and ``preload`` the array's weight-preload profile; sim predicts the cycles at both.
     A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
     Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload)
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload,
+                        dataflow=dataflow)
     if preload == "overlapped" and layer.n_h > 1:
         raise RtlError(f"layer {layer.name}: its {layer.n_h} input blocks run as separate passes, which an "
                        "overlapped array cannot chain the way sim's layer model does (blocks inside the reduction "
                        "loop); run it with weight_preload serial")
     check_layer_size(layer, x_codes, rows, cols, pe, gap_prob, stall_prob)
     if isinstance(mapping, str):
-        mapping = parse_layer_mapping(mapping, sim_layer(layer, x_codes))
+        mapping = parse_layer_mapping(mapping, sim_layer(layer, x_codes), dataflow)
     job, passes, expected_mn = layer_job(layer, x_codes, rows, cols, pe, gap_prob=gap_prob, stall_prob=stall_prob,
-                                         seed=seed, expected=expected, mapping=mapping, preload=preload)
+                                         seed=seed, expected=expected, mapping=mapping, preload=preload,
+                                         dataflow=dataflow)
     M = job["M"]
     plan0 = passes[0].plan
-    params = layer_parameters(layer, M, rows, cols, pe, max_m, max_nf, driver.psum_rows_needed(plan0), preload)
+    params = layer_parameters(layer, M, rows, cols, pe, max_m, max_nf, driver.psum_rows_needed(plan0), preload,
+                              dataflow)
     record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
                               what="layer bench")
     got = np.array(record["outputs"], dtype=np.int64).reshape(M, layer.out_features)
@@ -506,11 +528,11 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
         raise RtlError(f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
                              f"{tuple(np.diff(layer.col_bounds).tolist())}")
     plan = passes[0].plan
-    sim_mapping = layer_mapping(lowered, mapping).sim
+    sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
 
     def predict(sim_view: Any) -> int:
         return driver.predicted_layer_cycles(sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits,
-                                             preload, sim_mapping)
+                                             preload, sim_mapping, dataflow)
 
     return LayerCheck(
         layer=layer.name, kind=layer.kind, M=M, K=layer.reduction, N=layer.out_features, n_v=layer.n_v,
@@ -523,7 +545,7 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
         out_permuted=bool(np.any(layer.out_perm != np.arange(layer.out_features))),
         outputs=_golden_layout(layer, got, shape_ref),
         messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()),
-        loop_order=plan.order_name, tile_m=plan.tile_elements, preload=preload)
+        loop_order=plan.order_name, tile_m=plan.tile_elements, preload=preload, dataflow=dataflow)
 
 
 def _out_shape(layer: IntegerLayer, x_codes: np.ndarray) -> tuple[int, ...]:
@@ -558,26 +580,27 @@ def sample_images(model: IntegerModel, images: int) -> np.ndarray:
 def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
                  simulator: str = "verilator", images: int = 2, x: Any = None, gap_prob: float = 0.0,
                  stall_prob: float = 0.0, seed: int = 0, build_root: Path | None = None, mapping: Any = None,
-                 preload: str = "serial") -> LayerCheck:
+                 preload: str = "serial", dataflow: str = "ws") -> LayerCheck:
     """Verify layer ``layer_name`` of the integer export in ``export_dir`` in RTL.
 
     Its input codes come from the golden model run on ``x`` (default: the first ``images`` test images of the
     export's built-in model). Returns mismatches against the golden output codes of that layer, and the measured
     busy cycles against sim's prediction (summed over the ``n_H`` passes).  The arguments are checked before the
     export is read, the export when it is read (:func:`quant.integer.load_export`), the run's size before any build."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator, preload)
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator, preload, dataflow)
     model = load_export(export_dir)
     layer = model.layer(layer_name)
     inputs = golden_layer_inputs(model, sample_images(model, images) if x is None else x)
     return check_layer(layer, inputs[layer.name], rows=rows, cols=cols, pe=pe, simulator=simulator,
                        gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root, mapping=mapping,
-                       preload=preload)
+                       preload=preload, dataflow=dataflow)
 
 
 def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: int = 8, cols: int = 8,
                   pe: str = "fixed", simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0,
                   seed: int = 0, build_root: Path | None = None, layers: Sequence[str] | None = None,
-                  mappings: dict[str, Any] | None = None, preload: str = "serial") -> ModelCheck:
+                  mappings: dict[str, Any] | None = None, preload: str = "serial",
+                  dataflow: str = "ws") -> ModelCheck:
     """Run the whole model on ``x_batch`` with every layer in RTL, layer by layer, each at its mapping in
     ``mappings`` (layer name -> ``sim.mapping.Mapping`` or ``ORDER[:TILE_M]``; default SCALE-Sim's) on arrays
     with the ``preload`` profile.
@@ -587,7 +610,8 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
     output is checked against the golden model's ``run_layer`` on the same input and against the golden trace of
     ``x_batch``; the predictions are the argmax of the RTL's logit codes (ties to the lowest index, as
     ``IntegerModel.run``)."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload)
+    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload,
+                        dataflow=dataflow)
     model = export_dir if isinstance(export_dir, IntegerModel) else load_export(export_dir)
     trace = model.trace(x_batch)
     _, golden_pred = model.run(x_batch)
@@ -600,7 +624,7 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
         else:
             check = check_layer(lay, codes, rows=rows, cols=cols, pe=pe, simulator=simulator, gap_prob=gap_prob,
                                 stall_prob=stall_prob, seed=seed + i, build_root=build_root,
-                                mapping=(mappings or {}).get(lay.name), preload=preload)
+                                mapping=(mappings or {}).get(lay.name), preload=preload, dataflow=dataflow)
             checks.append(check)
             y = check.outputs
         inter += int(np.count_nonzero(y != trace[lay.name]))

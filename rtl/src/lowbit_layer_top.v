@@ -45,12 +45,13 @@ module lowbit_layer_top #(
     parameter MAX_NF    = 4,    // largest number of column folds, N <= MAX_NF * COLS (power of two, >= 2)
     parameter PSUM_ROWS = 256,  // the gemm top's partial-sum buffer rows (the largest stream tile)
     parameter OVERLAP   = 0,    // the gemm top's weight preload: 0 serial, 1 overlapped
+    parameter DATAFLOW  = 0,    // 0 weight-stationary (lowbit_gemm_top), 1 output-stationary (lowbit_gemm_os_top)
     parameter OUT_BITS  = 32,   // output code width (32 serves int8/uint8 codes and the int32 logits alike)
     parameter FOLD_BITS = 16,
     parameter CNT_BITS  = 32
 ) (
     clk, rst_n, cfg_we, cfg_addr, cfg_data, start, cfg_order, cfg_row_folds, cfg_col_folds, cfg_tile_h, cfg_tiles_h,
-    cfg_tile_h_last, cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
+    cfg_tile_h_last, cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_k_slots, cfg_m_folds, cfg_m_last, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
     cfg_w_bits, cfg_a_bits,
     cfg_first, cfg_last, cfg_zero_point, cfg_out_min, cfg_out_max, busy, w_valid, w_ready, w_data, in_valid,
     in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
@@ -62,6 +63,7 @@ module lowbit_layer_top #(
     localparam W_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : W_BITS;
     localparam A_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : A_BITS;
     localparam L_BITS = $clog2(PSUM_ROWS) + 1;   // lowbit_gemm_top's tile-length width
+    localparam R_BITS = $clog2(ROWS + 1);         // lowbit_gemm_os_top's row-count width
     localparam NF_BITS = $clog2(MAX_NF);
     // One constant entry, LSB first: {shift, bias_shift, bias, mult, corr}, corr ACC_BITS wide.  These three
     // widths are the layout's only definition: rtl/layer.py reads them from this file.
@@ -84,14 +86,19 @@ module lowbit_layer_top #(
     // pass configuration, sampled on start
     input  wire                       start;
     input  wire [2:0]                 cfg_order;      // the gemm top's loop order and stream tiles (its ports)
-    input  wire [FOLD_BITS-1:0]       cfg_row_folds;
     input  wire [FOLD_BITS-1:0]       cfg_col_folds;
+    /* verilator lint_off UNUSEDSIGNAL */             // each dataflow's gemm top takes its own configuration
+    input  wire [FOLD_BITS-1:0]       cfg_row_folds;  // DATAFLOW 0
     input  wire [L_BITS-1:0]          cfg_tile_h;
     input  wire [FOLD_BITS-1:0]       cfg_tiles_h;
     input  wire [L_BITS-1:0]          cfg_tile_h_last;
     input  wire [L_BITS-1:0]          cfg_tile_w;
     input  wire [FOLD_BITS-1:0]       cfg_tiles_w;
     input  wire [L_BITS-1:0]          cfg_tile_w_last;
+    input  wire [FOLD_BITS-1:0]       cfg_k_slots;    // DATAFLOW 1
+    input  wire [FOLD_BITS-1:0]       cfg_m_folds;
+    input  wire [R_BITS-1:0]          cfg_m_last;
+    /* verilator lint_on UNUSEDSIGNAL */
     input  wire [1:0]                 cfg_w_mode;
     input  wire [1:0]                 cfg_a_mode;
     input  wire                       cfg_w_signed;
@@ -140,22 +147,40 @@ module lowbit_layer_top #(
     assign busy = g_busy | g_out_valid | acc_valid0 | out_valid0;
     wire start_ok = start && !busy;
 
-    lowbit_gemm_top #(
-        .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS), .W_SIGNED(W_SIGNED),
-        .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .OVERLAP(OVERLAP), .PSUM_ROWS(PSUM_ROWS), .FOLD_BITS(FOLD_BITS),
-        .CNT_BITS(CNT_BITS)
-    ) gemm (
-        .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_order(cfg_order), .cfg_row_folds(cfg_row_folds),
-        .cfg_col_folds(cfg_col_folds), .cfg_tile_h(cfg_tile_h), .cfg_tiles_h(cfg_tiles_h),
-        .cfg_tile_h_last(cfg_tile_h_last), .cfg_tile_w(cfg_tile_w), .cfg_tiles_w(cfg_tiles_w),
-        .cfg_tile_w_last(cfg_tile_w_last), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
-        .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed),
-        .cfg_w_bits(cfg_w_bits), .cfg_a_bits(cfg_a_bits),
-        .busy(g_busy),
-        .w_valid(w_valid), .w_ready(w_ready), .w_data(w_data),
-        .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
-        .out_valid(g_out_valid), .out_ready(adv), .out_data(g_out_data), .out_last(g_out_last),
-        .out_fold(g_out_fold), .cycle_count(cycle_count));
+    generate
+        if (DATAFLOW == 1) begin : g_os
+            lowbit_gemm_os_top #(
+                .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS), .W_SIGNED(W_SIGNED),
+                .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .OVERLAP(OVERLAP), .FOLD_BITS(FOLD_BITS), .CNT_BITS(CNT_BITS)
+            ) gemm (
+                .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_order(cfg_order), .cfg_k_slots(cfg_k_slots),
+                .cfg_col_folds(cfg_col_folds), .cfg_m_folds(cfg_m_folds), .cfg_m_last(cfg_m_last),
+                .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode), .cfg_w_signed(cfg_w_signed),
+                .cfg_a_signed(cfg_a_signed), .cfg_w_bits(cfg_w_bits), .cfg_a_bits(cfg_a_bits),
+                .busy(g_busy),
+                .w_valid(w_valid), .w_ready(w_ready), .w_data(w_data),
+                .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
+                .out_valid(g_out_valid), .out_ready(adv), .out_data(g_out_data), .out_last(g_out_last),
+                .out_fold(g_out_fold), .cycle_count(cycle_count));
+        end else begin : g_ws
+            lowbit_gemm_top #(
+                .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS), .W_SIGNED(W_SIGNED),
+                .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .OVERLAP(OVERLAP), .PSUM_ROWS(PSUM_ROWS),
+                .FOLD_BITS(FOLD_BITS), .CNT_BITS(CNT_BITS)
+            ) gemm (
+                .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_order(cfg_order), .cfg_row_folds(cfg_row_folds),
+                .cfg_col_folds(cfg_col_folds), .cfg_tile_h(cfg_tile_h), .cfg_tiles_h(cfg_tiles_h),
+                .cfg_tile_h_last(cfg_tile_h_last), .cfg_tile_w(cfg_tile_w), .cfg_tiles_w(cfg_tiles_w),
+                .cfg_tile_w_last(cfg_tile_w_last), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
+                .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed),
+                .cfg_w_bits(cfg_w_bits), .cfg_a_bits(cfg_a_bits),
+                .busy(g_busy),
+                .w_valid(w_valid), .w_ready(w_ready), .w_data(w_data),
+                .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data),
+                .out_valid(g_out_valid), .out_ready(adv), .out_data(g_out_data), .out_last(g_out_last),
+                .out_fold(g_out_fold), .cycle_count(cycle_count));
+        end
+    endgenerate
 
     // ---- pipeline control ----------------------------------------------------------------------------------------
     assign adv = !out_valid0 || out_ready;   // the output register is empty or taken at this edge
@@ -289,6 +314,14 @@ module lowbit_layer_top #(
             $error("lowbit_layer_top: parameter OUT_BITS = %0d must be in 1..32", OUT_BITS);
 `else
             lowbit_param_error__OUT_BITS_must_be_in_1_to_32 stop ();
+`endif
+        end
+        if (DATAFLOW != 0 && DATAFLOW != 1) begin : g_param_error_7
+`ifdef VERILATOR
+            $error("lowbit_layer_top: parameter DATAFLOW = %0d must be 0 (weight-stationary) or 1 (output-stationary)",
+                   DATAFLOW);
+`else
+            lowbit_param_error__DATAFLOW_must_be_0_or_1 stop ();
 `endif
         end
     endgenerate

@@ -221,6 +221,8 @@ VERIFY_CASES = {
     "verify-preload-unknown": (["--weight-preload", "double"], "weight_preload"),
     "verify-mapping-order-unknown": (["--mapping", "ABC"], "loop order must be one of"),
     "verify-mapping-tile-not-offered": (["--mapping", "MKN:7"], "tile_m = 7 is not a stream tile"),
+    "verify-dataflow-unknown": (["--dataflow", "is"], "dataflow must be one of ws, os"),
+    "verify-dataflow-os-tiled": (["--dataflow", "os", "--mapping", "NMK:4"], "an os mapping has no stream tile"),
 }
 
 

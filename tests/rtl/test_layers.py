@@ -298,6 +298,27 @@ def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: s
     assert len({c.loop_order for c in result.layers}) == 4 and result.ok
 
 
+@pytest.mark.rtl
+@pytest.mark.parametrize(("kind", "pe", "preload", "order"), [("gpfq", "fixed", "overlapped", "MNK"),
+                                                              ("ptq-sl-sort", "bitfusion", "serial", "NMK"),
+                                                              ("gpfq", "stripes", "overlapped", "NMK")])
+def test_whole_digits_cnn_on_output_stationary_arrays(verilator: str, export, kind: str, pe: str, preload: str,
+                                                      order: str) -> None:
+    """Every layer on an output-stationary array (the layer top's DATAFLOW = 1): bit-exact, cycles equal to sim's
+    os cost at the order and profile (PTQ-SL's passes summed)."""
+    from rtl.layer import run_model_rtl, sample_images
+
+    model = load_export(export(kind))
+    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
+    images = 1 if pe == "stripes" else 2
+    result = run_model_rtl(model, sample_images(model, images), rows=rows, cols=cols, pe=pe, preload=preload,
+                           dataflow="os", mappings={lay.name: order for lay in model.layers})
+    for check in result.layers:
+        _assert_ok(check)
+        assert check.dataflow == "os" and check.loop_order == order
+    assert result.ok
+
+
 def test_overlapped_layer_with_input_blocks_is_refused(export) -> None:
     """PTQ-SL's blocks run as separate passes; an overlapped array cannot chain them as sim's layer model does."""
     from rtl.layer import check_layer, golden_layer_inputs, sample_images

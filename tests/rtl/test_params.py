@@ -47,6 +47,8 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_layer_top", {"MAX_NF": 3}, "lowbit_layer_top: parameter MAX_NF = 3 must be a power of two >= 2"),
     ("lowbit_layer_top", {"ACC_BITS": 40}, "lowbit_layer_top: parameter ACC_BITS = 40 must be <= 32"),
     ("lowbit_layer_top", {"OUT_BITS": 33}, "lowbit_layer_top: parameter OUT_BITS = 33 must be in 1..32"),
+    ("lowbit_layer_top", {"DATAFLOW": 2},
+     "lowbit_layer_top: parameter DATAFLOW = 2 must be 0 (weight-stationary) or 1"),
     ("lowbit_serial_pe", {"MAX_BITS": 0}, "lowbit_serial_pe: parameter MAX_BITS = 0 must be >= 1"),
     ("lowbit_serial_pe", {"SERIAL_BOTH": 2}, "lowbit_serial_pe: parameter SERIAL_BOTH = 2 must be 0 (Stripes) or 1"),
     ("lowbit_serial_pe", {"ACC_BITS": 16},
