@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pandas is imported lazily (only area_table needs it)
     import pandas as pd
 
 __all__ = ["CELL_WEIGHTS", "SCRIPT", "SynthResult", "synthesize", "area_table", "area_markdown", "overlap_cost",
+           "os_cost",
            "TABLE_DESIGNS", "ARRAY_SIDE", "OVERLAP_WIDTHS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +218,8 @@ def synthesize(
 ARRAY_SIDE = 4  #: the synthesized arrays are ARRAY_SIDE x ARRAY_SIDE
 OVERLAP_WIDTHS = (2, 8)  #: weight widths of the synthesized array pairs (two points of the per-weight-bit cost)
 #: Sources of a top besides its own file (the array instantiates the PEs).
-_EXTRA_SOURCES = {"lowbit_systolic_ws": ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v")}
+_EXTRA_SOURCES = {"lowbit_systolic_ws": ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v"),
+                  "lowbit_systolic_os": ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v")}
 
 TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, float]] = [
     *[(f"fixed w{w}a{a}", "lowbit_mac_pe", {"W_BITS": w, "A_BITS": a, "ACC_BITS": 32, "W_SIGNED": 1, "A_SIGNED": 1},
@@ -235,6 +237,10 @@ TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, float]] = [
        {"PE_KIND": 0, "ROWS": ARRAY_SIDE, "COLS": ARRAY_SIDE, "W_BITS": w, "A_BITS": w, "ACC_BITS": 32,
         "W_SIGNED": 1, "A_SIGNED": 1, "OVERLAP": int(preload == "overlapped")}, f"array {preload}", w, w,
        ARRAY_SIDE * ARRAY_SIDE) for w in OVERLAP_WIDTHS for preload in ("serial", "overlapped")],
+    # the same PEs in an output-stationary array (one array for both timing profiles)
+    *[(f"os array 4x4 w{w}a{w}", "lowbit_systolic_os",
+       {"PE_KIND": 0, "ROWS": ARRAY_SIDE, "COLS": ARRAY_SIDE, "W_BITS": w, "A_BITS": w, "ACC_BITS": 32,
+        "W_SIGNED": 1, "A_SIGNED": 1}, "array os", w, w, ARRAY_SIDE * ARRAY_SIDE) for w in OVERLAP_WIDTHS],
 ]
 
 
@@ -266,19 +272,32 @@ def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, 
     return pd.DataFrame(rows)
 
 
-def overlap_cost(df: pd.DataFrame) -> tuple[float, float]:
-    """(per_pe, per_weight_bit): NAND2-eq that overlapped weight preload adds to one PE, ``per_pe +
-    per_weight_bit x W_SLOT``, from the area table's serial / overlapped array pairs at the two weight widths
-    (the line through the two per-PE differences)."""
-    n_pe = ARRAY_SIDE * ARRAY_SIDE
+def _extra_per_pe(df: pd.DataFrame, kind: str) -> dict[int, float]:
+    """Per synthesized weight width: NAND2-eq per PE of the ``kind`` array minus the serial-preload ws array's."""
     extra = {}
     for w in OVERLAP_WIDTHS:
-        rows = df[(df.w_bits == w) & df.pe_kind.str.startswith("array ")]
-        by = {k: float(rows[rows.pe_kind == f"array {k}"].area_nand2.iloc[0]) for k in ("serial", "overlapped")}
-        extra[w] = (by["overlapped"] - by["serial"]) / n_pe
+        rows = df[df.w_bits == w]
+        area = {k: float(rows[rows.pe_kind == k].area_nand2.iloc[0]) for k in ("array serial", kind)}
+        extra[w] = (area[kind] - area["array serial"]) / (ARRAY_SIDE * ARRAY_SIDE)
+    return extra
+
+
+def overlap_cost(df: pd.DataFrame) -> tuple[float, float]:
+    """(per_pe, per_weight_bit): NAND2-eq that overlapped weight preload adds to one PE, ``per_pe +
+    per_weight_bit x W_SLOT`` (the shadow and pipeline registers scale with the weight slot): the line through the
+    per-PE differences of the serial / overlapped ws arrays at the two synthesized widths."""
+    extra = _extra_per_pe(df, "array overlapped")
     lo, hi = OVERLAP_WIDTHS
     per_bit = (extra[hi] - extra[lo]) / (hi - lo)
     return round(extra[lo] - lo * per_bit, 1), round(per_bit, 1)
+
+
+def os_cost(df: pd.DataFrame) -> float:
+    """NAND2-eq an output-stationary array adds to one PE over the serial ws array: the flags, the accumulator
+    feedback and the ACC_BITS-wide result bus, which do not grow with the weight width (the mean of the two
+    synthesized widths' differences)."""
+    extra = _extra_per_pe(df, "array os")
+    return round(sum(extra.values()) / len(extra), 1)
 
 
 def area_markdown(df: pd.DataFrame) -> str:

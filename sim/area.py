@@ -7,8 +7,8 @@ covering the chip's widest pair; a bit-serial PE's figure covers widths up to 8,
 pairs has no area (NaN).  A ws or is chip with ``weight_preload: overlapped`` adds the double-buffered stationary
 registers to every PE: ``overlap_nand2.per_pe + overlap_nand2.per_weight_bit x`` the PE's stationary slot (the
 fixed PE's weight bits -- activation bits for is --, 32 for Bit Fusion, 8 for bit-serial), both from synthesized
-ws arrays (docs/rtl.md, "Synthesis"); an overlapped os chip (double-buffered accumulators, not synthesized) has no
-area.
+ws arrays (docs/rtl.md, "Synthesis").  An os chip adds ``os_nand2_per_pe`` to every PE (lowbit's output-stationary
+array: flags, accumulator feedback, result bus; the same array serves both timing profiles).
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ def chip_area(chip: Chip) -> ChipArea:
         pe = area.bitfusion_pe_nand2
     elif max(max(p) for p in chip.supported_pairs) <= SERIAL_AREA_MAX_BITS:
         pe = area.bitserial_pe_nand2.get(chip.pe.serial, nan)
-    if chip.array.weight_preload == "overlapped":
-        if (chip.array.dataflow == "os" or area.overlap_per_pe_nand2 is None
-                or area.overlap_per_weight_bit_nand2 is None):
+    if chip.array.dataflow == "os":
+        pe = nan if area.os_per_pe_nand2 is None else pe + area.os_per_pe_nand2
+    elif chip.array.weight_preload == "overlapped":
+        if area.overlap_per_pe_nand2 is None or area.overlap_per_weight_bit_nand2 is None:
             pe = nan
         else:
             pe += area.overlap_per_pe_nand2 + area.overlap_per_weight_bit_nand2 * stationary_slot_bits(chip, key)

@@ -40,6 +40,8 @@ class AreaTable:
     #: None if absent
     overlap_per_pe_nand2: float | None = None
     overlap_per_weight_bit_nand2: float | None = None
+    #: an output-stationary array's NAND2-eq per PE over the ws array (flags, result bus); None if absent
+    os_per_pe_nand2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class _AreaSchema(StrictModel):
     nand2_um2: _Um2
     pe_nand2: _PeAreaSchema
     overlap_nand2: _OverlapAreaSchema | None = None  # double-buffered weight registers (weight_preload: overlapped)
+    os_nand2_per_pe: _Nand2 | None = None  # an output-stationary array's extra logic per PE
     requant_nand2: _Nand2
     sram_um2_per_bit: _Um2
 
@@ -195,6 +198,7 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
             overlap_per_pe_nand2=None if t.area.overlap_nand2 is None else t.area.overlap_nand2.per_pe,
             overlap_per_weight_bit_nand2=(None if t.area.overlap_nand2 is None
                                           else t.area.overlap_nand2.per_weight_bit),
+            os_per_pe_nand2=t.area.os_nand2_per_pe,
         )
     return Technology(
         name=t.name if t.name is not None else where,

@@ -9,7 +9,7 @@ from sim.technology import load_technology
 
 @pytest.mark.rtl
 def test_technology_area_equals_synthesis(yosys) -> None:
-    from rtl.synth import area_table, overlap_cost
+    from rtl.synth import area_table, os_cost, overlap_cost
 
     table = area_table()
     area = load_technology("45nm").area
@@ -22,3 +22,4 @@ def test_technology_area_equals_synthesis(yosys) -> None:
     for kind, serial in (("stripes", "activation"), ("loom", "both")):
         assert round(table[table.pe_kind == kind].area_nand2.iloc[0]) == round(area.bitserial_pe_nand2[serial])
     assert overlap_cost(table) == (area.overlap_per_pe_nand2, area.overlap_per_weight_bit_nand2)
+    assert os_cost(table) == area.os_per_pe_nand2
