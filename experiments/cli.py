@@ -418,7 +418,9 @@ def rtl_gemm_cmd(
              "registers: the next fold's weights load while one streams; os: the next fold starts while one "
              "drains).")] = "serial",
     dataflow: Annotated[str, typer.Option(
-        help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK, no stream tiles).")] = "ws",
+        help="ws (weight-stationary), os (output-stationary: mappings NMK or MNK, no stream tiles) or is "
+             "(input-stationary: the activations stay, the weights stream; fixed and bitfusion PEs; the tile "
+             "cuts N).")] = "ws",
 ) -> None:
     """Verify a random GEMM in RTL: mismatches against A@B and measured cycles against sim's prediction."""
     import json
@@ -464,7 +466,7 @@ def rtl_verify_cmd(
         help="serial (SCALE-Sim) or overlapped (double-buffered weight registers; layers with one input block).")]
     = "serial",
     dataflow: Annotated[str, typer.Option(
-        help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK).")] = "ws",
+        help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK); is runs GEMMs only.")] = "ws",
 ) -> None:
     """Verify one exported layer in RTL: output codes against the golden model, busy cycles against sim."""
     import json

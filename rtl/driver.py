@@ -59,6 +59,7 @@ __all__ = [
     "rtl_chip",
     "predicted_layer_cycles",
     "predicted_cycles",
+    "predicted_is_cycles",
     "cycles_table_markdown",
     "main",
 ]
@@ -73,13 +74,16 @@ _FUSION_SLOT_BITS = 32
 _SERIAL_SLOT_BITS = 8  #: a bit-serial build's widest runtime width (its W_BITS = A_BITS), one stream slot
 #: Weight-preload timing profiles (sim's ``array.weight_preload``) and the top's ``OVERLAP`` parameter.
 PRELOADS: dict[str, int] = {"serial": 0, "overlapped": 1}
-#: Dataflows the RTL builds and their GEMM top: weight-stationary and output-stationary.
-DATAFLOWS: dict[str, str] = {"ws": "lowbit_gemm_top", "os": "lowbit_gemm_os_top"}
+#: Dataflows the RTL builds and their GEMM top: weight-stationary, output-stationary, and input-stationary as the
+#: weight-stationary top on the transposed GEMM (Y^T = B^T A^T: the activations stationary, the weights streamed).
+DATAFLOWS: dict[str, str] = {"ws": "lowbit_gemm_top", "os": "lowbit_gemm_os_top", "is": "lowbit_gemm_top"}
 #: sim.mapping's dataflow codes
-_DATAFLOW_CODES = {"ws": 0, "os": 1}
-#: PE kinds each dataflow's array builds
+_DATAFLOW_CODES = {"ws": 0, "os": 1, "is": 2}
+#: PE kinds each dataflow's array builds. is takes no bit-serial PE: sim's bit-serial model serializes the
+#: activations, which an input-stationary array holds still.
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"ws": ("fixed", "bitfusion", "stripes", "loom"),
-                                                 "os": ("fixed", "bitfusion", "stripes", "loom")}
+                                                 "os": ("fixed", "bitfusion", "stripes", "loom"),
+                                                 "is": ("fixed", "bitfusion")}
 
 
 def _kind(pe_kind: str) -> str:
@@ -144,8 +148,7 @@ def operand_range(bits: int, signed: bool) -> tuple[int, int]:
 def check_dataflow(dataflow: str, pe_kind: str | None = None) -> str:
     """``dataflow`` if the RTL builds it (with ``pe_kind`` PEs), else ValueError naming what it builds."""
     if dataflow not in DATAFLOWS:
-        raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)} (the RTL builds weight- and "
-                         f"output-stationary arrays), got {dataflow!r}")
+        raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}")
     if pe_kind is not None and pe_kind not in DATAFLOW_PE_KINDS[dataflow]:
         raise ValueError(f"the {dataflow} array builds {', '.join(DATAFLOW_PE_KINDS[dataflow])} PEs, not "
                          f"{pe_kind!r}")
@@ -180,9 +183,10 @@ def offered_tile_rows(M: int) -> list[int]:
 
 
 def parse_mapping(text: str, M: int, dataflow: str = "ws") -> tuple[int, int]:
-    """``ORDER:TILE_M`` (e.g. ``NKM:16``, the cost table's ``loop_order`` and ``tile_m``; ``ORDER`` alone is
-    untiled) as (order index, tile rows); the tile must be one that sim's mapper offers for ``M`` rows (os has no
-    stream tiles: ``ORDER`` alone)."""
+    """``ORDER:TILE`` (e.g. ``NKM:16``, the cost table's ``loop_order`` and ``tile_m``; ``ORDER`` alone is
+    untiled) as (order index, tile length); the tile must be one that sim's mapper offers for a stream of ``M``
+    elements (pass N for is, whose stream is N: the cost table's ``tile_n``; os has no stream tiles: ``ORDER``
+    alone)."""
     order_text, _, tile_text = str(text).partition(":")
     order = order_index(order_text.strip(), dataflow)
     if not tile_text.strip():
@@ -192,7 +196,7 @@ def parse_mapping(text: str, M: int, dataflow: str = "ws") -> tuple[int, int]:
     try:
         tile_m = int(tile_text)
     except ValueError:
-        raise ValueError(f"mapping {text!r}: tile_m must be an integer, got {tile_text!r}") from None
+        raise ValueError(f"mapping {text!r}: the tile must be an integer, got {tile_text!r}") from None
     sim_mapping(order, M, tile_m)  # refuses tiles sim does not offer
     return order, tile_m
 
@@ -204,7 +208,7 @@ def sim_mapping(order: int, M: int, tile_m: int) -> Any:
     for t, k in enumerate(tile_halvings(axis_halvings(M))):
         if tile_length(M, k) == tile_m:
             return Mapping(order_index(order), t)
-    raise ValueError(f"tile_m = {tile_m} is not a stream tile sim offers for M = {M} (offered: "
+    raise ValueError(f"tile {tile_m} is not a stream tile sim offers for a stream of {M} (offered: "
                      f"{', '.join(str(x) for x in offered_tile_rows(M))})")
 
 
@@ -342,6 +346,8 @@ def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits
     defaults to SCALE-Sim's. On an output-stationary array (``dataflow="os"``) the stream loop is the row folds of
     M, ``rows`` outputs each: there are no other tiles and no reduction folds."""
     check_dataflow(dataflow, pe_kind if pe_kind in PE_KINDS else None)
+    if dataflow == "is":
+        raise ValueError("plan an is GEMM as the ws GEMM of its transpose (rtl.gemm.gemm_job does)")
     if dataflow == "os":
         if tile_m is not None or tile_w != 1 or grid_w != 1:
             raise ValueError("an os mapping has no stream tiles (its stream loop is the row folds of M)")
@@ -640,6 +646,19 @@ def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str,
                                   dataflow)
 
 
+def predicted_is_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
+                        order: str | int = 0, tile_n: int | None = None, preload: str = "serial") -> int:
+    """sim's ``compute_cycles`` for ``[M, K] x [K, N]`` on an input-stationary array: the columns hold M, the
+    stream is N in tiles of ``tile_n`` (one sim offers for N), at loop order ``order`` (sim's is orders)."""
+    from sim.workload.layer import gemm
+
+    order = order_index(order, "is")
+    tile = int(N) if tile_n is None else int(tile_n)
+    layer = gemm("rtl_gemm", tokens=int(M), in_features=int(K), out_features=int(N))
+    return predicted_layer_cycles(layer, rows, cols, pe_kind, w_bits, a_bits, preload, sim_mapping(order, N, tile),
+                                  "is")
+
+
 def cycles_table_markdown(records: list[dict]) -> str:
     """Markdown for docs/rtl.md from GEMM bench records (as saved by ``tests/rtl/test_gemm.py``: keys ``build``,
     ``simulator``, ``pe_kind``, ``rows``, ``cols``, ``dataflow``, ``preload``, ``w_bits``, ``a_bits``, ``M``, ``K``,
@@ -655,7 +674,7 @@ def cycles_table_markdown(records: list[dict]) -> str:
         r0 = rs[0]
         pairs = sorted({(r["w_bits"], r["a_bits"]) for r in rs}, reverse=True)
         orders = {r["loop_order"] for r in rs}
-        tiled = sum(r["tile_m"] < r["M"] for r in rs)
+        tiled = sum(r["tile_m"] < r["N" if r.get("dataflow") == "is" else "M"] for r in rs)
         equal = sum(r["measured_cycles"] == r["predicted_cycles"] for r in rs)
         lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
                      f"{r0.get('dataflow', 'ws')} | {r0['preload']} | "

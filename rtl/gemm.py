@@ -102,24 +102,29 @@ def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 
     check_pair_supported(rows, cols, pe, w_bits, a_bits)
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     M, K, N = check_operand_sizes(M, K, N)
-    _, tile_m = check_mapping(M, mapping, preload, dataflow, pe)
-    estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob,
-                             tile_m if dataflow == "ws" else None, dataflow)
+    _, tile = check_mapping(M, mapping, preload, dataflow, pe, N)
+    if dataflow == "is":  # the ws GEMM of the transpose
+        estimate = gemm_estimate(N, K, M, rows, cols, pe, a_bits, w_bits, gap_prob, stall_prob, tile, "ws")
+    else:
+        estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob,
+                                 tile if dataflow == "ws" else None, dataflow)
     check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe} array", estimate)
 
 
 def check_mapping(M: int, mapping: str | None, preload: str = "serial", dataflow: str = "ws",
-                  pe: str | None = None) -> tuple[int, int]:
-    """(loop order index, tile rows) of ``mapping`` (``ORDER[:TILE_M]``, :func:`rtl.driver.parse_mapping`; None is
-    SCALE-Sim's untiled schedule: ``NKM`` for ws, ``NMK`` for os) for a GEMM of ``M`` rows on a ``dataflow`` array
-    of ``pe`` PEs, and the preload profile; RtlError naming the bad part."""
+                  pe: str | None = None, N: int | None = None) -> tuple[int, int]:
+    """(loop order index, tile length) of ``mapping`` (``ORDER[:TILE]``, :func:`rtl.driver.parse_mapping`; None is
+    SCALE-Sim's untiled schedule: ``NKM`` for ws, ``NMK`` for os, ``MKN`` for is) for a GEMM of ``M`` rows and
+    ``N`` columns on a ``dataflow`` array of ``pe`` PEs (the tile cuts M, or N for is), and the preload profile;
+    RtlError naming the bad part."""
+    stream = int(N if dataflow == "is" and N is not None else M)
     if preload not in driver.PRELOADS:
         raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
     try:
         driver.check_dataflow(dataflow, pe if pe in driver.PE_KINDS else None)
         if mapping is None:
-            return (1 if dataflow == "os" else 0), int(M)
-        return driver.parse_mapping(mapping, M, dataflow)
+            return (1 if dataflow == "os" else 0), stream
+        return driver.parse_mapping(mapping, stream, dataflow)
     except ValueError as exc:
         raise RtlError(f"dataflow: {exc}" if "dataflow" in str(exc) or "array builds" in str(exc)
                        else f"mapping: {exc}") from None
@@ -149,7 +154,13 @@ def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: 
              preload: str = "serial", dataflow: str = "ws") -> tuple[dict, driver.GemmPlan]:
     """The ``gemm_bench`` job for ``A @ B`` at the mapping (``order``, ``tile_m``): both input streams, the
     configuration, the output order, the expected product, stream knobs and a generous cycle limit; and its fold
-    plan.  Bad operands, mappings, probabilities or seeds raise :class:`RtlError`."""
+    plan.  An input-stationary GEMM (``dataflow="is"``) runs as the ws GEMM of its transpose, ``Y^T = B^T A^T``:
+    the activations are the stationary operand, the weights stream, and ``tile_m`` cuts N; the job's outputs are
+    ``Y^T``.  Bad operands, mappings, probabilities or seeds raise :class:`RtlError`."""
+    if dataflow == "is":
+        return gemm_job(name, np.asarray(B).T, np.asarray(A).T, rows, cols, pe, a_bits, w_bits, a_signed, w_signed,
+                        gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, order=order, tile_m=tile_m,
+                        preload=preload, dataflow="ws")
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     seed = check_seed(seed)
     try:
@@ -181,21 +192,34 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
         raise RtlError(f"need A [M, K] and B [K, N] with matching K, got {A.shape} and {B.shape}")
     check_gemm(A.shape[0], A.shape[1], B.shape[1], w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
                gap_prob=gap_prob, stall_prob=stall_prob, mapping=mapping, preload=preload, dataflow=dataflow)
-    order, tile_m = check_mapping(A.shape[0], mapping, preload, dataflow, pe)
-    tile = tile_m if dataflow == "ws" else None
+    order, tile_m = check_mapping(A.shape[0], mapping, preload, dataflow, pe, B.shape[1])
+    tile = tile_m if dataflow != "os" else None
     job, plan = gemm_job("gemm", A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, gap_prob=gap_prob,
                          stall_prob=stall_prob, seed=seed, order=order, tile_m=tile, preload=preload,
                          dataflow=dataflow)
-    M, K, N = plan.M, plan.K, plan.N
-    params = driver.top_parameters(rows, cols, pe, w_bits, a_bits, w_signed, a_signed, psum_rows=psum_rows_for(plan),
-                                   preload=preload, dataflow=dataflow)
+    M, K, N = A.shape[0], A.shape[1], B.shape[1]
+    swap = dataflow == "is"  # the array holds the activations: its "weights" are a_bits wide
+    params = driver.top_parameters(rows, cols, pe, a_bits if swap else w_bits, w_bits if swap else a_bits,
+                                   a_signed if swap else w_signed, w_signed if swap else a_signed,
+                                   psum_rows=psum_rows_for(plan), preload=preload,
+                                   dataflow="ws" if swap else dataflow)
     record, failure = run_job(driver.DATAFLOWS[dataflow], SOURCES, BENCH, params, job, simulator=simulator,
                               build_root=build_root, what="GEMM bench")
     return GemmCheck(M=M, K=K, N=N, w_bits=w_bits, a_bits=a_bits, rows=rows, cols=cols, pe=pe,
                      simulator=simulator, macs=M * K * N, mismatches=int(record["mismatches"]),
                      measured_cycles=int(record["measured_cycles"]),
-                     predicted_cycles=driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile,
-                                                              preload, dataflow),
+                     predicted_cycles=(driver.predicted_is_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile,
+                                                                  preload) if swap else
+                                       driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile,
+                                                               preload, dataflow)),
                      clock_cycles=int(record["clock_cycles"]), messages=tuple(record.get("messages", ()))
-                     or ((failure,) if failure else ()), loop_order=plan.order_name, tile_m=plan.tile_elements,
+                     or ((failure,) if failure else ()),
+                     loop_order=_is_order_name(plan.order) if swap else plan.order_name, tile_m=plan.tile_elements,
                      preload=preload, dataflow=dataflow)
+
+
+def _is_order_name(order: int) -> str:
+    """An is loop order in GEMM dimensions (columns hold M, the stream is N): sim's ``loop_order``."""
+    from sim.mapping import gemm_order_name
+
+    return gemm_order_name(2, order)

@@ -460,6 +460,9 @@ def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, st
         driver.check_dataflow(dataflow)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
+    if dataflow == "is":
+        raise RtlError("dataflow is runs GEMMs only (lowbit rtl gemm): an input-stationary layer emits its outputs "
+                       "channel by channel, and the layer top requantizes per column (ws, os)")
     if pe not in LAYER_PE_KINDS:
         raise RtlError(f"unknown PE kind {pe!r} for a layer ({', '.join(LAYER_PE_KINDS)})")
     check_simulator(simulator)

@@ -192,10 +192,12 @@ GEMM_CASES = {
     "gemm-simulator-unknown": (_gemm("--sim", "nope"), "simulator"),
     "gemm-pair-out-of-range": (_gemm("--pair", "w9a8"), "w9a8"),
     "gemm-mapping-order-unknown": (_gemm("--mapping", "NMX"), "loop order must be one of"),
-    "gemm-mapping-tile-not-offered": (_gemm("--mapping", "MKN:3", mkn=(4, 4, 4)), "tile_m = 3 is not a stream tile"),
-    "gemm-mapping-tile-garbage": (_gemm("--mapping", "MKN:x"), "tile_m must be an integer"),
+    "gemm-mapping-tile-not-offered": (_gemm("--mapping", "MKN:3", mkn=(4, 4, 4)), "tile 3 is not a stream tile"),
+    "gemm-mapping-tile-garbage": (_gemm("--mapping", "MKN:x"), "the tile must be an integer"),
     "gemm-preload-unknown": (_gemm("--weight-preload", "double"), "weight_preload"),
-    "gemm-dataflow-unknown": (_gemm("--dataflow", "is"), "dataflow must be one of ws, os"),
+    "gemm-dataflow-unknown": (_gemm("--dataflow", "rs"), "dataflow must be one of ws, os, is"),
+    "gemm-dataflow-is-serial-pe": (_gemm("--dataflow", "is", "--pe", "stripes"),
+                                   "the is array builds fixed, bitfusion"),
     "gemm-dataflow-os-tiled": (_gemm("--dataflow", "os", "--mapping", "NMK:2"), "an os mapping has no stream tile"),
     "gemm-dataflow-os-ws-order": (_gemm("--dataflow", "os", "--mapping", "NKM"), "loop order must be one of MNK, NMK"),
 }
@@ -221,7 +223,8 @@ VERIFY_CASES = {
     "verify-preload-unknown": (["--weight-preload", "double"], "weight_preload"),
     "verify-mapping-order-unknown": (["--mapping", "ABC"], "loop order must be one of"),
     "verify-mapping-tile-not-offered": (["--mapping", "MKN:7"], "tile_m = 7 is not a stream tile"),
-    "verify-dataflow-unknown": (["--dataflow", "is"], "dataflow must be one of ws, os"),
+    "verify-dataflow-unknown": (["--dataflow", "rs"], "dataflow must be one of ws, os"),
+    "verify-dataflow-is": (["--dataflow", "is"], "dataflow is runs GEMMs only"),
     "verify-dataflow-os-tiled": (["--dataflow", "os", "--mapping", "NMK:4"], "an os mapping has no stream tile"),
 }
 

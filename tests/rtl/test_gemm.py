@@ -57,6 +57,9 @@ class Build:
 
     @property
     def parameters(self) -> dict[str, int]:
+        if self.dataflow == "is":  # the ws top on the transpose: the activations are its stationary operand
+            return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.a_bits, self.w_bits, self.a_signed,
+                                         self.w_signed, psum_rows=self.psum_rows, preload=self.preload)
         return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.w_bits, self.a_bits, self.w_signed,
                                      self.a_signed, psum_rows=self.psum_rows, preload=self.preload,
                                      dataflow=self.dataflow)
@@ -68,7 +71,8 @@ class Build:
     @property
     def sources(self) -> list[Path]:
         pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
-        return [source(self.top), source(f"lowbit_systolic_{self.dataflow}"), source(pe)]
+        array = "lowbit_systolic_os" if self.dataflow == "os" else "lowbit_systolic_ws"
+        return [source(self.top), source(array), source(pe)]
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,11 @@ BUILDS = [
     Build("os-stripes-4x4", "stripes", 4, 4, max_m=16, dataflow="os"),
     Build("os-ov-loom-3x2", "loom", 3, 2, max_m=8, preload="overlapped", dataflow="os"),
     Build("os-ov-stripes-2x5", "stripes", 2, 5, max_m=8, preload="overlapped", dataflow="os"),
+    # input-stationary: the weight-stationary top on the transposed GEMM (activations stay, weights stream)
+    Build("is-fixed-w4a8u-4x4", "fixed", 4, 4, 4, 8, a_signed=False, dataflow="is"),
+    Build("is-bitfusion-3x5", "bitfusion", 3, 5, dataflow="is"),
+    Build("is-ov-bitfusion-4x4", "bitfusion", 4, 4, preload="overlapped", dataflow="is"),
+    Build("is-ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, preload="overlapped", dataflow="is"),
 ]
 ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
@@ -162,12 +171,16 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
         i = len(jobs)
         gap, stall = stream if stream is not None else ((0.0, 0.0) if i % 2 == 0 else (0.3, 0.3))
         w, a, ws, as_ = pair
-        order, tile_m = 0, M  # every third job and the table rows: SCALE-Sim's untiled NKM schedule
+        # every third job and the table rows: SCALE-Sim's untiled schedule (ws NKM, os NMK, is MKN)
+        stream = N if build.dataflow == "is" else M  # is streams N: its tiles cut N
+        order, tile_m = 0, stream
         if build.dataflow == "os":  # os: SCALE-Sim's NMK or MNK, no stream tiles
             order = 4 if i % 3 and not table and rng.random() < 0.5 else 1
         elif i % 3 and not table:
-            order, tile_m = rng.randrange(6), rng.choice(driver.offered_tile_rows(M))
-            need = driver.psum_rows_needed(driver.plan_gemm(M, K, N, R, C, build.pe_kind, w, a, order=order,
+            order, tile_m = rng.randrange(6), rng.choice(driver.offered_tile_rows(stream))
+            # the partial sums of the ws GEMM the array runs (is: the transpose's)
+            shape = (N, K, M) if build.dataflow == "is" else (M, K, N)
+            need = driver.psum_rows_needed(driver.plan_gemm(*shape, R, C, build.pe_kind, w, a, order=order,
                                                             tile_m=tile_m))
             if need > build.psum_rows:  # too many partial sums for the buffer: keep the row folds innermost
                 order = rng.choice([1, 4])
@@ -230,8 +243,26 @@ def operands(job: Job) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tile(build: Build, job: Job) -> int | None:
-    """The job's stream tile (None: untiled, and always for os, whose stream loop is the row folds)."""
-    return (job.tile_m or None) if build.dataflow == "ws" else None
+    """The job's stream tile (of M; of N for is; None: untiled, and always for os, whose stream loop is the row
+    folds)."""
+    return (job.tile_m or None) if build.dataflow != "os" else None
+
+
+def _predicted(build: Build, M: int, K: int, N: int, w: int, a: int, order: int | None = None,
+               tile: int | None = None) -> int:
+    """sim's compute_cycles for the GEMM on the build's array, dataflow and profile."""
+    if build.dataflow == "is":
+        return driver.predicted_is_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order or 0, tile,
+                                          build.preload)
+    return driver.predicted_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order, tile, build.preload,
+                                   build.dataflow)
+
+
+def _order_name(build: Build, plan: driver.GemmPlan) -> str:
+    """sim's loop_order of the job (is: in the GEMM's own dimensions, not the transpose's)."""
+    from sim.mapping import gemm_order_name
+
+    return gemm_order_name(2, plan.order) if build.dataflow == "is" else plan.order_name
 
 
 def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
@@ -245,12 +276,10 @@ def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
               "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
               "M": job.M, "K": job.K, "N": job.N, "preload": build.preload, "dataflow": build.dataflow,
-              "loop_order": plan.order_name,
+              "loop_order": _order_name(build, plan),
               "tile_m": plan.tile_elements, "folds": plan.folds, "macs": plan.macs, "table": job.table,
-              "predicted_cycles": driver.predicted_cycles(job.M, job.K, job.N, build.rows, build.cols, build.pe_kind,
-                                                          job.w_bits, job.a_bits, job.order,
-                                                          _tile(build, job),
-                                                          build.preload, build.dataflow)}
+              "predicted_cycles": _predicted(build, job.M, job.K, job.N, job.w_bits, job.a_bits, job.order,
+                                             _tile(build, job))}
     return entry, record
 
 
@@ -384,6 +413,8 @@ def test_docs_cycles_table_is_current() -> None:
         rows, cols = (int(x) for x in array.split("×"))
         w, a = (int(x) for x in pair[1:].split("a"))
         M, K, N = (int(x) for x in mkn.split("×"))
-        predicted = driver.predicted_cycles(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
-        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
+        build = Build("docs", pe, rows, cols, preload=preload, dataflow=dataflow)
+        predicted = _predicted(build, M, K, N, w, a)
+        plan = (driver.plan_gemm(N, K, M, rows, cols, pe, a, w, preload=preload) if dataflow == "is"
+                else driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow))
         assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)

@@ -45,6 +45,16 @@ def test_rtl_gemm_on_an_output_stationary_array(verilator, capsys) -> None:
     assert record["measured_cycles"] == record["predicted_cycles"] > 0
 
 
+@pytest.mark.rtl
+def test_rtl_gemm_on_an_input_stationary_array(verilator, capsys) -> None:
+    """is runs as the ws top on the transposed GEMM: bit-exact, cycles equal to sim's is cost at the N tile."""
+    main(["rtl", "gemm", "--m", "9", "--k", "20", "--n", "15", "--pair", "w8a8", "--seed", "4", "--array", "3x4",
+          "--pe", "fixed", "--dataflow", "is", "--mapping", "KMN:8", "--weight-preload", "overlapped"])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["mismatches"] == 0 and record["dataflow"] == "is" and record["loop_order"] == "KMN"
+    assert record["tile_m"] == 8 and record["measured_cycles"] == record["predicted_cycles"] > 0
+
+
 def test_bad_array_is_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["rtl", "gemm", "--m", "2", "--k", "2", "--n", "2", "--array", "8by8"])
