@@ -496,6 +496,7 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
     ``lowbit_layer_top`` does not build)."""
     fusion = plan.pe_kind == "bitfusion"
     modes = {
+        "cfg_overlap": int(plan.preload == "overlapped"),
         "cfg_w_mode": fusion_mode(plan.w_bits) if fusion else 2,
         "cfg_a_mode": fusion_mode(plan.a_bits) if fusion else 2,
         "cfg_w_signed": int(plan.w_signed),
@@ -526,14 +527,15 @@ def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: 
                    preload: str = "serial", dataflow: str = "ws") -> dict[str, int]:
     """Verilog parameters of one ``lowbit_gemm_top`` (``lowbit_gemm_os_top`` for os) build. For Bit Fusion and
     the bit-serial PEs the widths and signedness are run-time configuration, so one build serves every pair (a
-    bit-serial build's W_BITS = A_BITS = 8 is its widest runtime width)."""
+    bit-serial build's W_BITS = A_BITS = 8 is its widest runtime width). The timing profile is run-time
+    configuration too (``cfg_overlap``): ``preload="overlapped"`` builds a ws array's double-buffered weight
+    registers, and that build runs both profiles; an os array is the same for both."""
     if preload not in PRELOADS:
         raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
     check_dataflow(dataflow, _kind(pe_kind))
-    params = {"PE_KIND": PE_KINDS[pe_kind], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits),
-              "OVERLAP": PRELOADS[preload]}
+    params = {"PE_KIND": PE_KINDS[pe_kind], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits)}
     if dataflow == "ws":
-        params["PSUM_ROWS"] = int(psum_rows)
+        params.update({"PSUM_ROWS": int(psum_rows), "OVERLAP": PRELOADS[preload]})
     if pe_kind in SERIAL_KINDS:
         params.update({"W_BITS": _SERIAL_SLOT_BITS, "A_BITS": _SERIAL_SLOT_BITS})
     if pe_kind == "fixed":
@@ -676,8 +678,10 @@ def cycles_table_markdown(records: list[dict]) -> str:
         orders = {r["loop_order"] for r in rs}
         tiled = sum(r["tile_m"] < r["N" if r.get("dataflow") == "is" else "M"] for r in rs)
         equal = sum(r["measured_cycles"] == r["predicted_cycles"] for r in rs)
+        dataflows = ", ".join(d for d in ("ws", "os", "is") if any(r.get("dataflow", "ws") == d for r in rs))
+        preloads = ", ".join(p for p in ("serial", "overlapped") if any(r["preload"] == p for r in rs))
         lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
-                     f"{r0.get('dataflow', 'ws')} | {r0['preload']} | "
+                     f"{dataflows} | {preloads} | "
                      f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
                      f"{len(orders)} orders, {tiled} tiled | "
                      f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
@@ -716,8 +720,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = [r for f in files for r in json.loads(f.read_text())]
     order = {"verilator": 0, "icarus": 1}
-    records.sort(key=lambda r: (order.get(r["simulator"], 2), r.get("dataflow", "ws") != "ws",
-                                r["preload"] != "serial", r["pe_kind"] != "bitfusion", r["rows"] * r["cols"],
+    records.sort(key=lambda r: (order.get(r["simulator"], 2), r["build"].startswith("os-"),
+                                r["build"].startswith("ov-"), r["pe_kind"] != "bitfusion", r["rows"] * r["cols"],
                                 r["build"]))
     print(cycles_table_markdown(records))
     return 0

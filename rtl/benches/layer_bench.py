@@ -41,7 +41,7 @@ from rtl.driver import decode_output_beat
 
 _CFG_PORTS = ("cfg_order", "cfg_row_folds", "cfg_col_folds", "cfg_tile_h", "cfg_tiles_h", "cfg_tile_h_last",
               "cfg_tile_w", "cfg_tiles_w", "cfg_tile_w_last", "cfg_k_slots", "cfg_m_folds", "cfg_m_last",
-              "cfg_w_mode", "cfg_a_mode", "cfg_w_signed", "cfg_a_signed", "cfg_w_bits", "cfg_a_bits")
+              "cfg_overlap", "cfg_w_mode", "cfg_a_mode", "cfg_w_signed", "cfg_a_signed", "cfg_w_bits", "cfg_a_bits")
 _PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready", "cfg_we", "cfg_addr", "cfg_data",
           "cfg_first", "cfg_last", "cfg_zero_point", "cfg_out_min", "cfg_out_max", *_CFG_PORTS)
 

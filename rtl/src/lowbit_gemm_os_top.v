@@ -14,9 +14,11 @@
 //     column fold, out_last on the GEMM's final beat.
 // Timing (steps are cycles with en = 1; cycle_count counts the folds' steps; measured = cycle_count - 1). A slot
 // takes S steps: 1, a_bits (Stripes) or a_bits * w_bits (Loom); its beats stay in the input registers meanwhile.
-//   OVERLAP 0: each fold takes S*Kp + R + C - 2 steps (its last product leaves PE(R-1, C-1)), SCALE-Sim's os count;
-//   OVERLAP 1: a fold starts max(S*Kp, R) steps after the previous one (the result buses are free again), the last
-//     one takes S*Kp + R + C - 2: sim's weight_preload: overlapped for os (eq. 2'').
+// The timing profile is run-time configuration (the array is the same for both):
+//   cfg_overlap = 0: each fold takes S*Kp + R + C - 2 steps (its last product leaves PE(R-1, C-1)), SCALE-Sim's os
+//     count;
+//   cfg_overlap = 1: a fold starts max(S*Kp, R) steps after the previous one (the result buses are free again), the
+//     last one takes S*Kp + R + C - 2: sim's weight_preload: overlapped for os (eq. 2'').
 // The top is busy until both the counted steps are over and the final result row has entered the output FIFO
 // (after the counted steps, through uncounted drain steps, unless a short last fold's rows are out earlier).
 `default_nettype none
@@ -29,12 +31,12 @@ module lowbit_gemm_os_top #(
     parameter W_SIGNED  = 1,    // PE_KIND 0 only
     parameter A_SIGNED  = 1,    // PE_KIND 0 only
     parameter ACC_BITS  = 32,
-    parameter OVERLAP   = 0,    // 0: folds back to back after the array drains; 1: a fold every max(Kp, R) steps
     parameter FOLD_BITS = 16,   // width of the fold and slot counts
     parameter CNT_BITS  = 32,
     parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
 ) (
-    clk, rst_n, start, cfg_order, cfg_k_slots, cfg_col_folds, cfg_m_folds, cfg_m_last, cfg_w_mode, cfg_a_mode,
+    clk, rst_n, start, cfg_order, cfg_k_slots, cfg_col_folds, cfg_m_folds, cfg_m_last, cfg_overlap, cfg_w_mode,
+    cfg_a_mode,
     cfg_w_signed, cfg_a_signed, cfg_w_bits, cfg_a_bits, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready,
     out_data, out_last, out_fold, cycle_count
 );
@@ -58,6 +60,7 @@ module lowbit_gemm_os_top #(
     input  wire [FOLD_BITS-1:0]     cfg_col_folds;  // NF
     input  wire [FOLD_BITS-1:0]     cfg_m_folds;    // MF
     input  wire [R_BITS-1:0]        cfg_m_last;     // rows of the last row fold, 1..R
+    input  wire                     cfg_overlap;    // 1: a fold every max(S*Kp, R) steps; 0: after the drain
     input  wire [1:0]               cfg_w_mode;     // PE_KIND 1
     input  wire [1:0]               cfg_a_mode;
     input  wire                     cfg_w_signed;
@@ -87,6 +90,7 @@ module lowbit_gemm_os_top #(
     reg [1:0]           state;
     reg [TW-1:0]        t;
     reg                 c_outer;                       // order 1: column folds outer
+    reg                 ov_q;                          // the overlapped profile
     reg [FOLD_BITS-1:0] kp_q, nf_q, mf_q;
     reg [R_BITS-1:0]    m_last_q;
     reg [1:0]           w_mode_q, a_mode_q;
@@ -121,7 +125,7 @@ module lowbit_gemm_os_top #(
     /* verilator lint_on WIDTHTRUNC */
     wire [TW-1:0] t_tail  = skp + T_RC;                      // S*Kp + R + C - 3
     wire [TW-1:0] t_slot  = (skp > T_R) ? skp - 1'b1 : T_R - 1'b1;  // max(S*Kp, R) - 1
-    wire [TW-1:0] t_last  = (OVERLAP != 0 && has_next) ? t_slot : t_tail;
+    wire [TW-1:0] t_last  = (ov_q && has_next) ? t_slot : t_tail;
     wire          feeding = (state == S_STREAM) && (t < skp);
     wire          last_beat;                             // of a slot (always, unless SERIAL)
     wire          elem_first = (elem == {FOLD_BITS{1'b0}});
@@ -271,6 +275,7 @@ module lowbit_gemm_os_top #(
             state      <= S_IDLE;
             t          <= {TW{1'b0}};
             c_outer    <= 1'b1;
+            ov_q       <= 1'b0;
             kp_q       <= {FOLD_BITS{1'b0}};
             nf_q       <= {FOLD_BITS{1'b0}};
             mf_q       <= {FOLD_BITS{1'b0}};
@@ -295,6 +300,7 @@ module lowbit_gemm_os_top #(
                 state      <= S_STREAM;
                 t          <= {TW{1'b0}};
                 c_outer    <= (cfg_order == 3'd1);
+                ov_q       <= cfg_overlap;
                 kp_q       <= cfg_k_slots;
                 nf_q       <= cfg_col_folds;
                 mf_q       <= cfg_m_folds;
@@ -402,13 +408,6 @@ module lowbit_gemm_os_top #(
             $error("lowbit_gemm_os_top: parameter OUT_DEPTH = %0d must be a power of two >= 2", OUT_DEPTH);
 `else
             lowbit_param_error__OUT_DEPTH_must_be_a_power_of_two_at_least_2 stop ();
-`endif
-        end
-        if (OVERLAP != 0 && OVERLAP != 1) begin : g_param_error_6
-`ifdef VERILATOR
-            $error("lowbit_gemm_os_top: parameter OVERLAP = %0d must be 0 (serial) or 1 (overlapped)", OVERLAP);
-`else
-            lowbit_param_error__OVERLAP_must_be_0_or_1 stop ();
 `endif
         end
     endgenerate

@@ -24,9 +24,11 @@
 // Timing (steps are cycles with en = 1; cycle_count counts them, so valid gaps and backpressure do not change it;
 // sim's compute_cycles, the index of the last busy cycle, is cycle_count - 1). An element takes S steps: 1, a_bits
 // (Stripes) or a_bits * w_bits (Loom); a fold of T elements streams S*T steps.
-//   OVERLAP 0 (serial preload): per fold R load steps, then S*T + R + C - 2 stream steps (the last result row
+// The timing profile is run-time configuration (cfg_overlap); OVERLAP = 1 builds the double-buffered weight registers
+// that the overlapped profile needs (an OVERLAP = 0 build refuses cfg_overlap = 1), and runs both profiles.
+//   serial preload: per fold R load steps, then S*T + R + C - 2 stream steps (the last result row
 //     leaves PE(R-1, C-1)): sum over folds of 2R + C - 2 + S*T (SCALE-Sim's per-fold cycles).
-//   OVERLAP 1 (overlapped preload): R load steps for the first fold; each fold then takes max(S*T, R) steps while
+//   overlapped preload: R load steps for the first fold; each fold then takes max(S*T, R) steps while
 //     the next fold's tile loads, and the last one S*T + R + C - 2:  R + sum_{f<last} max(S*T_f, R) + S*T_last
 //     + R + C - 2, sim's weight_preload: overlapped.
 // The last result row leaves during the next fold's first step, or during one extra, uncounted drain step.
@@ -42,14 +44,14 @@ module lowbit_gemm_top #(
     parameter W_SIGNED  = 1,    // PE_KIND 0 only
     parameter A_SIGNED  = 1,    // PE_KIND 0 only
     parameter ACC_BITS  = 32,
-    parameter OVERLAP   = 0,    // weight preload: 0 serial, 1 overlapped (double-buffered weight registers)
+    parameter OVERLAP   = 0,    // 1: double-buffered weight registers (both profiles run); 0: serial preload only
     parameter PSUM_ROWS = 256,  // partial-sum buffer rows (the largest tile), >= 2
     parameter FOLD_BITS = 16,   // width of the fold- and tile-count config inputs
     parameter CNT_BITS  = 32,   // width of cycle_count
     parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
 ) (
     clk, rst_n, start, cfg_order, cfg_row_folds, cfg_col_folds, cfg_tile_h, cfg_tiles_h, cfg_tile_h_last,
-    cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed, cfg_w_bits,
+    cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_overlap, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed, cfg_w_bits,
     cfg_a_bits, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready, out_data,
     out_last, out_fold, cycle_count
 );
@@ -77,6 +79,7 @@ module lowbit_gemm_top #(
     input  wire [L_BITS-1:0]        cfg_tile_w;      // TW: tile columns (inner axis); TH * TW <= PSUM_ROWS
     input  wire [FOLD_BITS-1:0]     cfg_tiles_w;
     input  wire [L_BITS-1:0]        cfg_tile_w_last;
+    input  wire                     cfg_overlap;     // overlapped preload (needs OVERLAP = 1); 0: serial preload
     input  wire [1:0]               cfg_w_mode;      // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
     input  wire [1:0]               cfg_a_mode;      // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
     input  wire                     cfg_w_signed;    // PE_KIND 1-3: weights two's complement
@@ -118,6 +121,7 @@ module lowbit_gemm_top #(
     reg [1:0]           state;
     reg [T_BITS-1:0]    t;                        // step within the current phase
     reg [2:0]           order_q;
+    reg                 ov_q;                     // this GEMM runs the overlapped profile
     reg [FOLD_BITS-1:0] kf_q, nf_q, nh_q, nw_q;   // loop extents (row folds, column folds, tiles per axis)
     reg [L_BITS-1:0]    th_q, thl_q, tw_q, twl_q;  // tile lengths
     reg [2*NB-1:0]      s_q;                      // steps per element
@@ -135,7 +139,7 @@ module lowbit_gemm_top #(
                   && (cfg_tiles_h != {FOLD_BITS{1'b0}}) && (cfg_tiles_w != {FOLD_BITS{1'b0}})
                   && (cfg_tile_h_last != {L_BITS{1'b0}}) && (cfg_tile_h_last <= cfg_tile_h)
                   && (cfg_tile_w_last != {L_BITS{1'b0}}) && (cfg_tile_w_last <= cfg_tile_w)
-                  && (cfg_tile <= P_LIMIT)
+                  && (cfg_tile <= P_LIMIT) && (!cfg_overlap || OVERLAP != 0)
                   && (!SERIAL || (cfg_w_bits != {NB{1'b0}} && cfg_a_bits != {NB{1'b0}}
                                   && cfg_w_bits <= SB[NB-1:0] && cfg_a_bits <= SB[NB-1:0]));
     // steps per element: 1, a_bits (Stripes) or a_bits * w_bits (Loom)
@@ -179,16 +183,16 @@ module lowbit_gemm_top #(
     wire [TW-1:0]       t_ext   = {1'b0, t};
     wire [TW-1:0]       tail    = st + T_RC;                       // S*T + R + C - 3: a fold's last stream step
     wire [TW-1:0]       slot    = (st > T_R) ? st - 1'b1 : T_R - 1'b1;  // max(S*T, R) - 1
-    wire [TW-1:0]       t_last  = (OVERLAP != 0 && has_next) ? slot : tail;
+    wire [TW-1:0]       t_last  = (ov_q && has_next) ? slot : tail;
     wire                last_beat;                                 // of an element (always, unless SERIAL)
 
     // ---- steps ----------------------------------------------------------------------------------------------------
     wire in_fold  = (state == S_LOAD) || (state == S_STREAM);
     wire feeding  = (state == S_STREAM) && (t_ext < st);
-    wire loading  = (state == S_LOAD) || ((OVERLAP != 0) && (state == S_STREAM) && has_next && (t_ext < T_R));
+    wire loading  = (state == S_LOAD) || (ov_q && (state == S_STREAM) && has_next && (t_ext < T_R));
     wire load_end = loading && (t_ext == T_R - 1'b1);              // the tile's last beat
     wire swap     = (OVERLAP != 0) && ((state == S_LOAD) ? load_end
-                                       : ((state == S_STREAM) && has_next && t_ext == slot));
+                                       : (ov_q && (state == S_STREAM) && has_next && t_ext == slot));
 
     // one-beat input registers
     reg                   a_full, w_full;
@@ -362,6 +366,7 @@ module lowbit_gemm_top #(
             state      <= S_IDLE;
             t          <= {T_BITS{1'b0}};
             order_q    <= 3'd0;
+            ov_q       <= 1'b0;
             kf_q       <= {FOLD_BITS{1'b0}};
             nf_q       <= {FOLD_BITS{1'b0}};
             nh_q       <= {FOLD_BITS{1'b0}};
@@ -389,6 +394,7 @@ module lowbit_gemm_top #(
                 state      <= S_LOAD;
                 t          <= {T_BITS{1'b0}};
                 order_q    <= cfg_order;
+                ov_q       <= cfg_overlap;
                 kf_q       <= cfg_row_folds;
                 nf_q       <= cfg_col_folds;
                 nh_q       <= cfg_tiles_h;
@@ -431,7 +437,7 @@ module lowbit_gemm_top #(
                     if (t_ext == t_last) begin
                         t <= {T_BITS{1'b0}};
                         if (has_next) begin                    // the next fold, in loop order
-                            state <= (OVERLAP != 0) ? S_STREAM : S_LOAD;
+                            state <= ov_q ? S_STREAM : S_LOAD;
                             elem  <= {L_BITS{1'b0}};
                             if (step_r) ptr <= {PA{1'b0}};     // the loops inside r start again
                             if (step_c) ci <= c_end ? {FOLD_BITS{1'b0}} : ci + 1'b1;

@@ -44,14 +44,15 @@ module lowbit_layer_top #(
     parameter MAX_M     = 256,  // largest M (power of two, >= 2): the accumulator buffer holds MAX_M x MAX_NF rows
     parameter MAX_NF    = 4,    // largest number of column folds, N <= MAX_NF * COLS (power of two, >= 2)
     parameter PSUM_ROWS = 256,  // the gemm top's partial-sum buffer rows (the largest stream tile)
-    parameter OVERLAP   = 0,    // the gemm top's weight preload: 0 serial, 1 overlapped
+    parameter OVERLAP   = 0,    // ws: 1 builds the double-buffered weight registers (cfg_overlap may then be 1)
     parameter DATAFLOW  = 0,    // 0 weight-stationary (lowbit_gemm_top), 1 output-stationary (lowbit_gemm_os_top)
     parameter OUT_BITS  = 32,   // output code width (32 serves int8/uint8 codes and the int32 logits alike)
     parameter FOLD_BITS = 16,
     parameter CNT_BITS  = 32
 ) (
     clk, rst_n, cfg_we, cfg_addr, cfg_data, start, cfg_order, cfg_row_folds, cfg_col_folds, cfg_tile_h, cfg_tiles_h,
-    cfg_tile_h_last, cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_k_slots, cfg_m_folds, cfg_m_last, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
+    cfg_tile_h_last, cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_k_slots, cfg_m_folds, cfg_m_last, cfg_overlap,
+    cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed,
     cfg_w_bits, cfg_a_bits,
     cfg_first, cfg_last, cfg_zero_point, cfg_out_min, cfg_out_max, busy, w_valid, w_ready, w_data, in_valid,
     in_ready, in_data, out_valid, out_ready, out_data, out_last, cycle_count
@@ -86,6 +87,7 @@ module lowbit_layer_top #(
     // pass configuration, sampled on start
     input  wire                       start;
     input  wire [2:0]                 cfg_order;      // the gemm top's loop order and stream tiles (its ports)
+    input  wire                       cfg_overlap;    // the gemm top's timing profile: 1 overlapped
     input  wire [FOLD_BITS-1:0]       cfg_col_folds;
     /* verilator lint_off UNUSEDSIGNAL */             // each dataflow's gemm top takes its own configuration
     input  wire [FOLD_BITS-1:0]       cfg_row_folds;  // DATAFLOW 0
@@ -151,10 +153,11 @@ module lowbit_layer_top #(
         if (DATAFLOW == 1) begin : g_os
             lowbit_gemm_os_top #(
                 .PE_KIND(PE_KIND), .ROWS(ROWS), .COLS(COLS), .W_BITS(W_BITS), .A_BITS(A_BITS), .W_SIGNED(W_SIGNED),
-                .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .OVERLAP(OVERLAP), .FOLD_BITS(FOLD_BITS), .CNT_BITS(CNT_BITS)
+                .A_SIGNED(A_SIGNED), .ACC_BITS(ACC_BITS), .FOLD_BITS(FOLD_BITS), .CNT_BITS(CNT_BITS)
             ) gemm (
                 .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_order(cfg_order), .cfg_k_slots(cfg_k_slots),
                 .cfg_col_folds(cfg_col_folds), .cfg_m_folds(cfg_m_folds), .cfg_m_last(cfg_m_last),
+                .cfg_overlap(cfg_overlap),
                 .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode), .cfg_w_signed(cfg_w_signed),
                 .cfg_a_signed(cfg_a_signed), .cfg_w_bits(cfg_w_bits), .cfg_a_bits(cfg_a_bits),
                 .busy(g_busy),
@@ -171,8 +174,8 @@ module lowbit_layer_top #(
                 .clk(clk), .rst_n(rst_n), .start(start_ok), .cfg_order(cfg_order), .cfg_row_folds(cfg_row_folds),
                 .cfg_col_folds(cfg_col_folds), .cfg_tile_h(cfg_tile_h), .cfg_tiles_h(cfg_tiles_h),
                 .cfg_tile_h_last(cfg_tile_h_last), .cfg_tile_w(cfg_tile_w), .cfg_tiles_w(cfg_tiles_w),
-                .cfg_tile_w_last(cfg_tile_w_last), .cfg_w_mode(cfg_w_mode), .cfg_a_mode(cfg_a_mode),
-                .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed),
+                .cfg_tile_w_last(cfg_tile_w_last), .cfg_overlap(cfg_overlap), .cfg_w_mode(cfg_w_mode),
+                .cfg_a_mode(cfg_a_mode), .cfg_w_signed(cfg_w_signed), .cfg_a_signed(cfg_a_signed),
                 .cfg_w_bits(cfg_w_bits), .cfg_a_bits(cfg_a_bits),
                 .busy(g_busy),
                 .w_valid(w_valid), .w_ready(w_ready), .w_data(w_data),

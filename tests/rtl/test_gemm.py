@@ -34,7 +34,7 @@ SIGNS = [(True, True), (True, False), (False, True), (False, False)]
 
 @dataclass(frozen=True)
 class Build:
-    """One HDL build of the top (one build directory)."""
+    """One HDL build of a top (one build directory)."""
 
     id: str
     pe_kind: str
@@ -45,9 +45,15 @@ class Build:
     w_signed: bool = True
     a_signed: bool = True
     max_m: int = 64  # the largest M of the build's jobs
-    preload: str = "serial"
+    overlap_hw: bool = False  # ws: the double-buffered weight registers (the build then runs both profiles)
     simulator: str = "verilator"
-    dataflow: str = "ws"
+    dataflow: str = "ws"  # the build's top: ws or os
+    is_jobs: bool = False  # a ws build that also runs input-stationary GEMMs (the transposed ws GEMM)
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        """The timing profiles the build runs (run-time configuration)."""
+        return ("serial", "overlapped") if self.overlap_hw or self.dataflow == "os" else ("serial",)
 
     @property
     def psum_rows(self) -> int:
@@ -57,12 +63,9 @@ class Build:
 
     @property
     def parameters(self) -> dict[str, int]:
-        if self.dataflow == "is":  # the ws top on the transpose: the activations are its stationary operand
-            return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.a_bits, self.w_bits, self.a_signed,
-                                         self.w_signed, psum_rows=self.psum_rows, preload=self.preload)
         return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.w_bits, self.a_bits, self.w_signed,
-                                     self.a_signed, psum_rows=self.psum_rows, preload=self.preload,
-                                     dataflow=self.dataflow)
+                                     self.a_signed, psum_rows=self.psum_rows,
+                                     preload="overlapped" if self.overlap_hw else "serial", dataflow=self.dataflow)
 
     @property
     def top(self) -> str:
@@ -71,8 +74,7 @@ class Build:
     @property
     def sources(self) -> list[Path]:
         pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
-        array = "lowbit_systolic_os" if self.dataflow == "os" else "lowbit_systolic_ws"
-        return [source(self.top), source(array), source(pe)]
+        return [source(self.top), source(f"lowbit_systolic_{self.dataflow}"), source(pe)]
 
 
 @dataclass(frozen=True)
@@ -93,58 +95,46 @@ class Job:
     seed: int
     table: bool = False  # listed row by row in docs/rtl.md
     order: int = 0  # loop order (sim.mapping.ORDERS index; 0 is SCALE-Sim's NKM)
-    tile_m: int = 0  # rows per stream tile (0: untiled)
+    tile_m: int = 0  # elements per stream tile of M (of N for is; 0: untiled)
+    preload: str = "serial"  # the timing profile this GEMM runs
+    dataflow: str = "ws"  # ws, os, or is (a ws build running the transposed GEMM)
 
 
 BUILDS = [
+    # serial weight preload only (OVERLAP = 0: the weights shift through the PEs' own registers)
     Build("bitfusion-2x2", "bitfusion", 2, 2),
-    Build("bitfusion-4x4", "bitfusion", 4, 4),
-    Build("bitfusion-3x5", "bitfusion", 3, 5),
-    Build("bitfusion-8x8", "bitfusion", 8, 8, max_m=128),
-    Build("fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128),
     Build("fixed-w4a4-3x5", "fixed", 3, 5, 4, 4),
     Build("fixed-w2a2-2x2", "fixed", 2, 2, 2, 2),
-    Build("fixed-w4a8u-4x16", "fixed", 4, 16, 4, 8, a_signed=False),
     Build("fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16),
     # bit-serial: an element takes a (Stripes) or a*w (Loom) steps, so short M keeps the runs short
     Build("stripes-4x4", "stripes", 4, 4, max_m=16),
-    Build("stripes-8x8", "stripes", 8, 8, max_m=64),
     Build("loom-3x5", "loom", 3, 5, max_m=8),
-    Build("loom-8x8", "loom", 8, 8, max_m=64),
     Build("loom-1x1", "loom", 1, 1, max_m=4),
-    # overlapped weight preload: double-buffered weight registers, the next fold's tile loads while one streams
-    Build("ov-bitfusion-4x4", "bitfusion", 4, 4, preload="overlapped"),
-    Build("ov-bitfusion-3x5", "bitfusion", 3, 5, preload="overlapped"),
-    Build("ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, preload="overlapped"),
-    Build("ov-fixed-w4a8u-5x3", "fixed", 5, 3, 4, 8, a_signed=False, preload="overlapped"),
-    Build("ov-fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16, preload="overlapped"),
-    Build("ov-stripes-8x8", "stripes", 8, 8, max_m=64, preload="overlapped"),
-    Build("ov-stripes-3x4", "stripes", 3, 4, max_m=16, preload="overlapped"),
-    Build("ov-loom-8x8", "loom", 8, 8, max_m=64, preload="overlapped"),
-    Build("ov-loom-2x3", "loom", 2, 3, max_m=8, preload="overlapped"),
-    # output-stationary arrays: the reduction streams through, each PE keeps one output
+    # double-buffered weight registers (OVERLAP = 1): every GEMM in either profile, set at run time
+    Build("ov-bitfusion-4x4", "bitfusion", 4, 4, overlap_hw=True),
+    Build("ov-bitfusion-3x5", "bitfusion", 3, 5, overlap_hw=True, is_jobs=True),
+    Build("ov-bitfusion-8x8", "bitfusion", 8, 8, max_m=128, overlap_hw=True),
+    Build("ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, overlap_hw=True, is_jobs=True),
+    Build("ov-fixed-w4a8u-4x16", "fixed", 4, 16, 4, 8, a_signed=False, overlap_hw=True),
+    Build("ov-fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16, overlap_hw=True),
+    Build("ov-stripes-8x8", "stripes", 8, 8, max_m=64, overlap_hw=True),
+    Build("ov-loom-8x8", "loom", 8, 8, max_m=64, overlap_hw=True),
+    Build("ov-loom-2x3", "loom", 2, 3, max_m=8, overlap_hw=True),
+    # output-stationary arrays (both profiles): the reduction streams through, each PE keeps one output
     Build("os-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, dataflow="os"),
     Build("os-bitfusion-4x4", "bitfusion", 4, 4, dataflow="os"),
     Build("os-fixed-w4a8u-5x3", "fixed", 5, 3, 4, 8, a_signed=False, dataflow="os"),
-    Build("os-ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, preload="overlapped", dataflow="os"),
-    Build("os-ov-bitfusion-3x5", "bitfusion", 3, 5, preload="overlapped", dataflow="os"),
-    Build("os-ov-fixed-w2a2-1x1", "fixed", 1, 1, 2, 2, max_m=16, preload="overlapped", dataflow="os"),
-    Build("os-ov-fixed-w4a4-6x1", "fixed", 6, 1, 4, 4, preload="overlapped", dataflow="os"),
+    Build("os-fixed-w2a2-1x1", "fixed", 1, 1, 2, 2, max_m=16, dataflow="os"),
+    Build("os-fixed-w4a4-6x1", "fixed", 6, 1, 4, 4, dataflow="os"),
     Build("os-stripes-4x4", "stripes", 4, 4, max_m=16, dataflow="os"),
-    Build("os-ov-loom-3x2", "loom", 3, 2, max_m=8, preload="overlapped", dataflow="os"),
-    Build("os-ov-stripes-2x5", "stripes", 2, 5, max_m=8, preload="overlapped", dataflow="os"),
-    # input-stationary: the weight-stationary top on the transposed GEMM (activations stay, weights stream)
-    Build("is-fixed-w4a8u-4x4", "fixed", 4, 4, 4, 8, a_signed=False, dataflow="is"),
-    Build("is-bitfusion-3x5", "bitfusion", 3, 5, dataflow="is"),
-    Build("is-ov-bitfusion-4x4", "bitfusion", 4, 4, preload="overlapped", dataflow="is"),
-    Build("is-ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, preload="overlapped", dataflow="is"),
+    Build("os-loom-3x2", "loom", 3, 2, max_m=8, dataflow="os"),
 ]
 ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
     Build("icarus-fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, simulator="icarus"),
     Build("icarus-stripes-2x3", "stripes", 2, 3, max_m=8, simulator="icarus"),
-    Build("icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, preload="overlapped", simulator="icarus"),
-    Build("icarus-os-ov-bitfusion-2x3", "bitfusion", 2, 3, preload="overlapped", dataflow="os", simulator="icarus"),
+    Build("icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, overlap_hw=True, simulator="icarus", is_jobs=True),
+    Build("icarus-os-bitfusion-2x3", "bitfusion", 2, 3, dataflow="os", simulator="icarus"),
 ]
 
 
@@ -171,21 +161,25 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
         i = len(jobs)
         gap, stall = stream if stream is not None else ((0.0, 0.0) if i % 2 == 0 else (0.3, 0.3))
         w, a, ws, as_ = pair
+        # the table rows run SCALE-Sim's schedule with serial preload; the others alternate the build's profiles and
+        # (is_jobs) every fourth is an input-stationary GEMM
+        dataflow = "is" if build.is_jobs and i % 4 == 3 and not table else build.dataflow
+        preload = "serial" if table else build.profiles[(i // 2) % len(build.profiles)]
         # every third job and the table rows: SCALE-Sim's untiled schedule (ws NKM, os NMK, is MKN)
-        stream = N if build.dataflow == "is" else M  # is streams N: its tiles cut N
+        stream = N if dataflow == "is" else M  # is streams N: its tiles cut N
         order, tile_m = 0, stream
-        if build.dataflow == "os":  # os: SCALE-Sim's NMK or MNK, no stream tiles
+        if dataflow == "os":  # os: SCALE-Sim's NMK or MNK, no stream tiles
             order = 4 if i % 3 and not table and rng.random() < 0.5 else 1
         elif i % 3 and not table:
             order, tile_m = rng.randrange(6), rng.choice(driver.offered_tile_rows(stream))
             # the partial sums of the ws GEMM the array runs (is: the transpose's)
-            shape = (N, K, M) if build.dataflow == "is" else (M, K, N)
+            shape = (N, K, M) if dataflow == "is" else (M, K, N)
             need = driver.psum_rows_needed(driver.plan_gemm(*shape, R, C, build.pe_kind, w, a, order=order,
                                                             tile_m=tile_m))
             if need > build.psum_rows:  # too many partial sums for the buffer: keep the row folds innermost
                 order = rng.choice([1, 4])
         jobs.append(Job(f"{build.id}/{i}-{kind}", M, K, N, w, a, ws, as_, values, gap, stall, rng.randrange(1 << 30),
-                        table, order, tile_m))
+                        table, order, tile_m, preload, dataflow))
 
     rounds = max(1, 12 // len(pairs))  # a fixed build has one pair: run its mix several times
     for p, pair in enumerate(pairs * rounds):
@@ -242,27 +236,27 @@ def operands(job: Job) -> tuple[np.ndarray, np.ndarray]:
     return draw((job.M, job.K), job.a_bits, job.a_signed), draw((job.K, job.N), job.w_bits, job.w_signed)
 
 
-def _tile(build: Build, job: Job) -> int | None:
+def _tile(job: Job) -> int | None:
     """The job's stream tile (of M; of N for is; None: untiled, and always for os, whose stream loop is the row
     folds)."""
-    return (job.tile_m or None) if build.dataflow != "os" else None
+    return (job.tile_m or None) if job.dataflow != "os" else None
 
 
 def _predicted(build: Build, M: int, K: int, N: int, w: int, a: int, order: int | None = None,
-               tile: int | None = None) -> int:
-    """sim's compute_cycles for the GEMM on the build's array, dataflow and profile."""
-    if build.dataflow == "is":
+               tile: int | None = None, preload: str = "serial", dataflow: str = "ws") -> int:
+    """sim's compute_cycles for the GEMM on the build's array at the dataflow and profile."""
+    if dataflow == "is":
         return driver.predicted_is_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order or 0, tile,
-                                          build.preload)
-    return driver.predicted_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order, tile, build.preload,
-                                   build.dataflow)
+                                          preload)
+    return driver.predicted_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order, tile, preload,
+                                   dataflow)
 
 
-def _order_name(build: Build, plan: driver.GemmPlan) -> str:
+def _order_name(job: Job, plan: driver.GemmPlan) -> str:
     """sim's loop_order of the job (is: in the GEMM's own dimensions, not the transpose's)."""
     from sim.mapping import gemm_order_name
 
-    return gemm_order_name(2, plan.order) if build.dataflow == "is" else plan.order_name
+    return gemm_order_name(2, plan.order) if job.dataflow == "is" else plan.order_name
 
 
 def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
@@ -270,16 +264,16 @@ def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     A, B = operands(job)
     entry, plan = gemm_job(job.name, A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
                            job.w_signed, job.a_signed, gap_prob=job.gap_prob, stall_prob=job.stall_prob,
-                           seed=job.seed, order=job.order, tile_m=_tile(build, job), preload=build.preload,
-                           dataflow=build.dataflow)
+                           seed=job.seed, order=job.order, tile_m=_tile(job), preload=job.preload,
+                           dataflow=job.dataflow)
     assert driver.psum_rows_needed(plan) <= build.psum_rows, job
     record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
               "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
-              "M": job.M, "K": job.K, "N": job.N, "preload": build.preload, "dataflow": build.dataflow,
-              "loop_order": _order_name(build, plan),
+              "M": job.M, "K": job.K, "N": job.N, "preload": job.preload, "dataflow": job.dataflow,
+              "loop_order": _order_name(job, plan),
               "tile_m": plan.tile_elements, "folds": plan.folds, "macs": plan.macs, "table": job.table,
               "predicted_cycles": _predicted(build, job.M, job.K, job.N, job.w_bits, job.a_bits, job.order,
-                                             _tile(build, job))}
+                                             _tile(job), job.preload, job.dataflow)}
     return entry, record
 
 
@@ -404,17 +398,18 @@ def test_docs_cycles_table_is_current() -> None:
     for row in summary:
         build, jobs = suite[row[0]]
         n = len(jobs)
-        assert (row[4], row[5]) == (build.dataflow, build.preload), row
+        assert row[4] == ", ".join(sorted({j.dataflow for j in jobs}, key=("ws", "os", "is").index)), row
+        assert row[5] == ", ".join(p for p in ("serial", "overlapped") if any(j.preload == p for j in jobs)), row
         assert row[7] == str(n) and row[11] == "0" and row[12] == f"{n} of {n}", row
-    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", b.dataflow, b.preload, f"w{j.w_bits}a{j.a_bits}",
+    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", j.dataflow, j.preload, f"w{j.w_bits}a{j.a_bits}",
                    f"{j.M} × {j.K} × {j.N}") for b, jobs in suite.values() for j in jobs if j.table)
     assert sorted(tuple(row[:6]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
     for pe, array, dataflow, preload, pair, mkn, folds, measured, sim in detail:
         rows, cols = (int(x) for x in array.split("×"))
         w, a = (int(x) for x in pair[1:].split("a"))
         M, K, N = (int(x) for x in mkn.split("×"))
-        build = Build("docs", pe, rows, cols, preload=preload, dataflow=dataflow)
-        predicted = _predicted(build, M, K, N, w, a)
+        build = Build("docs", pe, rows, cols, dataflow=dataflow)
+        predicted = _predicted(build, M, K, N, w, a, preload=preload, dataflow=dataflow)
         plan = (driver.plan_gemm(N, K, M, rows, cols, pe, a, w, preload=preload) if dataflow == "is"
                 else driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow))
         assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)

@@ -171,9 +171,8 @@ def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer
 
 @pytest.mark.rtl
 @pytest.mark.parametrize(("kind", "layer", "pe", "preload"), [("gpfq", "3", "stripes", "overlapped"),
-                                                              ("ptq-sl", "7", "stripes", "serial"),
-                                                              ("gpfq", "12", "loom", "overlapped"),
-                                                              ("ptq-sl-sort", "3", "loom", "serial")])
+                                                              ("ptq-sl", "7", "loom", "serial"),
+                                                              ("ptq-sl-sort", "12", "loom", "serial")])
 def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, layer: str, pe: str,
                                           preload: str) -> None:
     """Exported GPFQ and PTQ-SL layers (n_H = 2 included) on Stripes and Loom arrays at a tiled mapping: the

@@ -72,7 +72,6 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_gemm_os_top", {"CNT_BITS": 0}, "lowbit_gemm_os_top: parameter CNT_BITS = 0 must be >= 1"),
     ("lowbit_gemm_os_top", {"OUT_DEPTH": 6},
      "lowbit_gemm_os_top: parameter OUT_DEPTH = 6 must be a power of two >= 2"),
-    ("lowbit_gemm_os_top", {"OVERLAP": 2}, "lowbit_gemm_os_top: parameter OVERLAP = 2 must be 0 (serial) or 1"),
 ]
 
 
