@@ -19,20 +19,33 @@ from rtl.runner import SRC_DIR, coverage_points, default_build_root, run_bench
 __all__ = ["coverage_runs", "coverage_by_file", "coverage_markdown"]
 
 
-def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], results: Path) -> dict:
+def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], results: Path,
+               dataflow: str = "ws", both_profiles: bool = False) -> dict:
+    """GEMM jobs on one build: per pair a multi-fold and a one-fold GEMM; with ``both_profiles`` each also runs
+    overlapped, and ws builds add tiled mappings in other loop orders and an input-stationary GEMM."""
     jobs = []
+    shapes = [(5, None), (3, None)] if not both_profiles else [(5, None), (3, None), (7, 2), (6, 3)]
     for i, (w, a) in enumerate(pairs):
         pack = driver.pack_factor(pe, w, a)
-        for j, (m, k, n) in enumerate([(5, 2 * rows * pack + 1, 2 * cols + 1), (3, rows * pack, cols)]):
+        for j, (m, tile) in enumerate(shapes):
+            k, n = (2 * rows * pack + 1, 2 * cols + 1) if j % 2 == 0 else (rows * pack, cols)
             A, B = random_operands(m, k, n, w, a, seed=10 * i + j)
-            job, _ = gemm_job(f"cov{i}_{j}", A, B, rows, cols, pe, w, a, gap_prob=0.3, stall_prob=0.3, seed=i + j)
+            preload = "overlapped" if both_profiles and j % 2 else "serial"
+            flow = "is" if dataflow == "ws" and both_profiles and j == 3 and pe != "stripes" else dataflow
+            if flow == "os":
+                order = 4 if j >= 2 else None  # MNK, or SCALE-Sim's NMK
+            else:
+                order = j % 6 if tile else 0
+            job, _ = gemm_job(f"cov{i}_{j}", A, B, rows, cols, pe, w, a, gap_prob=0.3, stall_prob=0.3, seed=i + j,
+                              order=order, tile_m=tile if flow != "os" else None, preload=preload, dataflow=flow)
             jobs.append(job)
     return {"results_path": str(results), "jobs": jobs}
 
 
-def _layer_data(results: Path, export_root: Path) -> tuple[dict, dict]:
-    """(bench data, Verilog parameters) of the layer-top coverage run: PTQ-SL 4 x 2 layers 0, 12 and 7 of the digits
-    CNN (n_H = 1 and 2, conv and linear) back to back on a 4 x 4 Bit-Fusion array, with gaps and backpressure."""
+def _layer_data(results: Path, export_root: Path, dataflow: str = "ws") -> tuple[dict, dict]:
+    """(bench data, Verilog parameters) of a layer-top coverage run: PTQ-SL 4 x 2 layers 0, 12 and 7 of the digits
+    CNN (n_H = 1 and 2, conv and linear) back to back on a 4 x 4 Bit-Fusion ``dataflow`` array, with gaps and
+    backpressure."""
     import torch
 
     from quant.fakequant import calibrate_activations, prepare
@@ -46,12 +59,14 @@ def _layer_data(results: Path, export_root: Path) -> tuple[dict, dict]:
     q = prepare(get_model("digits-cnn", seed=0))
     calibrate_activations(q, split.calib_x, 8)
     ptq_sl_quantize(q, split.calib_x, 4, blocks=(4, 2))
-    export_model(q, split.calib_x[:1], export_root, name="digits-cnn")
+    if not (export_root / "meta.json").is_file():
+        export_model(q, split.calib_x[:1], export_root, name="digits-cnn")
     model = load_export(export_root)
     inputs = golden_layer_inputs(model, sample_images(model, 1))
-    jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i)[0]
-            for i, name in enumerate(["0", "12", "7"])]
-    return {"results_path": str(results), "jobs": jobs}, layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion")
+    jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i,
+                      dataflow=dataflow)[0] for i, name in enumerate(["0", "12", "7"])]
+    params = layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion", dataflow=dataflow)
+    return {"results_path": str(results), "jobs": jobs}, params
 
 
 def coverage_runs(out_dir: Path | None = None) -> list[Path]:
@@ -71,11 +86,21 @@ def coverage_runs(out_dir: Path | None = None) -> list[Path]:
             (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "bitfusion"), "bitfusion",
              {"pairs": [(8, 8), (4, 2), (2, 4)]}),
             (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "fixed", 4, 4), "fixed", {"pairs": [(4, 4)]}),
+            # double-buffered weights (both profiles, mappings, is GEMMs), bit-serial PEs, the os top
+            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "bitfusion", preload="overlapped"), "bitfusion",
+             {"pairs": [(8, 8), (4, 2)], "both": True}),
+            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "loom", preload="overlapped"), "loom",
+             {"pairs": [(2, 2), (3, 2)], "both": True}),
+            ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "fixed", 4, 4, dataflow="os"), "fixed",
+             {"pairs": [(4, 4)], "both": True, "dataflow": "os"}),
+            ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "stripes", dataflow="os"), "stripes",
+             {"pairs": [(3, 2)], "both": True, "dataflow": "os"}),
         ]
-        for top, sources, bench, params, pe, extra in runs:
+        for n_run, (top, sources, bench, params, pe, extra) in enumerate(runs):
             data = None
             if pe is not None:
-                data = _gemm_data(params["ROWS"], params["COLS"], pe, extra["pairs"], Path(tmp) / f"{pe}.json")
+                data = _gemm_data(params["ROWS"], params["COLS"], pe, extra["pairs"], Path(tmp) / f"{n_run}.json",
+                                  extra.get("dataflow", "ws"), extra.get("both", False))
             res = run_bench(top, sources, bench, params, coverage=True, data=data)
             assert res.coverage_dat is not None
             keep = out / f"{top}_{len(dats)}.dat"
@@ -83,12 +108,13 @@ def coverage_runs(out_dir: Path | None = None) -> list[Path]:
             dats.append(keep)
         from rtl import layer
 
-        data, params = _layer_data(Path(tmp) / "layers.json", Path(tmp) / "export")
-        res = run_bench(layer.TOP, layer.SOURCES, layer.BENCH, params, coverage=True, data=data)
-        assert res.coverage_dat is not None
-        keep = out / f"{layer.TOP}_{len(dats)}.dat"
-        keep.write_bytes(res.coverage_dat.read_bytes())
-        dats.append(keep)
+        for dataflow in ("ws", "os"):
+            data, params = _layer_data(Path(tmp) / f"layers_{dataflow}.json", Path(tmp) / "export", dataflow)
+            res = run_bench(layer.TOP, layer.SOURCES, layer.BENCH, params, coverage=True, data=data)
+            assert res.coverage_dat is not None
+            keep = out / f"{layer.TOP}_{len(dats)}.dat"
+            keep.write_bytes(res.coverage_dat.read_bytes())
+            dats.append(keep)
     return dats
 
 

@@ -79,11 +79,12 @@ PRELOADS: dict[str, int] = {"serial": 0, "overlapped": 1}
 DATAFLOWS: dict[str, str] = {"ws": "lowbit_gemm_top", "os": "lowbit_gemm_os_top", "is": "lowbit_gemm_top"}
 #: sim.mapping's dataflow codes
 _DATAFLOW_CODES = {"ws": 0, "os": 1, "is": 2}
-#: PE kinds each dataflow's array builds. is takes no bit-serial PE: sim's bit-serial model serializes the
-#: activations, which an input-stationary array holds still.
+#: PE kinds each dataflow's array builds. is takes no Stripes PE: lowbit's Stripes PE serializes its streamed
+#: operand, the weights on an input-stationary array, while sim charges the activations' bits (Loom's a x w steps
+#: are the same either way).
 DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"ws": ("fixed", "bitfusion", "stripes", "loom"),
                                                  "os": ("fixed", "bitfusion", "stripes", "loom"),
-                                                 "is": ("fixed", "bitfusion")}
+                                                 "is": ("fixed", "bitfusion", "loom")}
 
 
 def _kind(pe_kind: str) -> str:

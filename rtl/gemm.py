@@ -20,7 +20,7 @@ from rtl.limits import (
     check_simulator,
     gemm_estimate,
 )
-from rtl.runner import SRC_DIR, run_job
+from rtl.runner import SRC_DIR, TOP_PARTS, run_job
 from rtl.tools import RtlError
 
 __all__ = ["GemmCheck", "check_gemm", "check_mapping", "psum_rows_for", "check_pair_supported", "gemm_job",
@@ -30,7 +30,7 @@ TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
 SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v",
                                  "lowbit_systolic_ws.v", "lowbit_gemm_top.v", "lowbit_systolic_os.v",
-                                 "lowbit_gemm_os_top.v")]
+                                 "lowbit_gemm_os_top.v", *TOP_PARTS)]
 
 
 @dataclass(frozen=True)

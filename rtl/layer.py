@@ -48,7 +48,7 @@ from rtl.limits import (
     check_simulator,
     gemm_estimate,
 )
-from rtl.runner import SRC_DIR, run_job
+from rtl.runner import SRC_DIR, TOP_PARTS, run_job
 from rtl.tools import RtlError, one_line
 
 __all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "LayerCheck", "ModelCheck",
@@ -61,7 +61,7 @@ TOP = "lowbit_layer_top"
 BENCH = "rtl.benches.layer_bench"
 SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v", "lowbit_systolic_ws.v",
                                  "lowbit_gemm_top.v", "lowbit_systolic_os.v", "lowbit_gemm_os_top.v",
-                                 "lowbit_requant.v", "lowbit_layer_top.v")]
+                                 "lowbit_requant.v", "lowbit_layer_top.v", *TOP_PARTS)]
 LAYER_PE_KINDS = tuple(driver.PE_KINDS)  #: the PE kinds lowbit_layer_top builds (all of the array's)
 ACC_BITS = 32        #: the array's accumulators = the requant unit's partial sum P_h
 OUT_BITS = 32        #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build

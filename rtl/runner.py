@@ -44,6 +44,7 @@ from pathlib import Path
 from rtl.tools import MESSAGE_CHARS, RtlError, one_line, require, tool_env
 
 __all__ = [
+    "TOP_PARTS",
     "BenchResult",
     "BuildError",
     "REPO_ROOT",
@@ -61,6 +62,8 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SRC_DIR = Path(__file__).resolve().parent / "src"
+#: Sources of the GEMM tops' own parts (one-beat input registers, output FIFO, bit-serial beat counter).
+TOP_PARTS = ("lowbit_in_reg.v", "lowbit_out_fifo.v", "lowbit_beat_counter.v")
 #: Environment variable that holds the path of the bench's JSON input (see module docstring).
 BENCH_JSON_ENV = "LOWBIT_BENCH_JSON"
 #: Environment variable that holds the Verilog parameters of the build as JSON (always set).

@@ -49,7 +49,6 @@ module lowbit_gemm_os_top #(
     localparam V_SLOT   = SERIAL ? SB + 1 + 2 * IB : A_SLOT;  // the array's value slot (with the beat for serial)
     localparam R_BITS   = $clog2(ROWS + 1);                  // a row count, 1..R
     localparam OUT_BITS = COLS * ACC_BITS;
-    localparam PTR_BITS = $clog2(OUT_DEPTH);
     localparam TW       = FOLD_BITS + 2 * NB + 2;            // step arithmetic: S*Kp + R + C fits
 
     input  wire                     clk;
@@ -131,17 +130,13 @@ module lowbit_gemm_os_top #(
     wire          elem_first = (elem == {FOLD_BITS{1'b0}});
     wire          elem_last  = (elem == kp_q - 1'b1);
 
-    // ---- one-beat input registers --------------------------------------------------------------------------
-    reg                   a_full, w_full;
-    reg [ROWS*A_SLOT-1:0] a_buf;
-    reg [COLS*W_SLOT-1:0] w_buf;
+    // ---- one-beat input registers (lowbit_in_reg) -----------------------------------------------------------
+    wire                  a_full, w_full;
+    wire [ROWS*A_SLOT-1:0] a_buf;
+    wire [COLS*W_SLOT-1:0] w_buf;
 
-    // ---- output FIFO and the result row reaching it ------------------------------------------------------
-    reg [OUT_BITS+FOLD_BITS:0] fifo [0:OUT_DEPTH-1];  // {fold, last, data}
-    reg [PTR_BITS-1:0] wr_ptr, rd_ptr;
-    reg [PTR_BITS:0]   count;
-    localparam [PTR_BITS:0] FIFO_FULL = OUT_DEPTH;
-    wire fifo_full = (count == FIFO_FULL);
+    // ---- output FIFO (lowbit_out_fifo: {fold, last, data}) and the result row reaching it -------------------------
+    wire fifo_full;
     wire [OUT_BITS-1:0] y_row;
     wire                y_valid;
 
@@ -150,63 +145,28 @@ module lowbit_gemm_os_top #(
     wire en       = step_ok && (!feeding || (a_full && w_full));
     wire take     = en && feeding && last_beat;         // both beats of the slot are used up this step
 
-    assign in_ready    = !a_full || take;
-    assign w_ready     = !w_full || take;
     assign busy        = (state != S_IDLE);
     assign cycle_count = cnt;
 
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            a_full <= 1'b0;
-            w_full <= 1'b0;
-        end else begin
-            if (in_valid && in_ready) begin
-                a_buf  <= in_data;
-                a_full <= 1'b1;
-            end else if (take) begin
-                a_full <= 1'b0;
-            end
-            if (w_valid && w_ready) begin
-                w_buf  <= w_data;
-                w_full <= 1'b1;
-            end else if (take) begin
-                w_full <= 1'b0;
-            end
-        end
-    end
+    lowbit_in_reg #(.WIDTH(ROWS*A_SLOT)) a_reg (
+        .clk(clk), .rst_n(rst_n), .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data), .take(take),
+        .full(a_full), .data(a_buf));
+    lowbit_in_reg #(.WIDTH(COLS*W_SLOT)) w_reg (
+        .clk(clk), .rst_n(rst_n), .in_valid(w_valid), .in_ready(w_ready), .in_data(w_data), .take(take),
+        .full(w_full), .data(w_buf));
 
     // ---- the array: rows past the fold's valid rows get no values and no flags -----------------------------------
     // first flags every beat of the fold's first slot, last the final beat of its last slot
     wire [V_SLOT-1:0] beat_fields [0:ROWS-1];
     generate
         if (SERIAL) begin : g_beats
-            reg [IB-1:0]  ja_q, jw_q;
-            wire [NB-1:0] a_top = a_bits_q - 1'b1;
-            wire [NB-1:0] w_top = w_bits_q - 1'b1;
-            /* verilator lint_off WIDTHEXPAND */
-            wire ja_end = (ja_q == a_top);
-            wire jw_end = (PE_KIND != 3) || (jw_q == w_top);
-            /* verilator lint_on WIDTHEXPAND */
-            assign last_beat = ja_end && jw_end;
+            wire [IB-1:0] ja_q, jw_q;
+            lowbit_beat_counter #(.MAX_BITS(SB), .LOOM(PE_KIND == 3 ? 1 : 0)) beats (
+                .clk(clk), .rst_n(rst_n), .clear(state != S_STREAM), .step(en && feeding), .a_bits(a_bits_q),
+                .w_bits(w_bits_q), .ja(ja_q), .jw(jw_q), .last_beat(last_beat));
             genvar b;
             for (b = 0; b < ROWS; b = b + 1) begin : g_row_beat
                 assign beat_fields[b] = {jw_q, ja_q, 1'b1, a_buf[b*SB +: SB]};
-            end
-            always @(posedge clk) begin
-                if (!rst_n || state != S_STREAM) begin
-                    ja_q <= {IB{1'b0}};
-                    jw_q <= {IB{1'b0}};
-                end else if (en && feeding) begin
-                    if (last_beat) begin
-                        ja_q <= {IB{1'b0}};
-                        jw_q <= {IB{1'b0}};
-                    end else if (ja_end) begin
-                        ja_q <= {IB{1'b0}};
-                        jw_q <= jw_q + 1'b1;
-                    end else begin
-                        ja_q <= ja_q + 1'b1;
-                    end
-                end
             end
         end else begin : g_words
             assign last_beat = 1'b1;
@@ -244,30 +204,10 @@ module lowbit_gemm_os_top #(
     wire o_fold_end = (orow == rows_o - 1'b1);
     wire o_final    = o_fold_end && oc_end && os_end;
     wire push       = en && y_valid;
-    wire pop        = out_valid && out_ready;
 
-    wire [OUT_BITS+FOLD_BITS:0] fifo_head = fifo[rd_ptr];
-    assign out_valid = (count != {(PTR_BITS+1){1'b0}});
-    assign out_data  = fifo_head[OUT_BITS-1:0];
-    assign out_last  = fifo_head[OUT_BITS];
-    assign out_fold  = fifo_head[OUT_BITS+1 +: FOLD_BITS];
-
-    always @(posedge clk) begin
-        if (push) fifo[wr_ptr] <= {oc, o_final, y_row};
-    end
-
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            wr_ptr <= {PTR_BITS{1'b0}};
-            rd_ptr <= {PTR_BITS{1'b0}};
-            count  <= {(PTR_BITS+1){1'b0}};
-        end else begin
-            if (push) wr_ptr <= wr_ptr + 1'b1;
-            if (pop)  rd_ptr <= rd_ptr + 1'b1;
-            if (push && !pop)      count <= count + 1'b1;
-            else if (pop && !push) count <= count - 1'b1;
-        end
-    end
+    lowbit_out_fifo #(.WIDTH(OUT_BITS + FOLD_BITS + 1), .DEPTH(OUT_DEPTH)) out_fifo (
+        .clk(clk), .rst_n(rst_n), .push(push), .push_data({oc, o_final, y_row}), .out_ready(out_ready),
+        .out_valid(out_valid), .out_data({out_fold, out_last, out_data}), .full(fifo_full));
 
     // ---- control ------------------------------------------------------------------------------------------------
     always @(posedge clk) begin

@@ -111,7 +111,6 @@ module lowbit_gemm_top #(
     localparam PIPE     = ROWS + COLS - 1;                             // steps from a_left to y_bottom
     localparam TOK_BITS = PA + FOLD_BITS + 4;                          // {row, fold, final, last, first, valid}
     localparam OUT_BITS = COLS * ACC_BITS;
-    localparam PTR_BITS = $clog2(OUT_DEPTH);
     localparam integer R_I = ROWS, RC_I = ROWS + COLS - 3, PSUM_I = PSUM_ROWS;
     localparam [TW-1:0]       T_R     = R_I[TW-1:0];
     localparam [TW-1:0]       T_RC    = RC_I[TW-1:0];   // two's complement: x + T_RC = x - 1 for a 1 x 1 array
@@ -194,10 +193,10 @@ module lowbit_gemm_top #(
     wire swap     = (OVERLAP != 0) && ((state == S_LOAD) ? load_end
                                        : (ov_q && (state == S_STREAM) && has_next && t_ext == slot));
 
-    // one-beat input registers
-    reg                   a_full, w_full;
-    reg [ROWS*A_SLOT-1:0] a_buf;
-    reg [COLS*W_SLOT-1:0] w_buf;
+    // one-beat input registers (lowbit_in_reg)
+    wire                  a_full, w_full;
+    wire [ROWS*A_SLOT-1:0] a_buf;
+    wire [COLS*W_SLOT-1:0] w_buf;
 
     // result tokens travel alongside the data, PIPE steps from a_left to y_bottom
     reg  [TOK_BITS-1:0] tok [0:PIPE-1];  // tok[0] is the newest
@@ -209,12 +208,8 @@ module lowbit_gemm_top #(
     wire [FOLD_BITS-1:0] tok_fold = tok_end[4 +: FOLD_BITS];
     wire [PA-1:0]       tok_row   = tok_end[4 + FOLD_BITS +: PA];
 
-    // output FIFO
-    reg [OUT_BITS+FOLD_BITS:0] fifo [0:OUT_DEPTH-1];  // {fold, last, data}
-    reg [PTR_BITS-1:0] wr_ptr, rd_ptr;
-    reg [PTR_BITS:0]   count;
-    localparam [PTR_BITS:0] FIFO_FULL = OUT_DEPTH;
-    wire fifo_full = (count == FIFO_FULL);
+    // output FIFO (lowbit_out_fifo): {fold, last, data}
+    wire fifo_full;
 
     wire need_a   = feeding;    // an element's vector stays in a_buf until its last beat
     wire need_w   = loading;
@@ -224,30 +219,15 @@ module lowbit_gemm_top #(
     wire take_a   = en && need_a && last_beat;
     wire take_w   = en && need_w;
 
-    assign in_ready    = !a_full || take_a;
-    assign w_ready     = !w_full || take_w;
     assign busy        = (state != S_IDLE);
     assign cycle_count = cnt;
 
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            a_full <= 1'b0;
-            w_full <= 1'b0;
-        end else begin
-            if (in_valid && in_ready) begin
-                a_buf  <= in_data;
-                a_full <= 1'b1;
-            end else if (take_a) begin
-                a_full <= 1'b0;
-            end
-            if (w_valid && w_ready) begin
-                w_buf  <= w_data;
-                w_full <= 1'b1;
-            end else if (take_w) begin
-                w_full <= 1'b0;
-            end
-        end
-    end
+    lowbit_in_reg #(.WIDTH(ROWS*A_SLOT)) a_reg (
+        .clk(clk), .rst_n(rst_n), .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data), .take(take_a),
+        .full(a_full), .data(a_buf));
+    lowbit_in_reg #(.WIDTH(COLS*W_SLOT)) w_reg (
+        .clk(clk), .rst_n(rst_n), .in_valid(w_valid), .in_ready(w_ready), .in_data(w_data), .take(take_w),
+        .full(w_full), .data(w_buf));
 
     // ---- the array --------------------------------------------------------------------------------------------
     wire [OUT_BITS-1:0] y_row;
@@ -257,34 +237,14 @@ module lowbit_gemm_top #(
         if (SERIAL) begin : g_beats
             // the element's vector stays in a_buf for all its beats; each row's slot carries the beat {jw, ja, valid}
             // with the value (lowbit_systolic_ws, lowbit_serial_pe)
-            reg [IB-1:0]  ja_q, jw_q;
-            wire [NB-1:0] a_top = a_bits_q - 1'b1;
-            wire [NB-1:0] w_top = w_bits_q - 1'b1;
-            /* verilator lint_off WIDTHEXPAND */
-            wire ja_end = (ja_q == a_top);
-            wire jw_end = (PE_KIND != 3) || (jw_q == w_top);
-            /* verilator lint_on WIDTHEXPAND */
-            assign last_beat  = ja_end && jw_end;
+            wire [IB-1:0] ja_q, jw_q;
+            lowbit_beat_counter #(.MAX_BITS(SB), .LOOM(PE_KIND == 3 ? 1 : 0)) beats (
+                .clk(clk), .rst_n(rst_n), .clear(state != S_STREAM), .step(en && feeding), .a_bits(a_bits_q),
+                .w_bits(w_bits_q), .ja(ja_q), .jw(jw_q), .last_beat(last_beat));
             genvar r;
             for (r = 0; r < ROWS; r = r + 1) begin : g_row
                 assign a_vec[r*ARR_A_SLOT +: ARR_A_SLOT] = feeding ? {jw_q, ja_q, 1'b1, a_buf[r*SB +: SB]}
                                                                    : {ARR_A_SLOT{1'b0}};
-            end
-            always @(posedge clk) begin
-                if (!rst_n || state != S_STREAM) begin
-                    ja_q <= {IB{1'b0}};
-                    jw_q <= {IB{1'b0}};
-                end else if (en && feeding) begin
-                    if (last_beat) begin
-                        ja_q <= {IB{1'b0}};
-                        jw_q <= {IB{1'b0}};
-                    end else if (ja_end) begin
-                        ja_q <= {IB{1'b0}};
-                        jw_q <= jw_q + 1'b1;
-                    end else begin
-                        ja_q <= ja_q + 1'b1;
-                    end
-                end
             end
         end else begin : g_vectors
             assign last_beat  = 1'b1;
@@ -314,35 +274,15 @@ module lowbit_gemm_top #(
     endgenerate
 
     wire push = en && tok_valid && tok_last;
-    wire pop  = out_valid && out_ready;
 
     always @(posedge clk) begin
         if (en && tok_valid && !tok_last) psum_mem[tok_row] <= psum_new;
     end
 
     // ---- output FIFO ----------------------------------------------------------------------------------------------
-    wire [OUT_BITS+FOLD_BITS:0] fifo_head = fifo[rd_ptr];
-    assign out_valid = (count != {(PTR_BITS+1){1'b0}});
-    assign out_data  = fifo_head[OUT_BITS-1:0];
-    assign out_last  = fifo_head[OUT_BITS];
-    assign out_fold  = fifo_head[OUT_BITS+1 +: FOLD_BITS];
-
-    always @(posedge clk) begin
-        if (push) fifo[wr_ptr] <= {tok_fold, tok_final, psum_new};
-    end
-
-    always @(posedge clk) begin
-        if (!rst_n) begin
-            wr_ptr <= {PTR_BITS{1'b0}};
-            rd_ptr <= {PTR_BITS{1'b0}};
-            count  <= {(PTR_BITS+1){1'b0}};
-        end else begin
-            if (push) wr_ptr <= wr_ptr + 1'b1;
-            if (pop)  rd_ptr <= rd_ptr + 1'b1;
-            if (push && !pop)      count <= count + 1'b1;
-            else if (pop && !push) count <= count - 1'b1;
-        end
-    end
+    lowbit_out_fifo #(.WIDTH(OUT_BITS + FOLD_BITS + 1), .DEPTH(OUT_DEPTH)) out_fifo (
+        .clk(clk), .rst_n(rst_n), .push(push), .push_data({tok_fold, tok_final, psum_new}), .out_ready(out_ready),
+        .out_valid(out_valid), .out_data({out_fold, out_last, out_data}), .full(fifo_full));
 
     // ---- token pipeline (advances with the array) ------------------------------------------------------------
     // A token enters with an element's last beat on a_left and reaches tok_end exactly when that element's

@@ -24,7 +24,7 @@ import pytest
 
 from rtl import driver
 from rtl.gemm import BENCH, TOP, gemm_job
-from rtl.runner import default_build_root, run_bench, source
+from rtl.runner import SRC_DIR, TOP_PARTS, default_build_root, run_bench, source
 
 pytestmark = pytest.mark.rtl
 
@@ -74,7 +74,8 @@ class Build:
     @property
     def sources(self) -> list[Path]:
         pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
-        return [source(self.top), source(f"lowbit_systolic_{self.dataflow}"), source(pe)]
+        return [source(self.top), source(f"lowbit_systolic_{self.dataflow}"), source(pe),
+                *(SRC_DIR / part for part in TOP_PARTS)]
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ BUILDS = [
     Build("ov-fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16, overlap_hw=True),
     Build("ov-stripes-8x8", "stripes", 8, 8, max_m=64, overlap_hw=True),
     Build("ov-loom-8x8", "loom", 8, 8, max_m=64, overlap_hw=True),
-    Build("ov-loom-2x3", "loom", 2, 3, max_m=8, overlap_hw=True),
+    Build("ov-loom-2x3", "loom", 2, 3, max_m=8, overlap_hw=True, is_jobs=True),
     # output-stationary arrays (both profiles): the reduction streams through, each PE keeps one output
     Build("os-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, dataflow="os"),
     Build("os-bitfusion-4x4", "bitfusion", 4, 4, dataflow="os"),
