@@ -20,10 +20,12 @@ __all__ = ["coverage_runs", "coverage_by_file", "coverage_markdown"]
 
 
 def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], results: Path,
-               dataflow: str = "ws", both_profiles: bool = False) -> dict:
+               dataflow: str = "ws", both_profiles: bool = False, order_start: int = 0) -> dict:
     """GEMM jobs on one build: per pair a multi-fold and a one-fold GEMM; with ``both_profiles`` each also runs
-    overlapped, and ws builds add tiled mappings in other loop orders and an input-stationary GEMM."""
+    overlapped, and ws builds add tiled mappings in the loop orders from ``order_start`` on and an
+    input-stationary GEMM."""
     jobs = []
+    tiled = order_start
     shapes = [(5, None), (3, None)] if not both_profiles else [(5, None), (3, None), (7, 2), (6, 3)]
     for i, (w, a) in enumerate(pairs):
         pack = driver.pack_factor(pe, w, a)
@@ -34,8 +36,10 @@ def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], 
             flow = "is" if dataflow == "ws" and both_profiles and j == 3 and pe != "stripes" else dataflow
             if flow == "os":
                 order = 4 if j >= 2 else None  # MNK, or SCALE-Sim's NMK
+            elif tile:
+                order, tiled = tiled % 6, tiled + 1
             else:
-                order = j % 6 if tile else 0
+                order = 0
             job, _ = gemm_job(f"cov{i}_{j}", A, B, rows, cols, pe, w, a, gap_prob=0.3, stall_prob=0.3, seed=i + j,
                               order=order, tile_m=tile if flow != "os" else None, preload=preload, dataflow=flow)
             jobs.append(job)
@@ -63,9 +67,13 @@ def _layer_data(results: Path, export_root: Path, dataflow: str = "ws") -> tuple
         export_model(q, split.calib_x[:1], export_root, name="digits-cnn")
     model = load_export(export_root)
     inputs = golden_layer_inputs(model, sample_images(model, 1))
+    from sim.mapping import Mapping
+
+    # ws: layer 0 at a mapping whose tiles cut the output columns too (the gemm top's 2-D tile steps)
+    mappings = {"0": Mapping(1, 5)} if dataflow == "ws" else {}
     jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i,
-                      dataflow=dataflow)[0] for i, name in enumerate(["0", "12", "7"])]
-    params = layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion", dataflow=dataflow)
+                      dataflow=dataflow, mapping=mappings.get(name))[0] for i, name in enumerate(["0", "12", "7"])]
+    params = layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion", psum_rows=64, dataflow=dataflow)
     return {"results_path": str(results), "jobs": jobs}, params
 
 
@@ -90,17 +98,17 @@ def coverage_runs(out_dir: Path | None = None) -> list[Path]:
             (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "bitfusion", preload="overlapped"), "bitfusion",
              {"pairs": [(8, 8), (4, 2)], "both": True}),
             (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "loom", preload="overlapped"), "loom",
-             {"pairs": [(2, 2), (3, 2)], "both": True}),
+             {"pairs": [(2, 2), (3, 2)], "both": True, "order_start": 3}),
             ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "fixed", 4, 4, dataflow="os"), "fixed",
              {"pairs": [(4, 4)], "both": True, "dataflow": "os"}),
-            ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "stripes", dataflow="os"), "stripes",
+            ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "loom", dataflow="os"), "loom",
              {"pairs": [(3, 2)], "both": True, "dataflow": "os"}),
         ]
         for n_run, (top, sources, bench, params, pe, extra) in enumerate(runs):
             data = None
             if pe is not None:
                 data = _gemm_data(params["ROWS"], params["COLS"], pe, extra["pairs"], Path(tmp) / f"{n_run}.json",
-                                  extra.get("dataflow", "ws"), extra.get("both", False))
+                                  extra.get("dataflow", "ws"), extra.get("both", False), extra.get("order_start", 0))
             res = run_bench(top, sources, bench, params, coverage=True, data=data)
             assert res.coverage_dat is not None
             keep = out / f"{top}_{len(dats)}.dat"
