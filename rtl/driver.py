@@ -34,6 +34,7 @@ __all__ = [
     "PE_KINDS",
     "GemmPlan",
     "PRELOADS",
+    "check_preload",
     "DATAFLOWS",
     "DATAFLOW_PE_KINDS",
     "check_dataflow",
@@ -154,6 +155,13 @@ def check_dataflow(dataflow: str, pe_kind: str | None = None) -> str:
         raise ValueError(f"the {dataflow} array builds {', '.join(DATAFLOW_PE_KINDS[dataflow])} PEs, not "
                          f"{pe_kind!r}")
     return dataflow
+
+
+def check_preload(preload: str) -> str:
+    """``preload`` if it is a timing profile (:data:`PRELOADS`), else ValueError naming the field."""
+    if preload not in PRELOADS:
+        raise ValueError(f"weight_preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
+    return preload
 
 
 def order_index(order: str | int, dataflow: str = "ws") -> int:
@@ -365,8 +373,7 @@ def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits
         raise ValueError(f"tile_m must be an integer in 1..{grid_h}, got {tile_m!r}")
     if not isinstance(tile_w, (int, np.integer)) or isinstance(tile_w, bool) or not 1 <= tile_w <= grid_w:
         raise ValueError(f"tile_w must be an integer in 1..{grid_w}, got {tile_w!r}")
-    if preload not in PRELOADS:
-        raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
+    check_preload(preload)
     pack = pack_factor(pe_kind, w_bits, a_bits)
     Kp = -(-int(K) // pack)
     w_slot, a_slot = slot_bits(pe_kind, w_bits, a_bits)
@@ -531,8 +538,7 @@ def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: 
     bit-serial build's W_BITS = A_BITS = 8 is its widest runtime width). The timing profile is run-time
     configuration too (``cfg_overlap``): ``preload="overlapped"`` builds a ws array's double-buffered weight
     registers, and that build runs both profiles; an os array is the same for both."""
-    if preload not in PRELOADS:
-        raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
+    check_preload(preload)
     check_dataflow(dataflow, _kind(pe_kind))
     params = {"PE_KIND": PE_KINDS[pe_kind], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits)}
     if dataflow == "ws":
@@ -584,8 +590,7 @@ def rtl_chip(rows: int, cols: int, pe_kind: str, preload: str = "serial", datafl
     (``mapping: scalesim``); a prediction at another mapping forces it (:func:`predicted_cycles`)."""
     from sim.config import chip_from_dict  # sim is only needed for the prediction
 
-    if preload not in PRELOADS:
-        raise ValueError(f"preload must be one of {', '.join(PRELOADS)}, got {preload!r}")
+    check_preload(preload)
     check_dataflow(dataflow)
     return chip_from_dict({
         "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}" + ("_overlapped" if preload == "overlapped" else "")

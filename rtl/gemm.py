@@ -118,16 +118,17 @@ def check_mapping(M: int, mapping: str | None, preload: str = "serial", dataflow
     ``N`` columns on a ``dataflow`` array of ``pe`` PEs (the tile cuts M, or N for is), and the preload profile;
     RtlError naming the bad part."""
     stream = int(N if dataflow == "is" and N is not None else M)
-    if preload not in driver.PRELOADS:
-        raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
     try:
+        driver.check_preload(preload)
         driver.check_dataflow(dataflow, pe if pe in driver.PE_KINDS else None)
-        if mapping is None:
-            return (1 if dataflow == "os" else 0), stream
+    except ValueError as exc:
+        raise RtlError(str(exc)) from None
+    if mapping is None:
+        return (1 if dataflow == "os" else 0), stream
+    try:
         return driver.parse_mapping(mapping, stream, dataflow)
     except ValueError as exc:
-        raise RtlError(f"dataflow: {exc}" if "dataflow" in str(exc) or "array builds" in str(exc)
-                       else f"mapping: {exc}") from None
+        raise RtlError(f"mapping: {exc}") from None
 
 
 def psum_rows_for(plan: driver.GemmPlan) -> int:

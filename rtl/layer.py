@@ -454,9 +454,8 @@ def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, st
                         dataflow: str = "ws") -> None:
     """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed,
     image count (:mod:`rtl.limits`), weight preload and dataflow; raises :class:`RtlError` naming the argument."""
-    if preload not in driver.PRELOADS:
-        raise RtlError(f"weight_preload must be one of {', '.join(driver.PRELOADS)}, got {preload!r}")
     try:
+        driver.check_preload(preload)
         driver.check_dataflow(dataflow)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
