@@ -33,7 +33,9 @@ def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], 
             k, n = (2 * rows * pack + 1, 2 * cols + 1) if j % 2 == 0 else (rows * pack, cols)
             A, B = random_operands(m, k, n, w, a, seed=10 * i + j)
             preload = "overlapped" if both_profiles and j % 2 else "serial"
-            flow = "is" if dataflow == "ws" and both_profiles and j == 3 and pe != "stripes" else dataflow
+            # an is GEMM runs on the same build unless its PE differs on the transpose (Stripes: PE_KIND 4)
+            same_pe = driver.transposed_kind(pe) == pe
+            flow = "is" if dataflow == "ws" and both_profiles and j == 3 and same_pe else dataflow
             if flow == "os":
                 order = 4 if j >= 2 else None  # MNK, or SCALE-Sim's NMK
             elif tile:

@@ -32,6 +32,9 @@ import numpy as np
 
 __all__ = [
     "PE_KINDS",
+    "TRANSPOSED_KINDS",
+    "ARRAY_PE_KINDS",
+    "transposed_kind",
     "GemmPlan",
     "PRELOADS",
     "check_preload",
@@ -70,6 +73,13 @@ __all__ = [
 PE_KINDS: dict[str, int] = {"fixed": 0, "bitfusion": 1, "stripes": 2, "loom": 3}
 #: sim's ``pe.serial`` of each bit-serial kind
 SERIAL_KINDS: dict[str, str] = {"stripes": "activation", "loom": "both"}
+#: The array PE of an input-stationary GEMM, which runs as the ws GEMM of its transpose: the activations become the
+#: array's stationary operand, so the Stripes PE serializes the stationary register's bits (``PE_KIND`` 4,
+#: lowbit_serial_pe ``SERIAL = 2``); the other kinds are the same PEs either way.
+TRANSPOSED_KINDS: dict[str, str] = {"stripes": "stripes_stationary"}
+#: Every ``PE_KIND`` a ws array builds: :data:`PE_KINDS` and the transposed Stripes PE.
+ARRAY_PE_KINDS: dict[str, int] = {**PE_KINDS, "stripes_stationary": 4}
+_SERIAL_ARRAY_KINDS = ("stripes", "loom", "stripes_stationary")
 _FUSION_WIDTHS = (2, 4, 8)
 _FUSION_SLOT_BITS = 32
 _SERIAL_SLOT_BITS = 8  #: a bit-serial build's widest runtime width (its W_BITS = A_BITS), one stream slot
@@ -80,18 +90,19 @@ PRELOADS: dict[str, int] = {"serial": 0, "overlapped": 1}
 DATAFLOWS: dict[str, str] = {"ws": "lowbit_gemm_top", "os": "lowbit_gemm_os_top", "is": "lowbit_gemm_top"}
 #: sim.mapping's dataflow codes
 _DATAFLOW_CODES = {"ws": 0, "os": 1, "is": 2}
-#: PE kinds each dataflow's array builds. is takes no Stripes PE: lowbit's Stripes PE serializes its streamed
-#: operand, the weights on an input-stationary array, while sim charges the activations' bits (Loom's a x w steps
-#: are the same either way).
-DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {"ws": ("fixed", "bitfusion", "stripes", "loom"),
-                                                 "os": ("fixed", "bitfusion", "stripes", "loom"),
-                                                 "is": ("fixed", "bitfusion", "loom")}
+#: PE kinds each dataflow's array builds (is: as :data:`TRANSPOSED_KINDS` says).
+DATAFLOW_PE_KINDS: dict[str, tuple[str, ...]] = {flow: tuple(PE_KINDS) for flow in DATAFLOWS}
 
 
 def _kind(pe_kind: str) -> str:
-    if pe_kind not in PE_KINDS:
+    if pe_kind not in ARRAY_PE_KINDS:
         raise ValueError(f"pe_kind must be one of {', '.join(PE_KINDS)}, got {pe_kind!r}")
     return pe_kind
+
+
+def transposed_kind(pe_kind: str) -> str:
+    """The array PE that runs ``pe_kind``'s input-stationary GEMM as the ws GEMM of its transpose."""
+    return TRANSPOSED_KINDS.get(_kind(pe_kind), pe_kind)
 
 
 def _check_bits(name: str, bits: int) -> int:
@@ -127,16 +138,18 @@ def slot_bits(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
         return _FUSION_SLOT_BITS, _FUSION_SLOT_BITS
     _check_bits("w_bits", w_bits)
     _check_bits("a_bits", a_bits)
-    if pe_kind in SERIAL_KINDS:
+    if pe_kind in _SERIAL_ARRAY_KINDS:
         return _SERIAL_SLOT_BITS, _SERIAL_SLOT_BITS
     return int(w_bits), int(a_bits)
 
 
 def beats_per_element(pe_kind: str, w_bits: int, a_bits: int) -> int:
-    """Steps one streamed element takes: ``a_bits`` (Stripes), ``a_bits * w_bits`` (Loom), else 1 -- sim's
-    ``serial``."""
+    """Steps one streamed element takes: ``a_bits`` (Stripes), ``a_bits * w_bits`` (Loom), ``w_bits`` (Stripes on
+    a transposed GEMM, whose stationary operand is the activation), else 1 -- sim's ``serial``."""
     if _kind(pe_kind) == "stripes":
         return _check_bits("a_bits", a_bits)
+    if pe_kind == "stripes_stationary":
+        return _check_bits("w_bits", w_bits)
     if pe_kind == "loom":
         return _check_bits("a_bits", a_bits) * _check_bits("w_bits", w_bits)
     return 1
@@ -510,7 +523,7 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
         "cfg_w_signed": int(plan.w_signed),
         "cfg_a_signed": int(plan.a_signed),
     }
-    if plan.pe_kind in SERIAL_KINDS:
+    if plan.pe_kind in _SERIAL_ARRAY_KINDS:
         modes.update({"cfg_w_bits": plan.w_bits, "cfg_a_bits": plan.a_bits})
     if plan.dataflow == "os":  # lowbit_gemm_os_top
         return {"cfg_order": plan.order, "cfg_k_slots": plan.Kp, "cfg_col_folds": plan.col_folds,
@@ -539,11 +552,13 @@ def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: 
     configuration too (``cfg_overlap``): ``preload="overlapped"`` builds a ws array's double-buffered weight
     registers, and that build runs both profiles; an os array is the same for both."""
     check_preload(preload)
-    check_dataflow(dataflow, _kind(pe_kind))
-    params = {"PE_KIND": PE_KINDS[pe_kind], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits)}
+    if _kind(pe_kind) not in PE_KINDS and dataflow != "ws":
+        raise ValueError(f"the {pe_kind} PE runs in a ws array only (an is GEMM's transpose)")
+    check_dataflow(dataflow, pe_kind if pe_kind in PE_KINDS else None)
+    params = {"PE_KIND": ARRAY_PE_KINDS[pe_kind], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits)}
     if dataflow == "ws":
         params.update({"PSUM_ROWS": int(psum_rows), "OVERLAP": PRELOADS[preload]})
-    if pe_kind in SERIAL_KINDS:
+    if pe_kind in _SERIAL_ARRAY_KINDS:
         params.update({"W_BITS": _SERIAL_SLOT_BITS, "A_BITS": _SERIAL_SLOT_BITS})
     if pe_kind == "fixed":
         params.update({"W_BITS": _check_bits("w_bits", w_bits), "A_BITS": _check_bits("a_bits", a_bits),

@@ -104,7 +104,8 @@ def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 
     M, K, N = check_operand_sizes(M, K, N)
     _, tile = check_mapping(M, mapping, preload, dataflow, pe, N)
     if dataflow == "is":  # the ws GEMM of the transpose
-        estimate = gemm_estimate(N, K, M, rows, cols, pe, a_bits, w_bits, gap_prob, stall_prob, tile, "ws")
+        estimate = gemm_estimate(N, K, M, rows, cols, driver.transposed_kind(pe), a_bits, w_bits, gap_prob,
+                                 stall_prob, tile, "ws")
     else:
         estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob,
                                  tile if dataflow == "ws" else None, dataflow)
@@ -156,10 +157,12 @@ def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: 
     """The ``gemm_bench`` job for ``A @ B`` at the mapping (``order``, ``tile_m``): both input streams, the
     configuration, the output order, the expected product, stream knobs and a generous cycle limit; and its fold
     plan.  An input-stationary GEMM (``dataflow="is"``) runs as the ws GEMM of its transpose, ``Y^T = B^T A^T``:
-    the activations are the stationary operand, the weights stream, and ``tile_m`` cuts N; the job's outputs are
-    ``Y^T``.  Bad operands, mappings, probabilities or seeds raise :class:`RtlError`."""
+    the activations are the stationary operand, the weights stream, ``tile_m`` cuts N and the PE is
+    :func:`rtl.driver.transposed_kind`'s; the job's outputs are ``Y^T``.  Bad operands, mappings, probabilities or
+    seeds raise :class:`RtlError`."""
     if dataflow == "is":
-        return gemm_job(name, np.asarray(B).T, np.asarray(A).T, rows, cols, pe, a_bits, w_bits, a_signed, w_signed,
+        return gemm_job(name, np.asarray(B).T, np.asarray(A).T, rows, cols, driver.transposed_kind(pe), a_bits,
+                        w_bits, a_signed, w_signed,
                         gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, order=order, tile_m=tile_m,
                         preload=preload, dataflow="ws")
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
@@ -200,7 +203,8 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
                          dataflow=dataflow)
     M, K, N = A.shape[0], A.shape[1], B.shape[1]
     swap = dataflow == "is"  # the array holds the activations: its "weights" are a_bits wide
-    params = driver.top_parameters(rows, cols, pe, a_bits if swap else w_bits, w_bits if swap else a_bits,
+    params = driver.top_parameters(rows, cols, driver.transposed_kind(pe) if swap else pe,
+                                   a_bits if swap else w_bits, w_bits if swap else a_bits,
                                    a_signed if swap else w_signed, w_signed if swap else a_signed,
                                    psum_rows=psum_rows_for(plan), preload=preload,
                                    dataflow="ws" if swap else dataflow)

@@ -217,19 +217,29 @@ def synthesize(
 #: The fusion PE is one netlist; its rows differ only in the runtime mode (and MACs per cycle = sim's ``pack``).
 ARRAY_SIDE = 4  #: the synthesized arrays are ARRAY_SIDE x ARRAY_SIDE
 OVERLAP_WIDTHS = (2, 8)  #: weight widths of the synthesized array pairs (two points of the per-weight-bit cost)
-#: Sources of a top besides its own file (the array instantiates the PEs).
-_EXTRA_SOURCES = {"lowbit_systolic_ws": ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v"),
-                  "lowbit_systolic_os": ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v")}
+#: The PE source each array ``PE_KIND`` instantiates.
+_PE_SOURCES = {0: "lowbit_mac_pe.v", 1: "lowbit_fusion_pe.v", 2: "lowbit_serial_pe.v", 3: "lowbit_serial_pe.v",
+               4: "lowbit_serial_pe.v"}
+
+
+def _sources_of(top: str, params: Mapping[str, int]) -> list[Path]:
+    """The sources of one design: its own file and, for an array, the one PE it instantiates. Only these are read:
+    yosys numbers the internal names it creates from one counter, so an unused module read alongside would shift
+    the names -- and abc's result by a few gates -- whenever its source changes."""
+    extra = [_PE_SOURCES[int(params.get("PE_KIND", 0))]] if top.startswith("lowbit_systolic_") else []
+    return [SRC_DIR / f"{top}.v", *(SRC_DIR / f for f in extra)]
 
 TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, float]] = [
     *[(f"fixed w{w}a{a}", "lowbit_mac_pe", {"W_BITS": w, "A_BITS": a, "ACC_BITS": 32, "W_SIGNED": 1, "A_SIGNED": 1},
        "fixed", w, a, 1) for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]],
     *[(f"fusion w{w}a{a}", "lowbit_fusion_pe", {"ACC_BITS": 32}, "bitfusion", w, a, (8 // a) * (8 // w))
       for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]],
-    # the bit-serial PEs (widest runtime width 8): one netlist each, MACs per cycle 1/a (Stripes), 1/(a*w) (Loom)
-    *[(f"{kind} w{w}a{a}", "lowbit_serial_pe", {"MAX_BITS": 8, "SERIAL_BOTH": both, "ACC_BITS": 32}, kind, w, a,
-       1.0 / (a * w if both else a))
-      for kind, both in (("stripes", 0), ("loom", 1)) for w, a in [(8, 8), (4, 4), (2, 2)]],
+    # the bit-serial PEs (widest runtime width 8): one netlist each, MACs per cycle 1/a (Stripes, also when it
+    # serializes its stationary activation on an is array), 1/(a*w) (Loom)
+    *[(f"{kind} w{w}a{a}", "lowbit_serial_pe", {"MAX_BITS": 8, "SERIAL": serial, "ACC_BITS": 32}, kind, w, a,
+       1.0 / (a * w if serial == 1 else a))
+      for kind, serial in (("stripes", 0), ("loom", 1), ("stripes_stationary", 2))
+      for w, a in [(8, 8), (4, 4), (2, 2)]],
     ("requant 32->8", "lowbit_requant", {"PSUM_BITS": 32, "MULT_BITS": 31, "ACC_BITS": 64, "OUT_BITS": 8},
      "requant", 0, 0, 0),
     # 4x4 arrays of fixed PEs with serial and overlapped weight preload: the double-buffered weight registers' cost
@@ -248,7 +258,8 @@ def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, 
                *, use_cache: bool = True) -> pd.DataFrame:
     """Area of the PEs and the requant unit: one row per design (``TABLE_DESIGNS`` by default).
 
-    Columns: ``design``, ``top``, ``pe_kind`` (fixed | bitfusion | stripes | loom | requant), ``w_bits``, ``a_bits``,
+    Columns: ``design``, ``top``, ``pe_kind`` (fixed | bitfusion | stripes | loom | stripes_stationary | requant |
+    array ...), ``w_bits``, ``a_bits``,
     ``acc_bits``,
     ``macs_per_cycle``, ``cells``, ``flops``, ``comb_nand2``, ``seq_nand2``, ``area_nand2`` and ``nand2_per_mac``
     (area / MACs per cycle; NaN for the requant unit). Requires yosys.
@@ -259,8 +270,7 @@ def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, 
     todo = list(designs or TABLE_DESIGNS)
     for i, (label, top, params, kind, w, a, macs) in enumerate(todo, 1):
         _progress.info("synthesizing %s (%d/%d)", label, i, len(todo))
-        sources = [SRC_DIR / f"{top}.v", *(SRC_DIR / f for f in _EXTRA_SOURCES.get(top, ()))]
-        r = synthesize(top, sources=sources, parameters=params, use_cache=use_cache)
+        r = synthesize(top, sources=_sources_of(top, params), parameters=params, use_cache=use_cache)
         rows.append({
             "design": label, "top": top, "pe_kind": kind, "w_bits": w, "a_bits": a,
             "acc_bits": params.get("ACC_BITS", params.get("PSUM_BITS", 0)) if kind != "requant"
@@ -334,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for p in args.param:
             name, _, value = p.partition("=")
             params[name] = int(value)
-        r = synthesize(args.top, parameters=params, use_cache=not args.no_cache)
+        r = synthesize(args.top, sources=_sources_of(args.top, params), parameters=params,
+                       use_cache=not args.no_cache)
         print(json.dumps(asdict(r), indent=1))
     else:
         print(area_markdown(area_table(use_cache=not args.no_cache)))

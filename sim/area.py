@@ -1,14 +1,15 @@
 """Chip area (mm^2) from synthesized PE and requantization-unit areas and an SRAM density.
 
-``pe + requant + sram``: ``rows·cols`` PEs of the chip's kind, one requantization unit per column (shared
-per column, as in lowbit's RTL), and the three SRAM buffers.  The logic figures are NAND2-equivalents from
-``lowbit rtl synth`` recorded in the technology YAML (``area`` section).  A fixed PE is the smallest synthesized one
-covering the chip's widest pair; a bit-serial PE's figure covers widths up to 8, so a bit-serial chip with wider
-pairs has no area (NaN).  A ws or is chip with ``weight_preload: overlapped`` adds the double-buffered stationary
-registers to every PE: ``overlap_nand2.per_pe + overlap_nand2.per_weight_bit x`` the PE's stationary slot (the
-fixed PE's weight bits -- activation bits for is --, 32 for Bit Fusion, 8 for bit-serial), both from synthesized
-ws arrays (docs/rtl.md, "Synthesis").  An os chip adds ``os_nand2_per_pe`` to every PE (lowbit's output-stationary
-array: flags, accumulator feedback, result bus; the same array serves both timing profiles).
+``pe + requant + sram``: ``rows·cols`` PEs of the chip's kind, one requantization unit per column (shared per
+column, as in lowbit's RTL), and the three SRAM buffers. The logic figures are NAND2-equivalents from ``lowbit rtl
+synth`` recorded in the technology YAML (``area`` section). A fixed PE is the smallest synthesized one covering the
+chip's widest pair; a bit-serial PE's figure covers widths up to 8, so a bit-serial chip with wider pairs has no
+area (NaN); a Stripes PE on an is array serializes its stationary activation (its own figure,
+``activation_stationary``; NaN when the YAML lacks it). A ws or is chip with ``weight_preload: overlapped`` adds the
+double-buffered stationary registers to every PE: ``overlap_nand2.per_pe + overlap_nand2.per_weight_bit x`` the PE's
+stationary slot (the fixed PE's weight bits -- activation bits for is --, 32 for Bit Fusion, 8 for bit-serial), both
+from synthesized ws arrays (docs/rtl.md, "Synthesis"). An os chip adds ``os_nand2_per_pe`` to every PE (lowbit's
+output-stationary array: flags, accumulator feedback, result bus; the same array serves both timing profiles).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def chip_area(chip: Chip) -> ChipArea:
     elif chip.pe.kind == "bitfusion":
         pe = area.bitfusion_pe_nand2
     elif max(max(p) for p in chip.supported_pairs) <= SERIAL_AREA_MAX_BITS:
-        pe = area.bitserial_pe_nand2.get(chip.pe.serial, nan)
+        stationary = chip.pe.serial == "activation" and chip.array.dataflow == "is"
+        pe = area.bitserial_pe_nand2.get("activation_stationary" if stationary else chip.pe.serial, nan)
     if chip.array.dataflow == "os":
         pe = nan if area.os_per_pe_nand2 is None else pe + area.os_per_pe_nand2
     elif chip.array.weight_preload == "overlapped":

@@ -34,7 +34,8 @@ class AreaTable:
     bitfusion_pe_nand2: float
     requant_nand2: float
     sram_um2_per_bit: float
-    #: 'activation' (Stripes) / 'both' (Loom) -> NAND2-eq of a bit-serial PE of widths up to 8; empty if absent
+    #: 'activation' (Stripes) / 'both' (Loom) / 'activation_stationary' (Stripes on an is array, optional) ->
+    #: NAND2-eq of a bit-serial PE of widths up to 8; empty if absent
     bitserial_pe_nand2: dict[str, float] = field(default_factory=dict)
     #: overlapped weight preload, NAND2-eq added per PE: per_pe + per_weight_bit x (the PE's weight slot bits);
     #: None if absent
@@ -140,6 +141,8 @@ class _LeakageSchema(StrictModel):
 class _SerialAreaSchema(StrictModel):
     activation: _Nand2
     both: _Nand2
+    # Stripes on an input-stationary array: the activation is the stationary operand, serialized in place
+    activation_stationary: _Nand2 | None = None
 
 
 class _PeAreaSchema(StrictModel):
@@ -194,7 +197,9 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
             sram_um2_per_bit=t.area.sram_um2_per_bit,
             bitserial_pe_nand2=({} if t.area.pe_nand2.bitserial is None else
                                 {"activation": t.area.pe_nand2.bitserial.activation,
-                                 "both": t.area.pe_nand2.bitserial.both}),
+                                 "both": t.area.pe_nand2.bitserial.both,
+                                 **({} if t.area.pe_nand2.bitserial.activation_stationary is None else
+                                    {"activation_stationary": t.area.pe_nand2.bitserial.activation_stationary})}),
             overlap_per_pe_nand2=None if t.area.overlap_nand2 is None else t.area.overlap_nand2.per_pe,
             overlap_per_weight_bit_nand2=(None if t.area.overlap_nand2 is None
                                           else t.area.overlap_nand2.per_weight_bit),

@@ -1,7 +1,8 @@
-"""cocotb bench for ``lowbit_serial_pe`` (Stripes: ``SERIAL_BOTH = 0``; Loom: ``1``), checked after every edge.
+"""cocotb bench for ``lowbit_serial_pe`` (``SERIAL`` 0 Stripes, 1 Loom, 2 Stripes serializing the stationary
+register), checked after every edge.
 
-The model below computes each beat's term from the definition (the activation bit, the weight or its bit, and
-their two's-complement place values), not from the Verilog's shifts, and checks ``psum_out``, ``a_out``, the beat
+The model below computes each beat's term from the definition (the serialized bits, the whole operands, and their
+two's-complement place values), not from the Verilog's shifts, and checks ``psum_out``, ``a_out``, the beat
 outputs and ``w_out`` after every edge. Tests (select with ``run_bench(testcase=...)``):
 
 - ``serial_exhaustive``: every runtime width pair in ``$LOWBIT_SERIAL_WIDTHS`` (default ``2,4``: w, a in {2, 4}), all
@@ -31,7 +32,7 @@ _SKIP = os.environ.get("COCOTB_TOPLEVEL", "") != "lowbit_serial_pe"
 
 
 def _cfg() -> dict[str, int]:
-    p = {"MAX_BITS": 8, "SERIAL_BOTH": 0, "ACC_BITS": 32}
+    p = {"MAX_BITS": 8, "SERIAL": 0, "ACC_BITS": 32}
     p.update(parameters())
     return p
 
@@ -50,9 +51,10 @@ def _place(j: int, bits: int, signed: int) -> int:
     return -(1 << j) if signed and j == bits - 1 else 1 << j
 
 
-def beats(w_bits: int, a_bits: int, both: int) -> list[tuple[int, int]]:
-    """The beats (ja, jw) of one element, in the order the host sends them (activation bit fastest)."""
-    return [(ja, jw) for jw in range(w_bits if both else 1) for ja in range(a_bits)]
+def beats(w_bits: int, a_bits: int, serial: int) -> list[tuple[int, int]]:
+    """The beats (ja, jw) of one element, in the order the host sends them (the streamed operand's bit fastest):
+    ``SERIAL`` 0 the a_in bits, 1 both, 2 the w_reg bits."""
+    return [(ja, jw) for jw in range(w_bits if serial else 1) for ja in range(1 if serial == 2 else a_bits)]
 
 
 @dataclass
@@ -89,14 +91,14 @@ class SerialModel:
         """This beat's partial product, from the definition."""
         mask = (1 << self.cfg["MAX_BITS"]) - 1
         a_word, w_word = x.a_in & mask, self.w_reg & mask
-        a_bit = (a_word >> x.ja) & 1
-        a_place = _place(x.ja, x.a_bits, x.a_signed)
-        if self.cfg["SERIAL_BOTH"]:
-            w_bit = (w_word >> x.jw) & 1
-            return a_bit * w_bit * a_place * _place(x.jw, x.w_bits, x.w_signed)
-        low = w_word & ((1 << x.w_bits) - 1)
-        w_val = _signed(low, x.w_bits) if x.w_signed else low
-        return a_bit * a_place * w_val
+        a_bit, w_bit = (a_word >> x.ja) & 1, (w_word >> x.jw) & 1
+        a_place, w_place = _place(x.ja, x.a_bits, x.a_signed), _place(x.jw, x.w_bits, x.w_signed)
+        if self.cfg["SERIAL"] == 1:
+            return a_bit * w_bit * a_place * w_place
+        w_low, a_low = w_word & ((1 << x.w_bits) - 1), a_word & ((1 << x.a_bits) - 1)
+        if self.cfg["SERIAL"] == 2:
+            return w_bit * w_place * (_signed(a_low, x.a_bits) if x.a_signed else a_low)
+        return a_bit * a_place * (_signed(w_low, x.w_bits) if x.w_signed else w_low)
 
     def edge(self, x: Inputs) -> None:
         if not x.rst_n:
@@ -106,7 +108,8 @@ class SerialModel:
             return
         if x.valid:
             t = self.local + self.term(x)
-            last = x.ja == x.a_bits - 1 and (not self.cfg["SERIAL_BOTH"] or x.jw == x.w_bits - 1)
+            serial = self.cfg["SERIAL"]
+            last = (serial == 2 or x.ja == x.a_bits - 1) and (serial == 0 or x.jw == x.w_bits - 1)
             if last:
                 self.psum_out = _signed(x.psum_in + t, self.cfg["ACC_BITS"])
                 self.local = 0
@@ -160,13 +163,13 @@ async def _drive(dut, cfg: dict[str, int], stimulus: Iterable[Inputs]) -> int:
     return cycle + 1
 
 
-def _element(w: int, a: int, w_bits: int, a_bits: int, w_signed: int, a_signed: int, psum: int, both: int,
+def _element(w: int, a: int, w_bits: int, a_bits: int, w_signed: int, a_signed: int, psum: int, serial: int,
              load: bool = True) -> Iterator[Inputs]:
     """Load ``w`` (one cycle), then the beats of activation ``a`` with ``psum_in = psum`` on every beat."""
     common = {"w_bits": w_bits, "a_bits": a_bits, "w_signed": w_signed, "a_signed": a_signed}
     if load:
         yield Inputs(load_w=1, w_in=w, **common)
-    for ja, jw in beats(w_bits, a_bits, both):
+    for ja, jw in beats(w_bits, a_bits, serial):
         yield Inputs(a_in=a, valid=1, ja=ja, jw=jw, psum_in=psum, **common)
 
 
@@ -189,7 +192,7 @@ async def serial_exhaustive(dut) -> None:
                         for w in _operand_range(w_bits, w_signed):
                             for a in _operand_range(a_bits, a_signed):
                                 yield from _element(w, a, w_bits, a_bits, w_signed, a_signed,
-                                                    rng.randrange(-half, half), cfg["SERIAL_BOTH"])
+                                                    rng.randrange(-half, half), cfg["SERIAL"])
 
     n = 4 * sum((1 << wb) * (1 << ab) for wb in widths for ab in widths)
     await _drive(dut, cfg, stim())
@@ -201,7 +204,7 @@ async def serial_random(dut) -> None:
     cfg = _cfg()
     count = env_int("LOWBIT_PE_RANDOM", 20_000)
     rng = random.Random(2)
-    mb, both = cfg["MAX_BITS"], cfg["SERIAL_BOTH"]
+    mb, serial = cfg["MAX_BITS"], cfg["SERIAL"]
     half = 1 << (cfg["ACC_BITS"] - 1)
     ib = max(1, (mb - 1).bit_length())
 
@@ -218,7 +221,7 @@ async def serial_random(dut) -> None:
             wr, ar = _operand_range(w_bits, w_signed), _operand_range(a_bits, a_signed)
             w, a = rng.randrange(wr.start, wr.stop), rng.randrange(ar.start, ar.stop)
             reload = rng.random() < 0.7
-            for x in _element(w, a, w_bits, a_bits, w_signed, a_signed, rng.randrange(-half, half), both,
+            for x in _element(w, a, w_bits, a_bits, w_signed, a_signed, rng.randrange(-half, half), serial,
                               load=reload):
                 while rng.random() < 0.15:  # a gap or a stall before this cycle
                     idle = junk(Inputs(w_bits=w_bits, a_bits=a_bits, w_signed=w_signed, a_signed=a_signed,

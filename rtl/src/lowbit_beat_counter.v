@@ -1,11 +1,12 @@
 // lowbit_beat_counter: the beats of one streamed element on a bit-serial array (Verilog-2005). An element takes
-// a_bits beats (Stripes, LOOM = 0: ja = 0 .. a_bits-1) or a_bits * w_bits (Loom, LOOM = 1: ja fastest, then jw).
+// a_bits beats (SERIAL = 0, Stripes: ja = 0 .. a_bits-1), a_bits * w_bits (1, Loom: ja fastest, then jw) or w_bits
+// (2, Stripes serializing the stationary operand: jw = 0 .. w_bits-1, ja = 0); lowbit_serial_pe's SERIAL codes.
 // On every edge with step = 1 the counter moves to the next beat; last_beat marks the element's last. clear (or
 // rst_n low) returns it to the first beat. Widths are run-time inputs, 1..MAX_BITS.
 `default_nettype none
 module lowbit_beat_counter #(
     parameter MAX_BITS = 8,   // the widest run-time width
-    parameter LOOM     = 0    // 0 Stripes (activation bits), 1 Loom (activation and weight bits)
+    parameter SERIAL   = 0    // bits counted: 0 a_bits, 1 a_bits x w_bits, 2 w_bits
 ) (
     clk, rst_n, clear, step, a_bits, w_bits, ja, jw, last_beat
 );
@@ -16,8 +17,8 @@ module lowbit_beat_counter #(
     input  wire          rst_n;
     input  wire          clear;
     input  wire          step;
+    /* verilator lint_off UNUSEDSIGNAL */  // SERIAL 0 counts a_bits only, 2 w_bits only
     input  wire [NB-1:0] a_bits;
-    /* verilator lint_off UNUSEDSIGNAL */  // Stripes counts activation bits only
     input  wire [NB-1:0] w_bits;
     /* verilator lint_on UNUSEDSIGNAL */
     output reg  [IB-1:0] ja;
@@ -27,8 +28,8 @@ module lowbit_beat_counter #(
     wire [NB-1:0] a_top = a_bits - 1'b1;
     wire [NB-1:0] w_top = w_bits - 1'b1;
     /* verilator lint_off WIDTHEXPAND */
-    wire ja_end = (ja == a_top);
-    wire jw_end = (LOOM == 0) || (jw == w_top);
+    wire ja_end = (SERIAL == 2) || (ja == a_top);
+    wire jw_end = (SERIAL == 0) || (jw == w_top);
     /* verilator lint_on WIDTHEXPAND */
     assign last_beat = ja_end && jw_end;
 
@@ -59,11 +60,12 @@ module lowbit_beat_counter #(
             lowbit_param_error__MAX_BITS_must_be_at_least_1 stop ();
 `endif
         end
-        if (LOOM != 0 && LOOM != 1) begin : g_param_error_1
+        if (SERIAL < 0 || SERIAL > 2) begin : g_param_error_1
 `ifdef VERILATOR
-            $error("lowbit_beat_counter: parameter LOOM = %0d must be 0 (Stripes) or 1 (Loom)", LOOM);
+            $error("lowbit_beat_counter: parameter SERIAL = %0d must be 0 (Stripes), 1 (Loom) or 2 (stationary bits)",
+                   SERIAL);
 `else
-            lowbit_param_error__LOOM_must_be_0_or_1 stop ();
+            lowbit_param_error__SERIAL_must_be_0_to_2 stop ();
 `endif
         end
     endgenerate

@@ -161,7 +161,7 @@ module lowbit_gemm_os_top #(
     generate
         if (SERIAL) begin : g_beats
             wire [IB-1:0] ja_q, jw_q;
-            lowbit_beat_counter #(.MAX_BITS(SB), .LOOM(PE_KIND == 3 ? 1 : 0)) beats (
+            lowbit_beat_counter #(.MAX_BITS(SB), .SERIAL(PE_KIND == 3 ? 1 : 0)) beats (
                 .clk(clk), .rst_n(rst_n), .clear(state != S_STREAM), .step(en && feeding), .a_bits(a_bits_q),
                 .w_bits(w_bits_q), .ja(ja_q), .jw(jw_q), .last_beat(last_beat));
             genvar b;

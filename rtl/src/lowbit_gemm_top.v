@@ -36,7 +36,7 @@
 // result row reaching the output can be pushed into the output FIFO.
 `default_nettype none
 module lowbit_gemm_top #(
-    parameter PE_KIND   = 0,    // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
+    parameter PE_KIND   = 0,    // 0 fixed, 1 Bit-Fusion, 2 Stripes, 3 Loom, 4 Stripes on stationary bits (is)
     parameter ROWS      = 4,    // R
     parameter COLS      = 4,    // C
     parameter W_BITS    = 8,    // PE_KIND 0; for 2 and 3 the widest runtime width is max(W_BITS, A_BITS)
@@ -56,7 +56,8 @@ module lowbit_gemm_top #(
     out_last, out_fold, cycle_count
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
-    localparam SERIAL = (PE_KIND == 2) || (PE_KIND == 3);       // bit-serial PEs: an element takes S beats
+    localparam SERIAL = (PE_KIND >= 2);                          // bit-serial PEs: an element takes S beats
+    localparam S_CODE = (PE_KIND == 3) ? 1 : (PE_KIND == 4) ? 2 : 0;  // lowbit_serial_pe's SERIAL
     localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;    // bit-serial: the widest runtime width
     localparam NB     = $clog2(SB + 1);                         // a runtime width, 1..SB
     localparam IB     = (SB > 1) ? $clog2(SB) : 1;              // a bit index, 0..SB-1
@@ -82,10 +83,10 @@ module lowbit_gemm_top #(
     input  wire                     cfg_overlap;     // overlapped preload (needs OVERLAP = 1); 0: serial preload
     input  wire [1:0]               cfg_w_mode;      // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
     input  wire [1:0]               cfg_a_mode;      // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
-    input  wire                     cfg_w_signed;    // PE_KIND 1-3: weights two's complement
-    input  wire                     cfg_a_signed;    // PE_KIND 1-3: activations two's complement
-    input  wire [NB-1:0]            cfg_w_bits;      // PE_KIND 2, 3: weight width, 1..SB
-    input  wire [NB-1:0]            cfg_a_bits;      // PE_KIND 2, 3: activation width, 1..SB
+    input  wire                     cfg_w_signed;    // PE_KIND 1-4: weights two's complement
+    input  wire                     cfg_a_signed;    // PE_KIND 1-4: activations two's complement
+    input  wire [NB-1:0]            cfg_w_bits;      // PE_KIND 2-4: weight width, 1..SB
+    input  wire [NB-1:0]            cfg_a_bits;      // PE_KIND 2-4: activation width, 1..SB
     output wire                     busy;            // a GEMM is in progress (start .. last result row taken)
     // weight stream
     input  wire                     w_valid;
@@ -143,6 +144,7 @@ module lowbit_gemm_top #(
                                   && cfg_w_bits <= SB[NB-1:0] && cfg_a_bits <= SB[NB-1:0]));
     // steps per element: 1, a_bits (Stripes) or a_bits * w_bits (Loom)
     wire [2*NB-1:0] cfg_s = (PE_KIND == 3) ? cfg_a_bits * cfg_w_bits
+                          : (PE_KIND == 4) ? {{NB{1'b0}}, cfg_w_bits}
                           : SERIAL ? {{NB{1'b0}}, cfg_a_bits} : {{(2*NB-1){1'b0}}, 1'b1};
 
     // ---- the loop nest --------------------------------------------------------------------------------------------
@@ -238,7 +240,7 @@ module lowbit_gemm_top #(
             // the element's vector stays in a_buf for all its beats; each row's slot carries the beat {jw, ja, valid}
             // with the value (lowbit_systolic_ws, lowbit_serial_pe)
             wire [IB-1:0] ja_q, jw_q;
-            lowbit_beat_counter #(.MAX_BITS(SB), .LOOM(PE_KIND == 3 ? 1 : 0)) beats (
+            lowbit_beat_counter #(.MAX_BITS(SB), .SERIAL(S_CODE)) beats (
                 .clk(clk), .rst_n(rst_n), .clear(state != S_STREAM), .step(en && feeding), .a_bits(a_bits_q),
                 .w_bits(w_bits_q), .ja(ja_q), .jw(jw_q), .last_beat(last_beat));
             genvar r;
@@ -405,12 +407,12 @@ module lowbit_gemm_top #(
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
-        if (PE_KIND < 0 || PE_KIND > 3) begin : g_param_error_0
+        if (PE_KIND < 0 || PE_KIND > 4) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_gemm_top: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes) or 3 (Loom)",
+            $error("lowbit_gemm_top: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes), 3 (Loom) or 4 (Stripes, stationary bits)",
                    PE_KIND);
 `else
-            lowbit_param_error__PE_KIND_must_be_0_to_3 stop ();
+            lowbit_param_error__PE_KIND_must_be_0_to_4 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1

@@ -1,26 +1,30 @@
 // lowbit_serial_pe: bit-serial MAC PE for a weight-stationary systolic array, runtime precision (Verilog-2005).
 //
-// SERIAL_BOTH = 0 (Stripes): the activation streams one bit per beat against the whole weight: a_bits beats per
-// activation. SERIAL_BOTH = 1 (Loom): one activation bit times one weight bit per beat: a_bits * w_bits beats. These
-// are sim's `serial` cycles per streamed element (pe.kind: bitserial, serial: activation | both).
+// SERIAL = 0 (Stripes): the streamed operand (a_in) goes one bit per beat against the whole stationary one (w_reg):
+// a_bits beats per element. SERIAL = 1 (Loom): one a_in bit times one w_reg bit per beat: a_bits * w_bits beats.
+// SERIAL = 2 (Stripes on an input-stationary array, where the stationary register holds the activation): one w_reg
+// bit per beat against the whole a_in: w_bits beats. These are sim's `serial` cycles per streamed element (pe.kind:
+// bitserial, serial: activation | both); SERIAL = 2 is the activation-serial PE of an array that runs the
+// transposed GEMM, whose stationary operand is the activation.
 //
-// Beats. An activation travels right together with its beat (beat_valid, beat_ja = activation bit, beat_jw = weight
-// bit, always 0 for Stripes); the host sends beats ja = 0..a_bits-1 (Stripes) or, for Loom, ja fastest then jw =
-// 0..w_bits-1, one beat per step, with the activation value held over its beats. Per rising edge with en = 1:
+// Beats. An element travels right together with its beat (beat_valid, beat_ja = a_in bit, beat_jw = w_reg bit, 0
+// when that operand is not serialized); the host sends beats ja = 0..a_bits-1 (SERIAL 0), ja fastest then jw =
+// 0..w_bits-1 (1), or jw = 0..w_bits-1 (2), one beat per step, with the element held over its beats. Per rising
+// edge with en = 1:
 //   if (load_w) w_reg <= w_in;                                          (the weight shift chain, as lowbit_mac_pe)
 //   a_out <= a_in; beat_*_out <= beat_*_in;                             (the activation and its beat move right)
 //   on a valid beat: t = term(a_in, w_reg, beat)                        (this beat's partial product)
 //     not the last beat of the element:  local <= local + t
 //     the last beat (ja = a_bits-1 and, for Loom, jw = w_bits-1):  psum_out <= psum_in + local + t; local <= 0
 // psum_out holds between last beats, so partial sums move down one row per element, on its last beat. The terms
-// are exact: Stripes t = a[ja] * w * 2^ja, Loom t = a[ja] * w[jw] * 2^(ja+jw), where the top bit of a signed
+// are exact: t = a[ja] * w * 2^ja (SERIAL 0), a[ja] * w[jw] * 2^(ja+jw) (1), a * w[jw] * 2^jw (2), where the top bit of a signed
 // operand weighs -2^(bits-1) (two's complement) and an unsigned one +2^(bits-1); bits above a_bits / w_bits are
 // ignored. The products of one element sum to a * w exactly; psum_out wraps modulo 2^ACC_BITS.
 // en = 0 freezes every register; rst_n is a synchronous active-low reset.
 `default_nettype none
 module lowbit_serial_pe #(
     parameter MAX_BITS    = 8,   // widest operand: runtime widths a_bits, w_bits in 1..MAX_BITS
-    parameter SERIAL_BOTH = 0,   // 0 Stripes (activation-serial), 1 Loom (weight- and activation-serial)
+    parameter SERIAL      = 0,   // serialized operand: 0 a_in (Stripes), 1 both (Loom), 2 w_reg (Stripes on is)
     parameter ACC_BITS    = 32
 ) (
     clk, rst_n, en, load_w, w_bits, a_bits, w_signed, a_signed, w_in, w_out, a_in, a_out,
@@ -44,9 +48,11 @@ module lowbit_serial_pe #(
     input  wire [MAX_BITS-1:0] a_in;
     output reg  [MAX_BITS-1:0] a_out;
     input  wire                beat_valid_in;   // a_in carries a beat this step
-    input  wire [IB-1:0]       beat_ja_in;      // its activation bit
-    /* verilator lint_off UNUSEDSIGNAL */       // Stripes ignores the weight-bit index
-    input  wire [IB-1:0]       beat_jw_in;      // its weight bit (Loom; 0 for Stripes)
+    /* verilator lint_off UNUSEDSIGNAL */
+    input  wire [IB-1:0]       beat_ja_in;      // its a_in bit (SERIAL 0, 1; 0 for SERIAL 2)
+    /* verilator lint_on UNUSEDSIGNAL */
+    /* verilator lint_off UNUSEDSIGNAL */       // SERIAL 0 ignores the w_reg bit index, 2 the a_in one
+    input  wire [IB-1:0]       beat_jw_in;      // its w_reg bit (SERIAL 1, 2; 0 for SERIAL 0)
     /* verilator lint_on UNUSEDSIGNAL */
     output reg                 beat_valid_out;
     output reg  [IB-1:0]       beat_ja_out;
@@ -66,28 +72,36 @@ module lowbit_serial_pe #(
     wire [IB-1:0] w_msb   = w_msb_n[IB-1:0];
     wire [IB-1:0] a_msb   = a_msb_n[IB-1:0];
 
-    // this beat's activation bit and its place value
+    // this beat's bits and their place values: the top bit of a signed operand weighs -2^(bits-1)
     wire a_bit = a_in[beat_ja_in];
-    wire a_top = a_signed & (beat_ja_in == a_msb);  // the activation's top bit weighs -2^(a_bits-1)
+    wire a_top = a_signed & (beat_ja_in == a_msb);
+    wire w_bit = w_reg[beat_jw_in];
+    wire w_top = w_signed & (beat_jw_in == w_msb);
     wire [L_BITS-1:0] term;
     wire              last_beat;
     generate
-        if (SERIAL_BOTH == 0) begin : g_stripes
-            // the weight as an exact signed L_BITS value (bits above w_bits ignored)
-            wire [MAX_BITS-1:0] w_mask  = ~({MAX_BITS{1'b1}} << w_bits);
-            wire                w_neg   = w_signed & w_reg[w_msb];
-            wire [L_BITS-1:0]   w_low   = {{(L_BITS - MAX_BITS){1'b0}}, w_reg & w_mask};
-            wire [L_BITS-1:0]   w_val   = w_neg ? ({L_BITS{1'b1}} << w_bits) | w_low : w_low;
-            wire [L_BITS-1:0]   shifted = w_val << beat_ja_in;
-            assign term      = !a_bit ? {L_BITS{1'b0}} : a_top ? -shifted : shifted;
-            assign last_beat = (beat_ja_in == a_msb);
-        end else begin : g_loom
-            wire w_bit = w_reg[beat_jw_in];
-            wire w_top = w_signed & (beat_jw_in == w_msb);
+        if (SERIAL == 1) begin : g_loom
             wire [IB:0]       sh  = {1'b0, beat_ja_in} + {1'b0, beat_jw_in};
             wire [L_BITS-1:0] one = {{(L_BITS - 1){1'b0}}, 1'b1} << sh;
             assign term      = !(a_bit & w_bit) ? {L_BITS{1'b0}} : (a_top ^ w_top) ? -one : one;
             assign last_beat = (beat_ja_in == a_msb) && (beat_jw_in == w_msb);
+        end else begin : g_stripes
+            // the whole operand (w_reg for SERIAL 0, a_in for 2) as an exact signed L_BITS value, bits above its
+            // width ignored, times the serialized operand's bit
+            wire [MAX_BITS-1:0] x_word  = (SERIAL == 0) ? w_reg : a_in;
+            wire [NB-1:0]       x_bits  = (SERIAL == 0) ? w_bits : a_bits;
+            wire [IB-1:0]       x_msb   = (SERIAL == 0) ? w_msb : a_msb;
+            wire                x_sgn   = (SERIAL == 0) ? w_signed : a_signed;
+            wire [IB-1:0]       j       = (SERIAL == 0) ? beat_ja_in : beat_jw_in;
+            wire                s_bit   = (SERIAL == 0) ? a_bit : w_bit;
+            wire                s_top   = (SERIAL == 0) ? a_top : w_top;
+            wire [MAX_BITS-1:0] x_mask  = ~({MAX_BITS{1'b1}} << x_bits);
+            wire                x_neg   = x_sgn & x_word[x_msb];
+            wire [L_BITS-1:0]   x_low   = {{(L_BITS - MAX_BITS){1'b0}}, x_word & x_mask};
+            wire [L_BITS-1:0]   x_val   = x_neg ? ({L_BITS{1'b1}} << x_bits) | x_low : x_low;
+            wire [L_BITS-1:0]   shifted = x_val << j;
+            assign term      = !s_bit ? {L_BITS{1'b0}} : s_top ? -shifted : shifted;
+            assign last_beat = (SERIAL == 0) ? (beat_ja_in == a_msb) : (beat_jw_in == w_msb);
         end
     endgenerate
     wire [L_BITS-1:0]   sum   = local_sum + term;
@@ -129,11 +143,12 @@ module lowbit_serial_pe #(
             lowbit_param_error__MAX_BITS_must_be_at_least_1 stop ();
 `endif
         end
-        if (SERIAL_BOTH != 0 && SERIAL_BOTH != 1) begin : g_param_error_1
+        if (SERIAL < 0 || SERIAL > 2) begin : g_param_error_1
 `ifdef VERILATOR
-            $error("lowbit_serial_pe: parameter SERIAL_BOTH = %0d must be 0 (Stripes) or 1 (Loom)", SERIAL_BOTH);
+            $error("lowbit_serial_pe: parameter SERIAL = %0d must be 0 (Stripes), 1 (Loom) or 2 (Stripes, stationary bits)",
+                   SERIAL);
 `else
-            lowbit_param_error__SERIAL_BOTH_must_be_0_or_1 stop ();
+            lowbit_param_error__SERIAL_must_be_0_to_2 stop ();
 `endif
         end
         if (ACC_BITS < L_BITS) begin : g_param_error_2

@@ -159,7 +159,7 @@ module lowbit_systolic_os #(
                 end else if (SERIAL) begin : g_serial
                     localparam AI = (r*(COLS+1)+c)*V_SLOT;
                     localparam AO = (r*(COLS+1)+c+1)*V_SLOT;
-                    lowbit_serial_pe #(.MAX_BITS(SB), .SERIAL_BOTH(PE_KIND == 3 ? 1 : 0), .ACC_BITS(ACC_BITS)) pe (
+                    lowbit_serial_pe #(.MAX_BITS(SB), .SERIAL(PE_KIND == 3 ? 1 : 0), .ACC_BITS(ACC_BITS)) pe (
                         .clk(clk), .rst_n(rst_n), .en(en), .load_w(load[P]),
                         .w_bits(w_width), .a_bits(a_width), .w_signed(w_signed), .a_signed(a_signed),
                         .w_in    (w_net[(r*COLS+c)*W_SLOT +: W_SLOT]),

@@ -3,7 +3,10 @@
 // PE_KIND selects the PE in every slot:
 //   0  lowbit_mac_pe     fixed W_BITS x A_BITS multiply per cycle (signedness by W_SIGNED / A_SIGNED);
 //   1  lowbit_fusion_pe  Bit-Fusion PE: P = floor(8/a)*floor(8/w) packed products per cycle, widths and
-//                        signedness chosen at run time (w_mode / a_mode: 0 = 2 bit, 1 = 4 bit, 2 = 8 bit).
+//                        signedness chosen at run time (w_mode / a_mode: 0 = 2 bit, 1 = 4 bit, 2 = 8 bit);
+//   2, 3, 4  lowbit_serial_pe  bit-serial PEs, runtime widths w_width / a_width: 2 Stripes (the streamed operand's
+//                        bits, SERIAL = 0), 3 Loom (both, SERIAL = 1), 4 Stripes on the transposed GEMM of an
+//                        input-stationary array (the stationary operand's bits, SERIAL = 2).
 // A PE slot is W_SLOT bits of weight and A_SLOT bits of activation: W_BITS / A_BITS for PE_KIND 0, 32 / 32 for
 // PE_KIND 1 (P elements packed LSB first, element j at bits [j*bits +: bits]).
 //
@@ -34,7 +37,7 @@
 // All sums wrap modulo 2^ACC_BITS (two's complement). rst_n is a synchronous active-low reset.
 `default_nettype none
 module lowbit_systolic_ws #(
-    parameter PE_KIND  = 0,   // 0 fixed (lowbit_mac_pe), 1 Bit-Fusion (lowbit_fusion_pe), 2 Stripes, 3 Loom
+    parameter PE_KIND  = 0,   // 0 fixed, 1 Bit-Fusion, 2 Stripes, 3 Loom, 4 Stripes serializing the stationary operand
     parameter ROWS     = 4,   // R: rows hold the reduction (K slots)
     parameter COLS     = 4,   // C: columns hold the outputs (N)
     parameter W_BITS   = 8,   // PE_KIND 0: weight bits; 2, 3: the widest runtime width is max(W_BITS, A_BITS)
@@ -49,7 +52,8 @@ module lowbit_systolic_ws #(
     clk, rst_n, en, load_w, w_cap, w_swap, w_mode, a_mode, w_signed, a_signed, w_width, a_width, w_top, a_left, y_bottom
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
-    localparam SERIAL = (PE_KIND == 2) || (PE_KIND == 3);             // a lowbit_serial_pe array
+    localparam SERIAL = (PE_KIND >= 2);                               // a lowbit_serial_pe array
+    localparam S_CODE = (PE_KIND == 3) ? 1 : (PE_KIND == 4) ? 2 : 0;  // its SERIAL parameter
     localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;          // bit-serial: the widest runtime width
     localparam NB     = $clog2(SB + 1);                               // bit-serial: a runtime width, 1..SB
     localparam IB     = (SB > 1) ? $clog2(SB) : 1;                    // bit-serial: a bit index, 0..SB-1
@@ -68,10 +72,10 @@ module lowbit_systolic_ws #(
     /* verilator lint_off UNUSEDSIGNAL */       // run-time configuration: each input serves some PE kinds only
     input  wire [1:0]               w_mode;     // PE_KIND 1: weight width 0/1/2 = 2/4/8 bits
     input  wire [1:0]               a_mode;     // PE_KIND 1: activation width 0/1/2 = 2/4/8 bits
-    input  wire                     w_signed;   // PE_KIND 1-3: weights are two's complement
-    input  wire                     a_signed;   // PE_KIND 1-3: activations are two's complement
-    input  wire [NB-1:0]            w_width;    // PE_KIND 2, 3: weight width, 1..SB
-    input  wire [NB-1:0]            a_width;    // PE_KIND 2, 3: activation width, 1..SB
+    input  wire                     w_signed;   // PE_KIND 1-4: weights are two's complement
+    input  wire                     a_signed;   // PE_KIND 1-4: activations are two's complement
+    input  wire [NB-1:0]            w_width;    // PE_KIND 2-4: weight width, 1..SB
+    input  wire [NB-1:0]            a_width;    // PE_KIND 2-4: activation width, 1..SB
     /* verilator lint_on UNUSEDSIGNAL */
     input  wire [COLS*W_SLOT-1:0]   w_top;      // column c's weight slot at [c*W_SLOT +: W_SLOT]
     input  wire [ROWS*A_SLOT-1:0]   a_left;     // row r's activation slot at [r*A_SLOT +: A_SLOT], unskewed
@@ -215,7 +219,7 @@ module lowbit_systolic_ws #(
                 end else if (SERIAL) begin : g_serial
                     localparam AI = (r*(COLS+1)+c)*A_SLOT;     // this PE's activation slot
                     localparam AO = (r*(COLS+1)+c+1)*A_SLOT;   // the slot it passes right
-                    lowbit_serial_pe #(.MAX_BITS(SB), .SERIAL_BOTH(PE_KIND == 3 ? 1 : 0), .ACC_BITS(ACC_BITS)) pe (
+                    lowbit_serial_pe #(.MAX_BITS(SB), .SERIAL(S_CODE), .ACC_BITS(ACC_BITS)) pe (
                         .clk(clk), .rst_n(rst_n), .en(en), .load_w(pe_load[r*COLS+c]),
                         .w_bits(w_width), .a_bits(a_width), .w_signed(w_signed), .a_signed(a_signed),
                         .w_in    (pe_w[(r*COLS+c)*W_SLOT +: W_SLOT]),
@@ -264,12 +268,12 @@ module lowbit_systolic_ws #(
     // ---- parameter checks, at elaboration: Verilator reports the message ($error in a generate block); other tools
     // stop on the missing module whose name states the rule (tests/rtl/test_params.py drives every check) --------
     generate
-        if (PE_KIND < 0 || PE_KIND > 3) begin : g_param_error_0
+        if (PE_KIND < 0 || PE_KIND > 4) begin : g_param_error_0
 `ifdef VERILATOR
-            $error("lowbit_systolic_ws: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes) or 3 (Loom)",
+            $error("lowbit_systolic_ws: parameter PE_KIND = %0d must be 0 (fixed), 1 (Bit Fusion), 2 (Stripes), 3 (Loom) or 4 (Stripes, stationary bits)",
                    PE_KIND);
 `else
-            lowbit_param_error__PE_KIND_must_be_0_to_3 stop ();
+            lowbit_param_error__PE_KIND_must_be_0_to_4 stop ();
 `endif
         end
         if (ROWS < 1) begin : g_param_error_1

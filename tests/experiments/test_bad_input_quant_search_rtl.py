@@ -196,8 +196,6 @@ GEMM_CASES = {
     "gemm-mapping-tile-garbage": (_gemm("--mapping", "MKN:x"), "the tile must be an integer"),
     "gemm-preload-unknown": (_gemm("--weight-preload", "double"), "weight_preload"),
     "gemm-dataflow-unknown": (_gemm("--dataflow", "rs"), "dataflow must be one of ws, os, is"),
-    "gemm-dataflow-is-serial-pe": (_gemm("--dataflow", "is", "--pe", "stripes"),
-                                   "the is array builds fixed, bitfusion, loom"),
     "gemm-dataflow-os-tiled": (_gemm("--dataflow", "os", "--mapping", "NMK:2"), "an os mapping has no stream tile"),
     "gemm-dataflow-os-ws-order": (_gemm("--dataflow", "os", "--mapping", "NKM"), "loop order must be one of MNK, NMK"),
 }

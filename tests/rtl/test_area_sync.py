@@ -19,7 +19,7 @@ def test_technology_area_equals_synthesis(yosys) -> None:
         {k: round(v) for k, v in area.fixed_pe_nand2.items()}
     assert round(table[table.pe_kind == "bitfusion"].area_nand2.iloc[0]) == round(area.bitfusion_pe_nand2)
     assert round(table[table.pe_kind == "requant"].area_nand2.iloc[0]) == round(area.requant_nand2)
-    for kind, serial in (("stripes", "activation"), ("loom", "both")):
+    for kind, serial in (("stripes", "activation"), ("loom", "both"), ("stripes_stationary", "activation_stationary")):
         assert round(table[table.pe_kind == kind].area_nand2.iloc[0]) == round(area.bitserial_pe_nand2[serial])
     assert overlap_cost(table) == (area.overlap_per_pe_nand2, area.overlap_per_weight_bit_nand2)
     assert os_cost(table) == area.os_per_pe_nand2

@@ -47,7 +47,7 @@ class Build:
     max_m: int = 64  # the largest M of the build's jobs
     overlap_hw: bool = False  # ws: the double-buffered weight registers (the build then runs both profiles)
     simulator: str = "verilator"
-    dataflow: str = "ws"  # the build's top: ws or os
+    dataflow: str = "ws"  # ws, os, or is (a ws top of driver.transposed_kind PEs running is GEMMs only)
     is_jobs: bool = False  # a ws build that also runs input-stationary GEMMs (the transposed ws GEMM)
 
     @property
@@ -62,10 +62,16 @@ class Build:
         return 4 * self.max_m
 
     @property
+    def array(self) -> str:
+        """The array the build's top holds: ws or os (an is build is a ws array on the transposed GEMM)."""
+        return "os" if self.dataflow == "os" else "ws"
+
+    @property
     def parameters(self) -> dict[str, int]:
-        return driver.top_parameters(self.rows, self.cols, self.pe_kind, self.w_bits, self.a_bits, self.w_signed,
+        pe = driver.transposed_kind(self.pe_kind) if self.dataflow == "is" else self.pe_kind
+        return driver.top_parameters(self.rows, self.cols, pe, self.w_bits, self.a_bits, self.w_signed,
                                      self.a_signed, psum_rows=self.psum_rows,
-                                     preload="overlapped" if self.overlap_hw else "serial", dataflow=self.dataflow)
+                                     preload="overlapped" if self.overlap_hw else "serial", dataflow=self.array)
 
     @property
     def top(self) -> str:
@@ -74,7 +80,7 @@ class Build:
     @property
     def sources(self) -> list[Path]:
         pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
-        return [source(self.top), source(f"lowbit_systolic_{self.dataflow}"), source(pe),
+        return [source(self.top), source(f"lowbit_systolic_{self.array}"), source(pe),
                 *(SRC_DIR / part for part in TOP_PARTS)]
 
 
@@ -129,6 +135,9 @@ BUILDS = [
     Build("os-fixed-w4a4-6x1", "fixed", 6, 1, 4, 4, dataflow="os"),
     Build("os-stripes-4x4", "stripes", 4, 4, max_m=16, dataflow="os"),
     Build("os-loom-3x2", "loom", 3, 2, max_m=8, dataflow="os"),
+    # input-stationary Stripes: the transposed GEMM's stationary operand is the activation, so the PE serializes
+    # its stationary register (PE_KIND 4); the other kinds run is GEMMs in their ws builds (is_jobs)
+    Build("is-stripes-3x4", "stripes", 3, 4, max_m=8, overlap_hw=True, dataflow="is"),
 ]
 ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),

@@ -21,8 +21,9 @@ VARIANTS: dict[str, list[dict[str, int]]] = {
     "lowbit_mac_pe": [{"W_BITS": 2, "A_BITS": 2, "ACC_BITS": 5}, {"W_BITS": 4, "A_BITS": 8, "W_SIGNED": 0,
                                                                   "A_SIGNED": 0, "ACC_BITS": 13}],
     "lowbit_fusion_pe": [{"ACC_BITS": 17}, {"ACC_BITS": 48}],
-    "lowbit_serial_pe": [{"SERIAL_BOTH": 1}, {"MAX_BITS": 16, "ACC_BITS": 33}, {"MAX_BITS": 1, "ACC_BITS": 3,
-                                                                              "SERIAL_BOTH": 1}],
+    "lowbit_serial_pe": [{"SERIAL": 1}, {"SERIAL": 2}, {"MAX_BITS": 16, "ACC_BITS": 33},
+                         {"MAX_BITS": 1, "ACC_BITS": 3, "SERIAL": 1}, {"MAX_BITS": 1, "ACC_BITS": 3, "SERIAL": 2}],
+    "lowbit_gemm_top": [{"PE_KIND": 4}],
     "lowbit_requant": [{"OUT_BITS": 32}, {"OUT_BITS": 4, "PSUM_BITS": 24, "MULT_BITS": 16, "ACC_BITS": 48}],
 }
 CASES = [(p, {}) for p in SOURCES] + [(SRC_DIR / f"{top}.v", v) for top, vs in VARIANTS.items() for v in vs]

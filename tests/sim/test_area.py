@@ -48,6 +48,10 @@ def test_presets() -> None:
     for preset, serial in (("bitserial_stripes", "activation"), ("bitserial_loom", "both")):
         a = chip_area(load_chip(preset))
         assert a.total_mm2 > 0 and a.pe_nand2 == area.bitserial_pe_nand2[serial]
+    # Stripes on an is array serializes its stationary activation: its own netlist; Loom's is the same either way
+    for serial, key in (("activation", "activation_stationary"), ("both", "both")):
+        is_chip = chip(pe={"kind": "bitserial", "serial": serial}, array={"rows": 8, "cols": 8, "dataflow": "is"})
+        assert chip_area(is_chip).pe_nand2 == area.bitserial_pe_nand2[key]
     # the synthesized bit-serial PE covers widths up to 8: a chip with 16-bit pairs has no area figure
     loom = load_chip("bitserial_loom")
     wide = loom.model_copy(update={"pairs": ("w16a16",)})
