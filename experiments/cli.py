@@ -479,12 +479,11 @@ def rtl_verify_cmd(
                          dataflow=dataflow)
     for message in check.messages[:10]:
         typer.echo(message, err=True)
-    passes = "" if check.n_h == 1 else f" in {check.n_h} passes ({', '.join(map(str, check.pass_measured))})"
     typer.echo(f"layer {check.layer} ({check.kind}, M={check.M} K={check.K} N={check.N}, w{check.w_bits}"
                f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {dataflow} {pe} array ({sim}, "
                f"{check.loop_order} with tiles of {check.tile_m}, {check.preload} preload): "
                f"{check.mismatches} mismatches over {check.M * check.N:,} output codes ({check.macs:,} MACs); "
-               f"cycles measured {check.measured_cycles:,}{passes}, sim predicts {check.predicted_cycles:,}"
+               f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
                + ("" if check.ok else "  <-- DIFFERENT"))
     typer.echo(json.dumps({k_: v for k_, v in check.as_dict().items() if k_ != "messages"}))
     if not check.ok:

@@ -24,7 +24,7 @@ a re-derived formula.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,9 @@ __all__ = [
     "rtl_chip",
     "predicted_layer_cycles",
     "predicted_cycles",
+    "block_output_order",
+    "block_split",
+    "FOLD_BITS",
     "predicted_is_cycles",
     "cycles_table_markdown",
     "main",
@@ -83,6 +86,7 @@ _SERIAL_ARRAY_KINDS = ("stripes", "loom", "stripes_stationary")
 _FUSION_WIDTHS = (2, 4, 8)
 _FUSION_SLOT_BITS = 32
 _SERIAL_SLOT_BITS = 8  #: a bit-serial build's widest runtime width (its W_BITS = A_BITS), one stream slot
+FOLD_BITS = 16  #: the tops' FOLD_BITS: the width of a fold count and of a block-table entry
 #: Weight-preload timing profiles (sim's ``array.weight_preload``) and the top's ``OVERLAP`` parameter.
 PRELOADS: dict[str, int] = {"serial": 0, "overlapped": 1}
 #: Dataflows the RTL builds and their GEMM top: weight-stationary, output-stationary, and input-stationary as the
@@ -260,6 +264,33 @@ class GemmPlan:
     tile_w: int = 1  # grid columns per stream tile
     grid_w: int = 1  # the M elements form a grid of M / grid_w rows x grid_w columns (a conv's output rows x out_w)
     dataflow: str = "ws"  # "os": the array's rows hold M (tiles of ``rows`` outputs), the reduction streams
+    blocks: tuple[int, ...] = ()  # reduction elements per block (PTQ-SL's input blocks); () is one block of K
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        """Reduction elements of each block (one block of K without blocks)."""
+        return self.blocks or (self.K,)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.block_sizes)
+
+    @property
+    def block_slots(self) -> tuple[int, ...]:
+        """PE slots of each block, ``ceil(K_b / pack)``: every block packs its own slots."""
+        return tuple(-(-k // self.pack) for k in self.block_sizes)
+
+    @property
+    def block_row_folds(self) -> tuple[int, ...]:
+        """Reduction folds of each block: ``ceil(Kp_b / rows)`` (os: one fold per block)."""
+        if self.dataflow == "os":
+            return (1,) * self.n_blocks
+        return tuple(-(-kp // self.rows) for kp in self.block_slots)
+
+    @property
+    def block_last_folds(self) -> tuple[int, ...]:
+        """The last reduction fold of each block (the ws top's ``cfg_block_last``)."""
+        return tuple(int(x) - 1 for x in itertools.accumulate(self.block_row_folds))
 
     @property
     def grid_h(self) -> int:
@@ -322,19 +353,23 @@ class GemmPlan:
 
     @property
     def w_beats(self) -> int:
-        """Beats on the weight stream: ``rows`` per fold (os: ``Kp``)."""
-        return self.folds * (self.Kp if self.dataflow == "os" else self.rows)
+        """Beats on the weight stream: ``rows`` per fold (os: ``Kp_b`` per fold, ``Kp`` per output tile)."""
+        if self.dataflow == "os":
+            return self.col_folds * self.tiles * self.Kp
+        return self.folds * self.rows
 
     @property
     def in_beats(self) -> int:
         """Beats on the activation stream: each row fold and column fold streams all ``M`` rows (os: ``Kp`` per
-        fold)."""
-        return self.folds * self.Kp if self.dataflow == "os" else self.row_folds * self.col_folds * self.M
+        fold, ``Kp`` per output tile)."""
+        if self.dataflow == "os":
+            return self.col_folds * self.tiles * self.Kp
+        return self.row_folds * self.col_folds * self.M
 
     @property
     def out_beats(self) -> int:
-        """Beats on the output stream: ``M`` per column fold."""
-        return self.col_folds * self.M
+        """Beats the GEMM top sends: ``M`` per column fold and block."""
+        return self.col_folds * self.M * self.n_blocks
 
     @property
     def beats(self) -> int:
@@ -346,7 +381,7 @@ class GemmPlan:
         """Array-busy cycles under serial preload (an upper bound for overlapped): per fold R load steps and
         ``tile * beats + R + C - 2`` stream steps."""
         if self.dataflow == "os":
-            return self.folds * (self.Kp * self.beats + self.rows + self.cols - 2)
+            return self.col_folds * self.tiles * (self.Kp * self.beats + self.n_blocks * (self.rows + self.cols - 2))
         return self.folds * (2 * self.rows + self.cols - 2) + self.row_folds * self.col_folds * self.M * self.beats
 
     @property
@@ -359,14 +394,16 @@ class GemmPlan:
 def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
               w_signed: bool = True, a_signed: bool = True, order: str | int | None = None,
               tile_m: int | None = None, preload: str = "serial", *, tile_w: int = 1, grid_w: int = 1,
-              dataflow: str = "ws") -> GemmPlan:
+              dataflow: str = "ws", blocks: Sequence[int] | None = None) -> GemmPlan:
     """Validate the sizes and return the fold plan of ``[M, K] x [K, N]`` on a ``rows x cols`` array, run in loop
     order ``order`` with stream tiles of ``tile_m`` rows (default: untiled) and the ``preload`` profile.
 
     A convolution's M elements form a grid (``grid_w`` = its output width; rows are images x output rows) and its
     tiles are ``tile_m`` grid rows x ``tile_w`` grid columns, as sim's (``sim.mapping.RowTiles``). ``order``
     defaults to SCALE-Sim's. On an output-stationary array (``dataflow="os"``) the stream loop is the row folds of
-    M, ``rows`` outputs each: there are no other tiles and no reduction folds."""
+    M, ``rows`` outputs each: there are no other tiles, and the reduction loop holds one fold per block.
+    ``blocks`` splits K into consecutive reduction blocks (their element counts, summing to K): each block packs
+    its own slots and starts its own folds, and the top sends each block's sums (sim's ``in_blocks``)."""
     check_dataflow(dataflow, pe_kind if pe_kind in PE_KINDS else None)
     if dataflow == "is":
         raise ValueError("plan an is GEMM as the ws GEMM of its transpose (rtl.gemm.gemm_job does)")
@@ -387,17 +424,21 @@ def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits
     if not isinstance(tile_w, (int, np.integer)) or isinstance(tile_w, bool) or not 1 <= tile_w <= grid_w:
         raise ValueError(f"tile_w must be an integer in 1..{grid_w}, got {tile_w!r}")
     check_preload(preload)
+    sizes = (int(K),) if blocks is None else tuple(int(b) for b in blocks)
+    if any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in (blocks or ())) \
+            or sum(sizes) != K:
+        raise ValueError(f"blocks must be positive integers summing to K = {K}, got {blocks!r}")
     pack = pack_factor(pe_kind, w_bits, a_bits)
-    Kp = -(-int(K) // pack)
+    slots = [-(-k // pack) for k in sizes]
     w_slot, a_slot = slot_bits(pe_kind, w_bits, a_bits)
-    if dataflow == "os":  # one "row fold" (the whole reduction streams); tiles of R rows of M
-        row_folds, tile = 1, min(int(rows), grid_h)
+    if dataflow == "os":  # one fold per block (the block's reduction streams); tiles of R rows of M
+        row_folds, tile = len(sizes), min(int(rows), grid_h)
     else:
-        row_folds = -(-Kp // int(rows))
+        row_folds = sum(-(-kp // int(rows)) for kp in slots)
     return GemmPlan(int(M), int(K), int(N), int(rows), int(cols), pe_kind, int(w_bits), int(a_bits),
-                    bool(w_signed), bool(a_signed), pack, Kp, row_folds, -(-int(N) // int(cols)),
+                    bool(w_signed), bool(a_signed), pack, sum(slots), row_folds, -(-int(N) // int(cols)),
                     w_slot, a_slot, order_index(order, dataflow), int(tile), preload, int(tile_w), int(grid_w),
-                    dataflow)
+                    dataflow, sizes if len(sizes) > 1 else ())
 
 
 def fold_sequence(plan: GemmPlan) -> Iterator[tuple[int, int, int]]:
@@ -449,7 +490,8 @@ def _beat(slots: np.ndarray, width: int) -> int:
 def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
                  w_signed: bool = True, a_signed: bool = True, order: str | int | None = None,
                  tile_m: int | None = None, *, tile_w: int = 1, grid_w: int = 1,
-                 dataflow: str = "ws") -> tuple[list[int], list[int], np.ndarray]:
+                 dataflow: str = "ws",
+                 blocks: Sequence[int] | None = None) -> tuple[list[int], list[int], np.ndarray]:
     """Weight and activation beats of ``lowbit_gemm_top`` for ``A [M, K] @ B [K, N]`` and the exact product.
 
     Args:
@@ -461,6 +503,7 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
         order, tile_m, tile_w, grid_w: the mapping (:func:`plan_gemm`); the streams follow its fold order.
         dataflow: ``"ws"`` (weight tiles preloaded, one activation beat per element) or ``"os"`` (per fold ``Kp``
             beats on both streams: slot k's weights of the fold's columns and activations of its rows).
+        blocks: the reduction blocks (:func:`plan_gemm`): each block's slots and folds start at its first element.
 
     Returns:
         (weight beats, activation beats, expected): the beats as non-negative ints (bit i = ``w_data[i]`` /
@@ -476,7 +519,7 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     M, K = A.shape
     N = B.shape[1]
     plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed, order, tile_m,
-                     tile_w=tile_w, grid_w=grid_w, dataflow=dataflow)
+                     tile_w=tile_w, grid_w=grid_w, dataflow=dataflow, blocks=blocks)
     _check_operand("A", A, plan.a_bits, a_signed)
     _check_operand("B", B, plan.w_bits, w_signed)
     R, C, P = plan.rows, plan.cols, plan.pack
@@ -485,23 +528,28 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     w_field = fusion_width(plan.w_bits) if pe_kind == "bitfusion" else plan.w_slot
     a_field = fusion_width(plan.a_bits) if pe_kind == "bitfusion" else plan.a_slot
 
-    # zero-pad the reduction to whole folds of whole slots, N to whole column folds
-    k_pad = plan.Kp * P if dataflow == "os" else plan.row_folds * R * P
+    # zero-pad each block's reduction to whole folds of whole slots (os: whole slots), N to whole column folds
+    padded = [kp * P if dataflow == "os" else f * R * P for kp, f in zip(plan.block_slots, plan.block_row_folds)]
     n_pad = plan.col_folds * C
-    Ap = np.zeros((M, k_pad), dtype=np.int64)
-    Ap[:, :K] = A
-    Bp = np.zeros((k_pad, n_pad), dtype=np.int64)
-    Bp[:K, :N] = B
+    Ap = np.zeros((M, sum(padded)), dtype=np.int64)
+    Bp = np.zeros((sum(padded), n_pad), dtype=np.int64)
+    k0 = p0 = 0
+    for k_b, pad_b in zip(plan.block_sizes, padded):
+        Ap[:, p0:p0 + k_b] = A[:, k0:k0 + k_b]
+        Bp[p0:p0 + k_b, :N] = B[k0:k0 + k_b]
+        k0, p0 = k0 + k_b, p0 + pad_b
     a_slots = _pack_slots(Ap, P, a_field)  # [M, KF*R]
     w_slots = _pack_slots(Bp.T, P, w_field).T  # [KF*R, NF*C]
 
     w_beats: list[int] = []
     a_beats: list[int] = []
+    slot0 = [0, *itertools.accumulate(plan.block_slots)]  # os: each block's first slot
     for cf, rf, st in fold_sequence(plan):
         if dataflow == "os":  # slot by slot: the fold's C weights and its rows' activations (missing rows zero)
             members = plan.tile_members(st)
-            w_beats.extend(_beat(w_slots[k, cf * C:(cf + 1) * C], plan.w_slot) for k in range(plan.Kp))
-            a_beats.extend(_beat(a_slots[members, k], plan.a_slot) for k in range(plan.Kp))
+            ks = range(slot0[rf], slot0[rf + 1])  # the fold's block
+            w_beats.extend(_beat(w_slots[k, cf * C:(cf + 1) * C], plan.w_slot) for k in ks)
+            a_beats.extend(_beat(a_slots[members, k], plan.a_slot) for k in ks)
             continue
         tile = w_slots[rf * R:(rf + 1) * R, cf * C:(cf + 1) * C]
         w_beats.extend(_beat(tile[r], plan.w_slot) for r in range(R - 1, -1, -1))
@@ -526,7 +574,8 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
     if plan.pe_kind in _SERIAL_ARRAY_KINDS:
         modes.update({"cfg_w_bits": plan.w_bits, "cfg_a_bits": plan.a_bits})
     if plan.dataflow == "os":  # lowbit_gemm_os_top
-        return {"cfg_order": plan.order, "cfg_k_slots": plan.Kp, "cfg_col_folds": plan.col_folds,
+        return {"cfg_order": plan.order, "cfg_k_slots": _table(plan.block_slots),
+                "cfg_blocks_m1": plan.n_blocks - 1, "cfg_col_folds": plan.col_folds,
                 "cfg_m_folds": plan.tiles, "cfg_m_last": plan.tile_h_last, **modes}
     config = {
         "cfg_order": plan.order,
@@ -538,15 +587,22 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
         "cfg_tile_w": plan.tile_w,
         "cfg_tiles_w": plan.tiles_w,
         "cfg_tile_w_last": plan.tile_w_last,
+        "cfg_block_last": _table(plan.block_last_folds),
         **modes,
     }
     return config
 
 
+def _table(entries: Sequence[int]) -> int:
+    """A block table port: entry b at bits ``[b*FOLD_BITS +: FOLD_BITS]``."""
+    return sum(int(e) << (b * FOLD_BITS) for b, e in enumerate(entries))
+
+
 def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: int = 8, w_signed: bool = True,
                    a_signed: bool = True, acc_bits: int = 32, psum_rows: int = 256,
-                   preload: str = "serial", dataflow: str = "ws") -> dict[str, int]:
-    """Verilog parameters of one ``lowbit_gemm_top`` (``lowbit_gemm_os_top`` for os) build. For Bit Fusion and
+                   preload: str = "serial", dataflow: str = "ws", max_blocks: int = 1) -> dict[str, int]:
+    """Verilog parameters of one ``lowbit_gemm_top`` (``lowbit_gemm_os_top`` for os) build, with room for
+    ``max_blocks`` reduction blocks. For Bit Fusion and
     the bit-serial PEs the widths and signedness are run-time configuration, so one build serves every pair (a
     bit-serial build's W_BITS = A_BITS = 8 is its widest runtime width). The timing profile is run-time
     configuration too (``cfg_overlap``): ``preload="overlapped"`` builds a ws array's double-buffered weight
@@ -558,6 +614,8 @@ def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: 
     params = {"PE_KIND": ARRAY_PE_KINDS[pe_kind], "ROWS": int(rows), "COLS": int(cols), "ACC_BITS": int(acc_bits)}
     if dataflow == "ws":
         params.update({"PSUM_ROWS": int(psum_rows), "OVERLAP": PRELOADS[preload]})
+    if max_blocks > 1:
+        params["MAX_BLOCKS"] = int(max_blocks)
     if pe_kind in _SERIAL_ARRAY_KINDS:
         params.update({"W_BITS": _SERIAL_SLOT_BITS, "A_BITS": _SERIAL_SLOT_BITS})
     if pe_kind == "fixed":
@@ -567,13 +625,31 @@ def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: 
 
 
 def output_order(plan: GemmPlan) -> Iterator[tuple[int, int]]:
-    """(m, n0) of each output beat in stream order: the folds of the last row fold in execution order, each
-    tile's rows in order; the beat holds ``Y[m, n0 .. n0+cols-1]`` (columns ``>= N`` are padding) and its
-    ``out_fold`` is ``n0 // cols``."""
+    """(m, n0) of each output beat of the reduction's last block in stream order: the folds of the last row fold in
+    execution order, each tile's rows in order; the beat holds ``Y[m, n0 .. n0+cols-1]`` (columns ``>= N`` are
+    padding) and its ``out_fold`` is ``n0 // cols``. (Without blocks these are all the beats.)"""
     for cf, rf, st in fold_sequence(plan):
         if rf == plan.row_folds - 1:
             for m in plan.tile_members(st).tolist():
                 yield m, cf * plan.cols
+
+
+def block_output_order(plan: GemmPlan) -> Iterator[tuple[int, int, int]]:
+    """(m, n0, block) of every beat the GEMM top sends, in stream order: after each fold that ends a block, the
+    fold's tile rows (without blocks: :func:`output_order` with block 0)."""
+    ends = {f: b for b, f in enumerate(plan.block_last_folds)} if plan.dataflow == "ws" else None
+    for cf, rf, st in fold_sequence(plan):
+        block = rf if ends is None else ends.get(rf)
+        if block is not None:
+            for m in plan.tile_members(st).tolist():
+                yield m, cf * plan.cols, block
+
+
+def block_split(K: int, n_blocks: int) -> tuple[int, ...]:
+    """Elements of each of ``n_blocks`` reduction blocks of K: numpy's array_split rule, the first ``K mod n``
+    blocks one longer (sim's ``in_blocks`` of a GEMM, PTQ-SL's ``block_bounds``)."""
+    base, extra = divmod(int(K), int(n_blocks))
+    return tuple(base + (b < extra) for b in range(int(n_blocks)))
 
 
 def decode_output_beat(value: int, cols: int, acc_bits: int) -> list[int]:
@@ -646,16 +722,17 @@ def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bit
 
 def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
                      order: str | int | None = None, tile_m: int | None = None, preload: str = "serial",
-                     dataflow: str = "ws") -> int:
+                     dataflow: str = "ws", n_blocks: int = 1) -> int:
     """sim's ``compute_cycles`` for the GEMM ``[M, K] x [K, N]`` on an ``rows x cols`` weight-stationary array of
     ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``, loop order ``order``, stream tiles of ``tile_m`` rows (one
     sim offers, :func:`offered_tile_rows`) and the ``preload`` profile: :func:`predicted_layer_cycles` of a
-    one-layer ``gemm`` workload (tokens = M, in_features = K, out_features = N) at that mapping."""
+    one-layer ``gemm`` workload (tokens = M, in_features = K, out_features = N, in_blocks = ``n_blocks``: the
+    reduction blocks of :func:`block_split`) at that mapping."""
     from sim.workload.layer import gemm
 
     plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, order=order, tile_m=tile_m, preload=preload,
-                     dataflow=dataflow)
-    layer = gemm("rtl_gemm", tokens=plan.M, in_features=plan.K, out_features=plan.N)
+                     dataflow=dataflow, blocks=block_split(K, n_blocks))
+    layer = gemm("rtl_gemm", tokens=plan.M, in_features=plan.K, out_features=plan.N, in_blocks=plan.n_blocks)
     if (layer.M, layer.K, layer.N, layer.groups, layer.has_weights) != (plan.M, plan.K, plan.N, 1, True):
         raise AssertionError(f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], "
                              f"expected [{M}, {K}] x [{K}, {N}]")

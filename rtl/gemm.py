@@ -153,31 +153,39 @@ def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int
 def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
              w_signed: bool = True, a_signed: bool = True, *, gap_prob: float = 0.0, stall_prob: float = 0.0,
              seed: int = 0, order: str | int | None = None, tile_m: int | None = None,
-             preload: str = "serial", dataflow: str = "ws") -> tuple[dict, driver.GemmPlan]:
+             preload: str = "serial", dataflow: str = "ws", n_blocks: int = 1) -> tuple[dict, driver.GemmPlan]:
     """The ``gemm_bench`` job for ``A @ B`` at the mapping (``order``, ``tile_m``): both input streams, the
     configuration, the output order, the expected product, stream knobs and a generous cycle limit; and its fold
     plan.  An input-stationary GEMM (``dataflow="is"``) runs as the ws GEMM of its transpose, ``Y^T = B^T A^T``:
     the activations are the stationary operand, the weights stream, ``tile_m`` cuts N and the PE is
-    :func:`rtl.driver.transposed_kind`'s; the job's outputs are ``Y^T``.  Bad operands, mappings, probabilities or
-    seeds raise :class:`RtlError`."""
+    :func:`rtl.driver.transposed_kind`'s; the job's outputs are ``Y^T``.  ``n_blocks > 1`` splits the reduction
+    into blocks (:func:`rtl.driver.block_split`; a build with ``MAX_BLOCKS >= n_blocks``): the top then sends every
+    block's own product, ``A[:, block] @ B[block]``.  Bad operands, mappings, probabilities or seeds raise
+    :class:`RtlError`."""
     if dataflow == "is":
         return gemm_job(name, np.asarray(B).T, np.asarray(A).T, rows, cols, driver.transposed_kind(pe), a_bits,
                         w_bits, a_signed, w_signed,
                         gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, order=order, tile_m=tile_m,
-                        preload=preload, dataflow="ws")
+                        preload=preload, dataflow="ws", n_blocks=n_blocks)
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     seed = check_seed(seed)
     try:
-        w_beats, beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed,
-                                                       order, tile_m, dataflow=dataflow)
         M, K = np.shape(A)
+        blocks = driver.block_split(K, n_blocks) if n_blocks > 1 else None
+        w_beats, beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed,
+                                                       order, tile_m, dataflow=dataflow, blocks=blocks)
         plan = driver.plan_gemm(M, K, np.shape(B)[1], rows, cols, pe, w_bits, a_bits, w_signed, a_signed, order,
-                                tile_m, preload, dataflow=dataflow)
+                                tile_m, preload, dataflow=dataflow, blocks=blocks)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     job = {"name": name, "M": plan.M, "N": plan.N, "cfg": driver.top_config(plan), "w_beats": w_beats,
            "beats": beats, "outputs": [list(o) for o in driver.output_order(plan)], "expected": expected.tolist(),
            "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed, "max_cycles": plan.cycle_limit}
+    if blocks is not None:
+        bounds = np.cumsum((0, *blocks))
+        A64, B64 = np.asarray(A, dtype=np.int64), np.asarray(B, dtype=np.int64)
+        job.update({"blocks": len(blocks), "outputs": [list(o) for o in driver.block_output_order(plan)],
+                    "expected": [(A64[:, k0:k1] @ B64[k0:k1]).tolist() for k0, k1 in zip(bounds, bounds[1:])]})
     return job, plan
 
 

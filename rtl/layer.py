@@ -1,22 +1,23 @@
 """Real exported layers through ``lowbit_layer_top``: bit-exact against the golden model ``quant.integer``.
 
-A layer of an integer export (``docs/formats.md``, "Integer export") runs as ``n_H`` passes, one per input block
-``h`` (PTQ-SL; ``n_H = 1`` for per-channel and per-tensor scales). The host side here
+A layer of an integer export (``docs/formats.md``, "Integer export") runs as one GEMM whose reduction holds the
+layer's ``n_H`` input blocks ``h`` (PTQ-SL; ``n_H = 1`` for per-channel and per-tensor scales): the gemm top sends
+each block's own sum and the layer top rescales and adds them. The host side here
 
 1. gets the layer's input codes by running the golden :class:`~quant.integer.IntegerModel` up to the layer on real
    images (:func:`golden_layer_inputs`, the same loop as ``IntegerModel._forward``);
 2. lowers the layer exactly as the golden model does (:func:`lower_layer`): im2col with the layer's stride,
    padding and dilation, channel-major columns, padding with the input zero point. The array is fed the **raw**
    codes ``x`` (unsigned or signed ``in_bits``-bit operands), not ``x - z_x``, which would need one more bit;
-3. writes each pass's per-output-channel constants (:func:`pass_constants`): the zero-point correction
+3. writes each block's per-output-channel constants (:func:`block_constants`): the zero-point correction
    ``corr = z_x * sum_{k in h} w_{n,k}``, the multiplier ``M_{v(n),h}``, the bias ``B_n``, the bias shift
    ``T_v`` and the shift ``S_v``;
-4. runs the passes through ``lowbit_layer_top`` (gemm top + correction + one ``lowbit_requant`` per column) in a
+4. runs the layer through ``lowbit_layer_top`` (gemm top + correction + one ``lowbit_requant`` per column) in a
    cocotb bench (:mod:`rtl.benches.layer_bench`), compares every output code with the golden model's and reads the
-   array's busy cycles of every pass;
+   array's busy cycles;
 5. compares the busy cycles with sim's layer cost: the layer as a sim ``Layer`` (:func:`sim_layer`) with
    ``in_blocks = n_H``, which sim runs as one reduction per input block (``docs/sim.md``, "Input blocks"). The
-   layer's measured cycles are its passes' busy cycles minus one, sim's ``compute_cycles`` convention.
+   layer's measured cycles are its busy cycles minus one, sim's ``compute_cycles`` convention.
 
 The arithmetic is the golden model's, bit for bit: ``P_h = R_h - corr`` where ``R_h = sum_k x_k w_k`` is the
 array's raw sum, computed modulo 2^32 (exact because the export proves ``|P_h| < 2^31``), then
@@ -52,7 +53,7 @@ from rtl.runner import SRC_DIR, TOP_PARTS, run_job
 from rtl.tools import RtlError, one_line
 
 __all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "LayerCheck", "ModelCheck",
-           "LayerPass", "sim_layer", "golden_layer_inputs", "lower_layer", "pass_constants", "constant_word",
+           "sim_layer", "golden_layer_inputs", "lower_layer", "block_constants", "constant_word",
            "rtl_arithmetic",
            "layer_parameters", "layer_job", "check_run_arguments", "check_layer_size", "check_layer", "verify_layer",
            "run_model_rtl", "sample_images"]
@@ -81,8 +82,8 @@ def _constant_layout() -> tuple[int, int, int]:
 MULT_BITS, BIAS_BITS, SHIFT_BITS = _constant_layout()
 #: one constant entry: {shift, bias_shift, bias, mult, corr}, corr in the low bits
 CONST_BITS = ACC_BITS + MULT_BITS + BIAS_BITS + 2 * SHIFT_BITS
-DEFAULT_MAX_M = 1024  #: rows of the gemm top's psum buffer and of the accumulator buffer (M <= MAX_M)
-DEFAULT_MAX_NF = 8    #: column folds the constant memories and the accumulator buffer hold (N <= MAX_NF * cols)
+DEFAULT_PSUM_ROWS = 1024  #: fewest partial-sum (and accumulator-buffer) rows of a build, so that builds are shared
+DEFAULT_MAX_NF = 8    #: column folds the constant memories hold (N <= MAX_NF * cols)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -108,10 +109,8 @@ class LayerCheck:
     simulator: str
     macs: int                  # M * K * N
     mismatches: int            # output codes that differ from the golden model's
-    measured_cycles: int       # the passes' busy cycles summed, - 1 (sim's compute_cycles convention, per layer)
+    measured_cycles: int       # the array's busy cycles - 1 (sim's compute_cycles convention)
     predicted_cycles: int      # sim's compute_cycles of the layer with in_blocks = n_H (sim_layer)
-    pass_measured: tuple[int, ...]   # per pass: busy cycles - 1
-    pass_predicted: tuple[int, ...]  # per pass: sim's compute_cycles of the GEMM (M, K_h, N)
     single_gemm_cycles: int    # sim's compute_cycles of the layer if its blocks were ignored (one reduction over K)
     clock_cycles: int          # wall-clock cycles of the run (config writes, requant latency, stalls included)
     out_permuted: bool         # the export reordered this layer's output channels (PTQ-SL reordering)
@@ -130,7 +129,6 @@ class LayerCheck:
         """JSON-ready summary (without the output codes)."""
         d = asdict(self)
         d.pop("outputs")
-        d["pass_measured"], d["pass_predicted"] = list(self.pass_measured), list(self.pass_predicted)
         d["messages"] = list(self.messages)
         return d
 
@@ -215,8 +213,8 @@ def _blocks(layer: IntegerLayer) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(layer.col_bounds[:-1], layer.col_bounds[1:])]
 
 
-def pass_constants(layer: IntegerLayer, h: int) -> list[tuple[int, int, int, int, int]]:
-    """Per output channel ``n`` (stored order), the constants of pass ``h``: ``(corr, mult, bias, bias_shift,
+def block_constants(layer: IntegerLayer, h: int) -> list[tuple[int, int, int, int, int]]:
+    """Per output channel ``n`` (stored order), the constants of input block ``h``: ``(corr, mult, bias, bias_shift,
     shift)`` as signed integers. ``corr = z_x * sum_{k in block h} w_{n,k}`` (the zero-point term of
     ``P_h = sum (x - z_x) w``), ``mult = M_{v(n),h}``, ``bias = B_n``, ``bias_shift = T_v``, ``shift = S_v``."""
     c0, c1 = _blocks(layer)[h]
@@ -255,13 +253,13 @@ def rtl_arithmetic(layer: IntegerLayer, A: np.ndarray) -> np.ndarray:
     acc = np.zeros((A.shape[0], layer.out_features), dtype=np.int64)
     w = layer.w_codes.astype(np.int64)
     for h, (c0, c1) in enumerate(_blocks(layer)):
-        consts = np.array(pass_constants(layer, h), dtype=np.int64)
+        consts = np.array(block_constants(layer, h), dtype=np.int64)
         raw = _wrap(A[:, c0:c1].astype(np.int64) @ w[:, c0:c1].T, ACC_BITS)
         psum = _wrap(raw - _wrap(consts[:, 0], ACC_BITS), ACC_BITS)
         if h == 0:
             acc += consts[:, 2] << consts[:, 3]
         acc += psum * consts[:, 1]
-    shift = np.array([c[4] for c in pass_constants(layer, 0)], dtype=np.int64)
+    shift = np.array([c[4] for c in block_constants(layer, 0)], dtype=np.int64)
     y = (acc >> shift) + ((acc >> (shift - 1)) & 1) + layer.out_zero_point
     return np.clip(y, layer.out_qmin, layer.out_qmax)
 
@@ -351,60 +349,43 @@ def parse_layer_mapping(text: str | None, lowered: Any, dataflow: str = "ws") ->
     return Mapping(order, sizes.index(tile_m))
 
 
-def _pass_layer(lowered: Any, k_h: int) -> Any:
-    """sim's view of one pass: the layer's lowered GEMM over one input block of ``k_h`` reduction elements."""
-    import dataclasses
-
-    from sim.workload.layer import gemm
-
-    if lowered.kind == "conv":
-        return dataclasses.replace(lowered, in_c=k_h // lowered.window, in_blocks=1)
-    return gemm(lowered.name, tokens=lowered.M, in_features=k_h, out_features=lowered.N)
-
-
 # ------------------------------------------------------------------------------------------------------------------
 # bench jobs
 # ------------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LayerPass:
-    """One pass (input block ``h``) of a layer: its GEMM plan and sim's prediction."""
-
-    h: int
-    K: int
-    plan: driver.GemmPlan
-    predicted_cycles: int
-
-
 def _pow2_at_least(value: int, floor: int) -> int:
     return max(floor, 1 << (int(value) - 1).bit_length())
 
 
-def layer_parameters(layer: IntegerLayer, M: int, rows: int, cols: int, pe: str, max_m: int = DEFAULT_MAX_M,
-                     max_nf: int = DEFAULT_MAX_NF, psum_rows: int = 0, preload: str = "serial",
-                     dataflow: str = "ws") -> dict[str, int]:
+def layer_parameters(layer: IntegerLayer, rows: int, cols: int, pe: str, psum_rows: int = 0,
+                     min_psum_rows: int = DEFAULT_PSUM_ROWS, max_nf: int = DEFAULT_MAX_NF,
+                     preload: str = "serial", dataflow: str = "ws") -> dict[str, int]:
     """Verilog parameters of the ``lowbit_layer_top`` build for ``layer``. Builds are shared: Bit Fusion needs one
-    build per array and profile; a fixed-PE build is keyed by (w_bits, in_bits, activation signedness). ``MAX_M``,
-    ``MAX_NF`` and the gemm top's ``PSUM_ROWS`` (at least the mapping's ``psum_rows``) are raised to the next power
-    of two only when the layer needs more."""
+    build per array, profile and block count; a fixed-PE build is keyed by (w_bits, in_bits, activation
+    signedness). ``PSUM_ROWS`` (at least the mapping's ``psum_rows``; the accumulator buffer of a ws build has as
+    many rows), ``MAX_NF`` and ``MAX_BLOCKS`` (``n_H``) are powers of two, raised above their floors only when the
+    layer needs more."""
     nf = -(-layer.out_features // cols)
+    rows_p = _pow2_at_least(max(psum_rows, 1), min_psum_rows)
     params = driver.top_parameters(rows, cols, pe, layer.w_bits, layer.in_bits, True, layer.in_qmin < 0,
-                                   acc_bits=ACC_BITS, psum_rows=_pow2_at_least(max(psum_rows, 1), max_m),
-                                   preload=preload, dataflow=dataflow)
-    params.update({"MAX_M": _pow2_at_least(M, max_m), "MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS,
-                   "DATAFLOW": int(dataflow == "os"), "PSUM_ROWS": _pow2_at_least(max(psum_rows, 1), max_m)})
+                                   acc_bits=ACC_BITS, psum_rows=rows_p, preload=preload, dataflow=dataflow)
+    params.update({"MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS, "DATAFLOW": int(dataflow == "os"),
+                   "PSUM_ROWS": rows_p})
+    if layer.n_h > 1:
+        params["MAX_BLOCKS"] = _pow2_at_least(layer.n_h, 1)
     return params
 
 
 def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str, *, name: str | None = None,
               gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, expected: np.ndarray | None = None,
-              mapping: Any = None, preload: str = "serial",
-              dataflow: str = "ws") -> tuple[dict[str, Any], list[LayerPass], np.ndarray]:
-    """(bench job, passes, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes`` at sim's candidate
+              mapping: Any = None, preload: str = "serial", max_nf: int = DEFAULT_MAX_NF,
+              dataflow: str = "ws") -> tuple[dict[str, Any], driver.GemmPlan, np.ndarray]:
+    """(bench job, GEMM plan, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes`` at sim's candidate
     ``mapping`` (``sim.mapping.Mapping``; default SCALE-Sim's) on an array with the ``preload`` profile.
 
-    ``expected`` defaults to the golden model's ``run_layer`` output; the job carries, per pass, the constant
-    writes (one per column fold, padding channels zero), the gemm top's configuration, both input streams and the
-    output order."""
+    The layer's ``n_H`` input blocks are the GEMM's reduction blocks. ``expected`` defaults to the golden model's
+    ``run_layer`` output; the job carries the constant writes (one per column fold and block at address
+    ``h * MAX_NF + cf``, ``MAX_NF`` as :func:`layer_parameters` chooses it; padding channels zero), the gemm top's
+    configuration, both input streams and the output order."""
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed)
     lowered = sim_layer(layer, x_codes)
     tiles = layer_mapping(lowered, mapping, dataflow)
@@ -412,37 +393,34 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
     M, N = A.shape[0], layer.out_features
     a_signed = layer.in_qmin < 0
     w = layer.w_codes.astype(np.int64)
-    passes: list[LayerPass] = []
-    job_passes: list[dict[str, Any]] = []
     nf = -(-N // cols)
+    mem_nf = _pow2_at_least(nf, max_nf)
+    blocks = [c1 - c0 for c0, c1 in _blocks(layer)]
     try:
-        for h, (c0, c1) in enumerate(_blocks(layer)):
-            geometry = {"tile_w": tiles.tile_w, "grid_w": tiles.grid_w, "dataflow": dataflow}
-            tile_h = tiles.tile_h if dataflow == "ws" else None
-            w_beats, beats, _ = driver.gemm_streams(A[:, c0:c1], w[:, c0:c1].T, rows, cols, pe, layer.w_bits,
-                                                    layer.in_bits, True, a_signed, tiles.order, tile_h, **geometry)
-            plan = driver.plan_gemm(M, c1 - c0, N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed,
-                                    tiles.order, tile_h, preload, **geometry)
-            consts = pass_constants(layer, h) + [(0, 0, 0, 0, 0)] * (nf * cols - N)
-            words = [sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS) for c in range(cols))
-                     for cf in range(nf)]
-            predicted = driver.predicted_layer_cycles(_pass_layer(lowered, c1 - c0), rows, cols, pe, layer.w_bits,
-                                                      layer.in_bits, preload, tiles.sim, dataflow)
-            passes.append(LayerPass(h, c1 - c0, plan, predicted))
-            job_passes.append({"consts": words, "cfg": driver.top_config(plan), "w_beats": w_beats, "beats": beats,
-                               "outputs": [list(o) for o in driver.output_order(plan)],
-                               "first": h == 0, "last": h == layer.n_h - 1,
-                               "max_cycles": plan.cycle_limit})
+        geometry = {"tile_w": tiles.tile_w, "grid_w": tiles.grid_w, "dataflow": dataflow,
+                    "blocks": blocks if len(blocks) > 1 else None}
+        tile_h = tiles.tile_h if dataflow == "ws" else None
+        w_beats, beats, _ = driver.gemm_streams(A, w.T, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed,
+                                                tiles.order, tile_h, **geometry)
+        plan = driver.plan_gemm(M, A.shape[1], N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed,
+                                tiles.order, tile_h, preload, **geometry)
+        writes = []
+        for h in range(len(blocks)):
+            consts = block_constants(layer, h) + [(0, 0, 0, 0, 0)] * (nf * cols - N)
+            writes += [[h * mem_nf + cf, sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS)
+                                              for c in range(cols))] for cf in range(nf)]
     except ValueError as exc:
         raise RtlError(f"layer {layer.name}: {exc}") from None
     if expected is None:
         expected = _gemm_layout(layer, _golden_run_layer(layer, x_codes))
     pad = int(np.clip(layer.out_zero_point, layer.out_qmin, layer.out_qmax))  # padding columns: clamp(0 + z_y)
     job = {"name": name or f"layer {layer.name}", "M": M, "N": N, "zero_point": layer.out_zero_point,
-           "out_min": layer.out_qmin, "out_max": layer.out_qmax, "pad_code": pad, "passes": job_passes,
+           "out_min": layer.out_qmin, "out_max": layer.out_qmax, "pad_code": pad, "consts": writes,
+           "cfg": driver.top_config(plan), "w_beats": w_beats, "beats": beats,
+           "outputs": [list(o) for o in driver.output_order(plan)], "max_cycles": plan.cycle_limit,
            "expected": np.asarray(expected, dtype=np.int64).tolist(), "gap_prob": gap_prob,
            "stall_prob": stall_prob, "seed": seed}
-    return job, passes, np.asarray(expected, dtype=np.int64)
+    return job, plan, np.asarray(expected, dtype=np.int64)
 
 
 def _golden_run_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
@@ -475,8 +453,8 @@ def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, st
 
 def check_layer_size(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str,
                      gap_prob: float = 0.0, stall_prob: float = 0.0) -> RunEstimate:
-    """The estimated cost of running ``layer`` on ``x_codes`` (its ``n_H`` passes), refused beyond the limits of
-    :mod:`rtl.limits` before anything is lowered or built."""
+    """The estimated cost of running ``layer`` on ``x_codes`` (the GEMM of each input block, which together run
+    as its reduction), refused beyond the limits of :mod:`rtl.limits` before anything is lowered or built."""
     M = int(np.prod(_out_shape(layer, x_codes))) // layer.out_features
     if M < 1:
         raise RtlError(f"layer {layer.name}: no output positions for input shape {np.shape(x_codes)}")
@@ -491,7 +469,7 @@ def check_layer_size(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: 
 
 def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
                 simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
-                max_m: int = DEFAULT_MAX_M, max_nf: int = DEFAULT_MAX_NF, build_root: Path | None = None,
+                min_psum_rows: int = DEFAULT_PSUM_ROWS, max_nf: int = DEFAULT_MAX_NF, build_root: Path | None = None,
                 expected: np.ndarray | None = None, mapping: Any = None, preload: str = "serial",
                 dataflow: str = "ws") -> LayerCheck:
     """Run ``layer`` on input codes ``x_codes`` through ``lowbit_layer_top`` and compare with the golden codes.
@@ -502,25 +480,19 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
     Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built."""
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload,
                         dataflow=dataflow)
-    if preload == "overlapped" and layer.n_h > 1:
-        raise RtlError(f"layer {layer.name}: its {layer.n_h} input blocks run as separate passes, which an "
-                       "overlapped array cannot chain the way sim's layer model does (blocks inside the reduction "
-                       "loop); run it with weight_preload serial")
     check_layer_size(layer, x_codes, rows, cols, pe, gap_prob, stall_prob)
     if isinstance(mapping, str):
         mapping = parse_layer_mapping(mapping, sim_layer(layer, x_codes), dataflow)
-    job, passes, expected_mn = layer_job(layer, x_codes, rows, cols, pe, gap_prob=gap_prob, stall_prob=stall_prob,
-                                         seed=seed, expected=expected, mapping=mapping, preload=preload,
-                                         dataflow=dataflow)
+    job, plan, expected_mn = layer_job(layer, x_codes, rows, cols, pe, gap_prob=gap_prob, stall_prob=stall_prob,
+                                       seed=seed, expected=expected, mapping=mapping, preload=preload,
+                                       max_nf=max_nf, dataflow=dataflow)
     M = job["M"]
-    plan0 = passes[0].plan
-    params = layer_parameters(layer, M, rows, cols, pe, max_m, max_nf, driver.psum_rows_needed(plan0), preload,
-                              dataflow)
+    params = layer_parameters(layer, rows, cols, pe, driver.psum_rows_needed(plan), min_psum_rows, max_nf,
+                              preload, dataflow)
     record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
                               what="layer bench")
     got = np.array(record["outputs"], dtype=np.int64).reshape(M, layer.out_features)
     shape_ref = np.empty(_out_shape(layer, x_codes), dtype=np.int8)
-    measured = tuple(int(c) for c in record["pass_measured"])
     lowered = sim_layer(layer, x_codes)
     if (lowered.M, lowered.K, lowered.N, lowered.window * layer.in_channels) != (M, layer.reduction,
                                                                                   layer.out_features, layer.reduction):
@@ -529,7 +501,6 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
     if lowered.block_k != tuple(np.diff(layer.col_bounds).tolist()):
         raise RtlError(f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
                              f"{tuple(np.diff(layer.col_bounds).tolist())}")
-    plan = passes[0].plan
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
 
     def predict(sim_view: Any) -> int:
@@ -540,8 +511,7 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
         layer=layer.name, kind=layer.kind, M=M, K=layer.reduction, N=layer.out_features, n_v=layer.n_v,
         n_h=layer.n_h, w_bits=layer.w_bits, a_bits=layer.in_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
         macs=M * layer.reduction * layer.out_features, mismatches=int(record["mismatches"]),
-        measured_cycles=sum(c + 1 for c in measured) - 1, predicted_cycles=predict(lowered),
-        pass_measured=measured, pass_predicted=tuple(p.predicted_cycles for p in passes),
+        measured_cycles=int(record["measured"]), predicted_cycles=predict(lowered),
         single_gemm_cycles=predict(sim_layer(layer, x_codes, in_blocks=1)),
         clock_cycles=int(record["clock_cycles"]),
         out_permuted=bool(np.any(layer.out_perm != np.arange(layer.out_features))),
@@ -587,7 +557,7 @@ def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols
 
     Its input codes come from the golden model run on ``x`` (default: the first ``images`` test images of the
     export's built-in model). Returns mismatches against the golden output codes of that layer, and the measured
-    busy cycles against sim's prediction (summed over the ``n_H`` passes).  The arguments are checked before the
+    busy cycles against sim's prediction.  The arguments are checked before the
     export is read, the export when it is read (:func:`quant.integer.load_export`), the run's size before any build."""
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator, preload, dataflow)
     model = load_export(export_dir)

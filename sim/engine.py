@@ -251,10 +251,12 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     if df == OS:
         folds = G * cf * mf * n_h * taps
         serial_cycles = G * cf * mf * sum(count * (R + C - 2 + serial * kp) for count, _, kp in sizes) - 1
-        kp_last = sizes[-1][2]
-        slot_last = np.maximum(serial * kp_last, R)
+        # fold f issues serial*K'_f + max(0, R - serial*K'_next) after the one before it: its stream, and room on
+        # the result buses for the previous fold's R rows when the next fold is shorter than R (eq. 2''). Summed
+        # over the folds that deficit counts for every fold but the first, which is the first (largest) block.
+        kp_first = sizes[0][2]
         over_cycles = (G * cf * mf * sum(count * np.maximum(serial * kp, R) for count, _, kp in sizes)
-                       - slot_last + serial * kp_last + R + C - 3)
+                       - np.maximum(0, R - serial * kp_first) + R + C - 3)
     else:
         folds = G * cf * rf * ns
         stream = M if df == WS else N

@@ -422,10 +422,10 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     # --- the timeline: folds back to back (serial) or overlapped with the next tile's preload ------------
     if chip.array.weight_preload == "serial":
         end = sum(fc for _, fc in fold_times)
-    elif df == "os":  # double-buffered output registers: the next fold starts once this one's drain is free
-        start = 0
-        for stream_cycles, _ in fold_times[:-1]:
-            start += max(stream_cycles, R)
+    elif df == "os":  # double-buffered output registers: the next fold starts once its rows' results cannot meet
+        start = 0      # this fold's on the result buses (R rows, one per cycle): stream + max(0, R - next stream)
+        for (stream_cycles, _), (next_stream, _) in zip(fold_times, fold_times[1:]):
+            start += stream_cycles + max(0, R - next_stream)
         end = start + fold_times[-1][1]
     else:  # double-buffered stationary registers: a tile shifts in (R cycles) while the previous one streams
         start = R

@@ -9,6 +9,8 @@ Input (``run_bench(data=...)``, read with :func:`rtl.benches.bench_input`)::
                "beats": [int, ...],              # rtl.driver.gemm_streams(...)[1]: the activation stream
                "outputs": [[m, n0], ...],        # rtl.driver.output_order(plan): each output beat's rows
                "expected": [[int, ...], ...],    # [M][N] exact products (compared modulo 2^ACC_BITS)
+               "blocks": int,                    # optional, reduction blocks: then "outputs" holds [m, n0, b]
+                                                 # (rtl.driver.block_output_order) and "expected" [b][M][N]
                "gap_prob": float,                # probability that in_valid stays low in a cycle
                "stall_prob": float,              # probability that out_ready is low in a cycle
                "seed": int, "max_cycles": int}, ...]}
@@ -16,7 +18,8 @@ Input (``run_bench(data=...)``, read with :func:`rtl.benches.bench_input`)::
 Per job the bench pulses ``start`` with the job's configuration, then plays both input streams and the output
 stream with random gaps and backpressure (:func:`rtl.benches.streams.play_streams`). Every output beat is
 compared with the next entry of the scoreboard queue (``outputs``); padding columns past ``N`` must be 0,
-``out_fold`` must be the beat's column fold and ``out_last`` must mark exactly the final beat. A mismatch names
+``out_fold`` must be the beat's column fold (with blocks ``out_block`` its block and ``out_block_last`` whether
+that is the last) and ``out_last`` must mark exactly the final beat. A mismatch names
 the output index (m, n), the expected and actual values and the clock cycle (counted from the job's ``start``).
 At the end the queue must be empty and every input beat consumed; the record ``{"name", "mismatches",
 "busy_cycles", "measured_cycles", "clock_cycles", "in_beats", "out_beats"}`` is appended to ``results_path`` with
@@ -40,6 +43,12 @@ from rtl.driver import decode_output_beat
 _STREAM_PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready")
 
 
+def _unsigned(signal) -> int:  # noqa: ANN001 - a cocotb handle
+    """A signal's value as an unsigned int (one-bit signals are ``Logic``, wider ones ``LogicArray``)."""
+    value = signal.value
+    return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
+
+
 def _wrap(value: int, bits: int) -> int:
     """``value`` modulo 2^bits as a signed two's-complement integer."""
     value &= (1 << bits) - 1
@@ -49,20 +58,26 @@ def _wrap(value: int, bits: int) -> int:
 async def _run_job(dut, job: dict[str, Any], cols: int, acc_bits: int) -> dict[str, Any]:
     """Play one job; return its record (mismatch messages under ``"messages"``)."""
     rng = random.Random(job.get("seed", 0))
-    expected: list[list[int]] = job["expected"]
+    n_blocks = int(job.get("blocks", 1))
+    expected: list[list[list[int]]] = job["expected"] if "blocks" in job else [job["expected"]]
     N = int(job["N"])
-    queue = deque((int(m), int(n0)) for m, n0 in job["outputs"])
+    queue = deque((int(o[0]), int(o[1]), int(o[2]) if len(o) > 2 else 0) for o in job["outputs"])
     out_fold = dut.out_fold
 
     def check(index: int, data: int, last: int, cycle: int) -> list[str]:
-        m, n0 = queue.popleft()
+        m, n0, b = queue.popleft()
         wrong = []
         fold = out_fold.value.to_unsigned()
         if fold != n0 // cols:
             wrong.append(f"output beat {index} (m={m}): out_fold = {fold}, expected {n0 // cols} at cycle {cycle}")
+        if "blocks" in job:
+            block, block_last = _unsigned(dut.out_block), _unsigned(dut.out_block_last)
+            if (block, block_last) != (b, int(b == n_blocks - 1)):
+                wrong.append(f"output beat {index} (m={m}): out_block = {block}, out_block_last = {block_last}, "
+                             f"expected {b}, {int(b == n_blocks - 1)} at cycle {cycle}")
         for c, actual in enumerate(decode_output_beat(data, cols, acc_bits)):
             n = n0 + c
-            want = _wrap(expected[m][n], acc_bits) if n < N else 0
+            want = _wrap(expected[b][m][n], acc_bits) if n < N else 0
             if actual != want:
                 pad = " (padding column)" if n >= N else ""
                 wrong.append(f"output index (m={m}, n={n}){pad}: expected {want}, got {actual} at cycle {cycle} "

@@ -11,14 +11,19 @@
 //   activations (in_*): per fold Kp beats, slot k's activations of the fold's R rows (bits [r*A_SLOT +: A_SLOT]);
 //     beat k of both streams is taken on the same step;
 //   outputs (out_*): per fold one beat per row m of the fold, in row order: C raw accumulators, out_fold its
-//     column fold, out_last on the GEMM's final beat.
+//     column fold, out_block its reduction block, out_block_last the block is the last, out_row the row in the fold;
+//     out_last on the GEMM's final beat.
+// Reduction blocks (MAX_BLOCKS > 1; PTQ-SL's input blocks): the reduction of every output tile runs as
+// cfg_blocks_m1 + 1 folds, the innermost loop (sim's r), block b streaming cfg_k_slots[b] slots; each fold drains
+// its block's own sums, which the host (lowbit_layer_top) rescales and adds. Without blocks cfg_k_slots is Kp.
 // Timing (steps are cycles with en = 1; cycle_count counts the folds' steps; measured = cycle_count - 1). A slot
 // takes S steps: 1, a_bits (Stripes) or a_bits * w_bits (Loom); its beats stay in the input registers meanwhile.
 // The timing profile is run-time configuration (the array is the same for both):
 //   cfg_overlap = 0: each fold takes S*Kp + R + C - 2 steps (its last product leaves PE(R-1, C-1)), SCALE-Sim's os
 //     count;
-//   cfg_overlap = 1: a fold starts max(S*Kp, R) steps after the previous one (the result buses are free again), the
-//     last one takes S*Kp + R + C - 2: sim's weight_preload: overlapped for os (eq. 2'').
+//   cfg_overlap = 1: a fold starts S*Kp + max(0, R - S*Kp_next) steps before the next one (its results then cannot meet
+//     the next fold's on the result buses; max(S*Kp, R) for equal folds), the last one takes S*Kp + R + C - 2:
+//     sim's weight_preload: overlapped for os (eq. 2'').
 // The top is busy until both the counted steps are over and the final result row has entered the output FIFO
 // (after the counted steps, through uncounted drain steps, unless a short last fold's rows are out earlier).
 `default_nettype none
@@ -33,12 +38,13 @@ module lowbit_gemm_os_top #(
     parameter ACC_BITS  = 32,
     parameter FOLD_BITS = 16,   // width of the fold and slot counts
     parameter CNT_BITS  = 32,
-    parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
+    parameter OUT_DEPTH = 2,    // output FIFO entries (power of two, >= 2)
+    parameter MAX_BLOCKS = 1    // most reduction blocks (cfg_k_slots entries), >= 1
 ) (
-    clk, rst_n, start, cfg_order, cfg_k_slots, cfg_col_folds, cfg_m_folds, cfg_m_last, cfg_overlap, cfg_w_mode,
-    cfg_a_mode,
-    cfg_w_signed, cfg_a_signed, cfg_w_bits, cfg_a_bits, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready,
-    out_data, out_last, out_fold, cycle_count
+    clk, rst_n, start, cfg_order, cfg_k_slots, cfg_blocks_m1, cfg_col_folds, cfg_m_folds, cfg_m_last, cfg_overlap,
+    cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed, cfg_w_bits, cfg_a_bits, busy, w_valid, w_ready, w_data,
+    in_valid, in_ready, in_data, out_valid, out_ready, out_data, out_last, out_fold, out_block, out_block_last, out_row,
+    cycle_count
 );
     localparam SERIAL   = (PE_KIND == 2) || (PE_KIND == 3);
     localparam SB       = (W_BITS > A_BITS) ? W_BITS : A_BITS;  // bit-serial: the widest runtime width
@@ -50,12 +56,16 @@ module lowbit_gemm_os_top #(
     localparam R_BITS   = $clog2(ROWS + 1);                  // a row count, 1..R
     localparam OUT_BITS = COLS * ACC_BITS;
     localparam TW       = FOLD_BITS + 2 * NB + 2;            // step arithmetic: S*Kp + R + C fits
+    localparam BB       = (MAX_BLOCKS > 1) ? $clog2(MAX_BLOCKS) : 1;  // a block index
+    localparam integer B_TOP_I = MAX_BLOCKS - 1;
+    localparam [BB-1:0] B_TOP  = B_TOP_I[BB-1:0];
 
     input  wire                     clk;
     input  wire                     rst_n;
     input  wire                     start;
     input  wire [2:0]               cfg_order;      // 1: (c, s, r), 4: (s, c, r)
-    input  wire [FOLD_BITS-1:0]     cfg_k_slots;    // Kp
+    input  wire [MAX_BLOCKS*FOLD_BITS-1:0] cfg_k_slots;  // entry b: block b's slots Kp_b (without blocks: Kp)
+    input  wire [BB-1:0]            cfg_blocks_m1;  // reduction blocks - 1 (0 without blocks)
     input  wire [FOLD_BITS-1:0]     cfg_col_folds;  // NF
     input  wire [FOLD_BITS-1:0]     cfg_m_folds;    // MF
     input  wire [R_BITS-1:0]        cfg_m_last;     // rows of the last row fold, 1..R
@@ -78,6 +88,9 @@ module lowbit_gemm_os_top #(
     output wire [OUT_BITS-1:0]      out_data;
     output wire                     out_last;
     output wire [FOLD_BITS-1:0]     out_fold;
+    output wire [BB-1:0]            out_block;      // the beat's reduction block
+    output wire                     out_block_last; // that block is the last
+    output wire [R_BITS-1:0]        out_row;        // the beat's row in its fold (0 .. rows - 1)
     output wire [CNT_BITS-1:0]      cycle_count;
 
     localparam S_IDLE = 2'd0, S_STREAM = 2'd1, S_DRAIN = 2'd2;
@@ -90,7 +103,10 @@ module lowbit_gemm_os_top #(
     reg [TW-1:0]        t;
     reg                 c_outer;                       // order 1: column folds outer
     reg                 ov_q;                          // the overlapped profile
-    reg [FOLD_BITS-1:0] kp_q, nf_q, mf_q;
+    reg [MAX_BLOCKS*FOLD_BITS-1:0] kp_tab_q;          // slots per block
+    reg [BB-1:0]        nb_q;                          // blocks - 1
+    reg [BB-1:0]        bi, obi;                       // the block being fed / leaving next
+    reg [FOLD_BITS-1:0] nf_q, mf_q;
     reg [R_BITS-1:0]    m_last_q;
     reg [1:0]           w_mode_q, a_mode_q;
     reg                 w_signed_q, a_signed_q;
@@ -104,8 +120,16 @@ module lowbit_gemm_os_top #(
     reg [CNT_BITS-1:0]  cnt;
 
     /* verilator lint_off CMPCONST */  // cfg_m_last <= ROWS is constant when R_BITS holds only ROWS
+    // every block in use has at least one slot
+    reg blocks_ok;
+    integer bj;
+    always @(*) begin
+        blocks_ok = (cfg_blocks_m1 <= B_TOP);
+        for (bj = 0; bj < MAX_BLOCKS; bj = bj + 1)
+            if (bj <= cfg_blocks_m1 && cfg_k_slots[bj*FOLD_BITS +: FOLD_BITS] == {FOLD_BITS{1'b0}}) blocks_ok = 1'b0;
+    end
     wire cfg_ok = (cfg_order == 3'd1 || cfg_order == 3'd4)
-                  && (cfg_k_slots != {FOLD_BITS{1'b0}}) && (cfg_col_folds != {FOLD_BITS{1'b0}})
+                  && blocks_ok && (cfg_col_folds != {FOLD_BITS{1'b0}})
                   && (cfg_m_folds != {FOLD_BITS{1'b0}})
                   && (cfg_m_last != {R_BITS{1'b0}}) && (cfg_m_last <= ROWS_R)
                   && (!SERIAL || (cfg_w_bits != {NB{1'b0}} && cfg_a_bits != {NB{1'b0}}
@@ -117,13 +141,22 @@ module lowbit_gemm_os_top #(
     // ---- the fold loop (an odometer over c and s) -------------------------------------------------------------
     wire c_end    = (ci == nf_q - 1'b1);
     wire s_end    = (si == mf_q - 1'b1);
-    wire has_next = !(c_end && s_end);
+    wire b_end    = (bi == nb_q);
+    wire has_next = !(c_end && s_end && b_end);
+    wire [FOLD_BITS-1:0] kp_q = kp_tab_q[bi*FOLD_BITS +: FOLD_BITS];  // the fold's slots
     wire [R_BITS-1:0] rows_f = s_end ? m_last_q : ROWS_R;     // valid rows of the fold being fed
     /* verilator lint_off WIDTHTRUNC */  // S * Kp fits TW bits
     wire [TW-1:0] skp     = {{(TW-FOLD_BITS){1'b0}}, kp_q} * s_q;   // the fold's stream steps
     /* verilator lint_on WIDTHTRUNC */
     wire [TW-1:0] t_tail  = skp + T_RC;                      // S*Kp + R + C - 3
-    wire [TW-1:0] t_slot  = (skp > T_R) ? skp - 1'b1 : T_R - 1'b1;  // max(S*Kp, R) - 1
+    // overlapped: the next fold issues S*Kp + max(0, R - S*Kp_next) steps after this one (its rows' results must not
+    // meet this fold's on the result buses); with equal folds that is max(S*Kp, R)
+    wire [BB-1:0]        b_next  = b_end ? {BB{1'b0}} : bi + 1'b1;
+    wire [FOLD_BITS-1:0] kp_next = kp_tab_q[b_next*FOLD_BITS +: FOLD_BITS];
+    /* verilator lint_off WIDTHTRUNC */
+    wire [TW-1:0] skp_next = {{(TW-FOLD_BITS){1'b0}}, kp_next} * s_q;
+    /* verilator lint_on WIDTHTRUNC */
+    wire [TW-1:0] t_slot  = (skp_next < T_R) ? skp + (T_R - skp_next) - 1'b1 : skp - 1'b1;
     wire [TW-1:0] t_last  = (ov_q && has_next) ? t_slot : t_tail;
     wire          feeding = (state == S_STREAM) && (t < skp);
     wire          last_beat;                             // of a slot (always, unless SERIAL)
@@ -202,12 +235,15 @@ module lowbit_gemm_os_top #(
     wire os_end     = (os == mf_q - 1'b1);
     wire [R_BITS-1:0] rows_o = os_end ? m_last_q : ROWS_R;
     wire o_fold_end = (orow == rows_o - 1'b1);
-    wire o_final    = o_fold_end && oc_end && os_end;
+    wire ob_end     = (obi == nb_q);
+    wire o_final    = o_fold_end && oc_end && os_end && ob_end;
     wire push       = en && y_valid;
 
-    lowbit_out_fifo #(.WIDTH(OUT_BITS + FOLD_BITS + 1), .DEPTH(OUT_DEPTH)) out_fifo (
-        .clk(clk), .rst_n(rst_n), .push(push), .push_data({oc, o_final, y_row}), .out_ready(out_ready),
-        .out_valid(out_valid), .out_data({out_fold, out_last, out_data}), .full(fifo_full));
+    lowbit_out_fifo #(.WIDTH(OUT_BITS + FOLD_BITS + BB + R_BITS + 2), .DEPTH(OUT_DEPTH)) out_fifo (
+        .clk(clk), .rst_n(rst_n), .push(push), .push_data({orow, obi, ob_end, oc, o_final, y_row}),
+        .out_ready(out_ready),
+        .out_valid(out_valid), .out_data({out_row, out_block, out_block_last, out_fold, out_last, out_data}),
+        .full(fifo_full));
 
     // ---- control ------------------------------------------------------------------------------------------------
     always @(posedge clk) begin
@@ -216,7 +252,10 @@ module lowbit_gemm_os_top #(
             t          <= {TW{1'b0}};
             c_outer    <= 1'b1;
             ov_q       <= 1'b0;
-            kp_q       <= {FOLD_BITS{1'b0}};
+            kp_tab_q   <= {(MAX_BLOCKS*FOLD_BITS){1'b0}};
+            nb_q       <= {BB{1'b0}};
+            bi         <= {BB{1'b0}};
+            obi        <= {BB{1'b0}};
             nf_q       <= {FOLD_BITS{1'b0}};
             mf_q       <= {FOLD_BITS{1'b0}};
             m_last_q   <= {R_BITS{1'b0}};
@@ -241,7 +280,10 @@ module lowbit_gemm_os_top #(
                 t          <= {TW{1'b0}};
                 c_outer    <= (cfg_order == 3'd1);
                 ov_q       <= cfg_overlap;
-                kp_q       <= cfg_k_slots;
+                kp_tab_q   <= cfg_k_slots;
+                nb_q       <= cfg_blocks_m1;
+                bi         <= {BB{1'b0}};
+                obi        <= {BB{1'b0}};
                 nf_q       <= cfg_col_folds;
                 mf_q       <= cfg_m_folds;
                 m_last_q   <= cfg_m_last;
@@ -268,7 +310,10 @@ module lowbit_gemm_os_top #(
                 if (t == t_last) begin
                     t    <= {TW{1'b0}};
                     elem <= {FOLD_BITS{1'b0}};
-                    if (has_next) begin                  // the next fold: the inner loop steps, the outer on its wrap
+                    if (has_next && !b_end) begin        // the next fold: the next block of the same outputs
+                        bi <= bi + 1'b1;
+                    end else if (has_next) begin         // the next outputs: the inner loop steps, the outer on its wrap
+                        bi <= {BB{1'b0}};
                         if (c_outer) begin
                             si <= s_end ? {FOLD_BITS{1'b0}} : si + 1'b1;
                             if (s_end) ci <= ci + 1'b1;
@@ -286,8 +331,12 @@ module lowbit_gemm_os_top #(
             if (push) begin
                 if (!o_fold_end) begin
                     orow <= orow + 1'b1;
+                end else if (!ob_end) begin              // the same outputs' next block
+                    orow <= {R_BITS{1'b0}};
+                    obi  <= obi + 1'b1;
                 end else begin
                     orow <= {R_BITS{1'b0}};
+                    obi  <= {BB{1'b0}};
                     if (c_outer) begin
                         os <= os_end ? {FOLD_BITS{1'b0}} : os + 1'b1;
                         if (os_end) oc <= oc + 1'b1;
@@ -348,6 +397,13 @@ module lowbit_gemm_os_top #(
             $error("lowbit_gemm_os_top: parameter OUT_DEPTH = %0d must be a power of two >= 2", OUT_DEPTH);
 `else
             lowbit_param_error__OUT_DEPTH_must_be_a_power_of_two_at_least_2 stop ();
+`endif
+        end
+        if (MAX_BLOCKS < 1) begin : g_param_error_6
+`ifdef VERILATOR
+            $error("lowbit_gemm_os_top: parameter MAX_BLOCKS = %0d must be >= 1", MAX_BLOCKS);
+`else
+            lowbit_param_error__MAX_BLOCKS_must_be_at_least_1 stop ();
 `endif
         end
     endgenerate

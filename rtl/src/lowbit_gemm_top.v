@@ -12,14 +12,22 @@
 //     slot), folds in execution order;
 //   activations (in_*): per fold one beat per element of its tile, in the order the host chooses (the same order
 //     for every fold of that tile); bits [r*A_SLOT +: A_SLOT] = row r's slot;
-//   outputs (out_*): after a fold of the last row fold, one beat per element of its tile, in input order: the C raw
-//     accumulators (bits [c*ACC_BITS +: ACC_BITS]; columns past N carry the zero-padded columns), out_fold = its
-//     column fold; out_last marks the GEMM's final beat.
+//   outputs (out_*): after a fold that ends a reduction block (below; without blocks: of the last row fold), one
+//     beat per element of its tile, in input order: the C raw accumulators (bits [c*ACC_BITS +: ACC_BITS]; columns
+//     past N carry the zero-padded columns), out_fold = its column fold, out_block = its block, out_block_last = the
+//     block is the reduction's last, out_row = its partial-sum row; out_last marks the GEMM's final beat.
 //
 // Partial sums: a buffer of PSUM_ROWS rows x C accumulators. The loops inside r visit the same elements in the same
 // order in every row fold, so row fold r > 0 adds to the row row fold 0 wrote at the same position of that
-// sequence; the last row fold sends buffer + array row to the output instead. The host must keep the loops inside r
-// within PSUM_ROWS elements (tile; x NF if c is inside r; all M if s is inside r).
+// sequence (out_row); the last row fold sends buffer + array row to the output instead. The host must keep the
+// loops inside r within PSUM_ROWS elements (tile; x NF if c is inside r; all M if s is inside r).
+//
+// Reduction blocks (MAX_BLOCKS > 1; PTQ-SL's input blocks, each with its own scale): the row folds split into
+// consecutive blocks; block b ends at row fold cfg_block_last[b] (the last block at KF - 1; entries past it are
+// not read). A block's first row fold starts its sums afresh and its last sends them out, so the output carries
+// one beat per element, column fold and block, each the block's own sum: the host (lowbit_layer_top) rescales and
+// adds them. The blocks stay inside the reduction loop: the folds, their order and their timing are the same as
+// without blocks.
 //
 // Timing (steps are cycles with en = 1; cycle_count counts them, so valid gaps and backpressure do not change it;
 // sim's compute_cycles, the index of the last busy cycle, is cycle_count - 1). An element takes S steps: 1, a_bits
@@ -48,16 +56,19 @@ module lowbit_gemm_top #(
     parameter PSUM_ROWS = 256,  // partial-sum buffer rows (the largest tile), >= 2
     parameter FOLD_BITS = 16,   // width of the fold- and tile-count config inputs
     parameter CNT_BITS  = 32,   // width of cycle_count
-    parameter OUT_DEPTH = 2     // output FIFO entries (power of two, >= 2)
+    parameter OUT_DEPTH = 2,    // output FIFO entries (power of two, >= 2)
+    parameter MAX_BLOCKS = 1    // most reduction blocks (cfg_block_last entries), >= 1
 ) (
     clk, rst_n, start, cfg_order, cfg_row_folds, cfg_col_folds, cfg_tile_h, cfg_tiles_h, cfg_tile_h_last,
     cfg_tile_w, cfg_tiles_w, cfg_tile_w_last, cfg_overlap, cfg_w_mode, cfg_a_mode, cfg_w_signed, cfg_a_signed, cfg_w_bits,
-    cfg_a_bits, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready, out_data,
-    out_last, out_fold, cycle_count
+    cfg_a_bits, cfg_block_last, busy, w_valid, w_ready, w_data, in_valid, in_ready, in_data, out_valid, out_ready,
+    out_data, out_last, out_fold, out_block, out_block_last, out_row, cycle_count
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
     localparam SERIAL = (PE_KIND >= 2);                          // bit-serial PEs: an element takes S beats
+    /* verilator lint_off UNUSEDPARAM */  // read by the bit-serial PEs only
     localparam S_CODE = (PE_KIND == 3) ? 1 : (PE_KIND == 4) ? 2 : 0;  // lowbit_serial_pe's SERIAL
+    /* verilator lint_on UNUSEDPARAM */
     localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;    // bit-serial: the widest runtime width
     localparam NB     = $clog2(SB + 1);                         // a runtime width, 1..SB
     localparam IB     = (SB > 1) ? $clog2(SB) : 1;              // a bit index, 0..SB-1
@@ -66,6 +77,9 @@ module lowbit_gemm_top #(
     localparam A_SLOT = (PE_KIND == 1) ? 32 : SERIAL ? SB : A_BITS;  // on the input stream (the array adds beats)
     localparam L_BITS = $clog2(PSUM_ROWS) + 1;                  // a tile length, 1..PSUM_ROWS (and above: refused)
     localparam PA     = (PSUM_ROWS > 1) ? $clog2(PSUM_ROWS) : 1; // a partial-sum buffer row
+    localparam BB     = (MAX_BLOCKS > 1) ? $clog2(MAX_BLOCKS) : 1;  // a block index
+    localparam integer B_TOP_I = MAX_BLOCKS - 1;
+    localparam [BB-1:0] B_TOP  = B_TOP_I[BB-1:0];                // the last possible block
 
     input  wire                     clk;
     input  wire                     rst_n;           // synchronous, active low
@@ -87,6 +101,9 @@ module lowbit_gemm_top #(
     input  wire                     cfg_a_signed;    // PE_KIND 1-4: activations two's complement
     input  wire [NB-1:0]            cfg_w_bits;      // PE_KIND 2-4: weight width, 1..SB
     input  wire [NB-1:0]            cfg_a_bits;      // PE_KIND 2-4: activation width, 1..SB
+    /* verilator lint_off UNUSEDSIGNAL */            // MAX_BLOCKS = 1 reads no entry
+    input  wire [MAX_BLOCKS*FOLD_BITS-1:0] cfg_block_last;  // entry b: block b's last row fold
+    /* verilator lint_on UNUSEDSIGNAL */
     output wire                     busy;            // a GEMM is in progress (start .. last result row taken)
     // weight stream
     input  wire                     w_valid;
@@ -102,6 +119,9 @@ module lowbit_gemm_top #(
     output wire [COLS*ACC_BITS-1:0] out_data;
     output wire                     out_last;
     output wire [FOLD_BITS-1:0]     out_fold;        // the beat's column fold
+    output wire [BB-1:0]            out_block;       // its reduction block (0 without blocks)
+    output wire                     out_block_last;  // that block is the last (always, without blocks)
+    output wire [PA-1:0]            out_row;         // its partial-sum row (the position inside the r loop)
     // busy-cycle counter (cleared on start; holds its value when the GEMM is done)
     output wire [CNT_BITS-1:0]      cycle_count;
 
@@ -110,7 +130,7 @@ module lowbit_gemm_top #(
     localparam T_BITS   = (T_NEED > L_BITS) ? T_NEED : L_BITS;
     localparam TW       = T_BITS + 1;                                  // width of the step arithmetic
     localparam PIPE     = ROWS + COLS - 1;                             // steps from a_left to y_bottom
-    localparam TOK_BITS = PA + FOLD_BITS + 4;                          // {row, fold, final, last, first, valid}
+    localparam TOK_BITS = PA + FOLD_BITS + BB + 5;     // {row, fold, block, block_last, final, last, first, valid}
     localparam OUT_BITS = COLS * ACC_BITS;
     localparam integer R_I = ROWS, RC_I = ROWS + COLS - 3, PSUM_I = PSUM_ROWS;
     localparam [TW-1:0]       T_R     = R_I[TW-1:0];
@@ -126,6 +146,9 @@ module lowbit_gemm_top #(
     reg [L_BITS-1:0]    th_q, thl_q, tw_q, twl_q;  // tile lengths
     reg [2*NB-1:0]      s_q;                      // steps per element
     reg [FOLD_BITS-1:0] ci, ri, hi, wi;           // current column fold, row fold, tile (hi, wi)
+    reg [BB-1:0]        bi;                       // the block of row fold ri
+    reg                 b_first;                  // ri is its block's first row fold
+    reg [MAX_BLOCKS*FOLD_BITS-1:0] blk_q;         // cfg_block_last
     reg [PA-1:0]        ptr;                      // partial-sum row of the next element
     reg [L_BITS-1:0]    elem;                     // elements of the current fold fed so far
     reg [1:0]           w_mode_q, a_mode_q;
@@ -154,6 +177,9 @@ module lowbit_gemm_top #(
     wire w_end = (wi == nw_q - 1'b1);
     wire s_end = h_end && w_end;
     wire has_next = !(c_end && r_end && s_end);
+    // ri ends its block: the reduction's last row fold, or the table's entry (the last possible block has none)
+    wire [FOLD_BITS-1:0] blk_last = blk_q[bi*FOLD_BITS +: FOLD_BITS];
+    wire b_end = r_end || (MAX_BLOCKS > 1 && bi != B_TOP && ri == blk_last);
     // nesting level of each loop (0 outer, 1 middle, 2 inner) for the order
     reg [1:0] lv_c, lv_r, lv_s;
     always @(*) begin
@@ -204,11 +230,13 @@ module lowbit_gemm_top #(
     reg  [TOK_BITS-1:0] tok [0:PIPE-1];  // tok[0] is the newest
     wire [TOK_BITS-1:0] tok_end   = tok[PIPE-1];
     wire                tok_valid = tok_end[0];
-    wire                tok_first = tok_end[1];   // row fold 0: overwrite the partial-sum row
-    wire                tok_last  = tok_end[2];   // last row fold: send the row to the output
+    wire                tok_first = tok_end[1];   // a block's first row fold: overwrite the partial-sum row
+    wire                tok_last  = tok_end[2];   // a block's last row fold: send the row to the output
     wire                tok_final = tok_end[3];   // the GEMM's final output row
-    wire [FOLD_BITS-1:0] tok_fold = tok_end[4 +: FOLD_BITS];
-    wire [PA-1:0]       tok_row   = tok_end[4 + FOLD_BITS +: PA];
+    wire                tok_blast = tok_end[4];   // the reduction's last block
+    wire [BB-1:0]       tok_block = tok_end[5 +: BB];
+    wire [FOLD_BITS-1:0] tok_fold = tok_end[5 + BB +: FOLD_BITS];
+    wire [PA-1:0]       tok_row   = tok_end[5 + BB + FOLD_BITS +: PA];
 
     // output FIFO (lowbit_out_fifo): {fold, last, data}
     wire fifo_full;
@@ -282,15 +310,17 @@ module lowbit_gemm_top #(
     end
 
     // ---- output FIFO ----------------------------------------------------------------------------------------------
-    lowbit_out_fifo #(.WIDTH(OUT_BITS + FOLD_BITS + 1), .DEPTH(OUT_DEPTH)) out_fifo (
-        .clk(clk), .rst_n(rst_n), .push(push), .push_data({tok_fold, tok_final, psum_new}), .out_ready(out_ready),
-        .out_valid(out_valid), .out_data({out_fold, out_last, out_data}), .full(fifo_full));
+    lowbit_out_fifo #(.WIDTH(OUT_BITS + FOLD_BITS + BB + PA + 2), .DEPTH(OUT_DEPTH)) out_fifo (
+        .clk(clk), .rst_n(rst_n), .push(push),
+        .push_data({tok_row, tok_block, tok_blast, tok_fold, tok_final, psum_new}), .out_ready(out_ready),
+        .out_valid(out_valid), .out_data({out_row, out_block, out_block_last, out_fold, out_last, out_data}),
+        .full(fifo_full));
 
     // ---- token pipeline (advances with the array) ------------------------------------------------------------
     // A token enters with an element's last beat on a_left and reaches tok_end exactly when that element's
     // de-skewed result row is on y_bottom.
     wire                inj_final = !has_next && (elem == len - 1'b1);
-    wire [TOK_BITS-1:0] tok_in    = (feeding && last_beat) ? {ptr, ci, inj_final, r_end, ri == {FOLD_BITS{1'b0}}, 1'b1}
+    wire [TOK_BITS-1:0] tok_in    = (feeding && last_beat) ? {ptr, ci, bi, r_end, inj_final, b_end, b_first, 1'b1}
                                                            : {TOK_BITS{1'b0}};
     integer i;
     always @(posedge clk) begin
@@ -322,6 +352,9 @@ module lowbit_gemm_top #(
             ri         <= {FOLD_BITS{1'b0}};
             hi         <= {FOLD_BITS{1'b0}};
             wi         <= {FOLD_BITS{1'b0}};
+            bi         <= {BB{1'b0}};
+            b_first    <= 1'b1;
+            blk_q      <= {(MAX_BLOCKS*FOLD_BITS){1'b0}};
             ptr        <= {PA{1'b0}};
             elem       <= {L_BITS{1'b0}};
             w_mode_q   <= 2'd0;
@@ -350,6 +383,9 @@ module lowbit_gemm_top #(
                 ri         <= {FOLD_BITS{1'b0}};
                 hi         <= {FOLD_BITS{1'b0}};
                 wi         <= {FOLD_BITS{1'b0}};
+                bi         <= {BB{1'b0}};
+                b_first    <= 1'b1;
+                blk_q      <= cfg_block_last;
                 ptr        <= {PA{1'b0}};
                 elem       <= {L_BITS{1'b0}};
                 w_mode_q   <= cfg_w_mode;
@@ -383,7 +419,11 @@ module lowbit_gemm_top #(
                             elem  <= {L_BITS{1'b0}};
                             if (step_r) ptr <= {PA{1'b0}};     // the loops inside r start again
                             if (step_c) ci <= c_end ? {FOLD_BITS{1'b0}} : ci + 1'b1;
-                            if (step_r) ri <= r_end ? {FOLD_BITS{1'b0}} : ri + 1'b1;
+                            if (step_r) begin
+                                ri      <= r_end ? {FOLD_BITS{1'b0}} : ri + 1'b1;
+                                bi      <= r_end ? {BB{1'b0}} : b_end ? bi + 1'b1 : bi;
+                                b_first <= b_end;
+                            end
                             if (step_s) begin
                                 if (!w_end) begin
                                     wi <= wi + 1'b1;
@@ -462,6 +502,13 @@ module lowbit_gemm_top #(
             $error("lowbit_gemm_top: parameter OVERLAP = %0d must be 0 (serial preload) or 1 (overlapped)", OVERLAP);
 `else
             lowbit_param_error__OVERLAP_must_be_0_or_1 stop ();
+`endif
+        end
+        if (MAX_BLOCKS < 1) begin : g_param_error_8
+`ifdef VERILATOR
+            $error("lowbit_gemm_top: parameter MAX_BLOCKS = %0d must be >= 1", MAX_BLOCKS);
+`else
+            lowbit_param_error__MAX_BLOCKS_must_be_at_least_1 stop ();
 `endif
         end
     endgenerate

@@ -53,7 +53,9 @@ module lowbit_systolic_ws #(
 );
     // Derived from the parameters above (localparams: they cannot be overridden).
     localparam SERIAL = (PE_KIND >= 2);                               // a lowbit_serial_pe array
+    /* verilator lint_off UNUSEDPARAM */  // read by the bit-serial PEs only
     localparam S_CODE = (PE_KIND == 3) ? 1 : (PE_KIND == 4) ? 2 : 0;  // its SERIAL parameter
+    /* verilator lint_on UNUSEDPARAM */
     localparam SB     = (W_BITS > A_BITS) ? W_BITS : A_BITS;          // bit-serial: the widest runtime width
     localparam NB     = $clog2(SB + 1);                               // bit-serial: a runtime width, 1..SB
     localparam IB     = (SB > 1) ? $clog2(SB) : 1;                    // bit-serial: a bit index, 0..SB-1

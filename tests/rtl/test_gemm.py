@@ -49,6 +49,7 @@ class Build:
     simulator: str = "verilator"
     dataflow: str = "ws"  # ws, os, or is (a ws top of driver.transposed_kind PEs running is GEMMs only)
     is_jobs: bool = False  # a ws build that also runs input-stationary GEMMs (the transposed ws GEMM)
+    max_blocks: int = 1  # > 1: the top's MAX_BLOCKS; every third ws/os job then splits K into 2..max_blocks blocks
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -71,7 +72,8 @@ class Build:
         pe = driver.transposed_kind(self.pe_kind) if self.dataflow == "is" else self.pe_kind
         return driver.top_parameters(self.rows, self.cols, pe, self.w_bits, self.a_bits, self.w_signed,
                                      self.a_signed, psum_rows=self.psum_rows,
-                                     preload="overlapped" if self.overlap_hw else "serial", dataflow=self.array)
+                                     preload="overlapped" if self.overlap_hw else "serial", dataflow=self.array,
+                                     max_blocks=self.max_blocks)
 
     @property
     def top(self) -> str:
@@ -105,12 +107,13 @@ class Job:
     tile_m: int = 0  # elements per stream tile of M (of N for is; 0: untiled)
     preload: str = "serial"  # the timing profile this GEMM runs
     dataflow: str = "ws"  # ws, os, or is (a ws build running the transposed GEMM)
+    n_blocks: int = 1  # reduction blocks (rtl.driver.block_split): the top sends each block's product
 
 
 BUILDS = [
     # serial weight preload only (OVERLAP = 0: the weights shift through the PEs' own registers)
     Build("bitfusion-2x2", "bitfusion", 2, 2),
-    Build("fixed-w4a4-3x5", "fixed", 3, 5, 4, 4),
+    Build("fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, max_blocks=4),
     Build("fixed-w2a2-2x2", "fixed", 2, 2, 2, 2),
     Build("fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16),
     # bit-serial: an element takes a (Stripes) or a*w (Loom) steps, so short M keeps the runs short
@@ -118,23 +121,23 @@ BUILDS = [
     Build("loom-3x5", "loom", 3, 5, max_m=8),
     Build("loom-1x1", "loom", 1, 1, max_m=4),
     # double-buffered weight registers (OVERLAP = 1): every GEMM in either profile, set at run time
-    Build("ov-bitfusion-4x4", "bitfusion", 4, 4, overlap_hw=True),
+    Build("ov-bitfusion-4x4", "bitfusion", 4, 4, overlap_hw=True, max_blocks=4),
     Build("ov-bitfusion-3x5", "bitfusion", 3, 5, overlap_hw=True, is_jobs=True),
     Build("ov-bitfusion-8x8", "bitfusion", 8, 8, max_m=128, overlap_hw=True),
-    Build("ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, overlap_hw=True, is_jobs=True),
+    Build("ov-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, overlap_hw=True, is_jobs=True, max_blocks=4),
     Build("ov-fixed-w4a8u-4x16", "fixed", 4, 16, 4, 8, a_signed=False, overlap_hw=True),
     Build("ov-fixed-w8a8-1x1", "fixed", 1, 1, 8, 8, max_m=16, overlap_hw=True),
     Build("ov-stripes-8x8", "stripes", 8, 8, max_m=64, overlap_hw=True),
     Build("ov-loom-8x8", "loom", 8, 8, max_m=64, overlap_hw=True),
-    Build("ov-loom-2x3", "loom", 2, 3, max_m=8, overlap_hw=True, is_jobs=True),
+    Build("ov-loom-2x3", "loom", 2, 3, max_m=8, overlap_hw=True, is_jobs=True, max_blocks=4),
     # output-stationary arrays (both profiles): the reduction streams through, each PE keeps one output
     Build("os-fixed-w8a8-8x8", "fixed", 8, 8, 8, 8, max_m=128, dataflow="os"),
-    Build("os-bitfusion-4x4", "bitfusion", 4, 4, dataflow="os"),
-    Build("os-fixed-w4a8u-5x3", "fixed", 5, 3, 4, 8, a_signed=False, dataflow="os"),
+    Build("os-bitfusion-4x4", "bitfusion", 4, 4, dataflow="os", max_blocks=4),
+    Build("os-fixed-w4a8u-5x3", "fixed", 5, 3, 4, 8, a_signed=False, dataflow="os", max_blocks=4),
     Build("os-fixed-w2a2-1x1", "fixed", 1, 1, 2, 2, max_m=16, dataflow="os"),
     Build("os-fixed-w4a4-6x1", "fixed", 6, 1, 4, 4, dataflow="os"),
     Build("os-stripes-4x4", "stripes", 4, 4, max_m=16, dataflow="os"),
-    Build("os-loom-3x2", "loom", 3, 2, max_m=8, dataflow="os"),
+    Build("os-loom-3x2", "loom", 3, 2, max_m=8, dataflow="os", max_blocks=4),
     # input-stationary Stripes: the transposed GEMM's stationary operand is the activation, so the PE serializes
     # its stationary register (PE_KIND 4); the other kinds run is GEMMs in their ws builds (is_jobs)
     Build("is-stripes-3x4", "stripes", 3, 4, max_m=8, overlap_hw=True, dataflow="is"),
@@ -143,7 +146,8 @@ ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
     Build("icarus-fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, simulator="icarus"),
     Build("icarus-stripes-2x3", "stripes", 2, 3, max_m=8, simulator="icarus"),
-    Build("icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, overlap_hw=True, simulator="icarus", is_jobs=True),
+    Build("icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, overlap_hw=True, simulator="icarus", is_jobs=True,
+          max_blocks=4),
     Build("icarus-os-bitfusion-2x3", "bitfusion", 2, 3, dataflow="os", simulator="icarus"),
 ]
 
@@ -188,8 +192,12 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
                                                             tile_m=tile_m))
             if need > build.psum_rows:  # too many partial sums for the buffer: keep the row folds innermost
                 order = rng.choice([1, 4])
+        # reduction blocks (their own generator, so the other draws stay as they were)
+        blocks = 1
+        if build.max_blocks > 1 and dataflow != "is" and not table and i % 3 == 2 and K > 1:
+            blocks = random.Random(f"{build.id}/{i}/blocks").randint(2, min(build.max_blocks, K))
         jobs.append(Job(f"{build.id}/{i}-{kind}", M, K, N, w, a, ws, as_, values, gap, stall, rng.randrange(1 << 30),
-                        table, order, tile_m, preload, dataflow))
+                        table, order, tile_m, preload, dataflow, blocks))
 
     rounds = max(1, 12 // len(pairs))  # a fixed build has one pair: run its mix several times
     for p, pair in enumerate(pairs * rounds):
@@ -253,13 +261,14 @@ def _tile(job: Job) -> int | None:
 
 
 def _predicted(build: Build, M: int, K: int, N: int, w: int, a: int, order: int | None = None,
-               tile: int | None = None, preload: str = "serial", dataflow: str = "ws") -> int:
-    """sim's compute_cycles for the GEMM on the build's array at the dataflow and profile."""
+               tile: int | None = None, preload: str = "serial", dataflow: str = "ws", n_blocks: int = 1) -> int:
+    """sim's compute_cycles for the GEMM on the build's array at the dataflow and profile (``n_blocks`` reduction
+    blocks: sim's ``in_blocks``)."""
     if dataflow == "is":
         return driver.predicted_is_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order or 0, tile,
                                           preload)
     return driver.predicted_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order, tile, preload,
-                                   dataflow)
+                                   dataflow, n_blocks)
 
 
 def _order_name(job: Job, plan: driver.GemmPlan) -> str:
@@ -275,15 +284,16 @@ def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     entry, plan = gemm_job(job.name, A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
                            job.w_signed, job.a_signed, gap_prob=job.gap_prob, stall_prob=job.stall_prob,
                            seed=job.seed, order=job.order, tile_m=_tile(job), preload=job.preload,
-                           dataflow=job.dataflow)
+                           dataflow=job.dataflow, n_blocks=job.n_blocks)
     assert driver.psum_rows_needed(plan) <= build.psum_rows, job
     record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
               "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
               "M": job.M, "K": job.K, "N": job.N, "preload": job.preload, "dataflow": job.dataflow,
+              "blocks": job.n_blocks,
               "loop_order": _order_name(job, plan),
               "tile_m": plan.tile_elements, "folds": plan.folds, "macs": plan.macs, "table": job.table,
               "predicted_cycles": _predicted(build, job.M, job.K, job.N, job.w_bits, job.a_bits, job.order,
-                                             _tile(job), job.preload, job.dataflow)}
+                                             _tile(job), job.preload, job.dataflow, job.n_blocks)}
     return entry, record
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,12 +72,10 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 
 
 def _assert_ok(check) -> None:  # noqa: ANN001 - rtl.layer.LayerCheck
-    """0 mismatches; the layer's busy cycles equal sim's layer cost (in_blocks = n_H), and pass by pass the
-    block GEMM's; sim's blocked layer cost is the blocks' GEMMs back to back (one final cycle per layer)."""
+    """0 mismatches; the layer's busy cycles equal sim's layer cost (in_blocks = n_H: the blocks inside the
+    reduction loop)."""
     assert check.mismatches == 0, "\n".join(check.messages)
-    assert check.measured_cycles == check.predicted_cycles, (check.pass_measured, check.pass_predicted)
-    assert list(check.pass_measured) == list(check.pass_predicted)
-    assert check.predicted_cycles == sum(c + 1 for c in check.pass_predicted) - 1
+    assert check.measured_cycles == check.predicted_cycles, (check.measured_cycles, check.predicted_cycles)
 
 
 # ---- host side (no simulator) ------------------------------------------------------------------------------------
@@ -155,15 +154,16 @@ def test_gpfq_layer_fixed_8x8(verilator: str, export, layer: str) -> None:
 @pytest.mark.parametrize(("kind", "layer", "pe"), [("ptq-sl", "3", "fixed"), ("ptq-sl-sort", "12", "fixed"),
                                                    ("ptq-sl-sort", "7", "bitfusion")])
 def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer: str, pe: str) -> None:
-    """n_V = 4 row blocks, n_H = 2 input blocks: two passes combined through the requant unit's external
-    accumulator; the reordered export runs in its stored channel order, as the golden model does."""
+    """n_V = 4 row blocks, n_H = 2 input blocks: the blocks' sums leave the gemm top one by one and combine through
+    the requant unit's external accumulator; the reordered export runs in its stored channel order, as the golden
+    model does."""
     from rtl.layer import verify_layer
 
     rows, cols = (8, 8) if pe == "fixed" else (4, 4)
     check = verify_layer(export(kind), layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.3, stall_prob=0.3,
                          seed=2)
     _assert_ok(check)
-    assert check.n_v == 4 and check.n_h == 2 and len(check.pass_measured) == 2
+    assert check.n_v == 4 and check.n_h == 2
     if kind == "ptq-sl-sort":
         model = load_export(export(kind))
         assert any(np.any(lay.out_perm != np.arange(lay.out_features)) for lay in model.layers)
@@ -216,7 +216,7 @@ def test_zero_point_and_signed_activations_bitfusion(verilator: str, export) -> 
 @pytest.mark.rtl
 def test_layers_back_to_back_in_one_simulation(verilator: str, export, tmp_path: Path) -> None:
     """Three layers (n_H = 1 and 2, M = 64, 1 and 4) in one simulation without reset, with gaps and backpressure:
-    the constants of a pass must not be written before the previous pass has fully left the top (a write while
+    the constants of a layer must not be written before the previous layer has fully left the top (a write while
     the gemm top's output FIFO still held the last beat used to be dropped)."""
     from rtl.layer import BENCH, SOURCES, TOP, golden_layer_inputs, layer_job, layer_parameters, sample_images
     from rtl.runner import run_bench
@@ -226,11 +226,11 @@ def test_layers_back_to_back_in_one_simulation(verilator: str, export, tmp_path:
     jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i)[0]
             for i, name in enumerate(["0", "12", "7"])]
     results = tmp_path / "results.json"
-    run_bench(TOP, SOURCES, BENCH, layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion"),
+    assert [model.layer(name).n_h for name in ["0", "12", "7"]] == [1, 2, 2]
+    run_bench(TOP, SOURCES, BENCH, layer_parameters(model.layer("12"), 4, 4, "bitfusion"),
               data={"results_path": str(results), "jobs": jobs})
     records = json.loads(results.read_text())
     assert [r["mismatches"] for r in records] == [0, 0, 0]
-    assert [len(r["pass_measured"]) for r in records] == [1, 2, 2]
 
 
 @pytest.mark.rtl
@@ -279,11 +279,11 @@ def _tiled_mappings(model) -> dict:  # noqa: ANN001 - quant.integer.IntegerModel
 @pytest.mark.rtl
 @pytest.mark.parametrize(("kind", "pe", "preload"), [("gpfq", "fixed", "overlapped"),
                                                      ("gpfq", "bitfusion", "overlapped"),
-                                                     ("ptq-sl-sort", "bitfusion", "serial")])
+                                                     ("ptq-sl-sort", "bitfusion", "overlapped")])
 def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: str, pe: str, preload: str) -> None:
     """The whole network with every layer at a tiled mapping in another loop order (2-D tiles of the output grid
-    for the convolutions), on overlapped arrays where the export has one input block: bit-exact, and each layer's
-    busy cycles equal sim's at that mapping and profile (PTQ-SL's n_H passes summed)."""
+    for the convolutions), on overlapped arrays (PTQ-SL's n_H = 2 blocks inside the reduction loop): bit-exact,
+    and each layer's busy cycles equal sim's at that mapping and profile."""
     from rtl.layer import run_model_rtl, sample_images
 
     model = load_export(export(kind))
@@ -304,7 +304,7 @@ def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: s
 def test_whole_digits_cnn_on_output_stationary_arrays(verilator: str, export, kind: str, pe: str, preload: str,
                                                       order: str) -> None:
     """Every layer on an output-stationary array (the layer top's DATAFLOW = 1): bit-exact, cycles equal to sim's
-    os cost at the order and profile (PTQ-SL's passes summed)."""
+    os cost at the order and profile (PTQ-SL's blocks: one fold each per output tile)."""
     from rtl.layer import run_model_rtl, sample_images
 
     model = load_export(export(kind))
@@ -318,14 +318,25 @@ def test_whole_digits_cnn_on_output_stationary_arrays(verilator: str, export, ki
     assert result.ok
 
 
-def test_overlapped_layer_with_input_blocks_is_refused(export) -> None:
-    """PTQ-SL's blocks run as separate passes; an overlapped array cannot chain them as sim's layer model does."""
-    from rtl.layer import check_layer, golden_layer_inputs, sample_images
+def test_input_blocks_are_reduction_blocks_of_one_gemm(export) -> None:
+    """A PTQ-SL layer is one GEMM: its n_H blocks split the reduction (each packs its own slots and starts its own
+    row folds, as sim's in_blocks), one build holds them (MAX_BLOCKS), and the constants of block h, column fold cf
+    go to address h * MAX_NF + cf."""
+    from rtl.layer import golden_layer_inputs, layer_job, layer_parameters, sample_images
 
     model = load_export(export("ptq-sl"))
-    x = golden_layer_inputs(model, sample_images(model, 1))["12"]
-    with pytest.raises(RtlError, match="input blocks run as separate passes"):
-        check_layer(model.layer("12"), x, preload="overlapped")
+    lay = model.layer("3")
+    x = golden_layer_inputs(model, sample_images(model, 1))["3"]
+    job, plan, _ = layer_job(lay, x, 4, 4, "bitfusion", preload="overlapped")
+    sizes = tuple(np.diff(lay.col_bounds).tolist())
+    assert lay.n_h == 2 and plan.block_sizes == sizes and plan.K == lay.reduction
+    slots = [math.ceil(k / plan.pack) for k in sizes]
+    assert plan.row_folds == sum(math.ceil(kp / 4) for kp in slots)  # each block starts its own folds
+    params = layer_parameters(lay, 4, 4, "bitfusion", preload="overlapped")
+    assert params["MAX_BLOCKS"] == 2 and params["OVERLAP"] == 1
+    nf = -(-lay.out_features // 4)
+    assert [a for a, _ in job["consts"]] == [h * params["MAX_NF"] + cf for h in range(2) for cf in range(nf)]
+    assert job["cfg"]["cfg_block_last"] & 0xFFFF == plan.block_last_folds[0]
 
 
 def test_layer_mapping_takes_sims_tiles(export) -> None:

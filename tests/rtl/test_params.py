@@ -38,12 +38,13 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_gemm_top", {"FOLD_BITS": 0}, "lowbit_gemm_top: parameter FOLD_BITS = 0 must be >= 1"),
     ("lowbit_gemm_top", {"CNT_BITS": 0}, "lowbit_gemm_top: parameter CNT_BITS = 0 must be >= 1"),
     ("lowbit_gemm_top", {"OUT_DEPTH": 3}, "lowbit_gemm_top: parameter OUT_DEPTH = 3 must be a power of two >= 2"),
+    ("lowbit_gemm_top", {"MAX_BLOCKS": 0}, "lowbit_gemm_top: parameter MAX_BLOCKS = 0 must be >= 1"),
     # the array's accumulators too narrow for its fixed PEs: the PE names the parameter
     ("lowbit_gemm_top", {"ACC_BITS": 8}, "lowbit_mac_pe: parameter ACC_BITS = 8 must be >= W_BITS + A_BITS + 1"),
     ("lowbit_layer_top", {"PE_KIND": 4}, "lowbit_layer_top: parameter PE_KIND = 4 must be 0 (fixed), 1"),
     ("lowbit_layer_top", {"ROWS": 0}, "lowbit_layer_top: parameter ROWS = 0 must be >= 1"),
     ("lowbit_layer_top", {"COLS": 0}, "lowbit_layer_top: parameter COLS = 0 must be >= 1"),
-    ("lowbit_layer_top", {"MAX_M": 48}, "lowbit_layer_top: parameter MAX_M = 48 must be a power of two >= 2"),
+    ("lowbit_layer_top", {"MAX_BLOCKS": 3}, "lowbit_layer_top: parameter MAX_BLOCKS = 3 must be a power of two"),
     ("lowbit_layer_top", {"MAX_NF": 3}, "lowbit_layer_top: parameter MAX_NF = 3 must be a power of two >= 2"),
     ("lowbit_layer_top", {"ACC_BITS": 40}, "lowbit_layer_top: parameter ACC_BITS = 40 must be <= 32"),
     ("lowbit_layer_top", {"OUT_BITS": 33}, "lowbit_layer_top: parameter OUT_BITS = 33 must be in 1..32"),
@@ -77,6 +78,7 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_gemm_os_top", {"CNT_BITS": 0}, "lowbit_gemm_os_top: parameter CNT_BITS = 0 must be >= 1"),
     ("lowbit_gemm_os_top", {"OUT_DEPTH": 6},
      "lowbit_gemm_os_top: parameter OUT_DEPTH = 6 must be a power of two >= 2"),
+    ("lowbit_gemm_os_top", {"MAX_BLOCKS": 0}, "lowbit_gemm_os_top: parameter MAX_BLOCKS = 0 must be >= 1"),
 ]
 
 
