@@ -20,10 +20,10 @@ __all__ = ["coverage_runs", "coverage_by_file", "coverage_markdown"]
 
 
 def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], results: Path,
-               dataflow: str = "ws", both_profiles: bool = False, order_start: int = 0) -> dict:
+               dataflow: str = "ws", both_profiles: bool = False, order_start: int = 0, blocks: int = 1) -> dict:
     """GEMM jobs on one build: per pair a multi-fold and a one-fold GEMM; with ``both_profiles`` each also runs
     overlapped, and ws builds add tiled mappings in the loop orders from ``order_start`` on and an
-    input-stationary GEMM."""
+    input-stationary GEMM; with ``blocks > 1`` the second GEMM of each pair splits K into that many blocks."""
     jobs = []
     tiled = order_start
     shapes = [(5, None), (3, None)] if not both_profiles else [(5, None), (3, None), (7, 2), (6, 3)]
@@ -42,8 +42,10 @@ def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], 
                 order, tiled = tiled % 6, tiled + 1
             else:
                 order = 0
+            n_blocks = blocks if j == 1 and flow != "is" else 1
             job, _ = gemm_job(f"cov{i}_{j}", A, B, rows, cols, pe, w, a, gap_prob=0.3, stall_prob=0.3, seed=i + j,
-                              order=order, tile_m=tile if flow != "os" else None, preload=preload, dataflow=flow)
+                              order=order, tile_m=tile if flow != "os" else None, preload=preload, dataflow=flow,
+                              n_blocks=n_blocks)
             jobs.append(job)
     return {"results_path": str(results), "jobs": jobs}
 
@@ -75,7 +77,8 @@ def _layer_data(results: Path, export_root: Path, dataflow: str = "ws") -> tuple
     mappings = {"0": Mapping(1, 5)} if dataflow == "ws" else {}
     jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i,
                       dataflow=dataflow, mapping=mappings.get(name))[0] for i, name in enumerate(["0", "12", "7"])]
-    params = layer_parameters(model.layer("0"), 64, 4, 4, "bitfusion", psum_rows=64, dataflow=dataflow)
+    # layer 12 has n_H = 2: the build holds two reduction blocks
+    params = layer_parameters(model.layer("12"), 4, 4, "bitfusion", psum_rows=64, min_psum_rows=64, dataflow=dataflow)
     return {"results_path": str(results), "jobs": jobs}, params
 
 
@@ -97,12 +100,13 @@ def coverage_runs(out_dir: Path | None = None) -> list[Path]:
              {"pairs": [(8, 8), (4, 2), (2, 4)]}),
             (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "fixed", 4, 4), "fixed", {"pairs": [(4, 4)]}),
             # double-buffered weights (both profiles, mappings, is GEMMs), bit-serial PEs, the os top
-            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "bitfusion", preload="overlapped"), "bitfusion",
-             {"pairs": [(8, 8), (4, 2)], "both": True}),
+            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "bitfusion", preload="overlapped", max_blocks=4),
+             "bitfusion", {"pairs": [(8, 8), (4, 2)], "both": True, "blocks": 3}),
             (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "loom", preload="overlapped"), "loom",
              {"pairs": [(2, 2), (3, 2)], "both": True, "order_start": 3}),
-            ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "fixed", 4, 4, dataflow="os"), "fixed",
-             {"pairs": [(4, 4)], "both": True, "dataflow": "os"}),
+            ("lowbit_gemm_os_top", SOURCES, BENCH,
+             driver.top_parameters(3, 3, "fixed", 4, 4, dataflow="os", max_blocks=4), "fixed",
+             {"pairs": [(4, 4)], "both": True, "dataflow": "os", "blocks": 3}),
             ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "loom", dataflow="os"), "loom",
              {"pairs": [(3, 2)], "both": True, "dataflow": "os"}),
         ]
@@ -110,7 +114,8 @@ def coverage_runs(out_dir: Path | None = None) -> list[Path]:
             data = None
             if pe is not None:
                 data = _gemm_data(params["ROWS"], params["COLS"], pe, extra["pairs"], Path(tmp) / f"{n_run}.json",
-                                  extra.get("dataflow", "ws"), extra.get("both", False), extra.get("order_start", 0))
+                                  extra.get("dataflow", "ws"), extra.get("both", False), extra.get("order_start", 0),
+                                  extra.get("blocks", 1))
             res = run_bench(top, sources, bench, params, coverage=True, data=data)
             assert res.coverage_dat is not None
             keep = out / f"{top}_{len(dats)}.dat"

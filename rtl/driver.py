@@ -775,13 +775,14 @@ def cycles_table_markdown(records: list[dict]) -> str:
         pairs = sorted({(r["w_bits"], r["a_bits"]) for r in rs}, reverse=True)
         orders = {r["loop_order"] for r in rs}
         tiled = sum(r["tile_m"] < r["N" if r.get("dataflow") == "is" else "M"] for r in rs)
+        blocked = sum(r.get("blocks", 1) > 1 for r in rs)
         equal = sum(r["measured_cycles"] == r["predicted_cycles"] for r in rs)
         dataflows = ", ".join(d for d in ("ws", "os", "is") if any(r.get("dataflow", "ws") == d for r in rs))
         preloads = ", ".join(p for p in ("serial", "overlapped") if any(r["preload"] == p for r in rs))
         lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
                      f"{dataflows} | {preloads} | "
                      f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
-                     f"{len(orders)} orders, {tiled} tiled | "
+                     f"{len(orders)} orders, {tiled} tiled{f', {blocked} blocked' if blocked else ''} | "
                      f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
                      f"{sum(r['mismatches'] for r in rs)} | {equal} of {len(rs)} |")
     lines += ["", "| PE | array | dataflow | preload | pair | M × K × N | folds | measured cycles | "

@@ -18,36 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.digits_exports import EXPORTS
+from experiments.digits_exports import make_digits_export as _make_export
 from quant.integer import IntegerModel, load_export
 from rtl.tools import RtlError
-
-EXPORTS = {
-    "gpfq": {"method": "gpfq", "granularity": "channel"},
-    "ptq-sl": {"method": "ptq-sl", "granularity": "4x2"},
-    "ptq-sl-sort": {"method": "ptq-sl", "granularity": "4x2", "reorder": "sort"},
-}
-
-
-def _make_export(kind: str, out: Path) -> None:
-    spec = EXPORTS[kind]
-    if "reorder" not in spec:
-        from experiments.quantize import quantize_builtin
-
-        quantize_builtin("digits-cnn", spec["method"], 4, 8, granularity=spec["granularity"], export_dir=out)
-        return
-    import torch
-
-    from quant.fakequant import calibrate_activations, prepare
-    from quant.integer import export_model
-    from quant.models import get_model, model_split
-    from quant.ptq_sl import ptq_sl_quantize
-
-    torch.manual_seed(0)
-    split = model_split("digits-cnn")
-    q = prepare(get_model("digits-cnn", seed=0))
-    calibrate_activations(q, split.calib_x, 8)
-    ptq_sl_quantize(q, split.calib_x, 4, blocks=(4, 2), reorder=spec["reorder"])
-    export_model(q, split.calib_x[:1], out, name="digits-cnn")
 
 
 @pytest.fixture(scope="session")
