@@ -174,6 +174,27 @@ def test_ptq_sl_linear_on_icarus(iverilog: str, export) -> None:
 
 
 @pytest.mark.rtl
+def test_blocks_of_one_element_tiles_back_to_back(verilator: str, export) -> None:
+    """n_H = 2 with the reduction loop innermost and one-element tiles: every beat has accumulator row 0, so under
+    heavy backpressure block 1's beat enters stage 1 right behind block 0's beat of the same output, and must read
+    the A that beat is writing on the same edge (the buffer's forwarding)."""
+    from rtl.layer import check_layer, golden_layer_inputs, sample_images
+
+    model = load_export(export("ptq-sl"))
+    full = model.layer("12")
+    x = golden_layer_inputs(model, sample_images(model, 6))["12"]
+    # the first 8 inputs of each of its two blocks: each block one row fold of the 4-row array (pack 2 at w4a8), so
+    # the two blocks' beats of an output are one fold apart
+    keep = np.r_[0:8, full.col_bounds[1]:full.col_bounds[1] + 8]
+    lay = dataclasses.replace(full, w_codes=full.w_codes[:, keep], in_channels=16, col_bounds=np.array([0, 8, 16]),
+                              in_perm=np.arange(16), in_shape=(16,))
+    check = check_layer(lay, x[:, keep], rows=4, cols=4, pe="bitfusion", mapping="NMK:1", stall_prob=0.7, seed=3,
+                        preload="overlapped")
+    _assert_ok(check)
+    assert check.n_h == 2 and check.tile_m == 1 and check.loop_order == "NMK"
+
+
+@pytest.mark.rtl
 def test_zero_point_and_signed_activations_bitfusion(verilator: str, export) -> None:
     """Non-zero input zero points (unsigned and signed codes) exercise the per-channel correction; signed codes
     run the Bit-Fusion PE in its signed-activation mode."""
