@@ -21,7 +21,7 @@ from search.errors import SearchInputError
 from sim.errors import InputError
 
 if TYPE_CHECKING:
-    from experiments.quantize import QuantResult
+    from experiments.quantize import QuantResult, UserQuantResult
     from experiments.train import TrainResult
 
 app = typer.Typer(
@@ -219,7 +219,9 @@ def _accuracy_summary(r: QuantResult | TrainResult) -> str:
 
 @app.command("quantize", epilog=epilog("quantize"))
 def quantize_cmd(
-    model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
+    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn), or your own: "
+                                            "path/to/file.py:factory, package.module:factory (the factory returns an "
+                                            "nn.Module) or a torch.export .pt2 program; your own needs --data.")],
     method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels) or ptq-sl.")],
     bits: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a8.")],
     out: Annotated[Path, typer.Option(help="Directory for the integer export and metrics.json.")],
@@ -228,23 +230,44 @@ def quantize_cmd(
                                                   "layers, but at least one layer must hold it.")]
     = "channel",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the model's training and of the calibration sampling.")] = 0,
+    data: Annotated[Path | None, typer.Option(help=".npz with calib_x and optionally test_x, test_y (labels); "
+                                                   "without labels the quality is agreement with the float model.")]
+    = None,
+    weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
 ) -> None:
-    """Quantize a built-in model after training, export it as integers, and measure it."""
+    """Quantize a model (built-in, trained here, or your own on your data), export it as integers, and measure it."""
     import json
 
-    from experiments.quantize import quantize_builtin
+    from experiments.quantize import quantize_builtin, quantize_user
     from experiments.staging import staged_dir
+    from quant.models.user import is_model_spec
     from sim.io import check_output_dir
     from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
     check_output_dir(out)
     w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
+    if data is None and (is_model_spec(model) or weights is not None):
+        raise QuantInputError(f"model {model!r}: your own model needs --data (an .npz with calib_x)")
     with staged_dir(out) as stage:
-        _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=stage,
-                                     on_phase=_phase_printer())
+        if data is None:
+            _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=stage,
+                                         on_phase=_phase_printer())
+        else:
+            _, result = quantize_user(model, data, method, w_bits, a_bits, granularity, seed, weights,
+                                      export_dir=stage, on_phase=_phase_printer())
         (stage / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-    typer.echo(f"{model} {method} {bits} ({granularity}): {_accuracy_summary(result)}")
+    summary = _accuracy_summary(result) if data is None else _user_summary(result)
+    typer.echo(f"{model} {method} {bits} ({granularity}): {summary}")
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
+
+
+def _user_summary(r: UserQuantResult) -> str:
+    """One line of a user-model result: accuracies when labelled, agreement and output SQNR/cosine always."""
+    acc = (f"float {r.float_accuracy:.2f}%, fake-quant {r.fakequant_accuracy:.2f}%, integer {r.integer_accuracy:.2f}%; "
+           if r.labelled else "")
+    return (f"{acc}top-1 agreement fake-quant/float {r.fakequant_agreement:.1f}%, integer/fake-quant "
+            f"{r.integer_agreement:.1f}%, output SQNR {r.output_sqnr_db:.1f} dB, cosine {r.output_cosine:.4f} over "
+            f"{r.samples} samples, weights {r.weight_size_bits / 8192:.1f} KiB")
 
 
 @app.command("train", epilog=epilog("train"))

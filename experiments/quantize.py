@@ -1,4 +1,4 @@
-"""Post-training quantization of a built-in model, measured in fake-quant and in the golden integer model."""
+"""Post-training quantization of a built-in or a user's model, measured in fake-quant and the golden integer model."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from quant.errors import QuantInputError
 from quant.fakequant import model_size_bits
 from quant.quantizer import Blocks, check_seed
 
-__all__ = ["METHODS", "QuantResult", "check_granularity", "measure_quantized", "parse_granularity", "quantize_builtin",
-           "quantize_model", "model_size_bits"]
+__all__ = ["METHODS", "QuantResult", "UserQuantResult", "check_granularity", "measure_quantized", "parse_granularity",
+           "quantize_builtin", "quantize_model", "quantize_user", "model_size_bits"]
 
 METHODS = ("rtn", "gpfq", "gpfq-paper", "ptq-sl")
 _BLOCKS_RE = re.compile(r"^(\d+)x(\d+)$")
@@ -171,4 +171,108 @@ def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, gra
         integer.save(export_dir)
     result = QuantResult(model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity,
                          seed=seed, seconds=round(seconds, 2), **measured)
+    return q, result
+
+
+@dataclass(frozen=True)
+class UserQuantResult:
+    """A user's model quantized on the user's data. Percentages have 2 decimals; the accuracies are None without
+    labels. ``fakequant_agreement`` is the fake-quant model's top-1 against the float model's, ``integer_agreement``
+    the golden integer model's against the fake-quant model's; ``output_sqnr_db`` and ``output_cosine`` compare the
+    fake-quant outputs with the float outputs (mean over samples of the cosine)."""
+
+    model: str
+    method: str
+    w_bits: int
+    a_bits: int
+    granularity: str
+    seed: int
+    samples: int
+    labelled: bool
+    float_accuracy: float | None
+    fakequant_accuracy: float | None
+    integer_accuracy: float | None
+    fakequant_agreement: float
+    integer_agreement: float
+    output_sqnr_db: float
+    output_cosine: float
+    float_size_bits: int
+    weight_size_bits: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _output_quality(ref: torch.Tensor, out: torch.Tensor) -> tuple[float, float]:
+    """(SQNR in dB, mean cosine) of ``out`` against ``ref`` (per sample, flattened)."""
+    r, o = ref.double().flatten(1), out.double().flatten(1)
+    noise = float(((o - r) ** 2).sum())
+    sqnr = float("inf") if noise == 0 else 10.0 * float(np.log10(float((r**2).sum()) / noise))
+    cos = torch.nn.functional.cosine_similarity(r, o, dim=1, eps=1e-12)
+    return round(sqnr, 2), round(float(cos.mean()), 6)
+
+
+def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: int, granularity: str = "channel",
+                  seed: int = 0, weights: Path | None = None, export_dir: Path | None = None,
+                  on_phase: Callable[[str], None] | None = None) -> tuple[nn.Module, UserQuantResult]:
+    """Quantize the model ``spec`` (a built-in name, or :mod:`quant.models.user`'s spec with ``weights``) on the
+    ``.npz`` at ``data_path`` (:mod:`quant.user_data`), measure it in fake-quant and in the golden integer model,
+    and (``export_dir``) write the integer export. Everything that can be checked (method, granularity, seed, the
+    model, the data and their fit) is checked before any work starts."""
+    from quant.data import evaluate_accuracy
+    from quant.fileio import check_output_path
+    from quant.integer import build_integer_model
+    from quant.models import MODELS, get_model
+    from quant.models.user import check_model_input, is_model_spec, load_user_model
+    from quant.user_data import load_user_data
+
+    phase = on_phase or (lambda _: None)
+    if method not in METHODS:
+        raise QuantInputError(f"unknown method {method!r} (allowed: {', '.join(METHODS)})")
+    gran = parse_granularity(granularity)
+    seed = check_seed(seed)
+    if export_dir is not None:
+        check_output_path(export_dir, "integer export", directory=True)
+    data = load_user_data(data_path)
+    if is_model_spec(spec):
+        model = load_user_model(spec, weights)
+    elif spec in MODELS:
+        if weights is not None:
+            raise QuantInputError(f"--weights applies to a user model, not the built-in {spec}")
+        model = get_model(spec, seed=seed)
+    else:
+        raise QuantInputError(f"unknown model {spec!r}: a built-in ({', '.join(MODELS)}), path/to/file.py:factory, "
+                              f"package.module:factory or a .pt2 program")
+    check_model_input(model, data.calib_x, spec)
+    check_model_input(model, data.eval_x, spec, "test_x")
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    phase(f"quantizing {spec}: {method} w{w_bits}a{a_bits}, {granularity}")
+    q = quantize_model(model, data.calib_x, w_bits, a_bits, method, gran, seed)
+    seconds = time.perf_counter() - start
+    phase("measuring: float, fake-quant and golden integer model")
+    x = data.eval_x
+    integer = build_integer_model(q, data.calib_x[:1], name=Path(str(spec)).stem if is_model_spec(spec) else spec)
+    _, int_pred = integer.run(x.numpy())
+    with torch.no_grad():
+        ref, out = model(x), q(x)
+    fq_pred = out.argmax(-1).numpy()
+    sqnr, cosine = _output_quality(ref, out)
+    float_bits, weight_bits = model_size_bits(q)
+    acc = {"float_accuracy": None, "fakequant_accuracy": None, "integer_accuracy": None}
+    if data.labelled:
+        y = data.test_y
+        acc = {"float_accuracy": round(evaluate_accuracy(model, x, y), 2),
+               "fakequant_accuracy": round(evaluate_accuracy(q, x, y), 2),
+               "integer_accuracy": round(100.0 * float(np.mean(int_pred == y.numpy())), 2)}
+    if export_dir is not None:
+        phase("exporting the integer model")
+        integer.save(export_dir)
+    result = UserQuantResult(
+        model=str(spec), method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity, seed=seed,
+        samples=len(x), labelled=data.labelled, **acc,
+        fakequant_agreement=round(100.0 * float(np.mean(fq_pred == ref.argmax(-1).numpy())), 2),
+        integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2), output_sqnr_db=sqnr,
+        output_cosine=cosine, float_size_bits=float_bits, weight_size_bits=weight_bits, seconds=round(seconds, 2))
     return q, result

@@ -1,0 +1,91 @@
+"""Users' own data for quantization: an ``.npz`` with ``calib_x`` and, optionally, ``test_x`` and ``test_y``.
+
+``calib_x`` calibrates the activation quantizers and feeds GPFQ / PTQ-SL; ``test_x`` measures the result
+(``calib_x`` stands in when it is missing). With ``test_y`` the quality is top-1 accuracy; without labels it is
+agreement with the float model (top-1 agreement, output SQNR and cosine), as for embedding models. Floating-point
+arrays become float32 tensors, integer arrays (token ids) int64. Every problem is a one-line
+:class:`~quant.errors.QuantInputError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quant.errors import QuantInputError
+
+__all__ = ["UserData", "load_user_data"]
+
+_KEYS = ("calib_x", "test_x", "test_y")
+
+
+@dataclass(frozen=True, eq=False)
+class UserData:
+    """Calibration and (optional) test inputs and labels, as tensors with the batch dimension first."""
+
+    calib_x: torch.Tensor
+    test_x: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+
+    @property
+    def eval_x(self) -> torch.Tensor:
+        """The inputs the quality is measured on: ``test_x``, else ``calib_x``."""
+        return self.calib_x if self.test_x is None else self.test_x
+
+    @property
+    def labelled(self) -> bool:
+        return self.test_y is not None
+
+
+def _tensor(array: np.ndarray, path: Path, key: str) -> torch.Tensor:
+    if array.dtype.kind == "c":
+        raise QuantInputError(f"--data {path}: {key} is complex")
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise QuantInputError(f"--data {path}: {key} has NaN or infinite values")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if array.dtype.kind in "iub":
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+    raise QuantInputError(f"--data {path}: {key} has dtype {array.dtype}, not numbers")
+
+
+def load_user_data(path: Path | str) -> UserData:
+    """Read and check the ``.npz`` at ``path`` (module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise QuantInputError(f"--data: no such file {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise QuantInputError(f"--data {path}: not a readable .npz ({type(exc).__name__}: {exc})") from None
+    if "calib_x" not in arrays:
+        raise QuantInputError(f"--data {path}: no calib_x (keys: {', '.join(sorted(arrays)) or 'none'})")
+    extra = sorted(set(arrays) - set(_KEYS))
+    if extra:
+        raise QuantInputError(f"--data {path}: unknown keys {', '.join(extra)} (allowed: {', '.join(_KEYS)})")
+    if "test_y" in arrays and "test_x" not in arrays:
+        raise QuantInputError(f"--data {path}: test_y without test_x")
+    calib = arrays["calib_x"]
+    if calib.ndim < 2 or len(calib) < 1:
+        raise QuantInputError(f"--data {path}: calib_x must be [N, ...] with N >= 1, got shape {calib.shape}")
+    out = {"calib_x": _tensor(calib, path, "calib_x")}
+    if "test_x" in arrays:
+        test = arrays["test_x"]
+        if test.ndim != calib.ndim or test.shape[1:] != calib.shape[1:] or len(test) < 1:
+            raise QuantInputError(f"--data {path}: test_x has shape {test.shape}, calib_x {calib.shape}: the "
+                                  f"per-sample shapes must match")
+        out["test_x"] = _tensor(test, path, "test_x")
+    if "test_y" in arrays:
+        y = arrays["test_y"]
+        if y.ndim != 1 or len(y) != len(arrays["test_x"]) or y.dtype.kind not in "iu":
+            raise QuantInputError(f"--data {path}: test_y must be integer class labels [N] with N = "
+                                  f"{len(arrays['test_x'])} (test_x), got {y.dtype} {y.shape}")
+        if y.min() < 0:
+            raise QuantInputError(f"--data {path}: test_y has negative labels")
+        out["test_y"] = torch.from_numpy(y.astype(np.int64))
+    return UserData(**out)
