@@ -351,7 +351,9 @@ def quant_table_cmd(
 
 @app.command("sensitivity", epilog=epilog("sensitivity"))
 def sensitivity_cmd(
-    model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
+    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn), or your own: "
+                                            "path/to/file.py:factory, package.module:factory or a .pt2 program "
+                                            "(needs --data).")],
     method: Annotated[str, typer.Option(help="sqnr (output noise-to-signal ratio, AIMET/Pandey), hessian "
                                              "(HAWQ trace x quantization error) or loss (measured increase).")],
     pairs: Annotated[str, typer.Option(help="Bit pairs to score, e.g. w8a8,w4a8,w4a4.")],
@@ -360,11 +362,14 @@ def sensitivity_cmd(
     samples: Annotated[int, typer.Option(help="Calibration samples to use (at most; chosen by --seed).")] = 128,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the model's training, the sample choice and the Hessian "
                                            "probes.")] = 0,
+    data: Annotated[Path | None, typer.Option(help=".npz with calib_x (and calib_y, the labels hessian and loss "
+                                                   "need).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
 ) -> None:
     """Score each layer's sensitivity to every bit pair and write the sensitivity table."""
     import time
 
-    from quant.models import get_model, model_split
+    from experiments.user_inputs import load_model_and_data
     from quant.sensitivity import METHODS, QUANTIZERS, check_table_path, sensitivity_table, write_sensitivity
     from sim.pairs import DEFAULT_MAX_BITS, format_pair, parse_pairs
 
@@ -375,17 +380,18 @@ def sensitivity_cmd(
             raise QuantInputError(f"unknown {label} {value!r} (allowed: {', '.join(allowed)})")
     if samples < 1:
         raise QuantInputError(f"--samples must be at least 1, got {samples}")
+    inputs = load_model_and_data(model, data, weights, seed)
+    if method != "sqnr" and inputs.calib_y is None:
+        raise QuantInputError(f"--method {method} needs labels: give calib_y in --data, or use --method sqnr")
     start = time.perf_counter()
-    net = get_model(model, seed=seed)
-    split = model_split(model)
-    frame = sensitivity_table(net, split.calib_x, bit_pairs, method, calib_y=split.calib_y, quantizer=quantizer,
-                              n_samples=samples, seed=seed, progress=True)
+    frame = sensitivity_table(inputs.model, inputs.calib_x, bit_pairs, method, calib_y=inputs.calib_y,
+                              quantizer=quantizer, n_samples=samples, seed=seed, progress=True)
     write_sensitivity(frame, out)
     seconds = time.perf_counter() - start
     totals = frame.groupby(["w_bits", "a_bits"], sort=False)["sensitivity"].sum()
     lo, hi = totals.idxmin(), totals.idxmax()
     typer.echo(f"{model} {method} ({quantizer}): {frame.layer.nunique()} layers in {frame.group.nunique()} groups "
-               f"x {len(bit_pairs)} pairs on {min(samples, len(split.calib_x))} samples in {seconds:.1f} s; "
+               f"x {len(bit_pairs)} pairs on {min(samples, len(inputs.calib_x))} samples in {seconds:.1f} s; "
                f"summed sensitivity {totals[lo]:.3g} ({format_pair(lo)}) to {totals[hi]:.3g} ({format_pair(hi)}); "
                f"wrote {len(frame)} rows to {out}")
 

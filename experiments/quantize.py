@@ -220,12 +220,11 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: 
     ``.npz`` at ``data_path`` (:mod:`quant.user_data`), measure it in fake-quant and in the golden integer model,
     and (``export_dir``) write the integer export. Everything that can be checked (method, granularity, seed, the
     model, the data and their fit) is checked before any work starts."""
+    from experiments.user_inputs import load_model_and_data
     from quant.data import evaluate_accuracy
     from quant.fileio import check_output_path
     from quant.integer import build_integer_model
-    from quant.models import MODELS, get_model
-    from quant.models.user import check_model_input, is_model_spec, load_user_model
-    from quant.user_data import load_user_data
+    from quant.models.user import is_model_spec
 
     phase = on_phase or (lambda _: None)
     if method not in METHODS:
@@ -234,26 +233,17 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: 
     seed = check_seed(seed)
     if export_dir is not None:
         check_output_path(export_dir, "integer export", directory=True)
-    data = load_user_data(data_path)
-    if is_model_spec(spec):
-        model = load_user_model(spec, weights)
-    elif spec in MODELS:
-        if weights is not None:
-            raise QuantInputError(f"--weights applies to a user model, not the built-in {spec}")
-        model = get_model(spec, seed=seed)
-    else:
-        raise QuantInputError(f"unknown model {spec!r}: a built-in ({', '.join(MODELS)}), path/to/file.py:factory, "
-                              f"package.module:factory or a .pt2 program")
-    check_model_input(model, data.calib_x, spec)
-    check_model_input(model, data.eval_x, spec, "test_x")
+    inputs = load_model_and_data(spec, data_path, weights, seed)
+    model = inputs.model
+    eval_x = inputs.calib_x if inputs.test_x is None else inputs.test_x
     torch.manual_seed(seed)
     start = time.perf_counter()
     phase(f"quantizing {spec}: {method} w{w_bits}a{a_bits}, {granularity}")
-    q = quantize_model(model, data.calib_x, w_bits, a_bits, method, gran, seed)
+    q = quantize_model(model, inputs.calib_x, w_bits, a_bits, method, gran, seed)
     seconds = time.perf_counter() - start
     phase("measuring: float, fake-quant and golden integer model")
-    x = data.eval_x
-    integer = build_integer_model(q, data.calib_x[:1], name=Path(str(spec)).stem if is_model_spec(spec) else spec)
+    x = eval_x
+    integer = build_integer_model(q, inputs.calib_x[:1], name=Path(str(spec)).stem if is_model_spec(spec) else spec)
     _, int_pred = integer.run(x.numpy())
     with torch.no_grad():
         ref, out = model(x), q(x)
@@ -261,8 +251,8 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: 
     sqnr, cosine = _output_quality(ref, out)
     float_bits, weight_bits = model_size_bits(q)
     acc = {"float_accuracy": None, "fakequant_accuracy": None, "integer_accuracy": None}
-    if data.labelled:
-        y = data.test_y
+    if inputs.test_y is not None:
+        y = inputs.test_y
         acc = {"float_accuracy": round(evaluate_accuracy(model, x, y), 2),
                "fakequant_accuracy": round(evaluate_accuracy(q, x, y), 2),
                "integer_accuracy": round(100.0 * float(np.mean(int_pred == y.numpy())), 2)}
@@ -271,7 +261,7 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: 
         integer.save(export_dir)
     result = UserQuantResult(
         model=str(spec), method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity, seed=seed,
-        samples=len(x), labelled=data.labelled, **acc,
+        samples=len(x), labelled=inputs.test_y is not None, **acc,
         fakequant_agreement=round(100.0 * float(np.mean(fq_pred == ref.argmax(-1).numpy())), 2),
         integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2), output_sqnr_db=sqnr,
         output_cosine=cosine, float_size_bits=float_bits, weight_size_bits=weight_bits, seconds=round(seconds, 2))

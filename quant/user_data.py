@@ -1,7 +1,9 @@
-"""Users' own data for quantization: an ``.npz`` with ``calib_x`` and, optionally, ``test_x`` and ``test_y``.
+"""Users' own data for quantization: an ``.npz`` with ``calib_x`` and, optionally, ``calib_y``, ``test_x`` and
+``test_y``.
 
-``calib_x`` calibrates the activation quantizers and feeds GPFQ / PTQ-SL; ``test_x`` measures the result
-(``calib_x`` stands in when it is missing). With ``test_y`` the quality is top-1 accuracy; without labels it is
+``calib_x`` calibrates the activation quantizers and feeds GPFQ / PTQ-SL (and the sensitivity methods; ``calib_y``,
+its class labels, is what the ``hessian`` and ``loss`` methods need); ``test_x`` measures the result (``calib_x``
+stands in when it is missing). With ``test_y`` the quality is top-1 accuracy; without labels it is
 agreement with the float model (top-1 agreement, output SQNR and cosine), as for embedding models. Floating-point
 arrays become float32 tensors, integer arrays (token ids) int64. Every problem is a one-line
 :class:`~quant.errors.QuantInputError` naming the file and the key.
@@ -20,7 +22,7 @@ from quant.errors import QuantInputError
 
 __all__ = ["UserData", "load_user_data"]
 
-_KEYS = ("calib_x", "test_x", "test_y")
+_KEYS = ("calib_x", "calib_y", "test_x", "test_y")
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,17 +30,9 @@ class UserData:
     """Calibration and (optional) test inputs and labels, as tensors with the batch dimension first."""
 
     calib_x: torch.Tensor
+    calib_y: torch.Tensor | None = None
     test_x: torch.Tensor | None = None
     test_y: torch.Tensor | None = None
-
-    @property
-    def eval_x(self) -> torch.Tensor:
-        """The inputs the quality is measured on: ``test_x``, else ``calib_x``."""
-        return self.calib_x if self.test_x is None else self.test_x
-
-    @property
-    def labelled(self) -> bool:
-        return self.test_y is not None
 
 
 def _tensor(array: np.ndarray, path: Path, key: str) -> torch.Tensor:
@@ -80,12 +74,13 @@ def load_user_data(path: Path | str) -> UserData:
             raise QuantInputError(f"--data {path}: test_x has shape {test.shape}, calib_x {calib.shape}: the "
                                   f"per-sample shapes must match")
         out["test_x"] = _tensor(test, path, "test_x")
-    if "test_y" in arrays:
-        y = arrays["test_y"]
-        if y.ndim != 1 or len(y) != len(arrays["test_x"]) or y.dtype.kind not in "iu":
-            raise QuantInputError(f"--data {path}: test_y must be integer class labels [N] with N = "
-                                  f"{len(arrays['test_x'])} (test_x), got {y.dtype} {y.shape}")
-        if y.min() < 0:
-            raise QuantInputError(f"--data {path}: test_y has negative labels")
-        out["test_y"] = torch.from_numpy(y.astype(np.int64))
+    for key, x_key in (("calib_y", "calib_x"), ("test_y", "test_x")):
+        if key in arrays:
+            y = arrays[key]
+            if y.ndim != 1 or len(y) != len(arrays[x_key]) or y.dtype.kind not in "iu":
+                raise QuantInputError(f"--data {path}: {key} must be integer class labels [N] with N = "
+                                      f"{len(arrays[x_key])} ({x_key}), got {y.dtype} {y.shape}")
+            if y.min() < 0:
+                raise QuantInputError(f"--data {path}: {key} has negative labels")
+            out[key] = torch.from_numpy(y.astype(np.int64))
     return UserData(**out)

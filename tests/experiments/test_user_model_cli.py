@@ -115,3 +115,24 @@ def test_user_model_bad_input(user: dict[str, Path], case: str, capsys) -> None:
     spec, data, extra, cause = BAD[case]
     extra = tuple(str(user["root"] / e) if e.endswith(".pt") else e for e in extra)
     assert_bad_input(_quantize(user, spec(user), data, user["root"] / "out", *extra), capsys, user["root"], cause)
+
+
+def test_sensitivity_of_a_user_model(user: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """``sensitivity`` on the same model and data: one row per quantizable layer and pair; the loss method needs
+    labels for calib_x."""
+    import pandas as pd
+
+    spec = f"{user['py']}:small_cnn"
+    out = tmp_path / "sens.csv"
+    code, _, err = run_cli(["sensitivity", "--model", spec, "--method", "sqnr", "--pairs", "w8a8,w4a8", "--out",
+                            str(out), "--data", str(user["root"] / "unlabelled.npz"), "--weights",
+                            str(user["weights"]), "--samples", "32"], capsys)
+    assert code == 0, err
+    frame = pd.read_csv(out, dtype={"name": str})
+    assert sorted(frame.name.unique()) == ["0", "4", "7"] and len(frame) == 6  # the module names of the 3 layers
+    # fewer bits, more noise: every layer's w4a8 score is above its w8a8 score
+    wide = frame.pivot(index="name", columns="w_bits", values="sensitivity")
+    assert (wide[4] > wide[8]).all()
+    assert_bad_input(["sensitivity", "--model", spec, "--method", "loss", "--pairs", "w4a8", "--out",
+                      str(tmp_path / "s2.csv"), "--data", str(user["root"] / "unlabelled.npz")], capsys, tmp_path,
+                     "needs labels")
