@@ -53,7 +53,7 @@ from quant.requant import (
 
 __all__ = ["FORMAT_VERSION", "NPZ_NAME", "META_NAME", "LOGIT_BITS", "IntegerLayer", "IntegerModel", "export_model",
            "build_integer_model", "load_export", "effective_block_scales", "im2col", "apply_ops", "rounding_shift",
-           "requantize", "quantize_multipliers"]
+           "requantize", "quantize_multipliers", "check_exportable"]
 
 FORMAT_VERSION = "lowbit-integer/1"
 NPZ_NAME, META_NAME = "model.npz", "meta.json"
@@ -931,6 +931,12 @@ def _walk(model: Any) -> list[tuple[str, Any]]:
         raise QuantInputError(f"unsupported modules for integer export: {', '.join(bad)} "
                               f"(allowed between layers: ReLU, MaxPool1d/2d, Flatten, Identity, Dropout)")
     return leaves
+
+
+def check_exportable(model: Any) -> None:
+    """Refuse, naming the modules, a prepared model (``quant.fakequant.prepare``) that the integer export cannot
+    represent; before any quantization work, since the export walks the same structure."""
+    _walk(model)
 
 
 def _requant_constants(sx: Fraction, eff: np.ndarray, out_scale: float, bias_real: np.ndarray, rows: np.ndarray,

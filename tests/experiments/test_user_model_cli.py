@@ -136,3 +136,23 @@ def test_sensitivity_of_a_user_model(user: dict[str, Path], tmp_path: Path, caps
     assert_bad_input(["sensitivity", "--model", spec, "--method", "loss", "--pairs", "w4a8", "--out",
                       str(tmp_path / "s2.csv"), "--data", str(user["root"] / "unlabelled.npz")], capsys, tmp_path,
                      "needs labels")
+
+
+def test_a_residual_user_model_is_refused_before_work(user: dict[str, Path], capsys) -> None:
+    """A model the integer export cannot represent yet (a residual block) is named at once, before quantizing."""
+    (user["root"] / "res.py").write_text(textwrap.dedent('''
+        from torch import nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+            def forward(self, x):
+                return x + self.conv(x)
+
+        def net():
+            return nn.Sequential(Block(), nn.Flatten(), nn.Linear(64, 10))
+    '''))
+    assert_bad_input(_quantize(user, f"{user['root']}/res.py:net", "unlabelled.npz", user["root"] / "out"), capsys,
+                     user["root"], "unsupported modules for integer export: 0 (Block)")
