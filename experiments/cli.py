@@ -37,8 +37,9 @@ app = typer.Typer(
 @app.command("sim", epilog=epilog("sim"))
 def sim_cmd(
     chip: Annotated[str, typer.Option(help="Preset name, chip YAML, or SCALE-Sim .cfg.")],
-    workload: Annotated[str, typer.Option(help="Zoo name, built-in model (digits-cnn, mnist1d-cnn), SCALE-Sim "
-                                               "topology .csv, .onnx or workload .yaml.")],
+    workload: Annotated[str, typer.Option(help="Zoo name, built-in model (digits-cnn, mnist1d-cnn), your own model "
+                                               "(file.py:factory, module:factory, .pt2), SCALE-Sim topology .csv, "
+                                               ".onnx or workload .yaml.")],
     out: Annotated[Path, typer.Option(help="Cost table to write: .csv or .parquet.")],
     pairs: Annotated[str | None, typer.Option(help="Bit pairs, e.g. w8a8,w4a4 (default: all the chip supports).")]
     = None,
@@ -56,6 +57,11 @@ def sim_cmd(
     weight_preload: Annotated[str | None, typer.Option(
         help="serial: each fold shifts its stationary tile in first; overlapped: double-buffered PE registers "
              "load the next tile while the current one streams (default: the chip's own).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Your own model (--workload file.py:factory, module:factory or "
+                                                   ".pt2): trace it on one sample of this .npz's calib_x.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="Your own model without --data: one sample's shape, "
+                                                         "e.g. 1,28,28.")] = None,
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table (with the mapping chosen per layer)."""
     from experiments.workloads import resolve_workload
@@ -66,7 +72,15 @@ def sim_cmd(
 
     check_output_file(out, TABLE_SUFFIXES)
     chip_config = with_mapping(load_chip(chip), mapping, objective, weight_preload)
-    wl = resolve_workload(workload)
+    shape = None
+    if input_shape is not None:
+        try:
+            shape = tuple(int(v) for v in input_shape.split(","))
+        except ValueError:
+            shape = ()
+        if not shape or min(shape) < 1:
+            raise QuantInputError(f"bad --input-shape {input_shape!r}: give positive integers such as 1,28,28")
+    wl = resolve_workload(workload, data=data, weights=weights, input_shape=shape)
     if in_blocks is not None:
         wl = wl.with_in_blocks(in_blocks)
     frame = simulate(chip_config, wl, pairs, coupled=coupled)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sim.workload import Workload, load_workload
 
 __all__ = ["BUILTIN_MODELS", "resolve_workload"]
@@ -10,13 +12,34 @@ __all__ = ["BUILTIN_MODELS", "resolve_workload"]
 BUILTIN_MODELS = ("digits-cnn", "mnist1d-cnn")
 
 
-def resolve_workload(name: str, seed: int = 0) -> Workload:
-    """A built-in model's layers (traced on one calibration sample, names = its quantized layers), or
-    anything :func:`sim.load_workload` accepts."""
-    if name in BUILTIN_MODELS:
-        from quant.models import get_model, model_split
+def resolve_workload(name: str, seed: int = 0, data: Path | None = None, weights: Path | None = None,
+                     input_shape: tuple[int, ...] | None = None) -> Workload:
+    """A built-in model's layers (traced on one calibration sample, names = its quantized layers), a user's model
+    (:mod:`quant.models.user`; traced on one sample of ``data``, or a zero input of ``input_shape`` per sample, so
+    its layer names are the ones ``quantize`` and ``sensitivity`` use), or anything :func:`sim.load_workload`
+    accepts."""
+    from quant.errors import QuantInputError
+    from quant.models.user import is_model_spec
+
+    user = is_model_spec(name) and not name.endswith((".onnx", ".yaml", ".yml", ".csv"))
+    if not user and (data is not None or weights is not None or input_shape is not None):
+        if name not in BUILTIN_MODELS or weights is not None or input_shape is not None:
+            raise QuantInputError(f"--data, --weights and --input-shape apply to a model, not the workload {name!r}")
+    if name in BUILTIN_MODELS or user:
+        from experiments.user_inputs import load_model_and_data
         from sim.workload import from_torch
 
-        model = get_model(name, seed=seed)
-        return from_torch(model, model_split(name).calib_x[:1], name=name)
+        if user and data is None:
+            if input_shape is None:
+                raise QuantInputError(f"model {name!r}: give --data (an .npz with calib_x) or --input-shape")
+            import torch
+
+            from quant.models.user import check_model_input, load_user_model
+
+            model = load_user_model(name, weights)
+            example = torch.zeros((1, *input_shape))
+            check_model_input(model, example, name, "--input-shape")
+            return from_torch(model, example, name=name)
+        inputs = load_model_and_data(name, data, weights, seed)
+        return from_torch(inputs.model, inputs.calib_x[:1], name=name)
     return load_workload(name)

@@ -156,3 +156,28 @@ def test_a_residual_user_model_is_refused_before_work(user: dict[str, Path], cap
     '''))
     assert_bad_input(_quantize(user, f"{user['root']}/res.py:net", "unlabelled.npz", user["root"] / "out"), capsys,
                      user["root"], "unsupported modules for integer export: 0 (Block)")
+
+
+def test_sim_and_solve_join_on_a_user_model(user: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """``sim`` traces the same model spec (on the data's shape or --input-shape); its layer names are the ones
+    ``sensitivity`` writes, so ``solve`` joins the two tables without edits."""
+    spec = f"{user['py']}:small_cnn"
+    costs, costs2, sens = tmp_path / "costs.csv", tmp_path / "costs2.csv", tmp_path / "sens.csv"
+    for argv in (["sim", "--chip", "bitfusion_edge", "--workload", spec, "--pairs", "w8a8,w4a8", "--out", str(costs),
+                  "--data", str(user["root"] / "unlabelled.npz")],
+                 ["sim", "--chip", "bitfusion_edge", "--workload", spec, "--pairs", "w8a8,w4a8", "--out", str(costs2),
+                  "--input-shape", "1,8,8"],
+                 ["sensitivity", "--model", spec, "--method", "sqnr", "--pairs", "w8a8,w4a8", "--out", str(sens),
+                  "--data", str(user["root"] / "unlabelled.npz"), "--samples", "16"],
+                 ["solve", "--costs", str(costs), "--sensitivity", str(sens), "--budget", "latency_us=80%", "--out",
+                  str(tmp_path / "assign")]):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 0, (argv[0], err)
+    assert costs.read_text() == costs2.read_text()
+    assert (tmp_path / "assign" / "assignment.csv").is_file()
+    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", spec, "--out", str(tmp_path / "c3.csv")],
+                     capsys, tmp_path, "--input-shape")
+    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", spec, "--out", str(tmp_path / "c3.csv"),
+                      "--input-shape", "1,5,5"], capsys, tmp_path, "does not fit model")
+    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", "resnet18", "--out", str(tmp_path / "c3.csv"),
+                      "--input-shape", "1,5,5"], capsys, tmp_path, "apply to a model")
