@@ -510,14 +510,23 @@ def rtl_verify_cmd(
     = "serial",
     dataflow: Annotated[str, typer.Option(
         help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK); is runs GEMMs only.")] = "ws",
+    data: Annotated[Path | None, typer.Option(help="The model's inputs (.npz: test_x, else calib_x; the first "
+                                                   "--images samples), for an export of your own model.")] = None,
 ) -> None:
     """Verify one exported layer in RTL: output codes against the golden model, busy cycles against sim."""
     import json
 
-    from rtl.layer import verify_layer
+    from rtl.layer import check_run_arguments, verify_layer
 
     rows, cols = _parse_array(array)
-    check = verify_layer(export, layer, rows=rows, cols=cols, pe=pe, simulator=sim, images=images,
+    x = None
+    if data is not None:
+        from quant.user_data import load_user_data
+
+        check_run_arguments(rows, cols, pe, gaps, gaps, seed, images, sim, weight_preload, dataflow)
+        inputs = load_user_data(data)
+        x = (inputs.calib_x if inputs.test_x is None else inputs.test_x)[:images].numpy()
+    check = verify_layer(export, layer, rows=rows, cols=cols, pe=pe, simulator=sim, images=images, x=x,
                          gap_prob=gaps, stall_prob=gaps, seed=seed, mapping=mapping, preload=weight_preload,
                          dataflow=dataflow)
     for message in check.messages[:10]:

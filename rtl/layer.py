@@ -543,7 +543,7 @@ def sample_images(model: IntegerModel, images: int) -> np.ndarray:
         split = model_split(model.name)
     except Exception as exc:  # unknown model name, or torch missing
         raise RtlError(one_line(f"no test images for model {model.name!r} ({exc}); pass input images "
-                                f"explicitly")) from None
+                                f"explicitly (lowbit rtl verify --data FILE.npz)")) from None
     if images < 1:
         raise RtlError(f"images must be >= 1, got {images}")
     return split.test_x[:images].numpy()

@@ -181,3 +181,21 @@ def test_sim_and_solve_join_on_a_user_model(user: dict[str, Path], tmp_path: Pat
                       "--input-shape", "1,5,5"], capsys, tmp_path, "does not fit model")
     assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", "resnet18", "--out", str(tmp_path / "c3.csv"),
                       "--input-shape", "1,5,5"], capsys, tmp_path, "apply to a model")
+
+
+@pytest.mark.rtl
+def test_rtl_verify_a_layer_of_a_user_export(verilator: str, user: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """A user's export (no built-in test images) verifies layer by layer in RTL on the user's inputs (--data):
+    bit-exact, cycles equal to sim's; without --data the error says to pass it."""
+    out = tmp_path / "q"
+    code, _, err = run_cli(_quantize(user, f"{user['py']}:small_cnn", "labelled.npz", out, "--weights",
+                                     str(user["weights"])), capsys)
+    assert code == 0, err
+    for layer in ("4", "7"):  # the second conv (after BN folding and pooling) and the classifier
+        code, stdout, err = run_cli(["rtl", "verify", "--export", str(out), "--layer", layer, "--array", "4x4",
+                                     "--pe", "bitfusion", "--images", "2", "--gaps", "0.2", "--data",
+                                     str(user["root"] / "labelled.npz")], capsys)
+        assert code == 0, err
+        line = json.loads(stdout.strip().splitlines()[-1])
+        assert line["mismatches"] == 0 and line["measured_cycles"] == line["predicted_cycles"]
+    assert_bad_input(["rtl", "verify", "--export", str(out), "--layer", "4"], capsys, tmp_path, "--data")
