@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["QuantInputError", "ShippedWeightsError", "TrainingDivergedError"]
+__all__ = ["QuantInputError", "ShippedWeightsError", "TrainingDivergedError", "UnfoldedBatchNormWarning"]
 
 
 class QuantInputError(ValueError):
@@ -16,3 +16,7 @@ class TrainingDivergedError(QuantInputError):
 
 class ShippedWeightsError(QuantInputError):
     """A shipped pretrained-weights file is missing, unreadable or fails its sha256 check."""
+
+
+class UnfoldedBatchNormWarning(UserWarning):
+    """A BatchNorm that ``quant.fakequant.prepare`` could not fold into a conv / linear; named in the message."""

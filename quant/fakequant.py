@@ -12,6 +12,7 @@ Everything is float64-exact on the grid: ``forward`` uses ``codes * scale`` cast
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -20,13 +21,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from quant.errors import QuantInputError
+from quant.errors import QuantInputError, UnfoldedBatchNormWarning
 from quant.quantizer import Blocks, QuantSpec, check_finite, dequantize, expand_blocks
 
 __all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "model_size_bits", "capture_inputs", "feed_inputs",
            "calibrate_activations", "fold_batchnorm", "SUPPORTED", "act_range"]
 
 SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PASSIVE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout,
             nn.BatchNorm1d, nn.BatchNorm2d, nn.Sequential, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
             nn.AvgPool1d, nn.AvgPool2d, nn.LayerNorm, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax,
@@ -138,29 +140,76 @@ class QuantLayer(nn.Module):
         return f"{w}, {a}"
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm that directly follows a Conv/Linear inside a Sequential into it (in place).
+def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
+    """Fold eval-mode ``bn`` into the conv / linear ``layer`` that feeds it (in place; the layer gains a bias)."""
+    std = torch.sqrt(bn.running_var + bn.eps)
+    gamma = bn.weight if bn.affine else torch.ones_like(std)
+    beta = bn.bias if bn.affine else torch.zeros_like(std)
+    factor = (gamma / std).detach()
+    shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+    layer.weight.data = layer.weight.data * factor.reshape(shape)
+    bias = layer.bias.data if layer.bias is not None else torch.zeros_like(bn.running_mean)
+    layer.bias = nn.Parameter(((bias - bn.running_mean) * factor + beta.detach()).clone())
 
-    The conv gains a bias if it had none; the BN becomes Identity.  Eval-mode function unchanged."""
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
+
+def _foldable(layer: nn.Module, bn: nn.Module) -> bool:
+    return (isinstance(layer, SUPPORTED) and isinstance(bn, _BATCHNORMS) and bn.running_var is not None
+            and bn.num_features == (layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels))
+
+
+def _set_module(model: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, name, new)
+
+
+def _graph_pairs(model: nn.Module) -> list[tuple[str, str]] | None:
+    """(layer path, BN path) of every BN whose input is the output of a conv / linear that nothing else reads and
+    that runs once, from the ``torch.fx`` graph; None when the model cannot be traced."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # data-dependent control flow, unsupported Python: fall back to the Sequential rule
+        return None
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(model.get_submodule(node.target), _BATCHNORMS):
             continue
-        names = list(module._modules)
-        for prev, cur in zip(names, names[1:]):
-            layer, bn = module._modules[prev], module._modules[cur]
-            if isinstance(layer, SUPPORTED) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)) \
-                    and bn.running_var is not None:
-                std = torch.sqrt(bn.running_var + bn.eps)
-                gamma = bn.weight if bn.affine else torch.ones_like(std)
-                beta = bn.bias if bn.affine else torch.zeros_like(std)
-                factor = (gamma / std).detach()
-                shape = (-1,) + (1,) * (layer.weight.dim() - 1)
-                layer.weight.data = layer.weight.data * factor.reshape(shape)
-                bias = layer.bias.data if layer.bias is not None else torch.zeros_like(bn.running_mean)
-                new_bias = (bias - bn.running_mean) * factor + beta.detach()
-                layer.bias = nn.Parameter(new_bias.clone())
-                module._modules[cur] = nn.Identity()
-    return model
+        src = node.args[0] if node.args else None
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module" and len(src.users) == 1
+                and calls[src.target] == 1 and calls[node.target] == 1):
+            pairs.append((str(src.target), str(node.target)))
+    return pairs
+
+
+def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(layer path, BN path) of every BN that directly follows a layer inside an ``nn.Sequential``."""
+    pairs = []
+    for path, module in model.named_modules():
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            prefix = f"{path}." if path else ""
+            pairs += [(prefix + a, prefix + b) for a, b in zip(names, names[1:])]
+    return pairs
+
+
+def fold_batchnorm(model: nn.Module) -> list[str]:
+    """Fold every eval-mode BatchNorm whose input is a Conv/Linear's output into that layer (in place): the layer
+    gains a bias, the BN becomes Identity, the eval-mode function is unchanged.
+
+    The pairs come from the model's ``torch.fx`` graph, so a conv -> BN anywhere in a module's ``forward`` (a
+    ResNet block's ``self.bn1(self.conv1(x))``) folds, not only inside an ``nn.Sequential``; a layer whose output
+    something else reads too, or a module called twice, is left alone. Models that ``torch.fx`` cannot trace fall
+    back to adjacent pairs inside ``nn.Sequential`` containers. Returns the paths of the BatchNorms left unfolded."""
+    pairs = _graph_pairs(model)
+    for layer_path, bn_path in pairs if pairs is not None else _sequential_pairs(model):
+        layer, bn = model.get_submodule(layer_path), model.get_submodule(bn_path)
+        if _foldable(layer, bn):
+            _fold_into(layer, bn)
+            _set_module(model, bn_path, nn.Identity())
+    return [path for path, m in model.named_modules() if isinstance(m, _BATCHNORMS)]
 
 
 def prepare(model: nn.Module, fold_bn: bool = True) -> nn.Module:
@@ -171,7 +220,11 @@ def prepare(model: nn.Module, fold_bn: bool = True) -> nn.Module:
     for name, p in model.named_parameters():
         check_finite(f"parameter {name}", p.detach().cpu().numpy())
     if fold_bn:
-        fold_batchnorm(model)
+        left = fold_batchnorm(model)
+        if left:
+            warnings.warn(f"BatchNorm not folded (its input is not the output of a conv/linear that only it reads): "
+                          f"{', '.join(left)}; it runs in float in fake-quant and the integer export refuses it",
+                          UnfoldedBatchNormWarning, stacklevel=2)
     unsupported = sorted({type(m).__name__ for m in model.modules()
                           if not isinstance(m, SUPPORTED + _PASSIVE + (QuantLayer,))
                           and any(True for _ in m.parameters(recurse=False))})

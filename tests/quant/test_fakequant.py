@@ -53,6 +53,73 @@ def test_fold_batchnorm_adds_a_bias_when_missing() -> None:
     torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-6)
 
 
+class _ResBlock(nn.Module):
+    """A torchvision-style basic block: conv -> BN in ``forward`` (not in a Sequential), a downsample branch, and a
+    BN that reads the residual sum (nothing to fold it into)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.down = nn.Sequential(nn.Conv2d(2, 4, 1, bias=False), nn.BatchNorm2d(4))
+        self.post = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return self.post(torch.relu(y + self.down(x)))
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    torch.manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+def test_fold_batchnorm_follows_the_graph() -> None:
+    """conv -> BN pairs in a module's forward fold, the Sequential one too; a BN after the residual add cannot fold
+    and is named; the function is unchanged."""
+    model = _ResBlock().eval()
+    _randomize_bn(model)
+    x = torch.randn(3, 2, 6, 6)
+    ref = model(x)
+    left = fold_batchnorm(model)
+    assert left == ["post"]
+    assert isinstance(model.bn1, nn.Identity) and isinstance(model.bn2, nn.Identity)
+    assert isinstance(model.down[1], nn.Identity) and model.conv1.bias is not None
+    torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_prepare_warns_about_an_unfolded_batchnorm() -> None:
+    from quant.errors import UnfoldedBatchNormWarning
+
+    model = _ResBlock().eval()
+    with pytest.warns(UnfoldedBatchNormWarning, match="BatchNorm not folded.*: post;"):
+        prepare(model)
+
+
+def test_a_shared_or_twice_read_layer_is_not_folded() -> None:
+    """A conv whose output the BN and something else read, or a conv called twice, keeps its weights."""
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    model = Shared().eval()
+    _randomize_bn(model)
+    weight = model.conv.weight.detach().clone()
+    assert fold_batchnorm(model) == ["bn"]
+    assert torch.equal(model.conv.weight, weight)
+
+
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 def test_rtn_installs_codes_and_more_bits_mean_less_error(bits: int) -> None:
     model, x = small_cnn(), inputs()
