@@ -12,6 +12,13 @@ Any other op -- e.g. ``LSTM``, ``ConvTranspose``, ``Einsum``, ``Loop`` or a cust
 makes :func:`read_onnx` raise :class:`InputError` listing every such op type with its node
 names, so no MACs are dropped silently.
 
+Layer names: a weighted layer (a conv, or a gemm / matmul with a constant second operand) of a model exported by
+``torch.onnx.export`` gets the torch module path its node name encodes (``/0/conv1/Conv`` -> ``0.conv1``,
+``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``), and a product of two activations ``<path>.matmul``
+(``#2``, ``#3`` ... for more in one module): the names :func:`sim.workload.from_torch` (and :mod:`quant`, for the
+weighted layers) give the same layers, so cost and sensitivity tables of one model join. Nodes named otherwise
+keep their ONNX node name.
+
 Shapes come from ``onnx.shape_inference.infer_shapes``. A symbolic leading (batch) dimension of
 a graph input is set to ``batch``; other symbolic dimensions can be fixed by name with
 ``dim_values``. A shape still unknown after inference raises :class:`InputError`.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +36,7 @@ from typing import Any
 from sim.errors import InputError
 from sim.workload.layer import Layer, Workload, gemm, matmul
 
-__all__ = ["read_onnx", "product_layer", "MODELLED_OPS", "IGNORED_OPS"]
+__all__ = ["read_onnx", "product_layer", "torch_module_path", "MODELLED_OPS", "IGNORED_OPS"]
 
 # op type -> (index of the data input, index of the weight / second operand input)
 _CONV_OPS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
@@ -52,6 +60,21 @@ IGNORED_OPS = frozenset("""
 """.split())
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def torch_module_path(node_name: str, op_type: str) -> str | None:
+    """The torch module path that ``torch.onnx.export`` encoded in ``node_name`` (``/scope/.../OpType[_k]``; ``""``
+    at the top level), or None for another naming. A scope may be relative (``conv1``) or the full dotted path
+    (``layer1.0``)."""
+    parts = node_name.split("/")
+    if len(parts) < 2 or parts[0] or not re.fullmatch(rf"{re.escape(op_type)}(_\d+)?", parts[-1]):
+        return None
+    path = ""
+    for seg in parts[1:-1]:
+        if not seg:
+            return None
+        path = seg if not path or seg.startswith(path + ".") else f"{path}.{seg}"
+    return path
 
 
 def _dims(value_info: Any) -> list[Any] | None:
@@ -243,13 +266,19 @@ def read_onnx(path: str | os.PathLike[str], batch: int = 1,
     for i, node in enumerate(graph.node):
         if node.op_type not in MODELLED_OPS:
             continue
-        base = node.name or f"{node.op_type}_{i}"
+        weighted = node.op_type in _CONV_OPS or node.input[_MATMUL_OPS[node.op_type][1]] in static
+        node_name = node.name or f"{node.op_type}_{i}"
+        path = torch_module_path(node_name, node.op_type)
+        if path is None or (weighted and not path):
+            base = node_name
+        else:  # a weighted layer is its module; a product of two activations is named as from_torch names it
+            base = path if weighted else (f"{path}.matmul" if path else "matmul")
         name, k = base, 1
         while name in used:
             k += 1
             name = f"{base}#{k}"
         used.add(name)
-        where = f"{p}: node {base!r} ({node.op_type})"
+        where = f"{p}: node {node_name!r} ({node.op_type})"
 
         def shape(index: int, role: str, node: Any = node, where: str = where) -> list[int]:
             tensor = node.input[index] if index < len(node.input) else ""

@@ -310,6 +310,19 @@ def test_onnx_export_of_torch_model_matches_from_torch(tmp_path):
 
     assert view(from_onnx) == view(traced)
     assert len(from_onnx) == 6
+    # the names too: the torch module paths the exporter encoded, so cost tables of either import join quant's
+    assert [layer.name for layer in from_onnx.layers] == [layer.name for layer in traced.layers]
+
+
+@pytest.mark.parametrize(("node", "op", "path"), [
+    ("/0/conv1/Conv", "Conv", "0.conv1"), ("/layer1/layer1.0/conv1/Conv", "Conv", "layer1.0.conv1"),
+    ("/features/features.0/features.0.0/Conv", "Conv", "features.0.0"), ("/fc/Gemm", "Gemm", "fc"),
+    ("/layer1.0/MatMul_1", "MatMul", "layer1.0"), ("/MatMul", "MatMul", ""), ("conv_7", "Conv", None),
+    ("/0/conv1/Relu", "Conv", None), ("/a//Conv", "Conv", None)])
+def test_torch_module_path_of_an_onnx_node(node: str, op: str, path: str | None) -> None:
+    from sim.workload.onnx_import import torch_module_path
+
+    assert torch_module_path(node, op) == path
 
 
 # torch ---------------------------------------------------------------------------------------
