@@ -67,7 +67,8 @@ def simulate(chip: Chip | str, workload: Workload | str, pairs: str | Iterable[s
     With ``coupled=True`` each layer's output is stored at its consumer's activation width: the table
     gets an ``out_bits`` column and one row per (layer, w_bits, a_bits, out_bits), ``out_bits``
     ranging over the pairs' activation widths.  ``search`` then charges each layer the row that matches
-    the next layer's choice (exact coupling, docs/search.md)."""
+    its consumer's choice (exact coupling, docs/search.md): the ``consumer`` column, the layer that reads its output
+    in a traced workload (``Workload.consumers``, e.g. from :func:`sim.workload.from_torch`), else the next layer."""
     chip = load_chip(chip)
     workload = workload if isinstance(workload, Workload) else load_workload(workload)
     pair_list = list(chip.supported_pairs) if pairs is None else parse_pairs(pairs)
@@ -80,5 +81,7 @@ def simulate(chip: Chip | str, workload: Workload | str, pairs: str | Iterable[s
     check_mappable(chips, layers, np.asarray(rows))  # a one-line InputError before any work
     arrays = evaluate(chips, layers, np.asarray(rows))
     frame = cost_frame(arrays, layers.names, rows)
+    if workload.consumers is not None:  # the traced dataflow: which layer reads each output (coupling, search)
+        frame["consumer"] = np.repeat(np.asarray(workload.consumers, dtype=np.int64), len(rows))
     frame.attrs.update({"chip": chip.name, "workload": workload.name})
     return frame

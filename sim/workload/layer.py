@@ -195,10 +195,16 @@ def matmul(name: str, rows: int, inner: int, cols: int, heads: int = 1, batch: i
 
 @dataclass(frozen=True)
 class Workload:
-    """A named sequence of layers in execution order."""
+    """A named sequence of layers in execution order.
+
+    ``consumers`` (optional) gives, per layer, the index of the layer that reads its output (the first one in
+    execution order when several do; -1 for none): the dataflow of a traced graph, where the next layer in
+    execution order need not be the reader (a ResNet's downsample branch, a block's output). None means unknown
+    (readers assume the next layer)."""
 
     name: str
     layers: tuple[Layer, ...] = field(default_factory=tuple)
+    consumers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -208,6 +214,13 @@ class Workload:
             if layer.name in seen:
                 raise InputError(f"workload {self.name!r}: duplicate layer name {layer.name!r}")
             seen.add(layer.name)
+        if self.consumers is not None:
+            n = len(self.layers)
+            if len(self.consumers) != n or any(
+                    isinstance(c, bool) or not isinstance(c, int) or not (c == -1 or i < c < n)
+                    for i, c in enumerate(self.consumers)):
+                raise InputError(f"workload {self.name!r}: consumers must give, per layer, -1 or the index of a "
+                                 f"later layer, got {self.consumers!r}")
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -223,7 +236,7 @@ class Workload:
             raise InputError(f"in_blocks must be a positive integer, got {n_h!r}")
         return Workload(self.name, tuple(
             dataclasses.replace(layer, in_blocks=min(n_h, layer.in_c // layer.groups)) if layer.has_weights
-            else layer for layer in self.layers))
+            else layer for layer in self.layers), self.consumers)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer with the shape fields and the GEMM view."""

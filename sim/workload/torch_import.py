@@ -10,6 +10,10 @@ records, in execution order:
   ``torch.matmul`` / ``@`` / ``bmm`` / ``mm`` and ``F.scaled_dot_product_attention`` (as two
   products, scores and context) -- named ``<module path>.matmul`` etc.
 
+Dataflow: every tensor is tagged with the layers it was computed from (through the ops between layers), so the
+workload's ``consumers`` name, per layer, the first layer that reads its output -- a ResNet's downsample branch
+or block output is read by a layer that is not next in execution order.
+
 Modules without MACs worth modelling are skipped: norms, activations, pooling, dropout,
 padding, reshaping, upsampling, ``Identity``, and ``Embedding``/``EmbeddingBag`` (table lookups,
 no multiplies). Anything that would lose MACs raises :class:`InputError` listing all offenders:
@@ -78,6 +82,10 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
     wl_name = name or type(model).__name__
 
     layers: list[Layer] = []
+    consumers: list[int] = []  # per layer: the first layer that reads its output, -1 so far
+    origin: dict[int, frozenset[int]] = {}  # id(tensor) -> the layers it was computed from
+    alive: list[Any] = []  # keeps the tagged tensors alive, so that their ids stay unique during the run
+    pending: list[frozenset[int]] = []  # sources of the inputs of the supported modules now running
     used: set[str] = set()
     problems: dict[str, None] = {}  # ordered set of messages
     context: list[str] = []  # names of the modules currently running
@@ -91,6 +99,34 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
         used.add(label)
         return label
 
+    def tensors(obj: Any) -> Iterable[Any]:
+        if isinstance(obj, torch.Tensor):
+            yield obj
+        elif isinstance(obj, (tuple, list)):
+            for item in obj:
+                yield from tensors(item)
+        elif isinstance(obj, Mapping):
+            for item in obj.values():
+                yield from tensors(item)
+
+    def sources(*objs: Any) -> frozenset[int]:
+        return frozenset().union(*(origin.get(id(t), frozenset()) for obj in objs for t in tensors(obj)))
+
+    def tag(obj: Any, srcs: frozenset[int]) -> None:
+        for t in tensors(obj):
+            origin[id(t)] = srcs
+            alive.append(t)
+
+    def consumed(srcs: frozenset[int], index: int) -> None:
+        for src in srcs:
+            if consumers[src] == -1 and src != index:
+                consumers[src] = index
+
+    def added(layer: Layer) -> int:
+        layers.append(layer)
+        consumers.append(-1)
+        return len(layers) - 1
+
     def record(mname: str, module: Any, x: Any, y: Any) -> None:
         xs, ys = _shape(x), _shape(y)
         label = unique(mname or type(module).__name__)
@@ -101,7 +137,7 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                 tokens, batch = 1, xs[0]
             else:
                 tokens, batch = xs[-2], math.prod(xs[:-2])
-            layers.append(gemm(label, tokens, module.in_features, module.out_features, batch=batch))
+            added(gemm(label, tokens, module.in_features, module.out_features, batch=batch))
             return
         conv1d = isinstance(module, nn.Conv1d)
         spatial = 1 if conv1d else 2
@@ -128,8 +164,8 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                 problems[f"{mname} ({type(module).__name__} with different paddings {module.padding})"] = None
                 return
             pad = int(begins.pop())
-        layers.append(Layer(label, "dwconv" if g > 1 else "conv", in_hw[0], in_hw[1], xs[1], ys[1],
-                            int(k_hw[0]), int(k_hw[1]), int(strides[0]), g, out_hw[0], out_hw[1], xs[0], pad))
+        added(Layer(label, "dwconv" if g > 1 else "conv", in_hw[0], in_hw[1], xs[1], ys[1],
+                    int(k_hw[0]), int(k_hw[1]), int(strides[0]), g, out_hw[0], out_hw[1], xs[0], pad))
 
     handles = []
     for mname, module in model.named_modules():
@@ -142,15 +178,21 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
         if isinstance(module, supported):
             def enter(m: Any, args: Any, mname: str = mname) -> None:
                 context.append(mname)
+                pending.append(sources(args) if depth[0] == 0 else frozenset())
                 depth[0] += 1
 
             def leave(m: Any, args: Any, out: Any, mname: str = mname) -> None:
                 depth[0] -= 1
                 context.pop()
+                srcs = pending.pop()
                 if not args or not isinstance(args[0], torch.Tensor) or not isinstance(out, torch.Tensor):
                     problems[f"{mname} ({type(m).__name__} called without a plain tensor in/output)"] = None
                     return
+                before = len(layers)
                 record(mname, m, args[0], out)
+                if depth[0] == 0 and len(layers) > before:
+                    consumed(srcs, before)
+                    tag(out, frozenset({before}))
 
             handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
             continue
@@ -181,15 +223,21 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
     class _Products(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
+            if depth[0] > 0:
+                return func(*args, **kwargs)
+            srcs = sources(args, kwargs)
+            out_srcs = srcs  # an op between layers passes its inputs' sources on
             if depth[0] == 0:
                 if func in products or func in reversed_products:
                     a, b = (args[1], args[0]) if func in reversed_products else (args[0], args[1])
                     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
                         label = unique(prefixed("matmul"))
-                        layers.append(product_layer(label, _shape(a), _shape(b),
+                        index = added(product_layer(label, _shape(a), _shape(b),
                                                     a_static=isinstance(a, nn.Parameter),
                                                     b_static=isinstance(b, nn.Parameter),
                                                     where=f"from_torch: {label}"))
+                        consumed(srcs, index)
+                        out_srcs = frozenset({index})
                 elif func is F.scaled_dot_product_attention:
                     q = args[0] if len(args) > 0 else kwargs["query"]
                     k = args[1] if len(args) > 1 else kwargs["key"]
@@ -197,15 +245,21 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                     qs, ks, vs = _shape(q), _shape(k), _shape(v)
                     lead, t, d, s = qs[:-2], qs[-2], qs[-1], ks[-2]
                     base = prefixed("sdpa")
+                    reads = {"scores": sources(q, k), "context": sources(v)}
                     for op, a_shape, b_shape in (("scores", [*lead, t, d], [*lead, d, s]),
                                                  ("context", [*lead, t, s], [*lead, s, vs[-1]])):
                         label = unique(f"{base}.{op}")
-                        layers.append(product_layer(label, a_shape, b_shape, a_static=False, b_static=False,
+                        index = added(product_layer(label, a_shape, b_shape, a_static=False, b_static=False,
                                                     where=f"from_torch: {label}"))
+                        consumed(reads[op] | (frozenset({index - 1}) if op == "context" else frozenset()), index)
+                        out_srcs = frozenset({index})
                 elif func in uncaptured:
                     op = getattr(func, "__name__", str(func))
                     problems[f"{where() or '<model>'} (functional {op} outside Conv1d/Conv2d/Linear)"] = None
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            if out_srcs:
+                tag(result, out_srcs)
+            return result
 
     was_training = model.training
     try:
@@ -233,4 +287,4 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                          f"{'; '.join(problems)}")
     if not layers:
         raise InputError(f"from_torch({wl_name}): no Conv1d, Conv2d, Linear or matmul calls, so no layers")
-    return Workload(wl_name, tuple(layers))
+    return Workload(wl_name, tuple(layers), tuple(consumers))

@@ -594,3 +594,44 @@ def test_yaml_example_in_docs_is_valid(tmp_path):
     path = tmp_path / "doc.yaml"
     path.write_text("layers:\n" + textwrap.indent("\n".join(f"- {item}" for item in items), "  ") + "\n")
     assert len(load_workload(path)) == len(items) == 4
+
+
+def test_torch_consumers_follow_the_dataflow():
+    """A residual block with a downsample branch: each layer's consumer is the first layer that reads its output
+    (through ReLU, BN, the add and pooling), not the next one in execution order; the cost table carries it."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from sim import simulate
+    from sim.workload import from_torch
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.down = nn.Conv2d(4, 8, 1, stride=2)
+            self.bn = nn.BatchNorm2d(8)
+
+        def forward(self, x):
+            return torch.relu(self.bn(self.conv2(torch.relu(self.conv1(x)))) + self.down(x))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 3, padding=1)
+            self.block = Block()
+            self.head = nn.Linear(8, 10)
+
+        def forward(self, x):
+            y = self.block(torch.relu(self.stem(x)))
+            return self.head(y.mean((2, 3)))
+
+    wl = from_torch(Net(), torch.randn(1, 1, 8, 8))
+    names = [layer.name for layer in wl.layers]
+    assert names == ["stem", "block.conv1", "block.conv2", "block.down", "head"]
+    # stem -> conv1 (and down); conv1 -> conv2; conv2 -> head (via the add), not down; down -> head; head: none
+    assert wl.consumers == (1, 2, 4, 4, -1)
+    frame = simulate("bitfusion_edge", wl, "w8a8,w4a4", coupled=True)
+    per_layer = frame.groupby("layer").consumer.first().tolist()
+    assert per_layer == [1, 2, 4, 4, -1]
