@@ -62,6 +62,11 @@ def sim_cmd(
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Your own model without --data: one sample's shape, "
                                                          "e.g. 1,28,28.")] = None,
+    batch: Annotated[int | None, typer.Option(min=1, help="Samples per inference: a zoo workload's batch, an ONNX "
+                                                          "model's symbolic batch dimension, a torch model's "
+                                                          "example batch (default 1).")] = None,
+    dim: Annotated[list[str] | None, typer.Option(help="NAME=SIZE for a symbolic ONNX dimension other than the "
+                                                       "batch, e.g. sequence=128 (repeatable).")] = None,
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table (with the mapping chosen per layer)."""
     from experiments.workloads import resolve_workload
@@ -80,7 +85,13 @@ def sim_cmd(
             shape = ()
         if not shape or min(shape) < 1:
             raise QuantInputError(f"bad --input-shape {input_shape!r}: give positive integers such as 1,28,28")
-    wl = resolve_workload(workload, data=data, weights=weights, input_shape=shape)
+    dims = {}
+    for item in dim or []:
+        key, _, value = item.partition("=")
+        if not key or not value.isdigit() or int(value) < 1:
+            raise QuantInputError(f"bad --dim {item!r}: give NAME=SIZE with a positive size, e.g. sequence=128")
+        dims[key] = int(value)
+    wl = resolve_workload(workload, data=data, weights=weights, input_shape=shape, batch=batch, dims=dims)
     if in_blocks is not None:
         wl = wl.with_in_blocks(in_blocks)
     frame = simulate(chip_config, wl, pairs, coupled=coupled)

@@ -235,7 +235,7 @@ def read_onnx(path: str | os.PathLike[str], batch: int = 1,
             elif not d0.HasField("dim_value"):
                 d0.dim_value = batch
     _fix_symbols([*graph.input, *graph.output, *graph.value_info], symbols)
-    hint = "give the model static input shapes or pass dim_values"
+    hint = "give the model static input shapes or fix its symbolic dimensions (dim_values; lowbit sim --dim NAME=SIZE)"
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as exc:  # keep what a lenient pass can infer; report the cause if a shape is missing

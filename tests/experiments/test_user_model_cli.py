@@ -199,3 +199,29 @@ def test_rtl_verify_a_layer_of_a_user_export(verilator: str, user: dict[str, Pat
         line = json.loads(stdout.strip().splitlines()[-1])
         assert line["mismatches"] == 0 and line["measured_cycles"] == line["predicted_cycles"]
     assert_bad_input(["rtl", "verify", "--export", str(out), "--layer", "4"], capsys, tmp_path, "--data")
+
+
+def test_sim_fixes_symbolic_onnx_dimensions(tmp_path: Path, capsys) -> None:
+    """An ONNX model with a symbolic batch and sequence length imports with --batch and --dim; an unfixed
+    dimension is named with the option that fixes it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [16, 8], np.zeros(128, dtype=np.float32).tolist())
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="/fc/MatMul")], "g", [x], [y], [w])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    out = tmp_path / "costs.csv"
+    code, _, err = run_cli(["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--pairs", "w8a8", "--out",
+                            str(out), "--batch", "4", "--dim", "seq=32"], capsys)
+    assert code == 0, err
+    import pandas as pd
+
+    row = pd.read_csv(out).iloc[0]
+    assert row["name"] == "fc" and row["macs"] == 4 * 32 * 16 * 8
+    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--out", str(tmp_path / "c2.csv"),
+                      "--batch", "4"], capsys, tmp_path, "--dim NAME=SIZE")
+    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--out", str(tmp_path / "c2.csv"),
+                      "--dim", "seq"], capsys, tmp_path, "bad --dim")
