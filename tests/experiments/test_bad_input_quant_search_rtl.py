@@ -27,10 +27,10 @@ from cli_run import assert_bad_input, run_cli
 #: the object it finds at its first import, so they are all imported before any tripwire is set -- otherwise a module
 #: first imported inside a case would keep the tripwire for the rest of the session.
 BINDING_MODULES = ("experiments.cli", "experiments.digits_exports", "experiments.docs_numbers", "experiments.measure",
-                   "experiments.pareto_study",
-                   "experiments.pipeline", "experiments.ptq_sl_study", "experiments.quantize", "experiments.train",
-                   "experiments.training_study", "experiments.workloads", "quant.dgms", "quant.models", "quant.qat",
-                   "quant.qgt", "quant.sensitivity", "rtl", "rtl.coverage", "search")
+                   "experiments.pareto_study", "experiments.pipeline", "experiments.ptq_sl_study",
+                   "experiments.quantize", "experiments.train", "experiments.training_study", "experiments.user_inputs",
+                   "experiments.workloads", "quant.dgms", "quant.models", "quant.qat", "quant.qgt", "quant.sensitivity",
+                   "rtl", "rtl.coverage", "search")
 for _module in BINDING_MODULES:
     importlib.import_module(_module)
 
