@@ -149,14 +149,20 @@ def _check_pairs(pairs: Any) -> list[Pair]:
     return out
 
 
+def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in the model's float ``dtype``; integer inputs (token ids for an embedding) stay as they are."""
+    return x.to(dtype) if x.is_floating_point() else x
+
+
 def _check_inputs(calib_x: Any, calib_y: Any, need_labels: bool, method: str) -> None:
     if not isinstance(calib_x, torch.Tensor):
         raise QuantInputError(f"calib_x must be a torch.Tensor, got {type(calib_x).__name__}")
     if calib_x.ndim < 1 or len(calib_x) == 0:
         raise QuantInputError("empty calibration data: calib_x has no samples")
-    if not calib_x.is_floating_point():
-        raise QuantInputError(f"calib_x must be a floating-point tensor, got {calib_x.dtype}")
-    check_finite("calibration inputs", calib_x.detach().cpu().double().numpy())
+    if calib_x.dtype == torch.bool or calib_x.is_complex():
+        raise QuantInputError(f"calib_x must be real numbers or integer token ids, got {calib_x.dtype}")
+    if calib_x.is_floating_point():
+        check_finite("calibration inputs", calib_x.detach().cpu().double().numpy())
     if calib_y is None:
         if need_labels:
             raise QuantInputError(f"method {method!r} needs labels: pass calib_y (class indices) with calib_x")
@@ -389,7 +395,7 @@ def _traces(base: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: int, 
     slower), and float32 changes the traces by ~1e-7 relative, far below the Monte-Carlo error.  The probe
     products are summed in float64."""
     model = copy.deepcopy(base).float()
-    x = x.float()
+    x = _cast(x, torch.float32)
     layers = quant_layers(model, x[:1])
     for p in model.parameters():
         p.requires_grad_(False)
@@ -501,7 +507,7 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
     _check_inputs(calib_x, calib_y, method in ("hessian", "loss"), method)
     base = float_model(model)
     x, y = _select(calib_x.detach(), None if calib_y is None else calib_y.detach(), n_samples, seed)
-    x = x.double()
+    x = _cast(x, torch.float64)
     with _one_thread():
         _forward(base, x[:1])
         ev = _Evaluator(base, x, quantizer, granularity)
@@ -541,7 +547,7 @@ def hessian_traces(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iterat
     seed = _check_int("seed", seed, 0)
     _check_inputs(x, y, True, "hessian")
     base = float_model(model)
-    x = x.detach().double()
+    x = _cast(x.detach(), torch.float64)
     with _one_thread():
         _forward(base, x[:1])
         rows = _traces(base, x, y.detach(), iterations, seed)
@@ -560,7 +566,7 @@ def output_nsr(model: nn.Module, calib_x: torch.Tensor, assignment: Mapping[str,
     if not isinstance(assignment, Mapping) or not assignment:
         raise QuantInputError("assignment must be a non-empty mapping {layer name: (w_bits, a_bits)}")
     base = float_model(model)
-    x = calib_x.detach().double()
+    x = _cast(calib_x.detach(), torch.float64)
     with _one_thread():
         _forward(base, x[:1])
         ev = _Evaluator(base, x, quantizer, granularity)

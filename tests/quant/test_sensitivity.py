@@ -313,6 +313,7 @@ BAD = {
     "zero samples": (dict(n_samples=0), "n_samples must be an integer >= 1"),
     "negative seed": (dict(seed=-1), "seed must be"),
     "bad granularity": (dict(granularity="row"), "unknown granularity"),
+    "boolean inputs": (dict(calib_x=torch.ones(4, 1, 8, 8, dtype=torch.bool), calib_y=None), "integer token ids"),
 }
 
 
@@ -399,3 +400,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, case: str)
 def test_cli_help_shows_an_example(capsys) -> None:
     code, out, _ = _run(["sensitivity", "--help"], capsys)
     assert code == 0 and "Example: lowbit sensitivity --model digits-cnn --method sqnr" in " ".join(out.split())
+
+
+def test_integer_token_ids_feed_an_embedding_model() -> None:
+    """Token ids stay integers (an embedding reads them); the layers after it are scored as usual, and every
+    method runs (hessian and loss with labels)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Linear(8 * 6, 16), nn.ReLU(), nn.Linear(16, 4))
+    ids = torch.randint(0, 50, (32, 6))
+    labels = torch.randint(0, 4, (32,))
+    for method in ("sqnr", "loss", "hessian"):
+        frame = sensitivity_table(model, ids, [(8, 8), (2, 8)], method, calib_y=labels, n_samples=16)
+        assert sorted(frame.name.unique()) == ["2", "4"]
+        if method == "sqnr":
+            wide = frame.pivot(index="name", columns="w_bits", values="sensitivity")
+            assert (wide[2] > wide[8]).all()
