@@ -227,35 +227,34 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                 return func(*args, **kwargs)
             srcs = sources(args, kwargs)
             out_srcs = srcs  # an op between layers passes its inputs' sources on
-            if depth[0] == 0:
-                if func in products or func in reversed_products:
-                    a, b = (args[1], args[0]) if func in reversed_products else (args[0], args[1])
-                    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-                        label = unique(prefixed("matmul"))
-                        index = added(product_layer(label, _shape(a), _shape(b),
-                                                    a_static=isinstance(a, nn.Parameter),
-                                                    b_static=isinstance(b, nn.Parameter),
-                                                    where=f"from_torch: {label}"))
-                        consumed(srcs, index)
-                        out_srcs = frozenset({index})
-                elif func is F.scaled_dot_product_attention:
-                    q = args[0] if len(args) > 0 else kwargs["query"]
-                    k = args[1] if len(args) > 1 else kwargs["key"]
-                    v = args[2] if len(args) > 2 else kwargs["value"]
-                    qs, ks, vs = _shape(q), _shape(k), _shape(v)
-                    lead, t, d, s = qs[:-2], qs[-2], qs[-1], ks[-2]
-                    base = prefixed("sdpa")
-                    reads = {"scores": sources(q, k), "context": sources(v)}
-                    for op, a_shape, b_shape in (("scores", [*lead, t, d], [*lead, d, s]),
-                                                 ("context", [*lead, t, s], [*lead, s, vs[-1]])):
-                        label = unique(f"{base}.{op}")
-                        index = added(product_layer(label, a_shape, b_shape, a_static=False, b_static=False,
-                                                    where=f"from_torch: {label}"))
-                        consumed(reads[op] | (frozenset({index - 1}) if op == "context" else frozenset()), index)
-                        out_srcs = frozenset({index})
-                elif func in uncaptured:
-                    op = getattr(func, "__name__", str(func))
-                    problems[f"{where() or '<model>'} (functional {op} outside Conv1d/Conv2d/Linear)"] = None
+            if func in products or func in reversed_products:
+                a, b = (args[1], args[0]) if func in reversed_products else (args[0], args[1])
+                if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+                    label = unique(prefixed("matmul"))
+                    index = added(product_layer(label, _shape(a), _shape(b),
+                                                a_static=isinstance(a, nn.Parameter),
+                                                b_static=isinstance(b, nn.Parameter),
+                                                where=f"from_torch: {label}"))
+                    consumed(srcs, index)
+                    out_srcs = frozenset({index})
+            elif func is F.scaled_dot_product_attention:
+                q = args[0] if len(args) > 0 else kwargs["query"]
+                k = args[1] if len(args) > 1 else kwargs["key"]
+                v = args[2] if len(args) > 2 else kwargs["value"]
+                qs, ks, vs = _shape(q), _shape(k), _shape(v)
+                lead, t, d, s = qs[:-2], qs[-2], qs[-1], ks[-2]
+                base = prefixed("sdpa")
+                reads = {"scores": sources(q, k), "context": sources(v)}
+                for op, a_shape, b_shape in (("scores", [*lead, t, d], [*lead, d, s]),
+                                             ("context", [*lead, t, s], [*lead, s, vs[-1]])):
+                    label = unique(f"{base}.{op}")
+                    index = added(product_layer(label, a_shape, b_shape, a_static=False, b_static=False,
+                                                where=f"from_torch: {label}"))
+                    consumed(reads[op] | (frozenset({index - 1}) if op == "context" else frozenset()), index)
+                    out_srcs = frozenset({index})
+            elif func in uncaptured:
+                op = getattr(func, "__name__", str(func))
+                problems[f"{where() or '<model>'} (functional {op} outside Conv1d/Conv2d/Linear)"] = None
             result = func(*args, **kwargs)
             if out_srcs:
                 tag(result, out_srcs)
