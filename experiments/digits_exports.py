@@ -28,8 +28,8 @@ def make_digits_export(kind: str, out: Path) -> None:
         return
     import torch
 
+    from quant.export import export_model
     from quant.fakequant import calibrate_activations, prepare
-    from quant.integer import export_model
     from quant.models import get_model, model_split
     from quant.ptq_sl import ptq_sl_quantize
 

@@ -149,7 +149,7 @@ class ModelBench:
     def _measure(self, pairs: tuple[tuple[int, int], ...], method: str, granularity: str,
                  integer: bool) -> MeasuredPoint:
         from quant.data import evaluate_accuracy
-        from quant.integer import build_integer_model
+        from quant.export import build_integer_model
 
         start = time.perf_counter()
         q = self._quantize(pairs, method, granularity)

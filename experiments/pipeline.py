@@ -146,7 +146,7 @@ def _verify_chosen_layer(solution: Solution, export_dir: Path, console: Console)
     import json
 
     from experiments.quantize import quantize_model
-    from quant.integer import export_model
+    from quant.export import export_model
     from quant.models import get_model, model_split
     from rtl.layer import verify_layer
     from sim.io import atomic_path

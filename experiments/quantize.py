@@ -122,7 +122,7 @@ def measure_quantized(model: nn.Module, q: nn.Module, split: Any, name: str) -> 
     test set: (integer model, the accuracy (percent, 2 decimals) and size (bits) fields shared by
     :class:`QuantResult` and :class:`experiments.train.TrainResult`)."""
     from quant.data import evaluate_accuracy
-    from quant.integer import build_integer_model
+    from quant.export import build_integer_model
 
     integer = build_integer_model(q, split.calib_x[:1], name=name)
     _, int_pred = integer.run(split.test_x.numpy())
@@ -222,9 +222,9 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: 
     model, the data and their fit) is checked before any work starts."""
     from experiments.user_inputs import load_model_and_data
     from quant.data import evaluate_accuracy
+    from quant.export import build_integer_model, check_exportable
     from quant.fakequant import prepare
     from quant.fileio import check_output_path
-    from quant.integer import build_integer_model, check_exportable
     from quant.models.user import is_model_spec
 
     phase = on_phase or (lambda _: None)
@@ -236,7 +236,7 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: 
         check_output_path(export_dir, "integer export", directory=True)
     inputs = load_model_and_data(spec, data_path, weights, seed)
     model = inputs.model
-    check_exportable(prepare(model))  # the golden integer model and the export need a supported Sequential
+    check_exportable(prepare(model))  # the golden integer model and the export need a representable graph
     eval_x = inputs.calib_x if inputs.test_x is None else inputs.test_x
     torch.manual_seed(seed)
     start = time.perf_counter()

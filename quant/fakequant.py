@@ -1,143 +1,30 @@
-"""Fake-quant wrappers for Conv1d/Conv2d/Linear, BN folding and activation calibration.
-
-A :class:`QuantLayer` wraps one layer.  It keeps the float layer, and optionally
-
-* integer weight codes in GEMM form ``[out, in_c * kernel]`` (channel-major) with one scale per
-  ``n_v x n_h`` block (:mod:`quant.quantizer`), used as the dequantized weight in ``forward``;
-* an input-activation quantizer (spec, scale, zero point) applied to the layer's input.
-
-Everything is float64-exact on the grid: ``forward`` uses ``codes * scale`` cast to float32.
-"""
+"""Preparing a model for fake quantization: BN folding, wrapping layers in :class:`~quant.qlayer.QuantLayer`,
+tensor quantizers on a graph's intermediate tensors (:mod:`quant.graph`), and activation calibration."""
 
 from __future__ import annotations
 
 import copy
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from quant.errors import QuantInputError, UnfoldedBatchNormWarning
-from quant.quantizer import Blocks, QuantSpec, check_finite, dequantize, expand_blocks
+from quant.graph import DEFAULT_TENSOR_BITS, insert_tensor_quants
+from quant.qlayer import SUPPORTED, ActQuant, QuantLayer, TensorQuant
+from quant.quantizer import QuantSpec, check_finite
 
-__all__ = ["QuantLayer", "ActQuant", "prepare", "quant_layers", "model_size_bits", "capture_inputs", "feed_inputs",
-           "calibrate_activations", "fold_batchnorm", "SUPPORTED", "act_range"]
+__all__ = ["QuantLayer", "ActQuant", "TensorQuant", "prepare", "quant_layers", "tensor_quants", "model_size_bits",
+           "capture_inputs", "feed_inputs", "calibrate_activations", "fold_batchnorm", "SUPPORTED", "act_range",
+           "activations_off"]
 
-SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PASSIVE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout,
             nn.BatchNorm1d, nn.BatchNorm2d, nn.Sequential, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
             nn.AvgPool1d, nn.AvgPool2d, nn.LayerNorm, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax,
             nn.Embedding)  # embeddings are table lookups without MACs: kept in float
-
-
-@dataclass(frozen=True)
-class ActQuant:
-    """An activation quantizer: ``codes = clip(rint(x / scale) + zero_point, qmin, qmax)``."""
-
-    spec: QuantSpec
-    scale: float
-    zero_point: int = 0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # float64, like :meth:`codes` and the integer export: float32 division lands on the other
-        # side of exact ties (e.g. pixel 8/16 at scale 1/255) and would disagree with the codes
-        x64 = x.double()
-        q = torch.clamp(torch.round(x64 / self.scale) + self.zero_point, self.spec.qmin, self.spec.qmax)
-        return ((q - self.zero_point) * self.scale).to(x.dtype)
-
-    def ste(self, x: torch.Tensor) -> torch.Tensor:
-        """Fake-quant for training: the quantized value forward; the gradient passes straight through inside the
-        clipping range and is zero outside it (straight-through estimator)."""
-        lo = (self.spec.qmin - self.zero_point) * self.scale
-        hi = (self.spec.qmax - self.zero_point) * self.scale
-        xc = torch.clamp(x, lo, hi)
-        return xc + (self(x) - xc).detach()
-
-    def codes(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
-        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        q = np.rint(x.astype(np.float64) / self.scale) + self.zero_point
-        return np.clip(q, self.spec.qmin, self.spec.qmax).astype(np.int64)
-
-
-class QuantLayer(nn.Module):
-    """Fake-quant wrapper of a Conv1d, Conv2d or Linear layer (see the module docstring)."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        if not isinstance(layer, SUPPORTED):
-            raise QuantInputError(f"unsupported layer type {type(layer).__name__} (supported: Conv1d, Conv2d, Linear)")
-        self.layer = layer
-        w = layer.weight.detach()
-        self.out_features = int(w.shape[0])
-        self.in_channels = int(w.shape[1])
-        self.kernel = int(np.prod(w.shape[2:])) if w.dim() > 2 else 1
-        self.groups = int(getattr(layer, "groups", 1))
-        self.w_spec: QuantSpec | None = None
-        self.blocks: Blocks | None = None
-        self.w_scales: np.ndarray | None = None
-        self.w_codes: np.ndarray | None = None
-        self.act: ActQuant | None = None
-        self.out_perm: np.ndarray | None = None  # output-channel order applied by channel reordering
-        self.register_buffer("w_deq", None, persistent=False)
-        # training-time quantization (quant.finetune): the weight the forward pass uses, as a function of the
-        # float weight (an nn.Module, so its own parameters train too), and straight-through activation fake-quant
-        self.weight_fn: nn.Module | None = None
-        self.ste = False
-
-    # weights --------------------------------------------------------------------------------
-    def gemm_weight(self) -> np.ndarray:
-        """The float weight as ``[out, in_c * kernel]`` float64 (channel-major)."""
-        return self.layer.weight.detach().double().reshape(self.out_features, -1).cpu().numpy()
-
-    def set_weight_codes(self, codes: np.ndarray, scales: np.ndarray, spec: QuantSpec, blocks: Blocks) -> None:
-        """Install integer codes [out, in_c*kernel] with per-block scales [n_v, n_h]."""
-        codes = np.asarray(codes, dtype=np.int64)
-        if codes.shape != (self.out_features, self.in_channels * self.kernel):
-            raise QuantInputError(f"weight codes of shape {codes.shape} do not match the layer's GEMM form "
-                                  f"{(self.out_features, self.in_channels * self.kernel)}")
-        if codes.min() < spec.qmin or codes.max() > spec.qmax:
-            raise QuantInputError(f"weight codes outside the {spec.bits}-bit range {spec.qmin}..{spec.qmax}")
-        scales = np.asarray(scales, dtype=np.float64).reshape(blocks.n_v, blocks.n_h)
-        check_finite("weight scales", scales)
-        self.w_codes, self.w_scales, self.w_spec, self.blocks = codes, scales, spec, blocks
-        full = expand_blocks(scales, self.out_features, self.in_channels, self.kernel)
-        deq = dequantize(codes, full).reshape(self.layer.weight.shape)
-        self.w_deq = torch.as_tensor(deq, dtype=self.layer.weight.dtype)
-
-    def set_float_weight(self, weight_gemm: np.ndarray) -> None:
-        """Replace the float weight (GEMM form; the bias is untouched); clears codes."""
-        self.layer.weight.data = torch.as_tensor(np.asarray(weight_gemm).reshape(self.layer.weight.shape),
-                                                 dtype=self.layer.weight.dtype)
-        self.w_codes = self.w_scales = self.w_spec = self.blocks = None
-        self.w_deq = None
-
-    def clear_weight_quant(self) -> None:
-        self.w_codes = self.w_scales = self.w_spec = self.blocks = None
-        self.w_deq = None
-
-    # forward --------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act is not None:
-            x = self.act.ste(x) if self.ste else self.act(x)
-        if self.w_deq is not None:
-            w = self.w_deq
-        elif self.weight_fn is not None:
-            w = self.weight_fn(self.layer.weight)
-        else:
-            w = self.layer.weight
-        if isinstance(self.layer, nn.Linear):
-            return F.linear(x, w, self.layer.bias)
-        return self.layer._conv_forward(x, w, self.layer.bias)
-
-    def extra_repr(self) -> str:
-        w = f"w{self.w_spec.bits} blocks={self.blocks.n_v}x{self.blocks.n_h}" if self.w_spec else "w=float"
-        a = f"a{self.act.spec.bits}" if self.act else "a=float"
-        return f"{w}, {a}"
 
 
 def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
@@ -212,8 +99,10 @@ def fold_batchnorm(model: nn.Module) -> list[str]:
     return [path for path, m in model.named_modules() if isinstance(m, _BATCHNORMS)]
 
 
-def prepare(model: nn.Module, fold_bn: bool = True) -> nn.Module:
-    """A deep copy in eval mode with BN folded and every Conv1d/Conv2d/Linear wrapped in QuantLayer.
+def prepare(model: nn.Module, fold_bn: bool = True, tensor_bits: int = DEFAULT_TENSOR_BITS) -> nn.Module:
+    """A deep copy in eval mode with BN folded, every Conv1d/Conv2d/Linear wrapped in QuantLayer and, in a DAG, a
+    ``tensor_bits`` TensorQuant on every tensor the integer datapath stores on its own (:mod:`quant.graph`; the
+    result is then a ``torch.fx.GraphModule`` with the same submodule paths).
 
     Layers with parameters that are neither supported nor known to be MAC-free are refused."""
     model = copy.deepcopy(model).eval()
@@ -240,7 +129,7 @@ def prepare(model: nn.Module, fold_bn: bool = True) -> nn.Module:
                 wrap(child)
 
     wrap(model)
-    return model
+    return insert_tensor_quants(model, tensor_bits)
 
 
 def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, QuantLayer]]:
@@ -262,8 +151,8 @@ def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[
     return [(n, lookup[n]) for n in seen]
 
 
-def feed_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.Tensor,
-                on_input: Callable[[QuantLayer, torch.Tensor], None], batch: int = 256) -> None:
+def feed_inputs(model: nn.Module, layers: Iterable[nn.Module], data: torch.Tensor,
+                on_input: Callable[[nn.Module, torch.Tensor], None], batch: int = 256) -> None:
     """Run ``model`` on ``data`` in batches, calling ``on_input(layer, x)`` with each of ``layers``' inputs
     (before the layer's own activation quantizer)."""
     if data is None or len(data) == 0:
@@ -278,7 +167,7 @@ def feed_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.Tens
             h.remove()
 
 
-def capture_inputs(model: nn.Module, layers: Iterable[QuantLayer], data: torch.Tensor,
+def capture_inputs(model: nn.Module, layers: Iterable[nn.Module], data: torch.Tensor,
                    batch: int = 256) -> dict[int, torch.Tensor]:
     """Inputs (before each layer's own activation quantizer) of ``layers`` on ``data``: id(layer) -> tensor."""
     layers = list(layers)
@@ -319,21 +208,37 @@ def _act_params(lo: float, hi: float, bits: int) -> tuple[QuantSpec, float, int]
     return spec, scale, int(np.clip(np.rint(-lo / scale), 0, spec.qmax))
 
 
+def tensor_quants(model: nn.Module) -> list[tuple[str, TensorQuant]]:
+    """The model's TensorQuants (``quant.graph``), by module path."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, TensorQuant)]
+
+
+def activations_off(model: nn.Module) -> None:
+    """Switch every activation quantizer off (QuantLayer inputs and TensorQuants), in place."""
+    for _, m in quant_layers(model) + tensor_quants(model):
+        m.act = None
+
+
 def calibrate_activations(model: nn.Module, data: torch.Tensor, a_bits: int | dict[str, int],
                           method: str = "max", percentile: float = 99.99) -> None:
-    """Set each QuantLayer's input quantizer from its input activations on ``data`` (in place).
+    """Set each QuantLayer's input quantizer (``a_bits``) and each TensorQuant (its own ``bits``) from the
+    activations they see on ``data`` (in place).
 
     Activation quantizers are switched off while capturing, but installed weight codes stay on:
     call it before weight quantization to calibrate on float activations, after it to calibrate
     on the weight-quantized network's activations."""
     layers = quant_layers(model)
-    for _, m in layers:
-        m.act = None
-    inputs = capture_inputs(model, [m for _, m in layers], data)
+    tensors = tensor_quants(model)
+    activations_off(model)
+    inputs = capture_inputs(model, [m for _, m in layers + tensors], data)
     for name, m in layers:
         bits = a_bits[name] if isinstance(a_bits, dict) else a_bits
         lo, hi = act_range(inputs[id(m)], method, percentile, bits)
         spec, scale, zp = _act_params(lo, hi, bits)
+        m.act = ActQuant(spec, float(scale), int(zp))
+    for _, m in tensors:
+        lo, hi = act_range(inputs[id(m)], method, percentile, m.bits)
+        spec, scale, zp = _act_params(lo, hi, m.bits)
         m.act = ActQuant(spec, float(scale), int(zp))
 
 

@@ -37,7 +37,7 @@ from torch import nn
 from quant.data import Split
 from quant.divergence import DivergenceGuard
 from quant.errors import QuantInputError, TrainingDivergedError
-from quant.fakequant import QuantLayer, quant_layers
+from quant.fakequant import QuantLayer, quant_layers, tensor_quants
 from quant.models.train import deterministic_cpu
 from quant.progress import progress_bar
 
@@ -75,7 +75,7 @@ class TrainOutcome:
     """What a training-time method returns.
 
     ``model`` is the final fake-quant model: b-bit weight codes installed in every QuantLayer (``w_codes``) and
-    activation quantizers calibrated, ready for :func:`quant.integer.export_model`. ``history`` has one row per
+    activation quantizers calibrated, ready for :func:`quant.export.export_model`. ``history`` has one row per
     epoch (``epoch``, ``task_loss``, ``train_accuracy`` and the method's own logged values); ``summary`` holds
     JSON-ready scalars and lists (e.g. sparsity); ``tables`` holds extra frames to write (e.g. QGT's
     sensitivity table)."""
@@ -104,15 +104,17 @@ def training_mode(model: nn.Module) -> Iterator[list[QuantLayer]]:
     """Switch every QuantLayer to training: activation fake-quant with a straight-through estimator. Restores
     eval mode and clears every ``weight_fn`` on exit."""
     layers = [m for _, m in quant_layers(model)]
-    for m in layers:
+    tensors = [m for _, m in tensor_quants(model)]
+    for m in layers + tensors:
         m.ste = True
     model.train()
     try:
         yield layers
     finally:
         model.eval()
-        for m in layers:
+        for m in layers + tensors:
             m.ste = False
+        for m in layers:
             m.weight_fn = None
 
 

@@ -65,7 +65,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from quant.errors import QuantInputError
-from quant.fakequant import QuantLayer, capture_inputs, quant_layers
+from quant.fakequant import QuantLayer, activations_off, capture_inputs, quant_layers
 from quant.quantizer import (
     MAX_BITS,
     MIN_BITS,
@@ -500,7 +500,7 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
     float_layers = dict(quant_layers(float_model))
     for m in float_layers.values():
         m.clear_weight_quant()
-        m.act = None
+    activations_off(float_model)
     float_inputs = capture_inputs(float_model, list(float_layers.values()), calib_x, batch)
     gen = torch.Generator().manual_seed(int(seed))
 

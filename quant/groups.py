@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from quant.errors import QuantInputError
-from quant.fakequant import QuantLayer, prepare, quant_layers
+from quant.fakequant import QuantLayer, TensorQuant, prepare, quant_layers
 
 __all__ = ["quantizer_groups", "PASS_FUNCTIONS", "COMBINE_FUNCTIONS", "PASS_MODULES"]
 
@@ -116,7 +116,7 @@ def _function_kind(name: str, n_tensor_inputs: int) -> str:
 
 class _Tracer(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, QuantLayer) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, (QuantLayer, TensorQuant)) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _is_tensor_meta(meta: Any) -> bool:
@@ -157,7 +157,7 @@ def _fx_ops(model: nn.Module, example: torch.Tensor) -> list[_Op]:
                 if not isinstance(first, torch.fx.Node):
                     raise QuantInputError(f"QuantLayer {node.target} is called without a tensor input")
                 ops.append(_Op("layer", (first.name,), out, names.get(module, str(node.target))))
-            elif isinstance(module, PASS_MODULES) and tensor_in:
+            elif isinstance(module, PASS_MODULES + (TensorQuant,)) and tensor_in:
                 ops.append(_Op("pass", (tensor_in[0],), out))
             else:
                 ops.append(_Op("new", tuple(tensor_in), out))

@@ -1,7 +1,8 @@
-"""Integer export and the golden integer model of lowbit's datapath.
+"""The golden integer model of lowbit's datapath, its storage and its loading.
 
-:func:`export_model` turns a prepared, weight-quantized and activation-calibrated ``nn.Sequential`` (QuantLayers with
-ReLU, MaxPool1d/2d, Flatten, Identity and eval-mode Dropout between them) into ``model.npz`` + ``meta.json``;
+:func:`quant.export.export_model` turns a prepared, weight-quantized and activation-calibrated model into
+``model.npz`` + ``meta.json``: a chain of layers with code-domain ops between them (an ``nn.Sequential``), or a
+graph (:mod:`quant.integer_graph`: residual adds, concats, average pooling, requantization) for any other model.
 :func:`load_export` reads them back as an :class:`IntegerModel`, the bit-exact reference the RTL reproduces.
 The format, the arithmetic and the error bound are specified in ``docs/formats.md ("Integer export")``.
 
@@ -14,8 +15,8 @@ Per layer the datapath is (``v`` = row block of output channel ``r``, ``h`` = in
 with the int32 bias ``B_r`` at scale ``s_y * 2^-(S_v - T_v)`` (output LSBs with ``S_v - T_v`` fractional bits).
 
 The golden model uses numpy int64 only; the sole float operations are the quantization of the model's float input
-and the final ``logits = codes * scale``.  Importing this module does not import torch (only :func:`export_model`
-does), so ``rtl`` can use the golden model alone.
+and the final ``logits = codes * scale``.  Importing this module does not import torch, so ``rtl`` can use the
+golden model alone.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 import math
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
@@ -37,7 +38,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from quant.errors import QuantInputError
 from quant.fileio import atomic_write, check_output_path
-from quant.quantizer import MAX_BITS, MIN_BITS, block_bounds
+from quant.integer_graph import Quantizer, check_graph, code_flatten, code_maxpool, quantizer_of, run_graph
+from quant.quantizer import MAX_BITS, MIN_BITS
 from quant.requant import (
     INT32_MAX,
     INT32_MIN,
@@ -51,11 +53,11 @@ from quant.requant import (
     rounding_shift,
 )
 
-__all__ = ["FORMAT_VERSION", "NPZ_NAME", "META_NAME", "LOGIT_BITS", "IntegerLayer", "IntegerModel", "export_model",
-           "build_integer_model", "load_export", "effective_block_scales", "im2col", "apply_ops", "rounding_shift",
-           "requantize", "quantize_multipliers", "check_exportable"]
+__all__ = ["FORMAT_VERSION", "NPZ_NAME", "META_NAME", "LOGIT_BITS", "IntegerLayer", "IntegerModel", "load_export",
+           "effective_block_scales", "im2col", "apply_ops", "rounding_shift", "requantize", "quantize_multipliers",
+           "GraphRun", "validate_graph_model"]
 
-FORMAT_VERSION = "lowbit-integer/1"
+FORMAT_VERSION = "lowbit-integer/2"
 NPZ_NAME, META_NAME = "model.npz", "meta.json"
 LOGIT_BITS = 32            #: the last layer emits int32 logit codes (see _logit_scale)
 _MAX_LOGIT_FRAC_BITS = 24  #: at most 24 extra fractional bits below s_x * max(s_w) for the logits
@@ -103,6 +105,7 @@ class IntegerLayer:
     bias_shift: np.ndarray                      # [n_v] int32 in 0 .. shift[v]: the bias enters A as B << T
     ops: list[dict[str, Any]] = field(default_factory=list)   # code-domain ops after this layer
     in_shape: tuple[int, ...] = ()              # per-sample input shape seen at export
+    groups: int = 1                             # grouped / depthwise conv: in_channels is per group
 
     # derived ---------------------------------------------------------------------------------------------------
     @property
@@ -120,6 +123,20 @@ class IntegerLayer:
     @property
     def reduction(self) -> int:
         return self.in_channels * self.kernel
+
+    def in_quantizer(self) -> Quantizer:
+        return quantizer_of(self.in_bits, self.in_scale, self.in_zero_point, self.in_qmin, self.in_qmax)
+
+    def out_quantizer(self) -> Quantizer:
+        """The output grid (``out_qmin`` is the grid's, not the fused ReLU's clamp)."""
+        if self.logits:
+            return quantizer_of(self.out_bits, self.out_scale, self.out_zero_point, INT32_MIN, INT32_MAX)
+        lo, hi = _grid(self.out_bits, self.out_qmax < (1 << self.out_bits) - 1)
+        return quantizer_of(self.out_bits, self.out_scale, self.out_zero_point, lo, hi)
+
+    def out_shape(self, in_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+        """Per-sample output shape for a per-sample input shape (refused if the layer cannot take it)."""
+        return _layer_out_shape(self, in_shape, where)
 
     def row_block(self) -> np.ndarray:
         """Row block index ``v`` of every output channel, shape [out]."""
@@ -179,6 +196,7 @@ class IntegerLayer:
         pmax = int(self.psum_abs_max().max())
         return {
             "name": self.name, "kind": self.kind, "out_features": self.out_features, "in_channels": self.in_channels,
+            "groups": self.groups,
             "kernel_size": list(self.kernel_size), "stride": list(self.stride),
             "padding": [list(p) for p in self.padding], "dilation": list(self.dilation),
             "in_shape": list(self.in_shape), "reduction": self.reduction,
@@ -237,33 +255,15 @@ def im2col(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padd
     return cols, out_sp
 
 
-def _maxpool(x: np.ndarray, op: Mapping[str, Any]) -> np.ndarray:
-    d = int(op["dims"])
-    if x.ndim != d + 2:
-        raise QuantInputError(f"maxpool{d}d needs [N, C, {d} spatial dims], got shape {x.shape}")
-    k, s, p, dl = op["kernel"], op["stride"], op["padding"], op["dilation"]
-    xp = np.pad(x, [(0, 0), (0, 0)] + [(pi, pi) for pi in p], constant_values=np.iinfo(np.int64).min)
-    span = tuple(di * (ki - 1) + 1 for ki, di in zip(k, dl))
-    win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + d)))
-    win = win[(slice(None), slice(None)) + tuple(slice(None, None, si) for si in s)
-              + tuple(slice(None, None, di) for di in dl)]
-    return win.max(axis=tuple(range(2 + d, 2 + 2 * d)))
-
-
-def _flatten(x: np.ndarray, start: int, end: int) -> np.ndarray:
-    start, end = start % x.ndim, end % x.ndim
-    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
-
-
 def apply_ops(x: np.ndarray, ops: list[dict[str, Any]], zero_point: int) -> np.ndarray:
     """ReLU (``max(x, z)``), max-pool and flatten on codes; all commute with a monotone quantizer."""
     for op in ops:
         if op["op"] == "relu":
             x = np.maximum(x, np.int64(zero_point))
         elif op["op"] == "maxpool":
-            x = _maxpool(x, op)
+            x = code_maxpool(x, op)
         elif op["op"] == "flatten":
-            x = _flatten(x, int(op["start_dim"]), int(op["end_dim"]))
+            x = code_flatten(x, int(op["start_dim"]), int(op["end_dim"]))
         else:
             raise QuantInputError(f"unknown op {op['op']!r} in the export (allowed: relu, maxpool, flatten)")
     return x
@@ -282,15 +282,26 @@ def _as_codes(x: Any, qmin: int, qmax: int, what: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 # the golden model
 # ------------------------------------------------------------------------------------------------------------------
+@dataclass
+class GraphRun:
+    """One execution of an integer model: every layer's input and output codes, and the output codes."""
+
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    codes: np.ndarray
+
+
 class IntegerModel:
-    """The golden integer model: layers in execution order, code-domain ops before the first layer."""
+    """The golden integer model: GEMM layers in execution order, and either a chain (code-domain ops before the
+    first layer and after each layer) or a ``graph`` of nodes (:mod:`quant.integer_graph`)."""
 
     def __init__(self, layers: list[IntegerLayer], pre_ops: list[dict[str, Any]] | None = None,
-                 name: str = "model") -> None:
+                 name: str = "model", graph: list[dict[str, Any]] | None = None) -> None:
         if not layers:
             raise QuantInputError("an integer model needs at least one layer")
         self.layers = list(layers)
         self.pre_ops = list(pre_ops or [])
+        self.graph = list(graph) if graph else None
         self.name = name
         self._by_name = {layer.name: layer for layer in self.layers}
         if len(self._by_name) != len(self.layers):
@@ -318,17 +329,23 @@ class IntegerModel:
             cols = x.reshape(1, -1, lay.reduction)
         else:
             d = len(lay.kernel_size)
-            if x.ndim != d + 2 or x.shape[1] != lay.in_channels:
-                raise QuantInputError(f"layer {name}: input shape {x.shape}, expected [N, {lay.in_channels}, "
-                                      f"{d} spatial dims]")
+            if x.ndim != d + 2 or x.shape[1] != lay.in_channels * lay.groups:
+                raise QuantInputError(f"layer {name}: input shape {x.shape}, expected [N, "
+                                      f"{lay.in_channels * lay.groups}, {d} spatial dims]")
             cols, out_sp = im2col(x, lay.kernel_size, lay.stride, lay.padding, lay.dilation)
         rows = lay.row_block()
         w = lay.w_codes.astype(np.int64)
         mult = lay.multiplier.astype(np.int64)[rows]                      # [out, n_h]
         acc = np.zeros(cols.shape[:2] + (lay.out_features,), dtype=np.int64)
         acc += lay.bias.astype(np.int64) << lay.bias_shift.astype(np.int64)[rows]
+        g, per_out = lay.groups, lay.out_features // lay.groups
+        cols_g = cols.reshape(cols.shape[:2] + (g, lay.reduction))         # group-major channels
+        w_g = w.reshape(g, per_out, lay.reduction)
         for h, (c0, c1) in enumerate(zip(lay.col_bounds[:-1], lay.col_bounds[1:])):
-            psum = cols[:, :, c0:c1] @ w[:, c0:c1].T                        # P_h, |P_h| < 2^31 (checked at export)
+            if g == 1:
+                psum = cols[:, :, c0:c1] @ w[:, c0:c1].T                    # P_h, |P_h| < 2^31 (checked at export)
+            else:                                                          # each group's block against its rows
+                psum = np.einsum("npgk,gok->npgo", cols_g[..., c0:c1], w_g[..., c0:c1]).reshape(acc.shape)
             acc += psum * mult[:, h]
         y = requantize(acc, lay.shift.astype(np.int64)[rows], lay.out_zero_point, lay.out_qmin, lay.out_qmax)
         if lay.kind == "linear":
@@ -336,43 +353,69 @@ class IntegerModel:
         return np.moveaxis(y, 2, 1).reshape((x.shape[0], lay.out_features) + out_sp)
 
     # whole model -------------------------------------------------------------------------------------------------
+    def input_quantizer(self) -> Quantizer:
+        """The model input's quantizer: the graph's input node, or the first layer's input quantizer."""
+        return dict(self.graph[0]["q"]) if self.graph else self.layers[0].in_quantizer()
+
+    def output_quantizer(self) -> Quantizer:
+        """The quantizer of the model's output codes."""
+        return dict(self.graph[-1]["q"]) if self.graph else self.layers[-1].out_quantizer()
+
     def quantize_input(self, x: Any) -> np.ndarray:
-        """Codes of the model input: float -> ``clip(rint(x / s_x) + z_x)`` with the first layer's input quantizer
-        (the only float step before the logits); integer input is taken as codes and range-checked."""
-        first = self.layers[0]
+        """Codes of the model input: float -> ``clip(rint(x / s_x) + z_x)`` with the input quantizer (the only
+        float step before the logits); integer input is taken as codes and range-checked."""
+        q = self.input_quantizer()
         arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
         if np.issubdtype(arr.dtype, np.integer):
-            return _as_codes(arr, first.in_qmin, first.in_qmax, "model input")
+            return _as_codes(arr, q["qmin"], q["qmax"], "model input")
         if not np.issubdtype(arr.dtype, np.floating):
             raise QuantInputError(f"model input must be float or integer codes, got dtype {arr.dtype}")
         arr = arr.astype(np.float64)
         if not np.isfinite(arr).all():
             raise QuantInputError(f"model input: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
-        q = np.rint(arr / first.in_scale) + first.in_zero_point
-        return np.clip(q, first.in_qmin, first.in_qmax).astype(np.int64)
+        codes = np.rint(arr / q["scale"]) + q["zero_point"]
+        return np.clip(codes, q["qmin"], q["qmax"]).astype(np.int64)
 
-    def _forward(self, x: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def execute(self, x: Any, run_gemm: Callable[[str, np.ndarray], np.ndarray] | None = None) -> GraphRun:
+        """Run the model on ``x`` (float input or input codes); ``run_gemm(layer, codes)`` replaces
+        :meth:`run_layer` for every layer (e.g. the RTL), and its outputs are what the rest of the model reads."""
+        gemm = run_gemm if run_gemm is not None else self.run_layer
+        inputs: dict[str, np.ndarray] = {}
+        outputs: dict[str, np.ndarray] = {}
+
+        def step(name: str, codes: np.ndarray) -> np.ndarray:
+            inputs[name] = codes
+            outputs[name] = gemm(name, codes)
+            return outputs[name]
+
+        if self.graph:
+            env = run_graph(self.graph, self.quantize_input(x), step)
+            return GraphRun(inputs, outputs, env[self.graph[-1]["name"]])
         codes = apply_ops(self.quantize_input(x), self.pre_ops, self.layers[0].in_zero_point)
-        out: dict[str, np.ndarray] = {}
         for lay in self.layers:
-            y = self.run_layer(lay.name, codes)
-            out[lay.name] = y
-            codes = apply_ops(y, lay.ops, lay.out_zero_point)
-        return out, codes
+            codes = apply_ops(step(lay.name, codes), lay.ops, lay.out_zero_point)
+        return GraphRun(inputs, outputs, codes)
 
     def trace(self, x: Any) -> dict[str, np.ndarray]:
         """Every layer's output codes (from :meth:`run_layer`, before the ops that follow it)."""
-        return self._forward(x)[0]
+        return self.execute(x).outputs
+
+    def layer_inputs(self, x: Any) -> dict[str, np.ndarray]:
+        """Every layer's input codes when the model runs on ``x``."""
+        return self.execute(x).inputs
+
+    def logits(self, codes: np.ndarray) -> np.ndarray:
+        """The model output in real units: ``(codes - z) * s`` (float64)."""
+        q = self.output_quantizer()
+        return (codes - q["zero_point"]).astype(np.float64) * q["scale"]
 
     def run(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(logits, predictions)`` for a float input (quantized here) or integer input codes.
 
-        ``logits = codes * s_out`` (float64, the only float step after the input); ``predictions`` is the argmax
-        of the integer logit codes over the last axis (ties -> lowest index)."""
-        codes = self._forward(x)[1]
-        last = self.layers[-1]
-        logits = (codes - last.out_zero_point).astype(np.float64) * last.out_scale
-        return logits, np.argmax(codes, axis=-1)
+        ``logits = (codes - z) * s_out`` (float64, the only float step after the input); ``predictions`` is the
+        argmax of the integer output codes over the last axis (ties -> lowest index)."""
+        codes = self.execute(x).codes
+        return self.logits(codes), np.argmax(codes, axis=-1)
 
     # storage -----------------------------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -380,6 +423,7 @@ class IntegerModel:
         out: dict[str, np.ndarray] = {
             "format_version": np.array(FORMAT_VERSION), "model_name": np.array(self.name),
             "layers": np.array([lay.name for lay in self.layers]), "pre_ops": np.array(json.dumps(self.pre_ops)),
+            "graph": np.array(json.dumps(self.graph or [])),
         }
         for lay in self.layers:
             for f in fields(IntegerLayer):
@@ -405,7 +449,7 @@ class IntegerModel:
 
     def meta(self, npz_sha256: str) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "model_name": self.name, "npz": NPZ_NAME, "npz_sha256": npz_sha256,
-                "layers": [lay.name for lay in self.layers], "pre_ops": self.pre_ops,
+                "layers": [lay.name for lay in self.layers], "pre_ops": self.pre_ops, "graph": self.graph or [],
                 "layer_summaries": [lay.summary() for lay in self.layers]}
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
@@ -439,9 +483,9 @@ _ARRAYS: dict[str, tuple[Any, int]] = {
 _INT_TUPLES = ("kernel_size", "stride", "dilation", "in_shape")
 _SCALARS = {"kind": "str", "relu": "bool", "logits": "bool", "in_scale": "float", "out_scale": "float",
             **{k: "int" for k in ("out_features", "in_channels", "w_bits", "in_bits", "in_zero_point", "in_qmin",
-                                  "in_qmax", "out_bits", "out_zero_point", "out_qmin", "out_qmax")}}
+                                  "in_qmax", "out_bits", "out_zero_point", "out_qmin", "out_qmax", "groups")}}
 _SCALAR_DTYPES = {"str": "U", "bool": "b", "int": "i", "float": "f"}
-_MODEL_KEYS = ("format_version", "model_name", "layers", "pre_ops")
+_MODEL_KEYS = ("format_version", "model_name", "layers", "pre_ops", "graph")
 _KIND_DIMS = {"conv1d": 1, "conv2d": 2, "linear": 0}
 _OP_FIELDS = {"relu": {"op"}, "flatten": {"op", "start_dim", "end_dim"},
               "maxpool": {"op", "dims", "kernel", "stride", "padding", "dilation"}}
@@ -449,7 +493,7 @@ _MAX_SHAPE_ELEMENTS = 1 << 40  #: a per-sample shape beyond this is damage, not 
 
 
 def load_export(directory: str | os.PathLike[str]) -> IntegerModel:
-    """Read ``model.npz`` + ``meta.json`` written by :func:`export_model` and validate them.
+    """Read ``model.npz`` + ``meta.json`` written by :func:`quant.export.export_model` and validate them.
 
     Raises :class:`QuantInputError` (one line, naming the file and field) for a missing or unreadable file, a
     ``meta.json`` that is not the JSON object :meth:`IntegerModel.meta` writes, an npz without its arrays or with
@@ -485,8 +529,12 @@ def load_export(directory: str | os.PathLike[str]) -> IntegerModel:
         raise QuantInputError(f"{npz_path}: format_version {str(arrays['format_version'])!r}")
     layers = [_stored_layer(arrays, name, npz_path) for name in names]
     pre_ops = _check_ops(_json_field(arrays, "pre_ops", npz_path), f"{npz_path}: pre_ops")
-    model = IntegerModel(layers, pre_ops, _scalar(arrays, "model_name", "str", npz_path))
-    _check_chain(model, npz_path)
+    graph = _json_field(arrays, "graph", npz_path)
+    model = IntegerModel(layers, pre_ops, _scalar(arrays, "model_name", "str", npz_path), graph)
+    if graph:
+        _check_dag(model, npz_path)
+    else:
+        _check_chain(model, npz_path)
     _check_meta(meta, model.meta(sha), meta_path)
     return model
 
@@ -621,9 +669,9 @@ def _layer_out_shape(lay: IntegerLayer, shape: tuple[int, ...], where: str) -> t
                                   f"features")
         return shape[:-1] + (lay.out_features,)
     d = len(lay.kernel_size)
-    if len(shape) != d + 1 or shape[0] != lay.in_channels:
-        raise QuantInputError(f"{where}: input shape {list(shape)} is not [{lay.in_channels} channels, {d} spatial "
-                              f"dims]")
+    if len(shape) != d + 1 or shape[0] != lay.in_channels * lay.groups:
+        raise QuantInputError(f"{where}: input shape {list(shape)} is not [{lay.in_channels * lay.groups} channels, "
+                              f"{d} spatial dims]")
     return (lay.out_features,) + tuple(
         _window_count(size, sum(p), k, s, dl, where)
         for size, p, k, s, dl in zip(shape[1:], lay.padding, lay.kernel_size, lay.stride, lay.dilation))
@@ -675,6 +723,9 @@ def _check_chain(model: IntegerModel, path: Path) -> None:
             raise QuantInputError(f"{where}: logits is {lay.logits}, but only the last layer emits logits")
         prev_perm = layers[i - 1].out_perm if i else np.arange(lay.in_channels)
         inherited = _expanded_perm(prev_perm, lay.in_channels) if i else prev_perm
+        if lay.groups > 1:  # a grouped layer's channels cannot be permuted across groups
+            identity = not np.any(prev_perm != np.arange(len(prev_perm)))
+            inherited = np.arange(lay.in_channels) if identity else None
         if inherited is None or not np.array_equal(lay.in_perm, inherited):
             raise QuantInputError(f"{where}: in_perm does not follow the previous layer's out_perm")
         if last and np.any(lay.out_perm != np.arange(lay.out_features)):
@@ -685,6 +736,34 @@ def _check_chain(model: IntegerModel, path: Path) -> None:
                 if getattr(lay, f"out_{label}") != getattr(nxt, f"in_{label}"):
                     raise QuantInputError(f"{where}: out_{label} {getattr(lay, f'out_{label}')!r} differs from the "
                                           f"next layer's in_{label} {getattr(nxt, f'in_{label}')!r}")
+
+
+def validate_graph_model(model: IntegerModel, where: str) -> None:
+    """Check a graph model as :func:`load_export` does (raises :class:`QuantInputError` naming ``where``)."""
+    _check_dag(model, where)
+
+
+def _check_dag(model: IntegerModel, path: Path | str) -> None:
+    """A stored graph is valid (:func:`quant.integer_graph.check_graph`), it has no chain ops, and exactly the
+    layers whose output only the output node reads emit logits."""
+    if model.pre_ops or any(lay.ops for lay in model.layers):
+        raise QuantInputError(f"{path}: a graph export keeps its ops in the graph (pre_ops and layer ops are empty)")
+    check_graph(model.graph, {lay.name: lay for lay in model.layers}, str(path))
+    readers: dict[str, int] = {}
+    for node in model.graph:
+        for name in node["inputs"]:
+            readers[name] = readers.get(name, 0) + 1
+    final = model.graph[-1]["inputs"][0]
+    for node in model.graph:
+        if node["op"] != "gemm":
+            continue
+        lay = model.layer(node["layer"])
+        feeds_output = node["name"] == final and readers[node["name"]] == 1
+        if lay.logits != feeds_output:
+            raise QuantInputError(f"{path}: layer {lay.name}: logits is {lay.logits}, but only a layer that feeds "
+                                  f"the output alone emits logits")
+        if np.any(lay.in_perm != np.arange(lay.in_channels)) or np.any(lay.out_perm != np.arange(lay.out_features)):
+            raise QuantInputError(f"{path}: layer {lay.name}: a graph export has no channel permutations")
 
 
 def _check_constants(lay: IntegerLayer) -> None:
@@ -821,6 +900,9 @@ def _validate_geometry(lay: IntegerLayer, where: str) -> None:
     d = _KIND_DIMS[lay.kind]
     if lay.out_features < 1 or lay.in_channels < 1:
         raise QuantInputError(f"{where}: out_features and in_channels must be >= 1")
+    if lay.groups < 1 or lay.out_features % lay.groups or (lay.kind == "linear" and lay.groups != 1):
+        raise QuantInputError(f"{where}: groups {lay.groups} must be >= 1, divide out_features {lay.out_features} "
+                              f"and be 1 for a linear layer")
     if not len(lay.kernel_size) == len(lay.stride) == len(lay.dilation) == len(lay.padding) == d:
         raise QuantInputError(f"{where}: a {lay.kind} layer needs {d} kernel_size, stride, dilation and padding "
                               f"entries")
@@ -863,82 +945,8 @@ def _validate_quantizers(lay: IntegerLayer, where: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# export
+# requantization constants (used by the export and, to check a stored export, by the loader)
 # ------------------------------------------------------------------------------------------------------------------
-def _tuple(value: Any, d: int) -> tuple[int, ...]:
-    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),) * d
-
-
-def _conv_padding(conv: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    d = len(kernel)
-    if conv.padding_mode != "zeros":
-        raise QuantInputError(f"padding_mode {conv.padding_mode!r} is not supported (only 'zeros')")
-    pad = conv.padding
-    if pad == "valid":
-        return ((0, 0),) * d
-    if pad == "same":
-        total = [dl * (k - 1) for k, dl in zip(kernel, dilation)]
-        return tuple((t // 2, t - t // 2) for t in total)
-    return tuple((p, p) for p in _tuple(pad, d))
-
-
-def _op_record(module: Any) -> dict[str, Any] | None:
-    """Code-domain record of a MAC-free module, None for identity-like modules; raises for anything else."""
-    from torch import nn
-
-    if isinstance(module, (nn.Identity, nn.Dropout)):
-        return None
-    if isinstance(module, nn.ReLU):
-        return {"op": "relu"}
-    if isinstance(module, nn.Flatten):
-        return {"op": "flatten", "start_dim": int(module.start_dim), "end_dim": int(module.end_dim)}
-    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
-        d = 1 if isinstance(module, nn.MaxPool1d) else 2
-        if module.ceil_mode or module.return_indices:
-            raise QuantInputError(f"{type(module).__name__} with ceil_mode/return_indices is not supported")
-        stride = module.stride if module.stride is not None else module.kernel_size
-        return {"op": "maxpool", "dims": d, "kernel": list(_tuple(module.kernel_size, d)),
-                "stride": list(_tuple(stride, d)), "padding": list(_tuple(module.padding, d)),
-                "dilation": list(_tuple(module.dilation, d))}
-    raise AssertionError("unreachable")  # filtered by _walk
-
-
-def _walk(model: Any) -> list[tuple[str, Any]]:
-    """Leaf modules of a (nested) nn.Sequential in order; refuses anything the integer datapath cannot run."""
-    from torch import nn
-
-    from quant.fakequant import QuantLayer
-
-    allowed = (QuantLayer, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout)
-    if not isinstance(model, nn.Sequential):
-        raise QuantInputError(f"export needs an nn.Sequential of QuantLayer / ReLU / MaxPool / Flatten / Identity, "
-                              f"got {type(model).__name__} (residual or custom graphs are not supported)")
-    leaves: list[tuple[str, Any]] = []
-    bad: list[str] = []
-
-    def rec(seq: Any, prefix: str) -> None:
-        for name, child in seq.named_children():
-            full = f"{prefix}{name}"
-            if isinstance(child, nn.Sequential):
-                rec(child, full + ".")
-            elif isinstance(child, allowed):
-                leaves.append((full, child))
-            else:
-                bad.append(f"{full} ({type(child).__name__})")
-
-    rec(model, "")
-    if bad:
-        raise QuantInputError(f"unsupported modules for integer export: {', '.join(bad)} "
-                              f"(allowed between layers: ReLU, MaxPool1d/2d, Flatten, Identity, Dropout)")
-    return leaves
-
-
-def check_exportable(model: Any) -> None:
-    """Refuse, naming the modules, a prepared model (``quant.fakequant.prepare``) that the integer export cannot
-    represent; before any quantization work, since the export walks the same structure."""
-    _walk(model)
-
-
 def _requant_constants(sx: Fraction, eff: np.ndarray, out_scale: float, bias_real: np.ndarray, rows: np.ndarray,
                        where: str) -> tuple[list[list[int]], list[int], list[int], list[int]]:
     """Multipliers ``M[v][h]``, shifts ``S[v]``, int32 biases ``B[r]`` and bias shifts ``T[v]`` for one output scale.
@@ -985,174 +993,3 @@ def _logit_scale(sx: Fraction, eff: np.ndarray, pmax: np.ndarray, rows: np.ndarr
         if worst <= INT32_MAX or frac_bits == 0:
             return s_out, mults, shifts, bias, bias_shifts
     raise AssertionError("unreachable")
-
-
-def export_model(model: Any, example_x: Any, out_dir: str | os.PathLike[str], *,
-                 perms: Mapping[str, Any] | None = None, name: str | None = None) -> Path:
-    """Export a prepared, weight-quantized, activation-calibrated ``nn.Sequential`` as ``out_dir/model.npz`` +
-    ``out_dir/meta.json`` (both written atomically) and return ``out_dir``.
-
-    ``example_x`` (a float batch) fixes the execution order and the per-layer input shapes.  ``perms`` optionally
-    maps a layer name to the permutation of its *output* channels, in :mod:`quant.reorder`'s convention
-    (``perm[j]`` = original index of the channel now at position ``j``; what ``reorder_model`` returns); without
-    it a QuantLayer's ``out_perm`` attribute (set by PTQ-SL's reordering) is used.  The next layer's input
-    permutation follows (expanded per feature after a Flatten).  Permutations are informational: the model is
-    already reordered, the codes are stored as the model holds them and the datapath does not use them.
-    Raises :class:`QuantInputError` for unsupported modules, missing codes or input quantizers, NaN/inf anywhere,
-    or constants that would overflow the datapath."""
-    model_int = build_integer_model(model, example_x, perms=perms, name=name)
-    return model_int.save(out_dir)
-
-
-def build_integer_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] | None = None,
-                        name: str | None = None) -> IntegerModel:
-    """The :class:`IntegerModel` of a prepared model, without writing files (see :func:`export_model`)."""
-    import torch
-    from torch import nn
-
-    from quant.fakequant import QuantLayer, quant_layers
-
-    leaves = _walk(model)
-    qnames = [n for n, m in leaves if isinstance(m, QuantLayer)]
-    if not qnames:
-        raise QuantInputError("the model has no QuantLayer to export (run quant.fakequant.prepare first)")
-    for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
-        arr = p.detach().cpu().double().numpy()
-        if not np.isfinite(arr).all():
-            raise QuantInputError(f"{pname}: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
-    missing = [f"{n} (weight codes)" for n, m in leaves if isinstance(m, QuantLayer) and m.w_codes is None]
-    missing += [f"{n} (input quantizer)" for n, m in leaves if isinstance(m, QuantLayer) and m.act is None]
-    if missing:
-        raise QuantInputError(f"cannot export: missing {', '.join(missing)}; run a weight quantizer and "
-                              f"calibrate_activations first")
-    modules = dict(leaves)
-    perms = dict(perms or {})
-    unknown = sorted(set(perms) - set(qnames))
-    if unknown:
-        raise QuantInputError(f"perms names unknown layers: {', '.join(unknown)} (layers: {', '.join(qnames)})")
-    out_perms: dict[str, np.ndarray] = {}
-    for n in qnames:
-        m = modules[n]
-        perm = perms.get(n, getattr(m, "out_perm", None))
-        if perm is None:
-            out_perms[n] = np.arange(m.out_features)
-            continue
-        arr = np.asarray(perm).reshape(-1)
-        if not np.issubdtype(arr.dtype, np.integer) or sorted(arr.tolist()) != list(range(m.out_features)):
-            raise QuantInputError(f"layer {n}: output permutation must be a permutation of 0..{m.out_features - 1}")
-        if n == qnames[-1] and np.any(arr != np.arange(m.out_features)):
-            raise QuantInputError(f"layer {n}: the last layer's outputs are the classes and cannot be permuted")
-        out_perms[n] = arr.astype(np.int64)
-
-    ex = torch.as_tensor(example_x)
-    if not torch.is_floating_point(ex) or not torch.isfinite(ex).all():
-        raise QuantInputError("example_x must be a finite float tensor")
-    shapes: dict[str, tuple[int, ...]] = {}
-    def shape_hook(n: str) -> Any:
-        def hook(_mod: Any, inp: tuple[Any, ...]) -> None:
-            shapes.setdefault(n, tuple(inp[0].shape[1:]))
-        return hook
-
-    hooks = [modules[n].register_forward_pre_hook(shape_hook(n)) for n in qnames]
-    try:
-        order = [n for n, _ in quant_layers(model, ex)]
-    finally:
-        for h in hooks:
-            h.remove()
-    if order != qnames:
-        raise QuantInputError(f"forward order {order} differs from the Sequential order {qnames}: "
-                              f"the integer datapath needs a plain chain")
-
-    # ops between layers
-    pre_ops: list[dict[str, Any]] = []
-    ops_after: dict[str, list[dict[str, Any]]] = {n: [] for n in qnames}
-    current: str | None = None
-    for n, m in leaves:
-        if isinstance(m, QuantLayer):
-            current = n
-            continue
-        rec = _op_record(m)
-        if rec is not None:
-            (ops_after[current] if current is not None else pre_ops).append(rec)
-
-    layers: list[IntegerLayer] = []
-    for i, n in enumerate(qnames):
-        m: QuantLayer = modules[n]
-        nxt = modules[qnames[i + 1]] if i + 1 < len(qnames) else None
-        in_perm = np.arange(m.in_channels)
-        if i > 0:
-            prev = out_perms[qnames[i - 1]]
-            if m.in_channels % len(prev):
-                raise QuantInputError(f"layer {n}: {m.in_channels} inputs are not a multiple of the previous "
-                                      f"layer's {len(prev)} channels")
-            expand = m.in_channels // len(prev)
-            in_perm = (prev[:, None] * expand + np.arange(expand)).reshape(-1)
-        layers.append(_export_layer(n, m, nxt, ops_after[n], shapes.get(n, ()), out_perms[n], in_perm, nn))
-    model_name = name if name is not None else type(model).__name__
-    return IntegerModel(layers, pre_ops, model_name)
-
-
-def _export_layer(name: str, m: Any, nxt: Any, ops: list[dict[str, Any]], in_shape: tuple[int, ...],
-                  out_perm: np.ndarray, in_perm: np.ndarray, nn: Any) -> IntegerLayer:
-    where = f"layer {name}"
-    conv = m.layer
-    if m.groups != 1:
-        raise QuantInputError(f"{where}: grouped/depthwise convolution (groups={m.groups}) is not supported")
-    if isinstance(conv, nn.Linear):
-        kind, ksize, stride, padding, dilation = "linear", (), (), (), ()
-    else:
-        d = 1 if isinstance(conv, nn.Conv1d) else 2
-        kind = f"conv{d}d"
-        ksize, stride, dilation = _tuple(conv.kernel_size, d), _tuple(conv.stride, d), _tuple(conv.dilation, d)
-        padding = _conv_padding(conv, ksize, dilation)
-    if not m.w_spec.signed:
-        raise QuantInputError(f"{where}: weight codes must use a signed symmetric QuantSpec")
-    codes = np.asarray(m.w_codes, dtype=np.int64)
-    scales = np.asarray(m.w_scales, dtype=np.float64).reshape(m.blocks.n_v, m.blocks.n_h)
-    if not np.isfinite(scales).all() or scales.min() <= 0:
-        raise QuantInputError(f"{where}: weight scales must be finite and > 0")
-    w_dtype = np.int8 if m.w_spec.bits <= 8 else np.int16
-    row_bounds = block_bounds(m.out_features, m.blocks.n_v)
-    col_bounds = block_bounds(m.in_channels, m.blocks.n_h) * m.kernel
-
-    act_in = m.act
-    for label, s in (("input", act_in.scale), ("output", nxt.act.scale if nxt is not None else 1.0)):
-        if not math.isfinite(s) or s <= 0:
-            raise QuantInputError(f"{where}: {label} activation scale {s!r} must be finite and > 0")
-    bias_real = (conv.bias.detach().double().cpu().numpy() if conv.bias is not None
-                 else np.zeros(m.out_features))
-    eff = effective_block_scales(codes, scales, row_bounds, col_bounds)
-    rows = np.repeat(np.arange(len(row_bounds) - 1), np.diff(row_bounds))
-    sx = exact(act_in.scale)
-    relu = any(op["op"] == "relu" for op in ops)
-
-    # partial-sum bound (independent of the output quantizer)
-    qx = max_abs_offset(act_in.spec.qmin, act_in.spec.qmax, act_in.zero_point)
-    wabs = np.abs(codes)
-    pmax = np.stack([wabs[:, c0:c1].sum(axis=1) for c0, c1 in zip(col_bounds[:-1], col_bounds[1:])], axis=1) * qx
-
-    if nxt is None:
-        out_bits, out_zp = LOGIT_BITS, 0
-        out_qmin, out_qmax = INT32_MIN, INT32_MAX
-        out_scale, mults, shifts, bias, bias_shifts = _logit_scale(sx, eff, pmax, rows, bias_real, where)
-    else:
-        spec = nxt.act.spec
-        out_bits, out_zp, out_scale = spec.bits, int(nxt.act.zero_point), float(nxt.act.scale)
-        out_qmin, out_qmax = spec.qmin, spec.qmax
-        mults, shifts, bias, bias_shifts = _requant_constants(sx, eff, out_scale, bias_real, rows, where)
-    if relu:
-        out_qmin = max(out_qmin, out_zp)
-    layer = IntegerLayer(
-        name=name, kind=kind, out_features=m.out_features, in_channels=m.in_channels, kernel_size=ksize,
-        stride=stride, padding=padding, dilation=dilation, w_bits=int(m.w_spec.bits), w_codes=codes.astype(w_dtype),
-        w_scales=scales, row_bounds=row_bounds.astype(np.int64), col_bounds=col_bounds.astype(np.int64),
-        out_perm=out_perm.astype(np.int32), in_perm=in_perm.astype(np.int32), bias_real=bias_real,
-        bias=np.array(bias, dtype=np.int32), in_bits=int(act_in.spec.bits), in_scale=float(act_in.scale),
-        in_zero_point=int(act_in.zero_point),
-        in_qmin=int(act_in.spec.qmin), in_qmax=int(act_in.spec.qmax),
-        out_bits=int(out_bits), out_scale=out_scale, out_zero_point=out_zp, out_qmin=int(out_qmin),
-        out_qmax=int(out_qmax), relu=relu, logits=nxt is None, multiplier=np.array(mults, dtype=np.int32),
-        shift=np.array(shifts, dtype=np.int32), bias_shift=np.array(bias_shifts, dtype=np.int32), ops=ops,
-        in_shape=tuple(in_shape))
-    _validate_layer(layer)
-    return layer

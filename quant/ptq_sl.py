@@ -48,7 +48,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from quant.errors import QuantInputError
-from quant.fakequant import QuantLayer, feed_inputs, quant_layers
+from quant.fakequant import QuantLayer, feed_inputs, quant_layers, tensor_quants
 from quant.quantizer import Blocks, QuantSpec, block_bounds, check_finite, expand_blocks, quantize
 
 __all__ = ["DEFAULT_ALPHAS", "METRICS", "INPUT_MODES", "initial_block_scales", "search_block_scales",
@@ -395,17 +395,24 @@ class float_view:  # noqa: N801 - used like a function: ``with float_view(model)
 
     def __init__(self, model_or_layers: nn.Module | list[tuple[str, QuantLayer]]) -> None:
         self.layers = quant_layers(model_or_layers) if isinstance(model_or_layers, nn.Module) else model_or_layers
+        self.tensors = tensor_quants(model_or_layers) if isinstance(model_or_layers, nn.Module) else []
         self.saved: list[tuple[QuantLayer, object, object]] = []
+        self.saved_tensors: list[tuple[nn.Module, object]] = []
 
     def __enter__(self) -> float_view:
         for _, m in self.layers:
             self.saved.append((m, m.w_deq, m.act))
             m.w_deq, m.act = None, None
+        for _, t in self.tensors:
+            self.saved_tensors.append((t, t.act))
+            t.act = None
         return self
 
     def __exit__(self, *exc: object) -> None:
         for m, w_deq, act in self.saved:
             m.w_deq, m.act = w_deq, act
+        for t, act in self.saved_tensors:
+            t.act = act
 
 
 def ptq_sl_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mapping[str, int], *,

@@ -57,7 +57,7 @@ from torch import nn
 
 from quant.data import Split
 from quant.errors import QuantInputError
-from quant.fakequant import QuantLayer, calibrate_activations, capture_inputs, prepare, quant_layers
+from quant.fakequant import QuantLayer, activations_off, calibrate_activations, capture_inputs, prepare, quant_layers
 from quant.finetune import MIN_BITS, FinetuneConfig, TrainOutcome, check_bits, finetune, training_mode
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, gpfq_quantize
 from quant.groups import quantizer_groups
@@ -255,8 +255,7 @@ def _round_to_grid(q: nn.Module, calib_x: torch.Tensor, w_bits: int, grid: str, 
     if bias_correction:
         float_model = copy.deepcopy(q)
         float_layers = quant_layers(float_model, calib_x[:1])
-        for _, m in float_layers:
-            m.act = None
+        activations_off(float_model)
         captured = capture_inputs(float_model, [m for _, m in float_layers], calib_x)
         float_inputs = {n: captured[id(m)] for n, m in float_layers}
     for name, layer in layers:

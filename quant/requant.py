@@ -65,7 +65,7 @@ def rounding_shift(acc: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray
     """``(acc + 2^(shift-1)) >> shift`` in int64, i.e. ``floor(acc / 2^shift + 1/2)`` exactly.
 
     ``shift`` (scalar or broadcastable array) must be in ``1..62``; the caller guarantees
-    ``|acc| + 2^(shift-1) <= 2^63 - 1`` (:func:`quant.integer.export_model` proves it per layer)."""
+    ``|acc| + 2^(shift-1) <= 2^63 - 1`` (:func:`quant.export.export_model` proves it per layer)."""
     a = np.asarray(acc, dtype=np.int64)
     s = np.asarray(shift, dtype=np.int64)
     if s.size and (s.min() < MIN_SHIFT or s.max() > MAX_SHIFT):

@@ -85,7 +85,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from quant.errors import QuantInputError
-from quant.fakequant import ActQuant, QuantLayer, calibrate_activations, capture_inputs, prepare, quant_layers
+from quant.fakequant import (
+    ActQuant,
+    QuantLayer,
+    activations_off,
+    calibrate_activations,
+    capture_inputs,
+    prepare,
+    quant_layers,
+)
 from quant.fileio import atomic_write, check_output_path
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, layer_inputs_2d, quantize_weights
 from quant.groups import quantizer_groups
@@ -186,7 +194,7 @@ def float_model(model: Any) -> nn.Module:
     base = prepare(model).double()
     for _, layer in quant_layers(base):
         layer.clear_weight_quant()
-        layer.act = None
+    activations_off(base)
     return base
 
 

@@ -56,8 +56,9 @@ def _layer_data(results: Path, export_root: Path, dataflow: str = "ws") -> tuple
     backpressure."""
     import torch
 
+    from quant.export import export_model
     from quant.fakequant import calibrate_activations, prepare
-    from quant.integer import export_model, load_export
+    from quant.integer import load_export
     from quant.models import get_model, model_split
     from quant.ptq_sl import ptq_sl_quantize
     from rtl.layer import golden_layer_inputs, layer_job, layer_parameters, sample_images

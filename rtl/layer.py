@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from quant.integer import IntegerLayer, IntegerModel, apply_ops, im2col, load_export
+from quant.integer import IntegerLayer, IntegerModel, im2col, load_export
 from rtl import driver
 from rtl.limits import (
     RunEstimate,
@@ -164,16 +164,9 @@ class ModelCheck:
 # golden inputs and lowering
 # ------------------------------------------------------------------------------------------------------------------
 def golden_layer_inputs(model: IntegerModel, x: Any) -> dict[str, np.ndarray]:
-    """The input codes of every layer when the golden model runs on ``x`` (float images or input codes).
-
-    The same loop as ``IntegerModel._forward``: quantize the input, the ops before the first layer, then per layer
-    ``run_layer`` and the code-domain ops after it (ReLU as ``max(c, z)``, max-pool, flatten)."""
-    codes = apply_ops(model.quantize_input(x), model.pre_ops, model.layers[0].in_zero_point)
-    out: dict[str, np.ndarray] = {}
-    for lay in model.layers:
-        out[lay.name] = codes
-        codes = apply_ops(model.run_layer(lay.name, codes), lay.ops, lay.out_zero_point)
-    return out
+    """The input codes of every layer when the golden model runs on ``x`` (float images or input codes): the
+    chain's code-domain ops or the graph's nodes (residual adds, requantization, pooling) before each layer."""
+    return model.layer_inputs(x)
 
 
 def lower_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
@@ -280,7 +273,8 @@ def sim_layer(layer: IntegerLayer, x_codes: np.ndarray, in_blocks: int | None = 
     out = _out_shape(layer, x)
     spatial_in, spatial_out = (1,) * (4 - x.ndim) + x.shape[2:], (1,) * (4 - x.ndim) + out[2:]
     kernel = (1,) * (2 - len(layer.kernel_size)) + tuple(layer.kernel_size)
-    return Layer(layer.name, "conv", in_h=int(spatial_in[0]), in_w=int(spatial_in[1]), in_c=layer.in_channels,
+    return Layer(layer.name, "dwconv" if layer.groups > 1 else "conv", in_h=int(spatial_in[0]),
+                 in_w=int(spatial_in[1]), in_c=layer.in_channels * layer.groups, groups=layer.groups,
                  out_c=layer.out_features, k_h=int(kernel[0]), k_w=int(kernel[1]), stride=int(layer.stride[-1]),
                  out_h=int(spatial_out[0]), out_w=int(spatial_out[1]), batch=int(x.shape[0]),
                  pad=int(layer.padding[-1][0]) if len(layer.kernel_size) == 2 else 0, in_blocks=blocks)
@@ -480,6 +474,11 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
     Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built."""
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload,
                         dataflow=dataflow)
+    if layer.groups > 1:
+        return _check_grouped_layer(layer, x_codes, rows=rows, cols=cols, pe=pe, simulator=simulator,
+                                    gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root,
+                                    expected=expected, mapping=mapping, preload=preload, max_nf=max_nf,
+                                    min_psum_rows=min_psum_rows, dataflow=dataflow)
     check_layer_size(layer, x_codes, rows, cols, pe, gap_prob, stall_prob)
     if isinstance(mapping, str):
         mapping = parse_layer_mapping(mapping, sim_layer(layer, x_codes), dataflow)
@@ -518,6 +517,55 @@ def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols
         outputs=_golden_layout(layer, got, shape_ref),
         messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()),
         loop_order=plan.order_name, tile_m=plan.tile_elements, preload=preload, dataflow=dataflow)
+
+
+def group_layer(layer: IntegerLayer, g: int) -> IntegerLayer:
+    """Group ``g`` of a grouped conv as a layer of its own: its output rows, their row blocks and constants."""
+    per = layer.out_features // layer.groups
+    r0, r1 = g * per, (g + 1) * per
+    bounds = np.asarray(layer.row_bounds, dtype=np.int64)
+    first = int(np.searchsorted(bounds, r0, side="right")) - 1
+    last = int(np.searchsorted(bounds, r1, side="left"))          # row blocks first .. last - 1 intersect
+    rows = np.clip(bounds[first:last + 1], r0, r1) - r0
+    blocks = slice(first, last)
+    return replace(layer, name=f"{layer.name}[g{g}]", out_features=per, groups=1, w_codes=layer.w_codes[r0:r1],
+                   w_scales=layer.w_scales[blocks], row_bounds=rows, out_perm=np.arange(per, dtype=np.int32),
+                   bias_real=layer.bias_real[r0:r1], bias=layer.bias[r0:r1], multiplier=layer.multiplier[blocks],
+                   shift=layer.shift[blocks], bias_shift=layer.bias_shift[blocks])
+
+
+def _check_grouped_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int, cols: int, pe: str,
+                         preload: str, dataflow: str, mapping: Any, seed: int, **kwargs: Any) -> LayerCheck:
+    """A grouped / depthwise conv runs as its groups' GEMMs one after another, as sim schedules it (``dwconv``:
+    ``groups`` GEMMs back to back), each at the layer's mapping.  With serial preload nothing of one group overlaps
+    the next, so the layer's busy cycles are the groups' busy cycles summed, and ``measured = sum(busy_g) - 1`` is
+    sim's convention for the whole layer.  Overlapped preload would hide one group's first weight load behind the
+    previous group's compute, which separate runs cannot show: refused."""
+    if preload != "serial":
+        raise RtlError(f"layer {layer.name}: a grouped conv (groups={layer.groups}) runs in RTL with serial weight "
+                       f"preload only (sim overlaps one group's preload with the previous group's compute)")
+    x = np.asarray(x_codes)
+    lowered = sim_layer(layer, x)
+    if isinstance(mapping, str):
+        mapping = parse_layer_mapping(mapping, lowered, dataflow)
+    kwargs.pop("expected", None)  # each group compares with the golden model's own run of that group
+    cin = layer.in_channels
+    checks = [check_layer(group_layer(layer, g), x[:, g * cin:(g + 1) * cin], rows=rows, cols=cols, pe=pe,
+                          preload=preload, dataflow=dataflow, mapping=mapping, seed=seed + g, **kwargs)
+              for g in range(layer.groups)]
+    sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
+
+    def predict(sim_view: Any) -> int:
+        return driver.predicted_layer_cycles(sim_view, rows, cols, pe, layer.w_bits, layer.in_bits, preload,
+                                             sim_mapping, dataflow)
+
+    return replace(checks[0], layer=layer.name, N=layer.out_features, n_v=layer.n_v,
+                   macs=sum(c.macs for c in checks), mismatches=sum(c.mismatches for c in checks),
+                   measured_cycles=sum(c.measured_cycles + 1 for c in checks) - 1,
+                   predicted_cycles=predict(lowered), single_gemm_cycles=predict(sim_layer(layer, x, in_blocks=1)),
+                   clock_cycles=sum(c.clock_cycles for c in checks),
+                   outputs=np.concatenate([c.outputs for c in checks], axis=1),
+                   messages=tuple(m for c in checks for m in c.messages))
 
 
 def _out_shape(layer: IntegerLayer, x_codes: np.ndarray) -> tuple[int, ...]:
@@ -577,8 +625,9 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
     ``mappings`` (layer name -> ``sim.mapping.Mapping`` or ``ORDER[:TILE_M]``; default SCALE-Sim's) on arrays
     with the ``preload`` profile.
 
-    Each layer is fed the codes the RTL produced for the layer before, after the code-domain ops between layers
-    (ReLU as ``max(c, z)``, max-pool, flatten: ``quant.integer``'s own functions, in Python). Each layer's RTL
+    Each layer is fed the codes the rest of the model computes from the RTL's outputs of the layers before it: the
+    chain's code-domain ops or the graph's nodes (residual adds, requantization, pooling), run by the golden
+    model's own code (``IntegerModel.execute``) in Python. Each layer's RTL
     output is checked against the golden model's ``run_layer`` on the same input and against the golden trace of
     ``x_batch``; the predictions are the argmax of the RTL's logit codes (ties to the lowest index, as
     ``IntegerModel.run``)."""
@@ -587,19 +636,23 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
     model = export_dir if isinstance(export_dir, IntegerModel) else load_export(export_dir)
     trace = model.trace(x_batch)
     _, golden_pred = model.run(x_batch)
-    codes = apply_ops(model.quantize_input(x_batch), model.pre_ops, model.layers[0].in_zero_point)
     checks: list[LayerCheck] = []
-    inter = 0
-    for i, lay in enumerate(model.layers):
-        if layers is not None and lay.name not in layers:
-            y = model.run_layer(lay.name, codes)
+    inter = [0]
+    index = {lay.name: i for i, lay in enumerate(model.layers)}
+
+    def run_gemm(name: str, codes: np.ndarray) -> np.ndarray:
+        if layers is not None and name not in layers:
+            y = model.run_layer(name, codes)
         else:
-            check = check_layer(lay, codes, rows=rows, cols=cols, pe=pe, simulator=simulator, gap_prob=gap_prob,
-                                stall_prob=stall_prob, seed=seed + i, build_root=build_root,
-                                mapping=(mappings or {}).get(lay.name), preload=preload, dataflow=dataflow)
+            check = check_layer(model.layer(name), codes, rows=rows, cols=cols, pe=pe, simulator=simulator,
+                                gap_prob=gap_prob, stall_prob=stall_prob, seed=seed + index[name],
+                                build_root=build_root, mapping=(mappings or {}).get(name), preload=preload,
+                                dataflow=dataflow)
             checks.append(check)
             y = check.outputs
-        inter += int(np.count_nonzero(y != trace[lay.name]))
-        codes = apply_ops(y, lay.ops, lay.out_zero_point)
+        inter[0] += int(np.count_nonzero(y != trace[name]))
+        return y
+
+    codes = model.execute(x_batch, run_gemm).codes
     return ModelCheck(layers=tuple(checks), predictions=np.argmax(codes, axis=-1), golden_predictions=golden_pred,
-                      intermediate_mismatches=inter)
+                      intermediate_mismatches=inter[0])

@@ -13,6 +13,8 @@ import pytest
 import torch
 from cli_run import assert_bad_input, run_cli
 
+from quant.integer import load_export
+
 MODEL_PY = textwrap.dedent('''
     import torch
     from torch import nn
@@ -67,8 +69,6 @@ def _quantize(user: dict[str, Path], model: str, data: str | None, out: Path, *e
 def test_user_model_with_labels(user: dict[str, Path], tmp_path: Path, capsys) -> None:
     """A file-defined model with its weights: accuracy measured on test_x/test_y, the golden integer model agrees
     with fake-quant, and the export loads."""
-    from quant.integer import load_export
-
     out = tmp_path / "q"
     code, stdout, err = run_cli(_quantize(user, f"{user['py']}:small_cnn", "labelled.npz", out, "--weights",
                                           str(user["weights"])), capsys)
@@ -138,24 +138,37 @@ def test_sensitivity_of_a_user_model(user: dict[str, Path], tmp_path: Path, caps
                      "needs labels")
 
 
-def test_a_residual_user_model_is_refused_before_work(user: dict[str, Path], capsys) -> None:
-    """A model the integer export cannot represent yet (a residual block) is named at once, before quantizing."""
+def test_a_residual_user_model_exports_as_a_graph_and_unsupported_nodes_are_named(user: dict[str, Path],
+                                                                                    capsys) -> None:
+    """A residual block inside an nn.Sequential exports as a graph; a node the integer export cannot represent
+    (a LayerNorm after the add) is named at once, before quantizing."""
     (user["root"] / "res.py").write_text(textwrap.dedent('''
         from torch import nn
 
         class Block(nn.Module):
-            def __init__(self):
+            def __init__(self, norm=False):
                 super().__init__()
                 self.conv = nn.Conv2d(1, 1, 3, padding=1)
+                self.norm = nn.LayerNorm([1, 8, 8]) if norm else nn.Identity()
 
             def forward(self, x):
-                return x + self.conv(x)
+                return self.norm(x + self.conv(x))
 
         def net():
             return nn.Sequential(Block(), nn.Flatten(), nn.Linear(64, 10))
+
+        def normed():
+            return nn.Sequential(Block(norm=True), nn.Flatten(), nn.Linear(64, 10))
     '''))
-    assert_bad_input(_quantize(user, f"{user['root']}/res.py:net", "unlabelled.npz", user["root"] / "out"), capsys,
-                     user["root"], "unsupported modules for integer export: 0 (Block)")
+    out = user["root"] / "out"
+    code, _, err = run_cli(_quantize(user, f"{user['root']}/res.py:net", "unlabelled.npz", out), capsys)
+    assert code == 0, err
+    golden = load_export(out)
+    # (a requant before the classifier appears only if its input quantizer differs from the sum's)
+    assert [n["op"] for n in golden.graph if n["op"] != "requant"] == ["input", "gemm", "add", "flatten", "gemm",
+                                                                       "output"]
+    assert_bad_input(_quantize(user, f"{user['root']}/res.py:normed", "unlabelled.npz", user["root"] / "out2"),
+                     capsys, user["root"], "cannot represent 1 node(s): 0.norm (LayerNorm)")
 
 
 def test_sim_and_solve_join_on_a_user_model(user: dict[str, Path], tmp_path: Path, capsys) -> None:

@@ -24,9 +24,9 @@ from quant.dgms import (
     snap_layer,
 )
 from quant.errors import QuantInputError
+from quant.export import build_integer_model
 from quant.fakequant import quant_layers
 from quant.finetune import FinetuneConfig, TrainingDivergedError
-from quant.integer import build_integer_model
 from quant.models import get_model, model_split
 from quant.quantizer import QuantSpec
 

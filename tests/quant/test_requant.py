@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from quant.errors import QuantInputError
+from quant.export import build_integer_model
 from quant.fakequant import ActQuant, prepare, quant_layers
-from quant.integer import build_integer_model
 from quant.quantizer import Blocks, QuantSpec
 from quant.requant import (
     INT32_MAX,

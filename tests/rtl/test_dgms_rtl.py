@@ -25,8 +25,8 @@ def dgms_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         try:
             if not (out / "meta.json").is_file():
                 from quant.dgms import dgms_train
+                from quant.export import export_model
                 from quant.finetune import FinetuneConfig
-                from quant.integer import export_model
                 from quant.models import get_model, model_split
 
                 split = model_split("digits-cnn")

@@ -1,0 +1,190 @@
+"""The dataflow graph of a prepared model, as the integer datapath sees it, and its tensor quantizers.
+
+The integer datapath (:mod:`quant.integer`, :mod:`quant.integer_graph`) stores every tensor as integer codes with
+one quantizer (scale, zero point, bits).  In a plain chain each layer's output is requantized straight into the
+input format of the next layer, so the layers' own input quantizers (``QuantLayer.act``) are all there is.  A DAG
+has tensors no single layer owns: the sum of a residual add, a concat, an average pool, and a layer output that
+two ops read (a ResNet block's input feeds its first conv and the skip path).  Each of these gets a
+:class:`~quant.qlayer.TensorQuant` right after the node that produces it, so the fake-quant model quantizes
+exactly the tensors the integer model stores, and the two agree to the requantizers' rounding.
+
+Node kinds (:func:`node_kind`), on a ``torch.fx`` graph with QuantLayers and TensorQuants kept as leaves:
+
+* ``gemm`` -- a QuantLayer; ``tensor_quant`` -- a TensorQuant; ``input`` -- the model input;
+* ``pass`` -- ops that commute with a monotone quantizer and so run on codes unchanged: ReLU, ReLU6 / hardtanh
+  (clamp at the quantized bounds), max pooling, flatten / view / reshape, dropout (eval), identity, contiguous;
+* ``add`` (two activations), ``cat``, ``avgpool`` (average / adaptive average pooling, ``mean`` over spatial
+  dims) -- integer ops that produce a new tensor and therefore a new quantizer;
+* ``shape`` -- sizes and shapes (``x.size(0)``), not activations;
+* ``output`` and ``other`` -- everything else (the export names such nodes and refuses them).
+
+Which tensors get a TensorQuant (:func:`tensor_quant_sources`): the output of every ``add`` / ``cat`` /
+``avgpool``, and the output of a ``gemm`` or of the model input whenever more than one op reads it (through
+pass ops) or something other than a QuantLayer or the model output reads it.  A layer whose output only one
+QuantLayer reads keeps today's fused requantization into that layer's input format, so a plain chain gets no
+TensorQuant at all and its export is unchanged.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from quant.errors import QuantInputError
+from quant.qlayer import QuantLayer, TensorQuant
+
+__all__ = ["GraphTracer", "trace_graph", "node_kind", "pass_source", "tensor_quant_sources", "insert_tensor_quants",
+           "PASS_MODULES", "AVGPOOL_MODULES", "DEFAULT_TENSOR_BITS"]
+
+DEFAULT_TENSOR_BITS = 8  #: bits of a TensorQuant (the integer format of sums, concats and pooled tensors)
+
+PASS_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten,
+                                             nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
+AVGPOOL_MODULES: tuple[type[nn.Module], ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
+                                                nn.AdaptiveAvgPool2d)
+_PASS_NAMES = frozenset({"relu", "relu6", "hardtanh", "max_pool1d", "max_pool2d", "flatten", "view", "reshape",
+                         "dropout", "dropout1d", "dropout2d", "identity", "contiguous"})
+_ADD_NAMES = frozenset({"add", "iadd"})
+_CAT_NAMES = frozenset({"cat", "concat", "concatenate"})
+_AVGPOOL_NAMES = frozenset({"avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "mean"})
+_SHAPE_METHODS = frozenset({"size", "dim"})
+
+
+class GraphTracer(torch.fx.Tracer):
+    """``torch.fx`` tracer that keeps QuantLayers and TensorQuants (and torch.nn's own modules) as leaves."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, (QuantLayer, TensorQuant)) or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace_graph(model: nn.Module) -> torch.fx.GraphModule:
+    """The model as a ``GraphModule`` (same submodules, same paths); :class:`QuantInputError` with fx's reason
+    when the model cannot be traced symbolically (data-dependent control flow, unsupported Python)."""
+    if isinstance(model, torch.fx.GraphModule):
+        return model
+    try:
+        graph = GraphTracer().trace(model)
+    except Exception as exc:  # fx raises many types; the first line names the cause
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise QuantInputError(f"torch.fx cannot trace {type(model).__name__}: {first}") from None
+    return torch.fx.GraphModule(model, graph, class_name=type(model).__name__)
+
+
+def _target_name(node: torch.fx.Node) -> str:
+    target = node.target
+    name = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+    return name.strip("_")
+
+
+def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:
+    """The kind of ``node`` (see the module docstring)."""
+    if node.op == "placeholder":
+        return "input"
+    if node.op == "output":
+        return "output"
+    if node.op == "get_attr":
+        return "other"
+    if node.op == "call_module":
+        module = gm.get_submodule(str(node.target))
+        if isinstance(module, QuantLayer):
+            return "gemm"
+        if isinstance(module, TensorQuant):
+            return "tensor_quant"
+        if isinstance(module, PASS_MODULES):
+            return "pass"
+        if isinstance(module, AVGPOOL_MODULES):
+            return "avgpool"
+        return "other"
+    name = _target_name(node)
+    if node.op == "call_method" and name in _SHAPE_METHODS:
+        return "shape"
+    if node.op == "call_function" and node.target is getattr and len(node.args) > 1 and node.args[1] == "shape":
+        return "shape"
+    if node.op == "call_function" and node.target is operator.getitem:
+        src = node.args[0]
+        if isinstance(src, torch.fx.Node) and node_kind(gm, src) == "shape":
+            return "shape"
+        return "other"
+    if name in _ADD_NAMES:
+        tensors = [a for a in node.args[:2] if isinstance(a, torch.fx.Node) and node_kind(gm, a) != "shape"]
+        return "add" if len(tensors) == 2 and len(node.args) == 2 and not node.kwargs else "other"
+    if name in _CAT_NAMES:
+        return "cat"
+    if name in _AVGPOOL_NAMES:
+        return "avgpool"
+    if name in _PASS_NAMES:
+        return "pass"
+    return "other"
+
+
+def tensor_args(gm: nn.Module, node: torch.fx.Node) -> list[torch.fx.Node]:
+    """The activation operands of ``node`` (its fx Node arguments that are not sizes or shapes), in order."""
+    found: list[torch.fx.Node] = []
+    torch.fx.node.map_arg((node.args, node.kwargs), found.append)
+    return [a for a in dict.fromkeys(found) if node_kind(gm, a) != "shape"]
+
+
+def pass_source(gm: nn.Module, node: torch.fx.Node) -> torch.fx.Node:
+    """The node whose codes ``node`` carries: itself, or (through pass ops) the op that produced them."""
+    while node_kind(gm, node) == "pass":
+        args = tensor_args(gm, node)
+        if not args:
+            return node
+        node = args[0]
+    return node
+
+
+def tensor_quant_sources(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    """The nodes whose output needs a TensorQuant (see the module docstring), in graph order."""
+    consumers: dict[torch.fx.Node, set[torch.fx.Node]] = {}
+    kinds = {node: node_kind(gm, node) for node in gm.graph.nodes}
+    for node in gm.graph.nodes:
+        if kinds[node] in ("pass", "shape", "tensor_quant"):
+            continue
+        for arg in tensor_args(gm, node):
+            consumers.setdefault(pass_source(gm, arg), set()).add(node)
+    already = {n.args[0] for n in gm.graph.nodes if kinds[n] == "tensor_quant" and n.args
+               and isinstance(n.args[0], torch.fx.Node)}
+    out = []
+    for node in gm.graph.nodes:
+        kind, users = kinds[node], consumers.get(node, set())
+        if node in already or not users:
+            continue
+        if kind in ("add", "cat", "avgpool"):
+            out.append(node)
+        elif kind in ("gemm", "input"):
+            user_kinds = {kinds[u] for u in users}
+            if len(users) > 1 or not user_kinds <= {"gemm", "output"} or (kind == "input" and "output" in user_kinds):
+                out.append(node)
+    return out
+
+
+def insert_tensor_quants(model: nn.Module, bits: int = DEFAULT_TENSOR_BITS,
+                         on_untraceable: Callable[[str], Any] | None = None) -> nn.Module:
+    """``model`` with a TensorQuant after every node of :func:`tensor_quant_sources` (a ``GraphModule`` with the
+    same submodule paths and class name), or ``model`` itself when it needs none.  A model ``torch.fx`` cannot
+    trace is returned as it is, after ``on_untraceable(reason)``: it runs in fake-quant, and the integer export
+    refuses it with the same reason."""
+    try:
+        gm = trace_graph(model)
+    except QuantInputError as exc:
+        if on_untraceable is not None:
+            on_untraceable(str(exc))
+        return model
+    sources = tensor_quant_sources(gm)
+    if not sources:
+        return model
+    holder = nn.Module()
+    gm.add_submodule("tensor_quants", holder)
+    for node in sources:
+        holder.add_module(node.name, TensorQuant(bits))
+        with gm.graph.inserting_after(node):
+            tq = gm.graph.call_module(f"tensor_quants.{node.name}", (node,))
+        node.replace_all_uses_with(tq, delete_user_cb=lambda user, tq=tq: user is not tq)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
