@@ -95,11 +95,13 @@ def _alpha_grid(alphas: Sequence[float] | np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def resolve_blocks(blocks: Blocks | tuple[int, int] | str, out_features: int, in_channels: int,
-                   clamp: bool = False) -> Blocks:
+                   clamp: bool = False, groups: int = 1) -> Blocks:
     """``"channel"`` -> ``(out, 1)``, ``"tensor"`` -> ``(1, 1)``, a tuple or :class:`Blocks` as given.
 
     With ``clamp`` a grid larger than the layer is shrunk to ``(min(n_v, out), min(n_h, in_channels))``;
-    without it an oversized grid raises :class:`QuantInputError`."""
+    without it an oversized grid raises :class:`QuantInputError`.  A grouped conv's groups are separate GEMMs,
+    so its row blocks must lie inside groups: ``n_v`` a multiple of ``groups`` whose bounds fall on the group
+    boundaries (with ``clamp``, ``n_v`` is first rounded up to a multiple of ``groups``)."""
     if isinstance(blocks, str):
         if blocks == "channel":
             return Blocks(out_features, 1)
@@ -117,9 +119,17 @@ def resolve_blocks(blocks: Blocks | tuple[int, int] | str, out_features: int, in
             raise QuantInputError(f"{name} must be a positive integer, got {v!r}")
     n_v, n_h = int(n_v), int(n_h)
     if clamp:
+        if groups > 1:
+            n_v = -(-n_v // groups) * groups
         n_v, n_h = min(n_v, out_features), min(n_h, in_channels)
     b = Blocks(n_v, n_h)
     b.check(out_features, in_channels)
+    if groups > 1:
+        per = out_features // groups
+        bounds = block_bounds(out_features, n_v)
+        if n_v % groups or not np.array_equal(bounds[::n_v // groups], np.arange(groups + 1) * per):
+            raise QuantInputError(f"n_V={n_v} row blocks cross the {groups} groups of a grouped conv ({per} rows "
+                                  f"each): n_V must be a multiple of {groups} whose blocks tile each group")
     return b
 
 
@@ -162,8 +172,6 @@ def lower_inputs(layer: QuantLayer | nn.Module, x: torch.Tensor) -> torch.Tensor
         return x.reshape(-1, mod.in_features)
     if not isinstance(mod, (nn.Conv1d, nn.Conv2d)):
         raise QuantInputError(f"cannot lower inputs of {type(mod).__name__} (supported: Conv1d, Conv2d, Linear)")
-    if mod.groups != 1:
-        raise QuantInputError(f"grouped convolution (groups={mod.groups}) is not supported by PTQ-SL")
     pad = mod._reversed_padding_repeated_twice
     mode = "constant" if mod.padding_mode == "zeros" else mod.padding_mode
     if any(pad):
@@ -176,20 +184,28 @@ def lower_inputs(layer: QuantLayer | nn.Module, x: torch.Tensor) -> torch.Tensor
         if d > 1:
             x = x[..., ::d]
     # x: [N, C, *out_positions, *kernel] -> [N, *out_positions, C, *kernel] -> rows, channel-major columns
+    # (for a grouped conv, group g's columns are g * in_c/groups * kernel ... : its GEMM's own columns)
     x = x.permute(0, *range(2, 2 + spatial), 1, *range(2 + spatial, 2 + 2 * spatial))
     return x.reshape(-1, mod.in_channels * int(np.prod(mod.kernel_size)))
 
 
 class _GramAccumulator:
-    """Running bias-augmented Gram ``[X 1]^T [X 1]`` in float64."""
+    """Running bias-augmented Gram ``[X 1]^T [X 1]`` in float64; with ``groups > 1`` one per group's columns,
+    ``[groups, k + 1, k + 1]`` (a grouped conv's groups are separate GEMMs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, groups: int = 1) -> None:
         self.gram: np.ndarray | None = None
+        self.groups = groups
 
     def add(self, rows: torch.Tensor) -> None:
         r = rows.detach().to(torch.float64)
-        r = torch.cat([r, torch.ones(r.shape[0], 1, dtype=torch.float64)], dim=1)
-        g = (r.T @ r).numpy()
+        if self.groups > 1:
+            r = r.reshape(r.shape[0], self.groups, -1)
+            r = torch.cat([r, torch.ones(r.shape[0], self.groups, 1, dtype=torch.float64)], dim=2)
+            g = torch.einsum("pgk,pgl->gkl", r, r).numpy()
+        else:
+            r = torch.cat([r, torch.ones(r.shape[0], 1, dtype=torch.float64)], dim=1)
+            g = (r.T @ r).numpy()
         self.gram = g if self.gram is None else self.gram + g
 
 
@@ -363,15 +379,24 @@ def _layer_bias(layer: QuantLayer) -> np.ndarray | None:
 def ptq_sl_layer(layer: QuantLayer, gram: np.ndarray, bits: int, blocks: Blocks | tuple[int, int] | str,
                  metric: str = "l2", alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS, *,
                  rounds: int = 2, clamp: bool = True) -> None:
-    """Search and install block scales and codes on one :class:`QuantLayer` from its input Gram matrix."""
-    b = resolve_blocks(blocks, layer.out_features, layer.in_channels, clamp=clamp)
+    """Search and install block scales and codes on one :class:`QuantLayer` from its input Gram matrix (one per
+    group, ``[groups, k + 1, k + 1]``, for a grouped conv: each group is searched on its own GEMM)."""
+    g_count = layer.groups
+    b = resolve_blocks(blocks, layer.out_features, layer.in_channels, clamp=clamp, groups=g_count)
     spec = _as_spec(bits)
     w = layer.gemm_weight()
-    codes, scales = search_block_scales_gram(w, gram, spec, b, layer.kernel, metric, alphas,
-                                             bias=_layer_bias(layer), rounds=rounds)
+    bias = _layer_bias(layer)
+    grams = np.asarray(gram, dtype=np.float64).reshape((g_count,) + np.shape(gram)[-2:])
+    per, per_v = layer.out_features // g_count, b.n_v // g_count
+    parts = []
+    for g in range(g_count):
+        rows = slice(g * per, (g + 1) * per)
+        parts.append(search_block_scales_gram(w[rows], grams[g], spec, Blocks(per_v, b.n_h), layer.kernel, metric,
+                                              alphas, bias=None if bias is None else bias[rows], rounds=rounds))
+    codes, scales = np.concatenate([c for c, _ in parts]), np.concatenate([s for _, s in parts])
     layer.set_weight_codes(codes, scales, spec, b)
     q = codes * expand_blocks(scales, layer.out_features, layer.in_channels, layer.kernel)
-    layer.ptq_sl_rel_err = _rel_err(w, q, _layer_bias(layer), gram)
+    layer.ptq_sl_rel_err = _grouped_rel_err(w, q, bias, grams)
 
 
 def _grams(model: nn.Module, layers: list[tuple[str, QuantLayer]], calib_x: torch.Tensor,
@@ -380,7 +405,7 @@ def _grams(model: nn.Module, layers: list[tuple[str, QuantLayer]], calib_x: torc
 
     The input is taken before the layer's own activation quantizer unless ``own_act`` (then after it, i.e.
     exactly what the layer's weights multiply)."""
-    accs = {id(m): _GramAccumulator() for _, m in layers}
+    accs = {id(m): _GramAccumulator(m.groups) for _, m in layers}
 
     def on_input(mod: QuantLayer, x: torch.Tensor) -> None:
         x = mod.act(x) if own_act and mod.act is not None else x
@@ -456,10 +481,14 @@ def ptq_sl_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappi
 
     per_layer_blocks = isinstance(blocks, Mapping)
     for name, m in layers:  # validate everything before touching the model
-        if m.groups != 1:
-            raise QuantInputError(f"layer {name!r}: grouped convolution (groups={m.groups}) is not supported by PTQ-SL")
         _as_spec(pick(w_bits, name, "w_bits"))
-        resolve_blocks(pick(blocks, name, "blocks"), m.out_features, m.in_channels, clamp=not per_layer_blocks)
+        try:
+            resolve_blocks(pick(blocks, name, "blocks"), m.out_features, m.in_channels, clamp=not per_layer_blocks,
+                           groups=m.groups)
+        except QuantInputError as exc:
+            raise QuantInputError(f"layer {name!r}: {exc}") from None
+        if reorder and m.groups > 1:
+            raise QuantInputError(f"layer {name!r}: channel reordering does not apply to a grouped conv")
 
     if reorder:
         from quant.reorder import reorder_model
@@ -490,15 +519,21 @@ def relative_output_errors(model: nn.Module, calib_x: torch.Tensor) -> dict[str,
         return {}
     with float_view(quant_layers(model)):
         grams = _grams(model, layers, calib_x)
-    return {name: _rel_err(m.gemm_weight(), m.w_deq.detach().double().reshape(m.out_features, -1).numpy(),
-                           _layer_bias(m), grams[name]) for name, m in layers}
+    return {name: _grouped_rel_err(m.gemm_weight(), m.w_deq.detach().double().reshape(m.out_features, -1).numpy(),
+                                   _layer_bias(m), grams[name]) for name, m in layers}
 
 
-def _rel_err(w: np.ndarray, q: np.ndarray, bias: np.ndarray | None, gram: np.ndarray) -> float:
-    """``||X (W - Q)^T|| / ||X W^T + b||`` from the bias-augmented Gram matrix of X."""
+def _grouped_rel_err(w: np.ndarray, q: np.ndarray, bias: np.ndarray | None, gram: np.ndarray) -> float:
+    """``||X (W - Q)^T|| / ||X W^T + b||`` from the bias-augmented Gram matrix of X (``[groups, k+1, k+1]`` for a
+    grouped conv: group g's rows use its own Gram)."""
+    grams = np.asarray(gram).reshape((-1,) + np.shape(gram)[-2:])
+    per = w.shape[0] // len(grams)
     b = np.zeros(w.shape[0]) if bias is None else bias
     wt = np.concatenate([w, b[:, None]], axis=1)
     d = w - q
-    num = float(np.sum((d @ gram[:-1, :-1]) * d))
-    den = float(np.sum((wt @ gram) * wt))
+    num = den = 0.0
+    for g, gm in enumerate(grams):
+        rows = slice(g * per, (g + 1) * per)
+        num += float(np.sum((d[rows] @ gm[:-1, :-1]) * d[rows]))
+        den += float(np.sum((wt[rows] @ gm) * wt[rows]))
     return float(np.sqrt(max(num, 0.0) / den)) if den > 0 else float("inf")

@@ -17,6 +17,7 @@ from quant.ptq_sl import (
     layer_output_error,
     lower_inputs,
     ptq_sl_quantize,
+    resolve_blocks,
     search_block_scales,
 )
 from quant.quantizer import Blocks, QuantSpec, block_bounds, dequantize, expand_blocks, quantize
@@ -291,3 +292,38 @@ def test_bad_inputs() -> None:
         ptq_sl_quantize(prepare(model), xm, 4, reorder="random")
     for msg in (str(e.value) for e in [pytest.raises(QuantInputError, search_block_scales, w, x, spec, (7, 1), 3)]):
         assert "\n" not in msg
+
+
+# ------------------------------------------------------------------------------------------------ grouped convs
+@pytest.mark.parametrize(("groups", "blocks"), [(8, "channel"), (4, (8, 2)), (2, (4, 1))])
+def test_grouped_conv_is_searched_group_by_group(groups: int, blocks) -> None:  # noqa: ANN001
+    """A grouped conv's codes and scales are exactly what the search gives each group's own GEMM (its weight rows
+    and its own lowered input channels), and the layer output error is the groups' errors combined."""
+    torch.manual_seed(groups)
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=groups)
+    q = prepare(nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 2)))
+    x = torch.randn(16, 8, 6, 6)
+    ptq_sl_quantize(q, x, 3, blocks=blocks)
+    layer = q[0]
+    b = resolve_blocks(blocks, 8, 8 // groups, clamp=True, groups=groups)
+    assert (layer.blocks.n_v, layer.blocks.n_h) == (b.n_v, b.n_h)
+    per, cin = 8 // groups, 8 // groups
+    w = layer.gemm_weight()
+    for g in range(groups):
+        sub = nn.Conv2d(cin, per, 3, padding=1)
+        rows = lower_inputs(sub, x[:, g * cin:(g + 1) * cin])
+        codes, scales = search_block_scales(w[g * per:(g + 1) * per], rows, 3, Blocks(b.n_v // groups, b.n_h), 9)
+        assert np.array_equal(layer.w_codes[g * per:(g + 1) * per], codes)
+        assert np.array_equal(layer.w_scales[g * (b.n_v // groups):(g + 1) * (b.n_v // groups)], scales)
+    xd, bias = x.double(), layer.layer.bias.detach().double()
+    y = torch.nn.functional.conv2d(xd, torch.as_tensor(w).reshape(8, cin, 3, 3), bias, padding=1, groups=groups)
+    yq = torch.nn.functional.conv2d(xd, layer.w_deq.double(), bias, padding=1, groups=groups)
+    assert layer.ptq_sl_rel_err == pytest.approx(float((y - yq).norm() / y.norm()), rel=1e-6)  # w_deq: float32
+
+
+def test_grouped_row_blocks_must_stay_inside_groups() -> None:
+    assert resolve_blocks((3, 1), 16, 1, clamp=True, groups=16) == Blocks(16, 1)   # rounded up, per channel
+    assert resolve_blocks((1, 1), 32, 1, clamp=True, groups=16) == Blocks(16, 1)
+    with pytest.raises(QuantInputError, match="cross the 4 groups"):
+        resolve_blocks((6, 1), 12, 2, groups=4)
+    resolve_blocks((8, 1), 16, 2, groups=4)
