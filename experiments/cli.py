@@ -248,8 +248,9 @@ def quantize_cmd(
                                             "path/to/file.py:factory, package.module:factory (the factory returns an "
                                             "nn.Module) or a torch.export .pt2 program; your own needs --data.")],
     method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels) or ptq-sl.")],
-    bits: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a8.")],
     out: Annotated[Path, typer.Option(help="Directory for the integer export and metrics.json.")],
+    bits: Annotated[str | None, typer.Option(help="Weight and activation bits of every layer, e.g. w4a8 (or give "
+                                                  "--assignment).")] = None,
     granularity: Annotated[str, typer.Option(help="tensor, channel, or PTQ-SL blocks NVxNH (e.g. 4x2). rtn/gpfq: "
                                                   "every layer must hold NVxNH; ptq-sl clamps the grid to smaller "
                                                   "layers, but at least one layer must hold it.")]
@@ -259,6 +260,8 @@ def quantize_cmd(
                                                    "without labels the quality is agreement with the float model.")]
     = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
+    assignment: Annotated[Path | None, typer.Option(help="Per-layer bits: lowbit solve's output directory or its "
+                                                         "assignment.csv (instead of --bits).")] = None,
 ) -> None:
     """Quantize a model (built-in, trained here, or your own on your data), export it as integers, and measure it."""
     import json
@@ -270,19 +273,28 @@ def quantize_cmd(
     from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
     check_output_dir(out)
-    w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
+    if (bits is None) == (assignment is None):
+        raise QuantInputError("give exactly one of --bits (e.g. w4a8) and --assignment")
+    table = None
+    if assignment is not None:
+        from search.assignment import read_assignment
+
+        table = read_assignment(assignment)
+        w_bits = a_bits = None
+    else:
+        w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
     if data is None and (is_model_spec(model) or weights is not None):
         raise QuantInputError(f"model {model!r}: your own model needs --data (an .npz with calib_x)")
     with staged_dir(out) as stage:
         if data is None:
             _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=stage,
-                                         on_phase=_phase_printer())
+                                         on_phase=_phase_printer(), assignment=table)
         else:
             _, result = quantize_user(model, data, method, w_bits, a_bits, granularity, seed, weights,
-                                      export_dir=stage, on_phase=_phase_printer())
+                                      export_dir=stage, on_phase=_phase_printer(), assignment=table)
         (stage / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     summary = _accuracy_summary(result) if data is None else _user_summary(result)
-    typer.echo(f"{model} {method} {bits} ({granularity}): {summary}")
+    typer.echo(f"{model} {method} {bits or f'assignment {assignment}'} ({granularity}): {summary}")
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
 
 

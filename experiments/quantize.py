@@ -64,14 +64,17 @@ def check_granularity(layers: Sequence[tuple[str, Any]], method: str, granularit
                                   f"but one layer must hold it")
 
 
+Bits = int | dict[str, int]  #: one width for every layer, or per layer name
+
+
 @dataclass(frozen=True)
 class QuantResult:
     """Accuracies in percent, sizes in bits, time in seconds."""
 
     model: str
     method: str
-    w_bits: int
-    a_bits: int
+    w_bits: Bits
+    a_bits: Bits
     granularity: str
     seed: int
     float_accuracy: float
@@ -84,6 +87,34 @@ class QuantResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def assignment_bits(assignment: Any, model: nn.Module) -> tuple[dict[str, int], dict[str, int]]:
+    """``({layer: w_bits}, {layer: a_bits})`` of an assignment (``lowbit solve``'s table, a mapping) for the
+    model's quantizable layers; names every missing or unknown layer (``experiments.measure``)."""
+    from experiments.measure import normalize_assignment
+    from quant.fakequant import prepare, quant_layers
+
+    names = [n for n, _ in quant_layers(prepare(model))]
+    pairs = normalize_assignment(assignment, names)
+    return {n: w for n, (w, _) in zip(names, pairs)}, {n: a for n, (_, a) in zip(names, pairs)}
+
+
+def bits_label(w_bits: Bits, a_bits: Bits) -> str:
+    """``w4a8``, or ``mixed (L layers)`` for per-layer bits."""
+    if isinstance(w_bits, dict):
+        return f"mixed ({len(w_bits)} layers)"
+    return f"w{w_bits}a{a_bits}"
+
+
+def _checked_bits(model: nn.Module, w_bits: Bits | None, a_bits: Bits | None, assignment: Any) -> tuple[Bits, Bits]:
+    """The bits to quantize with: ``assignment`` (a table or mapping) resolved against the model's layers, else
+    ``w_bits`` / ``a_bits`` as given."""
+    if assignment is not None:
+        return assignment_bits(assignment, model)
+    if w_bits is None or a_bits is None:
+        raise QuantInputError("give the bits (e.g. w4a8) or an assignment")
+    return w_bits, a_bits
 
 
 def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mapping[str, int],
@@ -139,10 +170,12 @@ def measure_quantized(model: nn.Module, q: nn.Module, split: Any, name: str) -> 
     }
 
 
-def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, granularity: str = "channel",
-                     seed: int = 0, export_dir: Path | None = None,
-                     on_phase: Callable[[str], None] | None = None) -> tuple[torch.nn.Module, QuantResult]:
-    """Quantize a built-in model (weights by ``method``, activations calibrated by max) and measure it.
+def quantize_builtin(model_name: str, method: str, w_bits: Bits | None, a_bits: Bits | None,
+                     granularity: str = "channel", seed: int = 0, export_dir: Path | None = None,
+                     on_phase: Callable[[str], None] | None = None,
+                     assignment: Any = None) -> tuple[torch.nn.Module, QuantResult]:
+    """Quantize a built-in model (weights by ``method``, activations calibrated by max) and measure it.  Bits are
+    one int for every layer or ``{layer name: bits}``; ``assignment`` (``lowbit solve``'s table) replaces them.
 
     ``on_phase`` is called with a short description as each phase starts (for progress output)."""
     from quant.fileio import check_output_path
@@ -161,7 +194,8 @@ def quantize_builtin(model_name: str, method: str, w_bits: int, a_bits: int, gra
     phase(f"pretrained {model_name} (seed {seed})")
     model = get_model(model_name, seed=seed)
     split = model_split(model_name)
-    phase(f"quantizing: {method} w{w_bits}a{a_bits}, {granularity}")
+    w_bits, a_bits = _checked_bits(model, w_bits, a_bits, assignment)
+    phase(f"quantizing: {method} {bits_label(w_bits, a_bits)}, {granularity}")
     q = quantize_model(model, split.calib_x, w_bits, a_bits, method, gran, seed)
     seconds = time.perf_counter() - start
     phase("measuring: float, fake-quant and golden integer model on the test set")
@@ -183,8 +217,8 @@ class UserQuantResult:
 
     model: str
     method: str
-    w_bits: int
-    a_bits: int
+    w_bits: Bits
+    a_bits: Bits
     granularity: str
     seed: int
     samples: int
@@ -213,9 +247,10 @@ def _output_quality(ref: torch.Tensor, out: torch.Tensor) -> tuple[float, float]
     return round(sqnr, 2), round(float(cos.mean()), 6)
 
 
-def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: int, granularity: str = "channel",
-                  seed: int = 0, weights: Path | None = None, export_dir: Path | None = None,
-                  on_phase: Callable[[str], None] | None = None) -> tuple[nn.Module, UserQuantResult]:
+def quantize_user(spec: str, data_path: Path, method: str, w_bits: Bits | None, a_bits: Bits | None,
+                  granularity: str = "channel", seed: int = 0, weights: Path | None = None,
+                  export_dir: Path | None = None, on_phase: Callable[[str], None] | None = None,
+                  assignment: Any = None) -> tuple[nn.Module, UserQuantResult]:
     """Quantize the model ``spec`` (a built-in name, or :mod:`quant.models.user`'s spec with ``weights``) on the
     ``.npz`` at ``data_path`` (:mod:`quant.user_data`), measure it in fake-quant and in the golden integer model,
     and (``export_dir``) write the integer export. Everything that can be checked (method, granularity, seed, the
@@ -237,10 +272,11 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: 
     inputs = load_model_and_data(spec, data_path, weights, seed)
     model = inputs.model
     check_exportable(prepare(model))  # the golden integer model and the export need a representable graph
+    w_bits, a_bits = _checked_bits(model, w_bits, a_bits, assignment)
     eval_x = inputs.calib_x if inputs.test_x is None else inputs.test_x
     torch.manual_seed(seed)
     start = time.perf_counter()
-    phase(f"quantizing {spec}: {method} w{w_bits}a{a_bits}, {granularity}")
+    phase(f"quantizing {spec}: {method} {bits_label(w_bits, a_bits)}, {granularity}")
     q = quantize_model(model, inputs.calib_x, w_bits, a_bits, method, gran, seed)
     seconds = time.perf_counter() - start
     phase("measuring: float, fake-quant and golden integer model")
