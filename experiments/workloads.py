@@ -9,7 +9,7 @@ from sim.workload import Workload, load_workload
 __all__ = ["BUILTIN_MODELS", "resolve_workload"]
 
 #: Trained models of ``quant.models`` that can also be simulated (their layers traced with torch).
-BUILTIN_MODELS = ("digits-cnn", "mnist1d-cnn")
+BUILTIN_MODELS = ("digits-cnn", "mnist1d-cnn", "digits-resnet", "digits-mobilenet")
 
 
 def resolve_workload(name: str, seed: int = 0, data: Path | None = None, weights: Path | None = None,

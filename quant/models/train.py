@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -52,6 +52,8 @@ from quant.data import Split, atomic_write, evaluate_accuracy, load_digits_split
 from quant.divergence import DivergenceGuard
 from quant.errors import QuantInputError, ShippedWeightsError
 from quant.models.digits_cnn import digits_cnn
+from quant.models.digits_mobilenet import digits_mobilenet
+from quant.models.digits_resnet import digits_resnet
 from quant.models.fingerprint import cpu_fingerprint, describe
 from quant.models.mnist1d_cnn import mnist1d_cnn
 from quant.models.shipped import REGENERATE, load_shipped_state, read_manifest
@@ -100,6 +102,14 @@ MODELS: MappingProxyType[str, ModelSpec] = MappingProxyType(
             digits_cnn, load_digits_split, TrainConfig(epochs=20, batch_size=32, lr=3e-3, weight_decay=1e-4)
         ),
         "mnist1d-cnn": ModelSpec(mnist1d_cnn, load_mnist1d_split, TrainConfig(epochs=30, batch_size=64, lr=3e-3)),
+        # the real architectures (residual adds and downsampling; depthwise convs and inverted residuals) at digits'
+        # size: graph exports, for the closed loop on networks users study
+        "digits-resnet": ModelSpec(
+            digits_resnet, load_digits_split, TrainConfig(epochs=20, batch_size=32, lr=3e-3, weight_decay=1e-4)
+        ),
+        "digits-mobilenet": ModelSpec(
+            digits_mobilenet, load_digits_split, TrainConfig(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-4)
+        ),
     }
 )
 
@@ -213,22 +223,29 @@ def _plain_constant(value: object) -> bool:
     return isinstance(value, int | float | str | bool | bytes | tuple | frozenset) and " at 0x" not in repr(value)
 
 
+def _module_class(obj: object) -> bool:
+    return inspect.isclass(obj) and issubclass(obj, nn.Module)
+
+
 def _code_closure(func: Callable[..., object]) -> list[str]:
-    """The source of ``func`` and of every function of its own module that it calls (transitively), plus the
-    plain constants (numbers, strings, tuples) of that module they read: the code that decides what ``func`` does,
-    without the rest of its module (a docstring or an unrelated helper elsewhere in it does not count)."""
+    """The source of ``func`` and of every function and ``nn.Module`` class of its own module that it uses
+    (transitively, a class's methods included), plus the plain constants (numbers, strings, tuples) of that module
+    they read: the code that decides what ``func`` does, without the rest of its module (a docstring or an
+    unrelated helper elsewhere in it does not count)."""
     module = vars(inspect.getmodule(func))
     parts: dict[str, str] = {}
-    todo = [func]
+    todo: list[Any] = [func]
     while todo:
         f = inspect.unwrap(todo.pop())
         key = f"{f.__module__}.{f.__qualname__}"
         if key in parts:
             continue
         parts[key] = inspect.getsource(f)
-        for name in sorted(_names_used(f.__code__)):
+        codes = ([m.__code__ for m in vars(f).values() if inspect.isfunction(m)] if inspect.isclass(f)
+                 else [f.__code__])
+        for name in sorted(set().union(*(_names_used(c) for c in codes))):
             obj = module.get(name)
-            if inspect.isfunction(obj) and obj.__module__ == f.__module__:
+            if (inspect.isfunction(obj) or _module_class(obj)) and obj.__module__ == f.__module__:
                 todo.append(obj)
             elif _plain_constant(obj):
                 parts[f"{f.__module__}.{name}"] = f"{name} = {obj!r}"

@@ -220,16 +220,28 @@ def test_architectures_use_integer_datapath_layers_only(builder, shape):
 
 
 def test_registry():
-    assert set(MODELS) == {"digits-cnn", "mnist1d-cnn"}
+    assert set(MODELS) == {"digits-cnn", "mnist1d-cnn", "digits-resnet", "digits-mobilenet"}
     builder, data, hp = MODELS["digits-cnn"]
     assert builder is digits_cnn and data is load_digits_split and hp.epochs > 0
     with pytest.raises(TypeError):
         MODELS["x"] = MODELS["digits-cnn"]  # read-only
 
 
+@pytest.mark.parametrize("name", ["digits-resnet", "digits-mobilenet"])
+def test_real_architectures_export_as_graphs(name: str) -> None:
+    """The residual and depthwise built-ins trace into the integer graph: every node is one the export runs."""
+    from quant.export import check_exportable
+    from quant.fakequant import prepare, tensor_quants
+
+    q = prepare(MODELS[name].builder().eval())
+    check_exportable(q)
+    assert tensor_quants(q)  # residual adds and pooling have tensor quantizers
+
+
 @pytest.mark.parametrize("call", [get_model, train_model, model_split, model_cache_path])
 def test_unknown_model_name(call, cache):
-    with pytest.raises(QuantInputError, match=r"unknown model 'resnet'; known models: digits-cnn, mnist1d-cnn"):
+    with pytest.raises(QuantInputError, match=r"unknown model 'resnet'; known models: digits-cnn, digits-mobilenet, "
+                                              r"digits-resnet, mnist1d-cnn"):
         call("resnet")
 
 
