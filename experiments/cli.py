@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -37,8 +37,9 @@ app = typer.Typer(
 @app.command("sim", epilog=epilog("sim"))
 def sim_cmd(
     chip: Annotated[str, typer.Option(help="Preset name, chip YAML, or SCALE-Sim .cfg.")],
-    workload: Annotated[str, typer.Option(help="Zoo name, built-in model (digits-cnn, mnist1d-cnn), your own model "
-                                               "(file.py:factory, module:factory, .pt2), SCALE-Sim topology .csv, "
+    workload: Annotated[str, typer.Option(help="Zoo name, built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
+                                               "digits-mobilenet), your own model (file.py:factory, module:factory, "
+                                               ".pt2), SCALE-Sim topology .csv, "
                                                ".onnx or workload .yaml.")],
     out: Annotated[Path, typer.Option(help="Cost table to write: .csv or .parquet.")],
     pairs: Annotated[str | None, typer.Option(help="Bit pairs, e.g. w8a8,w4a4 (default: all the chip supports).")]
@@ -244,9 +245,10 @@ def _accuracy_summary(r: QuantResult | TrainResult) -> str:
 
 @app.command("quantize", epilog=epilog("quantize"))
 def quantize_cmd(
-    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn), or your own: "
-                                            "path/to/file.py:factory, package.module:factory (the factory returns an "
-                                            "nn.Module) or a torch.export .pt2 program; your own needs --data.")],
+    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
+                                            "digits-mobilenet), or your own: path/to/file.py:factory, "
+                                            "package.module:factory (the factory returns an nn.Module) or a "
+                                            "torch.export .pt2 program; your own needs --data.")],
     method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels) or ptq-sl.")],
     out: Annotated[Path, typer.Option(help="Directory for the integer export and metrics.json.")],
     bits: Annotated[str | None, typer.Option(help="Weight and activation bits of every layer, e.g. w4a8 (or give "
@@ -262,6 +264,10 @@ def quantize_cmd(
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
     assignment: Annotated[Path | None, typer.Option(help="Per-layer bits: lowbit solve's output directory or its "
                                                          "assignment.csv (instead of --bits).")] = None,
+    qonnx: Annotated[Path | None, typer.Option(help="Also write the quantized network as QONNX (Quant nodes; "
+                                                    "runs in the qonnx package) to this .onnx file.")] = None,
+    qdq: Annotated[Path | None, typer.Option(help="Also write it as standard ONNX QDQ (4- and 8-bit tensors "
+                                                  "only; runs in onnxruntime) to this .onnx file.")] = None,
 ) -> None:
     """Quantize a model (built-in, trained here, or your own on your data), export it as integers, and measure it."""
     import json
@@ -285,6 +291,7 @@ def quantize_cmd(
         w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
     if data is None and (is_model_spec(model) or weights is not None):
         raise QuantInputError(f"model {model!r}: your own model needs --data (an .npz with calib_x)")
+    onnx_outputs = _check_onnx_outputs(qonnx, qdq, w_bits, a_bits, table)
     with staged_dir(out) as stage:
         if data is None:
             _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=stage,
@@ -293,9 +300,39 @@ def quantize_cmd(
             _, result = quantize_user(model, data, method, w_bits, a_bits, granularity, seed, weights,
                                       export_dir=stage, on_phase=_phase_printer(), assignment=table)
         (stage / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        if onnx_outputs:
+            from quant.integer import load_export
+            from quant.onnx_export import to_onnx, write_onnx
+
+            integer = load_export(stage)
+            for fmt, _ in onnx_outputs:
+                to_onnx(integer, fmt)  # refuses (QDQ widths, blocks) before any file is written
+            for fmt, path in onnx_outputs:
+                write_onnx(integer, path, fmt)
     summary = _accuracy_summary(result) if data is None else _user_summary(result)
     typer.echo(f"{model} {method} {bits or f'assignment {assignment}'} ({granularity}): {summary}")
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
+
+
+def _check_onnx_outputs(qonnx: Path | None, qdq: Path | None, w_bits: int | None, a_bits: int | None,
+                        table: Any) -> list[tuple[str, Path]]:
+    """The ONNX files to write, their paths checked (and QDQ's widths, when known) before any work."""
+    from quant.fileio import check_output_path
+
+    outputs = [(fmt, check_output_path(path, f"--{fmt} file")) for fmt, path in (("qonnx", qonnx), ("qdq", qdq))
+               if path is not None]
+    if outputs:
+        try:
+            import onnx  # noqa: F401 - the exporter needs it
+        except ImportError:
+            raise QuantInputError("--qonnx / --qdq need the onnx package: pip install onnx") from None
+    if qdq is not None:
+        widths = {w_bits, a_bits} if table is None else set(table["w_bits"]) | set(table["a_bits"])
+        bad = sorted(b for b in widths if b not in (4, 8))
+        if bad:
+            raise QuantInputError(f"--qdq: standard ONNX QDQ holds 4- and 8-bit tensors only, not {bad} bits "
+                                  f"(use --qonnx)")
+    return outputs
 
 
 def _user_summary(r: UserQuantResult) -> str:
@@ -352,7 +389,8 @@ def train_cmd(
 @app.command("quant-table", epilog=epilog("quant-table"))
 def quant_table_cmd(
     out: Annotated[Path, typer.Option(help="Directory for cells/*.json (resumable), quant_table.csv and .md.")],
-    models: Annotated[str, typer.Option(help="Comma-separated built-in models.")] = "digits-cnn,mnist1d-cnn",
+    models: Annotated[str, typer.Option(help="Comma-separated built-in models (digits-cnn, mnist1d-cnn, "
+                                             "digits-resnet, digits-mobilenet).")] = "digits-cnn,mnist1d-cnn",
     methods: Annotated[str, typer.Option(help="Comma-separated: rtn, gpfq, gpfq-paper, ptq-sl (per-channel), "
                                               "ptq-sl-4x2, qat, qgt, dgms.")]
     = "rtn,gpfq,gpfq-paper,ptq-sl,ptq-sl-4x2,qat,qgt,dgms",
@@ -362,8 +400,11 @@ def quant_table_cmd(
                                             "table shows means.")] = "0",
     replace: Annotated[bool, typer.Option(help="Rebuild a table in --out made from other seeds, epochs or "
                                                "pretrained weights (refused without it).")] = False,
+    chips: Annotated[str, typer.Option(help="Comma-separated sim presets or chip YAMLs: adds each model's "
+                                            "latency and energy per inference at every bit width.")] = "",
 ) -> None:
-    """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float."""
+    """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float (and sim
+    latency / energy with --chips)."""
     from experiments.quant_table import build_table
     from sim.io import check_output_dir
 
@@ -382,15 +423,15 @@ def quant_table_cmd(
 
     build_table(out, [m for m in models.split(",") if m.strip()], [m for m in methods.split(",") if m.strip()],
                 parse_ints(bits, "--bits"), epochs=epochs, seeds=parse_ints(seeds, "--seeds"), replace=replace,
-                on_cell=report)
+                on_cell=report, chips=[c for c in chips.split(",") if c.strip()])
     typer.echo(f"wrote {out}/quant_table.csv and quant_table.md")
 
 
 @app.command("sensitivity", epilog=epilog("sensitivity"))
 def sensitivity_cmd(
-    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn), or your own: "
-                                            "path/to/file.py:factory, package.module:factory or a .pt2 program "
-                                            "(needs --data).")],
+    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
+                                            "digits-mobilenet), or your own: path/to/file.py:factory, "
+                                            "package.module:factory or a .pt2 program (needs --data).")],
     method: Annotated[str, typer.Option(help="sqnr (output noise-to-signal ratio, AIMET/Pandey), hessian "
                                              "(HAWQ trace x quantization error) or loss (measured increase).")],
     pairs: Annotated[str, typer.Option(help="Bit pairs to score, e.g. w8a8,w4a8,w4a4.")],

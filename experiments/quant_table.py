@@ -136,7 +136,7 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
                 methods: Sequence[str] = TABLE_METHODS, bits: Sequence[int] = (2, 3, 4), *, epochs: int = 20,
                 seeds: Sequence[int] = (0,), progress: bool = False, replace: bool = False,
                 on_cell: Callable[[dict[str, Any], bool], None] | None = None,
-                status: Callable[[str], None] | None = _stderr) -> pd.DataFrame:
+                status: Callable[[str], None] | None = _stderr, chips: Sequence[str] = ()) -> pd.DataFrame:
     """Compute (or reuse) every cell under ``out/cells`` and write ``quant_table.csv``, ``.md`` and ``.json``.
 
     ``on_cell(cell, cached)`` is called after each cell; ``status(line)`` before each cell to compute, with the
@@ -144,12 +144,15 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
     bits, epochs and seed, so changing the budget recomputes only the training-time cells. Everything is checked
     before ``out`` is touched: the arguments, and (unless ``replace``) that ``out`` holds no table of other seeds,
     epochs or pretrained weights (:func:`check_existing`); with ``replace`` a cell whose ``model_key`` (the
-    pretrained model's cache key) differs from the current one is recomputed."""
+    pretrained model's cache key) differs from the current one is recomputed.  ``chips`` (sim presets or chip
+    YAMLs) add each model's sim latency (us) and energy (uJ) per inference at ``w<bits>a8`` on each chip: the
+    columns ``latency_us:<chip>`` and ``energy_uj:<chip>`` (the same for every method of a bit width)."""
     from experiments.cells import read_cell, write_cell
     from quant.models import cache_key
     from sim.io import atomic_path
 
     _check(models, methods, bits)
+    costs = _sim_costs(models, bits, chips)  # checks the chips before anything is computed
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise QuantInputError(f"seeds must be non-negative integers, got {list(seeds)!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -194,32 +197,66 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
         if on_cell is not None:
             on_cell(cell, cached)
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "summary"} for r in rows])
+    for chip_name, per_model in costs.items():
+        for column in ("latency_us", "energy_uj"):
+            frame[f"{column}:{chip_name}"] = [per_model[(m, b)][column] for m, b in zip(frame.model, frame.w_bits)]
     with atomic_path(out / "quant_table.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(out / "quant_table.md") as tmp:
         tmp.write_text(table_markdown(frame, rows))
     record = {"seeds": sorted(set(seeds)), "epochs": epochs if trains else None, "model_keys": keys,
-              "models": list(models), "methods": list(methods), "bits": list(bits)}
+              "models": list(models), "methods": list(methods), "bits": list(bits), "chips": list(costs)}
     with atomic_path(out / "quant_table.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return frame
 
 
+def _sim_costs(models: Sequence[str], bits: Sequence[int], chips: Sequence[str]
+               ) -> dict[str, dict[tuple[str, int], dict[str, float]]]:
+    """chip name -> (model, w_bits) -> total ``latency_us`` and ``energy_uj`` of one inference at ``w<bits>a8``."""
+    if not chips:
+        return {}
+    from experiments.workloads import resolve_workload
+    from sim import load_chip, simulate
+
+    loaded = [load_chip(c) for c in chips]
+    workloads = {m: resolve_workload(m) for m in models}
+    out: dict[str, dict[tuple[str, int], dict[str, float]]] = {}
+    for chip in loaded:
+        per: dict[tuple[str, int], dict[str, float]] = {}
+        for m in models:
+            frame = simulate(chip, workloads[m], [f"w{b}a{A_BITS}" for b in bits])
+            totals = frame.groupby("w_bits")[["latency_us", "energy_pj"]].sum()
+            for b in bits:
+                per[(m, b)] = {"latency_us": float(totals.loc[b, "latency_us"]),
+                               "energy_uj": float(totals.loc[b, "energy_pj"]) / 1e6}
+        out[chip.name] = per
+    return out
+
+
 def table_markdown(frame: pd.DataFrame, cells: Sequence[dict[str, Any]]) -> str:
     """The docs table, means over seeds: one row per (model, method, bits) with accuracy (fake-quant and integer),
-    the lowest agreement over seeds, size and reduction; float rows first; then DGMS's sparsity and compression."""
+    the lowest agreement over seeds, size and reduction (and sim latency / energy per chip when the frame has
+    them); float rows first; then DGMS's sparsity and compression."""
+    chips = [c.split(":", 1)[1] for c in frame.columns if c.startswith("latency_us:")]
+    extra = {f"lat_{i}": (f"latency_us:{c}", "mean") for i, c in enumerate(chips)}
+    extra |= {f"en_{i}": (f"energy_uj:{c}", "mean") for i, c in enumerate(chips)}
     mean = frame.groupby(["model", "method", "w_bits"], sort=False).agg(
         float_acc=("float_accuracy", "mean"), acc=("fakequant_accuracy", "mean"), int_acc=("accuracy", "mean"),
         agree=("agreement", "min"), size=("size_bits", "mean"), float_size=("float_size_bits", "mean"),
-        seeds=("seed", "nunique")).reset_index()
+        seeds=("seed", "nunique"), **extra).reset_index()
+    head = "".join(f" latency µs ({c}) | energy µJ ({c}) |" for c in chips)
     lines = ["| model | method | bits | accuracy % (fake-quant) | accuracy % (integer) | agreement % | size KiB | "
-             "reduction vs float |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "reduction vs float |" + head, "|---|---|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(chips)]
     for model, group in mean.groupby("model", sort=False):
         first = group.iloc[0]
-        lines.append(f"| {model} | float | 32 | {first.float_acc:.2f} | — | — | {first.float_size / 8192:.1f} | 1.0× |")
+        lines.append(f"| {model} | float | 32 | {first.float_acc:.2f} | — | — | {first.float_size / 8192:.1f} | 1.0× |"
+                     + " — | — |" * len(chips))
         for r in group.itertuples():
+            sim_cols = "".join(f" {getattr(r, f'lat_{i}'):.2f} | {getattr(r, f'en_{i}'):.3f} |"
+                               for i in range(len(chips)))
             lines.append(f"| {model} | {_label(r.method)} | w{r.w_bits}a{A_BITS} | {r.acc:.2f} | {r.int_acc:.2f} | "
-                         f"{r.agree:.1f} | {r.size / 8192:.2f} | {r.float_size / r.size:.1f}× |")
+                         f"{r.agree:.1f} | {r.size / 8192:.2f} | {r.float_size / r.size:.1f}× |" + sim_cols)
     seeds = sorted(frame.seed.unique())
     lines += ["", f"Means over seeds {', '.join(map(str, seeds))}; agreement is the lowest over seeds."]
     dgms = [c for c in cells if c["method"] == "dgms" and "sparsity" in c.get("summary", {})]
