@@ -443,6 +443,9 @@ def sensitivity_cmd(
     data: Annotated[Path | None, typer.Option(help=".npz with calib_x (and calib_y, the labels hessian and loss "
                                                    "need).")] = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: every core); the table is "
+                                                             "bit-identical for one machine and thread count.")]
+    = None,
 ) -> None:
     """Score each layer's sensitivity to every bit pair and write the sensitivity table."""
     import time
@@ -463,7 +466,7 @@ def sensitivity_cmd(
         raise QuantInputError(f"--method {method} needs labels: give calib_y in --data, or use --method sqnr")
     start = time.perf_counter()
     frame = sensitivity_table(inputs.model, inputs.calib_x, bit_pairs, method, calib_y=inputs.calib_y,
-                              quantizer=quantizer, n_samples=samples, seed=seed, progress=True)
+                              quantizer=quantizer, n_samples=samples, seed=seed, progress=True, threads=threads)
     write_sensitivity(frame, out)
     seconds = time.perf_counter() - start
     totals = frame.groupby(["w_bits", "a_bits"], sort=False)["sensitivity"].sum()
