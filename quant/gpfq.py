@@ -148,17 +148,25 @@ def alphabet_scales(weight: np.ndarray, bits: int, blocks: Blocks, kernel: int =
 # the greedy pass (two exact forms)
 
 
-def _pick_method(m: int, cols: int, out: int) -> str:
-    """The faster exact form by a cost model fitted on this machine (benchmarks/bench_gpfq.py, one BLAS thread).
+def _pick_method(m: int, cols: int, out: int, candidates: int = 1) -> str:
+    """The faster exact form for ``candidates`` scale candidates, by a cost model (one BLAS thread).
 
-    Direct: ~3 memory passes over ``U[m, out]`` per column, ~5 ns per ``m * in * out``.  Gram: three GEMMs
-    (~0.1 ns per ``m * in^2``) plus an ``in^2 * out`` loop and error terms (~2 ns each).  The Gram form wins by
-    3-7x for conv layers (``m`` = thousands of patches, ``in`` a few hundred) and loses when ``in >> m``."""
-    if cols > 8192:  # two or three in x in float64 matrices would not fit comfortably
+    Direct: ~3 memory passes over ``U[m, out]`` per column and candidate, ~5 ns per ``m * in * out``.  Gram: two
+    Gram GEMMs (~0.1 ns per ``m * in^2``, once), then every candidate stacked in one blocked pass whose work is
+    BLAS GEMMs (~0.05 ns per ``in^2 * out`` and candidate) plus ~20 us of Python per column.  The Gram form wins
+    for conv layers (``m`` = thousands of patches) and for scale searches; the direct form for one candidate when
+    ``in`` is large compared with ``m``, or when ``in x in`` matrices would not fit comfortably."""
+    if cols > 8192:
         return "direct"
-    direct = 5e-9 * m * cols * out + 1e-5 * cols
-    gram = 1e-10 * m * cols * cols + 2e-9 * cols * cols * out + 1e-5 * cols
+    direct = candidates * (5e-9 * m * cols * out + 1e-5 * cols)
+    gram = 1e-10 * m * cols * cols + 5e-11 * cols * cols * out * candidates + 2e-5 * cols
     return "gram" if gram <= direct else "direct"
+
+
+#: columns per block of the Gram form's lazy updates: earlier blocks enter through one GEMM per block
+_GRAM_BLOCK = 128
+#: at most this many rows (output rows x scale candidates) in one stacked Gram pass
+_MAX_STACKED_ROWS = 4096
 
 
 class _Stats:
@@ -171,34 +179,52 @@ class _Stats:
         hn = np.einsum("ij,ij->j", Xq, Xq)
         self.dead = hn <= (DEAD_COLUMN_RTOL ** 2) * hn.max() if hn.max() > 0 else np.ones_like(hn, dtype=bool)
         self.hdiag = np.where(self.dead, 1.0, hn)
+        self.X, self.Xq = X, Xq     # views of the caller's arrays: no copy
         if method == "gram":
             self.H = Xq.T @ Xq
             self.G = self.H if same else Xq.T @ X
-            self.F = self.H if same else X.T @ X
-        else:
-            self.X, self.Xq = X, Xq
 
     def greedy(self, W: np.ndarray, S: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
-        """Codes [out, in] for weights ``W[out, in]`` with per-element steps ``S``; and each row's squared error
-        ``||X w_i - X~ q_i||^2`` on the calibration data."""
-        return (self._gram if self.method == "gram" else self._direct)(W, S, qmin, qmax)
+        """Codes ``[A, out, in]`` for weights ``W[out, in]`` under each of ``A`` per-element step matrices
+        ``S[A, out, in]`` (the scale candidates); and each row's squared error ``||X w_i - X~ q_i||^2`` on the
+        calibration data, ``[A, out]``."""
+        if self.method == "direct":
+            parts = [self._direct(W, s, qmin, qmax) for s in S]
+            return np.stack([c for c, _ in parts]), np.stack([e for _, e in parts])
+        out = W.shape[0]
+        step = max(1, _MAX_STACKED_ROWS // out)
+        P = np.tril(self.G) @ W.T      # row t: sum_{j<=t} G_tj w_j, the same for every candidate
+        parts = [self._gram(W, P, S[a:a + step], qmin, qmax) for a in range(0, len(S), step)]
+        return np.concatenate([c for c, _ in parts]), np.concatenate([e for _, e in parts])
 
-    def _gram(self, W, S, qmin, qmax):
-        out, n = W.shape
-        G, H, hd, dead = self.G, self.H, self.hdiag, self.dead
-        P = np.tril(G) @ W.T  # row t: sum_{j<=t} G_tj w_j  (for all neurons)
-        QT = np.zeros((n, out))
-        codes = np.zeros((n, out), dtype=np.int64)
-        ST, WT = np.ascontiguousarray(S.T), np.ascontiguousarray(W.T)
-        for t in range(n):
-            a = WT[t] if dead[t] else (P[t] - H[t, :t] @ QT[:t]) / hd[t]
-            c = np.clip(np.rint(a / ST[t]), qmin, qmax)
-            codes[t] = c
-            QT[t] = c * ST[t]
-        Q = QT.T
-        err = (np.einsum("ij,jk,ik->i", W, self.F, W) - 2 * np.einsum("ij,jk,ik->i", Q, G, W)
-               + np.einsum("ij,jk,ik->i", Q, H, Q))
-        return codes.T.copy(), np.maximum(err, 0.0)
+    def _gram(self, W, P, S, qmin, qmax):
+        """The Gram recursion for ``A`` candidates at once (rows stacked), in column blocks: within a block each
+        column reads the block's earlier columns directly; earlier blocks enter through one GEMM per block."""
+        a_count, out, n = S.shape
+        H, hd, dead = self.H, self.hdiag, self.dead
+        rows = a_count * out
+        ST = np.ascontiguousarray(S.transpose(2, 0, 1).reshape(n, rows))        # [n, A*out]
+        PT = np.tile(P, (1, a_count))                                             # [n, A*out]
+        WT = np.tile(W.T, (1, a_count))
+        QT = np.zeros((n, rows))
+        codes = np.zeros((n, rows), dtype=np.int64)
+        for b0 in range(0, n, _GRAM_BLOCK):
+            b1 = min(n, b0 + _GRAM_BLOCK)
+            acc = PT[b0:b1] - H[b0:b1, :b0] @ QT[:b0] if b0 else PT[b0:b1].copy()
+            for t in range(b0, b1):
+                a = WT[t] if dead[t] else (acc[t - b0] - H[t, b0:t] @ QT[b0:t]) / hd[t]
+                c = np.clip(np.rint(a / ST[t]), qmin, qmax)
+                codes[t] = c
+                QT[t] = c * ST[t]
+        codes = codes.T.reshape(a_count, out, n)
+        Q = QT.T.reshape(a_count, out, n)
+        XW = self.X @ W.T                                  # [m, out]: ||X w_i||^2 and, for few samples, the error
+        if self.X.shape[0] < 2 * n:   # ||X W^T - X~ Q^T|| column norms: m * in * out per candidate
+            err = np.stack([((XW - self.Xq @ q.T) ** 2).sum(axis=0) for q in Q])
+        else:                         # ||X w||^2 - 2 q^T G w + q^T H q: 2 * in^2 * out per candidate
+            wfw = (XW ** 2).sum(axis=0)
+            err = np.stack([wfw - 2 * ((q @ self.G) * W).sum(axis=1) + ((q @ H) * q).sum(axis=1) for q in Q])
+        return codes, np.maximum(err, 0.0)
 
     def _direct(self, W, S, qmin, qmax):
         out, n = W.shape
@@ -227,7 +253,7 @@ def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, 
     qmin, qmax = _code_range(bits, alphabet)
     m = X.shape[0]
     if method == "auto":
-        method = _pick_method(m, cols, out // groups)
+        method = _pick_method(m, cols, out // groups, 1 if not grid else len(grid))
     per = out // groups
     slices = [(slice(g * per, (g + 1) * per), slice(g * cols, (g + 1) * cols)) for g in range(groups)]
     stats = [_Stats(X[:, cs], None if Xq is None else Xq[:, cs], method) for _, cs in slices]
@@ -238,12 +264,12 @@ def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, 
     best_codes = np.zeros((out, cols), dtype=np.int64)
     best_mult = np.ones(blocks.n_v)
     err_at_one = None
-    for alpha in mults:
-        S = expand_blocks(base_scales * alpha, out, in_ch, kernel)
-        codes = np.empty((out, cols), dtype=np.int64)
-        row_err = np.empty(out)
-        for (rs, _), st in zip(slices, stats):
-            codes[rs], row_err[rs] = st.greedy(W[rs], S[rs], qmin, qmax)
+    steps = np.stack([expand_blocks(base_scales * alpha, out, in_ch, kernel) for alpha in mults])
+    all_codes = np.empty((len(mults), out, cols), dtype=np.int64)
+    all_err = np.empty((len(mults), out))
+    for (rs, _), st in zip(slices, stats):   # every candidate of a slice in one pass
+        all_codes[:, rs], all_err[:, rs] = st.greedy(W[rs], steps[:, rs], qmin, qmax)
+    for alpha, codes, row_err in zip(mults, all_codes, all_err):
         grp_err = np.bincount(row_group, weights=row_err, minlength=blocks.n_v)
         if alpha == 1.0:
             err_at_one = float(grp_err.sum())

@@ -383,7 +383,7 @@ def qgt_sensitivity(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[Pai
     pairs = _check_pairs(pairs)
     grid = _check_choice("grid", grid, GRIDS)
     x = _check_calib(calib_x)
-    base = float_model(model)
+    base = float_model(model, x.dtype)
     with deterministic_cpu():
         layers = quant_layers(base, x[:1])
         if not layers:

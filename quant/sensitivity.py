@@ -196,11 +196,11 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def float_model(model: Any) -> nn.Module:
-    """A prepared float32 copy with every quantizer off."""
+def float_model(model: Any, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A prepared copy in ``dtype`` with every quantizer off."""
     if not isinstance(model, nn.Module):
         raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    base = prepare(model).float()
+    base = prepare(model).to(dtype)
     for _, layer in quant_layers(base):
         layer.clear_weight_quant()
     activations_off(base)
@@ -264,14 +264,15 @@ def _threads(threads: int = 1) -> Iterator[None]:
 class _Evaluator:
     """Builds copies of the float32 prepared model ``base`` with some layers quantized; caches what it can."""
 
-    def __init__(self, base: nn.Module, x: torch.Tensor, quantizer: str, granularity: str | Blocks) -> None:
+    def __init__(self, base: nn.Module, x: torch.Tensor, quantizer: str, granularity: str | Blocks,
+                 replay: bool = True) -> None:
         self.base, self.x, self.quantizer, self.granularity = base, x, quantizer, granularity
         self.layers = quant_layers(base, x[:1])
         self.names = [n for n, _ in self.layers]
         self._acts: dict[int, dict[str, ActQuant]] = {}
         self._rtn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, QuantSpec, Blocks]] = {}
         self._inputs: dict[str, torch.Tensor] | None = None
-        self._replay: Replay | None | bool = False   # False: not built yet
+        self._replay: Replay | None | bool = False if replay else None   # False: not built yet
         for _, layer in self.layers:
             granularity_blocks(layer, granularity).check(layer.out_features, layer.in_channels)
 
@@ -537,7 +538,7 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
                       calib_y: torch.Tensor | None = None, quantizer: str = "rtn",
                       granularity: str | Blocks = "channel", n_samples: int = DEFAULT_SAMPLES, seed: int = 0,
                       iterations: int = DEFAULT_ITERATIONS, tie_adds: bool = True,
-                      progress: bool = False, threads: int | None = None) -> pd.DataFrame:
+                      progress: bool = False, threads: int | None = None, replay: bool = True) -> pd.DataFrame:
     """Per-layer sensitivity of ``model`` for every bit pair, by ``method`` (see the module docstring).
 
     Args:
@@ -556,6 +557,8 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
         progress: show a progress bar on stderr.
         threads: intra-op threads, default every core this process may use (the table is bit-identical for a
             given machine and thread count; other counts move the float32 sums by about 1e-7 relative).
+        replay: recompute only what each group touches (:mod:`quant.replay`); False runs one full forward per
+            (group, pair), the reference the replay is tested against.
 
     Returns:
         One row per (layer, pair), layer-major in execution order, pairs in the given order, with
@@ -574,7 +577,7 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
     x = _cast(x, torch.float32)
     with _threads(threads):
         _forward(base, x[:1])
-        ev = _Evaluator(base, x, quantizer, granularity)
+        ev = _Evaluator(base, x, quantizer, granularity, replay)
         if not ev.layers:
             raise QuantInputError("the model has no Conv1d, Conv2d or Linear layer that runs on the calibration "
                                   "data")

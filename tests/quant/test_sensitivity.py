@@ -415,3 +415,18 @@ def test_integer_token_ids_feed_an_embedding_model() -> None:
         if method == "sqnr":
             wide = frame.pivot(index="name", columns="w_bits", values="sensitivity")
             assert (wide[2] > wide[8]).all()
+
+
+@pytest.mark.parametrize("method", ["sqnr", "loss"])
+def test_replay_equals_full_forwards_on_a_residual_net(method: str) -> None:
+    """The stacked downstream replay and one full forward per (group, pair) give the same table (engine against
+    engine, to float32's resolution) on a DAG with residual adds and a downsample branch."""
+    from user_nets import resnet
+
+    x = torch.rand((32, 1, 8, 8), generator=torch.Generator().manual_seed(3))
+    y = torch.arange(32) % 10
+    pairs = [(8, 8), (4, 8), (2, 4)]
+    fast = sensitivity_table(resnet(0), x, pairs, method, calib_y=y)
+    slow = sensitivity_table(resnet(0), x, pairs, method, calib_y=y, replay=False)
+    assert fast[["name", "w_bits", "a_bits", "group"]].equals(slow[["name", "w_bits", "a_bits", "group"]])
+    np.testing.assert_allclose(fast.sensitivity, slow.sensitivity, rtol=1e-4, atol=1e-9)
