@@ -15,14 +15,17 @@ per output-row group.
 Two exact forms of the same recursion are implemented (:func:`quantize_weights`, ``method=``):
 
 * ``"direct"`` keeps the error matrix ``U[m, out]``: ``O(m * in * out)`` memory-bound work;
-* ``"gram"`` uses ``G = X~^T X`` and ``H = X~^T X~`` (two BLAS GEMMs, ``O(m * in^2)``) and then
-  ``q_t = Q((sum_{j<=t} G_tj w_j - sum_{j<t} H_tj q_j) / H_tt)``, an ``O(in^2 * out)`` loop.
+* ``"gram"`` uses ``H = X~^T X~`` (one BLAS SYRK, ``O(m * in^2)``) and ``P[t] = sum_{j<=t} G_tj w_j`` with
+  ``G = X~^T X`` (from a blocked pass over the data that never forms ``G``), then
+  ``q_t = Q((P[t] - sum_{j<t} H_tj q_j) / H_tt)``, an ``O(in^2 * out)`` loop in column blocks whose earlier blocks
+  enter through GEMMs; all scale candidates run stacked in one pass, and each row's error is accumulated from
+  the recursion's own products.
 
 Both are float64.  They agree up to rounding (tested code-for-code on random data); ``"auto"`` picks the faster by
-a cost model (:func:`_pick_method`): the Gram form for conv layers (``m`` = thousands of patches, ``in`` a few
-hundred; 3-7x faster single-threaded, e.g. 0.18 s vs 1.2 s at m=20000, in=288, out=64), the direct form when
-``in`` is large compared with ``m`` (e.g. one neuron with 4096 weights and 64 samples).  Measured by
-``benchmarks/bench_gpfq.py``.
+a cost model (:func:`_pick_method`): the Gram form for conv layers (``m`` = thousands of patches) and for scale
+searches, the direct form when ``in`` is large compared with ``m`` and only one candidate runs (e.g. one neuron
+with 4096 weights and 64 samples).  Measured by ``benchmarks/bench_gpfq.py`` and, on whole networks,
+``benchmarks/bench_real_scale.py``.
 
 Guards (choices documented here, see also ``REFERENCES.md`` section 2):
 
@@ -65,7 +68,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from quant.errors import QuantInputError
-from quant.fakequant import QuantLayer, activations_off, capture_inputs, quant_layers
+from quant.fakequant import QuantLayer, activations_off, quant_layers
+from quant.prefix import inputs_in_order
 from quant.quantizer import (
     MAX_BITS,
     MIN_BITS,
@@ -148,41 +152,43 @@ def alphabet_scales(weight: np.ndarray, bits: int, blocks: Blocks, kernel: int =
 # the greedy pass (two exact forms)
 
 
-def _pick_method(m: int, cols: int, out: int, candidates: int = 1) -> str:
-    """The faster exact form for ``candidates`` scale candidates, by a cost model (one BLAS thread).
-
-    Direct: ~3 memory passes over ``U[m, out]`` per column and candidate, ~5 ns per ``m * in * out``.  Gram: two
-    Gram GEMMs (~0.1 ns per ``m * in^2``, once), then every candidate stacked in one blocked pass whose work is
-    BLAS GEMMs (~0.05 ns per ``in^2 * out`` and candidate) plus ~20 us of Python per column.  The Gram form wins
-    for conv layers (``m`` = thousands of patches) and for scale searches; the direct form for one candidate when
-    ``in`` is large compared with ``m``, or when ``in x in`` matrices would not fit comfortably."""
-    if cols > 8192:
-        return "direct"
-    direct = candidates * (5e-9 * m * cols * out + 1e-5 * cols)
-    gram = 1e-10 * m * cols * cols + 5e-11 * cols * cols * out * candidates + 2e-5 * cols
-    return "gram" if gram <= direct else "direct"
-
-
 #: columns per block of the Gram form's lazy updates: earlier blocks enter through one GEMM per block
 _GRAM_BLOCK = 128
 #: at most this many rows (output rows x scale candidates) in one stacked Gram pass
 _MAX_STACKED_ROWS = 4096
 
 
+def _pick_method(m: int, cols: int, out: int, candidates: int = 1) -> str:
+    """The faster exact form for ``candidates`` scale candidates, by a cost model (one BLAS thread).
+
+    Direct: ~3 memory passes over ``U[m, out]`` per column and candidate, ~5 ns per ``m * in * out``.  Gram: the
+    SYRK and the projections (~0.1 ns per ``m * in * min(in, 3 out + 128)``, once), then every candidate stacked in
+    one blocked pass whose work is BLAS GEMMs (~0.05 ns per ``in^2 * out`` and candidate) plus ~20 us of Python
+    per column.  The Gram form wins
+    for conv layers (``m`` = thousands of patches) and for scale searches; the direct form for one candidate when
+    ``in`` is large compared with ``m``, or when ``in x in`` matrices would not fit comfortably."""
+    if cols > 8192:
+        return "direct"
+    direct = candidates * (5e-9 * m * cols * out + 1e-5 * cols)
+    gram = 1e-10 * m * cols * min(cols, 3 * out + _GRAM_BLOCK) + 5e-11 * cols * cols * out * candidates + 2e-5 * cols
+    return "gram" if gram <= direct else "direct"
+
+
+
 class _Stats:
     """Calibration statistics of one (conv-group) slice of a layer, reused across scale candidates."""
 
     def __init__(self, X: np.ndarray, Xq: np.ndarray | None, method: str) -> None:
-        same = Xq is None
-        Xq = X if same else Xq
+        self.same = Xq is None
+        Xq = X if self.same else Xq
         self.method = method
         hn = np.einsum("ij,ij->j", Xq, Xq)
         self.dead = hn <= (DEAD_COLUMN_RTOL ** 2) * hn.max() if hn.max() > 0 else np.ones_like(hn, dtype=bool)
         self.hdiag = np.where(self.dead, 1.0, hn)
+        self.hn = hn
         self.X, self.Xq = X, Xq     # views of the caller's arrays: no copy
         if method == "gram":
-            self.H = Xq.T @ Xq
-            self.G = self.H if same else Xq.T @ X
+            self.H = Xq.T @ Xq       # symmetric: one SYRK
 
     def greedy(self, W: np.ndarray, S: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes ``[A, out, in]`` for weights ``W[out, in]`` under each of ``A`` per-element step matrices
@@ -193,13 +199,35 @@ class _Stats:
             return np.stack([c for c, _ in parts]), np.stack([e for _, e in parts])
         out = W.shape[0]
         step = max(1, _MAX_STACKED_ROWS // out)
-        P = np.tril(self.G) @ W.T      # row t: sum_{j<=t} G_tj w_j, the same for every candidate
-        parts = [self._gram(W, P, S[a:a + step], qmin, qmax) for a in range(0, len(S), step)]
+        P, GW, wfw = self._projections(W)
+        parts = [self._gram(W, P, GW, wfw, S[a:a + step], qmin, qmax) for a in range(0, len(S), step)]
         return np.concatenate([c for c, _ in parts]), np.concatenate([e for _, e in parts])
 
-    def _gram(self, W, P, S, qmin, qmax):
+    def _projections(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the recursion and its error need from ``X``, the same for every candidate: ``P[t] = sum_{j<=t}
+        x~_t . x_j w_j`` and ``GW = X~^T X W^T`` (both ``[in, out]``) and ``||X w_i||^2``.  With ``G = X~^T X``
+        they are ``tril(G) W^T`` and ``G W^T``; forming ``G`` costs ``2 m in^2``, while a blocked pass that keeps
+        the running ``X[:, :t] W[:, :t]^T`` costs ``2 m in (3 out + block)``, far less for wide layers."""
+        X, Xq = self.X, self.Xq
+        m, n = X.shape
+        if self.same or n <= 3 * W.shape[0] + _GRAM_BLOCK:
+            G = self.H if self.same else Xq.T @ X
+            XW = X @ W.T
+            return np.tril(G) @ W.T, G @ W.T, np.einsum("ij,ij->j", XW, XW)
+        P = np.empty((n, W.shape[0]))
+        Y = np.zeros((m, W.shape[0]))        # X[:, :b0] W[:, :b0]^T
+        for b0 in range(0, n, _GRAM_BLOCK):
+            b1 = min(n, b0 + _GRAM_BLOCK)
+            Xb, Xqb, Wb = X[:, b0:b1], Xq[:, b0:b1], W[:, b0:b1]
+            P[b0:b1] = Xqb.T @ Y + np.tril(Xqb.T @ Xb) @ Wb.T
+            Y += Xb @ Wb.T
+        return P, Xq.T @ Y, np.einsum("ij,ij->j", Y, Y)
+
+    def _gram(self, W, P, GW, wfw, S, qmin, qmax):
         """The Gram recursion for ``A`` candidates at once (rows stacked), in column blocks: within a block each
-        column reads the block's earlier columns directly; earlier blocks enter through one GEMM per block."""
+        column reads the block's earlier columns directly; earlier blocks enter through one GEMM per block.  Each
+        row's error ``||X w||^2 - 2 q^T G w + q^T H q`` accumulates block by block from the recursion's own
+        products (``sum_{j<t} H_tj q_j = P[t] - r_t``), so no candidate needs another pass over ``H`` or ``X``."""
         a_count, out, n = S.shape
         H, hd, dead = self.H, self.hdiag, self.dead
         rows = a_count * out
@@ -207,24 +235,26 @@ class _Stats:
         PT = np.tile(P, (1, a_count))                                             # [n, A*out]
         WT = np.tile(W.T, (1, a_count))
         QT = np.zeros((n, rows))
+        R = np.empty((_GRAM_BLOCK, rows))
         codes = np.zeros((n, rows), dtype=np.int64)
+        cross = np.zeros(rows)
+        quad = np.zeros(rows)
         for b0 in range(0, n, _GRAM_BLOCK):
             b1 = min(n, b0 + _GRAM_BLOCK)
             acc = PT[b0:b1] - H[b0:b1, :b0] @ QT[:b0] if b0 else PT[b0:b1].copy()
             for t in range(b0, b1):
-                a = WT[t] if dead[t] else (acc[t - b0] - H[t, b0:t] @ QT[b0:t]) / hd[t]
-                c = np.clip(np.rint(a / ST[t]), qmin, qmax)
+                r = acc[t - b0] - H[t, b0:t] @ QT[b0:t]          # P[t] - sum_{j<t} H_tj q_j
+                R[t - b0] = r
+                c = np.clip(np.rint((WT[t] if dead[t] else r / hd[t]) / ST[t]), qmin, qmax)
                 codes[t] = c
                 QT[t] = c * ST[t]
+            qb = QT[b0:b1]
+            hq = PT[b0:b1] - R[:b1 - b0]
+            quad += np.einsum("ij,ij->j", qb, 2 * hq + self.hn[b0:b1, None] * qb)
+            cross += np.einsum("ij,ij->j", qb, np.tile(GW[b0:b1], (1, a_count)))
         codes = codes.T.reshape(a_count, out, n)
-        Q = QT.T.reshape(a_count, out, n)
-        XW = self.X @ W.T                                  # [m, out]: ||X w_i||^2 and, for few samples, the error
-        if self.X.shape[0] < 2 * n:   # ||X W^T - X~ Q^T|| column norms: m * in * out per candidate
-            err = np.stack([((XW - self.Xq @ q.T) ** 2).sum(axis=0) for q in Q])
-        else:                         # ||X w||^2 - 2 q^T G w + q^T H q: 2 * in^2 * out per candidate
-            wfw = (XW ** 2).sum(axis=0)
-            err = np.stack([wfw - 2 * ((q @ self.G) * W).sum(axis=1) + ((q @ H) * q).sum(axis=1) for q in Q])
-        return codes, np.maximum(err, 0.0)
+        err = np.tile(wfw, a_count) - 2 * cross + quad
+        return codes, np.maximum(err, 0.0).reshape(a_count, out)
 
     def _direct(self, W, S, qmin, qmax):
         out, n = W.shape
@@ -523,23 +553,24 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
         bits_of[name] = b
 
     float_model = copy.deepcopy(model)
-    float_layers = dict(quant_layers(float_model))
-    for m in float_layers.values():
+    float_layers = quant_layers(float_model)
+    for _, m in float_layers:
         m.clear_weight_quant()
     activations_off(float_model)
-    float_inputs = capture_inputs(float_model, list(float_layers.values()), calib_x, batch)
+    float_inputs = inputs_in_order(float_model, float_layers, calib_x, batch)
+    quant_inputs = inputs_in_order(model, layers, calib_x, batch)
     gen = torch.Generator().manual_seed(int(seed))
 
-    for name, layer in layers:
+    for (name, layer), x_f, x_q in zip(layers, float_inputs, quant_inputs):
         t0 = time.perf_counter()
         bits = bits_of[name]
         blocks = granularity_blocks(layer, granularity)
-        x_f = float_inputs[id(float_layers[name])]
-        x_q = capture_inputs(model, [layer], calib_x, batch)[id(layer)]
         if layer.act is not None:
             x_q = layer.act(x_q)
         Xn = layer_inputs_2d(layer, x_f)
         Xqn = layer_inputs_2d(layer, x_q)
+        del x_f, x_q
+        means = (Xn.mean(axis=0), Xqn.mean(axis=0)) if bias_correction else None
         if patch_fraction is not None and patch_fraction < 1 and not isinstance(layer.layer, nn.Linear):
             keep = max(1, math.ceil(patch_fraction * Xn.shape[0]))
             rows = torch.randperm(Xn.shape[0], generator=gen)[:keep].sort().values.numpy()
@@ -551,8 +582,8 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
                                           alphabet, base, grid, method)
         spec = QuantSpec(bits + 1 if alphabet == "paper" else bits)
         layer.set_weight_codes(codes, scales, spec, blocks)
-        if bias_correction:
-            correct_bias(layer, x_f, x_q)
+        if means is not None:
+            _add_bias(layer, _mean_output_gap(layer, w, *means))
         if report is not None:
             per, cols = w.shape[0] // layer.groups, w.shape[1]
             ref = sum(float(np.sum((Xn[:, g * cols:(g + 1) * cols] @ w[g * per:(g + 1) * per].T) ** 2))
@@ -575,7 +606,22 @@ def correct_bias(layer: QuantLayer, x_f: torch.Tensor, x_q: torch.Tensor) -> Non
     with torch.no_grad():
         diff = _layer_output(layer, x_f.double(), w_f) - _layer_output(layer, x_q.double(), w_q)
     dims = [d for d in range(diff.dim()) if d != (diff.dim() - 1 if isinstance(conv, nn.Linear) else 1)]
-    shift = diff.mean(dim=dims)
-    check_finite("bias correction", shift.numpy())
-    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(shift)
-    conv.bias = nn.Parameter((bias + shift).to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+    _add_bias(layer, diff.mean(dim=dims).numpy())
+
+
+def _mean_output_gap(layer: QuantLayer, w: np.ndarray, mean_f: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
+    """``mean(X W^T - X~ Q^T)`` per output channel from the GEMM rows' column means (the same quantity as
+    :func:`correct_bias`, without a second pass over the data); grouped convs group by group."""
+    out, cols = w.shape
+    q = layer.w_deq.detach().double().reshape(out, -1).cpu().numpy()
+    per = out // layer.groups
+    return np.concatenate([w[g * per:(g + 1) * per] @ mean_f[g * cols:(g + 1) * cols]
+                           - q[g * per:(g + 1) * per] @ mean_q[g * cols:(g + 1) * cols] for g in range(layer.groups)])
+
+
+def _add_bias(layer: QuantLayer, shift: np.ndarray) -> None:
+    conv = layer.layer
+    check_finite("bias correction", shift)
+    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(len(shift), dtype=torch.float64)
+    bias = bias + torch.from_numpy(np.asarray(shift, dtype=np.float64))
+    conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)

@@ -62,6 +62,7 @@ from quant.finetune import MIN_BITS, FinetuneConfig, TrainOutcome, check_bits, f
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, gpfq_quantize
 from quant.groups import quantizer_groups
 from quant.models.train import deterministic_cpu
+from quant.prefix import inputs_in_order
 from quant.quantizer import Blocks, QuantSpec
 from quant.rtn import rtn_codes
 from quant.sensitivity import COLUMNS, float_model
@@ -251,22 +252,20 @@ def _round_to_grid(q: nn.Module, calib_x: torch.Tensor, w_bits: int, grid: str, 
     bias absorbs its mean output error against the float network on ``calib_x`` (inputs through the already
     quantized prefix and the layer's own activation quantizer, as in :func:`quant.gpfq.gpfq_quantize`)."""
     layers = quant_layers(q, calib_x[:1])
-    float_inputs: dict[str, torch.Tensor] = {}
     if bias_correction:
         float_model = copy.deepcopy(q)
         float_layers = quant_layers(float_model, calib_x[:1])
         activations_off(float_model)
-        captured = capture_inputs(float_model, [m for _, m in float_layers], calib_x)
-        float_inputs = {n: captured[id(m)] for n, m in float_layers}
-    for name, layer in layers:
-        x_q = None
+        float_inputs = inputs_in_order(float_model, float_layers, calib_x)
+        quant_inputs = inputs_in_order(q, layers, calib_x)
+    for _, layer in layers:
         if bias_correction:
-            x_q = capture_inputs(q, [layer], calib_x)[id(layer)]
+            x_f, x_q = next(float_inputs), next(quant_inputs)
             x_q = layer.act(x_q) if layer.act is not None else x_q
         codes, scales = grid_codes(layer, w_bits, grid)
         layer.set_weight_codes(codes, scales, QuantSpec(w_bits), Blocks(layer.out_features, 1))
         if bias_correction:
-            correct_bias(layer, float_inputs[name], x_q)
+            correct_bias(layer, x_f, x_q)
 
 
 def _finish(q: nn.Module, calib_x: torch.Tensor, w_bits: int, a_bits: int, grid: str, final: str,
