@@ -31,7 +31,8 @@ SEARCH_POINTS = 30
 def run_demo(out_dir: str | Path = "results/demo", console: Console | None = None,
              shown_as: str | Path | None = None) -> dict[str, Path]:
     """Cost tables of ResNet-18 on two presets, a per-layer latency/energy plot and a summary; then the
-    mixed-precision search on the digits CNN (:func:`run_search_demo`) into ``out_dir/search``.
+    mixed-precision search on the digits CNN (:func:`run_search_demo`) into ``out_dir/search``; then the closed
+    loop on the built-in residual net (:func:`experiments.real_demo.run_real_network_demo`) into ``out_dir/resnet``.
 
     ``shown_as`` is the directory printed in place of ``out_dir`` (the CLI writes into a staging directory that
     it moves to ``--out`` at the end)."""
@@ -70,6 +71,9 @@ def run_demo(out_dir: str | Path = "results/demo", console: Console | None = Non
     for key, path in written.items():
         console.print(f"  {key}: {shown / path.relative_to(out)}")
     written.update(run_search_demo(out / "search", console, shown_as=shown / "search"))
+    from experiments.real_demo import run_real_network_demo
+
+    written.update(run_real_network_demo(out / "resnet", console, shown_as=shown / "resnet"))
     return written
 
 

