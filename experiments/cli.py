@@ -166,8 +166,14 @@ def pareto_cmd(
     y: Annotated[str | None, typer.Option(help="A second swept cost column (a grid over both).")] = None,
     points: Annotated[int, typer.Option(min=1, help="Number of epsilon values.")] = 50,
     budget: BudgetOption = None,
-    model: Annotated[str | None, typer.Option(help="Built-in model to measure every point on: digits-cnn or "
-                                                   "mnist1d-cnn (layer names must match the tables).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model to measure every point on: a built-in (digits-cnn, "
+                                                   "digits-resnet, ...) or your own, file.py:factory or "
+                                                   "module:factory with --data (layer names must match the "
+                                                   "tables).")] = None,
+    data: Annotated[Path | None, typer.Option(help=".npz with calib_x and optionally test_x, test_y for --model; "
+                                                   "without labels a point's quality is its top-1 agreement "
+                                                   "with the float model.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
     quantizer: Annotated[str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq or ptq-sl.")] = "rtn",
     greedy_cost: Annotated[str | None, typer.Option(help="Cost column of the greedy baseline (default: --x; "
                                                          "bops for AIMET's).")] = None,
@@ -182,20 +188,31 @@ def pareto_cmd(
     from sim.io import check_output_dir
 
     check_output_dir(out)
+    if (data is not None or weights is not None) and model is None:
+        raise InputError("--data and --weights need --model")
     cost_table = read_table(costs, "cost table")
     sens_table = read_table(sensitivity, "sensitivity table")
     asked = parse_budgets(budget or [])
     limits = resolve_budgets(build_problem(cost_table, sens_table, list(asked)), asked) if asked else {}
+    inputs = None
+    if model is not None:
+        from quant.models.user import is_model_spec
+
+        if data is not None or weights is not None or is_model_spec(model):
+            from experiments.user_inputs import load_model_and_data
+
+            inputs = load_model_and_data(model, data, weights, seed)   # checked before anything is solved
     with staged_dir(out, last=("pareto.json",)) as stage:
         study = run_pareto_study(cost_table, sens_table, stage, x=x, y=y, n_points=points, limits=limits,
                                  model_name=model, method=quantizer, seed=seed, greedy_cost=greedy_cost,
-                                 progress=True)
+                                 progress=True, inputs=inputs)
     counts = study.points.kind.value_counts()
     typer.echo(f"{counts.get('ilp', 0)} ILP front points, {counts.get('greedy', 0)} greedy, "
                f"{counts.get('uniform', 0)} uniform")
     if study.quality is not None:
         gap = study.quality["ilp_minus_greedy_accuracy"].dropna()
-        typer.echo(f"measured accuracy, ILP minus greedy over {len(gap)} {x} budgets: min {gap.min():+.2f}, "
+        metric = "top-1 agreement with float" if inputs is not None and inputs.test_y is None else "accuracy"
+        typer.echo(f"measured {metric}, ILP minus greedy over {len(gap)} {x} budgets: min {gap.min():+.2f}, "
                    f"mean {gap.mean():+.2f} points")
     typer.echo(f"wrote {', '.join(str(out / p.name) for p in study.paths.values())}")
 

@@ -109,19 +109,42 @@ def normalize_assignment(assignment: Assignment, layer_names: Sequence[str]) -> 
 
 
 class ModelBench:
-    """A built-in model, its data split and its quant-layer order, loaded once to measure many assignments."""
+    """A model, its data and its layer order, loaded once to measure many assignments: a built-in (its own split,
+    trained with ``seed``) or, with ``inputs`` (:func:`experiments.user_inputs.load_model_and_data`), any model on
+    a user's data.  Without test labels the quality of a point is its top-1 agreement with the float model on
+    the test inputs (``calib_x`` when the data has no ``test_x``), in percent, and ``metric`` says so."""
 
-    def __init__(self, model_name: str, seed: int = 0) -> None:
+    def __init__(self, model_name: str, seed: int = 0, inputs: Any = None) -> None:
         from quant.data import evaluate_accuracy
-        from quant.fakequant import prepare, quant_layers
-        from quant.models import get_model, model_split
+        from quant.fakequant import gemm_nodes, prepare
 
         self.model_name, self.seed = model_name, seed
-        self.model = get_model(model_name, seed=seed)  # trained once, then loaded from the on-disk cache
-        self.split = model_split(model_name)
-        self.layer_names: tuple[str, ...] = tuple(n for n, _ in quant_layers(prepare(self.model),
-                                                                             self.split.calib_x[:1]))
-        self.float_accuracy = evaluate_accuracy(self.model, self.split.test_x, self.split.test_y)
+        if inputs is None:
+            from quant.models import get_model, model_split
+
+            self.model = get_model(model_name, seed=seed)  # trained once, then loaded from the on-disk cache
+            split = model_split(model_name)
+            self.calib_x, self.test_x, self.test_y = split.calib_x, split.test_x, split.test_y
+        else:
+            self.model = inputs.model
+            self.calib_x = inputs.calib_x
+            self.test_x = inputs.calib_x if inputs.test_x is None else inputs.test_x
+            self.test_y = inputs.test_y
+        self.metric = "accuracy" if self.test_y is not None else "agreement"
+        self.layer_names: tuple[str, ...] = tuple(n for n, _ in gemm_nodes(prepare(self.model), self.calib_x[:1]))
+        with torch.no_grad():
+            self._float_pred = self.model(self.test_x).argmax(-1)
+        self.float_accuracy = (evaluate_accuracy(self.model, self.test_x, self.test_y) if self.test_y is not None
+                               else 100.0)
+
+    def quality(self, q: nn.Module) -> float:
+        """Test accuracy (%) of fake-quant ``q``, or its top-1 agreement with the float model without labels."""
+        from quant.data import evaluate_accuracy
+
+        if self.test_y is not None:
+            return evaluate_accuracy(q, self.test_x, self.test_y)
+        with torch.no_grad():
+            return 100.0 * float((q(self.test_x).argmax(-1) == self._float_pred).double().mean())
 
     def uniform(self, w_bits: int, a_bits: int) -> dict[str, tuple[int, int]]:
         """The assignment giving every layer ``(w_bits, a_bits)``."""
@@ -137,7 +160,7 @@ class ModelBench:
         a = {n: p[1] for n, p in zip(self.layer_names, pairs)}
         with torch.random.fork_rng(devices=[]):  # as quantize_builtin seeds, without touching the caller's RNG
             torch.manual_seed(self.seed)
-            return quantize_model(self.model, self.split.calib_x, w, a, method, granularity, self.seed)
+            return quantize_model(self.model, self.calib_x, w, a, method, granularity, self.seed)
 
     def measure(self, assignment: Assignment, method: str = "rtn", granularity: str = "channel",
                 integer: bool = False) -> MeasuredPoint:
@@ -148,18 +171,17 @@ class ModelBench:
 
     def _measure(self, pairs: tuple[tuple[int, int], ...], method: str, granularity: str,
                  integer: bool) -> MeasuredPoint:
-        from quant.data import evaluate_accuracy
         from quant.export import build_integer_model
 
         start = time.perf_counter()
         q = self._quantize(pairs, method, granularity)
-        x, y = self.split.test_x, self.split.test_y
-        accuracy = evaluate_accuracy(q, x, y)
+        accuracy = self.quality(q)
         int_accuracy = None
         if integer:
-            golden = build_integer_model(q, self.split.calib_x[:1], name=self.model_name)
-            _, pred = golden.run(x.numpy())
-            int_accuracy = 100.0 * int((pred == y.numpy()).sum()) / len(y)  # as evaluate_accuracy
+            golden = build_integer_model(q, self.calib_x[:1], name=self.model_name)
+            _, pred = golden.run(self.test_x.numpy())
+            ref = self.test_y.numpy() if self.test_y is not None else self._float_pred.numpy()
+            int_accuracy = 100.0 * int((pred == ref).sum()) / len(ref)  # as evaluate_accuracy
         return MeasuredPoint(
             accuracy=accuracy, integer_accuracy=int_accuracy, float_accuracy=self.float_accuracy,
             weight_size_bits=model_size_bits(q)[1], seconds=round(time.perf_counter() - start, 3),
@@ -178,15 +200,16 @@ def measure_assignment(model_name: str, assignment: Assignment, method: str = "r
 
 def measure_many(model_name: str, assignments: Sequence[Assignment], method: str = "rtn",
                  granularity: str = "channel", seed: int = 0, integer: bool = False,
-                 progress: bool = False) -> list[MeasuredPoint]:
+                 progress: bool = False, inputs: Any = None) -> list[MeasuredPoint]:
     """:func:`measure_assignment` for each of ``assignments``, in order.  The model and data are loaded once,
     every assignment is validated before any is measured, and identical assignments are measured once (their
-    entries are the same :class:`MeasuredPoint`).  ``progress`` shows a rich progress bar on stderr."""
+    entries are the same :class:`MeasuredPoint`).  ``progress`` shows a rich progress bar on stderr; ``inputs``
+    measures a user's model on its data (:class:`ModelBench`)."""
     _check_method(method)
     parse_granularity(granularity)
     if isinstance(assignments, pd.DataFrame | Mapping) or not isinstance(assignments, Sequence):
         raise QuantInputError("assignments must be a sequence (list) of assignments")
-    bench = ModelBench(model_name, seed)
+    bench = ModelBench(model_name, seed, inputs)
     keys = [normalize_assignment(a, bench.layer_names) for a in assignments]
     memo: dict[tuple[tuple[int, int], ...], MeasuredPoint] = {}
     with progress_bar(progress, len(dict.fromkeys(keys)), f"measuring {model_name} ({method})",

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,13 +62,14 @@ def compare_at_budgets(points: pd.DataFrame, column: str, metric: str = "accurac
     return frame
 
 
-def _check_measurable(model_name: str, method: str) -> None:
-    """A built-in model and a quantizer the measurement knows (imports torch, so only when measuring)."""
+def _check_measurable(model_name: str, method: str, user: bool = False) -> None:
+    """A built-in model (or a user's, already loaded) and a quantizer the measurement knows (imports torch, so
+    only when measuring)."""
     from experiments.quantize import METHODS
     from quant.errors import QuantInputError
     from quant.models import MODELS
 
-    if model_name not in MODELS:
+    if not user and model_name not in MODELS:
         raise QuantInputError(f"unknown model {model_name!r} (built-in: {', '.join(MODELS)})")
     if method not in METHODS:
         raise QuantInputError(f"unknown quantizer {method!r} (allowed: {', '.join(METHODS)})")
@@ -76,16 +78,19 @@ def _check_measurable(model_name: str, method: str) -> None:
 def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: str | Path, x: str,
                      y: str | None = None, n_points: int = 50, limits: Mapping[str, float] | None = None,
                      model_name: str | None = None, method: str = "rtn", seed: int = 0,
-                     greedy_cost: str | None = None, progress: bool = False) -> ParetoStudy:
+                     greedy_cost: str | None = None, progress: bool = False, inputs: Any = None) -> ParetoStudy:
     """Solve the front, build the baselines, measure every point on ``model_name`` (if given), write
     ``points.csv``, ``quality.csv``, ``pareto.json`` and the accuracy plot into ``out_dir``.
 
     The arguments are checked before anything is solved: ``n_points`` in 1..:data:`~search.validate.MAX_POINTS`,
-    ``seed`` >= 0, and (when measuring) a built-in ``model_name`` and a known ``method``."""
+    ``seed`` >= 0, and (when measuring) a built-in ``model_name`` (or a user's model and data, ``inputs`` from
+    :func:`experiments.user_inputs.load_model_and_data`, named ``model_name``) and a known ``method``.  Without
+    test labels a point's measured quality is its top-1 agreement with the float model (``metric`` in
+    ``pareto.json``)."""
     n_points = check_count(n_points, "n_points", 1, MAX_POINTS)
     seed = check_seed(seed)
     if model_name is not None:
-        _check_measurable(model_name, method)
+        _check_measurable(model_name, method, user=inputs is not None)
     limits = dict(limits or {})
     greedy_cost = greedy_cost or x
     report = [c for c in REPORT_COLUMNS if c in costs.columns]
@@ -117,7 +122,7 @@ def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: st
         from experiments.measure import measure_many
 
         every = [s.assignment()[["name", "w_bits", "a_bits"]] for sols in kinds.values() for s in sols]
-        measured = measure_many(model_name, every, method=method, seed=seed, progress=progress)
+        measured = measure_many(model_name, every, method=method, seed=seed, progress=progress, inputs=inputs)
         points["accuracy"] = [m.accuracy for m in measured]
         points["float_accuracy"] = [m.float_accuracy for m in measured]
         quality = compare_at_budgets(points[points.meets_limits], x)
@@ -130,6 +135,8 @@ def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: st
         "sensitivity_method": problem.method, "coupled": problem.coupled, "model": model_name, "quantizer": method,
         "seed": seed,
     }
+    if model_name is not None:
+        summary["metric"] = "agreement" if inputs is not None and inputs.test_y is None else "accuracy"
     if quality is not None:
         paths["quality"] = write_table(quality, out / "quality.csv")
         gap = quality["ilp_minus_greedy_accuracy"].dropna()

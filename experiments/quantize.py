@@ -93,9 +93,9 @@ def assignment_bits(assignment: Any, model: nn.Module) -> tuple[dict[str, int], 
     """``({layer: w_bits}, {layer: a_bits})`` of an assignment (``lowbit solve``'s table, a mapping) for the
     model's quantizable layers; names every missing or unknown layer (``experiments.measure``)."""
     from experiments.measure import normalize_assignment
-    from quant.fakequant import prepare, quant_layers
+    from quant.fakequant import gemm_nodes, prepare
 
-    names = [n for n, _ in quant_layers(prepare(model))]
+    names = [n for n, _ in gemm_nodes(prepare(model))]
     pairs = normalize_assignment(assignment, names)
     return {n: w for n, (w, _) in zip(names, pairs)}, {n: a for n, (_, a) in zip(names, pairs)}
 
@@ -121,7 +121,9 @@ def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappin
                    a_bits: int | Mapping[str, int], method: str = "rtn", granularity: str | Blocks = "channel",
                    seed: int = 0) -> nn.Module:
     """A fake-quant copy of float ``model``: activations calibrated by max on ``calib_x`` (float network), then
-    weights quantized by ``method``.  Bits are one int for every layer or ``{quant-layer name: bits}``.
+    weights quantized by ``method``.  Bits are one int for every layer or ``{layer name: bits}``; a product of two
+    activations (a QuantMatmul) takes both operands at its ``a_bits`` (sim's cost of a product; its ``w_bits`` do
+    not apply).
 
     Used by :func:`quantize_builtin` (uniform bits) and :mod:`experiments.measure` (per-layer bits)."""
     from quant.fakequant import calibrate_activations, prepare, quant_layers
@@ -138,6 +140,9 @@ def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappin
     q = prepare(model)
     check_granularity(quant_layers(q), method, gran)
     calibrate_activations(q, calib_x, a)  # on float activations
+    if isinstance(w, dict):   # the weight quantizers see the QuantLayers only
+        weighted = {n for n, _ in quant_layers(q)}
+        w = {n: b for n, b in w.items() if n in weighted}
     if method == "rtn":
         rtn_quantize(q, w, gran)
     elif method in ("gpfq", "gpfq-paper"):

@@ -60,7 +60,7 @@ def run_real_network_demo(out_dir: str | Path, console: Console | None = None,
     pairs = list(chip.supported_pairs)
     console.print(f"[bold]real network[/]: {REAL_MODEL} on {REAL_CHIP}, {len(pairs)} pairs")
     bench = ModelBench(REAL_MODEL, seed=0)
-    sens = sensitivity_table(bench.model, bench.split.calib_x, pairs, method="sqnr", quantizer="rtn", seed=0,
+    sens = sensitivity_table(bench.model, bench.calib_x, pairs, method="sqnr", quantizer="rtn", seed=0,
                              progress=True)
     costs = simulate(chip, resolve_workload(REAL_MODEL), pairs, coupled=True)
     written = {"real_sensitivity": write_table(sens, out / "sensitivity.csv"),
@@ -93,7 +93,7 @@ def run_real_network_demo(out_dir: str | Path, console: Console | None = None,
 
     q = bench.quantize(mixed, REAL_METHOD)
     export_dir = out / "export"
-    export_model(q, bench.split.calib_x[:1], export_dir, name=REAL_MODEL)
+    export_model(q, bench.calib_x[:1], export_dir, name=REAL_MODEL)
     check = verify_layer(export_dir, REAL_RTL_LAYER, rows=REAL_RTL_ARRAY[0], cols=REAL_RTL_ARRAY[1], pe="bitfusion",
                          images=1)
     record = {"model": REAL_MODEL, "layer": REAL_RTL_LAYER, "pair": "w{}a{}".format(*mixed[REAL_RTL_LAYER]),

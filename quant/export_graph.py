@@ -76,7 +76,29 @@ def _hardtanh_sig(input: Any, min_val: float = -1.0, max_val: float = 1.0, inpla
     """F.hardtanh."""
 
 
+def _softmax_sig(input: Any, dim: Any = None, _stacklevel: int = 3, dtype: Any = None) -> None:  # noqa: A002
+    """F.softmax / Tensor.softmax."""
+
+
+def _gelu_sig(input: Any, approximate: str = "none") -> None:  # noqa: A002
+    """F.gelu."""
+
+
+def _transpose_sig(input: Any, dim0: int, dim1: int) -> None:  # noqa: A002
+    """torch.transpose / Tensor.transpose."""
+
+
+def _permute_sig(input: Any, *dims: Any) -> None:  # noqa: A002
+    """Tensor.permute / torch.permute."""
+
+
+def _unary_sig(input: Any) -> None:  # noqa: A002
+    """tanh / sigmoid / silu."""
+
+
 _SIGNATURES: dict[str, Callable[..., None]] = {
+    "softmax": _softmax_sig, "gelu": _gelu_sig, "transpose": _transpose_sig, "permute": _permute_sig,
+    "tanh": _unary_sig, "sigmoid": _unary_sig, "silu": _unary_sig,
     "flatten": _flatten_sig, "mean": _mean_sig, "view": _shape_sig, "reshape": _shape_sig, "cat": _cat_sig,
     "concat": _cat_sig, "concatenate": _cat_sig, "max_pool1d": _maxpool_sig, "max_pool2d": _maxpool_sig,
     "avg_pool1d": _avgpool_sig, "avg_pool2d": _avgpool_sig, "hardtanh": _hardtanh_sig,
@@ -140,6 +162,16 @@ class _Builder:
                 raise QuantInputError(f"layer {readers[0].target}: missing input quantizer; run "
                                       f"calibrate_activations first")
             return act
+        if len(readers) == 1 and self.kind[readers[0]] == "matmul":
+            reader = readers[0]
+            sides = [i for i, a in enumerate(self._tensor_args(reader)) if pass_source(self.gm, a) is node]
+            if len(sides) != 1:
+                raise QuantInputError(f"node {node.name} feeds both operands of {reader.target}")
+            act = self.module(reader).act if sides[0] == 0 else self.module(reader).act_b
+            if act is None:
+                raise QuantInputError(f"product {reader.target}: missing operand quantizers; run "
+                                      f"calibrate_activations first")
+            return act
         if len(readers) == 1 and self.kind[readers[0]] == "output" and self.kind[node] == "gemm":
             return None
         raise QuantInputError(f"node {node.name} ({self.kind[node]}) has no tensor quantizer; prepare the model "
@@ -190,19 +222,103 @@ class _Builder:
         perm = getattr(m, "out_perm", None)
         if perm is not None and np.any(np.asarray(perm) != np.arange(m.out_features)):
             raise QuantInputError(f"layer {name}: channel reordering is supported for nn.Sequential chains only")
-        src = self.operand(self._tensor_args(node)[0])
-        want = _act_quantizer(m.act)
-        if self.q[src] != want:
-            mults, shift = requant_constants([self.q[src]["scale"]], want["scale"])
-            name_rq = f"{node.name}_requant"
-            self.nodes.append({"name": name_rq, "op": "requant", "inputs": [src], "q": want,
-                               "shape": self.shape_of[src], "mult": mults[0], "shift": shift})
-            self.q[name_rq], self.shape_of[name_rq] = want, self.shape_of[src]
-            src = name_rq
+        src = self.into(self.operand(self._tensor_args(node)[0]), _act_quantizer(m.act), f"{node.name}_requant")
         layer = export_layer(name, m, self.storage_act(node), [], tuple(self.shape_of[src]),
                              np.arange(m.out_features), np.arange(m.in_channels))
         self.layers.append(layer)
         self.emit(node, "gemm", [src], layer.out_quantizer(), layer=name)
+
+    def into(self, src: str, want: Quantizer, name_rq: str) -> str:
+        """``src``'s codes on quantizer ``want``: itself, or a ``requant`` node moving them there."""
+        if self.q[src] is None:
+            raise QuantInputError(f"node {src} holds a float value where codes are read")
+        if self.q[src] == want:
+            return src
+        mults, shift = requant_constants([self.q[src]["scale"]], want["scale"])
+        self.nodes.append({"name": name_rq, "op": "requant", "inputs": [src], "q": want,
+                           "shape": self.shape_of[src], "mult": mults[0], "shift": shift})
+        self.q[name_rq], self.shape_of[name_rq] = want, self.shape_of[src]
+        return name_rq
+
+    def do_matmul(self, node: Any) -> None:
+        import dataclasses
+
+        from torch import nn
+
+        from quant.qlayer import QuantLayer
+        from quant.quantizer import Blocks, QuantSpec
+
+        m, name = self.module(node), str(node.target)
+        if m.act is None or m.act_b is None:
+            raise QuantInputError(f"product {name}: missing operand quantizers; run calibrate_activations first")
+        if m.act_b.zero_point != 0 or not m.act_b.spec.signed:
+            raise QuantInputError(f"product {name}: operand b must be symmetric signed (it is held like weights)")
+        a_arg, b_arg = self._tensor_args(node)[:2]
+        a = self.into(self.operand(a_arg), _act_quantizer(m.act), f"{node.name}_requant_a")
+        b = self.into(self.operand(b_arg), _act_quantizer(m.act_b), f"{node.name}_requant_b")
+        a_shape, b_shape = self.shape_of[a], self.shape_of[b]
+        if len(a_shape) < 2 or len(b_shape) != len(a_shape) or a_shape[:-2] != b_shape[:-2] \
+                or a_shape[-1] != b_shape[-2]:
+            raise QuantInputError(f"product {name}: operands of per-sample shapes {a_shape} and {b_shape} (the "
+                                  f"integer product needs equal leading dims, no broadcasting)")
+        k, n = a_shape[-1], b_shape[-1]
+        template = QuantLayer(nn.Linear(k, n, bias=False))
+        # placeholder codes (b replaces them at run time): non-zero, so the block keeps b's scale
+        template.set_weight_codes(np.ones((n, k), dtype=np.int64), np.array([[m.act_b.scale]]),
+                                  QuantSpec(m.act_b.spec.bits), Blocks(1, 1))
+        template.act = m.act
+        out_act = self.storage_act(node)
+        if out_act is None:
+            raise QuantInputError(f"product {name}: a product cannot be the model output")
+        layer = export_layer(name, template, out_act, [], tuple(a_shape), np.arange(n), np.arange(k))
+        layer = dataclasses.replace(layer, product=True)
+        if int(layer.psum_abs_max().max()) >= 1 << 31:
+            raise QuantInputError(f"product {name}: {k} products of its operands can overflow the 32-bit "
+                                  f"accumulator")
+        self.layers.append(layer)
+        self.emit(node, "matmul", [a, b], layer.out_quantizer(), layer=name)
+
+    def glue_quantizer(self, node: Any) -> Quantizer | None:
+        """Where a glue op's result goes: codes on its TensorQuant or its one integer reader's input quantizer, or
+        a float handed on to the one glue op that reads it (None)."""
+        users = list(node.users)
+        if len(users) == 1 and self.kind[users[0]] == "glue":
+            return None
+        return self.storage(node)
+
+    def do_glue(self, node: Any) -> None:
+        from torch import nn
+
+        src = self.operand(self._tensor_args(node)[0])
+        module = self.module(node) if node.op == "call_module" else None
+        name = _target(node)
+        rank = len(self.shape_of[src]) + 1
+        if isinstance(module, nn.LayerNorm):
+            fn, params = "layernorm", {
+                "dims": len(module.normalized_shape), "eps": float(module.eps),
+                "weight": None if module.weight is None else [float(v) for v in module.weight.detach().double()
+                                                              .flatten()],
+                "bias": None if module.bias is None else [float(v) for v in module.bias.detach().double().flatten()]}
+        elif isinstance(module, nn.Softmax) or name == "softmax":
+            dim = module.dim if module is not None else _call_args(node)["dim"]
+            if dim is None or dim % rank == 0:
+                raise QuantInputError(f"node {node.name}: softmax needs an explicit non-batch dim")
+            fn, params = "softmax", {"dim": int(dim) % rank}
+        elif isinstance(module, nn.GELU) or name == "gelu":
+            approx = module.approximate if module is not None else _call_args(node)["approximate"]
+            fn, params = "gelu", {"approximate": str(approx)}
+        elif isinstance(module, (nn.Tanh, nn.Sigmoid, nn.SiLU)) or name in ("tanh", "sigmoid", "silu"):
+            fn, params = (type(module).__name__.lower() if module is not None else name), {}
+        elif name in ("mul", "truediv", "div", "add", "sub"):
+            tensor_first = hasattr(node.args[0], "op")
+            value = float(node.args[1] if tensor_first else node.args[0])
+            op = {"truediv": "div"}.get(name, name)
+            if not tensor_first:
+                op = {"sub": "rsub", "div": "rdiv"}.get(op, op)
+            fn, params = "scalar", {"op": op, "value": value}
+        else:
+            raise QuantInputError(f"node {node.name}: glue op {name} is not supported by the integer export")
+        self.emit(node, "glue", [src], self.glue_quantizer(node), fn=fn, params=params)
 
     def do_pass(self, node: Any) -> None:
         from torch import nn
@@ -232,6 +348,20 @@ class _Builder:
             self.emit(node, "flatten", [src], q, start_dim=int(start), end_dim=int(end))
         elif name in ("view", "reshape"):
             self.emit(node, "reshape", [src], q)
+        elif name in ("permute", "transpose"):
+            rank = len(self.shape_of[src]) + 1
+            kw = _call_args(node)
+            if name == "transpose":
+                dims = list(range(rank))
+                d0, d1 = int(kw["dim0"]) % rank, int(kw["dim1"]) % rank
+                dims[d0], dims[d1] = dims[d1], dims[d0]
+            else:
+                given = kw["dims"]
+                given = given[0] if len(given) == 1 and isinstance(given[0], (tuple, list)) else given
+                dims = [int(d) % rank for d in given]
+            if dims[0] != 0:
+                raise QuantInputError(f"node {node.name}: {name} moves the batch dimension (not supported)")
+            self.emit(node, "permute", [src], q, dims=dims)
         else:
             raise AssertionError(f"unhandled pass op {name}")  # node_kind and this method list the same ops
 
@@ -297,8 +427,17 @@ class _Builder:
             dims = kw["dim"]
             dims = [dims] if isinstance(dims, int) else list(dims or [])
             rank = len(in_shape) + 1
+            if rank == 3 and [x % rank for x in dims] == [1] and not kw["keepdim"]:
+                # mean over the tokens of [N, T, D]: move them last, then a 1-D pool over all of them
+                moved = f"{node.name}_tokens_last"
+                self.nodes.append({"name": moved, "op": "permute", "inputs": [src], "q": self.q[src],
+                                   "shape": [in_shape[1], in_shape[0]], "dims": [0, 2, 1]})
+                self.q[moved], self.shape_of[moved] = self.q[src], [in_shape[1], in_shape[0]]
+                src, d, spatial = moved, 1, [in_shape[0]]
+                dims = [2]
             if sorted(x % rank for x in dims) != list(range(2, rank)):
-                raise QuantInputError(f"{where}: mean must average exactly the spatial dims {list(range(2, rank))}")
+                raise QuantInputError(f"{where}: mean must average exactly the spatial dims {list(range(2, rank))} "
+                                      f"(or the tokens of [N, T, D])")
             kernel, stride, squeeze = list(spatial), list(spatial), not kw["keepdim"]
         else:  # adaptive average pooling: windows must tile the input exactly
             out_sp = out_shape[1:]

@@ -13,10 +13,11 @@ from torch import nn
 
 from quant.errors import QuantInputError, UnfoldedBatchNormWarning
 from quant.graph import DEFAULT_TENSOR_BITS, insert_tensor_quants
-from quant.qlayer import SUPPORTED, ActQuant, QuantLayer, TensorQuant
+from quant.qlayer import SUPPORTED, ActQuant, QuantLayer, QuantMatmul, TensorQuant
 from quant.quantizer import QuantSpec, check_finite
 
-__all__ = ["QuantLayer", "ActQuant", "TensorQuant", "prepare", "quant_layers", "tensor_quants", "model_size_bits",
+__all__ = ["QuantLayer", "ActQuant", "TensorQuant", "QuantMatmul", "prepare", "quant_layers", "quant_matmuls",
+           "gemm_nodes", "tensor_quants", "model_size_bits",
            "capture_inputs", "feed_inputs", "calibrate_activations", "fold_batchnorm", "SUPPORTED", "act_range",
            "activations_off"]
 
@@ -132,14 +133,13 @@ def prepare(model: nn.Module, fold_bn: bool = True, tensor_bits: int = DEFAULT_T
     return insert_tensor_quants(model, tensor_bits)
 
 
-def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, QuantLayer]]:
-    """QuantLayers in execution order (from a forward pass when ``example`` is given)."""
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)]
+def _in_execution_order(model: nn.Module, modules: list[tuple[str, nn.Module]],
+                        example: torch.Tensor | None) -> list[tuple[str, nn.Module]]:
     if example is None:
-        return layers
+        return modules
     order: list[str] = []
-    names = {id(m): n for n, m in layers}
-    hooks = [m.register_forward_pre_hook(lambda mod, _inp: order.append(names[id(mod)])) for _, m in layers]
+    names = {id(m): n for n, m in modules}
+    hooks = [m.register_forward_pre_hook(lambda mod, _inp: order.append(names[id(mod)])) for _, m in modules]
     try:
         with torch.no_grad():
             model(example)
@@ -147,8 +147,27 @@ def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[
         for h in hooks:
             h.remove()
     seen = list(dict.fromkeys(order))
-    lookup = dict(layers)
+    lookup = dict(modules)
     return [(n, lookup[n]) for n in seen]
+
+
+def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, QuantLayer]]:
+    """QuantLayers in execution order (from a forward pass when ``example`` is given)."""
+    return _in_execution_order(model, [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)],
+                               example)
+
+
+def quant_matmuls(model: nn.Module) -> list[tuple[str, QuantMatmul]]:
+    """The model's QuantMatmuls (products of two activations, :func:`quant.graph.insert_matmuls`), by path."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, QuantMatmul)]
+
+
+def gemm_nodes(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, nn.Module]]:
+    """Every layer ``sim`` costs -- QuantLayers and QuantMatmuls -- in execution order (from a forward pass when
+    ``example`` is given): the layer order and names of ``sim.workload.from_torch`` and of the sensitivity
+    table."""
+    return _in_execution_order(model, [(n, m) for n, m in model.named_modules()
+                                       if isinstance(m, (QuantLayer, QuantMatmul))], example)
 
 
 def feed_inputs(model: nn.Module, layers: Iterable[nn.Module], data: torch.Tensor,
@@ -214,32 +233,64 @@ def tensor_quants(model: nn.Module) -> list[tuple[str, TensorQuant]]:
 
 
 def activations_off(model: nn.Module) -> None:
-    """Switch every activation quantizer off (QuantLayer inputs and TensorQuants), in place."""
+    """Switch every activation quantizer off (QuantLayer inputs, QuantMatmul operands and TensorQuants), in place."""
     for _, m in quant_layers(model) + tensor_quants(model):
         m.act = None
+    for _, m in quant_matmuls(model):
+        m.act = m.act_b = None
 
 
 def calibrate_activations(model: nn.Module, data: torch.Tensor, a_bits: int | dict[str, int],
-                          method: str = "max", percentile: float = 99.99) -> None:
-    """Set each QuantLayer's input quantizer (``a_bits``) and each TensorQuant (its own ``bits``) from the
-    activations they see on ``data`` (in place).
+                          method: str = "max", percentile: float = 99.99,
+                          b_bits: int | dict[str, int] | None = None) -> None:
+    """Set each QuantLayer's input quantizer (``a_bits``), each QuantMatmul's operands (``a`` at ``a_bits``; ``b``
+    at ``b_bits``, default ``a_bits`` as sim costs a product, symmetric signed like weights since the array holds
+    it) and each TensorQuant
+    (its own ``bits``) from the activations they see on ``data`` (in place).
 
     Activation quantizers are switched off while capturing, but installed weight codes stay on:
     call it before weight quantization to calibrate on float activations, after it to calibrate
     on the weight-quantized network's activations."""
     layers = quant_layers(model)
     tensors = tensor_quants(model)
+    products = quant_matmuls(model)
     activations_off(model)
-    inputs = capture_inputs(model, [m for _, m in layers + tensors], data)
-    for name, m in layers:
-        bits = a_bits[name] if isinstance(a_bits, dict) else a_bits
-        lo, hi = act_range(inputs[id(m)], method, percentile, bits)
+    seen_b: dict[int, list[torch.Tensor]] = {id(m): [] for _, m in products}
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen_b[id(mod)].append(inp[1].detach()))
+             for _, m in products]
+    try:
+        inputs = capture_inputs(model, [m for _, m in layers + tensors + products], data)
+    finally:
+        for h in hooks:
+            h.remove()
+
+    def quantizer(x: torch.Tensor, bits: int) -> ActQuant:
+        lo, hi = act_range(x, method, percentile, bits)
         spec, scale, zp = _act_params(lo, hi, bits)
-        m.act = ActQuant(spec, float(scale), int(zp))
+        return ActQuant(spec, float(scale), int(zp))
+
+    def held_quantizer(x: torch.Tensor, bits: int) -> ActQuant:
+        """A product's ``b`` operand is held in the array like weights: symmetric signed, zero point 0."""
+        lo, hi = act_range(x, method, percentile, bits)
+        spec = QuantSpec(bits)
+        top = max(-lo, hi)
+        return ActQuant(spec, float(top / spec.qmax) if top > 0 else 1.0, 0)
+
+    def bits_of(table: int | dict[str, int], name: str) -> int:
+        if not isinstance(table, dict):
+            return table
+        if name not in table:
+            raise QuantInputError(f"activation bits: no entry for layer {name!r}")
+        return table[name]
+
+    for name, m in layers:
+        m.act = quantizer(inputs[id(m)], bits_of(a_bits, name))
+    for name, m in products:
+        m.act = quantizer(inputs[id(m)], bits_of(a_bits, name))
+        b_values = torch.cat([v.reshape(-1) for v in seen_b[id(m)]])
+        m.act_b = held_quantizer(b_values, bits_of(a_bits if b_bits is None else b_bits, name))
     for _, m in tensors:
-        lo, hi = act_range(inputs[id(m)], method, percentile, m.bits)
-        spec, scale, zp = _act_params(lo, hi, m.bits)
-        m.act = ActQuant(spec, float(scale), int(zp))
+        m.act = quantizer(inputs[id(m)], m.bits)
 
 
 def model_size_bits(model: nn.Module) -> tuple[int, int]:

@@ -10,17 +10,23 @@ exactly the tensors the integer model stores, and the two agree to the requantiz
 
 Node kinds (:func:`node_kind`), on a ``torch.fx`` graph with QuantLayers and TensorQuants kept as leaves:
 
-* ``gemm`` -- a QuantLayer; ``tensor_quant`` -- a TensorQuant; ``input`` -- the model input;
+* ``gemm`` -- a QuantLayer; ``matmul`` -- a QuantMatmul (a product of two activations, :func:`insert_matmuls`);
+  ``tensor_quant`` -- a TensorQuant; ``input`` -- the model input;
 * ``pass`` -- ops that commute with a monotone quantizer and so run on codes unchanged: ReLU, ReLU6 / hardtanh
-  (clamp at the quantized bounds), max pooling, flatten / view / reshape, dropout (eval), identity, contiguous;
+  (clamp at the quantized bounds), max pooling, flatten / view / reshape / permute / transpose, dropout (eval),
+  identity, contiguous;
+* ``glue`` -- float ops of a vector unit between integer GEMMs: LayerNorm, softmax, GELU, tanh, sigmoid, SiLU,
+  and arithmetic with a Python number (``scores / sqrt(d)``).  A chain of glue ops stays float; it is quantized
+  where it meets an integer op (a GEMM or product quantizes its own input; anything else reads a TensorQuant);
 * ``add`` (two activations), ``cat``, ``avgpool`` (average / adaptive average pooling, ``mean`` over spatial
   dims) -- integer ops that produce a new tensor and therefore a new quantizer;
 * ``shape`` -- sizes and shapes (``x.size(0)``), not activations;
 * ``output`` and ``other`` -- everything else (the export names such nodes and refuses them).
 
 Which tensors get a TensorQuant (:func:`tensor_quant_sources`): the output of every ``add`` / ``cat`` /
-``avgpool``, and the output of a ``gemm`` or of the model input whenever more than one op reads it (through
-pass ops) or something other than a QuantLayer or the model output reads it.  A layer whose output only one
+``avgpool``; the output of a ``gemm``, a ``matmul`` or the model input whenever more than one op reads it (through
+pass ops) or something other than a QuantLayer, a product or the model output reads it; and the output of a
+``glue`` op unless exactly one GEMM, product or glue op reads it.  A layer whose output only one
 QuantLayer reads keeps today's fused requantization into that layer's input format, so a plain chain gets no
 TensorQuant at all and its export is unchanged.
 """
@@ -35,9 +41,10 @@ import torch
 from torch import nn
 
 from quant.errors import QuantInputError
-from quant.qlayer import QuantLayer, TensorQuant
+from quant.qlayer import QuantLayer, QuantMatmul, TensorQuant
 
 __all__ = ["GraphTracer", "trace_graph", "node_kind", "pass_source", "tensor_quant_sources", "insert_tensor_quants",
+           "insert_matmuls", "product_name", "GLUE_FUNCTIONS", "GLUE_MODULES",
            "PASS_MODULES", "AVGPOOL_MODULES", "DEFAULT_TENSOR_BITS"]
 
 DEFAULT_TENSOR_BITS = 8  #: bits of a TensorQuant (the integer format of sums, concats and pooled tensors)
@@ -47,7 +54,12 @@ PASS_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.
 AVGPOOL_MODULES: tuple[type[nn.Module], ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
                                                 nn.AdaptiveAvgPool2d)
 _PASS_NAMES = frozenset({"relu", "relu6", "hardtanh", "max_pool1d", "max_pool2d", "flatten", "view", "reshape",
-                         "dropout", "dropout1d", "dropout2d", "identity", "contiguous"})
+                         "dropout", "dropout1d", "dropout2d", "identity", "contiguous", "permute", "transpose"})
+#: float ops of a vector unit between integer GEMMs (LayerNorm, softmax, GELU, ...): :data:`GLUE_MODULES` and these
+GLUE_FUNCTIONS = frozenset({"softmax", "gelu", "layer_norm", "tanh", "sigmoid", "silu"})
+GLUE_MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GELU, nn.Softmax, nn.Tanh, nn.Sigmoid, nn.SiLU)
+#: arithmetic with one tensor and one Python number (``scores / sqrt(d)``) is glue too
+_SCALAR_NAMES = frozenset({"mul", "truediv", "div", "add", "sub"})
 _ADD_NAMES = frozenset({"add", "iadd"})
 _CAT_NAMES = frozenset({"cat", "concat", "concatenate"})
 _AVGPOOL_NAMES = frozenset({"avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "mean"})
@@ -58,7 +70,8 @@ class GraphTracer(torch.fx.Tracer):
     """``torch.fx`` tracer that keeps QuantLayers and TensorQuants (and torch.nn's own modules) as leaves."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, (QuantLayer, TensorQuant)) or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, (QuantLayer, TensorQuant, QuantMatmul)) or super().is_leaf_module(m,
+                                                                                              module_qualified_name)
 
 
 def trace_graph(model: nn.Module) -> torch.fx.GraphModule:
@@ -94,6 +107,10 @@ def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:
             return "gemm"
         if isinstance(module, TensorQuant):
             return "tensor_quant"
+        if isinstance(module, QuantMatmul):
+            return "matmul"
+        if isinstance(module, GLUE_MODULES):
+            return "glue"
         if isinstance(module, PASS_MODULES):
             return "pass"
         if isinstance(module, AVGPOOL_MODULES):
@@ -109,6 +126,13 @@ def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:
         if isinstance(src, torch.fx.Node) and node_kind(gm, src) == "shape":
             return "shape"
         return "other"
+    if name in _SCALAR_NAMES and len(node.args) == 2 and not node.kwargs and sum(
+            isinstance(a, torch.fx.Node) for a in node.args) == 1 and any(
+            isinstance(a, (int, float)) and not isinstance(a, bool) for a in node.args):
+        tensor = next(a for a in node.args if isinstance(a, torch.fx.Node))
+        return "shape" if node_kind(gm, tensor) == "shape" else "glue"
+    if name in GLUE_FUNCTIONS:
+        return "glue"
     if name in _ADD_NAMES:
         tensors = [a for a in node.args[:2] if isinstance(a, torch.fx.Node) and node_kind(gm, a) != "shape"]
         return "add" if len(tensors) == 2 and len(node.args) == 2 and not node.kwargs else "other"
@@ -156,17 +180,69 @@ def tensor_quant_sources(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
             continue
         if kind in ("add", "cat", "avgpool"):
             out.append(node)
-        elif kind in ("gemm", "input"):
+        elif kind == "glue":   # float until it meets one integer op that quantizes its own input
+            if len(users) > 1 or not {kinds[u] for u in users} <= {"gemm", "matmul", "glue"}:
+                out.append(node)
+        elif kind in ("gemm", "matmul", "input"):
             user_kinds = {kinds[u] for u in users}
-            if len(users) > 1 or not user_kinds <= {"gemm", "output"} or (kind == "input" and "output" in user_kinds):
+            if (len(users) > 1 or not user_kinds <= {"gemm", "matmul", "output"}
+                    or (kind == "input" and "output" in user_kinds)):
                 out.append(node)
     return out
 
 
+#: torch functions and Tensor methods that multiply two activations (as ``sim.workload.from_torch`` counts them)
+_PRODUCT_FUNCTIONS = (torch.matmul, torch.bmm, torch.mm, operator.matmul)
+_PRODUCT_METHODS = frozenset({"matmul", "bmm", "mm", "__matmul__"})
+
+
+def _is_product(node: torch.fx.Node) -> bool:
+    called = ((node.op == "call_function" and node.target in _PRODUCT_FUNCTIONS)
+              or (node.op == "call_method" and node.target in _PRODUCT_METHODS))
+    return (called and len(node.args) == 2 and not node.kwargs
+            and all(isinstance(a, torch.fx.Node) and a.op != "get_attr" for a in node.args))
+
+
+def product_name(node: torch.fx.Node, used: set[str]) -> str:
+    """The layer name ``sim.workload.from_torch`` gives a product of two activations: ``<module path>.matmul``
+    (the innermost module running it; ``matmul`` at the top level), ``#2``, ``#3``, ... on repeats."""
+    stack = list(node.meta.get("nn_module_stack", {}).values())
+    path = stack[-1][0] if stack else ""
+    base = f"{path}.matmul" if path else "matmul"
+    label, k = base, 1
+    while label in used:
+        k += 1
+        label = f"{base}#{k}"
+    used.add(label)
+    return label
+
+
+def insert_matmuls(gm: torch.fx.GraphModule) -> list[str]:
+    """Replace every product of two activations in ``gm`` (``torch.matmul``, ``@``, ``bmm``, ``mm``) by a call of a
+    new :class:`QuantMatmul` submodule named as ``sim`` names the layer (:func:`product_name`), in place; returns
+    the new module paths.  Products with a parameter operand stay as they are (the export names them)."""
+    used = {str(n.target) for n in gm.graph.nodes
+            if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), QuantLayer)}
+    added = []
+    for node in list(gm.graph.nodes):
+        if not _is_product(node):
+            continue
+        path = product_name(node, used)
+        gm.add_submodule(path, QuantMatmul())
+        with gm.graph.inserting_after(node):
+            call = gm.graph.call_module(path, tuple(node.args[:2]))
+        call.meta = dict(node.meta)
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        added.append(path)
+    return added
+
+
 def insert_tensor_quants(model: nn.Module, bits: int = DEFAULT_TENSOR_BITS,
                          on_untraceable: Callable[[str], Any] | None = None) -> nn.Module:
-    """``model`` with a TensorQuant after every node of :func:`tensor_quant_sources` (a ``GraphModule`` with the
-    same submodule paths and class name), or ``model`` itself when it needs none.  A model ``torch.fx`` cannot
+    """``model`` with its activation products as QuantMatmuls (:func:`insert_matmuls`) and a TensorQuant after every
+    node of :func:`tensor_quant_sources` (a ``GraphModule`` with the same submodule paths and class name), or
+    ``model`` itself when it needs neither.  A model ``torch.fx`` cannot
     trace is returned as it is, after ``on_untraceable(reason)``: it runs in fake-quant, and the integer export
     refuses it with the same reason."""
     try:
@@ -175,8 +251,9 @@ def insert_tensor_quants(model: nn.Module, bits: int = DEFAULT_TENSOR_BITS,
         if on_untraceable is not None:
             on_untraceable(str(exc))
         return model
+    products = insert_matmuls(gm)
     sources = tensor_quant_sources(gm)
-    if not sources:
+    if not sources and not products:
         return model
     holder = nn.Module()
     gm.add_submodule("tensor_quants", holder)

@@ -106,6 +106,7 @@ class IntegerLayer:
     ops: list[dict[str, Any]] = field(default_factory=list)   # code-domain ops after this layer
     in_shape: tuple[int, ...] = ()              # per-sample input shape seen at export
     groups: int = 1                             # grouped / depthwise conv: in_channels is per group
+    product: bool = False                       # a product of two activations: operand b replaces w_codes
 
     # derived ---------------------------------------------------------------------------------------------------
     @property
@@ -126,6 +127,11 @@ class IntegerLayer:
 
     def in_quantizer(self) -> Quantizer:
         return quantizer_of(self.in_bits, self.in_scale, self.in_zero_point, self.in_qmin, self.in_qmax)
+
+    def held_quantizer(self) -> Quantizer:
+        """A product's ``b`` operand: symmetric signed ``w_bits`` codes at the (one) weight scale."""
+        lo, hi = _grid(self.w_bits, True)
+        return quantizer_of(self.w_bits, float(self.w_scales[0, 0]), 0, lo, hi)
 
     def out_quantizer(self) -> Quantizer:
         """The output grid (``out_qmin`` is the grid's, not the fused ReLU's clamp)."""
@@ -159,6 +165,8 @@ class IntegerLayer:
         """Worst case ``|P_h|`` over all inputs, per output channel and block, shape [out, n_h] (int64)."""
         qx = max_abs_offset(self.in_qmin, self.in_qmax, self.in_zero_point)
         w = np.abs(self.w_codes.astype(np.int64))
+        if self.product:   # any b codes: the largest magnitude of the signed grid everywhere
+            w = np.full_like(w, 1 << (self.w_bits - 1))
         sums = np.stack([w[:, c0:c1].sum(axis=1) for c0, c1 in zip(self.col_bounds[:-1], self.col_bounds[1:])],
                         axis=1)
         return sums * qx
@@ -207,6 +215,7 @@ class IntegerLayer:
             "in_bits": self.in_bits, "in_scale": self.in_scale, "in_zero_point": self.in_zero_point,
             "out_bits": self.out_bits, "out_scale": self.out_scale, "out_zero_point": self.out_zero_point,
             "out_clamp": [self.out_qmin, self.out_qmax], "relu_fused": self.relu, "logits": self.logits,
+            "product": self.product,
             "shift_range": [int(self.shift.min()), int(self.shift.max())],
             "multiplier_range": [int(self.multiplier.min()), int(self.multiplier.max())],
             "psum_bits_needed": pmax.bit_length() + 1, "acc_bits_needed": self.acc_abs_max().bit_length() + 1,
@@ -284,11 +293,13 @@ def _as_codes(x: Any, qmin: int, qmax: int, what: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 @dataclass
 class GraphRun:
-    """One execution of an integer model: every layer's input and output codes, and the output codes."""
+    """One execution of an integer model: every layer's input and output codes (a product's in ``operands``, its
+    ``a`` and ``b`` codes, and ``outputs``), and the output codes."""
 
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
     codes: np.ndarray
+    operands: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class IntegerModel:
@@ -352,6 +363,23 @@ class IntegerModel:
             return y.reshape(lead + (lay.out_features,))
         return np.moveaxis(y, 2, 1).reshape((x.shape[0], lay.out_features) + out_sp)
 
+    def run_product(self, name: str, a_codes: Any, b_codes: Any) -> np.ndarray:
+        """Output codes of the product ``name``: ``a @ b`` over the last two dims, every leading (sample, head)
+        index a Linear layer with ``b`` as its weight codes -- the arithmetic of :meth:`run_layer` with one block
+        (int64 products, ``* M``, the bias (0) at its shift, rounding shift, zero point, clamp)."""
+        lay = self.layer(name)
+        if not lay.product:
+            raise QuantInputError(f"layer {name} is not a product of two activations")
+        a = _as_codes(a_codes, lay.in_qmin, lay.in_qmax, f"product {name} operand a") - np.int64(lay.in_zero_point)
+        held = lay.held_quantizer()
+        b = _as_codes(b_codes, held["qmin"], held["qmax"], f"product {name} operand b")
+        if a.shape[-1] != lay.in_channels or b.shape[-2:] != (lay.in_channels, lay.out_features):
+            raise QuantInputError(f"product {name}: operands {list(a.shape)} and {list(b.shape)}, expected "
+                                  f"[..., {lay.in_channels}] and [..., {lay.in_channels}, {lay.out_features}]")
+        acc = np.matmul(a, b) * np.int64(lay.multiplier[0, 0])
+        acc += np.int64(lay.bias[0]) << np.int64(lay.bias_shift[0])
+        return requantize(acc, np.int64(lay.shift[0]), lay.out_zero_point, lay.out_qmin, lay.out_qmax)
+
     # whole model -------------------------------------------------------------------------------------------------
     def input_quantizer(self) -> Quantizer:
         """The model input's quantizer: the graph's input node, or the first layer's input quantizer."""
@@ -388,9 +416,16 @@ class IntegerModel:
             outputs[name] = gemm(name, codes)
             return outputs[name]
 
+        operands: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+        def product(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            operands[name] = (a, b)
+            outputs[name] = self.run_product(name, a, b)
+            return outputs[name]
+
         if self.graph:
-            env = run_graph(self.graph, self.quantize_input(x), step)
-            return GraphRun(inputs, outputs, env[self.graph[-1]["name"]])
+            env = run_graph(self.graph, self.quantize_input(x), step, run_product=product)
+            return GraphRun(inputs, outputs, env[self.graph[-1]["name"]], operands)
         codes = apply_ops(self.quantize_input(x), self.pre_ops, self.layers[0].in_zero_point)
         for lay in self.layers:
             codes = apply_ops(step(lay.name, codes), lay.ops, lay.out_zero_point)
@@ -481,7 +516,8 @@ _ARRAYS: dict[str, tuple[Any, int]] = {
     "out_perm": (np.int32, 1), "in_perm": (np.int32, 1), "bias_real": (np.float64, 1), "bias": (np.int32, 1),
     "multiplier": (np.int32, 2), "shift": (np.int32, 1), "bias_shift": (np.int32, 1)}
 _INT_TUPLES = ("kernel_size", "stride", "dilation", "in_shape")
-_SCALARS = {"kind": "str", "relu": "bool", "logits": "bool", "in_scale": "float", "out_scale": "float",
+_SCALARS = {"kind": "str", "relu": "bool", "logits": "bool", "product": "bool", "in_scale": "float",
+            "out_scale": "float",
             **{k: "int" for k in ("out_features", "in_channels", "w_bits", "in_bits", "in_zero_point", "in_qmin",
                                   "in_qmax", "out_bits", "out_zero_point", "out_qmin", "out_qmax", "groups")}}
 _SCALAR_DTYPES = {"str": "U", "bool": "b", "int": "i", "float": "f"}
@@ -755,9 +791,13 @@ def _check_dag(model: IntegerModel, path: Path | str) -> None:
             readers[name] = readers.get(name, 0) + 1
     final = model.graph[-1]["inputs"][0]
     for node in model.graph:
+        if node["op"] == "matmul" and model.layer(node["layer"]).logits:
+            raise QuantInputError(f"{path}: product {node['layer']}: a product does not emit logits")
         if node["op"] != "gemm":
             continue
         lay = model.layer(node["layer"])
+        if lay.product:
+            raise QuantInputError(f"{path}: layer {lay.name} is a product template; only a matmul node runs it")
         feeds_output = node["name"] == final and readers[node["name"]] == 1
         if lay.logits != feeds_output:
             raise QuantInputError(f"{path}: layer {lay.name}: logits is {lay.logits}, but only a layer that feeds "

@@ -12,6 +12,12 @@ codes on one quantizer ``q = {bits, scale, zero_point, qmin, qmax}`` and has a p
 * ``add`` -- ``sum_i (c_i - z_i) * M_i`` with one shift ``S``, then as ``requant``;
 * ``cat`` -- each input requantized with its own ``M_i, S_i``, then concatenated;
 * ``avgpool`` -- the window sum of ``c - z_in``, then ``* M >> S`` with ``M / 2^S ~= s_in / (count * s_out)``;
+* ``permute`` -- codes moved to another dimension order (the batch stays first); keeps its input's ``q``;
+* ``matmul`` -- a product of two activations, ``a @ b`` over the last two dims, computed as the Linear layer
+  ``layer`` (a *product* template: ``b`` takes the place of its weight codes, ``a`` of its input);
+* ``glue`` -- a float op of a vector unit between integer ops (``fn``: layernorm, softmax, gelu, tanh, sigmoid,
+  silu, scalar): inputs dequantized to float64 (or taken as float from a glue op before it), the op in float64,
+  and the result quantized with ``q`` -- or, with ``q`` null, handed on as float to the next glue op;
 * ``output`` -- the model output (the codes of its one input).
 
 Pure numpy int64, no torch, like :mod:`quant.integer` which executes these graphs.
@@ -31,8 +37,8 @@ from quant.errors import QuantInputError
 from quant.quantizer import MAX_BITS
 from quant.requant import MULT_MAX, exact, quantize_multipliers, requantize
 
-__all__ = ["GRAPH_OPS", "Quantizer", "quantizer_of", "run_graph", "check_graph", "requant_constants",
-           "node_out_shape", "code_maxpool", "code_flatten"]
+__all__ = ["GRAPH_OPS", "GLUE_PARAMS", "Quantizer", "quantizer_of", "run_graph", "check_graph", "requant_constants",
+           "node_out_shape", "code_maxpool", "code_flatten", "glue_float"]
 
 #: fields of each op besides ``name``, ``op``, ``inputs``, ``q`` and ``shape``
 GRAPH_OPS: dict[str, frozenset[str]] = {
@@ -42,9 +48,17 @@ GRAPH_OPS: dict[str, frozenset[str]] = {
     "requant": frozenset({"mult", "shift"}), "add": frozenset({"mults", "shift"}),
     "cat": frozenset({"dim", "mults", "shifts"}), "avgpool": frozenset({"dims", "kernel", "stride", "squeeze",
                                                                         "mult", "shift"}),
+    "permute": frozenset({"dims"}), "matmul": frozenset({"layer"}), "glue": frozenset({"fn", "params"}),
     "output": frozenset(),
 }
-_N_INPUTS = {"input": (0, 0), "add": (2, 2), "cat": (1, 1 << 16)}  # (min, max); the rest take exactly one
+_N_INPUTS = {"input": (0, 0), "add": (2, 2), "cat": (1, 1 << 16), "matmul": (2, 2)}  # (min, max); else one
+#: glue functions and the parameters each stores
+GLUE_PARAMS: dict[str, frozenset[str]] = {
+    "layernorm": frozenset({"dims", "eps", "weight", "bias"}), "softmax": frozenset({"dim"}),
+    "gelu": frozenset({"approximate"}), "tanh": frozenset(), "sigmoid": frozenset(), "silu": frozenset(),
+    "scalar": frozenset({"op", "value"}),
+}
+_SCALAR_OPS = ("mul", "div", "add", "sub", "rsub", "rdiv")
 _MAX_LOGIT_CODE_BITS = 32
 
 
@@ -104,6 +118,13 @@ def _apply(node: Mapping[str, Any], args: list[np.ndarray], qs: list[Quantizer])
         return code_flatten(args[0], int(node["start_dim"]), int(node["end_dim"]))
     if op == "reshape":
         return args[0].reshape((args[0].shape[0],) + tuple(node["shape"]))
+    if op == "permute":
+        return np.transpose(args[0], node["dims"])
+    if op == "glue":
+        y = glue_float(node, [a if qa is None else (a - qa["zero_point"]) * qa["scale"] for a, qa in zip(args, qs)])
+        if q is None:
+            return y
+        return np.clip(np.rint(y / q["scale"]) + q["zero_point"], q["qmin"], q["qmax"]).astype(np.int64)
     if op == "output":
         return args[0]
     zp, lo, hi = int(q["zero_point"]), int(q["qmin"]), int(q["qmax"])
@@ -124,11 +145,49 @@ def _apply(node: Mapping[str, Any], args: list[np.ndarray], qs: list[Quantizer])
     raise QuantInputError(f"unknown graph op {op!r}")
 
 
+def glue_float(node: Mapping[str, Any], xs: list[np.ndarray]) -> np.ndarray:
+    """A glue node's float64 result on its float64 inputs."""
+    fn, p = node["fn"], node["params"]
+    x = np.asarray(xs[0], dtype=np.float64)
+    if fn == "layernorm":
+        axes = tuple(range(x.ndim - int(p["dims"]), x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+        y = (x - mean) / np.sqrt(var + float(p["eps"]))
+        if p["weight"] is not None:
+            y = y * np.asarray(p["weight"], dtype=np.float64).reshape(np.shape(y)[-int(p["dims"]):])
+        if p["bias"] is not None:
+            y = y + np.asarray(p["bias"], dtype=np.float64).reshape(np.shape(y)[-int(p["dims"]):])
+        return y
+    if fn == "softmax":
+        e = np.exp(x - x.max(axis=int(p["dim"]), keepdims=True))
+        return e / e.sum(axis=int(p["dim"]), keepdims=True)
+    if fn == "gelu":
+        if p["approximate"] == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+        from scipy.special import erf
+
+        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    if fn == "tanh":
+        return np.tanh(x)
+    if fn == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if fn == "silu":
+        return x / (1.0 + np.exp(-x))
+    if fn == "scalar":
+        c = float(p["value"])
+        return {"mul": lambda: x * c, "div": lambda: x / c, "add": lambda: x + c, "sub": lambda: x - c,
+                "rsub": lambda: c - x, "rdiv": lambda: c / x}[p["op"]]()
+    raise QuantInputError(f"unknown glue function {fn!r}")
+
+
 def run_graph(nodes: Sequence[Mapping[str, Any]], input_codes: np.ndarray,
               run_gemm: Callable[[str, np.ndarray], np.ndarray],
-              on_gemm_input: Callable[[str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+              on_gemm_input: Callable[[str, np.ndarray], None] | None = None,
+              run_product: Callable[[str, np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Execute the graph on the input's codes; ``run_gemm(layer, codes)`` computes a GEMM node (the golden model's
-    ``run_layer``, or the RTL), ``on_gemm_input`` sees each GEMM's input first.  Returns every node's codes."""
+    ``run_layer``, or the RTL), ``run_product(layer, a, b)`` a product of two activations, ``on_gemm_input`` sees
+    each GEMM's input first.  Returns every node's codes (float64 values for glue nodes without ``q``)."""
     env: dict[str, np.ndarray] = {}
     qs = {node["name"]: node["q"] for node in nodes}
     for node in nodes:
@@ -139,6 +198,10 @@ def run_graph(nodes: Sequence[Mapping[str, Any]], input_codes: np.ndarray,
             if on_gemm_input is not None:
                 on_gemm_input(node["layer"], args[0])
             env[node["name"]] = run_gemm(node["layer"], args[0])
+        elif node["op"] == "matmul":
+            if run_product is None:
+                raise QuantInputError(f"graph node {node['name']}: no executor for products of two activations")
+            env[node["name"]] = run_product(node["layer"], args[0], args[1])
         else:
             env[node["name"]] = _apply(node, args, [qs[i] for i in node["inputs"]])
     return env
@@ -187,8 +250,14 @@ def node_out_shape(node: Mapping[str, Any], shapes: list[tuple[int, ...]], where
     """Per-sample output shape of a non-GEMM, non-input node from its inputs' per-sample shapes."""
     op = node["op"]
     first = shapes[0] if shapes else ()
-    if op in ("relu", "clamp", "requant", "output"):
+    if op in ("relu", "clamp", "requant", "output", "glue"):
         return first
+    if op == "permute":
+        dims = node["dims"]
+        if not _int_list(dims) or sorted(dims) != list(range(len(first) + 1)) or dims[0] != 0:
+            raise QuantInputError(f"{where}: dims {dims} are not a permutation of the {len(first) + 1} dims that "
+                                  f"keeps the batch first")
+        return tuple(first[d - 1] for d in dims[1:])
     if op == "add":
         if shapes[0] != shapes[1]:
             raise QuantInputError(f"{where}: add of shapes {list(shapes[0])} and {list(shapes[1])}")
@@ -253,7 +322,10 @@ def check_graph(nodes: Any, layers: Mapping[str, Any], where: str) -> None:
         lo, hi = _N_INPUTS.get(op, (1, 1))
         if not isinstance(inputs, list) or not lo <= len(inputs) <= hi or any(j not in seen for j in inputs):
             raise QuantInputError(f"{at}: inputs {inputs!r} must name {lo}..{hi} earlier nodes")
-        _check_quantizer(node["q"], at)
+        if not (op == "glue" and node["q"] is None):
+            _check_quantizer(node["q"], at)
+        if op != "glue" and any(seen[j]["q"] is None for j in inputs):
+            raise QuantInputError(f"{at}: reads a float value (a glue op without q); only glue ops read floats")
         if not _int_list(node["shape"], minimum=1):
             raise QuantInputError(f"{at}: shape must be a list of positive integers")
         q, ins = node["q"], [seen[j] for j in inputs]
@@ -274,8 +346,23 @@ def check_graph(nodes: Any, layers: Mapping[str, Any], where: str) -> None:
                 raise QuantInputError(f"{at}: input shape {list(shapes[0])}, layer {node['layer']!r} was exported "
                                       f"for {list(layer.in_shape)}")
             shape = layer.out_shape(shapes[0], at)
+        elif op == "matmul":
+            layer = layers.get(node["layer"]) if isinstance(node["layer"], str) else None
+            if layer is None or not getattr(layer, "product", False):
+                raise QuantInputError(f"{at}: no product layer {node['layer']!r}")
+            used.append(node["layer"])
+            if (ins[0]["q"] != layer.in_quantizer() or ins[1]["q"] != layer.held_quantizer()
+                    or q != layer.out_quantizer()):
+                raise QuantInputError(f"{at}: the quantizers of its operands and output differ from product "
+                                      f"{node['layer']!r}'s")
+            a, b = shapes
+            if (len(a) < 2 or len(a) != len(b) or a[:-2] != b[:-2] or a[-1] != b[-2]
+                    or a[-1] != layer.in_channels or b[-1] != layer.out_features):
+                raise QuantInputError(f"{at}: operands of shapes {list(a)} and {list(b)} do not multiply as product "
+                                      f"{node['layer']!r} ({layer.in_channels} x {layer.out_features})")
+            shape = a[:-1] + (b[-1],)
         else:
-            if op in ("relu", "clamp", "maxpool", "flatten", "reshape", "output") and q != ins[0]["q"]:
+            if op in ("relu", "clamp", "maxpool", "flatten", "reshape", "permute", "output") and q != ins[0]["q"]:
                 raise QuantInputError(f"{at}: a {op} keeps its input's quantizer")
             if op == "clamp" and not (isinstance(node["lo"], int) and isinstance(node["hi"], int)
                                       and q["qmin"] <= node["lo"] <= node["hi"] <= q["qmax"]):
@@ -330,3 +417,37 @@ def _check_node_constants(node: Mapping[str, Any], ins: list[Mapping[str, Any]],
     elif op == "flatten":
         if not (isinstance(node["start_dim"], int) and isinstance(node["end_dim"], int)):
             raise QuantInputError(f"{at}: start_dim and end_dim must be integers")
+    elif op == "glue":
+        _check_glue(node, ins, at)
+
+
+def _finite_list(value: Any, length: int) -> bool:
+    return (isinstance(value, list) and len(value) == length and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+
+
+def _check_glue(node: Mapping[str, Any], ins: list[Mapping[str, Any]], at: str) -> None:
+    fn, p = node["fn"], node["params"]
+    if fn not in GLUE_PARAMS or not isinstance(p, dict) or set(p) != GLUE_PARAMS[fn]:
+        raise QuantInputError(f"{at}: fn must be one of {', '.join(GLUE_PARAMS)} with its parameters")
+    shape = tuple(ins[0]["shape"])
+    if fn == "layernorm":
+        dims = p["dims"]
+        if not (isinstance(dims, int) and 1 <= dims <= len(shape)) or not (
+                isinstance(p["eps"], float) and p["eps"] > 0):
+            raise QuantInputError(f"{at}: layernorm needs 1 <= dims <= {len(shape)} and eps > 0")
+        size = int(np.prod(shape[len(shape) - dims:]))
+        for key in ("weight", "bias"):
+            if p[key] is not None and not _finite_list(p[key], size):
+                raise QuantInputError(f"{at}: layernorm {key} must be null or {size} finite numbers")
+    elif fn == "softmax":
+        if not isinstance(p["dim"], int) or not 1 <= p["dim"] <= len(shape):
+            raise QuantInputError(f"{at}: softmax dim must be a non-batch dimension 1..{len(shape)}")
+    elif fn == "gelu":
+        if p["approximate"] not in ("none", "tanh"):
+            raise QuantInputError(f"{at}: gelu approximate must be none or tanh")
+    elif fn == "scalar":
+        v = p["value"]
+        if p["op"] not in _SCALAR_OPS or isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or not math.isfinite(v) or (p["op"] == "div" and v == 0):
+            raise QuantInputError(f"{at}: scalar op must be one of {', '.join(_SCALAR_OPS)} with a finite value")

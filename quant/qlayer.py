@@ -1,5 +1,6 @@
 """The fake-quant modules: :class:`QuantLayer` (a quantized Conv1d / Conv2d / Linear), :class:`ActQuant` (an
-activation quantizer) and :class:`TensorQuant` (the quantizer of one intermediate tensor of a graph).
+activation quantizer), :class:`TensorQuant` (the quantizer of one intermediate tensor of a graph) and
+:class:`QuantMatmul` (a product of two activations with both operands quantized).
 
 A :class:`QuantLayer` wraps one layer.  It keeps the float layer, and optionally
 
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 from quant.errors import QuantInputError
 from quant.quantizer import Blocks, QuantSpec, check_finite, dequantize, expand_blocks
 
-__all__ = ["SUPPORTED", "ActQuant", "QuantLayer", "TensorQuant"]
+__all__ = ["SUPPORTED", "ActQuant", "QuantLayer", "TensorQuant", "QuantMatmul"]
 
 SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
@@ -150,3 +151,30 @@ class TensorQuant(nn.Module):
 
     def extra_repr(self) -> str:
         return f"a{self.act.spec.bits}" if self.act else f"a{self.bits} (not calibrated)"
+
+
+class QuantMatmul(nn.Module):
+    """An activation x activation product ``a @ b`` (attention scores ``q k^T``, context ``p v``) with both
+    operands quantized at the pair's ``a_bits``, as ``sim`` costs a product (both operands are activations; a
+    pair's ``w_bits`` does not apply): ``a`` by ``act`` and ``b`` by ``act_b``, which is symmetric signed because the
+    array holds ``b`` where a GEMM's weights go.  Inserted by :func:`quant.fakequant.prepare` in place of
+    ``torch.matmul`` / ``@`` / ``bmm`` / ``mm`` calls on two activations; float until
+    :func:`quant.fakequant.calibrate_activations` sets the quantizers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act: ActQuant | None = None
+        self.act_b: ActQuant | None = None
+        self.ste = False
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.act is not None:
+            a = self.act.ste(a) if self.ste else self.act(a)
+        if self.act_b is not None:
+            b = self.act_b.ste(b) if self.ste else self.act_b(b)
+        return torch.matmul(a, b)
+
+    def extra_repr(self) -> str:
+        a = f"a{self.act.spec.bits}" if self.act else "a=float"
+        b = f"b{self.act_b.spec.bits}" if self.act_b else "b=float"
+        return f"{a}, {b}"

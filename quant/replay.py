@@ -71,12 +71,16 @@ class Replay:
         self.values = rec.values
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
         batched: set[torch.fx.Node] = set(placeholders)
+        derived: set[torch.fx.Node] = set()   # sizes and shapes read off batched tensors (x.shape[0], ...)
         for node in self.nodes:
-            if node.op != "placeholder" and any(a in batched for a in node.all_input_nodes):
+            if node.op != "placeholder" and any(a in batched or a in derived for a in node.all_input_nodes):
                 value = self.values.get(node)
-                if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == self.n:
-                    batched.add(node)
-        self.batched = batched
+                if isinstance(value, torch.Tensor):
+                    if value.dim() >= 1 and value.shape[0] == self.n:
+                        batched.add(node)
+                elif node.op != "output":
+                    derived.add(node)
+        self.batched, self.derived = batched, derived
         self.layer_nodes: dict[str, list[torch.fx.Node]] = {}
         for node in self.nodes:
             if node.op == "call_module":
@@ -102,11 +106,18 @@ class Replay:
         for name in variants:
             if len(self.layer_nodes.get(name, [])) != 1:
                 raise QuantInputError(f"layer {name!r} does not run exactly once in the traced graph")
+            node = self.layer_nodes[name][0]
+            if node.kwargs or not all(isinstance(a, torch.fx.Node) for a in node.args):
+                raise QuantInputError(f"layer {name!r} is not called on tensors only")
         changed: dict[torch.fx.Node, Any] = {}
 
         def fetch(a: torch.fx.Node) -> Any:
             if a in changed:
                 return changed[a]
+            if a in self.derived:   # a size of a batched tensor: read it off the stacked tensor
+                args = torch.fx.node.map_arg(a.args, fetch)
+                kwargs = torch.fx.node.map_arg(a.kwargs, fetch)
+                return self._execute(a, args, kwargs)
             value = self.values[a]
             if a in self.batched:
                 return value.repeat(p_count, *([1] * (value.dim() - 1)))
@@ -121,11 +132,11 @@ class Replay:
                 replaced = node.op == "call_module" and str(node.target) in variants
                 if not replaced and not any(a in changed for a in node.all_input_nodes):
                     continue
-                if replaced:
-                    src = node.args[0]
-                    chunks = (changed[src].chunk(p_count) if src in changed else [self.values[src]] * p_count)
+                if replaced:   # each variant runs on its own slice of every stacked operand
+                    operands = [changed[a].chunk(p_count) if a in changed else [self.values[a]] * p_count
+                                for a in node.args]
                     layer = variants[str(node.target)]
-                    changed[node] = torch.cat([layer[p](c) for p, c in enumerate(chunks)])
+                    changed[node] = torch.cat([layer[p](*(o[p] for o in operands)) for p in range(p_count)])
                 else:
                     args = torch.fx.node.map_arg(node.args, fetch)
                     kwargs = torch.fx.node.map_arg(node.kwargs, fetch)

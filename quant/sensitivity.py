@@ -3,8 +3,10 @@
 :func:`sensitivity_table` returns the ``quant`` -> ``search`` contract of ``DESIGN.md`` ("Sensitivity table"): one
 row per (layer, bit pair) with
 
-* ``layer`` -- execution-order index (the order of :func:`quant.fakequant.quant_layers` with an example, which is
-  also the layer order of ``sim.workload.from_torch``), ``name`` -- the QuantLayer name (``"0"``, ``"3"``, ...);
+* ``layer`` -- execution-order index (the order of :func:`quant.fakequant.gemm_nodes` with an example, which is
+  also the layer order of ``sim.workload.from_torch``), ``name`` -- the QuantLayer name (``"0"``, ``"3"``, ...)
+  or, for a product of two activations, the QuantMatmul's (``"blocks.0.attention.matmul"``; both operands at the
+  pair's ``a_bits``, as sim costs it, so its rows do not change with ``w_bits``);
 * ``w_bits``, ``a_bits``; ``sensitivity`` -- a float >= 0, additive over layers, lower is better, 0 = no loss;
 * ``method``, ``quantizer``, and ``group`` -- layers sharing a group must take the same pair
   (:func:`quant.groups.quantizer_groups`, rule in :mod:`quant.groups`);
@@ -94,11 +96,14 @@ from quant.errors import QuantInputError
 from quant.fakequant import (
     ActQuant,
     QuantLayer,
+    QuantMatmul,
     activations_off,
     calibrate_activations,
     capture_inputs,
+    gemm_nodes,
     prepare,
     quant_layers,
+    quant_matmuls,
 )
 from quant.fileio import atomic_write, check_output_path
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, layer_inputs_2d, quantize_weights
@@ -268,8 +273,11 @@ class _Evaluator:
                  replay: bool = True) -> None:
         self.base, self.x, self.quantizer, self.granularity = base, x, quantizer, granularity
         self.layers = quant_layers(base, x[:1])
-        self.names = [n for n, _ in self.layers]
+        self.nodes = gemm_nodes(base, x[:1])       # layers and activation products, in execution order
+        self.names = [n for n, _ in self.nodes]
+        self.products = {n for n, m in self.nodes if isinstance(m, QuantMatmul)}
         self._acts: dict[int, dict[str, ActQuant]] = {}
+        self._acts_b: dict[int, dict[str, ActQuant]] = {}
         self._rtn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, QuantSpec, Blocks]] = {}
         self._inputs: dict[str, torch.Tensor] | None = None
         self._replay: Replay | None | bool = False if replay else None   # False: not built yet
@@ -277,12 +285,19 @@ class _Evaluator:
             granularity_blocks(layer, granularity).check(layer.out_features, layer.in_channels)
 
     def acts(self, a_bits: int) -> dict[str, ActQuant]:
-        """Input quantizers at ``a_bits`` for every layer, calibrated (max) on the float network."""
+        """Input quantizers at ``a_bits`` for every layer and product (its ``a`` operand), calibrated (max) on
+        the float network."""
         if a_bits not in self._acts:
             model = copy.deepcopy(self.base)
             calibrate_activations(model, self.x, a_bits)
-            self._acts[a_bits] = {n: m.act for n, m in quant_layers(model)}
+            self._acts[a_bits] = {n: m.act for n, m in gemm_nodes(model)}
+            self._acts_b[a_bits] = {n: m.act_b for n, m in quant_matmuls(model)}
         return self._acts[a_bits]
+
+    def acts_b(self, bits: int) -> dict[str, ActQuant]:
+        """The ``b`` operand quantizers of the products at ``bits`` (a pair's ``a_bits``)."""
+        self.acts(bits)
+        return self._acts_b[bits]
 
     def inputs(self) -> dict[str, torch.Tensor]:
         """Every layer's input in the float network on the batch."""
@@ -318,11 +333,15 @@ class _Evaluator:
                 self._replay = None
         return self._replay
 
-    def quantized_layer(self, name: str, pair: Pair) -> QuantLayer:
-        """A copy of layer ``name`` with RTN codes at ``pair[0]`` bits and its ``pair[1]``-bit input quantizer."""
-        layer = copy.deepcopy(dict(self.layers)[name])
+    def quantized_layer(self, name: str, pair: Pair) -> nn.Module:
+        """A copy of layer ``name`` with RTN codes at ``pair[0]`` bits and its ``pair[1]``-bit input quantizer (a
+        product: both operands at ``pair[1]`` bits, as sim costs it)."""
+        layer = copy.deepcopy(dict(self.nodes)[name])
         layer.act = self.acts(pair[1])[name]
-        layer.set_weight_codes(*self.rtn(name, pair[0]))
+        if name in self.products:
+            layer.act_b = self.acts_b(pair[1])[name]
+        else:
+            layer.set_weight_codes(*self.rtn(name, pair[0]))
         return layer
 
     def outputs(self, members: Sequence[str], pairs: Sequence[Pair]) -> list[torch.Tensor]:
@@ -344,12 +363,14 @@ class _Evaluator:
     def build(self, assignment: Mapping[str, Pair]) -> nn.Module:
         """A copy with the layers of ``assignment`` quantized at their pairs (in execution order), others float."""
         model = copy.deepcopy(self.base)
-        layers = dict(quant_layers(model))
+        layers = dict(gemm_nodes(model))
         for name in self.names:
             if name in assignment:
                 layers[name].act = self.acts(assignment[name][1])[name]
+                if name in self.products:
+                    layers[name].act_b = self.acts_b(assignment[name][1])[name]
         for name in self.names:
-            if name not in assignment:
+            if name not in assignment or name in self.products:
                 continue
             layer, w_bits = layers[name], assignment[name][0]
             if self.quantizer == "rtn":
@@ -375,6 +396,14 @@ class _Evaluator:
 
 # ------------------------------------------------------------------------------------------------------------------
 # methods
+
+
+def _with_products(groups: Mapping[str, int], names: Sequence[str]) -> dict[str, int]:
+    """``groups`` of the QuantLayers plus one group per activation product (each has its own two operand
+    quantizers), renumbered ``0, 1, ...`` by first appearance in ``names`` (execution order)."""
+    ids: dict[tuple[str, Any], int] = {}
+    keys = [("group", groups[n]) if n in groups else ("product", n) for n in names]
+    return {n: ids.setdefault(k, len(ids)) for n, k in zip(names, keys)}
 
 
 def _group_members(groups: Mapping[str, int]) -> dict[int, list[str]]:
@@ -581,7 +610,10 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
         if not ev.layers:
             raise QuantInputError("the model has no Conv1d, Conv2d or Linear layer that runs on the calibration "
                                   "data")
-        groups = quantizer_groups(base, x[:1], tie_adds=tie_adds)
+        groups = _with_products(quantizer_groups(base, x[:1], tie_adds=tie_adds), ev.names)
+        if method == "hessian" and ev.products:
+            raise QuantInputError(f"the hessian method scores Conv/Linear weights; this model multiplies two "
+                                  f"activations in {', '.join(sorted(ev.products))}: use sqnr or loss")
         n_groups = len(set(groups.values()))
         total = len(ev.layers) if method == "hessian" else n_groups * len(pairs)
         with progress_bar(progress, total, f"sensitivity {method}") as advance:

@@ -568,6 +568,53 @@ def _check_grouped_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int,
                    messages=tuple(m for c in checks for m in c.messages))
 
 
+def product_slices(layer: IntegerLayer, a: np.ndarray, b: np.ndarray) -> list[tuple[IntegerLayer, np.ndarray]]:
+    """Each (sample, head) slice of the product ``layer`` (``a @ b`` over the last two dims) as the template
+    Linear layer with that slice of ``b`` as its weight codes, with its ``a`` slice: the GEMMs the array runs."""
+    slices = []
+    for idx in np.ndindex(*a.shape[:-2]):
+        w = np.ascontiguousarray(np.asarray(b[idx]).T).astype(layer.w_codes.dtype)
+        label = f"{layer.name}[{','.join(map(str, idx))}]"
+        slices.append((replace(layer, name=label, w_codes=w, product=False), np.asarray(a[idx])))
+    return slices
+
+
+def sim_product(layer: IntegerLayer, a: np.ndarray, b: np.ndarray) -> Any:
+    """The product as sim's ``matmul`` layer: one head per (sample, head) slice, ``[T, K] x [K, N]`` each."""
+    from sim.workload.layer import matmul
+
+    lead = int(np.prod(a.shape[:-2])) if a.ndim > 2 else 1
+    return matmul(layer.name, int(a.shape[-2]), int(a.shape[-1]), int(b.shape[-1]), heads=lead, batch=1)
+
+
+def check_product(layer: IntegerLayer, a: np.ndarray, b: np.ndarray, *, rows: int = 8, cols: int = 8,
+                  pe: str = "fixed", preload: str = "serial", dataflow: str = "ws", seed: int = 0,
+                  **kwargs: Any) -> LayerCheck:
+    """A product of two activations in RTL: its (sample, head) slices run one after another as Linear GEMMs with
+    ``b`` held as weights, as sim schedules a ``matmul`` (one GEMM per head, back to back).  With serial preload
+    nothing of one slice overlaps the next, so ``measured = sum(busy_i) - 1`` is sim's convention for the whole
+    layer; overlapped preload is refused (as for grouped convs)."""
+    if preload != "serial":
+        raise RtlError(f"product {layer.name}: a product of two activations runs in RTL with serial weight preload "
+                       f"only (sim overlaps one head's preload with the previous head's compute)")
+    kwargs.pop("expected", None)
+    mapping = kwargs.pop("mapping", None)
+    lowered = sim_product(layer, a, b)
+    if isinstance(mapping, str):
+        mapping = parse_layer_mapping(mapping, lowered, dataflow)
+    checks = [check_layer(lay, x, rows=rows, cols=cols, pe=pe, preload=preload, dataflow=dataflow, mapping=mapping,
+                          seed=seed + i, **kwargs) for i, (lay, x) in enumerate(product_slices(layer, a, b))]
+    sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
+    predicted = driver.predicted_layer_cycles(lowered, rows, cols, pe, layer.w_bits, layer.in_bits, preload,
+                                              sim_mapping, dataflow)
+    return replace(checks[0], layer=layer.name, kind="matmul", macs=sum(c.macs for c in checks),
+                   mismatches=sum(c.mismatches for c in checks),
+                   measured_cycles=sum(c.measured_cycles + 1 for c in checks) - 1, predicted_cycles=predicted,
+                   single_gemm_cycles=predicted, clock_cycles=sum(c.clock_cycles for c in checks),
+                   outputs=np.stack([c.outputs for c in checks]).reshape(a.shape[:-1] + (b.shape[-1],)),
+                   messages=tuple(m for c in checks for m in c.messages))
+
+
 def _out_shape(layer: IntegerLayer, x_codes: np.ndarray) -> tuple[int, ...]:
     x = np.asarray(x_codes)
     if layer.kind == "linear":
@@ -610,6 +657,11 @@ def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator, preload, dataflow)
     model = load_export(export_dir)
     layer = model.layer(layer_name)
+    if layer.product:
+        a, b = model.execute(sample_images(model, images) if x is None else x).operands[layer.name]
+        return check_product(layer, a, b, rows=rows, cols=cols, pe=pe, simulator=simulator, gap_prob=gap_prob,
+                             stall_prob=stall_prob, seed=seed, build_root=build_root, mapping=mapping,
+                             preload=preload, dataflow=dataflow)
     inputs = golden_layer_inputs(model, sample_images(model, images) if x is None else x)
     return check_layer(layer, inputs[layer.name], rows=rows, cols=cols, pe=pe, simulator=simulator,
                        gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root, mapping=mapping,

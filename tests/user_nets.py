@@ -1,6 +1,7 @@
 """Networks written the way users write them (not imported from lowbit): a ResNet with BasicBlocks and a 1x1
-downsample branch, and a MobileNetV2-style net with inverted residuals, depthwise convs and ReLU6.  Both take
-1 x 8 x 8 images (sklearn digits) and have non-trivial BatchNorm statistics, so BN folding matters.  Tests use
+downsample branch, a MobileNetV2-style net with inverted residuals, depthwise convs and ReLU6, and a small
+post-norm transformer whose attention multiplies activations with ``@``.  All take 1 x 8 x 8 images (sklearn
+digits); the CNNs have non-trivial BatchNorm statistics, so BN folding matters.  Tests use
 them through the Python API and, as ``tests/user_nets.py:resnet``, through the CLI."""
 
 from __future__ import annotations
@@ -91,3 +92,59 @@ def resnet(seed: int = 0) -> nn.Module:
 
 def mobilenet(seed: int = 0) -> nn.Module:
     return with_bn_statistics(TinyMobileNet(), seed)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written out with ``@`` / ``torch.matmul`` (scores and context are products of
+    two activations), as transformer code usually does it."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+
+        def split(y: torch.Tensor) -> torch.Tensor:
+            return y.reshape(n, t, self.heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5
+        context = scores.softmax(dim=-1) @ v
+        return self.out(context.transpose(1, 2).reshape(n, t, d))
+
+
+class EncoderBlock(nn.Module):
+    """Post-norm transformer block (BERT's layout): attention, add & LayerNorm, GELU MLP, add & LayerNorm."""
+
+    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.attention = SelfAttention(dim, heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.up, self.down = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.attention(x))
+        return self.norm2(x + self.down(F.gelu(self.up(x))))
+
+
+class TinyTransformer(nn.Module):
+    """Two encoder blocks over the 8 rows of an 8 x 8 digit (8 tokens of 8 pixels), mean-pooled, 10 classes."""
+
+    def __init__(self, dim: int = 16, heads: int = 2, hidden: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, dim)
+        self.blocks = nn.Sequential(EncoderBlock(dim, heads, hidden), EncoderBlock(dim, heads, hidden))
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.blocks(self.embed(x.reshape(x.shape[0], 8, 8)))
+        return self.head(tokens.mean(dim=1))
+
+
+def transformer(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return TinyTransformer().eval()

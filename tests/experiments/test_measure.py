@@ -37,8 +37,7 @@ def test_layer_names_are_the_quant_layers_in_execution_order(bench: ModelBench) 
 def test_uniform_assignment_reproduces_quantize_builtin(bench: ModelBench, method: str, bits: int) -> None:
     ref_model, ref = quantize_builtin(MODEL, method, bits, bits)
     point = measure_assignment(MODEL, bench.uniform(bits, bits), method, integer=method == "rtn")
-    split = bench.split
-    assert point.accuracy == evaluate_accuracy(ref_model, split.test_x, split.test_y)
+    assert point.accuracy == evaluate_accuracy(ref_model, bench.test_x, bench.test_y)
     assert round(point.accuracy, 2) == ref.fakequant_accuracy
     assert round(point.float_accuracy, 2) == ref.float_accuracy
     assert point.weight_size_bits == ref.weight_size_bits
@@ -69,7 +68,7 @@ def test_mixed_assignment_puts_each_layers_bits_on_that_layer(bench: ModelBench)
 def test_mixed_accuracy_lies_between_the_extreme_uniforms(bench: ModelBench) -> None:
     # above uniform w2a2 and not above uniform w8a8, each by more than the 397 test images resolve
     low, mixed, high = measure_many(MODEL, [bench.uniform(2, 2), MIXED, bench.uniform(8, 8)])
-    n = len(bench.split.test_y)
+    n = len(bench.test_y)
     assert mixed.accuracy - low.accuracy > unpaired_margin(mixed.accuracy, low.accuracy, n)
     assert mixed.accuracy - high.accuracy <= unpaired_margin(mixed.accuracy, high.accuracy, n)
     assert low.weight_size_bits < mixed.weight_size_bits < high.weight_size_bits

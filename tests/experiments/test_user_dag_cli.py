@@ -111,3 +111,69 @@ def test_rtl_verify_graph_layers(verilator: str, loop: dict[str, Path], net: str
     assert code == 0, err
     line = json.loads(stdout.strip().splitlines()[-1])
     assert line["mismatches"] == 0 and line["measured_cycles"] == line["predicted_cycles"]
+
+
+def test_a_users_transformer_end_to_end(verilator: str, tmp_path: Path, capsys) -> None:
+    """A user's transformer: attention products get sensitivity rows under sim's names, so solve takes the two
+    tables as written; quantize applies the assignment and exports the integer graph (products, LayerNorm,
+    softmax, GELU); rtl verify runs an attention product and a projection bit-exact with sim's cycles."""
+    from quant.data import load_digits_split
+
+    (tmp_path / "nets.py").write_text(Path(user_nets.__file__).read_text())
+    split = load_digits_split(0)
+    np.savez(tmp_path / "digits.npz", calib_x=split.calib_x.numpy()[:64], test_x=split.test_x.numpy()[:64],
+             test_y=split.test_y.numpy()[:64])
+    spec, data = f"{tmp_path / 'nets.py'}:transformer", ["--data", str(tmp_path / "digits.npz")]
+    steps = [
+        ["sensitivity", "--model", spec, "--method", "sqnr", "--pairs", PAIRS, "--samples", "32", "--out",
+         str(tmp_path / "sens.csv"), *data],
+        ["sim", "--chip", "bitfusion_edge", "--workload", spec, "--pairs", PAIRS, "--out", str(tmp_path / "costs.csv"),
+         *data],
+        ["solve", "--costs", str(tmp_path / "costs.csv"), "--sensitivity", str(tmp_path / "sens.csv"), "--budget",
+         "latency_us=90%", "--out", str(tmp_path / "assign")],
+        ["quantize", "--model", spec, "--method", "gpfq", "--assignment", str(tmp_path / "assign"), "--out",
+         str(tmp_path / "q"), *data],
+    ]
+    for argv in steps:
+        code, err = _run(argv)
+        assert code == 0, (argv[0], err)
+    assignment = pd.read_csv(tmp_path / "assign" / "assignment.csv", dtype={"name": str})
+    assert {"blocks.0.attention.matmul", "blocks.0.attention.matmul#2"} <= set(assignment["name"])
+    metrics = json.loads((tmp_path / "q" / "metrics.json").read_text())
+    assert metrics["integer_agreement"] >= 95
+    for layer in ("blocks.0.attention.matmul#2", "blocks.1.attention.query"):
+        code, stdout, err = run_cli(["rtl", "verify", "--export", str(tmp_path / "q"), "--layer", layer, "--images",
+                                     "1", "--array", "4x4", "--pe", "bitfusion", *data], capsys)
+        assert code == 0, err
+        check = json.loads(stdout.strip().splitlines()[-1])
+        assert check["mismatches"] == 0 and check["measured_cycles"] == check["predicted_cycles"] > 0, check
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_pareto_measures_every_point_on_the_users_model(loop: dict[str, Path], tmp_path: Path,
+                                                          labelled: bool) -> None:
+    root, d = loop["root"], loop["resnet"]
+    data = root / "digits.npz"
+    if not labelled:    # inputs only: a point's quality is its top-1 agreement with the float model
+        data = tmp_path / "unlabelled.npz"
+        with np.load(root / "digits.npz") as z:
+            np.savez(data, calib_x=z["calib_x"])
+    out = tmp_path / "pareto"
+    code, err = _run(["pareto", "--costs", str(d / "costs.csv"), "--sensitivity", str(d / "sens.csv"), "--points",
+                      "4", "--model", f"{root / 'nets.py'}:resnet", "--data", str(data), "--out", str(out)])
+    assert code == 0, err
+    points = pd.read_csv(out / "points.csv")
+    summary = json.loads((out / "pareto.json").read_text())
+    assert summary["metric"] == ("accuracy" if labelled else "agreement")
+    assert points.accuracy.between(0, 100).all() and set(points.kind) == {"ilp", "greedy", "uniform"}
+    if not labelled:
+        assert (points.float_accuracy == 100).all()
+        w8a8 = points[(points.kind == "uniform")].sort_values("latency_us").iloc[-1]
+        assert w8a8.accuracy >= 90      # 8-bit everywhere tracks the float model's top-1
+
+
+def test_pareto_refuses_data_without_a_model(loop: dict[str, Path], tmp_path: Path, capsys) -> None:
+    d = loop["resnet"]
+    assert_bad_input(["pareto", "--costs", str(d / "costs.csv"), "--sensitivity", str(d / "sens.csv"),
+                      "--data", str(loop["root"] / "digits.npz"), "--out", str(tmp_path / "p")], capsys, tmp_path,
+                     "--data and --weights need --model")

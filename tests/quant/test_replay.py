@@ -61,10 +61,11 @@ def test_two_layers_at_once_and_an_untouched_output() -> None:
         assert torch.allclose(got, m(x), rtol=1e-5, atol=1e-6)
 
 
-def test_check_catches_a_model_that_mixes_the_batch() -> None:
-    """A view sized by a tensor the replay does not recompute would mix the stacked variants: check() says so."""
+def test_sizes_read_off_the_input_follow_the_stacked_batch() -> None:
+    """``view(x.size(0), -1)`` with ``x`` upstream of the replaced layer: the size is recomputed on the stacked
+    tensor, so every variant gets its own rows."""
 
-    class Mixer(nn.Module):
+    class Sized(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
@@ -72,7 +73,30 @@ def test_check_catches_a_model_that_mixes_the_batch() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.b(self.a(x).view(x.size(0), -1))
 
+    q = prepare(Sized())
+    x = torch.randn(6, 4)
+    replay = Replay(q, x)
+    assert replay.check("a", dict(quant_layers(q))["a"]) and replay.check("b", dict(quant_layers(q))["b"])
+    half = nn.Linear(4, 4)
+    half.load_state_dict(dict(quant_layers(q))["a"].layer.state_dict())
+    with torch.no_grad():
+        half.weight.mul_(0.5)
+        got = replay.run({"a": [dict(quant_layers(q))["a"], half]})
+        want = q.b(half(x).view(6, -1))
+    assert torch.allclose(got[1], want, atol=1e-6) and torch.allclose(got[0], replay.output, atol=1e-6)
+
+
+def test_check_catches_a_model_that_mixes_the_batch() -> None:
+    """A reshape that folds the batch into features mixes the stacked variants: check() says so."""
+
+    class Mixer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(24, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x).reshape(1, -1))
+
     q = prepare(Mixer())
     replay = Replay(q, torch.randn(6, 4))
     assert not replay.check("a", dict(quant_layers(q))["a"])
-    assert replay.check("b", dict(quant_layers(q))["b"])
