@@ -14,7 +14,9 @@ by the requantizers' rounding, like fake-quant does).
   channels (``block_size``) for equal PTQ-SL column blocks.  :func:`qdq_problems` names what does not fit.
 
 The op mapping is the integer graph's (:mod:`quant.integer_graph`): Conv (groups, pads, strides, dilations),
-MatMul + Add for linear layers, Relu, Clip (ReLU6), MaxPool, AveragePool, Add, Concat, Flatten / Reshape.
+MatMul + Add for linear layers, MatMul for products of two activations, Relu, Clip (ReLU6), MaxPool, AveragePool,
+Add, Concat, Flatten / Reshape, Transpose, and the float glue as LayerNormalization, Softmax, Gelu, Tanh, Sigmoid,
+Mul / Div / Add / Sub with a constant.
 """
 
 from __future__ import annotations
@@ -201,9 +203,43 @@ def _emit(g: _Graph, model: IntegerModel, node: dict[str, Any], args: list[str],
         if node["squeeze"]:
             y = g.node("Reshape", [y, g.const("shape", np.array([0, *node["shape"]], dtype=np.int64))], name + "_sq")
         return g.quant(y, q, name)
+    if op == "permute":
+        return g.node("Transpose", args, name, perm=list(node["dims"]))
+    if op == "matmul":   # both operands already hold their quantizers' values (their producers quantize them)
+        return g.quant(g.node("MatMul", args, name + "_mm"), q, name)
+    if op == "glue":
+        y = _emit_glue(g, node, args[0])
+        return y if q is None else g.quant(y, q, name)
     if op == "output":
         return g.node("Identity", args, name)
     raise QuantInputError(f"node {name}: op {op!r} has no ONNX form")
+
+
+def _emit_glue(g: _Graph, node: dict[str, Any], x: str) -> str:
+    """A glue op in float32, as the fake-quant model computes it."""
+    fn, p, name = node["fn"], node["params"], node["name"]
+    if fn == "layernorm":
+        size = int(np.prod(node["shape"][len(node["shape"]) - p["dims"]:]))
+        trailing = node["shape"][len(node["shape"]) - p["dims"]:]
+        weight = np.ones(size) if p["weight"] is None else np.asarray(p["weight"])
+        bias = np.zeros(size) if p["bias"] is None else np.asarray(p["bias"])
+        return g.node("LayerNormalization", [x, g.const("ln_scale", weight.reshape(trailing).astype(np.float32)),
+                                             g.const("ln_bias", bias.reshape(trailing).astype(np.float32))],
+                      name, axis=-int(p["dims"]), epsilon=float(p["eps"]))
+    if fn == "softmax":
+        return g.node("Softmax", [x], name, axis=int(p["dim"]))
+    if fn == "gelu":
+        return g.node("Gelu", [x], name, approximate=str(p["approximate"]))
+    if fn in ("tanh", "sigmoid"):
+        return g.node(fn.capitalize(), [x], name)
+    if fn == "silu":
+        return g.node("Mul", [x, g.node("Sigmoid", [x], name + "_sig")], name)
+    if fn == "scalar":
+        c = g.const("c", np.float32(p["value"]))
+        op = p["op"]
+        onnx_op = {"mul": "Mul", "div": "Div", "add": "Add", "sub": "Sub", "rsub": "Sub", "rdiv": "Div"}[op]
+        return g.node(onnx_op, [c, x] if op in ("rsub", "rdiv") else [x, c], name)
+    raise QuantInputError(f"node {name}: glue {fn!r} has no ONNX form")
 
 
 def qdq_problems(model: IntegerModel) -> list[str]:
@@ -211,7 +247,8 @@ def qdq_problems(model: IntegerModel) -> list[str]:
     PTQ-SL column blocks."""
     problems = []
     for node in model_nodes(model):
-        if node["op"] != "gemm" and node["q"]["bits"] not in (4, 8) and not (node["op"] == "output"):
+        if node["op"] != "gemm" and node["q"] is not None and node["q"]["bits"] not in (4, 8) \
+                and not (node["op"] == "output"):
             problems.append(f"{node['name']} ({node['q']['bits']}-bit activations)")
     for lay in model.layers:
         if lay.w_bits not in (4, 8):
