@@ -310,8 +310,11 @@ class _Builder:
         elif isinstance(module, (nn.Tanh, nn.Sigmoid, nn.SiLU)) or name in ("tanh", "sigmoid", "silu"):
             fn, params = (type(module).__name__.lower() if module is not None else name), {}
         elif name in ("mul", "truediv", "div", "add", "sub"):
-            tensor_first = hasattr(node.args[0], "op")
-            value = float(node.args[1] if tensor_first else node.args[0])
+            from quant.graph import node_kind
+
+            tensor_first = hasattr(node.args[0], "op") and node_kind(self.gm, node.args[0]) != "shape"
+            other = node.args[1] if tensor_first else node.args[0]
+            value = float(self.shape_value(other) if hasattr(other, "op") else other)
             op = {"truediv": "div"}.get(name, name)
             if not tensor_first:
                 op = {"sub": "rsub", "div": "rdiv"}.get(op, op)
@@ -319,6 +322,38 @@ class _Builder:
         else:
             raise QuantInputError(f"node {node.name}: glue op {name} is not supported by the integer export")
         self.emit(node, "glue", [src], self.glue_quantizer(node), fn=fn, params=params)
+
+    def shape_value(self, node: Any) -> Any:
+        """The value of a size computation (``q.size(-1) ** -0.5``) from the per-sample shapes; sizes of the batch
+        dimension are refused (the export holds for any batch)."""
+        import operator
+
+        def value(a: Any) -> Any:
+            return self.shape_value(a) if hasattr(a, "op") else a
+
+        where = f"node {node.name}"
+        if node.op == "call_method" and node.target == "size" and len(node.args) == 2:
+            shape = self.shapes.get(node.args[0].name)
+            dim = int(node.args[1])
+            if shape is None:
+                raise QuantInputError(f"{where}: size of a value without a known shape")
+            if dim % (len(shape) + 1) == 0:
+                raise QuantInputError(f"{where}: a computation on the batch size is not supported")
+            return int(shape[dim - 1 if dim > 0 else dim])
+        if node.op == "call_function":
+            ops = {"mul": operator.mul, "truediv": operator.truediv, "floordiv": operator.floordiv,
+                   "add": operator.add, "sub": operator.sub, "pow": operator.pow}
+            fn = ops.get(_target(node))
+            if fn is not None and len(node.args) == 2:
+                return fn(value(node.args[0]), value(node.args[1]))
+            if node.target is getattr and node.args[1] == "shape":
+                return (None, *self.shapes[node.args[0].name])
+            if node.target is operator.getitem:
+                got = value(node.args[0])[node.args[1]]
+                if got is None:
+                    raise QuantInputError(f"{where}: a computation on the batch size is not supported")
+                return got
+        raise QuantInputError(f"{where}: cannot evaluate this size computation for the export")
 
     def do_pass(self, node: Any) -> None:
         from torch import nn

@@ -60,6 +60,7 @@ GLUE_FUNCTIONS = frozenset({"softmax", "gelu", "layer_norm", "tanh", "sigmoid", 
 GLUE_MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GELU, nn.Softmax, nn.Tanh, nn.Sigmoid, nn.SiLU)
 #: arithmetic with one tensor and one Python number (``scores / sqrt(d)``) is glue too
 _SCALAR_NAMES = frozenset({"mul", "truediv", "div", "add", "sub"})
+_SHAPE_MATH = frozenset({"mul", "truediv", "floordiv", "add", "sub", "pow"})
 _ADD_NAMES = frozenset({"add", "iadd"})
 _CAT_NAMES = frozenset({"cat", "concat", "concatenate"})
 _AVGPOOL_NAMES = frozenset({"avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "mean"})
@@ -126,11 +127,18 @@ def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:
         if isinstance(src, torch.fx.Node) and node_kind(gm, src) == "shape":
             return "shape"
         return "other"
-    if name in _SCALAR_NAMES and len(node.args) == 2 and not node.kwargs and sum(
-            isinstance(a, torch.fx.Node) for a in node.args) == 1 and any(
-            isinstance(a, (int, float)) and not isinstance(a, bool) for a in node.args):
-        tensor = next(a for a in node.args if isinstance(a, torch.fx.Node))
-        return "shape" if node_kind(gm, tensor) == "shape" else "glue"
+    if node.op == "call_function" and name in _SHAPE_MATH and node.args and not node.kwargs:
+        operands = [a for a in node.args if isinstance(a, torch.fx.Node)]
+        if operands and all(node_kind(gm, a) == "shape" for a in operands) and all(
+                isinstance(a, (torch.fx.Node, int, float)) and not isinstance(a, bool) for a in node.args):
+            return "shape"     # arithmetic on sizes: a number, not an activation
+    if name in _SCALAR_NAMES and len(node.args) == 2 and not node.kwargs:
+        tensors = [a for a in node.args if isinstance(a, torch.fx.Node) and node_kind(gm, a) != "shape"]
+        others = [a for a in node.args if not (isinstance(a, torch.fx.Node) and node_kind(gm, a) != "shape")]
+        if len(tensors) == 1 and len(others) == 1 and (
+                isinstance(others[0], torch.fx.Node) or (isinstance(others[0], (int, float))
+                                                          and not isinstance(others[0], bool))):
+            return "glue"      # a tensor times / over / plus / minus a number (or a size)
     if name in GLUE_FUNCTIONS:
         return "glue"
     if name in _ADD_NAMES:
@@ -203,12 +211,60 @@ def _is_product(node: torch.fx.Node) -> bool:
             and all(isinstance(a, torch.fx.Node) and a.op != "get_attr" for a in node.args))
 
 
-def product_name(node: torch.fx.Node, used: set[str]) -> str:
+def _sdpa_args(node: torch.fx.Node) -> dict[str, Any] | None:
+    """The arguments of a ``F.scaled_dot_product_attention`` call lowbit can split into two products: no mask, no
+    dropout, not causal, no grouped-query broadcasting (None otherwise)."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    defaults = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False}
+    if len(node.args) > len(names) or set(node.kwargs) - set(names):
+        return None
+    bound = {**defaults, **dict(zip(names, node.args)), **node.kwargs}
+    if any(n not in bound for n in names[:3]) or not all(isinstance(bound[n], torch.fx.Node) for n in names[:3]):
+        return None
+    scale = bound["scale"]
+    if (bound["attn_mask"] is not None or bound["dropout_p"] not in (0, 0.0) or bound["is_causal"] is not False
+            or bound["enable_gqa"] is not False or not (scale is None or isinstance(scale, (int, float)))):
+        return None
+    return bound
+
+
+def _is_sdpa(node: torch.fx.Node) -> bool:
+    return (node.op == "call_function" and getattr(node.target, "__name__", "") == "scaled_dot_product_attention"
+            and _sdpa_args(node) is not None)
+
+
+def _split_sdpa(gm: torch.fx.GraphModule, node: torch.fx.Node, used: set[str]) -> list[str]:
+    """``softmax(q k^T * scale) v`` as two QuantMatmuls (named as sim names the two products of an SDPA call)
+    with the scale (``1 / sqrt(q.size(-1))`` by default) and the softmax between them as glue."""
+    args = _sdpa_args(node)
+    assert args is not None
+    scores_path, context_path = product_name(node, used, "sdpa.scores"), product_name(node, used, "sdpa.context")
+    gm.add_submodule(scores_path, QuantMatmul())
+    gm.add_submodule(context_path, QuantMatmul())
+    g = gm.graph
+    with g.inserting_before(node):
+        k_t = g.call_method("transpose", (args["key"], -2, -1))
+        scores = g.call_module(scores_path, (args["query"], k_t))
+        if args["scale"] is None:
+            factor: Any = g.call_function(operator.pow, (g.call_method("size", (args["query"], -1)), -0.5))
+        else:
+            factor = float(args["scale"])
+        probs = g.call_method("softmax", (g.call_function(operator.mul, (scores, factor)), -1))
+        context = g.call_module(context_path, (probs, args["value"]))
+    for new in (k_t, scores, probs, context):
+        new.meta = dict(node.meta)
+    node.replace_all_uses_with(context)
+    g.erase_node(node)
+    return [scores_path, context_path]
+
+
+def product_name(node: torch.fx.Node, used: set[str], op: str = "matmul") -> str:
     """The layer name ``sim.workload.from_torch`` gives a product of two activations: ``<module path>.matmul``
-    (the innermost module running it; ``matmul`` at the top level), ``#2``, ``#3``, ... on repeats."""
+    (the innermost module running it; ``matmul`` at the top level), ``#2``, ``#3``, ... on repeats; ``op`` is
+    ``sdpa.scores`` / ``sdpa.context`` for the two products of ``F.scaled_dot_product_attention``."""
     stack = list(node.meta.get("nn_module_stack", {}).values())
     path = stack[-1][0] if stack else ""
-    base = f"{path}.matmul" if path else "matmul"
+    base = f"{path}.{op}" if path else op
     label, k = base, 1
     while label in used:
         k += 1
@@ -225,6 +281,9 @@ def insert_matmuls(gm: torch.fx.GraphModule) -> list[str]:
             if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), QuantLayer)}
     added = []
     for node in list(gm.graph.nodes):
+        if _is_sdpa(node):
+            added += _split_sdpa(gm, node, used)
+            continue
         if not _is_product(node):
             continue
         path = product_name(node, used)

@@ -98,9 +98,9 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention written out with ``@`` / ``torch.matmul`` (scores and context are products of
     two activations), as transformer code usually does it."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, sdpa: bool = False) -> None:
         super().__init__()
-        self.heads, self.head_dim = heads, dim // heads
+        self.heads, self.head_dim, self.sdpa = heads, dim // heads, sdpa
         self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
 
@@ -111,17 +111,20 @@ class SelfAttention(nn.Module):
             return y.reshape(n, t, self.heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5
-        context = scores.softmax(dim=-1) @ v
+        if self.sdpa:       # the fused call (timm, recent torch code): two products sim and lowbit split out
+            context = F.scaled_dot_product_attention(q, k, v)
+        else:
+            scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5
+            context = scores.softmax(dim=-1) @ v
         return self.out(context.transpose(1, 2).reshape(n, t, d))
 
 
 class EncoderBlock(nn.Module):
     """Post-norm transformer block (BERT's layout): attention, add & LayerNorm, GELU MLP, add & LayerNorm."""
 
-    def __init__(self, dim: int, heads: int, hidden: int) -> None:
+    def __init__(self, dim: int, heads: int, hidden: int, sdpa: bool = False) -> None:
         super().__init__()
-        self.attention = SelfAttention(dim, heads)
+        self.attention = SelfAttention(dim, heads, sdpa)
         self.norm1 = nn.LayerNorm(dim)
         self.up, self.down = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
         self.norm2 = nn.LayerNorm(dim)
@@ -134,10 +137,10 @@ class EncoderBlock(nn.Module):
 class TinyTransformer(nn.Module):
     """Two encoder blocks over the 8 rows of an 8 x 8 digit (8 tokens of 8 pixels), mean-pooled, 10 classes."""
 
-    def __init__(self, dim: int = 16, heads: int = 2, hidden: int = 32) -> None:
+    def __init__(self, dim: int = 16, heads: int = 2, hidden: int = 32, sdpa: bool = False) -> None:
         super().__init__()
         self.embed = nn.Linear(8, dim)
-        self.blocks = nn.Sequential(EncoderBlock(dim, heads, hidden), EncoderBlock(dim, heads, hidden))
+        self.blocks = nn.Sequential(EncoderBlock(dim, heads, hidden, sdpa), EncoderBlock(dim, heads, hidden, sdpa))
         self.head = nn.Linear(dim, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,3 +151,9 @@ class TinyTransformer(nn.Module):
 def transformer(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return TinyTransformer().eval()
+
+
+def transformer_sdpa(seed: int = 0) -> nn.Module:
+    """The same weights as :func:`transformer`, attention through ``F.scaled_dot_product_attention``."""
+    torch.manual_seed(seed)
+    return TinyTransformer(sdpa=True).eval()

@@ -121,3 +121,28 @@ def test_the_export_names_ops_it_cannot_represent(calib: torch.Tensor, tmp_path)
     with pytest.raises(QuantInputError, match=r"exp \(call_method exp\)"):
         export_model(q, calib[:1], tmp_path / "export")
     assert not (tmp_path / "export").exists()
+
+
+def test_scaled_dot_product_attention_splits_into_two_products(calib: torch.Tensor, tmp_path) -> None:
+    """F.scaled_dot_product_attention becomes scores and context QuantMatmuls named as sim names them, computing
+    the same function; the golden integer model of it tracks fake-quant."""
+    from experiments.quantize import quantize_model
+    from quant.export import build_integer_model
+    from sim.workload.torch_import import from_torch
+    from tests.user_nets import transformer_sdpa
+
+    model = transformer_sdpa()
+    q = prepare(model)
+    names = [n for n, _ in gemm_nodes(q, calib[:1])]
+    assert names == [layer.name for layer in from_torch(model, calib[:2]).layers]
+    assert "blocks.0.attention.sdpa.scores" in names and "blocks.1.attention.sdpa.context" in names
+    with torch.no_grad():
+        assert torch.allclose(q(calib), model(calib), atol=1e-5)
+        assert torch.allclose(model(calib), transformer()(calib), atol=1e-5)   # same weights, same function
+    sens = sensitivity_table(model, calib, PAIRS, "sqnr", n_samples=32)
+    assert list(dict.fromkeys(sens.name)) == names
+    fq = quantize_model(model, calib, 8, 8)
+    golden = build_integer_model(fq, calib[:1], name="sdpa")
+    _, pred = golden.run(calib.numpy())
+    with torch.no_grad():
+        assert (pred == fq(calib).argmax(1).numpy()).mean() >= 0.95
