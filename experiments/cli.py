@@ -363,7 +363,8 @@ def _user_summary(r: UserQuantResult) -> str:
 
 @app.command("train", epilog=epilog("train"))
 def train_cmd(
-    model: Annotated[str, typer.Option(help="Built-in model: digits-cnn or mnist1d-cnn.")],
+    model: Annotated[str, typer.Option(help="A built-in model (digits-cnn, digits-resnet, ...) or your own, "
+                                            "file.py:factory or module:factory, with --data.")],
     method: Annotated[str, typer.Option(help="qat (fake-quant + straight-through estimator, the baseline), qgt "
                                              "(regularized toward the b-bit grid) or dgms (Gaussian-mixture "
                                              "weight sharing, snapped to a uniform grid).")],
@@ -379,9 +380,13 @@ def train_cmd(
     components: Annotated[int | None, typer.Option(help="dgms: mixture components K; must be 2^w_bits "
                                                         "(the zero component included).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    data: Annotated[Path | None, typer.Option(help=".npz with train_x, train_y (to train on), test_x, test_y "
+                                                   "(to measure) and calib_x (to calibrate).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
 ) -> None:
-    """Fine-tune a built-in model with training-time quantization, export it as integers, and measure it."""
-    from experiments.train import train_builtin
+    """Fine-tune a model with training-time quantization, export it as integers, and measure it."""
+    from experiments.train import train_builtin, train_user
+    from quant.models.user import is_model_spec
     from sim.io import check_output_dir
     from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
@@ -396,8 +401,15 @@ def train_cmd(
         if method != "dgms":
             raise QuantInputError(f"--components applies to --method dgms only, not {method}")
         options["components"] = components
-    _, result = train_builtin(model, method, w_bits, a_bits, epochs=epochs, lr=lr, seed=seed, out=out,
-                              progress=progress, options=options)
+    if data is None and (is_model_spec(model) or weights is not None):
+        raise QuantInputError(f"model {model!r}: your own model needs --data (an .npz with train_x, train_y, "
+                              f"test_x, test_y and calib_x)")
+    if data is not None:
+        _, result = train_user(model, data, method, w_bits, a_bits, weights=weights, epochs=epochs, lr=lr,
+                               seed=seed, out=out, progress=progress, options=options)
+    else:
+        _, result = train_builtin(model, method, w_bits, a_bits, epochs=epochs, lr=lr, seed=seed, out=out,
+                                  progress=progress, options=options)
     typer.echo(f"{model} {method} {bits} ({result.epochs} epochs): {_accuracy_summary(result)} "
                f"({result.float_size_bits / result.weight_size_bits:.1f}x smaller than float), {result.seconds:.1f} s")
     typer.echo(f"wrote {out}/model.npz, meta.json, history.csv, metrics.json")

@@ -29,7 +29,7 @@ import numpy as np
 
 from quant.errors import QuantInputError
 
-__all__ = ["TRAIN_METHODS", "TrainResult", "train_method", "train_builtin"]
+__all__ = ["TRAIN_METHODS", "TrainResult", "train_method", "train_builtin", "train_user", "user_split"]
 
 TRAIN_METHODS = ("qat", "qgt", "dgms")
 
@@ -110,6 +110,64 @@ def train_builtin(model_name: str, method: str, w_bits: int, a_bits: int, *, epo
     seconds = time.perf_counter() - start
     integer, measured = measure_quantized(model, outcome.model, split, model_name)
     result = TrainResult(model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, epochs=config.epochs,
+                         lr=config.lr, seed=seed, seconds=round(seconds, 2), summary=_jsonable(outcome.summary),
+                         **measured)
+    if out is not None:
+        _write_outputs(Path(out), integer, outcome, result)
+    return outcome, result
+
+
+def user_split(spec: str, data_path: Path, weights: Path | None = None, seed: int = 0) -> tuple[Any, Any]:
+    """``(model, Split)`` for fine-tuning a user's model (or a built-in one) on the ``.npz`` at ``data_path``: it
+    needs ``train_x`` / ``train_y`` to train on and ``test_x`` / ``test_y`` to measure; labels must index the
+    model's outputs.  Checked before any training starts."""
+    import torch
+
+    from experiments.user_inputs import load_model_and_data
+    from quant.data import Split
+    from quant.errors import QuantInputError
+    from quant.models.user import check_model_input
+    from quant.user_data import load_user_data
+
+    inputs = load_model_and_data(spec, data_path, weights, seed)
+    data = load_user_data(data_path)
+    if data.train_x is None:
+        raise QuantInputError(f"--data {data_path}: training needs train_x and train_y (labelled training inputs)")
+    if data.test_x is None or data.test_y is None:
+        raise QuantInputError(f"--data {data_path}: training needs test_x and test_y to measure the trained model")
+    out = check_model_input(inputs.model, data.train_x, spec, "train_x")
+    classes = int(out.shape[-1]) if out.ndim >= 1 else 0
+    for key, y in (("train_y", data.train_y), ("test_y", data.test_y)):
+        if int(y.max()) >= classes:
+            raise QuantInputError(f"--data {data_path}: {key} has label {int(y.max())}, but the model has "
+                                  f"{classes} outputs")
+    calib_y = data.calib_y if data.calib_y is not None else torch.full((len(data.calib_x),), -1, dtype=torch.int64)
+    return inputs.model, Split(data.train_x, data.train_y, data.calib_x, calib_y, data.test_x, data.test_y)
+
+
+def train_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: int, *, weights: Path | None = None,
+               epochs: int | None = None, lr: float | None = None, seed: int = 0, out: Path | None = None,
+               progress: bool = False, options: dict[str, Any] | None = None) -> tuple[Any, TrainResult]:
+    """:func:`train_builtin` for a user's model (``spec``, see :mod:`quant.models.user`) on a user's data
+    (:func:`user_split`)."""
+    import torch
+
+    from experiments.quantize import measure_quantized
+    from quant.finetune import FinetuneConfig, check_bits
+
+    w_bits, a_bits = check_bits(w_bits, a_bits)
+    train = train_method(method)
+    model, split = user_split(spec, data_path, weights, seed)
+    defaults = FinetuneConfig()
+    config = FinetuneConfig(epochs=defaults.epochs if epochs is None else epochs,
+                            lr=defaults.lr if lr is None else lr, seed=seed)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    outcome = train(model, split, w_bits, a_bits, config, progress, **(options or {}))
+    seconds = time.perf_counter() - start
+    name = Path(str(spec).split(":")[0]).stem
+    integer, measured = measure_quantized(model, outcome.model, split, name)
+    result = TrainResult(model=str(spec), method=method, w_bits=w_bits, a_bits=a_bits, epochs=config.epochs,
                          lr=config.lr, seed=seed, seconds=round(seconds, 2), summary=_jsonable(outcome.summary),
                          **measured)
     if out is not None:

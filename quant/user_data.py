@@ -1,5 +1,5 @@
-"""Users' own data for quantization: an ``.npz`` with ``calib_x`` and, optionally, ``calib_y``, ``test_x`` and
-``test_y``.
+"""Users' own data for quantization: an ``.npz`` with ``calib_x`` and, optionally, ``calib_y``, ``test_x``,
+``test_y``, and ``train_x`` / ``train_y`` (what ``lowbit train`` fine-tunes on).
 
 ``calib_x`` calibrates the activation quantizers and feeds GPFQ / PTQ-SL (and the sensitivity methods; ``calib_y``,
 its class labels, is what the ``hessian`` and ``loss`` methods need); ``test_x`` measures the result (``calib_x``
@@ -22,7 +22,7 @@ from quant.errors import QuantInputError
 
 __all__ = ["UserData", "load_user_data"]
 
-_KEYS = ("calib_x", "calib_y", "test_x", "test_y")
+_KEYS = ("calib_x", "calib_y", "test_x", "test_y", "train_x", "train_y")
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +33,8 @@ class UserData:
     calib_y: torch.Tensor | None = None
     test_x: torch.Tensor | None = None
     test_y: torch.Tensor | None = None
+    train_x: torch.Tensor | None = None
+    train_y: torch.Tensor | None = None
 
 
 def _tensor(array: np.ndarray, path: Path, key: str) -> torch.Tensor:
@@ -62,19 +64,23 @@ def load_user_data(path: Path | str) -> UserData:
     extra = sorted(set(arrays) - set(_KEYS))
     if extra:
         raise QuantInputError(f"--data {path}: unknown keys {', '.join(extra)} (allowed: {', '.join(_KEYS)})")
-    if "test_y" in arrays and "test_x" not in arrays:
-        raise QuantInputError(f"--data {path}: test_y without test_x")
+    for y_key, x_key in (("test_y", "test_x"), ("train_y", "train_x")):
+        if y_key in arrays and x_key not in arrays:
+            raise QuantInputError(f"--data {path}: {y_key} without {x_key}")
+    if "train_x" in arrays and "train_y" not in arrays:
+        raise QuantInputError(f"--data {path}: train_x without train_y (training needs labels)")
     calib = arrays["calib_x"]
     if calib.ndim < 2 or len(calib) < 1:
         raise QuantInputError(f"--data {path}: calib_x must be [N, ...] with N >= 1, got shape {calib.shape}")
     out = {"calib_x": _tensor(calib, path, "calib_x")}
-    if "test_x" in arrays:
-        test = arrays["test_x"]
-        if test.ndim != calib.ndim or test.shape[1:] != calib.shape[1:] or len(test) < 1:
-            raise QuantInputError(f"--data {path}: test_x has shape {test.shape}, calib_x {calib.shape}: the "
-                                  f"per-sample shapes must match")
-        out["test_x"] = _tensor(test, path, "test_x")
-    for key, x_key in (("calib_y", "calib_x"), ("test_y", "test_x")):
+    for key in ("test_x", "train_x"):
+        if key in arrays:
+            other = arrays[key]
+            if other.ndim != calib.ndim or other.shape[1:] != calib.shape[1:] or len(other) < 1:
+                raise QuantInputError(f"--data {path}: {key} has shape {other.shape}, calib_x {calib.shape}: the "
+                                      f"per-sample shapes must match")
+            out[key] = _tensor(other, path, key)
+    for key, x_key in (("calib_y", "calib_x"), ("test_y", "test_x"), ("train_y", "train_x")):
         if key in arrays:
             y = arrays[key]
             if y.ndim != 1 or len(y) != len(arrays[x_key]) or y.dtype.kind not in "iu":
