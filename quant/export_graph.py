@@ -289,7 +289,14 @@ class _Builder:
     def do_glue(self, node: Any) -> None:
         from torch import nn
 
-        src = self.operand(self._tensor_args(node)[0])
+        tensors = self._tensor_args(node)
+        if len(tensors) == 2:
+            if _target(node) != "add":
+                raise QuantInputError(f"node {node.name}: glue {_target(node)} of two tensors is not supported")
+            srcs = [self.operand(t) for t in tensors]
+            self.emit(node, "glue", srcs, self.glue_quantizer(node), fn="add", params={})
+            return
+        src = self.operand(tensors[0])
         module = self.module(node) if node.op == "call_module" else None
         name = _target(node)
         rank = len(self.shape_of[src]) + 1
@@ -537,15 +544,16 @@ def build_graph_model(model: Any, example_x: Any, *, name: str | None = None) ->
         arr = p.detach().cpu().double().numpy()
         if not np.isfinite(arr).all():
             raise QuantInputError(f"{pname}: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
-    ex = torch.as_tensor(example_x)
-    if not torch.is_floating_point(ex) or not torch.isfinite(ex).all():
-        raise QuantInputError("example_x must be a finite float tensor")
+    examples = [torch.as_tensor(e) for e in (example_x if isinstance(example_x, (tuple, list)) else [example_x])]
+    if any(not torch.is_floating_point(e) or not torch.isfinite(e).all() for e in examples):
+        raise QuantInputError("example_x must be a finite float tensor (or a tuple of them, one per input)")
+    ex = examples[0]
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(ex)
+            ShapeProp(gm).propagate(*examples)
     except Exception as exc:  # a shape mismatch between data and model surfaces here (ShapeProp wraps it)
         cause = exc.__cause__ or exc
-        raise QuantInputError(f"the model cannot run on example_x of shape {list(ex.shape)}: "
+        raise QuantInputError(f"the model cannot run on example_x of shape {[list(e.shape) for e in examples]}: "
                               f"{(str(cause).strip().splitlines() or [type(cause).__name__])[0]}") from None
     shapes: dict[str, tuple[int, ...]] = {}
     for node in gm.graph.nodes:

@@ -142,7 +142,7 @@ def _in_execution_order(model: nn.Module, modules: list[tuple[str, nn.Module]],
     hooks = [m.register_forward_pre_hook(lambda mod, _inp: order.append(names[id(mod)])) for _, m in modules]
     try:
         with torch.no_grad():
-            model(example)
+            model(*example) if isinstance(example, (tuple, list)) else model(example)
     finally:
         for h in hooks:
             h.remove()
@@ -173,14 +173,16 @@ def gemm_nodes(model: nn.Module, example: torch.Tensor | None = None) -> list[tu
 def feed_inputs(model: nn.Module, layers: Iterable[nn.Module], data: torch.Tensor,
                 on_input: Callable[[nn.Module, torch.Tensor], None], batch: int = 256) -> None:
     """Run ``model`` on ``data`` in batches, calling ``on_input(layer, x)`` with each of ``layers``' inputs
-    (before the layer's own activation quantizer)."""
-    if data is None or len(data) == 0:
-        raise QuantInputError("empty calibration set")
+    (before the layer's own activation quantizer).  A model of several inputs takes a tuple of tensors."""
+    parts = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    if not parts or any(p is None or len(p) == 0 for p in parts) or len({len(p) for p in parts}) != 1:
+        raise QuantInputError("empty calibration set" if not parts or any(p is None or len(p) == 0 for p in parts)
+                              else "the model's inputs must have the same number of samples")
     hooks = [m.register_forward_pre_hook(lambda mod, inp: on_input(mod, inp[0].detach())) for m in layers]
     try:
         with torch.no_grad():
-            for i in range(0, len(data), batch):
-                model(data[i:i + batch])
+            for i in range(0, len(parts[0]), batch):
+                model(*(p[i:i + batch] for p in parts))
     finally:
         for h in hooks:
             h.remove()

@@ -16,7 +16,8 @@ Node kinds (:func:`node_kind`), on a ``torch.fx`` graph with QuantLayers and Ten
   (clamp at the quantized bounds), max pooling, flatten / view / reshape / permute / transpose, dropout (eval),
   identity, contiguous;
 * ``glue`` -- float ops of a vector unit between integer GEMMs: LayerNorm, softmax, GELU, tanh, sigmoid, SiLU,
-  and arithmetic with a Python number (``scores / sqrt(d)``).  A chain of glue ops stays float; it is quantized
+  arithmetic with a Python number (``scores / sqrt(d)``), and an add whose operand is a glue result (a mask
+  added to the scaled scores).  A chain of glue ops stays float; it is quantized
   where it meets an integer op (a GEMM or product quantizes its own input; anything else reads a TensorQuant);
 * ``add`` (two activations), ``cat``, ``avgpool`` (average / adaptive average pooling, ``mean`` over spatial
   dims) -- integer ops that produce a new tensor and therefore a new quantizer;
@@ -143,7 +144,12 @@ def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:
         return "glue"
     if name in _ADD_NAMES:
         tensors = [a for a in node.args[:2] if isinstance(a, torch.fx.Node) and node_kind(gm, a) != "shape"]
-        return "add" if len(tensors) == 2 and len(node.args) == 2 and not node.kwargs else "other"
+        if len(tensors) != 2 or len(node.args) != 2 or node.kwargs:
+            return "other"
+        # a float value -- a glue result nothing else reads, so it gets no quantizer -- plus a tensor (the attention
+        # mask added to the scaled scores) is glue too
+        floats = [pass_source(gm, a) for a in tensors]
+        return "glue" if any(node_kind(gm, f) == "glue" and len(f.users) == 1 for f in floats) else "add"
     if name in _CAT_NAMES:
         return "cat"
     if name in _AVGPOOL_NAMES:

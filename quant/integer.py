@@ -389,24 +389,29 @@ class IntegerModel:
         """The quantizer of the model's output codes."""
         return dict(self.graph[-1]["q"]) if self.graph else self.layers[-1].out_quantizer()
 
-    def quantize_input(self, x: Any) -> np.ndarray:
+    def input_quantizers(self) -> list[Quantizer]:
+        """One quantizer per model input (a graph may have several input nodes, e.g. embeddings and a mask)."""
+        if not self.graph:
+            return [self.input_quantizer()]
+        return [dict(n["q"]) for n in self.graph if n["op"] == "input"]
+
+    def quantize_input(self, x: Any) -> np.ndarray | list[np.ndarray]:
         """Codes of the model input: float -> ``clip(rint(x / s_x) + z_x)`` with the input quantizer (the only
-        float step before the logits); integer input is taken as codes and range-checked."""
-        q = self.input_quantizer()
-        arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-        if np.issubdtype(arr.dtype, np.integer):
-            return _as_codes(arr, q["qmin"], q["qmax"], "model input")
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise QuantInputError(f"model input must be float or integer codes, got dtype {arr.dtype}")
-        arr = arr.astype(np.float64)
-        if not np.isfinite(arr).all():
-            raise QuantInputError(f"model input: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
-        codes = np.rint(arr / q["scale"]) + q["zero_point"]
-        return np.clip(codes, q["qmin"], q["qmax"]).astype(np.int64)
+        float step before the logits); integer input is taken as codes and range-checked.  A model with several
+        inputs takes a tuple or list of them, in the graph's order, and returns a list of codes."""
+        qs = self.input_quantizers()
+        if len(qs) > 1:
+            if not isinstance(x, (tuple, list)) or len(x) != len(qs):
+                raise QuantInputError(f"the model takes {len(qs)} inputs; pass a tuple of {len(qs)} arrays")
+            return [_quantize_one(v, q, f"model input {i}") for i, (v, q) in enumerate(zip(x, qs))]
+        if isinstance(x, (tuple, list)) and len(x) == 1:
+            x = x[0]
+        return _quantize_one(x, qs[0], "model input")
 
     def execute(self, x: Any, run_gemm: Callable[[str, np.ndarray], np.ndarray] | None = None) -> GraphRun:
-        """Run the model on ``x`` (float input or input codes); ``run_gemm(layer, codes)`` replaces
-        :meth:`run_layer` for every layer (e.g. the RTL), and its outputs are what the rest of the model reads."""
+        """Run the model on ``x`` (float input or input codes; a tuple for several inputs); ``run_gemm(layer,
+        codes)`` replaces :meth:`run_layer` for every layer (e.g. the RTL), and its outputs are what the rest of the
+        model reads."""
         gemm = run_gemm if run_gemm is not None else self.run_layer
         inputs: dict[str, np.ndarray] = {}
         outputs: dict[str, np.ndarray] = {}
@@ -504,6 +509,19 @@ class IntegerModel:
         meta = self.meta(hashlib.sha256(data).hexdigest())
         atomic_write(out / META_NAME, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode()))
         return out
+
+
+def _quantize_one(x: Any, q: Quantizer, what: str) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if np.issubdtype(arr.dtype, np.integer):
+        return _as_codes(arr, q["qmin"], q["qmax"], what)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise QuantInputError(f"{what} must be float or integer codes, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise QuantInputError(f"{what}: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
+    codes = np.rint(arr / q["scale"]) + q["zero_point"]
+    return np.clip(codes, q["qmin"], q["qmax"]).astype(np.int64)
 
 
 # ------------------------------------------------------------------------------------------------------------------

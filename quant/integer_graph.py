@@ -4,7 +4,8 @@ A graph is a list of node records (JSON objects) in topological order; every nod
 codes on one quantizer ``q = {bits, scale, zero_point, qmin, qmax}`` and has a per-sample ``shape``.  The nodes
 (exact arithmetic in ``docs/formats.md``, "Graph nodes"):
 
-* ``input`` -- the model input, quantized with ``q``;
+* ``input`` -- a model input, quantized with ``q`` (the graph's first nodes; a model may have several, e.g. an
+  attention mask beside the embeddings);
 * ``gemm`` -- the :class:`quant.integer.IntegerLayer` named ``layer`` (its own requantization);
 * ``relu`` (``max(c, z)``), ``clamp`` (ReLU6 / hardtanh at quantized bounds), ``maxpool``, ``flatten``,
   ``reshape`` -- ops on codes that commute with a monotone quantizer; they keep their input's ``q``;
@@ -16,8 +17,9 @@ codes on one quantizer ``q = {bits, scale, zero_point, qmin, qmax}`` and has a p
 * ``matmul`` -- a product of two activations, ``a @ b`` over the last two dims, computed as the Linear layer
   ``layer`` (a *product* template: ``b`` takes the place of its weight codes, ``a`` of its input);
 * ``glue`` -- a float op of a vector unit between integer ops (``fn``: layernorm, softmax, gelu, tanh, sigmoid,
-  silu, scalar): inputs dequantized to float64 (or taken as float from a glue op before it), the op in float64,
-  and the result quantized with ``q`` -- or, with ``q`` null, handed on as float to the next glue op;
+  silu, scalar, add of two tensors such as a mask): inputs dequantized to float64 (or taken as float from a glue
+  op before it), the op in float64, and the result quantized with ``q`` -- or, with ``q`` null, handed on as
+  float to the next glue op;
 * ``output`` -- the model output (the codes of its one input).
 
 Pure numpy int64, no torch, like :mod:`quant.integer` which executes these graphs.
@@ -51,12 +53,12 @@ GRAPH_OPS: dict[str, frozenset[str]] = {
     "permute": frozenset({"dims"}), "matmul": frozenset({"layer"}), "glue": frozenset({"fn", "params"}),
     "output": frozenset(),
 }
-_N_INPUTS = {"input": (0, 0), "add": (2, 2), "cat": (1, 1 << 16), "matmul": (2, 2)}  # (min, max); else one
+_N_INPUTS = {"input": (0, 0), "add": (2, 2), "cat": (1, 1 << 16), "matmul": (2, 2), "glue": (1, 2)}  # else one
 #: glue functions and the parameters each stores
 GLUE_PARAMS: dict[str, frozenset[str]] = {
     "layernorm": frozenset({"dims", "eps", "weight", "bias"}), "softmax": frozenset({"dim"}),
     "gelu": frozenset({"approximate"}), "tanh": frozenset(), "sigmoid": frozenset(), "silu": frozenset(),
-    "scalar": frozenset({"op", "value"}),
+    "scalar": frozenset({"op", "value"}), "add": frozenset(),
 }
 _SCALAR_OPS = ("mul", "div", "add", "sub", "rsub", "rdiv")
 _MAX_LOGIT_CODE_BITS = 32
@@ -174,6 +176,8 @@ def glue_float(node: Mapping[str, Any], xs: list[np.ndarray]) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-x))
     if fn == "silu":
         return x / (1.0 + np.exp(-x))
+    if fn == "add":      # two tensors (an attention mask added to the scores), broadcasting
+        return x + np.asarray(xs[1], dtype=np.float64)
     if fn == "scalar":
         c = float(p["value"])
         return {"mul": lambda: x * c, "div": lambda: x / c, "add": lambda: x + c, "sub": lambda: x - c,
@@ -181,7 +185,7 @@ def glue_float(node: Mapping[str, Any], xs: list[np.ndarray]) -> np.ndarray:
     raise QuantInputError(f"unknown glue function {fn!r}")
 
 
-def run_graph(nodes: Sequence[Mapping[str, Any]], input_codes: np.ndarray,
+def run_graph(nodes: Sequence[Mapping[str, Any]], input_codes: np.ndarray | Sequence[np.ndarray],
               run_gemm: Callable[[str, np.ndarray], np.ndarray],
               on_gemm_input: Callable[[str, np.ndarray], None] | None = None,
               run_product: Callable[[str, np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -190,10 +194,11 @@ def run_graph(nodes: Sequence[Mapping[str, Any]], input_codes: np.ndarray,
     each GEMM's input first.  Returns every node's codes (float64 values for glue nodes without ``q``)."""
     env: dict[str, np.ndarray] = {}
     qs = {node["name"]: node["q"] for node in nodes}
+    feeds = list(input_codes) if isinstance(input_codes, (list, tuple)) else [input_codes]
     for node in nodes:
         args = [env[i] for i in node["inputs"]]
         if node["op"] == "input":
-            env[node["name"]] = input_codes
+            env[node["name"]] = feeds.pop(0)
         elif node["op"] == "gemm":
             if on_gemm_input is not None:
                 on_gemm_input(node["layer"], args[0])
@@ -331,8 +336,8 @@ def check_graph(nodes: Any, layers: Mapping[str, Any], where: str) -> None:
         q, ins = node["q"], [seen[j] for j in inputs]
         shapes = [tuple(n["shape"]) for n in ins]
         if op == "input":
-            if i != 0:
-                raise QuantInputError(f"{at}: the input must be the first node")
+            if any(n["op"] != "input" for n in seen.values()):
+                raise QuantInputError(f"{at}: the inputs must be the first nodes")
             shape = tuple(node["shape"])
         elif op == "gemm":
             layer = layers.get(node["layer"]) if isinstance(node["layer"], str) else None
@@ -431,6 +436,16 @@ def _check_glue(node: Mapping[str, Any], ins: list[Mapping[str, Any]], at: str) 
     if fn not in GLUE_PARAMS or not isinstance(p, dict) or set(p) != GLUE_PARAMS[fn]:
         raise QuantInputError(f"{at}: fn must be one of {', '.join(GLUE_PARAMS)} with its parameters")
     shape = tuple(ins[0]["shape"])
+    if (fn == "add") != (len(ins) == 2):
+        raise QuantInputError(f"{at}: glue add takes two inputs, every other glue op one")
+    if fn == "add":
+        other = tuple(ins[1]["shape"])
+        try:
+            ok = np.broadcast_shapes(shape, other) == shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise QuantInputError(f"{at}: cannot add a {list(other)} tensor to {list(shape)} without growing it")
     if fn == "layernorm":
         dims = p["dims"]
         if not (isinstance(dims, int) and 1 <= dims <= len(shape)) or not (

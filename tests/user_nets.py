@@ -104,7 +104,7 @@ class SelfAttention(nn.Module):
         self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         n, t, d = x.shape
 
         def split(y: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,8 @@ class SelfAttention(nn.Module):
             context = F.scaled_dot_product_attention(q, k, v)
         else:
             scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5
+            if mask is not None:     # additive: 0 for tokens, -1e4 for padding (BERT's convention)
+                scores = scores + mask
             context = scores.softmax(dim=-1) @ v
         return self.out(context.transpose(1, 2).reshape(n, t, d))
 
@@ -129,8 +131,8 @@ class EncoderBlock(nn.Module):
         self.up, self.down = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.attention(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm1(x + self.attention(x, mask))
         return self.norm2(x + self.down(F.gelu(self.up(x))))
 
 
@@ -157,3 +159,22 @@ def transformer_sdpa(seed: int = 0) -> nn.Module:
     """The same weights as :func:`transformer`, attention through ``F.scaled_dot_product_attention``."""
     torch.manual_seed(seed)
     return TinyTransformer(sdpa=True).eval()
+
+
+class MaskedEncoder(nn.Module):
+    """Two encoder blocks over padded token sequences: ``forward(tokens [N, T, 8], mask [N, 1, 1, T])`` with an
+    additive attention mask, returning the token states ``[N, T, 16]`` (pooled outside, over the real tokens, as
+    sentence encoders do)."""
+
+    def __init__(self, dim: int = 16, heads: int = 2, hidden: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, dim)
+        self.block1, self.block2 = EncoderBlock(dim, heads, hidden), EncoderBlock(dim, heads, hidden)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.block2(self.block1(self.embed(tokens), mask), mask)
+
+
+def masked_encoder(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return MaskedEncoder().eval()

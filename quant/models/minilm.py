@@ -26,11 +26,14 @@ from quant.errors import QuantInputError
 
 __all__ = [
     "SENTENCES",
+    "MiniLMEncoder",
     "embed",
+    "encoder_inputs",
     "embedding_agreement",
     "load_minilm",
     "minilm_available",
     "paraphrase_accuracy",
+    "pooled",
 ]
 
 #: 40 sentences in 20 paraphrase pairs: indices 2k and 2k + 1 mean the same thing.
@@ -168,3 +171,77 @@ def paraphrase_accuracy(emb: torch.Tensor) -> float:
         raise QuantInputError(f"paraphrase pairs need an even number of rows, got {e.shape[0]}")
     partner = torch.arange(e.shape[0]) ^ 1
     return float((_nearest_other(e) == partner).to(torch.float64).mean())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# the encoder as lowbit's own module: what the integer graph, sim and the RTL run
+# ------------------------------------------------------------------------------------------------------------------
+class _EncoderLayer(nn.Module):
+    """One BERT layer written out: q/k/v projections, ``softmax(q k^T / sqrt(d) + mask) v`` per head, output
+    projection, add & LayerNorm, GELU MLP, add & LayerNorm (post-norm)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, eps: float) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.attn_out, self.attn_norm = nn.Linear(dim, dim), nn.LayerNorm(dim, eps=eps)
+        self.up, self.down, self.out_norm = nn.Linear(dim, hidden), nn.Linear(hidden, dim), nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+
+        def heads(y: torch.Tensor) -> torch.Tensor:
+            return y.reshape(n, t, self.heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5 + mask
+        context = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).reshape(n, t, d)
+        x = self.attn_norm(x + self.attn_out(context))
+        return self.out_norm(x + self.down(nn.functional.gelu(self.up(x))))
+
+
+class MiniLMEncoder(nn.Module):
+    """The six layers of all-MiniLM-L6-v2 as a plain module: ``forward(hidden [N, T, 384], mask [N, 1, 1, T])`` ->
+    token states ``[N, T, 384]``.  The embeddings (table lookups and their LayerNorm) stay outside in float
+    (:func:`encoder_inputs`), the mask is additive (0 for tokens, -1e4 for padding).  It traces with ``torch.fx``,
+    so its attention products become QuantMatmuls and the whole encoder exports as an integer graph."""
+
+    def __init__(self, hf_model: nn.Module) -> None:
+        super().__init__()
+        cfg = hf_model.config
+        self.layers = nn.ModuleList(
+            _EncoderLayer(cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.layer_norm_eps)
+            for _ in range(cfg.num_hidden_layers))
+        for mine, theirs in zip(self.layers, hf_model.encoder.layer):
+            attn = theirs.attention
+            pairs = [(mine.query, attn.self.query), (mine.key, attn.self.key), (mine.value, attn.self.value),
+                     (mine.attn_out, attn.output.dense), (mine.attn_norm, attn.output.LayerNorm),
+                     (mine.up, theirs.intermediate.dense), (mine.down, theirs.output.dense),
+                     (mine.out_norm, theirs.output.LayerNorm)]
+            for dst, src in pairs:
+                dst.load_state_dict(src.state_dict())
+        self.eval()
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            hidden = layer(hidden, mask)
+        return hidden
+
+
+def encoder_inputs(model: nn.Module, tokenizer: Any, sentences: Sequence[str]) -> tuple[torch.Tensor, ...]:
+    """``(hidden, mask, attention_mask)`` for :class:`MiniLMEncoder`: the float embeddings of the tokenized
+    ``sentences`` (padded to the longest), the additive mask ``[N, 1, 1, T]`` and the 0/1 token mask ``[N, T]``."""
+    enc = tokenizer(list(sentences), padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.embeddings(input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"])
+    keep = enc["attention_mask"]
+    mask = (1.0 - keep[:, None, None, :].to(hidden.dtype)) * -1e4
+    return hidden, mask, keep
+
+
+def pooled(states: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Sentence embeddings from token states ``[N, T, D]``: the mean over real tokens, L2-normalised (the
+    all-MiniLM-L6-v2 recipe, as :func:`embed`)."""
+    h = torch.as_tensor(states, dtype=torch.float64)
+    keep = attention_mask.unsqueeze(-1).to(h.dtype)
+    return nn.functional.normalize((h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1e-9), p=2, dim=1)
