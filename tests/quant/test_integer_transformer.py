@@ -111,3 +111,39 @@ def test_glue_float_values_only_feed_glue(split, tmp_path) -> None:  # noqa: ANN
     IntegerModel(model.layers, model.pre_ops, model.name, broken).save(tmp_path / "bad")
     with pytest.raises(QuantInputError, match="reads a float value"):
         load_export(tmp_path / "bad")
+
+
+def _padded(x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Digits as 8 tokens of 8 pixels, each sample cut to a random length (4..8), padding zeroed and masked."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = x.reshape(len(x), 8, 8).clone()
+    keep = torch.arange(8)[None, :] < torch.randint(4, 9, (len(x),), generator=g)[:, None]
+    tokens[~keep] = 0
+    return tokens, torch.where(keep, 0.0, -1e4)[:, None, None, :], keep
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_two_input_encoder_with_an_attention_mask(split, seed: int) -> None:  # noqa: ANN001
+    """Embeddings and an additive mask as two graph inputs; the mask reaches the scores through a glue add; the
+    golden model takes a tuple of inputs and tracks fake-quant on the padded batch."""
+    from quant.fakequant import calibrate_activations, prepare
+    from quant.rtn import rtn_quantize
+    from tests.user_nets import masked_encoder
+
+    tokens, mask, keep = _padded(split.calib_x[:128], seed)
+    q = prepare(masked_encoder(seed))
+    calibrate_activations(q, (tokens, mask), 8)
+    rtn_quantize(q, 4)
+    golden = build_integer_model(q, (tokens[:1], mask[:1]), name="masked")
+    ops = [n["op"] for n in golden.graph]
+    assert ops[:2] == ["input", "input"] and any(n["op"] == "glue" and n["fn"] == "add" for n in golden.graph)
+    t_tokens, t_mask, t_keep = _padded(split.test_x[:128], seed + 10)
+    out = golden.logits(golden.execute((t_tokens.numpy(), t_mask.numpy())).codes)
+    with torch.no_grad():
+        fq = q(t_tokens, t_mask).double().numpy()
+    k = t_keep.numpy()[..., None]
+    a, b = (out * k).sum(1), (fq * k).sum(1)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert np.median(cos) >= 0.9999 and cos.min() >= 0.99
+    with pytest.raises(QuantInputError, match="takes 2 inputs"):
+        golden.execute(t_tokens.numpy())
