@@ -45,6 +45,16 @@ def test_golden_transformer_tracks_fake_quant(split, method: str, w_bits: int, s
     assert np.median(rel) <= 1e-3 and rel.max() <= 0.05
 
 
+@pytest.mark.parametrize(("method", "gran"), [("ptq-sl", "channel"), ("ptq-sl", "4x2"), ("gpfq-paper", "channel")])
+def test_every_post_training_method_exports_a_transformer(split, method: str, gran: str) -> None:  # noqa: ANN001
+    from experiments.quantize import parse_granularity
+
+    q = quantize_model(transformer(0), split.calib_x[:128], 4, 8, method, parse_granularity(gran))
+    _, pred = build_integer_model(q, split.calib_x[:1], name="transformer").run(split.test_x.numpy())
+    with torch.no_grad():
+        assert np.mean(pred == q(split.test_x).argmax(1).numpy()) >= 0.99
+
+
 def test_products_run_as_linear_layers_with_b_as_weights(split) -> None:  # noqa: ANN001
     """Each (sample, head) slice of a product is the template Linear layer with b's codes as its weights: the
     arithmetic the RTL runs."""
