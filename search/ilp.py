@@ -231,6 +231,11 @@ class AssignmentModel:
 
         for name, obj in self._objectives.items():
             (obj.activate if name == objective else obj.deactivate)()
+        # HiGHS 1.16 re-solving a MIP after a row bound changed can return the previous optimum as optimal for the
+        # new bounds (docs/search.md, "Solver notes"): drop its solver state; the model itself stays built
+        highs = getattr(self._solver, "_solver_model", None)
+        if highs is not None:
+            highs.clearSolver()
         options = {"mip_feasibility_tolerance": _FEAS_TOL, "primal_feasibility_tolerance": _FEAS_TOL,
                    "dual_feasibility_tolerance": 1e-10, "random_seed": 0, "output_flag": False}
         start = time.perf_counter()

@@ -27,7 +27,8 @@ from cli_run import assert_bad_input, run_cli
 #: the object it finds at its first import, so they are all imported before any tripwire is set -- otherwise a module
 #: first imported inside a case would keep the tripwire for the rest of the session.
 BINDING_MODULES = ("experiments.cli", "experiments.digits_exports", "experiments.docs_numbers", "experiments.measure",
-                   "experiments.pareto_study", "experiments.pipeline", "experiments.ptq_sl_study",
+                   "experiments.minilm_study", "experiments.pareto_study", "experiments.pipeline",
+                   "experiments.ptq_sl_study",
                    "experiments.quantize", "experiments.real_demo", "experiments.train", "experiments.training_study",
                    "experiments.user_inputs",
                    "experiments.workloads", "quant.dgms", "quant.models", "quant.qat", "quant.qgt", "quant.sensitivity",

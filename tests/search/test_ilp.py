@@ -228,3 +228,22 @@ def test_coupled_table_needs_every_output_width() -> None:
     costs, sens = make_tables(rng, 2, [(8, 8), (4, 4)], [0, 1], coupled=True, float_sens=True)
     with pytest.raises(SearchInputError, match="with out_bits 4"):
         build_problem(costs[~((costs.layer == 1) & (costs.out_bits == 4) & (costs.w_bits == 8))], sens, ["c0"])
+
+
+def test_re_solving_one_model_at_a_raised_limit_finds_the_new_optimum() -> None:
+    """HiGHS 1.16 kept the previous optimum when a persistent MIP was re-solved after its budget row was raised
+    (docs/search.md, "Solver notes"); every limit of a sequence must give the fresh model's optimum."""
+    pairs = [(8, 8), (8, 4), (4, 8), (4, 4)]
+    sens = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 3, 1, 2], [0, 0, 0, 0]], float)
+    bops = np.array([[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [4, 0, 3, 1], [0, 0, 0, 0]], float)
+    costs = pd.DataFrame([{"layer": lay, "w_bits": w, "a_bits": a, "bops": bops[lay, p]}
+                          for lay in range(5) for p, (w, a) in enumerate(pairs)])
+    table = pd.DataFrame([{"layer": lay, "w_bits": w, "a_bits": a, "sensitivity": sens[lay, p]}
+                          for lay in range(5) for p, (w, a) in enumerate(pairs)])
+    problem = build_problem(costs, table, ["bops"])
+    persistent = AssignmentModel(problem, ["bops"])
+    for limit in (4.0, 4.0, 5.0, 1.0, 5.0, 3.0, 4.0, 5.0):
+        got = persistent.solve({"bops": limit})
+        fresh = AssignmentModel(problem, ["bops"]).solve({"bops": limit})
+        assert got.sensitivity == fresh.sensitivity, limit
+    assert persistent.solve({"bops": 5.0}).sensitivity == 0.0
