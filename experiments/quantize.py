@@ -92,7 +92,7 @@ class QuantResult:
 def assignment_bits(assignment: Any, model: nn.Module) -> tuple[dict[str, int], dict[str, int]]:
     """``({layer: w_bits}, {layer: a_bits})`` of an assignment (``lowbit solve``'s table, a mapping) for the
     model's quantizable layers; names every missing or unknown layer (``experiments.measure``)."""
-    from experiments.measure import normalize_assignment
+    from experiments.assignments import normalize_assignment
     from quant.fakequant import gemm_nodes, prepare
 
     names = [n for n, _ in gemm_nodes(prepare(model))]

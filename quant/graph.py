@@ -45,7 +45,7 @@ from quant.errors import QuantInputError
 from quant.qlayer import QuantLayer, QuantMatmul, TensorQuant
 
 __all__ = ["GraphTracer", "trace_graph", "node_kind", "pass_source", "tensor_quant_sources", "insert_tensor_quants",
-           "insert_matmuls", "product_name", "GLUE_FUNCTIONS", "GLUE_MODULES",
+           "insert_matmuls", "product_name", "run_node", "GLUE_FUNCTIONS", "GLUE_MODULES",
            "PASS_MODULES", "AVGPOOL_MODULES", "DEFAULT_TENSOR_BITS"]
 
 DEFAULT_TENSOR_BITS = 8  #: bits of a TensorQuant (the integer format of sums, concats and pooled tensors)
@@ -87,6 +87,23 @@ def trace_graph(model: nn.Module) -> torch.fx.GraphModule:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise QuantInputError(f"torch.fx cannot trace {type(model).__name__}: {first}") from None
     return torch.fx.GraphModule(model, graph, class_name=type(model).__name__)
+
+
+def run_node(gm: torch.fx.GraphModule, node: torch.fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Execute one call / get_attr node of ``gm`` on already evaluated ``args`` and ``kwargs`` (the step that
+    :mod:`quant.replay` and :mod:`quant.prefix` take node by node)."""
+    if node.op == "call_module":
+        return gm.get_submodule(str(node.target))(*args, **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    if node.op == "call_method":
+        return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+    if node.op == "get_attr":
+        value: Any = gm
+        for part in str(node.target).split("."):
+            value = getattr(value, part)
+        return value
+    raise AssertionError(f"unexpected node {node.op}")
 
 
 def _target_name(node: torch.fx.Node) -> str:

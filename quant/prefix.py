@@ -21,7 +21,7 @@ from torch import nn
 
 from quant.errors import QuantInputError
 from quant.fakequant import capture_inputs
-from quant.graph import trace_graph
+from quant.graph import run_node, trace_graph
 
 __all__ = ["PrefixRun", "inputs_in_order"]
 
@@ -60,18 +60,7 @@ class PrefixRun:
     def _execute(self, node: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> Any:
         args = torch.fx.node.map_arg(node.args, env.__getitem__)
         kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
-        if node.op == "call_module":
-            return self.gm.get_submodule(str(node.target))(*args, **kwargs)
-        if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        if node.op == "call_method":
-            return getattr(args[0], str(node.target))(*args[1:], **kwargs)
-        if node.op == "get_attr":
-            value: Any = self.gm
-            for part in str(node.target).split("."):
-                value = getattr(value, part)
-            return value
-        raise AssertionError(f"unexpected node {node.op}")
+        return run_node(self.gm, node, args, kwargs)
 
     def _run_until(self, stop: int) -> None:
         with torch.no_grad():

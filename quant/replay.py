@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from quant.errors import QuantInputError
-from quant.graph import trace_graph
+from quant.graph import run_node, trace_graph
 
 __all__ = ["Replay"]
 
@@ -86,15 +86,6 @@ class Replay:
             if node.op == "call_module":
                 self.layer_nodes.setdefault(str(node.target), []).append(node)
 
-    def _execute(self, node: torch.fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if node.op == "call_module":
-            return self.gm.get_submodule(str(node.target))(*args, **kwargs)
-        if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        if node.op == "call_method":
-            return getattr(args[0], str(node.target))(*args[1:], **kwargs)
-        raise AssertionError(f"unexpected node {node.op}")
-
     def run(self, variants: Mapping[str, Sequence[Callable[[torch.Tensor], torch.Tensor]]]) -> list[torch.Tensor]:
         """The model output for each of ``P`` variants: ``variants[layer][p]`` replaces the layer (a module path
         that runs once) in variant ``p``; every other node is the recorded float one unless it depends on a
@@ -117,7 +108,7 @@ class Replay:
             if a in self.derived:   # a size of a batched tensor: read it off the stacked tensor
                 args = torch.fx.node.map_arg(a.args, fetch)
                 kwargs = torch.fx.node.map_arg(a.kwargs, fetch)
-                return self._execute(a, args, kwargs)
+                return run_node(self.gm, a, args, kwargs)
             value = self.values[a]
             if a in self.batched:
                 return value.repeat(p_count, *([1] * (value.dim() - 1)))
@@ -140,7 +131,7 @@ class Replay:
                 else:
                     args = torch.fx.node.map_arg(node.args, fetch)
                     kwargs = torch.fx.node.map_arg(node.kwargs, fetch)
-                    changed[node] = self._execute(node, args, kwargs)
+                    changed[node] = run_node(self.gm, node, args, kwargs)
                 for a in node.all_input_nodes:
                     pending[a] -= 1
                     if pending[a] == 0 and a in changed and a is not out_node:
