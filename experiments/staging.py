@@ -66,6 +66,8 @@ def staged_dir(out: str | os.PathLike[str], last: tuple[str, ...] = ("metrics.js
         stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{target.name}-", dir=target.parent))
         _release_sigint(masked)
         yield stage
+        # the moves into ``out`` are not interrupted half-way: a Ctrl-C during them is delivered after them
+        masked = _hold_sigint()
         target.mkdir(exist_ok=True)
         _commit(stage, target, last)
         created = []

@@ -32,6 +32,7 @@ import pandas as pd
 
 from search.errors import InfeasibleBudgetError, SearchInputError
 from search.infeasible import raise_infeasible
+from search.interrupts import sigint_kept
 from search.problem import Problem
 from search.validate import check_time_limit
 
@@ -239,16 +240,17 @@ class AssignmentModel:
         options = {"mip_feasibility_tolerance": _FEAS_TOL, "primal_feasibility_tolerance": _FEAS_TOL,
                    "dual_feasibility_tolerance": 1e-10, "random_seed": 0, "output_flag": False}
         start = time.perf_counter()
-        res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
-                                 solver_options=options, raise_exception_on_nonoptimal_result=False,
-                                 load_solutions=False)
-        if res.termination_condition in (TerminationCondition.provenInfeasible,
-                                         TerminationCondition.infeasibleOrUnbounded):
-            # an infeasibility verdict is confirmed without presolve before anyone is told: HiGHS
-            # 1.12-1.15 presolve has declared feasible models infeasible (docs/search.md)
+        with sigint_kept():  # HiGHS's interrupt callback would swallow a Ctrl-C (search/interrupts.py)
             res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
-                                     solver_options={**options, "presolve": "off"},
-                                     raise_exception_on_nonoptimal_result=False, load_solutions=False)
+                                     solver_options=options, raise_exception_on_nonoptimal_result=False,
+                                     load_solutions=False)
+            if res.termination_condition in (TerminationCondition.provenInfeasible,
+                                             TerminationCondition.infeasibleOrUnbounded):
+                # an infeasibility verdict is confirmed without presolve before anyone is told: HiGHS
+                # 1.12-1.15 presolve has declared feasible models infeasible (docs/search.md)
+                res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
+                                         solver_options={**options, "presolve": "off"},
+                                         raise_exception_on_nonoptimal_result=False, load_solutions=False)
         seconds = time.perf_counter() - start
         return res, seconds
 
