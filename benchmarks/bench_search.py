@@ -1,6 +1,8 @@
-"""Benchmark the exact search on a ResNet-50-sized instance: model build, one solve, a 50-point Pareto front.
+"""Benchmark the exact search on a ResNet-50-sized instance: one solve per budget tightness and 50-point Pareto
+fronts, the exact pipeline against the plain model, in CPU seconds.
 
-Run: ``python benchmarks/bench_search.py`` (options: ``--help``).
+Run: ``python benchmarks/bench_search.py`` (options: ``--help``).  The last line is JSON:
+``{"solve_cpu_s": {"0.3": ..}, "front_cpu_s": .., "front_held_cpu_s": .., "baseline_solve_cpu_s": {..}, ..}``.
 
 Instance:
 * Costs: ``sim.simulate("bitfusion_edge", "resnet50", coupled=True)``: 54 layers x 9 pairs
@@ -11,26 +13,24 @@ Instance:
   because the two read the same input.  That gives 4 ties and 50 decision units.
 * Sensitivity: synthetic, seeded: per-layer lognormal scale x (4^-w + 0.5 * 4^-a).
 * Budgets: latency_us, energy_pj and weight_bits together, each at min + f * (max - min) of the
-  uniform assignments' totals, for several f.
+  uniform assignments' totals, for f = 0.3, 0.5, 0.7.
 
-Measured (min and median over ``--repeats``):
-* build: build_problem, and the AssignmentModel (Pyomo model) build once pyomo is imported.
-* solve: a fresh model's first solve of the three budgets, to proven optimality (status optimal,
-  gap 0).
-* front: ``search.pareto.pareto_front(latency_us, 50 points)`` on one persistent model, alone and
-  with energy_pj and weight_bits held.
-* quality, not speed: the greedy walk (search.baselines) against the ILP at the same latency.
-
-Baseline, in the same process: the same 50 ε values, each solved on a model rebuilt from scratch
-(``search.ilp.solve``, the non-persistent path) and without reusing points.  With ``--baseline-points
-N < 50`` it runs on N evenly spread ε values and is extrapolated to 50.
+Measured, all in one process, CPU seconds (``time.process_time``; HiGHS runs single-threaded), min over
+``--repeats``:
+* solve: a fresh model's first solve of the three budgets to proven optimality, with the exact pipeline
+  (``AssignmentModel``), with HiGHS alone on the same arrays (``prune=False``) and with the Pyomo reference
+  model (``search.pyomo_model``, the code path before the pipeline: the baseline).  The optima are asserted equal.
+* front: ``search.pareto.pareto_front(latency_us, 50 points)``, alone and with energy_pj and weight_bits held
+  at f = 0.5, with the pipeline and with HiGHS alone; every point's sensitivity is asserted equal.
+* held-out: ``--held-out N`` further seeds of the synthetic sensitivity (1..N), the three solves each: the
+  largest pipeline solve time and the number of solves over 0.5 s with either model.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search import AssignmentModel, build_problem  # noqa: E402
 from search.baselines import greedy_front  # noqa: E402
-from search.ilp import solve  # noqa: E402
 from search.pareto import pareto_front  # noqa: E402
 from search.problem import Problem  # noqa: E402
+from search.pyomo_model import PyomoAssignmentModel  # noqa: E402
 from sim import simulate  # noqa: E402
 
 BUDGETS = ("latency_us", "energy_pj", "weight_bits")
@@ -89,112 +89,101 @@ def limits_at(problem: Problem, f: float) -> dict[str, float]:
     return {b: float(totals[b].min() + f * (totals[b].max() - totals[b].min())) for b in BUDGETS}
 
 
-def count_solves(model: AssignmentModel) -> list[int]:
-    """Count ``model.solve`` calls (the returned one-element list is updated in place)."""
-    calls, solve_once = [0], model.solve
-
-    def counted(*args, **kwargs):
-        calls[0] += 1
-        return solve_once(*args, **kwargs)
-
-    model.solve = counted
-    return calls
+def cpu(fn):
+    """(result, CPU seconds) of ``fn()``."""
+    t0 = time.process_time()
+    out = fn()
+    return out, time.process_time() - t0
 
 
-def stats(values: list[float]) -> str:
-    return f"min {min(values):7.3f} s  median {statistics.median(values):7.3f} s"
+def best_of(repeats: int, fn) -> tuple[object, float]:
+    results = [cpu(fn) for _ in range(repeats)]
+    return results[-1][0], min(t for _, t in results)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="repeats of each measurement (default 3)")
     ap.add_argument("--points", type=int, default=50, help="Pareto points (default 50)")
-    ap.add_argument("--baseline-points", type=int, default=50,
-                    help="ε values solved by the rebuild-per-point baseline, extrapolated to --points (default 50)")
+    ap.add_argument("--held-out", type=int, default=10, help="further sensitivity seeds solved (default 10)")
     args = ap.parse_args()
 
     costs, sens = instance()
     columns = [*BUDGETS, "bops"]
     problem = build_problem(costs, sens, columns)
     print(f"instance: ResNet-50 on bitfusion_edge, coupled, {problem.n_layers} layers, {problem.n_units} units, "
-          f"{problem.n_pairs} pairs; budgets {', '.join(BUDGETS)}")
+          f"{problem.n_pairs} pairs; budgets {', '.join(BUDGETS)}; CPU seconds, min of {args.repeats}")
+    _, t_build = best_of(args.repeats, lambda: AssignmentModel(problem, BUDGETS))
+    _, t_pyomo_build = best_of(args.repeats, lambda: PyomoAssignmentModel(problem, BUDGETS))
+    print(f"  model build: arrays + highspy {t_build:.3f} s, Pyomo {t_pyomo_build:.3f} s (pyomo imported)")
 
-    # --- build ------------------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    AssignmentModel(problem, BUDGETS)
-    t_cold = time.perf_counter() - t0
-    t_problem, t_model = [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        problem = build_problem(costs, sens, columns)
-        t1 = time.perf_counter()
-        model = AssignmentModel(problem, BUDGETS)
-        t_problem.append(t1 - t0)
-        t_model.append(time.perf_counter() - t1)
-    print(f"  build_problem           {stats(t_problem)}")
-    print(f"  AssignmentModel build   {stats(t_model)}   (first in the process {t_cold:.2f} s: imports pyomo; "
-          f"{len(model._product_layers)} layers need product variables)")
-
-    # --- one solve of all three budgets, fresh model each time ------------------------------------------
-    solve_times: dict[float, list[float]] = {}
+    solve_cpu, plain_cpu, pyomo_cpu, pruned = {}, {}, {}, {}
+    print(f"  {'f':>4} {'pipeline':>9} {'HiGHS alone':>12} {'Pyomo':>8}  {'pruned':>7}  sensitivity")
     for f in FRACTIONS:
         limits = limits_at(problem, f)
-        for _ in range(args.repeats):
-            s = AssignmentModel(problem, BUDGETS).solve(limits)
-            assert s.status == "optimal" and s.gap == 0.0, (s.status, s.gap)
-            solve_times.setdefault(f, []).append(s.solve_seconds)
-        pairs = s.assignment().groupby(["w_bits", "a_bits"]).size().sort_index(ascending=False)
-        print(f"  solve, 3 budgets at f={f}: {stats(solve_times[f])}  optimal, gap 0; sensitivity "
-              f"{s.sensitivity:.4g}; " + " ".join(f"w{w}a{a}x{n}" for (w, a), n in pairs.items()))
-    all_solves = [t for ts in solve_times.values() for t in ts]
 
-    # --- Pareto fronts on one persistent model -------------------------------------------------------------
+        def fresh(prune: bool = True, limits=limits):
+            model = AssignmentModel(problem, BUDGETS, prune=prune)
+            return model.solve(limits), model.last_stats
+
+        (sol, stats), solve_cpu[f] = best_of(args.repeats, fresh)
+        (plain, _), plain_cpu[f] = best_of(args.repeats, lambda: fresh(False))
+        ref, pyomo_cpu[f] = best_of(args.repeats, lambda lim=limits: PyomoAssignmentModel(problem, BUDGETS).solve(lim))
+        for other in (plain, ref):
+            assert other.status == "optimal" and abs(other.sensitivity - sol.sensitivity) <= 1e-9 * sol.sensitivity
+        assert sol.status == "optimal" and sol.gap == 0.0
+        pruned[f] = stats.pruned
+        print(f"  {f:>4} {solve_cpu[f]:>8.3f}s {plain_cpu[f]:>11.3f}s {pyomo_cpu[f]:>7.3f}s  "
+              f"{stats.pruned:>3}/{stats.choices}  {sol.sensitivity:.6g} (same optimum)")
+
     held = {b: v for b, v in limits_at(problem, 0.5).items() if b != "latency_us"}
-    fronts: dict[str, list[float]] = {}
-    for label, hold in (("latency_us alone", {}), ("latency_us, energy+weight held at f=0.5", held)):
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            model = AssignmentModel(problem, ["latency_us", *hold])
-            calls = count_solves(model)
-            front = pareto_front(problem, "latency_us", n_points=args.points, limits=hold, model=model)
-            fronts.setdefault(label, []).append(time.perf_counter() - t0)
-        print(f"  front {args.points} ε, {label}: {stats(fronts[label])} (model build included); {calls[0]} solves "
-              f"(2 for the range's ends), {len(front)} nondominated points")
+    fronts: dict[str, dict[str, float]] = {}
+    for label, hold in (("alone", {}), ("held", held)):
+        def front(prune: bool, hold=hold):
+            model = AssignmentModel(problem, ["latency_us", *hold], prune=prune)
+            return pareto_front(problem, "latency_us", n_points=args.points, limits=hold, model=model)
 
-    # --- quality: the greedy walk (Pandey et al. / AIMET phase 2) against the ILP at the same latency ---------
-    t0 = time.perf_counter()
+        fast, t_fast = best_of(args.repeats, lambda: front(True))
+        slow, t_slow = best_of(1, lambda: front(False))
+        assert [round(s.sensitivity, 9) for s in fast] == [round(s.sensitivity, 9) for s in slow]
+        fronts[label] = {"pipeline": t_fast, "plain": t_slow}
+        what = "latency_us alone" if not hold else "latency_us, energy+weight held at f=0.5"
+        print(f"  front {args.points} ε, {what}: pipeline {t_fast:.2f} s, HiGHS alone {t_slow:.2f} s "
+              f"({t_slow / t_fast:.1f}x); {len(fast)} nondominated points, the same with both")
+
+    worst, slow_plain, slow_fast, n_held = 0.0, 0, 0, 0
+    for seed in range(1, args.held_out + 1):
+        c, s = instance(seed)
+        p = build_problem(c, s, columns)
+        for f in FRACTIONS:
+            limits = limits_at(p, f)
+            a, t_a = cpu(lambda p=p, lim=limits: AssignmentModel(p, BUDGETS).solve(lim))
+            b, t_b = cpu(lambda p=p, lim=limits: AssignmentModel(p, BUDGETS, prune=False).solve(lim))
+            assert abs(a.sensitivity - b.sensitivity) <= 1e-9 * b.sensitivity
+            worst = max(worst, t_a)
+            slow_fast += t_a > 0.5
+            slow_plain += t_b > 0.5
+            n_held += 1
+    if n_held:
+        print(f"  held-out: {n_held} solves (seeds 1..{args.held_out}), same optima; pipeline max {worst:.3f} s; "
+              f"over 0.5 s: pipeline {slow_fast}, HiGHS alone {slow_plain}")
+
     walk = greedy_front(problem, "latency_us")
-    t_greedy = time.perf_counter() - t0
     model = AssignmentModel(problem, ["latency_us"])
-    ratios = []
-    for g in walk[len(walk) // 4::len(walk) // 4][:3]:
-        best = model.solve({"latency_us": g.totals["latency_us"]})
-        ratios.append(f"{g.totals['latency_us'] / 1e3:.1f} ms: greedy {g.sensitivity:.4g}, ILP {best.sensitivity:.4g} "
-                      f"({g.sensitivity / best.sensitivity:.2f}x)")
-    print(f"  greedy walk on latency_us: {len(walk)} points in {t_greedy:.2f} s; total sensitivity at the greedy "
-          f"point's latency: " + "; ".join(ratios))
-
-    # --- baseline: rebuild the model for every ε, no reuse ---------------------------------------------------
-    label = "latency_us alone"
-    lo = AssignmentModel(problem, ["latency_us"]).minimum("latency_us")
-    hi = AssignmentModel(problem, ["latency_us"]).solve({}).totals["latency_us"]
-    eps = np.linspace(hi, lo, args.points)
-    pick = np.unique(np.linspace(0, args.points - 1, min(args.baseline_points, args.points)).round().astype(int))
-    t0 = time.perf_counter()
-    for k in pick:
-        solve(problem, {"latency_us": float(eps[k])})
-    t_base = (time.perf_counter() - t0) * args.points / len(pick)
-    extrapolated = "" if len(pick) == args.points else f" (extrapolated from {len(pick)} ε)"
-    print(f"baseline: {args.points} ε solved on a model rebuilt from scratch each time: {t_base:.2f} s{extrapolated}")
-
-    best_front = min(fronts[label])
-    front_goal = "met" if best_front <= 15 else "NOT met"
-    print(f"SUMMARY bench_search: build {min(t_model):.2f} s; one 3-budget solve to proven optimality "
-          f"min {min(all_solves):.2f} s, median {statistics.median(all_solves):.2f} s, max {max(all_solves):.2f} s "
-          f"(goal 0.5 s: {'met' if statistics.median(all_solves) <= 0.5 else 'NOT met'}); "
-          f"{args.points}-point latency front {best_front:.2f} s (goal 15 s: {front_goal}) "
-          f"vs {t_base:.2f} s rebuilding per point: {t_base / best_front:.1f}x; with energy+weight held "
-          f"{min(fronts[list(fronts)[1]]):.2f} s")
+    ratios = [f"{g.sensitivity / model.solve({'latency_us': g.totals['latency_us']}).sensitivity:.2f}x"
+              for g in walk[len(walk) // 4::len(walk) // 4][:3]]
+    print(f"  greedy walk on latency_us: {len(walk)} points; its total sensitivity over the ILP's at the same "
+          f"latency: {', '.join(ratios)}")
+    print(json.dumps({
+        "solve_cpu_s": {str(f): round(t, 4) for f, t in solve_cpu.items()},
+        "front_cpu_s": round(fronts["alone"]["pipeline"], 3),
+        "front_held_cpu_s": round(fronts["held"]["pipeline"], 3),
+        "baseline_solve_cpu_s": {str(f): round(t, 4) for f, t in pyomo_cpu.items()},
+        "plain_solve_cpu_s": {str(f): round(t, 4) for f, t in plain_cpu.items()},
+        "plain_front_cpu_s": round(fronts["alone"]["plain"], 3),
+        "plain_front_held_cpu_s": round(fronts["held"]["plain"], 3),
+        "held_out_max_solve_cpu_s": round(worst, 4),
+    }))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from search.errors import SearchInputError
-from search.ilp import Solution
+from search.solution import Solution
 from search.tables import atomic_target, read_table, write_table_atomic
 
 __all__ = ["write_assignment", "read_assignment", "ASSIGNMENT_COLUMNS"]

@@ -32,8 +32,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from search.errors import SearchInputError
-from search.ilp import Solution
 from search.problem import Problem
+from search.solution import Solution
 
 __all__ = ["uniform_solutions", "greedy_front", "greedy_at_budget", "GREEDY_RULES"]
 

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from search.errors import SearchInputError
-from search.ilp import AssignmentModel, Solution
+from search.ilp import AssignmentModel
 from search.problem import Problem, build_problem
+from search.solution import Solution
 from search.tables import read_table
 
 __all__ = ["load_hawq_instance", "hawq_problem", "hawq_limit", "solve_hawq", "hawq_table", "markdown_table",

@@ -1,4 +1,4 @@
-"""The exact multi-budget ILP (Pyomo, solved by HiGHS through highspy).
+"""The exact multi-budget ILP, solved by HiGHS through highspy.
 
 Variables: ``x[u, p]`` = 1 when unit ``u`` (a layer or a tied group) takes candidate pair ``p``, with
 one pair per unit.  Objective: total sensitivity.  Budgets: for every budgeted column ``b``,
@@ -18,6 +18,10 @@ or memory-bound), the exact cost is ``sum_p f(p) x[l, p] + sum_q g(a_q) x[c, q]`
 Rows are scaled (each budget by its largest possible total, the objective by its largest coefficient)
 so HiGHS's absolute tolerances act as relative ones; every reported number is re-evaluated exactly in
 float64 from the chosen pairs.  Relative and absolute MIP gaps are 0: "optimal" means proven.
+
+The model is built as arrays (:mod:`search.highs_mip`) and solved by the exact pipeline of :mod:`search.exact`
+(LP relaxation, heuristic incumbent, Lagrangian pruning, HiGHS from the incumbent); ``prune=False`` solves the
+full model with HiGHS alone.  :mod:`search.pyomo_model` builds the same model in Pyomo as a reference.
 """
 
 from __future__ import annotations
@@ -25,193 +29,43 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from search.errors import InfeasibleBudgetError, SearchInputError
+from search.exact import ExactSolver, PipelineStats
+from search.highs_mip import ELASTIC, HighsMip, RunResult
 from search.infeasible import raise_infeasible
-from search.interrupts import sigint_kept
 from search.problem import Problem
+from search.solution import SENSITIVITY, Solution
 from search.validate import check_time_limit
 
 __all__ = ["AssignmentModel", "Solution", "solve", "SENSITIVITY"]
 
-#: Name of the default objective.
-SENSITIVITY = "sensitivity"
-_INF_RHS = 1e30  # HiGHS reads bounds >= 1e20 as infinite
-_FEAS_TOL = 1e-9
-
-
-@dataclass(frozen=True, eq=False)
-class Solution:
-    """One solved assignment: the chosen pair per unit, exact totals and solver facts."""
-
-    problem: Problem = field(repr=False)
-    choice: np.ndarray  # [U] pair index per unit
-    objective_name: str
-    objective: float  # exact value of the objective column (total sensitivity by default)
-    sensitivity: float
-    totals: dict[str, float]  # every cost column of the problem, exact
-    limits: dict[str, float]  # the budgets solved under
-    status: str  # optimal | time_limit
-    gap: float  # relative MIP gap (0 when proven optimal)
-    solve_seconds: float
-    solver: str = "highs"
-
-    @classmethod
-    def of(cls, problem: Problem, choice: np.ndarray, status: str, limits: Mapping[str, float] | None = None,
-           solve_seconds: float = 0.0, solver: str = "") -> Solution:
-        """A Solution for a given per-unit ``choice`` (baselines: uniform, greedy), evaluated exactly."""
-        choice = np.asarray(choice, dtype=np.int64)
-        sens, totals = problem.evaluate(choice)
-        return cls(problem=problem, choice=choice, objective_name=SENSITIVITY, objective=float(sens),
-                   sensitivity=float(sens), totals={c: float(v) for c, v in totals.items()},
-                   limits=dict(limits or {}), status=status, gap=0.0, solve_seconds=solve_seconds, solver=solver)
-
-    def pairs_string(self) -> str:
-        """Per-layer pairs in execution order, e.g. ``w8a8,w4a4,w4a8``."""
-        labels = self.problem.pair_labels
-        return ",".join(labels[p] for p in self.problem.layer_choice(self.choice))
-
-    def assignment(self) -> pd.DataFrame:
-        """``layer, name, w_bits, a_bits, group`` [``out_bits``], per-layer sensitivity and costs."""
-        return self.problem.assignment_frame(self.choice)
-
-    def budgets(self) -> dict[str, dict[str, float]]:
-        return {b: {"limit": lim, "used": self.totals[b], "slack": lim - self.totals[b]}
-                for b, lim in self.limits.items()}
-
-    def summary(self) -> dict:
-        """The JSON sidecar of DESIGN.md."""
-        return {
-            "objective": {"name": self.objective_name, "value": self.objective},
-            "sensitivity": self.sensitivity,
-            "method": self.problem.method,
-            "budgets": self.budgets(),
-            "totals": self.totals,
-            "status": self.status,
-            "gap": self.gap,
-            "solve_seconds": self.solve_seconds,
-            "solver": self.solver,
-            "coupled": self.problem.coupled,
-            "layers": self.problem.n_layers,
-            "units": self.problem.n_units,
-            "pairs": self.problem.pair_labels,
-        }
-
 
 class AssignmentModel:
-    """A persistent Pyomo model of ``problem`` with ``budgets`` as mutable limits; re-solving with new
-    limits or another objective reuses the model (the Pareto sweep's inner loop)."""
+    """A persistent model of ``problem`` with ``budgets`` as mutable limits; re-solving with new limits or
+    another objective reuses it (the Pareto sweep's inner loop).  ``prune=False`` skips the pipeline."""
 
-    def __init__(self, problem: Problem, budgets: Sequence[str] = ()) -> None:
-        import pyomo.environ as pyo  # lazy: importing pyomo costs ~0.4 s
-        from pyomo.contrib.solver.solvers.highs import Highs
-
+    def __init__(self, problem: Problem, budgets: Sequence[str] = (), prune: bool = True) -> None:
         self.problem = problem
         self.budgets = list(dict.fromkeys(budgets))
         for b in self.budgets:
             if b not in problem.costs:
                 raise SearchInputError(f"unknown budget column {b!r} (problem columns: {', '.join(problem.columns)})")
-        self._pyo = pyo
-        self._solver = Highs()
-        if not self._solver.available():
-            raise SearchInputError("the HiGHS solver is not available: pip install highspy")
-        self._build()
-        self._active: str | None = None
+        try:
+            self._mip = HighsMip(problem, self.budgets)
+        except ImportError as exc:
+            raise SearchInputError("the HiGHS solver is not available: pip install highspy") from exc
+        self._exact = ExactSolver(self._mip)
+        self.prune = prune
+        self._columns: np.ndarray | None = None
+        #: Where the last solve's time went (None before the first).
+        self.last_stats: PipelineStats | None = None
 
-    # --- construction ---------------------------------------------------------------------------------------
-    def _scale(self, column: str) -> float:
-        """1 / the largest total ``column`` can reach (1 if that is 0)."""
-        table = self.problem.costs[column]
-        worst = table.reshape(self.problem.n_layers, -1).max(axis=1).sum()
-        return 1.0 / worst if worst > 0 else 1.0
-
-    def _terms(self, table: np.ndarray, scale: float) -> list:
-        """Linear terms of a per-layer table ([L, P] or [L, P, O]) over x and y."""
-        pr, m = self.problem, self.m
-        unit_coef = np.zeros((pr.n_units, pr.n_pairs))
-        terms = []
-        if table.ndim == 2:
-            np.add.at(unit_coef, pr.unit_of, table)
-        else:
-            own = pr.out_index()[0]  # out-width index of each pair's own a_bits
-            pairs = np.arange(pr.n_pairs)
-            for layer in range(pr.n_layers):
-                u, c = int(pr.unit_of[layer]), int(pr.consumer[layer])
-                if layer in self._product_layers:
-                    terms += [table[layer, p, o] * scale * m.y[layer, p, o] for p in pairs
-                              for o in range(len(pr.out_widths)) if table[layer, p, o]]
-                elif c < 0:
-                    unit_coef[u] += table[layer, pairs, own]
-                else:  # separable: cost[p, o] = cost[p, 0] + (cost[0, o] - cost[0, 0])
-                    unit_coef[u] += table[layer, :, 0]
-                    unit_coef[int(pr.unit_of[c])] += table[layer, 0, own] - table[layer, 0, 0]
-        terms += [unit_coef[u, p] * scale * m.x[u, p] for u in range(pr.n_units) for p in range(pr.n_pairs)
-                  if unit_coef[u, p]]
-        return terms
-
-    def _product_layers_of(self) -> list[int]:
-        """Coupled layers whose cost is not separable in (own pair, consumer's width) for some column:
-        only these need product variables.  ``cost[p, o]`` is separable iff
-        ``cost[p, o] - cost[p, 0] - cost[0, o] + cost[0, 0] == 0`` for all p, o."""
-        pr = self.problem
-        if not pr.coupled or len(pr.out_widths) < 2:
-            return []
-        need = np.zeros(pr.n_layers, dtype=bool)
-        for table in pr.costs.values():
-            interaction = table - table[:, :, :1] - table[:, :1, :] + table[:, :1, :1]
-            size = np.abs(table).max(axis=(1, 2))
-            need |= np.abs(interaction).max(axis=(1, 2)) > 1e-12 * size
-        return [int(v) for v in np.flatnonzero(need & (pr.consumer >= 0))]
-
-    def _build(self) -> None:
-        pyo, pr = self._pyo, self.problem
-        m = self.m = pyo.ConcreteModel(name="lowbit-assignment")
-        m.x = pyo.Var(range(pr.n_units), range(pr.n_pairs), domain=pyo.Binary)
-        m.one = pyo.Constraint(range(pr.n_units), rule=lambda m, u: sum(m.x[u, p] for p in range(pr.n_pairs)) == 1)
-        self._product_layers = self._product_layers_of()
-        if self._product_layers:
-            n_o = len(pr.out_widths)
-            own = pr.out_index()[0]
-            # bounded by 1 (implied anyway): HiGHS 1.12-1.15's presolve wrongly declared some models with
-            # unbounded y infeasible (docs/search.md, "Solver notes")
-            m.y = pyo.Var(self._product_layers, range(pr.n_pairs), range(n_o), bounds=(0.0, 1.0))
-            m.y_rows = pyo.Constraint(self._product_layers, range(pr.n_pairs), rule=lambda m, l, p: sum(
-                m.y[l, p, o] for o in range(n_o)) == m.x[int(pr.unit_of[l]), p])
-            m.y_cols = pyo.Constraint(self._product_layers, range(n_o), rule=lambda m, l, o: sum(
-                m.y[l, p, o] for p in range(pr.n_pairs)) == sum(
-                m.x[int(pr.unit_of[pr.consumer[l]]), q] for q in range(pr.n_pairs) if own[q] == o))
-        self._scales = {b: self._scale(b) for b in pr.columns}
-        m.rhs = pyo.Param(self.budgets, mutable=True, initialize=_INF_RHS)
-        m.elastic = pyo.Var(self.budgets, domain=pyo.NonNegativeReals)
-        for b in self.budgets:
-            m.elastic[b].fix(0)
-        self._cost_expr = {b: sum(self._terms(pr.costs[b], self._scales[b])) for b in pr.columns}
-        m.budget = pyo.Constraint(self.budgets, rule=lambda m, b: self._cost_expr[b] - m.elastic[b] <= m.rhs[b])
-        s_max = float(pr.sensitivity.max())
-        self._sens_scale = 1.0 / s_max if s_max > 0 else 1.0
-        sens_expr = sum(self._terms(pr.sensitivity, self._sens_scale))
-        m.obj_sensitivity = pyo.Objective(expr=sens_expr if not isinstance(sens_expr, int) else 0 * m.x[0, 0])
-        m.obj_elastic = pyo.Objective(expr=sum(m.elastic[b] for b in self.budgets) if self.budgets else 0 * m.x[0, 0])
-        m.obj_elastic.deactivate()
-        self._objectives = {SENSITIVITY: m.obj_sensitivity, "elastic": m.obj_elastic}
-
-    def _objective(self, name: str):
-        if name not in self._objectives:
-            if name not in self.problem.costs:
-                raise SearchInputError(f"unknown objective {name!r} (sensitivity or one of: "
-                                       f"{', '.join(self.problem.columns)})")
-            obj = self._pyo.Objective(expr=self._cost_expr[name])
-            self.m.add_component(f"obj_cost_{len(self._objectives)}", obj)
-            obj.deactivate()
-            self._objectives[name] = obj
-        return self._objectives[name]
-
-    # --- solving ----------------------------------------------------------------------------------------------
-    def _set_limits(self, limits: Mapping[str, float]) -> dict[str, float]:
+    # --- limits ----------------------------------------------------------------------------------------------
+    def set_limits(self, limits: Mapping[str, float]) -> dict[str, float]:
+        """Check ``limits`` (declared budgets, not NaN, not -inf); the finite ones, unscaled."""
         unknown = [b for b in limits if b not in self.budgets]
         if unknown:
             raise SearchInputError(f"budget {unknown[0]!r} was not declared for this model ({', '.join(self.budgets)})")
@@ -220,45 +74,21 @@ class AssignmentModel:
             lim = float(limits.get(b, math.inf))
             if math.isnan(lim):
                 raise SearchInputError(f"budget {b}: limit is NaN")
-            self.m.rhs[b] = _INF_RHS if math.isinf(lim) and lim > 0 else lim * self._scales[b]
             if math.isfinite(lim):
                 clean[b] = lim
             elif lim < 0:
                 raise SearchInputError(f"budget {b}: limit is -inf")
         return clean
 
-    def _run(self, objective: str, time_limit: float | None):
-        from pyomo.contrib.solver.common.results import TerminationCondition
+    def _scaled(self, limits: Mapping[str, float]) -> dict[str, float]:
+        return {b: lim * self._mip.scale_of(b) for b, lim in limits.items()}
 
-        for name, obj in self._objectives.items():
-            (obj.activate if name == objective else obj.deactivate)()
-        # HiGHS 1.16 re-solving a MIP after a row bound changed can return the previous optimum as optimal for the
-        # new bounds (docs/search.md, "Solver notes"): drop its solver state; the model itself stays built
-        highs = getattr(self._solver, "_solver_model", None)
-        if highs is not None:
-            highs.clearSolver()
-        options = {"mip_feasibility_tolerance": _FEAS_TOL, "primal_feasibility_tolerance": _FEAS_TOL,
-                   "dual_feasibility_tolerance": 1e-10, "random_seed": 0, "output_flag": False}
-        start = time.perf_counter()
-        with sigint_kept():  # HiGHS's interrupt callback would swallow a Ctrl-C (search/interrupts.py)
-            res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
-                                     solver_options=options, raise_exception_on_nonoptimal_result=False,
-                                     load_solutions=False)
-            if res.termination_condition in (TerminationCondition.provenInfeasible,
-                                             TerminationCondition.infeasibleOrUnbounded):
-                # an infeasibility verdict is confirmed without presolve before anyone is told: HiGHS
-                # 1.12-1.15 presolve has declared feasible models infeasible (docs/search.md)
-                res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
-                                         solver_options={**options, "presolve": "off"},
-                                         raise_exception_on_nonoptimal_result=False, load_solutions=False)
-        seconds = time.perf_counter() - start
-        return res, seconds
+    def _check_objective(self, name: str) -> None:
+        if name != SENSITIVITY and name not in self.problem.costs:
+            raise SearchInputError(f"unknown objective {name!r} (sensitivity or one of: "
+                                   f"{', '.join(self.problem.columns)})")
 
-    def _choice(self) -> np.ndarray:
-        pr = self.problem
-        vals = np.array([[self.m.x[u, p].value or 0.0 for p in range(pr.n_pairs)] for u in range(pr.n_units)])
-        return vals.argmax(axis=1).astype(np.int64)
-
+    # --- solving ---------------------------------------------------------------------------------------------
     def solve(self, limits: Mapping[str, float] | None = None, objective: str = SENSITIVITY,
               time_limit: float | None = None, diagnose: bool = True) -> Solution:
         """Minimize ``objective`` (total sensitivity, or a cost column) under ``limits``.
@@ -266,50 +96,65 @@ class AssignmentModel:
         Raises :class:`~search.errors.InfeasibleBudgetError` naming each budget that cannot be met and
         the smallest limit at which it could be (see :mod:`search.infeasible`).  ``time_limit`` is None or a
         finite number of seconds > 0 (:func:`~search.validate.check_time_limit`)."""
-        from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-
         time_limit = check_time_limit(time_limit)
-        limits = self._set_limits(limits or {})
-        self._objective(objective)
-        res, seconds = self._run(objective, time_limit)
-        tc = res.termination_condition
-        if tc in (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded) or (
-                res.solution_status == SolutionStatus.noSolution and tc != TerminationCondition.maxTimeLimit):
+        limits = self.set_limits(limits or {})
+        self._check_objective(objective)
+        start = time.perf_counter()
+        result, stats = self._exact.solve(objective, self._scaled(limits), time_limit, prune=self.prune)
+        if result.status == "infeasible":
+            # an infeasibility verdict is confirmed on the full model without presolve before anyone is told:
+            # HiGHS 1.12-1.15 presolve has declared feasible models infeasible (docs/search.md)
+            result = self._mip.run_mip(time_limit=time_limit, presolve=False)
+        seconds = time.perf_counter() - start
+        self.last_stats = stats
+        if result.status == "infeasible":
             if diagnose:
                 raise_infeasible(self, limits)
             raise InfeasibleBudgetError("no assignment meets every budget", {})
-        if res.solution_status == SolutionStatus.noSolution:
+        if result.status == "no_solution":
             raise SearchInputError(f"no assignment found within the time limit of {time_limit} s")
-        res.solution_loader.load_vars()
-        optimal = tc == TerminationCondition.convergenceCriteriaSatisfied
-        choice = self._choice()
+        return self._solution(result, objective, limits, seconds)
+
+    def _solution(self, result: RunResult, objective: str, limits: dict[str, float], seconds: float) -> Solution:
+        assert result.choice is not None
+        self._columns = result.columns
+        choice = result.choice
         sens, totals = self.problem.evaluate(choice)
         totals = {c: float(v) for c, v in totals.items()}
         value = float(sens) if objective == SENSITIVITY else totals[objective]
+        optimal = result.status == "optimal"
         gap = 0.0
-        if not optimal and res.objective_bound is not None and res.incumbent_objective:
-            inc, bound = res.incumbent_objective, res.objective_bound
-            gap = abs(inc - bound) / max(abs(inc), 1e-300)
+        if not optimal and math.isfinite(result.bound) and result.objective:
+            gap = abs(result.objective - result.bound) / max(abs(result.objective), 1e-300)
         return Solution(problem=self.problem, choice=choice, objective_name=objective, objective=value,
                         sensitivity=float(sens), totals=totals, limits=limits,
                         status="optimal" if optimal else "time_limit", gap=float(gap), solve_seconds=seconds,
-                        solver=f"highs {'.'.join(map(str, self._solver.version()))} via pyomo")
+                        solver=f"highs {self._mip.version()}")
+
+    def elastic_solve(self, limits: Mapping[str, float]) -> tuple[dict[str, float], np.ndarray]:
+        """Minimize the summed violations of ``limits``, each relative to its column's largest possible total:
+        those relative violations and the per-unit choice that reaches them (the first step of
+        :func:`search.infeasible.diagnose`)."""
+        limits = self.set_limits(limits)
+        mip = self._mip
+        mip.set_objective(ELASTIC)
+        mip.set_limits(self._scaled(limits))
+        mip.set_allowed(None)
+        mip.set_elastic(True)
+        try:
+            result = mip.run_mip()
+        finally:
+            mip.set_elastic(False)
+        if result.choice is None:
+            raise RuntimeError(f"the elastic model has no solution ({result.status})")
+        violation = mip.elastic_values(result.columns)
+        return ({b: float(violation[b]) for b in limits}, result.choice)
 
     def coupling_residual(self) -> float:
-        """Largest |y[l, p, o] - x[unit(l), p] * z[c, o]| in the loaded solution (0 for exact coupling)."""
-        pr = self.problem
-        if not self._product_layers:
+        """Largest |y[l, p, o] - x[unit(l), p] * z[c, o]| in the last solution (0 for exact coupling)."""
+        if self._columns is None:
             return 0.0
-        own = pr.out_index()[0]
-        worst = 0.0
-        for l in self._product_layers:
-            c = pr.consumer[l]
-            for o in range(len(pr.out_widths)):
-                z = sum(self.m.x[int(pr.unit_of[c]), q].value or 0.0 for q in range(pr.n_pairs) if own[q] == o)
-                for p in range(pr.n_pairs):
-                    x = self.m.x[int(pr.unit_of[l]), p].value or 0.0
-                    worst = max(worst, abs((self.m.y[l, p, o].value or 0.0) - x * z))
-        return worst
+        return self._mip.coupling_residual(self._columns)
 
     def minimum(self, column: str, limits: Mapping[str, float] | None = None) -> float | None:
         """Smallest total of ``column`` under ``limits`` (None when they are infeasible)."""

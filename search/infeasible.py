@@ -25,18 +25,8 @@ _VIOLATION_TOL = 1e-9
 
 def diagnose(model: AssignmentModel, limits: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
     """Budgets that cannot be met -> smallest feasible limit, and one phrase per budget."""
-    m = model.m
-    for b in model.budgets:
-        m.elastic[b].unfix()
-    try:
-        model._set_limits(limits)
-        res, _ = model._run("elastic", None)
-        res.solution_loader.load_vars()
-        violation = {b: float(m.elastic[b].value or 0.0) for b in limits}
-        _, relaxed = model.problem.evaluate(model._choice(), limits)
-    finally:
-        for b in model.budgets:
-            m.elastic[b].fix(0)
+    violation, choice = model.elastic_solve(limits)
+    _, relaxed = model.problem.evaluate(choice, limits)
     named = [b for b, v in violation.items() if v > _VIOLATION_TOL] or list(limits)
     needed: dict[str, float] = {}
     phrases: list[str] = []

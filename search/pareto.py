@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from search.errors import InfeasibleBudgetError, SearchInputError
-from search.ilp import AssignmentModel, Solution
+from search.ilp import AssignmentModel
 from search.problem import Problem
+from search.solution import Solution
 from search.validate import MAX_POINTS, check_count, check_time_limit
 
 __all__ = ["pareto_front", "front_frame", "nondominated_mask"]

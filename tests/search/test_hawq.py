@@ -115,6 +115,16 @@ def test_ilp_is_optimal(instance, budget: str, f: float) -> None:
     assert problem.n_units == len(groups)
 
 
+@pytest.mark.parametrize("budget", HAWQ_BUDGETS)
+@pytest.mark.parametrize("f", HAWQ_FRACTIONS)
+def test_pruned_and_plain_models_agree(instance, budget: str, f: float) -> None:
+    """The exact pipeline's optimum is the plain model's on every one of HAWQ-V3's cases."""
+    _, problem, model = instance
+    limit = hawq_limit(problem, budget, f)
+    plain = AssignmentModel(problem, HAWQ_BUDGETS, prune=False).solve({budget: limit})
+    assert model.solve({budget: limit}).sensitivity == pytest.approx(plain.sensitivity, rel=1e-12)
+
+
 def test_instance_shapes_and_ties() -> None:
     p18, p50 = hawq_problem(DATA / "resnet18.csv"), hawq_problem(DATA / "resnet50.csv")
     assert (p18.n_layers, p18.n_units, p50.n_layers, p50.n_units) == (19, 16, 52, 48)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from search import AssignmentModel, SearchInputError, build_problem, solve
+from search.highs_mip import HighsMip
 from search.pareto import pareto_front
 from search.validate import MAX_POINTS, check_count, check_seed, check_time_limit
 
@@ -57,7 +58,8 @@ def test_solvers_refuse_a_bad_time_limit_before_solving(problem, monkeypatch, ti
     def no_solve(*_args, **_kwargs):
         raise AssertionError("solved despite a bad time limit")
 
-    monkeypatch.setattr(AssignmentModel, "_run", no_solve)
+    monkeypatch.setattr(HighsMip, "run_mip", no_solve)
+    monkeypatch.setattr(HighsMip, "run_lp", no_solve)
     model = AssignmentModel(problem, ["latency_us"])
     for call in (lambda: model.solve({"latency_us": 30.0}, time_limit=time_limit),
                  lambda: solve(problem, {"latency_us": 30.0}, time_limit=time_limit),
