@@ -37,7 +37,7 @@ for _module in BINDING_MODULES:
     importlib.import_module(_module)
 
 #: Work a refused case must not reach: dotted path of a module attribute -> what it stands for.
-SOLVE = "search.ilp.AssignmentModel._run"
+SOLVE = "search.exact.ExactSolver.solve"
 FRONT = "experiments.pareto_study.pareto_front"
 MODEL = "quant.models.get_model"
 CALIBRATE = "quant.fakequant.calibrate_activations"
