@@ -6,6 +6,7 @@ Exit status: 0 success, 1 a verification found a mismatch, 2 bad input (one line
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -714,10 +715,12 @@ def _run(argv: list[str] | None) -> int:
             return EXIT_OK
         return _fail(exc.format_message())
     except _INPUT_ERRORS as exc:
-        return _fail(str(exc))
+        return _interrupted() if _caused_by_interrupt(exc) else _fail(str(exc))
     except MemoryError:
         return _fail("not enough memory for this input; reduce its size")
     except OSError as exc:  # missing or unwritable paths, a file where a directory is needed, a full disk
+        if _caused_by_interrupt(exc):
+            return _interrupted()
         where = exc.filename if exc.filename is not None else "output"
         return _fail(f"{where}: {exc.strerror or exc}")
     # typer returns the status of an Exit it caught (Ctrl-C becomes 130) instead of raising it
@@ -737,6 +740,19 @@ def _show_library_progress() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True when Ctrl-C is somewhere in ``exc``'s chain (an extension module whose import was interrupted raises
+    ``ImportError: initialization failed`` from the ``KeyboardInterrupt``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: 0 success, 1 mismatch found, 2 bad input (one line on stderr), 130 interrupted.
 
@@ -748,7 +764,10 @@ def main(argv: list[str] | None = None) -> None:
         code = _run(argv)
     except KeyboardInterrupt:
         code = _interrupted()
-    except Exception:  # noqa: BLE001 - an internal error, not the user's: say so, keep the traceback
+    except Exception as exc:  # noqa: BLE001 - an internal error, not the user's: say so, keep the traceback
+        if _caused_by_interrupt(exc):
+            code = _interrupted()
+            sys.exit(code)
         import traceback
 
         traceback.print_exc()
@@ -757,5 +776,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
 
+def entry() -> None:
+    """The ``lowbit`` script and ``python -m experiments.cli``: :func:`main`, and an interrupted run ends with
+    status 130 as soon as its clean-up is done.  (``os._exit`` skips the interpreter's finalization: after a
+    Ctrl-C that passed through an extension module's initialization, CPython otherwise re-raises SIGINT at exit
+    and the status becomes -2.)"""
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code != EXIT_INTERRUPTED:
+            raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -26,6 +26,7 @@ full model with HiGHS alone.  :mod:`search.pyomo_model` builds the same model in
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -53,10 +54,9 @@ class AssignmentModel:
         for b in self.budgets:
             if b not in problem.costs:
                 raise SearchInputError(f"unknown budget column {b!r} (problem columns: {', '.join(problem.columns)})")
-        try:
-            self._mip = HighsMip(problem, self.budgets)
-        except ImportError as exc:
-            raise SearchInputError("the HiGHS solver is not available: pip install highspy") from exc
+        if importlib.util.find_spec("highspy") is None:
+            raise SearchInputError("the HiGHS solver is not available: pip install highspy")
+        self._mip = HighsMip(problem, self.budgets)
         self._exact = ExactSolver(self._mip)
         self.prune = prune
         self._columns: np.ndarray | None = None

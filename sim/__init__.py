@@ -1,10 +1,39 @@
-"""lowbit's cycle-level accelerator model: chips, workloads, engines and sweeps (no torch import)."""
+"""lowbit's cycle-level accelerator model: chips, workloads, engines and sweeps (no torch import).
 
-from sim.config import Chip, load_chip, preset_names
-from sim.costs import COST_COLUMNS, COST_UNITS, simulate
-from sim.errors import InputError
-from sim.pairs import format_pair, parse_pair, parse_pairs
-from sim.workload import Layer, Workload, load_workload
+The names below are imported on first use, so that ``import sim.errors`` (every CLI verb does it) does not load
+the chip schema, pandas or the engines.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sim.config import Chip, load_chip, preset_names
+    from sim.costs import COST_COLUMNS, COST_UNITS, simulate
+    from sim.errors import InputError
+    from sim.pairs import format_pair, parse_pair, parse_pairs
+    from sim.workload import Layer, Workload, load_workload
+
+_EXPORTS = {"Chip": "sim.config", "load_chip": "sim.config", "preset_names": "sim.config",
+            "COST_COLUMNS": "sim.costs", "COST_UNITS": "sim.costs", "simulate": "sim.costs",
+            "InputError": "sim.errors", "format_pair": "sim.pairs", "parse_pair": "sim.pairs",
+            "parse_pairs": "sim.pairs", "Layer": "sim.workload", "Workload": "sim.workload",
+            "load_workload": "sim.workload"}
 
 __all__ = ["Chip", "Layer", "Workload", "InputError", "load_chip", "load_workload", "simulate", "preset_names",
            "parse_pair", "parse_pairs", "format_pair", "COST_COLUMNS", "COST_UNITS"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

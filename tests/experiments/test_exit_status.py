@@ -145,3 +145,29 @@ def test_a_cycle_mismatch_in_rtl_verify_exits_1(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(rtl.driver, "predicted_layer_cycles", lambda *a, **k: real(*a, **k) + 1)
     code, out, _ = run_cli(argv, capsys)
     assert code == 1 and "DIFFERENT" in out
+
+
+@pytest.mark.parametrize("wrapped", [ImportError, OSError, RuntimeError])
+def test_an_error_caused_by_ctrl_c_is_an_interrupt(monkeypatch, capsys, wrapped) -> None:
+    """An extension module whose import is interrupted raises ImportError from the KeyboardInterrupt: 130."""
+    def fail(*_args, **_kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise wrapped("initialization failed") from exc
+
+    monkeypatch.setattr(cli, "app", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["solve", "--help"])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "lowbit: interrupted"
+
+
+def test_an_error_without_ctrl_c_in_its_chain_is_not_an_interrupt() -> None:
+    try:
+        try:
+            raise ValueError("x")
+        except ValueError as inner:
+            raise ImportError("y") from inner
+    except ImportError as exc:
+        assert not cli._caused_by_interrupt(exc)
