@@ -175,7 +175,8 @@ def pareto_cmd(
                                                    "without labels a point's quality is its top-1 agreement "
                                                    "with the float model.")] = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
-    quantizer: Annotated[str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq or ptq-sl.")] = "rtn",
+    quantizer: Annotated[str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq, gpfq-paper, ptq-sl "
+                                                "or gptq.")] = "rtn",
     greedy_cost: Annotated[str | None, typer.Option(help="Cost column of the greedy baseline (default: --x; "
                                                          "bops for AIMET's).")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the model and calibration sampling.")] = 0,
@@ -267,7 +268,7 @@ def quantize_cmd(
                                             "digits-mobilenet), or your own: path/to/file.py:factory, "
                                             "package.module:factory (the factory returns an nn.Module) or a "
                                             "torch.export .pt2 program; your own needs --data.")],
-    method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels) or ptq-sl.")],
+    method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels), ptq-sl or gptq.")],
     out: Annotated[Path, typer.Option(help="Directory for the integer export and metrics.json.")],
     bits: Annotated[str | None, typer.Option(help="Weight and activation bits of every layer, e.g. w4a8 (or give "
                                                   "--assignment).")] = None,
@@ -421,7 +422,7 @@ def quant_table_cmd(
     out: Annotated[Path, typer.Option(help="Directory for cells/*.json (resumable), quant_table.csv and .md.")],
     models: Annotated[str, typer.Option(help="Comma-separated built-in models (digits-cnn, mnist1d-cnn, "
                                              "digits-resnet, digits-mobilenet).")] = "digits-cnn,mnist1d-cnn",
-    methods: Annotated[str, typer.Option(help="Comma-separated: rtn, gpfq, gpfq-paper, ptq-sl (per-channel), "
+    methods: Annotated[str, typer.Option(help="Comma-separated: rtn, gpfq, gpfq-paper, ptq-sl (per-channel), gptq, "
                                               "ptq-sl-4x2, qat, qgt, dgms.")]
     = "rtn,gpfq,gpfq-paper,ptq-sl,ptq-sl-4x2,qat,qgt,dgms",
     bits: Annotated[str, typer.Option(help="Comma-separated weight bits (activations are 8-bit).")] = "2,3,4",

@@ -32,7 +32,7 @@ __all__ = ["TABLE_METHODS", "PTQ_GRANULARITY", "build_table", "check_existing", 
 
 #: post-training rows: label -> (quantize_builtin method, granularity)
 PTQ_GRANULARITY = {"rtn": ("rtn", "channel"), "gpfq": ("gpfq", "channel"), "gpfq-paper": ("gpfq-paper", "channel"),
-                   "ptq-sl": ("ptq-sl", "channel"), "ptq-sl-4x2": ("ptq-sl", "4x2")}
+                   "ptq-sl": ("ptq-sl", "channel"), "ptq-sl-4x2": ("ptq-sl", "4x2"), "gptq": ("gptq", "channel")}
 TABLE_METHODS = (*PTQ_GRANULARITY, "qat", "qgt", "dgms")
 A_BITS = 8
 
@@ -274,5 +274,5 @@ def table_markdown(frame: pd.DataFrame, cells: Sequence[dict[str, Any]]) -> str:
 
 def _label(method: str) -> str:
     return {"rtn": "RTN", "gpfq": "GPFQ", "gpfq-paper": "GPFQ (paper alphabet, b+1-bit codes)",
-            "ptq-sl": "PTQ-SL (per-channel)", "ptq-sl-4x2": "PTQ-SL (4×2 blocks)", "qat": "QAT", "qgt": "QGT",
-            "dgms": "DGMS"}.get(method, method)
+            "ptq-sl": "PTQ-SL (per-channel)", "ptq-sl-4x2": "PTQ-SL (4×2 blocks)", "gptq": "GPTQ", "qat": "QAT",
+            "qgt": "QGT", "dgms": "DGMS"}.get(method, method)

@@ -20,7 +20,7 @@ from quant.quantizer import Blocks, check_seed
 __all__ = ["METHODS", "QuantResult", "UserQuantResult", "check_granularity", "measure_quantized", "parse_granularity",
            "quantize_builtin", "quantize_model", "quantize_user", "model_size_bits"]
 
-METHODS = ("rtn", "gpfq", "gpfq-paper", "ptq-sl")
+METHODS = ("rtn", "gpfq", "gpfq-paper", "ptq-sl", "gptq")
 _BLOCKS_RE = re.compile(r"^(\d+)x(\d+)$")
 
 
@@ -128,6 +128,7 @@ def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappin
     Used by :func:`quantize_builtin` (uniform bits) and :mod:`experiments.measure` (per-layer bits)."""
     from quant.fakequant import calibrate_activations, prepare, quant_layers
     from quant.gpfq import gpfq_quantize
+    from quant.gptq import gptq_quantize
     from quant.ptq_sl import ptq_sl_quantize
     from quant.rtn import rtn_quantize
 
@@ -148,6 +149,8 @@ def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappin
     elif method in ("gpfq", "gpfq-paper"):
         gpfq_quantize(q, calib_x, w, granularity=gran, seed=seed,
                       alphabet="paper" if method == "gpfq-paper" else "bbit")
+    elif method == "gptq":
+        gptq_quantize(q, calib_x, w, granularity=gran)
     else:
         ptq_sl_quantize(q, calib_x, w, blocks=gran)
     return q

@@ -128,7 +128,7 @@ def test_bad_assignments_are_refused_with_a_clear_message(case: str) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"method": "awq"}, "unknown method 'awq' (allowed: rtn, gpfq, gpfq-paper, ptq-sl)"),
+    ({"method": "awq"}, "unknown method 'awq' (allowed: rtn, gpfq, gpfq-paper, ptq-sl, gptq)"),
     ({"granularity": "row"}, "bad granularity 'row'"),
     ({"model_name": "resnet9000"}, "unknown model 'resnet9000'"),
     ({"assignment": {"0": (8, 8)}}, "missing layer(s) 3, 7, 12"),
