@@ -433,6 +433,9 @@ def quant_table_cmd(
                                                "pretrained weights (refused without it).")] = False,
     chips: Annotated[str, typer.Option(help="Comma-separated sim presets or chip YAMLs: adds each model's "
                                             "latency and energy per inference at every bit width.")] = "",
+    scheduler: Annotated[str | None, typer.Option(help="Run the cells on Dask: local:N (N worker processes here) "
+                                                       "or a scheduler address tcp://host:port. Default: in "
+                                                       "this process, one cell after another.")] = None,
 ) -> None:
     """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float (and sim
     latency / energy with --chips)."""
@@ -454,7 +457,7 @@ def quant_table_cmd(
 
     build_table(out, [m for m in models.split(",") if m.strip()], [m for m in methods.split(",") if m.strip()],
                 parse_ints(bits, "--bits"), epochs=epochs, seeds=parse_ints(seeds, "--seeds"), replace=replace,
-                on_cell=report, chips=[c for c in chips.split(",") if c.strip()])
+                on_cell=report, chips=[c for c in chips.split(",") if c.strip()], scheduler=scheduler)
     typer.echo(f"wrote {out}/quant_table.csv and quant_table.md")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.cell_runner import CellJob, format_eta, run_cells
 from quant.errors import QuantInputError
 
 __all__ = ["TABLE_METHODS", "PTQ_GRANULARITY", "build_table", "check_existing", "format_eta", "table_cell",
@@ -79,14 +80,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def format_eta(seconds: float | None) -> str:
-    """``ETA 3 min 05 s`` (or ``ETA unknown`` before anything was timed)."""
-    if seconds is None:
-        return "ETA unknown"
-    seconds = max(0, round(seconds))
-    return f"ETA {seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"ETA {seconds} s"
-
-
 def _seed_list(seeds: Sequence[int]) -> str:
     return ", ".join(map(str, sorted(set(seeds))))
 
@@ -136,7 +129,8 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
                 methods: Sequence[str] = TABLE_METHODS, bits: Sequence[int] = (2, 3, 4), *, epochs: int = 20,
                 seeds: Sequence[int] = (0,), progress: bool = False, replace: bool = False,
                 on_cell: Callable[[dict[str, Any], bool], None] | None = None,
-                status: Callable[[str], None] | None = _stderr, chips: Sequence[str] = ()) -> pd.DataFrame:
+                status: Callable[[str], None] | None = _stderr, chips: Sequence[str] = (),
+                scheduler: str | None = None) -> pd.DataFrame:
     """Compute (or reuse) every cell under ``out/cells`` and write ``quant_table.csv``, ``.md`` and ``.json``.
 
     ``on_cell(cell, cached)`` is called after each cell; ``status(line)`` before each cell to compute, with the
@@ -146,12 +140,20 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
     epochs or pretrained weights (:func:`check_existing`); with ``replace`` a cell whose ``model_key`` (the
     pretrained model's cache key) differs from the current one is recomputed.  ``chips`` (sim presets or chip
     YAMLs) add each model's sim latency (us) and energy (uJ) per inference at ``w<bits>a8`` on each chip: the
-    columns ``latency_us:<chip>`` and ``energy_uj:<chip>`` (the same for every method of a bit width)."""
+    columns ``latency_us:<chip>`` and ``energy_uj:<chip>`` (the same for every method of a bit width).
+    ``scheduler``: None computes the cells here, in order; ``local[:N]`` or a Dask scheduler address spreads them
+    over workers (:mod:`experiments.cell_runner`); the tables are the same either way."""
     from experiments.cells import read_cell, write_cell
     from quant.models import cache_key
     from sim.io import atomic_path
 
     _check(models, methods, bits)
+    if scheduler is not None:  # the scheduler is checked (and an address reached) before anything is written
+        from sim.sweep import connect_scheduler, parse_scheduler
+
+        _, address, _ = parse_scheduler(scheduler, None)
+        if address is not None:
+            connect_scheduler(address).close()
     costs = _sim_costs(models, bits, chips)  # checks the chips before anything is computed
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise QuantInputError(f"seeds must be non-negative integers, got {list(seeds)!r}")
@@ -174,7 +176,7 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
             "train": sum(c is None and p[1] not in PTQ_GRANULARITY for c, p in zip(stored, plan))}
     spent: dict[str, list[float]] = {"ptq": [], "train": []}
 
-    def eta() -> float | None:
+    def eta(_done: int, _elapsed: float) -> float | None:
         done = spent["ptq"] + spent["train"]
         if not done:
             return None
@@ -182,21 +184,31 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
         return sum(mean[k] * (todo[k] - len(spent[k])) for k in todo)
 
     cells_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for k, ((model, method, b, seed, path), cell) in enumerate(zip(plan, stored), start=1):
-        cached = cell is not None
-        if cell is None:
-            kind = "ptq" if method in PTQ_GRANULARITY else "train"
-            if status is not None:
-                status(f"[{k}/{len(plan)}] {model} {method} w{b}a{A_BITS} seed {seed} ({format_eta(eta())})")
-            t0 = time.perf_counter()
-            cell = table_cell(model, method, b, epochs=epochs, seed=seed, progress=progress)
-            write_cell(path, cell)
-            spent[kind].append(time.perf_counter() - t0)
-        rows.append(cell)
+    found: dict[str, dict[str, Any]] = {}
+    for (_, _, _, _, path), cell in zip(plan, stored):
+        if cell is not None:
+            found[str(path)] = cell
+            if on_cell is not None:
+                on_cell(cell, True)
+    jobs = [CellJob(key=path.stem, label=f"{model} {method} w{b}a{A_BITS} seed {seed}", fn=table_cell,
+                    kwargs={"model": model, "method": method, "w_bits": b, "epochs": epochs, "seed": seed,
+                            "progress": progress and scheduler is None})
+            for (model, method, b, seed, path), cell in zip(plan, stored) if cell is None]
+    started = {"t": time.perf_counter()}
+
+    def write(job: CellJob, cell: dict[str, Any]) -> None:
+        path = cells_dir / f"{job.key}.json"
+        write_cell(path, cell)
+        found[str(path)] = cell
+        spent["ptq" if cell["method"] in PTQ_GRANULARITY else "train"].append(time.perf_counter() - started["t"])
+        started["t"] = time.perf_counter()
         if on_cell is not None:
-            on_cell(cell, cached)
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "summary"} for r in rows])
+            on_cell(cell, False)
+
+    run_cells(jobs, write, scheduler=scheduler, status=status, eta=eta if scheduler is None else None)
+    rows = [found[str(path)] for *_, path in plan]
+    # the cells keep their compute time; the tables hold results only, so they do not depend on the machine
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k not in ("summary", "seconds")} for r in rows])
     for chip_name, per_model in costs.items():
         for column in ("latency_us", "energy_uj"):
             frame[f"{column}:{chip_name}"] = [per_model[(m, b)][column] for m, b in zip(frame.model, frame.w_bits)]

@@ -62,6 +62,8 @@ from sim.sweep_spec import Expansion, SweepSpec, load_sweep_spec, sweep_spec_fro
 
 __all__ = [
     "run_sweep",
+    "parse_scheduler",
+    "connect_scheduler",
     "load_sweep",
     "load_sweep_chips",
     "build_chip_batch",
@@ -477,7 +479,7 @@ def _probe_tcp(address: str) -> None:
         pass
 
 
-def _connect(address: str) -> Any:
+def connect_scheduler(address: str) -> Any:
     """A :class:`distributed.Client` of the scheduler at ``address``, or a one-line InputError naming it
     after :data:`CONNECT_TIMEOUT_S` seconds (called before anything is written)."""
     import logging
@@ -542,7 +544,9 @@ def _run_distributed(
             cluster.close()
 
 
-def _parse_scheduler(scheduler: str | None, n_workers: int | None) -> tuple[str, str | None, int | None]:
+def parse_scheduler(scheduler: str | None, n_workers: int | None) -> tuple[str, str | None, int | None]:
+    """``(mode, address, workers)`` of a ``--scheduler`` / ``--workers`` pair: mode ``threads``, ``synchronous``,
+    ``local`` (a LocalCluster of ``workers`` processes, all cores when None) or ``address``."""
     if n_workers is not None and (
         not isinstance(n_workers, int) or isinstance(n_workers, bool) or not 1 <= n_workers <= MAX_WORKERS
     ):
@@ -586,7 +590,7 @@ def run_sweep(
     timings (seconds) and counts.
     """
     t_start = time.perf_counter()
-    mode, address, count = _parse_scheduler(scheduler, n_workers)
+    mode, address, count = parse_scheduler(scheduler, n_workers)
     out = check_output_dir(out_dir)
     spec = _as_spec(spec)
     t_spec = time.perf_counter()
@@ -594,7 +598,7 @@ def run_sweep(
     layer_batches = {wl.name: LayerBatch.from_workload(wl) for wl in spec.workloads}
     meta = _metadata(spec, parts, layer_batches)
     _check_dir(out, meta)
-    client = _connect(address) if address is not None else None  # before anything is created
+    client = connect_scheduler(address) if address is not None else None  # before anything is created
     try:
         batch = build_chip_batch(spec)
         pairs = np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2)

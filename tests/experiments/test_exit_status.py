@@ -68,10 +68,12 @@ def test_ctrl_c_in_a_staged_verb_exits_130_and_leaves_nothing(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_quant_table_keeps_finished_cells_and_a_rerun_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheduler", [None, "local:2"])
+def test_ctrl_c_in_quant_table_keeps_finished_cells_and_a_rerun_resumes(tmp_path: Path, scheduler) -> None:
+    """In this process or on two Dask workers: Ctrl-C keeps the finished cells, and a rerun computes the rest."""
     out = tmp_path / "table"
     argv = ["quant-table", "--models", "digits-cnn", "--methods", "rtn,gpfq,ptq-sl,gpfq-paper", "--bits", "2,3,4",
-            "--out", str(out)]
+            "--out", str(out), *(["--scheduler", scheduler] if scheduler else [])]
 
     def one_cell() -> bool:
         return len(list((out / "cells").glob("*.json"))) >= 1 if (out / "cells").is_dir() else False

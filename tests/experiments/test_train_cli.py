@@ -96,3 +96,27 @@ def test_quant_table_refuses_bad_epochs_before_creating_anything(tmp_path: Path,
     out = tmp_path / "table"
     assert_bad_input([*TABLE[:-1], epochs, "--out", str(out)], capsys, tmp_path, "epochs must be a positive integer")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_quant_table_on_dask_workers_gives_the_same_bytes(tmp_path: Path, capsys) -> None:
+    """One and two local Dask workers, and this process, write byte-identical tables; the Dask runs show an ETA."""
+    argv = ["quant-table", "--models", "digits-cnn", "--methods", "rtn,gptq", "--bits", "2,3"]
+    outputs = {}
+    for scheduler in (None, "local:1", "local:2"):
+        out = tmp_path / str(scheduler)
+        code, _, err = run([*argv, "--out", str(out), *(["--scheduler", scheduler] if scheduler else [])], capsys)
+        assert code == 0, err
+        if scheduler:
+            assert "[4/4] " in err and "ETA" in err
+        outputs[scheduler] = ((out / "quant_table.csv").read_bytes(), (out / "quant_table.md").read_bytes())
+    assert outputs[None] == outputs["local:1"] == outputs["local:2"]
+
+
+@pytest.mark.parametrize("scheduler, needle", [("local:0", "worker count"), ("nonsense", "unknown scheduler"),
+                                               ("tcp://127.0.0.1:1", "cannot connect")])
+def test_quant_table_refuses_a_bad_scheduler_before_creating_anything(tmp_path: Path, capsys, scheduler, needle):
+    out = tmp_path / "table"
+    code, _, err = run(["quant-table", "--out", str(out), "--models", "digits-cnn", "--methods", "rtn", "--bits", "2",
+                        "--scheduler", scheduler], capsys)
+    assert code == 2 and needle in err and not out.exists()
