@@ -180,6 +180,8 @@ def pareto_cmd(
     greedy_cost: Annotated[str | None, typer.Option(help="Cost column of the greedy baseline (default: --x; "
                                                          "bops for AIMET's).")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the model and calibration sampling.")] = 0,
+    scheduler: Annotated[str | None, typer.Option(help="Measure the points on Dask: local:N or a scheduler "
+                                                       "address tcp://host:port (default: in this process).")] = None,
 ) -> None:
     """Exact Pareto front of sensitivity against cost, with greedy and uniform baselines, measured."""
     from experiments.pareto_study import run_pareto_study
@@ -207,7 +209,7 @@ def pareto_cmd(
     with staged_dir(out, last=("pareto.json",)) as stage:
         study = run_pareto_study(cost_table, sens_table, stage, x=x, y=y, n_points=points, limits=limits,
                                  model_name=model, method=quantizer, seed=seed, greedy_cost=greedy_cost,
-                                 progress=True, inputs=inputs)
+                                 progress=True, inputs=inputs, scheduler=scheduler)
     counts = study.points.kind.value_counts()
     typer.echo(f"{counts.get('ilp', 0)} ILP front points, {counts.get('greedy', 0)} greedy, "
                f"{counts.get('uniform', 0)} uniform")

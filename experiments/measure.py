@@ -145,20 +145,62 @@ def measure_assignment(model_name: str, assignment: Assignment, method: str = "r
 
 
 
+def _stderr_line(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
+#: Benches a Dask worker process has loaded, by (model, seed): a worker measures many points of one model.
+_WORKER_BENCHES: dict[tuple[str, int], ModelBench] = {}
+
+
+def _measure_on_worker(model_name: str, seed: int, inputs: Any, pairs: tuple[tuple[int, int], ...], method: str,
+                       granularity: str, integer: bool) -> dict[str, Any]:
+    """One point on a Dask worker (its bench loaded once per process for a built-in model)."""
+    if inputs is None:
+        bench = _WORKER_BENCHES.get((model_name, seed))
+        if bench is None:
+            bench = _WORKER_BENCHES[(model_name, seed)] = ModelBench(model_name, seed)
+    else:
+        bench = ModelBench(model_name, seed, inputs)
+    return bench._measure(pairs, method, granularity, integer).as_dict()
+
+
 def measure_many(model_name: str, assignments: Sequence[Assignment], method: str = "rtn",
                  granularity: str = "channel", seed: int = 0, integer: bool = False,
-                 progress: bool = False, inputs: Any = None) -> list[MeasuredPoint]:
+                 progress: bool = False, inputs: Any = None, scheduler: str | None = None) -> list[MeasuredPoint]:
     """:func:`measure_assignment` for each of ``assignments``, in order.  The model and data are loaded once,
     every assignment is validated before any is measured, and identical assignments are measured once (their
-    entries are the same :class:`MeasuredPoint`).  ``progress`` shows a rich progress bar on stderr; ``inputs``
-    measures a user's model on its data (:class:`ModelBench`)."""
+    entries are the same :class:`MeasuredPoint`).  ``progress`` shows a rich progress bar on stderr (status lines
+    with an ETA on Dask); ``inputs`` measures a user's model on its data (:class:`ModelBench`).  ``scheduler``
+    (``local:N`` or a Dask scheduler address) measures the points on Dask workers, one torch thread each
+    (:mod:`experiments.cell_runner`)."""
     _check_method(method)
     parse_granularity(granularity)
     if isinstance(assignments, pd.DataFrame | Mapping) or not isinstance(assignments, Sequence):
         raise QuantInputError("assignments must be a sequence (list) of assignments")
+    if scheduler is not None:
+        from sim.sweep import parse_scheduler
+
+        parse_scheduler(scheduler, None)
     bench = ModelBench(model_name, seed, inputs)
     keys = [normalize_assignment(a, bench.layer_names) for a in assignments]
     memo: dict[tuple[tuple[int, int], ...], MeasuredPoint] = {}
+    if scheduler is not None:
+        from experiments.cell_runner import CellJob, run_cells
+
+        distinct = list(dict.fromkeys(keys))
+        jobs = [CellJob(key=f"point-{k}", label=",".join(f"w{w}a{a}" for w, a in pairs), fn=_measure_on_worker,
+                        kwargs={"model_name": model_name, "seed": seed, "inputs": inputs, "pairs": pairs,
+                                "method": method, "granularity": granularity, "integer": integer})
+                for k, pairs in enumerate(distinct)]
+
+        def store(job: CellJob, cell: dict[str, Any]) -> None:
+            memo[job.kwargs["pairs"]] = MeasuredPoint(**cell)
+
+        run_cells(jobs, store, scheduler=scheduler, status=_stderr_line if progress else None)
+        return [memo[k] for k in keys]
     with progress_bar(progress, len(dict.fromkeys(keys)), f"measuring {model_name} ({method})",
                       transient=True) as advance:
         for key in keys:

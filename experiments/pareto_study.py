@@ -78,7 +78,8 @@ def _check_measurable(model_name: str, method: str, user: bool = False) -> None:
 def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: str | Path, x: str,
                      y: str | None = None, n_points: int = 50, limits: Mapping[str, float] | None = None,
                      model_name: str | None = None, method: str = "rtn", seed: int = 0,
-                     greedy_cost: str | None = None, progress: bool = False, inputs: Any = None) -> ParetoStudy:
+                     greedy_cost: str | None = None, progress: bool = False, inputs: Any = None,
+                     scheduler: str | None = None) -> ParetoStudy:
     """Solve the front, build the baselines, measure every point on ``model_name`` (if given), write
     ``points.csv``, ``quality.csv``, ``pareto.json`` and the accuracy plot into ``out_dir``.
 
@@ -86,8 +87,15 @@ def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: st
     ``seed`` >= 0, and (when measuring) a built-in ``model_name`` (or a user's model and data, ``inputs`` from
     :func:`experiments.user_inputs.load_model_and_data`, named ``model_name``) and a known ``method``.  Without
     test labels a point's measured quality is its top-1 agreement with the float model (``metric`` in
-    ``pareto.json``)."""
+    ``pareto.json``).  ``scheduler`` (``local:N`` or a Dask scheduler address) measures the points on Dask
+    workers."""
     n_points = check_count(n_points, "n_points", 1, MAX_POINTS)
+    if scheduler is not None:
+        from sim.sweep import connect_scheduler, parse_scheduler
+
+        _, address, _ = parse_scheduler(scheduler, None)
+        if address is not None:
+            connect_scheduler(address).close()
     seed = check_seed(seed)
     if model_name is not None:
         _check_measurable(model_name, method, user=inputs is not None)
@@ -122,7 +130,8 @@ def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: st
         from experiments.measure import measure_many
 
         every = [s.assignment()[["name", "w_bits", "a_bits"]] for sols in kinds.values() for s in sols]
-        measured = measure_many(model_name, every, method=method, seed=seed, progress=progress, inputs=inputs)
+        measured = measure_many(model_name, every, method=method, seed=seed, progress=progress, inputs=inputs,
+                                scheduler=scheduler)
         points["accuracy"] = [m.accuracy for m in measured]
         points["float_accuracy"] = [m.float_accuracy for m in measured]
         quality = compare_at_budgets(points[points.meets_limits], x)

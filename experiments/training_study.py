@@ -1,8 +1,10 @@
 """Training-time quantization study: the measurements behind docs/quant.md's QGT and DGMS sections.
 
-Run ``python -m experiments.training_study --out results/training_study [--jobs 2]``. Its 181 runs train for
-about 24 CPU-minutes in all (about 13 minutes of wall time with ``--jobs 2`` on 2 cores), all from the shipped
-pretrained models. Every run is one JSON cell under ``<out>/cells/``, written atomically and keyed by its settings
+Run ``python -m experiments.training_study --out results/training_study [--jobs 2 | --scheduler ADDRESS]``. Its
+181 runs train for about 24 CPU-minutes in all (about 13 minutes of wall time with ``--jobs 2`` on 2 cores), all
+from the shipped pretrained models.  The runs go through :mod:`experiments.cell_runner`: in this process by default,
+on ``--jobs N`` local Dask worker processes, or on the workers of a Dask scheduler (``--scheduler tcp://host:port``),
+one torch thread per run, with an ETA on stderr. Every run is one JSON cell under ``<out>/cells/``, written atomically and keyed by its settings
 and the pretrained model's cache key, so an interrupted study resumes and a retrained model recomputes its cells.
 ``<out>/training_study.md`` holds every table; it is rewritten atomically at the end.
 
@@ -34,12 +36,14 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from experiments.cell_runner import CellJob, run_cells
+from sim.errors import InputError
 
 MODELS = ("digits-cnn", "mnist1d-cnn")
 A_BITS = 8
@@ -167,42 +171,45 @@ def run_cell(run: Run) -> dict[str, Any]:
     return cell
 
 
-def collect(out: Path, parts: list[str], jobs: int = 1,
-            on_cell: Callable[[dict[str, Any], bool], None] | None = None) -> list[dict[str, Any]]:
-    """Compute (or reuse) every cell of ``parts`` under ``out/cells``; returns them, each tagged with its part."""
+def collect(out: Path, parts: list[str], scheduler: str | None = None,
+            on_cell: Callable[[dict[str, Any], bool], None] | None = None,
+            status: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Compute (or reuse) every cell of ``parts`` under ``out/cells``; returns them in the study's order, each
+    tagged with its part.  ``scheduler``: None (this process), ``local:N`` or a Dask scheduler address
+    (:mod:`experiments.cell_runner`)."""
     from experiments.cells import read_cell, write_cell
     from quant.models import cache_key
+    from sim.sweep import parse_scheduler
 
+    if scheduler is not None:
+        parse_scheduler(scheduler, None)  # refused before anything is created
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     keys = {m: cache_key(m) for m in MODELS}
-    todo: list[tuple[str, Run, Path]] = []
-    done: list[dict[str, Any]] = []
-    for part in parts:
-        for run in _runs(part):
-            path = cells_dir / _cell_name(run)
-            cell = read_cell(path, keys[run["model"]])
-            if cell is None:
-                todo.append((part, run, path))
-            else:
-                done.append({**cell, "part": part})
-                if on_cell:
-                    on_cell(cell, True)
+    plan = [(part, run, cells_dir / _cell_name(run)) for part in parts for run in _runs(part)]
+    found: dict[str, dict[str, Any]] = {}
+    todo: dict[str, Run] = {}
+    for _, run, path in plan:
+        if path.name in found or path.name in todo:
+            continue
+        cell = read_cell(path, keys[run["model"]])
+        if cell is None:
+            todo[path.name] = run
+        else:
+            found[path.name] = cell
+            if on_cell:
+                on_cell(cell, True)
 
-    def store(part: str, path: Path, cell: dict[str, Any]) -> None:
-        write_cell(path, cell)
-        done.append({**cell, "part": part})
+    def store(job: CellJob, cell: dict[str, Any]) -> None:
+        write_cell(cells_dir / f"{job.key}.json", cell)
+        found[f"{job.key}.json"] = cell
         if on_cell:
             on_cell(cell, False)
 
-    if jobs <= 1:
-        for part, run, path in todo:
-            store(part, path, run_cell(run))
-    else:
-        with ProcessPoolExecutor(jobs) as pool:
-            for (part, _, path), cell in zip(todo, pool.map(run_cell, [r for _, r, _ in todo])):
-                store(part, path, cell)
-    return done
+    jobs = [CellJob(key=Path(name).stem, label=Path(name).stem, fn=run_cell, kwargs={"run": run})
+            for name, run in todo.items()]
+    run_cells(jobs, store, scheduler=scheduler, status=status)
+    return [{**found[path.name], "part": part} for part, _, path in plan]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -396,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (each trains on one thread)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="local Dask worker processes (each trains on one thread); same as --scheduler local:N")
+    parser.add_argument("--scheduler", default=None,
+                        help="Dask scheduler: local:N, or an address tcp://host:port (default: this process)")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]
@@ -413,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cell['model']} {cell['method']} w{cell['w_bits']} e{cell['epochs']} s{cell['seed']} {opts}: "
               f"{cell['accuracy']:.2f}%{' (cached)' if cached else ''}", flush=True)
 
-    cells = collect(args.out, parts, args.jobs, report)
+    scheduler = args.scheduler or (f"local:{args.jobs}" if args.jobs > 1 else None)
+    try:
+        cells = collect(args.out, parts, scheduler, report, status=lambda line: print(line, file=sys.stderr))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     text = "# Training-time quantization study (`python -m experiments.training_study`)\n\n" + render(cells, parts)
     with atomic_path(args.out / "training_study.md") as tmp:
         tmp.write_text(text)

@@ -143,3 +143,17 @@ def test_measure_assignment_validates_its_arguments(kwargs: dict, needle: str) -
 def test_measure_many_needs_a_sequence() -> None:
     with pytest.raises(QuantInputError, match="sequence"):
         measure_many(MODEL, MIXED)
+
+
+@pytest.mark.slow
+def test_points_measured_on_dask_workers_match_this_process() -> None:
+    """The Pareto measurement on two local Dask workers gives the same points as in this process."""
+    bench = ModelBench("digits-cnn")
+    names = bench.layer_names
+    points = [bench.uniform(8, 8), bench.uniform(4, 8), {n: (2 if i % 2 else 4, 8) for i, n in enumerate(names)},
+              bench.uniform(4, 8)]
+    here = measure_many("digits-cnn", points, method="gptq")
+    there = measure_many("digits-cnn", points, method="gptq", scheduler="local:2")
+    assert [p.accuracy for p in here] == [p.accuracy for p in there]
+    assert [p.pairs for p in here] == [p.pairs for p in there]
+    assert there[1] is there[3]  # identical assignments are measured once

@@ -69,7 +69,8 @@ def test_collect_resumes_and_recomputes_cells_of_another_pretrained_model(tmp_pa
     assert len(calls) == 1 and calls[0]["model"] == "mnist1d-cnn"
 
 
-@pytest.mark.parametrize("argv", [["--parts", "qgt-magic"], ["--jobs", "0"]])
+@pytest.mark.parametrize("argv", [["--parts", "qgt-magic"], ["--jobs", "0"], ["--scheduler", "local:0"],
+                                  ["--scheduler", "nonsense"]])
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, capsys, argv: list[str]) -> None:
     assert ts.main(["--out", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err
