@@ -11,19 +11,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn, Protocol
+
+import numpy as np
 
 from search.errors import InfeasibleBudgetError
+from search.problem import Problem
 
-if TYPE_CHECKING:
-    from search.ilp import AssignmentModel
 
-__all__ = ["raise_infeasible", "diagnose"]
+class DiagnosableModel(Protocol):
+    """What the diagnosis needs of a model (:class:`search.ilp.AssignmentModel` has it): the problem, an elastic
+    solve and the minimum of a column under other limits."""
+
+    problem: Problem
+
+    def elastic_solve(self, limits: Mapping[str, float]) -> tuple[dict[str, float], np.ndarray]: ...
+
+    def minimum(self, column: str, limits: Mapping[str, float] | None = None) -> float | None: ...
+
+
+__all__ = ["raise_infeasible", "diagnose", "DiagnosableModel"]
 
 _VIOLATION_TOL = 1e-9
 
 
-def diagnose(model: AssignmentModel, limits: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+def diagnose(model: DiagnosableModel, limits: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
     """Budgets that cannot be met -> smallest feasible limit, and one phrase per budget."""
     violation, choice = model.elastic_solve(limits)
     _, relaxed = model.problem.evaluate(choice, limits)
@@ -46,7 +58,7 @@ def diagnose(model: AssignmentModel, limits: Mapping[str, float]) -> tuple[dict[
     return needed, phrases
 
 
-def raise_infeasible(model: AssignmentModel, limits: Mapping[str, float]) -> NoReturn:
+def raise_infeasible(model: DiagnosableModel, limits: Mapping[str, float]) -> NoReturn:
     """Raise :class:`InfeasibleBudgetError` with the diagnosis of ``limits``."""
     needed, phrases = diagnose(model, limits)
     raise InfeasibleBudgetError("infeasible budgets: " + "; ".join(phrases), needed)
