@@ -18,6 +18,8 @@ import numpy as np
 from search.errors import InfeasibleBudgetError
 from search.problem import Problem
 
+__all__ = ["raise_infeasible", "diagnose", "DiagnosableModel"]
+
 
 class DiagnosableModel(Protocol):
     """What the diagnosis needs of a model (:class:`search.ilp.AssignmentModel` has it): the problem, an elastic
@@ -29,8 +31,6 @@ class DiagnosableModel(Protocol):
 
     def minimum(self, column: str, limits: Mapping[str, float] | None = None) -> float | None: ...
 
-
-__all__ = ["raise_infeasible", "diagnose", "DiagnosableModel"]
 
 _VIOLATION_TOL = 1e-9
 
