@@ -4,8 +4,9 @@ Run ``python -m experiments.training_study --out results/training_study [--jobs 
 181 runs train for about 24 CPU-minutes in all (about 13 minutes of wall time with ``--jobs 2`` on 2 cores), all
 from the shipped pretrained models.  The runs go through :mod:`experiments.cell_runner`: in this process by default,
 on ``--jobs N`` local Dask worker processes, or on the workers of a Dask scheduler (``--scheduler tcp://host:port``),
-one torch thread per run, with an ETA on stderr. Every run is one JSON cell under ``<out>/cells/``, written atomically and keyed by its settings
-and the pretrained model's cache key, so an interrupted study resumes and a retrained model recomputes its cells.
+one torch thread per run, with an ETA on stderr.  Every run is one JSON cell under ``<out>/cells/``, written
+atomically and keyed by its settings and the pretrained model's cache key, so an interrupted study resumes and a
+retrained model recomputes its cells.
 ``<out>/training_study.md`` holds every table; it is rewritten atomically at the end.
 
 Parts (``--parts``, comma-separated; default all):
