@@ -31,6 +31,7 @@ _ROW_TOL = 1e-9  # HiGHS's primal feasibility tolerance on a (scaled) budget row
 _OBJ_TOL = 1e-9  # relative margin kept above the incumbent before a choice is pruned
 _LAMBDA_SCALES = (1.0, 1.03, 1.1)  # multiples of the LP's multipliers whose minimizers start the heuristic
 _KICKS = 8  # objective-lowering moves tried per round of kicks
+_KICKS_SEARCHED = 3  # of which the best repaired ones are searched locally
 
 
 @dataclass(frozen=True)
@@ -216,24 +217,26 @@ def _incumbent(f: Pairwise, rhs: np.ndarray, x_lp: np.ndarray, lam: np.ndarray) 
 
 
 def _kicks(f: Pairwise, rhs: np.ndarray, choice: np.ndarray) -> np.ndarray:
-    """Escape a local optimum: force one of the moves that would lower the objective (and break a budget), repair
-    and search locally again; keep the result when it is better.  Repeats while a kick helps."""
+    """Escape a local optimum: force one of the moves that would lower the objective (and break a budget) and
+    repair; the best repaired kicks are searched locally again, and the result is kept when it is better.
+    Repeats while a kick helps."""
     value = float(f.totals(choice)[0])
     for _ in range(f.n_units):
         totals = f.totals(choice)
         delta = f.move_totals(choice)[0] - totals[0]
-        order = np.argsort(delta, axis=None, kind="stable")[:_KICKS]
-        best, best_value = None, value
-        for flat in order:
+        repaired: list[tuple[float, np.ndarray]] = []
+        for flat in np.argsort(delta, axis=None, kind="stable")[:_KICKS]:
             u, p = np.unravel_index(int(flat), delta.shape)
             if not delta[u, p] < 0:
                 break
             kicked = choice.copy()
             kicked[u] = p
-            repaired = _repair(f, rhs, kicked, frozen=int(u))
-            if repaired is None:
-                continue
-            trial = _local_search(f, rhs, repaired)
+            fixed = _repair(f, rhs, kicked, frozen=int(u))
+            if fixed is not None:
+                repaired.append((float(f.totals(fixed)[0]), fixed))
+        best, best_value = None, value
+        for _, start in sorted(repaired, key=lambda item: item[0])[:_KICKS_SEARCHED]:
+            trial = _local_search(f, rhs, start)
             trial_value = float(f.totals(trial)[0])
             if trial_value < best_value - 1e-12 * max(1.0, abs(best_value)):
                 best, best_value = trial, trial_value
