@@ -21,7 +21,7 @@ import numpy as np
 from search.interrupts import sigint_kept
 from search.problem import Problem
 
-__all__ = ["HighsMip", "RunResult", "ELASTIC"]
+__all__ = ["HighsMip", "RunResult", "ELASTIC", "column_scale", "product_layers"]
 
 #: Name of the objective that sums the elastic violations.
 ELASTIC = "elastic"
@@ -64,10 +64,10 @@ class HighsMip:
         self._hs = highspy
         self.problem = pr = problem
         self.budgets = list(budgets)
-        self.scales = {b: _column_scale(pr.costs[b], pr.n_layers) for b in pr.columns}
+        self.scales = {b: column_scale(pr.costs[b], pr.n_layers) for b in pr.columns}
         s_max = float(pr.sensitivity.max()) if pr.sensitivity.size else 0.0
         self.scales["sensitivity"] = 1.0 / s_max if s_max > 0 else 1.0
-        self.product_layers = _product_layers(pr)
+        self.product_layers = product_layers(pr)
         n_x = pr.n_units * pr.n_pairs
         n_o = len(pr.out_widths) if pr.coupled else 0
         self.n_x, self._n_o = n_x, n_o
@@ -278,13 +278,13 @@ class HighsMip:
         return f"{solver.versionMajor()}.{solver.versionMinor()}.{solver.versionPatch()}"
 
 
-def _column_scale(table: np.ndarray, n_layers: int) -> float:
+def column_scale(table: np.ndarray, n_layers: int) -> float:
     """1 / the largest total ``table`` can reach (1 if that is 0)."""
     worst = table.reshape(n_layers, -1).max(axis=1).sum()
     return 1.0 / worst if worst > 0 else 1.0
 
 
-def _product_layers(pr: Problem) -> list[int]:
+def product_layers(pr: Problem) -> list[int]:
     """Coupled layers whose cost is not separable in (own pair, consumer's width) for some column: only these
     need product variables.  ``cost[p, o]`` is separable iff ``cost[p, o] - cost[p, 0] - cost[0, o] + cost[0, 0]
     == 0`` for all p, o."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from search.errors import InfeasibleBudgetError, SearchInputError
+from search.highs_mip import column_scale, product_layers
 from search.interrupts import sigint_kept
 from search.problem import Problem
 from search.solution import SENSITIVITY, Solution
@@ -46,12 +47,6 @@ class PyomoAssignmentModel:
         self._active: str | None = None
 
     # --- construction ---------------------------------------------------------------------------------------
-    def _scale(self, column: str) -> float:
-        """1 / the largest total ``column`` can reach (1 if that is 0)."""
-        table = self.problem.costs[column]
-        worst = table.reshape(self.problem.n_layers, -1).max(axis=1).sum()
-        return 1.0 / worst if worst > 0 else 1.0
-
     def _terms(self, table: np.ndarray, scale: float) -> list:
         """Linear terms of a per-layer table ([L, P] or [L, P, O]) over x and y."""
         pr, m = self.problem, self.m
@@ -76,26 +71,12 @@ class PyomoAssignmentModel:
                   if unit_coef[u, p]]
         return terms
 
-    def _product_layers_of(self) -> list[int]:
-        """Coupled layers whose cost is not separable in (own pair, consumer's width) for some column:
-        only these need product variables.  ``cost[p, o]`` is separable iff
-        ``cost[p, o] - cost[p, 0] - cost[0, o] + cost[0, 0] == 0`` for all p, o."""
-        pr = self.problem
-        if not pr.coupled or len(pr.out_widths) < 2:
-            return []
-        need = np.zeros(pr.n_layers, dtype=bool)
-        for table in pr.costs.values():
-            interaction = table - table[:, :, :1] - table[:, :1, :] + table[:, :1, :1]
-            size = np.abs(table).max(axis=(1, 2))
-            need |= np.abs(interaction).max(axis=(1, 2)) > 1e-12 * size
-        return [int(v) for v in np.flatnonzero(need & (pr.consumer >= 0))]
-
     def _build(self) -> None:
         pyo, pr = self._pyo, self.problem
         m = self.m = pyo.ConcreteModel(name="lowbit-assignment")
         m.x = pyo.Var(range(pr.n_units), range(pr.n_pairs), domain=pyo.Binary)
         m.one = pyo.Constraint(range(pr.n_units), rule=lambda m, u: sum(m.x[u, p] for p in range(pr.n_pairs)) == 1)
-        self._product_layers = self._product_layers_of()
+        self._product_layers = product_layers(pr)
         if self._product_layers:
             n_o = len(pr.out_widths)
             own = pr.out_index()[0]
@@ -107,7 +88,7 @@ class PyomoAssignmentModel:
             m.y_cols = pyo.Constraint(self._product_layers, range(n_o), rule=lambda m, l, o: sum(
                 m.y[l, p, o] for p in range(pr.n_pairs)) == sum(
                 m.x[int(pr.unit_of[pr.consumer[l]]), q] for q in range(pr.n_pairs) if own[q] == o))
-        self._scales = {b: self._scale(b) for b in pr.columns}
+        self._scales = {b: column_scale(pr.costs[b], pr.n_layers) for b in pr.columns}
         m.rhs = pyo.Param(self.budgets, mutable=True, initialize=_INF_RHS)
         m.elastic = pyo.Var(self.budgets, domain=pyo.NonNegativeReals)
         for b in self.budgets:
