@@ -7,6 +7,8 @@ Prints, per model and bit width: test accuracy of float / RTN / GPFQ, the relati
 ``||y_q - y||^2 / ||y||^2`` of RTN and GPFQ and their **ratio** (RTN / GPFQ, > 1 means GPFQ is better), and the
 GPFQ wall time (best of ``--repeat`` runs; this machine is shared, so single runs are noisy).  Then the Gram vs
 direct engine timings on layer shapes of the size lowbit meets, and the single-neuron error-decay slope.
+GPFQ and GPTQ against brevitas's ``gpfq_mode`` / ``gptq_mode`` (same layers, data and grid, brevitas in its own
+venv): ``python benchmarks/brevitas/compare.py --install``.
 """
 
 from __future__ import annotations
