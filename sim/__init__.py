@@ -10,13 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sim.config import Chip, load_chip, preset_names
+    from sim.chip_loader import load_chip
+    from sim.config import Chip, preset_names
     from sim.costs import COST_COLUMNS, COST_UNITS, simulate
     from sim.errors import InputError
     from sim.pairs import format_pair, parse_pair, parse_pairs
     from sim.workload import Layer, Workload, load_workload
 
-_EXPORTS = {"Chip": "sim.config", "load_chip": "sim.config", "preset_names": "sim.config",
+_EXPORTS = {"Chip": "sim.config", "load_chip": "sim.chip_loader", "preset_names": "sim.config",
             "COST_COLUMNS": "sim.costs", "COST_UNITS": "sim.costs", "simulate": "sim.costs",
             "InputError": "sim.errors", "format_pair": "sim.pairs", "parse_pair": "sim.pairs",
             "parse_pairs": "sim.pairs", "Layer": "sim.workload", "Workload": "sim.workload",

@@ -15,13 +15,12 @@ from pydantic import TypeAdapter, ValidationError, WrapValidator, field_validato
 from pydantic_core import PydanticCustomError
 
 from sim.errors import InputError
-from sim.io import read_yaml
 from sim.pairs import DEFAULT_MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
 from sim.precision import FUSION_WIDTHS
 from sim.schema import RANGE_ERROR, SramKiB, StrictModel, bounded_float, bounded_int, format_validation, number_text
 from sim.technology import Technology, load_technology
 
-__all__ = ["Chip", "ArrayConfig", "PEConfig", "MemoryConfig", "load_chip", "chip_from_dict", "preset_names",
+__all__ = ["Chip", "ArrayConfig", "PEConfig", "MemoryConfig", "chip_from_dict", "preset_names",
            "with_mapping",
            "CHIPS_DIR", "MAX_ARRAY_DIM", "CLOCK_MHZ_RANGE", "DRAM_BW_RANGE"]
 
@@ -227,23 +226,3 @@ def with_mapping(chip: Chip, mapping: str | None = None, objective: str | None =
 
 def preset_names() -> list[str]:
     return sorted(p.stem for p in CHIPS_DIR.glob("*.yaml"))
-
-
-def load_chip(path_or_preset: str | Path | Chip) -> Chip:
-    """A preset name (see :func:`preset_names`), a chip YAML path, or a SCALE-Sim ``.cfg`` path."""
-    if isinstance(path_or_preset, Chip):
-        return path_or_preset
-    text = str(path_or_preset)
-    preset = CHIPS_DIR / f"{text.replace('-', '_')}.yaml"
-    path = preset if preset.is_file() else Path(text)
-    if path.suffix == ".cfg":
-        from sim.scalesim_cfg import read_scalesim_cfg
-
-        return read_scalesim_cfg(path)
-    if not path.is_file():
-        raise InputError(f"unknown chip {text!r}: not a preset ({', '.join(preset_names())}) nor an existing "
-                         f".yaml or .cfg file")
-    doc = read_yaml(path, "chip file")
-    if isinstance(doc, dict) and "name" not in doc:
-        doc = {**doc, "name": path.stem}
-    return chip_from_dict(doc, where=str(path))

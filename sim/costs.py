@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from sim.chip_loader import load_chip
 from sim.chipbatch import ChipBatch
-from sim.config import Chip, load_chip
+from sim.config import Chip
 from sim.engine import check_mappable, evaluate
 from sim.layerbatch import LayerBatch
 from sim.mapping import GEMM_ORDER_NAMES

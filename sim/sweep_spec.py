@@ -38,8 +38,9 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from sim.chip_loader import load_chip
 from sim.chipbatch import mac_energy_pj
-from sim.config import Chip, load_chip
+from sim.config import Chip
 from sim.errors import InputError
 from sim.io import read_yaml
 from sim.pairs import Pair, format_pair

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/scalesim/compare.py`` (options: ``--help``).
 
 For each reference under ``tests/sim/data/scalesim*/`` (a directory holding a SCALE-Sim ``.cfg``, its
 topology CSV and SCALE-Sim's ``COMPUTE_REPORT.csv``), lowbit evaluates the same chip
-(``sim.config.load_chip(cfg)``: fixed 8-bit PE, SCALE-Sim's fold model) on the same workload
+(``sim.chip_loader.load_chip(cfg)``: fixed 8-bit PE, SCALE-Sim's fold model) on the same workload
 (``sim.workload.read_topology_csv``) at w8a8, and the script prints one table row per run:
 
 * **cycles** - layers whose ``compute_cycles`` equal SCALE-Sim's compute cycles, "Total Cycles" minus

@@ -41,7 +41,8 @@ from generate import CHIP, NETWORKS, OBJECTIVES, REFERENCE, write_inputs  # noqa
 
 import sim  # noqa: E402
 from benchmarks.provenance import replace_marked_block  # noqa: E402
-from sim.config import CHIPS_DIR, Chip, chip_from_dict, load_chip  # noqa: E402
+from sim.chip_loader import load_chip  # noqa: E402
+from sim.config import CHIPS_DIR, Chip, chip_from_dict  # noqa: E402
 from sim.errors import InputError  # noqa: E402
 from sim.io import read_yaml  # noqa: E402
 

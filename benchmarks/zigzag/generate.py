@@ -41,8 +41,9 @@ from typing import Any
 
 import yaml
 
+from sim.chip_loader import load_chip
 from sim.chipbatch import mac_energy_pj
-from sim.config import Chip, load_chip
+from sim.config import Chip
 from sim.workload import zoo
 from sim.workload.layer import Layer, Workload
 

@@ -71,7 +71,7 @@ def test_groups_are_padded_only_when_padding_is_cheap() -> None:
 
 def test_a_bandwidth_sweep_of_a_preset_equals_the_chips_alone() -> None:
     """The same on a real network and the preset the demo uses, every pair."""
-    from sim.config import load_chip
+    from sim.chip_loader import load_chip
 
     base = load_chip("bitfusion_edge")
     chips = [base.model_copy(update={"name": f"bw{bw}", "memory": base.memory.model_copy(

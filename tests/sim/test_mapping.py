@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sim import InputError, simulate
+from sim.chip_loader import load_chip
 from sim.chipbatch import DATAFLOW_CODES, ChipBatch
-from sim.config import chip_from_dict, load_chip
+from sim.config import chip_from_dict
 from sim.engine import check_mappable, evaluate
 from sim.layerbatch import LayerBatch
 from sim.mapping import N_TILE_CHOICES, SCALESIM_ORDER, Mapping, candidates, row_tiles
