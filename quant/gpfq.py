@@ -69,10 +69,10 @@ from torch.nn import functional as F
 
 from quant.errors import QuantInputError
 from quant.fakequant import QuantLayer, activations_off, quant_layers
+from quant.layerwise import check_calibration, check_weight_bits, layer_weight_bits
 from quant.prefix import inputs_in_order
 from quant.quantizer import (
     MAX_BITS,
-    MIN_BITS,
     Blocks,
     QuantSpec,
     block_bounds,
@@ -110,12 +110,6 @@ def _to_f64(name: str, a: Any) -> np.ndarray:
     return arr
 
 
-def _check_bits(bits: Any) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not MIN_BITS <= int(bits) <= MAX_BITS:
-        raise QuantInputError(f"bits must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
-    return int(bits)
-
-
 def _check_alphabet(alphabet: Any) -> str:
     if alphabet not in ALPHABETS:
         raise QuantInputError(f"unknown alphabet {alphabet!r} (allowed: {', '.join(ALPHABETS)})")
@@ -133,7 +127,7 @@ def alphabet_scales(weight: np.ndarray, bits: int, blocks: Blocks, kernel: int =
 
     ``"bbit"``: ``C * max|W_block| / (2^(b-1) - 1)``; ``"paper"``: ``C * mean_rows(max_cols |W_block|) / 2^(b-1)``.
     An all-zero block gets step ``C`` (any step represents it exactly)."""
-    bits, alphabet = _check_bits(bits), _check_alphabet(alphabet)
+    bits, alphabet = check_weight_bits(bits), _check_alphabet(alphabet)
     w = np.asarray(weight, dtype=np.float64)
     if alphabet == "bbit":
         return C * block_scales(w, blocks, QuantSpec(bits), kernel)
@@ -346,7 +340,7 @@ def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, bloc
         ``(codes, scales)`` when ``return_codes``.
     """
     is_torch = isinstance(W, torch.Tensor)
-    bits, alphabet = _check_bits(bits), _check_alphabet(alphabet)
+    bits, alphabet = check_weight_bits(bits), _check_alphabet(alphabet)
     w = _to_f64("W", W)
     x = _to_f64("X", X)
     xq = None if X_quantized is None else _to_f64("X_quantized", X_quantized)
@@ -517,13 +511,7 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
         ``model`` (quantized in place).
     """
     alphabet = _check_alphabet(alphabet)
-    if not isinstance(model, nn.Module):
-        raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(calib_x, torch.Tensor):
-        raise QuantInputError(f"calib_x must be a torch.Tensor, got {type(calib_x).__name__}")
-    if len(calib_x) == 0:
-        raise QuantInputError("empty calibration set")
-    check_finite("calibration inputs", calib_x.detach().cpu().double().numpy())
+    check_calibration(model, calib_x)
     if patch_fraction is not None and (isinstance(patch_fraction, bool) or not isinstance(
             patch_fraction, (int, float)) or not 0 < patch_fraction <= 1):
         raise QuantInputError(f"patch_fraction must be in (0, 1], got {patch_fraction!r}")
@@ -531,26 +519,11 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
     if method not in ("auto", "gram", "direct"):
         raise QuantInputError(f"unknown method {method!r} (allowed: auto, gram, direct)")
     grid = _check_grid(scale_grid) if scale_search else None
-    layers = quant_layers(model, calib_x[:1])
-    if not layers:
-        raise QuantInputError("the model has no QuantLayer; pass it through quant.fakequant.prepare first")
-    if isinstance(w_bits, dict):
-        unknown = sorted(set(w_bits) - {n for n, _ in layers})
-        if unknown:
-            raise QuantInputError(f"w_bits names unknown layers {unknown} (layers: {[n for n, _ in layers]})")
-    bits_of = {}
-    for name, _ in layers:
-        if isinstance(w_bits, dict):
-            if name not in w_bits:
-                raise QuantInputError(f"w_bits has no entry for layer {name!r}")
-            b = w_bits[name]
-        else:
-            b = w_bits
-        b = _check_bits(b)
+    layers, bits_of = layer_weight_bits(model, calib_x, w_bits)
+    for name, b in bits_of.items():
         if alphabet == "paper" and b + 1 > MAX_BITS:
             raise QuantInputError(f"layer {name!r}: the paper alphabet at {b} bits needs {b + 1}-bit codes "
                                   f"(max {MAX_BITS})")
-        bits_of[name] = b
 
     float_model = copy.deepcopy(model)
     float_layers = quant_layers(float_model)

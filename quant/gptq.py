@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from quant.errors import QuantInputError
-from quant.fakequant import quant_layers
 from quant.gpfq import layer_inputs_2d
+from quant.layerwise import check_calibration, layer_weight_bits
 from quant.prefix import inputs_in_order
-from quant.quantizer import MAX_BITS, MIN_BITS, Blocks, QuantSpec, block_scales, check_finite, expand_blocks
+from quant.quantizer import Blocks, QuantSpec, block_scales, expand_blocks
 from quant.rtn import granularity_blocks
 
 __all__ = ["gptq_weights", "gptq_quantize", "DEFAULT_DAMP", "DEFAULT_BLOCK_SIZE"]
@@ -41,12 +41,6 @@ __all__ = ["gptq_weights", "gptq_quantize", "DEFAULT_DAMP", "DEFAULT_BLOCK_SIZE"
 DEFAULT_DAMP = 0.01
 #: Columns per lazy batch (the paper's 128).
 DEFAULT_BLOCK_SIZE = 128
-
-
-def _check_bits(bits: Any) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not MIN_BITS <= bits <= MAX_BITS:
-        raise QuantInputError(f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
-    return int(bits)
 
 
 def _check_options(damp: Any, block_size: Any) -> tuple[float, int]:
@@ -116,24 +110,8 @@ def gptq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
     ``name``, ``bits``, ``rows``, ``cols``, ``out``, ``rel_sq_error`` (``||X~ W^T - X~ Q^T||^2 / ||X~ W^T||^2``),
     ``dead_columns`` and ``seconds``."""
     damp, block_size = _check_options(damp, block_size)
-    if not isinstance(model, nn.Module):
-        raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(calib_x, torch.Tensor):
-        raise QuantInputError(f"calib_x must be a torch.Tensor, got {type(calib_x).__name__}")
-    if len(calib_x) == 0:
-        raise QuantInputError("empty calibration set")
-    check_finite("calibration inputs", calib_x.detach().cpu().double().numpy())
-    layers = quant_layers(model, calib_x[:1])
-    if not layers:
-        raise QuantInputError("the model has no QuantLayer; pass it through quant.fakequant.prepare first")
-    if isinstance(w_bits, dict):
-        unknown = sorted(set(w_bits) - {n for n, _ in layers})
-        if unknown:
-            raise QuantInputError(f"w_bits names unknown layers {unknown} (layers: {[n for n, _ in layers]})")
-        missing = [n for n, _ in layers if n not in w_bits]
-        if missing:
-            raise QuantInputError(f"w_bits has no entry for layer {missing[0]!r}")
-    bits_of = {n: _check_bits(w_bits[n] if isinstance(w_bits, dict) else w_bits) for n, _ in layers}
+    check_calibration(model, calib_x)
+    layers, bits_of = layer_weight_bits(model, calib_x, w_bits)
     for _, layer in layers:
         granularity_blocks(layer, granularity)  # refuse a grid that does not fit before any work
     for (name, layer), x_q in zip(layers, inputs_in_order(model, layers, calib_x, batch)):

@@ -93,7 +93,7 @@ class ExactSolver:
             inc_value = float(functions.totals(incumbent)[0])
             bound = min_marginals(functions.combine([1.0, *lam])) - float(lam @ (rhs + _ROW_TOL))
             allowed = bound <= inc_value + _OBJ_TOL * max(1.0, abs(inc_value))
-            allowed[np.arange(len(incumbent)), incumbent] = True  # (always true already; kept explicit)
+            allowed[np.arange(len(incumbent)), incumbent] = True  # true in exact arithmetic; guards rounding
             mip.set_allowed(allowed)
         t3 = time.process_time()
         try:

@@ -181,9 +181,6 @@ class HighsMip:
         """[U, P] booleans: x[u, p] may be 1 only where allowed (None: everywhere)."""
         self.col_upper[:self.n_x] = 1.0 if allowed is None else np.asarray(allowed, dtype=np.float64).ravel()
 
-    def cost_vector(self, name: str) -> np.ndarray:
-        return self._costs[name]
-
     def start_columns(self, choice: np.ndarray) -> np.ndarray:
         """Every column's value for a per-unit choice (elastic violations 0)."""
         pr = self.problem

@@ -39,7 +39,7 @@ from search.highs_mip import ELASTIC, HighsMip, RunResult
 from search.infeasible import raise_infeasible
 from search.problem import Problem
 from search.solution import SENSITIVITY, Solution
-from search.validate import check_time_limit
+from search.validate import check_limits, check_time_limit
 
 __all__ = ["AssignmentModel", "Solution", "solve", "SENSITIVITY"]
 
@@ -66,19 +66,7 @@ class AssignmentModel:
     # --- limits ----------------------------------------------------------------------------------------------
     def set_limits(self, limits: Mapping[str, float]) -> dict[str, float]:
         """Check ``limits`` (declared budgets, not NaN, not -inf); the finite ones, unscaled."""
-        unknown = [b for b in limits if b not in self.budgets]
-        if unknown:
-            raise SearchInputError(f"budget {unknown[0]!r} was not declared for this model ({', '.join(self.budgets)})")
-        clean: dict[str, float] = {}
-        for b in self.budgets:
-            lim = float(limits.get(b, math.inf))
-            if math.isnan(lim):
-                raise SearchInputError(f"budget {b}: limit is NaN")
-            if math.isfinite(lim):
-                clean[b] = lim
-            elif lim < 0:
-                raise SearchInputError(f"budget {b}: limit is -inf")
-        return clean
+        return check_limits(self.budgets, limits)
 
     def _scaled(self, limits: Mapping[str, float]) -> dict[str, float]:
         return {b: lim * self._mip.scale_of(b) for b, lim in limits.items()}

@@ -8,7 +8,6 @@ and ``benchmarks/bench_search.py`` compare it with, and a way to export the mode
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -19,7 +18,7 @@ from search.highs_mip import column_scale, product_layers
 from search.interrupts import sigint_kept
 from search.problem import Problem
 from search.solution import SENSITIVITY, Solution
-from search.validate import check_time_limit
+from search.validate import check_limits, check_time_limit
 
 __all__ = ["PyomoAssignmentModel"]
 
@@ -116,19 +115,9 @@ class PyomoAssignmentModel:
 
     # --- solving ----------------------------------------------------------------------------------------------
     def _set_limits(self, limits: Mapping[str, float]) -> dict[str, float]:
-        unknown = [b for b in limits if b not in self.budgets]
-        if unknown:
-            raise SearchInputError(f"budget {unknown[0]!r} was not declared for this model ({', '.join(self.budgets)})")
-        clean: dict[str, float] = {}
+        clean = check_limits(self.budgets, limits)
         for b in self.budgets:
-            lim = float(limits.get(b, math.inf))
-            if math.isnan(lim):
-                raise SearchInputError(f"budget {b}: limit is NaN")
-            self.m.rhs[b] = _INF_RHS if math.isinf(lim) and lim > 0 else lim * self._scales[b]
-            if math.isfinite(lim):
-                clean[b] = lim
-            elif lim < 0:
-                raise SearchInputError(f"budget {b}: limit is -inf")
+            self.m.rhs[b] = clean[b] * self._scales[b] if b in clean else _INF_RHS
         return clean
 
     def _run(self, objective: str, time_limit: float | None):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 
 from search.errors import SearchInputError
 
-__all__ = ["check_time_limit", "check_count", "check_seed", "MAX_POINTS"]
+__all__ = ["check_time_limit", "check_count", "check_seed", "check_limits", "MAX_POINTS"]
 
 #: Most ε values one Pareto sweep may ask for: each can be one ILP solve, and a front of a few hundred points is
 #: already finer than any budget a user sets.
@@ -44,3 +45,21 @@ def check_count(value: object, name: str, minimum: int = 1, maximum: int | None 
 def check_seed(value: object, name: str = "seed") -> int:
     """A non-negative integer seed."""
     return check_count(value, name, minimum=0)
+
+
+def check_limits(budgets: Sequence[str], limits: Mapping[str, float]) -> dict[str, float]:
+    """Limits of a model's declared ``budgets``: none undeclared, none NaN or -inf; the finite ones, as floats
+    (an absent or +inf limit leaves its budget unlimited)."""
+    unknown = [b for b in limits if b not in budgets]
+    if unknown:
+        raise SearchInputError(f"budget {unknown[0]!r} was not declared for this model ({', '.join(budgets)})")
+    clean: dict[str, float] = {}
+    for b in budgets:
+        lim = float(limits.get(b, math.inf))
+        if math.isnan(lim):
+            raise SearchInputError(f"budget {b}: limit is NaN")
+        if math.isfinite(lim):
+            clean[b] = lim
+        elif lim < 0:
+            raise SearchInputError(f"budget {b}: limit is -inf")
+    return clean

@@ -28,7 +28,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from quant.requant import requantize
+from quant.integer import requantize
 from rtl.benches import env_int, parameters
 
 
