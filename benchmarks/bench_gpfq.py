@@ -1,7 +1,8 @@
 """Benchmark GPFQ (quant.gpfq) against RTN on lowbit's real models, plus its single-layer engines.
 
 Run: ``python benchmarks/bench_gpfq.py`` (options: ``--help``; ``--seeds 0 1 2`` repeats on more trained models,
-``--ablate`` adds GPFQ without scale search / without bias correction / with the paper's 2^b+1-level alphabet).
+``--ablate`` adds GPFQ without scale search (its default step, and RTN's) / without bias correction / with the
+paper's 2^b+1-level alphabet).
 
 Prints, per model and bit width: test accuracy of float / RTN / GPFQ, the relative test-set logit error
 ``||y_q - y||^2 / ||y||^2`` of RTN and GPFQ and their **ratio** (RTN / GPFQ, > 1 means GPFQ is better), and the
@@ -39,7 +40,8 @@ def _rel_err(model, ref_out, x) -> float:
 def bench_models(names, seeds, bits_list, repeat, ablate) -> None:
     variants = {"gpfq": {}}
     if ablate:
-        variants |= {"no-search": {"scale_search": False}, "no-bias": {"bias_correction": False},
+        variants |= {"no-search": {"scale_search": False}, "no-search RTN step": {"scale_search": False, "C": 1.0},
+                     "no-bias": {"bias_correction": False},
                      "paper(b+1-bit codes)": {"alphabet": "paper", "scale_search": False}}
     print(f"{'model':12s} {'seed':>4s} {'bits':>5s} {'float':>6s} {'RTN':>6s} {'GPFQ':>6s} "
           f"{'errRTN':>8s} {'errGPFQ':>8s} {'ratio':>6s} {'GPFQ s':>7s}  ablations (acc / err)")

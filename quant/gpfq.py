@@ -43,8 +43,14 @@ Guards (choices documented here, see also ``REFERENCES.md`` section 2):
 
 Alphabets:
 
-* ``"bbit"`` (default, hardware): codes ``[-2^(b-1), 2^(b-1) - 1]`` (``QuantSpec(b)``), one scale per block, by
-  default ``C * max|W_block| / (2^(b-1) - 1)`` with ``C = 1`` -- the same grid RTN uses;
+* ``"bbit"`` (default, hardware): codes ``[-2^(b-1), 2^(b-1) - 1]`` (``QuantSpec(b)``), one scale per block,
+  ``C`` times RTN's step ``max|W_block| / (2^(b-1) - 1)``.  Without a scale search ``C`` defaults to
+  ``(2^(b-1) - 1) / 2^(b-1)``, i.e. the step ``max|W_block| / 2^(b-1)``, which puts all ``2^b`` codes inside the
+  weights' range (RTN's step leaves the bottom code ``-2^(b-1)`` beyond ``-max|W|``, so at 2 bits only 3 of the
+  4 codes can be used).  The top of the range is clipped by one step; GPFQ's error feedback carries the clipped part
+  to the later weights, which is why this pays off here and not for RTN (docs/quant.md has the ablation).  A scale
+  search multiplies RTN's step itself (``C = 1``), so its default grid 0.30 .. 1.00 contains both steps at 2 and
+  3 bits;
 * ``"paper"``: the reference code's ``2^b + 1`` levels ``k * delta``, ``k = -2^(b-1) .. 2^(b-1)``, with
   ``delta = C * r / 2^(b-1)`` and ``r`` the mean over the block's rows of their max ``|w|``.  The codes need
   **b + 1 bits**; :func:`gpfq_quantize` installs them with ``QuantSpec(b + 1)`` (so ``b <= 7`` there).
@@ -83,11 +89,11 @@ from quant.quantizer import (
 )
 from quant.rtn import granularity_blocks
 
-__all__ = ["quantize_weights", "correct_bias", "gpfq_quantize", "layer_inputs_2d", "alphabet_scales", "ALPHABETS",
-           "DEFAULT_SCALE_GRID", "DEAD_COLUMN_RTOL"]
+__all__ = ["quantize_weights", "correct_bias", "gpfq_quantize", "layer_inputs_2d", "alphabet_scales",
+           "full_code_multiplier", "ALPHABETS", "DEFAULT_SCALE_GRID", "DEAD_COLUMN_RTOL"]
 
 ALPHABETS = ("bbit", "paper")
-#: Scale multipliers tried per output-row group by ``scale_search`` (relative to the max-abs scale).
+#: Scale multipliers tried per output-row group by ``scale_search`` (of RTN's step ``max|W| / (2^(b-1) - 1)``).
 DEFAULT_SCALE_GRID: tuple[float, ...] = tuple(float(a) for a in np.round(np.linspace(0.3, 1.0, 15), 2))
 #: A column of X~ whose norm is at most this fraction of the largest column norm counts as dead (see module doc).
 DEAD_COLUMN_RTOL = 1e-12
@@ -121,12 +127,20 @@ def _code_range(bits: int, alphabet: str) -> tuple[int, int]:
     return (-half, half - 1) if alphabet == "bbit" else (-half, half)
 
 
+def full_code_multiplier(bits: int) -> float:
+    """``(2^(b-1) - 1) / 2^(b-1)``: the ``C`` that turns RTN's step into ``max|W| / 2^(b-1)``, the step whose ``2^b``
+    codes all lie inside ``[-max|W|, max|W|]`` (the ``"bbit"`` default without a scale search)."""
+    half = 1 << (check_weight_bits(bits) - 1)
+    return (half - 1) / half
+
+
 def alphabet_scales(weight: np.ndarray, bits: int, blocks: Blocks, kernel: int = 1, alphabet: str = "bbit",
                     C: float = 1.0) -> np.ndarray:
-    """The default step per block ``[n_v, n_h]`` of an alphabet (see the module docstring), times ``C``.
+    """The reference step per block ``[n_v, n_h]`` of an alphabet (see the module docstring), times ``C``.
 
-    ``"bbit"``: ``C * max|W_block| / (2^(b-1) - 1)``; ``"paper"``: ``C * mean_rows(max_cols |W_block|) / 2^(b-1)``.
-    An all-zero block gets step ``C`` (any step represents it exactly)."""
+    ``"bbit"``: ``C * max|W_block| / (2^(b-1) - 1)`` (RTN's step; see :func:`full_code_multiplier` for the default
+    ``C`` without a search); ``"paper"``: ``C * mean_rows(max_cols |W_block|) / 2^(b-1)``.  An all-zero block gets
+    step ``C`` (any step represents it exactly)."""
     bits, alphabet = check_weight_bits(bits), _check_alphabet(alphabet)
     w = np.asarray(weight, dtype=np.float64)
     if alphabet == "bbit":
@@ -327,12 +341,14 @@ def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, bloc
         alphabet: ``"bbit"`` (codes ``-2^(b-1) .. 2^(b-1) - 1``, at most ``2^b`` values per block) or ``"paper"``
             (codes ``-2^(b-1) .. 2^(b-1)``: ``2^b + 1`` values, which need **b + 1 bits**).
         scales: explicit steps per block ``[n_v, n_h]`` (fixed before the greedy pass); excludes ``C``.
-        C: multiplier of the alphabet's default step (default 1; the paper's comments use ~0.975 / 1.16 / 1.81 for
-            VGG-16 / ResNet-18 / ResNet-50 at 4 bits).
+        C: multiplier of the alphabet's reference step (``"bbit"``: RTN's ``max|W| / (2^(b-1) - 1)``; default
+            :func:`full_code_multiplier` without ``scale_grid``, 1 with it; ``"paper"``: default 1, and the paper's
+            comments use ~0.975 / 1.16 / 1.81 for VGG-16 / ResNet-18 / ResNet-50 at 4 bits).
         return_codes: return ``(codes int64 [out, in], scales [n_v, n_h])`` instead of dequantized weights.
         groups: conv groups; output rows ``g * out/groups ...`` use input columns ``g * in ... (g + 1) * in`` of X.
         method: ``"auto"``, ``"gram"`` or ``"direct"`` (see the module docstring).
-        scale_grid: optional multipliers of the scales; for every group of output rows that shares a scale
+        scale_grid: optional multipliers of the reference step (times ``C`` or the given ``scales``); for every
+            group of output rows that shares a scale
             (a row of blocks), the multiplier with the least ``||X W^T - X~ Q^T||^2`` on ``X`` is kept.
 
     Returns:
@@ -364,8 +380,8 @@ def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, bloc
     if not isinstance(blocks, Blocks):
         raise QuantInputError(f"blocks must be a Blocks(n_v, n_h), got {blocks!r}")
     blocks.check(out, cols // kernel)
-    base = _resolve_scales(w, bits, blocks, kernel, alphabet, scales, C)
     grid = _check_grid(scale_grid)
+    base = _resolve_scales(w, bits, blocks, kernel, alphabet, scales, C, searching=grid is not None)
     codes, sc, _ = _gpfq_layer(w, x, xq, bits, blocks, kernel, groups, alphabet, base, grid, method)
     if return_codes:
         return codes, sc
@@ -377,7 +393,7 @@ def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, bloc
 
 
 def _resolve_scales(w: np.ndarray, bits: int, blocks: Blocks, kernel: int, alphabet: str, scales: Any,
-                    C: float | None) -> np.ndarray:
+                    C: float | None, searching: bool) -> np.ndarray:
     if scales is not None and C is not None:
         raise QuantInputError("give either scales or C, not both")
     if scales is not None:
@@ -391,7 +407,7 @@ def _resolve_scales(w: np.ndarray, bits: int, blocks: Blocks, kernel: int, alpha
         if (s <= 0).any():
             raise QuantInputError("scales must be positive")
         return s
-    c = 1.0 if C is None else C
+    c = (full_code_multiplier(bits) if alphabet == "bbit" and not searching else 1.0) if C is None else C
     if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not (
             math.isfinite(c) and c > 0):
         raise QuantInputError(f"C must be a positive finite number, got {C!r}")
@@ -492,16 +508,14 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
         granularity: ``"tensor"``, ``"channel"`` or ``Blocks(n_v, n_h)`` (PTQ-SL blocks: scales fixed before the pass).
         alphabet: ``"bbit"`` (installed as ``QuantSpec(bits)``) or ``"paper"`` (``2^b + 1`` levels, installed as
             ``QuantSpec(bits + 1)`` with the step ``delta`` as scale; needs ``bits <= 7``).
-        C: multiplier of the default step (see :func:`quantize_weights`).
+        C: multiplier of the alphabet's reference step (see :func:`quantize_weights`).
         bias_correction: ``b += mean over samples (and positions) of (X W^T - X~ Q^T)`` per output channel.
         patch_fraction: for convs, keep this fraction (0, 1] of the patch rows (seeded by ``seed``).
-        scale_search: search ``scale_grid`` multipliers (default 0.30, 0.35, .., 1.00) of the default step per
-            output-row group (per channel for ``"channel"``), keeping the one with the least calibration error
-            ``||X W^T - X~ Q^T||^2`` (1.0 is in the grid, so it never does worse on that objective).  On by
-            default: on the lowbit models (3 trained seeds each, ``benchmarks/bench_gpfq.py --seeds 0 1 2
-            --ablate``) it halves the test-set logit error at 3 bits, cuts it by ~1/3 at 4 bits and by 4-5x at
-            2 bits, and never cost more than one test input of accuracy at 3-4 bits; it costs one greedy pass
-            per multiplier (the Gram matrices are shared), about 2x the runtime.
+        scale_search: search ``scale_grid`` multipliers (default 0.30, 0.35, .., 1.00) of RTN's step (times ``C``)
+            per output-row group (per channel for ``"channel"``), keeping the one with the least calibration error
+            ``||X W^T - X~ Q^T||^2``.  1.0 is in the default grid, and so is the no-search step at 2 and 3 bits, so
+            the search never does worse than those on that objective.  On by default; it costs one greedy pass per
+            multiplier over shared Gram matrices (its effect on accuracy and its cost: docs/quant.md).
         method: ``"auto"``, ``"gram"`` or ``"direct"``.
         report: if a list is given, one dict per layer is appended: ``name``, ``bits``, ``rows`` / ``cols`` / ``out``
             (GEMM shape), ``method``, ``rel_sq_error`` (``||X W^T - X~ Q^T||^2 / ||X W^T||^2`` on the calibration
@@ -550,7 +564,7 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
             Xn, Xqn = Xn[rows], Xqn[rows]
         same = np.array_equal(Xn, Xqn)
         w = layer.gemm_weight()
-        base = _resolve_scales(w, bits, blocks, layer.kernel, alphabet, None, C)
+        base = _resolve_scales(w, bits, blocks, layer.kernel, alphabet, None, C, searching=grid is not None)
         codes, scales, info = _gpfq_layer(w, Xn, None if same else Xqn, bits, blocks, layer.kernel, layer.groups,
                                           alphabet, base, grid, method)
         spec = QuantSpec(bits + 1 if alphabet == "paper" else bits)

@@ -9,7 +9,8 @@ Single layers (Linear 512->512, Linear 768->3072, Conv2d 3x3 64->64 on 16x16 wit
 rows (conv: patch rows) of seeded correlated Gaussian inputs ``X = Z A`` (``A = I + G / sqrt(n)``, a fixed mixing
 of channels), Kaiming-Gaussian weights, quantized by
 
-* ``lb-gpfq``: ``quant.gpfq.quantize_weights(W, X, bits)`` (per-channel max-abs grid, no search);
+* ``lb-gpfq``: ``quant.gpfq.quantize_weights(W, X, bits, C=...)`` (no search) on brevitas's step (``C = 1``,
+  RTN's step, for ``--grid lowbit``; lowbit's no-search default ``max|w| / 2^(b-1)`` for ``--grid native``);
 * ``lb-gpfq-s``: ``quant.gpfq.gpfq_quantize`` on the one-layer model (scale search on, bias correction off);
 * ``lb-gptq``: ``quant.gptq.gptq_quantize`` on the one-layer model (defaults);
 * ``br-gpfq`` / ``br-gptq``: brevitas ``gpfq_mode`` / ``gptq_mode`` with their defaults, per-channel symmetric
@@ -51,7 +52,7 @@ sys.path.insert(0, str(REPO))
 
 from quant.data import evaluate_accuracy  # noqa: E402
 from quant.fakequant import QuantLayer, prepare  # noqa: E402
-from quant.gpfq import gpfq_quantize, layer_inputs_2d, quantize_weights  # noqa: E402
+from quant.gpfq import full_code_multiplier, gpfq_quantize, layer_inputs_2d, quantize_weights  # noqa: E402
 from quant.gptq import gptq_quantize  # noqa: E402
 from quant.models import get_model, model_split  # noqa: E402
 from quant.quantizer import Blocks, QuantSpec  # noqa: E402
@@ -130,14 +131,16 @@ def min_cpu(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 # lowbit
 
 
-def lowbit_layer(layer: nn.Module, x: torch.Tensor, bits: int, repeats: int) -> dict[str, dict[str, Any]]:
+def lowbit_layer(layer: nn.Module, x: torch.Tensor, bits: int, repeats: int, grid: str) -> dict[str, dict[str, Any]]:
     """The three lowbit variants on one layer: CPU seconds, dequantized GEMM weight and integer codes each."""
     model = prepare(nn.Sequential(layer))
     ql = model[0]
     X = layer_inputs_2d(ql, x)
     W = ql.gemm_weight()
     res = {}
-    sec, (codes, sc) = min_cpu(lambda: quantize_weights(W, X, bits, kernel=ql.kernel, return_codes=True), repeats)
+    c = 1.0 if grid == "lowbit" else full_code_multiplier(bits)  # the step brevitas uses on that grid
+    sec, (codes, sc) = min_cpu(lambda: quantize_weights(W, X, bits, kernel=ql.kernel, C=c, return_codes=True),
+                               repeats)
     res["lb-gpfq"] = {"seconds": sec, "codes": codes, "deq": codes * sc[:, :1]}
     for name, fn in (("lb-gpfq-s", lambda m: gpfq_quantize(m, x, bits, bias_correction=False)),
                      ("lb-gptq", lambda m: gptq_quantize(m, x, bits))):
@@ -221,7 +224,7 @@ def run_layers(py: Path, names: list[str], bits_list: list[int], repeats: int, g
         ql = prepare(nn.Sequential(layer))[0]
         X, Xh, W = layer_inputs_2d(ql, x_cal), layer_inputs_2d(ql, x_hold), ql.gemm_weight()
         for bits in bits_list:
-            res = lowbit_layer(layer, x_cal, bits, repeats)
+            res = lowbit_layer(layer, x_cal, bits, repeats, grid)
             br = brevitas_run(py, nn.Sequential(ql), x_cal, bits, repeats, grid)
             meta |= {k: br[k] for k in ("brevitas", "torch", "threads", "grid", "quantizer")}
             meta["options"] = {m: br["modes"][m]["options"] for m in br["modes"]}
@@ -262,8 +265,9 @@ def run_cnn(py: Path, bits_list: list[int], repeats: int, grid: str) -> list[dic
           f"float accuracy {rows[0]['acc']:.2f} %")
     print(f"{'bits':>4s} {'method':>16s} {'acc %':>7s} {'logit err':>10s} {'CPU s':>8s}")
     drivers = {"lb-gpfq-default": lambda m, b: gpfq_quantize(m, split.calib_x, b),
-               "lb-gpfq-plain": lambda m, b: gpfq_quantize(m, split.calib_x, b, scale_search=False,
-                                                           bias_correction=False),
+               "lb-gpfq-plain": lambda m, b: gpfq_quantize(
+                   m, split.calib_x, b, scale_search=False, bias_correction=False,
+                   C=1.0 if grid == "lowbit" else full_code_multiplier(b)),
                "lb-gptq": lambda m, b: gptq_quantize(m, split.calib_x, b)}
     for bits in bits_list:
         out = {}
