@@ -28,11 +28,11 @@ demo: $(STAMP)
 	$(VENV)/bin/lowbit demo
 
 test: $(STAMP) tools
-	$(VENV)/bin/ruff check sim search quant rtl experiments tests benchmarks
+	$(VENV)/bin/ruff check lowbit_core sim search quant rtl experiments tests benchmarks
 	$(PY) -m pytest -q -n 2 -m "slow or not slow or rtl"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check sim search quant rtl experiments tests benchmarks
+	$(VENV)/bin/ruff check lowbit_core sim search quant rtl experiments tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_resnet18_table.py

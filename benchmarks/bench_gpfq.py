@@ -82,7 +82,7 @@ def bench_models(names, seeds, bits_list, repeat, ablate) -> None:
 def bench_engines(repeat) -> None:
     print("\nGram vs direct form (same codes), best of", repeat)
     print(f"{'m':>6s} {'in':>5s} {'out':>4s} {'gram s':>8s} {'direct s':>9s} {'direct/gram':>11s} {'auto':>7s}")
-    from quant.gpfq import _pick_method
+    from quant.gpfq import pick_method
 
     rng = np.random.default_rng(0)
     for m, n, out in [(12800, 144, 32), (20000, 288, 64), (5120, 160, 32), (256, 320, 10), (200, 128, 10),
@@ -100,7 +100,7 @@ def bench_engines(repeat) -> None:
             best[method] = (min(ts), codes)
         assert np.array_equal(best["gram"][1], best["direct"][1])
         print(f"{m:6d} {n:5d} {out:4d} {best['gram'][0]:8.3f} {best['direct'][0]:9.3f} "
-              f"{best['direct'][0] / best['gram'][0]:11.1f} {_pick_method(m, n, out):>7s}")
+              f"{best['direct'][0] / best['gram'][0]:11.1f} {pick_method(m, n, out):>7s}")
 
 
 def bench_decay() -> None:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sim.io import atomic_path
+from lowbit_core.files import atomic_path
 
 __all__ = ["read_cell", "write_cell"]
 

@@ -16,10 +16,9 @@ import click
 import typer
 
 from experiments.examples import EXAMPLES, epilog
+from lowbit_core.errors import InputError, LowbitError
+from lowbit_core.pairs import format_pair
 from quant.errors import QuantInputError
-from rtl.tools import RtlError
-from search.errors import SearchInputError
-from sim.errors import InputError
 
 if TYPE_CHECKING:
     from experiments.quantize import QuantResult, UserQuantResult
@@ -72,10 +71,11 @@ def sim_cmd(
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table (with the mapping chosen per layer)."""
     from experiments.workloads import resolve_workload
+    from lowbit_core.files import check_output_file
+    from lowbit_core.tables import TABLE_SUFFIXES, write_table
     from sim import load_chip, simulate
     from sim.area import chip_area
     from sim.config import with_mapping
-    from sim.io import TABLE_SUFFIXES, check_output_file, write_table
 
     check_output_file(out, TABLE_SUFFIXES)
     chip_config = with_mapping(load_chip(chip), mapping, objective, weight_preload)
@@ -107,7 +107,7 @@ def sim_cmd(
     plain = frame[frame.out_bits == frame.a_bits] if coupled else frame
     totals = plain.groupby(["w_bits", "a_bits"], sort=False)[["total_cycles", "energy_pj"]].sum()
     for (w, a), row in totals.iterrows():
-        typer.echo(f"w{w}a{a}: {int(row.total_cycles):,} cycles, {row.energy_pj / 1e6:,.1f} uJ")
+        typer.echo(f"{format_pair((w, a))}: {int(row.total_cycles):,} cycles, {row.energy_pj / 1e6:,.1f} uJ")
     typer.echo(f"wrote {len(frame)} rows to {out}")
 
 
@@ -132,13 +132,13 @@ def solve_cmd(
 ) -> None:
     """Pick each layer's bit pair: minimum total sensitivity under all budgets at once (exact ILP)."""
     from experiments.staging import staged_dir
+    from lowbit_core.files import check_output_dir
+    from lowbit_core.pairs import parse_pairs
+    from lowbit_core.tables import read_table
     from search import AssignmentModel, build_problem
     from search.assignment import write_assignment
     from search.budgets import parse_budgets, resolve_budgets
-    from search.tables import read_table
     from search.validate import check_time_limit
-    from sim.io import check_output_dir
-    from sim.pairs import parse_pairs
 
     check_output_dir(out)
     check_time_limit(time_limit, "--time-limit")
@@ -154,7 +154,7 @@ def solve_cmd(
     for name, b in solution.budgets().items():
         typer.echo(f"  {name}: {b['used']:.6g} of {b['limit']:.6g} (slack {b['slack']:.3g})")
     counts = solution.assignment().groupby(["w_bits", "a_bits"]).size().sort_index(ascending=False)
-    typer.echo("  pairs: " + ", ".join(f"w{w}a{a} x{n}" for (w, a), n in counts.items()))
+    typer.echo("  pairs: " + ", ".join(f"{format_pair(p)} x{n}" for p, n in counts.items()))
     typer.echo(f"wrote {out}/assignment.csv and assignment.json")
 
 
@@ -186,10 +186,10 @@ def pareto_cmd(
     """Exact Pareto front of sensitivity against cost, with greedy and uniform baselines, measured."""
     from experiments.pareto_study import run_pareto_study
     from experiments.staging import staged_dir
+    from lowbit_core.files import check_output_dir
+    from lowbit_core.tables import read_table
     from search.budgets import parse_budgets, resolve_budgets
     from search.problem import build_problem
-    from search.tables import read_table
-    from sim.io import check_output_dir
 
     check_output_dir(out)
     if (data is not None or weights is not None) and model is None:
@@ -295,9 +295,9 @@ def quantize_cmd(
 
     from experiments.quantize import quantize_builtin, quantize_user
     from experiments.staging import staged_dir
+    from lowbit_core.files import check_output_dir
+    from lowbit_core.pairs import DEFAULT_MAX_BITS, parse_pair
     from quant.models.user import is_model_spec
-    from sim.io import check_output_dir
-    from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
     check_output_dir(out)
     if (bits is None) == (assignment is None):
@@ -338,7 +338,7 @@ def quantize_cmd(
 def _check_onnx_outputs(qonnx: Path | None, qdq: Path | None, w_bits: int | None, a_bits: int | None,
                         table: Any) -> list[tuple[str, Path]]:
     """The ONNX files to write, their paths checked (and QDQ's widths, when known) before any work."""
-    from quant.fileio import check_output_path
+    from lowbit_core.files import check_output_path
 
     outputs = [(fmt, check_output_path(path, f"--{fmt} file")) for fmt, path in (("qonnx", qonnx), ("qdq", qdq))
                if path is not None]
@@ -390,9 +390,9 @@ def train_cmd(
 ) -> None:
     """Fine-tune a model with training-time quantization, export it as integers, and measure it."""
     from experiments.train import train_builtin, train_user
+    from lowbit_core.files import check_output_dir
+    from lowbit_core.pairs import DEFAULT_MAX_BITS, parse_pair
     from quant.models.user import is_model_spec
-    from sim.io import check_output_dir
-    from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
     check_output_dir(out)
     w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
@@ -442,7 +442,7 @@ def quant_table_cmd(
     """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float (and sim
     latency / energy with --chips)."""
     from experiments.quant_table import build_table
-    from sim.io import check_output_dir
+    from lowbit_core.files import check_output_dir
 
     check_output_dir(out)
 
@@ -487,8 +487,8 @@ def sensitivity_cmd(
     import time
 
     from experiments.user_inputs import load_model_and_data
+    from lowbit_core.pairs import DEFAULT_MAX_BITS, format_pair, parse_pairs
     from quant.sensitivity import METHODS, QUANTIZERS, check_table_path, sensitivity_table, write_sensitivity
-    from sim.pairs import DEFAULT_MAX_BITS, format_pair, parse_pairs
 
     check_table_path(out)
     bit_pairs = parse_pairs(pairs, DEFAULT_MAX_BITS)
@@ -523,8 +523,9 @@ def rtl_synth_cmd(
     no_cache: Annotated[bool, typer.Option(help="Re-run yosys even when a cached result matches.")] = False,
 ) -> None:
     """Synthesize the PEs and the requantization unit with yosys; cell counts and NAND2-equivalent areas."""
+    from lowbit_core.files import check_output_file
+    from lowbit_core.tables import TABLE_SUFFIXES, write_table
     from rtl.synth import area_markdown, area_table
-    from sim.io import TABLE_SUFFIXES, check_output_file, write_table
 
     if out is not None:
         check_output_file(out, TABLE_SUFFIXES)
@@ -571,8 +572,8 @@ def rtl_gemm_cmd(
     """Verify a random GEMM in RTL: mismatches against A@B and measured cycles against sim's prediction."""
     import json
 
+    from lowbit_core.pairs import DEFAULT_MAX_BITS, parse_pair
     from rtl.gemm import check_gemm, random_operands, verify_gemm
-    from sim.pairs import DEFAULT_MAX_BITS, parse_pair
 
     w_bits, a_bits = parse_pair(pair, DEFAULT_MAX_BITS)
     rows, cols = _parse_array(array)
@@ -658,7 +659,7 @@ def demo_cmd(
 
     from experiments.pipeline import run_demo
     from experiments.staging import staged_dir
-    from sim.io import check_output_dir
+    from lowbit_core.files import check_output_dir
 
     check_output_dir(out)
 
@@ -689,7 +690,6 @@ def _one_line(message: str) -> str:
 _EXITS = tuple({click.exceptions.Exit, typer.Exit})
 _ABORTS = tuple({click.exceptions.Abort, typer.Abort})
 _USAGE = tuple({click.ClickException, getattr(typer.exceptions, "TyperException", click.ClickException)})
-_INPUT_ERRORS = (InputError, QuantInputError, SearchInputError, RtlError)
 
 #: Exit statuses (README, "Exit status"): success, a verification that ran and found a mismatch, bad input or a
 #: user-fixable cause, an internal error (a bug: the traceback is printed), interrupted.
@@ -720,8 +720,8 @@ def _run(argv: list[str] | None) -> int:
             sys.stdout.write(exc.format_message() + "\n")
             return EXIT_OK
         return _fail(exc.format_message())
-    except _INPUT_ERRORS as exc:
-        return _interrupted() if _caused_by_interrupt(exc) else _fail(str(exc))
+    except LowbitError as exc:  # every package's errors derive from it; each kind carries its exit status
+        return _interrupted() if _caused_by_interrupt(exc) else _fail(str(exc), exc.exit_status)
     except MemoryError:
         return _fail("not enough memory for this input; reduce its size")
     except OSError as exc:  # missing or unwritable paths, a file where a directory is needed, a full disk

@@ -24,6 +24,7 @@ from torch import nn
 
 from experiments.assignments import Assignment, normalize_assignment
 from experiments.quantize import METHODS, model_size_bits, parse_granularity, quantize_model
+from lowbit_core.pairs import format_pair
 from quant.errors import QuantInputError
 from quant.progress import progress_bar
 
@@ -132,7 +133,7 @@ class ModelBench:
         return MeasuredPoint(
             accuracy=accuracy, integer_accuracy=int_accuracy, float_accuracy=self.float_accuracy,
             weight_size_bits=model_size_bits(q)[1], seconds=round(time.perf_counter() - start, 3),
-            pairs=",".join(f"w{w}a{a}" for w, a in pairs),
+            pairs=",".join(format_pair(p) for p in pairs),
         )
 
 
@@ -191,7 +192,7 @@ def measure_many(model_name: str, assignments: Sequence[Assignment], method: str
         from experiments.cell_runner import CellJob, run_cells
 
         distinct = list(dict.fromkeys(keys))
-        jobs = [CellJob(key=f"point-{k}", label=",".join(f"w{w}a{a}" for w, a in pairs), fn=_measure_on_worker,
+        jobs = [CellJob(key=f"point-{k}", label=",".join(format_pair(p) for p in pairs), fn=_measure_on_worker,
                         kwargs={"model_name": model_name, "seed": seed, "inputs": inputs, "pairs": pairs,
                                 "method": method, "granularity": granularity, "integer": integer})
                 for k, pairs in enumerate(distinct)]

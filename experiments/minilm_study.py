@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from lowbit_core.pairs import format_pair
+
 __all__ = ["main", "run"]
 
 
@@ -63,7 +65,7 @@ def run(chip_name: str = "bitfusion_edge") -> list[dict]:
         fq, integer, both = (embedding_agreement(e_float, e_fq), embedding_agreement(e_float, e_int),
                              embedding_agreement(e_fq, e_int))
         chosen = costs[(costs.w_bits == w_bits) & (costs.a_bits == a_bits)]
-        rows.append({"pair": f"w{w_bits}a{a_bits}", "latency_us": float(chosen.latency_us.sum()) if len(chosen)
+        rows.append({"pair": format_pair((w_bits, a_bits)), "latency_us": float(chosen.latency_us.sum()) if len(chosen)
                      else float("nan"), "fq_cosine_to_float": fq["cosine_mean"],
                      "int_cosine_to_float": integer["cosine_mean"], "int_top1_vs_float": integer["top1_agreement"],
                      "int_paraphrase_accuracy": paraphrase_accuracy(e_int),

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lowbit_core.files import atomic_path
+from lowbit_core.tables import write_table
 from search import AssignmentModel, InfeasibleBudgetError, Solution, build_problem
 from search.baselines import greedy_front, uniform_solutions
 from search.pareto import pareto_front
 from search.validate import MAX_POINTS, check_count, check_seed
-from sim.io import atomic_path, write_table
 
 __all__ = ["ParetoStudy", "run_pareto_study", "compare_at_budgets", "REPORT_COLUMNS"]
 

@@ -9,8 +9,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from lowbit_core.pairs import format_pair
+from lowbit_core.tables import write_table
 from sim import load_chip, load_workload, simulate
-from sim.io import write_table
 
 if TYPE_CHECKING:
     from search import Solution
@@ -65,7 +66,8 @@ def run_demo(out_dir: str | Path = "results/demo", console: Console | None = Non
     for col in ("chip", "pair", "latency (ms)", "energy (mJ)", "DRAM (MiB)", "weights (KiB)", "area (mm²)"):
         table.add_column(col, justify="right" if col != "chip" else "left")
     for r in summary.itertuples():
-        table.add_row(r.chip, f"w{r.w_bits}a{r.a_bits}", f"{r.latency_us / 1e3:.3f}", f"{r.energy_pj / 1e9:.3f}",
+        table.add_row(r.chip, format_pair((r.w_bits, r.a_bits)), f"{r.latency_us / 1e3:.3f}",
+                      f"{r.energy_pj / 1e9:.3f}",
                       f"{r.dram_bits / 8 / 2**20:.2f}", f"{r.weight_bits / 8 / 1024:.0f}", f"{r.area_mm2:.2f}")
     console.print(table)
     for key, path in written.items():
@@ -122,7 +124,7 @@ def run_search_demo(out_dir: str | Path, console: Console | None = None,
     for col in ("layer", "pair", "out bits", "sensitivity", "latency (us)", "energy (nJ)"):
         table.add_column(col, justify="right" if col != "layer" else "left")
     for r in solution.assignment().itertuples():
-        table.add_row(str(r.name), f"w{r.w_bits}a{r.a_bits}", str(r.out_bits), f"{r.sensitivity:.3g}",
+        table.add_row(str(r.name), format_pair((r.w_bits, r.a_bits)), str(r.out_bits), f"{r.sensitivity:.3g}",
                       f"{r.latency_us:.3f}", f"{r.energy_pj / 1e3:.1f}")
     console.print(table)
     b = solution.budgets()
@@ -150,10 +152,10 @@ def _verify_chosen_layer(solution: Solution, export_dir: Path, console: Console)
     import json
 
     from experiments.quantize import quantize_model
+    from lowbit_core.files import atomic_path
     from quant.export import export_model
     from quant.models import get_model, model_split
     from rtl.layer import verify_layer
-    from sim.io import atomic_path
 
     table = solution.assignment()
     names = table["name"].astype(str)
@@ -163,7 +165,7 @@ def _verify_chosen_layer(solution: Solution, export_dir: Path, console: Console)
     q = quantize_model(get_model(SEARCH_MODEL, seed=0), split.calib_x, w_bits, a_bits, "rtn")
     export_model(q, split.calib_x[:1], export_dir, name=SEARCH_MODEL)
     check = verify_layer(export_dir, RTL_LAYER, rows=RTL_ARRAY[0], cols=RTL_ARRAY[1], pe="bitfusion", images=1)
-    record = {"layer": RTL_LAYER, "pair": f"w{w_bits[RTL_LAYER]}a{a_bits[RTL_LAYER]}", "array": "x".join(
+    record = {"layer": RTL_LAYER, "pair": format_pair((w_bits[RTL_LAYER], a_bits[RTL_LAYER])), "array": "x".join(
         map(str, RTL_ARRAY)), "pe": "bitfusion", "simulator": "verilator", "mismatches": check.mismatches,
         "measured_cycles": check.measured_cycles, "predicted_cycles": check.predicted_cycles, "macs": check.macs}
     path = export_dir.parent / "rtl_check.json"

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import matplotlib
 
+from lowbit_core.pairs import format_pair
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -13,8 +15,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from sim.errors import InputError  # noqa: E402
-from sim.io import atomic_path  # noqa: E402
+from lowbit_core.errors import InputError  # noqa: E402
+from lowbit_core.files import atomic_path  # noqa: E402
 
 __all__ = ["OKABE_ITO", "save_figure", "plot_layer_costs", "plot_accuracy_fronts", "plot_bit_allocation",
            "plot_sensitivity_heatmap"]
@@ -51,7 +53,7 @@ def plot_layer_costs(tables: dict[str, pd.DataFrame], stem: Path) -> list[Path]:
             for i, (w, a) in enumerate(pairs):
                 part = frame[(frame.w_bits == w) & (frame.a_bits == a)]
                 ax.plot(part.layer, part[metric] * scale, marker="o", ms=3, lw=1.2,
-                        color=OKABE_ITO[i % len(OKABE_ITO)], label=f"w{w}a{a}")
+                        color=OKABE_ITO[i % len(OKABE_ITO)], label=format_pair((w, a)))
             ax.set_yscale("log")
             ax.set_xlabel("layer (execution order)")
             ax.set_ylabel(label)
@@ -240,7 +242,7 @@ def plot_sensitivity_heatmap(sensitivity: pd.DataFrame, stem: Path, title: str =
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(pairs) + 2.5), max(2.5, 0.4 * len(layers) + 1.2)))
     image = ax.imshow(shown, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     ax.set_xticks(np.arange(len(pairs)))
-    ax.set_xticklabels([f"w{p[0]}a{p[1]}" for p in pairs], rotation=45 if len(pairs) > 6 else 0, fontsize=8,
+    ax.set_xticklabels([format_pair(p) for p in pairs], rotation=45 if len(pairs) > 6 else 0, fontsize=8,
                        ha="right" if len(pairs) > 6 else "center")
     ax.set_yticks(np.arange(len(layers)))
     ax.set_yticklabels([names[lay] for lay in layers], fontsize=8)

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.cell_runner import CellJob, format_eta, run_cells
+from lowbit_core.pairs import format_pair
 from quant.errors import QuantInputError
 
 __all__ = ["TABLE_METHODS", "PTQ_GRANULARITY", "build_table", "check_existing", "format_eta", "table_cell",
@@ -144,8 +145,8 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
     ``scheduler``: None computes the cells here, in order; ``local[:N]`` or a Dask scheduler address spreads them
     over workers (:mod:`experiments.cell_runner`); the tables are the same either way."""
     from experiments.cells import read_cell, write_cell
+    from lowbit_core.files import atomic_path
     from quant.models import cache_key
-    from sim.io import atomic_path
 
     _check(models, methods, bits)
     if scheduler is not None:  # the scheduler is checked (and an address reached) before anything is written
@@ -237,7 +238,7 @@ def _sim_costs(models: Sequence[str], bits: Sequence[int], chips: Sequence[str]
     for chip in loaded:
         per: dict[tuple[str, int], dict[str, float]] = {}
         for m in models:
-            frame = simulate(chip, workloads[m], [f"w{b}a{A_BITS}" for b in bits])
+            frame = simulate(chip, workloads[m], [format_pair((b, A_BITS)) for b in bits])
             totals = frame.groupby("w_bits")[["latency_us", "energy_pj"]].sum()
             for b in bits:
                 per[(m, b)] = {"latency_us": float(totals.loc[b, "latency_us"]),

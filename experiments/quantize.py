@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lowbit_core.pairs import format_pair
 from quant.errors import QuantInputError
 from quant.fakequant import model_size_bits
 from quant.quantizer import Blocks, check_seed
@@ -104,7 +105,7 @@ def bits_label(w_bits: Bits, a_bits: Bits) -> str:
     """``w4a8``, or ``mixed (L layers)`` for per-layer bits."""
     if isinstance(w_bits, dict):
         return f"mixed ({len(w_bits)} layers)"
-    return f"w{w_bits}a{a_bits}"
+    return format_pair((w_bits, a_bits))
 
 
 def _checked_bits(model: nn.Module, w_bits: Bits | None, a_bits: Bits | None, assignment: Any) -> tuple[Bits, Bits]:
@@ -186,7 +187,7 @@ def quantize_builtin(model_name: str, method: str, w_bits: Bits | None, a_bits: 
     one int for every layer or ``{layer name: bits}``; ``assignment`` (``lowbit solve``'s table) replaces them.
 
     ``on_phase`` is called with a short description as each phase starts (for progress output)."""
-    from quant.fileio import check_output_path
+    from lowbit_core.files import check_output_path
     from quant.models import get_model, model_split
 
     phase = on_phase or (lambda _: None)
@@ -264,10 +265,10 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: Bits | None, 
     and (``export_dir``) write the integer export. Everything that can be checked (method, granularity, seed, the
     model, the data and their fit) is checked before any work starts."""
     from experiments.user_inputs import load_model_and_data
+    from lowbit_core.files import check_output_path
     from quant.data import evaluate_accuracy
     from quant.export import build_integer_model, check_exportable
     from quant.fakequant import prepare
-    from quant.fileio import check_output_path
     from quant.models.user import is_model_spec
 
     phase = on_phase or (lambda _: None)

@@ -18,8 +18,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from lowbit_core.files import atomic_path
+from lowbit_core.tables import write_table
 from sim import load_chip, simulate
-from sim.io import atomic_path, write_table
 
 __all__ = ["run_real_network_demo", "REAL_MODEL", "REAL_CHIP", "REAL_BUDGETS", "REAL_METHOD", "REAL_RTL_LAYER",
            "REAL_RTL_ARRAY"]

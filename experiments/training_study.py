@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from experiments.cell_runner import CellJob, run_cells
-from sim.errors import InputError
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import format_pair
 
 MODELS = ("digits-cnn", "mnist1d-cnn")
 A_BITS = 8
@@ -309,7 +310,7 @@ def _dgms_epochs(cells: list[dict[str, Any]]) -> str:
     for model in MODELS:
         for bits in (2, 3, 4):
             m = f[(f.model == model) & (f.w_bits == bits)]
-            rows.append([model, f"w{bits}a8", _mean_range(list(m.accuracy), _digits(model)),
+            rows.append([model, format_pair((bits, 8)), _mean_range(list(m.accuracy), _digits(model)),
                          f"{m.sparsity.mean():.2f}", f"{m.compression_sparse.mean():.1f}×",
                          f"{m.snap_cost.abs().max():.2f}"])
     return _table(["model", "bits", "DGMS 10 epochs", "sparsity", "compr. sparse", "max |snap cost|"], rows)
@@ -357,7 +358,7 @@ def _dgms_free(cells: list[dict[str, Any]]) -> str:
         for bits in (2, 3, 4):
             m = f[(f.model == model) & (f.w_bits == bits)]
             hard, snapped = m.test_accuracy_hard.mean(), m.test_accuracy_snapped.mean()
-            rows.append([model, f"w{bits}a8", f"{hard:.2f}", f"{snapped:.2f}", f"{hard - snapped:.1f}",
+            rows.append([model, format_pair((bits, 8)), f"{hard:.2f}", f"{snapped:.2f}", f"{hard - snapped:.1f}",
                          f"{m.sparsity.mean():.2f} → {m.zero_codes.mean():.2f}"])
     return _table(["model", "bits", "hard (learned means)", "snapped to the grid", "snap cost",
                    "sparsity → zero codes"], rows)
@@ -417,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
-    from sim.io import atomic_path
+    from lowbit_core.files import atomic_path
 
     def report(cell: dict[str, Any], cached: bool) -> None:
         opts = ",".join(f"{k}={v}" for k, v in cell["options"].items())

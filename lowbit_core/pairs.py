@@ -1,11 +1,12 @@
-"""Bit pairs written as ``w4a8`` (weight bits first)."""
+"""The (weight bits, activation bits) pair, written ``w4a8`` (weight bits first): its parser and its one formatter."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 
 __all__ = ["Pair", "parse_pair", "parse_pairs", "format_pair", "MIN_BITS", "MAX_BITS", "DEFAULT_MAX_BITS"]
 
@@ -50,6 +51,6 @@ def parse_pairs(items: str | Iterable[str | Pair], max_bits: int = MAX_BITS) -> 
     return out
 
 
-def format_pair(pair: Pair) -> str:
-    """``(4, 8)`` -> ``'w4a8'``."""
-    return f"w{pair[0]}a{pair[1]}"
+def format_pair(pair: tuple[Any, Any]) -> str:
+    """``(4, 8)`` -> ``'w4a8'``: the one way lowbit writes a pair (numpy and float widths print as integers)."""
+    return f"w{int(pair[0])}a{int(pair[1])}"

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lowbit_core.files import atomic_write
 from quant.errors import QuantInputError
-from quant.fileio import atomic_write
 
 __all__ = [
     "DIGITS_SIZES",

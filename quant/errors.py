@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from lowbit_core.errors import InputError
+
 __all__ = ["QuantInputError", "ShippedWeightsError", "TrainingDivergedError", "UnfoldedBatchNormWarning"]
 
 
-class QuantInputError(ValueError):
+class QuantInputError(InputError):
     """A user-facing, one-line error; the CLI maps it to exit status 2."""
 
 

@@ -22,7 +22,7 @@ Two exact forms of the same recursion are implemented (:func:`quantize_weights`,
   the recursion's own products.
 
 Both are float64.  They agree up to rounding (tested code-for-code on random data); ``"auto"`` picks the faster by
-a cost model (:func:`_pick_method`): the Gram form for conv layers (``m`` = thousands of patches) and for scale
+a cost model (:func:`pick_method`): the Gram form for conv layers (``m`` = thousands of patches) and for scale
 searches, the direct form when ``in`` is large compared with ``m`` and only one candidate runs (e.g. one neuron
 with 4096 weights and 64 samples).  Measured by ``benchmarks/bench_gpfq.py`` and, on whole networks,
 ``benchmarks/bench_real_scale.py``.
@@ -90,7 +90,7 @@ from quant.quantizer import (
 from quant.rtn import granularity_blocks
 
 __all__ = ["quantize_weights", "correct_bias", "gpfq_quantize", "layer_inputs_2d", "alphabet_scales",
-           "full_code_multiplier", "ALPHABETS", "DEFAULT_SCALE_GRID", "DEAD_COLUMN_RTOL"]
+           "full_code_multiplier", "pick_method", "ALPHABETS", "DEFAULT_SCALE_GRID", "DEAD_COLUMN_RTOL"]
 
 ALPHABETS = ("bbit", "paper")
 #: Scale multipliers tried per output-row group by ``scale_search`` (of RTN's step ``max|W| / (2^(b-1) - 1)``).
@@ -166,7 +166,7 @@ _GRAM_BLOCK = 128
 _MAX_STACKED_ROWS = 4096
 
 
-def _pick_method(m: int, cols: int, out: int, candidates: int = 1) -> str:
+def pick_method(m: int, cols: int, out: int, candidates: int = 1) -> str:
     """The faster exact form for ``candidates`` scale candidates, by a cost model (one BLAS thread).
 
     Direct: ~3 memory passes over ``U[m, out]`` per column and candidate, ~5 ns per ``m * in * out``.  Gram: the
@@ -291,7 +291,7 @@ def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, 
     qmin, qmax = _code_range(bits, alphabet)
     m = X.shape[0]
     if method == "auto":
-        method = _pick_method(m, cols, out // groups, 1 if not grid else len(grid))
+        method = pick_method(m, cols, out // groups, 1 if not grid else len(grid))
     per = out // groups
     slices = [(slice(g * per, (g + 1) * per), slice(g * cols, (g + 1) * cols)) for g in range(groups)]
     stats = [_Stats(X[:, cs], None if Xq is None else Xq[:, cs], method) for _, cs in slices]

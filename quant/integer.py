@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from lowbit_core.files import atomic_write, check_output_path
 from quant.errors import QuantInputError
-from quant.fileio import atomic_write, check_output_path
 from quant.integer_graph import Quantizer, check_graph, code_flatten, code_maxpool, quantizer_of, run_graph
 from quant.quantizer import MAX_BITS, MIN_BITS
 from quant.requant import (
@@ -494,7 +494,7 @@ class IntegerModel:
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write ``model.npz`` then ``meta.json`` atomically (temporary file + ``os.replace``); returns ``out_dir``."""
-        out = check_output_path(out_dir, "integer export", directory=True)
+        out = check_output_path(out_dir, "integer export", directory=True, error=QuantInputError)
         out.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from lowbit_core.files import atomic_write, check_output_path
 from quant.errors import QuantInputError
-from quant.fileio import atomic_write, check_output_path
 from quant.integer import IntegerLayer, IntegerModel
 from quant.integer_graph import Quantizer, node_out_shape
 from quant.quantizer import expand_blocks
@@ -294,7 +294,7 @@ def write_onnx(model: IntegerModel, path: str | os.PathLike[str], fmt: str = "qo
     """Write :func:`to_onnx` to ``path`` atomically (checked by ``onnx.checker`` first, for QDQ)."""
     import onnx
 
-    out = check_output_path(path, f"{fmt} model")
+    out = check_output_path(path, f"{fmt} model", error=QuantInputError)
     proto = to_onnx(model, fmt)
     if fmt == "qdq":
         onnx.checker.check_model(proto, full_check=True)

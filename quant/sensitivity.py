@@ -92,6 +92,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lowbit_core.files import atomic_write, check_output_path
 from quant.errors import QuantInputError
 from quant.fakequant import (
     ActQuant,
@@ -105,7 +106,6 @@ from quant.fakequant import (
     quant_layers,
     quant_matmuls,
 )
-from quant.fileio import atomic_write, check_output_path
 from quant.gpfq import DEFAULT_SCALE_GRID, correct_bias, layer_inputs_2d, quantize_weights
 from quant.groups import quantizer_groups
 from quant.progress import progress_bar
@@ -691,7 +691,7 @@ def check_table_path(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.suffix.lower() not in TABLE_SUFFIXES:
         raise QuantInputError(f"{path}: unknown table format {path.suffix or '(none)'!r}; use .csv or .parquet")
-    return check_output_path(path, "sensitivity table")
+    return check_output_path(path, "sensitivity table", error=QuantInputError)
 
 
 def write_sensitivity(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from lowbit_core.pairs import format_pair
+
 __all__ = [
     "PE_KINDS",
     "TRANSPOSED_KINDS",
@@ -791,7 +793,7 @@ def cycles_table_markdown(records: list[dict]) -> str:
     for r in records:
         if r.get("table"):
             lines.append(f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | {r.get('dataflow', 'ws')} | {r['preload']} | "
-                         f"w{r['w_bits']}a{r['a_bits']} | {r['M']} × {r['K']} × {r['N']} | {r['folds']} | "
+                         f"{format_pair((r['w_bits'], r['a_bits']))} | {r['M']} × {r['K']} × {r['N']} | {r['folds']} | "
                          f"{r['measured_cycles']} | {r['predicted_cycles']} |")
     return "\n".join(lines)
 

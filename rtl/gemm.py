@@ -141,7 +141,7 @@ def psum_rows_for(plan: driver.GemmPlan) -> int:
 def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int) -> None:
     """Refuse a pair that sim refuses on the same array and PE, with sim's own message (a Bit-Fusion array runs
     only widths 2, 4 and 8, so sim's cost tables have no w3a3 row to compare the RTL's cycles with)."""
-    from sim.errors import InputError  # sim is only needed for this check and the prediction
+    from lowbit_core.errors import InputError  # sim is only needed for this check and the prediction
 
     _check_widths(w_bits, a_bits)
     try:

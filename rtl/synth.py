@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lowbit_core.files import atomic_path
 from rtl.tools import RtlError, require, tool_env
 
 #: Progress messages (one per design); the CLI shows them on a terminal.
@@ -206,10 +207,8 @@ def synthesize(
         seq_nand2=round(seq, 1), flops=sum(n for c, n in cells.items() if c in SEQUENTIAL_CELLS),
         seconds=round(seconds, 2), yosys_version=version, sources=[str(s) for s in srcs],
     )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp_file = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp_file.write_text(json.dumps(asdict(result), indent=1, sort_keys=True))
-    os.replace(tmp_file, cache)
+    with atomic_path(cache) as tmp_file:
+        tmp_file.write_text(json.dumps(asdict(result), indent=1, sort_keys=True))
     return result
 
 

@@ -17,6 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from lowbit_core.errors import InputError
+
 __all__ = ["RtlError", "ToolMissingError", "INSTALL_HINTS", "MESSAGE_CHARS", "one_line", "verilator_bin_dir",
            "tool_env", "require", "have"]
 
@@ -24,8 +26,8 @@ __all__ = ["RtlError", "ToolMissingError", "INSTALL_HINTS", "MESSAGE_CHARS", "on
 MESSAGE_CHARS = 300
 
 
-class RtlError(ValueError):
-    """Any error raised by :mod:`rtl` (bad arguments, failed builds)."""
+class RtlError(InputError):
+    """Any error raised by :mod:`rtl` (bad arguments, failed builds, missing tools): the user can fix each."""
 
 
 class ToolMissingError(RtlError):

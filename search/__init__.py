@@ -15,18 +15,18 @@ if TYPE_CHECKING:
     from search.errors import InfeasibleBudgetError, SearchInputError
     from search.ilp import AssignmentModel, solve
     from search.pareto import front_frame, pareto_front
-    from search.problem import Problem, build_problem, pair_label
+    from search.problem import Problem, build_problem
     from search.solution import SENSITIVITY, Solution
 
 _EXPORTS = {"greedy_at_budget": "search.baselines", "greedy_front": "search.baselines",
             "uniform_solutions": "search.baselines", "InfeasibleBudgetError": "search.errors",
             "SearchInputError": "search.errors", "AssignmentModel": "search.ilp", "solve": "search.ilp",
             "front_frame": "search.pareto", "pareto_front": "search.pareto", "Problem": "search.problem",
-            "build_problem": "search.problem", "pair_label": "search.problem", "SENSITIVITY": "search.solution",
+            "build_problem": "search.problem", "SENSITIVITY": "search.solution",
             "Solution": "search.solution"}
 
 __all__ = ["AssignmentModel", "InfeasibleBudgetError", "Problem", "SENSITIVITY", "SearchInputError", "Solution",
-           "build_problem", "front_frame", "greedy_at_budget", "greedy_front", "pair_label", "pareto_front", "solve",
+           "build_problem", "front_frame", "greedy_at_budget", "greedy_front", "pareto_front", "solve",
            "uniform_solutions"]
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from lowbit_core.files import atomic_path
+from lowbit_core.tables import read_table, write_table
 from search.errors import SearchInputError
 from search.solution import Solution
-from search.tables import atomic_target, read_table, write_table_atomic
 
 __all__ = ["write_assignment", "read_assignment", "ASSIGNMENT_COLUMNS"]
 
@@ -31,10 +32,10 @@ def _jsonable(value: object) -> object:
 def write_assignment(solution: Solution, out_dir: str | Path, extra: dict | None = None) -> tuple[Path, Path]:
     """Write ``out_dir/assignment.csv`` and ``out_dir/assignment.json`` (each atomically)."""
     out = Path(out_dir)
-    table = write_table_atomic(solution.assignment(), out / "assignment.csv")
+    table = write_table(solution.assignment(), out / "assignment.csv")
     meta = {**solution.summary(), **(extra or {})}
     sidecar = out / "assignment.json"
-    with atomic_target(sidecar) as tmp:
+    with atomic_path(sidecar) as tmp:
         tmp.write_text(json.dumps(_jsonable(meta), indent=2) + "\n")
     return table, sidecar
 
@@ -44,7 +45,7 @@ def read_assignment(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if p.is_dir():
         p = p / "assignment.csv"
-    frame = read_table(p, "assignment")
+    frame = read_table(p, "assignment", error=SearchInputError)
     missing = [c for c in ASSIGNMENT_COLUMNS if c not in frame.columns and c != "name"]
     if missing:
         raise SearchInputError(f"{p}: assignment is missing column(s) {', '.join(missing)}")

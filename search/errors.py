@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from lowbit_core.errors import InputError
+
 __all__ = ["SearchInputError", "InfeasibleBudgetError"]
 
 
-class SearchInputError(ValueError):
+class SearchInputError(InputError):
     """A user-facing, one-line error naming the table, column or budget at fault (CLI exit status 2)."""
 
 

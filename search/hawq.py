@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lowbit_core.tables import read_table
 from search.errors import SearchInputError
 from search.ilp import AssignmentModel
 from search.problem import Problem, build_problem
 from search.solution import Solution
-from search.tables import read_table
 
 __all__ = ["load_hawq_instance", "hawq_problem", "hawq_limit", "solve_hawq", "hawq_table", "markdown_table",
            "HAWQ_BUDGETS", "HAWQ_FRACTIONS"]
@@ -54,7 +54,7 @@ def load_hawq_instance(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     The cost table has the columns ``layer, w_bits, a_bits, size, bops, latency, group``.  The
     sensitivity table has ``layer, w_bits, a_bits, sensitivity, method`` (the module docstring gives
     the units)."""
-    frame = read_table(path, "HAWQ-V3 instance")
+    frame = read_table(path, "HAWQ-V3 instance", error=SearchInputError)
     missing = [c for c in _COLUMNS if c not in frame.columns]
     if missing:
         raise SearchInputError(f"{path}: HAWQ-V3 instance is missing column(s) {', '.join(missing)}")

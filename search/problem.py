@@ -21,17 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lowbit_core.pairs import format_pair
 from search.errors import SearchInputError
 
-__all__ = ["Problem", "build_problem", "NOT_ADDITIVE", "pair_label"]
+__all__ = ["Problem", "build_problem", "NOT_ADDITIVE"]
 
 #: Cost-table columns that must not be budgeted: they do not add up over layers (the mapping columns describe).
 NOT_ADDITIVE = ("utilization", "tile_m", "tile_n", "tile_k")
 _KEYS = ("layer", "w_bits", "a_bits")
-
-
-def pair_label(w_bits: int, a_bits: int) -> str:
-    return f"w{int(w_bits)}a{int(a_bits)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +73,7 @@ class Problem:
 
     @property
     def pair_labels(self) -> list[str]:
-        return [pair_label(w, a) for w, a in self.pairs]
+        return [format_pair((w, a)) for w, a in self.pairs]
 
     def out_index(self) -> np.ndarray:
         """[L, P]: the out-width index layer ``l`` pays when its consumer (or, without one, itself)
@@ -142,12 +139,12 @@ class Problem:
         for layer, (w, a) in enumerate(zip(w_bits, a_bits, strict=True)):
             p = index.get((int(w), int(a)))
             if p is None:
-                raise SearchInputError(f"layer {self.names[layer]!r}: pair {pair_label(w, a)} is not a candidate "
+                raise SearchInputError(f"layer {self.names[layer]!r}: pair {format_pair((w, a))} is not a candidate "
                                        f"({', '.join(self.pair_labels)})")
             unit = self.unit_of[layer]
             if choice[unit] not in (-1, p):
                 raise SearchInputError(f"layer {self.names[layer]!r}: its group already takes "
-                                       f"{self.pair_labels[choice[unit]]}, not {pair_label(w, a)}")
+                                       f"{self.pair_labels[choice[unit]]}, not {format_pair((w, a))}")
             choice[unit] = p
         return choice
 
@@ -184,7 +181,7 @@ def _cost_column(frame: pd.DataFrame, col: str, what: str) -> np.ndarray:
     if bad.any():
         r = frame.iloc[int(np.flatnonzero(bad)[0])]
         raise SearchInputError(f"{what}: column {col!r} must be finite and >= 0; layer {r['layer']} "
-                               f"{pair_label(r['w_bits'], r['a_bits'])} has {r[col]!r}")
+                               f"{format_pair((r['w_bits'], r['a_bits']))} has {r[col]!r}")
     return values
 
 
@@ -241,7 +238,7 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
         r = costs[dup].iloc[0]
         extra = f" out_bits {r['out_bits']}" if coupled else ""
         raise SearchInputError(f"cost table: duplicate rows for layer {r['layer']} "
-                               f"{pair_label(r['w_bits'], r['a_bits'])}{extra}")
+                               f"{format_pair((r['w_bits'], r['a_bits']))}{extra}")
 
     layer_ids = np.sort(costs["layer"].unique())
     names = (_per_layer(costs, "name", "cost table").astype(str) if "name" in costs.columns
@@ -252,8 +249,8 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
         wanted = [(int(w), int(a)) for w, a in pairs]
         absent = [p for p in wanted if p not in table_pairs]
         if absent:
-            raise SearchInputError(f"pair(s) {', '.join(pair_label(*p) for p in absent)} are not in the cost table "
-                                   f"({', '.join(pair_label(*p) for p in table_pairs)})")
+            raise SearchInputError(f"pair(s) {', '.join(format_pair(p) for p in absent)} are not in the cost table "
+                                   f"({', '.join(format_pair(p) for p in table_pairs)})")
         table_pairs = list(dict.fromkeys(wanted))
     pair_arr = np.asarray(table_pairs, dtype=np.int64).reshape(-1, 2)
     out_widths = np.asarray(sorted({int(a) for a in pair_arr[:, 1]}), dtype=np.int64) if coupled else None
@@ -279,7 +276,7 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
         miss = np.argwhere(~seen)[0]
         extra = f" with out_bits {out_widths[miss[2]]}" if coupled else ""
         raise SearchInputError(f"cost table: layer {layer_ids[miss[0]]} ({names.iloc[miss[0]]!r}) has no row for "
-                               f"{pair_label(*pair_arr[miss[1]])}{extra}; every layer needs every candidate pair")
+                               f"{format_pair(pair_arr[miss[1]])}{extra}; every layer needs every candidate pair")
     cost_arrays: dict[str, np.ndarray] = {}
     for col, values in cost_values.items():
         arr = np.zeros(shape, dtype=np.float64)
@@ -307,11 +304,11 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
     if bad.any():
         r = sensitivity.iloc[int(np.flatnonzero(bad)[0])]
         raise SearchInputError(f"sensitivity table: 'sensitivity' must be finite and >= 0; layer {r['layer']} "
-                               f"{pair_label(r['w_bits'], r['a_bits'])} has {r['sensitivity']!r}")
+                               f"{format_pair((r['w_bits'], r['a_bits']))} has {r['sensitivity']!r}")
     if sensitivity.duplicated(list(_KEYS)).any():
         r = sensitivity[sensitivity.duplicated(list(_KEYS))].iloc[0]
         raise SearchInputError(f"sensitivity table: duplicate rows for layer {r['layer']} "
-                               f"{pair_label(r['w_bits'], r['a_bits'])}")
+                               f"{format_pair((r['w_bits'], r['a_bits']))}")
     sens = np.full((n_l, n_p), np.nan)
     sli = sensitivity["layer"].map(layer_pos).to_numpy()
     spi = np.array([pair_pos.get((int(w), int(a)), -1)
@@ -321,7 +318,7 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
     if np.isnan(sens).any():
         miss = np.argwhere(np.isnan(sens))[0]
         raise SearchInputError(f"sensitivity rows do not match the cost rows: layer {layer_ids[miss[0]]} "
-                               f"({names.iloc[miss[0]]!r}) has no sensitivity for {pair_label(*pair_arr[miss[1]])}")
+                               f"({names.iloc[miss[0]]!r}) has no sensitivity for {format_pair(pair_arr[miss[1]])}")
 
     # --- groups (union of both tables' ties) and consumers
     uf = _Groups(layer_ids)

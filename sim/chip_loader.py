@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lowbit_core.errors import InputError
+from lowbit_core.yamlio import read_yaml
 from sim.config import CHIPS_DIR, Chip, chip_from_dict, preset_names
-from sim.errors import InputError
-from sim.io import read_yaml
 from sim.scalesim_cfg import read_scalesim_cfg
 
 __all__ = ["load_chip"]

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import Pair, format_pair
 from sim.config import Chip
-from sim.errors import InputError
 from sim.mapping import MAPPING_MODES, OBJECTIVES
-from sim.pairs import Pair
 from sim.precision import PE_BITFUSION, PE_FIXED, PE_KIND_CODES, fusion_width_of
 
 __all__ = ["ChipBatch", "CHIP_FIELDS", "DATAFLOW_CODES", "mac_energy_pj"]
@@ -135,7 +135,7 @@ def mac_energy_pj(chip: Chip, w: int, a: int) -> float:
         key = (fusion_width_of(w), fusion_width_of(a))
         if key not in tech.bitfusion_mac_pj:
             raise InputError(f"chip {chip.name!r}: technology {tech.name!r} lacks bitfusion energy for "
-                             f"w{key[0]}a{key[1]}")
+                             f"{format_pair(key)}")
         return tech.bitfusion_mac_pj[key]
     mode = "both" if chip.pe.serial == "both" else "activation"
     steps = a * w if mode == "both" else a

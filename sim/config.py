@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import TypeAdapter, ValidationError, WrapValidator, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from sim.errors import InputError
-from sim.pairs import DEFAULT_MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import DEFAULT_MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
 from sim.precision import FUSION_WIDTHS
 from sim.schema import RANGE_ERROR, SramKiB, StrictModel, bounded_float, bounded_int, format_validation, number_text
 from sim.technology import Technology, load_technology

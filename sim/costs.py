@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from lowbit_core.pairs import Pair, parse_pairs
 from sim.chip_loader import load_chip
 from sim.chipbatch import ChipBatch
 from sim.config import Chip
 from sim.engine import check_mappable, evaluate
 from sim.layerbatch import LayerBatch
 from sim.mapping import GEMM_ORDER_NAMES
-from sim.pairs import Pair, parse_pairs
 from sim.workload import Workload, load_workload
 
 __all__ = ["simulate", "cost_frame", "COST_COLUMNS", "COST_UNITS"]

@@ -13,8 +13,9 @@ from dataclasses import fields
 
 import numpy as np
 
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import format_pair
 from sim.chipbatch import ChipBatch
-from sim.errors import InputError
 from sim.layerbatch import LayerBatch
 from sim.mapping import (
     GEMM_ORDER_NAMES,
@@ -24,7 +25,6 @@ from sim.mapping import (
     candidates,
     gemm_order_name,
 )
-from sim.pairs import format_pair
 from sim.precision import pack_and_serial
 
 __all__ = ["evaluate", "check_mappable", "point_groups", "MODEL_VERSION", "ARRAY_COLUMNS"]

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import Pair
 from sim.chipbatch import DATAFLOW_CODES
 from sim.config import Chip
-from sim.errors import InputError
 from sim.mapping import ORDERS, SCALESIM_ORDER, Mapping, axis_halvings, operand_level, tile_halvings
-from sim.pairs import Pair
 from sim.precision import PE_KIND_CODES, pack_and_serial
 from sim.workload.layer import Layer
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
+from lowbit_core.errors import InputError
 from sim.config import Chip, chip_from_dict
-from sim.errors import InputError
 
 __all__ = ["read_scalesim_cfg", "SCALESIM_CLOCK_MHZ"]
 

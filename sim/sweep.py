@@ -19,7 +19,7 @@ the row :func:`sim.simulate` gives for that chip, bit for bit.
 * A rerun into a directory made by a different spec is an :class:`InputError`; so is a second
   run into a directory another run holds (``out_dir/.lock``, POSIX ``flock``).
 * Everything that can be checked is checked before anything is created: the scheduler and worker
-  count, the output path (:func:`sim.io.check_output_dir`), the spec, an existing directory's spec,
+  count, the output path (:func:`lowbit_core.files.check_output_dir`), the spec, an existing directory's spec,
   and a scheduler address (connected within :data:`CONNECT_TIMEOUT_S` seconds).  A run that fails,
   is refused or is interrupted before any partition is published removes the directories it
   created; published partitions are kept for the rerun.
@@ -50,14 +50,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lowbit_core.errors import InputError
+from lowbit_core.files import atomic_path, check_output_dir, missing_ancestors
+from lowbit_core.pairs import format_pair
 from sim.chipbatch import CHIP_FIELDS, ChipBatch
 from sim.costs import COST_COLUMNS
 from sim.engine import MODEL_VERSION, check_mappable, evaluate
-from sim.errors import InputError
-from sim.io import atomic_path, check_output_dir, missing_ancestors
 from sim.layerbatch import LayerBatch
 from sim.mapping import GEMM_ORDER_NAMES
-from sim.pairs import format_pair
 from sim.sweep_spec import Expansion, SweepSpec, load_sweep_spec, sweep_spec_from_dict
 
 __all__ = [
@@ -234,7 +234,7 @@ def _metadata(
 
 # Writing ----------------------------------------------------------------------------------------
 def _atomic_write(path: Path, write: Callable[[Path], None], fail: bool = False) -> None:
-    """Write via a temp file in the same directory, then rename over ``path`` (:class:`sim.io.atomic_path`)."""
+    """Write via a temp file in the same directory, then rename it over ``path`` (see ``atomic_path``)."""
     with atomic_path(path) as tmp:
         write(tmp)
         if fail:

@@ -26,9 +26,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import Pair, parse_pairs
 from sim.config import Chip
-from sim.errors import InputError
-from sim.pairs import Pair, parse_pairs
 from sim.schema import RANGE_ERROR, StrictModel, bounded_int, error_text
 
 __all__ = ["SpecDoc", "parse_spec", "SWEEP_FIELDS", "SECTIONS", "NOT_SWEPT", "SPEC_KEYS", "MAX_CHIPS",

@@ -38,12 +38,12 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import Pair, format_pair
+from lowbit_core.yamlio import read_yaml
 from sim.chip_loader import load_chip
 from sim.chipbatch import mac_energy_pj
 from sim.config import Chip
-from sim.errors import InputError
-from sim.io import read_yaml
-from sim.pairs import Pair, format_pair
 from sim.sweep_schema import MAX_CHIPS, SECTIONS, SPEC_KEYS, SWEEP_FIELDS, parse_spec
 
 __all__ = [

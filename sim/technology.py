@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, ValidationError
 
-from sim.errors import InputError
-from sim.io import read_yaml
-from sim.pairs import Pair, format_pair, parse_pair
+from lowbit_core.errors import InputError
+from lowbit_core.pairs import Pair, format_pair, parse_pair
+from lowbit_core.yamlio import read_yaml
 from sim.schema import SramKiB, StrictModel, bounded_float, bounded_int, format_validation
 
 __all__ = ["Technology", "AreaTable", "TechnologySchema", "load_technology", "technology_from_dict", "TECH_DIR"]

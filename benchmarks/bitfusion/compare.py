@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO))
 
 import sim  # noqa: E402
 from benchmarks.provenance import replace_marked_block  # noqa: E402
+from lowbit_core.errors import InputError  # noqa: E402
+from lowbit_core.yamlio import read_yaml  # noqa: E402
 from sim.config import Chip, chip_from_dict  # noqa: E402
-from sim.errors import InputError  # noqa: E402
-from sim.io import read_yaml  # noqa: E402
 
 CHIP_FILE = HERE / "bitfusion_isca18.yaml"
 WORKLOADS = HERE / "workloads"

@@ -41,10 +41,10 @@ from generate import CHIP, NETWORKS, OBJECTIVES, REFERENCE, write_inputs  # noqa
 
 import sim  # noqa: E402
 from benchmarks.provenance import replace_marked_block  # noqa: E402
+from lowbit_core.errors import InputError  # noqa: E402
+from lowbit_core.yamlio import read_yaml  # noqa: E402
 from sim.chip_loader import load_chip  # noqa: E402
 from sim.config import CHIPS_DIR, Chip, chip_from_dict  # noqa: E402
-from sim.errors import InputError  # noqa: E402
-from sim.io import read_yaml  # noqa: E402
 
 BEGIN, END = "<!-- zigzag-tables:begin -->", "<!-- zigzag-tables:end -->"
 

@@ -75,7 +75,7 @@ def shipped_entry(name: str, seed: int, weights_dir: Path | None = None) -> Ship
 
 def write_manifest(entries: list[ShippedEntry], weights_dir: Path | None = None) -> Path:
     """Write the manifest (sorted by model and seed) atomically."""
-    from quant.fileio import atomic_write
+    from lowbit_core.files import atomic_write
 
     path = (WEIGHTS_DIR if weights_dir is None else weights_dir) / MANIFEST_NAME
     doc = {"format": _FORMAT, "regenerate": REGENERATE,

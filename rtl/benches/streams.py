@@ -14,12 +14,12 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
+from lowbit_core.files import atomic_path
 from rtl.benches import bench_input
 
 __all__ = ["MAX_MESSAGES", "StreamResult", "play_streams", "reset", "run_jobs", "write_results"]
@@ -81,9 +81,8 @@ async def run_jobs(dut, bench: str, zero_ports: tuple[str, ...],
 def write_results(path: str | None, records: list[dict[str, Any]]) -> None:
     """Write the job records as JSON through a temporary file and a rename."""
     if path:
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(records, indent=1))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(records, indent=1))
 
 
 async def play_streams(dut, inputs: dict[str, list[int]], queue: deque, check: BeatCheck, rng: random.Random, *,

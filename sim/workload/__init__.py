@@ -27,7 +27,7 @@ file's stem) and ``description:``. Each layer is a mapping in one of two forms:
 
 Unknown keys, missing required keys, non-integer sizes and sizes above ``MAX_DIM`` (2^24) are errors
 naming the field; so is a layer above ``MAX_LAYER_MACS`` (2^48 MACs, or input pixels x weights).  A key
-given twice in one mapping is an error too (:func:`sim.io.read_yaml`).
+given twice in one mapping is an error too (:func:`lowbit_core.yamlio.read_yaml`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sim.errors import InputError
-from sim.io import read_yaml
+from lowbit_core.errors import InputError
+from lowbit_core.yamlio import read_yaml
 from sim.workload.layer import KINDS, MAX_DIM, MAX_LAYER_MACS, Layer, Workload, conv, gemm, matmul
 from sim.workload.onnx_import import read_onnx
 from sim.workload.scalesim_csv import read_topology_csv, write_topology_csv

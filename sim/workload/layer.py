@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 
 __all__ = ["Layer", "Workload", "KINDS", "conv", "gemm", "matmul", "MAX_DIM", "MAX_LAYER_MACS"]
 

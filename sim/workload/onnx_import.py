@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 from sim.workload.layer import Layer, Workload, gemm, matmul
 
 __all__ = ["read_onnx", "product_layer", "torch_module_path", "MODELLED_OPS", "IGNORED_OPS"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 from sim.workload.layer import MAX_DIM, Layer, Workload
 
 __all__ = ["read_topology_csv", "write_topology_csv", "scalesim_out_size", "HEADER"]

@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 from sim.workload.layer import Layer, Workload, gemm
 from sim.workload.onnx_import import product_layer
 

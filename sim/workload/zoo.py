@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 from sim.workload.layer import Layer, Workload, conv, gemm, matmul
 
 __all__ = ["ZOO", "zoo_names", "resnet18", "resnet50", "mobilenet_v2", "vgg16", "bert_base", "minilm_l6"]

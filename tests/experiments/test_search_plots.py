@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from experiments.plots import plot_accuracy_fronts, plot_bit_allocation, plot_sensitivity_heatmap
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 
 NAMES = ("0", "3", "7", "12")
 

@@ -1,4 +1,5 @@
-"""Tables are written atomically: a failed write leaves neither a partial file nor a temp file."""
+"""The base package's files, tables and YAML: atomic writes (a failed write leaves neither a partial file nor a
+temp file), one table reader, one YAML loader, output paths checked before any work."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim import InputError
-from sim.io import TABLE_SUFFIXES, atomic_path, check_output_dir, check_output_file, read_table, read_yaml, write_table
+from lowbit_core.errors import EXIT_BAD_INPUT, InputError, LowbitError
+from lowbit_core.files import atomic_path, atomic_write, check_output_dir, check_output_file
+from lowbit_core.tables import TABLE_SUFFIXES, read_table, write_table
+from lowbit_core.yamlio import read_yaml
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -36,7 +39,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
 def test_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown table format"):
         write_table(pd.DataFrame(), tmp_path / "t.xlsx")
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="no such table"):
         read_table(tmp_path / "missing.csv")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises(InputError, match="cannot read table"):
@@ -69,14 +72,14 @@ def test_read_yaml_keeps_merges_and_repeated_keys_in_different_mappings(tmp_path
 
 
 def test_no_yaml_is_parsed_outside_read_yaml() -> None:
-    """Every YAML read goes through sim.io.read_yaml (the one loader that refuses duplicate keys)."""
+    """Every YAML read goes through lowbit_core.yamlio.read_yaml (the one loader that refuses duplicate keys)."""
     root = Path(__file__).resolve().parents[2]
     offenders = []
-    for package in ("sim", "search", "quant", "rtl", "experiments", "benchmarks"):
+    for package in ("lowbit_core", "sim", "search", "quant", "rtl", "experiments", "benchmarks"):
         for path in (root / package).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
-            if path.name != "io.py" and any(call in text for call in ("yaml.safe_load", "yaml.load(", "yaml.full_load",
-                                                                      "yaml.unsafe_load", "yaml.compose")):
+            calls = ("yaml.safe_load", "yaml.load(", "yaml.full_load", "yaml.unsafe_load", "yaml.compose")
+            if path.name != "yamlio.py" and any(call in text for call in calls):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
 
@@ -129,3 +132,45 @@ def test_write_table_refuses_a_directory_and_leaves_no_temp_file(tmp_path: Path)
         with atomic_path(tmp_path / "t.csv") as tmp:
             tmp.write_text("x")
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"] and not any((tmp_path / "t.csv").iterdir())
+
+
+def test_atomic_write_publishes_whole_files_only(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "model.npz"
+    atomic_write(target, lambda f: f.write(b"first"))
+    assert target.read_bytes() == b"first" and oct(target.stat().st_mode & 0o777) == "0o644"
+
+    def fail_half_way(f) -> None:
+        f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, fail_half_way)
+    assert target.read_bytes() == b"first" and [p.name for p in target.parent.iterdir()] == ["model.npz"]
+
+
+def test_every_package_error_is_an_input_error_with_exit_status_2() -> None:
+    """One error root: the CLI catches LowbitError and exits with the status each kind carries."""
+    from quant.errors import QuantInputError, ShippedWeightsError
+    from rtl.tools import RtlError, ToolMissingError
+    from search.errors import InfeasibleBudgetError, SearchInputError
+
+    for kind in (InputError, QuantInputError, ShippedWeightsError, RtlError, ToolMissingError, SearchInputError,
+                 InfeasibleBudgetError):
+        assert issubclass(kind, InputError) and issubclass(kind, LowbitError) and issubclass(kind, ValueError)
+        assert kind.exit_status == EXIT_BAD_INPUT == 2
+
+
+@pytest.mark.parametrize("error", ["QuantInputError", "SearchInputError"])
+def test_helpers_raise_the_callers_error_kind(tmp_path: Path, error: str) -> None:
+    import quant.errors
+    import search.errors
+
+    kind = getattr(quant.errors, error, None) or getattr(search.errors, error)
+    with pytest.raises(kind, match="no such cost table"):
+        read_table(tmp_path / "none.csv", "cost table", error=kind)
+    (tmp_path / "empty.csv").write_text("a,b\n")
+    with pytest.raises(kind, match="cost table has no rows"):
+        read_table(tmp_path / "empty.csv", "cost table", error=kind)
+    assert read_table(tmp_path / "empty.csv", allow_empty=True).columns.tolist() == ["a", "b"]
+    with pytest.raises(kind, match="bad.yaml: no such spec"):
+        read_yaml(tmp_path / "bad.yaml", "spec", error=kind)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lowbit_core.files import check_output_path
 from quant.errors import QuantInputError
-from quant.fileio import check_output_path
 from quant.quantizer import check_seed
 from quant.sensitivity import check_table_path, write_sensitivity
 

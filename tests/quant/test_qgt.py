@@ -220,8 +220,8 @@ def test_sensitivity_table_follows_the_contract(outcome) -> None:
 
 
 def test_sensitivity_table_is_accepted_by_search(outcome, tmp_path: Path) -> None:
+    from lowbit_core.tables import read_table
     from search import build_problem
-    from search.tables import read_table
 
     frame = outcome.tables["sensitivity"]
     path = write_sensitivity(frame, tmp_path / "qgt.csv")

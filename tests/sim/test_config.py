@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lowbit_core.pairs import parse_pair, parse_pairs
 from sim import InputError, load_chip, preset_names
 from sim.config import chip_from_dict
-from sim.pairs import parse_pair, parse_pairs
 from sim.technology import load_technology
 
 GOOD = {"array": {"rows": 8, "cols": 4, "dataflow": "os", "clock_mhz": 200},

@@ -13,10 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lowbit_core.errors import InputError
+from lowbit_core.yamlio import read_yaml
 from sim.chipbatch import ChipBatch
 from sim.costs import COST_COLUMNS, simulate
-from sim.errors import InputError
-from sim.io import read_yaml
 from sim.sweep import (
     FAIL_ENV,
     MAX_WORKERS,

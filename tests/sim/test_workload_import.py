@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 from sim.workload import (
     Layer,
     Workload,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.errors import InputError
+from lowbit_core.errors import InputError
 from sim.workload import ZOO, load_workload, read_topology_csv, zoo_names
 from sim.workload.zoo import bert_base, minilm_l6, mobilenet_v2, resnet18, resnet50, vgg16
 

@@ -1,0 +1,131 @@
+"""Atomic file writes, and the checks of output paths that run before any work starts.
+
+Every file lowbit publishes is written to a temporary file in the target's directory and renamed over the target
+only when the write succeeded, so readers never see a partial file and a failed or interrupted run leaves the old
+file (or nothing) in place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from lowbit_core.errors import InputError
+
+__all__ = ["atomic_path", "atomic_write", "missing_ancestors", "check_output_file", "check_output_dir",
+           "check_output_path"]
+
+
+class atomic_path:  # noqa: N801 - used as a context manager, named like one
+    """``with atomic_path(p) as tmp``: a fresh temporary path beside ``p``, renamed over ``p`` if the block
+    succeeds and removed if it raises (or if the rename fails, e.g. ``p`` is a directory)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.tmp = self.path
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            try:
+                os.chmod(self.tmp, 0o644)  # mkstemp creates 0600; results are ordinary readable files
+                os.replace(self.tmp, self.path)
+            except BaseException:
+                self.tmp.unlink(missing_ok=True)
+                raise
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+    """Create ``path`` atomically: ``write(f)`` fills a temporary binary file (flushed to disk before the rename).
+
+    On any error the temporary file is removed and ``path`` is untouched.  Returns ``path`` as a Path."""
+    target = Path(path)
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return target
+
+
+def missing_ancestors(directory: str | os.PathLike[str]) -> list[Path]:
+    """``directory`` and its ancestors that do not exist yet, innermost first: what creating it would make (and
+    what a failed run should remove again)."""
+    missing = []
+    d = Path(directory)
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    return missing
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_creatable_under(path: Path, what: str, error: type[InputError]) -> None:
+    """Refuse ``path`` if its nearest existing ancestor is not a directory or cannot be written."""
+    anchor = _nearest_existing(path.parent if path.parent != path else path)
+    if not anchor.is_dir():
+        raise error(f"{path}: cannot create the {what}: {anchor} is a file, not a directory")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise error(f"{path}: cannot create the {what}: no permission to write in {anchor}")
+
+
+def check_output_file(path: str | os.PathLike[str], suffixes: tuple[str, ...] | None = None, *,
+                      error: type[InputError] = InputError) -> Path:
+    """Check that an output file can be written at ``path``, creating nothing.
+
+    Refuses (one-line ``error``) an existing directory, a suffix not in ``suffixes`` (when given), an ancestor that
+    is a regular file, and an unwritable directory."""
+    p = Path(path)
+    if p.is_dir():
+        raise error(f"{p}: is a directory; give a file path (e.g. {p / 'costs.csv'})")
+    if suffixes is not None and p.suffix.lower() not in suffixes:
+        raise error(f"{p}: unknown file type {p.suffix or '(none)'!r}; use {', '.join(suffixes)}")
+    _check_creatable_under(p, "file", error)  # an existing file is replaced by a rename in its directory
+    return p
+
+
+def check_output_dir(path: str | os.PathLike[str], *, error: type[InputError] = InputError) -> Path:
+    """Check that ``path`` is, or can be created as, a writable directory, creating nothing."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise error(f"{p}: exists and is not a directory; give a directory path")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise error(f"{p}: cannot write in this directory (no permission)")
+    else:
+        _check_creatable_under(p, "directory", error)
+    return p
+
+
+def check_output_path(path: str | os.PathLike[str], what: str, *, directory: bool = False,
+                      error: type[InputError] = InputError) -> Path:
+    """Like :func:`check_output_file` / :func:`check_output_dir`, with messages that name the output's role
+    ``what`` (e.g. ``"export directory"``): a file where a directory is needed or the reverse, or a first existing
+    ancestor that is a file or is not writable."""
+    out = Path(path)
+    if out.exists() and out.is_dir() != directory:
+        kind = "a directory" if out.is_dir() else "a file"
+        raise error(f"{out}: is {kind}; the {what} needs {'a directory' if directory else 'a file'} path")
+    parent = _nearest_existing(out if directory else out.parent)
+    if not parent.is_dir():
+        raise error(f"{parent}: is a file, so the {what} {out} cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise error(f"{parent}: not writable, so the {what} {out} cannot be created")
+    return out
