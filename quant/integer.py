@@ -55,7 +55,7 @@ from quant.requant import (
 
 __all__ = ["FORMAT_VERSION", "NPZ_NAME", "META_NAME", "LOGIT_BITS", "IntegerLayer", "IntegerModel", "load_export",
            "effective_block_scales", "im2col", "apply_ops", "rounding_shift", "requantize", "quantize_multipliers",
-           "GraphRun", "validate_graph_model"]
+           "GraphRun", "validate_graph_model", "builtin_test_images"]
 
 FORMAT_VERSION = "lowbit-integer/2"
 NPZ_NAME, META_NAME = "model.npz", "meta.json"
@@ -544,6 +544,15 @@ _KIND_DIMS = {"conv1d": 1, "conv2d": 2, "linear": 0}
 _OP_FIELDS = {"relu": {"op"}, "flatten": {"op", "start_dim", "end_dim"},
               "maxpool": {"op", "dims", "kernel", "stride", "padding", "dilation"}}
 _MAX_SHAPE_ELEMENTS = 1 << 40  #: a per-sample shape beyond this is damage, not a model
+
+
+def builtin_test_images(model_name: str, count: int) -> np.ndarray:
+    """The first ``count`` test images (float, as the model takes them) of the built-in model an export names, so
+    an export of a built-in model can be run on real inputs without the caller loading the data sets itself.
+    Needs torch; an unknown name is a :class:`QuantInputError`."""
+    from quant.models import model_split  # torch and the data sets: only when asked for
+
+    return model_split(model_name).test_x[:count].numpy()
 
 
 def load_export(directory: str | os.PathLike[str]) -> IntegerModel:

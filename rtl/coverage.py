@@ -1,13 +1,13 @@
-"""Verilator line coverage of ``rtl/src`` over a representative set of benches (``python -m rtl.coverage``).
+"""Verilator line coverage of ``rtl/src`` over a representative set of benches.
 
 Every design is built with ``--coverage-line`` and run on the same stimuli as its tests (the layer top on three
-real PTQ-SL layers of the digits CNN, which needs torch); the per-file counts of covered line points are merged
-across runs (docs/rtl.md, "Coverage").
+layers of an integer export the caller supplies: ``python -m experiments.rtl_coverage`` makes the PTQ-SL export of
+the digits CNN and runs everything); the per-file counts of covered line points are merged across runs
+(docs/rtl.md, "Coverage").
 """
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,29 +51,15 @@ def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], 
 
 
 def _layer_data(results: Path, export_root: Path, dataflow: str = "ws") -> tuple[dict, dict]:
-    """(bench data, Verilog parameters) of a layer-top coverage run: PTQ-SL 4 x 2 layers 0, 12 and 7 of the digits
-    CNN (n_H = 1 and 2, conv and linear) back to back on a 4 x 4 Bit-Fusion ``dataflow`` array, with gaps and
-    backpressure."""
-    import torch
-
-    from quant.export import export_model
-    from quant.fakequant import calibrate_activations, prepare
+    """(bench data, Verilog parameters) of a layer-top coverage run: layers 0, 12 and 7 of the export (for the
+    digits CNN's PTQ-SL 4 x 2 export: n_H = 1 and 2, conv and linear) back to back on a 4 x 4 Bit-Fusion
+    ``dataflow`` array, with gaps and backpressure."""
     from quant.integer import load_export
-    from quant.models import get_model, model_split
-    from quant.ptq_sl import ptq_sl_quantize
     from rtl.layer import golden_layer_inputs, layer_job, layer_parameters, sample_images
-
-    torch.manual_seed(0)
-    split = model_split("digits-cnn")
-    q = prepare(get_model("digits-cnn", seed=0))
-    calibrate_activations(q, split.calib_x, 8)
-    ptq_sl_quantize(q, split.calib_x, 4, blocks=(4, 2))
-    if not (export_root / "meta.json").is_file():
-        export_model(q, split.calib_x[:1], export_root, name="digits-cnn")
-    model = load_export(export_root)
-    inputs = golden_layer_inputs(model, sample_images(model, 1))
     from sim.mapping import Mapping
 
+    model = load_export(export_root)
+    inputs = golden_layer_inputs(model, sample_images(model, 1))
     # ws: layer 0 at a mapping whose tiles cut the output columns too (the gemm top's 2-D tile steps)
     mappings = {"0": Mapping(1, 5)} if dataflow == "ws" else {}
     jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i,
@@ -83,8 +69,9 @@ def _layer_data(results: Path, export_root: Path, dataflow: str = "ws") -> tuple
     return {"results_path": str(results), "jobs": jobs}, params
 
 
-def coverage_runs(out_dir: Path | None = None) -> list[Path]:
-    """Run the coverage builds; return copies of their ``coverage.dat`` files (in ``out_dir``, default
+def coverage_runs(layer_export: Path, out_dir: Path | None = None) -> list[Path]:
+    """Run the coverage builds (the layer top on ``layer_export``, an integer export of the digits CNN with
+    PTQ-SL 4 x 2 scales); return copies of their ``coverage.dat`` files (in ``out_dir``, default
     ``build/rtl/coverage``)."""
     out = out_dir or default_build_root() / "coverage"
     out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +112,7 @@ def coverage_runs(out_dir: Path | None = None) -> list[Path]:
         from rtl import layer
 
         for dataflow in ("ws", "os"):
-            data, params = _layer_data(Path(tmp) / f"layers_{dataflow}.json", Path(tmp) / "export", dataflow)
+            data, params = _layer_data(Path(tmp) / f"layers_{dataflow}.json", layer_export, dataflow)
             res = run_bench(layer.TOP, layer.SOURCES, layer.BENCH, params, coverage=True, data=data)
             assert res.coverage_dat is not None
             keep = out / f"{layer.TOP}_{len(dats)}.dat"
@@ -152,12 +139,3 @@ def coverage_markdown(by_file: dict[str, tuple[int, int]]) -> str:
     lines.append(f"| **all of rtl/src** | {c} | {t} | {100 * c / t:.1f} % |")
     return "\n".join(lines)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m rtl.coverage", description=__doc__.splitlines()[0]).parse_args(argv)
-    print(coverage_markdown(coverage_by_file(coverage_runs())))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from quant.integer import IntegerLayer, IntegerModel, im2col, load_export
+from quant.integer import IntegerLayer, IntegerModel, builtin_test_images, im2col, load_export
 from rtl import driver
 from rtl.limits import (
     RunEstimate,
@@ -633,15 +633,13 @@ def sample_images(model: IntegerModel, images: int) -> np.ndarray:
     """The first ``images`` test images of the built-in model the export was made from (float, as the model takes
     them). Raises :class:`RtlError` when the export's model name is not a built-in model."""
     try:
-        from quant.models import model_split
-
-        split = model_split(model.name)
+        found = builtin_test_images(model.name, images)
     except Exception as exc:  # unknown model name, or torch missing
         raise RtlError(one_line(f"no test images for model {model.name!r} ({exc}); pass input images "
                                 f"explicitly (lowbit rtl verify --data FILE.npz)")) from None
     if images < 1:
         raise RtlError(f"images must be >= 1, got {images}")
-    return split.test_x[:images].numpy()
+    return found
 
 
 def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols: int = 8, pe: str = "fixed",

@@ -32,7 +32,7 @@ BINDING_MODULES = ("experiments.cli", "experiments.digits_exports", "experiments
                    "experiments.quantize", "experiments.real_demo", "experiments.train", "experiments.training_study",
                    "experiments.user_inputs",
                    "experiments.workloads", "quant.dgms", "quant.models", "quant.qat", "quant.qgt", "quant.sensitivity",
-                   "rtl", "rtl.coverage", "search")
+                   "rtl", "rtl.coverage", "experiments.rtl_coverage", "search")
 for _module in BINDING_MODULES:
     importlib.import_module(_module)
 
