@@ -25,15 +25,17 @@ def test_seed_must_be_a_non_negative_integer() -> None:
 def test_output_path_kinds(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     (tmp_path / "dir").mkdir()
-    assert check_output_path(tmp_path / "new" / "deeper", "export", directory=True) == tmp_path / "new" / "deeper"
-    assert check_output_path(tmp_path / "dir", "export", directory=True) == tmp_path / "dir"
-    assert check_output_path(tmp_path / "file", "table") == tmp_path / "file"  # a file may be replaced
+    new = tmp_path / "new" / "deeper"
+    assert check_output_path(new, "export", directory=True, error=QuantInputError) == new
+    assert check_output_path(tmp_path / "dir", "export", directory=True, error=QuantInputError) == tmp_path / "dir"
+    file = tmp_path / "file"
+    assert check_output_path(file, "table", error=QuantInputError) == file  # a file may be replaced
     with pytest.raises(QuantInputError, match="is a file; the export needs a directory"):
-        check_output_path(tmp_path / "file", "export", directory=True)
+        check_output_path(tmp_path / "file", "export", directory=True, error=QuantInputError)
     with pytest.raises(QuantInputError, match="is a directory; the table needs a file"):
-        check_output_path(tmp_path / "dir", "table")
+        check_output_path(tmp_path / "dir", "table", error=QuantInputError)
     with pytest.raises(QuantInputError, match=r"file: is a file, so the table .*cannot be created"):
-        check_output_path(tmp_path / "file" / "below" / "t.csv", "table")
+        check_output_path(tmp_path / "file" / "below" / "t.csv", "table", error=QuantInputError)
     assert not (tmp_path / "new").exists()  # checking creates nothing
 
 
@@ -42,7 +44,7 @@ def test_output_path_in_a_read_only_directory(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     with pytest.raises(QuantInputError, match="not writable"):
-        check_output_path(locked / "t.csv", "table")
+        check_output_path(locked / "t.csv", "table", error=QuantInputError)
 
 
 def test_sensitivity_table_path(tmp_path: Path) -> None:
