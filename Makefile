@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# every Python tree ruff checks and formats (ruff is pinned in pyproject.toml: formatting differs between versions)
+CODE := lowbit_core sim search quant rtl experiments tests benchmarks
 
 .PHONY: demo test lint bench setup tools clean
 
@@ -28,11 +30,13 @@ demo: $(STAMP)
 	$(VENV)/bin/lowbit demo
 
 test: $(STAMP) tools
-	$(VENV)/bin/ruff check lowbit_core sim search quant rtl experiments tests benchmarks
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 	$(PY) -m pytest -q -n 2 -m "slow or not slow or rtl"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lowbit_core sim search quant rtl experiments tests benchmarks
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_resnet18_table.py

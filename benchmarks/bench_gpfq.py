@@ -34,17 +34,22 @@ from quant.rtn import rtn_quantize  # noqa: E402
 def _rel_err(model, ref_out, x) -> float:
     with torch.no_grad():
         y = model(x)
-    return float(((y - ref_out) ** 2).sum() / (ref_out ** 2).sum())
+    return float(((y - ref_out) ** 2).sum() / (ref_out**2).sum())
 
 
 def bench_models(names, seeds, bits_list, repeat, ablate) -> None:
     variants = {"gpfq": {}}
     if ablate:
-        variants |= {"no-search": {"scale_search": False}, "no-search RTN step": {"scale_search": False, "C": 1.0},
-                     "no-bias": {"bias_correction": False},
-                     "paper(b+1-bit codes)": {"alphabet": "paper", "scale_search": False}}
-    print(f"{'model':12s} {'seed':>4s} {'bits':>5s} {'float':>6s} {'RTN':>6s} {'GPFQ':>6s} "
-          f"{'errRTN':>8s} {'errGPFQ':>8s} {'ratio':>6s} {'GPFQ s':>7s}  ablations (acc / err)")
+        variants |= {
+            "no-search": {"scale_search": False},
+            "no-search RTN step": {"scale_search": False, "C": 1.0},
+            "no-bias": {"bias_correction": False},
+            "paper(b+1-bit codes)": {"alphabet": "paper", "scale_search": False},
+        }
+    print(
+        f"{'model':12s} {'seed':>4s} {'bits':>5s} {'float':>6s} {'RTN':>6s} {'GPFQ':>6s} "
+        f"{'errRTN':>8s} {'errGPFQ':>8s} {'ratio':>6s} {'GPFQ s':>7s}  ablations (acc / err)"
+    )
     for name in names:
         split = model_split(name)
         for seed in seeds:
@@ -73,10 +78,15 @@ def bench_models(names, seeds, bits_list, repeat, ablate) -> None:
                         if label == "gpfq":
                             continue
                         v = gpfq_quantize(prepare(model), split.calib_x, wb, **kw)
-                        extra.append(f"{label} {evaluate_accuracy(v, split.test_x, split.test_y):.2f}/"
-                                     f"{_rel_err(v, ref_out, split.test_x):.4f}")
-                print(f"{name:12s} {seed:4d} {bits:>5s} {f_acc:6.2f} {r_acc:6.2f} {g_acc:6.2f} {r_err:8.4f} "
-                      f"{g_err:8.4f} {r_err / g_err:6.1f} {min(times):7.2f}  {'; '.join(extra)}", flush=True)
+                        extra.append(
+                            f"{label} {evaluate_accuracy(v, split.test_x, split.test_y):.2f}/"
+                            f"{_rel_err(v, ref_out, split.test_x):.4f}"
+                        )
+                print(
+                    f"{name:12s} {seed:4d} {bits:>5s} {f_acc:6.2f} {r_acc:6.2f} {g_acc:6.2f} {r_err:8.4f} "
+                    f"{g_err:8.4f} {r_err / g_err:6.1f} {min(times):7.2f}  {'; '.join(extra)}",
+                    flush=True,
+                )
 
 
 def bench_engines(repeat) -> None:
@@ -85,8 +95,15 @@ def bench_engines(repeat) -> None:
     from quant.gpfq import pick_method
 
     rng = np.random.default_rng(0)
-    for m, n, out in [(12800, 144, 32), (20000, 288, 64), (5120, 160, 32), (256, 320, 10), (200, 128, 10),
-                      (64, 4096, 1), (1000, 1000, 8)]:
+    for m, n, out in [
+        (12800, 144, 32),
+        (20000, 288, 64),
+        (5120, 160, 32),
+        (256, 320, 10),
+        (200, 128, 10),
+        (64, 4096, 1),
+        (1000, 1000, 8),
+    ]:
         x = rng.standard_normal((m, n))
         xq = x + 0.05 * rng.standard_normal((m, n))
         w = rng.standard_normal((out, n))
@@ -99,8 +116,10 @@ def bench_engines(repeat) -> None:
                 ts.append(time.perf_counter() - t0)
             best[method] = (min(ts), codes)
         assert np.array_equal(best["gram"][1], best["direct"][1])
-        print(f"{m:6d} {n:5d} {out:4d} {best['gram'][0]:8.3f} {best['direct'][0]:9.3f} "
-              f"{best['direct'][0] / best['gram'][0]:11.1f} {pick_method(m, n, out):>7s}")
+        print(
+            f"{m:6d} {n:5d} {out:4d} {best['gram'][0]:8.3f} {best['direct'][0]:9.3f} "
+            f"{best['direct'][0] / best['gram'][0]:11.1f} {pick_method(m, n, out):>7s}"
+        )
 
 
 def bench_decay() -> None:
@@ -117,13 +136,15 @@ def bench_decay() -> None:
                     codes, step = quantize_weights(w, x, bits, alphabet=alphabet, return_codes=True)
                     half = 1 << (bits - 1)
                     r = np.clip(np.rint(w[0] / step[0, 0]), -half, half - (alphabet == "bbit")) * step[0, 0]
-                    errs[seed, j] = np.sum((y - x @ (codes[0] * step[0, 0])) ** 2) / np.sum(y ** 2)
-                    rtn[seed, j] = np.sum((y - x @ r) ** 2) / np.sum(y ** 2)
+                    errs[seed, j] = np.sum((y - x @ (codes[0] * step[0, 0])) ** 2) / np.sum(y**2)
+                    rtn[seed, j] = np.sum((y - x @ r) ** 2) / np.sum(y**2)
             geo = np.exp(np.log(errs).mean(axis=0))
             slope = np.polyfit(np.log(ns), np.log(geo), 1)[0]
             ratio = np.exp(np.log(rtn).mean(axis=0)) / geo
-            print(f"  {alphabet:5s} {bits} bits: slope {slope:+.2f}; RTN/GPFQ at N=64..4096: "
-                  + " ".join(f"{v:.1f}" for v in ratio))
+            print(
+                f"  {alphabet:5s} {bits} bits: slope {slope:+.2f}; RTN/GPFQ at N=64..4096: "
+                + " ".join(f"{v:.1f}" for v in ratio)
+            )
 
 
 def main() -> None:

@@ -58,16 +58,28 @@ def sweep_batch(n: int) -> list:
     rng = np.random.default_rng(0)
     chips = []
     for i in range(n):
-        chips.append(chip_from_dict({
-            "name": f"v{i}",
-            "array": {"rows": int(rng.choice([8, 16, 32])), "cols": int(rng.choice([16, 32, 64])), "dataflow": "ws",
-                      "clock_mhz": 500, "weight_preload": str(rng.choice(["serial", "overlapped"]))},
-            "pe": {"kind": "bitfusion"},
-            "mapping_objective": str(rng.choice(["latency", "energy", "edp"])),
-            "memory": {"ifmap_sram_kib": int(rng.choice([32, 64, 128])), "filter_sram_kib": int(rng.choice([64, 128])),
-                       "ofmap_sram_kib": int(rng.choice([16, 32, 64])),
-                       "dram_bw_bits_per_cycle": float(rng.choice([64, 128, 256]))},
-        }))
+        chips.append(
+            chip_from_dict(
+                {
+                    "name": f"v{i}",
+                    "array": {
+                        "rows": int(rng.choice([8, 16, 32])),
+                        "cols": int(rng.choice([16, 32, 64])),
+                        "dataflow": "ws",
+                        "clock_mhz": 500,
+                        "weight_preload": str(rng.choice(["serial", "overlapped"])),
+                    },
+                    "pe": {"kind": "bitfusion"},
+                    "mapping_objective": str(rng.choice(["latency", "energy", "edp"])),
+                    "memory": {
+                        "ifmap_sram_kib": int(rng.choice([32, 64, 128])),
+                        "filter_sram_kib": int(rng.choice([64, 128])),
+                        "ofmap_sram_kib": int(rng.choice([16, 32, 64])),
+                        "dram_bw_bits_per_cycle": float(rng.choice([64, 128, 256])),
+                    },
+                }
+            )
+        )
     return chips
 
 
@@ -81,8 +93,10 @@ def main() -> None:
     zz, source = zigzag_seconds()
     print("ResNet-18 (21 layers) on bitfusion_edge, w8a8, median wall time in this process")
     print(f"  cost table, mapping search            : {t_search * 1e3:8.2f} ms")
-    print(f"  cost table, SCALE-Sim's schedule      : {t_fixed * 1e3:8.2f} ms   (search / fixed: "
-          f"{t_search / t_fixed:.2f}x)")
+    print(
+        f"  cost table, SCALE-Sim's schedule      : {t_fixed * 1e3:8.2f} ms   (search / fixed: "
+        f"{t_search / t_fixed:.2f}x)"
+    )
     print(f"  cost table, mapping search, 9 pairs   : {t_nine * 1e3:8.2f} ms")
     print(f"  ZigZag 3.9.1 mapping search (recorded): {zz:8.1f} s    ({source})")
     print(f"ratio vs ZigZag: {zz / t_search:,.0f}x (1 pair), {zz / t_nine:,.0f}x (9 pairs)")
@@ -96,9 +110,11 @@ def main() -> None:
         points = n * len(layers) * len(NINE)
         t_on = median_time(lambda b=batch: evaluate(b, layers, pairs), 3)
         t_off = median_time(lambda b=fixed_batch: evaluate(b, layers, pairs), 3)
-        print(f"sweep, {n} chips x {len(layers)} layers x {len(NINE)} pairs = {points:,} points: mapper on "
-              f"{points / t_on / 1e6:.2f} M points/s, SCALE-Sim schedule {points / t_off / 1e6:.2f} M points/s "
-              f"(on / off time: {t_on / t_off:.1f}x)")
+        print(
+            f"sweep, {n} chips x {len(layers)} layers x {len(NINE)} pairs = {points:,} points: mapper on "
+            f"{points / t_on / 1e6:.2f} M points/s, SCALE-Sim schedule {points / t_off / 1e6:.2f} M points/s "
+            f"(on / off time: {t_on / t_off:.1f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,16 @@ def resnet18_cifar():  # noqa: ANN201 - a torch module; torch is imported lazily
             super().__init__()
             self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
-            cfg = [(64, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1),
-                   (256, 512, 2), (512, 512, 1)]
+            cfg = [
+                (64, 64, 1),
+                (64, 64, 1),
+                (64, 128, 2),
+                (128, 128, 1),
+                (128, 256, 2),
+                (256, 256, 1),
+                (256, 512, 2),
+                (512, 512, 1),
+            ]
             self.layers = nn.Sequential(*[Block(*c) for c in cfg])
             self.fc = nn.Linear(512, 10)
 
@@ -96,8 +104,7 @@ def child(job: str, net: str, threads: int, pairs: str) -> dict:
         from quant.sensitivity import sensitivity_table
 
         chosen = PAIRS if pairs == "all" else [(8, 8)]
-        table = sensitivity_table(model, x, chosen, "sqnr", n_samples=128, threads=threads,
-                                  replay=job == "sensitivity")
+        table = sensitivity_table(model, x, chosen, "sqnr", n_samples=128, threads=threads, replay=job == "sensitivity")
         extra = {"rows": len(table)}
     else:
         from quant.fakequant import calibrate_activations, prepare
@@ -109,17 +116,34 @@ def child(job: str, net: str, threads: int, pairs: str) -> dict:
         gpfq_quantize(q, x, 4, report=report, scale_search=job == "gpfq")
         extra = {"layers": len(report)}
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"job": job, "net": net, "threads": threads, "pairs": pairs, "wall_s": time.perf_counter() - start_wall,
-            "cpu_s": time.process_time() - start_cpu, "peak_rss_mb": usage.ru_maxrss / 1024, **extra}
+    return {
+        "job": job,
+        "net": net,
+        "threads": threads,
+        "pairs": pairs,
+        "wall_s": time.perf_counter() - start_wall,
+        "cpu_s": time.process_time() - start_cpu,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        **extra,
+    }
 
 
 def run(job: str, net: str, threads: int = 1, pairs: str = "all") -> dict:
     env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    out = subprocess.run([sys.executable, __file__, "--child", job, net, str(threads), pairs], check=True,
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", job, net, str(threads), pairs],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"  {job:21s} {net:14s} pairs={pairs:4s} threads={threads}: {result['cpu_s']:7.1f} CPU-s "
-          f"{result['wall_s']:7.1f} s wall, peak {result['peak_rss_mb']:6.0f} MB", flush=True)
+    print(
+        f"  {job:21s} {net:14s} pairs={pairs:4s} threads={threads}: {result['cpu_s']:7.1f} CPU-s "
+        f"{result['wall_s']:7.1f} s wall, peak {result['peak_rss_mb']:6.0f} MB",
+        flush=True,
+    )
     return result
 
 

@@ -55,8 +55,9 @@ def resnet50_dataflow(names: list[str]) -> tuple[list[int], list[int]]:
     """Per layer (execution order): the consumer index (-1 for fc) and the group label (the downsample conv
     joins its block's first conv)."""
     index = {n: i for i, n in enumerate(names)}
-    blocks = sorted({m.group(1) for n in names if (m := re.match(r"(layer\d+\.\d+)\.", n))},
-                    key=lambda b: index[f"{b}.conv1"])
+    blocks = sorted(
+        {m.group(1) for n in names if (m := re.match(r"(layer\d+\.\d+)\.", n))}, key=lambda b: index[f"{b}.conv1"]
+    )
     consumer = [-1] * len(names)
     group = list(range(len(names)))
     consumer[index["conv1"]] = index[f"{blocks[0]}.conv1"]
@@ -80,7 +81,7 @@ def instance(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     scale = dict(enumerate(rng.lognormal(0.0, 1.0, len(names))))
     sens = costs.drop_duplicates(["layer", "w_bits", "a_bits"])[["layer", "name", "w_bits", "a_bits"]].copy()
-    sens["sensitivity"] = sens.layer.map(scale) * (4.0 ** -sens.w_bits + 0.5 * 4.0 ** -sens.a_bits)
+    sens["sensitivity"] = sens.layer.map(scale) * (4.0**-sens.w_bits + 0.5 * 4.0**-sens.a_bits)
     return costs, sens
 
 
@@ -111,8 +112,10 @@ def main() -> None:
     costs, sens = instance()
     columns = [*BUDGETS, "bops"]
     problem = build_problem(costs, sens, columns)
-    print(f"instance: ResNet-50 on bitfusion_edge, coupled, {problem.n_layers} layers, {problem.n_units} units, "
-          f"{problem.n_pairs} pairs; budgets {', '.join(BUDGETS)}; CPU seconds, min of {args.repeats}")
+    print(
+        f"instance: ResNet-50 on bitfusion_edge, coupled, {problem.n_layers} layers, {problem.n_units} units, "
+        f"{problem.n_pairs} pairs; budgets {', '.join(BUDGETS)}; CPU seconds, min of {args.repeats}"
+    )
     _, t_build = best_of(args.repeats, lambda: AssignmentModel(problem, BUDGETS))
     _, t_pyomo_build = best_of(args.repeats, lambda: PyomoAssignmentModel(problem, BUDGETS))
     print(f"  model build: arrays + highspy {t_build:.3f} s, Pyomo {t_pyomo_build:.3f} s (pyomo imported)")
@@ -133,12 +136,15 @@ def main() -> None:
             assert other.status == "optimal" and abs(other.sensitivity - sol.sensitivity) <= 1e-9 * sol.sensitivity
         assert sol.status == "optimal" and sol.gap == 0.0
         pruned[f] = stats.pruned
-        print(f"  {f:>4} {solve_cpu[f]:>8.3f}s {plain_cpu[f]:>11.3f}s {pyomo_cpu[f]:>7.3f}s  "
-              f"{stats.pruned:>3}/{stats.choices}  {sol.sensitivity:.6g} (same optimum)")
+        print(
+            f"  {f:>4} {solve_cpu[f]:>8.3f}s {plain_cpu[f]:>11.3f}s {pyomo_cpu[f]:>7.3f}s  "
+            f"{stats.pruned:>3}/{stats.choices}  {sol.sensitivity:.6g} (same optimum)"
+        )
 
     held = {b: v for b, v in limits_at(problem, 0.5).items() if b != "latency_us"}
     fronts: dict[str, dict[str, float]] = {}
     for label, hold in (("alone", {}), ("held", held)):
+
         def front(prune: bool, hold=hold):
             model = AssignmentModel(problem, ["latency_us", *hold], prune=prune)
             return pareto_front(problem, "latency_us", n_points=args.points, limits=hold, model=model)
@@ -148,8 +154,10 @@ def main() -> None:
         assert [round(s.sensitivity, 9) for s in fast] == [round(s.sensitivity, 9) for s in slow]
         fronts[label] = {"pipeline": t_fast, "plain": t_slow}
         what = "latency_us alone" if not hold else "latency_us, energy+weight held at f=0.5"
-        print(f"  front {args.points} ε, {what}: pipeline {t_fast:.2f} s, HiGHS alone {t_slow:.2f} s "
-              f"({t_slow / t_fast:.1f}x); {len(fast)} nondominated points, the same with both")
+        print(
+            f"  front {args.points} ε, {what}: pipeline {t_fast:.2f} s, HiGHS alone {t_slow:.2f} s "
+            f"({t_slow / t_fast:.1f}x); {len(fast)} nondominated points, the same with both"
+        )
 
     worst, slow_plain, slow_fast, n_held = 0.0, 0, 0, 0
     for seed in range(1, args.held_out + 1):
@@ -165,25 +173,35 @@ def main() -> None:
             slow_plain += t_b > 0.5
             n_held += 1
     if n_held:
-        print(f"  held-out: {n_held} solves (seeds 1..{args.held_out}), same optima; pipeline max {worst:.3f} s; "
-              f"over 0.5 s: pipeline {slow_fast}, HiGHS alone {slow_plain}")
+        print(
+            f"  held-out: {n_held} solves (seeds 1..{args.held_out}), same optima; pipeline max {worst:.3f} s; "
+            f"over 0.5 s: pipeline {slow_fast}, HiGHS alone {slow_plain}"
+        )
 
     walk = greedy_front(problem, "latency_us")
     model = AssignmentModel(problem, ["latency_us"])
-    ratios = [f"{g.sensitivity / model.solve({'latency_us': g.totals['latency_us']}).sensitivity:.2f}x"
-              for g in walk[len(walk) // 4::len(walk) // 4][:3]]
-    print(f"  greedy walk on latency_us: {len(walk)} points; its total sensitivity over the ILP's at the same "
-          f"latency: {', '.join(ratios)}")
-    print(json.dumps({
-        "solve_cpu_s": {str(f): round(t, 4) for f, t in solve_cpu.items()},
-        "front_cpu_s": round(fronts["alone"]["pipeline"], 3),
-        "front_held_cpu_s": round(fronts["held"]["pipeline"], 3),
-        "baseline_solve_cpu_s": {str(f): round(t, 4) for f, t in pyomo_cpu.items()},
-        "plain_solve_cpu_s": {str(f): round(t, 4) for f, t in plain_cpu.items()},
-        "plain_front_cpu_s": round(fronts["alone"]["plain"], 3),
-        "plain_front_held_cpu_s": round(fronts["held"]["plain"], 3),
-        "held_out_max_solve_cpu_s": round(worst, 4),
-    }))
+    ratios = [
+        f"{g.sensitivity / model.solve({'latency_us': g.totals['latency_us']}).sensitivity:.2f}x"
+        for g in walk[len(walk) // 4 :: len(walk) // 4][:3]
+    ]
+    print(
+        f"  greedy walk on latency_us: {len(walk)} points; its total sensitivity over the ILP's at the same "
+        f"latency: {', '.join(ratios)}"
+    )
+    print(
+        json.dumps(
+            {
+                "solve_cpu_s": {str(f): round(t, 4) for f, t in solve_cpu.items()},
+                "front_cpu_s": round(fronts["alone"]["pipeline"], 3),
+                "front_held_cpu_s": round(fronts["held"]["pipeline"], 3),
+                "baseline_solve_cpu_s": {str(f): round(t, 4) for f, t in pyomo_cpu.items()},
+                "plain_solve_cpu_s": {str(f): round(t, 4) for f, t in plain_cpu.items()},
+                "plain_front_cpu_s": round(fronts["alone"]["plain"], 3),
+                "plain_front_held_cpu_s": round(fronts["held"]["plain"], 3),
+                "held_out_max_solve_cpu_s": round(worst, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

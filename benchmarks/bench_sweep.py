@@ -64,9 +64,7 @@ def peak_rss_mib() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--baseline-chips", type=int, default=50, help="chips in the sim.simulate loop (default 50)"
-    )
+    ap.add_argument("--baseline-chips", type=int, default=50, help="chips in the sim.simulate loop (default 50)")
     ap.add_argument("--chips-per-partition", type=int, default=None)
     ap.add_argument("--scheduler", default=None, help="threads (default), synchronous, local:N, tcp://...")
     ap.add_argument("--out", default=None, help="output directory (default: a temp dir, removed after)")

@@ -55,8 +55,10 @@ def main() -> None:
             out = train(model, split, args.bits, 8, config)
             seconds = time.perf_counter() - start
             acc = evaluate_accuracy(out.model, split.test_x, split.test_y)
-            print(f"  {method:5s} w{args.bits}a8: {seconds / args.epochs:.2f} s/epoch, {seconds / base:.2f}x the "
-                  f"baseline, test accuracy {acc:.2f}%")
+            print(
+                f"  {method:5s} w{args.bits}a8: {seconds / args.epochs:.2f} s/epoch, {seconds / base:.2f}x the "
+                f"baseline, test accuracy {acc:.2f}%"
+            )
             print(f"SUMMARY bench_train {name} {method}: {seconds / base:.2f}x float fine-tuning")
 
 

@@ -30,18 +30,24 @@ def export_dir(kind: str) -> Path:
 
 
 def layer_table() -> list[str]:
-    lines = ["| export | PE | array | layer | M × K × N | blocks n_V × n_H | MACs | mismatches | measured cycles | "
-             "sim, in_blocks = n_H | sim, blocks ignored |", "|---|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| export | PE | array | layer | M × K × N | blocks n_V × n_H | MACs | mismatches | measured cycles | "
+        "sim, in_blocks = n_H | sim, blocks ignored |",
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for kind in EXPORTS:
         model = load_export(export_dir(kind))
         for pe, rows, cols in ARRAYS:
             for lay in model.layers:
-                c = verify_layer(export_dir(kind), lay.name, rows=rows, cols=cols, pe=pe, images=2,
-                                 gap_prob=0.3, stall_prob=0.3)
+                c = verify_layer(
+                    export_dir(kind), lay.name, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.3, stall_prob=0.3
+                )
                 name = c.layer + (" (perm.)" if c.out_permuted else "")
-                lines.append(f"| {kind} | {pe} | {rows}×{cols} | {name} | {c.M} × {c.K} × {c.N} | {c.n_v} × {c.n_h} "
-                             f"| {c.macs:,} | {c.mismatches} | {c.measured_cycles:,} | {c.predicted_cycles:,} | "
-                             f"{c.single_gemm_cycles:,} |")
+                lines.append(
+                    f"| {kind} | {pe} | {rows}×{cols} | {name} | {c.M} × {c.K} × {c.N} | {c.n_v} × {c.n_h} "
+                    f"| {c.macs:,} | {c.mismatches} | {c.measured_cycles:,} | {c.predicted_cycles:,} | "
+                    f"{c.single_gemm_cycles:,} |"
+                )
     return lines
 
 
@@ -51,26 +57,43 @@ def _tiled(model) -> dict:  # noqa: ANN001 - quant.integer.IntegerModel
 
 
 def model_tables() -> list[str]:
-    lines = ["| export | PE | array | preload | mapping | images | mismatches (all layers' codes) | "
-             "predictions = golden | measured cycles per layer | sim at the same mappings | measured, all layers | "
-             "sim, blocks ignored | wall time |",
-             "|---|---|---|---|---|---:|---:|---|---|---|---:|---:|---:|"]
-    runs = [("gpfq", "fixed", 8, "serial", False, 16), ("ptq-sl", "fixed", 8, "serial", False, 16),
-            ("ptq-sl-sort", "bitfusion", 8, "serial", False, 16), ("ptq-sl-sort", "bitfusion", 4, "serial", False, 16),
-            ("gpfq", "fixed", 8, "overlapped", True, 4), ("gpfq", "bitfusion", 8, "overlapped", True, 4),
-            ("ptq-sl-sort", "bitfusion", 8, "overlapped", True, 4), ("ptq-sl", "fixed", 8, "overlapped", True, 4)]
+    lines = [
+        "| export | PE | array | preload | mapping | images | mismatches (all layers' codes) | "
+        "predictions = golden | measured cycles per layer | sim at the same mappings | measured, all layers | "
+        "sim, blocks ignored | wall time |",
+        "|---|---|---|---|---|---:|---:|---|---|---|---:|---:|---:|",
+    ]
+    runs = [
+        ("gpfq", "fixed", 8, "serial", False, 16),
+        ("ptq-sl", "fixed", 8, "serial", False, 16),
+        ("ptq-sl-sort", "bitfusion", 8, "serial", False, 16),
+        ("ptq-sl-sort", "bitfusion", 4, "serial", False, 16),
+        ("gpfq", "fixed", 8, "overlapped", True, 4),
+        ("gpfq", "bitfusion", 8, "overlapped", True, 4),
+        ("ptq-sl-sort", "bitfusion", 8, "overlapped", True, 4),
+        ("ptq-sl", "fixed", 8, "overlapped", True, 4),
+    ]
     for kind, pe, side, preload, tiled, images in runs:
         model = load_export(export_dir(kind))
         t0 = time.perf_counter()
-        r = run_model_rtl(model, sample_images(model, images), rows=side, cols=side, pe=pe, preload=preload,
-                          mappings=_tiled(model) if tiled else None)
+        r = run_model_rtl(
+            model,
+            sample_images(model, images),
+            rows=side,
+            cols=side,
+            pe=pe,
+            preload=preload,
+            mappings=_tiled(model) if tiled else None,
+        )
         wall = time.perf_counter() - t0
         agree = int((r.predictions == r.golden_predictions).sum())
-        lines.append(f"| {kind} | {pe} | {side}×{side} | {preload} | {'tiled' if tiled else 'SCALE-Sim'} | {images} | "
-                     f"{r.mismatches + r.intermediate_mismatches} | {agree} of {images} | "
-                     f"{', '.join(f'{c.measured_cycles:,}' for c in r.layers)} | "
-                     f"{', '.join(f'{c.predicted_cycles:,}' for c in r.layers)} | {r.measured_cycles:,} | "
-                     f"{sum(c.single_gemm_cycles for c in r.layers):,} | {wall:.1f} s |")
+        lines.append(
+            f"| {kind} | {pe} | {side}×{side} | {preload} | {'tiled' if tiled else 'SCALE-Sim'} | {images} | "
+            f"{r.mismatches + r.intermediate_mismatches} | {agree} of {images} | "
+            f"{', '.join(f'{c.measured_cycles:,}' for c in r.layers)} | "
+            f"{', '.join(f'{c.predicted_cycles:,}' for c in r.layers)} | {r.measured_cycles:,} | "
+            f"{sum(c.single_gemm_cycles for c in r.layers):,} | {wall:.1f} s |"
+        )
     return lines
 
 

@@ -22,8 +22,13 @@ Assignment = Mapping[str, tuple[int, int]] | pd.DataFrame | Any
 
 
 def _bits(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer | float | np.floating) \
-            or not np.isfinite(value) or value != int(value) or not MIN_BITS <= int(value) <= MAX_BITS:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer | float | np.floating)
+        or not np.isfinite(value)
+        or value != int(value)
+        or not MIN_BITS <= int(value) <= MAX_BITS
+    ):
         raise QuantInputError(f"{what} must be an integer in {MIN_BITS}..{MAX_BITS}, got {value!r}")
     return int(value)
 
@@ -38,8 +43,10 @@ def normalize_assignment(assignment: Assignment, layer_names: Sequence[str]) -> 
     if isinstance(assignment, pd.DataFrame):
         missing = [c for c in ("name", "w_bits", "a_bits") if c not in assignment.columns]
         if missing:
-            raise QuantInputError(f"assignment table: missing column(s) {', '.join(missing)} "
-                                  f"(has: {', '.join(map(str, assignment.columns))})")
+            raise QuantInputError(
+                f"assignment table: missing column(s) {', '.join(missing)} "
+                f"(has: {', '.join(map(str, assignment.columns))})"
+            )
         names = [str(n) for n in assignment["name"]]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -54,16 +61,18 @@ def normalize_assignment(assignment: Assignment, layer_names: Sequence[str]) -> 
                 raise QuantInputError(f"assignment: layer {str(key)!r} needs a (w_bits, a_bits) pair, got {value!r}")
             pairs[str(key)] = tuple(value)
     else:
-        raise QuantInputError("assignment must be a mapping name -> (w_bits, a_bits) or a table with columns "
-                              f"name, w_bits, a_bits; got {type(assignment).__name__}")
+        raise QuantInputError(
+            "assignment must be a mapping name -> (w_bits, a_bits) or a table with columns "
+            f"name, w_bits, a_bits; got {type(assignment).__name__}"
+        )
     wanted = [str(n) for n in layer_names]
     missing = [n for n in wanted if n not in pairs]
     extra = [n for n in pairs if n not in wanted]
     if missing or extra:
-        parts = ([f"missing layer(s) {', '.join(missing)}"] if missing else []) + \
-                ([f"unknown layer(s) {', '.join(extra)}"] if extra else [])
+        parts = ([f"missing layer(s) {', '.join(missing)}"] if missing else []) + (
+            [f"unknown layer(s) {', '.join(extra)}"] if extra else []
+        )
         raise QuantInputError(f"assignment: {'; '.join(parts)} (the model's quantized layers: {', '.join(wanted)})")
-    return tuple((_bits(pairs[n][0], f"layer {n!r}: w_bits"), _bits(pairs[n][1], f"layer {n!r}: a_bits"))
-                 for n in wanted)
-
-
+    return tuple(
+        (_bits(pairs[n][0], f"layer {n!r}: w_bits"), _bits(pairs[n][1], f"layer {n!r}: a_bits")) for n in wanted
+    )

@@ -45,9 +45,13 @@ def _in_worker(fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any]) -> dic
     return fn(**kwargs)
 
 
-def run_cells(jobs: Sequence[CellJob], write: Callable[[CellJob, dict[str, Any]], None],
-              scheduler: str | None = None, status: Callable[[str], None] | None = None,
-              eta: Callable[[int, float], float | None] | None = None) -> None:
+def run_cells(
+    jobs: Sequence[CellJob],
+    write: Callable[[CellJob, dict[str, Any]], None],
+    scheduler: str | None = None,
+    status: Callable[[str], None] | None = None,
+    eta: Callable[[int, float], float | None] | None = None,
+) -> None:
     """Compute ``jobs``; ``write(job, cell)`` as each one finishes (in this process).
 
     ``status(line)`` is called as cells start (in-process) or finish (Dask) with the count and an ETA;
@@ -76,9 +80,14 @@ def run_cells(jobs: Sequence[CellJob], write: Callable[[CellJob, dict[str, Any]]
     _run_dask(jobs, write, address, workers, status, estimate)
 
 
-def _run_dask(jobs: Sequence[CellJob], write: Callable[[CellJob, dict[str, Any]], None], address: str | None,
-              workers: int | None, status: Callable[[str], None] | None,
-              estimate: Callable[[int], float | None]) -> None:
+def _run_dask(
+    jobs: Sequence[CellJob],
+    write: Callable[[CellJob, dict[str, Any]], None],
+    address: str | None,
+    workers: int | None,
+    status: Callable[[str], None] | None,
+    estimate: Callable[[int], float | None],
+) -> None:
     import os
 
     from distributed import Client, LocalCluster, as_completed
@@ -89,12 +98,18 @@ def _run_dask(jobs: Sequence[CellJob], write: Callable[[CellJob, dict[str, Any]]
     if address is not None:
         client = connect_scheduler(address)
     else:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.CRITICAL)
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
         client = Client(cluster)
     try:
-        futures = {client.submit(_in_worker, job.fn, job.kwargs, key=f"lowbit-cell-{job.key}", pure=False): job
-                   for job in jobs}
+        futures = {
+            client.submit(_in_worker, job.fn, job.kwargs, key=f"lowbit-cell-{job.key}", pure=False): job for job in jobs
+        }
         done = 0
         try:
             for future in as_completed(futures):

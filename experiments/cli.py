@@ -37,37 +37,80 @@ app = typer.Typer(
 @app.command("sim", epilog=epilog("sim"))
 def sim_cmd(
     chip: Annotated[str, typer.Option(help="Preset name, chip YAML, or SCALE-Sim .cfg.")],
-    workload: Annotated[str, typer.Option(help="Zoo name, built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
-                                               "digits-mobilenet), your own model (file.py:factory, module:factory, "
-                                               ".pt2), SCALE-Sim topology .csv, "
-                                               ".onnx or workload .yaml.")],
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="Zoo name, built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
+            "digits-mobilenet), your own model (file.py:factory, module:factory, "
+            ".pt2), SCALE-Sim topology .csv, "
+            ".onnx or workload .yaml."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Cost table to write: .csv or .parquet.")],
-    pairs: Annotated[str | None, typer.Option(help="Bit pairs, e.g. w8a8,w4a4 (default: all the chip supports).")]
-    = None,
-    coupled: Annotated[bool, typer.Option(help="Store each output at its consumer's activation width: adds "
-                                               "out_bits rows for the exact coupling of `lowbit solve`.")] = False,
-    in_blocks: Annotated[int | None, typer.Option(
-        "--in-blocks", help="PTQ-SL input blocks n_H: each weighted layer runs one reduction per block of input "
-                            "channels (clamped to its channels); default: the workload's own (1).")] = None,
-    mapping: Annotated[str | None, typer.Option(
-        help="search: pick each layer's loop order and tiles; scalesim: SCALE-Sim's fixed schedule "
-             "(default: the chip's own; .cfg chips use scalesim).")] = None,
-    objective: Annotated[str | None, typer.Option(
-        help="What the mapping search minimizes: latency, energy or edp (default: the chip's mapping_objective).")]
-    = None,
-    weight_preload: Annotated[str | None, typer.Option(
-        help="serial: each fold shifts its stationary tile in first; overlapped: double-buffered PE registers "
-             "load the next tile while the current one streams (default: the chip's own).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Your own model (--workload file.py:factory, module:factory or "
-                                                   ".pt2): trace it on one sample of this .npz's calib_x.")] = None,
+    pairs: Annotated[
+        str | None, typer.Option(help="Bit pairs, e.g. w8a8,w4a4 (default: all the chip supports).")
+    ] = None,
+    coupled: Annotated[
+        bool,
+        typer.Option(
+            help="Store each output at its consumer's activation width: adds "
+            "out_bits rows for the exact coupling of `lowbit solve`."
+        ),
+    ] = False,
+    in_blocks: Annotated[
+        int | None,
+        typer.Option(
+            "--in-blocks",
+            help="PTQ-SL input blocks n_H: each weighted layer runs one reduction per block of input "
+            "channels (clamped to its channels); default: the workload's own (1).",
+        ),
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            help="search: pick each layer's loop order and tiles; scalesim: SCALE-Sim's fixed schedule "
+            "(default: the chip's own; .cfg chips use scalesim)."
+        ),
+    ] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            help="What the mapping search minimizes: latency, energy or edp (default: the chip's mapping_objective)."
+        ),
+    ] = None,
+    weight_preload: Annotated[
+        str | None,
+        typer.Option(
+            help="serial: each fold shifts its stationary tile in first; overlapped: double-buffered PE registers "
+            "load the next tile while the current one streams (default: the chip's own)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own model (--workload file.py:factory, module:factory or "
+            ".pt2): trace it on one sample of this .npz's calib_x."
+        ),
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
-    input_shape: Annotated[str | None, typer.Option(help="Your own model without --data: one sample's shape, "
-                                                         "e.g. 1,28,28.")] = None,
-    batch: Annotated[int | None, typer.Option(min=1, help="Samples per inference: a zoo workload's batch, an ONNX "
-                                                          "model's symbolic batch dimension, a torch model's "
-                                                          "example batch (default 1).")] = None,
-    dim: Annotated[list[str] | None, typer.Option(help="NAME=SIZE for a symbolic ONNX dimension other than the "
-                                                       "batch, e.g. sequence=128 (repeatable).")] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="Your own model without --data: one sample's shape, e.g. 1,28,28.")
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Samples per inference: a zoo workload's batch, an ONNX "
+            "model's symbolic batch dimension, a torch model's "
+            "example batch (default 1).",
+        ),
+    ] = None,
+    dim: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=SIZE for a symbolic ONNX dimension other than the batch, e.g. sequence=128 (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table (with the mapping chosen per layer)."""
     from experiments.workloads import resolve_workload
@@ -100,8 +143,10 @@ def sim_cmd(
     write_table(frame, out)
     area = chip_area(chip_config)
     if area.total_mm2 == area.total_mm2:  # not NaN
-        typer.echo(f"area: {area.total_mm2:.3f} mm^2 (PEs {area.pe_mm2:.3f}, requant {area.requant_mm2:.3f}, "
-                   f"SRAM {area.sram_mm2:.3f})")
+        typer.echo(
+            f"area: {area.total_mm2:.3f} mm^2 (PEs {area.pe_mm2:.3f}, requant {area.requant_mm2:.3f}, "
+            f"SRAM {area.sram_mm2:.3f})"
+        )
     else:
         typer.echo("area: n/a (no synthesized figure for this PE kind)")
     plain = frame[frame.out_bits == frame.a_bits] if coupled else frame
@@ -111,13 +156,21 @@ def sim_cmd(
     typer.echo(f"wrote {len(frame)} rows to {out}")
 
 
-CostsOption = Annotated[Path, typer.Option(
-    help="Cost table (.csv/.parquet): layer, w_bits, a_bits, the budgeted columns; optional name, group, "
-         "out_bits (coupled), consumer.")]
+CostsOption = Annotated[
+    Path,
+    typer.Option(
+        help="Cost table (.csv/.parquet): layer, w_bits, a_bits, the budgeted columns; optional name, group, "
+        "out_bits (coupled), consumer."
+    ),
+]
 SensitivityOption = Annotated[Path, typer.Option(help="Sensitivity table: layer, w_bits, a_bits, sensitivity.")]
-BudgetOption = Annotated[list[str] | None, typer.Option(
-    help="COLUMN=VALUE on any additive cost column; VALUE absolute or a percentage of the most expensive uniform "
-         "assignment (60%). Repeat for several budgets (held at every point by `pareto`).")]
+BudgetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="COLUMN=VALUE on any additive cost column; VALUE absolute or a percentage of the most expensive uniform "
+        "assignment (60%). Repeat for several budgets (held at every point by `pareto`)."
+    ),
+]
 
 
 @app.command("solve", epilog=epilog("solve"))
@@ -127,8 +180,7 @@ def solve_cmd(
     out: Annotated[Path, typer.Option(help="Directory for assignment.csv and assignment.json.")],
     budget: BudgetOption = None,
     pairs: Annotated[str | None, typer.Option(help="Restrict the candidates, e.g. w8a8,w4a4.")] = None,
-    time_limit: Annotated[float | None, typer.Option(help="Seconds; the gap is reported if it stops early.")]
-    = None,
+    time_limit: Annotated[float | None, typer.Option(help="Seconds; the gap is reported if it stops early.")] = None,
 ) -> None:
     """Pick each layer's bit pair: minimum total sensitivity under all budgets at once (exact ILP)."""
     from experiments.staging import staged_dir
@@ -143,14 +195,20 @@ def solve_cmd(
     check_output_dir(out)
     check_time_limit(time_limit, "--time-limit")
     asked = parse_budgets(budget or [])
-    problem = build_problem(read_table(costs, "cost table"), read_table(sensitivity, "sensitivity table"),
-                            list(asked), pairs=parse_pairs(pairs) if pairs else None)
+    problem = build_problem(
+        read_table(costs, "cost table"),
+        read_table(sensitivity, "sensitivity table"),
+        list(asked),
+        pairs=parse_pairs(pairs) if pairs else None,
+    )
     limits = resolve_budgets(problem, asked)
     solution = AssignmentModel(problem, list(limits)).solve(limits, time_limit=time_limit)
     with staged_dir(out, last=("assignment.json",)) as stage:
         write_assignment(solution, stage, extra={"costs": str(costs), "sensitivity_table": str(sensitivity)})
-    typer.echo(f"{solution.status} (gap {solution.gap:.2g}) in {solution.solve_seconds:.3f} s: total sensitivity "
-               f"{solution.sensitivity:.6g} over {problem.n_layers} layers, {problem.n_units} units")
+    typer.echo(
+        f"{solution.status} (gap {solution.gap:.2g}) in {solution.solve_seconds:.3f} s: total sensitivity "
+        f"{solution.sensitivity:.6g} over {problem.n_layers} layers, {problem.n_units} units"
+    )
     for name, b in solution.budgets().items():
         typer.echo(f"  {name}: {b['used']:.6g} of {b['limit']:.6g} (slack {b['slack']:.3g})")
     counts = solution.assignment().groupby(["w_bits", "a_bits"]).size().sort_index(ascending=False)
@@ -167,21 +225,38 @@ def pareto_cmd(
     y: Annotated[str | None, typer.Option(help="A second swept cost column (a grid over both).")] = None,
     points: Annotated[int, typer.Option(min=1, help="Number of epsilon values.")] = 50,
     budget: BudgetOption = None,
-    model: Annotated[str | None, typer.Option(help="Model to measure every point on: a built-in (digits-cnn, "
-                                                   "digits-resnet, ...) or your own, file.py:factory or "
-                                                   "module:factory with --data (layer names must match the "
-                                                   "tables).")] = None,
-    data: Annotated[Path | None, typer.Option(help=".npz with calib_x and optionally test_x, test_y for --model; "
-                                                   "without labels a point's quality is its top-1 agreement "
-                                                   "with the float model.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to measure every point on: a built-in (digits-cnn, "
+            "digits-resnet, ...) or your own, file.py:factory or "
+            "module:factory with --data (layer names must match the "
+            "tables)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npz with calib_x and optionally test_x, test_y for --model; "
+            "without labels a point's quality is its top-1 agreement "
+            "with the float model."
+        ),
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
-    quantizer: Annotated[str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq, gpfq-paper, ptq-sl "
-                                                "or gptq.")] = "rtn",
-    greedy_cost: Annotated[str | None, typer.Option(help="Cost column of the greedy baseline (default: --x; "
-                                                         "bops for AIMET's).")] = None,
+    quantizer: Annotated[
+        str, typer.Option(help="Quantizer applied for measuring: rtn, gpfq, gpfq-paper, ptq-sl or gptq.")
+    ] = "rtn",
+    greedy_cost: Annotated[
+        str | None, typer.Option(help="Cost column of the greedy baseline (default: --x; bops for AIMET's).")
+    ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the model and calibration sampling.")] = 0,
-    scheduler: Annotated[str | None, typer.Option(help="Measure the points on Dask: local:N or a scheduler "
-                                                       "address tcp://host:port (default: in this process).")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure the points on Dask: local:N or a scheduler "
+            "address tcp://host:port (default: in this process)."
+        ),
+    ] = None,
 ) -> None:
     """Exact Pareto front of sensitivity against cost, with greedy and uniform baselines, measured."""
     from experiments.pareto_study import run_pareto_study
@@ -205,26 +280,46 @@ def pareto_cmd(
         if data is not None or weights is not None or is_model_spec(model):
             from experiments.user_inputs import load_model_and_data
 
-            inputs = load_model_and_data(model, data, weights, seed)   # checked before anything is solved
+            inputs = load_model_and_data(model, data, weights, seed)  # checked before anything is solved
     with staged_dir(out, last=("pareto.json",)) as stage:
-        study = run_pareto_study(cost_table, sens_table, stage, x=x, y=y, n_points=points, limits=limits,
-                                 model_name=model, method=quantizer, seed=seed, greedy_cost=greedy_cost,
-                                 progress=True, inputs=inputs, scheduler=scheduler)
+        study = run_pareto_study(
+            cost_table,
+            sens_table,
+            stage,
+            x=x,
+            y=y,
+            n_points=points,
+            limits=limits,
+            model_name=model,
+            method=quantizer,
+            seed=seed,
+            greedy_cost=greedy_cost,
+            progress=True,
+            inputs=inputs,
+            scheduler=scheduler,
+        )
     counts = study.points.kind.value_counts()
-    typer.echo(f"{counts.get('ilp', 0)} ILP front points, {counts.get('greedy', 0)} greedy, "
-               f"{counts.get('uniform', 0)} uniform")
+    typer.echo(
+        f"{counts.get('ilp', 0)} ILP front points, {counts.get('greedy', 0)} greedy, {counts.get('uniform', 0)} uniform"
+    )
     if study.quality is not None:
         gap = study.quality["ilp_minus_greedy_accuracy"].dropna()
         metric = "top-1 agreement with float" if inputs is not None and inputs.test_y is None else "accuracy"
-        typer.echo(f"measured {metric}, ILP minus greedy over {len(gap)} {x} budgets: min {gap.min():+.2f}, "
-                   f"mean {gap.mean():+.2f} points")
+        typer.echo(
+            f"measured {metric}, ILP minus greedy over {len(gap)} {x} budgets: min {gap.min():+.2f}, "
+            f"mean {gap.mean():+.2f} points"
+        )
     typer.echo(f"wrote {', '.join(str(out / p.name) for p in study.paths.values())}")
 
 
 @app.command("sweep", epilog=epilog("sweep"))
 def sweep_cmd(
-    spec: Annotated[Path, typer.Argument(help="Sweep YAML (chip grid x workloads x pairs), or the name of a "
-                                               "built-in one: sweep_small, sweep_edge.")],
+    spec: Annotated[
+        Path,
+        typer.Argument(
+            help="Sweep YAML (chip grid x workloads x pairs), or the name of a built-in one: sweep_small, sweep_edge."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Output directory of partitioned Parquet (resumable).")],
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler: tcp://host:port, or local:N.")] = None,
     workers: Annotated[int | None, typer.Option(help="Start a LocalCluster with this many workers.")] = None,
@@ -260,35 +355,63 @@ def _phase_printer() -> Callable[[str], None]:
 
 def _accuracy_summary(r: QuantResult | TrainResult) -> str:
     """One line of a quantize/train result: float, fake-quant and integer accuracy, agreement, weight KiB."""
-    return (f"float {r.float_accuracy:.2f}%, fake-quant {r.fakequant_accuracy:.2f}%, integer {r.integer_accuracy:.2f}% "
-            f"(agreement {r.integer_agreement:.1f}%), weights {r.weight_size_bits / 8192:.1f} KiB")
+    return (
+        f"float {r.float_accuracy:.2f}%, fake-quant {r.fakequant_accuracy:.2f}%, integer {r.integer_accuracy:.2f}% "
+        f"(agreement {r.integer_agreement:.1f}%), weights {r.weight_size_bits / 8192:.1f} KiB"
+    )
 
 
 @app.command("quantize", epilog=epilog("quantize"))
 def quantize_cmd(
-    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
-                                            "digits-mobilenet), or your own: path/to/file.py:factory, "
-                                            "package.module:factory (the factory returns an nn.Module) or a "
-                                            "torch.export .pt2 program; your own needs --data.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
+            "digits-mobilenet), or your own: path/to/file.py:factory, "
+            "package.module:factory (the factory returns an nn.Module) or a "
+            "torch.export .pt2 program; your own needs --data."
+        ),
+    ],
     method: Annotated[str, typer.Option(help="rtn, gpfq, gpfq-paper (2^b+1 levels), ptq-sl or gptq.")],
     out: Annotated[Path, typer.Option(help="Directory for the integer export and metrics.json.")],
-    bits: Annotated[str | None, typer.Option(help="Weight and activation bits of every layer, e.g. w4a8 (or give "
-                                                  "--assignment).")] = None,
-    granularity: Annotated[str, typer.Option(help="tensor, channel, or PTQ-SL blocks NVxNH (e.g. 4x2). rtn/gpfq: "
-                                                  "every layer must hold NVxNH; ptq-sl clamps the grid to smaller "
-                                                  "layers, but at least one layer must hold it.")]
-    = "channel",
+    bits: Annotated[
+        str | None, typer.Option(help="Weight and activation bits of every layer, e.g. w4a8 (or give --assignment).")
+    ] = None,
+    granularity: Annotated[
+        str,
+        typer.Option(
+            help="tensor, channel, or PTQ-SL blocks NVxNH (e.g. 4x2). rtn/gpfq: "
+            "every layer must hold NVxNH; ptq-sl clamps the grid to smaller "
+            "layers, but at least one layer must hold it."
+        ),
+    ] = "channel",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the model's training and of the calibration sampling.")] = 0,
-    data: Annotated[Path | None, typer.Option(help=".npz with calib_x and optionally test_x, test_y (labels); "
-                                                   "without labels the quality is agreement with the float model.")]
-    = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npz with calib_x and optionally test_x, test_y (labels); "
+            "without labels the quality is agreement with the float model."
+        ),
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
-    assignment: Annotated[Path | None, typer.Option(help="Per-layer bits: lowbit solve's output directory or its "
-                                                         "assignment.csv (instead of --bits).")] = None,
-    qonnx: Annotated[Path | None, typer.Option(help="Also write the quantized network as QONNX (Quant nodes; "
-                                                    "runs in the qonnx package) to this .onnx file.")] = None,
-    qdq: Annotated[Path | None, typer.Option(help="Also write it as standard ONNX QDQ (4- and 8-bit tensors "
-                                                  "only; runs in onnxruntime) to this .onnx file.")] = None,
+    assignment: Annotated[
+        Path | None,
+        typer.Option(help="Per-layer bits: lowbit solve's output directory or its assignment.csv (instead of --bits)."),
+    ] = None,
+    qonnx: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the quantized network as QONNX (Quant nodes; "
+            "runs in the qonnx package) to this .onnx file."
+        ),
+    ] = None,
+    qdq: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write it as standard ONNX QDQ (4- and 8-bit tensors "
+            "only; runs in onnxruntime) to this .onnx file."
+        ),
+    ] = None,
 ) -> None:
     """Quantize a model (built-in, trained here, or your own on your data), export it as integers, and measure it."""
     import json
@@ -315,11 +438,31 @@ def quantize_cmd(
     onnx_outputs = _check_onnx_outputs(qonnx, qdq, w_bits, a_bits, table)
     with staged_dir(out) as stage:
         if data is None:
-            _, result = quantize_builtin(model, method, w_bits, a_bits, granularity, seed, export_dir=stage,
-                                         on_phase=_phase_printer(), assignment=table)
+            _, result = quantize_builtin(
+                model,
+                method,
+                w_bits,
+                a_bits,
+                granularity,
+                seed,
+                export_dir=stage,
+                on_phase=_phase_printer(),
+                assignment=table,
+            )
         else:
-            _, result = quantize_user(model, data, method, w_bits, a_bits, granularity, seed, weights,
-                                      export_dir=stage, on_phase=_phase_printer(), assignment=table)
+            _, result = quantize_user(
+                model,
+                data,
+                method,
+                w_bits,
+                a_bits,
+                granularity,
+                seed,
+                weights,
+                export_dir=stage,
+                on_phase=_phase_printer(),
+                assignment=table,
+            )
         (stage / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
         if onnx_outputs:
             from quant.integer import load_export
@@ -335,13 +478,17 @@ def quantize_cmd(
     typer.echo(f"wrote {out}/model.npz, meta.json, metrics.json")
 
 
-def _check_onnx_outputs(qonnx: Path | None, qdq: Path | None, w_bits: int | None, a_bits: int | None,
-                        table: Any) -> list[tuple[str, Path]]:
+def _check_onnx_outputs(
+    qonnx: Path | None, qdq: Path | None, w_bits: int | None, a_bits: int | None, table: Any
+) -> list[tuple[str, Path]]:
     """The ONNX files to write, their paths checked (and QDQ's widths, when known) before any work."""
     from lowbit_core.files import check_output_path
 
-    outputs = [(fmt, check_output_path(path, f"--{fmt} file")) for fmt, path in (("qonnx", qonnx), ("qdq", qdq))
-               if path is not None]
+    outputs = [
+        (fmt, check_output_path(path, f"--{fmt} file"))
+        for fmt, path in (("qonnx", qonnx), ("qdq", qdq))
+        if path is not None
+    ]
     if outputs:
         try:
             import onnx  # noqa: F401 - the exporter needs it
@@ -351,41 +498,63 @@ def _check_onnx_outputs(qonnx: Path | None, qdq: Path | None, w_bits: int | None
         widths = {w_bits, a_bits} if table is None else set(table["w_bits"]) | set(table["a_bits"])
         bad = sorted(b for b in widths if b not in (4, 8))
         if bad:
-            raise QuantInputError(f"--qdq: standard ONNX QDQ holds 4- and 8-bit tensors only, not {bad} bits "
-                                  f"(use --qonnx)")
+            raise QuantInputError(
+                f"--qdq: standard ONNX QDQ holds 4- and 8-bit tensors only, not {bad} bits (use --qonnx)"
+            )
     return outputs
 
 
 def _user_summary(r: UserQuantResult) -> str:
     """One line of a user-model result: accuracies when labelled, agreement and output SQNR/cosine always."""
-    acc = (f"float {r.float_accuracy:.2f}%, fake-quant {r.fakequant_accuracy:.2f}%, integer {r.integer_accuracy:.2f}%; "
-           if r.labelled else "")
-    return (f"{acc}top-1 agreement fake-quant/float {r.fakequant_agreement:.1f}%, integer/fake-quant "
-            f"{r.integer_agreement:.1f}%, output SQNR {r.output_sqnr_db:.1f} dB, cosine {r.output_cosine:.4f} over "
-            f"{r.samples} samples, weights {r.weight_size_bits / 8192:.1f} KiB")
+    acc = (
+        f"float {r.float_accuracy:.2f}%, fake-quant {r.fakequant_accuracy:.2f}%, integer {r.integer_accuracy:.2f}%; "
+        if r.labelled
+        else ""
+    )
+    return (
+        f"{acc}top-1 agreement fake-quant/float {r.fakequant_agreement:.1f}%, integer/fake-quant "
+        f"{r.integer_agreement:.1f}%, output SQNR {r.output_sqnr_db:.1f} dB, cosine {r.output_cosine:.4f} over "
+        f"{r.samples} samples, weights {r.weight_size_bits / 8192:.1f} KiB"
+    )
 
 
 @app.command("train", epilog=epilog("train"))
 def train_cmd(
-    model: Annotated[str, typer.Option(help="A built-in model (digits-cnn, digits-resnet, ...) or your own, "
-                                            "file.py:factory or module:factory, with --data.")],
-    method: Annotated[str, typer.Option(help="qat (fake-quant + straight-through estimator, the baseline), qgt "
-                                             "(regularized toward the b-bit grid) or dgms (Gaussian-mixture "
-                                             "weight sharing, snapped to a uniform grid).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A built-in model (digits-cnn, digits-resnet, ...) or your own, "
+            "file.py:factory or module:factory, with --data."
+        ),
+    ],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="qat (fake-quant + straight-through estimator, the baseline), qgt "
+            "(regularized toward the b-bit grid) or dgms (Gaussian-mixture "
+            "weight sharing, snapped to a uniform grid)."
+        ),
+    ],
     bits: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w2a8 (2..8 each).")],
     out: Annotated[Path, typer.Option(help="Directory for the integer export, history.csv and metrics.json.")],
     epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs (default 10).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam's peak learning rate, cosine decay (default 1e-3).")]
-    = None,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the pretrained model and of every choice in fine-tuning.")]
-    = 0,
-    lam: Annotated[float | None, typer.Option(help="qgt: the regularizer's weight lambda (default: the "
-                                                   "method's).")] = None,
-    components: Annotated[int | None, typer.Option(help="dgms: mixture components K; must be 2^w_bits "
-                                                        "(the zero component included).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam's peak learning rate, cosine decay (default 1e-3).")] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the pretrained model and of every choice in fine-tuning.")
+    ] = 0,
+    lam: Annotated[
+        float | None, typer.Option(help="qgt: the regularizer's weight lambda (default: the method's).")
+    ] = None,
+    components: Annotated[
+        int | None, typer.Option(help="dgms: mixture components K; must be 2^w_bits (the zero component included).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
-    data: Annotated[Path | None, typer.Option(help=".npz with train_x, train_y (to train on), test_x, test_y "
-                                                   "(to measure) and calib_x (to calibrate).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npz with train_x, train_y (to train on), test_x, test_y (to measure) and calib_x (to calibrate)."
+        ),
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
 ) -> None:
     """Fine-tune a model with training-time quantization, export it as integers, and measure it."""
@@ -406,38 +575,76 @@ def train_cmd(
             raise QuantInputError(f"--components applies to --method dgms only, not {method}")
         options["components"] = components
     if data is None and (is_model_spec(model) or weights is not None):
-        raise QuantInputError(f"model {model!r}: your own model needs --data (an .npz with train_x, train_y, "
-                              f"test_x, test_y and calib_x)")
+        raise QuantInputError(
+            f"model {model!r}: your own model needs --data (an .npz with train_x, train_y, test_x, test_y and calib_x)"
+        )
     if data is not None:
-        _, result = train_user(model, data, method, w_bits, a_bits, weights=weights, epochs=epochs, lr=lr,
-                               seed=seed, out=out, progress=progress, options=options)
+        _, result = train_user(
+            model,
+            data,
+            method,
+            w_bits,
+            a_bits,
+            weights=weights,
+            epochs=epochs,
+            lr=lr,
+            seed=seed,
+            out=out,
+            progress=progress,
+            options=options,
+        )
     else:
-        _, result = train_builtin(model, method, w_bits, a_bits, epochs=epochs, lr=lr, seed=seed, out=out,
-                                  progress=progress, options=options)
-    typer.echo(f"{model} {method} {bits} ({result.epochs} epochs): {_accuracy_summary(result)} "
-               f"({result.float_size_bits / result.weight_size_bits:.1f}x smaller than float), {result.seconds:.1f} s")
+        _, result = train_builtin(
+            model, method, w_bits, a_bits, epochs=epochs, lr=lr, seed=seed, out=out, progress=progress, options=options
+        )
+    typer.echo(
+        f"{model} {method} {bits} ({result.epochs} epochs): {_accuracy_summary(result)} "
+        f"({result.float_size_bits / result.weight_size_bits:.1f}x smaller than float), {result.seconds:.1f} s"
+    )
     typer.echo(f"wrote {out}/model.npz, meta.json, history.csv, metrics.json")
 
 
 @app.command("quant-table", epilog=epilog("quant-table"))
 def quant_table_cmd(
     out: Annotated[Path, typer.Option(help="Directory for cells/*.json (resumable), quant_table.csv and .md.")],
-    models: Annotated[str, typer.Option(help="Comma-separated built-in models (digits-cnn, mnist1d-cnn, "
-                                             "digits-resnet, digits-mobilenet).")] = "digits-cnn,mnist1d-cnn",
-    methods: Annotated[str, typer.Option(help="Comma-separated: rtn, gpfq, gpfq-paper, ptq-sl (per-channel), gptq, "
-                                              "ptq-sl-4x2, qat, qgt, dgms.")]
-    = "rtn,gpfq,gpfq-paper,ptq-sl,ptq-sl-4x2,qat,qgt,dgms",
+    models: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated built-in models (digits-cnn, mnist1d-cnn, digits-resnet, digits-mobilenet)."
+        ),
+    ] = "digits-cnn,mnist1d-cnn",
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: rtn, gpfq, gpfq-paper, ptq-sl (per-channel), gptq, ptq-sl-4x2, qat, qgt, dgms."
+        ),
+    ] = "rtn,gpfq,gpfq-paper,ptq-sl,ptq-sl-4x2,qat,qgt,dgms",
     bits: Annotated[str, typer.Option(help="Comma-separated weight bits (activations are 8-bit).")] = "2,3,4",
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs of the training-time methods.")] = 20,
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (pretrained model and fine-tuning); the "
-                                            "table shows means.")] = "0",
-    replace: Annotated[bool, typer.Option(help="Rebuild a table in --out made from other seeds, epochs or "
-                                               "pretrained weights (refused without it).")] = False,
-    chips: Annotated[str, typer.Option(help="Comma-separated sim presets or chip YAMLs: adds each model's "
-                                            "latency and energy per inference at every bit width.")] = "",
-    scheduler: Annotated[str | None, typer.Option(help="Run the cells on Dask: local:N (N worker processes here) "
-                                                       "or a scheduler address tcp://host:port. Default: in "
-                                                       "this process, one cell after another.")] = None,
+    seeds: Annotated[
+        str, typer.Option(help="Comma-separated seeds (pretrained model and fine-tuning); the table shows means.")
+    ] = "0",
+    replace: Annotated[
+        bool,
+        typer.Option(
+            help="Rebuild a table in --out made from other seeds, epochs or pretrained weights (refused without it)."
+        ),
+    ] = False,
+    chips: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated sim presets or chip YAMLs: adds each model's "
+            "latency and energy per inference at every bit width."
+        ),
+    ] = "",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the cells on Dask: local:N (N worker processes here) "
+            "or a scheduler address tcp://host:port. Default: in "
+            "this process, one cell after another."
+        ),
+    ] = None,
 ) -> None:
     """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float (and sim
     latency / energy with --chips)."""
@@ -453,35 +660,62 @@ def quant_table_cmd(
             raise QuantInputError(f"bad {option} {text!r}: give integers such as 2,3,4") from None
 
     def report(cell: dict, cached: bool) -> None:
-        typer.echo(f"{cell['model']} {cell['method']} w{cell['w_bits']}a{cell['a_bits']} seed {cell['seed']}: "
-                   f"{cell['accuracy']:.2f}%, "
-                   f"{cell['size_bits'] / 8192:.2f} KiB" + (" (cached)" if cached else f", {cell['seconds']:.1f} s"))
+        typer.echo(
+            f"{cell['model']} {cell['method']} w{cell['w_bits']}a{cell['a_bits']} seed {cell['seed']}: "
+            f"{cell['accuracy']:.2f}%, "
+            f"{cell['size_bits'] / 8192:.2f} KiB" + (" (cached)" if cached else f", {cell['seconds']:.1f} s")
+        )
 
-    build_table(out, [m for m in models.split(",") if m.strip()], [m for m in methods.split(",") if m.strip()],
-                parse_ints(bits, "--bits"), epochs=epochs, seeds=parse_ints(seeds, "--seeds"), replace=replace,
-                on_cell=report, chips=[c for c in chips.split(",") if c.strip()], scheduler=scheduler)
+    build_table(
+        out,
+        [m for m in models.split(",") if m.strip()],
+        [m for m in methods.split(",") if m.strip()],
+        parse_ints(bits, "--bits"),
+        epochs=epochs,
+        seeds=parse_ints(seeds, "--seeds"),
+        replace=replace,
+        on_cell=report,
+        chips=[c for c in chips.split(",") if c.strip()],
+        scheduler=scheduler,
+    )
     typer.echo(f"wrote {out}/quant_table.csv and quant_table.md")
 
 
 @app.command("sensitivity", epilog=epilog("sensitivity"))
 def sensitivity_cmd(
-    model: Annotated[str, typer.Option(help="Built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
-                                            "digits-mobilenet), or your own: path/to/file.py:factory, "
-                                            "package.module:factory or a .pt2 program (needs --data).")],
-    method: Annotated[str, typer.Option(help="sqnr (output noise-to-signal ratio, AIMET/Pandey), hessian "
-                                             "(HAWQ trace x quantization error) or loss (measured increase).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Built-in model (digits-cnn, mnist1d-cnn, digits-resnet, "
+            "digits-mobilenet), or your own: path/to/file.py:factory, "
+            "package.module:factory or a .pt2 program (needs --data)."
+        ),
+    ],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="sqnr (output noise-to-signal ratio, AIMET/Pandey), hessian "
+            "(HAWQ trace x quantization error) or loss (measured increase)."
+        ),
+    ],
     pairs: Annotated[str, typer.Option(help="Bit pairs to score, e.g. w8a8,w4a8,w4a4.")],
     out: Annotated[Path, typer.Option(help="Sensitivity table to write: .csv or .parquet.")],
     quantizer: Annotated[str, typer.Option(help="Weight quantizer: rtn or gpfq.")] = "rtn",
     samples: Annotated[int, typer.Option(help="Calibration samples to use (at most; chosen by --seed).")] = 128,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the model's training, the sample choice and the Hessian "
-                                           "probes.")] = 0,
-    data: Annotated[Path | None, typer.Option(help=".npz with calib_x (and calib_y, the labels hessian and loss "
-                                                   "need).")] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the model's training, the sample choice and the Hessian probes.")
+    ] = 0,
+    data: Annotated[
+        Path | None, typer.Option(help=".npz with calib_x (and calib_y, the labels hessian and loss need).")
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="state_dict (torch.save) for your own model.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads (default: every core); the table is "
-                                                             "bit-identical for one machine and thread count.")]
-    = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Intra-op threads (default: every core); the table is bit-identical for one machine and thread count.",
+        ),
+    ] = None,
 ) -> None:
     """Score each layer's sensitivity to every bit pair and write the sensitivity table."""
     import time
@@ -501,16 +735,28 @@ def sensitivity_cmd(
     if method != "sqnr" and inputs.calib_y is None:
         raise QuantInputError(f"--method {method} needs labels: give calib_y in --data, or use --method sqnr")
     start = time.perf_counter()
-    frame = sensitivity_table(inputs.model, inputs.calib_x, bit_pairs, method, calib_y=inputs.calib_y,
-                              quantizer=quantizer, n_samples=samples, seed=seed, progress=True, threads=threads)
+    frame = sensitivity_table(
+        inputs.model,
+        inputs.calib_x,
+        bit_pairs,
+        method,
+        calib_y=inputs.calib_y,
+        quantizer=quantizer,
+        n_samples=samples,
+        seed=seed,
+        progress=True,
+        threads=threads,
+    )
     write_sensitivity(frame, out)
     seconds = time.perf_counter() - start
     totals = frame.groupby(["w_bits", "a_bits"], sort=False)["sensitivity"].sum()
     lo, hi = totals.idxmin(), totals.idxmax()
-    typer.echo(f"{model} {method} ({quantizer}): {frame.layer.nunique()} layers in {frame.group.nunique()} groups "
-               f"x {len(bit_pairs)} pairs on {min(samples, len(inputs.calib_x))} samples in {seconds:.1f} s; "
-               f"summed sensitivity {totals[lo]:.3g} ({format_pair(lo)}) to {totals[hi]:.3g} ({format_pair(hi)}); "
-               f"wrote {len(frame)} rows to {out}")
+    typer.echo(
+        f"{model} {method} ({quantizer}): {frame.layer.nunique()} layers in {frame.group.nunique()} groups "
+        f"x {len(bit_pairs)} pairs on {min(samples, len(inputs.calib_x))} samples in {seconds:.1f} s; "
+        f"summed sensitivity {totals[lo]:.3g} ({format_pair(lo)}) to {totals[hi]:.3g} ({format_pair(hi)}); "
+        f"wrote {len(frame)} rows to {out}"
+    )
 
 
 rtl_app = typer.Typer(help="The RTL: synthesis areas and Verilator-verified GEMMs and layers.", no_args_is_help=True)
@@ -553,21 +799,34 @@ def rtl_gemm_cmd(
     pair: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a4.")] = "w8a8",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the random operands and stream gaps.")] = 0,
     array: Annotated[str, typer.Option(help="Array shape ROWSxCOLS.")] = "8x8",
-    pe: Annotated[str, typer.Option(help="fixed, bitfusion, stripes (activation-serial) or loom (weight- and "
-                                         "activation-serial).")] = "bitfusion",
+    pe: Annotated[
+        str, typer.Option(help="fixed, bitfusion, stripes (activation-serial) or loom (weight- and activation-serial).")
+    ] = "bitfusion",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
     gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
-    mapping: Annotated[str | None, typer.Option(
-        help="Loop order and stream tile ORDER[:TILE_M] as in a cost table's loop_order and tile_m, e.g. MKN:16 "
-             "(default NKM, SCALE-Sim's untiled schedule); the tile must be one sim's mapper offers.")] = None,
-    weight_preload: Annotated[str, typer.Option(
-        help="serial (SCALE-Sim: a fold's weights load before it streams) or overlapped (double-buffered weight "
-             "registers: the next fold's weights load while one streams; os: the next fold starts while one "
-             "drains).")] = "serial",
-    dataflow: Annotated[str, typer.Option(
-        help="ws (weight-stationary), os (output-stationary: mappings NMK or MNK, no stream tiles) or is "
-             "(input-stationary: the activations stay, the weights stream; fixed and bitfusion PEs; the tile "
-             "cuts N).")] = "ws",
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            help="Loop order and stream tile ORDER[:TILE_M] as in a cost table's loop_order and tile_m, e.g. MKN:16 "
+            "(default NKM, SCALE-Sim's untiled schedule); the tile must be one sim's mapper offers."
+        ),
+    ] = None,
+    weight_preload: Annotated[
+        str,
+        typer.Option(
+            help="serial (SCALE-Sim: a fold's weights load before it streams) or overlapped (double-buffered weight "
+            "registers: the next fold's weights load while one streams; os: the next fold starts while one "
+            "drains)."
+        ),
+    ] = "serial",
+    dataflow: Annotated[
+        str,
+        typer.Option(
+            help="ws (weight-stationary), os (output-stationary: mappings NMK or MNK, no stream tiles) or is "
+            "(input-stationary: the activations stay, the weights stream; fixed and bitfusion PEs; the tile "
+            "cuts N)."
+        ),
+    ] = "ws",
 ) -> None:
     """Verify a random GEMM in RTL: mismatches against A@B and measured cycles against sim's prediction."""
     import json
@@ -578,18 +837,48 @@ def rtl_gemm_cmd(
     w_bits, a_bits = parse_pair(pair, DEFAULT_MAX_BITS)
     rows, cols = _parse_array(array)
     preload = weight_preload
-    check_gemm(m, k, n, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps, stall_prob=gaps,
-               mapping=mapping, preload=preload, dataflow=dataflow)
+    check_gemm(
+        m,
+        k,
+        n,
+        w_bits,
+        a_bits,
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        simulator=sim,
+        gap_prob=gaps,
+        stall_prob=gaps,
+        mapping=mapping,
+        preload=preload,
+        dataflow=dataflow,
+    )
     A, B = random_operands(m, k, n, w_bits, a_bits, seed)
-    check = verify_gemm(A, B, w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=sim, gap_prob=gaps,
-                        stall_prob=gaps, seed=seed, mapping=mapping, preload=preload, dataflow=dataflow)
+    check = verify_gemm(
+        A,
+        B,
+        w_bits,
+        a_bits,
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        simulator=sim,
+        gap_prob=gaps,
+        stall_prob=gaps,
+        seed=seed,
+        mapping=mapping,
+        preload=preload,
+        dataflow=dataflow,
+    )
     for message in check.messages[:10]:
         typer.echo(message, err=True)
-    typer.echo(f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {dataflow} {pe} array ({sim}, {check.loop_order} "
-               f"with tiles of "
-               f"{check.tile_m} rows, {preload} preload): {check.mismatches} mismatches over {check.macs:,} MACs; "
-               f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
-               + ("" if check.ok else "  <-- DIFFERENT"))
+    typer.echo(
+        f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {dataflow} {pe} array ({sim}, {check.loop_order} "
+        f"with tiles of "
+        f"{check.tile_m} rows, {preload} preload): {check.mismatches} mismatches over {check.macs:,} MACs; "
+        f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
+        + ("" if check.ok else "  <-- DIFFERENT")
+    )
     typer.echo(json.dumps({k_: v for k_, v in check.as_dict().items() if k_ != "messages"}))
     if not check.ok:
         raise typer.Exit(EXIT_MISMATCH)
@@ -605,17 +894,30 @@ def rtl_verify_cmd(
     images: Annotated[int, typer.Option(min=1, help="Test images whose golden codes feed the layer.")] = 2,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the stream gaps.")] = 0,
     gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
-    mapping: Annotated[str | None, typer.Option(
-        help="Loop order and stream tile ORDER[:TILE_M] as in a cost table's loop_order and tile_m, e.g. MKN:16 "
-             "(default NKM, SCALE-Sim's untiled schedule); the tile must be one sim's mapper offers the layer.")]
-    = None,
-    weight_preload: Annotated[str, typer.Option(
-        help="serial (SCALE-Sim) or overlapped (double-buffered weight registers; layers with one input block).")]
-    = "serial",
-    dataflow: Annotated[str, typer.Option(
-        help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK); is runs GEMMs only.")] = "ws",
-    data: Annotated[Path | None, typer.Option(help="The model's inputs (.npz: test_x, else calib_x; the first "
-                                                   "--images samples), for an export of your own model.")] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            help="Loop order and stream tile ORDER[:TILE_M] as in a cost table's loop_order and tile_m, e.g. MKN:16 "
+            "(default NKM, SCALE-Sim's untiled schedule); the tile must be one sim's mapper offers the layer."
+        ),
+    ] = None,
+    weight_preload: Annotated[
+        str,
+        typer.Option(
+            help="serial (SCALE-Sim) or overlapped (double-buffered weight registers; layers with one input block)."
+        ),
+    ] = "serial",
+    dataflow: Annotated[
+        str,
+        typer.Option(help="ws (weight-stationary) or os (output-stationary: mappings NMK or MNK); is runs GEMMs only."),
+    ] = "ws",
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="The model's inputs (.npz: test_x, else calib_x; the first "
+            "--images samples), for an export of your own model."
+        ),
+    ] = None,
 ) -> None:
     """Verify one exported layer in RTL: output codes against the golden model, busy cycles against sim."""
     import json
@@ -630,17 +932,32 @@ def rtl_verify_cmd(
         check_run_arguments(rows, cols, pe, gaps, gaps, seed, images, sim, weight_preload, dataflow)
         inputs = load_user_data(data)
         x = (inputs.calib_x if inputs.test_x is None else inputs.test_x)[:images].numpy()
-    check = verify_layer(export, layer, rows=rows, cols=cols, pe=pe, simulator=sim, images=images, x=x,
-                         gap_prob=gaps, stall_prob=gaps, seed=seed, mapping=mapping, preload=weight_preload,
-                         dataflow=dataflow)
+    check = verify_layer(
+        export,
+        layer,
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        simulator=sim,
+        images=images,
+        x=x,
+        gap_prob=gaps,
+        stall_prob=gaps,
+        seed=seed,
+        mapping=mapping,
+        preload=weight_preload,
+        dataflow=dataflow,
+    )
     for message in check.messages[:10]:
         typer.echo(message, err=True)
-    typer.echo(f"layer {check.layer} ({check.kind}, M={check.M} K={check.K} N={check.N}, w{check.w_bits}"
-               f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {dataflow} {pe} array ({sim}, "
-               f"{check.loop_order} with tiles of {check.tile_m}, {check.preload} preload): "
-               f"{check.mismatches} mismatches over {check.M * check.N:,} output codes ({check.macs:,} MACs); "
-               f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
-               + ("" if check.ok else "  <-- DIFFERENT"))
+    typer.echo(
+        f"layer {check.layer} ({check.kind}, M={check.M} K={check.K} N={check.N}, w{check.w_bits}"
+        f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {dataflow} {pe} array ({sim}, "
+        f"{check.loop_order} with tiles of {check.tile_m}, {check.preload} preload): "
+        f"{check.mismatches} mismatches over {check.M * check.N:,} output codes ({check.macs:,} MACs); "
+        f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
+        + ("" if check.ok else "  <-- DIFFERENT")
+    )
     typer.echo(json.dumps({k_: v for k_, v in check.as_dict().items() if k_ != "messages"}))
     if not check.ok:
         raise typer.Exit(EXIT_MISMATCH)
@@ -669,9 +986,11 @@ def demo_cmd(
     for part in ("search", "resnet"):
         check = json.loads((out / part / "rtl_check.json").read_text())
         if check["mismatches"] or check["measured_cycles"] != check["predicted_cycles"]:
-            typer.echo(f"RTL check of layer {check['layer']} ({part}) found a mismatch: {check['mismatches']} output "
-                       f"codes, cycles measured {check['measured_cycles']} vs predicted {check['predicted_cycles']}",
-                       err=True)
+            typer.echo(
+                f"RTL check of layer {check['layer']} ({part}) found a mismatch: {check['mismatches']} output "
+                f"codes, cycles measured {check['measured_cycles']} vs predicted {check['predicted_cycles']}",
+                err=True,
+            )
             failed = True
     if failed:
         raise typer.Exit(EXIT_MISMATCH)

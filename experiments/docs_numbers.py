@@ -59,8 +59,19 @@ def run_step(step: str, out: Path, jobs: int) -> None:
             _run_all([_cli(*base, "--models", m) for m in MODELS])
         _run_all([_cli(*base)])
     elif step == "training-study":
-        _run_all([[sys.executable, "-m", "experiments.training_study", "--out", str(out / "training_study"),
-                   "--jobs", str(jobs)]])
+        _run_all(
+            [
+                [
+                    sys.executable,
+                    "-m",
+                    "experiments.training_study",
+                    "--out",
+                    str(out / "training_study"),
+                    "--jobs",
+                    str(jobs),
+                ]
+            ]
+        )
     elif step == "ptq-sl-study":
         _run_all([[sys.executable, "-m", "experiments.ptq_sl_study", "--out", str(out / "ptq_sl_study")]])
     elif step == "demo":
@@ -100,10 +111,17 @@ def extras_markdown(out: Path) -> str:
         pick = t[(t.w_bits == 2) | ((t.method == "rtn") & (t.w_bits == 4))]
         lines += ["| model | method | bits | seed | float % | accuracy % (integer) |", "|---|---|---|---:|---:|---:|"]
         for r in pick.sort_values(["model", "method", "w_bits", "seed"]).itertuples():
-            lines.append(f"| {r.model} | {r.method} | w{r.w_bits}a{r.a_bits} | {r.seed} | {r.float_accuracy:.2f} | "
-                         f"{r.accuracy:.2f} |")
-    lines += ["", "## 2-bit codes equal to 0: max-abs grid / MSE grid (per layer, seeds 0-2)", "",
-              "| model | seed | layer | max-abs | MSE |", "|---|---:|---|---:|---:|"]
+            lines.append(
+                f"| {r.model} | {r.method} | w{r.w_bits}a{r.a_bits} | {r.seed} | {r.float_accuracy:.2f} | "
+                f"{r.accuracy:.2f} |"
+            )
+    lines += [
+        "",
+        "## 2-bit codes equal to 0: max-abs grid / MSE grid (per layer, seeds 0-2)",
+        "",
+        "| model | seed | layer | max-abs | MSE |",
+        "|---|---:|---|---:|---:|",
+    ]
     for model in MODELS:
         for seed in (0, 1, 2):
             for name, (mx, mse) in _code0_shares(model, seed).items():
@@ -113,29 +131,43 @@ def extras_markdown(out: Path) -> str:
     if quality.is_file() and points.is_file():
         q, p = pd.read_csv(quality), pd.read_csv(points)
         gap = q["ilp_minus_greedy_accuracy"].dropna()
-        lines += ["", "## Demo: measured accuracy at each latency budget (digits-cnn seed 0, RTN)", "",
-                  f"float accuracy {p.float_accuracy.iloc[0]:.2f} %; {len(gap)} budgets compared; ILP higher at "
-                  f"{int((gap > 0).sum())}, equal at {int((gap == 0).sum())}, lower at {int((gap < 0).sum())}; "
-                  f"mean difference {gap.mean():+.2f} points", "",
-                  "| latency_us budget | ILP % | greedy % | uniform % | ILP − greedy |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Demo: measured accuracy at each latency budget (digits-cnn seed 0, RTN)",
+            "",
+            f"float accuracy {p.float_accuracy.iloc[0]:.2f} %; {len(gap)} budgets compared; ILP higher at "
+            f"{int((gap > 0).sum())}, equal at {int((gap == 0).sum())}, lower at {int((gap < 0).sum())}; "
+            f"mean difference {gap.mean():+.2f} points",
+            "",
+            "| latency_us budget | ILP % | greedy % | uniform % | ILP − greedy |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for r in q.itertuples():
-            lines.append(f"| {r.latency_us_budget:.3f} | {r.ilp_accuracy:.2f} | {r.greedy_accuracy:.2f} | "
-                         f"{getattr(r, 'uniform_accuracy', float('nan')):.2f} | {r.ilp_minus_greedy_accuracy:+.2f} |")
-        lines += ["", "| kind | label | latency_us | sensitivity | accuracy % | pairs |",
-                  "|---|---|---:|---:|---:|---|"]
+            lines.append(
+                f"| {r.latency_us_budget:.3f} | {r.ilp_accuracy:.2f} | {r.greedy_accuracy:.2f} | "
+                f"{getattr(r, 'uniform_accuracy', float('nan')):.2f} | {r.ilp_minus_greedy_accuracy:+.2f} |"
+            )
+        lines += [
+            "",
+            "| kind | label | latency_us | sensitivity | accuracy % | pairs |",
+            "|---|---|---:|---:|---:|---|",
+        ]
         for r in p.sort_values(["kind", "latency_us"]).itertuples():
-            lines.append(f"| {r.kind} | {r.label} | {r.latency_us:.3f} | {r.sensitivity:.3f} | {r.accuracy:.2f} | "
-                         f"{r.pairs} |")
+            lines.append(
+                f"| {r.kind} | {r.label} | {r.latency_us:.3f} | {r.sensitivity:.3f} | {r.accuracy:.2f} | {r.pairs} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def collect(out: Path) -> str:
     """Every step's markdown, in the order of :data:`STEPS`."""
-    parts = [("quant_table/quant_table.md", "lowbit quant-table --seeds 0,1,2"),
-             ("training_study/training_study.md", "python -m experiments.training_study"),
-             ("ptq_sl_study/ptq_sl_study.md", "python -m experiments.ptq_sl_study"),
-             ("isa_spread/isa_spread.md", "python -m experiments.isa_spread"),
-             ("extras.md", "extras (experiments.docs_numbers)")]
+    parts = [
+        ("quant_table/quant_table.md", "lowbit quant-table --seeds 0,1,2"),
+        ("training_study/training_study.md", "python -m experiments.training_study"),
+        ("ptq_sl_study/ptq_sl_study.md", "python -m experiments.ptq_sl_study"),
+        ("isa_spread/isa_spread.md", "python -m experiments.isa_spread"),
+        ("extras.md", "extras (experiments.docs_numbers)"),
+    ]
     text = ["# Accuracy figures of docs/ (`make docs-numbers`)", ""]
     for rel, title in parts:
         path = out / rel

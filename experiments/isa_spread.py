@@ -44,8 +44,22 @@ def run_emulation(label: str, out: Path, seeds: str, epochs: int) -> Path:
     where = out / _slug(label)
     env = {**os.environ, **EMULATIONS[label], "LOWBIT_CACHE": str(where / "cache")}
     for sub, methods, bits in (("ptq", PTQ, "2,3,4"), ("qat", "qat", "2")):
-        cmd = [sys.executable, "-m", "experiments.cli", "quant-table", "--out", str(where / sub), "--methods",
-               methods, "--bits", bits, "--seeds", seeds, "--epochs", str(epochs)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "experiments.cli",
+            "quant-table",
+            "--out",
+            str(where / sub),
+            "--methods",
+            methods,
+            "--bits",
+            bits,
+            "--seeds",
+            seeds,
+            "--epochs",
+            str(epochs),
+        ]
         code = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode
         if code:
             raise SystemExit(f"error: {label}: {' '.join(cmd[2:])} exited with {code}")
@@ -60,24 +74,33 @@ def spread_markdown(tables: dict[str, pd.DataFrame]) -> str:
     """Per emulation and row group: cells that differ from native, the largest per-cell change, and the largest
     change of a row's mean over seeds (what the docs table shows), in accuracy points."""
     base = tables["native"].set_index(KEYS).accuracy
-    lines = ["| emulation | cells | rows | cells changed | max per-cell change | max change of a row mean | "
-             "rows whose mean moved |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| emulation | cells | rows | cells changed | max per-cell change | max change of a row mean | "
+        "rows whose mean moved |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     detail = []
     for label, table in tables.items():
         if label == "native":
             continue
         diff = (table.set_index(KEYS).accuracy - base).dropna()
-        for group, part in (("post-training", diff[diff.index.get_level_values("method") != "qat"]),
-                            ("QAT w2a8 (fine-tuned)", diff[diff.index.get_level_values("method") == "qat"])):
+        for group, part in (
+            ("post-training", diff[diff.index.get_level_values("method") != "qat"]),
+            ("QAT w2a8 (fine-tuned)", diff[diff.index.get_level_values("method") == "qat"]),
+        ):
             rows = part.groupby(level=["model", "method", "w_bits"]).mean()
-            lines.append(f"| {label} | {group} | {len(rows)} | {int((part != 0).sum())} of {len(part)} | "
-                         f"{part.abs().max():.2f} | {rows.abs().max():.2f} | {int((rows != 0).sum())} |")
+            lines.append(
+                f"| {label} | {group} | {len(rows)} | {int((part != 0).sum())} of {len(part)} | "
+                f"{part.abs().max():.2f} | {rows.abs().max():.2f} | {int((rows != 0).sum())} |"
+            )
         for (model, method, bits, seed), d in diff[diff != 0].items():
             detail.append(f"| {label} | {model} | {method} | w{bits} | {seed} | {d:+.2f} |")
     text = "\n".join(lines)
     if detail:
-        text += ("\n\nEvery changed cell (accuracy points against native):\n\n| emulation | model | method | bits | "
-                 "seed | change |\n|---|---|---|---|---:|---:|\n" + "\n".join(detail))
+        text += (
+            "\n\nEvery changed cell (accuracy points against native):\n\n| emulation | model | method | bits | "
+            "seed | change |\n|---|---|---|---|---:|---:|\n" + "\n".join(detail)
+        )
     return text + "\n"
 
 

@@ -28,8 +28,15 @@ from lowbit_core.pairs import format_pair
 from quant.errors import QuantInputError
 from quant.progress import progress_bar
 
-__all__ = ["MeasuredPoint", "ModelBench", "quantize_model", "normalize_assignment", "measure_assignment",
-           "measure_many"]
+__all__ = [
+    "MeasuredPoint",
+    "ModelBench",
+    "quantize_model",
+    "normalize_assignment",
+    "measure_assignment",
+    "measure_many",
+]
+
 
 @dataclass(frozen=True)
 class MeasuredPoint:
@@ -82,8 +89,9 @@ class ModelBench:
         self.layer_names: tuple[str, ...] = tuple(n for n, _ in gemm_nodes(prepare(self.model), self.calib_x[:1]))
         with torch.no_grad():
             self._float_pred = self.model(self.test_x).argmax(-1)
-        self.float_accuracy = (evaluate_accuracy(self.model, self.test_x, self.test_y) if self.test_y is not None
-                               else 100.0)
+        self.float_accuracy = (
+            evaluate_accuracy(self.model, self.test_x, self.test_y) if self.test_y is not None else 100.0
+        )
 
     def quality(self, q: nn.Module) -> float:
         """Test accuracy (%) of fake-quant ``q``, or its top-1 agreement with the float model without labels."""
@@ -110,15 +118,17 @@ class ModelBench:
             torch.manual_seed(self.seed)
             return quantize_model(self.model, self.calib_x, w, a, method, granularity, self.seed)
 
-    def measure(self, assignment: Assignment, method: str = "rtn", granularity: str = "channel",
-                integer: bool = False) -> MeasuredPoint:
+    def measure(
+        self, assignment: Assignment, method: str = "rtn", granularity: str = "channel", integer: bool = False
+    ) -> MeasuredPoint:
         """Quantize ``assignment`` and measure its fake-quant (and optionally golden-integer) test accuracy."""
         _check_method(method)
         parse_granularity(granularity)
         return self._measure(normalize_assignment(assignment, self.layer_names), method, granularity, integer)
 
-    def _measure(self, pairs: tuple[tuple[int, int], ...], method: str, granularity: str,
-                 integer: bool) -> MeasuredPoint:
+    def _measure(
+        self, pairs: tuple[tuple[int, int], ...], method: str, granularity: str, integer: bool
+    ) -> MeasuredPoint:
         from quant.export import build_integer_model
 
         start = time.perf_counter()
@@ -131,19 +141,26 @@ class ModelBench:
             ref = self.test_y.numpy() if self.test_y is not None else self._float_pred.numpy()
             int_accuracy = 100.0 * int((pred == ref).sum()) / len(ref)  # as evaluate_accuracy
         return MeasuredPoint(
-            accuracy=accuracy, integer_accuracy=int_accuracy, float_accuracy=self.float_accuracy,
-            weight_size_bits=model_size_bits(q)[1], seconds=round(time.perf_counter() - start, 3),
+            accuracy=accuracy,
+            integer_accuracy=int_accuracy,
+            float_accuracy=self.float_accuracy,
+            weight_size_bits=model_size_bits(q)[1],
+            seconds=round(time.perf_counter() - start, 3),
             pairs=",".join(format_pair(p) for p in pairs),
         )
 
 
-def measure_assignment(model_name: str, assignment: Assignment, method: str = "rtn", granularity: str = "channel",
-                       seed: int = 0, integer: bool = False) -> MeasuredPoint:
+def measure_assignment(
+    model_name: str,
+    assignment: Assignment,
+    method: str = "rtn",
+    granularity: str = "channel",
+    seed: int = 0,
+    integer: bool = False,
+) -> MeasuredPoint:
     """Apply ``assignment`` ({quant-layer name: (w_bits, a_bits)} or a search assignment table) to built-in model
     ``model_name`` (trained with ``seed``) and measure it; see :class:`MeasuredPoint`."""
     return measure_many(model_name, [assignment], method, granularity, seed, integer)[0]
-
-
 
 
 def _stderr_line(line: str) -> None:
@@ -156,8 +173,15 @@ def _stderr_line(line: str) -> None:
 _WORKER_BENCHES: dict[tuple[str, int], ModelBench] = {}
 
 
-def _measure_on_worker(model_name: str, seed: int, inputs: Any, pairs: tuple[tuple[int, int], ...], method: str,
-                       granularity: str, integer: bool) -> dict[str, Any]:
+def _measure_on_worker(
+    model_name: str,
+    seed: int,
+    inputs: Any,
+    pairs: tuple[tuple[int, int], ...],
+    method: str,
+    granularity: str,
+    integer: bool,
+) -> dict[str, Any]:
     """One point on a Dask worker (its bench loaded once per process for a built-in model)."""
     if inputs is None:
         bench = _WORKER_BENCHES.get((model_name, seed))
@@ -168,9 +192,17 @@ def _measure_on_worker(model_name: str, seed: int, inputs: Any, pairs: tuple[tup
     return bench._measure(pairs, method, granularity, integer).as_dict()
 
 
-def measure_many(model_name: str, assignments: Sequence[Assignment], method: str = "rtn",
-                 granularity: str = "channel", seed: int = 0, integer: bool = False,
-                 progress: bool = False, inputs: Any = None, scheduler: str | None = None) -> list[MeasuredPoint]:
+def measure_many(
+    model_name: str,
+    assignments: Sequence[Assignment],
+    method: str = "rtn",
+    granularity: str = "channel",
+    seed: int = 0,
+    integer: bool = False,
+    progress: bool = False,
+    inputs: Any = None,
+    scheduler: str | None = None,
+) -> list[MeasuredPoint]:
     """:func:`measure_assignment` for each of ``assignments``, in order.  The model and data are loaded once,
     every assignment is validated before any is measured, and identical assignments are measured once (their
     entries are the same :class:`MeasuredPoint`).  ``progress`` shows a rich progress bar on stderr (status lines
@@ -192,21 +224,34 @@ def measure_many(model_name: str, assignments: Sequence[Assignment], method: str
         from experiments.cell_runner import CellJob, run_cells
 
         distinct = list(dict.fromkeys(keys))
-        jobs = [CellJob(key=f"point-{k}", label=",".join(format_pair(p) for p in pairs), fn=_measure_on_worker,
-                        kwargs={"model_name": model_name, "seed": seed, "inputs": inputs, "pairs": pairs,
-                                "method": method, "granularity": granularity, "integer": integer})
-                for k, pairs in enumerate(distinct)]
+        jobs = [
+            CellJob(
+                key=f"point-{k}",
+                label=",".join(format_pair(p) for p in pairs),
+                fn=_measure_on_worker,
+                kwargs={
+                    "model_name": model_name,
+                    "seed": seed,
+                    "inputs": inputs,
+                    "pairs": pairs,
+                    "method": method,
+                    "granularity": granularity,
+                    "integer": integer,
+                },
+            )
+            for k, pairs in enumerate(distinct)
+        ]
 
         def store(job: CellJob, cell: dict[str, Any]) -> None:
             memo[job.kwargs["pairs"]] = MeasuredPoint(**cell)
 
         run_cells(jobs, store, scheduler=scheduler, status=_stderr_line if progress else None)
         return [memo[k] for k in keys]
-    with progress_bar(progress, len(dict.fromkeys(keys)), f"measuring {model_name} ({method})",
-                      transient=True) as advance:
+    with progress_bar(
+        progress, len(dict.fromkeys(keys)), f"measuring {model_name} ({method})", transient=True
+    ) as advance:
         for key in keys:
             if key not in memo:
                 memo[key] = bench._measure(key, method, granularity, integer)
                 advance()
     return [memo[k] for k in keys]
-

@@ -62,14 +62,24 @@ def run(chip_name: str = "bitfusion_edge") -> list[dict]:
         with torch.no_grad():
             e_fq = pooled(q(hidden, mask), keep)
         e_int = pooled(golden.logits(golden.execute((hidden.numpy(), mask.numpy())).codes), keep)
-        fq, integer, both = (embedding_agreement(e_float, e_fq), embedding_agreement(e_float, e_int),
-                             embedding_agreement(e_fq, e_int))
+        fq, integer, both = (
+            embedding_agreement(e_float, e_fq),
+            embedding_agreement(e_float, e_int),
+            embedding_agreement(e_fq, e_int),
+        )
         chosen = costs[(costs.w_bits == w_bits) & (costs.a_bits == a_bits)]
-        rows.append({"pair": format_pair((w_bits, a_bits)), "latency_us": float(chosen.latency_us.sum()) if len(chosen)
-                     else float("nan"), "fq_cosine_to_float": fq["cosine_mean"],
-                     "int_cosine_to_float": integer["cosine_mean"], "int_top1_vs_float": integer["top1_agreement"],
-                     "int_paraphrase_accuracy": paraphrase_accuracy(e_int),
-                     "int_vs_fq_cosine": both["cosine_mean"], "int_vs_fq_top1": both["top1_agreement"]})
+        rows.append(
+            {
+                "pair": format_pair((w_bits, a_bits)),
+                "latency_us": float(chosen.latency_us.sum()) if len(chosen) else float("nan"),
+                "fq_cosine_to_float": fq["cosine_mean"],
+                "int_cosine_to_float": integer["cosine_mean"],
+                "int_top1_vs_float": integer["top1_agreement"],
+                "int_paraphrase_accuracy": paraphrase_accuracy(e_int),
+                "int_vs_fq_cosine": both["cosine_mean"],
+                "int_vs_fq_top1": both["top1_agreement"],
+            }
+        )
     return rows
 
 

@@ -41,9 +41,17 @@ def _points_frame(kinds: Mapping[str, Sequence[Solution]], columns: Sequence[str
     rows = []
     for kind, sols in kinds.items():
         for i, s in enumerate(sols):
-            rows.append({"kind": kind, "point": i, "sensitivity": s.sensitivity,
-                         **{c: s.totals[c] for c in columns}, "status": s.status, "pairs": s.pairs_string(),
-                         "label": s.problem.pair_labels[int(s.choice[0])] if kind == "uniform" else f"{kind}{i}"})
+            rows.append(
+                {
+                    "kind": kind,
+                    "point": i,
+                    "sensitivity": s.sensitivity,
+                    **{c: s.totals[c] for c in columns},
+                    "status": s.status,
+                    "pairs": s.pairs_string(),
+                    "label": s.problem.pair_labels[int(s.choice[0])] if kind == "uniform" else f"{kind}{i}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -76,11 +84,22 @@ def _check_measurable(model_name: str, method: str, user: bool = False) -> None:
         raise QuantInputError(f"unknown quantizer {method!r} (allowed: {', '.join(METHODS)})")
 
 
-def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: str | Path, x: str,
-                     y: str | None = None, n_points: int = 50, limits: Mapping[str, float] | None = None,
-                     model_name: str | None = None, method: str = "rtn", seed: int = 0,
-                     greedy_cost: str | None = None, progress: bool = False, inputs: Any = None,
-                     scheduler: str | None = None) -> ParetoStudy:
+def run_pareto_study(
+    costs: pd.DataFrame,
+    sensitivity: pd.DataFrame,
+    out_dir: str | Path,
+    x: str,
+    y: str | None = None,
+    n_points: int = 50,
+    limits: Mapping[str, float] | None = None,
+    model_name: str | None = None,
+    method: str = "rtn",
+    seed: int = 0,
+    greedy_cost: str | None = None,
+    progress: bool = False,
+    inputs: Any = None,
+    scheduler: str | None = None,
+) -> ParetoStudy:
     """Solve the front, build the baselines, measure every point on ``model_name`` (if given), write
     ``points.csv``, ``quality.csv``, ``pareto.json`` and the accuracy plot into ``out_dir``.
 
@@ -131,8 +150,9 @@ def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: st
         from experiments.measure import measure_many
 
         every = [s.assignment()[["name", "w_bits", "a_bits"]] for sols in kinds.values() for s in sols]
-        measured = measure_many(model_name, every, method=method, seed=seed, progress=progress, inputs=inputs,
-                                scheduler=scheduler)
+        measured = measure_many(
+            model_name, every, method=method, seed=seed, progress=progress, inputs=inputs, scheduler=scheduler
+        )
         points["accuracy"] = [m.accuracy for m in measured]
         points["float_accuracy"] = [m.float_accuracy for m in measured]
         quality = compare_at_budgets(points[points.meets_limits], x)
@@ -140,9 +160,18 @@ def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: st
     out = Path(out_dir)
     paths = {"points": write_table(points, out / "points.csv")}
     summary = {
-        "x": x, "y": y, "limits": limits, "n_points_asked": n_points, "ilp_points": len(ilp),
-        "greedy_points": len(kinds["greedy"]), "greedy_cost": greedy_cost, "front_seconds": front_seconds,
-        "sensitivity_method": problem.method, "coupled": problem.coupled, "model": model_name, "quantizer": method,
+        "x": x,
+        "y": y,
+        "limits": limits,
+        "n_points_asked": n_points,
+        "ilp_points": len(ilp),
+        "greedy_points": len(kinds["greedy"]),
+        "greedy_cost": greedy_cost,
+        "front_seconds": front_seconds,
+        "sensitivity_method": problem.method,
+        "coupled": problem.coupled,
+        "model": model_name,
+        "quantizer": method,
         "seed": seed,
     }
     if model_name is not None:
@@ -151,12 +180,17 @@ def run_pareto_study(costs: pd.DataFrame, sensitivity: pd.DataFrame, out_dir: st
         paths["quality"] = write_table(quality, out / "quality.csv")
         gap = quality["ilp_minus_greedy_accuracy"].dropna()
         summary["ilp_vs_greedy"] = {
-            "budgets": int(len(gap)), "ilp_better": int((gap > 0).sum()), "equal": int((gap == 0).sum()),
-            "greedy_better": int((gap < 0).sum()), "worst_ilp_minus_greedy": float(gap.min()) if len(gap) else None}
+            "budgets": int(len(gap)),
+            "ilp_better": int((gap > 0).sum()),
+            "equal": int((gap == 0).sum()),
+            "greedy_better": int((gap < 0).sum()),
+            "worst_ilp_minus_greedy": float(gap.min()) if len(gap) else None,
+        }
         from experiments.plots import plot_accuracy_fronts
 
-        pdf, png = plot_accuracy_fronts(points[points.meets_limits], out / "accuracy_fronts",
-                                        title=f"{model_name} ({method}), measured")
+        pdf, png = plot_accuracy_fronts(
+            points[points.meets_limits], out / "accuracy_fronts", title=f"{model_name} ({method}), measured"
+        )
         paths["plot_pdf"], paths["plot_png"] = pdf, png
     with atomic_path(out / "pareto.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")

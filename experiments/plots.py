@@ -18,8 +18,14 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from lowbit_core.errors import InputError  # noqa: E402
 from lowbit_core.files import atomic_path  # noqa: E402
 
-__all__ = ["OKABE_ITO", "save_figure", "plot_layer_costs", "plot_accuracy_fronts", "plot_bit_allocation",
-           "plot_sensitivity_heatmap"]
+__all__ = [
+    "OKABE_ITO",
+    "save_figure",
+    "plot_layer_costs",
+    "plot_accuracy_fronts",
+    "plot_bit_allocation",
+    "plot_sensitivity_heatmap",
+]
 
 #: Okabe & Ito's colourblind-safe palette.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -47,13 +53,21 @@ def plot_layer_costs(tables: dict[str, pd.DataFrame], stem: Path) -> list[Path]:
     fig, axes = plt.subplots(len(tables), 2, figsize=(11, 3.2 * len(tables)), squeeze=False)
     for row, (chip, frame) in enumerate(tables.items()):
         pairs = list(dict.fromkeys(zip(frame.w_bits, frame.a_bits)))
-        for col, (metric, scale, label) in enumerate((("latency_us", 1.0, "latency (µs)"),
-                                                       ("energy_pj", 1e-6, "energy (µJ)"))):
+        for col, (metric, scale, label) in enumerate(
+            (("latency_us", 1.0, "latency (µs)"), ("energy_pj", 1e-6, "energy (µJ)"))
+        ):
             ax = axes[row, col]
             for i, (w, a) in enumerate(pairs):
                 part = frame[(frame.w_bits == w) & (frame.a_bits == a)]
-                ax.plot(part.layer, part[metric] * scale, marker="o", ms=3, lw=1.2,
-                        color=OKABE_ITO[i % len(OKABE_ITO)], label=format_pair((w, a)))
+                ax.plot(
+                    part.layer,
+                    part[metric] * scale,
+                    marker="o",
+                    ms=3,
+                    lw=1.2,
+                    color=OKABE_ITO[i % len(OKABE_ITO)],
+                    label=format_pair((w, a)),
+                )
             ax.set_yscale("log")
             ax.set_xlabel("layer (execution order)")
             ax.set_ylabel(label)
@@ -114,11 +128,15 @@ def plot_accuracy_fronts(points: pd.DataFrame, stem: Path, title: str = "") -> l
     if unknown:
         raise InputError(f"{what}: unknown kind(s) {', '.join(unknown)} (allowed: {', '.join(_FRONT_KINDS)})")
     acc = _numeric(frame, "accuracy", what)
-    metrics = (("latency_us", "latency", ((1e3, 1e-3, "ms"), (0.0, 1.0, "µs"))),
-               ("energy_pj", "energy", ((1e9, 1e-9, "mJ"), (0.0, 1e-6, "µJ"))))
-    styles = {"ilp": {"color": OKABE_ITO[0], "marker": "o", "ls": "-", "label": "ILP (exact)"},
-              "greedy": {"color": OKABE_ITO[1], "marker": "^", "ls": "--", "label": "greedy"},
-              "uniform": {"color": OKABE_ITO[3], "marker": "s", "ls": "none", "label": "uniform"}}
+    metrics = (
+        ("latency_us", "latency", ((1e3, 1e-3, "ms"), (0.0, 1.0, "µs"))),
+        ("energy_pj", "energy", ((1e9, 1e-9, "mJ"), (0.0, 1e-6, "µJ"))),
+    )
+    styles = {
+        "ilp": {"color": OKABE_ITO[0], "marker": "o", "ls": "-", "label": "ILP (exact)"},
+        "greedy": {"color": OKABE_ITO[1], "marker": "^", "ls": "--", "label": "greedy"},
+        "uniform": {"color": OKABE_ITO[3], "marker": "s", "ls": "none", "label": "uniform"},
+    }
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, (col, name, units) in zip(axes, metrics):
         raw = _numeric(frame, col, what, minimum=0.0)
@@ -132,12 +150,21 @@ def plot_accuracy_fronts(points: pd.DataFrame, stem: Path, title: str = "") -> l
             order = np.lexsort((acc[mask], x[mask]))  # by cost, then accuracy: deterministic
             xs, ys = x[mask][order], acc[mask][order]
             if kind == "uniform":
-                ax.plot(xs, ys, ls="none", marker=style["marker"], ms=6, color=style["color"], label=style["label"],
-                        zorder=3)
+                ax.plot(
+                    xs,
+                    ys,
+                    ls="none",
+                    marker=style["marker"],
+                    ms=6,
+                    color=style["color"],
+                    label=style["label"],
+                    zorder=3,
+                )
                 labels = frame["label"].astype(str).to_numpy()[mask][order]
                 for xi, yi, text in zip(xs, ys, labels):
-                    ax.annotate(text, (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize=7,
-                                color=style["color"])
+                    ax.annotate(
+                        text, (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize=7, color=style["color"]
+                    )
             else:
                 ax.step(xs, ys, where="post", ls=style["ls"], lw=1.4, color=style["color"], zorder=2)
                 ax.plot(xs, ys, ls="none", marker=style["marker"], ms=5, color=style["color"], zorder=2.5)
@@ -180,14 +207,23 @@ def plot_bit_allocation(assignment: pd.DataFrame, stem: Path, title: str = "") -
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(names) + 1.5), 3.2))
     width = 0.38
     ax.bar(pos - width / 2, w, width, color=OKABE_ITO[0], label="weights (w_bits)")
-    ax.bar(pos + width / 2, a, width, color=OKABE_ITO[1], label="activations (a_bits)", hatch="//",
-           edgecolor="white", linewidth=0)
+    ax.bar(
+        pos + width / 2,
+        a,
+        width,
+        color=OKABE_ITO[1],
+        label="activations (a_bits)",
+        hatch="//",
+        edgecolor="white",
+        linewidth=0,
+    )
     ticks = sorted({2, 4, 8} | {int(v) for v in np.concatenate([w, a])})
     ax.set_yticks(ticks)
     ax.set_ylim(0, 1.3 * max(8.0, float(max(w.max(), a.max()))))  # headroom for the legend
     ax.set_xticks(pos)
-    ax.set_xticklabels(names, rotation=45 if len(names) > 8 else 0, ha="right" if len(names) > 8 else "center",
-                       fontsize=8)
+    ax.set_xticklabels(
+        names, rotation=45 if len(names) > 8 else 0, ha="right" if len(names) > 8 else "center", fontsize=8
+    )
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_xlabel("layer (execution order)")
     ax.set_ylabel("bit width (bits)")
@@ -200,8 +236,11 @@ def plot_bit_allocation(assignment: pd.DataFrame, stem: Path, title: str = "") -
 
 
 #: Colourbar units of quant.sensitivity's methods (``sqnr`` stores the noise-to-signal ratio).
-_SENSITIVITY_UNITS = {"sqnr": "noise-to-signal ratio", "hessian": "est. loss increase, nats",
-                      "loss": "loss increase, nats"}
+_SENSITIVITY_UNITS = {
+    "sqnr": "noise-to-signal ratio",
+    "hessian": "est. loss increase, nats",
+    "loss": "loss increase, nats",
+}
 
 
 def plot_sensitivity_heatmap(sensitivity: pd.DataFrame, stem: Path, title: str = "") -> list[Path]:
@@ -242,8 +281,12 @@ def plot_sensitivity_heatmap(sensitivity: pd.DataFrame, stem: Path, title: str =
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(pairs) + 2.5), max(2.5, 0.4 * len(layers) + 1.2)))
     image = ax.imshow(shown, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     ax.set_xticks(np.arange(len(pairs)))
-    ax.set_xticklabels([format_pair(p) for p in pairs], rotation=45 if len(pairs) > 6 else 0, fontsize=8,
-                       ha="right" if len(pairs) > 6 else "center")
+    ax.set_xticklabels(
+        [format_pair(p) for p in pairs],
+        rotation=45 if len(pairs) > 6 else 0,
+        fontsize=8,
+        ha="right" if len(pairs) > 6 else "center",
+    )
     ax.set_yticks(np.arange(len(layers)))
     ax.set_yticklabels([names[lay] for lay in layers], fontsize=8)
     ax.set_xlabel("bit pair (weight bits, activation bits)")

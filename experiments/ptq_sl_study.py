@@ -54,10 +54,12 @@ def _seed(seed: int = 0) -> None:
 
 
 def _configs(n_vs: tuple[int, ...] = SUBLAYER_NV) -> list[dict]:
-    out = [dict(method="rtn", granularity="tensor", n_V="1", n_H=1, reorder="none"),
-           dict(method="rtn", granularity="channel", n_V="out", n_H=1, reorder="none"),
-           dict(method="ptq-sl", granularity="tensor", n_V="1", n_H=1, reorder="none"),
-           dict(method="ptq-sl", granularity="channel", n_V="out", n_H=1, reorder="none")]
+    out = [
+        dict(method="rtn", granularity="tensor", n_V="1", n_H=1, reorder="none"),
+        dict(method="rtn", granularity="channel", n_V="out", n_H=1, reorder="none"),
+        dict(method="ptq-sl", granularity="tensor", n_V="1", n_H=1, reorder="none"),
+        dict(method="ptq-sl", granularity="channel", n_V="out", n_H=1, reorder="none"),
+    ]
     for n_v in n_vs:
         for n_h in SUBLAYER_NH:
             for reorder in REORDERS:
@@ -76,7 +78,7 @@ def _apply(model: torch.nn.Module, cfg: dict, calib_x: torch.Tensor, bits: int) 
 
 def _sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
     noise = float(((ref - out) ** 2).sum())
-    return float("inf") if noise == 0 else 10.0 * np.log10(float((ref ** 2).sum()) / noise)
+    return float("inf") if noise == 0 else 10.0 * np.log10(float((ref**2).sum()) / noise)
 
 
 def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -90,14 +92,36 @@ def run_model(name: str, seed: int = 0, n_vs: tuple[int, ...] = SUBLAYER_NV) -> 
     split = model_split(name)
     calib_x, test_x, test_y = split.calib_x, split.test_x, split.test_y
     ref = _logits(fmodel, test_x)
-    rows = [dict(model=name, seed=seed, method="float", granularity="-", n_V="-", n_H="-", scales_per_layer="-",
-                 total_scales=0, reorder="none", w_bits=32, a_bits=32,
-                 accuracy=evaluate_accuracy(fmodel, test_x, test_y), logit_sqnr_db=float("inf"),
-                 mean_layer_rel_err=0.0, seconds=0.0)]
+    rows = [
+        dict(
+            model=name,
+            seed=seed,
+            method="float",
+            granularity="-",
+            n_V="-",
+            n_H="-",
+            scales_per_layer="-",
+            total_scales=0,
+            reorder="none",
+            w_bits=32,
+            a_bits=32,
+            accuracy=evaluate_accuracy(fmodel, test_x, test_y),
+            logit_sqnr_db=float("inf"),
+            mean_layer_rel_err=0.0,
+            seconds=0.0,
+        )
+    ]
     base = prepare(fmodel)
     calibrate_activations(base, calib_x, A_BITS)
-    rows.append(dict(rows[0], method="float-w", a_bits=A_BITS, accuracy=evaluate_accuracy(base, test_x, test_y),
-                     logit_sqnr_db=_sqnr_db(ref, _logits(base, test_x))))
+    rows.append(
+        dict(
+            rows[0],
+            method="float-w",
+            a_bits=A_BITS,
+            accuracy=evaluate_accuracy(base, test_x, test_y),
+            logit_sqnr_db=_sqnr_db(ref, _logits(base, test_x)),
+        )
+    )
     for bits in W_BITS:
         for cfg in _configs(n_vs):
             _seed(seed)
@@ -111,11 +135,21 @@ def run_model(name: str, seed: int = 0, n_vs: tuple[int, ...] = SUBLAYER_NV) -> 
                 errs = {n: m.ptq_sl_rel_err for n, m in quant_layers(model)}
             else:
                 errs = relative_output_errors(model, calib_x)
-            rows.append(dict(model=name, seed=seed, **cfg, scales_per_layer="/".join(map(str, scales)),
-                             total_scales=sum(scales), w_bits=bits, a_bits=A_BITS,
-                             accuracy=evaluate_accuracy(model, test_x, test_y),
-                             logit_sqnr_db=_sqnr_db(ref, _logits(model, test_x)),
-                             mean_layer_rel_err=float(np.mean(list(errs.values()))), seconds=seconds))
+            rows.append(
+                dict(
+                    model=name,
+                    seed=seed,
+                    **cfg,
+                    scales_per_layer="/".join(map(str, scales)),
+                    total_scales=sum(scales),
+                    w_bits=bits,
+                    a_bits=A_BITS,
+                    accuracy=evaluate_accuracy(model, test_x, test_y),
+                    logit_sqnr_db=_sqnr_db(ref, _logits(model, test_x)),
+                    mean_layer_rel_err=float(np.mean(list(errs.values()))),
+                    seconds=seconds,
+                )
+            )
     return rows
 
 
@@ -142,12 +176,23 @@ def verdict(df: pd.DataFrame, test_sizes: dict[str, int] | None = None) -> list[
             f"{best_sq.logit_sqnr_db:.1f} dB (n_V={best_sq.n_V} n_H={best_sq.n_H} {best_sq.reorder}, "
             f"{best_sq.total_scales} scales). Reordering: {gain:+.1f} dB on average. -> accuracy: "
             f"{'beats' if best_acc.accuracy > pc.accuracy else 'does not beat'} per-channel, SQNR: "
-            f"{'beats' if best_sq.logit_sqnr_db > pc.logit_sqnr_db else 'does not beat'} per-channel{image}")
+            f"{'beats' if best_sq.logit_sqnr_db > pc.logit_sqnr_db else 'does not beat'} per-channel{image}"
+        )
     return lines
 
 
-CONFIG_COLUMNS = ["model", "method", "granularity", "n_V", "n_H", "scales_per_layer", "total_scales", "reorder",
-                  "w_bits", "a_bits"]
+CONFIG_COLUMNS = [
+    "model",
+    "method",
+    "granularity",
+    "n_V",
+    "n_H",
+    "scales_per_layer",
+    "total_scales",
+    "reorder",
+    "w_bits",
+    "a_bits",
+]
 METRIC_COLUMNS = ["accuracy", "logit_sqnr_db", "mean_layer_rel_err", "seconds"]
 
 
@@ -166,8 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/ptq_sl_study", help="output directory")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
-                        help="model training seeds (get_model); metrics are averaged over them")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        help="model training seeds (get_model); metrics are averaged over them",
+    )
     parser.add_argument("--nv", nargs="+", type=int, default=list(SUBLAYER_NV), help="sub-layerwise n_V values")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
@@ -185,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mean over seeds {args.seeds}")
     with pd.option_context("display.max_rows", None, "display.width", 200):
         table = mean.drop(columns=["seconds"]).to_string(index=False, float_format=lambda v: f"{v:.2f}")
-    text = (f"# PTQ-SL study, mean over seeds {', '.join(map(str, args.seeds))}\n\n```\n{table}\n```\n\n"
-            + "\n\n".join(verdict(mean, test_sizes)) + "\n")
+    text = (
+        f"# PTQ-SL study, mean over seeds {', '.join(map(str, args.seeds))}\n\n```\n{table}\n```\n\n"
+        + "\n\n".join(verdict(mean, test_sizes))
+        + "\n"
+    )
     atomic_write(out / "ptq_sl_study.md", lambda f: f.write(text.encode()))
     print(text)
     print(f"wrote {out / 'ptq_sl_study.csv'} and ptq_sl_study.md in {time.perf_counter() - t0:.1f} s")

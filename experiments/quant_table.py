@@ -29,18 +29,32 @@ from experiments.cell_runner import CellJob, format_eta, run_cells
 from lowbit_core.pairs import format_pair
 from quant.errors import QuantInputError
 
-__all__ = ["TABLE_METHODS", "PTQ_GRANULARITY", "build_table", "check_existing", "format_eta", "table_cell",
-           "table_markdown"]
+__all__ = [
+    "TABLE_METHODS",
+    "PTQ_GRANULARITY",
+    "build_table",
+    "check_existing",
+    "format_eta",
+    "table_cell",
+    "table_markdown",
+]
 
 #: post-training rows: label -> (quantize_builtin method, granularity)
-PTQ_GRANULARITY = {"rtn": ("rtn", "channel"), "gpfq": ("gpfq", "channel"), "gpfq-paper": ("gpfq-paper", "channel"),
-                   "ptq-sl": ("ptq-sl", "channel"), "ptq-sl-4x2": ("ptq-sl", "4x2"), "gptq": ("gptq", "channel")}
+PTQ_GRANULARITY = {
+    "rtn": ("rtn", "channel"),
+    "gpfq": ("gpfq", "channel"),
+    "gpfq-paper": ("gpfq-paper", "channel"),
+    "ptq-sl": ("ptq-sl", "channel"),
+    "ptq-sl-4x2": ("ptq-sl", "4x2"),
+    "gptq": ("gptq", "channel"),
+}
 TABLE_METHODS = (*PTQ_GRANULARITY, "qat", "qgt", "dgms")
 A_BITS = 8
 
 
-def table_cell(model: str, method: str, w_bits: int, *, epochs: int, seed: int = 0,
-               progress: bool = False) -> dict[str, Any]:
+def table_cell(
+    model: str, method: str, w_bits: int, *, epochs: int, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
     """One cell: accuracies (percent), sizes (bits) and the method's summary, JSON-ready."""
     if method in PTQ_GRANULARITY:
         from experiments.quantize import quantize_builtin
@@ -55,12 +69,22 @@ def table_cell(model: str, method: str, w_bits: int, *, epochs: int, seed: int =
         summary = {"epochs": epochs, **res.summary}
     from quant.models import cache_key
 
-    return {"model": model, "method": method, "w_bits": w_bits, "a_bits": A_BITS, "seed": seed,
-            "model_key": cache_key(model),
-            "float_accuracy": res.float_accuracy, "fakequant_accuracy": res.fakequant_accuracy,
-            "accuracy": res.integer_accuracy, "agreement": res.integer_agreement,
-            "float_size_bits": res.float_size_bits, "size_bits": res.weight_size_bits, "seconds": res.seconds,
-            "summary": summary}
+    return {
+        "model": model,
+        "method": method,
+        "w_bits": w_bits,
+        "a_bits": A_BITS,
+        "seed": seed,
+        "model_key": cache_key(model),
+        "float_accuracy": res.float_accuracy,
+        "fakequant_accuracy": res.fakequant_accuracy,
+        "accuracy": res.integer_accuracy,
+        "agreement": res.integer_agreement,
+        "float_size_bits": res.float_size_bits,
+        "size_bits": res.weight_size_bits,
+        "seconds": res.seconds,
+        "summary": summary,
+    }
 
 
 def _check(models: Sequence[str], methods: Sequence[str], bits: Sequence[int]) -> None:
@@ -97,8 +121,9 @@ def _existing_cells(cells_dir: Path) -> list[dict[str, Any]]:
     return cells
 
 
-def check_existing(out: Path, seeds: Sequence[int], keys: dict[str, str], epochs: int | None,
-                   replace: bool = False) -> None:
+def check_existing(
+    out: Path, seeds: Sequence[int], keys: dict[str, str], epochs: int | None, replace: bool = False
+) -> None:
     """Refuse (:class:`QuantInputError`) to overwrite a table in ``out`` built from other seeds, another epoch budget
     or other pretrained weights (cells whose model key differs from ``keys``), unless ``replace``."""
     if replace:
@@ -111,27 +136,42 @@ def check_existing(out: Path, seeds: Sequence[int], keys: dict[str, str], epochs
     cells = _existing_cells(out / "cells")
     before = recorded.get("seeds") if isinstance(recorded, dict) else sorted({c["seed"] for c in cells})
     if before and set(before) != set(seeds):
-        raise QuantInputError(f"{out} holds a quant table over seeds {_seed_list(before)}, and this run asks for "
-                              f"seeds {_seed_list(seeds)}; pass --replace to rebuild it from seeds "
-                              f"{_seed_list(seeds)} (cells of other seeds are kept), or choose another --out")
+        raise QuantInputError(
+            f"{out} holds a quant table over seeds {_seed_list(before)}, and this run asks for "
+            f"seeds {_seed_list(seeds)}; pass --replace to rebuild it from seeds "
+            f"{_seed_list(seeds)} (cells of other seeds are kept), or choose another --out"
+        )
     old_epochs = recorded.get("epochs") if isinstance(recorded, dict) else None
     if old_epochs is not None and epochs is not None and old_epochs != epochs:
-        raise QuantInputError(f"{out} holds a quant table whose training-time rows used {old_epochs} epochs, and "
-                              f"this run asks for {epochs}; pass --replace to rebuild it, or choose another --out")
+        raise QuantInputError(
+            f"{out} holds a quant table whose training-time rows used {old_epochs} epochs, and "
+            f"this run asks for {epochs}; pass --replace to rebuild it, or choose another --out"
+        )
     for model, key in keys.items():
         stale = [c for c in cells if c["model"] == model and c["model_key"] != key]
         if stale:
-            raise QuantInputError(f"{out} holds cells of {model} (seeds {_seed_list([c['seed'] for c in stale])}) "
-                                  f"computed from other pretrained weights (model key {stale[0]['model_key']}, now "
-                                  f"{key}); pass --replace to recompute them, or choose another --out")
+            raise QuantInputError(
+                f"{out} holds cells of {model} (seeds {_seed_list([c['seed'] for c in stale])}) "
+                f"computed from other pretrained weights (model key {stale[0]['model_key']}, now "
+                f"{key}); pass --replace to recompute them, or choose another --out"
+            )
 
 
-def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn"),
-                methods: Sequence[str] = TABLE_METHODS, bits: Sequence[int] = (2, 3, 4), *, epochs: int = 20,
-                seeds: Sequence[int] = (0,), progress: bool = False, replace: bool = False,
-                on_cell: Callable[[dict[str, Any], bool], None] | None = None,
-                status: Callable[[str], None] | None = _stderr, chips: Sequence[str] = (),
-                scheduler: str | None = None) -> pd.DataFrame:
+def build_table(
+    out: Path,
+    models: Sequence[str] = ("digits-cnn", "mnist1d-cnn"),
+    methods: Sequence[str] = TABLE_METHODS,
+    bits: Sequence[int] = (2, 3, 4),
+    *,
+    epochs: int = 20,
+    seeds: Sequence[int] = (0,),
+    progress: bool = False,
+    replace: bool = False,
+    on_cell: Callable[[dict[str, Any], bool], None] | None = None,
+    status: Callable[[str], None] | None = _stderr,
+    chips: Sequence[str] = (),
+    scheduler: str | None = None,
+) -> pd.DataFrame:
     """Compute (or reuse) every cell under ``out/cells`` and write ``quant_table.csv``, ``.md`` and ``.json``.
 
     ``on_cell(cell, cached)`` is called after each cell; ``status(line)`` before each cell to compute, with the
@@ -173,8 +213,10 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
                 name = f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
                 plan.append((model, method, b, seed, cells_dir / name))
     stored = [read_cell(path, keys[model]) for model, _, _, _, path in plan]
-    todo = {"ptq": sum(c is None and p[1] in PTQ_GRANULARITY for c, p in zip(stored, plan)),
-            "train": sum(c is None and p[1] not in PTQ_GRANULARITY for c, p in zip(stored, plan))}
+    todo = {
+        "ptq": sum(c is None and p[1] in PTQ_GRANULARITY for c, p in zip(stored, plan)),
+        "train": sum(c is None and p[1] not in PTQ_GRANULARITY for c, p in zip(stored, plan)),
+    }
     spent: dict[str, list[float]] = {"ptq": [], "train": []}
 
     def eta(_done: int, _elapsed: float) -> float | None:
@@ -191,10 +233,23 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
             found[str(path)] = cell
             if on_cell is not None:
                 on_cell(cell, True)
-    jobs = [CellJob(key=path.stem, label=f"{model} {method} w{b}a{A_BITS} seed {seed}", fn=table_cell,
-                    kwargs={"model": model, "method": method, "w_bits": b, "epochs": epochs, "seed": seed,
-                            "progress": progress and scheduler is None})
-            for (model, method, b, seed, path), cell in zip(plan, stored) if cell is None]
+    jobs = [
+        CellJob(
+            key=path.stem,
+            label=f"{model} {method} w{b}a{A_BITS} seed {seed}",
+            fn=table_cell,
+            kwargs={
+                "model": model,
+                "method": method,
+                "w_bits": b,
+                "epochs": epochs,
+                "seed": seed,
+                "progress": progress and scheduler is None,
+            },
+        )
+        for (model, method, b, seed, path), cell in zip(plan, stored)
+        if cell is None
+    ]
     started = {"t": time.perf_counter()}
 
     def write(job: CellJob, cell: dict[str, Any]) -> None:
@@ -217,15 +272,23 @@ def build_table(out: Path, models: Sequence[str] = ("digits-cnn", "mnist1d-cnn")
         frame.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(out / "quant_table.md") as tmp:
         tmp.write_text(table_markdown(frame, rows))
-    record = {"seeds": sorted(set(seeds)), "epochs": epochs if trains else None, "model_keys": keys,
-              "models": list(models), "methods": list(methods), "bits": list(bits), "chips": list(costs)}
+    record = {
+        "seeds": sorted(set(seeds)),
+        "epochs": epochs if trains else None,
+        "model_keys": keys,
+        "models": list(models),
+        "methods": list(methods),
+        "bits": list(bits),
+        "chips": list(costs),
+    }
     with atomic_path(out / "quant_table.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     return frame
 
 
-def _sim_costs(models: Sequence[str], bits: Sequence[int], chips: Sequence[str]
-               ) -> dict[str, dict[tuple[str, int], dict[str, float]]]:
+def _sim_costs(
+    models: Sequence[str], bits: Sequence[int], chips: Sequence[str]
+) -> dict[str, dict[tuple[str, int], dict[str, float]]]:
     """chip name -> (model, w_bits) -> total ``latency_us`` and ``energy_uj`` of one inference at ``w<bits>a8``."""
     if not chips:
         return {}
@@ -241,8 +304,10 @@ def _sim_costs(models: Sequence[str], bits: Sequence[int], chips: Sequence[str]
             frame = simulate(chip, workloads[m], [format_pair((b, A_BITS)) for b in bits])
             totals = frame.groupby("w_bits")[["latency_us", "energy_pj"]].sum()
             for b in bits:
-                per[(m, b)] = {"latency_us": float(totals.loc[b, "latency_us"]),
-                               "energy_uj": float(totals.loc[b, "energy_pj"]) / 1e6}
+                per[(m, b)] = {
+                    "latency_us": float(totals.loc[b, "latency_us"]),
+                    "energy_uj": float(totals.loc[b, "energy_pj"]) / 1e6,
+                }
         out[chip.name] = per
     return out
 
@@ -254,38 +319,68 @@ def table_markdown(frame: pd.DataFrame, cells: Sequence[dict[str, Any]]) -> str:
     chips = [c.split(":", 1)[1] for c in frame.columns if c.startswith("latency_us:")]
     extra = {f"lat_{i}": (f"latency_us:{c}", "mean") for i, c in enumerate(chips)}
     extra |= {f"en_{i}": (f"energy_uj:{c}", "mean") for i, c in enumerate(chips)}
-    mean = frame.groupby(["model", "method", "w_bits"], sort=False).agg(
-        float_acc=("float_accuracy", "mean"), acc=("fakequant_accuracy", "mean"), int_acc=("accuracy", "mean"),
-        agree=("agreement", "min"), size=("size_bits", "mean"), float_size=("float_size_bits", "mean"),
-        seeds=("seed", "nunique"), **extra).reset_index()
+    mean = (
+        frame.groupby(["model", "method", "w_bits"], sort=False)
+        .agg(
+            float_acc=("float_accuracy", "mean"),
+            acc=("fakequant_accuracy", "mean"),
+            int_acc=("accuracy", "mean"),
+            agree=("agreement", "min"),
+            size=("size_bits", "mean"),
+            float_size=("float_size_bits", "mean"),
+            seeds=("seed", "nunique"),
+            **extra,
+        )
+        .reset_index()
+    )
     head = "".join(f" latency µs ({c}) | energy µJ ({c}) |" for c in chips)
-    lines = ["| model | method | bits | accuracy % (fake-quant) | accuracy % (integer) | agreement % | size KiB | "
-             "reduction vs float |" + head, "|---|---|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(chips)]
+    lines = [
+        "| model | method | bits | accuracy % (fake-quant) | accuracy % (integer) | agreement % | size KiB | "
+        "reduction vs float |" + head,
+        "|---|---|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(chips),
+    ]
     for model, group in mean.groupby("model", sort=False):
         first = group.iloc[0]
-        lines.append(f"| {model} | float | 32 | {first.float_acc:.2f} | — | — | {first.float_size / 8192:.1f} | 1.0× |"
-                     + " — | — |" * len(chips))
+        lines.append(
+            f"| {model} | float | 32 | {first.float_acc:.2f} | — | — | {first.float_size / 8192:.1f} | 1.0× |"
+            + " — | — |" * len(chips)
+        )
         for r in group.itertuples():
-            sim_cols = "".join(f" {getattr(r, f'lat_{i}'):.2f} | {getattr(r, f'en_{i}'):.3f} |"
-                               for i in range(len(chips)))
-            lines.append(f"| {model} | {_label(r.method)} | w{r.w_bits}a{A_BITS} | {r.acc:.2f} | {r.int_acc:.2f} | "
-                         f"{r.agree:.1f} | {r.size / 8192:.2f} | {r.float_size / r.size:.1f}× |" + sim_cols)
+            sim_cols = "".join(
+                f" {getattr(r, f'lat_{i}'):.2f} | {getattr(r, f'en_{i}'):.3f} |" for i in range(len(chips))
+            )
+            lines.append(
+                f"| {model} | {_label(r.method)} | w{r.w_bits}a{A_BITS} | {r.acc:.2f} | {r.int_acc:.2f} | "
+                f"{r.agree:.1f} | {r.size / 8192:.2f} | {r.float_size / r.size:.1f}× |" + sim_cols
+            )
     seeds = sorted(frame.seed.unique())
     lines += ["", f"Means over seeds {', '.join(map(str, seeds))}; agreement is the lowest over seeds."]
     dgms = [c for c in cells if c["method"] == "dgms" and "sparsity" in c.get("summary", {})]
     if dgms:
-        lines += ["", "| model | DGMS bits | seed | sparsity | compression from bits and sparsity |",
-                  "|---|---|---:|---:|---:|"]
+        lines += [
+            "",
+            "| model | DGMS bits | seed | sparsity | compression from bits and sparsity |",
+            "|---|---|---:|---:|---:|",
+        ]
         for c in dgms:
             s = c["summary"]
             ratio = s.get("compression_sparse")
             ratio_text = f"{ratio:.1f}×" if isinstance(ratio, int | float) else "—"
-            lines.append(f"| {c['model']} | w{c['w_bits']}a{A_BITS} | {c['seed']} | {100 * s['sparsity']:.1f} % | "
-                         f"{ratio_text} |")
+            lines.append(
+                f"| {c['model']} | w{c['w_bits']}a{A_BITS} | {c['seed']} | {100 * s['sparsity']:.1f} % | {ratio_text} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def _label(method: str) -> str:
-    return {"rtn": "RTN", "gpfq": "GPFQ", "gpfq-paper": "GPFQ (paper alphabet, b+1-bit codes)",
-            "ptq-sl": "PTQ-SL (per-channel)", "ptq-sl-4x2": "PTQ-SL (4×2 blocks)", "gptq": "GPTQ", "qat": "QAT",
-            "qgt": "QGT", "dgms": "DGMS"}.get(method, method)
+    return {
+        "rtn": "RTN",
+        "gpfq": "GPFQ",
+        "gpfq-paper": "GPFQ (paper alphabet, b+1-bit codes)",
+        "ptq-sl": "PTQ-SL (per-channel)",
+        "ptq-sl-4x2": "PTQ-SL (4×2 blocks)",
+        "gptq": "GPTQ",
+        "qat": "QAT",
+        "qgt": "QGT",
+        "dgms": "DGMS",
+    }.get(method, method)

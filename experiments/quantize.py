@@ -18,8 +18,18 @@ from quant.errors import QuantInputError
 from quant.fakequant import model_size_bits
 from quant.quantizer import Blocks, check_seed
 
-__all__ = ["METHODS", "QuantResult", "UserQuantResult", "check_granularity", "measure_quantized", "parse_granularity",
-           "quantize_builtin", "quantize_model", "quantize_user", "model_size_bits"]
+__all__ = [
+    "METHODS",
+    "QuantResult",
+    "UserQuantResult",
+    "check_granularity",
+    "measure_quantized",
+    "parse_granularity",
+    "quantize_builtin",
+    "quantize_model",
+    "quantize_user",
+    "model_size_bits",
+]
 
 METHODS = ("rtn", "gpfq", "gpfq-paper", "ptq-sl", "gptq")
 _BLOCKS_RE = re.compile(r"^(\d+)x(\d+)$")
@@ -53,16 +63,20 @@ def check_granularity(layers: Sequence[tuple[str, Any]], method: str, granularit
         for name, m in layers:
             if n_v > m.out_features or n_h > m.in_channels:
                 dim = f"n_V={n_v} > {m.out_features}" if n_v > m.out_features else f"n_H={n_h} > {m.in_channels}"
-                raise QuantInputError(f"{label} does not fit layer {name} ({m.out_features} output x {m.in_channels} "
-                                      f"input channels, {dim}): {method} puts the same blocks on every layer")
+                raise QuantInputError(
+                    f"{label} does not fit layer {name} ({m.out_features} output x {m.in_channels} "
+                    f"input channels, {dim}): {method} puts the same blocks on every layer"
+                )
         return
     for dim, value, attr in (("n_V", n_v, "out_features"), ("n_H", n_h, "in_channels")):
         name, m = max(layers, key=lambda item: getattr(item[1], attr))
         if value > getattr(m, attr):
             what = "output" if attr == "out_features" else "input"
-            raise QuantInputError(f"{label}: {dim}={value} exceeds the {what} channels of every layer (the most: "
-                                  f"layer {name} with {getattr(m, attr)}); ptq-sl clamps the grid to smaller layers "
-                                  f"but one layer must hold it")
+            raise QuantInputError(
+                f"{label}: {dim}={value} exceeds the {what} channels of every layer (the most: "
+                f"layer {name} with {getattr(m, attr)}); ptq-sl clamps the grid to smaller layers "
+                f"but one layer must hold it"
+            )
 
 
 Bits = int | dict[str, int]  #: one width for every layer, or per layer name
@@ -118,9 +132,15 @@ def _checked_bits(model: nn.Module, w_bits: Bits | None, a_bits: Bits | None, as
     return w_bits, a_bits
 
 
-def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mapping[str, int],
-                   a_bits: int | Mapping[str, int], method: str = "rtn", granularity: str | Blocks = "channel",
-                   seed: int = 0) -> nn.Module:
+def quantize_model(
+    model: nn.Module,
+    calib_x: torch.Tensor,
+    w_bits: int | Mapping[str, int],
+    a_bits: int | Mapping[str, int],
+    method: str = "rtn",
+    granularity: str | Blocks = "channel",
+    seed: int = 0,
+) -> nn.Module:
     """A fake-quant copy of float ``model``: activations calibrated by max on ``calib_x`` (float network), then
     weights quantized by ``method``.  Bits are one int for every layer or ``{layer name: bits}``; a product of two
     activations (a QuantMatmul) takes both operands at its ``a_bits`` (sim's cost of a product; its ``w_bits`` do
@@ -142,14 +162,15 @@ def quantize_model(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappin
     q = prepare(model)
     check_granularity(quant_layers(q), method, gran)
     calibrate_activations(q, calib_x, a)  # on float activations
-    if isinstance(w, dict):   # the weight quantizers see the QuantLayers only
+    if isinstance(w, dict):  # the weight quantizers see the QuantLayers only
         weighted = {n for n, _ in quant_layers(q)}
         w = {n: b for n, b in w.items() if n in weighted}
     if method == "rtn":
         rtn_quantize(q, w, gran)
     elif method in ("gpfq", "gpfq-paper"):
-        gpfq_quantize(q, calib_x, w, granularity=gran, seed=seed,
-                      alphabet="paper" if method == "gpfq-paper" else "bbit")
+        gpfq_quantize(
+            q, calib_x, w, granularity=gran, seed=seed, alphabet="paper" if method == "gpfq-paper" else "bbit"
+        )
     elif method == "gptq":
         gptq_quantize(q, calib_x, w, granularity=gran)
     else:
@@ -175,14 +196,22 @@ def measure_quantized(model: nn.Module, q: nn.Module, split: Any, name: str) -> 
         "fakequant_accuracy": round(evaluate_accuracy(q, split.test_x, split.test_y), 2),
         "integer_accuracy": round(100.0 * float(np.mean(int_pred == y)), 2),
         "integer_agreement": round(100.0 * float(np.mean(int_pred == fq_pred)), 2),
-        "float_size_bits": float_bits, "weight_size_bits": weight_bits,
+        "float_size_bits": float_bits,
+        "weight_size_bits": weight_bits,
     }
 
 
-def quantize_builtin(model_name: str, method: str, w_bits: Bits | None, a_bits: Bits | None,
-                     granularity: str = "channel", seed: int = 0, export_dir: Path | None = None,
-                     on_phase: Callable[[str], None] | None = None,
-                     assignment: Any = None) -> tuple[torch.nn.Module, QuantResult]:
+def quantize_builtin(
+    model_name: str,
+    method: str,
+    w_bits: Bits | None,
+    a_bits: Bits | None,
+    granularity: str = "channel",
+    seed: int = 0,
+    export_dir: Path | None = None,
+    on_phase: Callable[[str], None] | None = None,
+    assignment: Any = None,
+) -> tuple[torch.nn.Module, QuantResult]:
     """Quantize a built-in model (weights by ``method``, activations calibrated by max) and measure it.  Bits are
     one int for every layer or ``{layer name: bits}``; ``assignment`` (``lowbit solve``'s table) replaces them.
 
@@ -212,8 +241,16 @@ def quantize_builtin(model_name: str, method: str, w_bits: Bits | None, a_bits: 
     if export_dir is not None:
         phase("exporting the integer model")
         integer.save(export_dir)
-    result = QuantResult(model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity,
-                         seed=seed, seconds=round(seconds, 2), **measured)
+    result = QuantResult(
+        model=model_name,
+        method=method,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        granularity=granularity,
+        seed=seed,
+        seconds=round(seconds, 2),
+        **measured,
+    )
     return q, result
 
 
@@ -256,10 +293,19 @@ def _output_quality(ref: torch.Tensor, out: torch.Tensor) -> tuple[float, float]
     return round(sqnr, 2), round(float(cos.mean()), 6)
 
 
-def quantize_user(spec: str, data_path: Path, method: str, w_bits: Bits | None, a_bits: Bits | None,
-                  granularity: str = "channel", seed: int = 0, weights: Path | None = None,
-                  export_dir: Path | None = None, on_phase: Callable[[str], None] | None = None,
-                  assignment: Any = None) -> tuple[nn.Module, UserQuantResult]:
+def quantize_user(
+    spec: str,
+    data_path: Path,
+    method: str,
+    w_bits: Bits | None,
+    a_bits: Bits | None,
+    granularity: str = "channel",
+    seed: int = 0,
+    weights: Path | None = None,
+    export_dir: Path | None = None,
+    on_phase: Callable[[str], None] | None = None,
+    assignment: Any = None,
+) -> tuple[nn.Module, UserQuantResult]:
     """Quantize the model ``spec`` (a built-in name, or :mod:`quant.models.user`'s spec with ``weights``) on the
     ``.npz`` at ``data_path`` (:mod:`quant.user_data`), measure it in fake-quant and in the golden integer model,
     and (``export_dir``) write the integer export. Everything that can be checked (method, granularity, seed, the
@@ -300,16 +346,30 @@ def quantize_user(spec: str, data_path: Path, method: str, w_bits: Bits | None, 
     acc = {"float_accuracy": None, "fakequant_accuracy": None, "integer_accuracy": None}
     if inputs.test_y is not None:
         y = inputs.test_y
-        acc = {"float_accuracy": round(evaluate_accuracy(model, x, y), 2),
-               "fakequant_accuracy": round(evaluate_accuracy(q, x, y), 2),
-               "integer_accuracy": round(100.0 * float(np.mean(int_pred == y.numpy())), 2)}
+        acc = {
+            "float_accuracy": round(evaluate_accuracy(model, x, y), 2),
+            "fakequant_accuracy": round(evaluate_accuracy(q, x, y), 2),
+            "integer_accuracy": round(100.0 * float(np.mean(int_pred == y.numpy())), 2),
+        }
     if export_dir is not None:
         phase("exporting the integer model")
         integer.save(export_dir)
     result = UserQuantResult(
-        model=str(spec), method=method, w_bits=w_bits, a_bits=a_bits, granularity=granularity, seed=seed,
-        samples=len(x), labelled=inputs.test_y is not None, **acc,
+        model=str(spec),
+        method=method,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        granularity=granularity,
+        seed=seed,
+        samples=len(x),
+        labelled=inputs.test_y is not None,
+        **acc,
         fakequant_agreement=round(100.0 * float(np.mean(fq_pred == ref.argmax(-1).numpy())), 2),
-        integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2), output_sqnr_db=sqnr,
-        output_cosine=cosine, float_size_bits=float_bits, weight_size_bits=weight_bits, seconds=round(seconds, 2))
+        integer_agreement=round(100.0 * float(np.mean(int_pred == fq_pred)), 2),
+        output_sqnr_db=sqnr,
+        output_cosine=cosine,
+        float_size_bits=float_bits,
+        weight_size_bits=weight_bits,
+        seconds=round(seconds, 2),
+    )
     return q, result

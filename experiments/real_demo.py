@@ -22,8 +22,15 @@ from lowbit_core.files import atomic_path
 from lowbit_core.tables import write_table
 from sim import load_chip, simulate
 
-__all__ = ["run_real_network_demo", "REAL_MODEL", "REAL_CHIP", "REAL_BUDGETS", "REAL_METHOD", "REAL_RTL_LAYER",
-           "REAL_RTL_ARRAY"]
+__all__ = [
+    "run_real_network_demo",
+    "REAL_MODEL",
+    "REAL_CHIP",
+    "REAL_BUDGETS",
+    "REAL_METHOD",
+    "REAL_RTL_LAYER",
+    "REAL_RTL_ARRAY",
+]
 
 REAL_MODEL = "digits-resnet"
 REAL_CHIP = "bitfusion_edge"
@@ -42,8 +49,9 @@ def _best_uniform(problem, limits: dict[str, float]):  # noqa: ANN001, ANN202 - 
     return min(fits, key=lambda s: s.sensitivity) if fits else None
 
 
-def run_real_network_demo(out_dir: str | Path, console: Console | None = None,
-                          shown_as: str | Path | None = None) -> dict[str, Path]:
+def run_real_network_demo(
+    out_dir: str | Path, console: Console | None = None, shown_as: str | Path | None = None
+) -> dict[str, Path]:
     """Run the loop above into ``out_dir`` (``shown_as`` is printed in its place); returns the files written."""
     from experiments.measure import ModelBench
     from experiments.workloads import resolve_workload
@@ -61,46 +69,78 @@ def run_real_network_demo(out_dir: str | Path, console: Console | None = None,
     pairs = list(chip.supported_pairs)
     console.print(f"[bold]real network[/]: {REAL_MODEL} on {REAL_CHIP}, {len(pairs)} pairs")
     bench = ModelBench(REAL_MODEL, seed=0)
-    sens = sensitivity_table(bench.model, bench.calib_x, pairs, method="sqnr", quantizer="rtn", seed=0,
-                             progress=True)
+    sens = sensitivity_table(bench.model, bench.calib_x, pairs, method="sqnr", quantizer="rtn", seed=0, progress=True)
     costs = simulate(chip, resolve_workload(REAL_MODEL), pairs, coupled=True)
-    written = {"real_sensitivity": write_table(sens, out / "sensitivity.csv"),
-               "real_costs": write_table(costs, out / "costs.csv")}
+    written = {
+        "real_sensitivity": write_table(sens, out / "sensitivity.csv"),
+        "real_costs": write_table(costs, out / "costs.csv"),
+    }
     asked = parse_budgets(list(REAL_BUDGETS))
     problem = build_problem(costs, sens, list(asked))
     limits = resolve_budgets(problem, asked)
     solution = AssignmentModel(problem, list(limits)).solve(limits)
     written["real_assignment"], written["real_assignment_json"] = write_assignment(
-        solution, out, extra={"chip": REAL_CHIP, "model": REAL_MODEL, "budgets_asked": list(REAL_BUDGETS)})
+        solution, out, extra={"chip": REAL_CHIP, "model": REAL_MODEL, "budgets_asked": list(REAL_BUDGETS)}
+    )
 
     chosen = solution.assignment()
     mixed = {str(n): (int(w), int(a)) for n, w, a in zip(chosen["name"], chosen.w_bits, chosen.a_bits, strict=True)}
-    rows = [{"assignment": "float", "pairs": "", "fakequant_accuracy": bench.float_accuracy,
-             "integer_accuracy": float("nan"), "weight_size_bits": float("nan"),
-             **{k: float("nan") for k in limits}}]
+    rows = [
+        {
+            "assignment": "float",
+            "pairs": "",
+            "fakequant_accuracy": bench.float_accuracy,
+            "integer_accuracy": float("nan"),
+            "weight_size_bits": float("nan"),
+            **{k: float("nan") for k in limits},
+        }
+    ]
     point = bench.measure(mixed, REAL_METHOD, integer=True)
-    rows.append({"assignment": "ilp", "pairs": point.pairs, "fakequant_accuracy": point.accuracy,
-                 "integer_accuracy": point.integer_accuracy, "weight_size_bits": point.weight_size_bits,
-                 **{k: solution.totals[k] for k in limits}})
+    rows.append(
+        {
+            "assignment": "ilp",
+            "pairs": point.pairs,
+            "fakequant_accuracy": point.accuracy,
+            "integer_accuracy": point.integer_accuracy,
+            "weight_size_bits": point.weight_size_bits,
+            **{k: solution.totals[k] for k in limits},
+        }
+    )
     uniform = _best_uniform(problem, limits)
     if uniform is not None:
         w, a = problem.pairs[int(uniform.choice[0])]
         base = bench.measure(bench.uniform(int(w), int(a)), REAL_METHOD, integer=True)
-        rows.append({"assignment": f"uniform w{w}a{a}", "pairs": base.pairs, "fakequant_accuracy": base.accuracy,
-                     "integer_accuracy": base.integer_accuracy, "weight_size_bits": base.weight_size_bits,
-                     **{k: uniform.totals[k] for k in limits}})
+        rows.append(
+            {
+                "assignment": f"uniform w{w}a{a}",
+                "pairs": base.pairs,
+                "fakequant_accuracy": base.accuracy,
+                "integer_accuracy": base.integer_accuracy,
+                "weight_size_bits": base.weight_size_bits,
+                **{k: uniform.totals[k] for k in limits},
+            }
+        )
     quality = pd.DataFrame(rows)
     written["real_quality"] = write_table(quality, out / "quality.csv")
 
     q = bench.quantize(mixed, REAL_METHOD)
     export_dir = out / "export"
     export_model(q, bench.calib_x[:1], export_dir, name=REAL_MODEL)
-    check = verify_layer(export_dir, REAL_RTL_LAYER, rows=REAL_RTL_ARRAY[0], cols=REAL_RTL_ARRAY[1], pe="bitfusion",
-                         images=1)
-    record = {"model": REAL_MODEL, "layer": REAL_RTL_LAYER, "pair": "w{}a{}".format(*mixed[REAL_RTL_LAYER]),
-              "array": "x".join(map(str, REAL_RTL_ARRAY)), "pe": "bitfusion", "simulator": "verilator",
-              "mismatches": check.mismatches, "measured_cycles": check.measured_cycles,
-              "predicted_cycles": check.predicted_cycles, "macs": check.macs}
+    check = verify_layer(
+        export_dir, REAL_RTL_LAYER, rows=REAL_RTL_ARRAY[0], cols=REAL_RTL_ARRAY[1], pe="bitfusion", images=1
+    )
+    record = {
+        "model": REAL_MODEL,
+        "layer": REAL_RTL_LAYER,
+        "pair": "w{}a{}".format(*mixed[REAL_RTL_LAYER]),
+        "array": "x".join(map(str, REAL_RTL_ARRAY)),
+        "pe": "bitfusion",
+        "simulator": "verilator",
+        "mismatches": check.mismatches,
+        "measured_cycles": check.measured_cycles,
+        "predicted_cycles": check.predicted_cycles,
+        "macs": check.macs,
+    }
     path = out / "rtl_check.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -110,17 +150,18 @@ def run_real_network_demo(out_dir: str | Path, console: Console | None = None,
     for col in ("assignment", "test accuracy (fake-quant / integer)", "latency (us)", "weights (KiB)"):
         table.add_column(col, justify="right" if col != "assignment" else "left")
     for r in quality.itertuples():
-        acc = f"{r.fakequant_accuracy:.1f}%" + ("" if pd.isna(r.integer_accuracy) else
-                                                f" / {r.integer_accuracy:.1f}%")
+        acc = f"{r.fakequant_accuracy:.1f}%" + ("" if pd.isna(r.integer_accuracy) else f" / {r.integer_accuracy:.1f}%")
         lat = "" if pd.isna(r.latency_us) else f"{r.latency_us:.2f}"
         size = "" if pd.isna(r.weight_bits) else f"{r.weight_bits / 8 / 1024:.1f}"
         table.add_row(r.assignment, acc, lat, size)
     console.print(table)
     console.print(f"  ILP pairs: {point.pairs} ({solution.status}, {solution.solve_seconds * 1e3:.0f} ms)")
     verdict = "equal" if check.measured_cycles == check.predicted_cycles else "DIFFERENT"
-    console.print(f"  RTL (Verilator, Bit-Fusion {record['array']}): {REAL_MODEL} layer {REAL_RTL_LAYER} at "
-                  f"{record['pair']}: {check.mismatches} mismatches over {check.macs:,} MACs; cycles measured "
-                  f"{check.measured_cycles:,}, sim predicts {check.predicted_cycles:,} ({verdict})")
+    console.print(
+        f"  RTL (Verilator, Bit-Fusion {record['array']}): {REAL_MODEL} layer {REAL_RTL_LAYER} at "
+        f"{record['pair']}: {check.mismatches} mismatches over {check.macs:,} MACs; cycles measured "
+        f"{check.measured_cycles:,}, sim predicts {check.predicted_cycles:,} ({verdict})"
+    )
     for key, p in written.items():
         console.print(f"  {key}: {shown / p.relative_to(out)}")
     return written

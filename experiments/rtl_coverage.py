@@ -19,8 +19,9 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m experiments.rtl_coverage",
-                            description=__doc__.splitlines()[0]).parse_args(argv)
+    argparse.ArgumentParser(prog="python -m experiments.rtl_coverage", description=__doc__.splitlines()[0]).parse_args(
+        argv
+    )
     with tempfile.TemporaryDirectory(prefix="lowbit-cov-export-") as tmp:
         export = Path(tmp) / "digits-cnn-ptq-sl"
         make_digits_export("ptq-sl", export)

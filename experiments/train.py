@@ -87,9 +87,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def train_builtin(model_name: str, method: str, w_bits: int, a_bits: int, *, epochs: int | None = None,
-                  lr: float | None = None, seed: int = 0, out: Path | None = None, progress: bool = False,
-                  options: dict[str, Any] | None = None) -> tuple[Any, TrainResult]:
+def train_builtin(
+    model_name: str,
+    method: str,
+    w_bits: int,
+    a_bits: int,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    out: Path | None = None,
+    progress: bool = False,
+    options: dict[str, Any] | None = None,
+) -> tuple[Any, TrainResult]:
     """Train built-in ``model_name`` with ``method`` at ``w{w_bits}a{a_bits}``; measure it; export to ``out``.
 
     ``seed`` selects the pretrained float model (as ``lowbit quantize --seed``) and every random choice of the
@@ -101,17 +111,27 @@ def train_builtin(model_name: str, method: str, w_bits: int, a_bits: int, *, epo
     w_bits, a_bits = check_bits(w_bits, a_bits)
     train = train_method(method)
     defaults = FinetuneConfig()
-    config = FinetuneConfig(epochs=defaults.epochs if epochs is None else epochs,
-                            lr=defaults.lr if lr is None else lr, seed=seed)
+    config = FinetuneConfig(
+        epochs=defaults.epochs if epochs is None else epochs, lr=defaults.lr if lr is None else lr, seed=seed
+    )
     model = get_model(model_name, seed=seed)
     split = model_split(model_name)
     start = time.perf_counter()
     outcome = train(model, split, w_bits, a_bits, config, progress, **(options or {}))
     seconds = time.perf_counter() - start
     integer, measured = measure_quantized(model, outcome.model, split, model_name)
-    result = TrainResult(model=model_name, method=method, w_bits=w_bits, a_bits=a_bits, epochs=config.epochs,
-                         lr=config.lr, seed=seed, seconds=round(seconds, 2), summary=_jsonable(outcome.summary),
-                         **measured)
+    result = TrainResult(
+        model=model_name,
+        method=method,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        epochs=config.epochs,
+        lr=config.lr,
+        seed=seed,
+        seconds=round(seconds, 2),
+        summary=_jsonable(outcome.summary),
+        **measured,
+    )
     if out is not None:
         _write_outputs(Path(out), integer, outcome, result)
     return outcome, result
@@ -139,15 +159,28 @@ def user_split(spec: str, data_path: Path, weights: Path | None = None, seed: in
     classes = int(out.shape[-1]) if out.ndim >= 1 else 0
     for key, y in (("train_y", data.train_y), ("test_y", data.test_y)):
         if int(y.max()) >= classes:
-            raise QuantInputError(f"--data {data_path}: {key} has label {int(y.max())}, but the model has "
-                                  f"{classes} outputs")
+            raise QuantInputError(
+                f"--data {data_path}: {key} has label {int(y.max())}, but the model has {classes} outputs"
+            )
     calib_y = data.calib_y if data.calib_y is not None else torch.full((len(data.calib_x),), -1, dtype=torch.int64)
     return inputs.model, Split(data.train_x, data.train_y, data.calib_x, calib_y, data.test_x, data.test_y)
 
 
-def train_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: int, *, weights: Path | None = None,
-               epochs: int | None = None, lr: float | None = None, seed: int = 0, out: Path | None = None,
-               progress: bool = False, options: dict[str, Any] | None = None) -> tuple[Any, TrainResult]:
+def train_user(
+    spec: str,
+    data_path: Path,
+    method: str,
+    w_bits: int,
+    a_bits: int,
+    *,
+    weights: Path | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    out: Path | None = None,
+    progress: bool = False,
+    options: dict[str, Any] | None = None,
+) -> tuple[Any, TrainResult]:
     """:func:`train_builtin` for a user's model (``spec``, see :mod:`quant.models.user`) on a user's data
     (:func:`user_split`)."""
     import torch
@@ -159,17 +192,27 @@ def train_user(spec: str, data_path: Path, method: str, w_bits: int, a_bits: int
     train = train_method(method)
     model, split = user_split(spec, data_path, weights, seed)
     defaults = FinetuneConfig()
-    config = FinetuneConfig(epochs=defaults.epochs if epochs is None else epochs,
-                            lr=defaults.lr if lr is None else lr, seed=seed)
+    config = FinetuneConfig(
+        epochs=defaults.epochs if epochs is None else epochs, lr=defaults.lr if lr is None else lr, seed=seed
+    )
     torch.manual_seed(seed)
     start = time.perf_counter()
     outcome = train(model, split, w_bits, a_bits, config, progress, **(options or {}))
     seconds = time.perf_counter() - start
     name = Path(str(spec).split(":")[0]).stem
     integer, measured = measure_quantized(model, outcome.model, split, name)
-    result = TrainResult(model=str(spec), method=method, w_bits=w_bits, a_bits=a_bits, epochs=config.epochs,
-                         lr=config.lr, seed=seed, seconds=round(seconds, 2), summary=_jsonable(outcome.summary),
-                         **measured)
+    result = TrainResult(
+        model=str(spec),
+        method=method,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        epochs=config.epochs,
+        lr=config.lr,
+        seed=seed,
+        seconds=round(seconds, 2),
+        summary=_jsonable(outcome.summary),
+        **measured,
+    )
     if out is not None:
         _write_outputs(Path(out), integer, outcome, result)
     return outcome, result

@@ -62,8 +62,17 @@ DGMS_TUNING: tuple[tuple[str, dict[str, Any], float | None], ...] = (
     ("tau0 0.1, mixture lr x10", {"tau0": 0.1}, None),
     ("tau0 0.03, mixture lr x30", {"mixture_lr_scale": 30.0}, None),
 )
-PARTS = ("qgt-lambda", "qgt-final", "qgt-grid", "qgt-rho", "dgms-epochs", "dgms-hard", "dgms-free", "dgms-tuning",
-         "dgms-alpha")
+PARTS = (
+    "qgt-lambda",
+    "qgt-final",
+    "qgt-grid",
+    "qgt-rho",
+    "dgms-epochs",
+    "dgms-hard",
+    "dgms-free",
+    "dgms-tuning",
+    "dgms-alpha",
+)
 
 Run = dict[str, Any]  # {model, method, w_bits, epochs, seed, options, lr, extras}
 
@@ -72,10 +81,28 @@ def _runs(part: str) -> list[Run]:
     """Every run of ``part`` (a run is JSON-ready and fully determines its cell)."""
     runs: list[Run] = []
 
-    def add(model: str, method: str, w_bits: int, seed: int, epochs: int = 20, options: dict | None = None,
-            lr: float | None = None, extras: tuple[str, ...] = ()) -> None:
-        runs.append({"model": model, "method": method, "w_bits": w_bits, "epochs": epochs, "seed": seed,
-                     "options": options or {}, "lr": lr, "extras": list(extras)})
+    def add(
+        model: str,
+        method: str,
+        w_bits: int,
+        seed: int,
+        epochs: int = 20,
+        options: dict | None = None,
+        lr: float | None = None,
+        extras: tuple[str, ...] = (),
+    ) -> None:
+        runs.append(
+            {
+                "model": model,
+                "method": method,
+                "w_bits": w_bits,
+                "epochs": epochs,
+                "seed": seed,
+                "options": options or {},
+                "lr": lr,
+                "extras": list(extras),
+            }
+        )
 
     for model in MODELS:
         if part == "qgt-lambda":
@@ -103,8 +130,15 @@ def _runs(part: str) -> list[Run]:
             for epochs in (10, 20):
                 for hard_phase in (0.0, 1.0):
                     for seed in range(3):
-                        add(model, "dgms", 2, seed, epochs=epochs, options={"hard_phase": hard_phase},
-                            extras=("calib", "history"))
+                        add(
+                            model,
+                            "dgms",
+                            2,
+                            seed,
+                            epochs=epochs,
+                            options={"hard_phase": hard_phase},
+                            extras=("calib", "history"),
+                        )
         elif part == "dgms-free":
             for bits in (2, 3, 4):
                 for seed in range(2):
@@ -130,12 +164,16 @@ def _rho(model_name: str, seed: int, reg_final: dict[str, float], reg_initial: d
     from quant.qgt import spearman
     from quant.sensitivity import sensitivity_table
 
-    sqnr = sensitivity_table(get_model(model_name, seed=seed), model_split(model_name).calib_x, [(2, A_BITS)],
-                             method="sqnr")
+    sqnr = sensitivity_table(
+        get_model(model_name, seed=seed), model_split(model_name).calib_x, [(2, A_BITS)], method="sqnr"
+    )
     names = [str(n) for n in sqnr["name"]]
     nsr = [float(s) for s in sqnr["sensitivity"]]
-    return {"rho": spearman([reg_final[n] for n in names], nsr),
-            "rho_initial": spearman([reg_initial[n] for n in names], nsr), "sqnr_nsr": dict(zip(names, nsr))}
+    return {
+        "rho": spearman([reg_final[n] for n in names], nsr),
+        "rho_initial": spearman([reg_initial[n] for n in names], nsr),
+        "sqnr_nsr": dict(zip(names, nsr)),
+    }
 
 
 def run_cell(run: Run) -> dict[str, Any]:
@@ -153,12 +191,30 @@ def run_cell(run: Run) -> dict[str, Any]:
         return {**cell, "accuracy": res.integer_accuracy, "float_accuracy": res.float_accuracy}
     from experiments.train import train_builtin
 
-    outcome, res = train_builtin(run["model"], run["method"], run["w_bits"], A_BITS, epochs=run["epochs"],
-                                 lr=run["lr"], seed=run["seed"], options=run["options"])
+    outcome, res = train_builtin(
+        run["model"],
+        run["method"],
+        run["w_bits"],
+        A_BITS,
+        epochs=run["epochs"],
+        lr=run["lr"],
+        seed=run["seed"],
+        options=run["options"],
+    )
     cell.update(accuracy=res.integer_accuracy, float_accuracy=res.float_accuracy, seconds=res.seconds)
     s = res.summary
-    keep = ("reg_final", "reg_initial", "sparsity", "zero_codes", "compression_sparse", "compression_dense",
-            "model_compression_dense", "test_accuracy_hard", "test_accuracy_snapped", "snap_cost")
+    keep = (
+        "reg_final",
+        "reg_initial",
+        "sparsity",
+        "zero_codes",
+        "compression_sparse",
+        "compression_dense",
+        "model_compression_dense",
+        "test_accuracy_hard",
+        "test_accuracy_snapped",
+        "snap_cost",
+    )
     cell["summary"] = {k: s[k] for k in keep if k in s}
     if "rho" in run["extras"]:
         cell.update(_rho(run["model"], run["seed"], s["reg_final"], s["reg_initial"]))
@@ -168,14 +224,19 @@ def run_cell(run: Run) -> dict[str, Any]:
             cell["calib_accuracy"] = round(evaluate_accuracy(outcome.model, split.calib_x, split.calib_y), 2)
     if "history" in run["extras"]:
         keep_cols = [c for c in ("tau_mean", "sparsity", "train_accuracy") if c in outcome.history.columns]
-        cell["history"] = {end: {c: float(outcome.history[c].iloc[i]) for c in keep_cols}
-                           for end, i in (("first", 0), ("last", -1))}
+        cell["history"] = {
+            end: {c: float(outcome.history[c].iloc[i]) for c in keep_cols} for end, i in (("first", 0), ("last", -1))
+        }
     return cell
 
 
-def collect(out: Path, parts: list[str], scheduler: str | None = None,
-            on_cell: Callable[[dict[str, Any], bool], None] | None = None,
-            status: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def collect(
+    out: Path,
+    parts: list[str],
+    scheduler: str | None = None,
+    on_cell: Callable[[dict[str, Any], bool], None] | None = None,
+    status: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """Compute (or reuse) every cell of ``parts`` under ``out/cells``; returns them in the study's order, each
     tagged with its part.  ``scheduler``: None (this process), ``local:N`` or a Dask scheduler address
     (:mod:`experiments.cell_runner`)."""
@@ -208,8 +269,10 @@ def collect(out: Path, parts: list[str], scheduler: str | None = None,
         if on_cell:
             on_cell(cell, False)
 
-    jobs = [CellJob(key=Path(name).stem, label=Path(name).stem, fn=run_cell, kwargs={"run": run})
-            for name, run in todo.items()]
+    jobs = [
+        CellJob(key=Path(name).stem, label=Path(name).stem, fn=run_cell, kwargs={"run": run})
+        for name, run in todo.items()
+    ]
     run_cells(jobs, store, scheduler=scheduler, status=status)
     return [{**found[path.name], "part": part} for part, _, path in plan]
 
@@ -229,8 +292,12 @@ def _digits(model: str) -> int:
 
 def _frame(cells: list[dict[str, Any]], part: str) -> pd.DataFrame:
     rows = [c for c in cells if c["part"] == part]
-    return pd.DataFrame([{**{k: v for k, v in c.items() if k not in ("options", "summary")}, **c["options"],
-                          **c.get("summary", {})} for c in rows])
+    return pd.DataFrame(
+        [
+            {**{k: v for k, v in c.items() if k not in ("options", "summary")}, **c["options"], **c.get("summary", {})}
+            for c in rows
+        ]
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -249,12 +316,21 @@ def _qgt_lambda(cells: list[dict[str, Any]]) -> str:
         for lam in LAMBDAS:
             q = m[(m.method == "qgt") & (m.lam == lam)]
             row.append(_mean_range(list(q.accuracy), d))
-        wins = (m[(m.method == "qgt") & (m.lam == 1.0)].set_index("seed").accuracy
-                - m[m.method == "gpfq"].set_index("seed").accuracy)
+        wins = (
+            m[(m.method == "qgt") & (m.lam == 1.0)].set_index("seed").accuracy
+            - m[m.method == "gpfq"].set_index("seed").accuracy
+        )
         row.append(f"{int((wins > 0).sum())} / {int((wins == 0).sum())} / {int((wins < 0).sum())}")
         rows.append(row)
-    return _table(["model", "GPFQ (PTQ)", *[f"λ = {lam:g}" for lam in LAMBDAS],
-                   "λ = 1 vs GPFQ per seed (better / equal / worse)"], rows)
+    return _table(
+        [
+            "model",
+            "GPFQ (PTQ)",
+            *[f"λ = {lam:g}" for lam in LAMBDAS],
+            "λ = 1 vs GPFQ per seed (better / equal / worse)",
+        ],
+        rows,
+    )
 
 
 def _qgt_final(cells: list[dict[str, Any]]) -> str:
@@ -298,9 +374,11 @@ def _qgt_layers(cells: list[dict[str, Any]]) -> str:
             rows = [[n, f"{ini[n]:.4f}", f"{fin[n]:.4f}", f"{nsr[n]:.3f}"] for n in nsr]
             qgt = sorted(nsr, key=lambda n: -fin[n])
             sq = sorted(nsr, key=lambda n: -nsr[n])
-            out.append(f"{c['model']} (seed 0, λ = 1): QGT ranks `{', '.join(qgt)}`, SQNR ranks `{', '.join(sq)}`, "
-                       f"ρ = {c['rho']:.1f} (pretrained R_l: ρ = {c['rho_initial']:.1f})\n\n"
-                       + _table(["layer", "R_l before", "R_l after QGT", "SQNR NSR"], rows))
+            out.append(
+                f"{c['model']} (seed 0, λ = 1): QGT ranks `{', '.join(qgt)}`, SQNR ranks `{', '.join(sq)}`, "
+                f"ρ = {c['rho']:.1f} (pretrained R_l: ρ = {c['rho_initial']:.1f})\n\n"
+                + _table(["layer", "R_l before", "R_l after QGT", "SQNR NSR"], rows)
+            )
     return "\n\n".join(out)
 
 
@@ -310,9 +388,16 @@ def _dgms_epochs(cells: list[dict[str, Any]]) -> str:
     for model in MODELS:
         for bits in (2, 3, 4):
             m = f[(f.model == model) & (f.w_bits == bits)]
-            rows.append([model, format_pair((bits, 8)), _mean_range(list(m.accuracy), _digits(model)),
-                         f"{m.sparsity.mean():.2f}", f"{m.compression_sparse.mean():.1f}×",
-                         f"{m.snap_cost.abs().max():.2f}"])
+            rows.append(
+                [
+                    model,
+                    format_pair((bits, 8)),
+                    _mean_range(list(m.accuracy), _digits(model)),
+                    f"{m.sparsity.mean():.2f}",
+                    f"{m.compression_sparse.mean():.1f}×",
+                    f"{m.snap_cost.abs().max():.2f}",
+                ]
+            )
     return _table(["model", "bits", "DGMS 10 epochs", "sparsity", "compr. sparse", "max |snap cost|"], rows)
 
 
@@ -324,30 +409,56 @@ def _dgms_hard(cells: list[dict[str, Any]]) -> str:
             row = [model, str(epochs)]
             for hard_phase in (0.0, 1.0):
                 m = f[(f.model == model) & (f.epochs == epochs) & (f.hard_phase == hard_phase)].sort_values("seed")
-                row += [", ".join(f"{a:.{_digits(model)}f}" for a in m.accuracy) + f" (mean {m.accuracy.mean():.2f})",
-                        f"{m.calib_accuracy.mean():.2f}"]
+                row += [
+                    ", ".join(f"{a:.{_digits(model)}f}" for a in m.accuracy) + f" (mean {m.accuracy.mean():.2f})",
+                    f"{m.calib_accuracy.mean():.2f}",
+                ]
             rows.append(row)
-    return _table(["model", "epochs", "soft forward: test per seed", "calib", "hard forward (STE): test per seed",
-                   "calib"], rows)
+    return _table(
+        ["model", "epochs", "soft forward: test per seed", "calib", "hard forward (STE): test per seed", "calib"], rows
+    )
 
 
 def _dgms_history(cells: list[dict[str, Any]]) -> str:
     rows = []
-    for c in sorted((c for c in cells if c["part"] == "dgms-hard" and "history" in c),
-                    key=lambda c: (c["model"], c["epochs"], c["options"]["hard_phase"], c["seed"])):
+    for c in sorted(
+        (c for c in cells if c["part"] == "dgms-hard" and "history" in c),
+        key=lambda c: (c["model"], c["epochs"], c["options"]["hard_phase"], c["seed"]),
+    ):
         first, last = c["history"]["first"], c["history"]["last"]
-        rows.append([c["model"], str(c["epochs"]), "soft" if c["options"]["hard_phase"] == 0 else "hard (STE)",
-                     str(c["seed"]), f"{first['tau_mean']:.3f} → {last['tau_mean']:.3f}",
-                     f"{first['sparsity']:.3f} → {last['sparsity']:.3f}", f"{last['train_accuracy']:.1f}",
-                     f"{c['accuracy']:.2f}"])
-    return _table(["model", "epochs", "forward", "seed", "τ (first → last epoch mean)", "sparsity",
-                   "train accuracy, last epoch", "test accuracy"], rows)
+        rows.append(
+            [
+                c["model"],
+                str(c["epochs"]),
+                "soft" if c["options"]["hard_phase"] == 0 else "hard (STE)",
+                str(c["seed"]),
+                f"{first['tau_mean']:.3f} → {last['tau_mean']:.3f}",
+                f"{first['sparsity']:.3f} → {last['sparsity']:.3f}",
+                f"{last['train_accuracy']:.1f}",
+                f"{c['accuracy']:.2f}",
+            ]
+        )
+    return _table(
+        [
+            "model",
+            "epochs",
+            "forward",
+            "seed",
+            "τ (first → last epoch mean)",
+            "sparsity",
+            "train accuracy, last epoch",
+            "test accuracy",
+        ],
+        rows,
+    )
 
 
 def _dgms_alpha(cells: list[dict[str, Any]]) -> str:
     f = _frame(cells, "dgms-alpha")
-    rows = [[r.model, "yes" if r.channel_norm else "no", f"{r.accuracy:.1f}"]
-            for r in f.sort_values("channel_norm").itertuples()]
+    rows = [
+        [r.model, "yes" if r.channel_norm else "no", f"{r.accuracy:.1f}"]
+        for r in f.sort_values("channel_norm").itertuples()
+    ]
     return _table(["model", "per-channel scales α_r", "test accuracy"], rows)
 
 
@@ -358,10 +469,19 @@ def _dgms_free(cells: list[dict[str, Any]]) -> str:
         for bits in (2, 3, 4):
             m = f[(f.model == model) & (f.w_bits == bits)]
             hard, snapped = m.test_accuracy_hard.mean(), m.test_accuracy_snapped.mean()
-            rows.append([model, format_pair((bits, 8)), f"{hard:.2f}", f"{snapped:.2f}", f"{hard - snapped:.1f}",
-                         f"{m.sparsity.mean():.2f} → {m.zero_codes.mean():.2f}"])
-    return _table(["model", "bits", "hard (learned means)", "snapped to the grid", "snap cost",
-                   "sparsity → zero codes"], rows)
+            rows.append(
+                [
+                    model,
+                    format_pair((bits, 8)),
+                    f"{hard:.2f}",
+                    f"{snapped:.2f}",
+                    f"{hard - snapped:.1f}",
+                    f"{m.sparsity.mean():.2f} → {m.zero_codes.mean():.2f}",
+                ]
+            )
+    return _table(
+        ["model", "bits", "hard (learned means)", "snapped to the grid", "snap cost", "sparsity → zero codes"], rows
+    )
 
 
 def _dgms_tuning(cells: list[dict[str, Any]]) -> str:
@@ -369,8 +489,13 @@ def _dgms_tuning(cells: list[dict[str, Any]]) -> str:
     rows = []
     for label, options, lr in DGMS_TUNING:
         key = json.dumps(options, sort_keys=True)
-        m = f[[json.dumps(c["options"], sort_keys=True) == key and c["lr"] == lr
-               for c in cells if c["part"] == "dgms-tuning"]]
+        m = f[
+            [
+                json.dumps(c["options"], sort_keys=True) == key and c["lr"] == lr
+                for c in cells
+                if c["part"] == "dgms-tuning"
+            ]
+        ]
         rows.append([label, _mean_range(list(m.calib_accuracy), 1), _mean_range(list(m.accuracy), 1)])
     return _table(["setting", "mnist1d calibration accuracy", "mnist1d test accuracy"], rows)
 
@@ -405,10 +530,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="local Dask worker processes (each trains on one thread); same as --scheduler local:N")
-    parser.add_argument("--scheduler", default=None,
-                        help="Dask scheduler: local:N, or an address tcp://host:port (default: this process)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local Dask worker processes (each trains on one thread); same as --scheduler local:N",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler: local:N, or an address tcp://host:port (default: this process)",
+    )
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]
@@ -422,8 +554,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(cell: dict[str, Any], cached: bool) -> None:
         opts = ",".join(f"{k}={v}" for k, v in cell["options"].items())
-        print(f"{cell['model']} {cell['method']} w{cell['w_bits']} e{cell['epochs']} s{cell['seed']} {opts}: "
-              f"{cell['accuracy']:.2f}%{' (cached)' if cached else ''}", flush=True)
+        print(
+            f"{cell['model']} {cell['method']} w{cell['w_bits']} e{cell['epochs']} s{cell['seed']} {opts}: "
+            f"{cell['accuracy']:.2f}%{' (cached)' if cached else ''}",
+            flush=True,
+        )
 
     scheduler = args.scheduler or (f"local:{args.jobs}" if args.jobs > 1 else None)
     try:

@@ -20,16 +20,17 @@ class ModelAndData:
     """A float model in eval mode and the inputs to calibrate (and, optionally, to measure) it on."""
 
     model: nn.Module
-    name: str                       # the built-in name, or the user's spec
+    name: str  # the built-in name, or the user's spec
     calib_x: torch.Tensor
-    calib_y: torch.Tensor | None    # labels of calib_x (built-in splits; a user's .npz may give them)
+    calib_y: torch.Tensor | None  # labels of calib_x (built-in splits; a user's .npz may give them)
     test_x: torch.Tensor | None
     test_y: torch.Tensor | None
     builtin: bool
 
 
-def load_model_and_data(spec: str, data: Path | None = None, weights: Path | None = None,
-                        seed: int = 0) -> ModelAndData:
+def load_model_and_data(
+    spec: str, data: Path | None = None, weights: Path | None = None, seed: int = 0
+) -> ModelAndData:
     """``spec`` with ``data``: a built-in name without ``data`` uses its own split (trained weights of ``seed``);
     with ``data`` a built-in model or a user's model runs on the user's inputs. A user's model needs ``data``;
     ``weights`` applies to a user's model only."""
@@ -39,16 +40,19 @@ def load_model_and_data(spec: str, data: Path | None = None, weights: Path | Non
 
     user = is_model_spec(spec)
     if not user and spec not in MODELS:
-        raise QuantInputError(f"unknown model {spec!r}: a built-in ({', '.join(MODELS)}), path/to/file.py:factory, "
-                              f"package.module:factory or a .pt2 program")
+        raise QuantInputError(
+            f"unknown model {spec!r}: a built-in ({', '.join(MODELS)}), path/to/file.py:factory, "
+            f"package.module:factory or a .pt2 program"
+        )
     if user and data is None:
         raise QuantInputError(f"model {spec!r}: your own model needs --data (an .npz with calib_x)")
     if weights is not None and not user:
         raise QuantInputError(f"--weights applies to a user model, not the built-in {spec}")
     if data is None:
         split = model_split(spec)
-        return ModelAndData(get_model(spec, seed=seed), spec, split.calib_x, split.calib_y, split.test_x,
-                            split.test_y, True)
+        return ModelAndData(
+            get_model(spec, seed=seed), spec, split.calib_x, split.calib_y, split.test_x, split.test_y, True
+        )
     inputs = load_user_data(data)
     model = load_user_model(spec, weights) if user else get_model(spec, seed=seed)
     check_model_input(model, inputs.calib_x, spec)

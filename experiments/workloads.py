@@ -12,9 +12,15 @@ __all__ = ["BUILTIN_MODELS", "resolve_workload"]
 BUILTIN_MODELS = ("digits-cnn", "mnist1d-cnn", "digits-resnet", "digits-mobilenet")
 
 
-def resolve_workload(name: str, seed: int = 0, data: Path | None = None, weights: Path | None = None,
-                     input_shape: tuple[int, ...] | None = None, batch: int | None = None,
-                     dims: dict[str, int] | None = None) -> Workload:
+def resolve_workload(
+    name: str,
+    seed: int = 0,
+    data: Path | None = None,
+    weights: Path | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    batch: int | None = None,
+    dims: dict[str, int] | None = None,
+) -> Workload:
     """A built-in model's layers (traced on one calibration sample, names = its quantized layers), a user's model
     (:mod:`quant.models.user`; traced on one sample of ``data``, or a zero input of ``input_shape`` per sample, so
     its layer names are the ones ``quantize`` and ``sensitivity`` use), or anything :func:`sim.load_workload`

@@ -22,4 +22,3 @@ class InputError(LowbitError, ValueError):
     """
 
     exit_status = EXIT_BAD_INPUT
-

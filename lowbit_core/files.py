@@ -16,8 +16,14 @@ from typing import IO
 
 from lowbit_core.errors import InputError
 
-__all__ = ["atomic_path", "atomic_write", "missing_ancestors", "check_output_file", "check_output_dir",
-           "check_output_path"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "missing_ancestors",
+    "check_output_file",
+    "check_output_dir",
+    "check_output_path",
+]
 
 
 class atomic_path:  # noqa: N801 - used as a context manager, named like one
@@ -35,8 +41,9 @@ class atomic_path:  # noqa: N801 - used as a context manager, named like one
         self.tmp = Path(tmp)
         return self.tmp
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             try:
                 os.chmod(self.tmp, 0o644)  # mkstemp creates 0600; results are ordinary readable files
@@ -86,8 +93,9 @@ def _check_creatable_under(path: Path, what: str, error: type[InputError]) -> No
         raise error(f"{path}: cannot create the {what}: no permission to write in {anchor}")
 
 
-def check_output_file(path: str | os.PathLike[str], suffixes: tuple[str, ...] | None = None, *,
-                      error: type[InputError] = InputError) -> Path:
+def check_output_file(
+    path: str | os.PathLike[str], suffixes: tuple[str, ...] | None = None, *, error: type[InputError] = InputError
+) -> Path:
     """Check that an output file can be written at ``path``, creating nothing.
 
     Refuses (one-line ``error``) an existing directory, a suffix not in ``suffixes`` (when given), an ancestor that
@@ -114,8 +122,9 @@ def check_output_dir(path: str | os.PathLike[str], *, error: type[InputError] = 
     return p
 
 
-def check_output_path(path: str | os.PathLike[str], what: str, *, directory: bool = False,
-                      error: type[InputError] = InputError) -> Path:
+def check_output_path(
+    path: str | os.PathLike[str], what: str, *, directory: bool = False, error: type[InputError] = InputError
+) -> Path:
     """Like :func:`check_output_file` / :func:`check_output_dir`, with messages that name the output's role
     ``what`` (e.g. ``"export directory"``): a file where a directory is needed or the reverse, or a first existing
     ancestor that is a file or is not writable."""

@@ -31,9 +31,7 @@ def parse_pair(text: str | Pair, max_bits: int = MAX_BITS) -> Pair:
         w, a = int(m.group(1)), int(m.group(2))
     for label, bits in (("weight", w), ("activation", a)):
         if not MIN_BITS <= int(bits) <= max_bits:
-            raise InputError(
-                f"bad bit pair {format_pair((w, a))}: {label} bits must be in {MIN_BITS}..{max_bits}"
-            )
+            raise InputError(f"bad bit pair {format_pair((w, a))}: {label} bits must be in {MIN_BITS}..{max_bits}")
     return int(w), int(a)
 
 

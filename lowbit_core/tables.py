@@ -22,8 +22,13 @@ def _suffix(path: Path, what: str, error: type[InputError]) -> str:
     return suffix
 
 
-def read_table(path: str | os.PathLike[str], what: str = "table", *, allow_empty: bool = False,
-               error: type[InputError] = InputError) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike[str],
+    what: str = "table",
+    *,
+    allow_empty: bool = False,
+    error: type[InputError] = InputError,
+) -> pd.DataFrame:
     """Read a ``.csv`` or ``.parquet`` table; a missing, unreadable or malformed file (or, unless
     ``allow_empty``, one without rows) is a one-line ``error`` naming the file and ``what`` it should be."""
     p = Path(path)
@@ -40,8 +45,7 @@ def read_table(path: str | os.PathLike[str], what: str = "table", *, allow_empty
     return frame
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], *,
-                error: type[InputError] = InputError) -> Path:
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], *, error: type[InputError] = InputError) -> Path:
     """Write ``frame`` (without its index) to ``path`` as CSV or Parquet by suffix, atomically."""
     p = check_output_file(path, error=error)
     suffix = _suffix(p, "table", error)

@@ -34,8 +34,11 @@ def _unique_key_loader() -> type:
                     try:
                         if key in first_line:
                             raise yaml.constructor.ConstructorError(
-                                None, None, f"duplicate key {key!r} (first on line {first_line[key]})",
-                                key_node.start_mark)
+                                None,
+                                None,
+                                f"duplicate key {key!r} (first on line {first_line[key]})",
+                                key_node.start_mark,
+                            )
                         first_line[key] = key_node.start_mark.line + 1
                     except TypeError:  # unhashable: the base constructor reports it
                         continue

@@ -68,15 +68,28 @@ from quant.fakequant import QuantLayer, calibrate_activations, model_size_bits, 
 from quant.finetune import FinetuneConfig, TrainingDivergedError, TrainOutcome, check_bits, finetune, training_mode
 from quant.quantizer import Blocks, QuantSpec
 
-__all__ = ["CODEBOOKS", "DGMSWeight", "MixtureInit", "SnapResult", "TAU_MIN", "best_scale", "check_components",
-           "dgms_train", "grid_codes", "grid_init", "kmeans_init", "snap_channel", "snap_layer"]
+__all__ = [
+    "CODEBOOKS",
+    "DGMSWeight",
+    "MixtureInit",
+    "SnapResult",
+    "TAU_MIN",
+    "best_scale",
+    "check_components",
+    "dgms_train",
+    "grid_codes",
+    "grid_init",
+    "kmeans_init",
+    "snap_channel",
+    "snap_layer",
+]
 
-TAU_MIN = 1e-4          #: floor of the temperature: gamma / tau <= 1e4
-SIGMA_MIN_REL = 1e-4    #: floor of every sigma, relative to the layer's max |W / alpha| at initialisation
-PI_EPS = 1e-8           #: added to every |pi_k| before normalising
+TAU_MIN = 1e-4  #: floor of the temperature: gamma / tau <= 1e4
+SIGMA_MIN_REL = 1e-4  #: floor of every sigma, relative to the layer's max |W / alpha| at initialisation
+PI_EPS = 1e-8  #: added to every |pi_k| before normalising
 KMEANS_MAX_ITER = 300
 _LOG_2PI = math.log(2.0 * math.pi)
-DEFAULT_TAU0 = 0.03            #: initial temperature (the paper: 0.01); tuned on the calibration split
+DEFAULT_TAU0 = 0.03  #: initial temperature (the paper: 0.01); tuned on the calibration split
 DEFAULT_MIXTURE_LR_SCALE = 10.0  #: the mixture's learning rate relative to the weights' (see DGMSWeight)
 SNAPS = ("uniform",)
 CODEBOOKS = ("free", "grid")  #: free means (the paper) or means tied to the uniform grid
@@ -89,9 +102,9 @@ CODEBOOKS = ("free", "grid")  #: free means (the paper) or means tied to the uni
 class MixtureInit:
     """Initial parameters of one mixture: component 0 first (mean exactly 0), then ascending means."""
 
-    means: np.ndarray   # [K] float64, means[0] == 0
+    means: np.ndarray  # [K] float64, means[0] == 0
     sigmas: np.ndarray  # [K] float64 > 0
-    pis: np.ndarray     # [K] float64, sums to 1
+    pis: np.ndarray  # [K] float64, sums to 1
     counts: np.ndarray  # [K] int64: weights per component
     scale: float | None = None  # the grid scale (codebook "grid"), None for k-means
 
@@ -126,8 +139,7 @@ def _flat(weight: np.ndarray | torch.Tensor) -> np.ndarray:
     return w
 
 
-def _component_stats(w: np.ndarray, means: np.ndarray, labels: np.ndarray,
-                     scale: float | None = None) -> MixtureInit:
+def _component_stats(w: np.ndarray, means: np.ndarray, labels: np.ndarray, scale: float | None = None) -> MixtureInit:
     """sigma_k: the std of component k's weights around ``means[k]`` (``n - 1`` denominator) floored at
     ``1e-3 max|W|``; ``pi_k = (n_k + 1) / (N + K)`` (no empty component)."""
     k = len(means)
@@ -149,7 +161,7 @@ def kmeans_init(weight: np.ndarray | torch.Tensor, k: int) -> MixtureInit:
     order = np.array([zero] + [i for i in range(k) if i != zero])
     means = centers[order].copy()
     means[0] = 0.0
-    labels = np.argsort(order)[_nearest(w, centers)]          # cluster index -> component index
+    labels = np.argsort(order)[_nearest(w, centers)]  # cluster index -> component index
     return _component_stats(w, means, labels)
 
 
@@ -204,8 +216,16 @@ class DGMSWeight(nn.Module):
     parameters through :meth:`param`.
     """
 
-    def __init__(self, weight: torch.Tensor, bits: int, tau0: float = 0.03, name: str = "?",
-                 codebook: str = "grid", channel_norm: bool = True, lr_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bits: int,
+        tau0: float = 0.03,
+        name: str = "?",
+        codebook: str = "grid",
+        channel_norm: bool = True,
+        lr_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         self.lr_scale = float(lr_scale)
         c = self.lr_scale
@@ -311,8 +331,9 @@ class DGMSWeight(nn.Module):
                 self._collapsed(f"parameter {pname}")
 
     def _collapsed(self, what: str) -> None:
-        raise TrainingDivergedError(f"DGMS mixture of layer {self.name} collapsed (NaN or inf in its {what}); "
-                                    f"stopped, nothing written")
+        raise TrainingDivergedError(
+            f"DGMS mixture of layer {self.name} collapsed (NaN or inf in its {what}); stopped, nothing written"
+        )
 
     def extra_repr(self) -> str:
         return f"layer={self.name}, K={self.k}, codebook={self.codebook}"
@@ -394,10 +415,10 @@ def snap_channel(means: np.ndarray, counts: np.ndarray, spec: QuantSpec) -> tupl
 class SnapResult:
     """One layer snapped to the uniform grid (GEMM form)."""
 
-    codes: np.ndarray        # [out, cols] int64 weight codes
-    scales: np.ndarray       # [out, 1] float64 per-channel scales
-    comp_codes: np.ndarray   # [out, K] int64: the code of every component in every channel (column 0 is 0)
-    counts: np.ndarray       # [out, K] int64: weights per channel and component
+    codes: np.ndarray  # [out, cols] int64 weight codes
+    scales: np.ndarray  # [out, 1] float64 per-channel scales
+    comp_codes: np.ndarray  # [out, K] int64: the code of every component in every channel (column 0 is 0)
+    counts: np.ndarray  # [out, K] int64: weights per channel and component
 
 
 def snap_layer(means: np.ndarray, idx: np.ndarray, spec: QuantSpec) -> SnapResult:
@@ -424,8 +445,10 @@ def check_components(components: object, w_bits: int) -> int:
     if components is None:
         return k
     if isinstance(components, bool) or not isinstance(components, int | np.integer) or int(components) != k:
-        raise QuantInputError(f"K={components!r} is inconsistent with w_bits={w_bits}: DGMS uses K = 2^b components "
-                              f"including the zero component (K={k})")
+        raise QuantInputError(
+            f"K={components!r} is inconsistent with w_bits={w_bits}: DGMS uses K = 2^b components "
+            f"including the zero component (K={k})"
+        )
     return k
 
 
@@ -434,12 +457,10 @@ def _positive(name: str, value: object, floor: float = 0.0) -> None:
         raise QuantInputError(f"{name} must be a finite number > {floor:g}, got {value!r}")
 
 
-def _check_options(tau0: object, snap: object, codebook: object, mixture_lr_scale: object,
-                   hard_phase: object) -> None:
+def _check_options(tau0: object, snap: object, codebook: object, mixture_lr_scale: object, hard_phase: object) -> None:
     _positive("tau0", tau0, TAU_MIN)
     _positive("mixture_lr_scale", mixture_lr_scale)
-    if (isinstance(hard_phase, bool) or not isinstance(hard_phase, int | float)
-            or not 0.0 <= float(hard_phase) <= 1.0):
+    if isinstance(hard_phase, bool) or not isinstance(hard_phase, int | float) or not 0.0 <= float(hard_phase) <= 1.0:
         raise QuantInputError(f"hard_phase must be a fraction of training in [0, 1], got {hard_phase!r}")
     if snap not in SNAPS:
         raise QuantInputError(f"unknown snap {snap!r} (allowed: {', '.join(SNAPS)})")
@@ -450,6 +471,7 @@ def _check_options(tau0: object, snap: object, codebook: object, mixture_lr_scal
 def _end_of_epoch(mixtures: dict[str, tuple[QuantLayer, DGMSWeight]], hard_from: int):  # noqa: ANN202 - closure
     """``on_epoch``: the mean temperature and the fraction of weights whose hard component is 0; from epoch
     ``hard_from`` on, the mixtures forward their hard weights (straight-through)."""
+
     def log(epoch: int) -> dict[str, float]:
         for _, mix in mixtures.values():
             mix.straight_through = epoch >= hard_from
@@ -461,20 +483,32 @@ def _end_of_epoch(mixtures: dict[str, tuple[QuantLayer, DGMSWeight]], hard_from:
                 total += idx.numel()
             taus = [float(mix.tau()) for _, mix in mixtures.values()]
         return {"tau_mean": float(np.mean(taus)), "sparsity": zeros / total}
+
     return log
 
 
 def _layer_record(name: str, mix: DGMSWeight, idx: np.ndarray, snap: SnapResult) -> dict:
     """JSON-ready per-layer summary: the learned mixture, its sparsity and the snapped codebook."""
     with torch.no_grad():
-        means, sig, pis, alpha = (t.double().numpy().tolist()
-                                  for t in (mix.means(), mix.sigmas(), mix.mixing(), mix.alpha()))
+        means, sig, pis, alpha = (
+            t.double().numpy().tolist() for t in (mix.means(), mix.sigmas(), mix.mixing(), mix.alpha())
+        )
         tau = float(mix.tau())
     counts = np.bincount(idx.ravel(), minlength=mix.k)
-    return {"name": name, "weights": int(idx.size), "sparsity": float(counts[0] / idx.size),
-            "zero_codes": float(np.mean(snap.codes == 0)), "tau": tau, "means": means, "sigmas": sig, "pi": pis,
-            "alpha": alpha, "counts": counts.tolist(), "scales": snap.scales.ravel().tolist(),
-            "codes": snap.comp_codes.tolist()}
+    return {
+        "name": name,
+        "weights": int(idx.size),
+        "sparsity": float(counts[0] / idx.size),
+        "zero_codes": float(np.mean(snap.codes == 0)),
+        "tau": tau,
+        "means": means,
+        "sigmas": sig,
+        "pi": pis,
+        "alpha": alpha,
+        "counts": counts.tolist(),
+        "scales": snap.scales.ravel().tolist(),
+        "codes": snap.comp_codes.tolist(),
+    }
 
 
 def _codebook_table(name: str, means: np.ndarray, snap: SnapResult) -> pd.DataFrame:
@@ -483,22 +517,41 @@ def _codebook_table(name: str, means: np.ndarray, snap: SnapResult) -> pd.DataFr
     out, k = snap.comp_codes.shape
     ch, comp = np.meshgrid(np.arange(out), np.arange(k), indexing="ij")
     s = np.repeat(snap.scales, k, axis=1)
-    return pd.DataFrame({"layer": name, "channel": ch.ravel(), "component": comp.ravel(),
-                         "mean": means.ravel(), "count": snap.counts.ravel(), "code": snap.comp_codes.ravel(),
-                         "scale": s.ravel(), "snapped": (s * snap.comp_codes).ravel()})
+    return pd.DataFrame(
+        {
+            "layer": name,
+            "channel": ch.ravel(),
+            "component": comp.ravel(),
+            "mean": means.ravel(),
+            "count": snap.counts.ravel(),
+            "code": snap.comp_codes.ravel(),
+            "scale": s.ravel(),
+            "snapped": (s * snap.comp_codes).ravel(),
+        }
+    )
 
 
 def _compression(w_bits: int, sparsity: float, zero_codes: float, q: nn.Module) -> dict[str, float]:
     float_bits, quant_bits = model_size_bits(q)
-    return {"sparsity": sparsity, "zero_codes": zero_codes,
-            "compression_dense": 32.0 / w_bits,
-            "compression_sparse": 32.0 / (w_bits * (1.0 - zero_codes)) if zero_codes < 1.0 else math.inf,
-            "model_compression_dense": float_bits / quant_bits}
+    return {
+        "sparsity": sparsity,
+        "zero_codes": zero_codes,
+        "compression_dense": 32.0 / w_bits,
+        "compression_sparse": 32.0 / (w_bits * (1.0 - zero_codes)) if zero_codes < 1.0 else math.inf,
+        "model_compression_dense": float_bits / quant_bits,
+    }
 
 
-def _train_mixtures(q: nn.Module, split: Split, w_bits: int, a_bits: int, config: FinetuneConfig, progress: bool,
-                    hard_phase: float, **mixture: object
-                    ) -> tuple[pd.DataFrame, dict[str, DGMSWeight], dict[str, torch.Tensor]]:
+def _train_mixtures(
+    q: nn.Module,
+    split: Split,
+    w_bits: int,
+    a_bits: int,
+    config: FinetuneConfig,
+    progress: bool,
+    hard_phase: float,
+    **mixture: object,
+) -> tuple[pd.DataFrame, dict[str, DGMSWeight], dict[str, torch.Tensor]]:
     """Fine-tune ``q`` with one mixture per QuantLayer; (history, mixtures, hard component indices)."""
     named = quant_layers(q)
     with training_mode(q):
@@ -509,14 +562,21 @@ def _train_mixtures(q: nn.Module, split: Split, w_bits: int, a_bits: int, config
         hard_from = config.epochs - round(hard_phase * config.epochs)
         for mix in mixtures.values():
             mix[1].straight_through = hard_from <= 0
-        history = finetune(q, split, config, on_epoch=_end_of_epoch(mixtures, hard_from),
-                           label=f"DGMS w{w_bits}a{a_bits}", progress=progress)
+        history = finetune(
+            q,
+            split,
+            config,
+            on_epoch=_end_of_epoch(mixtures, hard_from),
+            label=f"DGMS w{w_bits}a{a_bits}",
+            progress=progress,
+        )
         hard = {name: mix.hard(m.layer.weight)[0] for name, (m, mix) in mixtures.items()}
     return history, {name: mix for name, (_, mix) in mixtures.items()}, hard
 
 
-def _hard_accuracy(q: nn.Module, split: Split, a_bits: int, mixtures: dict[str, DGMSWeight],
-                   hard: dict[str, torch.Tensor]) -> float:
+def _hard_accuracy(
+    q: nn.Module, split: Split, a_bits: int, mixtures: dict[str, DGMSWeight], hard: dict[str, torch.Tensor]
+) -> float:
     """Test accuracy with the hard weights ``alpha_r mu_k`` (learned means, not snapped), activations
     recalibrated; the layers' ``weight_fn`` are cleared afterwards."""
     layers = dict(quant_layers(q))
@@ -533,8 +593,9 @@ def _hard_accuracy(q: nn.Module, split: Split, a_bits: int, mixtures: dict[str, 
             m.weight_fn = None
 
 
-def _snap_model(q: nn.Module, w_bits: int, mixtures: dict[str, DGMSWeight],
-                hard: dict[str, torch.Tensor]) -> tuple[list[dict], pd.DataFrame]:
+def _snap_model(
+    q: nn.Module, w_bits: int, mixtures: dict[str, DGMSWeight], hard: dict[str, torch.Tensor]
+) -> tuple[list[dict], pd.DataFrame]:
     """Install every layer's snapped codes (per-channel scales); (per-layer records, codebook table)."""
     spec = QuantSpec(w_bits)
     records, tables = [], []
@@ -549,10 +610,22 @@ def _snap_model(q: nn.Module, w_bits: int, mixtures: dict[str, DGMSWeight],
     return records, pd.concat(tables, ignore_index=True)
 
 
-def dgms_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config: FinetuneConfig | None = None,
-               progress: bool = False, *, components: int | None = None, tau0: float = DEFAULT_TAU0,
-               snap: str = "uniform", codebook: str = "grid", channel_norm: bool = True,
-               mixture_lr_scale: float = DEFAULT_MIXTURE_LR_SCALE, hard_phase: float = 0.0) -> TrainOutcome:
+def dgms_train(
+    model: nn.Module,
+    split: Split,
+    w_bits: int,
+    a_bits: int,
+    config: FinetuneConfig | None = None,
+    progress: bool = False,
+    *,
+    components: int | None = None,
+    tau0: float = DEFAULT_TAU0,
+    snap: str = "uniform",
+    codebook: str = "grid",
+    channel_norm: bool = True,
+    mixture_lr_scale: float = DEFAULT_MIXTURE_LR_SCALE,
+    hard_phase: float = 0.0,
+) -> TrainOutcome:
     """DGMS of float ``model`` at ``w{w_bits}a{a_bits}``: one K = 2^w_bits mixture per layer, fine-tuned, hard
     assignment, snapped to per-channel uniform b-bit grids (see the module docstring).
 
@@ -565,9 +638,19 @@ def dgms_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config:
     config = config or FinetuneConfig()
     q = prepare(model)
     calibrate_activations(q, split.calib_x, a_bits)
-    history, mixtures, hard = _train_mixtures(q, split, w_bits, a_bits, config, progress, hard_phase, tau0=tau0,
-                                              codebook=codebook, channel_norm=channel_norm,
-                                              lr_scale=mixture_lr_scale)
+    history, mixtures, hard = _train_mixtures(
+        q,
+        split,
+        w_bits,
+        a_bits,
+        config,
+        progress,
+        hard_phase,
+        tau0=tau0,
+        codebook=codebook,
+        channel_norm=channel_norm,
+        lr_scale=mixture_lr_scale,
+    )
     acc_hard = _hard_accuracy(q, split, a_bits, mixtures, hard)
     records, table = _snap_model(q, w_bits, mixtures, hard)
     calibrate_activations(q, split.calib_x, a_bits)
@@ -575,9 +658,23 @@ def dgms_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config:
     n = sum(r["weights"] for r in records)
     sparsity = sum(r["sparsity"] * r["weights"] for r in records) / n
     zero_codes = sum(r["zero_codes"] * r["weights"] for r in records) / n
-    summary = {"method": "dgms", "w_bits": w_bits, "a_bits": a_bits, "components": k, "tau0": float(tau0),
-               "codebook": codebook, "channel_norm": bool(channel_norm), "mixture_lr_scale": float(mixture_lr_scale),
-               "snap": snap, "granularity": "channel", "epochs": config.epochs, "lr": config.lr,
-               "test_accuracy_hard": acc_hard, "test_accuracy_snapped": acc_snap, "snap_cost": acc_hard - acc_snap,
-               **_compression(w_bits, sparsity, zero_codes, q), "layers": records}
+    summary = {
+        "method": "dgms",
+        "w_bits": w_bits,
+        "a_bits": a_bits,
+        "components": k,
+        "tau0": float(tau0),
+        "codebook": codebook,
+        "channel_norm": bool(channel_norm),
+        "mixture_lr_scale": float(mixture_lr_scale),
+        "snap": snap,
+        "granularity": "channel",
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "test_accuracy_hard": acc_hard,
+        "test_accuracy_snapped": acc_snap,
+        "snap_cost": acc_hard - acc_snap,
+        **_compression(w_bits, sparsity, zero_codes, q),
+        "layers": records,
+    }
     return TrainOutcome(q, history, summary=summary, tables={"codebook": table})

@@ -51,8 +51,10 @@ class DivergenceGuard:
             return
         floor = max(self.start, math.log(max(classes, 2)))
         if task_loss > LOSS_RISE_FACTOR * floor:
-            raise self._fail(f"{where}: loss {task_loss:.3g} is over {LOSS_RISE_FACTOR:g}x its starting value "
-                             f"{self.start:.3g} (floored at the chance-level loss {math.log(max(classes, 2)):.3g})")
+            raise self._fail(
+                f"{where}: loss {task_loss:.3g} is over {LOSS_RISE_FACTOR:g}x its starting value "
+                f"{self.start:.3g} (floored at the chance-level loss {math.log(max(classes, 2)):.3g})"
+            )
 
     def check_accuracy(self, correct: int, count: int, labels: torch.Tensor, epochs: int) -> None:
         """After the run: ``correct`` of ``count`` training samples right in the last epoch."""
@@ -62,5 +64,7 @@ class DivergenceGuard:
         bound = p0 + CHANCE_SIGMAS * math.sqrt(p0 * (1 - p0) / count)
         acc = correct / count
         if acc <= bound:
-            raise self._fail(f"after {epochs} epoch(s): training accuracy {100 * acc:.1f} % is at chance (the "
-                             f"majority class is {100 * p0:.1f} % of the labels)")
+            raise self._fail(
+                f"after {epochs} epoch(s): training accuracy {100 * acc:.1f} % is at chance (the "
+                f"majority class is {100 * p0:.1f} % of the labels)"
+            )

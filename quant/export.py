@@ -34,9 +34,14 @@ def _op_record(module: Any) -> dict[str, Any] | None:
         if module.ceil_mode or module.return_indices:
             raise QuantInputError(f"{type(module).__name__} with ceil_mode/return_indices is not supported")
         stride = module.stride if module.stride is not None else module.kernel_size
-        return {"op": "maxpool", "dims": d, "kernel": list(int_tuple(module.kernel_size, d)),
-                "stride": list(int_tuple(stride, d)), "padding": list(int_tuple(module.padding, d)),
-                "dilation": list(int_tuple(module.dilation, d))}
+        return {
+            "op": "maxpool",
+            "dims": d,
+            "kernel": list(int_tuple(module.kernel_size, d)),
+            "stride": list(int_tuple(stride, d)),
+            "padding": list(int_tuple(module.padding, d)),
+            "dilation": list(int_tuple(module.dilation, d)),
+        }
     raise AssertionError("unreachable")  # filtered by _walk
 
 
@@ -48,8 +53,10 @@ def _walk(model: Any) -> list[tuple[str, Any]]:
 
     allowed = (QuantLayer, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout)
     if not isinstance(model, nn.Sequential):
-        raise QuantInputError(f"export needs an nn.Sequential of QuantLayer / ReLU / MaxPool / Flatten / Identity, "
-                              f"got {type(model).__name__} (residual or custom graphs are not supported)")
+        raise QuantInputError(
+            f"export needs an nn.Sequential of QuantLayer / ReLU / MaxPool / Flatten / Identity, "
+            f"got {type(model).__name__} (residual or custom graphs are not supported)"
+        )
     leaves: list[tuple[str, Any]] = []
     bad: list[str] = []
 
@@ -65,8 +72,10 @@ def _walk(model: Any) -> list[tuple[str, Any]]:
 
     rec(model, "")
     if bad:
-        raise QuantInputError(f"unsupported modules for integer export: {', '.join(bad)} "
-                              f"(allowed between layers: ReLU, MaxPool1d/2d, Flatten, Identity, Dropout)")
+        raise QuantInputError(
+            f"unsupported modules for integer export: {', '.join(bad)} "
+            f"(allowed between layers: ReLU, MaxPool1d/2d, Flatten, Identity, Dropout)"
+        )
     return leaves
 
 
@@ -81,8 +90,14 @@ def check_exportable(model: Any) -> None:
         check_graph_exportable(model)
 
 
-def export_model(model: Any, example_x: Any, out_dir: str | os.PathLike[str], *,
-                 perms: Mapping[str, Any] | None = None, name: str | None = None) -> Path:
+def export_model(
+    model: Any,
+    example_x: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    perms: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Path:
     """Export a prepared, weight-quantized, activation-calibrated model as ``out_dir/model.npz`` +
     ``out_dir/meta.json`` (both written atomically) and return ``out_dir``.
 
@@ -98,8 +113,9 @@ def export_model(model: Any, example_x: Any, out_dir: str | os.PathLike[str], *,
     return model_int.save(out_dir)
 
 
-def build_integer_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] | None = None,
-                        name: str | None = None) -> IntegerModel:
+def build_integer_model(
+    model: Any, example_x: Any, *, perms: Mapping[str, Any] | None = None, name: str | None = None
+) -> IntegerModel:
     """The :class:`IntegerModel` of a prepared model, without writing files (see :func:`export_model`): a chain
     for an ``nn.Sequential``, a graph (:mod:`quant.export_graph`) for anything else."""
     from torch import nn
@@ -111,8 +127,9 @@ def build_integer_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] 
     return _build_chain_model(model, example_x, perms=perms, name=name)
 
 
-def _build_chain_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] | None,
-                       name: str | None) -> IntegerModel:
+def _build_chain_model(
+    model: Any, example_x: Any, *, perms: Mapping[str, Any] | None, name: str | None
+) -> IntegerModel:
     import torch
 
     from quant.fakequant import QuantLayer, quant_layers
@@ -128,8 +145,9 @@ def _build_chain_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] |
     missing = [f"{n} (weight codes)" for n, m in leaves if isinstance(m, QuantLayer) and m.w_codes is None]
     missing += [f"{n} (input quantizer)" for n, m in leaves if isinstance(m, QuantLayer) and m.act is None]
     if missing:
-        raise QuantInputError(f"cannot export: missing {', '.join(missing)}; run a weight quantizer and "
-                              f"calibrate_activations first")
+        raise QuantInputError(
+            f"cannot export: missing {', '.join(missing)}; run a weight quantizer and calibrate_activations first"
+        )
     modules = dict(leaves)
     perms = dict(perms or {})
     unknown = sorted(set(perms) - set(qnames))
@@ -153,9 +171,11 @@ def _build_chain_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] |
     if not torch.is_floating_point(ex) or not torch.isfinite(ex).all():
         raise QuantInputError("example_x must be a finite float tensor")
     shapes: dict[str, tuple[int, ...]] = {}
+
     def shape_hook(n: str) -> Any:
         def hook(_mod: Any, inp: tuple[Any, ...]) -> None:
             shapes.setdefault(n, tuple(inp[0].shape[1:]))
+
         return hook
 
     hooks = [modules[n].register_forward_pre_hook(shape_hook(n)) for n in qnames]
@@ -165,8 +185,10 @@ def _build_chain_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] |
         for h in hooks:
             h.remove()
     if order != qnames:
-        raise QuantInputError(f"forward order {order} differs from the Sequential order {qnames}: "
-                              f"the integer datapath needs a plain chain")
+        raise QuantInputError(
+            f"forward order {order} differs from the Sequential order {qnames}: "
+            f"the integer datapath needs a plain chain"
+        )
 
     # ops between layers
     pre_ops: list[dict[str, Any]] = []
@@ -187,18 +209,22 @@ def _build_chain_model(model: Any, example_x: Any, *, perms: Mapping[str, Any] |
         in_perm = np.arange(m.in_channels)
         if i > 0 and m.groups > 1:
             if np.any(out_perms[qnames[i - 1]] != np.arange(len(out_perms[qnames[i - 1]]))):
-                raise QuantInputError(f"layer {n}: a grouped conv (groups={m.groups}) cannot follow a layer whose "
-                                      f"output channels were reordered")
+                raise QuantInputError(
+                    f"layer {n}: a grouped conv (groups={m.groups}) cannot follow a layer whose "
+                    f"output channels were reordered"
+                )
         elif i > 0:
             prev = out_perms[qnames[i - 1]]
             if m.in_channels % len(prev):
-                raise QuantInputError(f"layer {n}: {m.in_channels} inputs are not a multiple of the previous "
-                                      f"layer's {len(prev)} channels")
+                raise QuantInputError(
+                    f"layer {n}: {m.in_channels} inputs are not a multiple of the previous layer's {len(prev)} channels"
+                )
             expand = m.in_channels // len(prev)
             in_perm = (prev[:, None] * expand + np.arange(expand)).reshape(-1)
-        layers.append(export_layer(n, m, nxt.act if nxt is not None else None, ops_after[n], shapes.get(n, ()),
-                                   out_perms[n], in_perm))
+        layers.append(
+            export_layer(
+                n, m, nxt.act if nxt is not None else None, ops_after[n], shapes.get(n, ()), out_perms[n], in_perm
+            )
+        )
     model_name = name if name is not None else type(model).__name__
     return IntegerModel(layers, pre_ops, model_name)
-
-

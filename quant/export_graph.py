@@ -62,13 +62,27 @@ def _cat_sig(tensors: Any, dim: int = 0, *, out: Any = None) -> None:
     """torch.cat."""
 
 
-def _maxpool_sig(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,  # noqa: A002
-                 ceil_mode: bool = False, return_indices: bool = False) -> None:
+def _maxpool_sig(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,  # noqa: A002
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> None:
     """F.max_pool1d / max_pool2d."""
 
 
-def _avgpool_sig(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,  # noqa: A002
-                 ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: Any = None) -> None:
+def _avgpool_sig(
+    input: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,  # noqa: A002
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Any = None,
+) -> None:
     """F.avg_pool1d / avg_pool2d."""
 
 
@@ -97,11 +111,25 @@ def _unary_sig(input: Any) -> None:  # noqa: A002
 
 
 _SIGNATURES: dict[str, Callable[..., None]] = {
-    "softmax": _softmax_sig, "gelu": _gelu_sig, "transpose": _transpose_sig, "permute": _permute_sig,
-    "tanh": _unary_sig, "sigmoid": _unary_sig, "silu": _unary_sig,
-    "flatten": _flatten_sig, "mean": _mean_sig, "view": _shape_sig, "reshape": _shape_sig, "cat": _cat_sig,
-    "concat": _cat_sig, "concatenate": _cat_sig, "max_pool1d": _maxpool_sig, "max_pool2d": _maxpool_sig,
-    "avg_pool1d": _avgpool_sig, "avg_pool2d": _avgpool_sig, "hardtanh": _hardtanh_sig,
+    "softmax": _softmax_sig,
+    "gelu": _gelu_sig,
+    "transpose": _transpose_sig,
+    "permute": _permute_sig,
+    "tanh": _unary_sig,
+    "sigmoid": _unary_sig,
+    "silu": _unary_sig,
+    "flatten": _flatten_sig,
+    "mean": _mean_sig,
+    "view": _shape_sig,
+    "reshape": _shape_sig,
+    "cat": _cat_sig,
+    "concat": _cat_sig,
+    "concatenate": _cat_sig,
+    "max_pool1d": _maxpool_sig,
+    "max_pool2d": _maxpool_sig,
+    "avg_pool1d": _avgpool_sig,
+    "avg_pool2d": _avgpool_sig,
+    "hardtanh": _hardtanh_sig,
 }
 
 
@@ -120,8 +148,8 @@ class _Builder:
         self.kind = {n: node_kind(gm, n) for n in gm.graph.nodes}
         self.nodes: list[dict[str, Any]] = []
         self.layers: list[IntegerLayer] = []
-        self.alias: dict[Any, str] = {}       # fx node -> integer node carrying its codes
-        self.q: dict[str, Quantizer] = {}     # integer node -> quantizer
+        self.alias: dict[Any, str] = {}  # fx node -> integer node carrying its codes
+        self.q: dict[str, Quantizer] = {}  # integer node -> quantizer
         self.shape_of: dict[str, list[int]] = {}  # integer node -> per-sample shape
 
     # helpers ------------------------------------------------------------------------------------------------------
@@ -131,8 +159,9 @@ class _Builder:
     def shape(self, node: Any) -> list[int]:
         return list(self.shapes[node.name])
 
-    def emit(self, node: Any, op: str, inputs: list[str], q: Quantizer, shape: list[int] | None = None,
-             **fields: Any) -> str:
+    def emit(
+        self, node: Any, op: str, inputs: list[str], q: Quantizer, shape: list[int] | None = None, **fields: Any
+    ) -> str:
         name = node.name if node.name not in self.q else f"{node.name}_{len(self.nodes)}"
         shape = self.shape(node) if shape is None else shape
         self.nodes.append({"name": name, "op": op, "inputs": inputs, "q": q, "shape": shape, **fields})
@@ -153,14 +182,18 @@ class _Builder:
             if act is None:
                 raise QuantInputError(f"{tq[0].target} is not calibrated; run calibrate_activations first")
             return act
-        readers = [u for u in self.gm.graph.nodes
-                   if self.kind[u] not in ("pass", "shape", "tensor_quant")
-                   and any(pass_source(self.gm, a) is node for a in self._tensor_args(u))]
+        readers = [
+            u
+            for u in self.gm.graph.nodes
+            if self.kind[u] not in ("pass", "shape", "tensor_quant")
+            and any(pass_source(self.gm, a) is node for a in self._tensor_args(u))
+        ]
         if len(readers) == 1 and self.kind[readers[0]] == "gemm":
             act = self.module(readers[0]).act
             if act is None:
-                raise QuantInputError(f"layer {readers[0].target}: missing input quantizer; run "
-                                      f"calibrate_activations first")
+                raise QuantInputError(
+                    f"layer {readers[0].target}: missing input quantizer; run calibrate_activations first"
+                )
             return act
         if len(readers) == 1 and self.kind[readers[0]] == "matmul":
             reader = readers[0]
@@ -169,13 +202,16 @@ class _Builder:
                 raise QuantInputError(f"node {node.name} feeds both operands of {reader.target}")
             act = self.module(reader).act if sides[0] == 0 else self.module(reader).act_b
             if act is None:
-                raise QuantInputError(f"product {reader.target}: missing operand quantizers; run "
-                                      f"calibrate_activations first")
+                raise QuantInputError(
+                    f"product {reader.target}: missing operand quantizers; run calibrate_activations first"
+                )
             return act
         if len(readers) == 1 and self.kind[readers[0]] == "output" and self.kind[node] == "gemm":
             return None
-        raise QuantInputError(f"node {node.name} ({self.kind[node]}) has no tensor quantizer; prepare the model "
-                              f"with quant.fakequant.prepare, which inserts them")
+        raise QuantInputError(
+            f"node {node.name} ({self.kind[node]}) has no tensor quantizer; prepare the model "
+            f"with quant.fakequant.prepare, which inserts them"
+        )
 
     def storage(self, node: Any) -> Quantizer:
         act = self.storage_act(node)
@@ -209,22 +245,31 @@ class _Builder:
         pass
 
     def do_tensor_quant(self, node: Any) -> None:
-        self.alias[node] = self.operand(node.args[0])   # the producer already writes this quantizer
+        self.alias[node] = self.operand(node.args[0])  # the producer already writes this quantizer
 
     def do_gemm(self, node: Any) -> None:
         m = self.module(node)
         name = str(node.target)
         if m.w_codes is None or m.act is None:
-            raise QuantInputError(f"layer {name}: missing {'weight codes' if m.w_codes is None else 'input quantizer'};"
-                                  f" run a weight quantizer and calibrate_activations first")
+            raise QuantInputError(
+                f"layer {name}: missing {'weight codes' if m.w_codes is None else 'input quantizer'};"
+                f" run a weight quantizer and calibrate_activations first"
+            )
         if any(n["op"] == "gemm" and n["layer"] == name for n in self.nodes):
             raise QuantInputError(f"layer {name} runs more than once; the integer export needs one call per layer")
         perm = getattr(m, "out_perm", None)
         if perm is not None and np.any(np.asarray(perm) != np.arange(m.out_features)):
             raise QuantInputError(f"layer {name}: channel reordering is supported for nn.Sequential chains only")
         src = self.into(self.operand(self._tensor_args(node)[0]), _act_quantizer(m.act), f"{node.name}_requant")
-        layer = export_layer(name, m, self.storage_act(node), [], tuple(self.shape_of[src]),
-                             np.arange(m.out_features), np.arange(m.in_channels))
+        layer = export_layer(
+            name,
+            m,
+            self.storage_act(node),
+            [],
+            tuple(self.shape_of[src]),
+            np.arange(m.out_features),
+            np.arange(m.in_channels),
+        )
         self.layers.append(layer)
         self.emit(node, "gemm", [src], layer.out_quantizer(), layer=name)
 
@@ -235,8 +280,17 @@ class _Builder:
         if self.q[src] == want:
             return src
         mults, shift = requant_constants([self.q[src]["scale"]], want["scale"])
-        self.nodes.append({"name": name_rq, "op": "requant", "inputs": [src], "q": want,
-                           "shape": self.shape_of[src], "mult": mults[0], "shift": shift})
+        self.nodes.append(
+            {
+                "name": name_rq,
+                "op": "requant",
+                "inputs": [src],
+                "q": want,
+                "shape": self.shape_of[src],
+                "mult": mults[0],
+                "shift": shift,
+            }
+        )
         self.q[name_rq], self.shape_of[name_rq] = want, self.shape_of[src]
         return name_rq
 
@@ -257,15 +311,22 @@ class _Builder:
         a = self.into(self.operand(a_arg), _act_quantizer(m.act), f"{node.name}_requant_a")
         b = self.into(self.operand(b_arg), _act_quantizer(m.act_b), f"{node.name}_requant_b")
         a_shape, b_shape = self.shape_of[a], self.shape_of[b]
-        if len(a_shape) < 2 or len(b_shape) != len(a_shape) or a_shape[:-2] != b_shape[:-2] \
-                or a_shape[-1] != b_shape[-2]:
-            raise QuantInputError(f"product {name}: operands of per-sample shapes {a_shape} and {b_shape} (the "
-                                  f"integer product needs equal leading dims, no broadcasting)")
+        if (
+            len(a_shape) < 2
+            or len(b_shape) != len(a_shape)
+            or a_shape[:-2] != b_shape[:-2]
+            or a_shape[-1] != b_shape[-2]
+        ):
+            raise QuantInputError(
+                f"product {name}: operands of per-sample shapes {a_shape} and {b_shape} (the "
+                f"integer product needs equal leading dims, no broadcasting)"
+            )
         k, n = a_shape[-1], b_shape[-1]
         template = QuantLayer(nn.Linear(k, n, bias=False))
         # placeholder codes (b replaces them at run time): non-zero, so the block keeps b's scale
-        template.set_weight_codes(np.ones((n, k), dtype=np.int64), np.array([[m.act_b.scale]]),
-                                  QuantSpec(m.act_b.spec.bits), Blocks(1, 1))
+        template.set_weight_codes(
+            np.ones((n, k), dtype=np.int64), np.array([[m.act_b.scale]]), QuantSpec(m.act_b.spec.bits), Blocks(1, 1)
+        )
         template.act = m.act
         out_act = self.storage_act(node)
         if out_act is None:
@@ -273,8 +334,7 @@ class _Builder:
         layer = export_layer(name, template, out_act, [], tuple(a_shape), np.arange(n), np.arange(k))
         layer = dataclasses.replace(layer, product=True)
         if int(layer.psum_abs_max().max()) >= 1 << 31:
-            raise QuantInputError(f"product {name}: {k} products of its operands can overflow the 32-bit "
-                                  f"accumulator")
+            raise QuantInputError(f"product {name}: {k} products of its operands can overflow the 32-bit accumulator")
         self.layers.append(layer)
         self.emit(node, "matmul", [a, b], layer.out_quantizer(), layer=name)
 
@@ -301,11 +361,19 @@ class _Builder:
         name = _target(node)
         rank = len(self.shape_of[src]) + 1
         if isinstance(module, nn.LayerNorm):
-            fn, params = "layernorm", {
-                "dims": len(module.normalized_shape), "eps": float(module.eps),
-                "weight": None if module.weight is None else [float(v) for v in module.weight.detach().double()
-                                                              .flatten()],
-                "bias": None if module.bias is None else [float(v) for v in module.bias.detach().double().flatten()]}
+            fn, params = (
+                "layernorm",
+                {
+                    "dims": len(module.normalized_shape),
+                    "eps": float(module.eps),
+                    "weight": None
+                    if module.weight is None
+                    else [float(v) for v in module.weight.detach().double().flatten()],
+                    "bias": None
+                    if module.bias is None
+                    else [float(v) for v in module.bias.detach().double().flatten()],
+                },
+            )
         elif isinstance(module, nn.Softmax) or name == "softmax":
             dim = module.dim if module is not None else _call_args(node)["dim"]
             if dim is None or dim % rank == 0:
@@ -348,8 +416,14 @@ class _Builder:
                 raise QuantInputError(f"{where}: a computation on the batch size is not supported")
             return int(shape[dim - 1 if dim > 0 else dim])
         if node.op == "call_function":
-            ops = {"mul": operator.mul, "truediv": operator.truediv, "floordiv": operator.floordiv,
-                   "add": operator.add, "sub": operator.sub, "pow": operator.pow}
+            ops = {
+                "mul": operator.mul,
+                "truediv": operator.truediv,
+                "floordiv": operator.floordiv,
+                "add": operator.add,
+                "sub": operator.sub,
+                "pow": operator.pow,
+            }
             fn = ops.get(_target(node))
             if fn is not None and len(node.args) == 2:
                 return fn(value(node.args[0]), value(node.args[1]))
@@ -371,7 +445,12 @@ class _Builder:
         module = self.module(node) if node.op == "call_module" else None
         name = (node.target if isinstance(node.target, str) else node.target.__name__).strip("_")
         if isinstance(module, (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)) or name in (
-                "dropout", "dropout1d", "dropout2d", "identity", "contiguous"):
+            "dropout",
+            "dropout1d",
+            "dropout2d",
+            "identity",
+            "contiguous",
+        ):
             self.alias[node] = src
         elif isinstance(module, nn.ReLU) or name == "relu":
             self.emit(node, "relu", [src], q)
@@ -385,8 +464,11 @@ class _Builder:
         elif isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)) or name in ("max_pool1d", "max_pool2d"):
             self.emit(node, "maxpool", [src], q, **self._maxpool_fields(node, module))
         elif isinstance(module, nn.Flatten) or name == "flatten":
-            start, end = (module.start_dim, module.end_dim) if module is not None else (
-                _call_args(node)["start_dim"], _call_args(node)["end_dim"])
+            start, end = (
+                (module.start_dim, module.end_dim)
+                if module is not None
+                else (_call_args(node)["start_dim"], _call_args(node)["end_dim"])
+            )
             self.emit(node, "flatten", [src], q, start_dim=int(start), end_dim=int(end))
         elif name in ("view", "reshape"):
             self.emit(node, "reshape", [src], q)
@@ -410,16 +492,27 @@ class _Builder:
     def _maxpool_fields(self, node: Any, module: Any) -> dict[str, Any]:
         if module is not None:
             d = 1 if type(module).__name__.endswith("1d") else 2
-            p = {"kernel_size": module.kernel_size, "stride": module.stride, "padding": module.padding,
-                 "dilation": module.dilation, "ceil_mode": module.ceil_mode, "return_indices": module.return_indices}
+            p = {
+                "kernel_size": module.kernel_size,
+                "stride": module.stride,
+                "padding": module.padding,
+                "dilation": module.dilation,
+                "ceil_mode": module.ceil_mode,
+                "return_indices": module.return_indices,
+            }
         else:
             d = 1 if _target(node) == "max_pool1d" else 2
             p = _call_args(node)
         if p.get("ceil_mode") or p.get("return_indices"):
             raise QuantInputError(f"node {node.name}: max pooling with ceil_mode / return_indices is not supported")
         stride = p["stride"] if p["stride"] not in (None, [], ()) else p["kernel_size"]
-        return {"dims": d, "kernel": list(int_tuple(p["kernel_size"], d)), "stride": list(int_tuple(stride, d)),
-                "padding": list(int_tuple(p["padding"], d)), "dilation": list(int_tuple(p["dilation"], d))}
+        return {
+            "dims": d,
+            "kernel": list(int_tuple(p["kernel_size"], d)),
+            "stride": list(int_tuple(stride, d)),
+            "padding": list(int_tuple(p["padding"], d)),
+            "dilation": list(int_tuple(p["dilation"], d)),
+        }
 
     def do_add(self, node: Any) -> None:
         srcs = [self.operand(a) for a in node.args[:2]]
@@ -456,12 +549,21 @@ class _Builder:
         if d not in (1, 2):
             raise QuantInputError(f"{where}: average pooling needs [C, 1 or 2 spatial dims], got {in_shape}")
         if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d)) or name in ("avg_pool1d", "avg_pool2d"):
-            p = ({"kernel_size": module.kernel_size, "stride": module.stride, "padding": module.padding,
-                  "ceil_mode": module.ceil_mode, "divisor_override": getattr(module, "divisor_override", None)}
-                 if module is not None else _call_args(node))
+            p = (
+                {
+                    "kernel_size": module.kernel_size,
+                    "stride": module.stride,
+                    "padding": module.padding,
+                    "ceil_mode": module.ceil_mode,
+                    "divisor_override": getattr(module, "divisor_override", None),
+                }
+                if module is not None
+                else _call_args(node)
+            )
             if any(int_tuple(p["padding"], d)) or p["ceil_mode"] or p.get("divisor_override"):
-                raise QuantInputError(f"{where}: average pooling with padding, ceil_mode or divisor_override is "
-                                      f"not supported")
+                raise QuantInputError(
+                    f"{where}: average pooling with padding, ceil_mode or divisor_override is not supported"
+                )
             kernel = list(int_tuple(p["kernel_size"], d))
             stride = list(int_tuple(p["stride"] if p["stride"] not in (None, [], ()) else p["kernel_size"], d))
         elif name == "mean":
@@ -472,26 +574,38 @@ class _Builder:
             if rank == 3 and [x % rank for x in dims] == [1] and not kw["keepdim"]:
                 # mean over the tokens of [N, T, D]: move them last, then a 1-D pool over all of them
                 moved = f"{node.name}_tokens_last"
-                self.nodes.append({"name": moved, "op": "permute", "inputs": [src], "q": self.q[src],
-                                   "shape": [in_shape[1], in_shape[0]], "dims": [0, 2, 1]})
+                self.nodes.append(
+                    {
+                        "name": moved,
+                        "op": "permute",
+                        "inputs": [src],
+                        "q": self.q[src],
+                        "shape": [in_shape[1], in_shape[0]],
+                        "dims": [0, 2, 1],
+                    }
+                )
                 self.q[moved], self.shape_of[moved] = self.q[src], [in_shape[1], in_shape[0]]
                 src, d, spatial = moved, 1, [in_shape[0]]
                 dims = [2]
             if sorted(x % rank for x in dims) != list(range(2, rank)):
-                raise QuantInputError(f"{where}: mean must average exactly the spatial dims {list(range(2, rank))} "
-                                      f"(or the tokens of [N, T, D])")
+                raise QuantInputError(
+                    f"{where}: mean must average exactly the spatial dims {list(range(2, rank))} "
+                    f"(or the tokens of [N, T, D])"
+                )
             kernel, stride, squeeze = list(spatial), list(spatial), not kw["keepdim"]
         else:  # adaptive average pooling: windows must tile the input exactly
             out_sp = out_shape[1:]
             if any(s % o for s, o in zip(spatial, out_sp)):
-                raise QuantInputError(f"{where}: adaptive average pooling from {spatial} to {out_sp} has unequal "
-                                      f"windows (not supported)")
+                raise QuantInputError(
+                    f"{where}: adaptive average pooling from {spatial} to {out_sp} has unequal windows (not supported)"
+                )
             kernel = stride = [s // o for s, o in zip(spatial, out_sp)]
         count = math.prod(kernel)
         q = self.storage(node)
         mults, shift = requant_constants([self.q[src]["scale"]], q["scale"], count)
-        self.emit(node, "avgpool", [src], q, dims=d, kernel=kernel, stride=stride, squeeze=squeeze, mult=mults[0],
-                  shift=shift)
+        self.emit(
+            node, "avgpool", [src], q, dims=d, kernel=kernel, stride=stride, squeeze=squeeze, mult=mults[0], shift=shift
+        )
 
     def do_output(self, node: Any) -> None:
         arg = node.args[0]
@@ -524,8 +638,10 @@ def check_graph_exportable(model: Any) -> None:
     gm = trace_graph(model)
     bad = _unsupported(gm)
     if bad:
-        raise QuantInputError(f"the integer export cannot represent {len(bad)} node(s): {', '.join(bad)} (it runs "
-                              f"conv / linear layers, add, cat, average / max pooling, ReLU / ReLU6, flatten, view)")
+        raise QuantInputError(
+            f"the integer export cannot represent {len(bad)} node(s): {', '.join(bad)} (it runs "
+            f"conv / linear layers, add, cat, average / max pooling, ReLU / ReLU6, flatten, view)"
+        )
 
 
 def build_graph_model(model: Any, example_x: Any, *, name: str | None = None) -> IntegerModel:
@@ -553,8 +669,10 @@ def build_graph_model(model: Any, example_x: Any, *, name: str | None = None) ->
             ShapeProp(gm).propagate(*examples)
     except Exception as exc:  # a shape mismatch between data and model surfaces here (ShapeProp wraps it)
         cause = exc.__cause__ or exc
-        raise QuantInputError(f"the model cannot run on example_x of shape {[list(e.shape) for e in examples]}: "
-                              f"{(str(cause).strip().splitlines() or [type(cause).__name__])[0]}") from None
+        raise QuantInputError(
+            f"the model cannot run on example_x of shape {[list(e.shape) for e in examples]}: "
+            f"{(str(cause).strip().splitlines() or [type(cause).__name__])[0]}"
+        ) from None
     shapes: dict[str, tuple[int, ...]] = {}
     for node in gm.graph.nodes:
         meta = node.meta.get("tensor_meta")
@@ -565,7 +683,6 @@ def build_graph_model(model: Any, example_x: Any, *, name: str | None = None) ->
             shapes[node.name] = tuple(int(s) for s in meta.shape[1:])
     builder = _Builder(gm, shapes)
     builder.run()
-    model_int = IntegerModel(builder.layers, [], name if name is not None else type(model).__name__,
-                             builder.nodes)
+    model_int = IntegerModel(builder.layers, [], name if name is not None else type(model).__name__, builder.nodes)
     validate_graph_model(model_int, "export")
     return model_int

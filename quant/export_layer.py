@@ -40,8 +40,9 @@ def _conv_padding(conv: Any, kernel: tuple[int, ...], dilation: tuple[int, ...])
     return tuple((p, p) for p in int_tuple(pad, d))
 
 
-def conv_geometry(conv: Any) -> tuple[str, tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...],
-                                  tuple[int, ...]]:
+def conv_geometry(
+    conv: Any,
+) -> tuple[str, tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...], tuple[int, ...]]:
     """``(kind, kernel_size, stride, padding, dilation)`` of a Conv1d / Conv2d / Linear."""
     from torch import nn
 
@@ -52,8 +53,15 @@ def conv_geometry(conv: Any) -> tuple[str, tuple[int, ...], tuple[int, ...], tup
     return f"conv{d}d", ksize, stride, _conv_padding(conv, ksize, dilation), dilation
 
 
-def export_layer(name: str, m: Any, out_act: Any, ops: list[dict[str, Any]], in_shape: tuple[int, ...],
-                 out_perm: np.ndarray, in_perm: np.ndarray) -> IntegerLayer:
+def export_layer(
+    name: str,
+    m: Any,
+    out_act: Any,
+    ops: list[dict[str, Any]],
+    in_shape: tuple[int, ...],
+    out_perm: np.ndarray,
+    in_perm: np.ndarray,
+) -> IntegerLayer:
     """The IntegerLayer of QuantLayer ``m`` writing ``out_act``'s codes (an ActQuant; None: int32 logits), with a
     ReLU fused into the output clamp when ``ops`` hold one."""
     where = f"layer {name}"
@@ -73,8 +81,7 @@ def export_layer(name: str, m: Any, out_act: Any, ops: list[dict[str, Any]], in_
     for label, s in (("input", act_in.scale), ("output", out_act.scale if out_act is not None else 1.0)):
         if not math.isfinite(s) or s <= 0:
             raise QuantInputError(f"{where}: {label} activation scale {s!r} must be finite and > 0")
-    bias_real = (conv.bias.detach().double().cpu().numpy() if conv.bias is not None
-                 else np.zeros(m.out_features))
+    bias_real = conv.bias.detach().double().cpu().numpy() if conv.bias is not None else np.zeros(m.out_features)
     eff = effective_block_scales(codes, scales, row_bounds, col_bounds)
     rows = np.repeat(np.arange(len(row_bounds) - 1), np.diff(row_bounds))
     sx = exact(act_in.scale)
@@ -97,16 +104,41 @@ def export_layer(name: str, m: Any, out_act: Any, ops: list[dict[str, Any]], in_
     if relu:
         out_qmin = max(out_qmin, out_zp)
     layer = IntegerLayer(
-        name=name, kind=kind, out_features=m.out_features, in_channels=m.in_channels, kernel_size=ksize,
-        stride=stride, padding=padding, dilation=dilation, w_bits=int(m.w_spec.bits), w_codes=codes.astype(w_dtype),
-        w_scales=scales, row_bounds=row_bounds.astype(np.int64), col_bounds=col_bounds.astype(np.int64),
-        out_perm=out_perm.astype(np.int32), in_perm=in_perm.astype(np.int32), bias_real=bias_real,
-        bias=np.array(bias, dtype=np.int32), in_bits=int(act_in.spec.bits), in_scale=float(act_in.scale),
+        name=name,
+        kind=kind,
+        out_features=m.out_features,
+        in_channels=m.in_channels,
+        kernel_size=ksize,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        w_bits=int(m.w_spec.bits),
+        w_codes=codes.astype(w_dtype),
+        w_scales=scales,
+        row_bounds=row_bounds.astype(np.int64),
+        col_bounds=col_bounds.astype(np.int64),
+        out_perm=out_perm.astype(np.int32),
+        in_perm=in_perm.astype(np.int32),
+        bias_real=bias_real,
+        bias=np.array(bias, dtype=np.int32),
+        in_bits=int(act_in.spec.bits),
+        in_scale=float(act_in.scale),
         in_zero_point=int(act_in.zero_point),
-        in_qmin=int(act_in.spec.qmin), in_qmax=int(act_in.spec.qmax),
-        out_bits=int(out_bits), out_scale=out_scale, out_zero_point=out_zp, out_qmin=int(out_qmin),
-        out_qmax=int(out_qmax), relu=relu, logits=out_act is None, multiplier=np.array(mults, dtype=np.int32),
-        shift=np.array(shifts, dtype=np.int32), bias_shift=np.array(bias_shifts, dtype=np.int32), ops=ops,
-        in_shape=tuple(in_shape), groups=int(m.groups))
+        in_qmin=int(act_in.spec.qmin),
+        in_qmax=int(act_in.spec.qmax),
+        out_bits=int(out_bits),
+        out_scale=out_scale,
+        out_zero_point=out_zp,
+        out_qmin=int(out_qmin),
+        out_qmax=int(out_qmax),
+        relu=relu,
+        logits=out_act is None,
+        multiplier=np.array(mults, dtype=np.int32),
+        shift=np.array(shifts, dtype=np.int32),
+        bias_shift=np.array(bias_shifts, dtype=np.int32),
+        ops=ops,
+        in_shape=tuple(in_shape),
+        groups=int(m.groups),
+    )
     _validate_layer(layer)
     return layer

@@ -16,16 +16,50 @@ from quant.graph import DEFAULT_TENSOR_BITS, insert_tensor_quants
 from quant.qlayer import SUPPORTED, ActQuant, QuantLayer, QuantMatmul, TensorQuant
 from quant.quantizer import QuantSpec, check_finite
 
-__all__ = ["QuantLayer", "ActQuant", "TensorQuant", "QuantMatmul", "prepare", "quant_layers", "quant_matmuls",
-           "gemm_nodes", "tensor_quants", "model_size_bits",
-           "capture_inputs", "feed_inputs", "calibrate_activations", "fold_batchnorm", "SUPPORTED", "act_range",
-           "activations_off"]
+__all__ = [
+    "QuantLayer",
+    "ActQuant",
+    "TensorQuant",
+    "QuantMatmul",
+    "prepare",
+    "quant_layers",
+    "quant_matmuls",
+    "gemm_nodes",
+    "tensor_quants",
+    "model_size_bits",
+    "capture_inputs",
+    "feed_inputs",
+    "calibrate_activations",
+    "fold_batchnorm",
+    "SUPPORTED",
+    "act_range",
+    "activations_off",
+]
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-_PASSIVE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout,
-            nn.BatchNorm1d, nn.BatchNorm2d, nn.Sequential, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-            nn.AvgPool1d, nn.AvgPool2d, nn.LayerNorm, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax,
-            nn.Embedding)  # embeddings are table lookups without MACs: kept in float
+_PASSIVE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.GELU,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.Flatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.Sequential,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.LayerNorm,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softmax,
+    nn.Embedding,
+)  # embeddings are table lookups without MACs: kept in float
 
 
 def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
@@ -41,8 +75,12 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
 
 
 def _foldable(layer: nn.Module, bn: nn.Module) -> bool:
-    return (isinstance(layer, SUPPORTED) and isinstance(bn, _BATCHNORMS) and bn.running_var is not None
-            and bn.num_features == (layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels))
+    return (
+        isinstance(layer, SUPPORTED)
+        and isinstance(bn, _BATCHNORMS)
+        and bn.running_var is not None
+        and bn.num_features == (layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
+    )
 
 
 def _set_module(model: nn.Module, path: str, new: nn.Module) -> None:
@@ -66,8 +104,13 @@ def _graph_pairs(model: nn.Module) -> list[tuple[str, str]] | None:
         if node.op != "call_module" or not isinstance(model.get_submodule(node.target), _BATCHNORMS):
             continue
         src = node.args[0] if node.args else None
-        if (isinstance(src, torch.fx.Node) and src.op == "call_module" and len(src.users) == 1
-                and calls[src.target] == 1 and calls[node.target] == 1):
+        if (
+            isinstance(src, torch.fx.Node)
+            and src.op == "call_module"
+            and len(src.users) == 1
+            and calls[src.target] == 1
+            and calls[node.target] == 1
+        ):
             pairs.append((str(src.target), str(node.target)))
     return pairs
 
@@ -112,15 +155,25 @@ def prepare(model: nn.Module, fold_bn: bool = True, tensor_bits: int = DEFAULT_T
     if fold_bn:
         left = fold_batchnorm(model)
         if left:
-            warnings.warn(f"BatchNorm not folded (its input is not the output of a conv/linear that only it reads): "
-                          f"{', '.join(left)}; it runs in float in fake-quant and the integer export refuses it",
-                          UnfoldedBatchNormWarning, stacklevel=2)
-    unsupported = sorted({type(m).__name__ for m in model.modules()
-                          if not isinstance(m, SUPPORTED + _PASSIVE + (QuantLayer,))
-                          and any(True for _ in m.parameters(recurse=False))})
+            warnings.warn(
+                f"BatchNorm not folded (its input is not the output of a conv/linear that only it reads): "
+                f"{', '.join(left)}; it runs in float in fake-quant and the integer export refuses it",
+                UnfoldedBatchNormWarning,
+                stacklevel=2,
+            )
+    unsupported = sorted(
+        {
+            type(m).__name__
+            for m in model.modules()
+            if not isinstance(m, SUPPORTED + _PASSIVE + (QuantLayer,))
+            and any(True for _ in m.parameters(recurse=False))
+        }
+    )
     if unsupported:
-        raise QuantInputError(f"unsupported layer types with parameters: {', '.join(unsupported)} "
-                              f"(supported: Conv1d, Conv2d, Linear, BatchNorm)")
+        raise QuantInputError(
+            f"unsupported layer types with parameters: {', '.join(unsupported)} "
+            f"(supported: Conv1d, Conv2d, Linear, BatchNorm)"
+        )
 
     def wrap(parent: nn.Module) -> None:
         for child_name, child in parent.named_children():
@@ -133,8 +186,9 @@ def prepare(model: nn.Module, fold_bn: bool = True, tensor_bits: int = DEFAULT_T
     return insert_tensor_quants(model, tensor_bits)
 
 
-def _in_execution_order(model: nn.Module, modules: list[tuple[str, nn.Module]],
-                        example: torch.Tensor | None) -> list[tuple[str, nn.Module]]:
+def _in_execution_order(
+    model: nn.Module, modules: list[tuple[str, nn.Module]], example: torch.Tensor | None
+) -> list[tuple[str, nn.Module]]:
     if example is None:
         return modules
     order: list[str] = []
@@ -153,8 +207,7 @@ def _in_execution_order(model: nn.Module, modules: list[tuple[str, nn.Module]],
 
 def quant_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[tuple[str, QuantLayer]]:
     """QuantLayers in execution order (from a forward pass when ``example`` is given)."""
-    return _in_execution_order(model, [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)],
-                               example)
+    return _in_execution_order(model, [(n, m) for n, m in model.named_modules() if isinstance(m, QuantLayer)], example)
 
 
 def quant_matmuls(model: nn.Module) -> list[tuple[str, QuantMatmul]]:
@@ -166,30 +219,40 @@ def gemm_nodes(model: nn.Module, example: torch.Tensor | None = None) -> list[tu
     """Every layer ``sim`` costs -- QuantLayers and QuantMatmuls -- in execution order (from a forward pass when
     ``example`` is given): the layer order and names of ``sim.workload.from_torch`` and of the sensitivity
     table."""
-    return _in_execution_order(model, [(n, m) for n, m in model.named_modules()
-                                       if isinstance(m, (QuantLayer, QuantMatmul))], example)
+    return _in_execution_order(
+        model, [(n, m) for n, m in model.named_modules() if isinstance(m, (QuantLayer, QuantMatmul))], example
+    )
 
 
-def feed_inputs(model: nn.Module, layers: Iterable[nn.Module], data: torch.Tensor,
-                on_input: Callable[[nn.Module, torch.Tensor], None], batch: int = 256) -> None:
+def feed_inputs(
+    model: nn.Module,
+    layers: Iterable[nn.Module],
+    data: torch.Tensor,
+    on_input: Callable[[nn.Module, torch.Tensor], None],
+    batch: int = 256,
+) -> None:
     """Run ``model`` on ``data`` in batches, calling ``on_input(layer, x)`` with each of ``layers``' inputs
     (before the layer's own activation quantizer).  A model of several inputs takes a tuple of tensors."""
     parts = tuple(data) if isinstance(data, (tuple, list)) else (data,)
     if not parts or any(p is None or len(p) == 0 for p in parts) or len({len(p) for p in parts}) != 1:
-        raise QuantInputError("empty calibration set" if not parts or any(p is None or len(p) == 0 for p in parts)
-                              else "the model's inputs must have the same number of samples")
+        raise QuantInputError(
+            "empty calibration set"
+            if not parts or any(p is None or len(p) == 0 for p in parts)
+            else "the model's inputs must have the same number of samples"
+        )
     hooks = [m.register_forward_pre_hook(lambda mod, inp: on_input(mod, inp[0].detach())) for m in layers]
     try:
         with torch.no_grad():
             for i in range(0, len(parts[0]), batch):
-                model(*(p[i:i + batch] for p in parts))
+                model(*(p[i : i + batch] for p in parts))
     finally:
         for h in hooks:
             h.remove()
 
 
-def capture_inputs(model: nn.Module, layers: Iterable[nn.Module], data: torch.Tensor,
-                   batch: int = 256) -> dict[int, torch.Tensor]:
+def capture_inputs(
+    model: nn.Module, layers: Iterable[nn.Module], data: torch.Tensor, batch: int = 256
+) -> dict[int, torch.Tensor]:
     """Inputs (before each layer's own activation quantizer) of ``layers`` on ``data``: id(layer) -> tensor."""
     layers = list(layers)
     store: dict[int, list[torch.Tensor]] = {id(m): [] for m in layers}
@@ -242,9 +305,14 @@ def activations_off(model: nn.Module) -> None:
         m.act = m.act_b = None
 
 
-def calibrate_activations(model: nn.Module, data: torch.Tensor, a_bits: int | dict[str, int],
-                          method: str = "max", percentile: float = 99.99,
-                          b_bits: int | dict[str, int] | None = None) -> None:
+def calibrate_activations(
+    model: nn.Module,
+    data: torch.Tensor,
+    a_bits: int | dict[str, int],
+    method: str = "max",
+    percentile: float = 99.99,
+    b_bits: int | dict[str, int] | None = None,
+) -> None:
     """Set each QuantLayer's input quantizer (``a_bits``), each QuantMatmul's operands (``a`` at ``a_bits``; ``b``
     at ``b_bits``, default ``a_bits`` as sim costs a product, symmetric signed like weights since the array holds
     it) and each TensorQuant
@@ -258,8 +326,7 @@ def calibrate_activations(model: nn.Module, data: torch.Tensor, a_bits: int | di
     products = quant_matmuls(model)
     activations_off(model)
     seen_b: dict[int, list[torch.Tensor]] = {id(m): [] for _, m in products}
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen_b[id(mod)].append(inp[1].detach()))
-             for _, m in products]
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: seen_b[id(mod)].append(inp[1].detach())) for _, m in products]
     try:
         inputs = capture_inputs(model, [m for _, m in layers + tensors + products], data)
     finally:

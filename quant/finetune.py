@@ -41,8 +41,17 @@ from quant.fakequant import QuantLayer, quant_layers, tensor_quants
 from quant.models.train import deterministic_cpu
 from quant.progress import progress_bar
 
-__all__ = ["MIN_BITS", "MAX_BITS", "FinetuneConfig", "TrainOutcome", "TrainingDivergedError", "check_bits",
-           "finetune", "training_mode", "ste_round"]
+__all__ = [
+    "MIN_BITS",
+    "MAX_BITS",
+    "FinetuneConfig",
+    "TrainOutcome",
+    "TrainingDivergedError",
+    "check_bits",
+    "finetune",
+    "training_mode",
+    "ste_round",
+]
 
 MIN_BITS, MAX_BITS = 2, 8
 
@@ -125,13 +134,22 @@ def _lr_hint(config: FinetuneConfig) -> str:
 def _check_finite_params(model: nn.Module, where: str, hint: str) -> None:
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
-            raise TrainingDivergedError(f"training diverged {where}: parameter {name} is non-finite (NaN/inf); "
-                                        f"stopped, nothing written; {hint}")
+            raise TrainingDivergedError(
+                f"training diverged {where}: parameter {name} is non-finite (NaN/inf); stopped, nothing written; {hint}"
+            )
 
 
-def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_loss: ExtraLoss | None = None,
-             on_epoch: Callable[[int], dict[str, float]] | None = None, label: str = "fine-tune",
-             progress: bool = False, parameters: list[nn.Parameter] | None = None) -> pd.DataFrame:
+def finetune(
+    model: nn.Module,
+    split: Split,
+    config: FinetuneConfig,
+    *,
+    extra_loss: ExtraLoss | None = None,
+    on_epoch: Callable[[int], dict[str, float]] | None = None,
+    label: str = "fine-tune",
+    progress: bool = False,
+    parameters: list[nn.Parameter] | None = None,
+) -> pd.DataFrame:
     """Fine-tune ``model`` (a prepared fake-quant model, in place) on ``split``'s training set; return the history.
 
     The caller sets each QuantLayer's ``weight_fn`` beforehand (inside :func:`training_mode`) and may pass
@@ -148,8 +166,11 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
     rows: list[dict[str, float]] = []
     hint = _lr_hint(config)
     guard = DivergenceGuard(label, hint)
-    with torch.random.fork_rng(devices=[]), deterministic_cpu(), \
-            progress_bar(progress, config.epochs, label) as advance:
+    with (
+        torch.random.fork_rng(devices=[]),
+        deterministic_cpu(),
+        progress_bar(progress, config.epochs, label) as advance,
+    ):
         torch.manual_seed(config.seed)
         opt = torch.optim.Adam(params, lr=config.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
@@ -160,7 +181,7 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
             sums: dict[str, float] = {}
             count = correct = 0
             for i in range(0, n, config.batch_size):
-                idx = perm[i:i + config.batch_size]
+                idx = perm[i : i + config.batch_size]
                 logits = model(x[idx])
                 task = nn.functional.cross_entropy(logits, y[idx])
                 loss = task
@@ -174,9 +195,11 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
                 loss.backward()
                 for p in params:
                     if p.grad is not None and not torch.isfinite(p.grad).all():
-                        raise TrainingDivergedError(f"{label}: training diverged at epoch {epoch + 1}, step "
-                                                    f"{step + 1}: non-finite gradient; stopped, nothing written; "
-                                                    f"{hint}")
+                        raise TrainingDivergedError(
+                            f"{label}: training diverged at epoch {epoch + 1}, step "
+                            f"{step + 1}: non-finite gradient; stopped, nothing written; "
+                            f"{hint}"
+                        )
                 opt.step()
                 sched.step()
                 step += 1
@@ -185,8 +208,11 @@ def finetune(model: nn.Module, split: Split, config: FinetuneConfig, *, extra_lo
                 count += len(idx)
                 correct += int((logits.detach().argmax(1) == y[idx]).sum())
             _check_finite_params(model, f"at epoch {epoch + 1}", hint)
-            row = {"epoch": epoch + 1, **{k: v / count for k, v in sums.items()},
-                   "train_accuracy": 100.0 * correct / count}
+            row = {
+                "epoch": epoch + 1,
+                **{k: v / count for k, v in sums.items()},
+                "train_accuracy": 100.0 * correct / count,
+            }
             if on_epoch is not None:
                 row.update(on_epoch(epoch + 1))
             rows.append(row)

@@ -89,8 +89,18 @@ from quant.quantizer import (
 )
 from quant.rtn import granularity_blocks
 
-__all__ = ["quantize_weights", "correct_bias", "gpfq_quantize", "layer_inputs_2d", "alphabet_scales",
-           "full_code_multiplier", "pick_method", "ALPHABETS", "DEFAULT_SCALE_GRID", "DEAD_COLUMN_RTOL"]
+__all__ = [
+    "quantize_weights",
+    "correct_bias",
+    "gpfq_quantize",
+    "layer_inputs_2d",
+    "alphabet_scales",
+    "full_code_multiplier",
+    "pick_method",
+    "ALPHABETS",
+    "DEFAULT_SCALE_GRID",
+    "DEAD_COLUMN_RTOL",
+]
 
 ALPHABETS = ("bbit", "paper")
 #: Scale multipliers tried per output-row group by ``scale_search`` (of RTN's step ``max|W| / (2^(b-1) - 1)``).
@@ -134,8 +144,9 @@ def full_code_multiplier(bits: int) -> float:
     return (half - 1) / half
 
 
-def alphabet_scales(weight: np.ndarray, bits: int, blocks: Blocks, kernel: int = 1, alphabet: str = "bbit",
-                    C: float = 1.0) -> np.ndarray:
+def alphabet_scales(
+    weight: np.ndarray, bits: int, blocks: Blocks, kernel: int = 1, alphabet: str = "bbit", C: float = 1.0
+) -> np.ndarray:
     """The reference step per block ``[n_v, n_h]`` of an alphabet (see the module docstring), times ``C``.
 
     ``"bbit"``: ``C * max|W_block| / (2^(b-1) - 1)`` (RTN's step; see :func:`full_code_multiplier` for the default
@@ -150,8 +161,12 @@ def alphabet_scales(weight: np.ndarray, bits: int, blocks: Blocks, kernel: int =
         raise QuantInputError(f"weight has {cols} columns, not a multiple of the kernel size {kernel}")
     blocks.check(out, cols // kernel)
     rb, cb = block_bounds(out, blocks.n_v), block_bounds(cols // kernel, blocks.n_h) * kernel
-    r = np.array([[np.abs(w[rb[i]:rb[i + 1], cb[j]:cb[j + 1]]).max(axis=1).mean() for j in range(blocks.n_h)]
-                  for i in range(blocks.n_v)])
+    r = np.array(
+        [
+            [np.abs(w[rb[i] : rb[i + 1], cb[j] : cb[j + 1]]).max(axis=1).mean() for j in range(blocks.n_h)]
+            for i in range(blocks.n_v)
+        ]
+    )
     step = r / (1 << (bits - 1))
     return C * np.where(step > 0, step, 1.0)
 
@@ -182,7 +197,6 @@ def pick_method(m: int, cols: int, out: int, candidates: int = 1) -> str:
     return "gram" if gram <= direct else "direct"
 
 
-
 class _Stats:
     """Calibration statistics of one (conv-group) slice of a layer, reused across scale candidates."""
 
@@ -191,12 +205,12 @@ class _Stats:
         Xq = X if self.same else Xq
         self.method = method
         hn = np.einsum("ij,ij->j", Xq, Xq)
-        self.dead = hn <= (DEAD_COLUMN_RTOL ** 2) * hn.max() if hn.max() > 0 else np.ones_like(hn, dtype=bool)
+        self.dead = hn <= (DEAD_COLUMN_RTOL**2) * hn.max() if hn.max() > 0 else np.ones_like(hn, dtype=bool)
         self.hdiag = np.where(self.dead, 1.0, hn)
         self.hn = hn
-        self.X, self.Xq = X, Xq     # views of the caller's arrays: no copy
+        self.X, self.Xq = X, Xq  # views of the caller's arrays: no copy
         if method == "gram":
-            self.H = Xq.T @ Xq       # symmetric: one SYRK
+            self.H = Xq.T @ Xq  # symmetric: one SYRK
 
     def greedy(self, W: np.ndarray, S: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes ``[A, out, in]`` for weights ``W[out, in]`` under each of ``A`` per-element step matrices
@@ -208,7 +222,7 @@ class _Stats:
         out = W.shape[0]
         step = max(1, _MAX_STACKED_ROWS // out)
         P, GW, wfw = self._projections(W)
-        parts = [self._gram(W, P, GW, wfw, S[a:a + step], qmin, qmax) for a in range(0, len(S), step)]
+        parts = [self._gram(W, P, GW, wfw, S[a : a + step], qmin, qmax) for a in range(0, len(S), step)]
         return np.concatenate([c for c, _ in parts]), np.concatenate([e for _, e in parts])
 
     def _projections(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,7 +237,7 @@ class _Stats:
             XW = X @ W.T
             return np.tril(G) @ W.T, G @ W.T, np.einsum("ij,ij->j", XW, XW)
         P = np.empty((n, W.shape[0]))
-        Y = np.zeros((m, W.shape[0]))        # X[:, :b0] W[:, :b0]^T
+        Y = np.zeros((m, W.shape[0]))  # X[:, :b0] W[:, :b0]^T
         for b0 in range(0, n, _GRAM_BLOCK):
             b1 = min(n, b0 + _GRAM_BLOCK)
             Xb, Xqb, Wb = X[:, b0:b1], Xq[:, b0:b1], W[:, b0:b1]
@@ -239,8 +253,8 @@ class _Stats:
         a_count, out, n = S.shape
         H, hd, dead = self.H, self.hdiag, self.dead
         rows = a_count * out
-        ST = np.ascontiguousarray(S.transpose(2, 0, 1).reshape(n, rows))        # [n, A*out]
-        PT = np.tile(P, (1, a_count))                                             # [n, A*out]
+        ST = np.ascontiguousarray(S.transpose(2, 0, 1).reshape(n, rows))  # [n, A*out]
+        PT = np.tile(P, (1, a_count))  # [n, A*out]
         WT = np.tile(W.T, (1, a_count))
         QT = np.zeros((n, rows))
         R = np.empty((_GRAM_BLOCK, rows))
@@ -251,13 +265,13 @@ class _Stats:
             b1 = min(n, b0 + _GRAM_BLOCK)
             acc = PT[b0:b1] - H[b0:b1, :b0] @ QT[:b0] if b0 else PT[b0:b1].copy()
             for t in range(b0, b1):
-                r = acc[t - b0] - H[t, b0:t] @ QT[b0:t]          # P[t] - sum_{j<t} H_tj q_j
+                r = acc[t - b0] - H[t, b0:t] @ QT[b0:t]  # P[t] - sum_{j<t} H_tj q_j
                 R[t - b0] = r
                 c = np.clip(np.rint((WT[t] if dead[t] else r / hd[t]) / ST[t]), qmin, qmax)
                 codes[t] = c
                 QT[t] = c * ST[t]
             qb = QT[b0:b1]
-            hq = PT[b0:b1] - R[:b1 - b0]
+            hq = PT[b0:b1] - R[: b1 - b0]
             quad += np.einsum("ij,ij->j", qb, 2 * hq + self.hn[b0:b1, None] * qb)
             cross += np.einsum("ij,ij->j", qb, np.tile(GW[b0:b1], (1, a_count)))
         codes = codes.T.reshape(a_count, out, n)
@@ -283,9 +297,19 @@ def _row_groups(out: int, n_v: int) -> np.ndarray:
     return np.repeat(np.arange(n_v), np.diff(block_bounds(out, n_v)))
 
 
-def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, blocks: Blocks, kernel: int,
-                groups: int, alphabet: str, base_scales: np.ndarray, grid: Sequence[float] | None,
-                method: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def _gpfq_layer(
+    W: np.ndarray,
+    X: np.ndarray,
+    Xq: np.ndarray | None,
+    bits: int,
+    blocks: Blocks,
+    kernel: int,
+    groups: int,
+    alphabet: str,
+    base_scales: np.ndarray,
+    grid: Sequence[float] | None,
+    method: str,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Codes, block scales and a small report; ``grid`` = scale multipliers searched per output-row group."""
     out, cols = W.shape
     qmin, qmax = _code_range(bits, alphabet)
@@ -305,7 +329,7 @@ def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, 
     steps = np.stack([expand_blocks(base_scales * alpha, out, in_ch, kernel) for alpha in mults])
     all_codes = np.empty((len(mults), out, cols), dtype=np.int64)
     all_err = np.empty((len(mults), out))
-    for (rs, _), st in zip(slices, stats):   # every candidate of a slice in one pass
+    for (rs, _), st in zip(slices, stats):  # every candidate of a slice in one pass
         all_codes[:, rs], all_err[:, rs] = st.greedy(W[rs], steps[:, rs], qmin, qmax)
     for alpha, codes, row_err in zip(mults, all_codes, all_err):
         grp_err = np.bincount(row_group, weights=row_err, minlength=blocks.n_v)
@@ -315,9 +339,13 @@ def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, 
         best_err[better], best_mult[better] = grp_err[better], alpha
         rows = better[row_group]
         best_codes[rows] = codes[rows]
-    report = {"method": method, "sq_error": float(best_err.sum()),
-              "sq_error_mult1": float("nan") if err_at_one is None else err_at_one, "multipliers": best_mult,
-              "dead_columns": int(sum(int(st.dead.sum()) for st in stats))}
+    report = {
+        "method": method,
+        "sq_error": float(best_err.sum()),
+        "sq_error_mult1": float("nan") if err_at_one is None else err_at_one,
+        "multipliers": best_mult,
+        "dead_columns": int(sum(int(st.dead.sum()) for st in stats)),
+    }
     return best_codes, base_scales * best_mult[:, None], report
 
 
@@ -325,10 +353,22 @@ def _gpfq_layer(W: np.ndarray, X: np.ndarray, Xq: np.ndarray | None, bits: int, 
 # single-layer API
 
 
-def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, blocks: Blocks | None = None,
-                     kernel: int = 1, alphabet: str = "bbit", scales: Any = None, C: float | None = None,
-                     return_codes: bool = False, groups: int = 1, method: str = "auto",
-                     scale_grid: Sequence[float] | None = None) -> Any:
+def quantize_weights(
+    W: Any,
+    X: Any,
+    bits: int,
+    X_quantized: Any = None,
+    *,
+    blocks: Blocks | None = None,
+    kernel: int = 1,
+    alphabet: str = "bbit",
+    scales: Any = None,
+    C: float | None = None,
+    return_codes: bool = False,
+    groups: int = 1,
+    method: str = "auto",
+    scale_grid: Sequence[float] | None = None,
+) -> Any:
     """GPFQ-quantize one layer's GEMM-form weight.
 
     Args:
@@ -368,8 +408,9 @@ def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, bloc
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or out % groups:
         raise QuantInputError(f"groups must be a positive divisor of the {out} output rows, got {groups!r}")
     if x.shape[1] != cols * groups:
-        raise QuantInputError(f"X has {x.shape[1]} columns but W has {cols} input columns"
-                              + (f" x {groups} groups" if groups > 1 else ""))
+        raise QuantInputError(
+            f"X has {x.shape[1]} columns but W has {cols} input columns" + (f" x {groups} groups" if groups > 1 else "")
+        )
     if xq is not None and xq.shape != x.shape:
         raise QuantInputError(f"X_quantized has shape {xq.shape}, X has {x.shape}")
     if isinstance(kernel, bool) or not isinstance(kernel, (int, np.integer)) or kernel < 1 or cols % kernel:
@@ -392,24 +433,29 @@ def quantize_weights(W: Any, X: Any, bits: int, X_quantized: Any = None, *, bloc
     return deq.astype(dtype)
 
 
-def _resolve_scales(w: np.ndarray, bits: int, blocks: Blocks, kernel: int, alphabet: str, scales: Any,
-                    C: float | None, searching: bool) -> np.ndarray:
+def _resolve_scales(
+    w: np.ndarray, bits: int, blocks: Blocks, kernel: int, alphabet: str, scales: Any, C: float | None, searching: bool
+) -> np.ndarray:
     if scales is not None and C is not None:
         raise QuantInputError("give either scales or C, not both")
     if scales is not None:
         s = scales.detach().cpu().double().numpy() if isinstance(scales, torch.Tensor) else scales
         s = np.asarray(s, dtype=np.float64)
         if s.size != blocks.n_v * blocks.n_h:
-            raise QuantInputError(f"scales has {s.size} entries, the block grid {blocks.n_v}x{blocks.n_h} needs "
-                                  f"{blocks.n_v * blocks.n_h}")
+            raise QuantInputError(
+                f"scales has {s.size} entries, the block grid {blocks.n_v}x{blocks.n_h} needs {blocks.n_v * blocks.n_h}"
+            )
         s = s.reshape(blocks.n_v, blocks.n_h)
         check_finite("scales", s)
         if (s <= 0).any():
             raise QuantInputError("scales must be positive")
         return s
     c = (full_code_multiplier(bits) if alphabet == "bbit" and not searching else 1.0) if C is None else C
-    if isinstance(c, bool) or not isinstance(c, (int, float, np.floating, np.integer)) or not (
-            math.isfinite(c) and c > 0):
+    if (
+        isinstance(c, bool)
+        or not isinstance(c, (int, float, np.floating, np.integer))
+        or not (math.isfinite(c) and c > 0)
+    ):
         raise QuantInputError(f"C must be a positive finite number, got {C!r}")
     return alphabet_scales(w, bits, blocks, kernel, alphabet, float(c))
 
@@ -471,12 +517,13 @@ def layer_inputs_2d(layer: QuantLayer | nn.Module, x: torch.Tensor | np.ndarray)
         raise QuantInputError(f"input of spatial size {a.shape[2:]} is smaller than the dilated kernel {span}")
     win = np.lib.stride_tricks.sliding_window_view(a, span, axis=tuple(range(2, 2 + nd)))
     # win: [N, C, *out_positions_before_stride, *span] -> stride the positions, dilate the window
-    index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in st) + tuple(
-        slice(None, None, d) for d in dil)
+    index = (
+        (slice(None), slice(None)) + tuple(slice(None, None, s) for s in st) + tuple(slice(None, None, d) for d in dil)
+    )
     win = win[index]  # [N, C, *L, *k]
     n, c = win.shape[:2]
     perm = (0,) + tuple(range(2, 2 + nd)) + (1,) + tuple(range(2 + nd, 2 + 2 * nd))
-    return np.ascontiguousarray(win.transpose(perm)).reshape(n * int(np.prod(win.shape[2:2 + nd])), -1)
+    return np.ascontiguousarray(win.transpose(perm)).reshape(n * int(np.prod(win.shape[2 : 2 + nd])), -1)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -490,11 +537,23 @@ def _layer_output(layer: QuantLayer, x: torch.Tensor, weight: torch.Tensor) -> t
     return conv._conv_forward(x, weight, None)
 
 
-def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[str, int], *,
-                  granularity: str | Blocks = "channel", alphabet: str = "bbit", C: float | None = None,
-                  bias_correction: bool = True, patch_fraction: float | None = None, seed: int = 0,
-                  scale_search: bool = True, scale_grid: Sequence[float] = DEFAULT_SCALE_GRID,
-                  method: str = "auto", batch: int = 256, report: list[dict[str, Any]] | None = None) -> nn.Module:
+def gpfq_quantize(
+    model: nn.Module,
+    calib_x: torch.Tensor,
+    w_bits: int | dict[str, int],
+    *,
+    granularity: str | Blocks = "channel",
+    alphabet: str = "bbit",
+    C: float | None = None,
+    bias_correction: bool = True,
+    patch_fraction: float | None = None,
+    seed: int = 0,
+    scale_search: bool = True,
+    scale_grid: Sequence[float] = DEFAULT_SCALE_GRID,
+    method: str = "auto",
+    batch: int = 256,
+    report: list[dict[str, Any]] | None = None,
+) -> nn.Module:
     """GPFQ every QuantLayer of a :func:`quant.fakequant.prepare`-d model, in place, in execution order.
 
     For layer ``l``: ``X`` is its input in the float network (a private float copy, no weight or activation
@@ -526,8 +585,9 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
     """
     alphabet = _check_alphabet(alphabet)
     check_calibration(model, calib_x)
-    if patch_fraction is not None and (isinstance(patch_fraction, bool) or not isinstance(
-            patch_fraction, (int, float)) or not 0 < patch_fraction <= 1):
+    if patch_fraction is not None and (
+        isinstance(patch_fraction, bool) or not isinstance(patch_fraction, (int, float)) or not 0 < patch_fraction <= 1
+    ):
         raise QuantInputError(f"patch_fraction must be in (0, 1], got {patch_fraction!r}")
     seed = check_seed(seed)
     if method not in ("auto", "gram", "direct"):
@@ -536,8 +596,9 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
     layers, bits_of = layer_weight_bits(model, calib_x, w_bits)
     for name, b in bits_of.items():
         if alphabet == "paper" and b + 1 > MAX_BITS:
-            raise QuantInputError(f"layer {name!r}: the paper alphabet at {b} bits needs {b + 1}-bit codes "
-                                  f"(max {MAX_BITS})")
+            raise QuantInputError(
+                f"layer {name!r}: the paper alphabet at {b} bits needs {b + 1}-bit codes (max {MAX_BITS})"
+            )
 
     float_model = copy.deepcopy(model)
     float_layers = quant_layers(float_model)
@@ -565,22 +626,34 @@ def gpfq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
         same = np.array_equal(Xn, Xqn)
         w = layer.gemm_weight()
         base = _resolve_scales(w, bits, blocks, layer.kernel, alphabet, None, C, searching=grid is not None)
-        codes, scales, info = _gpfq_layer(w, Xn, None if same else Xqn, bits, blocks, layer.kernel, layer.groups,
-                                          alphabet, base, grid, method)
+        codes, scales, info = _gpfq_layer(
+            w, Xn, None if same else Xqn, bits, blocks, layer.kernel, layer.groups, alphabet, base, grid, method
+        )
         spec = QuantSpec(bits + 1 if alphabet == "paper" else bits)
         layer.set_weight_codes(codes, scales, spec, blocks)
         if means is not None:
             _add_bias(layer, _mean_output_gap(layer, w, *means))
         if report is not None:
             per, cols = w.shape[0] // layer.groups, w.shape[1]
-            ref = sum(float(np.sum((Xn[:, g * cols:(g + 1) * cols] @ w[g * per:(g + 1) * per].T) ** 2))
-                      for g in range(layer.groups))
-            report.append({"name": name, "bits": bits, "rows": int(Xn.shape[0]), "cols": int(w.shape[1]),
-                           "out": int(w.shape[0]), "method": info["method"],
-                           "rel_sq_error": info["sq_error"] / ref if ref > 0 else float("nan"),
-                           "rel_sq_error_mult1": info["sq_error_mult1"] / ref if ref > 0 else float("nan"),
-                           "multipliers": info["multipliers"], "dead_columns": info["dead_columns"],
-                           "seconds": time.perf_counter() - t0})
+            ref = sum(
+                float(np.sum((Xn[:, g * cols : (g + 1) * cols] @ w[g * per : (g + 1) * per].T) ** 2))
+                for g in range(layer.groups)
+            )
+            report.append(
+                {
+                    "name": name,
+                    "bits": bits,
+                    "rows": int(Xn.shape[0]),
+                    "cols": int(w.shape[1]),
+                    "out": int(w.shape[0]),
+                    "method": info["method"],
+                    "rel_sq_error": info["sq_error"] / ref if ref > 0 else float("nan"),
+                    "rel_sq_error_mult1": info["sq_error_mult1"] / ref if ref > 0 else float("nan"),
+                    "multipliers": info["multipliers"],
+                    "dead_columns": info["dead_columns"],
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     return model
 
 
@@ -602,8 +675,13 @@ def _mean_output_gap(layer: QuantLayer, w: np.ndarray, mean_f: np.ndarray, mean_
     out, cols = w.shape
     q = layer.w_deq.detach().double().reshape(out, -1).cpu().numpy()
     per = out // layer.groups
-    return np.concatenate([w[g * per:(g + 1) * per] @ mean_f[g * cols:(g + 1) * cols]
-                           - q[g * per:(g + 1) * per] @ mean_q[g * cols:(g + 1) * cols] for g in range(layer.groups)])
+    return np.concatenate(
+        [
+            w[g * per : (g + 1) * per] @ mean_f[g * cols : (g + 1) * cols]
+            - q[g * per : (g + 1) * per] @ mean_q[g * cols : (g + 1) * cols]
+            for g in range(layer.groups)
+        ]
+    )
 
 
 def _add_bias(layer: QuantLayer, shift: np.ndarray) -> None:

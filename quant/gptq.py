@@ -65,9 +65,17 @@ def _inverse_factor(H: np.ndarray, damp: float) -> tuple[np.ndarray, np.ndarray]
     return np.linalg.cholesky(inverse).T, dead  # upper factor U with U^T U = H^-1
 
 
-def gptq_weights(W: np.ndarray, X: np.ndarray, steps: np.ndarray, qmin: int, qmax: int, *,
-                 damp: float = DEFAULT_DAMP, block_size: int = DEFAULT_BLOCK_SIZE,
-                 act_order: bool = False) -> np.ndarray:
+def gptq_weights(
+    W: np.ndarray,
+    X: np.ndarray,
+    steps: np.ndarray,
+    qmin: int,
+    qmax: int,
+    *,
+    damp: float = DEFAULT_DAMP,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    act_order: bool = False,
+) -> np.ndarray:
     """Integer codes [out, cols] of ``W`` [out, cols] on the per-element step grid ``steps`` [out, cols], codes in
     ``[qmin, qmax]``, for calibration input ``X`` [m, cols] (float64 arrays)."""
     damp, block_size = _check_options(damp, block_size)
@@ -90,7 +98,7 @@ def gptq_weights(W: np.ndarray, X: np.ndarray, steps: np.ndarray, qmin: int, qma
             if dead[i]:
                 continue
             err = (block[:, j] - q * steps[:, i]) / U[i, i]
-            block[:, j + 1:] -= np.outer(err, U[i, i + 1:b1])
+            block[:, j + 1 :] -= np.outer(err, U[i, i + 1 : b1])
             errors[:, j] = err
         W[:, b1:] -= errors @ U[b0:b1, b1:]
     restore = np.empty_like(order)
@@ -98,10 +106,18 @@ def gptq_weights(W: np.ndarray, X: np.ndarray, steps: np.ndarray, qmin: int, qma
     return codes[:, restore]
 
 
-def gptq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[str, int], *,
-                  granularity: str | Blocks = "channel", damp: float = DEFAULT_DAMP,
-                  block_size: int = DEFAULT_BLOCK_SIZE, act_order: bool = False, batch: int = 256,
-                  report: list[dict[str, Any]] | None = None) -> nn.Module:
+def gptq_quantize(
+    model: nn.Module,
+    calib_x: torch.Tensor,
+    w_bits: int | dict[str, int],
+    *,
+    granularity: str | Blocks = "channel",
+    damp: float = DEFAULT_DAMP,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    act_order: bool = False,
+    batch: int = 256,
+    report: list[dict[str, Any]] | None = None,
+) -> nn.Module:
     """GPTQ every QuantLayer of a :func:`quant.fakequant.prepare`-d model, in place, in execution order.
 
     Layer ``l``'s ``X~`` is its input in ``model`` with layers ``< l`` already quantized (through its own activation
@@ -133,8 +149,9 @@ def gptq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
         for g in range(layer.groups):
             rs, cs = slice(g * per, (g + 1) * per), slice(g * cols, (g + 1) * cols)
             Xg = X[:, cs]
-            codes[rs] = gptq_weights(w[rs], Xg, steps[rs], spec.qmin, spec.qmax, damp=damp,
-                                     block_size=block_size, act_order=act_order)
+            codes[rs] = gptq_weights(
+                w[rs], Xg, steps[rs], spec.qmin, spec.qmax, damp=damp, block_size=block_size, act_order=act_order
+            )
             dead += int((np.einsum("ij,ij->j", Xg, Xg) <= 0).sum())
         layer.set_weight_codes(codes, scales, spec, blocks)
         if report is not None:
@@ -142,9 +159,18 @@ def gptq_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[st
             for g in range(layer.groups):
                 rs, cs = slice(g * per, (g + 1) * per), slice(g * cols, (g + 1) * cols)
                 exact = X[:, cs] @ w[rs].T
-                ref += float(np.sum(exact ** 2))
+                ref += float(np.sum(exact**2))
                 err += float(np.sum((exact - X[:, cs] @ (codes[rs] * steps[rs]).T) ** 2))
-            report.append({"name": name, "bits": bits, "rows": int(X.shape[0]), "cols": int(cols), "out": int(out),
-                           "rel_sq_error": err / ref if ref > 0 else float("nan"), "dead_columns": dead,
-                           "seconds": time.perf_counter() - t0})
+            report.append(
+                {
+                    "name": name,
+                    "bits": bits,
+                    "rows": int(X.shape[0]),
+                    "cols": int(cols),
+                    "out": int(out),
+                    "rel_sq_error": err / ref if ref > 0 else float("nan"),
+                    "dead_columns": dead,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
     return model

@@ -44,18 +44,57 @@ from torch import nn
 from quant.errors import QuantInputError
 from quant.qlayer import QuantLayer, QuantMatmul, TensorQuant
 
-__all__ = ["GraphTracer", "trace_graph", "node_kind", "pass_source", "tensor_quant_sources", "insert_tensor_quants",
-           "insert_matmuls", "product_name", "run_node", "GLUE_FUNCTIONS", "GLUE_MODULES",
-           "PASS_MODULES", "AVGPOOL_MODULES", "DEFAULT_TENSOR_BITS"]
+__all__ = [
+    "GraphTracer",
+    "trace_graph",
+    "node_kind",
+    "pass_source",
+    "tensor_quant_sources",
+    "insert_tensor_quants",
+    "insert_matmuls",
+    "product_name",
+    "run_node",
+    "GLUE_FUNCTIONS",
+    "GLUE_MODULES",
+    "PASS_MODULES",
+    "AVGPOOL_MODULES",
+    "DEFAULT_TENSOR_BITS",
+]
 
 DEFAULT_TENSOR_BITS = 8  #: bits of a TensorQuant (the integer format of sums, concats and pooled tensors)
 
-PASS_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d, nn.Flatten,
-                                             nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-AVGPOOL_MODULES: tuple[type[nn.Module], ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-                                                nn.AdaptiveAvgPool2d)
-_PASS_NAMES = frozenset({"relu", "relu6", "hardtanh", "max_pool1d", "max_pool2d", "flatten", "view", "reshape",
-                         "dropout", "dropout1d", "dropout2d", "identity", "contiguous", "permute", "transpose"})
+PASS_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.Flatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+)
+AVGPOOL_MODULES: tuple[type[nn.Module], ...] = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+_PASS_NAMES = frozenset(
+    {
+        "relu",
+        "relu6",
+        "hardtanh",
+        "max_pool1d",
+        "max_pool2d",
+        "flatten",
+        "view",
+        "reshape",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "identity",
+        "contiguous",
+        "permute",
+        "transpose",
+    }
+)
 #: float ops of a vector unit between integer GEMMs (LayerNorm, softmax, GELU, ...): :data:`GLUE_MODULES` and these
 GLUE_FUNCTIONS = frozenset({"softmax", "gelu", "layer_norm", "tanh", "sigmoid", "silu"})
 GLUE_MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GELU, nn.Softmax, nn.Tanh, nn.Sigmoid, nn.SiLU)
@@ -72,8 +111,7 @@ class GraphTracer(torch.fx.Tracer):
     """``torch.fx`` tracer that keeps QuantLayers and TensorQuants (and torch.nn's own modules) as leaves."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, (QuantLayer, TensorQuant, QuantMatmul)) or super().is_leaf_module(m,
-                                                                                              module_qualified_name)
+        return isinstance(m, (QuantLayer, TensorQuant, QuantMatmul)) or super().is_leaf_module(m, module_qualified_name)
 
 
 def trace_graph(model: nn.Module) -> torch.fx.GraphModule:
@@ -147,16 +185,24 @@ def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:
         return "other"
     if node.op == "call_function" and name in _SHAPE_MATH and node.args and not node.kwargs:
         operands = [a for a in node.args if isinstance(a, torch.fx.Node)]
-        if operands and all(node_kind(gm, a) == "shape" for a in operands) and all(
-                isinstance(a, (torch.fx.Node, int, float)) and not isinstance(a, bool) for a in node.args):
-            return "shape"     # arithmetic on sizes: a number, not an activation
+        if (
+            operands
+            and all(node_kind(gm, a) == "shape" for a in operands)
+            and all(isinstance(a, (torch.fx.Node, int, float)) and not isinstance(a, bool) for a in node.args)
+        ):
+            return "shape"  # arithmetic on sizes: a number, not an activation
     if name in _SCALAR_NAMES and len(node.args) == 2 and not node.kwargs:
         tensors = [a for a in node.args if isinstance(a, torch.fx.Node) and node_kind(gm, a) != "shape"]
         others = [a for a in node.args if not (isinstance(a, torch.fx.Node) and node_kind(gm, a) != "shape")]
-        if len(tensors) == 1 and len(others) == 1 and (
-                isinstance(others[0], torch.fx.Node) or (isinstance(others[0], (int, float))
-                                                          and not isinstance(others[0], bool))):
-            return "glue"      # a tensor times / over / plus / minus a number (or a size)
+        if (
+            len(tensors) == 1
+            and len(others) == 1
+            and (
+                isinstance(others[0], torch.fx.Node)
+                or (isinstance(others[0], (int, float)) and not isinstance(others[0], bool))
+            )
+        ):
+            return "glue"  # a tensor times / over / plus / minus a number (or a size)
     if name in GLUE_FUNCTIONS:
         return "glue"
     if name in _ADD_NAMES:
@@ -202,8 +248,11 @@ def tensor_quant_sources(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
             continue
         for arg in tensor_args(gm, node):
             consumers.setdefault(pass_source(gm, arg), set()).add(node)
-    already = {n.args[0] for n in gm.graph.nodes if kinds[n] == "tensor_quant" and n.args
-               and isinstance(n.args[0], torch.fx.Node)}
+    already = {
+        n.args[0]
+        for n in gm.graph.nodes
+        if kinds[n] == "tensor_quant" and n.args and isinstance(n.args[0], torch.fx.Node)
+    }
     out = []
     for node in gm.graph.nodes:
         kind, users = kinds[node], consumers.get(node, set())
@@ -211,13 +260,16 @@ def tensor_quant_sources(gm: torch.fx.GraphModule) -> list[torch.fx.Node]:
             continue
         if kind in ("add", "cat", "avgpool"):
             out.append(node)
-        elif kind == "glue":   # float until it meets one integer op that quantizes its own input
+        elif kind == "glue":  # float until it meets one integer op that quantizes its own input
             if len(users) > 1 or not {kinds[u] for u in users} <= {"gemm", "matmul", "glue"}:
                 out.append(node)
         elif kind in ("gemm", "matmul", "input"):
             user_kinds = {kinds[u] for u in users}
-            if (len(users) > 1 or not user_kinds <= {"gemm", "matmul", "output"}
-                    or (kind == "input" and "output" in user_kinds)):
+            if (
+                len(users) > 1
+                or not user_kinds <= {"gemm", "matmul", "output"}
+                or (kind == "input" and "output" in user_kinds)
+            ):
                 out.append(node)
     return out
 
@@ -228,10 +280,15 @@ _PRODUCT_METHODS = frozenset({"matmul", "bmm", "mm", "__matmul__"})
 
 
 def _is_product(node: torch.fx.Node) -> bool:
-    called = ((node.op == "call_function" and node.target in _PRODUCT_FUNCTIONS)
-              or (node.op == "call_method" and node.target in _PRODUCT_METHODS))
-    return (called and len(node.args) == 2 and not node.kwargs
-            and all(isinstance(a, torch.fx.Node) and a.op != "get_attr" for a in node.args))
+    called = (node.op == "call_function" and node.target in _PRODUCT_FUNCTIONS) or (
+        node.op == "call_method" and node.target in _PRODUCT_METHODS
+    )
+    return (
+        called
+        and len(node.args) == 2
+        and not node.kwargs
+        and all(isinstance(a, torch.fx.Node) and a.op != "get_attr" for a in node.args)
+    )
 
 
 def _sdpa_args(node: torch.fx.Node) -> dict[str, Any] | None:
@@ -245,15 +302,23 @@ def _sdpa_args(node: torch.fx.Node) -> dict[str, Any] | None:
     if any(n not in bound for n in names[:3]) or not all(isinstance(bound[n], torch.fx.Node) for n in names[:3]):
         return None
     scale = bound["scale"]
-    if (bound["attn_mask"] is not None or bound["dropout_p"] not in (0, 0.0) or bound["is_causal"] is not False
-            or bound["enable_gqa"] is not False or not (scale is None or isinstance(scale, (int, float)))):
+    if (
+        bound["attn_mask"] is not None
+        or bound["dropout_p"] not in (0, 0.0)
+        or bound["is_causal"] is not False
+        or bound["enable_gqa"] is not False
+        or not (scale is None or isinstance(scale, (int, float)))
+    ):
         return None
     return bound
 
 
 def _is_sdpa(node: torch.fx.Node) -> bool:
-    return (node.op == "call_function" and getattr(node.target, "__name__", "") == "scaled_dot_product_attention"
-            and _sdpa_args(node) is not None)
+    return (
+        node.op == "call_function"
+        and getattr(node.target, "__name__", "") == "scaled_dot_product_attention"
+        and _sdpa_args(node) is not None
+    )
 
 
 def _split_sdpa(gm: torch.fx.GraphModule, node: torch.fx.Node, used: set[str]) -> list[str]:
@@ -300,8 +365,11 @@ def insert_matmuls(gm: torch.fx.GraphModule) -> list[str]:
     """Replace every product of two activations in ``gm`` (``torch.matmul``, ``@``, ``bmm``, ``mm``) by a call of a
     new :class:`QuantMatmul` submodule named as ``sim`` names the layer (:func:`product_name`), in place; returns
     the new module paths.  Products with a parameter operand stay as they are (the export names them)."""
-    used = {str(n.target) for n in gm.graph.nodes
-            if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), QuantLayer)}
+    used = {
+        str(n.target)
+        for n in gm.graph.nodes
+        if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), QuantLayer)
+    }
     added = []
     for node in list(gm.graph.nodes):
         if _is_sdpa(node):
@@ -320,8 +388,9 @@ def insert_matmuls(gm: torch.fx.GraphModule) -> list[str]:
     return added
 
 
-def insert_tensor_quants(model: nn.Module, bits: int = DEFAULT_TENSOR_BITS,
-                         on_untraceable: Callable[[str], Any] | None = None) -> nn.Module:
+def insert_tensor_quants(
+    model: nn.Module, bits: int = DEFAULT_TENSOR_BITS, on_untraceable: Callable[[str], Any] | None = None
+) -> nn.Module:
     """``model`` with its activation products as QuantMatmuls (:func:`insert_matmuls`) and a TensorQuant after every
     node of :func:`tensor_quant_sources` (a ``GraphModule`` with the same submodule paths and class name), or
     ``model`` itself when it needs neither.  A model ``torch.fx`` cannot

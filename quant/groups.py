@@ -58,30 +58,125 @@ from quant.fakequant import QuantLayer, TensorQuant, prepare, quant_layers
 __all__ = ["quantizer_groups", "PASS_FUNCTIONS", "COMBINE_FUNCTIONS", "PASS_MODULES"]
 
 #: Torch function / tensor method names (without leading/trailing underscores) that keep their input's format.
-PASS_FUNCTIONS = frozenset({
-    "relu", "relu6", "hardtanh", "clamp", "clip", "threshold",
-    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-    "flatten", "unflatten", "reshape", "view", "view_as", "permute", "transpose", "t", "contiguous", "squeeze",
-    "unsqueeze", "getitem", "chunk", "split", "tensor_split", "unbind", "narrow", "select", "expand", "expand_as",
-    "repeat", "flip", "roll", "movedim", "pad", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-    "feature_alpha_dropout", "identity", "clone", "detach", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
-    "to", "float", "double", "type_as",
-})
+PASS_FUNCTIONS = frozenset(
+    {
+        "relu",
+        "relu6",
+        "hardtanh",
+        "clamp",
+        "clip",
+        "threshold",
+        "max_pool1d",
+        "max_pool2d",
+        "max_pool3d",
+        "avg_pool1d",
+        "avg_pool2d",
+        "avg_pool3d",
+        "adaptive_avg_pool1d",
+        "adaptive_avg_pool2d",
+        "adaptive_avg_pool3d",
+        "adaptive_max_pool1d",
+        "adaptive_max_pool2d",
+        "adaptive_max_pool3d",
+        "flatten",
+        "unflatten",
+        "reshape",
+        "view",
+        "view_as",
+        "permute",
+        "transpose",
+        "t",
+        "contiguous",
+        "squeeze",
+        "unsqueeze",
+        "getitem",
+        "chunk",
+        "split",
+        "tensor_split",
+        "unbind",
+        "narrow",
+        "select",
+        "expand",
+        "expand_as",
+        "repeat",
+        "flip",
+        "roll",
+        "movedim",
+        "pad",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alpha_dropout",
+        "feature_alpha_dropout",
+        "identity",
+        "clone",
+        "detach",
+        "pixel_shuffle",
+        "pixel_unshuffle",
+        "channel_shuffle",
+        "to",
+        "float",
+        "double",
+        "type_as",
+    }
+)
 #: Names that join the formats of all their tensor inputs and their output (when given two or more tensors).
-COMBINE_FUNCTIONS = frozenset({"add", "iadd", "radd", "sub", "isub", "rsub", "cat", "concat", "concatenate",
-                               "stack", "hstack", "vstack", "dstack"})
+COMBINE_FUNCTIONS = frozenset(
+    {
+        "add",
+        "iadd",
+        "radd",
+        "sub",
+        "isub",
+        "rsub",
+        "cat",
+        "concat",
+        "concatenate",
+        "stack",
+        "hstack",
+        "vstack",
+        "dstack",
+    }
+)
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack"})
 #: ``torch.nn`` leaf modules that keep their input's format (rule 2 of the module docstring).
 PASS_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Threshold,
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-    nn.FeatureAlphaDropout, nn.ZeroPad1d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ReflectionPad1d,
-    nn.ReflectionPad2d, nn.ReplicationPad1d, nn.ReplicationPad2d, nn.PixelShuffle, nn.PixelUnshuffle,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.Threshold,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    nn.ZeroPad1d,
+    nn.ZeroPad2d,
+    nn.ConstantPad1d,
+    nn.ConstantPad2d,
+    nn.ReflectionPad1d,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
+    nn.PixelShuffle,
+    nn.PixelUnshuffle,
     nn.ChannelShuffle,
 )
 
@@ -300,8 +395,9 @@ def quantizer_groups(model: nn.Module, example: torch.Tensor, *, tie_adds: bool 
     try:
         order = [n for n, _ in quant_layers(prepared, example)]
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise QuantInputError(f"the model's forward pass failed on an input of shape {tuple(example.shape)} "
-                              f"({_first_line(exc)})") from None
+        raise QuantInputError(
+            f"the model's forward pass failed on an input of shape {tuple(example.shape)} ({_first_line(exc)})"
+        ) from None
     if not order:
         raise QuantInputError("the model has no Conv1d, Conv2d or Linear layer that runs on the example")
     try:
@@ -310,6 +406,8 @@ def quantizer_groups(model: nn.Module, example: torch.Tensor, *, tie_adds: bool 
         try:
             ops = _dynamic_ops(prepared, example)
         except Exception as dyn_exc:  # noqa: BLE001
-            raise QuantInputError(f"cannot find quantizer groups: torch.fx failed ({_first_line(fx_exc)}) and so "
-                                  f"did the dynamic trace ({_first_line(dyn_exc)})") from None
+            raise QuantInputError(
+                f"cannot find quantizer groups: torch.fx failed ({_first_line(fx_exc)}) and so "
+                f"did the dynamic trace ({_first_line(dyn_exc)})"
+            ) from None
     return _groups_from_ops(ops, order, tie_adds)

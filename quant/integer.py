@@ -53,13 +53,28 @@ from quant.requant import (
     rounding_shift,
 )
 
-__all__ = ["FORMAT_VERSION", "NPZ_NAME", "META_NAME", "LOGIT_BITS", "IntegerLayer", "IntegerModel", "load_export",
-           "effective_block_scales", "im2col", "apply_ops", "rounding_shift", "requantize", "quantize_multipliers",
-           "GraphRun", "validate_graph_model", "builtin_test_images"]
+__all__ = [
+    "FORMAT_VERSION",
+    "NPZ_NAME",
+    "META_NAME",
+    "LOGIT_BITS",
+    "IntegerLayer",
+    "IntegerModel",
+    "load_export",
+    "effective_block_scales",
+    "im2col",
+    "apply_ops",
+    "rounding_shift",
+    "requantize",
+    "quantize_multipliers",
+    "GraphRun",
+    "validate_graph_model",
+    "builtin_test_images",
+]
 
 FORMAT_VERSION = "lowbit-integer/2"
 NPZ_NAME, META_NAME = "model.npz", "meta.json"
-LOGIT_BITS = 32            #: the last layer emits int32 logit codes (see _logit_scale)
+LOGIT_BITS = 32  #: the last layer emits int32 logit codes (see _logit_scale)
 _MAX_LOGIT_FRAC_BITS = 24  #: at most 24 extra fractional bits below s_x * max(s_w) for the logits
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same model always gives the same bytes
 
@@ -72,22 +87,22 @@ class IntegerLayer:
     """One Conv1d / Conv2d / Linear layer of the integer datapath; every field is stored in ``model.npz``."""
 
     name: str
-    kind: str                                   # "conv1d" | "conv2d" | "linear"
+    kind: str  # "conv1d" | "conv2d" | "linear"
     out_features: int
     in_channels: int
-    kernel_size: tuple[int, ...]                # () for linear
+    kernel_size: tuple[int, ...]  # () for linear
     stride: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]        # (before, after) per spatial dim, filled with the input zero point
+    padding: tuple[tuple[int, int], ...]  # (before, after) per spatial dim, filled with the input zero point
     dilation: tuple[int, ...]
     w_bits: int
-    w_codes: np.ndarray                         # [out, in_channels * kernel] int8 (int16 if ever > 8 bits)
-    w_scales: np.ndarray                        # [n_v, n_h] float64, as quantized
-    row_bounds: np.ndarray                      # [n_v + 1] output-channel block bounds
-    col_bounds: np.ndarray                      # [n_h + 1] GEMM-column block bounds (multiples of the kernel)
-    out_perm: np.ndarray                        # [out] original index of each stored output channel (reorder)
-    in_perm: np.ndarray                         # [in_channels] original index of each stored input channel
-    bias_real: np.ndarray                       # [out] float64: the float bias of the fake-quant model
-    bias: np.ndarray                            # [out] int32 at scale s_y * 2^-(shift[v] - bias_shift[v])
+    w_codes: np.ndarray  # [out, in_channels * kernel] int8 (int16 if ever > 8 bits)
+    w_scales: np.ndarray  # [n_v, n_h] float64, as quantized
+    row_bounds: np.ndarray  # [n_v + 1] output-channel block bounds
+    col_bounds: np.ndarray  # [n_h + 1] GEMM-column block bounds (multiples of the kernel)
+    out_perm: np.ndarray  # [out] original index of each stored output channel (reorder)
+    in_perm: np.ndarray  # [in_channels] original index of each stored input channel
+    bias_real: np.ndarray  # [out] float64: the float bias of the fake-quant model
+    bias: np.ndarray  # [out] int32 at scale s_y * 2^-(shift[v] - bias_shift[v])
     in_bits: int
     in_scale: float
     in_zero_point: int
@@ -96,17 +111,17 @@ class IntegerLayer:
     out_bits: int
     out_scale: float
     out_zero_point: int
-    out_qmin: int                               # clamp bounds; out_qmin = max(qmin, z_y) when a ReLU is fused
+    out_qmin: int  # clamp bounds; out_qmin = max(qmin, z_y) when a ReLU is fused
     out_qmax: int
-    relu: bool                                  # a ReLU follows (fused into out_qmin)
-    logits: bool                                # last layer: int32 codes at out_scale, no output quantizer
-    multiplier: np.ndarray                      # [n_v, n_h] int32 in 0 .. 2^31 - 1
-    shift: np.ndarray                           # [n_v] int32 in 1 .. 62
-    bias_shift: np.ndarray                      # [n_v] int32 in 0 .. shift[v]: the bias enters A as B << T
-    ops: list[dict[str, Any]] = field(default_factory=list)   # code-domain ops after this layer
-    in_shape: tuple[int, ...] = ()              # per-sample input shape seen at export
-    groups: int = 1                             # grouped / depthwise conv: in_channels is per group
-    product: bool = False                       # a product of two activations: operand b replaces w_codes
+    relu: bool  # a ReLU follows (fused into out_qmin)
+    logits: bool  # last layer: int32 codes at out_scale, no output quantizer
+    multiplier: np.ndarray  # [n_v, n_h] int32 in 0 .. 2^31 - 1
+    shift: np.ndarray  # [n_v] int32 in 1 .. 62
+    bias_shift: np.ndarray  # [n_v] int32 in 0 .. shift[v]: the bias enters A as B << T
+    ops: list[dict[str, Any]] = field(default_factory=list)  # code-domain ops after this layer
+    in_shape: tuple[int, ...] = ()  # per-sample input shape seen at export
+    groups: int = 1  # grouped / depthwise conv: in_channels is per group
+    product: bool = False  # a product of two activations: operand b replaces w_codes
 
     # derived ---------------------------------------------------------------------------------------------------
     @property
@@ -165,10 +180,9 @@ class IntegerLayer:
         """Worst case ``|P_h|`` over all inputs, per output channel and block, shape [out, n_h] (int64)."""
         qx = max_abs_offset(self.in_qmin, self.in_qmax, self.in_zero_point)
         w = np.abs(self.w_codes.astype(np.int64))
-        if self.product:   # any b codes: the largest magnitude of the signed grid everywhere
+        if self.product:  # any b codes: the largest magnitude of the signed grid everywhere
             w = np.full_like(w, 1 << (self.w_bits - 1))
-        sums = np.stack([w[:, c0:c1].sum(axis=1) for c0, c1 in zip(self.col_bounds[:-1], self.col_bounds[1:])],
-                        axis=1)
+        sums = np.stack([w[:, c0:c1].sum(axis=1) for c0, c1 in zip(self.col_bounds[:-1], self.col_bounds[1:])], axis=1)
         return sums * qx
 
     def error_bound_lsb(self) -> np.ndarray:
@@ -185,8 +199,13 @@ class IntegerLayer:
         for r in range(self.out_features):
             v = int(rows[r])
             two_s = Fraction(2) ** int(self.shift[v])
-            err = sum((abs(Fraction(int(mh)) / two_s - m) * int(p)
-                       for mh, m, p in zip(self.multiplier[v], reals[v], pmax[r])), Fraction(0))
+            err = sum(
+                (
+                    abs(Fraction(int(mh)) / two_s - m) * int(p)
+                    for mh, m, p in zip(self.multiplier[v], reals[v], pmax[r])
+                ),
+                Fraction(0),
+            )
             bias_lsb = exact(self.bias_real[r]) / exact(self.out_scale)
             err += abs(Fraction(int(self.bias[r]), 1 << int(frac[v])) - bias_lsb)
             out[r] = np.nextafter(float(err), np.inf)
@@ -195,44 +214,70 @@ class IntegerLayer:
     def acc_abs_max(self) -> int:
         """Worst case ``|A| + 2^(S-1)`` over all inputs (Python int; must be <= 2^63 - 1)."""
         pmax, rows = self.psum_abs_max(), self.row_block()
-        return max(sum(int(m) * int(p) for m, p in zip(self.multiplier[rows[r]], pmax[r]))
-                   + (abs(int(self.bias[r])) << int(self.bias_shift[rows[r]]))
-                   + (1 << (int(self.shift[rows[r]]) - 1)) for r in range(self.out_features))
+        return max(
+            sum(int(m) * int(p) for m, p in zip(self.multiplier[rows[r]], pmax[r]))
+            + (abs(int(self.bias[r])) << int(self.bias_shift[rows[r]]))
+            + (1 << (int(self.shift[rows[r]]) - 1))
+            for r in range(self.out_features)
+        )
 
     def summary(self) -> dict[str, Any]:
         """The per-layer summary written to ``meta.json``."""
         pmax = int(self.psum_abs_max().max())
         return {
-            "name": self.name, "kind": self.kind, "out_features": self.out_features, "in_channels": self.in_channels,
+            "name": self.name,
+            "kind": self.kind,
+            "out_features": self.out_features,
+            "in_channels": self.in_channels,
             "groups": self.groups,
-            "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-            "padding": [list(p) for p in self.padding], "dilation": list(self.dilation),
-            "in_shape": list(self.in_shape), "reduction": self.reduction,
-            "w_bits": self.w_bits, "w_dtype": str(self.w_codes.dtype), "n_v": self.n_v, "n_h": self.n_h,
-            "row_bounds": [int(b) for b in self.row_bounds], "col_bounds": [int(b) for b in self.col_bounds],
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": [list(p) for p in self.padding],
+            "dilation": list(self.dilation),
+            "in_shape": list(self.in_shape),
+            "reduction": self.reduction,
+            "w_bits": self.w_bits,
+            "w_dtype": str(self.w_codes.dtype),
+            "n_v": self.n_v,
+            "n_h": self.n_h,
+            "row_bounds": [int(b) for b in self.row_bounds],
+            "col_bounds": [int(b) for b in self.col_bounds],
             "out_permuted": bool(np.any(self.out_perm != np.arange(self.out_features))),
             "in_permuted": bool(np.any(self.in_perm != np.arange(self.in_channels))),
-            "in_bits": self.in_bits, "in_scale": self.in_scale, "in_zero_point": self.in_zero_point,
-            "out_bits": self.out_bits, "out_scale": self.out_scale, "out_zero_point": self.out_zero_point,
-            "out_clamp": [self.out_qmin, self.out_qmax], "relu_fused": self.relu, "logits": self.logits,
+            "in_bits": self.in_bits,
+            "in_scale": self.in_scale,
+            "in_zero_point": self.in_zero_point,
+            "out_bits": self.out_bits,
+            "out_scale": self.out_scale,
+            "out_zero_point": self.out_zero_point,
+            "out_clamp": [self.out_qmin, self.out_qmax],
+            "relu_fused": self.relu,
+            "logits": self.logits,
             "product": self.product,
             "shift_range": [int(self.shift.min()), int(self.shift.max())],
             "multiplier_range": [int(self.multiplier.min()), int(self.multiplier.max())],
-            "psum_bits_needed": pmax.bit_length() + 1, "acc_bits_needed": self.acc_abs_max().bit_length() + 1,
+            "psum_bits_needed": pmax.bit_length() + 1,
+            "acc_bits_needed": self.acc_abs_max().bit_length() + 1,
             "error_bound_lsb": 0.5 + float(self.error_bound_lsb().max()),
             "error_bound_real": self.out_scale * (0.5 + float(self.error_bound_lsb().max())),
             "ops_after": self.ops,
         }
 
 
-def effective_block_scales(codes: np.ndarray, scales: np.ndarray, row_bounds: np.ndarray,
-                           col_bounds: np.ndarray) -> np.ndarray:
+def effective_block_scales(
+    codes: np.ndarray, scales: np.ndarray, row_bounds: np.ndarray, col_bounds: np.ndarray
+) -> np.ndarray:
     """Block scales used by the requantization: an all-zero block's scale is arbitrary (it multiplies 0), so it is
     replaced by the largest scale of a non-zero block in the same row block (of the layer if the whole row block
     is zero, or 1.0 if the whole layer is zero).  Non-zero blocks keep their scale."""
     scales = np.asarray(scales, dtype=np.float64)
-    nonzero = np.array([[np.any(codes[r0:r1, c0:c1] != 0) for c0, c1 in zip(col_bounds[:-1], col_bounds[1:])]
-                        for r0, r1 in zip(row_bounds[:-1], row_bounds[1:])], dtype=bool).reshape(scales.shape)
+    nonzero = np.array(
+        [
+            [np.any(codes[r0:r1, c0:c1] != 0) for c0, c1 in zip(col_bounds[:-1], col_bounds[1:])]
+            for r0, r1 in zip(row_bounds[:-1], row_bounds[1:])
+        ],
+        dtype=bool,
+    ).reshape(scales.shape)
     if not nonzero.any():
         return np.ones_like(scales)
     layer_fill = scales[nonzero].max()
@@ -246,8 +291,13 @@ def effective_block_scales(codes: np.ndarray, scales: np.ndarray, row_bounds: np
 # ------------------------------------------------------------------------------------------------------------------
 # code-domain helpers (pure int64)
 # ------------------------------------------------------------------------------------------------------------------
-def im2col(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[tuple[int, int], ...],
-           dilation: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+def im2col(
+    x: np.ndarray,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[tuple[int, int], ...],
+    dilation: tuple[int, ...],
+) -> tuple[np.ndarray, tuple[int, ...]]:
     """``x`` [N, C, *spatial] (zero point already subtracted) -> columns [N, positions, C * prod(kernel)]
     in channel-major order (PyTorch's weight.reshape(out, -1)), and the output spatial shape."""
     d = len(kernel)
@@ -256,9 +306,12 @@ def im2col(x: np.ndarray, kernel: tuple[int, ...], stride: tuple[int, ...], padd
     if any(xp.shape[2 + i] < span[i] for i in range(d)):
         raise QuantInputError(f"input spatial shape {x.shape[2:]} is smaller than the kernel span {span}")
     win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + d)))
-    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride)
-              + tuple(slice(None, None, dl) for dl in dilation)]                    # [N, C, *out, *kernel]
-    out_sp = tuple(win.shape[2:2 + d])
+    win = win[
+        (slice(None), slice(None))
+        + tuple(slice(None, None, s) for s in stride)
+        + tuple(slice(None, None, dl) for dl in dilation)
+    ]  # [N, C, *out, *kernel]
+    out_sp = tuple(win.shape[2 : 2 + d])
     order = (0,) + tuple(range(2, 2 + d)) + (1,) + tuple(range(2 + d, 2 + 2 * d))
     cols = win.transpose(order).reshape(x.shape[0], int(np.prod(out_sp)), -1)
     return cols, out_sp
@@ -306,8 +359,13 @@ class IntegerModel:
     """The golden integer model: GEMM layers in execution order, and either a chain (code-domain ops before the
     first layer and after each layer) or a ``graph`` of nodes (:mod:`quant.integer_graph`)."""
 
-    def __init__(self, layers: list[IntegerLayer], pre_ops: list[dict[str, Any]] | None = None,
-                 name: str = "model", graph: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        layers: list[IntegerLayer],
+        pre_ops: list[dict[str, Any]] | None = None,
+        name: str = "model",
+        graph: list[dict[str, Any]] | None = None,
+    ) -> None:
         if not layers:
             raise QuantInputError("an integer model needs at least one layer")
         self.layers = list(layers)
@@ -341,21 +399,23 @@ class IntegerModel:
         else:
             d = len(lay.kernel_size)
             if x.ndim != d + 2 or x.shape[1] != lay.in_channels * lay.groups:
-                raise QuantInputError(f"layer {name}: input shape {x.shape}, expected [N, "
-                                      f"{lay.in_channels * lay.groups}, {d} spatial dims]")
+                raise QuantInputError(
+                    f"layer {name}: input shape {x.shape}, expected [N, "
+                    f"{lay.in_channels * lay.groups}, {d} spatial dims]"
+                )
             cols, out_sp = im2col(x, lay.kernel_size, lay.stride, lay.padding, lay.dilation)
         rows = lay.row_block()
         w = lay.w_codes.astype(np.int64)
-        mult = lay.multiplier.astype(np.int64)[rows]                      # [out, n_h]
+        mult = lay.multiplier.astype(np.int64)[rows]  # [out, n_h]
         acc = np.zeros(cols.shape[:2] + (lay.out_features,), dtype=np.int64)
         acc += lay.bias.astype(np.int64) << lay.bias_shift.astype(np.int64)[rows]
         g, per_out = lay.groups, lay.out_features // lay.groups
-        cols_g = cols.reshape(cols.shape[:2] + (g, lay.reduction))         # group-major channels
+        cols_g = cols.reshape(cols.shape[:2] + (g, lay.reduction))  # group-major channels
         w_g = w.reshape(g, per_out, lay.reduction)
         for h, (c0, c1) in enumerate(zip(lay.col_bounds[:-1], lay.col_bounds[1:])):
             if g == 1:
-                psum = cols[:, :, c0:c1] @ w[:, c0:c1].T                    # P_h, |P_h| < 2^31 (checked at export)
-            else:                                                          # each group's block against its rows
+                psum = cols[:, :, c0:c1] @ w[:, c0:c1].T  # P_h, |P_h| < 2^31 (checked at export)
+            else:  # each group's block against its rows
                 psum = np.einsum("npgk,gok->npgo", cols_g[..., c0:c1], w_g[..., c0:c1]).reshape(acc.shape)
             acc += psum * mult[:, h]
         y = requantize(acc, lay.shift.astype(np.int64)[rows], lay.out_zero_point, lay.out_qmin, lay.out_qmax)
@@ -374,8 +434,10 @@ class IntegerModel:
         held = lay.held_quantizer()
         b = _as_codes(b_codes, held["qmin"], held["qmax"], f"product {name} operand b")
         if a.shape[-1] != lay.in_channels or b.shape[-2:] != (lay.in_channels, lay.out_features):
-            raise QuantInputError(f"product {name}: operands {list(a.shape)} and {list(b.shape)}, expected "
-                                  f"[..., {lay.in_channels}] and [..., {lay.in_channels}, {lay.out_features}]")
+            raise QuantInputError(
+                f"product {name}: operands {list(a.shape)} and {list(b.shape)}, expected "
+                f"[..., {lay.in_channels}] and [..., {lay.in_channels}, {lay.out_features}]"
+            )
         acc = np.matmul(a, b) * np.int64(lay.multiplier[0, 0])
         acc += np.int64(lay.bias[0]) << np.int64(lay.bias_shift[0])
         return requantize(acc, np.int64(lay.shift[0]), lay.out_zero_point, lay.out_qmin, lay.out_qmax)
@@ -461,8 +523,10 @@ class IntegerModel:
     def arrays(self) -> dict[str, np.ndarray]:
         """The ``model.npz`` content."""
         out: dict[str, np.ndarray] = {
-            "format_version": np.array(FORMAT_VERSION), "model_name": np.array(self.name),
-            "layers": np.array([lay.name for lay in self.layers]), "pre_ops": np.array(json.dumps(self.pre_ops)),
+            "format_version": np.array(FORMAT_VERSION),
+            "model_name": np.array(self.name),
+            "layers": np.array([lay.name for lay in self.layers]),
+            "pre_ops": np.array(json.dumps(self.pre_ops)),
             "graph": np.array(json.dumps(self.graph or [])),
         }
         for lay in self.layers:
@@ -488,9 +552,16 @@ class IntegerModel:
         return out
 
     def meta(self, npz_sha256: str) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "model_name": self.name, "npz": NPZ_NAME, "npz_sha256": npz_sha256,
-                "layers": [lay.name for lay in self.layers], "pre_ops": self.pre_ops, "graph": self.graph or [],
-                "layer_summaries": [lay.summary() for lay in self.layers]}
+        return {
+            "format_version": FORMAT_VERSION,
+            "model_name": self.name,
+            "npz": NPZ_NAME,
+            "npz_sha256": npz_sha256,
+            "layers": [lay.name for lay in self.layers],
+            "pre_ops": self.pre_ops,
+            "graph": self.graph or [],
+            "layer_summaries": [lay.summary() for lay in self.layers],
+        }
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write ``model.npz`` then ``meta.json`` atomically (temporary file + ``os.replace``); returns ``out_dir``."""
@@ -530,19 +601,51 @@ def _quantize_one(x: Any, q: Quantizer, what: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------------
 #: the per-layer arrays of ``model.npz``: exact dtype and number of dimensions, as written by :meth:`IntegerModel.save`
 _ARRAYS: dict[str, tuple[Any, int]] = {
-    "w_scales": (np.float64, 2), "row_bounds": (np.int64, 1), "col_bounds": (np.int64, 1),
-    "out_perm": (np.int32, 1), "in_perm": (np.int32, 1), "bias_real": (np.float64, 1), "bias": (np.int32, 1),
-    "multiplier": (np.int32, 2), "shift": (np.int32, 1), "bias_shift": (np.int32, 1)}
+    "w_scales": (np.float64, 2),
+    "row_bounds": (np.int64, 1),
+    "col_bounds": (np.int64, 1),
+    "out_perm": (np.int32, 1),
+    "in_perm": (np.int32, 1),
+    "bias_real": (np.float64, 1),
+    "bias": (np.int32, 1),
+    "multiplier": (np.int32, 2),
+    "shift": (np.int32, 1),
+    "bias_shift": (np.int32, 1),
+}
 _INT_TUPLES = ("kernel_size", "stride", "dilation", "in_shape")
-_SCALARS = {"kind": "str", "relu": "bool", "logits": "bool", "product": "bool", "in_scale": "float",
-            "out_scale": "float",
-            **{k: "int" for k in ("out_features", "in_channels", "w_bits", "in_bits", "in_zero_point", "in_qmin",
-                                  "in_qmax", "out_bits", "out_zero_point", "out_qmin", "out_qmax", "groups")}}
+_SCALARS = {
+    "kind": "str",
+    "relu": "bool",
+    "logits": "bool",
+    "product": "bool",
+    "in_scale": "float",
+    "out_scale": "float",
+    **{
+        k: "int"
+        for k in (
+            "out_features",
+            "in_channels",
+            "w_bits",
+            "in_bits",
+            "in_zero_point",
+            "in_qmin",
+            "in_qmax",
+            "out_bits",
+            "out_zero_point",
+            "out_qmin",
+            "out_qmax",
+            "groups",
+        )
+    },
+}
 _SCALAR_DTYPES = {"str": "U", "bool": "b", "int": "i", "float": "f"}
 _MODEL_KEYS = ("format_version", "model_name", "layers", "pre_ops", "graph")
 _KIND_DIMS = {"conv1d": 1, "conv2d": 2, "linear": 0}
-_OP_FIELDS = {"relu": {"op"}, "flatten": {"op", "start_dim", "end_dim"},
-              "maxpool": {"op", "dims", "kernel", "stride", "padding", "dilation"}}
+_OP_FIELDS = {
+    "relu": {"op"},
+    "flatten": {"op", "start_dim", "end_dim"},
+    "maxpool": {"op", "dims", "kernel", "stride", "padding", "dilation"},
+}
 _MAX_SHAPE_ELEMENTS = 1 << 40  #: a per-sample shape beyond this is damage, not a model
 
 
@@ -575,8 +678,9 @@ def load_export(directory: str | os.PathLike[str]) -> IntegerModel:
     if not isinstance(meta, dict):
         raise QuantInputError(f"{meta_path}: not a JSON object (got {type(meta).__name__}); re-export the model")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise QuantInputError(f"{meta_path}: format_version {meta.get('format_version')!r}, "
-                              f"this reader supports {FORMAT_VERSION!r}")
+        raise QuantInputError(
+            f"{meta_path}: format_version {meta.get('format_version')!r}, this reader supports {FORMAT_VERSION!r}"
+        )
     sha = hashlib.sha256(data).hexdigest()
     if meta.get("npz_sha256") != sha:
         raise QuantInputError(f"{npz_path} does not match the sha256 recorded in {META_NAME} (partial write?)")
@@ -625,8 +729,9 @@ def _scalar(arrays: Mapping[str, np.ndarray], key: str, kind: str, path: Path) -
     """The 0-d array ``arrays[key]`` as a Python str / bool / int / float; refused unless it is one of ``kind``."""
     arr = arrays[key]
     if arr.ndim != 0 or arr.dtype.kind != _SCALAR_DTYPES[kind] or (kind in ("int", "float") and arr.itemsize != 8):
-        raise QuantInputError(f"{path}: {key} must be a single {kind}{'64' if kind in ('int', 'float') else ''}, "
-                              f"got {_describe(arr)}")
+        raise QuantInputError(
+            f"{path}: {key} must be a single {kind}{'64' if kind in ('int', 'float') else ''}, got {_describe(arr)}"
+        )
     return {"str": str, "bool": bool, "int": int, "float": float}[kind](arr)
 
 
@@ -671,8 +776,9 @@ def _stored_layer(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> In
     for field_name, (dtype, ndim) in {"w_codes": (w_dtype, 2), **_ARRAYS}.items():
         arr = arrays[f"{name}/{field_name}"]
         if arr.dtype != dtype or arr.ndim != ndim:
-            raise QuantInputError(f"{path}: {name}/{field_name} must be a {ndim}-D {np.dtype(dtype)} array, "
-                                  f"got {_describe(arr)}")
+            raise QuantInputError(
+                f"{path}: {name}/{field_name} must be a {ndim}-D {np.dtype(dtype)} array, got {_describe(arr)}"
+            )
         kwargs[field_name] = arr
     kwargs["ops"] = _check_ops(_json_field(arrays, f"{name}/ops", path), f"{path}: {name}/ops")
     layer = IntegerLayer(**kwargs)
@@ -689,8 +795,11 @@ def _w_codes_dtype(w_bits: int) -> Any:
 
 
 def _int_list(value: Any, length: int, minimum: int) -> bool:
-    return (isinstance(value, list) and len(value) == length
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)
+    )
 
 
 def _check_ops(ops: Any, where: str) -> list[dict[str, Any]]:
@@ -710,17 +819,21 @@ def _check_ops(ops: Any, where: str) -> list[dict[str, Any]]:
             if d not in (1, 2) or isinstance(d, bool):
                 raise QuantInputError(f"{where}[{i}]: maxpool dims must be 1 or 2, got {d!r}")
             if not all(_int_list(op[k], d, 1) for k in ("kernel", "stride", "dilation")) or not _int_list(
-                    op["padding"], d, 0):
-                raise QuantInputError(f"{where}[{i}]: maxpool kernel, stride, dilation (>= 1) and padding (>= 0) "
-                                      f"must be {d} integers each")
+                op["padding"], d, 0
+            ):
+                raise QuantInputError(
+                    f"{where}[{i}]: maxpool kernel, stride, dilation (>= 1) and padding (>= 0) "
+                    f"must be {d} integers each"
+                )
     return ops
 
 
 def _window_count(size: int, pad_total: int, kernel: int, stride: int, dilation: int, where: str) -> int:
     span = dilation * (kernel - 1) + 1
     if size + pad_total < span:
-        raise QuantInputError(f"{where}: input size {size} (padded {size + pad_total}) is smaller than the window "
-                              f"span {span}")
+        raise QuantInputError(
+            f"{where}: input size {size} (padded {size + pad_total}) is smaller than the window span {span}"
+        )
     return (size + pad_total - span) // stride + 1
 
 
@@ -728,16 +841,19 @@ def _layer_out_shape(lay: IntegerLayer, shape: tuple[int, ...], where: str) -> t
     """Per-sample output shape of ``lay`` for a per-sample input ``shape`` (refused if the layer cannot take it)."""
     if lay.kind == "linear":
         if not shape or shape[-1] != lay.reduction:
-            raise QuantInputError(f"{where}: input shape {list(shape)} does not end in the layer's {lay.reduction} "
-                                  f"features")
+            raise QuantInputError(
+                f"{where}: input shape {list(shape)} does not end in the layer's {lay.reduction} features"
+            )
         return shape[:-1] + (lay.out_features,)
     d = len(lay.kernel_size)
     if len(shape) != d + 1 or shape[0] != lay.in_channels * lay.groups:
-        raise QuantInputError(f"{where}: input shape {list(shape)} is not [{lay.in_channels * lay.groups} channels, "
-                              f"{d} spatial dims]")
+        raise QuantInputError(
+            f"{where}: input shape {list(shape)} is not [{lay.in_channels * lay.groups} channels, {d} spatial dims]"
+        )
     return (lay.out_features,) + tuple(
         _window_count(size, sum(p), k, s, dl, where)
-        for size, p, k, s, dl in zip(shape[1:], lay.padding, lay.kernel_size, lay.stride, lay.dilation))
+        for size, p, k, s, dl in zip(shape[1:], lay.padding, lay.kernel_size, lay.stride, lay.dilation)
+    )
 
 
 def _op_out_shape(op: Mapping[str, Any], shape: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -748,8 +864,10 @@ def _op_out_shape(op: Mapping[str, Any], shape: tuple[int, ...], where: str) -> 
         d = op["dims"]
         if len(shape) != d + 1:
             raise QuantInputError(f"{where}: maxpool{d}d needs [channels, {d} spatial dims], got {list(shape)}")
-        return shape[:1] + tuple(_window_count(size, 2 * p, k, s, dl, where) for size, p, k, s, dl in zip(
-            shape[1:], op["padding"], op["kernel"], op["stride"], op["dilation"]))
+        return shape[:1] + tuple(
+            _window_count(size, 2 * p, k, s, dl, where)
+            for size, p, k, s, dl in zip(shape[1:], op["padding"], op["kernel"], op["stride"], op["dilation"])
+        )
     full = (1,) + shape
     start, end = op["start_dim"], op["end_dim"]
     if not (-len(full) <= start < len(full) and -len(full) <= end < len(full)):
@@ -757,7 +875,7 @@ def _op_out_shape(op: Mapping[str, Any], shape: tuple[int, ...], where: str) -> 
     start, end = start % len(full), end % len(full)
     if start == 0 or start > end:
         raise QuantInputError(f"{where}: flatten dims {start}..{end} must keep the batch dimension and be ordered")
-    return (full[:start] + (math.prod(full[start:end + 1]),) + full[end + 1:])[1:]
+    return (full[:start] + (math.prod(full[start : end + 1]),) + full[end + 1 :])[1:]
 
 
 def _expanded_perm(prev: np.ndarray, in_channels: int) -> np.ndarray | None:
@@ -797,8 +915,10 @@ def _check_chain(model: IntegerModel, path: Path) -> None:
             nxt = layers[i + 1]
             for label in ("bits", "scale", "zero_point"):
                 if getattr(lay, f"out_{label}") != getattr(nxt, f"in_{label}"):
-                    raise QuantInputError(f"{where}: out_{label} {getattr(lay, f'out_{label}')!r} differs from the "
-                                          f"next layer's in_{label} {getattr(nxt, f'in_{label}')!r}")
+                    raise QuantInputError(
+                        f"{where}: out_{label} {getattr(lay, f'out_{label}')!r} differs from the "
+                        f"next layer's in_{label} {getattr(nxt, f'in_{label}')!r}"
+                    )
 
 
 def validate_graph_model(model: IntegerModel, where: str) -> None:
@@ -827,8 +947,10 @@ def _check_dag(model: IntegerModel, path: Path | str) -> None:
             raise QuantInputError(f"{path}: layer {lay.name} is a product template; only a matmul node runs it")
         feeds_output = node["name"] == final and readers[node["name"]] == 1
         if lay.logits != feeds_output:
-            raise QuantInputError(f"{path}: layer {lay.name}: logits is {lay.logits}, but only a layer that feeds "
-                                  f"the output alone emits logits")
+            raise QuantInputError(
+                f"{path}: layer {lay.name}: logits is {lay.logits}, but only a layer that feeds "
+                f"the output alone emits logits"
+            )
         if np.any(lay.in_perm != np.arange(lay.in_channels)) or np.any(lay.out_perm != np.arange(lay.out_features)):
             raise QuantInputError(f"{path}: layer {lay.name}: a graph export has no channel permutations")
 
@@ -841,18 +963,27 @@ def _check_constants(lay: IntegerLayer) -> None:
     rows = lay.row_block()
     sx = exact(lay.in_scale)
     if lay.logits:
-        out_scale, mults, shifts, bias, bias_shifts = _logit_scale(sx, eff, lay.psum_abs_max(), rows, lay.bias_real,
-                                                                   where)
+        out_scale, mults, shifts, bias, bias_shifts = _logit_scale(
+            sx, eff, lay.psum_abs_max(), rows, lay.bias_real, where
+        )
         if out_scale != lay.out_scale:
-            raise QuantInputError(f"{where}: out_scale {lay.out_scale!r} is not the logit scale {out_scale!r} that "
-                                  f"in_scale and w_scales give")
+            raise QuantInputError(
+                f"{where}: out_scale {lay.out_scale!r} is not the logit scale {out_scale!r} that "
+                f"in_scale and w_scales give"
+            )
     else:
         mults, shifts, bias, bias_shifts = _requant_constants(sx, eff, lay.out_scale, lay.bias_real, rows, where)
-    for label, want, got in (("multiplier", mults, lay.multiplier), ("shift", shifts, lay.shift),
-                             ("bias", bias, lay.bias), ("bias_shift", bias_shifts, lay.bias_shift)):
+    for label, want, got in (
+        ("multiplier", mults, lay.multiplier),
+        ("shift", shifts, lay.shift),
+        ("bias", bias, lay.bias),
+        ("bias_shift", bias_shifts, lay.bias_shift),
+    ):
         if not np.array_equal(np.asarray(want, dtype=np.int64), got.astype(np.int64)):
-            raise QuantInputError(f"{where}: {label} is not what in_scale, out_scale, w_scales and bias_real give; "
-                                  f"the stored constants and scales disagree")
+            raise QuantInputError(
+                f"{where}: {label} is not what in_scale, out_scale, w_scales and bias_real give; "
+                f"the stored constants and scales disagree"
+            )
 
 
 def _short(value: Any) -> str:
@@ -910,8 +1041,10 @@ def _check_meta(meta: dict[str, Any], want: dict[str, Any], path: Path) -> None:
         raise QuantInputError(f"{path}: missing field {where} ({NPZ_NAME} gives {_short(expected)}); re-export")
     if expected is _MISSING:
         raise QuantInputError(f"{path}: unexpected field {where}; meta.json must describe the arrays (re-export)")
-    raise QuantInputError(f"{path}: {where} is {_short(got)} but {NPZ_NAME} gives {_short(expected)}; meta.json "
-                          f"must describe the arrays (re-export)")
+    raise QuantInputError(
+        f"{path}: {where} is {_short(got)} but {NPZ_NAME} gives {_short(expected)}; meta.json "
+        f"must describe the arrays (re-export)"
+    )
 
 
 def _validate_layer(lay: IntegerLayer) -> None:
@@ -928,8 +1061,12 @@ def _validate_layer(lay: IntegerLayer) -> None:
         raise QuantInputError(f"{where}: weight codes outside the {lay.w_bits}-bit range")
     if lay.row_bounds[0] != 0 or lay.row_bounds[-1] != lay.out_features or np.any(np.diff(lay.row_bounds) <= 0):
         raise QuantInputError(f"{where}: bad row block bounds {lay.row_bounds.tolist()}")
-    if (lay.col_bounds[0] != 0 or lay.col_bounds[-1] != lay.reduction or np.any(np.diff(lay.col_bounds) <= 0)
-            or np.any(lay.col_bounds % lay.kernel)):
+    if (
+        lay.col_bounds[0] != 0
+        or lay.col_bounds[-1] != lay.reduction
+        or np.any(np.diff(lay.col_bounds) <= 0)
+        or np.any(lay.col_bounds % lay.kernel)
+    ):
         raise QuantInputError(f"{where}: bad column block bounds {lay.col_bounds.tolist()}")
     if lay.w_scales.shape != (lay.n_v, lay.n_h) or lay.multiplier.shape != (lay.n_v, lay.n_h):
         raise QuantInputError(f"{where}: scales/multipliers must have shape {(lay.n_v, lay.n_h)}")
@@ -946,8 +1083,11 @@ def _validate_layer(lay: IntegerLayer) -> None:
     for label, perm, n in (("out_perm", lay.out_perm, lay.out_features), ("in_perm", lay.in_perm, lay.in_channels)):
         if perm.shape != (n,) or sorted(perm.tolist()) != list(range(n)):
             raise QuantInputError(f"{where}: {label} is not a permutation of 0..{n - 1}")
-    for label, value in (("w_scales", lay.w_scales), ("bias_real", lay.bias_real),
-                         ("scales", np.array([lay.in_scale, lay.out_scale]))):
+    for label, value in (
+        ("w_scales", lay.w_scales),
+        ("bias_real", lay.bias_real),
+        ("scales", np.array([lay.in_scale, lay.out_scale])),
+    ):
         if not np.isfinite(value).all():
             raise QuantInputError(f"{where}: {label} holds NaN or inf")
     if lay.w_scales.min() <= 0 or lay.in_scale <= 0 or lay.out_scale <= 0:
@@ -956,8 +1096,9 @@ def _validate_layer(lay: IntegerLayer) -> None:
         raise QuantInputError(f"{where}: zero point outside its code range or empty output range")
     pmax = int(lay.psum_abs_max().max())
     if pmax > INT32_MAX:
-        raise QuantInputError(f"{where}: worst-case partial sum {pmax} overflows int32; reduce the block width "
-                              f"(n_H) or the bits")
+        raise QuantInputError(
+            f"{where}: worst-case partial sum {pmax} overflows int32; reduce the block width (n_H) or the bits"
+        )
     if lay.acc_abs_max() > INT64_MAX:
         raise QuantInputError(f"{where}: worst-case rescaled accumulator overflows int64")
 
@@ -968,13 +1109,17 @@ def _validate_geometry(lay: IntegerLayer, where: str) -> None:
     if lay.out_features < 1 or lay.in_channels < 1:
         raise QuantInputError(f"{where}: out_features and in_channels must be >= 1")
     if lay.groups < 1 or lay.out_features % lay.groups or (lay.kind == "linear" and lay.groups != 1):
-        raise QuantInputError(f"{where}: groups {lay.groups} must be >= 1, divide out_features {lay.out_features} "
-                              f"and be 1 for a linear layer")
+        raise QuantInputError(
+            f"{where}: groups {lay.groups} must be >= 1, divide out_features {lay.out_features} "
+            f"and be 1 for a linear layer"
+        )
     if not len(lay.kernel_size) == len(lay.stride) == len(lay.dilation) == len(lay.padding) == d:
-        raise QuantInputError(f"{where}: a {lay.kind} layer needs {d} kernel_size, stride, dilation and padding "
-                              f"entries")
+        raise QuantInputError(
+            f"{where}: a {lay.kind} layer needs {d} kernel_size, stride, dilation and padding entries"
+        )
     if min((*lay.kernel_size, *lay.stride, *lay.dilation), default=1) < 1 or any(
-            p < 0 for pair in lay.padding for p in pair):
+        p < 0 for pair in lay.padding for p in pair
+    ):
         raise QuantInputError(f"{where}: kernel_size, stride and dilation must be >= 1 and padding >= 0")
     if len(lay.row_bounds) < 2 or len(lay.col_bounds) < 2:
         raise QuantInputError(f"{where}: row_bounds and col_bounds need at least 2 entries")
@@ -993,8 +1138,9 @@ def _validate_quantizers(lay: IntegerLayer, where: str) -> None:
     if (lay.in_qmin, lay.in_qmax) not in (_grid(lay.in_bits, True), _grid(lay.in_bits, False)):
         raise QuantInputError(f"{where}: input range {lay.in_qmin}..{lay.in_qmax} is not a {lay.in_bits}-bit grid")
     if lay.relu != any(op.get("op") == "relu" for op in lay.ops):
-        raise QuantInputError(f"{where}: relu is {lay.relu}, but the ops after the layer "
-                              f"{'do not ' if lay.relu else ''}hold a ReLU")
+        raise QuantInputError(
+            f"{where}: relu is {lay.relu}, but the ops after the layer {'do not ' if lay.relu else ''}hold a ReLU"
+        )
     if lay.logits:
         grids = [(INT32_MIN, INT32_MAX)] if lay.out_bits == LOGIT_BITS and lay.out_zero_point == 0 else []
     elif MIN_BITS <= lay.out_bits <= MAX_BITS:
@@ -1002,20 +1148,26 @@ def _validate_quantizers(lay: IntegerLayer, where: str) -> None:
     else:
         grids = []
     if not grids:
-        raise QuantInputError(f"{where}: out_bits {lay.out_bits} must be in {MIN_BITS}..{MAX_BITS} "
-                              f"({LOGIT_BITS} with zero point 0 for the logits of the last layer)")
-    clamps = [(max(lo, lay.out_zero_point) if lay.relu else lo, hi) for lo, hi in grids
-              if lo <= lay.out_zero_point <= hi]
+        raise QuantInputError(
+            f"{where}: out_bits {lay.out_bits} must be in {MIN_BITS}..{MAX_BITS} "
+            f"({LOGIT_BITS} with zero point 0 for the logits of the last layer)"
+        )
+    clamps = [
+        (max(lo, lay.out_zero_point) if lay.relu else lo, hi) for lo, hi in grids if lo <= lay.out_zero_point <= hi
+    ]
     if (lay.out_qmin, lay.out_qmax) not in clamps:
-        raise QuantInputError(f"{where}: output clamp {lay.out_qmin}..{lay.out_qmax} is not the {lay.out_bits}-bit "
-                              f"grid{' from the zero point (ReLU fused)' if lay.relu else ''}")
+        raise QuantInputError(
+            f"{where}: output clamp {lay.out_qmin}..{lay.out_qmax} is not the {lay.out_bits}-bit "
+            f"grid{' from the zero point (ReLU fused)' if lay.relu else ''}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # requantization constants (used by the export and, to check a stored export, by the loader)
 # ------------------------------------------------------------------------------------------------------------------
-def _requant_constants(sx: Fraction, eff: np.ndarray, out_scale: float, bias_real: np.ndarray, rows: np.ndarray,
-                       where: str) -> tuple[list[list[int]], list[int], list[int], list[int]]:
+def _requant_constants(
+    sx: Fraction, eff: np.ndarray, out_scale: float, bias_real: np.ndarray, rows: np.ndarray, where: str
+) -> tuple[list[list[int]], list[int], list[int], list[int]]:
     """Multipliers ``M[v][h]``, shifts ``S[v]``, int32 biases ``B[r]`` and bias shifts ``T[v]`` for one output scale.
 
     ``B_r = rint(b_r / s_y * 2^F_v)`` with the most fractional bits ``F_v <= S_v`` that keep every ``B_r`` of row
@@ -1032,31 +1184,39 @@ def _requant_constants(sx: Fraction, eff: np.ndarray, out_scale: float, bias_rea
             if all(INT32_MIN <= b <= INT32_MAX for b in vals):
                 break
         else:
-            raise QuantInputError(f"{where}: bias of {float(max(abs(bias_lsb[r]) for r in members)):.3g} output "
-                                  f"LSBs does not fit int32")
+            raise QuantInputError(
+                f"{where}: bias of {float(max(abs(bias_lsb[r]) for r in members)):.3g} output LSBs does not fit int32"
+            )
         for r, b in zip(members, vals):
             bias[r] = b
         bias_shifts.append(shift - frac)
     return mults, shifts, bias, bias_shifts
 
 
-def _logit_scale(sx: Fraction, eff: np.ndarray, pmax: np.ndarray, rows: np.ndarray, bias_real: np.ndarray,
-                 where: str) -> tuple[float, list[list[int]], list[int], list[int], list[int]]:
+def _logit_scale(
+    sx: Fraction, eff: np.ndarray, pmax: np.ndarray, rows: np.ndarray, bias_real: np.ndarray, where: str
+) -> tuple[float, list[list[int]], list[int], list[int], list[int]]:
     """Scale and requantization constants of the int32 logits: ``s_out = s_x * max(s_w_eff) * 2^-F`` with the
     largest ``F`` in 0..24 such that no logit code can leave int32 for any input (``F = 0`` if none does: the
     clamp then saturates exactly)."""
     top = exact(float(eff.max()))
     for frac_bits in range(_MAX_LOGIT_FRAC_BITS, -1, -1):
-        s_out = float(sx * top / 2 ** frac_bits)   # rounded to float64; the constants use this stored value
+        s_out = float(sx * top / 2**frac_bits)  # rounded to float64; the constants use this stored value
         try:
             mults, shifts, bias, bias_shifts = _requant_constants(sx, eff, s_out, bias_real, rows, where)
         except QuantInputError:
             if frac_bits == 0:
                 raise
             continue
-        worst = max((sum(int(m) * int(p) for m, p in zip(mults[rows[r]], pmax[r]))
-                     + (abs(bias[r]) << bias_shifts[rows[r]]) + (1 << (shifts[rows[r]] - 1))) >> shifts[rows[r]]
-                    for r in range(len(rows)))
+        worst = max(
+            (
+                sum(int(m) * int(p) for m, p in zip(mults[rows[r]], pmax[r]))
+                + (abs(bias[r]) << bias_shifts[rows[r]])
+                + (1 << (shifts[rows[r]] - 1))
+            )
+            >> shifts[rows[r]]
+            for r in range(len(rows))
+        )
         if worst <= INT32_MAX or frac_bits == 0:
             return s_out, mults, shifts, bias, bias_shifts
     raise AssertionError("unreachable")

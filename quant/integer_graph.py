@@ -39,26 +39,49 @@ from quant.errors import QuantInputError
 from quant.quantizer import MAX_BITS
 from quant.requant import MULT_MAX, exact, quantize_multipliers, requantize
 
-__all__ = ["GRAPH_OPS", "GLUE_PARAMS", "Quantizer", "quantizer_of", "run_graph", "check_graph", "requant_constants",
-           "node_out_shape", "code_maxpool", "code_flatten", "glue_float"]
+__all__ = [
+    "GRAPH_OPS",
+    "GLUE_PARAMS",
+    "Quantizer",
+    "quantizer_of",
+    "run_graph",
+    "check_graph",
+    "requant_constants",
+    "node_out_shape",
+    "code_maxpool",
+    "code_flatten",
+    "glue_float",
+]
 
 #: fields of each op besides ``name``, ``op``, ``inputs``, ``q`` and ``shape``
 GRAPH_OPS: dict[str, frozenset[str]] = {
-    "input": frozenset(), "gemm": frozenset({"layer"}), "relu": frozenset(), "clamp": frozenset({"lo", "hi"}),
+    "input": frozenset(),
+    "gemm": frozenset({"layer"}),
+    "relu": frozenset(),
+    "clamp": frozenset({"lo", "hi"}),
     "maxpool": frozenset({"dims", "kernel", "stride", "padding", "dilation"}),
-    "flatten": frozenset({"start_dim", "end_dim"}), "reshape": frozenset(),
-    "requant": frozenset({"mult", "shift"}), "add": frozenset({"mults", "shift"}),
-    "cat": frozenset({"dim", "mults", "shifts"}), "avgpool": frozenset({"dims", "kernel", "stride", "squeeze",
-                                                                        "mult", "shift"}),
-    "permute": frozenset({"dims"}), "matmul": frozenset({"layer"}), "glue": frozenset({"fn", "params"}),
+    "flatten": frozenset({"start_dim", "end_dim"}),
+    "reshape": frozenset(),
+    "requant": frozenset({"mult", "shift"}),
+    "add": frozenset({"mults", "shift"}),
+    "cat": frozenset({"dim", "mults", "shifts"}),
+    "avgpool": frozenset({"dims", "kernel", "stride", "squeeze", "mult", "shift"}),
+    "permute": frozenset({"dims"}),
+    "matmul": frozenset({"layer"}),
+    "glue": frozenset({"fn", "params"}),
     "output": frozenset(),
 }
 _N_INPUTS = {"input": (0, 0), "add": (2, 2), "cat": (1, 1 << 16), "matmul": (2, 2), "glue": (1, 2)}  # else one
 #: glue functions and the parameters each stores
 GLUE_PARAMS: dict[str, frozenset[str]] = {
-    "layernorm": frozenset({"dims", "eps", "weight", "bias"}), "softmax": frozenset({"dim"}),
-    "gelu": frozenset({"approximate"}), "tanh": frozenset(), "sigmoid": frozenset(), "silu": frozenset(),
-    "scalar": frozenset({"op", "value"}), "add": frozenset(),
+    "layernorm": frozenset({"dims", "eps", "weight", "bias"}),
+    "softmax": frozenset({"dim"}),
+    "gelu": frozenset({"approximate"}),
+    "tanh": frozenset(),
+    "sigmoid": frozenset(),
+    "silu": frozenset(),
+    "scalar": frozenset({"op", "value"}),
+    "add": frozenset(),
 }
 _SCALAR_OPS = ("mul", "div", "add", "sub", "rsub", "rdiv")
 _MAX_LOGIT_CODE_BITS = 32
@@ -68,8 +91,13 @@ Quantizer = dict[str, Any]  #: ``{"bits", "scale", "zero_point", "qmin", "qmax"}
 
 
 def quantizer_of(bits: int, scale: float, zero_point: int, qmin: int, qmax: int) -> Quantizer:
-    return {"bits": int(bits), "scale": float(scale), "zero_point": int(zero_point), "qmin": int(qmin),
-            "qmax": int(qmax)}
+    return {
+        "bits": int(bits),
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+        "qmin": int(qmin),
+        "qmax": int(qmax),
+    }
 
 
 def requant_constants(in_scales: Sequence[float], out_scale: float, divisor: int = 1) -> tuple[list[int], int]:
@@ -90,14 +118,17 @@ def code_maxpool(x: np.ndarray, op: Mapping[str, Any]) -> np.ndarray:
     xp = np.pad(x, [(0, 0), (0, 0)] + [(pi, pi) for pi in p], constant_values=np.iinfo(np.int64).min)
     span = tuple(di * (ki - 1) + 1 for ki, di in zip(k, dl))
     win = sliding_window_view(xp, span, axis=tuple(range(2, 2 + d)))
-    win = win[(slice(None), slice(None)) + tuple(slice(None, None, si) for si in s)
-              + tuple(slice(None, None, di) for di in dl)]
+    win = win[
+        (slice(None), slice(None))
+        + tuple(slice(None, None, si) for si in s)
+        + tuple(slice(None, None, di) for di in dl)
+    ]
     return win.max(axis=tuple(range(2 + d, 2 + 2 * d)))
 
 
 def code_flatten(x: np.ndarray, start: int, end: int) -> np.ndarray:
     start, end = start % x.ndim, end % x.ndim
-    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+    return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1 :])
 
 
 def _window_sum(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int]) -> np.ndarray:
@@ -137,8 +168,10 @@ def _apply(node: Mapping[str, Any], args: list[np.ndarray], qs: list[Quantizer])
         acc = sum((a - qa["zero_point"]) * np.int64(m) for a, qa, m in zip(args, qs, node["mults"]))
         return requantize(acc, int(node["shift"]), zp, lo, hi)
     if op == "cat":
-        parts = [requantize((a - qa["zero_point"]) * np.int64(m), int(s), zp, lo, hi)
-                 for a, qa, m, s in zip(args, qs, node["mults"], node["shifts"])]
+        parts = [
+            requantize((a - qa["zero_point"]) * np.int64(m), int(s), zp, lo, hi)
+            for a, qa, m, s in zip(args, qs, node["mults"], node["shifts"])
+        ]
         return np.concatenate(parts, axis=int(node["dim"]))
     if op == "avgpool":
         total = _window_sum(args[0] - qs[0]["zero_point"], node["kernel"], node["stride"])
@@ -157,16 +190,16 @@ def glue_float(node: Mapping[str, Any], xs: list[np.ndarray]) -> np.ndarray:
         var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
         y = (x - mean) / np.sqrt(var + float(p["eps"]))
         if p["weight"] is not None:
-            y = y * np.asarray(p["weight"], dtype=np.float64).reshape(np.shape(y)[-int(p["dims"]):])
+            y = y * np.asarray(p["weight"], dtype=np.float64).reshape(np.shape(y)[-int(p["dims"]) :])
         if p["bias"] is not None:
-            y = y + np.asarray(p["bias"], dtype=np.float64).reshape(np.shape(y)[-int(p["dims"]):])
+            y = y + np.asarray(p["bias"], dtype=np.float64).reshape(np.shape(y)[-int(p["dims"]) :])
         return y
     if fn == "softmax":
         e = np.exp(x - x.max(axis=int(p["dim"]), keepdims=True))
         return e / e.sum(axis=int(p["dim"]), keepdims=True)
     if fn == "gelu":
         if p["approximate"] == "tanh":
-            return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+            return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
         from scipy.special import erf
 
         return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
@@ -176,19 +209,28 @@ def glue_float(node: Mapping[str, Any], xs: list[np.ndarray]) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-x))
     if fn == "silu":
         return x / (1.0 + np.exp(-x))
-    if fn == "add":      # two tensors (an attention mask added to the scores), broadcasting
+    if fn == "add":  # two tensors (an attention mask added to the scores), broadcasting
         return x + np.asarray(xs[1], dtype=np.float64)
     if fn == "scalar":
         c = float(p["value"])
-        return {"mul": lambda: x * c, "div": lambda: x / c, "add": lambda: x + c, "sub": lambda: x - c,
-                "rsub": lambda: c - x, "rdiv": lambda: c / x}[p["op"]]()
+        return {
+            "mul": lambda: x * c,
+            "div": lambda: x / c,
+            "add": lambda: x + c,
+            "sub": lambda: x - c,
+            "rsub": lambda: c - x,
+            "rdiv": lambda: c / x,
+        }[p["op"]]()
     raise QuantInputError(f"unknown glue function {fn!r}")
 
 
-def run_graph(nodes: Sequence[Mapping[str, Any]], input_codes: np.ndarray | Sequence[np.ndarray],
-              run_gemm: Callable[[str, np.ndarray], np.ndarray],
-              on_gemm_input: Callable[[str, np.ndarray], None] | None = None,
-              run_product: Callable[[str, np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def run_graph(
+    nodes: Sequence[Mapping[str, Any]],
+    input_codes: np.ndarray | Sequence[np.ndarray],
+    run_gemm: Callable[[str, np.ndarray], np.ndarray],
+    on_gemm_input: Callable[[str, np.ndarray], None] | None = None,
+    run_product: Callable[[str, np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Execute the graph on the input's codes; ``run_gemm(layer, codes)`` computes a GEMM node (the golden model's
     ``run_layer``, or the RTL), ``run_product(layer, a, b)`` a product of two activations, ``on_gemm_input`` sees
     each GEMM's input first.  Returns every node's codes (float64 values for glue nodes without ``q``)."""
@@ -216,8 +258,11 @@ def run_graph(nodes: Sequence[Mapping[str, Any]], input_codes: np.ndarray | Sequ
 # validation
 # ------------------------------------------------------------------------------------------------------------------
 def _int_list(value: Any, length: int | None = None, minimum: int = 0) -> bool:
-    return (isinstance(value, list) and (length is None or len(value) == length)
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value))
+    return (
+        isinstance(value, list)
+        and (length is None or len(value) == length)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)
+    )
 
 
 def _check_quantizer(q: Any, where: str) -> None:
@@ -238,15 +283,18 @@ def _check_quantizer(q: Any, where: str) -> None:
     else:
         raise QuantInputError(f"{where}: q bits {bits} outside 1..{MAX_BITS} (or {_MAX_LOGIT_CODE_BITS} for logits)")
     if (q["qmin"], q["qmax"]) != grid or not grid[0] <= q["zero_point"] <= grid[1]:
-        raise QuantInputError(f"{where}: q range {q['qmin']}..{q['qmax']} (zero point {q['zero_point']}) is not the "
-                              f"{bits}-bit grid")
+        raise QuantInputError(
+            f"{where}: q range {q['qmin']}..{q['qmax']} (zero point {q['zero_point']}) is not the {bits}-bit grid"
+        )
 
 
 def _check_constants(mults: Sequence[int], shift: int, reals: Sequence[Fraction], where: str) -> None:
     want_m, want_s = quantize_multipliers(list(reals))
     if list(mults) != want_m or shift != want_s:
-        raise QuantInputError(f"{where}: multipliers {list(mults)} >> {shift} are not the requantization of the "
-                              f"stored scales ({want_m} >> {want_s}); re-export the model")
+        raise QuantInputError(
+            f"{where}: multipliers {list(mults)} >> {shift} are not the requantization of the "
+            f"stored scales ({want_m} >> {want_s}); re-export the model"
+        )
     if any(not 0 <= m <= MULT_MAX for m in mults):
         raise QuantInputError(f"{where}: multiplier outside 0..{MULT_MAX}")
 
@@ -260,8 +308,9 @@ def node_out_shape(node: Mapping[str, Any], shapes: list[tuple[int, ...]], where
     if op == "permute":
         dims = node["dims"]
         if not _int_list(dims) or sorted(dims) != list(range(len(first) + 1)) or dims[0] != 0:
-            raise QuantInputError(f"{where}: dims {dims} are not a permutation of the {len(first) + 1} dims that "
-                                  f"keeps the batch first")
+            raise QuantInputError(
+                f"{where}: dims {dims} are not a permutation of the {len(first) + 1} dims that keeps the batch first"
+            )
         return tuple(first[d - 1] for d in dims[1:])
     if op == "add":
         if shapes[0] != shapes[1]:
@@ -272,7 +321,7 @@ def node_out_shape(node: Mapping[str, Any], shapes: list[tuple[int, ...]], where
         start, end = int(node["start_dim"]) % len(full), int(node["end_dim"]) % len(full)
         if start == 0:
             raise QuantInputError(f"{where}: flatten over the batch dimension is not supported")
-        return full[1:start] + (int(np.prod(full[start:end + 1])),) + full[end + 1:]
+        return full[1:start] + (int(np.prod(full[start : end + 1])),) + full[end + 1 :]
     if op == "reshape":
         shape = tuple(node["shape"])
         if int(np.prod(shape)) != int(np.prod(first)):
@@ -280,10 +329,11 @@ def node_out_shape(node: Mapping[str, Any], shapes: list[tuple[int, ...]], where
         return shape
     if op == "cat":
         dim = int(node["dim"]) - 1
-        if dim < 0 or any(len(s) != len(first) or s[:dim] + s[dim + 1:] != first[:dim] + first[dim + 1:]
-                          for s in shapes):
+        if dim < 0 or any(
+            len(s) != len(first) or s[:dim] + s[dim + 1 :] != first[:dim] + first[dim + 1 :] for s in shapes
+        ):
             raise QuantInputError(f"{where}: cat of shapes {[list(s) for s in shapes]} along dim {node['dim']}")
-        return first[:dim] + (sum(s[dim] for s in shapes),) + first[dim + 1:]
+        return first[:dim] + (sum(s[dim] for s in shapes),) + first[dim + 1 :]
     if op in ("maxpool", "avgpool"):
         d = int(node["dims"])
         if len(first) != d + 1:
@@ -345,32 +395,50 @@ def check_graph(nodes: Any, layers: Mapping[str, Any], where: str) -> None:
                 raise QuantInputError(f"{at}: no layer {node['layer']!r}")
             used.append(node["layer"])
             if ins[0]["q"] != layer.in_quantizer() or q != layer.out_quantizer():
-                raise QuantInputError(f"{at}: the quantizers of its input and output differ from layer "
-                                      f"{node['layer']!r}'s")
+                raise QuantInputError(
+                    f"{at}: the quantizers of its input and output differ from layer {node['layer']!r}'s"
+                )
             if layer.in_shape and tuple(layer.in_shape) != shapes[0]:
-                raise QuantInputError(f"{at}: input shape {list(shapes[0])}, layer {node['layer']!r} was exported "
-                                      f"for {list(layer.in_shape)}")
+                raise QuantInputError(
+                    f"{at}: input shape {list(shapes[0])}, layer {node['layer']!r} was exported "
+                    f"for {list(layer.in_shape)}"
+                )
             shape = layer.out_shape(shapes[0], at)
         elif op == "matmul":
             layer = layers.get(node["layer"]) if isinstance(node["layer"], str) else None
             if layer is None or not getattr(layer, "product", False):
                 raise QuantInputError(f"{at}: no product layer {node['layer']!r}")
             used.append(node["layer"])
-            if (ins[0]["q"] != layer.in_quantizer() or ins[1]["q"] != layer.held_quantizer()
-                    or q != layer.out_quantizer()):
-                raise QuantInputError(f"{at}: the quantizers of its operands and output differ from product "
-                                      f"{node['layer']!r}'s")
+            if (
+                ins[0]["q"] != layer.in_quantizer()
+                or ins[1]["q"] != layer.held_quantizer()
+                or q != layer.out_quantizer()
+            ):
+                raise QuantInputError(
+                    f"{at}: the quantizers of its operands and output differ from product {node['layer']!r}'s"
+                )
             a, b = shapes
-            if (len(a) < 2 or len(a) != len(b) or a[:-2] != b[:-2] or a[-1] != b[-2]
-                    or a[-1] != layer.in_channels or b[-1] != layer.out_features):
-                raise QuantInputError(f"{at}: operands of shapes {list(a)} and {list(b)} do not multiply as product "
-                                      f"{node['layer']!r} ({layer.in_channels} x {layer.out_features})")
+            if (
+                len(a) < 2
+                or len(a) != len(b)
+                or a[:-2] != b[:-2]
+                or a[-1] != b[-2]
+                or a[-1] != layer.in_channels
+                or b[-1] != layer.out_features
+            ):
+                raise QuantInputError(
+                    f"{at}: operands of shapes {list(a)} and {list(b)} do not multiply as product "
+                    f"{node['layer']!r} ({layer.in_channels} x {layer.out_features})"
+                )
             shape = a[:-1] + (b[-1],)
         else:
             if op in ("relu", "clamp", "maxpool", "flatten", "reshape", "permute", "output") and q != ins[0]["q"]:
                 raise QuantInputError(f"{at}: a {op} keeps its input's quantizer")
-            if op == "clamp" and not (isinstance(node["lo"], int) and isinstance(node["hi"], int)
-                                      and q["qmin"] <= node["lo"] <= node["hi"] <= q["qmax"]):
+            if op == "clamp" and not (
+                isinstance(node["lo"], int)
+                and isinstance(node["hi"], int)
+                and q["qmin"] <= node["lo"] <= node["hi"] <= q["qmax"]
+            ):
                 raise QuantInputError(f"{at}: clamp bounds must be integers within the grid")
             _check_node_constants(node, ins, at)
             shape = node_out_shape(node, shapes, at)
@@ -380,8 +448,9 @@ def check_graph(nodes: Any, layers: Mapping[str, Any], where: str) -> None:
     if nodes[0]["op"] != "input" or nodes[-1]["op"] != "output" or sum(n["op"] == "output" for n in nodes) != 1:
         raise QuantInputError(f"{where}: a graph starts with its input node and ends with its one output node")
     if sorted(used) != sorted(layers):
-        raise QuantInputError(f"{where}: the graph must run every layer exactly once (runs {used}, layers "
-                              f"{list(layers)})")
+        raise QuantInputError(
+            f"{where}: the graph must run every layer exactly once (runs {used}, layers {list(layers)})"
+        )
 
 
 def _check_node_constants(node: Mapping[str, Any], ins: list[Mapping[str, Any]], at: str) -> None:
@@ -397,27 +466,40 @@ def _check_node_constants(node: Mapping[str, Any], ins: list[Mapping[str, Any]],
             raise QuantInputError(f"{at}: mults must be two integers and shift an integer")
         _check_constants(node["mults"], node["shift"], [exact(n["q"]["scale"]) / exact(q["scale"]) for n in ins], at)
     elif op == "cat":
-        if not _int_list(node["mults"], len(ins)) or not _int_list(node["shifts"], len(ins)) \
-                or not isinstance(node["dim"], int):
+        if (
+            not _int_list(node["mults"], len(ins))
+            or not _int_list(node["shifts"], len(ins))
+            or not isinstance(node["dim"], int)
+        ):
             raise QuantInputError(f"{at}: mults and shifts must be one integer per input, dim an integer")
         for n, m, s in zip(ins, node["mults"], node["shifts"]):
             _check_constants([m], s, [exact(n["q"]["scale"]) / exact(q["scale"])], at)
     elif op == "avgpool":
         d = node["dims"]
-        if not (isinstance(d, int) and d in (1, 2) and _int_list(node["kernel"], d, 1)
-                and _int_list(node["stride"], d, 1) and isinstance(node["squeeze"], bool)
-                and isinstance(node["mult"], int) and isinstance(node["shift"], int)):
+        if not (
+            isinstance(d, int)
+            and d in (1, 2)
+            and _int_list(node["kernel"], d, 1)
+            and _int_list(node["stride"], d, 1)
+            and isinstance(node["squeeze"], bool)
+            and isinstance(node["mult"], int)
+            and isinstance(node["shift"], int)
+        ):
             raise QuantInputError(f"{at}: dims (1 or 2), kernel, stride, squeeze, mult and shift are malformed")
         count = int(np.prod(node["kernel"]))
         if count >= 1 << 15:
             raise QuantInputError(f"{at}: a window of {count} codes is too large for the 64-bit accumulator")
-        _check_constants([node["mult"]], node["shift"], [exact(ins[0]["q"]["scale"]) / (exact(q["scale"]) * count)],
-                         at)
+        _check_constants([node["mult"]], node["shift"], [exact(ins[0]["q"]["scale"]) / (exact(q["scale"]) * count)], at)
     elif op == "maxpool":
         d = node["dims"]
-        if not (isinstance(d, int) and d in (1, 2) and _int_list(node["kernel"], d, 1)
-                and _int_list(node["stride"], d, 1) and _int_list(node["padding"], d, 0)
-                and _int_list(node["dilation"], d, 1)):
+        if not (
+            isinstance(d, int)
+            and d in (1, 2)
+            and _int_list(node["kernel"], d, 1)
+            and _int_list(node["stride"], d, 1)
+            and _int_list(node["padding"], d, 0)
+            and _int_list(node["dilation"], d, 1)
+        ):
             raise QuantInputError(f"{at}: dims (1 or 2), kernel, stride, padding and dilation are malformed")
     elif op == "flatten":
         if not (isinstance(node["start_dim"], int) and isinstance(node["end_dim"], int)):
@@ -427,8 +509,11 @@ def _check_node_constants(node: Mapping[str, Any], ins: list[Mapping[str, Any]],
 
 
 def _finite_list(value: Any, length: int) -> bool:
-    return (isinstance(value, list) and len(value) == length and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
 
 
 def _check_glue(node: Mapping[str, Any], ins: list[Mapping[str, Any]], at: str) -> None:
@@ -449,9 +534,10 @@ def _check_glue(node: Mapping[str, Any], ins: list[Mapping[str, Any]], at: str) 
     if fn == "layernorm":
         dims = p["dims"]
         if not (isinstance(dims, int) and 1 <= dims <= len(shape)) or not (
-                isinstance(p["eps"], float) and p["eps"] > 0):
+            isinstance(p["eps"], float) and p["eps"] > 0
+        ):
             raise QuantInputError(f"{at}: layernorm needs 1 <= dims <= {len(shape)} and eps > 0")
-        size = int(np.prod(shape[len(shape) - dims:]))
+        size = int(np.prod(shape[len(shape) - dims :]))
         for key in ("weight", "bias"):
             if p[key] is not None and not _finite_list(p[key], size):
                 raise QuantInputError(f"{at}: layernorm {key} must be null or {size} finite numbers")
@@ -463,6 +549,11 @@ def _check_glue(node: Mapping[str, Any], ins: list[Mapping[str, Any]], at: str) 
             raise QuantInputError(f"{at}: gelu approximate must be none or tanh")
     elif fn == "scalar":
         v = p["value"]
-        if p["op"] not in _SCALAR_OPS or isinstance(v, bool) or not isinstance(v, (int, float)) \
-                or not math.isfinite(v) or (p["op"] == "div" and v == 0):
+        if (
+            p["op"] not in _SCALAR_OPS
+            or isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or (p["op"] == "div" and v == 0)
+        ):
             raise QuantInputError(f"{at}: scalar op must be one of {', '.join(_SCALAR_OPS)} with a finite value")

@@ -34,8 +34,9 @@ def check_calibration(model: Any, calib_x: Any) -> None:
     check_finite("calibration inputs", calib_x.detach().cpu().double().numpy())
 
 
-def layer_weight_bits(model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[str, int]
-                      ) -> tuple[list[tuple[str, QuantLayer]], dict[str, int]]:
+def layer_weight_bits(
+    model: nn.Module, calib_x: torch.Tensor, w_bits: int | dict[str, int]
+) -> tuple[list[tuple[str, QuantLayer]], dict[str, int]]:
     """The model's QuantLayers in execution order and each one's weight bits: ``w_bits`` for every layer, or
     ``{layer name: bits}`` naming every QuantLayer and nothing else."""
     layers = quant_layers(model, calib_x[:1])

@@ -110,8 +110,12 @@ class _Graph:
         """An initializer of ``value`` codes as int4/uint4 or int8/uint8 (QDQ zero points and weights)."""
         from onnx import TensorProto, helper
 
-        dtype = {(4, True): TensorProto.INT4, (4, False): TensorProto.UINT4, (8, True): TensorProto.INT8,
-                 (8, False): TensorProto.UINT8}[(bits, signed)]
+        dtype = {
+            (4, True): TensorProto.INT4,
+            (4, False): TensorProto.UINT4,
+            (8, True): TensorProto.INT8,
+            (8, False): TensorProto.UINT8,
+        }[(bits, signed)]
         arr = np.asarray(value, dtype=np.int64)
         name = self.name(hint)
         self.inits.append(helper.make_tensor(name, dtype, list(arr.shape), arr.reshape(-1).tolist()))
@@ -125,10 +129,20 @@ class _Graph:
             from onnx import TensorProto
 
             x64 = self.node("Cast", [x], hint + "_f64", to=TensorProto.DOUBLE)
-            y64 = self.node("Quant", [x64, self.const("scale", np.float64(q["scale"])),
-                                      self.const("zeropt", np.float64(q["zero_point"])),
-                                      self.const("bitwidth", np.float64(q["bits"]))], hint, QONNX_DOMAIN,
-                            signed=int(signed), narrow=0, rounding_mode="ROUND")
+            y64 = self.node(
+                "Quant",
+                [
+                    x64,
+                    self.const("scale", np.float64(q["scale"])),
+                    self.const("zeropt", np.float64(q["zero_point"])),
+                    self.const("bitwidth", np.float64(q["bits"])),
+                ],
+                hint,
+                QONNX_DOMAIN,
+                signed=int(signed),
+                narrow=0,
+                rounding_mode="ROUND",
+            )
             return self.node("Cast", [y64], hint + "_f32", to=TensorProto.FLOAT)
         scale = self.const("scale", np.float32(q["scale"]))
         zp = self.const_typed("zero_point", np.array(q["zero_point"]), q["bits"], signed)
@@ -139,15 +153,25 @@ class _Graph:
         """The layer's dequantized weight in torch's shape ``[out, in_c, *kernel]`` (float32)."""
         shape = (lay.out_features, lay.in_channels) + tuple(lay.kernel_size)
         codes = lay.w_codes.astype(np.int64)
-        full = expand_blocks(lay.w_scales, lay.out_features, lay.in_channels, lay.kernel)   # [out, in_c * kernel]
+        full = expand_blocks(lay.w_scales, lay.out_features, lay.in_channels, lay.kernel)  # [out, in_c * kernel]
         if self.fmt == "qonnx":
             w = (codes * full).astype(np.float32).reshape(shape)
             scale = full[:, :1] if lay.n_h == 1 else full
             scale = scale.reshape((lay.out_features,) + ((1,) * (len(shape) - 1) if lay.n_h == 1 else shape[1:]))
-            return self.node("Quant", [self.const("w", w), self.const("w_scale", scale.astype(np.float32)),
-                                       self.const("w_zeropt", np.float32(0)),
-                                       self.const("w_bits", np.float32(lay.w_bits))],
-                             f"{lay.name}_wq", QONNX_DOMAIN, signed=1, narrow=0, rounding_mode="ROUND")
+            return self.node(
+                "Quant",
+                [
+                    self.const("w", w),
+                    self.const("w_scale", scale.astype(np.float32)),
+                    self.const("w_zeropt", np.float32(0)),
+                    self.const("w_bits", np.float32(lay.w_bits)),
+                ],
+                f"{lay.name}_wq",
+                QONNX_DOMAIN,
+                signed=1,
+                narrow=0,
+                rounding_mode="ROUND",
+            )
         w_codes = self.const_typed("w_codes", codes.reshape(shape), lay.w_bits, True)
         if lay.n_h == 1:
             scale = self.const("w_scale", full[:, 0].astype(np.float32))
@@ -155,8 +179,9 @@ class _Graph:
         block = int(lay.col_bounds[1] - lay.col_bounds[0]) // lay.kernel
         blocked = full.reshape(lay.out_features, lay.n_h, block, lay.kernel)[:, :, 0, :]
         scale = blocked.reshape((lay.out_features, lay.n_h) + tuple(lay.kernel_size)).astype(np.float32)
-        return self.node("DequantizeLinear", [w_codes, self.const("w_scale", scale)], f"{lay.name}_wdq", axis=1,
-                         block_size=block)
+        return self.node(
+            "DequantizeLinear", [w_codes, self.const("w_scale", scale)], f"{lay.name}_wdq", axis=1, block_size=block
+        )
 
 
 def _emit_gemm(g: _Graph, lay: IntegerLayer, x: str, in_shape: tuple[int, ...]) -> str:
@@ -167,8 +192,16 @@ def _emit_gemm(g: _Graph, lay: IntegerLayer, x: str, in_shape: tuple[int, ...]) 
         y = g.node("Add", [g.node("MatMul", [x, wt], f"{lay.name}_mm"), bias], lay.name)
     else:
         pads = [p[0] for p in lay.padding] + [p[1] for p in lay.padding]
-        y = g.node("Conv", [x, w, bias], lay.name, group=lay.groups, kernel_shape=list(lay.kernel_size),
-                   strides=list(lay.stride), pads=pads, dilations=list(lay.dilation))
+        y = g.node(
+            "Conv",
+            [x, w, bias],
+            lay.name,
+            group=lay.groups,
+            kernel_shape=list(lay.kernel_size),
+            strides=list(lay.stride),
+            pads=pads,
+            dilations=list(lay.dilation),
+        )
     return y if lay.logits else g.quant(y, lay.out_quantizer(), f"{lay.name}_out")
 
 
@@ -176,8 +209,9 @@ def _deq(code: int, q: Quantizer) -> np.float32:
     return np.float32((code - q["zero_point"]) * q["scale"])
 
 
-def _emit(g: _Graph, model: IntegerModel, node: dict[str, Any], args: list[str],
-          shapes: dict[str, tuple[int, ...]]) -> str:
+def _emit(
+    g: _Graph, model: IntegerModel, node: dict[str, Any], args: list[str], shapes: dict[str, tuple[int, ...]]
+) -> str:
     op, q, name = node["op"], node["q"], node["name"]
     if op == "input":
         return g.quant(INPUT_NAME, q, "input_q")
@@ -188,8 +222,15 @@ def _emit(g: _Graph, model: IntegerModel, node: dict[str, Any], args: list[str],
     if op == "clamp":
         return g.node("Clip", [args[0], g.const("lo", _deq(node["lo"], q)), g.const("hi", _deq(node["hi"], q))], name)
     if op == "maxpool":
-        return g.node("MaxPool", args, name, kernel_shape=node["kernel"], strides=node["stride"],
-                      pads=node["padding"] * 2, dilations=node["dilation"])
+        return g.node(
+            "MaxPool",
+            args,
+            name,
+            kernel_shape=node["kernel"],
+            strides=node["stride"],
+            pads=node["padding"] * 2,
+            dilations=node["dilation"],
+        )
     if op in ("flatten", "reshape"):
         return g.node("Reshape", [args[0], g.const("shape", np.array([0, *node["shape"]], dtype=np.int64))], name)
     if op == "requant":
@@ -205,7 +246,7 @@ def _emit(g: _Graph, model: IntegerModel, node: dict[str, Any], args: list[str],
         return g.quant(y, q, name)
     if op == "permute":
         return g.node("Transpose", args, name, perm=list(node["dims"]))
-    if op == "matmul":   # both operands already hold their quantizers' values (their producers quantize them)
+    if op == "matmul":  # both operands already hold their quantizers' values (their producers quantize them)
         return g.quant(g.node("MatMul", args, name + "_mm"), q, name)
     if op == "glue":
         y = _emit_glue(g, node, args[0])
@@ -219,13 +260,21 @@ def _emit_glue(g: _Graph, node: dict[str, Any], x: str) -> str:
     """A glue op in float32, as the fake-quant model computes it."""
     fn, p, name = node["fn"], node["params"], node["name"]
     if fn == "layernorm":
-        size = int(np.prod(node["shape"][len(node["shape"]) - p["dims"]:]))
-        trailing = node["shape"][len(node["shape"]) - p["dims"]:]
+        size = int(np.prod(node["shape"][len(node["shape"]) - p["dims"] :]))
+        trailing = node["shape"][len(node["shape"]) - p["dims"] :]
         weight = np.ones(size) if p["weight"] is None else np.asarray(p["weight"])
         bias = np.zeros(size) if p["bias"] is None else np.asarray(p["bias"])
-        return g.node("LayerNormalization", [x, g.const("ln_scale", weight.reshape(trailing).astype(np.float32)),
-                                             g.const("ln_bias", bias.reshape(trailing).astype(np.float32))],
-                      name, axis=-int(p["dims"]), epsilon=float(p["eps"]))
+        return g.node(
+            "LayerNormalization",
+            [
+                x,
+                g.const("ln_scale", weight.reshape(trailing).astype(np.float32)),
+                g.const("ln_bias", bias.reshape(trailing).astype(np.float32)),
+            ],
+            name,
+            axis=-int(p["dims"]),
+            epsilon=float(p["eps"]),
+        )
     if fn == "softmax":
         return g.node("Softmax", [x], name, axis=int(p["dim"]))
     if fn == "gelu":
@@ -247,8 +296,12 @@ def qdq_problems(model: IntegerModel) -> list[str]:
     PTQ-SL column blocks."""
     problems = []
     for node in model_nodes(model):
-        if node["op"] != "gemm" and node["q"] is not None and node["q"]["bits"] not in (4, 8) \
-                and not (node["op"] == "output"):
+        if (
+            node["op"] != "gemm"
+            and node["q"] is not None
+            and node["q"]["bits"] not in (4, 8)
+            and not (node["op"] == "output")
+        ):
             problems.append(f"{node['name']} ({node['q']['bits']}-bit activations)")
     for lay in model.layers:
         if lay.w_bits not in (4, 8):
@@ -270,9 +323,11 @@ def to_onnx(model: IntegerModel, fmt: str = "qonnx") -> Any:
     if fmt == "qdq":
         problems = qdq_problems(model)
         if problems:
-            raise QuantInputError(f"standard ONNX QDQ holds 4- and 8-bit tensors with per-channel or equal "
-                                  f"column blocks only: {', '.join(problems[:4])}"
-                                  f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''} (write QONNX)")
+            raise QuantInputError(
+                f"standard ONNX QDQ holds 4- and 8-bit tensors with per-channel or equal "
+                f"column blocks only: {', '.join(problems[:4])}"
+                f"{f' and {len(problems) - 4} more' if len(problems) > 4 else ''} (write QONNX)"
+            )
     nodes = model_nodes(model)
     g = _Graph(fmt)
     names: dict[str, str] = {}
@@ -281,9 +336,12 @@ def to_onnx(model: IntegerModel, fmt: str = "qonnx") -> Any:
         names[node["name"]] = _emit(g, model, node, [names[i] for i in node["inputs"]], shapes)
     g.nodes[-1].output[0] = OUTPUT_NAME
     graph = helper.make_graph(
-        g.nodes, model.name,
+        g.nodes,
+        model.name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", *nodes[0]["shape"]])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", *nodes[-1]["shape"]])], g.inits)
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", *nodes[-1]["shape"]])],
+        g.inits,
+    )
     opsets = [helper.make_opsetid("", _OPSET)] + ([helper.make_opsetid(QONNX_DOMAIN, 1)] if fmt == "qonnx" else [])
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="lowbit")
     proto.ir_version = 10

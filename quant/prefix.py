@@ -53,7 +53,7 @@ class PrefixRun:
                 raise QuantInputError(f"layer {name!r} runs before the layer listed ahead of it")
             self.stops[name] = last = where[0]
         step = max(1, int(batch))
-        self.envs: list[dict[torch.fx.Node, Any]] = [{placeholders[0]: x[i:i + step]} for i in range(0, len(x), step)]
+        self.envs: list[dict[torch.fx.Node, Any]] = [{placeholders[0]: x[i : i + step]} for i in range(0, len(x), step)]
         self.readers_left = {n: len(n.users) for n in self.nodes}
         self.pos = self.nodes.index(placeholders[0]) + 1
 
@@ -90,8 +90,9 @@ class PrefixRun:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def inputs_in_order(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], x: torch.Tensor,
-                    batch: int = 256) -> Iterator[torch.Tensor]:
+def inputs_in_order(
+    model: nn.Module, layers: Sequence[tuple[str, nn.Module]], x: torch.Tensor, batch: int = 256
+) -> Iterator[torch.Tensor]:
     """Each of ``layers``' inputs (before the layer's own activation quantizer) on ``x``, in order; the caller may
     change a layer after receiving its input and the change reaches every later input.  One stepped forward
     (:class:`PrefixRun`) when the model traces, else one forward per layer."""

@@ -51,9 +51,22 @@ from quant.errors import QuantInputError
 from quant.fakequant import QuantLayer, feed_inputs, quant_layers, tensor_quants
 from quant.quantizer import Blocks, QuantSpec, block_bounds, check_finite, expand_blocks, quantize
 
-__all__ = ["DEFAULT_ALPHAS", "METRICS", "INPUT_MODES", "initial_block_scales", "search_block_scales",
-           "search_block_scales_gram", "lower_inputs", "input_gram", "layer_output_error", "resolve_blocks",
-           "ptq_sl_layer", "ptq_sl_quantize", "float_view", "relative_output_errors"]
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "METRICS",
+    "INPUT_MODES",
+    "initial_block_scales",
+    "search_block_scales",
+    "search_block_scales_gram",
+    "lower_inputs",
+    "input_gram",
+    "layer_output_error",
+    "resolve_blocks",
+    "ptq_sl_layer",
+    "ptq_sl_quantize",
+    "float_view",
+    "relative_output_errors",
+]
 
 #: The paper's candidate grid for the scale multiplier; 1.0 is always added by the search.
 DEFAULT_ALPHAS: np.ndarray = np.linspace(0.5, 1.2, 100)
@@ -94,8 +107,9 @@ def _alpha_grid(alphas: Sequence[float] | np.ndarray) -> tuple[np.ndarray, int]:
     return a, int(np.flatnonzero(a == 1.0)[0])
 
 
-def resolve_blocks(blocks: Blocks | tuple[int, int] | str, out_features: int, in_channels: int,
-                   clamp: bool = False, groups: int = 1) -> Blocks:
+def resolve_blocks(
+    blocks: Blocks | tuple[int, int] | str, out_features: int, in_channels: int, clamp: bool = False, groups: int = 1
+) -> Blocks:
     """``"channel"`` -> ``(out, 1)``, ``"tensor"`` -> ``(1, 1)``, a tuple or :class:`Blocks` as given.
 
     With ``clamp`` a grid larger than the layer is shrunk to ``(min(n_v, out), min(n_h, in_channels))``;
@@ -127,9 +141,11 @@ def resolve_blocks(blocks: Blocks | tuple[int, int] | str, out_features: int, in
     if groups > 1:
         per = out_features // groups
         bounds = block_bounds(out_features, n_v)
-        if n_v % groups or not np.array_equal(bounds[::n_v // groups], np.arange(groups + 1) * per):
-            raise QuantInputError(f"n_V={n_v} row blocks cross the {groups} groups of a grouped conv ({per} rows "
-                                  f"each): n_V must be a multiple of {groups} whose blocks tile each group")
+        if n_v % groups or not np.array_equal(bounds[:: n_v // groups], np.arange(groups + 1) * per):
+            raise QuantInputError(
+                f"n_V={n_v} row blocks cross the {groups} groups of a grouped conv ({per} rows "
+                f"each): n_V must be a multiple of {groups} whose blocks tile each group"
+            )
     return b
 
 
@@ -138,8 +154,9 @@ def initial_block_scales(weight: np.ndarray, spec: QuantSpec, blocks: Blocks, ke
     w = np.asarray(weight, dtype=np.float64)
     out, cols = w.shape
     rb, cb = block_bounds(out, blocks.n_v), block_bounds(cols // kernel, blocks.n_h) * kernel
-    amax = np.array([[np.abs(w[rb[i]:rb[i + 1], cb[j]:cb[j + 1]]).max() for j in range(blocks.n_h)]
-                     for i in range(blocks.n_v)])
+    amax = np.array(
+        [[np.abs(w[rb[i] : rb[i + 1], cb[j] : cb[j + 1]]).max() for j in range(blocks.n_h)] for i in range(blocks.n_v)]
+    )
     scale = amax / (2.0 ** (spec.bits - 1) - 0.5)
     return np.where(scale > 0, scale, 1.0)
 
@@ -219,12 +236,17 @@ def input_gram(x: np.ndarray | torch.Tensor) -> np.ndarray:
     check_finite("calibration inputs", t.detach().double().numpy())
     acc = _GramAccumulator()
     for i in range(0, t.shape[0], 65536):
-        acc.add(t[i:i + 65536])
+        acc.add(t[i : i + 65536])
     return acc.gram
 
 
-def layer_output_error(weight: np.ndarray, qweight: np.ndarray, x: np.ndarray | torch.Tensor, metric: str = "l2",
-                       bias: np.ndarray | None = None) -> float:
+def layer_output_error(
+    weight: np.ndarray,
+    qweight: np.ndarray,
+    x: np.ndarray | torch.Tensor,
+    metric: str = "l2",
+    bias: np.ndarray | None = None,
+) -> float:
     """The search objective evaluated directly: ``||X W^T - X Q^T||^2`` (l2) or ``1 - cos(XW^T+b, XQ^T+b)``."""
     _check_metric(metric)
     x = np.asarray(x.detach().double().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
@@ -253,10 +275,18 @@ def _quad(c: np.ndarray, g: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", (c.reshape(a * m, k) @ g), c.reshape(a * m, k)).reshape(a, m).sum(1)
 
 
-def search_block_scales_gram(weight: np.ndarray, gram: np.ndarray, spec: QuantSpec | int,
-                             blocks: Blocks | tuple[int, int] | str, kernel: int = 1, metric: str = "l2",
-                             alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS, *,
-                             bias: np.ndarray | None = None, rounds: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def search_block_scales_gram(
+    weight: np.ndarray,
+    gram: np.ndarray,
+    spec: QuantSpec | int,
+    blocks: Blocks | tuple[int, int] | str,
+    kernel: int = 1,
+    metric: str = "l2",
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    bias: np.ndarray | None = None,
+    rounds: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`search_block_scales` on a precomputed bias-augmented Gram matrix (see :func:`input_gram`)."""
     spec = _as_spec(spec)
     _check_metric(metric)
@@ -295,9 +325,9 @@ def search_block_scales_gram(weight: np.ndarray, gram: np.ndarray, spec: QuantSp
                     c0, c1 = cb[c], cb[c + 1]
                     rest = delta.copy()
                     rest[:, c0:c1] = 0.0
-                    h = rest @ gx[:, c0:c1]                                       # [m, k]
+                    h = rest @ gx[:, c0:c1]  # [m, k]
                     wb = w[r0:r1, c0:c1]
-                    d = wb[None] - _candidates(wb, grid * s0[r, c], spec)         # [A, m, k]
+                    d = wb[None] - _candidates(wb, grid * s0[r, c], spec)  # [A, m, k]
                     err = _quad(d, gx[c0:c1, c0:c1]) + 2.0 * np.einsum("amk,mk->a", d, h)
                     best = int(np.argmin(err))
                     if err[best] < err[idx[r, c]]:
@@ -325,10 +355,9 @@ def search_block_scales_gram(weight: np.ndarray, gram: np.ndarray, spec: QuantSp
                     num_base = num_row.sum() - num_row[r0:r1].sum() + float(np.sum(wg[r0:r1] * rest))
                     den_base = den_row.sum() - den_row[r0:r1].sum() + float(np.sum(rest_g * rest))
                     wb = w[r0:r1, c0:c1]
-                    cand = _candidates(wb, grid * s0[r, c], spec)                 # [A, m, k]
+                    cand = _candidates(wb, grid * s0[r, c], spec)  # [A, m, k]
                     num = num_base + np.einsum("amk,mk->a", cand, wg[r0:r1, c0:c1])
-                    den = den_base + 2.0 * np.einsum("amk,mk->a", cand, rest_g[:, c0:c1]) \
-                        + _quad(cand, g[c0:c1, c0:c1])
+                    den = den_base + 2.0 * np.einsum("amk,mk->a", cand, rest_g[:, c0:c1]) + _quad(cand, g[c0:c1, c0:c1])
                     with np.errstate(divide="ignore", invalid="ignore"):
                         cos = np.where(den > 0, num / np.sqrt(np.maximum(y_norm2, 1e-300) * den), -np.inf)
                     best = int(np.argmax(cos))
@@ -345,10 +374,18 @@ def search_block_scales_gram(weight: np.ndarray, gram: np.ndarray, spec: QuantSp
     return codes, scales
 
 
-def search_block_scales(weight: np.ndarray, x: np.ndarray | torch.Tensor, spec: QuantSpec | int,
-                        blocks: Blocks | tuple[int, int] | str, kernel: int = 1, metric: str = "l2",
-                        alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS, *, bias: np.ndarray | None = None,
-                        rounds: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def search_block_scales(
+    weight: np.ndarray,
+    x: np.ndarray | torch.Tensor,
+    spec: QuantSpec | int,
+    blocks: Blocks | tuple[int, int] | str,
+    kernel: int = 1,
+    metric: str = "l2",
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    bias: np.ndarray | None = None,
+    rounds: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
     """PTQ-SL's greedy block-scale search for one layer.
 
     ``weight``: GEMM-form ``[out, in_c * kernel]`` (channel-major); ``x``: calibration inputs already lowered to
@@ -361,10 +398,10 @@ def search_block_scales(weight: np.ndarray, x: np.ndarray | torch.Tensor, spec: 
     w, _ = _check_weight(weight, kernel)
     xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     if xt.ndim != 2 or xt.shape[1] != w.shape[1]:
-        raise QuantInputError(f"calibration inputs of shape {tuple(xt.shape)} do not match the weight's "
-                              f"{w.shape[1]} columns")
-    return search_block_scales_gram(w, input_gram(xt), spec, blocks, kernel, metric, alphas, bias=bias,
-                                    rounds=rounds)
+        raise QuantInputError(
+            f"calibration inputs of shape {tuple(xt.shape)} do not match the weight's {w.shape[1]} columns"
+        )
+    return search_block_scales_gram(w, input_gram(xt), spec, blocks, kernel, metric, alphas, bias=bias, rounds=rounds)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -376,9 +413,17 @@ def _layer_bias(layer: QuantLayer) -> np.ndarray | None:
     return None if bias is None else bias.detach().double().cpu().numpy()
 
 
-def ptq_sl_layer(layer: QuantLayer, gram: np.ndarray, bits: int, blocks: Blocks | tuple[int, int] | str,
-                 metric: str = "l2", alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS, *,
-                 rounds: int = 2, clamp: bool = True) -> None:
+def ptq_sl_layer(
+    layer: QuantLayer,
+    gram: np.ndarray,
+    bits: int,
+    blocks: Blocks | tuple[int, int] | str,
+    metric: str = "l2",
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    rounds: int = 2,
+    clamp: bool = True,
+) -> None:
     """Search and install block scales and codes on one :class:`QuantLayer` from its input Gram matrix (one per
     group, ``[groups, k + 1, k + 1]``, for a grouped conv: each group is searched on its own GEMM)."""
     g_count = layer.groups
@@ -391,16 +436,32 @@ def ptq_sl_layer(layer: QuantLayer, gram: np.ndarray, bits: int, blocks: Blocks 
     parts = []
     for g in range(g_count):
         rows = slice(g * per, (g + 1) * per)
-        parts.append(search_block_scales_gram(w[rows], grams[g], spec, Blocks(per_v, b.n_h), layer.kernel, metric,
-                                              alphas, bias=None if bias is None else bias[rows], rounds=rounds))
+        parts.append(
+            search_block_scales_gram(
+                w[rows],
+                grams[g],
+                spec,
+                Blocks(per_v, b.n_h),
+                layer.kernel,
+                metric,
+                alphas,
+                bias=None if bias is None else bias[rows],
+                rounds=rounds,
+            )
+        )
     codes, scales = np.concatenate([c for c, _ in parts]), np.concatenate([s for _, s in parts])
     layer.set_weight_codes(codes, scales, spec, b)
     q = codes * expand_blocks(scales, layer.out_features, layer.in_channels, layer.kernel)
     layer.ptq_sl_rel_err = _grouped_rel_err(w, q, bias, grams)
 
 
-def _grams(model: nn.Module, layers: list[tuple[str, QuantLayer]], calib_x: torch.Tensor,
-           batch: int = 256, own_act: bool = False) -> dict[str, np.ndarray]:
+def _grams(
+    model: nn.Module,
+    layers: list[tuple[str, QuantLayer]],
+    calib_x: torch.Tensor,
+    batch: int = 256,
+    own_act: bool = False,
+) -> dict[str, np.ndarray]:
     """Bias-augmented Gram matrices of the lowered inputs of ``layers``.
 
     The input is taken before the layer's own activation quantizer unless ``own_act`` (then after it, i.e.
@@ -440,11 +501,19 @@ class float_view:  # noqa: N801 - used like a function: ``with float_view(model)
             t.act = act
 
 
-def ptq_sl_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mapping[str, int], *,
-                    blocks: Blocks | tuple[int, int] | str | Mapping[str, Blocks | tuple[int, int] | str] = "channel",
-                    metric: str = "l2", alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
-                    reorder: bool | str = False, inputs: str = "float", rounds: int = 2,
-                    reorder_stat: str = "weight") -> nn.Module:
+def ptq_sl_quantize(
+    model: nn.Module,
+    calib_x: torch.Tensor,
+    w_bits: int | Mapping[str, int],
+    *,
+    blocks: Blocks | tuple[int, int] | str | Mapping[str, Blocks | tuple[int, int] | str] = "channel",
+    metric: str = "l2",
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    reorder: bool | str = False,
+    inputs: str = "float",
+    rounds: int = 2,
+    reorder_stat: str = "weight",
+) -> nn.Module:
     """PTQ-SL weight quantization of a prepared model (:func:`quant.fakequant.prepare`), in place.
 
     ``blocks`` applies to every layer -- a uniform ``(n_v, n_h)`` / :class:`Blocks` is clamped to each layer's
@@ -483,8 +552,9 @@ def ptq_sl_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappi
     for name, m in layers:  # validate everything before touching the model
         _as_spec(pick(w_bits, name, "w_bits"))
         try:
-            resolve_blocks(pick(blocks, name, "blocks"), m.out_features, m.in_channels, clamp=not per_layer_blocks,
-                           groups=m.groups)
+            resolve_blocks(
+                pick(blocks, name, "blocks"), m.out_features, m.in_channels, clamp=not per_layer_blocks, groups=m.groups
+            )
         except QuantInputError as exc:
             raise QuantInputError(f"layer {name!r}: {exc}") from None
         if reorder and m.groups > 1:
@@ -493,8 +563,12 @@ def ptq_sl_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappi
     if reorder:
         from quant.reorder import reorder_model
 
-        n_groups = {name: resolve_blocks(pick(blocks, name, "blocks"), m.out_features, m.in_channels,
-                                         clamp=not per_layer_blocks).n_v for name, m in layers}
+        n_groups = {
+            name: resolve_blocks(
+                pick(blocks, name, "blocks"), m.out_features, m.in_channels, clamp=not per_layer_blocks
+            ).n_v
+            for name, m in layers
+        }
         reorder_model(model, calib_x, n_groups, reorder, stat=reorder_stat)  # sets QuantLayer.out_perm
 
     layers = quant_layers(model, calib_x[:1])  # execution order
@@ -503,10 +577,17 @@ def ptq_sl_quantize(model: nn.Module, calib_x: torch.Tensor, w_bits: int | Mappi
             grams = _grams(model, layers, calib_x)
     for name, m in layers:
         gram = _grams(model, [(name, m)], calib_x, own_act=True)[name] if inputs == "quantized" else grams[name]
-        ptq_sl_layer(m, gram, pick(w_bits, name, "w_bits"), pick(blocks, name, "blocks"), metric, alphas,
-                     rounds=rounds, clamp=not per_layer_blocks)
+        ptq_sl_layer(
+            m,
+            gram,
+            pick(w_bits, name, "w_bits"),
+            pick(blocks, name, "blocks"),
+            metric,
+            alphas,
+            rounds=rounds,
+            clamp=not per_layer_blocks,
+        )
     return model
-
 
 
 def relative_output_errors(model: nn.Module, calib_x: torch.Tensor) -> dict[str, float]:
@@ -519,8 +600,12 @@ def relative_output_errors(model: nn.Module, calib_x: torch.Tensor) -> dict[str,
         return {}
     with float_view(quant_layers(model)):
         grams = _grams(model, layers, calib_x)
-    return {name: _grouped_rel_err(m.gemm_weight(), m.w_deq.detach().double().reshape(m.out_features, -1).numpy(),
-                                   _layer_bias(m), grams[name]) for name, m in layers}
+    return {
+        name: _grouped_rel_err(
+            m.gemm_weight(), m.w_deq.detach().double().reshape(m.out_features, -1).numpy(), _layer_bias(m), grams[name]
+        )
+        for name, m in layers
+    }
 
 
 def _grouped_rel_err(w: np.ndarray, q: np.ndarray, bias: np.ndarray | None, gram: np.ndarray) -> float:

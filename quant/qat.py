@@ -45,8 +45,14 @@ class STEWeightQuant(nn.Module):
         return f"bits={self.bits}"
 
 
-def qat_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config: FinetuneConfig | None = None,
-              progress: bool = False) -> TrainOutcome:
+def qat_train(
+    model: nn.Module,
+    split: Split,
+    w_bits: int,
+    a_bits: int,
+    config: FinetuneConfig | None = None,
+    progress: bool = False,
+) -> TrainOutcome:
     """QAT of float ``model`` at ``w{w_bits}a{a_bits}``; returns the quantized fake-quant model and its history."""
     w_bits, a_bits = check_bits(w_bits, a_bits)
     config = config or FinetuneConfig()

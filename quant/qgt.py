@@ -67,10 +67,28 @@ from quant.quantizer import Blocks, QuantSpec
 from quant.rtn import rtn_codes
 from quant.sensitivity import COLUMNS, float_model
 
-__all__ = ["SCHEDULES", "FINALS", "GRIDS", "SCALE_GRID", "DEFAULT_LAM", "DEFAULT_WARMUP", "DEFAULT_FINAL",
-           "EXP_START", "QGT_COLUMNS", "channel_scales", "grid_weight", "relative_residual", "grid_codes",
-           "layer_residuals", "lambda_at", "default_pairs", "qgt_train", "qgt_sensitivity", "spearman",
-           "bottleneck_rank_correlation"]
+__all__ = [
+    "SCHEDULES",
+    "FINALS",
+    "GRIDS",
+    "SCALE_GRID",
+    "DEFAULT_LAM",
+    "DEFAULT_WARMUP",
+    "DEFAULT_FINAL",
+    "EXP_START",
+    "QGT_COLUMNS",
+    "channel_scales",
+    "grid_weight",
+    "relative_residual",
+    "grid_codes",
+    "layer_residuals",
+    "lambda_at",
+    "default_pairs",
+    "qgt_train",
+    "qgt_sensitivity",
+    "spearman",
+    "bottleneck_rank_correlation",
+]
 
 SCHEDULES = ("linear", "constant", "exp")
 FINALS = ("rtn", "rtn-bc", "gpfq")
@@ -165,8 +183,9 @@ def _nested_residuals(layer: QuantLayer, bits: Sequence[int], grid: str) -> dict
     return out
 
 
-def layer_residuals(model: nn.Module, bits: int, grid: str = "mse",
-                    example: torch.Tensor | None = None) -> dict[str, float]:
+def layer_residuals(
+    model: nn.Module, bits: int, grid: str = "mse", example: torch.Tensor | None = None
+) -> dict[str, float]:
     """``{layer name: R_l}`` of every QuantLayer's float weight at ``bits`` (float64; execution order with
     ``example``).  A float (unprepared) model is prepared (BN folded) first."""
     check_bits(bits, bits)
@@ -232,8 +251,9 @@ def default_pairs(a_bits: int) -> list[Pair]:
 # training
 
 
-def _regularizer(layers: list[tuple[str, QuantLayer]], w_bits: int, grid: str, lam: float, schedule: str,
-                 warmup: float) -> Callable[[float], tuple[torch.Tensor, dict[str, float]]]:
+def _regularizer(
+    layers: list[tuple[str, QuantLayer]], w_bits: int, grid: str, lam: float, schedule: str, warmup: float
+) -> Callable[[float], tuple[torch.Tensor, dict[str, float]]]:
     """The ``extra_loss`` callback of :func:`quant.finetune.finetune`: ``lambda(t) * sum_l R_l`` and its log."""
 
     def extra(t: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -268,8 +288,7 @@ def _round_to_grid(q: nn.Module, calib_x: torch.Tensor, w_bits: int, grid: str, 
             correct_bias(layer, x_f, x_q)
 
 
-def _finish(q: nn.Module, calib_x: torch.Tensor, w_bits: int, a_bits: int, grid: str, final: str,
-            seed: int) -> None:
+def _finish(q: nn.Module, calib_x: torch.Tensor, w_bits: int, a_bits: int, grid: str, final: str, seed: int) -> None:
     """Quantize the trained weights by ``final`` and recalibrate activations on the weight-quantized model."""
     if final == "gpfq":
         gpfq_quantize(q, calib_x, w_bits, seed=seed)
@@ -278,10 +297,21 @@ def _finish(q: nn.Module, calib_x: torch.Tensor, w_bits: int, a_bits: int, grid:
     calibrate_activations(q, calib_x, a_bits)
 
 
-def qgt_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config: FinetuneConfig | None = None,
-              progress: bool = False, *, lam: float = DEFAULT_LAM, schedule: str = "linear",
-              warmup: float = DEFAULT_WARMUP, final: str = DEFAULT_FINAL, grid: str = "mse",
-              pairs: Sequence[Pair] | None = None) -> TrainOutcome:
+def qgt_train(
+    model: nn.Module,
+    split: Split,
+    w_bits: int,
+    a_bits: int,
+    config: FinetuneConfig | None = None,
+    progress: bool = False,
+    *,
+    lam: float = DEFAULT_LAM,
+    schedule: str = "linear",
+    warmup: float = DEFAULT_WARMUP,
+    final: str = DEFAULT_FINAL,
+    grid: str = "mse",
+    pairs: Sequence[Pair] | None = None,
+) -> TrainOutcome:
     """QGT-style training of float ``model`` at ``w{w_bits}a{a_bits}`` (``model`` itself is not modified).
 
     Args:
@@ -311,19 +341,49 @@ def qgt_train(model: nn.Module, split: Split, w_bits: int, a_bits: int, config: 
     initial = {n: _residual64(m, w_bits, grid) for n, m in layers}
     calibrate_activations(q, split.calib_x, a_bits)
     with training_mode(q):
-        history = finetune(q, split, config, extra_loss=_regularizer(layers, w_bits, grid, lam, schedule, warmup),
-                           label=f"QGT w{w_bits}a{a_bits}", progress=progress)
+        history = finetune(
+            q,
+            split,
+            config,
+            extra_loss=_regularizer(layers, w_bits, grid, lam, schedule, warmup),
+            label=f"QGT w{w_bits}a{a_bits}",
+            progress=progress,
+        )
     trained = {n: _residual64(m, w_bits, grid) for n, m in layers}
     sensitivity = qgt_sensitivity(q, split.calib_x, pairs, grid=grid)
     _finish(q, split.calib_x, w_bits, a_bits, grid, final, config.seed)
     ranking = sorted(trained, key=lambda n: -trained[n])
-    summary = {"method": "qgt", "w_bits": w_bits, "a_bits": a_bits, "lam": lam, "schedule": schedule,
-               "warmup": warmup, "final": final, "grid": grid, "epochs": config.epochs, "lr": config.lr,
-               "seed": config.seed, "reg_initial": initial, "reg_final": trained,
-               "reg_total_final": float(sum(trained.values())), "bottlenecks": ranking}
+    summary = {
+        "method": "qgt",
+        "w_bits": w_bits,
+        "a_bits": a_bits,
+        "lam": lam,
+        "schedule": schedule,
+        "warmup": warmup,
+        "final": final,
+        "grid": grid,
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "seed": config.seed,
+        "reg_initial": initial,
+        "reg_final": trained,
+        "reg_total_final": float(sum(trained.values())),
+        "bottlenecks": ranking,
+    }
     groups = dict(zip(sensitivity["name"], sensitivity["group"]))
-    table = pd.DataFrame([{"layer": i, "name": n, "group": int(groups[n]), "reg_initial": initial[n],
-                           "reg_final": trained[n], "rank": ranking.index(n) + 1} for i, (n, _) in enumerate(layers)])
+    table = pd.DataFrame(
+        [
+            {
+                "layer": i,
+                "name": n,
+                "group": int(groups[n]),
+                "reg_initial": initial[n],
+                "reg_final": trained[n],
+                "rank": ranking.index(n) + 1,
+            }
+            for i, (n, _) in enumerate(layers)
+        ]
+    )
     return TrainOutcome(q, history, summary, tables={"sensitivity": sensitivity, "bottlenecks": table})
 
 
@@ -341,12 +401,13 @@ def _check_calib(calib_x: Any) -> torch.Tensor:
 
 def _nsr(noisy: np.ndarray, clean: np.ndarray) -> float:
     """``||noisy - clean||^2 / ||clean||^2`` in float64 (0 for an all-zero ``clean``)."""
-    signal = float(np.sum(clean ** 2))
+    signal = float(np.sum(clean**2))
     return float(np.sum((noisy - clean) ** 2)) / signal if signal > 0 else 0.0
 
 
-def _act_nsr(base: nn.Module, layers: list[tuple[str, QuantLayer]], x: torch.Tensor,
-             a_set: Sequence[int]) -> dict[tuple[str, int], float]:
+def _act_nsr(
+    base: nn.Module, layers: list[tuple[str, QuantLayer]], x: torch.Tensor, a_set: Sequence[int]
+) -> dict[tuple[str, int], float]:
     """Relative input-quantization noise of every layer at every ``a``: max-calibrated on the float network."""
     inputs = capture_inputs(base, [m for _, m in layers], x)
     out = {}
@@ -360,8 +421,9 @@ def _act_nsr(base: nn.Module, layers: list[tuple[str, QuantLayer]], x: torch.Ten
     return out
 
 
-def qgt_sensitivity(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[Pair], *, grid: str = "mse",
-                    tie_adds: bool = True) -> pd.DataFrame:
+def qgt_sensitivity(
+    model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[Pair], *, grid: str = "mse", tie_adds: bool = True
+) -> pd.DataFrame:
     """A sensitivity table (the format of :func:`quant.sensitivity.sensitivity_table`, ``method="qgt"``) from
     the QGT bottleneck signal of ``model``'s float weights (a QGT-trained or any float model; installed codes and
     activation quantizers are ignored).
@@ -392,12 +454,26 @@ def qgt_sensitivity(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[Pai
         widths = list(dict.fromkeys(w for w, _ in pairs))
         w_nsr = {(n, w): r for n, m in layers for w, r in _nested_residuals(m, widths, grid).items()}
     label = "rtn" if grid == "max" else "rtn-mse"
-    rows = [{"layer": i, "name": n, "w_bits": w, "a_bits": a, "sensitivity": w_nsr[(n, w)] + a_nsr[(n, a)],
-             "method": "qgt", "group": groups[n], "quantizer": label, "w_nsr": w_nsr[(n, w)], "a_nsr": a_nsr[(n, a)]}
-            for i, (n, _) in enumerate(layers) for w, a in pairs]
+    rows = [
+        {
+            "layer": i,
+            "name": n,
+            "w_bits": w,
+            "a_bits": a,
+            "sensitivity": w_nsr[(n, w)] + a_nsr[(n, a)],
+            "method": "qgt",
+            "group": groups[n],
+            "quantizer": label,
+            "w_nsr": w_nsr[(n, w)],
+            "a_nsr": a_nsr[(n, a)],
+        }
+        for i, (n, _) in enumerate(layers)
+        for w, a in pairs
+    ]
     frame = pd.DataFrame.from_records(rows, columns=list(QGT_COLUMNS))
-    return frame.astype({"layer": "int64", "w_bits": "int64", "a_bits": "int64", "group": "int64",
-                         "sensitivity": "float64"})
+    return frame.astype(
+        {"layer": "int64", "w_bits": "int64", "a_bits": "int64", "group": "int64", "sensitivity": "float64"}
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -421,7 +497,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
         raise QuantInputError(f"spearman needs two 1-D sequences of one length >= 2, got {x.shape} and {y.shape}")
     rx, ry = _ranks(x) - (len(x) + 1) / 2, _ranks(y) - (len(y) + 1) / 2
-    den = math.sqrt(float(np.sum(rx ** 2) * np.sum(ry ** 2)))
+    den = math.sqrt(float(np.sum(rx**2) * np.sum(ry**2)))
     return float(np.sum(rx * ry) / den) if den > 0 else float("nan")
 
 
@@ -432,9 +508,15 @@ def _per_group(values: dict[str, float], groups: dict[str, int]) -> dict[int, fl
     return out
 
 
-def bottleneck_rank_correlation(model_name: str, w_bits: int = 2, a_bits: int = 8,
-                                config: FinetuneConfig | None = None, *, model_seed: int = 0,
-                                **qgt_kwargs: Any) -> dict[str, Any]:
+def bottleneck_rank_correlation(
+    model_name: str,
+    w_bits: int = 2,
+    a_bits: int = 8,
+    config: FinetuneConfig | None = None,
+    *,
+    model_seed: int = 0,
+    **qgt_kwargs: Any,
+) -> dict[str, Any]:
     """Spearman's rho between QGT's bottleneck ranking and Pandey et al.'s SQNR ranking on a built-in model.
 
     QGT: final ``R_l`` after :func:`qgt_train` at ``w{w_bits}a{a_bits}`` (``qgt_kwargs`` go to it).  SQNR:
@@ -461,9 +543,18 @@ def bottleneck_rank_correlation(model_name: str, w_bits: int = 2, a_bits: int = 
     def ranking(values: dict[int, float]) -> list[str]:
         return [labels[g] for g in sorted(ids, key=lambda g: -values[g])]
 
-    return {"model": model_name, "model_seed": model_seed, "w_bits": w_bits, "a_bits": a_bits,
-            "rho": spearman([final[g] for g in ids], [nsr[g] for g in ids]),
-            "rho_initial": spearman([initial[g] for g in ids], [nsr[g] for g in ids]),
-            "qgt_ranking": ranking(final), "sqnr_ranking": ranking(nsr), "initial_ranking": ranking(initial),
-            "reg_final": {labels[g]: final[g] for g in ids}, "reg_initial": {labels[g]: initial[g] for g in ids},
-            "sqnr_nsr": {labels[g]: nsr[g] for g in ids}, "summary": outcome.summary}
+    return {
+        "model": model_name,
+        "model_seed": model_seed,
+        "w_bits": w_bits,
+        "a_bits": a_bits,
+        "rho": spearman([final[g] for g in ids], [nsr[g] for g in ids]),
+        "rho_initial": spearman([initial[g] for g in ids], [nsr[g] for g in ids]),
+        "qgt_ranking": ranking(final),
+        "sqnr_ranking": ranking(nsr),
+        "initial_ranking": ranking(initial),
+        "reg_final": {labels[g]: final[g] for g in ids},
+        "reg_initial": {labels[g]: initial[g] for g in ids},
+        "sqnr_nsr": {labels[g]: nsr[g] for g in ids},
+        "summary": outcome.summary,
+    }

@@ -91,8 +91,10 @@ class QuantLayer(nn.Module):
         """Install integer codes [out, in_c*kernel] with per-block scales [n_v, n_h]."""
         codes = np.asarray(codes, dtype=np.int64)
         if codes.shape != (self.out_features, self.in_channels * self.kernel):
-            raise QuantInputError(f"weight codes of shape {codes.shape} do not match the layer's GEMM form "
-                                  f"{(self.out_features, self.in_channels * self.kernel)}")
+            raise QuantInputError(
+                f"weight codes of shape {codes.shape} do not match the layer's GEMM form "
+                f"{(self.out_features, self.in_channels * self.kernel)}"
+            )
         if codes.min() < spec.qmin or codes.max() > spec.qmax:
             raise QuantInputError(f"weight codes outside the {spec.bits}-bit range {spec.qmin}..{spec.qmax}")
         scales = np.asarray(scales, dtype=np.float64).reshape(blocks.n_v, blocks.n_h)
@@ -104,8 +106,9 @@ class QuantLayer(nn.Module):
 
     def set_float_weight(self, weight_gemm: np.ndarray) -> None:
         """Replace the float weight (GEMM form; the bias is untouched); clears codes."""
-        self.layer.weight.data = torch.as_tensor(np.asarray(weight_gemm).reshape(self.layer.weight.shape),
-                                                 dtype=self.layer.weight.dtype)
+        self.layer.weight.data = torch.as_tensor(
+            np.asarray(weight_gemm).reshape(self.layer.weight.shape), dtype=self.layer.weight.dtype
+        )
         self.w_codes = self.w_scales = self.w_spec = self.blocks = None
         self.w_deq = None
 

@@ -20,8 +20,20 @@ import numpy as np
 
 from quant.errors import QuantInputError
 
-__all__ = ["QuantSpec", "Blocks", "block_bounds", "block_scales", "expand_blocks", "quantize", "dequantize",
-           "fake_quantize", "check_finite", "check_seed", "MIN_BITS", "MAX_BITS"]
+__all__ = [
+    "QuantSpec",
+    "Blocks",
+    "block_bounds",
+    "block_scales",
+    "expand_blocks",
+    "quantize",
+    "dequantize",
+    "fake_quantize",
+    "check_finite",
+    "check_seed",
+    "MIN_BITS",
+    "MAX_BITS",
+]
 
 MIN_BITS, MAX_BITS = 2, 8
 
@@ -114,8 +126,9 @@ def block_scales(weight: np.ndarray, blocks: Blocks, spec: QuantSpec, kernel: in
     in_ch = cols // kernel
     blocks.check(out, in_ch)
     rb, cb = block_bounds(out, blocks.n_v), block_bounds(in_ch, blocks.n_h) * kernel
-    amax = np.array([[np.abs(w[rb[i]:rb[i + 1], cb[j]:cb[j + 1]]).max() for j in range(blocks.n_h)]
-                     for i in range(blocks.n_v)])
+    amax = np.array(
+        [[np.abs(w[rb[i] : rb[i + 1], cb[j] : cb[j + 1]]).max() for j in range(blocks.n_h)] for i in range(blocks.n_v)]
+    )
     scale = amax / spec.qmax
     return np.where(scale > 0, scale, 1.0)
 
@@ -131,7 +144,8 @@ def dequantize(codes: np.ndarray, scale: np.ndarray | float, zero_point: np.ndar
     return (np.asarray(codes, dtype=np.float64) - zero_point) * scale
 
 
-def fake_quantize(x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int,
-                  spec: QuantSpec) -> np.ndarray:
+def fake_quantize(
+    x: np.ndarray, scale: np.ndarray | float, zero_point: np.ndarray | int, spec: QuantSpec
+) -> np.ndarray:
     """Quantize then dequantize (float64)."""
     return dequantize(quantize(x, scale, zero_point, spec), scale, zero_point)

@@ -42,19 +42,51 @@ from torch import nn
 from quant.errors import QuantInputError
 from quant.fakequant import QuantLayer
 
-__all__ = ["Link", "METHODS", "STATS", "plan_links", "channel_stats", "choose_permutation", "permute_channels",
-           "reorder_model"]
+__all__ = [
+    "Link",
+    "METHODS",
+    "STATS",
+    "plan_links",
+    "channel_stats",
+    "choose_permutation",
+    "permute_channels",
+    "reorder_model",
+]
 
 METHODS = ("sort", "kmeans")
 STATS = ("weight", "activation")
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
-_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Hardtanh,
-                nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-                nn.AlphaDropout)
-_POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-         nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
+_ELEMENTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Mish,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.AlphaDropout,
+)
+_POOL = (
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+)
 
 
 @dataclass
@@ -90,9 +122,11 @@ def _leaves(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
         for name, child in module.named_children():
             out += _leaves(child, f"{prefix}.{name}" if prefix else name)
         return out
-    raise QuantInputError(f"cannot prove channel reordering safe through {prefix or 'the model'!r} "
-                          f"({type(module).__name__}): only nn.Sequential chains are supported "
-                          f"(no residual adds or custom blocks)")
+    raise QuantInputError(
+        f"cannot prove channel reordering safe through {prefix or 'the model'!r} "
+        f"({type(module).__name__}): only nn.Sequential chains are supported "
+        f"(no residual adds or custom blocks)"
+    )
 
 
 def _example(calib_x: torch.Tensor | None) -> torch.Tensor:
@@ -109,7 +143,7 @@ def _run(model: nn.Module, x: torch.Tensor, batch: int = 512) -> None:
     try:
         with torch.no_grad():
             for i in range(0, len(x), batch):
-                model(x[i:i + batch])
+                model(x[i : i + batch])
     finally:
         model.train(was_training)
 
@@ -124,15 +158,18 @@ def plan_links(model: nn.Module, calib_x: torch.Tensor) -> list[Link]:
     seen: dict[int, str] = {}
     for name, m in leaves:
         if id(m) in seen and not isinstance(m, _ELEMENTWISE + _POOL + (nn.Flatten,)):
-            raise QuantInputError(f"module {name!r} is the same object as {seen[id(m)]!r}; a shared layer cannot "
-                                  f"be reordered safely")
+            raise QuantInputError(
+                f"module {name!r} is the same object as {seen[id(m)]!r}; a shared layer cannot be reordered safely"
+            )
         seen.setdefault(id(m), name)
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     hooks = []
     for name, m in leaves:
+
         def hook(mod, inp, out, name=name):
             if name not in shapes and isinstance(inp[0], torch.Tensor) and isinstance(out, torch.Tensor):
                 shapes[name] = (tuple(inp[0].shape), tuple(out.shape))
+
         hooks.append(m.register_forward_hook(hook))
     try:
         _run(model, _example(calib_x)[:2])
@@ -149,24 +186,30 @@ def plan_links(model: nn.Module, calib_x: torch.Tensor) -> list[Link]:
         in_shape, out_shape = shapes.get(name, ((), ()))
         if isinstance(inner, _WEIGHTED):
             if getattr(inner, "groups", 1) != 1:
-                raise QuantInputError(f"layer {name!r}: grouped convolution (groups={inner.groups}) cannot be "
-                                      f"reordered safely")
+                raise QuantInputError(
+                    f"layer {name!r}: grouped convolution (groups={inner.groups}) cannot be reordered safely"
+                )
             if prod is not None:
                 if barrier is not None:
-                    raise QuantInputError(f"cannot reorder {prod[0]!r} -> {name!r}: {barrier} between them is not "
-                                          f"known to act channel-wise")
+                    raise QuantInputError(
+                        f"cannot reorder {prod[0]!r} -> {name!r}: {barrier} between them is not "
+                        f"known to act channel-wise"
+                    )
                 if isinstance(inner, nn.Linear):
                     if len(in_shape) != 2:
-                        raise QuantInputError(f"layer {name!r}: Linear applied to a {len(in_shape)}-D tensor does not "
-                                              f"consume channels; add a Flatten before it")
+                        raise QuantInputError(
+                            f"layer {name!r}: Linear applied to a {len(in_shape)}-D tensor does not "
+                            f"consume channels; add a Flatten before it"
+                        )
                     need = inner.in_features
                 else:
                     if expand != 1:
                         raise QuantInputError(f"layer {name!r}: convolution after a Flatten cannot be reordered")
                     need = inner.in_channels
                 if need != channels * expand:
-                    raise QuantInputError(f"layer {name!r} expects {need} inputs but {prod[0]!r} provides "
-                                          f"{channels} channels x {expand}")
+                    raise QuantInputError(
+                        f"layer {name!r} expects {need} inputs but {prod[0]!r} provides {channels} channels x {expand}"
+                    )
                 links.append(Link(prod[0], prod[1], name, m, channels, list(bns), expand))
             if isinstance(inner, nn.Linear) and len(out_shape) != 2:
                 prod = None  # a Linear over a sequence axis: its features are not dim 1, do not permute
@@ -178,8 +221,7 @@ def plan_links(model: nn.Module, calib_x: torch.Tensor) -> list[Link]:
             continue
         elif isinstance(m, _BN):
             if m.num_features != channels * expand:
-                raise QuantInputError(f"BatchNorm {name!r} has {m.num_features} features, expected "
-                                      f"{channels * expand}")
+                raise QuantInputError(f"BatchNorm {name!r} has {m.num_features} features, expected {channels * expand}")
             bns.append((name, m, expand))
         elif isinstance(m, nn.Flatten):
             if len(in_shape) > 2:
@@ -206,8 +248,9 @@ def _bn_factor(bn: nn.Module) -> np.ndarray:
     return f.cpu().numpy()
 
 
-def channel_stats(model: nn.Module, calib_x: torch.Tensor, stat: str = "weight",
-                  links: list[Link] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def channel_stats(
+    model: nn.Module, calib_x: torch.Tensor, stat: str = "weight", links: list[Link] | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-channel ``([min, max] features [C, 2], range key [C])`` of every link's producer.
 
     ``stat="weight"``: the producer's output rows scaled by the BatchNorms that follow it (the effective,
@@ -236,6 +279,7 @@ def channel_stats(model: nn.Module, calib_x: torch.Tensor, stat: str = "weight",
             lo, hi = y.min(dim=1).values, y.max(dim=1).values
             mins[key] = lo if key not in mins else torch.minimum(mins[key], lo)
             maxs[key] = hi if key not in maxs else torch.maximum(maxs[key], hi)
+
         hooks.append(tap.register_forward_hook(hook))
     try:
         _run(model, _example(calib_x))
@@ -248,8 +292,9 @@ def channel_stats(model: nn.Module, calib_x: torch.Tensor, stat: str = "weight",
     return out
 
 
-def choose_permutation(features: np.ndarray, key: np.ndarray, n_groups: int, method: str,
-                       random_state: int = 0) -> np.ndarray:
+def choose_permutation(
+    features: np.ndarray, key: np.ndarray, n_groups: int, method: str, random_state: int = 0
+) -> np.ndarray:
     """A channel order from per-channel ``features[C, 2]`` ([min, max]) and a range ``key[C]``."""
     if method not in METHODS:
         raise QuantInputError(f"unknown reorder method {method!r} (allowed: {', '.join(METHODS)})")
@@ -307,16 +352,24 @@ def permute_channels(model: nn.Module, perms: Mapping[str, np.ndarray], calib_x:
     links = {link.producer: link for link in plan_links(model, calib_x)}
     unknown = sorted(set(perms) - set(links))
     if unknown:
-        raise QuantInputError(f"cannot permute the outputs of {unknown[0]!r}: it is not followed by a weighted "
-                              f"layer in the chain (permutable: {', '.join(links) or 'none'})")
+        raise QuantInputError(
+            f"cannot permute the outputs of {unknown[0]!r}: it is not followed by a weighted "
+            f"layer in the chain (permutable: {', '.join(links) or 'none'})"
+        )
     for name, perm in perms.items():
         _apply(links[name], _check_perm(perm, links[name].channels, name))
     return model
 
 
-def reorder_model(model: nn.Module, calib_x: torch.Tensor, n_groups: int | Mapping[str, int],
-                  method: str = "kmeans", *, stat: str = "weight",
-                  random_state: int = 0) -> tuple[nn.Module, dict[str, np.ndarray]]:
+def reorder_model(
+    model: nn.Module,
+    calib_x: torch.Tensor,
+    n_groups: int | Mapping[str, int],
+    method: str = "kmeans",
+    *,
+    stat: str = "weight",
+    random_state: int = 0,
+) -> tuple[nn.Module, dict[str, np.ndarray]]:
     """Reorder every permutable layer's output channels (in place) so that similar ranges are adjacent.
 
     ``n_groups`` (an int or ``{layer name: int}``) is the number of row groups ``n_V`` the layer will be

@@ -42,8 +42,12 @@ class _Recorder(torch.fx.Interpreter):
 
 
 def _in_place(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
-    if node.op == "call_method" and isinstance(node.target, str) and node.target.endswith("_") \
-            and not node.target.endswith("__"):
+    if (
+        node.op == "call_method"
+        and isinstance(node.target, str)
+        and node.target.endswith("_")
+        and not node.target.endswith("__")
+    ):
         return True
     if node.op == "call_module":
         return bool(getattr(gm.get_submodule(str(node.target)), "inplace", False))
@@ -55,7 +59,7 @@ class Replay:
 
     def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
         gm = trace_graph(model)
-        for node in gm.graph.nodes:   # in-place ops would overwrite recorded values: run them out of place
+        for node in gm.graph.nodes:  # in-place ops would overwrite recorded values: run them out of place
             if node.op == "call_module" and getattr(gm.get_submodule(str(node.target)), "inplace", False):
                 gm.get_submodule(str(node.target)).inplace = False
             elif node.kwargs.get("inplace", False):
@@ -71,7 +75,7 @@ class Replay:
         self.values = rec.values
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
         batched: set[torch.fx.Node] = set(placeholders)
-        derived: set[torch.fx.Node] = set()   # sizes and shapes read off batched tensors (x.shape[0], ...)
+        derived: set[torch.fx.Node] = set()  # sizes and shapes read off batched tensors (x.shape[0], ...)
         for node in self.nodes:
             if node.op != "placeholder" and any(a in batched or a in derived for a in node.all_input_nodes):
                 value = self.values.get(node)
@@ -105,7 +109,7 @@ class Replay:
         def fetch(a: torch.fx.Node) -> Any:
             if a in changed:
                 return changed[a]
-            if a in self.derived:   # a size of a batched tensor: read it off the stacked tensor
+            if a in self.derived:  # a size of a batched tensor: read it off the stacked tensor
                 args = torch.fx.node.map_arg(a.args, fetch)
                 kwargs = torch.fx.node.map_arg(a.kwargs, fetch)
                 return run_node(self.gm, a, args, kwargs)
@@ -115,7 +119,7 @@ class Replay:
             return value
 
         out_node = next(n for n in self.nodes if n.op == "output").args[0]
-        pending = {n: len(n.users) for n in self.nodes}   # readers still to run: a stacked value is freed after
+        pending = {n: len(n.users) for n in self.nodes}  # readers still to run: a stacked value is freed after
         with torch.no_grad():
             for node in self.nodes:
                 if node.op in ("placeholder", "get_attr", "output"):
@@ -123,9 +127,10 @@ class Replay:
                 replaced = node.op == "call_module" and str(node.target) in variants
                 if not replaced and not any(a in changed for a in node.all_input_nodes):
                     continue
-                if replaced:   # each variant runs on its own slice of every stacked operand
-                    operands = [changed[a].chunk(p_count) if a in changed else [self.values[a]] * p_count
-                                for a in node.args]
+                if replaced:  # each variant runs on its own slice of every stacked operand
+                    operands = [
+                        changed[a].chunk(p_count) if a in changed else [self.values[a]] * p_count for a in node.args
+                    ]
                     layer = variants[str(node.target)]
                     changed[node] = torch.cat([layer[p](*(o[p] for o in operands)) for p in range(p_count)])
                 else:

@@ -24,15 +24,32 @@ import numpy as np
 from quant.errors import QuantInputError
 
 __all__ = [
-    "PSUM_BITS", "MULT_BITS", "ACC_BITS", "MULT_MIN", "MULT_MAX", "MIN_SHIFT", "MAX_SHIFT", "INT32_MIN", "INT32_MAX",
-    "INT64_MAX", "exact", "round_half_up", "round_half_even", "rounding_shift", "requantize", "quantize_multipliers",
-    "max_abs_offset", "worst_case_psum", "max_reduction_length", "multiplier_error_lsb",
+    "PSUM_BITS",
+    "MULT_BITS",
+    "ACC_BITS",
+    "MULT_MIN",
+    "MULT_MAX",
+    "MIN_SHIFT",
+    "MAX_SHIFT",
+    "INT32_MIN",
+    "INT32_MAX",
+    "INT64_MAX",
+    "exact",
+    "round_half_up",
+    "round_half_even",
+    "rounding_shift",
+    "requantize",
+    "quantize_multipliers",
+    "max_abs_offset",
+    "worst_case_psum",
+    "max_reduction_length",
+    "multiplier_error_lsb",
 ]
 
-PSUM_BITS = 32          #: width of one block's partial sum P_h (signed)
-MULT_BITS = 32          #: width of a multiplier M (signed register; M itself is in 0 .. 2^31 - 1)
-ACC_BITS = 64           #: width of the rescaled accumulator A (signed)
-MULT_MIN = 1 << 30      #: the largest multiplier of a row block is normalised into [MULT_MIN, MULT_MAX]
+PSUM_BITS = 32  #: width of one block's partial sum P_h (signed)
+MULT_BITS = 32  #: width of a multiplier M (signed register; M itself is in 0 .. 2^31 - 1)
+ACC_BITS = 64  #: width of the rescaled accumulator A (signed)
+MULT_MIN = 1 << 30  #: the largest multiplier of a row block is normalised into [MULT_MIN, MULT_MAX]
 MULT_MAX = (1 << 31) - 1
 MIN_SHIFT, MAX_SHIFT = 1, 62
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -91,13 +108,15 @@ def quantize_multipliers(reals: Sequence[Fraction | float]) -> tuple[list[int], 
     top = max(ms)
     e = top.numerator.bit_length() - top.denominator.bit_length()  # 2^(e-1) < top < 2^(e+1)
     if Fraction(2) ** e > top:
-        e -= 1                                                     # now 2^e <= top < 2^(e+1)
+        e -= 1  # now 2^e <= top < 2^(e+1)
     shift = 30 - e
-    if round_half_up(top * Fraction(2) ** shift) > MULT_MAX:       # top * 2^S rounds up to 2^31
+    if round_half_up(top * Fraction(2) ** shift) > MULT_MAX:  # top * 2^S rounds up to 2^31
         shift -= 1
     if shift < MIN_SHIFT:
-        raise QuantInputError(f"requantization multiplier {float(top):.6g} >= 2^30 cannot be represented "
-                              f"(input scale x weight scale >> output scale)")
+        raise QuantInputError(
+            f"requantization multiplier {float(top):.6g} >= 2^30 cannot be represented "
+            f"(input scale x weight scale >> output scale)"
+        )
     shift = min(shift, MAX_SHIFT)
     scale = Fraction(2) ** shift
     return [round_half_up(m * scale) for m in ms], shift
@@ -122,9 +141,11 @@ def max_reduction_length(a_bits: int = 8, w_bits: int = 8, bias_abs: int = 0) ->
     return (INT32_MAX - bias_abs) // (((1 << a_bits) - 1) * (1 << (w_bits - 1)))
 
 
-def multiplier_error_lsb(multipliers: Sequence[int], shift: int, reals: Sequence[Fraction | float],
-                         psum_abs: Sequence[int]) -> Fraction:
+def multiplier_error_lsb(
+    multipliers: Sequence[int], shift: int, reals: Sequence[Fraction | float], psum_abs: Sequence[int]
+) -> Fraction:
     """Exact bound ``sum_h |M_h / 2^S - m_h| * |P_h|`` on the multiplier-rounding error, in output LSBs."""
     scale = Fraction(2) ** shift
-    return sum((abs(Fraction(mh) / scale - exact(r)) * int(p) for mh, r, p in zip(multipliers, reals, psum_abs)),
-               Fraction(0))
+    return sum(
+        (abs(Fraction(mh) / scale - exact(r)) * int(p) for mh, r, p in zip(multipliers, reals, psum_abs)), Fraction(0)
+    )

@@ -23,8 +23,9 @@ def granularity_blocks(layer: QuantLayer, granularity: str | Blocks) -> Blocks:
     raise QuantInputError(f"unknown granularity {granularity!r} (allowed: tensor, channel, or Blocks(n_v, n_h))")
 
 
-def rtn_codes(weight: np.ndarray, spec: QuantSpec, blocks: Blocks, kernel: int = 1,
-              scales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rtn_codes(
+    weight: np.ndarray, spec: QuantSpec, blocks: Blocks, kernel: int = 1, scales: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Codes [out, in] and block scales [n_v, n_h] by round-to-nearest on max-abs (or given) scales."""
     scales = block_scales(weight, blocks, spec, kernel) if scales is None else scales
     full = expand_blocks(scales, weight.shape[0], weight.shape[1] // kernel, kernel)

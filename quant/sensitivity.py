@@ -113,9 +113,23 @@ from quant.quantizer import MAX_BITS, MIN_BITS, Blocks, QuantSpec, check_finite,
 from quant.replay import Replay
 from quant.rtn import granularity_blocks, rtn_codes
 
-__all__ = ["float_model", "METHODS", "QUANTIZERS", "COLUMNS", "REQUIRED_COLUMNS", "EXTRA_COLUMNS", "TABLE_SUFFIXES",
-           "DEFAULT_SAMPLES", "DEFAULT_ITERATIONS", "sensitivity_table", "hessian_traces", "output_nsr",
-           "write_sensitivity", "check_table_path", "quantizer_groups"]
+__all__ = [
+    "float_model",
+    "METHODS",
+    "QUANTIZERS",
+    "COLUMNS",
+    "REQUIRED_COLUMNS",
+    "EXTRA_COLUMNS",
+    "TABLE_SUFFIXES",
+    "DEFAULT_SAMPLES",
+    "DEFAULT_ITERATIONS",
+    "sensitivity_table",
+    "hessian_traces",
+    "output_nsr",
+    "write_sensitivity",
+    "check_table_path",
+    "quantizer_groups",
+]
 
 METHODS = ("sqnr", "hessian", "loss")
 QUANTIZERS = ("rtn", "gpfq")
@@ -159,8 +173,11 @@ def _check_pairs(pairs: Any) -> list[Pair]:
         raise QuantInputError(f"pairs must be a non-empty sequence of (w_bits, a_bits), got {pairs!r}")
     out: list[Pair] = []
     for pair in pairs:
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or any(
-                isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b in pair):
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b in pair)
+        ):
             raise QuantInputError(f"bad bit pair {pair!r}: write it as a (w_bits, a_bits) tuple of ints")
         w, a = int(pair[0]), int(pair[1])
         for label, bits in (("weight", w), ("activation", a)):
@@ -189,8 +206,12 @@ def _check_inputs(calib_x: Any, calib_y: Any, need_labels: bool, method: str) ->
         if need_labels:
             raise QuantInputError(f"method {method!r} needs labels: pass calib_y (class indices) with calib_x")
         return
-    if not isinstance(calib_y, torch.Tensor) or calib_y.ndim != 1 or calib_y.is_floating_point() \
-            or calib_y.dtype == torch.bool:
+    if (
+        not isinstance(calib_y, torch.Tensor)
+        or calib_y.ndim != 1
+        or calib_y.is_floating_point()
+        or calib_y.dtype == torch.bool
+    ):
         raise QuantInputError("calib_y must be a 1-D integer tensor of class indices")
     if len(calib_y) != len(calib_x):
         raise QuantInputError(f"calib_y has {len(calib_y)} labels for {len(calib_x)} calibration inputs")
@@ -217,8 +238,9 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise QuantInputError(f"the model's forward pass failed on calibration inputs of shape "
-                              f"{tuple(x.shape)} ({_first_line(exc)})") from None
+        raise QuantInputError(
+            f"the model's forward pass failed on calibration inputs of shape {tuple(x.shape)} ({_first_line(exc)})"
+        ) from None
     if not isinstance(out, torch.Tensor):
         raise QuantInputError(f"the model must return one tensor, got {type(out).__name__}")
     return out
@@ -226,8 +248,7 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
     if logits.ndim != 2:
-        raise QuantInputError(f"cross-entropy needs logits [N, classes], the model returns shape "
-                              f"{tuple(logits.shape)}")
+        raise QuantInputError(f"cross-entropy needs logits [N, classes], the model returns shape {tuple(logits.shape)}")
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= logits.shape[1]:
         raise QuantInputError(f"labels must be in 0..{logits.shape[1] - 1}, got {lo}..{hi}")
@@ -260,8 +281,6 @@ def _threads(threads: int = 1) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-
-
 # ------------------------------------------------------------------------------------------------------------------
 # building partly quantized copies
 
@@ -269,18 +288,19 @@ def _threads(threads: int = 1) -> Iterator[None]:
 class _Evaluator:
     """Builds copies of the float32 prepared model ``base`` with some layers quantized; caches what it can."""
 
-    def __init__(self, base: nn.Module, x: torch.Tensor, quantizer: str, granularity: str | Blocks,
-                 replay: bool = True) -> None:
+    def __init__(
+        self, base: nn.Module, x: torch.Tensor, quantizer: str, granularity: str | Blocks, replay: bool = True
+    ) -> None:
         self.base, self.x, self.quantizer, self.granularity = base, x, quantizer, granularity
         self.layers = quant_layers(base, x[:1])
-        self.nodes = gemm_nodes(base, x[:1])       # layers and activation products, in execution order
+        self.nodes = gemm_nodes(base, x[:1])  # layers and activation products, in execution order
         self.names = [n for n, _ in self.nodes]
         self.products = {n for n, m in self.nodes if isinstance(m, QuantMatmul)}
         self._acts: dict[int, dict[str, ActQuant]] = {}
         self._acts_b: dict[int, dict[str, ActQuant]] = {}
         self._rtn: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, QuantSpec, Blocks]] = {}
         self._inputs: dict[str, torch.Tensor] | None = None
-        self._replay: Replay | None | bool = False if replay else None   # False: not built yet
+        self._replay: Replay | None | bool = False if replay else None  # False: not built yet
         for _, layer in self.layers:
             granularity_blocks(layer, granularity).check(layer.out_features, layer.in_channels)
 
@@ -318,8 +338,15 @@ class _Evaluator:
         """GPFQ weights [out, in] on float inputs (no activation quantization), for the Hessian proxy."""
         layer = dict(self.layers)[name]
         X = layer_inputs_2d(layer, self.inputs()[name])
-        return quantize_weights(layer.gemm_weight(), X, w_bits, blocks=granularity_blocks(layer, self.granularity),
-                                kernel=layer.kernel, groups=layer.groups, scale_grid=DEFAULT_SCALE_GRID)
+        return quantize_weights(
+            layer.gemm_weight(),
+            X,
+            w_bits,
+            blocks=granularity_blocks(layer, self.granularity),
+            kernel=layer.kernel,
+            groups=layer.groups,
+            scale_grid=DEFAULT_SCALE_GRID,
+        )
 
     def replay(self) -> Replay | None:
         """The recorded float forward (:mod:`quant.replay`), or None when the model does not replay (not traceable,
@@ -356,7 +383,7 @@ class _Evaluator:
         step = max(1, MAX_STACKED // len(self.x))
         out: list[torch.Tensor] = []
         for i in range(0, len(pairs), step):
-            chunk = pairs[i:i + step]
+            chunk = pairs[i : i + step]
             out += replay.run({n: [self.quantized_layer(n, pair) for pair in chunk] for n in members})
         return out
 
@@ -387,9 +414,17 @@ class _Evaluator:
             x_q = layer.act(x_q)
         X, Xq = layer_inputs_2d(layer, x_f), layer_inputs_2d(layer, x_q)
         blocks = granularity_blocks(layer, self.granularity)
-        codes, scales = quantize_weights(layer.gemm_weight(), X, w_bits, None if np.array_equal(X, Xq) else Xq,
-                                         blocks=blocks, kernel=layer.kernel, groups=layer.groups,
-                                         scale_grid=DEFAULT_SCALE_GRID, return_codes=True)
+        codes, scales = quantize_weights(
+            layer.gemm_weight(),
+            X,
+            w_bits,
+            None if np.array_equal(X, Xq) else Xq,
+            blocks=blocks,
+            kernel=layer.kernel,
+            groups=layer.groups,
+            scale_grid=DEFAULT_SCALE_GRID,
+            return_codes=True,
+        )
         layer.set_weight_codes(codes, scales, QuantSpec(w_bits), blocks)
         correct_bias(layer, x_f, x_q)
 
@@ -413,8 +448,13 @@ def _group_members(groups: Mapping[str, int]) -> dict[int, list[str]]:
     return members
 
 
-def _per_group(ev: _Evaluator, groups: Mapping[str, int], pairs: Sequence[Pair],
-               score: Callable[[torch.Tensor], dict[str, float]], advance: Callable[[], None]) -> dict:
+def _per_group(
+    ev: _Evaluator,
+    groups: Mapping[str, int],
+    pairs: Sequence[Pair],
+    score: Callable[[torch.Tensor], dict[str, float]],
+    advance: Callable[[], None],
+) -> dict:
     """``score(output)`` for every group quantized alone at every pair: {(group, pair): dict}."""
     out = {}
     for g, members in _group_members(groups).items():
@@ -430,7 +470,7 @@ def _nsr(y_q: torch.Tensor, y: torch.Tensor, signal: float) -> float:
 
 def _sqnr_rows(ev: _Evaluator, groups: Mapping[str, int], pairs: Sequence[Pair], advance) -> list[dict]:
     y = _forward(ev.base, ev.x)
-    signal = float((y ** 2).sum())
+    signal = float((y**2).sum())
     if not signal > 0:
         raise QuantInputError("the float model's output is all zero on the calibration data: SQNR is undefined")
     scores = _per_group(ev, groups, pairs, lambda y_q: {"nsr": _nsr(y_q, y, signal)}, advance)
@@ -439,13 +479,20 @@ def _sqnr_rows(ev: _Evaluator, groups: Mapping[str, int], pairs: Sequence[Pair],
     for name, g in groups.items():
         for pair in pairs:
             nsr = scores[(g, pair)]["nsr"]
-            rows.append({"name": name, "pair": pair, "sensitivity": nsr / sizes[g],
-                         "sqnr_db": -10.0 * math.log10(nsr) if nsr > 0 else math.inf})
+            rows.append(
+                {
+                    "name": name,
+                    "pair": pair,
+                    "sensitivity": nsr / sizes[g],
+                    "sqnr_db": -10.0 * math.log10(nsr) if nsr > 0 else math.inf,
+                }
+            )
     return rows
 
 
-def _loss_rows(ev: _Evaluator, y: torch.Tensor, groups: Mapping[str, int], pairs: Sequence[Pair],
-               advance) -> list[dict]:
+def _loss_rows(
+    ev: _Evaluator, y: torch.Tensor, groups: Mapping[str, int], pairs: Sequence[Pair], advance
+) -> list[dict]:
     logits = _forward(ev.base, ev.x)
     _check_logits(logits, y)
     loss_f = float(F.cross_entropy(logits, y))
@@ -456,8 +503,16 @@ def _loss_rows(ev: _Evaluator, y: torch.Tensor, groups: Mapping[str, int], pairs
         for pair in pairs:
             loss_q = scores[(g, pair)]["loss"]
             delta = loss_q - loss_f
-            rows.append({"name": name, "pair": pair, "sensitivity": max(0.0, delta) / sizes[g],
-                         "loss_float": loss_f, "loss_quant": loss_q, "delta_loss": delta})
+            rows.append(
+                {
+                    "name": name,
+                    "pair": pair,
+                    "sensitivity": max(0.0, delta) / sizes[g],
+                    "loss_float": loss_f,
+                    "loss_quant": loss_q,
+                    "delta_loss": delta,
+                }
+            )
     return rows
 
 
@@ -478,8 +533,14 @@ def _hutchinson(grad: torch.Tensor, wrt: torch.Tensor, iterations: int, gen: tor
     return total / iterations
 
 
-def _traces(base: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: int, seed: int,
-            advance: Callable[[], None] = lambda: None) -> list[dict]:
+def _traces(
+    base: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    iterations: int,
+    seed: int,
+    advance: Callable[[], None] = lambda: None,
+) -> list[dict]:
     """Hutchinson traces of each layer's weight block and input-activation block, in execution order.
 
     Hessian-vector products run in float32: CPU convolutions have no fast float64 double-backward (10-20x
@@ -499,8 +560,13 @@ def _traces(base: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: int, 
         _check_logits(logits, y)
         grads = torch.autograd.grad(F.cross_entropy(logits, y), weights, create_graph=True)
         for i, ((name, _), w, g) in enumerate(zip(layers, weights, grads)):
-            out.append({"name": name, "w_trace": _hutchinson(g, w, iterations, _generator(seed, i, 0)),
-                        "w_params": int(w.numel())})
+            out.append(
+                {
+                    "name": name,
+                    "w_trace": _hutchinson(g, w, iterations, _generator(seed, i, 0)),
+                    "w_params": int(w.numel()),
+                }
+            )
         for w in weights:
             w.requires_grad_(False)
         del grads, logits
@@ -518,17 +584,23 @@ def _traces(base: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: int, 
             finally:
                 hook.remove()
             if len(seen) != 1:
-                raise QuantInputError(f"hessian: layer {name!r} runs {len(seen)} times per forward pass "
-                                      f"(shared layers are not supported)")
+                raise QuantInputError(
+                    f"hessian: layer {name!r} runs {len(seen)} times per forward pass (shared layers are not supported)"
+                )
             (g,) = torch.autograd.grad(loss, seen[0], create_graph=True)
-            out[i].update({"a_trace": _hutchinson(g, seen[0], iterations, _generator(seed, i, 1)),
-                           "a_numel": int(seen[0].numel())})
+            out[i].update(
+                {
+                    "a_trace": _hutchinson(g, seen[0], iterations, _generator(seed, i, 1)),
+                    "a_numel": int(seen[0].numel()),
+                }
+            )
             advance()
     return out
 
 
-def _hessian_rows(ev: _Evaluator, y: torch.Tensor, pairs: Sequence[Pair], iterations: int, seed: int,
-                  advance) -> list[dict]:
+def _hessian_rows(
+    ev: _Evaluator, y: torch.Tensor, pairs: Sequence[Pair], iterations: int, seed: int, advance
+) -> list[dict]:
     traces = {t["name"]: t for t in _traces(ev.base, ev.x, y, iterations, seed, advance)}
     layers = dict(ev.layers)
     inputs = ev.inputs()
@@ -553,9 +625,19 @@ def _hessian_rows(ev: _Evaluator, y: torch.Tensor, pairs: Sequence[Pair], iterat
                 x_f = inputs[name]
                 a_delta[(name, a_bits)] = float(((ev.acts(a_bits)[name](x_f) - x_f) ** 2).sum())
             dw, da = w_delta[(name, w_bits)], a_delta[(name, a_bits)]
-            rows.append({"name": name, "pair": (w_bits, a_bits), "sensitivity": 0.5 * (w_curv * dw + a_curv * da),
-                         "w_trace": t["w_trace"], "w_params": t["w_params"], "w_delta_sq": dw,
-                         "a_trace": t["a_trace"], "a_numel": t["a_numel"], "a_delta_sq": da})
+            rows.append(
+                {
+                    "name": name,
+                    "pair": (w_bits, a_bits),
+                    "sensitivity": 0.5 * (w_curv * dw + a_curv * da),
+                    "w_trace": t["w_trace"],
+                    "w_params": t["w_params"],
+                    "w_delta_sq": dw,
+                    "a_trace": t["a_trace"],
+                    "a_numel": t["a_numel"],
+                    "a_delta_sq": da,
+                }
+            )
     return rows
 
 
@@ -563,11 +645,23 @@ def _hessian_rows(ev: _Evaluator, y: torch.Tensor, pairs: Sequence[Pair], iterat
 # public API
 
 
-def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[Pair], method: str = "sqnr", *,
-                      calib_y: torch.Tensor | None = None, quantizer: str = "rtn",
-                      granularity: str | Blocks = "channel", n_samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                      iterations: int = DEFAULT_ITERATIONS, tie_adds: bool = True,
-                      progress: bool = False, threads: int | None = None, replay: bool = True) -> pd.DataFrame:
+def sensitivity_table(
+    model: nn.Module,
+    calib_x: torch.Tensor,
+    pairs: Sequence[Pair],
+    method: str = "sqnr",
+    *,
+    calib_y: torch.Tensor | None = None,
+    quantizer: str = "rtn",
+    granularity: str | Blocks = "channel",
+    n_samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    iterations: int = DEFAULT_ITERATIONS,
+    tie_adds: bool = True,
+    progress: bool = False,
+    threads: int | None = None,
+    replay: bool = True,
+) -> pd.DataFrame:
     """Per-layer sensitivity of ``model`` for every bit pair, by ``method`` (see the module docstring).
 
     Args:
@@ -608,12 +702,13 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
         _forward(base, x[:1])
         ev = _Evaluator(base, x, quantizer, granularity, replay)
         if not ev.layers:
-            raise QuantInputError("the model has no Conv1d, Conv2d or Linear layer that runs on the calibration "
-                                  "data")
+            raise QuantInputError("the model has no Conv1d, Conv2d or Linear layer that runs on the calibration data")
         groups = _with_products(quantizer_groups(base, x[:1], tie_adds=tie_adds), ev.names)
         if method == "hessian" and ev.products:
-            raise QuantInputError(f"the hessian method scores Conv/Linear weights; this model multiplies two "
-                                  f"activations in {', '.join(sorted(ev.products))}: use sqnr or loss")
+            raise QuantInputError(
+                f"the hessian method scores Conv/Linear weights; this model multiplies two "
+                f"activations in {', '.join(sorted(ev.products))}: use sqnr or loss"
+            )
         n_groups = len(set(groups.values()))
         total = len(ev.layers) if method == "hessian" else n_groups * len(pairs)
         with progress_bar(progress, total, f"sensitivity {method}") as advance:
@@ -624,19 +719,32 @@ def sensitivity_table(model: nn.Module, calib_x: torch.Tensor, pairs: Sequence[P
             else:
                 rows = _hessian_rows(ev, y, pairs, iterations, seed, advance)
     index = {n: i for i, n in enumerate(ev.names)}
-    records = [{"layer": index[r["name"]], "name": r["name"], "w_bits": r["pair"][0], "a_bits": r["pair"][1],
-                "sensitivity": r["sensitivity"], "method": method, "group": groups[r["name"]],
-                "quantizer": quantizer, **{k: r[k] for k in EXTRA_COLUMNS[method]}} for r in rows]
+    records = [
+        {
+            "layer": index[r["name"]],
+            "name": r["name"],
+            "w_bits": r["pair"][0],
+            "a_bits": r["pair"][1],
+            "sensitivity": r["sensitivity"],
+            "method": method,
+            "group": groups[r["name"]],
+            "quantizer": quantizer,
+            **{k: r[k] for k in EXTRA_COLUMNS[method]},
+        }
+        for r in rows
+    ]
     frame = pd.DataFrame.from_records(records, columns=[*COLUMNS, "quantizer", *EXTRA_COLUMNS[method]])
     order = {p: i for i, p in enumerate(pairs)}
     frame["_pair"] = [order[(w, a)] for w, a in zip(frame.w_bits, frame.a_bits)]
     frame = frame.sort_values(["layer", "_pair"], kind="stable").drop(columns="_pair").reset_index(drop=True)
-    return frame.astype({"layer": "int64", "w_bits": "int64", "a_bits": "int64", "group": "int64",
-                         "sensitivity": "float64"})
+    return frame.astype(
+        {"layer": "int64", "w_bits": "int64", "a_bits": "int64", "group": "int64", "sensitivity": "float64"}
+    )
 
 
-def hessian_traces(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iterations: int = DEFAULT_ITERATIONS,
-                   seed: int = 0) -> pd.DataFrame:
+def hessian_traces(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iterations: int = DEFAULT_ITERATIONS, seed: int = 0
+) -> pd.DataFrame:
     """Hutchinson estimates of each layer's Hessian traces for the mean cross-entropy on ``(x, y)`` (all samples).
 
     Columns: ``layer``, ``name``, ``w_trace`` (trace of the Hessian block of the layer's weight), ``w_params``,
@@ -651,12 +759,20 @@ def hessian_traces(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, iterat
     with _threads():
         _forward(base, x[:1])
         rows = _traces(base, x, y.detach(), iterations, seed)
-    return pd.DataFrame([{"layer": i, **r} for i, r in enumerate(rows)],
-                        columns=["layer", "name", "w_trace", "w_params", "a_trace", "a_numel"])
+    return pd.DataFrame(
+        [{"layer": i, **r} for i, r in enumerate(rows)],
+        columns=["layer", "name", "w_trace", "w_params", "a_trace", "a_numel"],
+    )
 
 
-def output_nsr(model: nn.Module, calib_x: torch.Tensor, assignment: Mapping[str, Pair], *, quantizer: str = "rtn",
-               granularity: str | Blocks = "channel") -> float:
+def output_nsr(
+    model: nn.Module,
+    calib_x: torch.Tensor,
+    assignment: Mapping[str, Pair],
+    *,
+    quantizer: str = "rtn",
+    granularity: str | Blocks = "channel",
+) -> float:
     """Output noise-to-signal ratio ``sum ||y_q - y||^2 / sum ||y||^2`` on all of ``calib_x`` with the layers named
     in ``assignment`` quantized at their ``(w_bits, a_bits)`` (activations max-calibrated on ``calib_x``; other
     layers float), the quantity the ``"sqnr"`` method scores per group.  Use it to check how well the summed
@@ -675,7 +791,7 @@ def output_nsr(model: nn.Module, calib_x: torch.Tensor, assignment: Mapping[str,
             raise QuantInputError(f"assignment names unknown layers {unknown} (layers: {ev.names})")
         checked = {name: _check_pairs([pair])[0] for name, pair in assignment.items()}
         y = _forward(base, x)
-        signal = float((y ** 2).sum())
+        signal = float((y**2).sum())
         if not signal > 0:
             raise QuantInputError("the float model's output is all zero on the calibration data: NSR is undefined")
         replay = ev.replay() if quantizer == "rtn" else None

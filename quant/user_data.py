@@ -77,15 +77,19 @@ def load_user_data(path: Path | str) -> UserData:
         if key in arrays:
             other = arrays[key]
             if other.ndim != calib.ndim or other.shape[1:] != calib.shape[1:] or len(other) < 1:
-                raise QuantInputError(f"--data {path}: {key} has shape {other.shape}, calib_x {calib.shape}: the "
-                                      f"per-sample shapes must match")
+                raise QuantInputError(
+                    f"--data {path}: {key} has shape {other.shape}, calib_x {calib.shape}: the "
+                    f"per-sample shapes must match"
+                )
             out[key] = _tensor(other, path, key)
     for key, x_key in (("calib_y", "calib_x"), ("test_y", "test_x"), ("train_y", "train_x")):
         if key in arrays:
             y = arrays[key]
             if y.ndim != 1 or len(y) != len(arrays[x_key]) or y.dtype.kind not in "iu":
-                raise QuantInputError(f"--data {path}: {key} must be integer class labels [N] with N = "
-                                      f"{len(arrays[x_key])} ({x_key}), got {y.dtype} {y.shape}")
+                raise QuantInputError(
+                    f"--data {path}: {key} must be integer class labels [N] with N = "
+                    f"{len(arrays[x_key])} ({x_key}), got {y.dtype} {y.shape}"
+                )
             if y.min() < 0:
                 raise QuantInputError(f"--data {path}: {key} has negative labels")
             out[key] = torch.from_numpy(y.astype(np.int64))

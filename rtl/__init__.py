@@ -25,6 +25,7 @@ def __getattr__(name: str) -> Any:
         return getattr(synth, name)
     raise AttributeError(f"module 'rtl' has no attribute {name!r}")
 
+
 __all__ = [
     "BenchResult",
     "BuildError",

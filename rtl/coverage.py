@@ -19,8 +19,17 @@ from rtl.runner import SRC_DIR, coverage_points, default_build_root, run_bench
 __all__ = ["coverage_runs", "coverage_by_file", "coverage_markdown"]
 
 
-def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], results: Path,
-               dataflow: str = "ws", both_profiles: bool = False, order_start: int = 0, blocks: int = 1) -> dict:
+def _gemm_data(
+    rows: int,
+    cols: int,
+    pe: str,
+    pairs: Sequence[tuple[int, int]],
+    results: Path,
+    dataflow: str = "ws",
+    both_profiles: bool = False,
+    order_start: int = 0,
+    blocks: int = 1,
+) -> dict:
     """GEMM jobs on one build: per pair a multi-fold and a one-fold GEMM; with ``both_profiles`` each also runs
     overlapped, and ws builds add tiled mappings in the loop orders from ``order_start`` on and an
     input-stationary GEMM; with ``blocks > 1`` the second GEMM of each pair splits K into that many blocks."""
@@ -43,9 +52,24 @@ def _gemm_data(rows: int, cols: int, pe: str, pairs: Sequence[tuple[int, int]], 
             else:
                 order = 0
             n_blocks = blocks if j == 1 and flow != "is" else 1
-            job, _ = gemm_job(f"cov{i}_{j}", A, B, rows, cols, pe, w, a, gap_prob=0.3, stall_prob=0.3, seed=i + j,
-                              order=order, tile_m=tile if flow != "os" else None, preload=preload, dataflow=flow,
-                              n_blocks=n_blocks)
+            job, _ = gemm_job(
+                f"cov{i}_{j}",
+                A,
+                B,
+                rows,
+                cols,
+                pe,
+                w,
+                a,
+                gap_prob=0.3,
+                stall_prob=0.3,
+                seed=i + j,
+                order=order,
+                tile_m=tile if flow != "os" else None,
+                preload=preload,
+                dataflow=flow,
+                n_blocks=n_blocks,
+            )
             jobs.append(job)
     return {"results_path": str(results), "jobs": jobs}
 
@@ -62,8 +86,21 @@ def _layer_data(results: Path, export_root: Path, dataflow: str = "ws") -> tuple
     inputs = golden_layer_inputs(model, sample_images(model, 1))
     # ws: layer 0 at a mapping whose tiles cut the output columns too (the gemm top's 2-D tile steps)
     mappings = {"0": Mapping(1, 5)} if dataflow == "ws" else {}
-    jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i,
-                      dataflow=dataflow, mapping=mappings.get(name))[0] for i, name in enumerate(["0", "12", "7"])]
+    jobs = [
+        layer_job(
+            model.layer(name),
+            inputs[name],
+            4,
+            4,
+            "bitfusion",
+            gap_prob=0.3,
+            stall_prob=0.3,
+            seed=i,
+            dataflow=dataflow,
+            mapping=mappings.get(name),
+        )[0]
+        for i, name in enumerate(["0", "12", "7"])
+    ]
     # layer 12 has n_H = 2: the build holds two reduction blocks
     params = layer_parameters(model.layer("12"), 4, 4, "bitfusion", psum_rows=64, min_psum_rows=64, dataflow=dataflow)
     return {"results_path": str(results), "jobs": jobs}, params
@@ -80,30 +117,65 @@ def coverage_runs(layer_export: Path, out_dir: Path | None = None) -> list[Path]
     with tempfile.TemporaryDirectory(prefix="lowbit-cov-") as tmp:
         runs = [
             ("lowbit_mac_pe", mac, "rtl.benches.pe_bench", {"W_BITS": 4, "A_BITS": 4}, None, {}),
-            ("lowbit_fusion_pe", [SRC_DIR / "lowbit_fusion_pe.v"], "rtl.benches.pe_bench", {"ACC_BITS": 32}, None,
-             {}),
-            ("lowbit_requant", [SRC_DIR / "lowbit_requant.v"], "rtl.benches.requant_bench", {"OUT_BITS": 8}, None,
-             {}),
-            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "bitfusion"), "bitfusion",
-             {"pairs": [(8, 8), (4, 2), (2, 4)]}),
+            ("lowbit_fusion_pe", [SRC_DIR / "lowbit_fusion_pe.v"], "rtl.benches.pe_bench", {"ACC_BITS": 32}, None, {}),
+            ("lowbit_requant", [SRC_DIR / "lowbit_requant.v"], "rtl.benches.requant_bench", {"OUT_BITS": 8}, None, {}),
+            (
+                TOP,
+                SOURCES,
+                BENCH,
+                driver.top_parameters(3, 3, "bitfusion"),
+                "bitfusion",
+                {"pairs": [(8, 8), (4, 2), (2, 4)]},
+            ),
             (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "fixed", 4, 4), "fixed", {"pairs": [(4, 4)]}),
             # double-buffered weights (both profiles, mappings, is GEMMs), bit-serial PEs, the os top
-            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "bitfusion", preload="overlapped", max_blocks=4),
-             "bitfusion", {"pairs": [(8, 8), (4, 2)], "both": True, "blocks": 3}),
-            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "loom", preload="overlapped"), "loom",
-             {"pairs": [(2, 2), (3, 2)], "both": True, "order_start": 3}),
-            ("lowbit_gemm_os_top", SOURCES, BENCH,
-             driver.top_parameters(3, 3, "fixed", 4, 4, dataflow="os", max_blocks=4), "fixed",
-             {"pairs": [(4, 4)], "both": True, "dataflow": "os", "blocks": 3}),
-            ("lowbit_gemm_os_top", SOURCES, BENCH, driver.top_parameters(3, 3, "loom", dataflow="os"), "loom",
-             {"pairs": [(3, 2)], "both": True, "dataflow": "os"}),
+            (
+                TOP,
+                SOURCES,
+                BENCH,
+                driver.top_parameters(3, 3, "bitfusion", preload="overlapped", max_blocks=4),
+                "bitfusion",
+                {"pairs": [(8, 8), (4, 2)], "both": True, "blocks": 3},
+            ),
+            (
+                TOP,
+                SOURCES,
+                BENCH,
+                driver.top_parameters(3, 3, "loom", preload="overlapped"),
+                "loom",
+                {"pairs": [(2, 2), (3, 2)], "both": True, "order_start": 3},
+            ),
+            (
+                "lowbit_gemm_os_top",
+                SOURCES,
+                BENCH,
+                driver.top_parameters(3, 3, "fixed", 4, 4, dataflow="os", max_blocks=4),
+                "fixed",
+                {"pairs": [(4, 4)], "both": True, "dataflow": "os", "blocks": 3},
+            ),
+            (
+                "lowbit_gemm_os_top",
+                SOURCES,
+                BENCH,
+                driver.top_parameters(3, 3, "loom", dataflow="os"),
+                "loom",
+                {"pairs": [(3, 2)], "both": True, "dataflow": "os"},
+            ),
         ]
         for n_run, (top, sources, bench, params, pe, extra) in enumerate(runs):
             data = None
             if pe is not None:
-                data = _gemm_data(params["ROWS"], params["COLS"], pe, extra["pairs"], Path(tmp) / f"{n_run}.json",
-                                  extra.get("dataflow", "ws"), extra.get("both", False), extra.get("order_start", 0),
-                                  extra.get("blocks", 1))
+                data = _gemm_data(
+                    params["ROWS"],
+                    params["COLS"],
+                    pe,
+                    extra["pairs"],
+                    Path(tmp) / f"{n_run}.json",
+                    extra.get("dataflow", "ws"),
+                    extra.get("both", False),
+                    extra.get("order_start", 0),
+                    extra.get("blocks", 1),
+                )
             res = run_bench(top, sources, bench, params, coverage=True, data=data)
             assert res.coverage_dat is not None
             keep = out / f"{top}_{len(dats)}.dat"
@@ -138,4 +210,3 @@ def coverage_markdown(by_file: dict[str, tuple[int, int]]) -> str:
     c, t = sum(v[0] for v in by_file.values()), sum(v[1] for v in by_file.values())
     lines.append(f"| **all of rtl/src** | {c} | {t} | {100 * c / t:.1f} % |")
     return "\n".join(lines)
-

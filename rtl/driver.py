@@ -171,8 +171,7 @@ def check_dataflow(dataflow: str, pe_kind: str | None = None) -> str:
     if dataflow not in DATAFLOWS:
         raise ValueError(f"dataflow must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}")
     if pe_kind is not None and pe_kind not in DATAFLOW_PE_KINDS[dataflow]:
-        raise ValueError(f"the {dataflow} array builds {', '.join(DATAFLOW_PE_KINDS[dataflow])} PEs, not "
-                         f"{pe_kind!r}")
+        raise ValueError(f"the {dataflow} array builds {', '.join(DATAFLOW_PE_KINDS[dataflow])} PEs, not {pe_kind!r}")
     return dataflow
 
 
@@ -194,12 +193,14 @@ def order_index(order: str | int, dataflow: str = "ws") -> int:
     names = {gemm_order_name(code, o): o for o in allowed}
     if isinstance(order, (int, np.integer)) and not isinstance(order, bool):
         if int(order) not in allowed:
-            raise ValueError(f"loop order index must be one of {', '.join(map(str, allowed))} for {dataflow}, "
-                             f"got {order}")
+            raise ValueError(
+                f"loop order index must be one of {', '.join(map(str, allowed))} for {dataflow}, got {order}"
+            )
         return int(order)
     if not isinstance(order, str) or order.upper() not in names:
-        raise ValueError(f"loop order must be one of {', '.join(sorted(names))} for {dataflow} (outer to inner), "
-                         f"got {order!r}")
+        raise ValueError(
+            f"loop order must be one of {', '.join(sorted(names))} for {dataflow} (outer to inner), got {order!r}"
+        )
     return names[order.upper()]
 
 
@@ -236,8 +237,10 @@ def sim_mapping(order: int, M: int, tile_m: int) -> Any:
     for t, k in enumerate(tile_halvings(axis_halvings(M))):
         if tile_length(M, k) == tile_m:
             return Mapping(order_index(order), t)
-    raise ValueError(f"tile {tile_m} is not a stream tile sim offers for a stream of {M} (offered: "
-                     f"{', '.join(str(x) for x in offered_tile_rows(M))})")
+    raise ValueError(
+        f"tile {tile_m} is not a stream tile sim offers for a stream of {M} (offered: "
+        f"{', '.join(str(x) for x in offered_tile_rows(M))})"
+    )
 
 
 @dataclass(frozen=True)
@@ -393,10 +396,26 @@ class GemmPlan:
         return 50 * (self.busy_cycles_bound + self.w_beats + self.in_beats + self.out_beats) + 1000
 
 
-def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-              w_signed: bool = True, a_signed: bool = True, order: str | int | None = None,
-              tile_m: int | None = None, preload: str = "serial", *, tile_w: int = 1, grid_w: int = 1,
-              dataflow: str = "ws", blocks: Sequence[int] | None = None) -> GemmPlan:
+def plan_gemm(
+    M: int,
+    K: int,
+    N: int,
+    rows: int,
+    cols: int,
+    pe_kind: str,
+    w_bits: int,
+    a_bits: int,
+    w_signed: bool = True,
+    a_signed: bool = True,
+    order: str | int | None = None,
+    tile_m: int | None = None,
+    preload: str = "serial",
+    *,
+    tile_w: int = 1,
+    grid_w: int = 1,
+    dataflow: str = "ws",
+    blocks: Sequence[int] | None = None,
+) -> GemmPlan:
     """Validate the sizes and return the fold plan of ``[M, K] x [K, N]`` on a ``rows x cols`` array, run in loop
     order ``order`` with stream tiles of ``tile_m`` rows (default: untiled) and the ``preload`` profile.
 
@@ -427,8 +446,10 @@ def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits
         raise ValueError(f"tile_w must be an integer in 1..{grid_w}, got {tile_w!r}")
     check_preload(preload)
     sizes = (int(K),) if blocks is None else tuple(int(b) for b in blocks)
-    if any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in (blocks or ())) \
-            or sum(sizes) != K:
+    if (
+        any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 for b in (blocks or ()))
+        or sum(sizes) != K
+    ):
         raise ValueError(f"blocks must be positive integers summing to K = {K}, got {blocks!r}")
     pack = pack_factor(pe_kind, w_bits, a_bits)
     slots = [-(-k // pack) for k in sizes]
@@ -437,10 +458,31 @@ def plan_gemm(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits
         row_folds, tile = len(sizes), min(int(rows), grid_h)
     else:
         row_folds = sum(-(-kp // int(rows)) for kp in slots)
-    return GemmPlan(int(M), int(K), int(N), int(rows), int(cols), pe_kind, int(w_bits), int(a_bits),
-                    bool(w_signed), bool(a_signed), pack, sum(slots), row_folds, -(-int(N) // int(cols)),
-                    w_slot, a_slot, order_index(order, dataflow), int(tile), preload, int(tile_w), int(grid_w),
-                    dataflow, sizes if len(sizes) > 1 else ())
+    return GemmPlan(
+        int(M),
+        int(K),
+        int(N),
+        int(rows),
+        int(cols),
+        pe_kind,
+        int(w_bits),
+        int(a_bits),
+        bool(w_signed),
+        bool(a_signed),
+        pack,
+        sum(slots),
+        row_folds,
+        -(-int(N) // int(cols)),
+        w_slot,
+        a_slot,
+        order_index(order, dataflow),
+        int(tile),
+        preload,
+        int(tile_w),
+        int(grid_w),
+        dataflow,
+        sizes if len(sizes) > 1 else (),
+    )
 
 
 def fold_sequence(plan: GemmPlan) -> Iterator[tuple[int, int, int]]:
@@ -462,7 +504,7 @@ def psum_rows_needed(plan: GemmPlan) -> int:
     if plan.dataflow == "os":
         return 0  # the sums stay in the PEs
     loops = ORDERS[plan.order]
-    inside = loops[loops.index("r") + 1:]
+    inside = loops[loops.index("r") + 1 :]
     return (plan.M if "s" in inside else plan.tile_elements) * (plan.col_folds if "c" in inside else 1)
 
 
@@ -470,8 +512,10 @@ def _check_operand(name: str, x: np.ndarray, bits: int, signed: bool) -> None:
     lo, hi = operand_range(bits, signed)
     if x.size and (x.min() < lo or x.max() > hi):
         bad = np.argwhere((x < lo) | (x > hi))[0]
-        raise ValueError(f"{name}{tuple(int(i) for i in bad)} = {int(x[tuple(bad)])} is outside the "
-                         f"{'signed' if signed else 'unsigned'} {bits}-bit range [{lo}, {hi}]")
+        raise ValueError(
+            f"{name}{tuple(int(i) for i in bad)} = {int(x[tuple(bad)])} is outside the "
+            f"{'signed' if signed else 'unsigned'} {bits}-bit range [{lo}, {hi}]"
+        )
 
 
 def _pack_slots(x: np.ndarray, pack: int, field: int) -> np.ndarray:
@@ -489,11 +533,24 @@ def _beat(slots: np.ndarray, width: int) -> int:
     return value
 
 
-def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                 w_signed: bool = True, a_signed: bool = True, order: str | int | None = None,
-                 tile_m: int | None = None, *, tile_w: int = 1, grid_w: int = 1,
-                 dataflow: str = "ws",
-                 blocks: Sequence[int] | None = None) -> tuple[list[int], list[int], np.ndarray]:
+def gemm_streams(
+    A: np.ndarray,
+    B: np.ndarray,
+    rows: int,
+    cols: int,
+    pe_kind: str,
+    w_bits: int,
+    a_bits: int,
+    w_signed: bool = True,
+    a_signed: bool = True,
+    order: str | int | None = None,
+    tile_m: int | None = None,
+    *,
+    tile_w: int = 1,
+    grid_w: int = 1,
+    dataflow: str = "ws",
+    blocks: Sequence[int] | None = None,
+) -> tuple[list[int], list[int], np.ndarray]:
     """Weight and activation beats of ``lowbit_gemm_top`` for ``A [M, K] @ B [K, N]`` and the exact product.
 
     Args:
@@ -520,8 +577,24 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
         raise ValueError(f"A and B must be integer arrays, got {A.dtype} and {B.dtype}")
     M, K = A.shape
     N = B.shape[1]
-    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, w_signed, a_signed, order, tile_m,
-                     tile_w=tile_w, grid_w=grid_w, dataflow=dataflow, blocks=blocks)
+    plan = plan_gemm(
+        M,
+        K,
+        N,
+        rows,
+        cols,
+        pe_kind,
+        w_bits,
+        a_bits,
+        w_signed,
+        a_signed,
+        order,
+        tile_m,
+        tile_w=tile_w,
+        grid_w=grid_w,
+        dataflow=dataflow,
+        blocks=blocks,
+    )
     _check_operand("A", A, plan.a_bits, a_signed)
     _check_operand("B", B, plan.w_bits, w_signed)
     R, C, P = plan.rows, plan.cols, plan.pack
@@ -537,8 +610,8 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
     Bp = np.zeros((sum(padded), n_pad), dtype=np.int64)
     k0 = p0 = 0
     for k_b, pad_b in zip(plan.block_sizes, padded):
-        Ap[:, p0:p0 + k_b] = A[:, k0:k0 + k_b]
-        Bp[p0:p0 + k_b, :N] = B[k0:k0 + k_b]
+        Ap[:, p0 : p0 + k_b] = A[:, k0 : k0 + k_b]
+        Bp[p0 : p0 + k_b, :N] = B[k0 : k0 + k_b]
         k0, p0 = k0 + k_b, p0 + pad_b
     a_slots = _pack_slots(Ap, P, a_field)  # [M, KF*R]
     w_slots = _pack_slots(Bp.T, P, w_field).T  # [KF*R, NF*C]
@@ -550,12 +623,12 @@ def gemm_streams(A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe_kind: st
         if dataflow == "os":  # slot by slot: the fold's C weights and its rows' activations (missing rows zero)
             members = plan.tile_members(st)
             ks = range(slot0[rf], slot0[rf + 1])  # the fold's block
-            w_beats.extend(_beat(w_slots[k, cf * C:(cf + 1) * C], plan.w_slot) for k in ks)
+            w_beats.extend(_beat(w_slots[k, cf * C : (cf + 1) * C], plan.w_slot) for k in ks)
             a_beats.extend(_beat(a_slots[members, k], plan.a_slot) for k in ks)
             continue
-        tile = w_slots[rf * R:(rf + 1) * R, cf * C:(cf + 1) * C]
+        tile = w_slots[rf * R : (rf + 1) * R, cf * C : (cf + 1) * C]
         w_beats.extend(_beat(tile[r], plan.w_slot) for r in range(R - 1, -1, -1))
-        vecs = a_slots[plan.tile_members(st), rf * R:(rf + 1) * R]
+        vecs = a_slots[plan.tile_members(st), rf * R : (rf + 1) * R]
         a_beats.extend(_beat(v, plan.a_slot) for v in vecs)
     expected = A.astype(np.int64) @ B.astype(np.int64)
     return w_beats, a_beats, expected
@@ -576,9 +649,15 @@ def top_config(plan: GemmPlan) -> dict[str, int]:
     if plan.pe_kind in _SERIAL_ARRAY_KINDS:
         modes.update({"cfg_w_bits": plan.w_bits, "cfg_a_bits": plan.a_bits})
     if plan.dataflow == "os":  # lowbit_gemm_os_top
-        return {"cfg_order": plan.order, "cfg_k_slots": _table(plan.block_slots),
-                "cfg_blocks_m1": plan.n_blocks - 1, "cfg_col_folds": plan.col_folds,
-                "cfg_m_folds": plan.tiles, "cfg_m_last": plan.tile_h_last, **modes}
+        return {
+            "cfg_order": plan.order,
+            "cfg_k_slots": _table(plan.block_slots),
+            "cfg_blocks_m1": plan.n_blocks - 1,
+            "cfg_col_folds": plan.col_folds,
+            "cfg_m_folds": plan.tiles,
+            "cfg_m_last": plan.tile_h_last,
+            **modes,
+        }
     config = {
         "cfg_order": plan.order,
         "cfg_row_folds": plan.row_folds,
@@ -600,9 +679,20 @@ def _table(entries: Sequence[int]) -> int:
     return sum(int(e) << (b * FOLD_BITS) for b, e in enumerate(entries))
 
 
-def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: int = 8, w_signed: bool = True,
-                   a_signed: bool = True, acc_bits: int = 32, psum_rows: int = 256,
-                   preload: str = "serial", dataflow: str = "ws", max_blocks: int = 1) -> dict[str, int]:
+def top_parameters(
+    rows: int,
+    cols: int,
+    pe_kind: str,
+    w_bits: int = 8,
+    a_bits: int = 8,
+    w_signed: bool = True,
+    a_signed: bool = True,
+    acc_bits: int = 32,
+    psum_rows: int = 256,
+    preload: str = "serial",
+    dataflow: str = "ws",
+    max_blocks: int = 1,
+) -> dict[str, int]:
     """Verilog parameters of one ``lowbit_gemm_top`` (``lowbit_gemm_os_top`` for os) build, with room for
     ``max_blocks`` reduction blocks. For Bit Fusion and
     the bit-serial PEs the widths and signedness are run-time configuration, so one build serves every pair (a
@@ -621,8 +711,14 @@ def top_parameters(rows: int, cols: int, pe_kind: str, w_bits: int = 8, a_bits: 
     if pe_kind in _SERIAL_ARRAY_KINDS:
         params.update({"W_BITS": _SERIAL_SLOT_BITS, "A_BITS": _SERIAL_SLOT_BITS})
     if pe_kind == "fixed":
-        params.update({"W_BITS": _check_bits("w_bits", w_bits), "A_BITS": _check_bits("a_bits", a_bits),
-                       "W_SIGNED": int(w_signed), "A_SIGNED": int(a_signed)})
+        params.update(
+            {
+                "W_BITS": _check_bits("w_bits", w_bits),
+                "A_BITS": _check_bits("a_bits", a_bits),
+                "W_SIGNED": int(w_signed),
+                "A_SIGNED": int(a_signed),
+            }
+        )
     return params
 
 
@@ -685,15 +781,24 @@ def rtl_chip(rows: int, cols: int, pe_kind: str, preload: str = "serial", datafl
 
     check_preload(preload)
     check_dataflow(dataflow)
-    return chip_from_dict({
-        "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}" + ("_overlapped" if preload == "overlapped" else "")
-                + ("_os" if dataflow == "os" else ""),
-        "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "weight_preload": preload},
-        "pe": _sim_pe(pe_kind),
-        "mapping": "scalesim",
-        "memory": {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
-                   "dram_bw_bits_per_cycle": "calc", "acc_bits": 32},
-    }, where="rtl chip")
+    return chip_from_dict(
+        {
+            "name": f"lowbit_rtl_{pe_kind}_{rows}x{cols}"
+            + ("_overlapped" if preload == "overlapped" else "")
+            + ("_os" if dataflow == "os" else ""),
+            "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "weight_preload": preload},
+            "pe": _sim_pe(pe_kind),
+            "mapping": "scalesim",
+            "memory": {
+                "ifmap_sram_kib": 64,
+                "filter_sram_kib": 64,
+                "ofmap_sram_kib": 64,
+                "dram_bw_bits_per_cycle": "calc",
+                "acc_bits": 32,
+            },
+        },
+        where="rtl chip",
+    )
 
 
 def _sim_pair(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
@@ -701,8 +806,17 @@ def _sim_pair(pe_kind: str, w_bits: int, a_bits: int) -> tuple[int, int]:
     return (fusion_width(w_bits), fusion_width(a_bits)) if pe_kind == "bitfusion" else (int(w_bits), int(a_bits))
 
 
-def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                           preload: str = "serial", mapping: Any = None, dataflow: str = "ws") -> int:
+def predicted_layer_cycles(
+    layer: Any,
+    rows: int,
+    cols: int,
+    pe_kind: str,
+    w_bits: int,
+    a_bits: int,
+    preload: str = "serial",
+    mapping: Any = None,
+    dataflow: str = "ws",
+) -> int:
     """sim's ``compute_cycles`` of the sim layer ``layer`` (a ``sim.workload.layer.Layer``, PTQ-SL input blocks
     included) on :func:`rtl_chip` at the pair ``w{w_bits}a{a_bits}``, at SCALE-Sim's mapping or at ``mapping`` (a
     :class:`sim.mapping.Mapping`, forced as the reference engine replays it). For Bit Fusion the widths are rounded
@@ -717,14 +831,30 @@ def predicted_layer_cycles(layer: Any, rows: int, cols: int, pe_kind: str, w_bit
     pair = _sim_pair(pe_kind, w_bits, a_bits)
     chip = rtl_chip(rows, cols, pe_kind, preload, dataflow)
     chip.check_pairs([pair])
-    arrays = evaluate(ChipBatch.from_chips([chip], [pair]), LayerBatch.from_workload(Workload("rtl", (layer,))),
-                      np.asarray([pair]), mapping=mapping)
+    arrays = evaluate(
+        ChipBatch.from_chips([chip], [pair]),
+        LayerBatch.from_workload(Workload("rtl", (layer,))),
+        np.asarray([pair]),
+        mapping=mapping,
+    )
     return int(arrays["compute_cycles"][0, 0, 0])
 
 
-def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                     order: str | int | None = None, tile_m: int | None = None, preload: str = "serial",
-                     dataflow: str = "ws", n_blocks: int = 1) -> int:
+def predicted_cycles(
+    M: int,
+    K: int,
+    N: int,
+    rows: int,
+    cols: int,
+    pe_kind: str,
+    w_bits: int,
+    a_bits: int,
+    order: str | int | None = None,
+    tile_m: int | None = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+    n_blocks: int = 1,
+) -> int:
     """sim's ``compute_cycles`` for the GEMM ``[M, K] x [K, N]`` on an ``rows x cols`` weight-stationary array of
     ``pe_kind`` PEs at the pair ``w{w_bits}a{a_bits}``, loop order ``order``, stream tiles of ``tile_m`` rows (one
     sim offers, :func:`offered_tile_rows`) and the ``preload`` profile: :func:`predicted_layer_cycles` of a
@@ -732,24 +862,50 @@ def predicted_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str,
     reduction blocks of :func:`block_split`) at that mapping."""
     from sim.workload.layer import gemm
 
-    plan = plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, order=order, tile_m=tile_m, preload=preload,
-                     dataflow=dataflow, blocks=block_split(K, n_blocks))
+    plan = plan_gemm(
+        M,
+        K,
+        N,
+        rows,
+        cols,
+        pe_kind,
+        w_bits,
+        a_bits,
+        order=order,
+        tile_m=tile_m,
+        preload=preload,
+        dataflow=dataflow,
+        blocks=block_split(K, n_blocks),
+    )
     layer = gemm("rtl_gemm", tokens=plan.M, in_features=plan.K, out_features=plan.N, in_blocks=plan.n_blocks)
     if (layer.M, layer.K, layer.N, layer.groups, layer.has_weights) != (plan.M, plan.K, plan.N, 1, True):
-        raise AssertionError(f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], "
-                             f"expected [{M}, {K}] x [{K}, {N}]")
+        raise AssertionError(
+            f"sim's gemm layer is [{layer.M}, {layer.K}] x [{layer.K}, {layer.N}], expected [{M}, {K}] x [{K}, {N}]"
+        )
     if dataflow == "os":
         from sim.mapping import Mapping
 
         mapping = Mapping(plan.order)
     else:
         mapping = sim_mapping(plan.order, plan.M, plan.tile_elements)
-    return predicted_layer_cycles(layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits, preload, mapping,
-                                  dataflow)
+    return predicted_layer_cycles(
+        layer, plan.rows, plan.cols, pe_kind, plan.w_bits, plan.a_bits, preload, mapping, dataflow
+    )
 
 
-def predicted_is_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int,
-                        order: str | int = 0, tile_n: int | None = None, preload: str = "serial") -> int:
+def predicted_is_cycles(
+    M: int,
+    K: int,
+    N: int,
+    rows: int,
+    cols: int,
+    pe_kind: str,
+    w_bits: int,
+    a_bits: int,
+    order: str | int = 0,
+    tile_n: int | None = None,
+    preload: str = "serial",
+) -> int:
     """sim's ``compute_cycles`` for ``[M, K] x [K, N]`` on an input-stationary array: the columns hold M, the
     stream is N in tiles of ``tile_n`` (one sim offers for N), at loop order ``order`` (sim's is orders)."""
     from sim.workload.layer import gemm
@@ -757,8 +913,9 @@ def predicted_is_cycles(M: int, K: int, N: int, rows: int, cols: int, pe_kind: s
     order = order_index(order, "is")
     tile = int(N) if tile_n is None else int(tile_n)
     layer = gemm("rtl_gemm", tokens=int(M), in_features=int(K), out_features=int(N))
-    return predicted_layer_cycles(layer, rows, cols, pe_kind, w_bits, a_bits, preload, sim_mapping(order, N, tile),
-                                  "is")
+    return predicted_layer_cycles(
+        layer, rows, cols, pe_kind, w_bits, a_bits, preload, sim_mapping(order, N, tile), "is"
+    )
 
 
 def cycles_table_markdown(records: list[dict]) -> str:
@@ -769,9 +926,11 @@ def cycles_table_markdown(records: list[dict]) -> str:
     builds: dict[str, list[dict]] = {}
     for r in records:
         builds.setdefault(r["build"], []).append(r)
-    lines = ["| build | simulator | PE | array | dataflow | preload | pairs | GEMMs | mappings | folds | MACs | "
-             "mismatches | measured == sim |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| build | simulator | PE | array | dataflow | preload | pairs | GEMMs | mappings | folds | MACs | "
+        "mismatches | measured == sim |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, rs in builds.items():
         r0 = rs[0]
         pairs = sorted({(r["w_bits"], r["a_bits"]) for r in rs}, reverse=True)
@@ -781,20 +940,26 @@ def cycles_table_markdown(records: list[dict]) -> str:
         equal = sum(r["measured_cycles"] == r["predicted_cycles"] for r in rs)
         dataflows = ", ".join(d for d in ("ws", "os", "is") if any(r.get("dataflow", "ws") == d for r in rs))
         preloads = ", ".join(p for p in ("serial", "overlapped") if any(r["preload"] == p for r in rs))
-        lines.append(f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
-                     f"{dataflows} | {preloads} | "
-                     f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
-                     f"{len(orders)} orders, {tiled} tiled{f', {blocked} blocked' if blocked else ''} | "
-                     f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
-                     f"{sum(r['mismatches'] for r in rs)} | {equal} of {len(rs)} |")
-    lines += ["", "| PE | array | dataflow | preload | pair | M × K × N | folds | measured cycles | "
-                  "sim compute_cycles |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
+            f"{dataflows} | {preloads} | "
+            f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
+            f"{len(orders)} orders, {tiled} tiled{f', {blocked} blocked' if blocked else ''} | "
+            f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
+            f"{sum(r['mismatches'] for r in rs)} | {equal} of {len(rs)} |"
+        )
+    lines += [
+        "",
+        "| PE | array | dataflow | preload | pair | M × K × N | folds | measured cycles | sim compute_cycles |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         if r.get("table"):
-            lines.append(f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | {r.get('dataflow', 'ws')} | {r['preload']} | "
-                         f"{format_pair((r['w_bits'], r['a_bits']))} | {r['M']} × {r['K']} × {r['N']} | {r['folds']} | "
-                         f"{r['measured_cycles']} | {r['predicted_cycles']} |")
+            lines.append(
+                f"| {r['pe_kind']} | {r['rows']}×{r['cols']} | {r.get('dataflow', 'ws')} | {r['preload']} | "
+                f"{format_pair((r['w_bits'], r['a_bits']))} | {r['M']} × {r['K']} × {r['N']} | {r['folds']} | "
+                f"{r['measured_cycles']} | {r['predicted_cycles']} |"
+            )
     return "\n".join(lines)
 
 
@@ -821,9 +986,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = [r for f in files for r in json.loads(f.read_text())]
     order = {"verilator": 0, "icarus": 1}
-    records.sort(key=lambda r: (order.get(r["simulator"], 2), r["build"].startswith("os-"),
-                                r["build"].startswith("ov-"), r["pe_kind"] != "bitfusion", r["rows"] * r["cols"],
-                                r["build"]))
+    records.sort(
+        key=lambda r: (
+            order.get(r["simulator"], 2),
+            r["build"].startswith("os-"),
+            r["build"].startswith("ov-"),
+            r["pe_kind"] != "bitfusion",
+            r["rows"] * r["cols"],
+            r["build"],
+        )
+    )
     print(cycles_table_markdown(records))
     return 0
 

@@ -23,14 +23,35 @@ from rtl.limits import (
 from rtl.runner import SRC_DIR, TOP_PARTS, run_job
 from rtl.tools import RtlError
 
-__all__ = ["GemmCheck", "check_gemm", "check_mapping", "psum_rows_for", "check_pair_supported", "gemm_job",
-           "verify_gemm", "random_operands", "TOP", "BENCH", "SOURCES"]
+__all__ = [
+    "GemmCheck",
+    "check_gemm",
+    "check_mapping",
+    "psum_rows_for",
+    "check_pair_supported",
+    "gemm_job",
+    "verify_gemm",
+    "random_operands",
+    "TOP",
+    "BENCH",
+    "SOURCES",
+]
 
 TOP = "lowbit_gemm_top"
 BENCH = "rtl.benches.gemm_bench"
-SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v",
-                                 "lowbit_systolic_ws.v", "lowbit_gemm_top.v", "lowbit_systolic_os.v",
-                                 "lowbit_gemm_os_top.v", *TOP_PARTS)]
+SOURCES = [
+    SRC_DIR / f
+    for f in (
+        "lowbit_mac_pe.v",
+        "lowbit_fusion_pe.v",
+        "lowbit_serial_pe.v",
+        "lowbit_systolic_ws.v",
+        "lowbit_gemm_top.v",
+        "lowbit_systolic_os.v",
+        "lowbit_gemm_os_top.v",
+        *TOP_PARTS,
+    )
+]
 
 
 @dataclass(frozen=True)
@@ -72,8 +93,9 @@ def _check_widths(w_bits: object, a_bits: object) -> None:
             raise RtlError(f"{name} must be an integer in 2..8, got {bits!r}")
 
 
-def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int, w_signed: bool = True,
-                    a_signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def random_operands(
+    M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int, w_signed: bool = True, a_signed: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Uniform random ``A [M, K]`` (activations) and ``B [K, N]`` (weights) over their full integer ranges.
 
     Sizes whose operands exceed :data:`rtl.limits.MAX_HOST_BYTES` and negative seeds raise :class:`RtlError` before
@@ -83,14 +105,29 @@ def random_operands(M: int, K: int, N: int, w_bits: int, a_bits: int, seed: int,
     rng = np.random.default_rng(check_seed(seed))
     a_lo, a_hi = driver.operand_range(a_bits, a_signed)
     w_lo, w_hi = driver.operand_range(w_bits, w_signed)
-    return (rng.integers(a_lo, a_hi + 1, size=(M, K), dtype=np.int64),
-            rng.integers(w_lo, w_hi + 1, size=(K, N), dtype=np.int64))
+    return (
+        rng.integers(a_lo, a_hi + 1, size=(M, K), dtype=np.int64),
+        rng.integers(w_lo, w_hi + 1, size=(K, N), dtype=np.int64),
+    )
 
 
-def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
-               pe: str = "bitfusion", simulator: str = "verilator", gap_prob: float = 0.0,
-               stall_prob: float = 0.0, mapping: str | None = None, preload: str = "serial",
-               dataflow: str = "ws") -> None:
+def check_gemm(
+    M: int,
+    K: int,
+    N: int,
+    w_bits: int,
+    a_bits: int,
+    *,
+    rows: int = 8,
+    cols: int = 8,
+    pe: str = "bitfusion",
+    simulator: str = "verilator",
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    mapping: str | None = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+) -> None:
     """Everything about one GEMM run that can be checked before operands are drawn or anything is built: the PE
     kind, the simulator, the array and the stream probabilities (:mod:`rtl.limits`), and the run's estimated clock
     cycles, host memory and folds against the limits.  Raises :class:`RtlError` naming the argument, the estimate
@@ -104,16 +141,24 @@ def check_gemm(M: int, K: int, N: int, w_bits: int, a_bits: int, *, rows: int = 
     M, K, N = check_operand_sizes(M, K, N)
     _, tile = check_mapping(M, mapping, preload, dataflow, pe, N)
     if dataflow == "is":  # the ws GEMM of the transpose
-        estimate = gemm_estimate(N, K, M, rows, cols, driver.transposed_kind(pe), a_bits, w_bits, gap_prob,
-                                 stall_prob, tile, "ws")
+        estimate = gemm_estimate(
+            N, K, M, rows, cols, driver.transposed_kind(pe), a_bits, w_bits, gap_prob, stall_prob, tile, "ws"
+        )
     else:
-        estimate = gemm_estimate(M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob,
-                                 tile if dataflow == "ws" else None, dataflow)
+        estimate = gemm_estimate(
+            M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob, tile if dataflow == "ws" else None, dataflow
+        )
     check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe} array", estimate)
 
 
-def check_mapping(M: int, mapping: str | None, preload: str = "serial", dataflow: str = "ws",
-                  pe: str | None = None, N: int | None = None) -> tuple[int, int]:
+def check_mapping(
+    M: int,
+    mapping: str | None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+    pe: str | None = None,
+    N: int | None = None,
+) -> tuple[int, int]:
     """(loop order index, tile length) of ``mapping`` (``ORDER[:TILE]``, :func:`rtl.driver.parse_mapping`; None is
     SCALE-Sim's untiled schedule: ``NKM`` for ws, ``NMK`` for os, ``MKN`` for is) for a GEMM of ``M`` rows and
     ``N`` columns on a ``dataflow`` array of ``pe`` PEs (the tile cuts M, or N for is), and the preload profile;
@@ -150,10 +195,27 @@ def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int
         raise RtlError(str(exc)) from None
 
 
-def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
-             w_signed: bool = True, a_signed: bool = True, *, gap_prob: float = 0.0, stall_prob: float = 0.0,
-             seed: int = 0, order: str | int | None = None, tile_m: int | None = None,
-             preload: str = "serial", dataflow: str = "ws", n_blocks: int = 1) -> tuple[dict, driver.GemmPlan]:
+def gemm_job(
+    name: str,
+    A: np.ndarray,
+    B: np.ndarray,
+    rows: int,
+    cols: int,
+    pe: str,
+    w_bits: int,
+    a_bits: int,
+    w_signed: bool = True,
+    a_signed: bool = True,
+    *,
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    order: str | int | None = None,
+    tile_m: int | None = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+    n_blocks: int = 1,
+) -> tuple[dict, driver.GemmPlan]:
     """The ``gemm_bench`` job for ``A @ B`` at the mapping (``order``, ``tile_m``): both input streams, the
     configuration, the output order, the expected product, stream knobs and a generous cycle limit; and its fold
     plan.  An input-stationary GEMM (``dataflow="is"``) runs as the ws GEMM of its transpose, ``Y^T = B^T A^T``:
@@ -163,36 +225,100 @@ def gemm_job(name: str, A: np.ndarray, B: np.ndarray, rows: int, cols: int, pe: 
     block's own product, ``A[:, block] @ B[block]``.  Bad operands, mappings, probabilities or seeds raise
     :class:`RtlError`."""
     if dataflow == "is":
-        return gemm_job(name, np.asarray(B).T, np.asarray(A).T, rows, cols, driver.transposed_kind(pe), a_bits,
-                        w_bits, a_signed, w_signed,
-                        gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, order=order, tile_m=tile_m,
-                        preload=preload, dataflow="ws", n_blocks=n_blocks)
+        return gemm_job(
+            name,
+            np.asarray(B).T,
+            np.asarray(A).T,
+            rows,
+            cols,
+            driver.transposed_kind(pe),
+            a_bits,
+            w_bits,
+            a_signed,
+            w_signed,
+            gap_prob=gap_prob,
+            stall_prob=stall_prob,
+            seed=seed,
+            order=order,
+            tile_m=tile_m,
+            preload=preload,
+            dataflow="ws",
+            n_blocks=n_blocks,
+        )
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     seed = check_seed(seed)
     try:
         M, K = np.shape(A)
         blocks = driver.block_split(K, n_blocks) if n_blocks > 1 else None
-        w_beats, beats, expected = driver.gemm_streams(A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed,
-                                                       order, tile_m, dataflow=dataflow, blocks=blocks)
-        plan = driver.plan_gemm(M, K, np.shape(B)[1], rows, cols, pe, w_bits, a_bits, w_signed, a_signed, order,
-                                tile_m, preload, dataflow=dataflow, blocks=blocks)
+        w_beats, beats, expected = driver.gemm_streams(
+            A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, order, tile_m, dataflow=dataflow, blocks=blocks
+        )
+        plan = driver.plan_gemm(
+            M,
+            K,
+            np.shape(B)[1],
+            rows,
+            cols,
+            pe,
+            w_bits,
+            a_bits,
+            w_signed,
+            a_signed,
+            order,
+            tile_m,
+            preload,
+            dataflow=dataflow,
+            blocks=blocks,
+        )
     except ValueError as exc:
         raise RtlError(str(exc)) from None
-    job = {"name": name, "M": plan.M, "N": plan.N, "cfg": driver.top_config(plan), "w_beats": w_beats,
-           "beats": beats, "outputs": [list(o) for o in driver.output_order(plan)], "expected": expected.tolist(),
-           "gap_prob": gap_prob, "stall_prob": stall_prob, "seed": seed, "max_cycles": plan.cycle_limit}
+    job = {
+        "name": name,
+        "M": plan.M,
+        "N": plan.N,
+        "cfg": driver.top_config(plan),
+        "w_beats": w_beats,
+        "beats": beats,
+        "outputs": [list(o) for o in driver.output_order(plan)],
+        "expected": expected.tolist(),
+        "gap_prob": gap_prob,
+        "stall_prob": stall_prob,
+        "seed": seed,
+        "max_cycles": plan.cycle_limit,
+    }
     if blocks is not None:
         bounds = np.cumsum((0, *blocks))
         A64, B64 = np.asarray(A, dtype=np.int64), np.asarray(B, dtype=np.int64)
-        job.update({"blocks": len(blocks), "outputs": [list(o) for o in driver.block_output_order(plan)],
-                    "expected": [(A64[:, k0:k1] @ B64[k0:k1]).tolist() for k0, k1 in zip(bounds, bounds[1:])]})
+        job.update(
+            {
+                "blocks": len(blocks),
+                "outputs": [list(o) for o in driver.block_output_order(plan)],
+                "expected": [(A64[:, k0:k1] @ B64[k0:k1]).tolist() for k0, k1 in zip(bounds, bounds[1:])],
+            }
+        )
     return job, plan
 
 
-def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows: int = 8, cols: int = 8,
-                pe: str = "bitfusion", simulator: str = "verilator", w_signed: bool = True, a_signed: bool = True,
-                gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, mapping: str | None = None,
-                preload: str = "serial", dataflow: str = "ws", build_root: Path | None = None) -> GemmCheck:
+def verify_gemm(
+    A: np.ndarray,
+    B: np.ndarray,
+    w_bits: int,
+    a_bits: int,
+    *,
+    rows: int = 8,
+    cols: int = 8,
+    pe: str = "bitfusion",
+    simulator: str = "verilator",
+    w_signed: bool = True,
+    a_signed: bool = True,
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    mapping: str | None = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+    build_root: Path | None = None,
+) -> GemmCheck:
     """Run ``A @ B`` through the RTL at ``mapping`` (``ORDER[:TILE_M]``, default SCALE-Sim's untiled ``NKM``) on
     an array with the ``preload`` profile; compare with the exact product and with sim's cycle prediction.
 
@@ -202,33 +328,92 @@ def verify_gemm(A: np.ndarray, B: np.ndarray, w_bits: int, a_bits: int, *, rows:
     A, B = np.asarray(A), np.asarray(B)
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
         raise RtlError(f"need A [M, K] and B [K, N] with matching K, got {A.shape} and {B.shape}")
-    check_gemm(A.shape[0], A.shape[1], B.shape[1], w_bits, a_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
-               gap_prob=gap_prob, stall_prob=stall_prob, mapping=mapping, preload=preload, dataflow=dataflow)
+    check_gemm(
+        A.shape[0],
+        A.shape[1],
+        B.shape[1],
+        w_bits,
+        a_bits,
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        simulator=simulator,
+        gap_prob=gap_prob,
+        stall_prob=stall_prob,
+        mapping=mapping,
+        preload=preload,
+        dataflow=dataflow,
+    )
     order, tile_m = check_mapping(A.shape[0], mapping, preload, dataflow, pe, B.shape[1])
     tile = tile_m if dataflow != "os" else None
-    job, plan = gemm_job("gemm", A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, gap_prob=gap_prob,
-                         stall_prob=stall_prob, seed=seed, order=order, tile_m=tile, preload=preload,
-                         dataflow=dataflow)
+    job, plan = gemm_job(
+        "gemm",
+        A,
+        B,
+        rows,
+        cols,
+        pe,
+        w_bits,
+        a_bits,
+        w_signed,
+        a_signed,
+        gap_prob=gap_prob,
+        stall_prob=stall_prob,
+        seed=seed,
+        order=order,
+        tile_m=tile,
+        preload=preload,
+        dataflow=dataflow,
+    )
     M, K, N = A.shape[0], A.shape[1], B.shape[1]
     swap = dataflow == "is"  # the array holds the activations: its "weights" are a_bits wide
-    params = driver.top_parameters(rows, cols, driver.transposed_kind(pe) if swap else pe,
-                                   a_bits if swap else w_bits, w_bits if swap else a_bits,
-                                   a_signed if swap else w_signed, w_signed if swap else a_signed,
-                                   psum_rows=psum_rows_for(plan), preload=preload,
-                                   dataflow="ws" if swap else dataflow)
-    record, failure = run_job(driver.DATAFLOWS[dataflow], SOURCES, BENCH, params, job, simulator=simulator,
-                              build_root=build_root, what="GEMM bench")
-    return GemmCheck(M=M, K=K, N=N, w_bits=w_bits, a_bits=a_bits, rows=rows, cols=cols, pe=pe,
-                     simulator=simulator, macs=M * K * N, mismatches=int(record["mismatches"]),
-                     measured_cycles=int(record["measured_cycles"]),
-                     predicted_cycles=(driver.predicted_is_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile,
-                                                                  preload) if swap else
-                                       driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile,
-                                                               preload, dataflow)),
-                     clock_cycles=int(record["clock_cycles"]), messages=tuple(record.get("messages", ()))
-                     or ((failure,) if failure else ()),
-                     loop_order=_is_order_name(plan.order) if swap else plan.order_name, tile_m=plan.tile_elements,
-                     preload=preload, dataflow=dataflow)
+    params = driver.top_parameters(
+        rows,
+        cols,
+        driver.transposed_kind(pe) if swap else pe,
+        a_bits if swap else w_bits,
+        w_bits if swap else a_bits,
+        a_signed if swap else w_signed,
+        w_signed if swap else a_signed,
+        psum_rows=psum_rows_for(plan),
+        preload=preload,
+        dataflow="ws" if swap else dataflow,
+    )
+    record, failure = run_job(
+        driver.DATAFLOWS[dataflow],
+        SOURCES,
+        BENCH,
+        params,
+        job,
+        simulator=simulator,
+        build_root=build_root,
+        what="GEMM bench",
+    )
+    return GemmCheck(
+        M=M,
+        K=K,
+        N=N,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        simulator=simulator,
+        macs=M * K * N,
+        mismatches=int(record["mismatches"]),
+        measured_cycles=int(record["measured_cycles"]),
+        predicted_cycles=(
+            driver.predicted_is_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload)
+            if swap
+            else driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload, dataflow)
+        ),
+        clock_cycles=int(record["clock_cycles"]),
+        messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()),
+        loop_order=_is_order_name(plan.order) if swap else plan.order_name,
+        tile_m=plan.tile_elements,
+        preload=preload,
+        dataflow=dataflow,
+    )
 
 
 def _is_order_name(order: int) -> str:

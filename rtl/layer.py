@@ -52,20 +52,51 @@ from rtl.limits import (
 from rtl.runner import SRC_DIR, TOP_PARTS, run_job
 from rtl.tools import RtlError, one_line
 
-__all__ = ["TOP", "BENCH", "SOURCES", "ACC_BITS", "OUT_BITS", "CONST_BITS", "LayerCheck", "ModelCheck",
-           "sim_layer", "golden_layer_inputs", "lower_layer", "block_constants", "constant_word",
-           "rtl_arithmetic",
-           "layer_parameters", "layer_job", "check_run_arguments", "check_layer_size", "check_layer", "verify_layer",
-           "run_model_rtl", "sample_images"]
+__all__ = [
+    "TOP",
+    "BENCH",
+    "SOURCES",
+    "ACC_BITS",
+    "OUT_BITS",
+    "CONST_BITS",
+    "LayerCheck",
+    "ModelCheck",
+    "sim_layer",
+    "golden_layer_inputs",
+    "lower_layer",
+    "block_constants",
+    "constant_word",
+    "rtl_arithmetic",
+    "layer_parameters",
+    "layer_job",
+    "check_run_arguments",
+    "check_layer_size",
+    "check_layer",
+    "verify_layer",
+    "run_model_rtl",
+    "sample_images",
+]
 
 TOP = "lowbit_layer_top"
 BENCH = "rtl.benches.layer_bench"
-SOURCES = [SRC_DIR / f for f in ("lowbit_mac_pe.v", "lowbit_fusion_pe.v", "lowbit_serial_pe.v", "lowbit_systolic_ws.v",
-                                 "lowbit_gemm_top.v", "lowbit_systolic_os.v", "lowbit_gemm_os_top.v",
-                                 "lowbit_requant.v", "lowbit_layer_top.v", *TOP_PARTS)]
+SOURCES = [
+    SRC_DIR / f
+    for f in (
+        "lowbit_mac_pe.v",
+        "lowbit_fusion_pe.v",
+        "lowbit_serial_pe.v",
+        "lowbit_systolic_ws.v",
+        "lowbit_gemm_top.v",
+        "lowbit_systolic_os.v",
+        "lowbit_gemm_os_top.v",
+        "lowbit_requant.v",
+        "lowbit_layer_top.v",
+        *TOP_PARTS,
+    )
+]
 LAYER_PE_KINDS = tuple(driver.PE_KINDS)  #: the PE kinds lowbit_layer_top builds (all of the array's)
-ACC_BITS = 32        #: the array's accumulators = the requant unit's partial sum P_h
-OUT_BITS = 32        #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
+ACC_BITS = 32  #: the array's accumulators = the requant unit's partial sum P_h
+OUT_BITS = 32  #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
 
 
 def _constant_layout() -> tuple[int, int, int]:
@@ -83,7 +114,7 @@ MULT_BITS, BIAS_BITS, SHIFT_BITS = _constant_layout()
 #: one constant entry: {shift, bias_shift, bias, mult, corr}, corr in the low bits
 CONST_BITS = ACC_BITS + MULT_BITS + BIAS_BITS + 2 * SHIFT_BITS
 DEFAULT_PSUM_ROWS = 1024  #: fewest partial-sum (and accumulator-buffer) rows of a build, so that builds are shared
-DEFAULT_MAX_NF = 8    #: column folds the constant memories hold (N <= MAX_NF * cols)
+DEFAULT_MAX_NF = 8  #: column folds the constant memories hold (N <= MAX_NF * cols)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -96,9 +127,9 @@ class LayerCheck:
 
     layer: str
     kind: str
-    M: int                     # GEMM rows: images x output positions
-    K: int                     # reduction length (in_channels x kernel)
-    N: int                     # output channels
+    M: int  # GEMM rows: images x output positions
+    K: int  # reduction length (in_channels x kernel)
+    N: int  # output channels
     n_v: int
     n_h: int
     w_bits: int
@@ -107,19 +138,19 @@ class LayerCheck:
     cols: int
     pe: str
     simulator: str
-    macs: int                  # M * K * N
-    mismatches: int            # output codes that differ from the golden model's
-    measured_cycles: int       # the array's busy cycles - 1 (sim's compute_cycles convention)
-    predicted_cycles: int      # sim's compute_cycles of the layer with in_blocks = n_H (sim_layer)
-    single_gemm_cycles: int    # sim's compute_cycles of the layer if its blocks were ignored (one reduction over K)
-    clock_cycles: int          # wall-clock cycles of the run (config writes, requant latency, stalls included)
-    out_permuted: bool         # the export reordered this layer's output channels (PTQ-SL reordering)
+    macs: int  # M * K * N
+    mismatches: int  # output codes that differ from the golden model's
+    measured_cycles: int  # the array's busy cycles - 1 (sim's compute_cycles convention)
+    predicted_cycles: int  # sim's compute_cycles of the layer with in_blocks = n_H (sim_layer)
+    single_gemm_cycles: int  # sim's compute_cycles of the layer if its blocks were ignored (one reduction over K)
+    clock_cycles: int  # wall-clock cycles of the run (config writes, requant latency, stalls included)
+    out_permuted: bool  # the export reordered this layer's output channels (PTQ-SL reordering)
     outputs: np.ndarray = field(repr=False, compare=False)
     messages: tuple[str, ...] = ()
-    loop_order: str = "NKM"    # the mapping's loop order, outer to inner, in GEMM dimensions
-    tile_m: int = 0            # elements per full stream tile (sim's tile_m)
-    preload: str = "serial"    # weight-preload profile of the array
-    dataflow: str = "ws"       # the array: weight- or output-stationary
+    loop_order: str = "NKM"  # the mapping's loop order, outer to inner, in GEMM dimensions
+    tile_m: int = 0  # elements per full stream tile (sim's tile_m)
+    preload: str = "serial"  # weight-preload profile of the array
+    dataflow: str = "ws"  # the array: weight- or output-stationary
 
     @property
     def ok(self) -> bool:
@@ -138,9 +169,9 @@ class ModelCheck:
     """A whole model through the RTL, layer by layer (:func:`run_model_rtl`)."""
 
     layers: tuple[LayerCheck, ...]
-    predictions: np.ndarray          # argmax of the RTL's logit codes
-    golden_predictions: np.ndarray   # the golden model's (IntegerModel.run)
-    intermediate_mismatches: int     # output codes of all layers that differ from the golden trace
+    predictions: np.ndarray  # argmax of the RTL's logit codes
+    golden_predictions: np.ndarray  # the golden model's (IntegerModel.run)
+    intermediate_mismatches: int  # output codes of all layers that differ from the golden trace
 
     @property
     def mismatches(self) -> int:
@@ -156,8 +187,12 @@ class ModelCheck:
 
     @property
     def ok(self) -> bool:
-        return (self.mismatches == 0 and self.intermediate_mismatches == 0 and all(c.ok for c in self.layers)
-                and np.array_equal(self.predictions, self.golden_predictions))
+        return (
+            self.mismatches == 0
+            and self.intermediate_mismatches == 0
+            and all(c.ok for c in self.layers)
+            and np.array_equal(self.predictions, self.golden_predictions)
+        )
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -214,8 +249,16 @@ def block_constants(layer: IntegerLayer, h: int) -> list[tuple[int, int, int, in
     w = layer.w_codes.astype(np.int64)[:, c0:c1]
     corr = layer.in_zero_point * w.sum(axis=1)
     rows = layer.row_block()
-    return [(int(corr[n]), int(layer.multiplier[rows[n], h]), int(layer.bias[n]), int(layer.bias_shift[rows[n]]),
-             int(layer.shift[rows[n]])) for n in range(layer.out_features)]
+    return [
+        (
+            int(corr[n]),
+            int(layer.multiplier[rows[n], h]),
+            int(layer.bias[n]),
+            int(layer.bias_shift[rows[n]]),
+            int(layer.shift[rows[n]]),
+        )
+        for n in range(layer.out_features)
+    ]
 
 
 def constant_word(corr: int, mult: int, bias: int, bias_shift: int, shift: int) -> int:
@@ -268,16 +311,29 @@ def sim_layer(layer: IntegerLayer, x_codes: np.ndarray, in_blocks: int | None = 
     x = np.asarray(x_codes)
     if layer.kind == "linear":
         rows = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
-        return gemm(layer.name, tokens=rows, in_features=layer.reduction, out_features=layer.out_features,
-                    in_blocks=blocks)
+        return gemm(
+            layer.name, tokens=rows, in_features=layer.reduction, out_features=layer.out_features, in_blocks=blocks
+        )
     out = _out_shape(layer, x)
     spatial_in, spatial_out = (1,) * (4 - x.ndim) + x.shape[2:], (1,) * (4 - x.ndim) + out[2:]
     kernel = (1,) * (2 - len(layer.kernel_size)) + tuple(layer.kernel_size)
-    return Layer(layer.name, "dwconv" if layer.groups > 1 else "conv", in_h=int(spatial_in[0]),
-                 in_w=int(spatial_in[1]), in_c=layer.in_channels * layer.groups, groups=layer.groups,
-                 out_c=layer.out_features, k_h=int(kernel[0]), k_w=int(kernel[1]), stride=int(layer.stride[-1]),
-                 out_h=int(spatial_out[0]), out_w=int(spatial_out[1]), batch=int(x.shape[0]),
-                 pad=int(layer.padding[-1][0]) if len(layer.kernel_size) == 2 else 0, in_blocks=blocks)
+    return Layer(
+        layer.name,
+        "dwconv" if layer.groups > 1 else "conv",
+        in_h=int(spatial_in[0]),
+        in_w=int(spatial_in[1]),
+        in_c=layer.in_channels * layer.groups,
+        groups=layer.groups,
+        out_c=layer.out_features,
+        k_h=int(kernel[0]),
+        k_w=int(kernel[1]),
+        stride=int(layer.stride[-1]),
+        out_h=int(spatial_out[0]),
+        out_w=int(spatial_out[1]),
+        batch=int(x.shape[0]),
+        pad=int(layer.padding[-1][0]) if len(layer.kernel_size) == 2 else 0,
+        in_blocks=blocks,
+    )
 
 
 @dataclass(frozen=True)
@@ -338,8 +394,10 @@ def parse_layer_mapping(text: str | None, lowered: Any, dataflow: str = "ws") ->
     batch = LayerBatch.from_workload(Workload("rtl", (lowered,)))
     sizes = [int(batch.rt_h[0, t] * batch.rt_wt[0, t]) for t in range(N_TILE_CHOICES)]
     if tile_m not in sizes:
-        raise RtlError(f"mapping: tile_m = {tile_m} is not a stream tile sim offers for layer {lowered.name} "
-                       f"(offered: {', '.join(str(x) for x in sorted(set(sizes), reverse=True))})")
+        raise RtlError(
+            f"mapping: tile_m = {tile_m} is not a stream tile sim offers for layer {lowered.name} "
+            f"(offered: {', '.join(str(x) for x in sorted(set(sizes), reverse=True))})"
+        )
     return Mapping(order, sizes.index(tile_m))
 
 
@@ -350,9 +408,17 @@ def _pow2_at_least(value: int, floor: int) -> int:
     return max(floor, 1 << (int(value) - 1).bit_length())
 
 
-def layer_parameters(layer: IntegerLayer, rows: int, cols: int, pe: str, psum_rows: int = 0,
-                     min_psum_rows: int = DEFAULT_PSUM_ROWS, max_nf: int = DEFAULT_MAX_NF,
-                     preload: str = "serial", dataflow: str = "ws") -> dict[str, int]:
+def layer_parameters(
+    layer: IntegerLayer,
+    rows: int,
+    cols: int,
+    pe: str,
+    psum_rows: int = 0,
+    min_psum_rows: int = DEFAULT_PSUM_ROWS,
+    max_nf: int = DEFAULT_MAX_NF,
+    preload: str = "serial",
+    dataflow: str = "ws",
+) -> dict[str, int]:
     """Verilog parameters of the ``lowbit_layer_top`` build for ``layer``. Builds are shared: Bit Fusion needs one
     build per array, profile and block count; a fixed-PE build is keyed by (w_bits, in_bits, activation
     signedness). ``PSUM_ROWS`` (at least the mapping's ``psum_rows``; the accumulator buffer of a ws build has as
@@ -360,19 +426,49 @@ def layer_parameters(layer: IntegerLayer, rows: int, cols: int, pe: str, psum_ro
     layer needs more."""
     nf = -(-layer.out_features // cols)
     rows_p = _pow2_at_least(max(psum_rows, 1), min_psum_rows)
-    params = driver.top_parameters(rows, cols, pe, layer.w_bits, layer.in_bits, True, layer.in_qmin < 0,
-                                   acc_bits=ACC_BITS, psum_rows=rows_p, preload=preload, dataflow=dataflow)
-    params.update({"MAX_NF": _pow2_at_least(nf, max_nf), "OUT_BITS": OUT_BITS, "DATAFLOW": int(dataflow == "os"),
-                   "PSUM_ROWS": rows_p})
+    params = driver.top_parameters(
+        rows,
+        cols,
+        pe,
+        layer.w_bits,
+        layer.in_bits,
+        True,
+        layer.in_qmin < 0,
+        acc_bits=ACC_BITS,
+        psum_rows=rows_p,
+        preload=preload,
+        dataflow=dataflow,
+    )
+    params.update(
+        {
+            "MAX_NF": _pow2_at_least(nf, max_nf),
+            "OUT_BITS": OUT_BITS,
+            "DATAFLOW": int(dataflow == "os"),
+            "PSUM_ROWS": rows_p,
+        }
+    )
     if layer.n_h > 1:
         params["MAX_BLOCKS"] = _pow2_at_least(layer.n_h, 1)
     return params
 
 
-def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str, *, name: str | None = None,
-              gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0, expected: np.ndarray | None = None,
-              mapping: Any = None, preload: str = "serial", max_nf: int = DEFAULT_MAX_NF,
-              dataflow: str = "ws") -> tuple[dict[str, Any], driver.GemmPlan, np.ndarray]:
+def layer_job(
+    layer: IntegerLayer,
+    x_codes: np.ndarray,
+    rows: int,
+    cols: int,
+    pe: str,
+    *,
+    name: str | None = None,
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    expected: np.ndarray | None = None,
+    mapping: Any = None,
+    preload: str = "serial",
+    max_nf: int = DEFAULT_MAX_NF,
+    dataflow: str = "ws",
+) -> tuple[dict[str, Any], driver.GemmPlan, np.ndarray]:
     """(bench job, GEMM plan, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes`` at sim's candidate
     ``mapping`` (``sim.mapping.Mapping``; default SCALE-Sim's) on an array with the ``preload`` profile.
 
@@ -391,29 +487,63 @@ def layer_job(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe
     mem_nf = _pow2_at_least(nf, max_nf)
     blocks = [c1 - c0 for c0, c1 in _blocks(layer)]
     try:
-        geometry = {"tile_w": tiles.tile_w, "grid_w": tiles.grid_w, "dataflow": dataflow,
-                    "blocks": blocks if len(blocks) > 1 else None}
+        geometry = {
+            "tile_w": tiles.tile_w,
+            "grid_w": tiles.grid_w,
+            "dataflow": dataflow,
+            "blocks": blocks if len(blocks) > 1 else None,
+        }
         tile_h = tiles.tile_h if dataflow == "ws" else None
-        w_beats, beats, _ = driver.gemm_streams(A, w.T, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed,
-                                                tiles.order, tile_h, **geometry)
-        plan = driver.plan_gemm(M, A.shape[1], N, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed,
-                                tiles.order, tile_h, preload, **geometry)
+        w_beats, beats, _ = driver.gemm_streams(
+            A, w.T, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed, tiles.order, tile_h, **geometry
+        )
+        plan = driver.plan_gemm(
+            M,
+            A.shape[1],
+            N,
+            rows,
+            cols,
+            pe,
+            layer.w_bits,
+            layer.in_bits,
+            True,
+            a_signed,
+            tiles.order,
+            tile_h,
+            preload,
+            **geometry,
+        )
         writes = []
         for h in range(len(blocks)):
             consts = block_constants(layer, h) + [(0, 0, 0, 0, 0)] * (nf * cols - N)
-            writes += [[h * mem_nf + cf, sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS)
-                                              for c in range(cols))] for cf in range(nf)]
+            writes += [
+                [h * mem_nf + cf, sum(constant_word(*consts[cf * cols + c]) << (c * CONST_BITS) for c in range(cols))]
+                for cf in range(nf)
+            ]
     except ValueError as exc:
         raise RtlError(f"layer {layer.name}: {exc}") from None
     if expected is None:
         expected = _gemm_layout(layer, _golden_run_layer(layer, x_codes))
     pad = int(np.clip(layer.out_zero_point, layer.out_qmin, layer.out_qmax))  # padding columns: clamp(0 + z_y)
-    job = {"name": name or f"layer {layer.name}", "M": M, "N": N, "zero_point": layer.out_zero_point,
-           "out_min": layer.out_qmin, "out_max": layer.out_qmax, "pad_code": pad, "consts": writes,
-           "cfg": driver.top_config(plan), "w_beats": w_beats, "beats": beats,
-           "outputs": [list(o) for o in driver.output_order(plan)], "max_cycles": plan.cycle_limit,
-           "expected": np.asarray(expected, dtype=np.int64).tolist(), "gap_prob": gap_prob,
-           "stall_prob": stall_prob, "seed": seed}
+    job = {
+        "name": name or f"layer {layer.name}",
+        "M": M,
+        "N": N,
+        "zero_point": layer.out_zero_point,
+        "out_min": layer.out_qmin,
+        "out_max": layer.out_qmax,
+        "pad_code": pad,
+        "consts": writes,
+        "cfg": driver.top_config(plan),
+        "w_beats": w_beats,
+        "beats": beats,
+        "outputs": [list(o) for o in driver.output_order(plan)],
+        "max_cycles": plan.cycle_limit,
+        "expected": np.asarray(expected, dtype=np.int64).tolist(),
+        "gap_prob": gap_prob,
+        "stall_prob": stall_prob,
+        "seed": seed,
+    }
     return job, plan, np.asarray(expected, dtype=np.int64)
 
 
@@ -421,9 +551,18 @@ def _golden_run_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
     return IntegerModel([layer], [], "one-layer").run_layer(layer.name, x_codes)
 
 
-def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, stall_prob: float = 0.0,
-                        seed: int = 0, images: int = 1, simulator: str = "verilator", preload: str = "serial",
-                        dataflow: str = "ws") -> None:
+def check_run_arguments(
+    rows: int,
+    cols: int,
+    pe: str,
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    images: int = 1,
+    simulator: str = "verilator",
+    preload: str = "serial",
+    dataflow: str = "ws",
+) -> None:
     """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed,
     image count (:mod:`rtl.limits`), weight preload and dataflow; raises :class:`RtlError` naming the argument."""
     try:
@@ -432,8 +571,10 @@ def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, st
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     if dataflow == "is":
-        raise RtlError("dataflow is runs GEMMs only (lowbit rtl gemm): an input-stationary layer emits its outputs "
-                       "channel by channel, and the layer top requantizes per column (ws, os)")
+        raise RtlError(
+            "dataflow is runs GEMMs only (lowbit rtl gemm): an input-stationary layer emits its outputs "
+            "channel by channel, and the layer top requantizes per column (ws, os)"
+        )
     if pe not in LAYER_PE_KINDS:
         raise RtlError(f"unknown PE kind {pe!r} for a layer ({', '.join(LAYER_PE_KINDS)})")
     check_simulator(simulator)
@@ -445,8 +586,15 @@ def check_run_arguments(rows: int, cols: int, pe: str, gap_prob: float = 0.0, st
         raise RtlError(f"images must be a positive integer, got {images!r}")
 
 
-def check_layer_size(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: int, pe: str,
-                     gap_prob: float = 0.0, stall_prob: float = 0.0) -> RunEstimate:
+def check_layer_size(
+    layer: IntegerLayer,
+    x_codes: np.ndarray,
+    rows: int,
+    cols: int,
+    pe: str,
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+) -> RunEstimate:
     """The estimated cost of running ``layer`` on ``x_codes`` (the GEMM of each input block, which together run
     as its reduction), refused beyond the limits of :mod:`rtl.limits` before anything is lowered or built."""
     M = int(np.prod(_out_shape(layer, x_codes))) // layer.out_features
@@ -454,69 +602,140 @@ def check_layer_size(layer: IntegerLayer, x_codes: np.ndarray, rows: int, cols: 
         raise RtlError(f"layer {layer.name}: no output positions for input shape {np.shape(x_codes)}")
     total = RunEstimate(0, 0)
     for c0, c1 in _blocks(layer):
-        total += gemm_estimate(M, c1 - c0, layer.out_features, rows, cols, pe, layer.w_bits, layer.in_bits,
-                               gap_prob, stall_prob)
-    check_run(f"layer {layer.name} (M={M} K={layer.reduction} N={layer.out_features}) on a {rows}x{cols} {pe} array",
-              total)
+        total += gemm_estimate(
+            M, c1 - c0, layer.out_features, rows, cols, pe, layer.w_bits, layer.in_bits, gap_prob, stall_prob
+        )
+    check_run(
+        f"layer {layer.name} (M={M} K={layer.reduction} N={layer.out_features}) on a {rows}x{cols} {pe} array", total
+    )
     return total
 
 
-def check_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
-                simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0, seed: int = 0,
-                min_psum_rows: int = DEFAULT_PSUM_ROWS, max_nf: int = DEFAULT_MAX_NF, build_root: Path | None = None,
-                expected: np.ndarray | None = None, mapping: Any = None, preload: str = "serial",
-                dataflow: str = "ws") -> LayerCheck:
+def check_layer(
+    layer: IntegerLayer,
+    x_codes: np.ndarray,
+    *,
+    rows: int = 8,
+    cols: int = 8,
+    pe: str = "fixed",
+    simulator: str = "verilator",
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    min_psum_rows: int = DEFAULT_PSUM_ROWS,
+    max_nf: int = DEFAULT_MAX_NF,
+    build_root: Path | None = None,
+    expected: np.ndarray | None = None,
+    mapping: Any = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+) -> LayerCheck:
     """Run ``layer`` on input codes ``x_codes`` through ``lowbit_layer_top`` and compare with the golden codes.
 
     ``mapping`` is sim's candidate (``sim.mapping.Mapping``, or ``ORDER[:TILE_M]`` as a cost table writes it;
     default SCALE-Sim's) and ``preload`` the array's weight-preload profile; sim predicts the cycles at both.
     A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
     Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload,
-                        dataflow=dataflow)
+    check_run_arguments(
+        rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload, dataflow=dataflow
+    )
     if layer.groups > 1:
-        return _check_grouped_layer(layer, x_codes, rows=rows, cols=cols, pe=pe, simulator=simulator,
-                                    gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root,
-                                    expected=expected, mapping=mapping, preload=preload, max_nf=max_nf,
-                                    min_psum_rows=min_psum_rows, dataflow=dataflow)
+        return _check_grouped_layer(
+            layer,
+            x_codes,
+            rows=rows,
+            cols=cols,
+            pe=pe,
+            simulator=simulator,
+            gap_prob=gap_prob,
+            stall_prob=stall_prob,
+            seed=seed,
+            build_root=build_root,
+            expected=expected,
+            mapping=mapping,
+            preload=preload,
+            max_nf=max_nf,
+            min_psum_rows=min_psum_rows,
+            dataflow=dataflow,
+        )
     check_layer_size(layer, x_codes, rows, cols, pe, gap_prob, stall_prob)
     if isinstance(mapping, str):
         mapping = parse_layer_mapping(mapping, sim_layer(layer, x_codes), dataflow)
-    job, plan, expected_mn = layer_job(layer, x_codes, rows, cols, pe, gap_prob=gap_prob, stall_prob=stall_prob,
-                                       seed=seed, expected=expected, mapping=mapping, preload=preload,
-                                       max_nf=max_nf, dataflow=dataflow)
+    job, plan, expected_mn = layer_job(
+        layer,
+        x_codes,
+        rows,
+        cols,
+        pe,
+        gap_prob=gap_prob,
+        stall_prob=stall_prob,
+        seed=seed,
+        expected=expected,
+        mapping=mapping,
+        preload=preload,
+        max_nf=max_nf,
+        dataflow=dataflow,
+    )
     M = job["M"]
-    params = layer_parameters(layer, rows, cols, pe, driver.psum_rows_needed(plan), min_psum_rows, max_nf,
-                              preload, dataflow)
-    record, failure = run_job(TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root,
-                              what="layer bench")
+    params = layer_parameters(
+        layer, rows, cols, pe, driver.psum_rows_needed(plan), min_psum_rows, max_nf, preload, dataflow
+    )
+    record, failure = run_job(
+        TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root, what="layer bench"
+    )
     got = np.array(record["outputs"], dtype=np.int64).reshape(M, layer.out_features)
     shape_ref = np.empty(_out_shape(layer, x_codes), dtype=np.int8)
     lowered = sim_layer(layer, x_codes)
-    if (lowered.M, lowered.K, lowered.N, lowered.window * layer.in_channels) != (M, layer.reduction,
-                                                                                  layer.out_features, layer.reduction):
-        raise RtlError(f"layer {layer.name}: sim's view {lowered.M}x{lowered.K}x{lowered.N} differs from the "
-                             f"lowered GEMM {M}x{layer.reduction}x{layer.out_features}")
+    if (lowered.M, lowered.K, lowered.N, lowered.window * layer.in_channels) != (
+        M,
+        layer.reduction,
+        layer.out_features,
+        layer.reduction,
+    ):
+        raise RtlError(
+            f"layer {layer.name}: sim's view {lowered.M}x{lowered.K}x{lowered.N} differs from the "
+            f"lowered GEMM {M}x{layer.reduction}x{layer.out_features}"
+        )
     if lowered.block_k != tuple(np.diff(layer.col_bounds).tolist()):
-        raise RtlError(f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
-                             f"{tuple(np.diff(layer.col_bounds).tolist())}")
+        raise RtlError(
+            f"layer {layer.name}: sim's input blocks {lowered.block_k} differ from the export's "
+            f"{tuple(np.diff(layer.col_bounds).tolist())}"
+        )
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
 
     def predict(sim_view: Any) -> int:
-        return driver.predicted_layer_cycles(sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits,
-                                             preload, sim_mapping, dataflow)
+        return driver.predicted_layer_cycles(
+            sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
+        )
 
     return LayerCheck(
-        layer=layer.name, kind=layer.kind, M=M, K=layer.reduction, N=layer.out_features, n_v=layer.n_v,
-        n_h=layer.n_h, w_bits=layer.w_bits, a_bits=layer.in_bits, rows=rows, cols=cols, pe=pe, simulator=simulator,
-        macs=M * layer.reduction * layer.out_features, mismatches=int(record["mismatches"]),
-        measured_cycles=int(record["measured"]), predicted_cycles=predict(lowered),
+        layer=layer.name,
+        kind=layer.kind,
+        M=M,
+        K=layer.reduction,
+        N=layer.out_features,
+        n_v=layer.n_v,
+        n_h=layer.n_h,
+        w_bits=layer.w_bits,
+        a_bits=layer.in_bits,
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        simulator=simulator,
+        macs=M * layer.reduction * layer.out_features,
+        mismatches=int(record["mismatches"]),
+        measured_cycles=int(record["measured"]),
+        predicted_cycles=predict(lowered),
         single_gemm_cycles=predict(sim_layer(layer, x_codes, in_blocks=1)),
         clock_cycles=int(record["clock_cycles"]),
         out_permuted=bool(np.any(layer.out_perm != np.arange(layer.out_features))),
         outputs=_golden_layout(layer, got, shape_ref),
         messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()),
-        loop_order=plan.order_name, tile_m=plan.tile_elements, preload=preload, dataflow=dataflow)
+        loop_order=plan.order_name,
+        tile_m=plan.tile_elements,
+        preload=preload,
+        dataflow=dataflow,
+    )
 
 
 def group_layer(layer: IntegerLayer, g: int) -> IntegerLayer:
@@ -525,47 +744,91 @@ def group_layer(layer: IntegerLayer, g: int) -> IntegerLayer:
     r0, r1 = g * per, (g + 1) * per
     bounds = np.asarray(layer.row_bounds, dtype=np.int64)
     first = int(np.searchsorted(bounds, r0, side="right")) - 1
-    last = int(np.searchsorted(bounds, r1, side="left"))          # row blocks first .. last - 1 intersect
-    rows = np.clip(bounds[first:last + 1], r0, r1) - r0
+    last = int(np.searchsorted(bounds, r1, side="left"))  # row blocks first .. last - 1 intersect
+    rows = np.clip(bounds[first : last + 1], r0, r1) - r0
     blocks = slice(first, last)
-    return replace(layer, name=f"{layer.name}[g{g}]", out_features=per, groups=1, w_codes=layer.w_codes[r0:r1],
-                   w_scales=layer.w_scales[blocks], row_bounds=rows, out_perm=np.arange(per, dtype=np.int32),
-                   bias_real=layer.bias_real[r0:r1], bias=layer.bias[r0:r1], multiplier=layer.multiplier[blocks],
-                   shift=layer.shift[blocks], bias_shift=layer.bias_shift[blocks])
+    return replace(
+        layer,
+        name=f"{layer.name}[g{g}]",
+        out_features=per,
+        groups=1,
+        w_codes=layer.w_codes[r0:r1],
+        w_scales=layer.w_scales[blocks],
+        row_bounds=rows,
+        out_perm=np.arange(per, dtype=np.int32),
+        bias_real=layer.bias_real[r0:r1],
+        bias=layer.bias[r0:r1],
+        multiplier=layer.multiplier[blocks],
+        shift=layer.shift[blocks],
+        bias_shift=layer.bias_shift[blocks],
+    )
 
 
-def _check_grouped_layer(layer: IntegerLayer, x_codes: np.ndarray, *, rows: int, cols: int, pe: str,
-                         preload: str, dataflow: str, mapping: Any, seed: int, **kwargs: Any) -> LayerCheck:
+def _check_grouped_layer(
+    layer: IntegerLayer,
+    x_codes: np.ndarray,
+    *,
+    rows: int,
+    cols: int,
+    pe: str,
+    preload: str,
+    dataflow: str,
+    mapping: Any,
+    seed: int,
+    **kwargs: Any,
+) -> LayerCheck:
     """A grouped / depthwise conv runs as its groups' GEMMs one after another, as sim schedules it (``dwconv``:
     ``groups`` GEMMs back to back), each at the layer's mapping.  With serial preload nothing of one group overlaps
     the next, so the layer's busy cycles are the groups' busy cycles summed, and ``measured = sum(busy_g) - 1`` is
     sim's convention for the whole layer.  Overlapped preload would hide one group's first weight load behind the
     previous group's compute, which separate runs cannot show: refused."""
     if preload != "serial":
-        raise RtlError(f"layer {layer.name}: a grouped conv (groups={layer.groups}) runs in RTL with serial weight "
-                       f"preload only (sim overlaps one group's preload with the previous group's compute)")
+        raise RtlError(
+            f"layer {layer.name}: a grouped conv (groups={layer.groups}) runs in RTL with serial weight "
+            f"preload only (sim overlaps one group's preload with the previous group's compute)"
+        )
     x = np.asarray(x_codes)
     lowered = sim_layer(layer, x)
     if isinstance(mapping, str):
         mapping = parse_layer_mapping(mapping, lowered, dataflow)
     kwargs.pop("expected", None)  # each group compares with the golden model's own run of that group
     cin = layer.in_channels
-    checks = [check_layer(group_layer(layer, g), x[:, g * cin:(g + 1) * cin], rows=rows, cols=cols, pe=pe,
-                          preload=preload, dataflow=dataflow, mapping=mapping, seed=seed + g, **kwargs)
-              for g in range(layer.groups)]
+    checks = [
+        check_layer(
+            group_layer(layer, g),
+            x[:, g * cin : (g + 1) * cin],
+            rows=rows,
+            cols=cols,
+            pe=pe,
+            preload=preload,
+            dataflow=dataflow,
+            mapping=mapping,
+            seed=seed + g,
+            **kwargs,
+        )
+        for g in range(layer.groups)
+    ]
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
 
     def predict(sim_view: Any) -> int:
-        return driver.predicted_layer_cycles(sim_view, rows, cols, pe, layer.w_bits, layer.in_bits, preload,
-                                             sim_mapping, dataflow)
+        return driver.predicted_layer_cycles(
+            sim_view, rows, cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
+        )
 
-    return replace(checks[0], layer=layer.name, N=layer.out_features, n_v=layer.n_v,
-                   macs=sum(c.macs for c in checks), mismatches=sum(c.mismatches for c in checks),
-                   measured_cycles=sum(c.measured_cycles + 1 for c in checks) - 1,
-                   predicted_cycles=predict(lowered), single_gemm_cycles=predict(sim_layer(layer, x, in_blocks=1)),
-                   clock_cycles=sum(c.clock_cycles for c in checks),
-                   outputs=np.concatenate([c.outputs for c in checks], axis=1),
-                   messages=tuple(m for c in checks for m in c.messages))
+    return replace(
+        checks[0],
+        layer=layer.name,
+        N=layer.out_features,
+        n_v=layer.n_v,
+        macs=sum(c.macs for c in checks),
+        mismatches=sum(c.mismatches for c in checks),
+        measured_cycles=sum(c.measured_cycles + 1 for c in checks) - 1,
+        predicted_cycles=predict(lowered),
+        single_gemm_cycles=predict(sim_layer(layer, x, in_blocks=1)),
+        clock_cycles=sum(c.clock_cycles for c in checks),
+        outputs=np.concatenate([c.outputs for c in checks], axis=1),
+        messages=tuple(m for c in checks for m in c.messages),
+    )
 
 
 def product_slices(layer: IntegerLayer, a: np.ndarray, b: np.ndarray) -> list[tuple[IntegerLayer, np.ndarray]]:
@@ -587,32 +850,65 @@ def sim_product(layer: IntegerLayer, a: np.ndarray, b: np.ndarray) -> Any:
     return matmul(layer.name, int(a.shape[-2]), int(a.shape[-1]), int(b.shape[-1]), heads=lead, batch=1)
 
 
-def check_product(layer: IntegerLayer, a: np.ndarray, b: np.ndarray, *, rows: int = 8, cols: int = 8,
-                  pe: str = "fixed", preload: str = "serial", dataflow: str = "ws", seed: int = 0,
-                  **kwargs: Any) -> LayerCheck:
+def check_product(
+    layer: IntegerLayer,
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    rows: int = 8,
+    cols: int = 8,
+    pe: str = "fixed",
+    preload: str = "serial",
+    dataflow: str = "ws",
+    seed: int = 0,
+    **kwargs: Any,
+) -> LayerCheck:
     """A product of two activations in RTL: its (sample, head) slices run one after another as Linear GEMMs with
     ``b`` held as weights, as sim schedules a ``matmul`` (one GEMM per head, back to back).  With serial preload
     nothing of one slice overlaps the next, so ``measured = sum(busy_i) - 1`` is sim's convention for the whole
     layer; overlapped preload is refused (as for grouped convs)."""
     if preload != "serial":
-        raise RtlError(f"product {layer.name}: a product of two activations runs in RTL with serial weight preload "
-                       f"only (sim overlaps one head's preload with the previous head's compute)")
+        raise RtlError(
+            f"product {layer.name}: a product of two activations runs in RTL with serial weight preload "
+            f"only (sim overlaps one head's preload with the previous head's compute)"
+        )
     kwargs.pop("expected", None)
     mapping = kwargs.pop("mapping", None)
     lowered = sim_product(layer, a, b)
     if isinstance(mapping, str):
         mapping = parse_layer_mapping(mapping, lowered, dataflow)
-    checks = [check_layer(lay, x, rows=rows, cols=cols, pe=pe, preload=preload, dataflow=dataflow, mapping=mapping,
-                          seed=seed + i, **kwargs) for i, (lay, x) in enumerate(product_slices(layer, a, b))]
+    checks = [
+        check_layer(
+            lay,
+            x,
+            rows=rows,
+            cols=cols,
+            pe=pe,
+            preload=preload,
+            dataflow=dataflow,
+            mapping=mapping,
+            seed=seed + i,
+            **kwargs,
+        )
+        for i, (lay, x) in enumerate(product_slices(layer, a, b))
+    ]
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
-    predicted = driver.predicted_layer_cycles(lowered, rows, cols, pe, layer.w_bits, layer.in_bits, preload,
-                                              sim_mapping, dataflow)
-    return replace(checks[0], layer=layer.name, kind="matmul", macs=sum(c.macs for c in checks),
-                   mismatches=sum(c.mismatches for c in checks),
-                   measured_cycles=sum(c.measured_cycles + 1 for c in checks) - 1, predicted_cycles=predicted,
-                   single_gemm_cycles=predicted, clock_cycles=sum(c.clock_cycles for c in checks),
-                   outputs=np.stack([c.outputs for c in checks]).reshape(a.shape[:-1] + (b.shape[-1],)),
-                   messages=tuple(m for c in checks for m in c.messages))
+    predicted = driver.predicted_layer_cycles(
+        lowered, rows, cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
+    )
+    return replace(
+        checks[0],
+        layer=layer.name,
+        kind="matmul",
+        macs=sum(c.macs for c in checks),
+        mismatches=sum(c.mismatches for c in checks),
+        measured_cycles=sum(c.measured_cycles + 1 for c in checks) - 1,
+        predicted_cycles=predicted,
+        single_gemm_cycles=predicted,
+        clock_cycles=sum(c.clock_cycles for c in checks),
+        outputs=np.stack([c.outputs for c in checks]).reshape(a.shape[:-1] + (b.shape[-1],)),
+        messages=tuple(m for c in checks for m in c.messages),
+    )
 
 
 def _out_shape(layer: IntegerLayer, x_codes: np.ndarray) -> tuple[int, ...]:
@@ -635,17 +931,35 @@ def sample_images(model: IntegerModel, images: int) -> np.ndarray:
     try:
         found = builtin_test_images(model.name, images)
     except Exception as exc:  # unknown model name, or torch missing
-        raise RtlError(one_line(f"no test images for model {model.name!r} ({exc}); pass input images "
-                                f"explicitly (lowbit rtl verify --data FILE.npz)")) from None
+        raise RtlError(
+            one_line(
+                f"no test images for model {model.name!r} ({exc}); pass input images "
+                f"explicitly (lowbit rtl verify --data FILE.npz)"
+            )
+        ) from None
     if images < 1:
         raise RtlError(f"images must be >= 1, got {images}")
     return found
 
 
-def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols: int = 8, pe: str = "fixed",
-                 simulator: str = "verilator", images: int = 2, x: Any = None, gap_prob: float = 0.0,
-                 stall_prob: float = 0.0, seed: int = 0, build_root: Path | None = None, mapping: Any = None,
-                 preload: str = "serial", dataflow: str = "ws") -> LayerCheck:
+def verify_layer(
+    export_dir: str | Path,
+    layer_name: str,
+    *,
+    rows: int = 8,
+    cols: int = 8,
+    pe: str = "fixed",
+    simulator: str = "verilator",
+    images: int = 2,
+    x: Any = None,
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    build_root: Path | None = None,
+    mapping: Any = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+) -> LayerCheck:
     """Verify layer ``layer_name`` of the integer export in ``export_dir`` in RTL.
 
     Its input codes come from the golden model run on ``x`` (default: the first ``images`` test images of the
@@ -657,20 +971,57 @@ def verify_layer(export_dir: str | Path, layer_name: str, *, rows: int = 8, cols
     layer = model.layer(layer_name)
     if layer.product:
         a, b = model.execute(sample_images(model, images) if x is None else x).operands[layer.name]
-        return check_product(layer, a, b, rows=rows, cols=cols, pe=pe, simulator=simulator, gap_prob=gap_prob,
-                             stall_prob=stall_prob, seed=seed, build_root=build_root, mapping=mapping,
-                             preload=preload, dataflow=dataflow)
+        return check_product(
+            layer,
+            a,
+            b,
+            rows=rows,
+            cols=cols,
+            pe=pe,
+            simulator=simulator,
+            gap_prob=gap_prob,
+            stall_prob=stall_prob,
+            seed=seed,
+            build_root=build_root,
+            mapping=mapping,
+            preload=preload,
+            dataflow=dataflow,
+        )
     inputs = golden_layer_inputs(model, sample_images(model, images) if x is None else x)
-    return check_layer(layer, inputs[layer.name], rows=rows, cols=cols, pe=pe, simulator=simulator,
-                       gap_prob=gap_prob, stall_prob=stall_prob, seed=seed, build_root=build_root, mapping=mapping,
-                       preload=preload, dataflow=dataflow)
+    return check_layer(
+        layer,
+        inputs[layer.name],
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        simulator=simulator,
+        gap_prob=gap_prob,
+        stall_prob=stall_prob,
+        seed=seed,
+        build_root=build_root,
+        mapping=mapping,
+        preload=preload,
+        dataflow=dataflow,
+    )
 
 
-def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: int = 8, cols: int = 8,
-                  pe: str = "fixed", simulator: str = "verilator", gap_prob: float = 0.0, stall_prob: float = 0.0,
-                  seed: int = 0, build_root: Path | None = None, layers: Sequence[str] | None = None,
-                  mappings: dict[str, Any] | None = None, preload: str = "serial",
-                  dataflow: str = "ws") -> ModelCheck:
+def run_model_rtl(
+    export_dir: str | Path | IntegerModel,
+    x_batch: Any,
+    *,
+    rows: int = 8,
+    cols: int = 8,
+    pe: str = "fixed",
+    simulator: str = "verilator",
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    seed: int = 0,
+    build_root: Path | None = None,
+    layers: Sequence[str] | None = None,
+    mappings: dict[str, Any] | None = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+) -> ModelCheck:
     """Run the whole model on ``x_batch`` with every layer in RTL, layer by layer, each at its mapping in
     ``mappings`` (layer name -> ``sim.mapping.Mapping`` or ``ORDER[:TILE_M]``; default SCALE-Sim's) on arrays
     with the ``preload`` profile.
@@ -681,8 +1032,9 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
     output is checked against the golden model's ``run_layer`` on the same input and against the golden trace of
     ``x_batch``; the predictions are the argmax of the RTL's logit codes (ties to the lowest index, as
     ``IntegerModel.run``)."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload,
-                        dataflow=dataflow)
+    check_run_arguments(
+        rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload, dataflow=dataflow
+    )
     model = export_dir if isinstance(export_dir, IntegerModel) else load_export(export_dir)
     trace = model.trace(x_batch)
     _, golden_pred = model.run(x_batch)
@@ -694,15 +1046,30 @@ def run_model_rtl(export_dir: str | Path | IntegerModel, x_batch: Any, *, rows: 
         if layers is not None and name not in layers:
             y = model.run_layer(name, codes)
         else:
-            check = check_layer(model.layer(name), codes, rows=rows, cols=cols, pe=pe, simulator=simulator,
-                                gap_prob=gap_prob, stall_prob=stall_prob, seed=seed + index[name],
-                                build_root=build_root, mapping=(mappings or {}).get(name), preload=preload,
-                                dataflow=dataflow)
+            check = check_layer(
+                model.layer(name),
+                codes,
+                rows=rows,
+                cols=cols,
+                pe=pe,
+                simulator=simulator,
+                gap_prob=gap_prob,
+                stall_prob=stall_prob,
+                seed=seed + index[name],
+                build_root=build_root,
+                mapping=(mappings or {}).get(name),
+                preload=preload,
+                dataflow=dataflow,
+            )
             checks.append(check)
             y = check.outputs
         inter[0] += int(np.count_nonzero(y != trace[name]))
         return y
 
     codes = model.execute(x_batch, run_gemm).codes
-    return ModelCheck(layers=tuple(checks), predictions=np.argmax(codes, axis=-1), golden_predictions=golden_pred,
-                      intermediate_mismatches=inter[0])
+    return ModelCheck(
+        layers=tuple(checks),
+        predictions=np.argmax(codes, axis=-1),
+        golden_predictions=golden_pred,
+        intermediate_mismatches=inter[0],
+    )

@@ -24,19 +24,31 @@ from rtl import driver
 from rtl.runner import SIMULATORS
 from rtl.tools import RtlError
 
-__all__ = ["MAX_ARRAY_PES", "MAX_ARRAY_SIDE", "MAX_RUN_CYCLES", "MAX_HOST_BYTES", "MAX_FOLDS", "RunEstimate",
-           "check_array", "check_probability", "check_seed", "check_simulator", "check_operand_sizes",
-           "gemm_estimate", "check_run"]
+__all__ = [
+    "MAX_ARRAY_PES",
+    "MAX_ARRAY_SIDE",
+    "MAX_RUN_CYCLES",
+    "MAX_HOST_BYTES",
+    "MAX_FOLDS",
+    "RunEstimate",
+    "check_array",
+    "check_probability",
+    "check_seed",
+    "check_simulator",
+    "check_operand_sizes",
+    "gemm_estimate",
+    "check_run",
+]
 
-MAX_ARRAY_PES = 1024         #: PEs of one array (rows x cols)
-MAX_ARRAY_SIDE = 256         #: rows or columns of one array
+MAX_ARRAY_PES = 1024  #: PEs of one array (rows x cols)
+MAX_ARRAY_SIDE = 256  #: rows or columns of one array
 MAX_RUN_CYCLES = 10_000_000  #: estimated clock cycles of one run (about minutes of cocotb)
-MAX_HOST_BYTES = 1 << 30     #: estimated host memory of one run (1 GiB)
-MAX_FOLDS = (1 << 16) - 1    #: row or column folds the top's 16-bit fold counters hold
+MAX_HOST_BYTES = 1 << 30  #: estimated host memory of one run (1 GiB)
+MAX_FOLDS = (1 << 16) - 1  #: row or column folds the top's 16-bit fold counters hold
 
-_ACC_BYTES = 4               #: one 32-bit accumulator of the psum buffer
-_OUTPUT_BYTES = 64           #: one expected output: numpy, Python list, JSON text, the bench's parsed copy
-_INT_OVERHEAD = 32           #: bytes of a Python int object beyond its digits
+_ACC_BYTES = 4  #: one 32-bit accumulator of the psum buffer
+_OUTPUT_BYTES = 64  #: one expected output: numpy, Python list, JSON text, the bench's parsed copy
+_INT_OVERHEAD = 32  #: bytes of a Python int object beyond its digits
 
 
 @dataclass(frozen=True)
@@ -49,8 +61,7 @@ class RunEstimate:
     folds: int = 0
 
     def __add__(self, other: RunEstimate) -> RunEstimate:
-        return RunEstimate(self.cycles + other.cycles, self.host_bytes + other.host_bytes,
-                           max(self.folds, other.folds))
+        return RunEstimate(self.cycles + other.cycles, self.host_bytes + other.host_bytes, max(self.folds, other.folds))
 
 
 def check_array(rows: object, cols: object) -> tuple[int, int]:
@@ -60,8 +71,10 @@ def check_array(rows: object, cols: object) -> tuple[int, int]:
             raise RtlError(f"array {name} must be a positive integer, got {v!r}")
     r, c = int(rows), int(cols)  # type: ignore[call-overload]
     if r > MAX_ARRAY_SIDE or c > MAX_ARRAY_SIDE or r * c > MAX_ARRAY_PES:
-        raise RtlError(f"array {r}x{c} has {r * c:,} PEs; the RTL runs at most {MAX_ARRAY_PES:,} PEs "
-                       f"(e.g. 32x32) and {MAX_ARRAY_SIDE} per side")
+        raise RtlError(
+            f"array {r}x{c} has {r * c:,} PEs; the RTL runs at most {MAX_ARRAY_PES:,} PEs "
+            f"(e.g. 32x32) and {MAX_ARRAY_SIDE} per side"
+        )
     return r, c
 
 
@@ -102,14 +115,27 @@ def check_operand_sizes(M: object, K: object, N: object) -> tuple[int, int, int]
     m, k, n = int(M), int(K), int(N)  # type: ignore[call-overload]
     need = 8 * (m * k + k * n)
     if need > MAX_HOST_BYTES:
-        raise RtlError(f"GEMM {m}x{k}x{n}: its operands alone need about {_mib(need)}; the limit of one RTL run is "
-                       f"{_mib(MAX_HOST_BYTES)}")
+        raise RtlError(
+            f"GEMM {m}x{k}x{n}: its operands alone need about {_mib(need)}; the limit of one RTL run is "
+            f"{_mib(MAX_HOST_BYTES)}"
+        )
     return m, k, n
 
 
-def gemm_estimate(M: int, K: int, N: int, rows: int, cols: int, pe: str, w_bits: int, a_bits: int,
-                  gap_prob: float = 0.0, stall_prob: float = 0.0, tile_m: int | None = None,
-                  dataflow: str = "ws") -> RunEstimate:
+def gemm_estimate(
+    M: int,
+    K: int,
+    N: int,
+    rows: int,
+    cols: int,
+    pe: str,
+    w_bits: int,
+    a_bits: int,
+    gap_prob: float = 0.0,
+    stall_prob: float = 0.0,
+    tile_m: int | None = None,
+    dataflow: str = "ws",
+) -> RunEstimate:
     """Estimated clock cycles and host bytes of ``[M, K] x [K, N]`` on a ``rows x cols`` ``dataflow`` array of
     ``pe`` PEs with stream tiles of ``tile_m`` rows (default untiled; serial preload, an upper bound for
     overlapped)."""
@@ -125,8 +151,13 @@ def gemm_estimate(M: int, K: int, N: int, rows: int, cols: int, pe: str, w_bits:
         return 2 * (bits // 8 + _INT_OVERHEAD) + math.ceil(bits * math.log10(2)) + 2
 
     psum_rows = max(256, 1 << (M - 1).bit_length())
-    host = (8 * (M * K + K * N) + _OUTPUT_BYTES * M * N + plan.in_beats * beat_bytes(plan.rows * plan.a_slot)
-            + plan.w_beats * beat_bytes(plan.cols * plan.w_slot) + psum_rows * plan.cols * _ACC_BYTES)
+    host = (
+        8 * (M * K + K * N)
+        + _OUTPUT_BYTES * M * N
+        + plan.in_beats * beat_bytes(plan.rows * plan.a_slot)
+        + plan.w_beats * beat_bytes(plan.cols * plan.w_slot)
+        + psum_rows * plan.cols * _ACC_BYTES
+    )
     counts = (plan.row_folds, plan.col_folds, plan.tiles) + ((plan.Kp,) if dataflow == "os" else ())
     return RunEstimate(cycles=cycles, host_bytes=host, folds=max(counts))
 
@@ -134,11 +165,17 @@ def gemm_estimate(M: int, K: int, N: int, rows: int, cols: int, pe: str, w_bits:
 def check_run(what: str, estimate: RunEstimate) -> None:
     """Refuse a run whose estimate exceeds the limits, naming ``what``, the estimate and the limit."""
     if estimate.folds > MAX_FOLDS:
-        raise RtlError(f"{what} needs {estimate.folds:,} folds; the top's fold counters hold at most {MAX_FOLDS:,} "
-                       f"(use a larger array)")
+        raise RtlError(
+            f"{what} needs {estimate.folds:,} folds; the top's fold counters hold at most {MAX_FOLDS:,} "
+            f"(use a larger array)"
+        )
     if estimate.cycles > MAX_RUN_CYCLES:
-        raise RtlError(f"{what} needs about {estimate.cycles:,} clock cycles; the limit of one RTL run is "
-                       f"{MAX_RUN_CYCLES:,} (use a smaller GEMM, a larger array or fewer gaps)")
+        raise RtlError(
+            f"{what} needs about {estimate.cycles:,} clock cycles; the limit of one RTL run is "
+            f"{MAX_RUN_CYCLES:,} (use a smaller GEMM, a larger array or fewer gaps)"
+        )
     if estimate.host_bytes > MAX_HOST_BYTES:
-        raise RtlError(f"{what} needs about {_mib(estimate.host_bytes)} of host memory; the limit of one RTL run is "
-                       f"{_mib(MAX_HOST_BYTES)}")
+        raise RtlError(
+            f"{what} needs about {_mib(estimate.host_bytes)} of host memory; the limit of one RTL run is "
+            f"{_mib(MAX_HOST_BYTES)}"
+        )

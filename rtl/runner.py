@@ -436,8 +436,17 @@ def coverage_summary(dat_files: Iterable[Path], under: Path | None = SRC_DIR) ->
     return sum(1 for c in points.values() if c > 0), len(points)
 
 
-def run_job(toplevel: str, sources: Sequence[Path], test_module: str, parameters: Mapping[str, int], job: dict,
-            *, simulator: str = "verilator", build_root: Path | None = None, what: str = "bench") -> tuple[dict, str]:
+def run_job(
+    toplevel: str,
+    sources: Sequence[Path],
+    test_module: str,
+    parameters: Mapping[str, int],
+    job: dict,
+    *,
+    simulator: str = "verilator",
+    build_root: Path | None = None,
+    what: str = "bench",
+) -> tuple[dict, str]:
     """Run one job of a results-writing bench (``data={"results_path", "jobs": [job]}``); return its record and
     the cocotb failure text ("" when it passed).  A failing check does not raise: the record counts it."""
     import tempfile
@@ -446,8 +455,15 @@ def run_job(toplevel: str, sources: Sequence[Path], test_module: str, parameters
         results = Path(tmp) / "results.json"
         failure = ""
         try:
-            run_bench(toplevel, list(sources), test_module, dict(parameters), simulator=simulator,
-                      build_root=build_root, data={"results_path": str(results), "jobs": [job]})
+            run_bench(
+                toplevel,
+                list(sources),
+                test_module,
+                dict(parameters),
+                simulator=simulator,
+                build_root=build_root,
+                data={"results_path": str(results), "jobs": [job]},
+            )
         except AssertionError as exc:  # mismatches or a timeout: the record says which
             failure = str(exc)
         if not results.is_file():

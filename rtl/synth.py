@@ -40,9 +40,19 @@ _progress = logging.getLogger("lowbit.rtl")
 if TYPE_CHECKING:  # pandas is imported lazily (only area_table needs it)
     import pandas as pd
 
-__all__ = ["CELL_WEIGHTS", "SCRIPT", "SynthResult", "synthesize", "area_table", "area_markdown", "overlap_cost",
-           "os_cost",
-           "TABLE_DESIGNS", "ARRAY_SIDE", "OVERLAP_WIDTHS"]
+__all__ = [
+    "CELL_WEIGHTS",
+    "SCRIPT",
+    "SynthResult",
+    "synthesize",
+    "area_table",
+    "area_markdown",
+    "overlap_cost",
+    "os_cost",
+    "TABLE_DESIGNS",
+    "ARRAY_SIDE",
+    "OVERLAP_WIDTHS",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SRC_DIR = Path(__file__).resolve().parent / "src"
@@ -86,12 +96,12 @@ class SynthResult:
 
     top: str
     parameters: dict[str, int]
-    cells: dict[str, int]                 # yosys cell type -> count
-    area_nand2: float                     # total, NAND2 equivalents
-    comb_nand2: float                     # combinational part
-    seq_nand2: float                      # flip-flops
-    flops: int                            # flip-flop bits
-    seconds: float                        # yosys wall time of the (first) run
+    cells: dict[str, int]  # yosys cell type -> count
+    area_nand2: float  # total, NAND2 equivalents
+    comb_nand2: float  # combinational part
+    seq_nand2: float  # flip-flops
+    flops: int  # flip-flop bits
+    seconds: float  # yosys wall time of the (first) run
     yosys_version: str
     cached: bool = False
     sources: list[str] = field(default_factory=list)
@@ -168,8 +178,15 @@ def synthesize(
     for s in srcs:
         h.update(s.name.encode())
         h.update(s.read_bytes())
-    key_data = {"format": _FORMAT, "top": top, "parameters": sorted(params.items()), "script": SCRIPT,
-                "weights": sorted(CELL_WEIGHTS.items()), "yosys": version, "sources": h.hexdigest()}
+    key_data = {
+        "format": _FORMAT,
+        "top": top,
+        "parameters": sorted(params.items()),
+        "script": SCRIPT,
+        "weights": sorted(CELL_WEIGHTS.items()),
+        "yosys": version,
+        "sources": h.hexdigest(),
+    }
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
     cache = (cache_dir or default_cache_dir()) / f"{top}-{key}.json"
     if use_cache and cache.is_file():
@@ -183,13 +200,19 @@ def synthesize(
     with tempfile.TemporaryDirectory(prefix="lowbit-synth-") as tmp:
         stat = Path(tmp) / "stat.json"
         reads = "\n".join(f"read_verilog {s}" for s in srcs)
-        chparam = (f"chparam {' '.join(f'-set {k} {v}' for k, v in params.items())} {top}" if params else "")
+        chparam = f"chparam {' '.join(f'-set {k} {v}' for k, v in params.items())} {top}" if params else ""
         script = Path(tmp) / "synth.ys"
         script.write_text(SCRIPT.format(reads=reads, chparam=chparam, top=top, stat=stat))
         t0 = time.monotonic()
         try:
-            proc = subprocess.run([yosys, "-q", "-s", str(script)], capture_output=True, text=True, env=tool_env(),
-                                  timeout=timeout_s, check=False)
+            proc = subprocess.run(
+                [yosys, "-q", "-s", str(script)],
+                capture_output=True,
+                text=True,
+                env=tool_env(),
+                timeout=timeout_s,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise RtlError(f"yosys synthesis of {top} {params} exceeded {timeout_s:.0f} s") from None
         seconds = time.monotonic() - t0
@@ -203,9 +226,16 @@ def synthesize(
     cells = {k: int(v) for k, v in sorted(mod.get("num_cells_by_type", {}).items())}
     comb, seq = area_of(cells)
     result = SynthResult(
-        top=top, parameters=params, cells=cells, area_nand2=round(comb + seq, 1), comb_nand2=round(comb, 1),
-        seq_nand2=round(seq, 1), flops=sum(n for c, n in cells.items() if c in SEQUENTIAL_CELLS),
-        seconds=round(seconds, 2), yosys_version=version, sources=[str(s) for s in srcs],
+        top=top,
+        parameters=params,
+        cells=cells,
+        area_nand2=round(comb + seq, 1),
+        comb_nand2=round(comb, 1),
+        seq_nand2=round(seq, 1),
+        flops=sum(n for c, n in cells.items() if c in SEQUENTIAL_CELLS),
+        seconds=round(seconds, 2),
+        yosys_version=version,
+        sources=[str(s) for s in srcs],
     )
     with atomic_path(cache) as tmp_file:
         tmp_file.write_text(json.dumps(asdict(result), indent=1, sort_keys=True))
@@ -217,8 +247,13 @@ def synthesize(
 ARRAY_SIDE = 4  #: the synthesized arrays are ARRAY_SIDE x ARRAY_SIDE
 OVERLAP_WIDTHS = (2, 8)  #: weight widths of the synthesized array pairs (two points of the per-weight-bit cost)
 #: The PE source each array ``PE_KIND`` instantiates.
-_PE_SOURCES = {0: "lowbit_mac_pe.v", 1: "lowbit_fusion_pe.v", 2: "lowbit_serial_pe.v", 3: "lowbit_serial_pe.v",
-               4: "lowbit_serial_pe.v"}
+_PE_SOURCES = {
+    0: "lowbit_mac_pe.v",
+    1: "lowbit_fusion_pe.v",
+    2: "lowbit_serial_pe.v",
+    3: "lowbit_serial_pe.v",
+    4: "lowbit_serial_pe.v",
+}
 
 
 def _sources_of(top: str, params: Mapping[str, int]) -> list[Path]:
@@ -228,33 +263,100 @@ def _sources_of(top: str, params: Mapping[str, int]) -> list[Path]:
     extra = [_PE_SOURCES[int(params.get("PE_KIND", 0))]] if top.startswith("lowbit_systolic_") else []
     return [SRC_DIR / f"{top}.v", *(SRC_DIR / f for f in extra)]
 
+
 TABLE_DESIGNS: list[tuple[str, str, dict[str, int], str, int, int, float]] = [
-    *[(f"fixed w{w}a{a}", "lowbit_mac_pe", {"W_BITS": w, "A_BITS": a, "ACC_BITS": 32, "W_SIGNED": 1, "A_SIGNED": 1},
-       "fixed", w, a, 1) for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]],
-    *[(f"fusion w{w}a{a}", "lowbit_fusion_pe", {"ACC_BITS": 32}, "bitfusion", w, a, (8 // a) * (8 // w))
-      for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]],
+    *[
+        (
+            f"fixed w{w}a{a}",
+            "lowbit_mac_pe",
+            {"W_BITS": w, "A_BITS": a, "ACC_BITS": 32, "W_SIGNED": 1, "A_SIGNED": 1},
+            "fixed",
+            w,
+            a,
+            1,
+        )
+        for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]
+    ],
+    *[
+        (f"fusion w{w}a{a}", "lowbit_fusion_pe", {"ACC_BITS": 32}, "bitfusion", w, a, (8 // a) * (8 // w))
+        for w, a in [(2, 2), (4, 4), (8, 8), (4, 8), (8, 4)]
+    ],
     # the bit-serial PEs (widest runtime width 8): one netlist each, MACs per cycle 1/a (Stripes, also when it
     # serializes its stationary activation on an is array), 1/(a*w) (Loom)
-    *[(f"{kind} w{w}a{a}", "lowbit_serial_pe", {"MAX_BITS": 8, "SERIAL": serial, "ACC_BITS": 32}, kind, w, a,
-       1.0 / (a * w if serial == 1 else a))
-      for kind, serial in (("stripes", 0), ("loom", 1), ("stripes_stationary", 2))
-      for w, a in [(8, 8), (4, 4), (2, 2)]],
-    ("requant 32->8", "lowbit_requant", {"PSUM_BITS": 32, "MULT_BITS": 31, "ACC_BITS": 64, "OUT_BITS": 8},
-     "requant", 0, 0, 0),
+    *[
+        (
+            f"{kind} w{w}a{a}",
+            "lowbit_serial_pe",
+            {"MAX_BITS": 8, "SERIAL": serial, "ACC_BITS": 32},
+            kind,
+            w,
+            a,
+            1.0 / (a * w if serial == 1 else a),
+        )
+        for kind, serial in (("stripes", 0), ("loom", 1), ("stripes_stationary", 2))
+        for w, a in [(8, 8), (4, 4), (2, 2)]
+    ],
+    (
+        "requant 32->8",
+        "lowbit_requant",
+        {"PSUM_BITS": 32, "MULT_BITS": 31, "ACC_BITS": 64, "OUT_BITS": 8},
+        "requant",
+        0,
+        0,
+        0,
+    ),
     # 4x4 arrays of fixed PEs with serial and overlapped weight preload: the double-buffered weight registers' cost
-    *[(f"array 4x4 w{w}a{w} {preload}", "lowbit_systolic_ws",
-       {"PE_KIND": 0, "ROWS": ARRAY_SIDE, "COLS": ARRAY_SIDE, "W_BITS": w, "A_BITS": w, "ACC_BITS": 32,
-        "W_SIGNED": 1, "A_SIGNED": 1, "OVERLAP": int(preload == "overlapped")}, f"array {preload}", w, w,
-       ARRAY_SIDE * ARRAY_SIDE) for w in OVERLAP_WIDTHS for preload in ("serial", "overlapped")],
+    *[
+        (
+            f"array 4x4 w{w}a{w} {preload}",
+            "lowbit_systolic_ws",
+            {
+                "PE_KIND": 0,
+                "ROWS": ARRAY_SIDE,
+                "COLS": ARRAY_SIDE,
+                "W_BITS": w,
+                "A_BITS": w,
+                "ACC_BITS": 32,
+                "W_SIGNED": 1,
+                "A_SIGNED": 1,
+                "OVERLAP": int(preload == "overlapped"),
+            },
+            f"array {preload}",
+            w,
+            w,
+            ARRAY_SIDE * ARRAY_SIDE,
+        )
+        for w in OVERLAP_WIDTHS
+        for preload in ("serial", "overlapped")
+    ],
     # the same PEs in an output-stationary array (one array for both timing profiles)
-    *[(f"os array 4x4 w{w}a{w}", "lowbit_systolic_os",
-       {"PE_KIND": 0, "ROWS": ARRAY_SIDE, "COLS": ARRAY_SIDE, "W_BITS": w, "A_BITS": w, "ACC_BITS": 32,
-        "W_SIGNED": 1, "A_SIGNED": 1}, "array os", w, w, ARRAY_SIDE * ARRAY_SIDE) for w in OVERLAP_WIDTHS],
+    *[
+        (
+            f"os array 4x4 w{w}a{w}",
+            "lowbit_systolic_os",
+            {
+                "PE_KIND": 0,
+                "ROWS": ARRAY_SIDE,
+                "COLS": ARRAY_SIDE,
+                "W_BITS": w,
+                "A_BITS": w,
+                "ACC_BITS": 32,
+                "W_SIGNED": 1,
+                "A_SIGNED": 1,
+            },
+            "array os",
+            w,
+            w,
+            ARRAY_SIDE * ARRAY_SIDE,
+        )
+        for w in OVERLAP_WIDTHS
+    ],
 ]
 
 
-def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, float]] | None = None,
-               *, use_cache: bool = True) -> pd.DataFrame:
+def area_table(
+    designs: Sequence[tuple[str, str, dict[str, int], str, int, int, float]] | None = None, *, use_cache: bool = True
+) -> pd.DataFrame:
     """Area of the PEs and the requant unit: one row per design (``TABLE_DESIGNS`` by default).
 
     Columns: ``design``, ``top``, ``pe_kind`` (fixed | bitfusion | stripes | loom | stripes_stationary | requant |
@@ -270,14 +372,25 @@ def area_table(designs: Sequence[tuple[str, str, dict[str, int], str, int, int, 
     for i, (label, top, params, kind, w, a, macs) in enumerate(todo, 1):
         _progress.info("synthesizing %s (%d/%d)", label, i, len(todo))
         r = synthesize(top, sources=_sources_of(top, params), parameters=params, use_cache=use_cache)
-        rows.append({
-            "design": label, "top": top, "pe_kind": kind, "w_bits": w, "a_bits": a,
-            "acc_bits": params.get("ACC_BITS", params.get("PSUM_BITS", 0)) if kind != "requant"
-            else params["PSUM_BITS"],
-            "macs_per_cycle": macs, "cells": r.num_cells, "flops": r.flops, "comb_nand2": r.comb_nand2,
-            "seq_nand2": r.seq_nand2, "area_nand2": r.area_nand2,
-            "nand2_per_mac": round(r.area_nand2 / macs, 1) if macs else float("nan"),
-        })
+        rows.append(
+            {
+                "design": label,
+                "top": top,
+                "pe_kind": kind,
+                "w_bits": w,
+                "a_bits": a,
+                "acc_bits": params.get("ACC_BITS", params.get("PSUM_BITS", 0))
+                if kind != "requant"
+                else params["PSUM_BITS"],
+                "macs_per_cycle": macs,
+                "cells": r.num_cells,
+                "flops": r.flops,
+                "comb_nand2": r.comb_nand2,
+                "seq_nand2": r.seq_nand2,
+                "area_nand2": r.area_nand2,
+                "nand2_per_mac": round(r.area_nand2 / macs, 1) if macs else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -343,8 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for p in args.param:
             name, _, value = p.partition("=")
             params[name] = int(value)
-        r = synthesize(args.top, sources=_sources_of(args.top, params), parameters=params,
-                       use_cache=not args.no_cache)
+        r = synthesize(args.top, sources=_sources_of(args.top, params), parameters=params, use_cache=not args.no_cache)
         print(json.dumps(asdict(r), indent=1))
     else:
         print(area_markdown(area_table(use_cache=not args.no_cache)))

@@ -19,8 +19,17 @@ from pathlib import Path
 
 from lowbit_core.errors import InputError
 
-__all__ = ["RtlError", "ToolMissingError", "INSTALL_HINTS", "MESSAGE_CHARS", "one_line", "verilator_bin_dir",
-           "tool_env", "require", "have"]
+__all__ = [
+    "RtlError",
+    "ToolMissingError",
+    "INSTALL_HINTS",
+    "MESSAGE_CHARS",
+    "one_line",
+    "verilator_bin_dir",
+    "tool_env",
+    "require",
+    "have",
+]
 
 #: Longest one-line message :func:`one_line` keeps (tool output is cut to this, with an ellipsis).
 MESSAGE_CHARS = 300
@@ -50,7 +59,7 @@ INSTALL_HINTS: dict[str, str] = {
 def one_line(text: object, limit: int = MESSAGE_CHARS) -> str:
     """``text`` with all whitespace runs (newlines included) as single spaces, cut to ``limit`` characters."""
     flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[:limit - 3].rstrip() + "..."
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
 def _missing(tool: str, detail: str = "not found on PATH") -> ToolMissingError:

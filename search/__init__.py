@@ -18,16 +18,37 @@ if TYPE_CHECKING:
     from search.problem import Problem, build_problem
     from search.solution import SENSITIVITY, Solution
 
-_EXPORTS = {"greedy_at_budget": "search.baselines", "greedy_front": "search.baselines",
-            "uniform_solutions": "search.baselines", "InfeasibleBudgetError": "search.errors",
-            "SearchInputError": "search.errors", "AssignmentModel": "search.ilp", "solve": "search.ilp",
-            "front_frame": "search.pareto", "pareto_front": "search.pareto", "Problem": "search.problem",
-            "build_problem": "search.problem", "SENSITIVITY": "search.solution",
-            "Solution": "search.solution"}
+_EXPORTS = {
+    "greedy_at_budget": "search.baselines",
+    "greedy_front": "search.baselines",
+    "uniform_solutions": "search.baselines",
+    "InfeasibleBudgetError": "search.errors",
+    "SearchInputError": "search.errors",
+    "AssignmentModel": "search.ilp",
+    "solve": "search.ilp",
+    "front_frame": "search.pareto",
+    "pareto_front": "search.pareto",
+    "Problem": "search.problem",
+    "build_problem": "search.problem",
+    "SENSITIVITY": "search.solution",
+    "Solution": "search.solution",
+}
 
-__all__ = ["AssignmentModel", "InfeasibleBudgetError", "Problem", "SENSITIVITY", "SearchInputError", "Solution",
-           "build_problem", "front_frame", "greedy_at_budget", "greedy_front", "pareto_front", "solve",
-           "uniform_solutions"]
+__all__ = [
+    "AssignmentModel",
+    "InfeasibleBudgetError",
+    "Problem",
+    "SENSITIVITY",
+    "SearchInputError",
+    "Solution",
+    "build_problem",
+    "front_frame",
+    "greedy_at_budget",
+    "greedy_front",
+    "pareto_front",
+    "solve",
+    "uniform_solutions",
+]
 
 
 def __getattr__(name: str) -> Any:

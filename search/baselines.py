@@ -43,8 +43,9 @@ GREEDY_RULES = ("cheaper", "aimet")
 
 def uniform_solutions(problem: Problem) -> list[Solution]:
     """Every candidate pair applied to all layers, in ``problem.pairs`` order (status ``uniform``)."""
-    return [Solution.of(problem, problem.uniform_choice(p), "uniform", solver="uniform")
-            for p in range(problem.n_pairs)]
+    return [
+        Solution.of(problem, problem.uniform_choice(p), "uniform", solver="uniform") for p in range(problem.n_pairs)
+    ]
 
 
 def _baseline_pair(problem: Problem, cost: str) -> int:
@@ -107,4 +108,3 @@ def greedy_at_budget(front: Sequence[Solution], column: str, limit: float) -> So
         raise SearchInputError(f"greedy: unknown column {column!r} (columns: {', '.join(front[0].totals)})")
     fitting = [s for s in front if s.totals[column] <= limit]
     return min(fitting, key=lambda s: s.sensitivity) if fitting else None
-

@@ -41,5 +41,6 @@ def parse_budgets(texts: list[str]) -> dict[str, tuple[float, bool]]:
 def resolve_budgets(problem: Problem, budgets: dict[str, tuple[float, bool]]) -> dict[str, float]:
     """Absolute limits; percentages refer to the most expensive uniform assignment's total."""
     totals = problem.uniform_totals()[1] if any(pct for _, pct in budgets.values()) else {}
-    return {col: float(totals[col].max() * value / 100.0) if pct else float(value)
-            for col, (value, pct) in budgets.items()}
+    return {
+        col: float(totals[col].max() * value / 100.0) if pct else float(value) for col, (value, pct) in budgets.items()
+    }

@@ -59,11 +59,13 @@ class ExactSolver:
 
     def _functions(self, objective: str, budgets: list[str]) -> Pairwise:
         index = [self._all.names.index(n) for n in (objective, *budgets)]
-        return Pairwise(tuple(self._all.names[i] for i in index), self._all.unary[index], self._all.edges,
-                        self._all.tables[index])
+        return Pairwise(
+            tuple(self._all.names[i] for i in index), self._all.unary[index], self._all.edges, self._all.tables[index]
+        )
 
-    def solve(self, objective: str, limits_scaled: Mapping[str, float], time_limit: float | None,
-              prune: bool = True) -> tuple[RunResult, PipelineStats]:
+    def solve(
+        self, objective: str, limits_scaled: Mapping[str, float], time_limit: float | None, prune: bool = True
+    ) -> tuple[RunResult, PipelineStats]:
         """Minimize ``objective`` under the scaled budget limits (the model's elastic columns stay at 0)."""
         mip = self.mip
         mip.set_objective(objective)
@@ -85,7 +87,7 @@ class ExactSolver:
         if lp.status == "optimal":
             duals = dict(zip(mip.budgets, lp.row_duals, strict=True))
             lam = np.array([max(0.0, -float(duals[b])) for b in budgets])
-            incumbent = _incumbent(functions, rhs, lp.columns[:mip.n_x].reshape(-1, mip.problem.n_pairs), lam)
+            incumbent = _incumbent(functions, rhs, lp.columns[: mip.n_x].reshape(-1, mip.problem.n_pairs), lam)
         t2 = time.process_time()
         allowed = None
         inc_value = None
@@ -102,8 +104,16 @@ class ExactSolver:
             mip.set_allowed(None)
         t4 = time.process_time()
         pruned = 0 if allowed is None else int((~allowed).sum())
-        return result, PipelineStats(t1 - t0, t2 - t1, t3 - t2, t4 - t3, n_choices, pruned, inc_value,
-                                     lp.objective if lp.status == "optimal" else None)
+        return result, PipelineStats(
+            t1 - t0,
+            t2 - t1,
+            t3 - t2,
+            t4 - t3,
+            n_choices,
+            pruned,
+            inc_value,
+            lp.objective if lp.status == "optimal" else None,
+        )
 
 
 # --- the primal heuristic ----------------------------------------------------------------------------------------

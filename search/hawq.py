@@ -37,15 +37,32 @@ from search.ilp import AssignmentModel
 from search.problem import Problem, build_problem
 from search.solution import Solution
 
-__all__ = ["load_hawq_instance", "hawq_problem", "hawq_limit", "solve_hawq", "hawq_table", "markdown_table",
-           "HAWQ_BUDGETS", "HAWQ_FRACTIONS"]
+__all__ = [
+    "load_hawq_instance",
+    "hawq_problem",
+    "hawq_limit",
+    "solve_hawq",
+    "hawq_table",
+    "markdown_table",
+    "HAWQ_BUDGETS",
+    "HAWQ_FRACTIONS",
+]
 
 #: The budgets of the notebook, one at a time: the cost-table column each one limits.
 HAWQ_BUDGETS = ("size", "bops", "latency")
 #: The fractions f of the limit (all-4-bit total + f·(all-8-bit − all-4-bit)).
 HAWQ_FRACTIONS = (0.25, 0.5, 0.75)
-_COLUMNS = ("layer", "group", "hutchinson_trace", "delta_w4_sq", "delta_w8_sq", "parameters", "bops_fp",
-            "latency_int4", "latency_int8")
+_COLUMNS = (
+    "layer",
+    "group",
+    "hutchinson_trace",
+    "delta_w4_sq",
+    "delta_w8_sq",
+    "parameters",
+    "bops_fp",
+    "latency_int4",
+    "latency_int8",
+)
 
 
 def load_hawq_instance(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -63,18 +80,36 @@ def load_hawq_instance(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         bad = ~np.isfinite(v) | (v < 0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise SearchInputError(f"{path}: column {c!r} must be finite and >= 0; row {row} has "
-                                   f"{frame[c].iloc[row]!r}")
+            raise SearchInputError(
+                f"{path}: column {c!r} must be finite and >= 0; row {row} has {frame[c].iloc[row]!r}"
+            )
     layer, group = values["layer"].astype(np.int64), values["group"].astype(np.int64)
     costs, sens = [], []
     for bits, size, bops_div in ((8, 1.0, 16.0), (4, 0.5, 64.0)):
-        costs.append(pd.DataFrame({
-            "layer": layer, "w_bits": bits, "a_bits": bits,
-            "size": size * values["parameters"], "bops": values["bops_fp"] / bops_div,
-            "latency": values[f"latency_int{bits}"], "group": group}))
-        sens.append(pd.DataFrame({
-            "layer": layer, "w_bits": bits, "a_bits": bits,
-            "sensitivity": values["hutchinson_trace"] * values[f"delta_w{bits}_sq"], "method": "hawq_v3"}))
+        costs.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "w_bits": bits,
+                    "a_bits": bits,
+                    "size": size * values["parameters"],
+                    "bops": values["bops_fp"] / bops_div,
+                    "latency": values[f"latency_int{bits}"],
+                    "group": group,
+                }
+            )
+        )
+        sens.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "w_bits": bits,
+                    "a_bits": bits,
+                    "sensitivity": values["hutchinson_trace"] * values[f"delta_w{bits}_sq"],
+                    "method": "hawq_v3",
+                }
+            )
+        )
     return pd.concat(costs, ignore_index=True), pd.concat(sens, ignore_index=True)
 
 
@@ -91,8 +126,10 @@ def hawq_limit(problem: Problem, budget: str, f: float) -> float:
     if not 0.0 <= float(f) <= 1.0:
         raise SearchInputError(f"HAWQ-V3 fraction f must be in [0, 1], got {f!r}")
     index = {(int(w), int(a)): p for p, (w, a) in enumerate(problem.pairs)}
-    totals = {bits: float(problem.evaluate(problem.uniform_choice(index[(bits, bits)]), [budget])[1][budget])
-              for bits in (4, 8)}
+    totals = {
+        bits: float(problem.evaluate(problem.uniform_choice(index[(bits, bits)]), [budget])[1][budget])
+        for bits in (4, 8)
+    }
     return totals[4] + float(f) * (totals[8] - totals[4])
 
 
@@ -115,20 +152,34 @@ def hawq_table(paths: Sequence[str | Path], fractions: Sequence[float] = HAWQ_FR
             for f in fractions:
                 limit = hawq_limit(problem, budget, f)
                 s = model.solve({budget: limit})
-                rows.append({"network": Path(path).stem, "budget": budget, "f": float(f), "limit": limit,
-                             "used": s.totals[budget], "objective": s.sensitivity,
-                             "layers_4bit": int((problem.layer_choice(s.choice) == four).sum()),
-                             "layers": problem.n_layers, "status": s.status, "solve_seconds": s.solve_seconds})
+                rows.append(
+                    {
+                        "network": Path(path).stem,
+                        "budget": budget,
+                        "f": float(f),
+                        "limit": limit,
+                        "used": s.totals[budget],
+                        "objective": s.sensitivity,
+                        "layers_4bit": int((problem.layer_choice(s.choice) == four).sum()),
+                        "layers": problem.n_layers,
+                        "status": s.status,
+                        "solve_seconds": s.solve_seconds,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The table of docs/search.md (solve times left out: they vary from run to run)."""
-    lines = ["| network | budget | f | limit | used | Σ Ω (objective) | layers at 4 bits | status |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| network | budget | f | limit | used | Σ Ω (objective) | layers at 4 bits | status |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in table.itertuples(index=False):
-        lines.append(f"| {r.network} | {r.budget} | {r.f:g} | {r.limit:.6g} | {r.used:.6g} | {r.objective:.6g} | "
-                     f"{r.layers_4bit} of {r.layers} | {r.status} |")
+        lines.append(
+            f"| {r.network} | {r.budget} | {r.f:g} | {r.limit:.6g} | {r.used:.6g} | {r.objective:.6g} | "
+            f"{r.layers_4bit} of {r.layers} | {r.status} |"
+        )
     return "\n".join(lines)
 
 

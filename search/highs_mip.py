@@ -28,16 +28,23 @@ ELASTIC = "elastic"
 _INF = 1e30  # HiGHS reads bounds >= 1e20 as infinite
 _FEAS_TOL = 1e-9
 _OPTIONS: dict[str, object] = {
-    "output_flag": False, "threads": 1, "random_seed": 0, "mip_rel_gap": 0.0, "mip_abs_gap": 0.0,
-    "mip_feasibility_tolerance": _FEAS_TOL, "primal_feasibility_tolerance": _FEAS_TOL,
+    "output_flag": False,
+    "threads": 1,
+    "random_seed": 0,
+    "mip_rel_gap": 0.0,
+    "mip_abs_gap": 0.0,
+    "mip_feasibility_tolerance": _FEAS_TOL,
+    "primal_feasibility_tolerance": _FEAS_TOL,
     "dual_feasibility_tolerance": 1e-10,
 }
 #: With a start (the pipeline's runs), chosen on held-out instances (docs/search.md, "Speed"): HiGHS gets a
 #: near-optimal incumbent and a pruned model, so its root heuristics that hunt for incumbents and its restarts only
 #: cost time.  Without a start HiGHS keeps its defaults, which it needs there.
 _WITH_START: dict[str, bool] = {
-    "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
-    "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False,
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+    "mip_heuristic_run_feasibility_jump": False,
     "mip_allow_restart": False,
 }
 
@@ -88,19 +95,21 @@ class HighsMip:
                 qs = [q for q in range(pr.n_pairs) if own[q] == o]
                 idx = [self._y(k, p, o) for p in range(pr.n_pairs)] + [c * pr.n_pairs + q for q in qs]
                 rows.append((idx, [1.0] * pr.n_pairs + [-1.0] * len(qs), 0.0, 0.0))
-        self._costs = {name: self._cost_vector(table, self.scales[name])
-                       for name, table in {"sensitivity": pr.sensitivity, **pr.costs}.items()}
+        self._costs = {
+            name: self._cost_vector(table, self.scales[name])
+            for name, table in {"sensitivity": pr.sensitivity, **pr.costs}.items()
+        }
         elastic = np.zeros(self.n_cols)
-        elastic[self._e0:] = 1.0
+        elastic[self._e0 :] = 1.0
         self._costs[ELASTIC] = elastic
         self._budget_row0 = len(rows)
         for j, b in enumerate(self.budgets):
             vec = self._costs[b]
-            idx = [int(i) for i in np.flatnonzero(vec[:self._e0])] + [self._e0 + j]
+            idx = [int(i) for i in np.flatnonzero(vec[: self._e0])] + [self._e0 + j]
             rows.append((idx, [float(vec[i]) for i in idx[:-1]] + [-1.0], -_INF, _INF))
         self._rows = rows
         self.col_upper = np.ones(self.n_cols)
-        self.col_upper[self._e0:] = 0.0
+        self.col_upper[self._e0 :] = 0.0
         self.rhs = np.full(len(self.budgets), _INF)
         self.objective = "sensitivity"
         self._mip = self._new_solver(integer=True)
@@ -133,7 +142,7 @@ class HighsMip:
                 else:  # separable: cost[p, o] = cost[p, 0] + (cost[0, o] - cost[0, 0])
                     unit_coef[u] += table[layer, :, 0]
                     unit_coef[int(pr.unit_of[c])] += table[layer, 0, own] - table[layer, 0, 0]
-        vec[:self.n_x] = unit_coef.ravel() * scale
+        vec[: self.n_x] = unit_coef.ravel() * scale
         return vec
 
     def _new_solver(self, integer: bool):
@@ -175,11 +184,11 @@ class HighsMip:
         self.objective = name
 
     def set_elastic(self, on: bool) -> None:
-        self.col_upper[self._e0:] = _INF if on else 0.0
+        self.col_upper[self._e0 :] = _INF if on else 0.0
 
     def set_allowed(self, allowed: np.ndarray | None) -> None:
         """[U, P] booleans: x[u, p] may be 1 only where allowed (None: everywhere)."""
-        self.col_upper[:self.n_x] = 1.0 if allowed is None else np.asarray(allowed, dtype=np.float64).ravel()
+        self.col_upper[: self.n_x] = 1.0 if allowed is None else np.asarray(allowed, dtype=np.float64).ravel()
 
     def start_columns(self, choice: np.ndarray) -> np.ndarray:
         """Every column's value for a per-unit choice (elastic violations 0)."""
@@ -200,12 +209,12 @@ class HighsMip:
     def coupling_residual(self, columns: np.ndarray) -> float:
         """Largest |y[k, p, o] - x[unit(l), p] * z[c, o]| in ``columns`` (0 when the coupling is exact)."""
         pr = self.problem
-        x = columns[:self.n_x].reshape(pr.n_units, pr.n_pairs)
+        x = columns[: self.n_x].reshape(pr.n_units, pr.n_pairs)
         own = pr.out_index()[0] if pr.coupled else None
         worst = 0.0
         for k, layer in enumerate(self.product_layers):
             z = np.array([x[pr.unit_of[pr.consumer[layer]], own == o].sum() for o in range(self._n_o)])
-            y = columns[self._y(k, 0, 0):self._y(k, 0, 0) + pr.n_pairs * self._n_o].reshape(pr.n_pairs, self._n_o)
+            y = columns[self._y(k, 0, 0) : self._y(k, 0, 0) + pr.n_pairs * self._n_o].reshape(pr.n_pairs, self._n_o)
             worst = max(worst, float(np.abs(y - np.outer(x[pr.unit_of[layer]], z)).max()))
         return worst
 
@@ -228,8 +237,9 @@ class HighsMip:
             solver.run()
         return self._result(solver, lp=True)
 
-    def run_mip(self, start: np.ndarray | None = None, time_limit: float | None = None,
-                presolve: bool = True) -> RunResult:
+    def run_mip(
+        self, start: np.ndarray | None = None, time_limit: float | None = None, presolve: bool = True
+    ) -> RunResult:
         """The MIP under the current state, from ``start`` (a per-unit choice) if given."""
         solver = self._mip
         solver.clearSolver()
@@ -264,11 +274,12 @@ class HighsMip:
             return RunResult(name, None, None, float("nan"), float("nan"), None)
         sol = solver.getSolution()
         columns = np.asarray(sol.col_value)
-        x = columns[:self.n_x].reshape(self.problem.n_units, self.problem.n_pairs)
+        x = columns[: self.n_x].reshape(self.problem.n_units, self.problem.n_pairs)
         bound = info.objective_function_value if lp else info.mip_dual_bound
-        duals = np.asarray(sol.row_dual)[self._budget_row0:] if lp else None
-        return RunResult(name, x.argmax(axis=1).astype(np.int64), columns, float(info.objective_function_value),
-                         float(bound), duals)
+        duals = np.asarray(sol.row_dual)[self._budget_row0 :] if lp else None
+        return RunResult(
+            name, x.argmax(axis=1).astype(np.int64), columns, float(info.objective_function_value), float(bound), duals
+        )
 
     def version(self) -> str:
         solver = self._mip

@@ -73,12 +73,18 @@ class AssignmentModel:
 
     def _check_objective(self, name: str) -> None:
         if name != SENSITIVITY and name not in self.problem.costs:
-            raise SearchInputError(f"unknown objective {name!r} (sensitivity or one of: "
-                                   f"{', '.join(self.problem.columns)})")
+            raise SearchInputError(
+                f"unknown objective {name!r} (sensitivity or one of: {', '.join(self.problem.columns)})"
+            )
 
     # --- solving ---------------------------------------------------------------------------------------------
-    def solve(self, limits: Mapping[str, float] | None = None, objective: str = SENSITIVITY,
-              time_limit: float | None = None, diagnose: bool = True) -> Solution:
+    def solve(
+        self,
+        limits: Mapping[str, float] | None = None,
+        objective: str = SENSITIVITY,
+        time_limit: float | None = None,
+        diagnose: bool = True,
+    ) -> Solution:
         """Minimize ``objective`` (total sensitivity, or a cost column) under ``limits``.
 
         Raises :class:`~search.errors.InfeasibleBudgetError` naming each budget that cannot be met and
@@ -114,10 +120,19 @@ class AssignmentModel:
         gap = 0.0
         if not optimal and math.isfinite(result.bound) and result.objective:
             gap = abs(result.objective - result.bound) / max(abs(result.objective), 1e-300)
-        return Solution(problem=self.problem, choice=choice, objective_name=objective, objective=value,
-                        sensitivity=float(sens), totals=totals, limits=limits,
-                        status="optimal" if optimal else "time_limit", gap=float(gap), solve_seconds=seconds,
-                        solver=f"highs {self._mip.version()}")
+        return Solution(
+            problem=self.problem,
+            choice=choice,
+            objective_name=objective,
+            objective=value,
+            sensitivity=float(sens),
+            totals=totals,
+            limits=limits,
+            status="optimal" if optimal else "time_limit",
+            gap=float(gap),
+            solve_seconds=seconds,
+            solver=f"highs {self._mip.version()}",
+        )
 
     def elastic_solve(self, limits: Mapping[str, float]) -> tuple[dict[str, float], np.ndarray]:
         """Minimize the summed violations of ``limits``, each relative to its column's largest possible total:
@@ -152,8 +167,9 @@ class AssignmentModel:
             return None
 
 
-def solve(problem: Problem, limits: Mapping[str, float], objective: str = SENSITIVITY,
-          time_limit: float | None = None) -> Solution:
+def solve(
+    problem: Problem, limits: Mapping[str, float], objective: str = SENSITIVITY, time_limit: float | None = None
+) -> Solution:
     """Build the model for ``limits``' columns and solve it once."""
     time_limit = check_time_limit(time_limit)
     return AssignmentModel(problem, list(limits)).solve(limits, objective=objective, time_limit=time_limit)

@@ -48,13 +48,16 @@ def diagnose(model: DiagnosableModel, limits: Mapping[str, float]) -> tuple[dict
         if smallest is not None:
             needed[b] = smallest
             held = " with the other budgets held" if others else ""
-            phrases.append(f"{b} <= {limits[b]:.10g} cannot be met{held}; the smallest feasible limit is "
-                           f"{smallest:.10g}")
+            phrases.append(
+                f"{b} <= {limits[b]:.10g} cannot be met{held}; the smallest feasible limit is {smallest:.10g}"
+            )
         else:
             needed[b] = float(relaxed[b])
             alone = model.minimum(b, {})
-            phrases.append(f"{b} <= {limits[b]:.10g} cannot be met (its minimum alone is {alone:.10g}); relaxing "
-                           f"the conflicting budgets together needs {b} <= {needed[b]:.10g}")
+            phrases.append(
+                f"{b} <= {limits[b]:.10g} cannot be met (its minimum alone is {alone:.10g}); relaxing "
+                f"the conflicting budgets together needs {b} <= {needed[b]:.10g}"
+            )
     return needed, phrases
 
 

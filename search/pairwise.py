@@ -45,8 +45,9 @@ class Pairwise:
         """[K]: each function's value at per-unit pair indices ``choice`` [U]."""
         value = self.unary[:, np.arange(self.n_units), choice].sum(axis=1)
         if len(self.edges):
-            value = value + self.tables[:, np.arange(len(self.edges)), choice[self.edges[:, 0]],
-                                        choice[self.edges[:, 1]]].sum(axis=1)
+            value = value + self.tables[
+                :, np.arange(len(self.edges)), choice[self.edges[:, 0]], choice[self.edges[:, 1]]
+            ].sum(axis=1)
         return value
 
     def move_totals(self, choice: np.ndarray) -> np.ndarray:
@@ -65,8 +66,12 @@ class Pairwise:
     def combine(self, weights: Sequence[float]) -> Pairwise:
         """One function: ``sum_k weights[k] * function_k`` (the Lagrangian of an objective and budgets)."""
         w = np.asarray(weights, dtype=np.float64)
-        return Pairwise(("combined",), np.tensordot(w, self.unary, axes=1)[None],
-                        self.edges, np.tensordot(w, self.tables, axes=1)[None])
+        return Pairwise(
+            ("combined",),
+            np.tensordot(w, self.unary, axes=1)[None],
+            self.edges,
+            np.tensordot(w, self.tables, axes=1)[None],
+        )
 
 
 def pairwise_terms(problem: Problem, tables: dict[str, np.ndarray], scales: dict[str, float]) -> Pairwise:
@@ -102,6 +107,9 @@ def pairwise_terms(problem: Problem, tables: dict[str, np.ndarray], scales: dict
             slot[k] += oriented
     keys = sorted(edge_tables)
     edges = np.array(keys, dtype=np.int64).reshape(-1, 2)
-    stacked = (np.stack([edge_tables[key] for key in keys], axis=1) if keys
-               else np.zeros((len(names), 0, pr.n_pairs, pr.n_pairs)))
+    stacked = (
+        np.stack([edge_tables[key] for key in keys], axis=1)
+        if keys
+        else np.zeros((len(names), 0, pr.n_pairs, pr.n_pairs))
+    )
     return Pairwise(names, unary, edges, stacked)

@@ -45,10 +45,10 @@ def nondominated_mask(values: np.ndarray) -> np.ndarray:
         raise SearchInputError("nondominated_mask: values contain NaN")
     keep = np.ones(len(v), dtype=bool)
     for start in range(0, len(v), _BLOCK):
-        block = v[start:start + _BLOCK]  # [b, k] candidates to test
+        block = v[start : start + _BLOCK]  # [b, k] candidates to test
         le = (v[:, None, :] <= block[None, :, :]).all(-1)  # [n, b]: row j <= candidate i everywhere
         lt = (v[:, None, :] < block[None, :, :]).any(-1)
-        keep[start:start + _BLOCK] = ~(le & lt).any(0)
+        keep[start : start + _BLOCK] = ~(le & lt).any(0)
     return keep
 
 
@@ -59,8 +59,10 @@ def _model_for(problem: Problem, needed: Sequence[str], model: AssignmentModel |
         raise SearchInputError("pareto_front: the model was built for another problem")
     missing = [b for b in needed if b not in model.budgets]
     if missing:
-        raise SearchInputError(f"pareto_front: the model does not declare budget(s) {', '.join(missing)} "
-                               f"(it has: {', '.join(model.budgets) or 'none'})")
+        raise SearchInputError(
+            f"pareto_front: the model does not declare budget(s) {', '.join(missing)} "
+            f"(it has: {', '.join(model.budgets) or 'none'})"
+        )
     return model
 
 
@@ -106,9 +108,17 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
         yield lambda: bar.advance(task)
 
 
-def pareto_front(problem: Problem, x: str, y: str | None = None, n_points: int = 50,
-                 limits: Mapping[str, float] | None = None, model: AssignmentModel | None = None,
-                 progress: bool = False, exact: bool = False, time_limit: float | None = None) -> list[Solution]:
+def pareto_front(
+    problem: Problem,
+    x: str,
+    y: str | None = None,
+    n_points: int = 50,
+    limits: Mapping[str, float] | None = None,
+    model: AssignmentModel | None = None,
+    progress: bool = False,
+    exact: bool = False,
+    time_limit: float | None = None,
+) -> list[Solution]:
     """Nondominated assignments of total sensitivity against the total of cost column ``x`` (and ``y``).
 
     ``x`` alone: ε runs over ``n_points`` evenly spaced values, from the smallest feasible total of ``x``
@@ -138,8 +148,9 @@ def pareto_front(problem: Problem, x: str, y: str | None = None, n_points: int =
     swept = [x] if y is None else [x, y]
     for c in swept:
         if c not in problem.costs:
-            raise SearchInputError(f"pareto_front: unknown cost column {c!r} (problem columns: "
-                                   f"{', '.join(problem.columns)})")
+            raise SearchInputError(
+                f"pareto_front: unknown cost column {c!r} (problem columns: {', '.join(problem.columns)})"
+            )
     model = _model_for(problem, list(dict.fromkeys([*swept, *limits])), model)
 
     def solve(caps: Mapping[str, float], diagnose: bool = False) -> Solution:
@@ -167,8 +178,7 @@ def pareto_front(problem: Problem, x: str, y: str | None = None, n_points: int =
                 caps = {x: float(ex)} if y is None else {x: float(ex), y: float(ey)}
                 # an optimum under a looser cap that fits the tighter one is optimal there too
                 looser = [done.get((i - 1, j)) if i else top, done.get((i, j - 1)) if j else top]
-                reuse = next((s for s in looser if s is not None and s.status == "optimal" and _fits(s, caps)),
-                             None)
+                reuse = next((s for s in looser if s is not None and s.status == "optimal" and _fits(s, caps)), None)
                 if reuse is not None:
                     done[(i, j)] = reuse
                 else:
@@ -181,8 +191,9 @@ def pareto_front(problem: Problem, x: str, y: str | None = None, n_points: int =
     return _unique_front(found, swept)
 
 
-def _exact_sweep(problem: Problem, x: str, top: Solution,
-                 solve: Callable[[Mapping[str, float]], Solution]) -> list[Solution]:
+def _exact_sweep(
+    problem: Problem, x: str, top: Solution, solve: Callable[[Mapping[str, float]], Solution]
+) -> list[Solution]:
     step = EXACT_STEP * _largest_total(problem, x)
     found = [top]
     while step > 0:
@@ -205,8 +216,20 @@ def front_frame(solutions: Sequence[Solution], columns: Sequence[str] | None = N
     cols = list(columns) if columns is not None else list(solutions[0].problem.columns)
     unknown = [c for c in cols if c not in solutions[0].totals]
     if unknown:
-        raise SearchInputError(f"front_frame: unknown column(s) {', '.join(unknown)} "
-                               f"(columns: {', '.join(solutions[0].totals)})")
-    return pd.DataFrame([{"point": k, "sensitivity": s.sensitivity, **{c: s.totals[c] for c in cols},
-                          "status": s.status, "gap": s.gap, "solve_seconds": s.solve_seconds,
-                          "pairs": s.pairs_string()} for k, s in enumerate(solutions)])
+        raise SearchInputError(
+            f"front_frame: unknown column(s) {', '.join(unknown)} (columns: {', '.join(solutions[0].totals)})"
+        )
+    return pd.DataFrame(
+        [
+            {
+                "point": k,
+                "sensitivity": s.sensitivity,
+                **{c: s.totals[c] for c in cols},
+                "status": s.status,
+                "gap": s.gap,
+                "solve_seconds": s.solve_seconds,
+                "pairs": s.pairs_string(),
+            }
+            for k, s in enumerate(solutions)
+        ]
+    )

@@ -104,8 +104,7 @@ class Problem:
     def evaluate(self, choice: np.ndarray, columns: Iterable[str] | None = None) -> tuple[np.ndarray, dict]:
         """Total sensitivity [...] and total cost of each column [...] of per-unit choices [..., U]."""
         cols = self.columns if columns is None else tuple(columns)
-        return (self.layer_sensitivity(choice).sum(-1),
-                {c: self.layer_costs(choice, c).sum(-1) for c in cols})
+        return (self.layer_sensitivity(choice).sum(-1), {c: self.layer_costs(choice, c).sum(-1) for c in cols})
 
     def uniform_choice(self, pair_index: int) -> np.ndarray:
         return np.full(self.n_units, int(pair_index), dtype=np.int64)
@@ -118,11 +117,15 @@ class Problem:
     def assignment_frame(self, choice: np.ndarray) -> pd.DataFrame:
         """The assignment table of DESIGN.md plus each layer's sensitivity and costs."""
         pick = self.layer_choice(np.asarray(choice))
-        frame = pd.DataFrame({
-            "layer": self.layers, "name": list(self.names),
-            "w_bits": self.pairs[pick, 0], "a_bits": self.pairs[pick, 1],
-            "group": self.group_ids[self.unit_of],
-        })
+        frame = pd.DataFrame(
+            {
+                "layer": self.layers,
+                "name": list(self.names),
+                "w_bits": self.pairs[pick, 0],
+                "a_bits": self.pairs[pick, 1],
+                "group": self.group_ids[self.unit_of],
+            }
+        )
         if self.coupled:
             rows = np.arange(self.n_layers)
             nxt = np.where(self.consumer >= 0, self.consumer, rows)
@@ -139,12 +142,16 @@ class Problem:
         for layer, (w, a) in enumerate(zip(w_bits, a_bits, strict=True)):
             p = index.get((int(w), int(a)))
             if p is None:
-                raise SearchInputError(f"layer {self.names[layer]!r}: pair {format_pair((w, a))} is not a candidate "
-                                       f"({', '.join(self.pair_labels)})")
+                raise SearchInputError(
+                    f"layer {self.names[layer]!r}: pair {format_pair((w, a))} is not a candidate "
+                    f"({', '.join(self.pair_labels)})"
+                )
             unit = self.unit_of[layer]
             if choice[unit] not in (-1, p):
-                raise SearchInputError(f"layer {self.names[layer]!r}: its group already takes "
-                                       f"{self.pair_labels[choice[unit]]}, not {format_pair((w, a))}")
+                raise SearchInputError(
+                    f"layer {self.names[layer]!r}: its group already takes "
+                    f"{self.pair_labels[choice[unit]]}, not {format_pair((w, a))}"
+                )
             choice[unit] = p
         return choice
 
@@ -155,8 +162,9 @@ class Problem:
 def _need_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise SearchInputError(f"{what}: missing column(s) {', '.join(missing)} "
-                               f"(has: {', '.join(map(str, frame.columns))})")
+        raise SearchInputError(
+            f"{what}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, frame.columns))})"
+        )
 
 
 def _int_column(frame: pd.DataFrame, col: str, what: str, minimum: int) -> np.ndarray:
@@ -164,8 +172,9 @@ def _int_column(frame: pd.DataFrame, col: str, what: str, minimum: int) -> np.nd
     bad = ~np.isfinite(values) | (values != np.round(values)) | (values < minimum)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise SearchInputError(f"{what}: column {col!r} needs integers >= {minimum}; row {row} has "
-                               f"{frame[col].iloc[row]!r}")
+        raise SearchInputError(
+            f"{what}: column {col!r} needs integers >= {minimum}; row {row} has {frame[col].iloc[row]!r}"
+        )
     return values.astype(np.int64)
 
 
@@ -173,15 +182,22 @@ def _cost_column(frame: pd.DataFrame, col: str, what: str) -> np.ndarray:
     if col in NOT_ADDITIVE:
         raise SearchInputError(f"budget column {col!r} is not additive over layers and cannot be budgeted")
     if col not in frame.columns:
-        numeric = [c for c in frame.columns if c not in (*_KEYS, "name", "group", "out_bits", "consumer")
-                   and c not in NOT_ADDITIVE and pd.api.types.is_numeric_dtype(frame[c])]
+        numeric = [
+            c
+            for c in frame.columns
+            if c not in (*_KEYS, "name", "group", "out_bits", "consumer")
+            and c not in NOT_ADDITIVE
+            and pd.api.types.is_numeric_dtype(frame[c])
+        ]
         raise SearchInputError(f"unknown budget column {col!r} in the {what} (columns: {', '.join(numeric)})")
     values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         r = frame.iloc[int(np.flatnonzero(bad)[0])]
-        raise SearchInputError(f"{what}: column {col!r} must be finite and >= 0; layer {r['layer']} "
-                               f"{format_pair((r['w_bits'], r['a_bits']))} has {r[col]!r}")
+        raise SearchInputError(
+            f"{what}: column {col!r} must be finite and >= 0; layer {r['layer']} "
+            f"{format_pair((r['w_bits'], r['a_bits']))} has {r[col]!r}"
+        )
     return values
 
 
@@ -211,8 +227,13 @@ def _per_layer(frame: pd.DataFrame, col: str, what: str) -> pd.Series:
     return frame.groupby("layer")[col].first()
 
 
-def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Iterable[str],
-                  pairs: Iterable[tuple[int, int]] | None = None, method: str = "") -> Problem:
+def build_problem(
+    costs: pd.DataFrame,
+    sensitivity: pd.DataFrame,
+    columns: Iterable[str],
+    pairs: Iterable[tuple[int, int]] | None = None,
+    method: str = "",
+) -> Problem:
     """Validate the two tables and build the :class:`Problem` over the cost ``columns`` (those that may be
     budgeted or reported; each must be additive, finite and >= 0).
 
@@ -237,20 +258,27 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
     if dup.any():
         r = costs[dup].iloc[0]
         extra = f" out_bits {r['out_bits']}" if coupled else ""
-        raise SearchInputError(f"cost table: duplicate rows for layer {r['layer']} "
-                               f"{format_pair((r['w_bits'], r['a_bits']))}{extra}")
+        raise SearchInputError(
+            f"cost table: duplicate rows for layer {r['layer']} {format_pair((r['w_bits'], r['a_bits']))}{extra}"
+        )
 
     layer_ids = np.sort(costs["layer"].unique())
-    names = (_per_layer(costs, "name", "cost table").astype(str) if "name" in costs.columns
-             else pd.Series(layer_ids.astype(str), index=layer_ids))
-    table_pairs = sorted({(int(w), int(a)) for w, a in zip(costs.w_bits, costs.a_bits, strict=True)},
-                         key=lambda p: (-p[0], -p[1]))
+    names = (
+        _per_layer(costs, "name", "cost table").astype(str)
+        if "name" in costs.columns
+        else pd.Series(layer_ids.astype(str), index=layer_ids)
+    )
+    table_pairs = sorted(
+        {(int(w), int(a)) for w, a in zip(costs.w_bits, costs.a_bits, strict=True)}, key=lambda p: (-p[0], -p[1])
+    )
     if pairs is not None:
         wanted = [(int(w), int(a)) for w, a in pairs]
         absent = [p for p in wanted if p not in table_pairs]
         if absent:
-            raise SearchInputError(f"pair(s) {', '.join(format_pair(p) for p in absent)} are not in the cost table "
-                                   f"({', '.join(format_pair(p) for p in table_pairs)})")
+            raise SearchInputError(
+                f"pair(s) {', '.join(format_pair(p) for p in absent)} are not in the cost table "
+                f"({', '.join(format_pair(p) for p in table_pairs)})"
+            )
         table_pairs = list(dict.fromkeys(wanted))
     pair_arr = np.asarray(table_pairs, dtype=np.int64).reshape(-1, 2)
     out_widths = np.asarray(sorted({int(a) for a in pair_arr[:, 1]}), dtype=np.int64) if coupled else None
@@ -275,8 +303,10 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
     if not seen.all():
         miss = np.argwhere(~seen)[0]
         extra = f" with out_bits {out_widths[miss[2]]}" if coupled else ""
-        raise SearchInputError(f"cost table: layer {layer_ids[miss[0]]} ({names.iloc[miss[0]]!r}) has no row for "
-                               f"{format_pair(pair_arr[miss[1]])}{extra}; every layer needs every candidate pair")
+        raise SearchInputError(
+            f"cost table: layer {layer_ids[miss[0]]} ({names.iloc[miss[0]]!r}) has no row for "
+            f"{format_pair(pair_arr[miss[1]])}{extra}; every layer needs every candidate pair"
+        )
     cost_arrays: dict[str, np.ndarray] = {}
     for col, values in cost_values.items():
         arr = np.zeros(shape, dtype=np.float64)
@@ -288,37 +318,52 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
     if s_layers != set(layer_pos):
         only_c = sorted(set(layer_pos) - s_layers)
         only_s = sorted(s_layers - set(layer_pos))
-        raise SearchInputError("sensitivity rows do not match the cost rows: "
-                               + "; ".join(s for s in (
-                                   f"layers {only_c[:5]} have costs but no sensitivity" if only_c else "",
-                                   f"layers {only_s[:5]} have sensitivity but no costs" if only_s else "") if s))
+        raise SearchInputError(
+            "sensitivity rows do not match the cost rows: "
+            + "; ".join(
+                s
+                for s in (
+                    f"layers {only_c[:5]} have costs but no sensitivity" if only_c else "",
+                    f"layers {only_s[:5]} have sensitivity but no costs" if only_s else "",
+                )
+                if s
+            )
+        )
     if "name" in sensitivity.columns and "name" in costs.columns:
         s_names = _per_layer(sensitivity, "name", "sensitivity table").astype(str)
         differ = [v for v in layer_ids if s_names[v] != names[v]]
         if differ:
             v = differ[0]
-            raise SearchInputError(f"sensitivity rows do not match the cost rows: layer {v} is {s_names[v]!r} in the "
-                                   f"sensitivity table but {names[v]!r} in the cost table")
+            raise SearchInputError(
+                f"sensitivity rows do not match the cost rows: layer {v} is {s_names[v]!r} in the "
+                f"sensitivity table but {names[v]!r} in the cost table"
+            )
     s_vals = pd.to_numeric(sensitivity["sensitivity"], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(s_vals) | (s_vals < 0)
     if bad.any():
         r = sensitivity.iloc[int(np.flatnonzero(bad)[0])]
-        raise SearchInputError(f"sensitivity table: 'sensitivity' must be finite and >= 0; layer {r['layer']} "
-                               f"{format_pair((r['w_bits'], r['a_bits']))} has {r['sensitivity']!r}")
+        raise SearchInputError(
+            f"sensitivity table: 'sensitivity' must be finite and >= 0; layer {r['layer']} "
+            f"{format_pair((r['w_bits'], r['a_bits']))} has {r['sensitivity']!r}"
+        )
     if sensitivity.duplicated(list(_KEYS)).any():
         r = sensitivity[sensitivity.duplicated(list(_KEYS))].iloc[0]
-        raise SearchInputError(f"sensitivity table: duplicate rows for layer {r['layer']} "
-                               f"{format_pair((r['w_bits'], r['a_bits']))}")
+        raise SearchInputError(
+            f"sensitivity table: duplicate rows for layer {r['layer']} {format_pair((r['w_bits'], r['a_bits']))}"
+        )
     sens = np.full((n_l, n_p), np.nan)
     sli = sensitivity["layer"].map(layer_pos).to_numpy()
-    spi = np.array([pair_pos.get((int(w), int(a)), -1)
-                    for w, a in zip(sensitivity.w_bits, sensitivity.a_bits, strict=True)])
+    spi = np.array(
+        [pair_pos.get((int(w), int(a)), -1) for w, a in zip(sensitivity.w_bits, sensitivity.a_bits, strict=True)]
+    )
     sk = spi >= 0
     sens[sli[sk], spi[sk]] = s_vals[sk]
     if np.isnan(sens).any():
         miss = np.argwhere(np.isnan(sens))[0]
-        raise SearchInputError(f"sensitivity rows do not match the cost rows: layer {layer_ids[miss[0]]} "
-                               f"({names.iloc[miss[0]]!r}) has no sensitivity for {format_pair(pair_arr[miss[1]])}")
+        raise SearchInputError(
+            f"sensitivity rows do not match the cost rows: layer {layer_ids[miss[0]]} "
+            f"({names.iloc[miss[0]]!r}) has no sensitivity for {format_pair(pair_arr[miss[1]])}"
+        )
 
     # --- groups (union of both tables' ties) and consumers
     uf = _Groups(layer_ids)
@@ -344,9 +389,19 @@ def build_problem(costs: pd.DataFrame, sensitivity: pd.DataFrame, columns: Itera
         consumer = np.array([layer_pos.get(int(c[v]), -1) if int(c[v]) >= 0 else -1 for v in layer_ids])
         unknown = [v for v in layer_ids if int(c[v]) >= 0 and int(c[v]) not in layer_pos]
         if unknown:
-            raise SearchInputError(f"cost table: layer {unknown[0]} names consumer {int(c[unknown[0]])}, "
-                                   "which is not a layer")
+            raise SearchInputError(
+                f"cost table: layer {unknown[0]} names consumer {int(c[unknown[0]])}, which is not a layer"
+            )
     method = method or (str(sensitivity["method"].iloc[0]) if "method" in sensitivity.columns else "")
-    return Problem(layers=layer_ids.astype(np.int64), names=tuple(names.tolist()), pairs=pair_arr,
-                   unit_of=unit_of, sensitivity=sens, costs=cost_arrays, consumer=consumer,
-                   out_widths=out_widths, method=method, group_ids=np.asarray(group_ids))
+    return Problem(
+        layers=layer_ids.astype(np.int64),
+        names=tuple(names.tolist()),
+        pairs=pair_arr,
+        unit_of=unit_of,
+        sensitivity=sens,
+        costs=cost_arrays,
+        consumer=consumer,
+        out_widths=out_widths,
+        method=method,
+        group_ids=np.asarray(group_ids),
+    )

@@ -59,15 +59,20 @@ class PyomoAssignmentModel:
             for layer in range(pr.n_layers):
                 u, c = int(pr.unit_of[layer]), int(pr.consumer[layer])
                 if layer in self._product_layers:
-                    terms += [table[layer, p, o] * scale * m.y[layer, p, o] for p in pairs
-                              for o in range(len(pr.out_widths)) if table[layer, p, o]]
+                    terms += [
+                        table[layer, p, o] * scale * m.y[layer, p, o]
+                        for p in pairs
+                        for o in range(len(pr.out_widths))
+                        if table[layer, p, o]
+                    ]
                 elif c < 0:
                     unit_coef[u] += table[layer, pairs, own]
                 else:  # separable: cost[p, o] = cost[p, 0] + (cost[0, o] - cost[0, 0])
                     unit_coef[u] += table[layer, :, 0]
                     unit_coef[int(pr.unit_of[c])] += table[layer, 0, own] - table[layer, 0, 0]
-        terms += [unit_coef[u, p] * scale * m.x[u, p] for u in range(pr.n_units) for p in range(pr.n_pairs)
-                  if unit_coef[u, p]]
+        terms += [
+            unit_coef[u, p] * scale * m.x[u, p] for u in range(pr.n_units) for p in range(pr.n_pairs) if unit_coef[u, p]
+        ]
         return terms
 
     def _build(self) -> None:
@@ -82,11 +87,19 @@ class PyomoAssignmentModel:
             # bounded by 1 (implied anyway): HiGHS 1.12-1.15's presolve wrongly declared some models with
             # unbounded y infeasible (docs/search.md, "Solver notes")
             m.y = pyo.Var(self._product_layers, range(pr.n_pairs), range(n_o), bounds=(0.0, 1.0))
-            m.y_rows = pyo.Constraint(self._product_layers, range(pr.n_pairs), rule=lambda m, l, p: sum(
-                m.y[l, p, o] for o in range(n_o)) == m.x[int(pr.unit_of[l]), p])
-            m.y_cols = pyo.Constraint(self._product_layers, range(n_o), rule=lambda m, l, o: sum(
-                m.y[l, p, o] for p in range(pr.n_pairs)) == sum(
-                m.x[int(pr.unit_of[pr.consumer[l]]), q] for q in range(pr.n_pairs) if own[q] == o))
+            m.y_rows = pyo.Constraint(
+                self._product_layers,
+                range(pr.n_pairs),
+                rule=lambda m, l, p: sum(m.y[l, p, o] for o in range(n_o)) == m.x[int(pr.unit_of[l]), p],
+            )
+            m.y_cols = pyo.Constraint(
+                self._product_layers,
+                range(n_o),
+                rule=lambda m, l, o: (
+                    sum(m.y[l, p, o] for p in range(pr.n_pairs))
+                    == sum(m.x[int(pr.unit_of[pr.consumer[l]]), q] for q in range(pr.n_pairs) if own[q] == o)
+                ),
+            )
         self._scales = {b: column_scale(pr.costs[b], pr.n_layers) for b in pr.columns}
         m.rhs = pyo.Param(self.budgets, mutable=True, initialize=_INF_RHS)
         m.elastic = pyo.Var(self.budgets, domain=pyo.NonNegativeReals)
@@ -105,8 +118,9 @@ class PyomoAssignmentModel:
     def _objective(self, name: str):
         if name not in self._objectives:
             if name not in self.problem.costs:
-                raise SearchInputError(f"unknown objective {name!r} (sensitivity or one of: "
-                                       f"{', '.join(self.problem.columns)})")
+                raise SearchInputError(
+                    f"unknown objective {name!r} (sensitivity or one of: {', '.join(self.problem.columns)})"
+                )
             obj = self._pyo.Objective(expr=self._cost_expr[name])
             self.m.add_component(f"obj_cost_{len(self._objectives)}", obj)
             obj.deactivate()
@@ -130,20 +144,41 @@ class PyomoAssignmentModel:
         highs = getattr(self._solver, "_solver_model", None)
         if highs is not None:
             highs.clearSolver()
-        options = {"mip_feasibility_tolerance": _FEAS_TOL, "primal_feasibility_tolerance": _FEAS_TOL,
-                   "dual_feasibility_tolerance": 1e-10, "random_seed": 0, "output_flag": False}
+        options = {
+            "mip_feasibility_tolerance": _FEAS_TOL,
+            "primal_feasibility_tolerance": _FEAS_TOL,
+            "dual_feasibility_tolerance": 1e-10,
+            "random_seed": 0,
+            "output_flag": False,
+        }
         start = time.perf_counter()
         with sigint_kept():  # HiGHS's interrupt callback would swallow a Ctrl-C (search/interrupts.py)
-            res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
-                                     solver_options=options, raise_exception_on_nonoptimal_result=False,
-                                     load_solutions=False)
-            if res.termination_condition in (TerminationCondition.provenInfeasible,
-                                             TerminationCondition.infeasibleOrUnbounded):
+            res = self._solver.solve(
+                self.m,
+                rel_gap=0.0,
+                abs_gap=0.0,
+                threads=1,
+                time_limit=time_limit,
+                solver_options=options,
+                raise_exception_on_nonoptimal_result=False,
+                load_solutions=False,
+            )
+            if res.termination_condition in (
+                TerminationCondition.provenInfeasible,
+                TerminationCondition.infeasibleOrUnbounded,
+            ):
                 # an infeasibility verdict is confirmed without presolve before anyone is told: HiGHS
                 # 1.12-1.15 presolve has declared feasible models infeasible (docs/search.md)
-                res = self._solver.solve(self.m, rel_gap=0.0, abs_gap=0.0, threads=1, time_limit=time_limit,
-                                         solver_options={**options, "presolve": "off"},
-                                         raise_exception_on_nonoptimal_result=False, load_solutions=False)
+                res = self._solver.solve(
+                    self.m,
+                    rel_gap=0.0,
+                    abs_gap=0.0,
+                    threads=1,
+                    time_limit=time_limit,
+                    solver_options={**options, "presolve": "off"},
+                    raise_exception_on_nonoptimal_result=False,
+                    load_solutions=False,
+                )
         seconds = time.perf_counter() - start
         return res, seconds
 
@@ -152,8 +187,9 @@ class PyomoAssignmentModel:
         vals = np.array([[self.m.x[u, p].value or 0.0 for p in range(pr.n_pairs)] for u in range(pr.n_units)])
         return vals.argmax(axis=1).astype(np.int64)
 
-    def solve(self, limits: Mapping[str, float] | None = None, objective: str = SENSITIVITY,
-              time_limit: float | None = None) -> Solution:
+    def solve(
+        self, limits: Mapping[str, float] | None = None, objective: str = SENSITIVITY, time_limit: float | None = None
+    ) -> Solution:
         """Minimize ``objective`` (total sensitivity, or a cost column) under ``limits`` (no diagnosis of
         infeasible budgets: :class:`search.ilp.AssignmentModel` gives one)."""
         from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
@@ -164,7 +200,8 @@ class PyomoAssignmentModel:
         res, seconds = self._run(objective, time_limit)
         tc = res.termination_condition
         if tc in (TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded) or (
-                res.solution_status == SolutionStatus.noSolution and tc != TerminationCondition.maxTimeLimit):
+            res.solution_status == SolutionStatus.noSolution and tc != TerminationCondition.maxTimeLimit
+        ):
             raise InfeasibleBudgetError("no assignment meets every budget", {})
         if res.solution_status == SolutionStatus.noSolution:
             raise SearchInputError(f"no assignment found within the time limit of {time_limit} s")
@@ -178,10 +215,19 @@ class PyomoAssignmentModel:
         if not optimal and res.objective_bound is not None and res.incumbent_objective:
             inc, bound = res.incumbent_objective, res.objective_bound
             gap = abs(inc - bound) / max(abs(inc), 1e-300)
-        return Solution(problem=self.problem, choice=choice, objective_name=objective, objective=value,
-                        sensitivity=float(sens), totals=totals, limits=limits,
-                        status="optimal" if optimal else "time_limit", gap=float(gap), solve_seconds=seconds,
-                        solver=f"highs {'.'.join(map(str, self._solver.version()))} via pyomo")
+        return Solution(
+            problem=self.problem,
+            choice=choice,
+            objective_name=objective,
+            objective=value,
+            sensitivity=float(sens),
+            totals=totals,
+            limits=limits,
+            status="optimal" if optimal else "time_limit",
+            gap=float(gap),
+            solve_seconds=seconds,
+            solver=f"highs {'.'.join(map(str, self._solver.version()))} via pyomo",
+        )
 
     def coupling_residual(self) -> float:
         """Largest |y[l, p, o] - x[unit(l), p] * z[c, o]| in the loaded solution (0 for exact coupling)."""

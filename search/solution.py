@@ -33,14 +33,31 @@ class Solution:
     solver: str = "highs"
 
     @classmethod
-    def of(cls, problem: Problem, choice: np.ndarray, status: str, limits: Mapping[str, float] | None = None,
-           solve_seconds: float = 0.0, solver: str = "") -> Solution:
+    def of(
+        cls,
+        problem: Problem,
+        choice: np.ndarray,
+        status: str,
+        limits: Mapping[str, float] | None = None,
+        solve_seconds: float = 0.0,
+        solver: str = "",
+    ) -> Solution:
         """A Solution for a given per-unit ``choice`` (baselines: uniform, greedy), evaluated exactly."""
         choice = np.asarray(choice, dtype=np.int64)
         sens, totals = problem.evaluate(choice)
-        return cls(problem=problem, choice=choice, objective_name=SENSITIVITY, objective=float(sens),
-                   sensitivity=float(sens), totals={c: float(v) for c, v in totals.items()},
-                   limits=dict(limits or {}), status=status, gap=0.0, solve_seconds=solve_seconds, solver=solver)
+        return cls(
+            problem=problem,
+            choice=choice,
+            objective_name=SENSITIVITY,
+            objective=float(sens),
+            sensitivity=float(sens),
+            totals={c: float(v) for c, v in totals.items()},
+            limits=dict(limits or {}),
+            status=status,
+            gap=0.0,
+            solve_seconds=solve_seconds,
+            solver=solver,
+        )
 
     def pairs_string(self) -> str:
         """Per-layer pairs in execution order, e.g. ``w8a8,w4a4,w4a8``."""
@@ -52,8 +69,9 @@ class Solution:
         return self.problem.assignment_frame(self.choice)
 
     def budgets(self) -> dict[str, dict[str, float]]:
-        return {b: {"limit": lim, "used": self.totals[b], "slack": lim - self.totals[b]}
-                for b, lim in self.limits.items()}
+        return {
+            b: {"limit": lim, "used": self.totals[b], "slack": lim - self.totals[b]} for b, lim in self.limits.items()
+        }
 
     def summary(self) -> dict:
         """The JSON sidecar of DESIGN.md."""

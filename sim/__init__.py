@@ -18,14 +18,37 @@ if TYPE_CHECKING:
     from sim.costs import COST_COLUMNS, COST_UNITS, simulate
     from sim.workload import Layer, Workload, load_workload
 
-_EXPORTS = {"Chip": "sim.config", "load_chip": "sim.chip_loader", "preset_names": "sim.config",
-            "COST_COLUMNS": "sim.costs", "COST_UNITS": "sim.costs", "simulate": "sim.costs",
-            "InputError": "lowbit_core.errors", "format_pair": "lowbit_core.pairs",
-            "parse_pair": "lowbit_core.pairs", "parse_pairs": "lowbit_core.pairs", "Layer": "sim.workload",
-            "Workload": "sim.workload", "load_workload": "sim.workload"}
+_EXPORTS = {
+    "Chip": "sim.config",
+    "load_chip": "sim.chip_loader",
+    "preset_names": "sim.config",
+    "COST_COLUMNS": "sim.costs",
+    "COST_UNITS": "sim.costs",
+    "simulate": "sim.costs",
+    "InputError": "lowbit_core.errors",
+    "format_pair": "lowbit_core.pairs",
+    "parse_pair": "lowbit_core.pairs",
+    "parse_pairs": "lowbit_core.pairs",
+    "Layer": "sim.workload",
+    "Workload": "sim.workload",
+    "load_workload": "sim.workload",
+}
 
-__all__ = ["Chip", "Layer", "Workload", "InputError", "load_chip", "load_workload", "simulate", "preset_names",
-           "parse_pair", "parse_pairs", "format_pair", "COST_COLUMNS", "COST_UNITS"]
+__all__ = [
+    "Chip",
+    "Layer",
+    "Workload",
+    "InputError",
+    "load_chip",
+    "load_workload",
+    "simulate",
+    "preset_names",
+    "parse_pair",
+    "parse_pairs",
+    "format_pair",
+    "COST_COLUMNS",
+    "COST_UNITS",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -46,8 +46,11 @@ def fixed_pe_key(chip: Chip, synthesized: dict[str, float]) -> str | None:
     """The smallest synthesized fixed PE ``wWaA`` covering the chip's widest weight and activation bits."""
     w = fusion_width_of(max(p[0] for p in chip.supported_pairs))
     a = fusion_width_of(max(p[1] for p in chip.supported_pairs))
-    fits = [(area, key) for key, area in synthesized.items()
-            if int(key[1:key.index("a")]) >= w and int(key[key.index("a") + 1:]) >= a]
+    fits = [
+        (area, key)
+        for key, area in synthesized.items()
+        if int(key[1 : key.index("a")]) >= w and int(key[key.index("a") + 1 :]) >= a
+    ]
     return min(fits)[1] if fits else None
 
 

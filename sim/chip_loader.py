@@ -26,8 +26,9 @@ def load_chip(path_or_preset: str | Path | Chip) -> Chip:
     if path.suffix == ".cfg":
         return read_scalesim_cfg(path)
     if not path.is_file():
-        raise InputError(f"unknown chip {text!r}: not a preset ({', '.join(preset_names())}) nor an existing "
-                         f".yaml or .cfg file")
+        raise InputError(
+            f"unknown chip {text!r}: not a preset ({', '.join(preset_names())}) nor an existing .yaml or .cfg file"
+        )
     doc = read_yaml(path, "chip file")
     if isinstance(doc, dict) and "name" not in doc:
         doc = {**doc, "name": path.stem}

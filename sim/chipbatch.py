@@ -69,8 +69,7 @@ class ChipBatch:
             raise InputError("no chips given")
         for chip in chips:
             chip.check_pairs(list(pairs))
-        fields = {name: np.array([fn(c) for c in chips], dtype=dtype)
-                  for name, (_, fn, dtype) in CHIP_FIELDS.items()}
+        fields = {name: np.array([fn(c) for c in chips], dtype=dtype) for name, (_, fn, dtype) in CHIP_FIELDS.items()}
         return cls(
             names=tuple(c.name for c in chips),
             static_mw=np.array([c.static_power_mw() for c in chips], dtype=np.float64),
@@ -82,16 +81,18 @@ class ChipBatch:
     def take(self, sel: slice | np.ndarray) -> ChipBatch:
         """The chips selected by a slice or an index array."""
         names = self.names[sel] if isinstance(sel, slice) else tuple(self.names[int(i)] for i in sel)
-        return ChipBatch(names=tuple(names), **{k: getattr(self, k)[sel] for k in self.__dataclass_fields__
-                                               if k != "names"})
-
+        return ChipBatch(
+            names=tuple(names), **{k: getattr(self, k)[sel] for k in self.__dataclass_fields__ if k != "names"}
+        )
 
 
 def _sram_energy(buffer: str, rw: str) -> Callable[[Chip], float]:
     """pJ per bit read (``rw='r'``) or written (``'w'``) of one of a chip's SRAM buffers."""
+
     def energy(chip: Chip) -> float:
         kib = getattr(chip.memory, f"{buffer}_sram_kib")
         return chip.tech.sram_read_pj_per_bit(kib) if rw == "r" else chip.tech.sram_write_pj_per_bit(kib)
+
     return energy
 
 
@@ -104,8 +105,7 @@ CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
     "pe_kind": (("pe.kind",), lambda c: PE_KIND_CODES[c.pe.kind], np.int64),
     "serial_both": (("pe.serial",), lambda c: c.pe.serial == "both", bool),
     "ifmap_sram_bits": (("memory.ifmap_sram_kib",), lambda c: c.memory.ifmap_sram_kib * BITS_PER_KIB, np.float64),
-    "filter_sram_bits": (("memory.filter_sram_kib",), lambda c: c.memory.filter_sram_kib * BITS_PER_KIB,
-                         np.float64),
+    "filter_sram_bits": (("memory.filter_sram_kib",), lambda c: c.memory.filter_sram_kib * BITS_PER_KIB, np.float64),
     "ofmap_sram_bits": (("memory.ofmap_sram_kib",), lambda c: c.memory.ofmap_sram_kib * BITS_PER_KIB, np.float64),
     "bandwidth": (("memory.dram_bw_bits_per_cycle",), lambda c: c.memory.bandwidth, np.float64),
     "clock_mhz": (("array.clock_mhz",), lambda c: c.array.clock_mhz, np.float64),
@@ -116,8 +116,11 @@ CHIP_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Chip], Any], type]] = {
     "objective": (("mapping_objective",), lambda c: OBJECTIVES.index(c.mapping_objective), np.int64),
     "overlapped": (("array.weight_preload",), lambda c: c.array.weight_preload == "overlapped", bool),
     "per_tap": (("array.reduction",), lambda c: c.array.reduction == "per_tap", bool),
-    **{f"e_sram_{buf}_{rw}": (("technology", f"memory.{buf}_sram_kib"), _sram_energy(buf, rw), np.float64)
-       for buf in ("ifmap", "filter", "ofmap") for rw in ("r", "w")},
+    **{
+        f"e_sram_{buf}_{rw}": (("technology", f"memory.{buf}_sram_kib"), _sram_energy(buf, rw), np.float64)
+        for buf in ("ifmap", "filter", "ofmap")
+        for rw in ("r", "w")
+    },
     "e_reg": (("technology",), lambda c: c.tech.register_pj_per_bit, np.float64),
     "e_dram": (("technology",), lambda c: c.tech.dram_pj_per_bit, np.float64),
 }
@@ -134,11 +137,10 @@ def mac_energy_pj(chip: Chip, w: int, a: int) -> float:
     if kind == PE_BITFUSION:
         key = (fusion_width_of(w), fusion_width_of(a))
         if key not in tech.bitfusion_mac_pj:
-            raise InputError(f"chip {chip.name!r}: technology {tech.name!r} lacks bitfusion energy for "
-                             f"{format_pair(key)}")
+            raise InputError(
+                f"chip {chip.name!r}: technology {tech.name!r} lacks bitfusion energy for {format_pair(key)}"
+            )
         return tech.bitfusion_mac_pj[key]
     mode = "both" if chip.pe.serial == "both" else "activation"
     steps = a * w if mode == "both" else a
     return tech.serial_step_pj[mode] * steps
-
-

@@ -20,9 +20,19 @@ from sim.precision import FUSION_WIDTHS
 from sim.schema import RANGE_ERROR, SramKiB, StrictModel, bounded_float, bounded_int, format_validation, number_text
 from sim.technology import Technology, load_technology
 
-__all__ = ["Chip", "ArrayConfig", "PEConfig", "MemoryConfig", "chip_from_dict", "preset_names",
-           "with_mapping",
-           "CHIPS_DIR", "MAX_ARRAY_DIM", "CLOCK_MHZ_RANGE", "DRAM_BW_RANGE"]
+__all__ = [
+    "Chip",
+    "ArrayConfig",
+    "PEConfig",
+    "MemoryConfig",
+    "chip_from_dict",
+    "preset_names",
+    "with_mapping",
+    "CHIPS_DIR",
+    "MAX_ARRAY_DIM",
+    "CLOCK_MHZ_RANGE",
+    "DRAM_BW_RANGE",
+]
 
 CHIPS_DIR = Path(__file__).parent / "chips"
 
@@ -85,8 +95,10 @@ def _bandwidth(value: Any, handler: Any) -> float | str:
         return _BANDWIDTH.validate_python(value)
     except ValidationError:
         lo, hi = DRAM_BW_RANGE
-        raise PydanticCustomError(RANGE_ERROR, f"must be 'calc' (unlimited) or a finite number in "
-                                  f"[{number_text(lo)}, {number_text(hi)}] bits per cycle") from None
+        raise PydanticCustomError(
+            RANGE_ERROR,
+            f"must be 'calc' (unlimited) or a finite number in [{number_text(lo)}, {number_text(hi)}] bits per cycle",
+        ) from None
 
 
 class MemoryConfig(StrictModel):
@@ -185,8 +197,9 @@ class Chip(StrictModel):
         for pair in pairs:
             if pair not in supported:
                 listed = ",".join(format_pair(p) for p in self.supported_pairs)
-                raise InputError(f"pair {format_pair(pair)} is not supported by chip {self.name!r} "
-                                 f"(supported: {listed})")
+                raise InputError(
+                    f"pair {format_pair(pair)} is not supported by chip {self.name!r} (supported: {listed})"
+                )
 
 
 def _pe_rejects(pe: PEConfig, w: int, a: int) -> str | None:
@@ -210,8 +223,9 @@ def chip_from_dict(doc: Any, where: str = "chip") -> Chip:
     return chip
 
 
-def with_mapping(chip: Chip, mapping: str | None = None, objective: str | None = None,
-                 weight_preload: str | None = None) -> Chip:
+def with_mapping(
+    chip: Chip, mapping: str | None = None, objective: str | None = None, weight_preload: str | None = None
+) -> Chip:
     """``chip`` with its mapping mode, mapping objective or timing profile overridden (``None`` keeps it),
     validated like a chip file (a bad value is a one-line InputError naming the field)."""
     doc = chip.model_dump()

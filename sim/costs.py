@@ -20,25 +20,44 @@ __all__ = ["simulate", "cost_frame", "COST_COLUMNS", "COST_UNITS"]
 
 #: Column -> unit, in table order.  Required columns of DESIGN.md first, then the breakdowns.
 COST_UNITS: dict[str, str] = {
-    "layer": "index (execution order)", "name": "layer name", "w_bits": "bits", "a_bits": "bits",
-    "macs": "multiply-accumulates", "compute_cycles": "cycles", "stall_cycles": "cycles",
-    "total_cycles": "cycles", "latency_us": "us", "energy_pj": "pJ", "energy_mac_pj": "pJ",
-    "energy_reg_pj": "pJ", "energy_sram_pj": "pJ", "energy_dram_pj": "pJ", "energy_static_pj": "pJ",
-    "weight_bits": "bits (weights + per-channel scales)", "dram_bits": "bits",
-    "utilization": "fraction of peak MACs at this pair (not additive)", "bops": "macs*w_bits*a_bits",
-    "dram_ifmap_bits": "bits", "dram_filter_bits": "bits", "dram_ofmap_bits": "bits",
-    "sram_ifmap_bits": "bits", "sram_filter_bits": "bits", "sram_ofmap_bits": "bits",
+    "layer": "index (execution order)",
+    "name": "layer name",
+    "w_bits": "bits",
+    "a_bits": "bits",
+    "macs": "multiply-accumulates",
+    "compute_cycles": "cycles",
+    "stall_cycles": "cycles",
+    "total_cycles": "cycles",
+    "latency_us": "us",
+    "energy_pj": "pJ",
+    "energy_mac_pj": "pJ",
+    "energy_reg_pj": "pJ",
+    "energy_sram_pj": "pJ",
+    "energy_dram_pj": "pJ",
+    "energy_static_pj": "pJ",
+    "weight_bits": "bits (weights + per-channel scales)",
+    "dram_bits": "bits",
+    "utilization": "fraction of peak MACs at this pair (not additive)",
+    "bops": "macs*w_bits*a_bits",
+    "dram_ifmap_bits": "bits",
+    "dram_filter_bits": "bits",
+    "dram_ofmap_bits": "bits",
+    "sram_ifmap_bits": "bits",
+    "sram_filter_bits": "bits",
+    "sram_ofmap_bits": "bits",
     "folds": "array tiles executed",
     "loop_order": "mapping: fold loops outer to inner, in GEMM dimensions (e.g. NKM)",
-    "tile_m": "mapping: M elements per fold", "tile_n": "mapping: N elements per fold",
+    "tile_m": "mapping: M elements per fold",
+    "tile_n": "mapping: N elements per fold",
     "tile_k": "mapping: reduction elements per fold (at most)",
 }
 
 COST_COLUMNS = tuple(COST_UNITS)
 
 
-def cost_frame(arrays: dict[str, np.ndarray], layer_names: Sequence[str], pairs: Sequence[Sequence[int]],
-               chip_index: int = 0) -> pd.DataFrame:
+def cost_frame(
+    arrays: dict[str, np.ndarray], layer_names: Sequence[str], pairs: Sequence[Sequence[int]], chip_index: int = 0
+) -> pd.DataFrame:
     """Flatten one chip's [L, P] arrays into the cost table, rows ordered by layer then pair.
 
     ``pairs`` holds (w_bits, a_bits) or, for a coupled table, (w_bits, a_bits, out_bits) triples; the
@@ -61,8 +80,9 @@ def cost_frame(arrays: dict[str, np.ndarray], layer_names: Sequence[str], pairs:
     return pd.DataFrame(data, columns=columns)
 
 
-def simulate(chip: Chip | str, workload: Workload | str, pairs: str | Iterable[str | Pair] | None = None,
-             coupled: bool = False) -> pd.DataFrame:
+def simulate(
+    chip: Chip | str, workload: Workload | str, pairs: str | Iterable[str | Pair] | None = None, coupled: bool = False
+) -> pd.DataFrame:
     """Cost table of ``workload`` on ``chip`` for each pair (default: all the chip's pairs).
 
     With ``coupled=True`` each layer's output is stored at its consumer's activation width: the table

@@ -40,25 +40,66 @@ _BUFFER = {WS: "filter", OS: "filter", IS: "ifmap"}
 
 #: The arrays :func:`evaluate` returns, in cost-table order.
 ARRAY_COLUMNS = (
-    "macs", "compute_cycles", "stall_cycles", "total_cycles", "latency_us", "energy_pj", "energy_mac_pj",
-    "energy_reg_pj", "energy_sram_pj", "energy_dram_pj", "energy_static_pj", "weight_bits", "dram_bits",
-    "utilization", "bops", "dram_ifmap_bits", "dram_filter_bits", "dram_ofmap_bits", "sram_ifmap_bits",
-    "sram_filter_bits", "sram_ofmap_bits", "folds", "loop_order", "tile_m", "tile_n", "tile_k",
+    "macs",
+    "compute_cycles",
+    "stall_cycles",
+    "total_cycles",
+    "latency_us",
+    "energy_pj",
+    "energy_mac_pj",
+    "energy_reg_pj",
+    "energy_sram_pj",
+    "energy_dram_pj",
+    "energy_static_pj",
+    "weight_bits",
+    "dram_bits",
+    "utilization",
+    "bops",
+    "dram_ifmap_bits",
+    "dram_filter_bits",
+    "dram_ofmap_bits",
+    "sram_ifmap_bits",
+    "sram_filter_bits",
+    "sram_ofmap_bits",
+    "folds",
+    "loop_order",
+    "tile_m",
+    "tile_n",
+    "tile_k",
 )
-_INT_COLUMNS = {"macs", "compute_cycles", "stall_cycles", "total_cycles", "weight_bits", "dram_bits", "bops",
-                "dram_ifmap_bits", "dram_filter_bits", "dram_ofmap_bits", "sram_ifmap_bits", "sram_filter_bits",
-                "sram_ofmap_bits", "folds", "loop_order", "tile_m", "tile_n", "tile_k"}
+_INT_COLUMNS = {
+    "macs",
+    "compute_cycles",
+    "stall_cycles",
+    "total_cycles",
+    "weight_bits",
+    "dram_bits",
+    "bops",
+    "dram_ifmap_bits",
+    "dram_filter_bits",
+    "dram_ofmap_bits",
+    "sram_ifmap_bits",
+    "sram_filter_bits",
+    "sram_ofmap_bits",
+    "folds",
+    "loop_order",
+    "tile_m",
+    "tile_n",
+    "tile_k",
+}
 #: index into GEMM_ORDER_NAMES of each (dataflow, ORDERS index)
-_GEMM_ORDER = {(df, o): GEMM_ORDER_NAMES.index(gemm_order_name(df, o)) for df in (WS, OS, IS)
-               for o in range(len(ORDERS))}
+_GEMM_ORDER = {
+    (df, o): GEMM_ORDER_NAMES.index(gemm_order_name(df, o)) for df in (WS, OS, IS) for o in range(len(ORDERS))
+}
 
 
 def _cdiv(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
     return -(-a // b)
 
 
-def evaluate(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray,
-             mapping: Mapping | None = None) -> dict[str, np.ndarray]:
+def evaluate(
+    chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, mapping: Mapping | None = None
+) -> dict[str, np.ndarray]:
     """Cost arrays of shape [C, L, P] for ``pairs``: int array [P, 2] of (w_bits, a_bits), or [P, 3] of
     (w_bits, a_bits, out_bits) when each layer's output is stored at the consumer's activation width
     ``out_bits`` instead of its own ``a_bits`` (the coupled table of ``search``).
@@ -101,8 +142,8 @@ def check_mappable(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> N
         if not len(sel):
             continue
         sub = chips.take(sel)
-        c = lambda x: np.asarray(x)[:, None, None]  # noqa: E731
-        lay = lambda x: np.asarray(x)[None, :, None]  # noqa: E731
+        c = lambda x: np.asarray(x)[:, None, None]
+        lay = lambda x: np.asarray(x)[None, :, None]
         K, window, n_h = lay(layers.K), lay(layers.window), lay(layers.blocks)
         act_act = lay(layers.act_act)
         w, a = pairs[None, None, :, 0], pairs[None, None, :, 1]
@@ -120,8 +161,9 @@ def check_mappable(chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray) -> N
             _raise_infeasible(df, sub, layers, pairs, ok, bits[..., None])
 
 
-def _evaluate_dataflow(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, cands: list[Mapping],
-                       check: bool) -> dict[str, np.ndarray]:
+def _evaluate_dataflow(
+    df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, cands: list[Mapping], check: bool
+) -> dict[str, np.ndarray]:
     """Every candidate of one dataflow on chips that share it; the best per (chip, layer, pair).
 
     Candidates form a grid of stream-tile choices (axis 3) x loop orders (axis 4).  Everything that does not
@@ -140,9 +182,19 @@ def _evaluate_dataflow(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.
     points = {k: np.asarray(getattr(chips, k), dtype=np.float64)[slots] for k in _POINT_FIELDS}
     per_group = len(layers) * len(pairs) * len(orders) * len(tiles) * n_b
     step = max(1, _CHUNK_ELEMENTS // per_group)
-    parts = [_evaluate_chunk(df, reps.take(slice(i, i + step)) if len(reps) > step else reps,
-                             {k: v[i:i + step] for k, v in points.items()}, layers, pairs, orders, tiles, check)
-             for i in range(0, len(reps), step)]
+    parts = [
+        _evaluate_chunk(
+            df,
+            reps.take(slice(i, i + step)) if len(reps) > step else reps,
+            {k: v[i : i + step] for k, v in points.items()},
+            layers,
+            pairs,
+            orders,
+            tiles,
+            check,
+        )
+        for i in range(0, len(reps), step)
+    ]
     result = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if n_b == 1:
         return result
@@ -165,10 +217,14 @@ def point_groups(chips: ChipBatch) -> np.ndarray:
     identity = np.arange(n)[:, None]
     if n < 2:
         return identity
-    keys = [np.asarray(getattr(chips, f.name), dtype=np.float64).reshape(n, -1) for f in fields(ChipBatch)
-            if f.name not in _POINT_FIELDS and f.name != "names"]
-    _, first, inverse, counts = np.unique(np.concatenate(keys, axis=1), axis=0, return_index=True,
-                                          return_inverse=True, return_counts=True)
+    keys = [
+        np.asarray(getattr(chips, f.name), dtype=np.float64).reshape(n, -1)
+        for f in fields(ChipBatch)
+        if f.name not in _POINT_FIELDS and f.name != "names"
+    ]
+    _, first, inverse, counts = np.unique(
+        np.concatenate(keys, axis=1), axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
     n_b = int(counts.max())
     if n_b == 1 or len(counts) * n_b > n + n // 4:
         return identity
@@ -186,12 +242,20 @@ def point_groups(chips: ChipBatch) -> np.ndarray:
 _CHUNK_ELEMENTS = 1 << 20
 
 
-def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], layers: LayerBatch,
-                    pairs: np.ndarray, orders: list[int], tiles: list[int], check: bool) -> dict[str, np.ndarray]:
+def _evaluate_chunk(
+    df: int,
+    chips: ChipBatch,
+    points: dict[str, np.ndarray],
+    layers: LayerBatch,
+    pairs: np.ndarray,
+    orders: list[int],
+    tiles: list[int],
+    check: bool,
+) -> dict[str, np.ndarray]:
     """``chips`` are the groups' first chips [U]; ``points`` the per-point fields [U, B] of every chip of each
     group; the result has U x B rows, group by group."""
-    c: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[:, None, None, None]  # noqa: E731
-    lay: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[None, :, None, None]  # noqa: E731
+    c: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[:, None, None, None]
+    lay: Callable[[np.ndarray], np.ndarray] = lambda x: np.asarray(x)[None, :, None, None]
     lt = lambda x: np.asarray(x)[:, tiles][None, :, None, :]  # noqa: E731 - per layer and tile choice
     n_c, n_l, n_p, n_t, n_o = len(chips), len(layers), len(pairs), len(tiles), len(orders)
     n_b = points["bandwidth"].shape[1]
@@ -208,8 +272,7 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     acc = c(chips.acc_bits)
     # outputs leave the chip at the consumer's activation width (coupled), the layer's own, or acc_bits
     o = np.where(c(chips.output_acc), acc, pairs[None, None, :, 2, None] if pairs.shape[1] > 2 else a)
-    half_i, half_f, half_o = (c(x) / 2 for x in (chips.ifmap_sram_bits, chips.filter_sram_bits,
-                                                  chips.ofmap_sram_bits))
+    half_i, half_f, half_o = (c(x) / 2 for x in (chips.ifmap_sram_bits, chips.filter_sram_bits, chips.ofmap_sram_bits))
     overlapped = c(chips.overlapped)
 
     # --- input blocks (docs/sim.md, "Input blocks") ------------------------------------------------
@@ -220,8 +283,11 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     wp = np.where(c(chips.per_tap), 1, window)  # reduction elements per channel within one block
     taps = window // wp  # blocks per channel block
     base, extra = chans // n_h, chans % n_h
-    sizes = [(count * taps, ch, _cdiv(ch * wp, pack)) for count, ch in ((extra, base + 1), (n_h - extra, base))
-             if np.any(count)]  # (blocks of this size, channels per block, PE slots per block)
+    sizes = [
+        (count * taps, ch, _cdiv(ch * wp, pack))
+        for count, ch in ((extra, base + 1), (n_h - extra, base))
+        if np.any(count)
+    ]  # (blocks of this size, channels per block, PE slots per block)
     k_first = (base + (extra > 0)) * wp  # reduction elements of the first (largest) block
     red_folds = [_cdiv(kp, R) for _, _, kp in sizes]
     Rp = R * pack
@@ -233,8 +299,9 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     rf = sum(count * f for (count, _, _), f in zip(sizes, red_folds))  # reduction folds, all blocks
     mf = _cdiv(M, R)
     if df == WS:  # blocks of h output rows x wt output columns (sim.mapping.RowTiles)
-        h, n_ht, h_last, wt, n_wt, w_last = (lt(getattr(layers, f"rt_{f}"))
-                                              for f in ("h", "n_h", "h_last", "wt", "n_w", "w_last"))
+        h, n_ht, h_last, wt, n_wt, w_last = (
+            lt(getattr(layers, f"rt_{f}")) for f in ("h", "n_h", "h_last", "wt", "n_w", "w_last")
+        )
         ts, ns, t_last = h * wt, n_ht * n_wt, h_last * w_last
         tile_kinds = [((n_ht - 1) * (n_wt - 1), ts), (n_ht - 1, h * w_last), (n_wt - 1, h_last * wt), (1, t_last)]
     elif df == IS:
@@ -255,8 +322,13 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
         # the result buses for the previous fold's R rows when the next fold is shorter than R (eq. 2''). Summed
         # over the folds that deficit counts for every fold but the first, which is the first (largest) block.
         kp_first = sizes[0][2]
-        over_cycles = (G * cf * mf * sum(count * np.maximum(serial * kp, R) for count, _, kp in sizes)
-                       - np.maximum(0, R - serial * kp_first) + R + C - 3)
+        over_cycles = (
+            G * cf * mf * sum(count * np.maximum(serial * kp, R) for count, _, kp in sizes)
+            - np.maximum(0, R - serial * kp_first)
+            + R
+            + C
+            - 3
+        )
     else:
         folds = G * cf * rf * ns
         stream = M if df == WS else N
@@ -276,24 +348,22 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
         planes = sum(count * (f + ch - 1 - (f - 1) * share // wp) for (count, ch, _), f in zip(sizes, red_folds))
         rt_sum = lt(layers.rt_rows_sum) * lt(layers.rt_cols_sum)
         rt_max = lt(layers.rt_rows_max) * lt(layers.rt_cols_max)
-        s_foot = lambda ci, ri: (N if ci else np.minimum(N, C)) * (K if ri else k_tile) * w_op  # noqa: E731
-        s_use = lambda cs, rs: K * N * w_op  # noqa: E731
-        x_foot = lambda si, ri: (plane if si else rt_max) * (chans if ri else chunk_ch) * a  # noqa: E731
-        x_use = lambda ss, rs: (rt_sum if ss else plane) * (planes if rs else chans) * a  # noqa: E731
+        s_foot = lambda ci, ri: (N if ci else np.minimum(N, C)) * (K if ri else k_tile) * w_op
+        s_use = lambda cs, rs: K * N * w_op
+        x_foot = lambda si, ri: (plane if si else rt_max) * (chans if ri else chunk_ch) * a
+        x_use = lambda ss, rs: (rt_sum if ss else plane) * (planes if rs else chans) * a
         s_total, x_total, cap_s, cap_x = K * N * w_op, lowered * a, half_f, half_i
     elif df == OS:
-        s_foot = lambda ci, ri: (N if ci else np.minimum(N, C)) * (K if ri else k_first) * w_op  # noqa: E731
-        s_use = lambda cs, rs: K * N * w_op  # noqa: E731
-        x_foot = lambda si, ri: (used_g if si and ri else (M if si else np.minimum(M, R))  # noqa: E731
-                                 * (K if ri else k_first)) * a
-        x_use = lambda ss, rs: (lowered if ss or rs else used_g) * a  # noqa: E731
+        s_foot = lambda ci, ri: (N if ci else np.minimum(N, C)) * (K if ri else k_first) * w_op
+        s_use = lambda cs, rs: K * N * w_op
+        x_foot = lambda si, ri: (used_g if si and ri else (M if si else np.minimum(M, R)) * (K if ri else k_first)) * a
+        x_use = lambda ss, rs: (lowered if ss or rs else used_g) * a
         s_total, x_total, cap_s, cap_x = K * N * w_op, lowered * a, half_f, half_i
     else:
-        s_foot = lambda ci, ri: (used_g if ci and ri else (M if ci else np.minimum(M, C))  # noqa: E731
-                                 * (K if ri else k_tile)) * a
-        s_use = lambda cs, rs: (lowered if cs or rs else used_g) * a  # noqa: E731
-        x_foot = lambda si, ri: (N if si else ts) * (K if ri else k_tile) * w_op  # noqa: E731
-        x_use = lambda ss, rs: K * N * w_op  # noqa: E731
+        s_foot = lambda ci, ri: (used_g if ci and ri else (M if ci else np.minimum(M, C)) * (K if ri else k_tile)) * a
+        s_use = lambda cs, rs: (lowered if cs or rs else used_g) * a
+        x_foot = lambda si, ri: (N if si else ts) * (K if ri else k_tile) * w_op
+        x_use = lambda ss, rs: K * N * w_op
         s_total, x_total, cap_s, cap_x = lowered * a, K * N * w_op, half_i, half_f
     combos = [(True, True), (True, False), (False, True), (False, False)]
     s_fits = {k: s_foot(*k) <= cap_s for k in combos}
@@ -301,8 +371,9 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     s_uses = {k: s_use(*k) for k in combos}
     x_uses = {k: x_use(*k) for k in combos}
 
-    def traffic_per_order(fits: dict, uses: dict, rel: tuple[str, str], irr: str,
-                          irr_extent: np.ndarray) -> list[np.ndarray]:
+    def traffic_per_order(
+        fits: dict, uses: dict, rel: tuple[str, str], irr: str, irr_extent: np.ndarray
+    ) -> list[np.ndarray]:
         """DRAM bits of one operand per group, one [C, L, P, T] array per order: kept at the outermost level
         that fits, re-read by the irrelevant loop outside it (sim.mapping.operand_level)."""
         reread: dict[tuple[bool, bool, bool], np.ndarray] = {}  # (a split, b split, irr outside) -> bits
@@ -359,12 +430,14 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     bw = points["bandwidth"][:, :, None, None, None]  # [U, B, 1, 1, 1]: a bandwidth axis after the chips
     f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731 - one rounding, the same for int64 and exact ints
     # with unlimited bandwidth (inf) every transfer takes 0 cycles; [U, B, L, P, T]
-    edge = np.where(np.isfinite(bw), np.ceil(f64(first_bits)[:, None] / bw) + np.ceil(f64(last_bits)[:, None] / bw),
-                    0.0)
+    edge = np.where(
+        np.isfinite(bw), np.ceil(f64(first_bits)[:, None] / bw) + np.ceil(f64(last_bits)[:, None] / bw), 0.0
+    )
     beyond_edges = out_bits - first_bits - last_bits  # DRAM bits other than the two edges, less the operands'
 
-    def stall_of(dram_operands: np.ndarray, comp: np.ndarray, edge_c: np.ndarray, bw_c: np.ndarray,
-                 extra: np.ndarray) -> np.ndarray:
+    def stall_of(
+        dram_operands: np.ndarray, comp: np.ndarray, edge_c: np.ndarray, bw_c: np.ndarray, extra: np.ndarray
+    ) -> np.ndarray:
         """Float stall cycles (10) for the operands' DRAM bits (float, exact below 2^53)."""
         middle = np.ceil(np.maximum(dram_operands + extra, 0.0) / bw_c)
         return edge_c + np.maximum(0.0, middle - comp)
@@ -378,11 +451,13 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     shifted = out_elems * acc * rounds if df == OS else reads_s
     e_reg = shifted * ((R + 1) / 2 * c(chips.e_reg))  # float factor first: shifted * (R + 1) can pass 2^63
     if df == IS:
-        e_s_r, e_s_w, e_x_r, e_x_w = (c(x) for x in (chips.e_sram_ifmap_r, chips.e_sram_ifmap_w,
-                                                     chips.e_sram_filter_r, chips.e_sram_filter_w))
+        e_s_r, e_s_w, e_x_r, e_x_w = (
+            c(x) for x in (chips.e_sram_ifmap_r, chips.e_sram_ifmap_w, chips.e_sram_filter_r, chips.e_sram_filter_w)
+        )
     else:
-        e_s_r, e_s_w, e_x_r, e_x_w = (c(x) for x in (chips.e_sram_filter_r, chips.e_sram_filter_w,
-                                                     chips.e_sram_ifmap_r, chips.e_sram_ifmap_w))
+        e_s_r, e_s_w, e_x_r, e_x_w = (
+            c(x) for x in (chips.e_sram_filter_r, chips.e_sram_filter_w, chips.e_sram_ifmap_r, chips.e_sram_ifmap_w)
+        )
     e_o_r, e_o_w, e_dram_bit = c(chips.e_sram_ofmap_r), c(chips.e_sram_ofmap_w), c(chips.e_dram)
     # energy = fixed part (this tile choice) + pJ per DRAM bit of each operand + static power x time
     e_sram_fixed = reads_s * e_s_r + reads_x * e_x_r + ofmap_reads * e_o_r + ofmap_writes * e_o_w
@@ -396,8 +471,9 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     if n_t * n_o == 1:
         pick = pick_t = pick_o = np.zeros((n_pts, n_l, n_p, 1), dtype=np.int64)
         if check and not np.all(feasible):
-            _raise_infeasible(df, chips, layers, pairs, np.broadcast_to(feasible, (n_c, n_l, n_p, 1))[..., 0],
-                              s_foot(False, False))
+            _raise_infeasible(
+                df, chips, layers, pairs, np.broadcast_to(feasible, (n_c, n_l, n_p, 1))[..., 0], s_foot(False, False)
+            )
     else:
         # per candidate: DRAM bits beyond the layer's two exposed edges, and the energy but for static power
         beyond = np.empty(full)
@@ -472,10 +548,13 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     compute_c = at_t(compute)
     dram_ofmap = 2 * sb + at_t(out_bits)
     bw_p = per_point(points["bandwidth"])
-    edge_p = at_t(np.broadcast_to(edge, (n_c, n_b) + edge.shape[2:]).reshape((n_pts,) + edge.shape[2:]),
-                  rows=np.arange(n_pts)[:, None, None])
-    stall = np.where(np.isfinite(bw_p), stall_of(f64(ds + dx + 2 * sb), f64(compute_c), edge_p, bw_p,
-                                                 f64(at_t(beyond_edges))), 0.0).astype(np.int64)
+    edge_p = at_t(
+        np.broadcast_to(edge, (n_c, n_b) + edge.shape[2:]).reshape((n_pts,) + edge.shape[2:]),
+        rows=np.arange(n_pts)[:, None, None],
+    )
+    stall = np.where(
+        np.isfinite(bw_p), stall_of(f64(ds + dx + 2 * sb), f64(compute_c), edge_p, bw_p, f64(at_t(beyond_edges))), 0.0
+    ).astype(np.int64)
     tot = compute_c + stall
     tot_f = f64(tot)
     g = lambda x: x[..., 0][group[:, 0, 0]] if x.shape[0] > 1 else x[..., 0]  # noqa: E731 - per chip, per point
@@ -498,21 +577,38 @@ def _evaluate_chunk(df: int, chips: ChipBatch, points: dict[str, np.ndarray], la
     else:
         tiles_mnk = (np.minimum(M, R), np.minimum(N, C), k_first)
     return {
-        "macs": at_t(macs), "compute_cycles": compute_c, "stall_cycles": stall, "total_cycles": tot,
-        "latency_us": tot / per_point(points["clock_mhz"]), "energy_pj": energy_c, "energy_mac_pj": at_t(e_mac),
-        "energy_reg_pj": at_t(e_reg), "energy_sram_pj": e_sram, "energy_dram_pj": e_dram,
+        "macs": at_t(macs),
+        "compute_cycles": compute_c,
+        "stall_cycles": stall,
+        "total_cycles": tot,
+        "latency_us": tot / per_point(points["clock_mhz"]),
+        "energy_pj": energy_c,
+        "energy_mac_pj": at_t(e_mac),
+        "energy_reg_pj": at_t(e_reg),
+        "energy_sram_pj": e_sram,
+        "energy_dram_pj": e_dram,
         "energy_static_pj": tot_f * static_p,
-        "weight_bits": at_t(weight_bits), "dram_bits": dram_ifmap + dram_filter + dram_ofmap, "utilization": util,
-        "bops": at_t(macs * w_op * a), "dram_ifmap_bits": dram_ifmap, "dram_filter_bits": dram_filter,
-        "dram_ofmap_bits": dram_ofmap, "sram_ifmap_bits": sram_ifmap, "sram_filter_bits": sram_filter,
-        "sram_ofmap_bits": at_t(ofmap_reads + ofmap_writes) + 2 * sb, "folds": at_t(folds),
-        "loop_order": order_code, "tile_m": at_t(tiles_mnk[0]), "tile_n": at_t(tiles_mnk[1]),
+        "weight_bits": at_t(weight_bits),
+        "dram_bits": dram_ifmap + dram_filter + dram_ofmap,
+        "utilization": util,
+        "bops": at_t(macs * w_op * a),
+        "dram_ifmap_bits": dram_ifmap,
+        "dram_filter_bits": dram_filter,
+        "dram_ofmap_bits": dram_ofmap,
+        "sram_ifmap_bits": sram_ifmap,
+        "sram_filter_bits": sram_filter,
+        "sram_ofmap_bits": at_t(ofmap_reads + ofmap_writes) + 2 * sb,
+        "folds": at_t(folds),
+        "loop_order": order_code,
+        "tile_m": at_t(tiles_mnk[0]),
+        "tile_n": at_t(tiles_mnk[1]),
         "tile_k": at_t(tiles_mnk[2]),
     }
 
 
-def _raise_infeasible(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, ok: np.ndarray,
-                      tile_bits: np.ndarray) -> None:
+def _raise_infeasible(
+    df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.ndarray, ok: np.ndarray, tile_bits: np.ndarray
+) -> None:
     """One line naming the first (chip, layer, pair) whose stationary tile fits no double-buffered SRAM."""
     ci, li, pi = (int(v[0]) for v in np.nonzero(~ok))
     bits = float(np.broadcast_to(tile_bits, ok.shape + (np.asarray(tile_bits).shape[-1],))[ci, li, pi, 0])
@@ -520,6 +616,8 @@ def _raise_infeasible(df: int, chips: ChipBatch, layers: LayerBatch, pairs: np.n
     have = float(np.asarray(getattr(chips, f"{buffer}_sram_bits"))[ci]) / _BITS_PER_KIB
     need = 2 * bits / _BITS_PER_KIB
     pair = format_pair((int(pairs[pi, 0]), int(pairs[pi, 1])))
-    raise InputError(f"chip {chips.names[ci]!r}: layer {layers.names[li]!r} at {pair} "
-                     f"fits no mapping: one {int(chips.rows[ci])}x{int(chips.cols[ci])} stationary tile needs "
-                     f"memory.{buffer}_sram_kib >= {need:.4g} (double-buffered), the chip has {have:.4g}")
+    raise InputError(
+        f"chip {chips.names[ci]!r}: layer {layers.names[li]!r} at {pair} "
+        f"fits no mapping: one {int(chips.rows[ci])}x{int(chips.cols[ci])} stationary tile needs "
+        f"memory.{buffer}_sram_kib >= {need:.4g} (double-buffered), the chip has {have:.4g}"
+    )

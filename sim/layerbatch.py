@@ -54,17 +54,26 @@ class LayerBatch:
     def from_workload(cls, workload: Workload) -> LayerBatch:
         ls = workload.layers
         i64 = np.int64
-        tiles = [row_tiles(la.kind, la.batch, la.in_h, la.in_w, la.out_h, la.out_w, la.k_h, la.k_w, la.stride,
-                           la.pad, la.pad, la.M) for la in ls]
-        stack = lambda f: np.array([f(t) for t in tiles], dtype=i64).reshape(len(ls), N_TILE_CHOICES)  # noqa: E731
+        tiles = [
+            row_tiles(
+                la.kind, la.batch, la.in_h, la.in_w, la.out_h, la.out_w, la.k_h, la.k_w, la.stride, la.pad, la.pad, la.M
+            )
+            for la in ls
+        ]
+        stack = lambda f: np.array([f(t) for t in tiles], dtype=i64).reshape(len(ls), N_TILE_CHOICES)
         return cls(
             names=tuple(layer.name for layer in ls),
             M=np.array([layer.M for layer in ls], dtype=i64),
             K=np.array([layer.K for layer in ls], dtype=i64),
             N=np.array([layer.N for layer in ls], dtype=i64),
             G=np.array([layer.groups for layer in ls], dtype=i64),
-            ifmap_used_g=np.array([layer.ifmap_used_elems // layer.groups if layer.kind in ("conv", "dwconv")
-                                   else layer.M * layer.K for layer in ls], dtype=i64),
+            ifmap_used_g=np.array(
+                [
+                    layer.ifmap_used_elems // layer.groups if layer.kind in ("conv", "dwconv") else layer.M * layer.K
+                    for layer in ls
+                ],
+                dtype=i64,
+            ),
             act_act=np.array([not layer.has_weights for layer in ls], dtype=bool),
             window=np.array([layer.window for layer in ls], dtype=i64),
             blocks=np.array([layer.in_blocks for layer in ls], dtype=i64),
@@ -79,8 +88,9 @@ class LayerBatch:
             rt_cols_sum=stack(lambda t: t.cols_sum),
             rt_cols_max=stack(lambda t: t.cols_max),
             plane_elems=np.array([t.plane_elems for t in tiles], dtype=i64),
-            n_halvings=np.array([tile_halvings(axis_halvings(la.out_c // la.groups)) for la in ls],
-                                dtype=i64).reshape(len(ls), N_TILE_CHOICES),
+            n_halvings=np.array([tile_halvings(axis_halvings(la.out_c // la.groups)) for la in ls], dtype=i64).reshape(
+                len(ls), N_TILE_CHOICES
+            ),
         )
 
     def __len__(self) -> int:

@@ -29,10 +29,26 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["LOOPS", "ORDERS", "N_TILE_CHOICES", "OBJECTIVES", "MAPPING_MODES", "Mapping",
-           "SCALESIM_ORDER", "candidates", "gemm_order_name", "GEMM_ORDER_NAMES",
-           "tile_length", "tile_halvings", "ceil_log2", "axis_halvings", "MAX_AXIS_HALVINGS", "row_tiles",
-           "RowTiles", "operand_level"]
+__all__ = [
+    "LOOPS",
+    "ORDERS",
+    "N_TILE_CHOICES",
+    "OBJECTIVES",
+    "MAPPING_MODES",
+    "Mapping",
+    "SCALESIM_ORDER",
+    "candidates",
+    "gemm_order_name",
+    "GEMM_ORDER_NAMES",
+    "tile_length",
+    "tile_halvings",
+    "ceil_log2",
+    "axis_halvings",
+    "MAX_AXIS_HALVINGS",
+    "row_tiles",
+    "RowTiles",
+    "operand_level",
+]
 
 LOOPS = ("c", "r", "s")
 #: The six loop orders, outer to inner; index 0 is SCALE-Sim's ws/is order.
@@ -43,8 +59,7 @@ N_TILE_CHOICES = 12
 OBJECTIVES = ("latency", "energy", "edp")
 MAPPING_MODES = ("search", "scalesim")
 #: SCALE-Sim's order per dataflow code (ws 0, os 1, is 2): ws/is (c, r, s); os (c, s, r).
-SCALESIM_ORDER = {0: ORDERS.index(("c", "r", "s")), 1: ORDERS.index(("c", "s", "r")),
-                  2: ORDERS.index(("c", "r", "s"))}
+SCALESIM_ORDER = {0: ORDERS.index(("c", "r", "s")), 1: ORDERS.index(("c", "s", "r")), 2: ORDERS.index(("c", "r", "s"))}
 #: GEMM dimension of each loop, per dataflow code.
 _DIMS = {0: {"c": "N", "r": "K", "s": "M"}, 1: {"c": "N", "r": "K", "s": "M"}, 2: {"c": "M", "r": "K", "s": "N"}}
 GEMM_ORDER_NAMES: tuple[str, ...] = tuple("".join(p) for p in itertools.permutations("MNK"))
@@ -158,8 +173,9 @@ def _union(y0: np.ndarray, y1: np.ndarray, size: int, k: int, stride: int, pad: 
     return prefix(y1 + 1) - prefix(y0)
 
 
-def _split_all(n: int, halvings: list[int], touched: Callable[[np.ndarray, np.ndarray], np.ndarray]
-               ) -> tuple[np.ndarray, ...]:
+def _split_all(
+    n: int, halvings: list[int], touched: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, ...]:
     """Cut ``n`` outputs into tiles of ceil(n / 2**k) for each ``k`` of ``halvings`` (all in one vectorized
     pass): per choice the tile size, the number of tiles, the last tile's size, the input positions summed
     over the tiles and the largest tile's; ``touched(first, last)`` counts a tile's input positions."""
@@ -169,13 +185,30 @@ def _split_all(n: int, halvings: list[int], touched: Callable[[np.ndarray, np.nd
     first = (np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)) * sizes[owner]
     per_tile = touched(first, np.minimum(n, first + sizes[owner]) - 1)
     starts = np.cumsum(counts) - counts
-    return (sizes, counts, n - (counts - 1) * sizes, np.add.reduceat(per_tile, starts),
-            np.maximum.reduceat(per_tile, starts))
+    return (
+        sizes,
+        counts,
+        n - (counts - 1) * sizes,
+        np.add.reduceat(per_tile, starts),
+        np.maximum.reduceat(per_tile, starts),
+    )
 
 
 @lru_cache(maxsize=4096)
-def row_tiles(kind: str, batch: int, in_h: int, in_w: int, out_h: int, out_w: int, k_h: int, k_w: int,
-              stride: int, pad_h: int, pad_w: int, M: int) -> RowTiles:
+def row_tiles(
+    kind: str,
+    batch: int,
+    in_h: int,
+    in_w: int,
+    out_h: int,
+    out_w: int,
+    k_h: int,
+    k_w: int,
+    stride: int,
+    pad_h: int,
+    pad_w: int,
+    M: int,
+) -> RowTiles:
     """:class:`RowTiles` of one layer, in closed form (a tile's count costs O(1) whatever its size)."""
     if kind in ("conv", "dwconv"):
         rows, width = batch * out_h, out_w

@@ -14,8 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PE_FIXED", "PE_BITFUSION", "PE_BITSERIAL", "PE_KIND_CODES", "FUSION_WIDTHS", "fusion_width",
-           "fusion_width_of", "pack_and_serial"]
+__all__ = [
+    "PE_FIXED",
+    "PE_BITFUSION",
+    "PE_BITSERIAL",
+    "PE_KIND_CODES",
+    "FUSION_WIDTHS",
+    "fusion_width",
+    "fusion_width_of",
+    "pack_and_serial",
+]
 
 PE_FIXED, PE_BITFUSION, PE_BITSERIAL = 0, 1, 2
 PE_KIND_CODES = {"fixed": PE_FIXED, "bitfusion": PE_BITFUSION, "bitserial": PE_BITSERIAL}
@@ -35,8 +43,9 @@ def fusion_width(bits: np.ndarray) -> np.ndarray:
     return np.where(bits <= 2, 2, np.where(bits <= 4, 4, 8))
 
 
-def pack_and_serial(kind: np.ndarray, serial_both: np.ndarray, w_op: np.ndarray,
-                    a_op: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pack_and_serial(
+    kind: np.ndarray, serial_both: np.ndarray, w_op: np.ndarray, a_op: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Products per PE per cycle (``pack``) and cycles per streamed element (``serial``).
 
     ``w_op``/``a_op`` are the operand widths actually multiplied (for activation x activation

@@ -63,15 +63,15 @@ def _signed(rng: np.random.Generator, bits: int, shape: tuple[int, ...]) -> np.n
     return rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=shape, dtype=np.int64)
 
 
-def lower_layer(layer: Layer, a_bits: int, w_bits: int, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lower_layer(
+    layer: Layer, a_bits: int, w_bits: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random integer operands in GEMM form: A [G, M, K], B [G, K, N] and the ifmap index map
     idx [G, M, K] (unique ifmap element id, or -1 for padding / out-of-range positions)."""
     G, M, K, N = layer.groups, layer.M, layer.K, layer.N
     if layer.kind in ("conv", "dwconv"):
         cg = layer.in_c // G
-        b, oh, ow = np.meshgrid(np.arange(layer.batch), np.arange(layer.out_h), np.arange(layer.out_w),
-                                indexing="ij")
+        b, oh, ow = np.meshgrid(np.arange(layer.batch), np.arange(layer.out_h), np.arange(layer.out_w), indexing="ij")
         # channel-major reduction order, as PyTorch's [out, in * k_h * k_w] weight layout
         ci, kh, kw = np.meshgrid(np.arange(cg), np.arange(layer.k_h), np.arange(layer.k_w), indexing="ij")
         r = oh.reshape(-1, 1) * layer.stride - layer.pad + kh.reshape(1, -1)
@@ -94,8 +94,9 @@ def _place(j: np.ndarray | int, bits: int) -> np.ndarray | int:
     return np.where(j == bits - 1, -(1 << (bits - 1)), 1 << j)
 
 
-def _beat_term(act: np.ndarray, wgt: np.ndarray, beat: np.ndarray, serial_mode: str, a_bits: int,
-               w_bits: int) -> np.ndarray:
+def _beat_term(
+    act: np.ndarray, wgt: np.ndarray, beat: np.ndarray, serial_mode: str, a_bits: int, w_bits: int
+) -> np.ndarray:
     """Partial product of one beat; act/wgt are [..., pack] vectors, beat is [...] (bit-slice index)."""
     if serial_mode == "none":
         return (act * wgt).sum(-1)
@@ -108,8 +109,9 @@ def _beat_term(act: np.ndarray, wgt: np.ndarray, beat: np.ndarray, serial_mode: 
     return (bit_a * bit_w).sum(-1) * _place(ja, a_bits) * _place(jw, w_bits)
 
 
-def _stationary_fold(S: np.ndarray, X: np.ndarray, s: int, stationary_is_act: bool, serial_mode: str,
-                     a_bits: int, w_bits: int) -> tuple[np.ndarray, int]:
+def _stationary_fold(
+    S: np.ndarray, X: np.ndarray, s: int, stationary_is_act: bool, serial_mode: str, a_bits: int, w_bits: int
+) -> tuple[np.ndarray, int]:
     """One ws/is fold.  S [R, C, p] is shifted in from the top, one row per cycle; X [T, R, p] streams
     in from the left with one cycle of skew per row.  Returns (Y [T, C], cycles of the fold)."""
     R, C, p = S.shape
@@ -152,8 +154,9 @@ def _stationary_fold(S: np.ndarray, X: np.ndarray, s: int, stationary_is_act: bo
     return Y, R + tau
 
 
-def _output_stationary_fold(A: np.ndarray, B: np.ndarray, s: int, serial_mode: str, a_bits: int,
-                            w_bits: int) -> tuple[np.ndarray, int]:
+def _output_stationary_fold(
+    A: np.ndarray, B: np.ndarray, s: int, serial_mode: str, a_bits: int, w_bits: int
+) -> tuple[np.ndarray, int]:
     """One os fold: A [R, Kp, p] streams in from the left, B [Kp, C, p] from the top, one cycle of
     skew per row/column; each PE accumulates its own output.  Returns (Y [R, C], cycles)."""
     R, Kp, p = A.shape
@@ -223,8 +226,15 @@ def _levels(order: tuple[str, ...], fp: dict[str, object], caps: dict[str, float
     return out
 
 
-def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs: int = 1_000_000,
-                  out_bits: int | None = None, mapping: Mapping | None = None) -> ReferenceResult:
+def run_reference(
+    chip: Chip,
+    layer: Layer,
+    pair: Pair,
+    seed: int = 0,
+    max_macs: int = 1_000_000,
+    out_bits: int | None = None,
+    mapping: Mapping | None = None,
+) -> ReferenceResult:
     """Step ``layer`` through ``chip``'s array at ``pair`` under ``mapping`` (default: SCALE-Sim's schedule)
     and count cycles and traffic.
 
@@ -238,8 +248,9 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     chip.check_pairs([pair])
     w_op = a_bits if not layer.has_weights else w_bits
     if layer.macs > max_macs:
-        raise InputError(f"layer {layer.name!r}: {layer.macs} MACs is too large for the reference engine "
-                         f"(max_macs={max_macs})")
+        raise InputError(
+            f"layer {layer.name!r}: {layer.macs} MACs is too large for the reference engine (max_macs={max_macs})"
+        )
     df = chip.array.dataflow
     mapping = mapping if mapping is not None else Mapping(SCALESIM_ORDER[DATAFLOW_CODES[df]])
     order = ORDERS[mapping.order]
@@ -265,9 +276,12 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     chan_of_k = perm_arr // window  # the input channel of each reduction position
     N = B.shape[2]
     R, C = chip.array.rows, chip.array.cols
-    pack, serial = (int(v) for v in pack_and_serial(np.array(PE_KIND_CODES[chip.pe.kind]),
-                                                     np.array(chip.pe.serial == "both"),
-                                                     np.array(w_op), np.array(a_bits)))
+    pack, serial = (
+        int(v)
+        for v in pack_and_serial(
+            np.array(PE_KIND_CODES[chip.pe.kind]), np.array(chip.pe.serial == "both"), np.array(w_op), np.array(a_bits)
+        )
+    )
     serial_mode = chip.pe.serial if chip.pe.kind == "bitserial" else "none"
     # input blocks: each is its own reduction over a channel-aligned range of K, packed from its start
     bounds = np.concatenate([[0], np.cumsum(block_k)]).tolist()
@@ -275,11 +289,10 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     for k_a, k_b in zip(bounds[:-1], bounds[1:]):
         kp = -(-(k_b - k_a) // pack)
         Ap = np.zeros((G, M, kp * pack), dtype=np.int64)
-        Ap[:, :, :k_b - k_a] = A[:, :, k_a:k_b]
+        Ap[:, :, : k_b - k_a] = A[:, :, k_a:k_b]
         Bp = np.zeros((G, kp * pack, N), dtype=np.int64)
-        Bp[:, :k_b - k_a, :] = B[:, k_a:k_b, :]
-        blocks.append((k_a, k_b, kp, Ap.reshape(G, M, kp, pack),
-                       Bp.reshape(G, kp, pack, N).transpose(0, 1, 3, 2)))
+        Bp[:, : k_b - k_a, :] = B[:, k_a:k_b, :]
+        blocks.append((k_a, k_b, kp, Ap.reshape(G, M, kp, pack), Bp.reshape(G, kp, pack, N).transpose(0, 1, 3, 2)))
     acc_bits = chip.memory.acc_bits
     half = {k: getattr(chip.memory, f"{k}_sram_kib") * BITS_PER_KIB / 2 for k in ("ifmap", "filter", "ofmap")}
     C_g = K // window
@@ -289,8 +302,11 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     if df == "os":  # one fold per input block; the reduction stays in the PEs
         red_loop = [(h, blocks[h][0], blocks[h][1]) for h in range(len(blocks))]
     else:  # the row folds of every block in turn, each block's folds packed from its own start
-        red_loop = [(h, b[0] + k0 * pack, min(b[1], b[0] + (k0 + R) * pack))
-                    for h, b in enumerate(blocks) for k0 in range(0, b[2], R)]
+        red_loop = [
+            (h, b[0] + k0 * pack, min(b[1], b[0] + (k0 + R) * pack))
+            for h, b in enumerate(blocks)
+            for k0 in range(0, b[2], R)
+        ]
     stream_loop = _stream_tiles(layer, df, M, N, R, mapping.tile)
     loops = {"c": col_loop, "r": red_loop, "s": stream_loop}
 
@@ -302,30 +318,34 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     c_max = max(len(t) for t in col_loop)
     if df in ("ws", "os"):
         k_fold = k_tile if df == "ws" else k_big
-        fp_stat = lambda ci, ri: (N if ci else c_max) * (K if ri else k_fold) * w_op  # noqa: E731
+        fp_stat = lambda ci, ri: (N if ci else c_max) * (K if ri else k_fold) * w_op
     else:
-        fp_stat = lambda ci, ri: (used_g[0] if ci and ri  # noqa: E731
-                                  else (M if ci else c_max) * (K if ri else k_tile)) * a_bits
+        fp_stat = lambda ci, ri: (used_g[0] if ci and ri else (M if ci else c_max) * (K if ri else k_tile)) * a_bits
     if df == "ws":
         plane = used_g[0] // C_g
         big = max(np.unique(idx[0][t][idx[0][t] >= 0]).size for t in stream_loop) // C_g if C_g else 0
         share = math.gcd(R * pack, wp)
         chunk_ch = min(-(-k_big // wp), (wp - share + R * pack - 1) // wp + 1)
-        fp_stream = lambda si, ri: (plane if si else big) * (C_g if ri else chunk_ch) * a_bits  # noqa: E731
+        fp_stream = lambda si, ri: (plane if si else big) * (C_g if ri else chunk_ch) * a_bits
     elif df == "os":
-        fp_stream = lambda si, ri: (used_g[0] if si and ri  # noqa: E731
-                                    else (M if si else min(M, R)) * (K if ri else k_big)) * a_bits
+        fp_stream = lambda si, ri: (
+            (used_g[0] if si and ri else (M if si else min(M, R)) * (K if ri else k_big)) * a_bits
+        )
     else:
-        fp_stream = lambda si, ri: (N if si else s_max) * (K if ri else k_tile) * w_op  # noqa: E731
+        fp_stream = lambda si, ri: (N if si else s_max) * (K if ri else k_tile) * w_op
     stat_buf, stream_buf = ("ifmap", "filter") if df == "is" else ("filter", "ifmap")
-    levels = _levels(order, {"stat": fp_stat, "stream": fp_stream},
-                     {"stat": half[stat_buf], "stream": half[stream_buf]})
+    levels = _levels(
+        order, {"stat": fp_stat, "stream": fp_stream}, {"stat": half[stat_buf], "stream": half[stream_buf]}
+    )
     if df == "os":
         psum_foot = 0
     else:
         s_in, c_in = order.index("s") > order.index("r"), order.index("c") > order.index("r")
-        psum_foot = (M if df == "ws" and s_in else N if s_in else s_max) * \
-            ((N if df == "ws" else M) if c_in else c_max) * acc_bits
+        psum_foot = (
+            (M if df == "ws" and s_in else N if s_in else s_max)
+            * ((N if df == "ws" else M) if c_in else c_max)
+            * acc_bits
+        )
     spill = df != "os" and psum_foot > half["ofmap"]
 
     out = np.zeros((G, M, N), dtype=np.int64)
@@ -347,11 +367,11 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
             # --- step the fold and note its output tile (rows of M, columns of N) -------------------
             if df == "os":
                 At = np.zeros((R, Kp, pack), dtype=np.int64)
-                At[:len(tile)] = Ap[g, tile]
+                At[: len(tile)] = Ap[g, tile]
                 Bt = np.zeros((Kp, C, pack), dtype=np.int64)
-                Bt[:, :len(cols)] = Bp[g][:, cols]
+                Bt[:, : len(cols)] = Bp[g][:, cols]
                 Y, fc = _output_stationary_fold(At, Bt, serial, serial_mode, a_bits, w_op)
-                out[g][np.ix_(tile, cols)] += Y[:len(tile), :len(cols)]
+                out[g][np.ix_(tile, cols)] += Y[: len(tile), : len(cols)]
                 m_idx, n_idx, stream_cycles = tile, cols, serial * Kp
                 s["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
                 s["filter"] += (k_hi - k_lo) * len(cols) * w_op
@@ -360,20 +380,20 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
                 kr = -(-(k_hi - k_lo) // pack)
                 S = np.zeros((R, C, pack), dtype=np.int64)
                 if df == "ws":
-                    S[:kr, :len(cols)] = Bp[g, k0:k0 + kr][:, cols]
+                    S[:kr, : len(cols)] = Bp[g, k0 : k0 + kr][:, cols]
                     X = np.zeros((len(tile), R, pack), dtype=np.int64)
-                    X[:, :kr] = Ap[g, tile, k0:k0 + kr]
+                    X[:, :kr] = Ap[g, tile, k0 : k0 + kr]
                     Y, fc = _stationary_fold(S, X, serial, False, serial_mode, a_bits, w_op)
-                    out[g][np.ix_(tile, cols)] += Y[:, :len(cols)]
+                    out[g][np.ix_(tile, cols)] += Y[:, : len(cols)]
                     m_idx, n_idx = tile, cols
                     s["filter"] += (k_hi - k_lo) * len(cols) * w_op
                     s["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
                 else:
-                    S[:kr, :len(cols)] = Ap[g, cols, k0:k0 + kr].transpose(1, 0, 2)
+                    S[:kr, : len(cols)] = Ap[g, cols, k0 : k0 + kr].transpose(1, 0, 2)
                     X = np.zeros((len(tile), R, pack), dtype=np.int64)
-                    X[:, :kr] = Bp[g, k0:k0 + kr][:, tile].transpose(1, 0, 2)
+                    X[:, :kr] = Bp[g, k0 : k0 + kr][:, tile].transpose(1, 0, 2)
                     Y, fc = _stationary_fold(S, X, serial, True, serial_mode, a_bits, w_op)
-                    out[g][np.ix_(cols, tile)] += Y[:, :len(cols)].T
+                    out[g][np.ix_(cols, tile)] += Y[:, : len(cols)].T
                     m_idx, n_idx = cols, tile
                     s["ifmap"] += len(cols) * (k_hi - k_lo) * a_bits
                     s["filter"] += (k_hi - k_lo) * len(tile) * w_op
@@ -423,7 +443,7 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
     if chip.array.weight_preload == "serial":
         end = sum(fc for _, fc in fold_times)
     elif df == "os":  # double-buffered output registers: the next fold starts once its rows' results cannot meet
-        start = 0      # this fold's on the result buses (R rows, one per cycle): stream + max(0, R - next stream)
+        start = 0  # this fold's on the result buses (R rows, one per cycle): stream + max(0, R - next stream)
         for (stream_cycles, _), (next_stream, _) in zip(fold_times, fold_times[1:]):
             start += stream_cycles + max(0, R - next_stream)
         end = start + fold_times[-1][1]
@@ -455,5 +475,17 @@ def run_reference(chip: Chip, layer: Layer, pair: Pair, seed: int = 0, max_macs:
         middle = math.ceil(max(0, dram - first - last) / bw)
         stall = edge + max(0, middle - compute)
     expected = np.einsum("gmk,gkn->gmn", A, B)
-    return ReferenceResult(compute, stall, compute + stall, folds, d["ifmap"], d["filter"], d["ofmap"],
-                           s["ifmap"], s["filter"], s["ofmap"], out, expected)
+    return ReferenceResult(
+        compute,
+        stall,
+        compute + stall,
+        folds,
+        d["ifmap"],
+        d["filter"],
+        d["ofmap"],
+        s["ifmap"],
+        s["filter"],
+        s["ofmap"],
+        out,
+        expected,
+    )

@@ -58,13 +58,19 @@ def read_scalesim_cfg(path: str | Path) -> Chip:
         run_name = parser["general"]["run_name"].strip()
     doc = {
         "name": run_name,
-        "array": {"rows": number("ArrayHeight"), "cols": number("ArrayWidth"),
-                  "dataflow": arch["Dataflow"].strip().lower(), "clock_mhz": SCALESIM_CLOCK_MHZ},
+        "array": {
+            "rows": number("ArrayHeight"),
+            "cols": number("ArrayWidth"),
+            "dataflow": arch["Dataflow"].strip().lower(),
+            "clock_mhz": SCALESIM_CLOCK_MHZ,
+        },
         "pe": {"kind": "fixed", "bits": 8},
         "mapping": "scalesim",
-        "memory": {"ifmap_sram_kib": number("IfmapSramSzkB", float),
-                   "filter_sram_kib": number("FilterSramSzkB", float),
-                   "ofmap_sram_kib": number("OfmapSramSzkB", float),
-                   "dram_bw_bits_per_cycle": bandwidth},
+        "memory": {
+            "ifmap_sram_kib": number("IfmapSramSzkB", float),
+            "filter_sram_kib": number("FilterSramSzkB", float),
+            "ofmap_sram_kib": number("OfmapSramSzkB", float),
+            "dram_bw_bits_per_cycle": bandwidth,
+        },
     }
     return chip_from_dict(doc, where=str(path))

@@ -12,8 +12,17 @@ from typing import Annotated, Any, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
-__all__ = ["StrictModel", "bounded_float", "bounded_int", "error_text", "format_validation", "number_text",
-           "RANGE_ERROR", "SRAM_KIB_RANGE", "SramKiB"]
+__all__ = [
+    "StrictModel",
+    "bounded_float",
+    "bounded_int",
+    "error_text",
+    "format_validation",
+    "number_text",
+    "RANGE_ERROR",
+    "SRAM_KIB_RANGE",
+    "SramKiB",
+]
 
 #: pydantic error type of a number outside its range (or not a number at all).
 RANGE_ERROR = "number_range"
@@ -101,8 +110,9 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> tuple[str, ...] | None:
         info = cls.model_fields.get(part) if isinstance(part, str) else None
         if info is None:
             return None
-        found = [a for a in (info.annotation, *get_args(info.annotation))
-                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        found = [
+            a for a in (info.annotation, *get_args(info.annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not found:
             return None
         cls = found[0]
@@ -118,7 +128,6 @@ def format_validation(exc: ValidationError, where: str, model: type[BaseModel] |
     keys = _fields_at(model, tuple(err["loc"])[:-1]) if model is not None else None
     extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {loc}: {error_text(err, keys)}{extra}"
-
 
 
 #: SRAM sizes (chip memories, technology SRAM points): 1 bit to 1 TiB, in KiB.

@@ -189,9 +189,7 @@ def _layer_digest(layers: LayerBatch) -> str:
     return h.hexdigest()
 
 
-def _metadata(
-    spec: SweepSpec, parts: list[Partition], layer_batches: dict[str, LayerBatch]
-) -> dict[str, Any]:
+def _metadata(spec: SweepSpec, parts: list[Partition], layer_batches: dict[str, LayerBatch]) -> dict[str, Any]:
     echo = spec.to_dict()
     workloads = [
         {
@@ -226,9 +224,7 @@ def _metadata(
         "pairs": echo["pairs"],
         "workloads": workloads,
         "columns": list(OUTPUT_COLUMNS),
-        "partitions": [
-            {"workload": p.workload, "start": p.start, "stop": p.stop, "path": p.path} for p in parts
-        ],
+        "partitions": [{"workload": p.workload, "start": p.start, "stop": p.stop, "path": p.path} for p in parts],
     }
 
 
@@ -249,9 +245,7 @@ def _write_parquet(table: pa.Table, path: Path, fail: bool = False) -> None:
 
 
 def _dictionary(indices: np.ndarray, values: Sequence[str]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(
-        pa.array(indices, type=pa.int32()), pa.array(list(values), pa.string())
-    )
+    return pa.DictionaryArray.from_arrays(pa.array(indices, type=pa.int32()), pa.array(list(values), pa.string()))
 
 
 def _cost_table(
@@ -277,8 +271,9 @@ def _cost_table(
     }
     for col in COST_COLUMNS[4:]:
         cols[col] = pa.array(np.ascontiguousarray(arrays[col]).reshape(-1))
-    cols["loop_order"] = _dictionary(np.ascontiguousarray(arrays["loop_order"]).reshape(-1).astype(np.int32),
-                                     GEMM_ORDER_NAMES)
+    cols["loop_order"] = _dictionary(
+        np.ascontiguousarray(arrays["loop_order"]).reshape(-1).astype(np.int32), GEMM_ORDER_NAMES
+    )
     return pa.table(cols)
 
 
@@ -368,9 +363,7 @@ def _read_meta(out: Path) -> dict[str, Any]:
     try:
         meta = json.loads((out / "sweep.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"{out / 'sweep.json'}: cannot read sweep metadata ({exc})".replace("\n", " ")
-        ) from None
+        raise InputError(f"{out / 'sweep.json'}: cannot read sweep metadata ({exc})".replace("\n", " ")) from None
     if not isinstance(meta, dict) or meta.get("format") != SWEEP_FORMAT or "partitions" not in meta:
         raise InputError(f"{out / 'sweep.json'}: not a {SWEEP_FORMAT} sweep directory")
     return meta
@@ -451,9 +444,7 @@ def _run_local(tasks: list[_Task], scheduler: str, threads: int, advance: Callab
         def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ANN001 - dask's signature
             advance()
 
-    delayed = [
-        dask.delayed(_run_partition, pure=False)(t, dask_key_name=f"sweep-part-{t.index}") for t in tasks
-    ]
+    delayed = [dask.delayed(_run_partition, pure=False)(t, dask_key_name=f"sweep-part-{t.index}") for t in tasks]
     if scheduler == "synchronous":
         with _Tick():
             return list(dask.compute(*delayed, scheduler="synchronous"))
@@ -525,9 +516,7 @@ def _run_distributed(
         )
         client = Client(cluster)
     try:
-        futures = client.map(
-            _run_partition, tasks, key=[f"lowbit-sweep-{key}-{t.index}" for t in tasks], pure=False
-        )
+        futures = client.map(_run_partition, tasks, key=[f"lowbit-sweep-{key}-{t.index}" for t in tasks], pure=False)
         results = []
         for fut in as_completed(futures):
             try:
@@ -564,8 +553,10 @@ def parse_scheduler(scheduler: str | None, n_workers: int | None) -> tuple[str, 
         return "local", None, count
     if re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", text):
         if n_workers is not None:
-            raise InputError(f"a worker count (--workers) starts a local cluster, but the scheduler at {text} "
-                             f"has its own workers: give one or the other")
+            raise InputError(
+                f"a worker count (--workers) starts a local cluster, but the scheduler at {text} "
+                f"has its own workers: give one or the other"
+            )
         return "address", text, None
     raise InputError(
         f"unknown scheduler {text!r} (allowed: threads, synchronous, local, local:N, "

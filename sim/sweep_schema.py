@@ -31,8 +31,17 @@ from lowbit_core.pairs import Pair, parse_pairs
 from sim.config import Chip
 from sim.schema import RANGE_ERROR, StrictModel, bounded_int, error_text
 
-__all__ = ["SpecDoc", "parse_spec", "SWEEP_FIELDS", "SECTIONS", "NOT_SWEPT", "SPEC_KEYS", "MAX_CHIPS",
-           "MAX_RANGE_VALUES", "MAX_NAME_CHARS"]
+__all__ = [
+    "SpecDoc",
+    "parse_spec",
+    "SWEEP_FIELDS",
+    "SECTIONS",
+    "NOT_SWEPT",
+    "SPEC_KEYS",
+    "MAX_CHIPS",
+    "MAX_RANGE_VALUES",
+    "MAX_NAME_CHARS",
+]
 
 MAX_CHIPS = 10_000_000
 MAX_RANGE_VALUES = 1_000_000
@@ -109,8 +118,10 @@ class RangeAxis(StrictModel):
     @classmethod
     def _keys(cls, doc: Any) -> Any:
         if isinstance(doc, dict) and ("range" not in doc or set(doc) - {"range", "step"}):
-            raise ValueError("a range is written {range: [start, stop], step: s} (inclusive); "
-                             f"got keys {', '.join(map(str, doc)) or '(none)'}")
+            raise ValueError(
+                "a range is written {range: [start, stop], step: s} (inclusive); "
+                f"got keys {', '.join(map(str, doc)) or '(none)'}"
+            )
         return doc
 
     @model_validator(mode="after")
@@ -149,8 +160,11 @@ def _non_empty_axis(values: list[Any]) -> list[Any]:
 
 _Axis = Annotated[
     Annotated[list[Any], AfterValidator(_non_empty_axis), Tag(_LIST_TAG)] | Annotated[RangeAxis, Tag(_RANGE_TAG)],
-    Discriminator(_axis_kind, custom_error_type="grid_axis",
-                  custom_error_message="expected a list of values or {range: [start, stop], step: s}"),
+    Discriminator(
+        _axis_kind,
+        custom_error_type="grid_axis",
+        custom_error_message="expected a list of values or {range: [start, stop], step: s}",
+    ),
 ]
 
 
@@ -178,8 +192,9 @@ def _point(doc: Any) -> dict[str, Any]:
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value) or len(value) > MAX_NAME_CHARS:
-        raise ValueError(f"must be a non-empty string of letters, digits, '_', '.' or '-' (at most "
-                         f"{MAX_NAME_CHARS} characters)")
+        raise ValueError(
+            f"must be a non-empty string of letters, digits, '_', '.' or '-' (at most {MAX_NAME_CHARS} characters)"
+        )
     return value
 
 
@@ -286,13 +301,22 @@ def _message(exc: ValidationError, where: str) -> str:
 def parse_spec(doc: Any, where: str) -> SpecDoc:
     """Validate a spec mapping's structure; errors are one-line :class:`InputError` naming the field path."""
     if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a mapping with {', '.join(_REQUIRED)} and grid/points, "
-                         f"got {type(doc).__name__}")
+        raise InputError(
+            f"{where}: expected a mapping with {', '.join(_REQUIRED)} and grid/points, got {type(doc).__name__}"
+        )
     try:
         spec = SpecSchema.model_validate(doc)
     except ValidationError as exc:
         raise InputError(_message(exc, where)) from None
-    grid = tuple((key, tuple(axis.values() if isinstance(axis, RangeAxis) else axis))
-                 for key, axis in (spec.grid or {}).items())
-    return SpecDoc(name=spec.name, chip=spec.chip, grid=grid, points=tuple(spec.points or ()),
-                   workloads=tuple(spec.workloads), pairs=spec.pairs, chips_per_partition=spec.chips_per_partition)
+    grid = tuple(
+        (key, tuple(axis.values() if isinstance(axis, RangeAxis) else axis)) for key, axis in (spec.grid or {}).items()
+    )
+    return SpecDoc(
+        name=spec.name,
+        chip=spec.chip,
+        grid=grid,
+        points=tuple(spec.points or ()),
+        workloads=tuple(spec.workloads),
+        pairs=spec.pairs,
+        chips_per_partition=spec.chips_per_partition,
+    )

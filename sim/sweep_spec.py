@@ -190,9 +190,7 @@ def _resolve(entry: str, base_dir: Path | None) -> str:
     return entry
 
 
-def sweep_spec_from_dict(
-    doc: Any, where: str = "sweep spec", base_dir: str | Path | None = None
-) -> SweepSpec:
+def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Path | None = None) -> SweepSpec:
     """Validate a spec mapping (see the module docstring); errors are one-line :class:`InputError`.
 
     The structure is checked first (:func:`sim.sweep_schema.parse_spec`), then the base chip, the
@@ -214,9 +212,7 @@ def sweep_spec_from_dict(
         except InputError as exc:
             raise InputError(f"{where}: workloads[{i}]: {exc}") from None
         if wl.name in seen:
-            raise InputError(
-                f"{where}: workloads[{i}]: workload name {wl.name!r} repeats workloads[{seen[wl.name]}]"
-            )
+            raise InputError(f"{where}: workloads[{i}]: workload name {wl.name!r} repeats workloads[{seen[wl.name]}]")
         seen[wl.name] = i
         workloads.append(wl)
     pairs = parsed.pairs if parsed.pairs is not None else tuple(base.supported_pairs)
@@ -359,9 +355,7 @@ def _expand(
     # One validated instance per distinct section combination.
     section_index: dict[str, np.ndarray] = {}
     section_items: dict[str, tuple[BaseModel, ...]] = {}
-    exp_args = dict(
-        spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels, codes=codes
-    )
+    exp_args = dict(spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels, codes=codes)
     for sec, model in SECTIONS.items():
         names = [f for f in fields if SWEEP_FIELDS[f][0] == sec and len(SWEEP_FIELDS[f]) == 2]
         first, inverse = _combos(codes, names, n)
@@ -369,9 +363,7 @@ def _expand(
         for i in first:
             values = {SWEEP_FIELDS[f][1]: levels[f][int(codes[f][i])] for f in names}
             try:
-                items.append(
-                    model.model_validate({**base_doc[sec], **values}) if names else getattr(base, sec)
-                )
+                items.append(model.model_validate({**base_doc[sec], **values}) if names else getattr(base, sec))
             except ValidationError as exc:
                 err = exc.errors()[0]
                 loc = ".".join([sec, *map(str, err["loc"])])

@@ -181,8 +181,10 @@ class TechnologySchema(StrictModel):
 def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
     """Validate a technology mapping (as in ``sim/tech/45nm.yaml``); errors are one line naming the field."""
     if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a mapping with mac_pj, sram_pj_per_bit, dram_pj_per_bit and "
-                         f"leakage_uw, got {type(doc).__name__}")
+        raise InputError(
+            f"{where}: expected a mapping with mac_pj, sram_pj_per_bit, dram_pj_per_bit and "
+            f"leakage_uw, got {type(doc).__name__}"
+        )
     try:
         t = TechnologySchema.model_validate(doc)
     except ValidationError as exc:
@@ -195,14 +197,23 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
             bitfusion_pe_nand2=t.area.pe_nand2.bitfusion,
             requant_nand2=t.area.requant_nand2,
             sram_um2_per_bit=t.area.sram_um2_per_bit,
-            bitserial_pe_nand2=({} if t.area.pe_nand2.bitserial is None else
-                                {"activation": t.area.pe_nand2.bitserial.activation,
-                                 "both": t.area.pe_nand2.bitserial.both,
-                                 **({} if t.area.pe_nand2.bitserial.activation_stationary is None else
-                                    {"activation_stationary": t.area.pe_nand2.bitserial.activation_stationary})}),
+            bitserial_pe_nand2=(
+                {}
+                if t.area.pe_nand2.bitserial is None
+                else {
+                    "activation": t.area.pe_nand2.bitserial.activation,
+                    "both": t.area.pe_nand2.bitserial.both,
+                    **(
+                        {}
+                        if t.area.pe_nand2.bitserial.activation_stationary is None
+                        else {"activation_stationary": t.area.pe_nand2.bitserial.activation_stationary}
+                    ),
+                }
+            ),
             overlap_per_pe_nand2=None if t.area.overlap_nand2 is None else t.area.overlap_nand2.per_pe,
-            overlap_per_weight_bit_nand2=(None if t.area.overlap_nand2 is None
-                                          else t.area.overlap_nand2.per_weight_bit),
+            overlap_per_weight_bit_nand2=(
+                None if t.area.overlap_nand2 is None else t.area.overlap_nand2.per_weight_bit
+            ),
             os_per_pe_nand2=t.area.os_nand2_per_pe,
         )
     return Technology(
@@ -211,8 +222,9 @@ def technology_from_dict(doc: Any, where: str = "technology") -> Technology:
         bitfusion_mac_pj=dict(t.mac_pj.bitfusion),
         serial_step_pj={"activation": t.mac_pj.bitserial_step.activation, "both": t.mac_pj.bitserial_step.both},
         sram_pj_per_bit_by_kib=tuple(sorted(t.sram_pj_per_bit.items())),
-        sram_write_pj_per_bit_by_kib=(None if t.sram_write_pj_per_bit is None
-                                      else tuple(sorted(t.sram_write_pj_per_bit.items()))),
+        sram_write_pj_per_bit_by_kib=(
+            None if t.sram_write_pj_per_bit is None else tuple(sorted(t.sram_write_pj_per_bit.items()))
+        ),
         register_pj_per_bit=t.register_pj_per_bit,
         dram_pj_per_bit=t.dram_pj_per_bit,
         pe_leakage_uw=dict(t.leakage_uw.pe),

@@ -58,6 +58,7 @@ def assert_within(a: torch.Tensor, b: torch.Tensor, points: float, what: str) ->
 def unpaired_margin(acc_a: float, acc_b: float, n: int) -> float:
     """``Z`` binomial standard errors (in points) of the difference of two accuracies (percent) on ``n`` inputs
     each, as if independent (conservative for two models scored on the same inputs)."""
+
     def var(acc: float) -> float:
         p = min(max(acc / 100.0, 1.0 / n), 1.0 - 1.0 / n)
         return p * (1.0 - p) / n

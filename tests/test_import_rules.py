@@ -130,7 +130,7 @@ def test_no_import_cycle_between_modules(graph) -> None:
             if mod.startswith(target + ".") or target.startswith(mod + "."):
                 continue
             if state.get(target) == 1:
-                cycles.append(stack[stack.index(target):] + [target])
+                cycles.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target, stack)
         stack.pop()
@@ -146,8 +146,10 @@ def test_the_base_package_imports_nothing_of_the_project_and_nothing_heavy_at_im
     import subprocess
     import sys
 
-    code = ("import sys, lowbit_core, lowbit_core.errors, lowbit_core.files, lowbit_core.pairs, lowbit_core.yamlio; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'sim', 'search', 'quant', 'rtl', 'experiments', 'pandas', 'torch', 'yaml', 'pydantic'}))")
+    code = (
+        "import sys, lowbit_core, lowbit_core.errors, lowbit_core.files, lowbit_core.pairs, lowbit_core.yamlio; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'sim', 'search', 'quant', 'rtl', 'experiments', 'pandas', 'torch', 'yaml', 'pydantic'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

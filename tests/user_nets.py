@@ -49,9 +49,15 @@ class InvertedResidual(nn.Module):
         hidden = cin * expand
         self.use_residual = stride == 1 and cin == cout
         self.conv = nn.Sequential(
-            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
-            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.Conv2d(cin, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x) if self.use_residual else self.conv(x)
@@ -61,8 +67,9 @@ class TinyMobileNet(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
-        self.blocks = nn.Sequential(InvertedResidual(8, 8, 1, 2), InvertedResidual(8, 16, 2, 2),
-                                    InvertedResidual(16, 16, 1, 2))
+        self.blocks = nn.Sequential(
+            InvertedResidual(8, 8, 1, 2), InvertedResidual(8, 16, 2, 2), InvertedResidual(16, 16, 1, 2)
+        )
         self.classifier = nn.Linear(16, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,11 +118,11 @@ class SelfAttention(nn.Module):
             return y.reshape(n, t, self.heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        if self.sdpa:       # the fused call (timm, recent torch code): two products sim and lowbit split out
+        if self.sdpa:  # the fused call (timm, recent torch code): two products sim and lowbit split out
             context = F.scaled_dot_product_attention(q, k, v)
         else:
-            scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5
-            if mask is not None:     # additive: 0 for tokens, -1e4 for padding (BERT's convention)
+            scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim**0.5
+            if mask is not None:  # additive: 0 for tokens, -1e4 for padding (BERT's convention)
                 scores = scores + mask
             context = scores.softmax(dim=-1) @ v
         return self.out(context.transpose(1, 2).reshape(n, t, d))

@@ -44,8 +44,16 @@ CHIP_FILE = HERE / "bitfusion_isca18.yaml"
 WORKLOADS = HERE / "workloads"
 REFERENCE = HERE / "reference"
 #: lowbit key -> the authors' benchmark name, in the order of their ``benchlist``.
-BENCHMARKS: dict[str, str] = {"alexnet": "AlexNet", "svhn": "SVHN", "cifar10": "CIFAR10", "lenet5": "LeNet-5",
-                              "vgg7": "VGG-7", "resnet18": "RESNET-18", "rnn": "RNN", "lstm": "LSTM"}
+BENCHMARKS: dict[str, str] = {
+    "alexnet": "AlexNet",
+    "svhn": "SVHN",
+    "cifar10": "CIFAR10",
+    "lenet5": "LeNet-5",
+    "vgg7": "VGG-7",
+    "resnet18": "RESNET-18",
+    "rnn": "RNN",
+    "lstm": "LSTM",
+}
 HEADLINE = {"speedup": 3.9, "energy_reduction": 5.1}
 BEGIN, END = "<!-- bitfusion-tables:begin -->", "<!-- bitfusion-tables:end -->"
 
@@ -99,8 +107,9 @@ def run_lowbit(chip: Chip, key: str) -> pd.DataFrame:
         raise SystemExit(f"{key}: assignment layers {list(asg['name'])} differ from the workload's {names}")
     pairs = sorted({f"w{w}a{a}" for w, a in zip(asg["w_bits"], asg["a_bits"])})
     frame = sim.simulate(chip, workload, pairs)
-    rows = asg[["name", "w_bits", "a_bits"]].merge(frame, on=["name", "w_bits", "a_bits"], how="left",
-                                                   validate="one_to_one")
+    rows = asg[["name", "w_bits", "a_bits"]].merge(
+        frame, on=["name", "w_bits", "a_bits"], how="left", validate="one_to_one"
+    )
     if rows["total_cycles"].isna().any():
         raise SystemExit(f"{key}: no cost row for {list(rows.loc[rows['total_cycles'].isna(), 'name'])}")
     if "energy_reg_pj" not in rows:
@@ -121,8 +130,10 @@ def check_macs(key: str, ref_layers: list[dict[str, Any]], rows: pd.DataFrame) -
 # Reference -----------------------------------------------------------------------------------------------------
 def load_reference() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The authors' simulator numbers, the Eyeriss numbers of their repo, and the paper's headline figures."""
-    return tuple(json.loads((REFERENCE / f"{n}.json").read_text())  # type: ignore[return-value]
-                 for n in ("bitfusion_sim", "eyeriss", "paper"))
+    return tuple(
+        json.loads((REFERENCE / f"{n}.json").read_text())  # type: ignore[return-value]
+        for n in ("bitfusion_sim", "eyeriss", "paper")
+    )
 
 
 @dataclass(frozen=True)
@@ -141,16 +152,31 @@ class Totals:
 
 
 def ref_totals(bench: dict[str, Any]) -> Totals:
-    return Totals(bench["total_cycles"], bench["compute_cycles"], bench["mem_stall_cycles"], bench["energy_pj"],
-                  bench["energy_core_pj"], bench["energy_sram_pj"], bench["energy_dram_pj"],
-                  bench["dram_read_bits"] + bench["dram_write_bits"])
+    return Totals(
+        bench["total_cycles"],
+        bench["compute_cycles"],
+        bench["mem_stall_cycles"],
+        bench["energy_pj"],
+        bench["energy_core_pj"],
+        bench["energy_sram_pj"],
+        bench["energy_dram_pj"],
+        bench["dram_read_bits"] + bench["dram_write_bits"],
+    )
 
 
 def low_totals(rows: pd.DataFrame) -> Totals:
     s = rows.sum(numeric_only=True)
-    return Totals(s["total_cycles"], s["compute_cycles"], s["stall_cycles"], s["energy_dyn_pj"],
-                  s["energy_mac_pj"] + s["energy_reg_pj"], s["energy_sram_pj"], s["energy_dram_pj"], s["dram_bits"],
-                  s["energy_static_pj"])
+    return Totals(
+        s["total_cycles"],
+        s["compute_cycles"],
+        s["stall_cycles"],
+        s["energy_dyn_pj"],
+        s["energy_mac_pj"] + s["energy_reg_pj"],
+        s["energy_sram_pj"],
+        s["energy_dram_pj"],
+        s["dram_bits"],
+        s["energy_static_pj"],
+    )
 
 
 # Formatting ----------------------------------------------------------------------------------------------------
@@ -181,8 +207,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def ratio_table(title: str, ref: dict[str, Totals], low: dict[str, Totals],
-                cols: Sequence[tuple[str, str, Any]]) -> str:
+def ratio_table(
+    title: str, ref: dict[str, Totals], low: dict[str, Totals], cols: Sequence[tuple[str, str, Any]]
+) -> str:
     """One row per benchmark: for each (label, field, formatter) the reference, lowbit and lowbit/reference."""
     header = ["benchmark"]
     for label, _, _ in cols:
@@ -212,19 +239,39 @@ def report(keys: Sequence[str], overrides: dict[str, str], per_layer: bool) -> s
     ref = {k: ref_totals(sim_ref["benchmarks"][k]) for k in keys}
     low = {k: low_totals(rows[k]) for k in keys}
     prov = sim_ref["provenance"]
-    out = [f"Chip `{CHIP_FILE.relative_to(REPO)}`; reference: the authors' simulator at "
-           f"`{prov['commit'][:12]}` (`bf_e_conf.ini`, run {prov['date_utc']}).  Batch 16; cycles at 500 MHz for the "
-           "whole batch; energy in µJ, lowbit's dynamic energy (MAC + register + SRAM + DRAM) against the reference's "
-           "(core + SRAM + DRAM; it models no leakage).", ""]
+    out = [
+        f"Chip `{CHIP_FILE.relative_to(REPO)}`; reference: the authors' simulator at "
+        f"`{prov['commit'][:12]}` (`bf_e_conf.ini`, run {prov['date_utc']}).  Batch 16; cycles at 500 MHz for the "
+        "whole batch; energy in µJ, lowbit's dynamic energy (MAC + register + SRAM + DRAM) against the reference's "
+        "(core + SRAM + DRAM; it models no leakage).",
+        "",
+    ]
     out += [f"- {n}." for n in notes] + [""]
     out.append(ratio_table("Cycles", ref, low, [("total", "cycles", _int), ("compute", "compute", _int)]))
-    out += ["", ratio_table("Dynamic energy (µJ) and DRAM traffic (bits)", ref, low,
-                            [("energy", "energy", _uj), ("DRAM bits", "dram_bits", _sci)])]
-    out += ["", ratio_table("Energy breakdown (µJ): reference core vs lowbit MAC + register; SRAM; DRAM", ref, low,
-                            [("core/MAC", "core", _uj), ("SRAM", "sram", _uj), ("DRAM", "dram_e", _uj)])]
+    out += [
+        "",
+        ratio_table(
+            "Dynamic energy (µJ) and DRAM traffic (bits)",
+            ref,
+            low,
+            [("energy", "energy", _uj), ("DRAM bits", "dram_bits", _sci)],
+        ),
+    ]
+    out += [
+        "",
+        ratio_table(
+            "Energy breakdown (µJ): reference core vs lowbit MAC + register; SRAM; DRAM",
+            ref,
+            low,
+            [("core/MAC", "core", _uj), ("SRAM", "sram", _uj), ("DRAM", "dram_e", _uj)],
+        ),
+    ]
     static = sum(t.static for t in low.values())
-    out += ["", f"lowbit's static energy, not in the ratios above: {_uj(static)} µJ over these benchmarks "
-                f"({static / sum(t.energy + t.static for t in low.values()):.1%} of its total)."]
+    out += [
+        "",
+        f"lowbit's static energy, not in the ratios above: {_uj(static)} µJ over these benchmarks "
+        f"({static / sum(t.energy + t.static for t in low.values()):.1%} of its total).",
+    ]
     out += ["", eyeriss_table(keys, ref, low, eyeriss, paper)]
     if per_layer:
         for k in keys:
@@ -232,14 +279,19 @@ def report(keys: Sequence[str], overrides: dict[str, str], per_layer: bool) -> s
     return "\n".join(out) + "\n"
 
 
-def eyeriss_table(keys: Sequence[str], ref: dict[str, Totals], low: dict[str, Totals], eyeriss: dict[str, Any],
-                  paper: dict[str, Any]) -> str:
+def eyeriss_table(
+    keys: Sequence[str], ref: dict[str, Totals], low: dict[str, Totals], eyeriss: dict[str, Any], paper: dict[str, Any]
+) -> str:
     """Speedup and energy reduction over Eyeriss implied by each model (Eyeriss numbers from the authors' repo)."""
     rows, cols = [], {"rs": [], "ls": [], "re": [], "le": []}
     for k in keys:
         e = eyeriss["benchmarks"][k]
-        vals = {"rs": e["cycles"] / ref[k].cycles, "ls": e["cycles"] / low[k].cycles,
-                "re": e["energy_pj"] / ref[k].energy, "le": e["energy_pj"] / low[k].energy}
+        vals = {
+            "rs": e["cycles"] / ref[k].cycles,
+            "ls": e["cycles"] / low[k].cycles,
+            "re": e["energy_pj"] / ref[k].energy,
+            "le": e["energy_pj"] / low[k].energy,
+        }
         for c, v in vals.items():
             cols[c].append(v)
         rows.append([k, _int(e["cycles"]), _uj(e["energy_pj"])] + [_r(vals[c]) for c in ("rs", "ls", "re", "le")])
@@ -247,15 +299,31 @@ def eyeriss_table(keys: Sequence[str], ref: dict[str, Totals], low: dict[str, To
     rows.append(["**geomean**", "", ""] + [f"**{_r(geo[c])}**" for c in ("rs", "ls", "re", "le")])
     head = paper["paper"]["vs_eyeriss"]
     rows.append(["paper (ISCA 2018)", "", "", _r(head["speedup"]), "", _r(head["energy_reduction"]), ""])
-    note = (f"lowbit's geomeans against the paper's headline: speedup {_r(geo['ls'])} / {HEADLINE['speedup']} = "
-            f"{geo['ls'] / HEADLINE['speedup']:.2f}, energy reduction {_r(geo['le'])} / "
-            f"{HEADLINE['energy_reduction']} = {geo['le'] / HEADLINE['energy_reduction']:.2f}"
-            + ("" if len(keys) == len(BENCHMARKS) else " (subset of the benchmarks: not comparable to the headline)")
-            + ".")
-    return ("**Over Eyeriss** (Eyeriss cycles and energy from the authors' `results/eyeriss_results.csv`, combined as "
-            "their notebook does)\n\n"
-            + table(["benchmark", "Eyeriss cycles", "Eyeriss µJ", "speedup ref", "speedup lowbit", "energy red. ref",
-                     "energy red. lowbit"], rows) + "\n\n" + note)
+    note = (
+        f"lowbit's geomeans against the paper's headline: speedup {_r(geo['ls'])} / {HEADLINE['speedup']} = "
+        f"{geo['ls'] / HEADLINE['speedup']:.2f}, energy reduction {_r(geo['le'])} / "
+        f"{HEADLINE['energy_reduction']} = {geo['le'] / HEADLINE['energy_reduction']:.2f}"
+        + ("" if len(keys) == len(BENCHMARKS) else " (subset of the benchmarks: not comparable to the headline)")
+        + "."
+    )
+    return (
+        "**Over Eyeriss** (Eyeriss cycles and energy from the authors' `results/eyeriss_results.csv`, combined as "
+        "their notebook does)\n\n"
+        + table(
+            [
+                "benchmark",
+                "Eyeriss cycles",
+                "Eyeriss µJ",
+                "speedup ref",
+                "speedup lowbit",
+                "energy red. ref",
+                "energy red. lowbit",
+            ],
+            rows,
+        )
+        + "\n\n"
+        + note
+    )
 
 
 def layer_table(key: str, ref_layers: list[dict[str, Any]], rows: pd.DataFrame) -> str:
@@ -266,33 +334,77 @@ def layer_table(key: str, ref_layers: list[dict[str, Any]], rows: pd.DataFrame) 
             raise SystemExit(f"{key}: layer order differs ({r['name']} vs {l['name']})")
         ref_dram = r["dram_read_bits"] + r["dram_write_bits"]
         order = str(l["loop_order"]) if "loop_order" in l else "-"
-        out.append([l["name"], f"w{l['w_bits']}a{l['a_bits']}", _int(r["total_cycles"]), _int(l["total_cycles"]),
-                    _r(l["total_cycles"] / r["total_cycles"]), _uj(r["energy_pj"]), _uj(l["energy_dyn_pj"]),
-                    _r(l["energy_dyn_pj"] / r["energy_pj"]), _sci(ref_dram), _sci(l["dram_bits"]),
-                    _r(l["dram_bits"] / ref_dram), order])
+        out.append(
+            [
+                l["name"],
+                f"w{l['w_bits']}a{l['a_bits']}",
+                _int(r["total_cycles"]),
+                _int(l["total_cycles"]),
+                _r(l["total_cycles"] / r["total_cycles"]),
+                _uj(r["energy_pj"]),
+                _uj(l["energy_dyn_pj"]),
+                _r(l["energy_dyn_pj"] / r["energy_pj"]),
+                _sci(ref_dram),
+                _sci(l["dram_bits"]),
+                _r(l["dram_bits"] / ref_dram),
+                order,
+            ]
+        )
     return f"**{key}, per layer**\n\n" + table(
-        ["layer", "pair", "cycles ref", "lowbit", "ratio", "µJ ref", "lowbit", "ratio", "DRAM ref", "lowbit", "ratio",
-         "lowbit order"], out)
+        [
+            "layer",
+            "pair",
+            "cycles ref",
+            "lowbit",
+            "ratio",
+            "µJ ref",
+            "lowbit",
+            "ratio",
+            "DRAM ref",
+            "lowbit",
+            "ratio",
+            "lowbit order",
+        ],
+        out,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bench", action="append", choices=list(BENCHMARKS),
-                    help="benchmark to run (repeatable; default: all eight)")
+    ap.add_argument(
+        "--bench", action="append", choices=list(BENCHMARKS), help="benchmark to run (repeatable; default: all eight)"
+    )
     ap.add_argument("--mapping", choices=["search", "scalesim"], help="set the chip's `mapping` key")
     ap.add_argument("--objective", choices=["latency", "energy", "edp"], help="set the chip's `mapping_objective`")
-    ap.add_argument("--weight-preload", choices=["serial", "overlapped"],
-                    help="set `array.weight_preload` (Bit Fusion's FU-local weight buffers are closest to overlapped)")
-    ap.add_argument("--reduction", choices=["lowered", "per_tap"],
-                    help="set `array.reduction` (Bit Fusion runs one pass per kernel tap: per_tap)")
-    ap.add_argument("--output-width", choices=["activation", "accumulator"],
-                    help="set `memory.output_width` (Bit Fusion writes 32-bit outputs: accumulator)")
+    ap.add_argument(
+        "--weight-preload",
+        choices=["serial", "overlapped"],
+        help="set `array.weight_preload` (Bit Fusion's FU-local weight buffers are closest to overlapped)",
+    )
+    ap.add_argument(
+        "--reduction",
+        choices=["lowered", "per_tap"],
+        help="set `array.reduction` (Bit Fusion runs one pass per kernel tap: per_tap)",
+    )
+    ap.add_argument(
+        "--output-width",
+        choices=["activation", "accumulator"],
+        help="set `memory.output_width` (Bit Fusion writes 32-bit outputs: accumulator)",
+    )
     ap.add_argument("--per-layer", action="store_true", help="also print per-layer tables")
     ap.add_argument("--doc", type=Path, help=f"also write the report between {BEGIN} and {END} in this file")
     args = ap.parse_args(argv)
-    overrides = {k: v for k, v in (("mapping", args.mapping), ("mapping_objective", args.objective),
-                                   ("weight_preload", args.weight_preload), ("reduction", args.reduction),
-                                   ("output_width", args.output_width)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("mapping", args.mapping),
+            ("mapping_objective", args.objective),
+            ("weight_preload", args.weight_preload),
+            ("reduction", args.reduction),
+            ("output_width", args.output_width),
+        )
+        if v is not None
+    }
     text = report(args.bench or list(BENCHMARKS), overrides, args.per_layer)
     print(text, end="")
     if args.doc:

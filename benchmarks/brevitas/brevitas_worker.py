@@ -37,8 +37,9 @@ from brevitas.quant.scaled_int import Int8WeightPerChannelFloat
 from torch import nn
 
 MODES = {"gpfq": gpfq_mode, "gptq": gptq_mode}
-_BASE = ("Int8WeightPerChannelFloat.let(bit_width=b, narrow_range=False, signed=True, "
-         "scaling_impl_type=PARAMETER_FROM_STATS")
+_BASE = (
+    "Int8WeightPerChannelFloat.let(bit_width=b, narrow_range=False, signed=True, scaling_impl_type=PARAMETER_FROM_STATS"
+)
 QUANTIZER_TEXT = {"lowbit": _BASE + ", int_scaling_impl=MaxCodeIntScaling)", "native": _BASE + ")"}
 
 
@@ -51,8 +52,12 @@ class MaxCodeIntScaling(IntScaling):
 
 def weight_quant(bits: int, grid: str) -> Any:
     """Per-channel signed ``bits``-bit quantizer, scale initialized once from the abs-max of each output row."""
-    opts: dict[str, Any] = {"bit_width": bits, "narrow_range": False, "signed": True,
-                            "scaling_impl_type": ScalingImplType.PARAMETER_FROM_STATS}
+    opts: dict[str, Any] = {
+        "bit_width": bits,
+        "narrow_range": False,
+        "signed": True,
+        "scaling_impl_type": ScalingImplType.PARAMETER_FROM_STATS,
+    }
     if grid == "lowbit":
         opts["int_scaling_impl"] = MaxCodeIntScaling
     elif grid != "native":
@@ -71,8 +76,15 @@ def build(arch: list[list[Any]], job: Any, bits: int, grid: str) -> nn.Sequentia
             m = QuantLinear(n_in, n_out, bias=bias, weight_quant=weight_quant(bits, grid))
         elif kind == "conv":
             _, n_in, n_out, k, stride, pad, bias = spec
-            m = QuantConv2d(n_in, n_out, tuple(k), stride=tuple(stride), padding=tuple(pad), bias=bias,
-                            weight_quant=weight_quant(bits, grid))
+            m = QuantConv2d(
+                n_in,
+                n_out,
+                tuple(k),
+                stride=tuple(stride),
+                padding=tuple(pad),
+                bias=bias,
+                weight_quant=weight_quant(bits, grid),
+            )
         elif kind == "relu":
             mods.append(nn.ReLU())
             continue
@@ -97,16 +109,21 @@ def build(arch: list[list[Any]], job: Any, bits: int, grid: str) -> nn.Sequentia
 def mode_options(mode: str) -> dict[str, str]:
     """The defaults this run used: the mode's constructor keywords, and GPTQ's per-layer update keywords."""
     fns = [MODES[mode].__init__] + ([GPTQ.single_layer_update] if mode == "gptq" else [])
-    return {name: repr(p.default) for fn in fns for name, p in inspect.signature(fn).parameters.items()
-            if p.default is not inspect.Parameter.empty and name not in ("gptq_class", "algorithm_impl")}
+    return {
+        name: repr(p.default)
+        for fn in fns
+        for name, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty and name not in ("gptq_class", "algorithm_impl")
+    }
 
 
 def quant_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model if isinstance(m, (QuantLinear, QuantConv2d))]
 
 
-def run_mode(mode: str, arch: list[list[Any]], job: Any, bits: int, grid: str, x: torch.Tensor
-             ) -> tuple[float, nn.Module]:
+def run_mode(
+    mode: str, arch: list[list[Any]], job: Any, bits: int, grid: str, x: torch.Tensor
+) -> tuple[float, nn.Module]:
     """One quantization pass with ``mode``'s defaults; CPU seconds of the pass (statistics + updates)."""
     model = build(arch, job, bits, grid)
     t0 = time.process_time()
@@ -126,9 +143,15 @@ def main(argv: list[str]) -> int:
     modes = json.loads(str(job["modes"]))
     x = torch.from_numpy(job["x"]).float()
     arrays: dict[str, np.ndarray] = {}
-    result: dict[str, Any] = {"brevitas": importlib.metadata.version("brevitas"), "torch": torch.__version__,
-                              "threads": torch.get_num_threads(), "bits": bits, "grid": grid, "modes": {},
-                              "quantizer": QUANTIZER_TEXT[grid]}
+    result: dict[str, Any] = {
+        "brevitas": importlib.metadata.version("brevitas"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "bits": bits,
+        "grid": grid,
+        "modes": {},
+        "quantizer": QUANTIZER_TEXT[grid],
+    }
     for mode in modes:
         times = []
         for _ in range(repeats):
@@ -142,13 +165,27 @@ def main(argv: list[str]) -> int:
             deq = qw.value.detach().double().numpy()
             w = job[f"w{i}"].astype(np.float64).reshape(len(scale), -1)
             arrays |= {f"{mode}_deq{i}": deq, f"{mode}_codes{i}": codes, f"{mode}_scale{i}": scale}
-            layers.append({"code_min": int(codes.min()), "code_max": int(codes.max()),
-                           "int_threshold": float(np.median(np.abs(w).max(axis=1) / scale)),
-                           "deq_is_codes_x_scale": bool(np.allclose(
-                               deq.reshape(len(scale), -1), codes.reshape(len(scale), -1) * scale[:, None],
-                               rtol=1e-6, atol=0))})
-        result["modes"][mode] = {"seconds": min(times), "all_seconds": times, "options": mode_options(mode),
-                                 "layers": layers}
+            layers.append(
+                {
+                    "code_min": int(codes.min()),
+                    "code_max": int(codes.max()),
+                    "int_threshold": float(np.median(np.abs(w).max(axis=1) / scale)),
+                    "deq_is_codes_x_scale": bool(
+                        np.allclose(
+                            deq.reshape(len(scale), -1),
+                            codes.reshape(len(scale), -1) * scale[:, None],
+                            rtol=1e-6,
+                            atol=0,
+                        )
+                    ),
+                }
+            )
+        result["modes"][mode] = {
+            "seconds": min(times),
+            "all_seconds": times,
+            "options": mode_options(mode),
+            "layers": layers,
+        }
     np.savez(out_prefix + ".npz", **arrays)
     with open(out_prefix + ".json", "w") as fh:
         json.dump(result, fh)

@@ -84,8 +84,9 @@ def _reference(group: str, name: str, folder: Path) -> Reference | None:
     if len(cfgs) != 1 or len(topologies) != 1 or not (folder / "COMPUTE_REPORT.csv").is_file():
         return None
     access = folder / "DETAILED_ACCESS_REPORT.csv"
-    return Reference(group, name, cfgs[0], topologies[0], folder / "COMPUTE_REPORT.csv",
-                     access if access.is_file() else None)
+    return Reference(
+        group, name, cfgs[0], topologies[0], folder / "COMPUTE_REPORT.csv", access if access.is_file() else None
+    )
 
 
 def discover(data: Path = DATA, extra: Sequence[Path] = ()) -> list[Reference]:
@@ -115,8 +116,11 @@ def compare(ref: Reference) -> Result:
     scalesim = [int(r["Total Cycles"]) - int(r["Stall Cycles"]) for r in compute]
     lowbit = table.compute_cycles.astype(int).tolist()
     names = table.name.tolist()
-    mismatches = [f"{ref.name} {names[i]}: compute cycles lowbit {lb} != SCALE-Sim {ss}"
-                  for i, (lb, ss) in enumerate(zip(lowbit, scalesim)) if lb != ss]
+    mismatches = [
+        f"{ref.name} {names[i]}: compute cycles lowbit {lb} != SCALE-Sim {ss}"
+        for i, (lb, ss) in enumerate(zip(lowbit, scalesim))
+        if lb != ss
+    ]
     ifmap_exact = filter_exact = None
     if ref.access_report is not None:
         access = read_report(ref.access_report)
@@ -125,14 +129,25 @@ def compare(ref: Reference) -> Result:
             array_side = (table[f"sram_{operand}_bits"] - table[f"dram_{operand}_bits"]) // BITS
             theirs = [int(float(r[column])) for r in access]
             counts.append(sum(int(a) == b for a, b in zip(array_side, theirs)))
-            mismatches += [f"{ref.name} {names[i]}: {operand} SRAM reads lowbit {int(a)} != SCALE-Sim {b}"
-                           for i, (a, b) in enumerate(zip(array_side, theirs)) if int(a) != b]
+            mismatches += [
+                f"{ref.name} {names[i]}: {operand} SRAM reads lowbit {int(a)} != SCALE-Sim {b}"
+                for i, (a, b) in enumerate(zip(array_side, theirs))
+                if int(a) != b
+            ]
         ifmap_exact, filter_exact = counts
     bw = chip.memory.dram_bw_bits_per_cycle
-    return Result(ref, f"{chip.array.dataflow} {chip.array.rows}x{chip.array.cols}",
-                  "CALC" if bw == "calc" else f"USER {float(bw) / BITS:g}", len(table),
-                  sum(a == b for a, b in zip(lowbit, scalesim)), sum(scalesim), sum(lowbit),
-                  ifmap_exact, filter_exact, mismatches)
+    return Result(
+        ref,
+        f"{chip.array.dataflow} {chip.array.rows}x{chip.array.cols}",
+        "CALC" if bw == "calc" else f"USER {float(bw) / BITS:g}",
+        len(table),
+        sum(a == b for a, b in zip(lowbit, scalesim)),
+        sum(scalesim),
+        sum(lowbit),
+        ifmap_exact,
+        filter_exact,
+        mismatches,
+    )
 
 
 def _frac(n: int | None, total: int) -> str:
@@ -141,20 +156,26 @@ def _frac(n: int | None, total: int) -> str:
 
 def format_table(results: Sequence[Result]) -> str:
     """The comparison as a markdown table, one row per run and a total row."""
-    lines = ["| data | run | array | DRAM bandwidth | layers | cycles exact | SCALE-Sim compute cycles | "
-             "ifmap SRAM reads exact | filter SRAM reads exact |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| data | run | array | DRAM bandwidth | layers | cycles exact | SCALE-Sim compute cycles | "
+        "ifmap SRAM reads exact | filter SRAM reads exact |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r.ref.group} | {r.ref.name} | {r.label} | {r.bandwidth} | {r.layers} | "
-                     f"{r.cycles_exact}/{r.layers} | {r.scalesim_cycles} | {_frac(r.ifmap_exact, r.layers)} | "
-                     f"{_frac(r.filter_exact, r.layers)} |")
+        lines.append(
+            f"| {r.ref.group} | {r.ref.name} | {r.label} | {r.bandwidth} | {r.layers} | "
+            f"{r.cycles_exact}/{r.layers} | {r.scalesim_cycles} | {_frac(r.ifmap_exact, r.layers)} | "
+            f"{_frac(r.filter_exact, r.layers)} |"
+        )
     layers = sum(r.layers for r in results)
     with_access = [r for r in results if r.ifmap_exact is not None]
     access_layers = sum(r.layers for r in with_access)
-    lines.append(f"| **all** | {len(results)} runs | | | {layers} | "
-                 f"{sum(r.cycles_exact for r in results)}/{layers} | {sum(r.scalesim_cycles for r in results)} | "
-                 f"{sum(r.ifmap_exact or 0 for r in with_access)}/{access_layers} | "
-                 f"{sum(r.filter_exact or 0 for r in with_access)}/{access_layers} |")
+    lines.append(
+        f"| **all** | {len(results)} runs | | | {layers} | "
+        f"{sum(r.cycles_exact for r in results)}/{layers} | {sum(r.scalesim_cycles for r in results)} | "
+        f"{sum(r.ifmap_exact or 0 for r in with_access)}/{access_layers} | "
+        f"{sum(r.filter_exact or 0 for r in with_access)}/{access_layers} |"
+    )
     return "\n".join(lines)
 
 
@@ -172,8 +193,10 @@ def dram_row(ref: Reference) -> str | None:
     access = read_report(ref.access_report)
     stalls = sum(int(r["Stall Cycles"]) for r in read_report(ref.compute_report))
     cells = []
-    operands = (("ifmap", "DRAM IFMAP Reads", chip.memory.ifmap_sram_kib, "ifmap_used_elems"),
-                ("filter", "DRAM Filter Reads", chip.memory.filter_sram_kib, "weight_elems"))
+    operands = (
+        ("ifmap", "DRAM IFMAP Reads", chip.memory.ifmap_sram_kib, "ifmap_used_elems"),
+        ("filter", "DRAM Filter Reads", chip.memory.filter_sram_kib, "weight_elems"),
+    )
     for operand, column, kib, attr in operands:
         distinct = [getattr(lay, attr) for lay in workload.layers]
         ours = (table[f"dram_{operand}_bits"] // BITS).astype(int).tolist()
@@ -181,22 +204,28 @@ def dram_row(ref: Reference) -> str | None:
         fits = [d <= kib * 1024 / 2 for d in distinct]
         hit = [a == b for a, b in zip(ours, theirs)]
         n_fit = sum(fits)
-        cells.append(f"{sum(h for h, f in zip(hit, fits) if f)}/{n_fit} + "
-                     f"{sum(h for h, f in zip(hit, fits) if not f)}/{len(fits) - n_fit}")
+        cells.append(
+            f"{sum(h for h, f in zip(hit, fits) if f)}/{n_fit} + "
+            f"{sum(h for h, f in zip(hit, fits) if not f)}/{len(fits) - n_fit}"
+        )
     ours_o = (table.dram_ofmap_bits // BITS).astype(int).tolist()
     theirs_o = [int(float(r["DRAM OFMAP Writes"])) for r in access]
     bw = chip.memory.dram_bw_bits_per_cycle
-    return (f"| {ref.name} | {'CALC' if bw == 'calc' else f'USER {float(bw) / BITS:g}'} | {cells[0]} | {cells[1]} | "
-            f"{sum(a == b for a, b in zip(ours_o, theirs_o))}/{len(ours_o)} | {sum(theirs_o)} | {sum(ours_o)} | "
-            f"{stalls} | {int(table.stall_cycles.sum())} |")
+    return (
+        f"| {ref.name} | {'CALC' if bw == 'calc' else f'USER {float(bw) / BITS:g}'} | {cells[0]} | {cells[1]} | "
+        f"{sum(a == b for a, b in zip(ours_o, theirs_o))}/{len(ours_o)} | {sum(theirs_o)} | {sum(ours_o)} | "
+        f"{stalls} | {int(table.stall_cycles.sum())} |"
+    )
 
 
 def format_dram_table(refs: Sequence[Reference]) -> str:
     """Informational DRAM and stall comparison (markdown) for the runs with access reports."""
-    lines = ["| run | DRAM bandwidth | ifmap DRAM reads exact (fits + does not) | filter DRAM reads exact "
-             "(fits + does not) | ofmap DRAM writes exact | SCALE-Sim ofmap DRAM writes | lowbit ofmap DRAM bytes | "
-             "SCALE-Sim stall cycles | lowbit stall cycles |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | DRAM bandwidth | ifmap DRAM reads exact (fits + does not) | filter DRAM reads exact "
+        "(fits + does not) | ofmap DRAM writes exact | SCALE-Sim ofmap DRAM writes | lowbit ofmap DRAM bytes | "
+        "SCALE-Sim stall cycles | lowbit stall cycles |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     lines += [row for row in map(dram_row, refs) if row]
     return "\n".join(lines)
 
@@ -205,15 +234,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Compare every reference under ``--data`` and print the table; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="directory holding scalesim*/ (default: %(default)s)")
-    parser.add_argument("--runs", type=Path, action="append", default=[], metavar="DIR",
-                        help="also compare the runs in DIR (a run directory or a directory of runs; repeatable)")
-    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
-                        help="only runs whose data/run name contains TEXT (repeatable)")
-    parser.add_argument("--dram", action="store_true",
-                        help="also print DRAM counts and stalls side by side (informational, never fails)")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also compare the runs in DIR (a run directory or a directory of runs; repeatable)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="only runs whose data/run name contains TEXT (repeatable)",
+    )
+    parser.add_argument(
+        "--dram",
+        action="store_true",
+        help="also print DRAM counts and stalls side by side (informational, never fails)",
+    )
     args = parser.parse_args(argv)
-    refs = [r for r in discover(args.data, args.runs)
-            if not args.only or any(t in f"{r.group}/{r.name}" for t in args.only)]
+    refs = [
+        r for r in discover(args.data, args.runs) if not args.only or any(t in f"{r.group}/{r.name}" for t in args.only)
+    ]
     if not refs:
         print(f"no SCALE-Sim reference runs under {args.data}/scalesim*/", file=sys.stderr)
         return 2

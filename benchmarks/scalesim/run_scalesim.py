@@ -128,8 +128,9 @@ ARRAYS: tuple[tuple[int, int, tuple[int, int, int], int], ...] = (
     (16, 64, (32, 32, 16), 16),
     (12, 20, (8, 8, 4), 6),
 )
-RUNS: tuple[Run, ...] = tuple(Run(df, r, c, kb, bw) for r, c, kb, user in ARRAYS for df in ("ws", "os", "is")
-                              for bw in (None, user))
+RUNS: tuple[Run, ...] = tuple(
+    Run(df, r, c, kb, bw) for r, c, kb, user in ARRAYS for df in ("ws", "os", "is") for bw in (None, user)
+)
 
 
 def venv_root() -> Path:
@@ -140,9 +141,11 @@ def venv_root() -> Path:
 
 def _versions(python: Path) -> dict[str, str] | None:
     """Versions of Python, scalesim, numpy and pandas in a venv, or None if scalesim is missing."""
-    code = ("import importlib.metadata as m, platform\n"
-            "print(platform.python_version())\n"
-            "for p in ('scalesim', 'numpy', 'pandas'): print(m.version(p))")
+    code = (
+        "import importlib.metadata as m, platform\n"
+        "print(platform.python_version())\n"
+        "for p in ('scalesim', 'numpy', 'pandas'): print(m.version(p))"
+    )
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         return None
@@ -159,8 +162,9 @@ def ensure_venv(venv: Path, reinstall: bool = False) -> tuple[Path, dict[str, st
     if versions is None or versions["scalesim"] != SCALESIM_VERSION or reinstall:
         print(f"creating SCALE-Sim venv at {venv} ({' '.join(REQUIREMENTS)})", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS],
-                       check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *REQUIREMENTS], check=True
+        )
         versions = _versions(python)
         if versions is None:
             raise SystemExit(f"{venv}: scalesim is not importable after pip install")
@@ -188,8 +192,12 @@ def run_one(python: Path, run: Run, work: Path, out: Path) -> float:
     (job / "topology.csv").write_text(topology_csv())
     (job / "layout.csv").write_text(layout_csv())
     start = time.perf_counter()
-    done = subprocess.run([str(python), str(JOB), "config.cfg", "topology.csv", "layout.csv", "out"],
-                          cwd=job, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(python), str(JOB), "config.cfg", "topology.csv", "layout.csv", "out"],
+        cwd=job,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     reports = job / "out" / run.name
     # SCALE-Sim calls exit() (status 0) on some input errors, so the reports are the real check
@@ -216,36 +224,48 @@ def _read_runs_csv(path: Path) -> dict[str, dict[str, str]]:
         return {row["run"]: row for row in csv.DictReader(fh)}
 
 
-def write_provenance(out: Path, timings: dict[str, float], versions: dict[str, str], command: str,
-                     jobs: int, wall: float) -> None:
+def write_provenance(
+    out: Path, timings: dict[str, float], versions: dict[str, str], command: str, jobs: int, wall: float
+) -> None:
     """Merge ``timings`` into ``out/runs.csv`` and rewrite ``out/README.md``."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = _read_runs_csv(out / "runs.csv")
     by_name = {r.name: r for r in RUNS}
     for name, seconds in timings.items():
         r = by_name[name]
-        rows[name] = {"run": name, "dataflow": r.dataflow, "rows": str(r.rows), "cols": str(r.cols),
-                      "sram_kb": "/".join(map(str, r.sram_kb)),
-                      "bandwidth": "CALC" if r.user_bw is None else f"USER {r.user_bw}",
-                      "wall_seconds": f"{seconds:.1f}", "date": now}
+        rows[name] = {
+            "run": name,
+            "dataflow": r.dataflow,
+            "rows": str(r.rows),
+            "cols": str(r.cols),
+            "sram_kb": "/".join(map(str, r.sram_kb)),
+            "bandwidth": "CALC" if r.user_bw is None else f"USER {r.user_bw}",
+            "wall_seconds": f"{seconds:.1f}",
+            "date": now,
+        }
     fields = ["run", "dataflow", "rows", "cols", "sram_kb", "bandwidth", "wall_seconds", "date"]
     ordered = [rows[r.name] for r in RUNS if r.name in rows]
     with (out / "runs.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(ordered)
-    table = ["| run | array | dataflow | SRAM kB (ifmap/filter/ofmap) | bandwidth (words/cycle) | wall s |",
-             "|---|---|---|---|---|---|"]
-    table += [f"| {row['run']} | {row['rows']}x{row['cols']} | {row['dataflow']} | {row['sram_kb']} | "
-              f"{row['bandwidth']} | {row['wall_seconds']} |" for row in ordered]
+    table = [
+        "| run | array | dataflow | SRAM kB (ifmap/filter/ofmap) | bandwidth (words/cycle) | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {row['run']} | {row['rows']}x{row['cols']} | {row['dataflow']} | {row['sram_kb']} | "
+        f"{row['bandwidth']} | {row['wall_seconds']} |"
+        for row in ordered
+    ]
     total = sum(float(row["wall_seconds"]) for row in ordered)
     venv_hint = "${LOWBIT_BENCH_VENVS:-~/.cache/lowbit/bench-venvs}/scalesim"
     text = f"""# SCALE-Sim v3 reference runs (generated)
 
 Generated by `benchmarks/scalesim/run_scalesim.py`; do not edit by hand, re-run it instead.
 
-- **Tool:** PyPI `scalesim=={versions['scalesim']}` with `numpy=={versions['numpy']}` (`numpy<2`) and
-  `pandas=={versions['pandas']}` (`pandas<2.3`), Python {versions['python']}, in its own venv at
+- **Tool:** PyPI `scalesim=={versions["scalesim"]}` with `numpy=={versions["numpy"]}` (`numpy<2`) and
+  `pandas=={versions["pandas"]}` (`pandas<2.3`), Python {versions["python"]}, in its own venv at
   `{venv_hint}` (outside this repo; SCALE-Sim is not a lowbit dependency).
 - **Command:** `{command}` ({jobs} SCALE-Sim process(es) at a time; this invocation took {wall:.0f} s of wall time).
 - **Last generated:** {now}, on {cpu_model()} ({os.cpu_count()} logical CPUs).
@@ -275,10 +295,15 @@ Wall time per run (`runs.csv`; the sum is {total:.0f} s of SCALE-Sim time):
 def main(argv: Sequence[str] | None = None) -> int:
     """Create the venv, generate the selected runs, write provenance and run the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                        help="SCALE-Sim processes at a time (default: min(2, CPUs))")
-    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
-                        help="only runs whose name contains TEXT (repeatable)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="SCALE-Sim processes at a time (default: min(2, CPUs))",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="TEXT", help="only runs whose name contains TEXT (repeatable)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the runs go (default: %(default)s)")
     parser.add_argument("--venv", type=Path, default=None, help="SCALE-Sim's venv (default: <venv root>/scalesim)")
     parser.add_argument("--reinstall", action="store_true", help="recreate SCALE-Sim's venv")
@@ -297,8 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     python, versions = ensure_venv(args.venv or venv_root() / "scalesim", args.reinstall)
-    print(f"SCALE-Sim {versions['scalesim']} (numpy {versions['numpy']}, pandas {versions['pandas']}); "
-          f"{len(runs)} run(s), {args.jobs} at a time", flush=True)
+    print(
+        f"SCALE-Sim {versions['scalesim']} (numpy {versions['numpy']}, pandas {versions['pandas']}); "
+        f"{len(runs)} run(s), {args.jobs} at a time",
+        flush=True,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     # slowest first (is, then ws, then os; USER before CALC) so the last job does not run alone
     order = sorted(runs, key=lambda r: ({"is": 0, "ws": 1, "os": 2}[r.dataflow], r.user_bw is None))
@@ -311,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{i:2d}/{len(runs)}] {run.name:<20} {timings[run.name]:6.1f} s", flush=True)
     wall = time.perf_counter() - start
     command = "python benchmarks/scalesim/run_scalesim.py" + "".join(
-        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))
+        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
+    )
     write_provenance(args.out, timings, versions, command, args.jobs, wall)
     print(f"wrote {len(runs)} run(s) to {args.out} in {wall:.0f} s (SCALE-Sim time {sum(timings.values()):.0f} s)")
     if args.no_compare:

@@ -57,19 +57,22 @@ def lowbit_chip(objective: str, chip_name: str = CHIP) -> tuple[Chip, str]:
         chip = chip_from_dict({**doc, **wanted}, where=chip_name)
     except InputError as exc:
         reason = str(exc).splitlines()[0]
-        return load_chip(chip_name), (f"lowbit mapping: current fixed ws order (SCALE-Sim's); the chip schema "
-                                      f"rejected {wanted} ({reason[:120]})")
+        return load_chip(chip_name), (
+            f"lowbit mapping: current fixed ws order (SCALE-Sim's); the chip schema rejected {wanted} ({reason[:120]})"
+        )
     keys = ", ".join(f"{k}: {v}" for k, v in wanted.items())
     return chip, f"lowbit mapping: {keys} (chip schema accepted it)"
 
 
 def lowbit_state() -> str:
     """lowbit's commit and whether sim/ has uncommitted changes (the numbers below come from the work tree)."""
+
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return ""
+
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = " + uncommitted changes in sim/" if git("status", "--porcelain", "--", "sim") else ""
     return f"{commit}{dirty}"
@@ -93,17 +96,26 @@ def zigzag_frame(ref: dict[str, Any]) -> pd.DataFrame:
         dram = layer["traffic_bits"]
         bits = {op: sum(per.get("dram", {}).values()) for op, per in dram.items()}
         by_mem = layer["energy_by_memory_pj"]
-        rows.append({
-            "zz_name": layer["name"], "zz_macs": layer["macs"], "zz_cycles": layer["latency_cycles"],
-            "zz_compute": layer["temporal_cycles"] + layer["systolic_drain_cycles"],
-            "zz_stall": layer["stall_cycles"], "zz_onoff": layer["onload_cycles"] + layer["offload_cycles"],
-            "zz_energy": layer["energy_pj"], "zz_mac": layer["energy_mac_pj"],
-            "zz_reg": sum(v for k, v in by_mem.items() if k.startswith("reg")),
-            "zz_sram": sum(v for k, v in by_mem.items() if k.startswith("sram")),
-            "zz_dram_e": by_mem.get("dram", 0.0),
-            "zz_dram_bits": sum(bits.values()), "zz_dram_I": bits.get("I", 0.0), "zz_dram_W": bits.get("W", 0.0),
-            "zz_dram_O": bits.get("O", 0.0), "zz_util": layer["spatial_utilization"],
-        })
+        rows.append(
+            {
+                "zz_name": layer["name"],
+                "zz_macs": layer["macs"],
+                "zz_cycles": layer["latency_cycles"],
+                "zz_compute": layer["temporal_cycles"] + layer["systolic_drain_cycles"],
+                "zz_stall": layer["stall_cycles"],
+                "zz_onoff": layer["onload_cycles"] + layer["offload_cycles"],
+                "zz_energy": layer["energy_pj"],
+                "zz_mac": layer["energy_mac_pj"],
+                "zz_reg": sum(v for k, v in by_mem.items() if k.startswith("reg")),
+                "zz_sram": sum(v for k, v in by_mem.items() if k.startswith("sram")),
+                "zz_dram_e": by_mem.get("dram", 0.0),
+                "zz_dram_bits": sum(bits.values()),
+                "zz_dram_I": bits.get("I", 0.0),
+                "zz_dram_W": bits.get("W", 0.0),
+                "zz_dram_O": bits.get("O", 0.0),
+                "zz_util": layer["spatial_utilization"],
+            }
+        )
     return pd.DataFrame(rows).set_index("zz_name")
 
 
@@ -148,9 +160,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-_MAIN: tuple[tuple[str, str, str], ...] = (("latency (cycles)", "total_cycles", "zz_cycles"),
-                                           ("dynamic energy (pJ)", "lb_dyn", "zz_energy"),
-                                           ("DRAM (bits)", "dram_bits", "zz_dram_bits"))
+_MAIN: tuple[tuple[str, str, str], ...] = (
+    ("latency (cycles)", "total_cycles", "zz_cycles"),
+    ("dynamic energy (pJ)", "lb_dyn", "zz_energy"),
+    ("DRAM (bits)", "dram_bits", "zz_dram_bits"),
+)
 
 
 def layer_table(df: pd.DataFrame) -> str:
@@ -173,17 +187,26 @@ def layer_table(df: pd.DataFrame) -> str:
 def breakdown_table(df: pd.DataFrame) -> str:
     """Network totals split into their terms (lowbit term vs the closest ZigZag term)."""
     terms: list[tuple[str, Callable[[pd.DataFrame], float], Callable[[pd.DataFrame], float]]] = [
-        ("cycles: compute (ZigZag: temporal + systolic drain)", lambda d: d["compute_cycles"].sum(),
-         lambda d: d["zz_compute"].sum()),
+        (
+            "cycles: compute (ZigZag: temporal + systolic drain)",
+            lambda d: d["compute_cycles"].sum(),
+            lambda d: d["zz_compute"].sum(),
+        ),
         ("cycles: stall", lambda d: d["stall_cycles"].sum(), lambda d: d["zz_stall"].sum()),
-        ("cycles: exposed first load + last write-back (lowbit: inside its stall)", lambda d: math.nan,
-         lambda d: d["zz_onoff"].sum()),
+        (
+            "cycles: exposed first load + last write-back (lowbit: inside its stall)",
+            lambda d: math.nan,
+            lambda d: d["zz_onoff"].sum(),
+        ),
         ("energy: MAC (pJ)", lambda d: d["energy_mac_pj"].sum(), lambda d: d["zz_mac"].sum()),
         ("energy: registers (pJ)", lambda d: d["energy_reg_pj"].sum(), lambda d: d["zz_reg"].sum()),
         ("energy: SRAM (pJ)", lambda d: d["energy_sram_pj"].sum(), lambda d: d["zz_sram"].sum()),
         ("energy: DRAM (pJ)", lambda d: d["energy_dram_pj"].sum(), lambda d: d["zz_dram_e"].sum()),
-        ("energy: static (pJ, lowbit only, not in the totals above)", lambda d: d["energy_static_pj"].sum(),
-         lambda d: 0.0),
+        (
+            "energy: static (pJ, lowbit only, not in the totals above)",
+            lambda d: d["energy_static_pj"].sum(),
+            lambda d: 0.0,
+        ),
         ("DRAM bits: ifmap / I", lambda d: d["dram_ifmap_bits"].sum(), lambda d: d["zz_dram_I"].sum()),
         ("DRAM bits: filter / W", lambda d: d["dram_filter_bits"].sum(), lambda d: d["zz_dram_W"].sum()),
         ("DRAM bits: ofmap + partial sums / O", lambda d: d["dram_ofmap_bits"].sum(), lambda d: d["zz_dram_O"].sum()),
@@ -200,8 +223,18 @@ def summary_row(network: str, objective: str, df: pd.DataFrame, zz_s: float, lb_
     return row + [f"{zz_s:.1f} s / {lb_s * 1e3:.1f} ms", f"{zz_s / lb_s:.0f}x"]
 
 
-SUMMARY_HEADER = ["network", "ZigZag run", "latency cycles lowbit / ZigZag", "ratio", "dynamic energy pJ", "ratio",
-                  "DRAM bits", "ratio", "time ZigZag / lowbit", "ratio"]
+SUMMARY_HEADER = [
+    "network",
+    "ZigZag run",
+    "latency cycles lowbit / ZigZag",
+    "ratio",
+    "dynamic energy pJ",
+    "ratio",
+    "DRAM bits",
+    "ratio",
+    "time ZigZag / lowbit",
+    "ratio",
+]
 
 
 def report(network: str, objective: str, repeats: int, summary: list[list[str]] | None = None) -> str | None:
@@ -216,8 +249,11 @@ def report(network: str, objective: str, repeats: int, summary: list[list[str]] 
     low, seconds = time_lowbit(chip, workload, repeats)
     df = joined(ref, low)
     zz_s = float(prov["zigzag_seconds"])
-    what = ("forced lowbit/SCALE-Sim ws loop order (like-for-like bookkeeping check)" if objective == "forced"
-            else f"ZigZag LOMA search, objective {objective}, lpf_limit {prov['lpf_limit']}")
+    what = (
+        "forced lowbit/SCALE-Sim ws loop order (like-for-like bookkeeping check)"
+        if objective == "forced"
+        else f"ZigZag LOMA search, objective {objective}, lpf_limit {prov['lpf_limit']}"
+    )
     skipped = ref["setup"]["skipped"]
     lines = [
         f"#### {network}, {what}",
@@ -233,8 +269,10 @@ def report(network: str, objective: str, repeats: int, summary: list[list[str]] 
         lines.append(f"- Not sent to ZigZag: {', '.join(skipped)}.")
     drift = input_drift(ref, network)
     if drift:
-        lines.append(f"- **Warning**: lowbit's chip, technology or workload no longer gives the ZigZag inputs this "
-                     f"reference ran on ({drift} differ); regenerate it with run_zigzag.py.")
+        lines.append(
+            f"- **Warning**: lowbit's chip, technology or workload no longer gives the ZigZag inputs this "
+            f"reference ran on ({drift} differ); regenerate it with run_zigzag.py."
+        )
     lines += ["", layer_table(df), "", breakdown_table(df), ""]
     if summary is not None:
         summary.append(summary_row(network, objective, df, zz_s, seconds, int(prov["lpf_limit"])))

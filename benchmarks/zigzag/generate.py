@@ -90,16 +90,29 @@ def _port(name: str, kind: str, bw_max: int, alloc: list[str]) -> dict[str, Any]
     return {"name": name, "type": kind, "bandwidth_min": 8, "bandwidth_max": int(bw_max), "allocation": alloc}
 
 
-def _memory(size_bits: int, read_pj_bit: float, write_pj_bit: float, operands: list[str], ports: list[dict[str, Any]],
-            served: list[str], double_buffer: bool = False) -> dict[str, Any]:
+def _memory(
+    size_bits: int,
+    read_pj_bit: float,
+    write_pj_bit: float,
+    operands: list[str],
+    ports: list[dict[str, Any]],
+    served: list[str],
+    double_buffer: bool = False,
+) -> dict[str, Any]:
     """One ZigZag memory; costs are per access of the port's ``bandwidth_max`` word (all read ports and all
     write ports of one memory share one width, so one r_cost / w_cost is exact per bit)."""
     r_bw = {p["bandwidth_max"] for p in ports if p["type"] in ("read", "read_write")}
     w_bw = {p["bandwidth_max"] for p in ports if p["type"] in ("write", "read_write")}
     assert len(r_bw) == 1 and len(w_bw) == 1, "one read width and one write width per memory"
     doc: dict[str, Any] = {
-        "size": int(size_bits), "r_cost": float(read_pj_bit * r_bw.pop()), "w_cost": float(write_pj_bit * w_bw.pop()),
-        "area": 0.0, "latency": 1, "operands": operands, "ports": ports, "served_dimensions": served,
+        "size": int(size_bits),
+        "r_cost": float(read_pj_bit * r_bw.pop()),
+        "w_cost": float(write_pj_bit * w_bw.pop()),
+        "area": 0.0,
+        "latency": 1,
+        "operands": operands,
+        "ports": ports,
+        "served_dimensions": served,
     }
     if double_buffer:
         doc["force_double_buffering"] = True
@@ -123,39 +136,88 @@ def hardware_doc(chip: Chip) -> dict[str, Any]:
         # weight_preload 'overlapped': two weight registers per PE, the next fold's weight loads while the current
         # one computes (ZigZag hides the reload when a fold lasts at least the R-cycle shift-in, lowbit's
         # max(T, R)); 'serial': one register, the reload stalls the array.
-        "reg_W": _memory(W_BITS * (2 if overlapped else 1), 0.0, reg_shift, ["I2"], [
-            _port("r_port_1", "read", W_BITS, ["I2, tl"]), _port("w_port_1", "write", W_BITS, ["I2, fh"])], [],
-            double_buffer=overlapped),
-        "reg_O": _memory(acc, 0.0, 0.0, ["O"], [
-            _port("r_port_1", "read", acc, ["O, tl"]), _port("r_port_2", "read", acc, ["O, th"]),
-            _port("w_port_1", "write", acc, ["O, fh"]), _port("w_port_2", "write", acc, ["O, fl"])], []),
+        "reg_W": _memory(
+            W_BITS * (2 if overlapped else 1),
+            0.0,
+            reg_shift,
+            ["I2"],
+            [_port("r_port_1", "read", W_BITS, ["I2, tl"]), _port("w_port_1", "write", W_BITS, ["I2, fh"])],
+            [],
+            double_buffer=overlapped,
+        ),
+        "reg_O": _memory(
+            acc,
+            0.0,
+            0.0,
+            ["O"],
+            [
+                _port("r_port_1", "read", acc, ["O, tl"]),
+                _port("r_port_2", "read", acc, ["O, th"]),
+                _port("w_port_1", "write", acc, ["O, fh"]),
+                _port("w_port_2", "write", acc, ["O, fl"]),
+            ],
+            [],
+        ),
         # Weights shift into the array one row (cols weights) per cycle, as in lowbit's R-cycle fill.
-        "sram_W": _memory(int(chip.memory.filter_sram_kib * kib), e["sram_filter_read_pj_per_bit"],
-                          e["sram_filter_write_pj_per_bit"], ["I2"], [
-                              _port("r_port_1", "read", cols * W_BITS, ["I2, tl"]),
-                              _port("w_port_1", "write", cols * acc, ["I2, fh"])], both, double_buffer=True),
+        "sram_W": _memory(
+            int(chip.memory.filter_sram_kib * kib),
+            e["sram_filter_read_pj_per_bit"],
+            e["sram_filter_write_pj_per_bit"],
+            ["I2"],
+            [_port("r_port_1", "read", cols * W_BITS, ["I2, tl"]), _port("w_port_1", "write", cols * acc, ["I2, fh"])],
+            both,
+            double_buffer=True,
+        ),
         # One activation per array row per cycle.
-        "sram_I": _memory(int(chip.memory.ifmap_sram_kib * kib), e["sram_ifmap_read_pj_per_bit"],
-                          e["sram_ifmap_write_pj_per_bit"], ["I1"], [
-                              _port("r_port_1", "read", rows * A_BITS, ["I1, tl"]),
-                              _port("w_port_1", "write", cols * acc, ["I1, fh"])], both, double_buffer=True),
+        "sram_I": _memory(
+            int(chip.memory.ifmap_sram_kib * kib),
+            e["sram_ifmap_read_pj_per_bit"],
+            e["sram_ifmap_write_pj_per_bit"],
+            ["I1"],
+            [_port("r_port_1", "read", rows * A_BITS, ["I1, tl"]), _port("w_port_1", "write", cols * acc, ["I1, fh"])],
+            both,
+            double_buffer=True,
+        ),
         # One partial sum per array column per cycle in each direction; separate ports (lowbit models no
         # SRAM port contention).
-        "sram_O": _memory(int(chip.memory.ofmap_sram_kib * kib), e["sram_ofmap_read_pj_per_bit"],
-                          e["sram_ofmap_write_pj_per_bit"], ["O"], [
-                              _port("r_port_1", "read", cols * acc, ["O, tl"]),
-                              _port("r_port_2", "read", cols * acc, ["O, th"]),
-                              _port("w_port_1", "write", cols * acc, ["O, fl"]),
-                              _port("w_port_2", "write", cols * acc, ["O, fh"])], both, double_buffer=True),
-        "dram": _memory(_BIG_DRAM_BITS, e["dram_pj_per_bit"], e["dram_pj_per_bit"], ["I1", "I2", "O"], [
-            _port("rw_port_1", "read_write", dram_bw,
-                  ["I1, fh", "I1, tl", "I2, fh", "I2, tl", "O, fh", "O, tl", "O, fl", "O, th"])], both),
+        "sram_O": _memory(
+            int(chip.memory.ofmap_sram_kib * kib),
+            e["sram_ofmap_read_pj_per_bit"],
+            e["sram_ofmap_write_pj_per_bit"],
+            ["O"],
+            [
+                _port("r_port_1", "read", cols * acc, ["O, tl"]),
+                _port("r_port_2", "read", cols * acc, ["O, th"]),
+                _port("w_port_1", "write", cols * acc, ["O, fl"]),
+                _port("w_port_2", "write", cols * acc, ["O, fh"]),
+            ],
+            both,
+            double_buffer=True,
+        ),
+        "dram": _memory(
+            _BIG_DRAM_BITS,
+            e["dram_pj_per_bit"],
+            e["dram_pj_per_bit"],
+            ["I1", "I2", "O"],
+            [
+                _port(
+                    "rw_port_1",
+                    "read_write",
+                    dram_bw,
+                    ["I1, fh", "I1, tl", "I2, fh", "I2, tl", "O, fh", "O, tl", "O, fl", "O, th"],
+                )
+            ],
+            both,
+        ),
     }
     return {
         "name": f"lowbit_{chip.name}",
         "memories": memories,
         "operational_array": {
-            "unit_energy": float(e["mac_pj"]), "unit_area": 1.0, "dimensions": ["D1", "D2"], "sizes": [rows, cols],
+            "unit_energy": float(e["mac_pj"]),
+            "unit_area": 1.0,
+            "dimensions": ["D1", "D2"],
+            "sizes": [rows, cols],
             # Inputs move along the rows and partial sums down the columns one PE per cycle.
             "systolic_dimensions": ["D1", "D2"],
         },
@@ -193,15 +255,28 @@ def _layer_doc(layer: Layer) -> tuple[dict[str, Any], dict[str, int]]:
     prec = {"W": W_BITS, "I": A_BITS, "O": 0, "O_final": A_BITS}
     if layer.kind == "gemm":
         sizes = {"B": layer.M, "K": layer.N, "C": layer.K}
-        doc: dict[str, Any] = {"operator_type": "Gemm", "equation": "O[b][k]+=W[k][c]*I[b][c]",
-                               "dimension_relations": []}
+        doc: dict[str, Any] = {
+            "operator_type": "Gemm",
+            "equation": "O[b][k]+=W[k][c]*I[b][c]",
+            "dimension_relations": [],
+        }
     elif layer.kind in ("conv", "dwconv"):
-        sizes = {"B": layer.batch, "K": layer.N, "C": layer.in_c // layer.groups, "OY": layer.out_h,
-                 "OX": layer.out_w, "FY": layer.k_h, "FX": layer.k_w}
+        sizes = {
+            "B": layer.batch,
+            "K": layer.N,
+            "C": layer.in_c // layer.groups,
+            "OY": layer.out_h,
+            "OX": layer.out_w,
+            "FY": layer.k_h,
+            "FX": layer.k_w,
+        }
         s = layer.stride
-        doc = {"operator_type": "Conv",
-               "dimension_relations": [f"ix={s}*ox+1*fx", f"iy={s}*oy+1*fy"],
-               "pr_loop_dims": ["IX", "IY"], "padding": [[layer.pad, layer.pad], [layer.pad, layer.pad]]}
+        doc = {
+            "operator_type": "Conv",
+            "dimension_relations": [f"ix={s}*ox+1*fx", f"iy={s}*oy+1*fy"],
+            "pr_loop_dims": ["IX", "IY"],
+            "padding": [[layer.pad, layer.pad], [layer.pad, layer.pad]],
+        }
         if layer.groups > 1:
             sizes = {"G": layer.groups, **sizes}
             doc["equation"] = "O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix]"
@@ -250,14 +325,24 @@ def _mapping_yaml(layers: list[ZigZagLayer], forced: bool) -> list[dict[str, Any
     links = {"O": "O", "W": "I2", "I": "I1"}
     out: list[dict[str, Any]] = []
     for zl in layers:
-        entry: dict[str, Any] = {"name": zl.name, "spatial_mapping": {
-            "D1": [f"{d}, {u}" for d, u in zl.rows] or ["C, 1"],
-            "D2": [f"{d}, {u}" for d, u in zl.cols] or ["K, 1"]}, "memory_operand_links": dict(links)}
+        entry: dict[str, Any] = {
+            "name": zl.name,
+            "spatial_mapping": {
+                "D1": [f"{d}, {u}" for d, u in zl.rows] or ["C, 1"],
+                "D2": [f"{d}, {u}" for d, u in zl.cols] or ["K, 1"],
+            },
+            "memory_operand_links": dict(links),
+        }
         if forced:
             entry["temporal_ordering"] = [[d, t] for d, t in zl.forced_order]
         out.append(entry)
-    out.append({"name": "default", "spatial_mapping": {"D1": [f"C, {1}"], "D2": [f"K, {1}"]},
-                "memory_operand_links": dict(links)})
+    out.append(
+        {
+            "name": "default",
+            "spatial_mapping": {"D1": [f"C, {1}"], "D2": [f"K, {1}"]},
+            "memory_operand_links": dict(links),
+        }
+    )
     return out
 
 
@@ -276,11 +361,24 @@ def write_inputs(network: str, out_dir: Path, chip_name: str = CHIP) -> dict[str
     for fname, doc in files.items():
         (out_dir / fname).write_text(yaml.safe_dump(doc, sort_keys=False, width=120))
     meta = {
-        "network": network, "workload": workload.name, "chip": chip.name, "w_bits": W_BITS, "a_bits": A_BITS,
-        "acc_bits": chip.memory.acc_bits, "energies": tech_energies(chip),
-        "layer_map": name_map, "skipped": skipped,
-        "distinct": [{"name": zl.name, "rows": [list(x) for x in zl.rows], "cols": [list(x) for x in zl.cols],
-                      "forced_order": [list(x) for x in zl.forced_order]} for zl in layers],
+        "network": network,
+        "workload": workload.name,
+        "chip": chip.name,
+        "w_bits": W_BITS,
+        "a_bits": A_BITS,
+        "acc_bits": chip.memory.acc_bits,
+        "energies": tech_energies(chip),
+        "layer_map": name_map,
+        "skipped": skipped,
+        "distinct": [
+            {
+                "name": zl.name,
+                "rows": [list(x) for x in zl.rows],
+                "cols": [list(x) for x in zl.cols],
+                "forced_order": [list(x) for x in zl.forced_order],
+            }
+            for zl in layers
+        ],
     }
     (out_dir / "layers.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

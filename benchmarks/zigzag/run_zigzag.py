@@ -89,8 +89,15 @@ def run_one(network: str, objective: str, meta: dict[str, Any], lpf_limit: int, 
     scratch.mkdir(exist_ok=True)
     out_json = scratch / f"{network}_{objective}_{os.getpid()}.json"
     log = scratch / f"{network}_{objective}_{os.getpid()}.log"
-    cmd = [str(py), str(HERE / "zigzag_worker.py"), str(in_dir), str(mapping),
-           "latency" if objective == "forced" else objective, str(lpf_limit), str(out_json)]
+    cmd = [
+        str(py),
+        str(HERE / "zigzag_worker.py"),
+        str(in_dir),
+        str(mapping),
+        "latency" if objective == "forced" else objective,
+        str(lpf_limit),
+        str(out_json),
+    ]
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     with log.open("w") as fh:
@@ -100,8 +107,9 @@ def run_one(network: str, objective: str, meta: dict[str, Any], lpf_limit: int, 
         raise RuntimeError(f"ZigZag failed for {network}/{objective} (exit {proc.returncode}); see {log}")
     result = json.loads(out_json.read_text())
     if result["zigzag_version"] != ZIGZAG_VERSION:
-        print(f"warning: ZigZag {result['zigzag_version']} ran, the references are for {ZIGZAG_VERSION}",
-              file=sys.stderr)
+        print(
+            f"warning: ZigZag {result['zigzag_version']} ran, the references are for {ZIGZAG_VERSION}", file=sys.stderr
+        )
     out_json.unlink()
     log.unlink()
     if objective == "forced":
@@ -113,11 +121,16 @@ def run_one(network: str, objective: str, meta: dict[str, Any], lpf_limit: int, 
         "temporal_mapping": "forced lowbit/SCALE-Sim ws order" if objective == "forced" else "LOMA search",
         "lpf_limit": lpf_limit,
         "command": f"python benchmarks/zigzag/run_zigzag.py --network {network} --objective {objective} "
-                   f"--lpf-limit {lpf_limit}",
+        f"--lpf-limit {lpf_limit}",
         "invoked_as": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "worker_command": shlex.join(["<zigzag-venv>/bin/python", "benchmarks/zigzag/zigzag_worker.py",
-                                      *[str(Path(c).relative_to(REPO)) if c.startswith(str(REPO)) else c
-                                        for c in cmd[2:-1]], "<out.json>"]),
+        "worker_command": shlex.join(
+            [
+                "<zigzag-venv>/bin/python",
+                "benchmarks/zigzag/zigzag_worker.py",
+                *[str(Path(c).relative_to(REPO)) if c.startswith(str(REPO)) else c for c in cmd[2:-1]],
+                "<out.json>",
+            ]
+        ),
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -130,25 +143,46 @@ def run_one(network: str, objective: str, meta: dict[str, Any], lpf_limit: int, 
         "lowbit_dirty": bool(_git("status", "--porcelain", "--", "sim")),
         "inputs_sha256": {p.name: _sha256(p) for p in sorted(in_dir.glob("*.yaml"))},
     }
-    doc = {"network": network, "objective": objective, "provenance": provenance, "setup": meta,
-           "layers": result["layers"]}
+    doc = {
+        "network": network,
+        "objective": objective,
+        "provenance": provenance,
+        "setup": meta,
+        "layers": result["layers"],
+    }
     (REFERENCE / f"{network}_{objective}.json").write_text(json.dumps(doc, indent=1) + "\n")
     return doc
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--network", action="append", choices=sorted(NETWORKS),
-                        help="network (repeatable); default with --all: " + ", ".join(DEFAULT_NETWORKS))
+    parser.add_argument(
+        "--network",
+        action="append",
+        choices=sorted(NETWORKS),
+        help="network (repeatable); default with --all: " + ", ".join(DEFAULT_NETWORKS),
+    )
     parser.add_argument("--objective", action="append", choices=OBJECTIVES, help="repeatable; default with --all: all")
     parser.add_argument("--all", action="store_true", help="every selected network x every objective")
-    parser.add_argument("--lpf-limit", type=int,
-                        help="LOMA loop-prime-factor limit (default per network: " +
-                             ", ".join(f"{n} {v}" for n, v in LPF_LIMIT.items()) + ")")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="ZigZag runs in parallel (LOMA is single-threaded; >1 perturbs the recorded times)")
-    parser.add_argument("--concurrent", type=int, default=0,
-                        help="ZigZag runs started elsewhere that share this machine (recorded in the provenance)")
+    parser.add_argument(
+        "--lpf-limit",
+        type=int,
+        help="LOMA loop-prime-factor limit (default per network: "
+        + ", ".join(f"{n} {v}" for n, v in LPF_LIMIT.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="ZigZag runs in parallel (LOMA is single-threaded; >1 perturbs the recorded times)",
+    )
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        help="ZigZag runs started elsewhere that share this machine (recorded in the provenance)",
+    )
     parser.add_argument("--install", action="store_true", help="create ZigZag's venv first if it is missing")
     args = parser.parse_args(argv)
     if not args.all and not (args.network and args.objective):
@@ -165,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_one(run[0], run[1], metas[run[0]], lpf, py, max(1, args.jobs) + args.concurrent)
         tot_lat = sum(layer["latency_cycles"] for layer in doc["layers"])
         tot_e = sum(layer["energy_pj"] for layer in doc["layers"])
-        return (f"{run[0]:>13s} {run[1]:>8s}: {len(doc['layers'])} distinct layers, {tot_lat:.4g} cycles, "
-                f"{tot_e:.4g} pJ (distinct layers once), ZigZag {doc['provenance']['zigzag_seconds']:.1f} s")
+        return (
+            f"{run[0]:>13s} {run[1]:>8s}: {len(doc['layers'])} distinct layers, {tot_lat:.4g} cycles, "
+            f"{tot_e:.4g} pJ (distinct layers once), ZigZag {doc['provenance']['zigzag_seconds']:.1f} s"
+        )
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for line in pool.map(go, runs):

@@ -49,7 +49,8 @@ def _layer_record(cme: Any) -> dict[str, Any]:
             count = move.get_attribute(attr.DATA_TRANS_PERIOD_COUNT)
             units = cme.mapping.spatial_mapping.unit_count[layer_op][lvl + 1]
             traffic[op_name][level.name] = {
-                d.value: float(amount.get(d) * prec.get(d) * count.get(d) * units) for d in data_dir}
+                d.value: float(amount.get(d) * prec.get(d) * count.get(d) * units) for d in data_dir
+            }
     return {
         "name": cme.layer.name,
         "macs": int(cme.layer.total_mac_count),
@@ -71,7 +72,8 @@ def _layer_record(cme: Any) -> dict[str, Any]:
         "temporal_mapping": str(cme.temporal_mapping),
         "temporal_mapping_levels": {
             str(op.name if hasattr(op, "name") else op): [[[str(d), int(s)] for d, s in lv] for lv in levels]
-            for op, levels in cme.temporal_mapping.mapping_dic_stationary.items()},
+            for op, levels in cme.temporal_mapping.mapping_dic_stationary.items()
+        },
     }
 
 
@@ -85,13 +87,30 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="zigzag-") as tmp:
         t0 = time.perf_counter()
         _, _, cmes = get_hardware_performance_zigzag(
-            workload=str(workload), accelerator=str(in_dir / "hardware.yaml"), mapping=str(mapping), opt=opt,
-            dump_folder=str(Path(tmp) / "out"), lpf_limit=lpf, nb_spatial_mappings_generated=1,
-            loma_show_progress_bar=False)
+            workload=str(workload),
+            accelerator=str(in_dir / "hardware.yaml"),
+            mapping=str(mapping),
+            opt=opt,
+            dump_folder=str(Path(tmp) / "out"),
+            lpf_limit=lpf,
+            nb_spatial_mappings_generated=1,
+            loma_show_progress_bar=False,
+        )
         seconds = time.perf_counter() - t0
     layers = [_layer_record(cme) for cme, _ in cmes[0][1]]
-    out_json.write_text(json.dumps({"zigzag_version": version("zigzag-dse"), "seconds": seconds,
-                                    "opt": opt, "lpf_limit": lpf, "layers": layers}, indent=1) + "\n")
+    out_json.write_text(
+        json.dumps(
+            {
+                "zigzag_version": version("zigzag-dse"),
+                "seconds": seconds,
+                "opt": opt,
+                "lpf_limit": lpf,
+                "layers": layers,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 

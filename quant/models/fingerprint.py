@@ -15,11 +15,36 @@ from typing import Any
 __all__ = ["ISA_FLAGS", "KERNEL_ENV", "cpu_fingerprint", "describe"]
 
 #: the /proc/cpuinfo flags that select float kernels (x86 vector extensions, Arm SIMD)
-ISA_FLAGS = ("sse4_2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni",
-             "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "fma",
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512dq",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+)
 #: environment variables that override the kernels torch, oneDNN, MKL, OpenBLAS or numpy pick
-KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR",
-              "MKL_DEBUG_CPU_TYPE", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES")
+KERNEL_ENV = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+    "MKL_DEBUG_CPU_TYPE",
+    "OPENBLAS_CORETYPE",
+    "NPY_DISABLE_CPU_FEATURES",
+)
 
 
 def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
@@ -75,5 +100,7 @@ def describe(fp: dict[str, Any]) -> str:
     """One line, e.g. ``AMD EPYC (family/model/stepping 25/17/1, x86_64; avx2 ...; torch 2.13.0+cpu, AVX512)``."""
     env = "".join(f", {k}={v}" for k, v in sorted(fp.get("kernel_env", {}).items()))
     isa = " ".join(fp.get("isa", [])) or "no ISA flags"
-    return (f"{fp.get('cpu') or '?'} (family/model/stepping {fp.get('family_model', '?')}, {fp.get('machine', '?')}; "
-            f"{isa}; torch {fp.get('torch', '?')}, {fp.get('torch_cpu_capability', '?')}{env})")
+    return (
+        f"{fp.get('cpu') or '?'} (family/model/stepping {fp.get('family_model', '?')}, {fp.get('machine', '?')}; "
+        f"{isa}; torch {fp.get('torch', '?')}, {fp.get('torch_cpu_capability', '?')}{env})"
+    )

@@ -194,7 +194,7 @@ class _EncoderLayer(nn.Module):
             return y.reshape(n, t, self.heads, self.head_dim).transpose(1, 2)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5 + mask
+        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim**0.5 + mask
         context = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).reshape(n, t, d)
         x = self.attn_norm(x + self.attn_out(context))
         return self.out_norm(x + self.down(nn.functional.gelu(self.up(x))))
@@ -211,13 +211,20 @@ class MiniLMEncoder(nn.Module):
         cfg = hf_model.config
         self.layers = nn.ModuleList(
             _EncoderLayer(cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.layer_norm_eps)
-            for _ in range(cfg.num_hidden_layers))
+            for _ in range(cfg.num_hidden_layers)
+        )
         for mine, theirs in zip(self.layers, hf_model.encoder.layer):
             attn = theirs.attention
-            pairs = [(mine.query, attn.self.query), (mine.key, attn.self.key), (mine.value, attn.self.value),
-                     (mine.attn_out, attn.output.dense), (mine.attn_norm, attn.output.LayerNorm),
-                     (mine.up, theirs.intermediate.dense), (mine.down, theirs.output.dense),
-                     (mine.out_norm, theirs.output.LayerNorm)]
+            pairs = [
+                (mine.query, attn.self.query),
+                (mine.key, attn.self.key),
+                (mine.value, attn.self.value),
+                (mine.attn_out, attn.output.dense),
+                (mine.attn_norm, attn.output.LayerNorm),
+                (mine.up, theirs.intermediate.dense),
+                (mine.down, theirs.output.dense),
+                (mine.out_norm, theirs.output.LayerNorm),
+            ]
             for dst, src in pairs:
                 dst.load_state_dict(src.state_dict())
         self.eval()

@@ -43,10 +43,13 @@ def ship(models: list[str], seeds: list[int], weights_dir: Path | None = None, l
             file = f"{name}-seed{seed}.npz"
             atomic_write(out_dir / file, lambda f, b=blob: f.write(b))
             acc = round(evaluate_accuracy(model, split.test_x, split.test_y), 4)
-            entries[(name, seed)] = ShippedEntry(name, seed, file, hashlib.sha256(blob).hexdigest(), key, acc,
-                                                 fingerprint)
-            log(f"{file}: {len(blob) / 1024:.1f} KiB, test accuracy {acc:.2f} %, key {key} "
-                f"({time.perf_counter() - t0:.1f} s)")
+            entries[(name, seed)] = ShippedEntry(
+                name, seed, file, hashlib.sha256(blob).hexdigest(), key, acc, fingerprint
+            )
+            log(
+                f"{file}: {len(blob) / 1024:.1f} KiB, test accuracy {acc:.2f} %, key {key} "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
     write_manifest(list(entries.values()), out_dir)
     return list(entries.values())
 
@@ -66,8 +69,9 @@ def check_shipped(weights_dir: Path | None = None) -> list[str]:
         except QuantInputError as exc:
             problems.append(str(exc))
         if entry.cache_key != cache_key(name):
-            problems.append(f"{entry.file}: trained under cache key {entry.cache_key}, the current code gives "
-                            f"{cache_key(name)}")
+            problems.append(
+                f"{entry.file}: trained under cache key {entry.cache_key}, the current code gives {cache_key(name)}"
+            )
     return problems
 
 

@@ -26,8 +26,17 @@ import numpy as np
 
 from quant.errors import ShippedWeightsError
 
-__all__ = ["MANIFEST_NAME", "REGENERATE", "WEIGHTS_DIR", "ShippedEntry", "load_shipped_state", "npz_bytes",
-           "read_manifest", "shipped_entry", "write_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "REGENERATE",
+    "WEIGHTS_DIR",
+    "ShippedEntry",
+    "load_shipped_state",
+    "npz_bytes",
+    "read_manifest",
+    "shipped_entry",
+    "write_manifest",
+]
 
 #: the directory of the shipped weights (package data)
 WEIGHTS_DIR = Path(__file__).with_name("weights")
@@ -63,8 +72,9 @@ def read_manifest(weights_dir: Path | None = None) -> dict[tuple[str, int], Ship
         doc = json.loads(path.read_text())
         entries = [ShippedEntry(**e) for e in doc["files"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ShippedWeightsError(f"{path}: unreadable manifest of the shipped weights ({exc}); "
-                                  f"regenerate it with {REGENERATE}") from None
+        raise ShippedWeightsError(
+            f"{path}: unreadable manifest of the shipped weights ({exc}); regenerate it with {REGENERATE}"
+        ) from None
     return {(e.model, e.seed): e for e in entries}
 
 
@@ -78,8 +88,11 @@ def write_manifest(entries: list[ShippedEntry], weights_dir: Path | None = None)
     from lowbit_core.files import atomic_write
 
     path = (WEIGHTS_DIR if weights_dir is None else weights_dir) / MANIFEST_NAME
-    doc = {"format": _FORMAT, "regenerate": REGENERATE,
-           "files": [asdict(e) for e in sorted(entries, key=lambda e: (e.model, e.seed))]}
+    doc = {
+        "format": _FORMAT,
+        "regenerate": REGENERATE,
+        "files": [asdict(e) for e in sorted(entries, key=lambda e: (e.model, e.seed))],
+    }
     return atomic_write(path, lambda f: f.write((json.dumps(doc, indent=1) + "\n").encode()))
 
 
@@ -102,12 +115,16 @@ def load_shipped_state(entry: ShippedEntry, weights_dir: Path | None = None) -> 
     try:
         blob = path.read_bytes()
     except OSError as exc:
-        raise ShippedWeightsError(f"shipped weights {path} missing or unreadable ({exc.strerror or exc}); "
-                                  f"reinstall lowbit or regenerate them with {REGENERATE}") from None
+        raise ShippedWeightsError(
+            f"shipped weights {path} missing or unreadable ({exc.strerror or exc}); "
+            f"reinstall lowbit or regenerate them with {REGENERATE}"
+        ) from None
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry.sha256:
-        raise ShippedWeightsError(f"shipped weights {path} fail their sha256 check (manifest {entry.sha256[:16]}…, "
-                                  f"file {digest[:16]}…); reinstall lowbit or regenerate them with {REGENERATE}")
+        raise ShippedWeightsError(
+            f"shipped weights {path} fail their sha256 check (manifest {entry.sha256[:16]}…, "
+            f"file {digest[:16]}…); reinstall lowbit or regenerate them with {REGENERATE}"
+        )
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}

@@ -241,8 +241,7 @@ def _code_closure(func: Callable[..., object]) -> list[str]:
         if key in parts:
             continue
         parts[key] = inspect.getsource(f)
-        codes = ([m.__code__ for m in vars(f).values() if inspect.isfunction(m)] if inspect.isclass(f)
-                 else [f.__code__])
+        codes = [m.__code__ for m in vars(f).values() if inspect.isfunction(m)] if inspect.isclass(f) else [f.__code__]
         for name in sorted(set().union(*(_names_used(c) for c in codes))):
             obj = module.get(name)
             if (inspect.isfunction(obj) or _module_class(obj)) and obj.__module__ == f.__module__:
@@ -332,10 +331,14 @@ def get_model(name: str, seed: int = 0, progress: bool = False) -> nn.Module:
         except (RuntimeError, ValueError) as exc:
             raise ShippedWeightsError(f"shipped weights {entry.path()} do not fit {name}: {exc}") from None
     if entry is not None:
-        _note_once("stale", name, seed,
-                   f"warning: the shipped weights of {name} seed {seed} were trained under cache key "
-                   f"{entry.cache_key}, but the model or training code now gives {key}; using weights trained on "
-                   f"this machine instead; regenerate the shipped ones with {REGENERATE}")
+        _note_once(
+            "stale",
+            name,
+            seed,
+            f"warning: the shipped weights of {name} seed {seed} were trained under cache key "
+            f"{entry.cache_key}, but the model or training code now gives {key}; using weights trained on "
+            f"this machine instead; regenerate the shipped ones with {REGENERATE}",
+        )
     path = model_cache_path(name, seed)
     if path.is_file():
         model = _load_cached(name, path)
@@ -343,9 +346,13 @@ def get_model(name: str, seed: int = 0, progress: bool = False) -> nn.Module:
             return model
     if entry is None:
         shipped = ", ".join(map(str, shipped_seeds(name))) or "none"
-        _note_once("local", name, seed,
-                   f"note: {name} seed {seed} is not shipped with lowbit (shipped seeds: {shipped}); training it "
-                   f"here, so its weights are specific to this machine's CPU: {describe(cpu_fingerprint())}")
+        _note_once(
+            "local",
+            name,
+            seed,
+            f"note: {name} seed {seed} is not shipped with lowbit (shipped seeds: {shipped}); training it "
+            f"here, so its weights are specific to this machine's CPU: {describe(cpu_fingerprint())}",
+        )
     t0 = time.perf_counter()
     model = train_model(name, seed=seed, progress=progress)
     blob = {

@@ -90,12 +90,15 @@ def _load_weights(model: nn.Module, weights: Path, spec: str) -> None:
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         parts = ([f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")] if missing else []) + (
-            [f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")] if unexpected else [])
+            [f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")] if unexpected else []
+        )
         raise QuantInputError(f"--weights {weights} does not fit model {spec!r}: {'; '.join(parts)}")
     for key, value in state.items():
         if tuple(value.shape) != tuple(own[key].shape):
-            raise QuantInputError(f"--weights {weights} does not fit model {spec!r}: {key} has shape "
-                                  f"{tuple(value.shape)}, the model's is {tuple(own[key].shape)}")
+            raise QuantInputError(
+                f"--weights {weights} does not fit model {spec!r}: {key} has shape "
+                f"{tuple(value.shape)}, the model's is {tuple(own[key].shape)}"
+            )
     model.load_state_dict(state)
 
 
@@ -109,13 +112,16 @@ def load_user_model(spec: str, weights: Path | None = None) -> nn.Module:
         try:
             model = torch.export.load(str(path)).module()
         except Exception as exc:
-            raise QuantInputError(f"model {spec!r}: not a saved torch.export program ({type(exc).__name__}: "
-                                  f"{exc})") from None
+            raise QuantInputError(
+                f"model {spec!r}: not a saved torch.export program ({type(exc).__name__}: {exc})"
+            ) from None
     else:
         source, sep, name = text.rpartition(":")
         if not sep or not source or not _IDENT.match(name):
-            raise QuantInputError(f"model {spec!r}: give a built-in name, path/to/file.py:factory, "
-                                  f"package.module:factory or a .pt2 program")
+            raise QuantInputError(
+                f"model {spec!r}: give a built-in name, path/to/file.py:factory, "
+                f"package.module:factory or a .pt2 program"
+            )
         if source.endswith(".py") or "/" in source or "\\" in source:
             factory = _factory_from_file(Path(source), name, text)
         elif _MODULE_NAME.match(source):
@@ -140,5 +146,7 @@ def check_model_input(model: nn.Module, x: torch.Tensor, spec: str, what: str = 
             return model(x[:2])
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QuantInputError(f"--data {what} of shape {tuple(x.shape[1:])} per sample does not fit model {spec!r}: "
-                              f"{type(exc).__name__}: {first}") from None
+        raise QuantInputError(
+            f"--data {what} of shape {tuple(x.shape[1:])} per sample does not fit model {spec!r}: "
+            f"{type(exc).__name__}: {first}"
+        ) from None

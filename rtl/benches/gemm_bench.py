@@ -73,15 +73,19 @@ async def _run_job(dut, job: dict[str, Any], cols: int, acc_bits: int) -> dict[s
         if "blocks" in job:
             block, block_last = _unsigned(dut.out_block), _unsigned(dut.out_block_last)
             if (block, block_last) != (b, int(b == n_blocks - 1)):
-                wrong.append(f"output beat {index} (m={m}): out_block = {block}, out_block_last = {block_last}, "
-                             f"expected {b}, {int(b == n_blocks - 1)} at cycle {cycle}")
+                wrong.append(
+                    f"output beat {index} (m={m}): out_block = {block}, out_block_last = {block_last}, "
+                    f"expected {b}, {int(b == n_blocks - 1)} at cycle {cycle}"
+                )
         for c, actual in enumerate(decode_output_beat(data, cols, acc_bits)):
             n = n0 + c
             want = _wrap(expected[b][m][n], acc_bits) if n < N else 0
             if actual != want:
                 pad = " (padding column)" if n >= N else ""
-                wrong.append(f"output index (m={m}, n={n}){pad}: expected {want}, got {actual} at cycle {cycle} "
-                             f"(output beat {index})")
+                wrong.append(
+                    f"output index (m={m}, n={n}){pad}: expected {want}, got {actual} at cycle {cycle} "
+                    f"(output beat {index})"
+                )
         return wrong
 
     for name, value in job["cfg"].items():
@@ -89,19 +93,34 @@ async def _run_job(dut, job: dict[str, Any], cols: int, acc_bits: int) -> dict[s
     dut.start.value = 1
     await FallingEdge(dut.clk)
     dut.start.value = 0
-    res = await play_streams(dut, {"w": job["w_beats"], "in": job["beats"]}, queue, check, rng,
-                             gap_prob=float(job.get("gap_prob", 0.0)),
-                             stall_prob=float(job.get("stall_prob", 0.0)),
-                             max_cycles=int(job.get("max_cycles", 1_000_000)))
+    res = await play_streams(
+        dut,
+        {"w": job["w_beats"], "in": job["beats"]},
+        queue,
+        check,
+        rng,
+        gap_prob=float(job.get("gap_prob", 0.0)),
+        stall_prob=float(job.get("stall_prob", 0.0)),
+        max_cycles=int(job.get("max_cycles", 1_000_000)),
+    )
     busy_cycles = dut.cycle_count.value.to_unsigned()
-    return {"name": job["name"], "mismatches": res.mismatches, "busy_cycles": busy_cycles,
-            "measured_cycles": busy_cycles - 1, "clock_cycles": res.cycles, "in_beats": res.sent,
-            "out_beats": res.received, "messages": res.messages}
+    return {
+        "name": job["name"],
+        "mismatches": res.mismatches,
+        "busy_cycles": busy_cycles,
+        "measured_cycles": busy_cycles - 1,
+        "clock_cycles": res.cycles,
+        "in_beats": res.sent,
+        "out_beats": res.received,
+        "messages": res.messages,
+    }
 
 
 def _describe(r: dict[str, Any]) -> str:
-    return (f"{r['mismatches']} mismatches, busy {r['busy_cycles']} cycles (measured {r['measured_cycles']}), "
-            f"{r['clock_cycles']} clock cycles")
+    return (
+        f"{r['mismatches']} mismatches, busy {r['busy_cycles']} cycles (measured {r['measured_cycles']}), "
+        f"{r['clock_cycles']} clock cycles"
+    )
 
 
 @cocotb.test()
@@ -111,5 +130,6 @@ async def gemm_jobs(dut) -> None:
     cols, width = int(params.get("COLS", 4)), int(params.get("ACC_BITS", 32))
     data = bench_input() or {}
     cfg_ports = sorted({name for job in data.get("jobs", ()) for name in job["cfg"]})
-    await run_jobs(dut, "gemm_bench", (*_STREAM_PORTS, *cfg_ports), lambda job: _run_job(dut, job, cols, width),
-                   _describe)
+    await run_jobs(
+        dut, "gemm_bench", (*_STREAM_PORTS, *cfg_ports), lambda job: _run_job(dut, job, cols, width), _describe
+    )

@@ -38,12 +38,44 @@ from rtl.benches import parameters
 from rtl.benches.streams import MAX_MESSAGES, play_streams, run_jobs
 from rtl.driver import decode_output_beat
 
-_CFG_PORTS = ("cfg_order", "cfg_row_folds", "cfg_col_folds", "cfg_tile_h", "cfg_tiles_h", "cfg_tile_h_last",
-              "cfg_tile_w", "cfg_tiles_w", "cfg_tile_w_last", "cfg_block_last", "cfg_k_slots", "cfg_blocks_m1",
-              "cfg_m_folds", "cfg_m_last",
-              "cfg_overlap", "cfg_w_mode", "cfg_a_mode", "cfg_w_signed", "cfg_a_signed", "cfg_w_bits", "cfg_a_bits")
-_PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready", "cfg_we", "cfg_addr", "cfg_data",
-          "cfg_zero_point", "cfg_out_min", "cfg_out_max", *_CFG_PORTS)
+_CFG_PORTS = (
+    "cfg_order",
+    "cfg_row_folds",
+    "cfg_col_folds",
+    "cfg_tile_h",
+    "cfg_tiles_h",
+    "cfg_tile_h_last",
+    "cfg_tile_w",
+    "cfg_tiles_w",
+    "cfg_tile_w_last",
+    "cfg_block_last",
+    "cfg_k_slots",
+    "cfg_blocks_m1",
+    "cfg_m_folds",
+    "cfg_m_last",
+    "cfg_overlap",
+    "cfg_w_mode",
+    "cfg_a_mode",
+    "cfg_w_signed",
+    "cfg_a_signed",
+    "cfg_w_bits",
+    "cfg_a_bits",
+)
+_PORTS = (
+    "start",
+    "w_valid",
+    "w_data",
+    "in_valid",
+    "in_data",
+    "out_ready",
+    "cfg_we",
+    "cfg_addr",
+    "cfg_data",
+    "cfg_zero_point",
+    "cfg_out_min",
+    "cfg_out_max",
+    *_CFG_PORTS,
+)
 
 
 async def _run_job(dut, job: dict[str, Any], cols: int, out_bits: int) -> dict[str, Any]:
@@ -88,15 +120,32 @@ async def _run_job(dut, job: dict[str, Any], cols: int, out_bits: int) -> dict[s
                 outputs[m][n] = actual
             if actual != want:
                 pad = " (padding column)" if n >= N else ""
-                wrong.append(f"output index (m={m}, n={n}){pad}: expected {want}, got {actual} at cycle {at} "
-                             f"(output beat {index})")
+                wrong.append(
+                    f"output index (m={m}, n={n}){pad}: expected {want}, got {actual} at cycle {at} "
+                    f"(output beat {index})"
+                )
         return wrong
 
-    res = await play_streams(dut, {"w": job["w_beats"], "in": job["beats"]}, queue, check, rng,
-                             gap_prob=float(job.get("gap_prob", 0.0)), stall_prob=float(job.get("stall_prob", 0.0)),
-                             max_cycles=int(job.get("max_cycles", 1_000_000)), label=where, cycle0=cycle)
-    return {"name": where, "mismatches": res.mismatches, "measured": dut.cycle_count.value.to_unsigned() - 1,
-            "clock_cycles": cycle + res.cycles, "outputs": outputs, "messages": res.messages[:MAX_MESSAGES]}
+    res = await play_streams(
+        dut,
+        {"w": job["w_beats"], "in": job["beats"]},
+        queue,
+        check,
+        rng,
+        gap_prob=float(job.get("gap_prob", 0.0)),
+        stall_prob=float(job.get("stall_prob", 0.0)),
+        max_cycles=int(job.get("max_cycles", 1_000_000)),
+        label=where,
+        cycle0=cycle,
+    )
+    return {
+        "name": where,
+        "mismatches": res.mismatches,
+        "measured": dut.cycle_count.value.to_unsigned() - 1,
+        "clock_cycles": cycle + res.cycles,
+        "outputs": outputs,
+        "messages": res.messages[:MAX_MESSAGES],
+    }
 
 
 def _describe(r: dict[str, Any]) -> str:

@@ -355,8 +355,18 @@ async def fusion_random(dut) -> None:
             en = 0 if rng.random() < 0.1 else 1
             load_w = 0 if rng.random() < 0.1 else 1
             wm, am = rng.choice([0, 1, 2, 3]), rng.choice([0, 1, 2, 3])  # mode 3 behaves as 8-bit
-            yield (rst_n, en, load_w, wm, am, rng.getrandbits(1), rng.getrandbits(1), rng.getrandbits(32),
-                   rng.getrandbits(32), rng.randrange(-half, half))
+            yield (
+                rst_n,
+                en,
+                load_w,
+                wm,
+                am,
+                rng.getrandbits(1),
+                rng.getrandbits(1),
+                rng.getrandbits(32),
+                rng.getrandbits(32),
+                rng.randrange(-half, half),
+            )
 
     n = await _drive_fusion(dut, stim(), acc)
     assert n > count * 0.8

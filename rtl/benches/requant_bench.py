@@ -74,9 +74,13 @@ def _fits(out: Output, cfg: dict[str, int]) -> bool:
     """The export's accumulator bound: |A| + 2^(S-1) <= 2^(ACC-1) - 1, |P| in int PSUM_BITS, M, B in range."""
     lim = (1 << (cfg["ACC_BITS"] - 1)) - 1
     bb, pb, mb = cfg["BIAS_BITS"], cfg["PSUM_BITS"], cfg["MULT_BITS"]
-    return (abs(out.acc()) + (1 << (out.shift - 1)) <= lim and 1 <= out.shift <= 62
-            and 0 <= out.bias_shift <= out.shift and -(1 << (bb - 1)) <= out.bias < (1 << (bb - 1))
-            and all(0 <= m < (1 << mb) and -(1 << (pb - 1)) <= p < (1 << (pb - 1)) for m, p in out.beats))
+    return (
+        abs(out.acc()) + (1 << (out.shift - 1)) <= lim
+        and 1 <= out.shift <= 62
+        and 0 <= out.bias_shift <= out.shift
+        and -(1 << (bb - 1)) <= out.bias < (1 << (bb - 1))
+        and all(0 <= m < (1 << mb) and -(1 << (pb - 1)) <= p < (1 << (pb - 1)) for m, p in out.beats)
+    )
 
 
 async def _run(dut, outputs: list[Output], rng: random.Random, gaps: bool, signed: int) -> int:
@@ -84,8 +88,21 @@ async def _run(dut, outputs: list[Output], rng: random.Random, gaps: bool, signe
     ab, ob = cfg["ACC_BITS"], cfg["OUT_BITS"]
     amask = (1 << ab) - 1
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    for name in ("in_valid", "in_first", "in_last", "in_acc_ext", "psum", "mult", "bias", "bias_shift", "acc_in",
-                 "shift", "zero_point", "out_min", "out_max"):
+    for name in (
+        "in_valid",
+        "in_first",
+        "in_last",
+        "in_acc_ext",
+        "psum",
+        "mult",
+        "bias",
+        "bias_shift",
+        "acc_in",
+        "shift",
+        "zero_point",
+        "out_min",
+        "out_max",
+    ):
         getattr(dut, name).value = 0
     dut.rst_n.value = 0
     dut.en.value = 1
@@ -166,8 +183,9 @@ async def _run(dut, outputs: list[Output], rng: random.Random, gaps: bool, signe
         if acc_valid:
             got_acc = dut.acc_out.value.to_unsigned()
             if got_acc != acc_q:
-                raise AssertionError(f"acc_out (beat {beat}): expected {_signed(acc_q, ab)}, "
-                                     f"got {_signed(got_acc, ab)} at cycle {cycle}")
+                raise AssertionError(
+                    f"acc_out (beat {beat}): expected {_signed(acc_q, ab)}, got {_signed(got_acc, ab)} at cycle {cycle}"
+                )
         got_ov = int(dut.out_valid.value)
         assert got_ov == out_valid, f"out_valid at cycle {cycle}: expected {out_valid}, got {got_ov}"
         if out_valid and en:
@@ -196,8 +214,9 @@ def _random_output(rng: random.Random, cfg: dict[str, int], signed: int) -> Outp
         beats = []
         budget = (1 << (pb - 1)) - 1  # sum_h |P_h| fits int32 (the export's row bound)
         for _ in range(n_h):
-            m = rng.choice([rng.randrange(0, 1 << mb), rng.randrange(1 << (mb - 1), 1 << mb),
-                            rng.randrange(0, 1 << 12)])
+            m = rng.choice(
+                [rng.randrange(0, 1 << mb), rng.randrange(1 << (mb - 1), 1 << mb), rng.randrange(0, 1 << 12)]
+            )
             mag = rng.choice([budget, 1 << 20, 1 << 12, 300])
             p = rng.randrange(-mag, mag + 1) // n_h
             beats.append((m, p))

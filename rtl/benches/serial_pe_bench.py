@@ -154,17 +154,23 @@ async def _drive(dut, cfg: dict[str, int], stimulus: Iterable[Inputs]) -> int:
             "beat_ja_out": _unsigned(dut.beat_ja_out),
             "beat_jw_out": _unsigned(dut.beat_jw_out),
         }
-        want = {"psum_out": model.psum_out, "a_out": model.a_out, "w_out": model.w_reg,
-                "beat_valid_out": model.valid_out, "beat_ja_out": model.ja_out & ((1 << ib) - 1),
-                "beat_jw_out": model.jw_out & ((1 << ib) - 1)}
+        want = {
+            "psum_out": model.psum_out,
+            "a_out": model.a_out,
+            "w_out": model.w_reg,
+            "beat_valid_out": model.valid_out,
+            "beat_ja_out": model.ja_out & ((1 << ib) - 1),
+            "beat_jw_out": model.jw_out & ((1 << ib) - 1),
+        }
         if got != want:
             bad = {k: (want[k], got[k]) for k in want if want[k] != got[k]}
             raise AssertionError(f"cycle {cycle} ({x}): expected / got {bad}")
     return cycle + 1
 
 
-def _element(w: int, a: int, w_bits: int, a_bits: int, w_signed: int, a_signed: int, psum: int, serial: int,
-             load: bool = True) -> Iterator[Inputs]:
+def _element(
+    w: int, a: int, w_bits: int, a_bits: int, w_signed: int, a_signed: int, psum: int, serial: int, load: bool = True
+) -> Iterator[Inputs]:
     """Load ``w`` (one cycle), then the beats of activation ``a`` with ``psum_in = psum`` on every beat."""
     common = {"w_bits": w_bits, "a_bits": a_bits, "w_signed": w_signed, "a_signed": a_signed}
     if load:
@@ -191,8 +197,9 @@ async def serial_exhaustive(dut) -> None:
                     for a_signed in (0, 1):
                         for w in _operand_range(w_bits, w_signed):
                             for a in _operand_range(a_bits, a_signed):
-                                yield from _element(w, a, w_bits, a_bits, w_signed, a_signed,
-                                                    rng.randrange(-half, half), cfg["SERIAL"])
+                                yield from _element(
+                                    w, a, w_bits, a_bits, w_signed, a_signed, rng.randrange(-half, half), cfg["SERIAL"]
+                                )
 
     n = 4 * sum((1 << wb) * (1 << ab) for wb in widths for ab in widths)
     await _drive(dut, cfg, stim())
@@ -221,11 +228,19 @@ async def serial_random(dut) -> None:
             wr, ar = _operand_range(w_bits, w_signed), _operand_range(a_bits, a_signed)
             w, a = rng.randrange(wr.start, wr.stop), rng.randrange(ar.start, ar.stop)
             reload = rng.random() < 0.7
-            for x in _element(w, a, w_bits, a_bits, w_signed, a_signed, rng.randrange(-half, half), serial,
-                              load=reload):
+            for x in _element(
+                w, a, w_bits, a_bits, w_signed, a_signed, rng.randrange(-half, half), serial, load=reload
+            ):
                 while rng.random() < 0.15:  # a gap or a stall before this cycle
-                    idle = junk(Inputs(w_bits=w_bits, a_bits=a_bits, w_signed=w_signed, a_signed=a_signed,
-                                       psum_in=rng.randrange(-half, half)))
+                    idle = junk(
+                        Inputs(
+                            w_bits=w_bits,
+                            a_bits=a_bits,
+                            w_signed=w_signed,
+                            a_signed=a_signed,
+                            psum_in=rng.randrange(-half, half),
+                        )
+                    )
                     if rng.random() < 0.5:
                         idle.en = 0
                         idle.valid, idle.load_w = rng.randint(0, 1), rng.randint(0, 1)

@@ -58,9 +58,13 @@ async def reset(dut, zero_ports: tuple[str, ...]) -> None:
     await FallingEdge(dut.clk)
 
 
-async def run_jobs(dut, bench: str, zero_ports: tuple[str, ...],
-                   run_job: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
-                   describe: Callable[[dict[str, Any]], str]) -> None:
+async def run_jobs(
+    dut,
+    bench: str,
+    zero_ports: tuple[str, ...],
+    run_job: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    describe: Callable[[dict[str, Any]], str],
+) -> None:
     """Run every job of the bench input back to back after one reset; after each job, rewrite the results file
     and log ``describe(record)``. The first job with mismatches fails the test with its messages."""
     data = bench_input()
@@ -74,8 +78,9 @@ async def run_jobs(dut, bench: str, zero_ports: tuple[str, ...],
         write_results(data.get("results_path"), records)
         dut._log.info("%s: %s", record["name"], describe(record))
         if record["mismatches"]:
-            raise AssertionError(f"job {record['name']}: {record['mismatches']} mismatches; "
-                                 + "; ".join(record["messages"]))
+            raise AssertionError(
+                f"job {record['name']}: {record['mismatches']} mismatches; " + "; ".join(record["messages"])
+            )
 
 
 def write_results(path: str | None, records: list[dict[str, Any]]) -> None:
@@ -85,9 +90,19 @@ def write_results(path: str | None, records: list[dict[str, Any]]) -> None:
             tmp.write_text(json.dumps(records, indent=1))
 
 
-async def play_streams(dut, inputs: dict[str, list[int]], queue: deque, check: BeatCheck, rng: random.Random, *,
-                       gap_prob: float, stall_prob: float, max_cycles: int, label: str = "",
-                       cycle0: int = 0) -> StreamResult:
+async def play_streams(
+    dut,
+    inputs: dict[str, list[int]],
+    queue: deque,
+    check: BeatCheck,
+    rng: random.Random,
+    *,
+    gap_prob: float,
+    stall_prob: float,
+    max_cycles: int,
+    label: str = "",
+    cycle0: int = 0,
+) -> StreamResult:
     """Offer the beats of every input stream and take output beats until everything is sent, ``queue`` is empty
     and the top is idle. ``inputs`` maps a port prefix (``w`` for ``w_valid``/``w_ready``/``w_data``, ``in``
     for the activations) to its beats; each stream has its own random gaps.
@@ -96,8 +111,10 @@ async def play_streams(dut, inputs: dict[str, list[int]], queue: deque, check: B
     prefix = f"{label}: " if label else ""
     result = StreamResult()
     clk_fall = FallingEdge(dut.clk)
-    ports = {name: (getattr(dut, f"{name}_valid"), getattr(dut, f"{name}_ready"), getattr(dut, f"{name}_data"))
-             for name in inputs}
+    ports = {
+        name: (getattr(dut, f"{name}_valid"), getattr(dut, f"{name}_ready"), getattr(dut, f"{name}_data"))
+        for name in inputs
+    }
     out_valid_s, out_ready_s, out_data_s, out_last_s = dut.out_valid, dut.out_ready, dut.out_data, dut.out_last
     busy_s = dut.busy
     n_out = len(queue)
@@ -114,8 +131,10 @@ async def play_streams(dut, inputs: dict[str, list[int]], queue: deque, check: B
         cycle = cycle0 + result.cycles
         if result.cycles > max_cycles:
             taken = ", ".join(f"{sent[n]}/{len(b)} {n} beats taken" for n, b in inputs.items())
-            result.fail(f"{prefix}timeout after {max_cycles} cycles: {taken}, "
-                        f"{received}/{n_out} output beats received, busy={int(busy_s.value)}")
+            result.fail(
+                f"{prefix}timeout after {max_cycles} cycles: {taken}, "
+                f"{received}/{n_out} output beats received, busy={int(busy_s.value)}"
+            )
             break
         out_valid = int(out_valid_s.value)
         # inputs: after a random gap offer the next beat, then hold it until taken
@@ -136,8 +155,10 @@ async def play_streams(dut, inputs: dict[str, list[int]], queue: deque, check: B
             index = received
             received += 1
             if not queue:
-                result.fail(f"{prefix}unexpected output beat {index} (all {n_out} expected beats already "
-                            f"received) at cycle {cycle}")
+                result.fail(
+                    f"{prefix}unexpected output beat {index} (all {n_out} expected beats already "
+                    f"received) at cycle {cycle}"
+                )
                 continue
             last = int(out_last_s.value)
             for message in check(index, out_data_s.value.to_unsigned(), last, cycle):
@@ -150,8 +171,10 @@ async def play_streams(dut, inputs: dict[str, list[int]], queue: deque, check: B
         valid_s.value = 0
     out_ready_s.value = 0
     if queue:
-        result.fail(f"{prefix}scoreboard queue not empty: {len(queue)} of {n_out} output beats never arrived "
-                    f"(next expected (m={queue[0][0]}, n={queue[0][1]}))")
+        result.fail(
+            f"{prefix}scoreboard queue not empty: {len(queue)} of {n_out} output beats never arrived "
+            f"(next expected (m={queue[0][0]}, n={queue[0][1]}))"
+        )
     for name, beats in inputs.items():
         if sent[name] != len(beats):
             result.fail(f"{prefix}only {sent[name]} of {len(beats)} {name} beats were taken")

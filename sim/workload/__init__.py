@@ -66,8 +66,13 @@ __all__ = [
     "zoo_names",
 ]
 
-_ALIASES = {"allminilml6v2": "minilm_l6", "minilm": "minilm_l6", "bert": "bert_base",
-            "mobilenet": "mobilenet_v2", "vgg": "vgg16"}
+_ALIASES = {
+    "allminilml6v2": "minilm_l6",
+    "minilm": "minilm_l6",
+    "bert": "bert_base",
+    "mobilenet": "mobilenet_v2",
+    "vgg": "vgg16",
+}
 _SUFFIXES = (".csv", ".onnx", ".yaml", ".yml")
 
 
@@ -86,8 +91,9 @@ def _call_checked(fn: Callable[..., Workload], what: str, kwargs: dict[str, Any]
     allowed = [p for p in params if p not in ("path", "model", "example_input")]
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
-        raise InputError(f"{what}: unknown option(s) {', '.join(unknown)} "
-                         f"(allowed: {', '.join(allowed) if allowed else 'none'})")
+        raise InputError(
+            f"{what}: unknown option(s) {', '.join(unknown)} (allowed: {', '.join(allowed) if allowed else 'none'})"
+        )
     return fn(**kwargs)
 
 
@@ -116,16 +122,17 @@ def load_workload(name_or_path: str | os.PathLike[str], **kwargs: Any) -> Worklo
             if Path(text).exists():
                 is_path = True
             else:
-                raise InputError(f"unknown workload {text!r}: not in the zoo ({', '.join(zoo_names())}) "
-                                 f"and not a {'/'.join(_SUFFIXES)} file")
+                raise InputError(
+                    f"unknown workload {text!r}: not in the zoo ({', '.join(zoo_names())}) "
+                    f"and not a {'/'.join(_SUFFIXES)} file"
+                )
         else:
             return _call_checked(ZOO[zoo_name], f"workload {zoo_name!r}", kwargs)
 
     path = Path(text)
     suffix = path.suffix.lower()
     if suffix not in _SUFFIXES:
-        raise InputError(f"{path}: unknown workload file type {suffix or '(none)'!r} "
-                         f"(allowed: {', '.join(_SUFFIXES)})")
+        raise InputError(f"{path}: unknown workload file type {suffix or '(none)'!r} (allowed: {', '.join(_SUFFIXES)})")
     if not path.exists():
         raise InputError(f"{path}: no such workload file")
     if not path.is_file():
@@ -133,8 +140,7 @@ def load_workload(name_or_path: str | os.PathLike[str], **kwargs: Any) -> Worklo
     if suffix == ".csv":
         return _call_checked(read_topology_csv, str(path), kwargs) if kwargs else read_topology_csv(path)
     if suffix == ".onnx":
-        return _call_checked(lambda batch=1, dim_values=None: read_onnx(path, batch, dim_values), str(path),
-                             kwargs)
+        return _call_checked(lambda batch=1, dim_values=None: read_onnx(path, batch, dim_values), str(path), kwargs)
     return _call_checked(read_yaml_workload, str(path), kwargs) if kwargs else read_yaml_workload(path)
 
 
@@ -142,8 +148,11 @@ def load_workload(name_or_path: str | os.PathLike[str], **kwargs: Any) -> Worklo
 _SHORTHAND: dict[str, Callable[..., Layer]] = {"conv": conv, "gemm": gemm, "matmul": matmul}
 _PAIR_FIELDS = {"in_hw", "k", "pad"}
 _LAYER_FIELDS = tuple(f.name for f in dataclasses.fields(Layer))
-_LAYER_REQUIRED = tuple(f.name for f in dataclasses.fields(Layer)
-                        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+_LAYER_REQUIRED = tuple(
+    f.name
+    for f in dataclasses.fields(Layer)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
 _TOP_KEYS = ("name", "layers", "description")
 
 
@@ -169,8 +178,10 @@ def _layer_from_yaml(item: Any, where: str) -> Layer:
         allowed = ["type", *params]
         unknown = [k for k in item if k not in params and k != "type"]
         if unknown:
-            raise InputError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} for type {kind} "
-                             f"(allowed: {', '.join(allowed)})")
+            raise InputError(
+                f"{where}: unknown field(s) {', '.join(map(str, unknown))} for type {kind} "
+                f"(allowed: {', '.join(allowed)})"
+            )
         required = [p for p, v in params.items() if v.default is inspect.Parameter.empty]
         missing = [p for p in required if p not in item]
         if missing:
@@ -181,8 +192,9 @@ def _layer_from_yaml(item: Any, where: str) -> Layer:
                 continue
             if key in _PAIR_FIELDS and isinstance(value, list):
                 if len(value) != 2 or not all(_is_int(v) for v in value):
-                    raise InputError(f"{where}: field {key!r} must be an integer or a list of two integers, "
-                                     f"got {value!r}")
+                    raise InputError(
+                        f"{where}: field {key!r} must be an integer or a list of two integers, got {value!r}"
+                    )
                 value = tuple(value)
             elif not _is_int(value):
                 hint = " or a list of two integers" if key in _PAIR_FIELDS else ""
@@ -198,12 +210,15 @@ def _layer_from_yaml(item: Any, where: str) -> Layer:
 
     unknown = [k for k in item if k not in _LAYER_FIELDS]
     if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} "
-                         f"(allowed: type, or the Layer fields {', '.join(_LAYER_FIELDS)})")
+        raise InputError(
+            f"{where}: unknown field(s) {', '.join(map(str, unknown))} "
+            f"(allowed: type, or the Layer fields {', '.join(_LAYER_FIELDS)})"
+        )
     missing = [k for k in _LAYER_REQUIRED if k not in item]
     if missing:
-        raise InputError(f"{where}: missing field(s) {', '.join(missing)} (or use the 'type' shorthand: "
-                         f"{', '.join(_SHORTHAND)})")
+        raise InputError(
+            f"{where}: missing field(s) {', '.join(missing)} (or use the 'type' shorthand: {', '.join(_SHORTHAND)})"
+        )
     kind = item["kind"]
     if kind not in KINDS:
         raise InputError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -218,12 +233,14 @@ def read_yaml_workload(path: str | os.PathLike[str]) -> Workload:
     p = Path(path)
     data = read_yaml(p, "workload file")
     if not isinstance(data, dict):
-        raise InputError(f"{p}: a workload file must be a mapping with 'layers' (and optional 'name'), "
-                         f"got {type(data).__name__}")
+        raise InputError(
+            f"{p}: a workload file must be a mapping with 'layers' (and optional 'name'), got {type(data).__name__}"
+        )
     unknown = [k for k in data if k not in _TOP_KEYS]
     if unknown:
-        raise InputError(f"{p}: unknown top-level field(s) {', '.join(map(str, unknown))} "
-                         f"(allowed: {', '.join(_TOP_KEYS)})")
+        raise InputError(
+            f"{p}: unknown top-level field(s) {', '.join(map(str, unknown))} (allowed: {', '.join(_TOP_KEYS)})"
+        )
     name = data.get("name", p.stem)
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"{p}: field 'name' must be a non-empty string, got {name!r}")

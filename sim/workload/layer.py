@@ -36,8 +36,21 @@ MAX_DIM = 2**24
 #: re-streams the input can read).  With the chip bounds of :mod:`sim.config` (array sides <= 4096,
 #: DRAM bandwidth >= 0.01 bits per cycle) every int64 count of :mod:`sim.engine` stays below 2^63.
 MAX_LAYER_MACS = 2**48
-_SIZE_FIELDS = ("in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "groups", "out_h", "out_w", "batch", "pad",
-                "in_blocks")
+_SIZE_FIELDS = (
+    "in_h",
+    "in_w",
+    "in_c",
+    "out_c",
+    "k_h",
+    "k_w",
+    "stride",
+    "groups",
+    "out_h",
+    "out_w",
+    "batch",
+    "pad",
+    "in_blocks",
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,9 @@ class Layer:
             value = getattr(self, fname)
             lowest = 0 if fname == "pad" else 1
             if not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= MAX_DIM:
-                raise InputError(f"layer {self.name!r}: {fname} must be an integer in {lowest}..{MAX_DIM}, "
-                                 f"got {value!r}")
+                raise InputError(
+                    f"layer {self.name!r}: {fname} must be an integer in {lowest}..{MAX_DIM}, got {value!r}"
+                )
         if self.in_c % self.groups or self.out_c % self.groups:
             raise InputError(
                 f"layer {self.name!r}: groups={self.groups} must divide in_c={self.in_c} and out_c={self.out_c}"
@@ -77,16 +91,22 @@ class Layer:
         if self.kind == "conv" and self.groups != 1:
             raise InputError(f"layer {self.name!r}: a grouped conv must have kind 'dwconv', not 'conv'")
         if self.in_blocks > self.in_c // self.groups:
-            raise InputError(f"layer {self.name!r}: in_blocks={self.in_blocks} exceeds the "
-                             f"{self.in_c // self.groups} input channels per group")
+            raise InputError(
+                f"layer {self.name!r}: in_blocks={self.in_blocks} exceeds the "
+                f"{self.in_c // self.groups} input channels per group"
+            )
         pixels = self.batch * self.in_h * self.in_w
         if self.macs > MAX_LAYER_MACS:
-            raise InputError(f"layer {self.name!r} is too large: {self.macs:.4g} MACs exceed the limit of 2^48 "
-                             f"({MAX_LAYER_MACS:.4g}) per layer")
+            raise InputError(
+                f"layer {self.name!r} is too large: {self.macs:.4g} MACs exceed the limit of 2^48 "
+                f"({MAX_LAYER_MACS:.4g}) per layer"
+            )
         if pixels * self.weight_elems > MAX_LAYER_MACS:
-            raise InputError(f"layer {self.name!r} is too large: input pixels x weights = {pixels} x "
-                             f"{self.weight_elems} = {pixels * self.weight_elems:.4g} exceeds the limit of 2^48 "
-                             f"({MAX_LAYER_MACS:.4g}) per layer")
+            raise InputError(
+                f"layer {self.name!r} is too large: input pixels x weights = {pixels} x "
+                f"{self.weight_elems} = {pixels * self.weight_elems:.4g} exceeds the limit of 2^48 "
+                f"({MAX_LAYER_MACS:.4g}) per layer"
+            )
 
     # GEMM view --------------------------------------------------------------------------
     @property
@@ -132,8 +152,12 @@ class Layer:
         Differs from :attr:`ifmap_elems` when stride > kernel (skipped pixels) or when windows
         run past the input (SCALE-Sim's ceil rule); padding is never stored.
         """
-        return self.batch * _span(self.in_h, self.k_h, self.stride, self.pad, self.out_h) \
-            * _span(self.in_w, self.k_w, self.stride, self.pad, self.out_w) * self.in_c
+        return (
+            self.batch
+            * _span(self.in_h, self.k_h, self.stride, self.pad, self.out_h)
+            * _span(self.in_w, self.k_w, self.stride, self.pad, self.out_w)
+            * self.in_c
+        )
 
     @property
     def weight_elems(self) -> int:
@@ -163,9 +187,18 @@ def _span(size: int, k: int, stride: int, pad: int, out: int) -> int:
     return inside + sum(max(0, min(size, o * stride - pad + k) - max(0, o * stride - pad)) for o in edges)
 
 
-def conv(name: str, in_hw: int | tuple[int, int], in_c: int, out_c: int, k: int | tuple[int, int],
-         stride: int = 1, pad: int | tuple[int, int] = 0, groups: int = 1, batch: int = 1,
-         in_blocks: int = 1) -> Layer:
+def conv(
+    name: str,
+    in_hw: int | tuple[int, int],
+    in_c: int,
+    out_c: int,
+    k: int | tuple[int, int],
+    stride: int = 1,
+    pad: int | tuple[int, int] = 0,
+    groups: int = 1,
+    batch: int = 1,
+    in_blocks: int = 1,
+) -> Layer:
     """A conv with PyTorch's output size rule, floor((H + 2p - k) / s) + 1."""
     ih, iw = (in_hw, in_hw) if isinstance(in_hw, int) else in_hw
     kh, kw = (k, k) if isinstance(k, int) else k
@@ -176,21 +209,35 @@ def conv(name: str, in_hw: int | tuple[int, int], in_c: int, out_c: int, k: int 
         raise InputError(f"layer {name!r}: kernel {kh}x{kw} larger than padded input {ih}x{iw}")
     if ph != pw:
         raise InputError(f"layer {name!r}: asymmetric padding {ph}x{pw} is not supported")
-    return Layer(name, "dwconv" if groups > 1 else "conv", ih, iw, in_c, out_c, kh, kw, stride,
-                 groups, oh, ow, batch, ph, in_blocks)
+    return Layer(
+        name,
+        "dwconv" if groups > 1 else "conv",
+        ih,
+        iw,
+        in_c,
+        out_c,
+        kh,
+        kw,
+        stride,
+        groups,
+        oh,
+        ow,
+        batch,
+        ph,
+        in_blocks,
+    )
 
 
-def gemm(name: str, tokens: int, in_features: int, out_features: int, batch: int = 1,
-         in_blocks: int = 1) -> Layer:
+def gemm(name: str, tokens: int, in_features: int, out_features: int, batch: int = 1, in_blocks: int = 1) -> Layer:
     """A Linear layer applied to ``tokens`` rows: [tokens, in] x [in, out]."""
-    return Layer(name, "gemm", 1, tokens, in_features, out_features, out_h=1, out_w=tokens, batch=batch,
-                 in_blocks=in_blocks)
+    return Layer(
+        name, "gemm", 1, tokens, in_features, out_features, out_h=1, out_w=tokens, batch=batch, in_blocks=in_blocks
+    )
 
 
 def matmul(name: str, rows: int, inner: int, cols: int, heads: int = 1, batch: int = 1) -> Layer:
     """Activation x activation product per head: [rows, inner] x [inner, cols]."""
-    return Layer(name, "matmul", 1, rows, inner * heads, cols * heads, groups=heads, out_h=1,
-                 out_w=rows, batch=batch)
+    return Layer(name, "matmul", 1, rows, inner * heads, cols * heads, groups=heads, out_h=1, out_w=rows, batch=batch)
 
 
 @dataclass(frozen=True)
@@ -217,10 +264,13 @@ class Workload:
         if self.consumers is not None:
             n = len(self.layers)
             if len(self.consumers) != n or any(
-                    isinstance(c, bool) or not isinstance(c, int) or not (c == -1 or i < c < n)
-                    for i, c in enumerate(self.consumers)):
-                raise InputError(f"workload {self.name!r}: consumers must give, per layer, -1 or the index of a "
-                                 f"later layer, got {self.consumers!r}")
+                isinstance(c, bool) or not isinstance(c, int) or not (c == -1 or i < c < n)
+                for i, c in enumerate(self.consumers)
+            ):
+                raise InputError(
+                    f"workload {self.name!r}: consumers must give, per layer, -1 or the index of a "
+                    f"later layer, got {self.consumers!r}"
+                )
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -234,18 +284,42 @@ class Workload:
         ``in_blocks = min(n_h, input channels per group)`` (PTQ-SL's own clamp); matmul layers keep 1."""
         if isinstance(n_h, bool) or not isinstance(n_h, int) or n_h < 1:
             raise InputError(f"in_blocks must be a positive integer, got {n_h!r}")
-        return Workload(self.name, tuple(
-            dataclasses.replace(layer, in_blocks=min(n_h, layer.in_c // layer.groups)) if layer.has_weights
-            else layer for layer in self.layers), self.consumers)
+        return Workload(
+            self.name,
+            tuple(
+                dataclasses.replace(layer, in_blocks=min(n_h, layer.in_c // layer.groups))
+                if layer.has_weights
+                else layer
+                for layer in self.layers
+            ),
+            self.consumers,
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer with the shape fields and the GEMM view."""
         rows = []
         for i, l in enumerate(self.layers):
-            rows.append({"layer": i, "name": l.name, "kind": l.kind, "batch": l.batch, "in_h": l.in_h,
-                         "in_w": l.in_w, "in_c": l.in_c, "out_c": l.out_c, "k_h": l.k_h, "k_w": l.k_w,
-                         "stride": l.stride, "groups": l.groups, "out_h": l.out_h, "out_w": l.out_w,
-                         "in_blocks": l.in_blocks, "M": l.M, "K": l.K, "N": l.N, "macs": l.macs})
+            rows.append(
+                {
+                    "layer": i,
+                    "name": l.name,
+                    "kind": l.kind,
+                    "batch": l.batch,
+                    "in_h": l.in_h,
+                    "in_w": l.in_w,
+                    "in_c": l.in_c,
+                    "out_c": l.out_c,
+                    "k_h": l.k_h,
+                    "k_w": l.k_w,
+                    "stride": l.stride,
+                    "groups": l.groups,
+                    "out_h": l.out_h,
+                    "out_w": l.out_w,
+                    "in_blocks": l.in_blocks,
+                    "M": l.M,
+                    "K": l.K,
+                    "N": l.N,
+                    "macs": l.macs,
+                }
+            )
         return pd.DataFrame(rows)
-
-

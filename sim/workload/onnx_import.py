@@ -43,7 +43,8 @@ _CONV_OPS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
 _MATMUL_OPS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3), "Gemm": (0, 1)}
 MODELLED_OPS = frozenset(_CONV_OPS) | frozenset(_MATMUL_OPS)
 
-IGNORED_OPS = frozenset("""
+IGNORED_OPS = frozenset(
+    """
     Relu LeakyRelu PRelu Elu Selu Celu Sigmoid HardSigmoid HardSwish Swish Tanh Softplus Softsign Gelu
     Erf Mish ThresholdedRelu Clip Exp Log Abs Neg Reciprocal Floor Ceil Round Sign Sqrt Pow Sin Cos
     Add Sub Mul Div Mod Max Min Mean Sum Where Equal Greater GreaterOrEqual Less LessOrEqual
@@ -57,7 +58,8 @@ IGNORED_OPS = frozenset("""
     ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSumExp
     Softmax LogSoftmax Hardmax Dropout
     QuantizeLinear DequantizeLinear DynamicQuantizeLinear
-""".split())
+""".split()
+)
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -119,8 +121,7 @@ def _broadcast(a: Sequence[int], b: Sequence[int], where: str) -> list[int]:
     return out
 
 
-def _begin_pad(attrs: Mapping[str, Any], size: Sequence[int], k: Sequence[int], out: Sequence[int],
-               where: str) -> int:
+def _begin_pad(attrs: Mapping[str, Any], size: Sequence[int], k: Sequence[int], out: Sequence[int], where: str) -> int:
     """The leading (top/left) zero padding of an ONNX Conv, which :class:`Layer` stores as ``pad``.
 
     A 1-D conv stores 0: ``pad`` applies to both axes and the height axis of a 1-D conv has none.
@@ -142,13 +143,11 @@ def _begin_pad(attrs: Mapping[str, Any], size: Sequence[int], k: Sequence[int], 
     if len(size) == 1:
         return 0
     if len(set(begins)) != 1:
-        raise InputError(f"{where}: different leading paddings {begins} along height and width are not "
-                         "supported")
+        raise InputError(f"{where}: different leading paddings {begins} along height and width are not supported")
     return int(begins[0])
 
 
-def product_layer(name: str, a: Sequence[int], b: Sequence[int], a_static: bool, b_static: bool,
-                  where: str) -> Layer:
+def product_layer(name: str, a: Sequence[int], b: Sequence[int], a_static: bool, b_static: bool, where: str) -> Layer:
     """The layer of a (broadcasting, ``numpy.matmul``-style) product ``a @ b`` of two shapes.
 
     * A constant operand (weights) makes a ``gemm``: ``[..., T, K] x [K, N]`` has ``T`` tokens
@@ -174,8 +173,9 @@ def product_layer(name: str, a: Sequence[int], b: Sequence[int], a_static: bool,
         else:  # weights [M, K] x activations [..., K, N]
             rows, out, w_lead = n, m, lead_a
         if _prod(w_lead) != 1:
-            raise InputError(f"{where}: a constant operand with batch dimensions ({list(a)} x {list(b)}) "
-                             "is not supported")
+            raise InputError(
+                f"{where}: a constant operand with batch dimensions ({list(a)} x {list(b)}) is not supported"
+            )
         if lead:
             return gemm(name, rows, k_a, out, batch=_prod(lead))
         return gemm(name, 1, k_a, out, batch=rows)
@@ -184,8 +184,7 @@ def product_layer(name: str, a: Sequence[int], b: Sequence[int], a_static: bool,
     return matmul(name, m, k_a, n, heads=heads, batch=_prod(lead) // heads)
 
 
-def read_onnx(path: str | os.PathLike[str], batch: int = 1,
-              dim_values: Mapping[str, int] | None = None) -> Workload:
+def read_onnx(path: str | os.PathLike[str], batch: int = 1, dim_values: Mapping[str, int] | None = None) -> Workload:
     """Read the conv / gemm / matmul layers of an ONNX model, in graph order.
 
     ``batch`` fills a symbolic leading dimension of the graph inputs (a fixed one is kept);
@@ -286,8 +285,9 @@ def read_onnx(path: str | os.PathLike[str], batch: int = 1,
                 raise InputError(f"{where}: missing {role} input")
             dims = shapes.get(tensor)
             if dims is None or any(not isinstance(d, int) or d < 1 for d in dims):
-                raise InputError(f"{where}: shape of {role} {tensor!r} is unknown after shape inference "
-                                 f"(got {dims}); {hint}")
+                raise InputError(
+                    f"{where}: shape of {role} {tensor!r} is unknown after shape inference (got {dims}); {hint}"
+                )
             return dims
 
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -297,8 +297,9 @@ def read_onnx(path: str | os.PathLike[str], batch: int = 1,
             out_name = node.output[0]
             y = shapes.get(out_name)
             if y is None or any(not isinstance(d, int) or d < 1 for d in y):
-                raise InputError(f"{where}: shape of output {out_name!r} is unknown after shape inference "
-                                 f"(got {y}); {hint}")
+                raise InputError(
+                    f"{where}: shape of output {out_name!r} is unknown after shape inference (got {y}); {hint}"
+                )
             if len(x) == 3:  # 1-D conv: [N, C, L]
                 in_hw, k_hw, out_hw = (1, x[2]), (1, w[2]), (1, y[2])
             elif len(x) == 4:
@@ -307,12 +308,29 @@ def read_onnx(path: str | os.PathLike[str], batch: int = 1,
                 raise InputError(f"{where}: only 1-D and 2-D convolutions are supported, input shape is {x}")
             strides = list(attrs.get("strides", [1] * (len(x) - 2)))
             if len(set(strides)) != 1:
-                raise InputError(f"{where}: unequal strides {strides} are not supported (lowbit layers have "
-                                 "one stride)")
+                raise InputError(
+                    f"{where}: unequal strides {strides} are not supported (lowbit layers have one stride)"
+                )
             groups = int(attrs.get("group", 1))
             pad = _begin_pad(attrs, x[2:], w[2:], y[2:], where)
-            layers.append(Layer(name, "dwconv" if groups > 1 else "conv", in_hw[0], in_hw[1], x[1], w[0],
-                                k_hw[0], k_hw[1], int(strides[0]), groups, out_hw[0], out_hw[1], x[0], pad))
+            layers.append(
+                Layer(
+                    name,
+                    "dwconv" if groups > 1 else "conv",
+                    in_hw[0],
+                    in_hw[1],
+                    x[1],
+                    w[0],
+                    k_hw[0],
+                    k_hw[1],
+                    int(strides[0]),
+                    groups,
+                    out_hw[0],
+                    out_hw[1],
+                    x[0],
+                    pad,
+                )
+            )
             continue
 
         ai, bi = _MATMUL_OPS[node.op_type]
@@ -324,8 +342,9 @@ def read_onnx(path: str | os.PathLike[str], batch: int = 1,
                 a = [a[1], a[0]]
             if attrs.get("transB", 0):
                 b = [b[1], b[0]]
-        layers.append(product_layer(name, a, b, a_static=node.input[ai] in static,
-                                    b_static=node.input[bi] in static, where=where))
+        layers.append(
+            product_layer(name, a, b, a_static=node.input[ai] in static, b_static=node.input[bi] in static, where=where)
+        )
 
     if not layers:
         raise InputError(f"{p}: no Conv, Gemm or MatMul nodes, so no layers to model")

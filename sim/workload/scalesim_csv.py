@@ -21,8 +21,16 @@ from sim.workload.layer import MAX_DIM, Layer, Workload
 
 __all__ = ["read_topology_csv", "write_topology_csv", "scalesim_out_size", "HEADER"]
 
-HEADER = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
-          "Num Filter", "Strides")
+HEADER = (
+    "Layer name",
+    "IFMAP Height",
+    "IFMAP Width",
+    "Filter Height",
+    "Filter Width",
+    "Channels",
+    "Num Filter",
+    "Strides",
+)
 
 # normalized column name -> internal key
 _COLUMNS = {
@@ -41,8 +49,15 @@ _COLUMNS = {
     "batch size": "batch",
     "batch": "batch",
 }
-_REQUIRED = {"name": "Layer name", "in_h": "IFMAP Height", "in_w": "IFMAP Width", "k_h": "Filter Height",
-             "k_w": "Filter Width", "in_c": "Channels", "out_c": "Num Filter"}
+_REQUIRED = {
+    "name": "Layer name",
+    "in_h": "IFMAP Height",
+    "in_w": "IFMAP Width",
+    "k_h": "Filter Height",
+    "k_w": "Filter Width",
+    "in_c": "Channels",
+    "out_c": "Num Filter",
+}
 
 
 def scalesim_out_size(size: int, k: int, stride: int) -> int:
@@ -87,7 +102,8 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
         if key is None:
             raise InputError(
                 f"{p}:{header_line}: unknown column {label!r} (expected the SCALE-Sim topology header: "
-                f"{', '.join(HEADER)}, with optional Batch Size)")
+                f"{', '.join(HEADER)}, with optional Batch Size)"
+            )
         if key in columns:
             raise InputError(f"{p}:{header_line}: column {label!r} appears twice")
         columns[key] = pos
@@ -97,8 +113,10 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
     if not has_stride:
         missing.append("Strides")
     if missing:
-        raise InputError(f"{p}:{header_line}: missing column(s) {', '.join(missing)} "
-                         f"(expected the SCALE-Sim topology header: {', '.join(HEADER)},)")
+        raise InputError(
+            f"{p}:{header_line}: missing column(s) {', '.join(missing)} "
+            f"(expected the SCALE-Sim topology header: {', '.join(HEADER)},)"
+        )
     if "stride" in columns and ("stride_h" in columns or "stride_w" in columns):
         raise InputError(f"{p}:{header_line}: give either Strides or Stride Height/Stride Width, not both")
 
@@ -110,8 +128,7 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
     for lineno, line in numbered[1:]:
         fields = _split(line)
         if len(fields) != len(header):
-            raise InputError(f"{p}:{lineno}: expected {len(header)} fields ({', '.join(header)}), "
-                             f"got {len(fields)}")
+            raise InputError(f"{p}:{lineno}: expected {len(header)} fields ({', '.join(header)}), got {len(fields)}")
         name = fields[columns["name"]]
         if not name:
             raise InputError(f"{p}:{lineno}: column {labels['name']!r} is empty")
@@ -127,28 +144,47 @@ def read_topology_csv(path: str | os.PathLike[str]) -> Workload:
             try:
                 value = int(raw)
             except ValueError:
-                raise InputError(f"{p}:{lineno}: column {labels[key]!r} must be an integer, got {raw!r}") \
-                    from None
+                raise InputError(f"{p}:{lineno}: column {labels[key]!r} must be an integer, got {raw!r}") from None
             if not 1 <= value <= MAX_DIM:
-                raise InputError(f"{p}:{lineno}: column {labels[key]!r} must be positive and at most {MAX_DIM}, "
-                                 f"got {raw}")
+                raise InputError(
+                    f"{p}:{lineno}: column {labels[key]!r} must be positive and at most {MAX_DIM}, got {raw}"
+                )
             values[key] = value
         if "stride" in values:
             stride = values["stride"]
         else:
             if values["stride_h"] != values["stride_w"]:
-                raise InputError(f"{p}:{lineno}: unequal strides {values['stride_h']} and "
-                                 f"{values['stride_w']} are not supported (lowbit layers have one stride)")
+                raise InputError(
+                    f"{p}:{lineno}: unequal strides {values['stride_h']} and "
+                    f"{values['stride_w']} are not supported (lowbit layers have one stride)"
+                )
             stride = values["stride_h"]
         for k_key, in_key in (("k_h", "in_h"), ("k_w", "in_w")):
             if values[k_key] > values[in_key]:
-                raise InputError(f"{p}:{lineno}: column {labels[k_key]!r} = {values[k_key]} is larger than "
-                                 f"{labels[in_key]!r} = {values[in_key]} (SCALE-Sim applies no padding)")
+                raise InputError(
+                    f"{p}:{lineno}: column {labels[k_key]!r} = {values[k_key]} is larger than "
+                    f"{labels[in_key]!r} = {values[in_key]} (SCALE-Sim applies no padding)"
+                )
         out_h = scalesim_out_size(values["in_h"], values["k_h"], stride)
         out_w = scalesim_out_size(values["in_w"], values["k_w"], stride)
         try:
-            layers.append(Layer(name, "conv", values["in_h"], values["in_w"], values["in_c"], values["out_c"],
-                                values["k_h"], values["k_w"], stride, 1, out_h, out_w, values.get("batch", 1)))
+            layers.append(
+                Layer(
+                    name,
+                    "conv",
+                    values["in_h"],
+                    values["in_w"],
+                    values["in_c"],
+                    values["out_c"],
+                    values["k_h"],
+                    values["k_w"],
+                    stride,
+                    1,
+                    out_h,
+                    out_w,
+                    values.get("batch", 1),
+                )
+            )
         except InputError as exc:
             raise InputError(f"{p}:{lineno}: {exc}") from None
     return Workload(p.stem, tuple(layers))
@@ -184,16 +220,20 @@ def write_topology_csv(workload: Workload, path: str | os.PathLike[str]) -> None
             raise InputError(f"{p}: layer name {layer.name!r} contains a comma or line break")
         if layer.kind == "conv":
             if layer.batch != 1:
-                raise InputError(f"{p}: layer {layer.name!r} has batch={layer.batch}; the SCALE-Sim topology "
-                                 "CSV has no batch for convs")
+                raise InputError(
+                    f"{p}: layer {layer.name!r} has batch={layer.batch}; the SCALE-Sim topology "
+                    "CSV has no batch for convs"
+                )
             h = _ifmap_side(layer.in_h, layer.k_h, layer.stride, layer.out_h)
             w = _ifmap_side(layer.in_w, layer.k_w, layer.stride, layer.out_w)
             fields = [h, w, layer.k_h, layer.k_w, layer.in_c, layer.out_c, layer.stride]
         elif layer.kind == "gemm":
             fields = [layer.batch * layer.out_h, layer.out_w, 1, 1, layer.K, layer.N, 1]
         else:
-            raise InputError(f"{p}: layer {layer.name!r} has kind {layer.kind!r}, which a SCALE-Sim topology "
-                             "CSV cannot express (allowed: conv, gemm)")
+            raise InputError(
+                f"{p}: layer {layer.name!r} has kind {layer.kind!r}, which a SCALE-Sim topology "
+                "CSV cannot express (allowed: conv, gemm)"
+            )
         rows.append(",".join([layer.name, *map(str, fields)]) + ",")
     try:
         p.write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -36,7 +36,8 @@ from sim.workload.onnx_import import product_layer
 
 __all__ = ["from_torch", "IGNORABLE_MODULES"]
 
-IGNORABLE_MODULES = tuple("""
+IGNORABLE_MODULES = tuple(
+    """
     BatchNorm1d BatchNorm2d BatchNorm3d SyncBatchNorm LazyBatchNorm1d LazyBatchNorm2d LazyBatchNorm3d
     LayerNorm GroupNorm InstanceNorm1d InstanceNorm2d InstanceNorm3d LocalResponseNorm RMSNorm
     ReLU ReLU6 LeakyReLU PReLU RReLU ELU SELU CELU GELU SiLU Mish Sigmoid Tanh Hardtanh Hardswish
@@ -52,15 +53,15 @@ IGNORABLE_MODULES = tuple("""
     ReflectionPad2d ReflectionPad3d ReplicationPad1d ReplicationPad2d ReplicationPad3d
     CircularPad1d CircularPad2d CircularPad3d
     Embedding EmbeddingBag
-""".split())
+""".split()
+)
 
 
 def _shape(t: Any) -> list[int]:
     return [int(d) for d in t.shape]
 
 
-def from_torch(model: Any, example_input: Any, name: str | None = None,
-               ignore: Iterable[type | str] = ()) -> Workload:
+def from_torch(model: Any, example_input: Any, name: str | None = None, ignore: Iterable[type | str] = ()) -> Workload:
     """Run ``model`` once on ``example_input`` and return its conv / gemm / matmul layers.
 
     ``example_input`` is a tensor, a tuple/list of positional inputs, or a mapping of keyword
@@ -164,11 +165,28 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                 problems[f"{mname} ({type(module).__name__} with different paddings {module.padding})"] = None
                 return
             pad = int(begins.pop())
-        added(Layer(label, "dwconv" if g > 1 else "conv", in_hw[0], in_hw[1], xs[1], ys[1],
-                    int(k_hw[0]), int(k_hw[1]), int(strides[0]), g, out_hw[0], out_hw[1], xs[0], pad))
+        added(
+            Layer(
+                label,
+                "dwconv" if g > 1 else "conv",
+                in_hw[0],
+                in_hw[1],
+                xs[1],
+                ys[1],
+                int(k_hw[0]),
+                int(k_hw[1]),
+                int(strides[0]),
+                g,
+                out_hw[0],
+                out_hw[1],
+                xs[0],
+                pad,
+            )
+        )
 
     handles = []
     for mname, module in model.named_modules():
+
         def push(_m: Any, _args: Any, mname: str = mname) -> None:
             context.append(mname)
 
@@ -176,6 +194,7 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
             context.pop()
 
         if isinstance(module, supported):
+
             def enter(m: Any, args: Any, mname: str = mname) -> None:
                 context.append(mname)
                 pending.append(sources(args) if depth[0] == 0 else frozenset())
@@ -200,18 +219,44 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
         if isinstance(module, ignorable + ignore_types) or mname in ignore_names:
             continue
         if any(True for _ in module.parameters(recurse=False)):
+
             def flag(m: Any, args: Any, mname: str = mname) -> None:
                 problems[f"{mname or '<model>'} ({type(m).__name__})"] = None
 
             handles.append(module.register_forward_pre_hook(flag))
 
-    products = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm,
-                torch.mm, torch.Tensor.mm}
+    products = {
+        torch.matmul,
+        torch.Tensor.matmul,
+        torch.Tensor.__matmul__,
+        torch.bmm,
+        torch.Tensor.bmm,
+        torch.mm,
+        torch.Tensor.mm,
+    }
     reversed_products = {torch.Tensor.__rmatmul__}
-    uncaptured = {F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
-                  F.conv_transpose3d, F.bilinear, torch.einsum, torch.addmm, torch.baddbmm, torch.addbmm,
-                  torch.addmv, torch.mv, torch.Tensor.mv, torch.tensordot, torch.Tensor.addmm,
-                  torch.Tensor.baddbmm, torch.chain_matmul, torch.linalg.multi_dot}
+    uncaptured = {
+        F.linear,
+        F.conv1d,
+        F.conv2d,
+        F.conv3d,
+        F.conv_transpose1d,
+        F.conv_transpose2d,
+        F.conv_transpose3d,
+        F.bilinear,
+        torch.einsum,
+        torch.addmm,
+        torch.baddbmm,
+        torch.addbmm,
+        torch.addmv,
+        torch.mv,
+        torch.Tensor.mv,
+        torch.tensordot,
+        torch.Tensor.addmm,
+        torch.Tensor.baddbmm,
+        torch.chain_matmul,
+        torch.linalg.multi_dot,
+    }
 
     def where() -> str:
         return context[-1] if context else ""
@@ -231,10 +276,16 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                 a, b = (args[1], args[0]) if func in reversed_products else (args[0], args[1])
                 if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
                     label = unique(prefixed("matmul"))
-                    index = added(product_layer(label, _shape(a), _shape(b),
-                                                a_static=isinstance(a, nn.Parameter),
-                                                b_static=isinstance(b, nn.Parameter),
-                                                where=f"from_torch: {label}"))
+                    index = added(
+                        product_layer(
+                            label,
+                            _shape(a),
+                            _shape(b),
+                            a_static=isinstance(a, nn.Parameter),
+                            b_static=isinstance(b, nn.Parameter),
+                            where=f"from_torch: {label}",
+                        )
+                    )
                     consumed(srcs, index)
                     out_srcs = frozenset({index})
             elif func is F.scaled_dot_product_attention:
@@ -245,11 +296,16 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
                 lead, t, d, s = qs[:-2], qs[-2], qs[-1], ks[-2]
                 base = prefixed("sdpa")
                 reads = {"scores": sources(q, k), "context": sources(v)}
-                for op, a_shape, b_shape in (("scores", [*lead, t, d], [*lead, d, s]),
-                                             ("context", [*lead, t, s], [*lead, s, vs[-1]])):
+                for op, a_shape, b_shape in (
+                    ("scores", [*lead, t, d], [*lead, d, s]),
+                    ("context", [*lead, t, s], [*lead, s, vs[-1]]),
+                ):
                     label = unique(f"{base}.{op}")
-                    index = added(product_layer(label, a_shape, b_shape, a_static=False, b_static=False,
-                                                where=f"from_torch: {label}"))
+                    index = added(
+                        product_layer(
+                            label, a_shape, b_shape, a_static=False, b_static=False, where=f"from_torch: {label}"
+                        )
+                    )
                     consumed(reads[op] | (frozenset({index - 1}) if op == "context" else frozenset()), index)
                     out_srcs = frozenset({index})
             elif func in uncaptured:
@@ -282,8 +338,7 @@ def from_torch(model: Any, example_input: Any, name: str | None = None,
         model.train(was_training)
 
     if problems:
-        raise InputError(f"from_torch({wl_name}): unsupported layers (MACs would be lost): "
-                         f"{'; '.join(problems)}")
+        raise InputError(f"from_torch({wl_name}): unsupported layers (MACs would be lost): {'; '.join(problems)}")
     if not layers:
         raise InputError(f"from_torch({wl_name}): no Conv1d, Conv2d, Linear or matmul calls, so no layers")
     return Workload(wl_name, tuple(layers), tuple(consumers))

@@ -90,8 +90,15 @@ def resnet50(batch: int = 1) -> Workload:
 
 # MobileNetV2 -------------------------------------------------------------------------------
 # (expansion t, output channels c, repeats n, first stride s), Sandler et al., CVPR 2018, Table 2.
-_MOBILENET_V2_CFG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                     (6, 160, 3, 2), (6, 320, 1, 1))
+_MOBILENET_V2_CFG = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def mobilenet_v2(batch: int = 1) -> Workload:
@@ -116,8 +123,7 @@ def mobilenet_v2(batch: int = 1) -> Workload:
             if t != 1:
                 layers.append(conv(f"{p}.0.0", hw, in_c, hidden, 1, batch=batch))
                 j = 1
-            layers.append(conv(f"{p}.{j}.0", hw, hidden, hidden, 3, stride=stride, pad=1, groups=hidden,
-                               batch=batch))
+            layers.append(conv(f"{p}.{j}.0", hw, hidden, hidden, 3, stride=stride, pad=1, groups=hidden, batch=batch))
             hw = _out(hw, 3, stride, 1)
             layers.append(conv(f"{p}.{j + 1}", hw, hidden, c, 1, batch=batch))
             in_c = c
@@ -143,8 +149,7 @@ def vgg16(batch: int = 1) -> Workload:
             hw //= 2
             continue
         assert isinstance(item, int)
-        layers.append(conv(f"features.{2 * i - _VGG16_CFG[:i].count('M')}", hw, in_c, item, 3, pad=1,
-                           batch=batch))
+        layers.append(conv(f"features.{2 * i - _VGG16_CFG[:i].count('M')}", hw, in_c, item, 3, pad=1, batch=batch))
         in_c = item
     flat = in_c * hw * hw  # 512 x 7 x 7 = 25088 (the adaptive average pool is the identity at 224)
     for idx, (k, n) in zip((0, 3, 6), ((flat, 4096), (4096, 4096), (4096, 1000)), strict=True):
@@ -153,8 +158,7 @@ def vgg16(batch: int = 1) -> Workload:
 
 
 # Transformer encoders ----------------------------------------------------------------------
-def _encoder(name: str, n_layers: int, hidden: int, heads: int, ffn: int, seq_len: int,
-             batch: int) -> Workload:
+def _encoder(name: str, n_layers: int, hidden: int, heads: int, ffn: int, seq_len: int, batch: int) -> Workload:
     """A post-norm BERT encoder stack: per layer Q, K, V projections, the attention scores
     ``Q K^T`` and ``softmax x V`` per head, the attention output projection, FFN up and down.
     Embeddings (lookups), layer norms, softmax and GELU carry no MACs and are left out; so is
@@ -171,7 +175,7 @@ def _encoder(name: str, n_layers: int, hidden: int, heads: int, ffn: int, seq_le
             gemm(f"{p}.attn.q", t, hidden, hidden, batch=batch),
             gemm(f"{p}.attn.k", t, hidden, hidden, batch=batch),
             gemm(f"{p}.attn.v", t, hidden, hidden, batch=batch),
-            matmul(f"{p}.attn.scores", t, d, t, heads=heads * batch),   # [T, d] x [d, T] per head
+            matmul(f"{p}.attn.scores", t, d, t, heads=heads * batch),  # [T, d] x [d, T] per head
             matmul(f"{p}.attn.context", t, t, d, heads=heads * batch),  # [T, T] x [T, d] per head
             gemm(f"{p}.attn.out", t, hidden, hidden, batch=batch),
             gemm(f"{p}.ffn.up", t, hidden, ffn, batch=batch),

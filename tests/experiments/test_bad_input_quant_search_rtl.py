@@ -26,13 +26,31 @@ from cli_run import assert_bad_input, run_cli
 #: Modules that bind a tripwired function by name (``from quant.fakequant import calibrate_activations``): each keeps
 #: the object it finds at its first import, so they are all imported before any tripwire is set -- otherwise a module
 #: first imported inside a case would keep the tripwire for the rest of the session.
-BINDING_MODULES = ("experiments.cli", "experiments.digits_exports", "experiments.docs_numbers", "experiments.measure",
-                   "experiments.minilm_study", "experiments.pareto_study", "experiments.pipeline",
-                   "experiments.ptq_sl_study",
-                   "experiments.quantize", "experiments.real_demo", "experiments.train", "experiments.training_study",
-                   "experiments.user_inputs",
-                   "experiments.workloads", "quant.dgms", "quant.models", "quant.qat", "quant.qgt", "quant.sensitivity",
-                   "rtl", "rtl.coverage", "experiments.rtl_coverage", "search")
+BINDING_MODULES = (
+    "experiments.cli",
+    "experiments.digits_exports",
+    "experiments.docs_numbers",
+    "experiments.measure",
+    "experiments.minilm_study",
+    "experiments.pareto_study",
+    "experiments.pipeline",
+    "experiments.ptq_sl_study",
+    "experiments.quantize",
+    "experiments.real_demo",
+    "experiments.train",
+    "experiments.training_study",
+    "experiments.user_inputs",
+    "experiments.workloads",
+    "quant.dgms",
+    "quant.models",
+    "quant.qat",
+    "quant.qgt",
+    "quant.sensitivity",
+    "rtl",
+    "rtl.coverage",
+    "experiments.rtl_coverage",
+    "search",
+)
 for _module in BINDING_MODULES:
     importlib.import_module(_module)
 
@@ -83,7 +101,7 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tables")
     costs = simulate("bitfusion_edge", resolve_workload("digits-cnn"), "w8a8,w4a8,w4a4")
     keys = costs[["layer", "name", "w_bits", "a_bits"]].drop_duplicates(["layer", "w_bits", "a_bits"])
-    sens = keys.assign(sensitivity=(1.0 + keys.layer) * (4.0 ** -keys.w_bits + 4.0 ** -keys.a_bits))
+    sens = keys.assign(sensitivity=(1.0 + keys.layer) * (4.0**-keys.w_bits + 4.0**-keys.a_bits))
     costs.to_csv(root / "costs.csv", index=False)
     sens.to_csv(root / "sens.csv", index=False)
     return root / "costs.csv", root / "sens.csv"
@@ -101,13 +119,31 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ----------------------------------------------------------------------------------------------- search verbs
 def _solve(extra: list[str]) -> Callable[[Path, Path, Path], list[str]]:
-    return lambda costs, sens, root: ["solve", "--costs", str(costs), "--sensitivity", str(sens), "--budget",
-                                      "latency_us=60%", *extra, "--out", str(root / "assign")]
+    return lambda costs, sens, root: [
+        "solve",
+        "--costs",
+        str(costs),
+        "--sensitivity",
+        str(sens),
+        "--budget",
+        "latency_us=60%",
+        *extra,
+        "--out",
+        str(root / "assign"),
+    ]
 
 
 def _pareto(extra: list[str]) -> Callable[[Path, Path, Path], list[str]]:
-    return lambda costs, sens, root: ["pareto", "--costs", str(costs), "--sensitivity", str(sens), *extra,
-                                      "--out", str(root / "pareto")]
+    return lambda costs, sens, root: [
+        "pareto",
+        "--costs",
+        str(costs),
+        "--sensitivity",
+        str(sens),
+        *extra,
+        "--out",
+        str(root / "pareto"),
+    ]
 
 
 SEARCH_CASES = {
@@ -115,7 +151,7 @@ SEARCH_CASES = {
     "solve-time-limit-nan": (_solve(["--time-limit", "nan"]), "--time-limit", SOLVE),
     "solve-time-limit-inf": (_solve(["--time-limit", "inf"]), "--time-limit", SOLVE),
     "solve-time-limit-zero": (_solve(["--time-limit", "0"]), "--time-limit", SOLVE),
-    "pareto-points-huge": (_pareto(["--points", str(10 ** 11)]), "n_points", FRONT),
+    "pareto-points-huge": (_pareto(["--points", str(10**11)]), "n_points", FRONT),
     "pareto-points-above-limit": (_pareto(["--points", "10001"]), "10,000", FRONT),
     "pareto-seed-negative": (_pareto(["--seed", "-1"]), "seed", FRONT),
     "pareto-quantizer-unknown": (_pareto(["--model", "digits-cnn", "--quantizer", "nope"]), "quantizer", FRONT),
@@ -132,23 +168,49 @@ def test_search_bad_input(case: str, tables, tmp_path: Path, capsys, monkeypatch
 
 # ------------------------------------------------------------------------------------------------ quant verbs
 def _quantize(extra: list[str], method: str = "rtn", out: str = "q") -> Callable[[Path], list[str]]:
-    return lambda root: ["quantize", "--model", "digits-cnn", "--method", method, "--bits", "w4a8", *extra,
-                         "--out", str(root / out)]
+    return lambda root: [
+        "quantize",
+        "--model",
+        "digits-cnn",
+        "--method",
+        method,
+        "--bits",
+        "w4a8",
+        *extra,
+        "--out",
+        str(root / out),
+    ]
 
 
 def _sensitivity(extra: list[str], out: str = "sens.csv") -> Callable[[Path], list[str]]:
-    return lambda root: ["sensitivity", "--model", "digits-cnn", "--method", "sqnr", "--pairs", "w8a8,w4a8", *extra,
-                         "--out", str(root / out)]
+    return lambda root: [
+        "sensitivity",
+        "--model",
+        "digits-cnn",
+        "--method",
+        "sqnr",
+        "--pairs",
+        "w8a8,w4a8",
+        *extra,
+        "--out",
+        str(root / out),
+    ]
 
 
 QUANT_CASES = {
     # rtn and gpfq put the same blocks on every layer: the first layer too small is named with its size
     "quantize-granularity-rtn-far-beyond": (_quantize(["--granularity", "1000x1000"]), "layer 0 (16 output", CALIBRATE),
-    "quantize-granularity-gpfq-beyond-last": (_quantize(["--granularity", "16x1"], "gpfq"), "layer 12 (10 output",
-                                              CALIBRATE),
+    "quantize-granularity-gpfq-beyond-last": (
+        _quantize(["--granularity", "16x1"], "gpfq"),
+        "layer 12 (10 output",
+        CALIBRATE,
+    ),
     # ptq-sl clamps a grid to smaller layers, but a grid no layer holds is refused
-    "quantize-granularity-ptq-sl-far-beyond": (_quantize(["--granularity", "1000x1000"], "ptq-sl"), "n_V=1000",
-                                               CALIBRATE),
+    "quantize-granularity-ptq-sl-far-beyond": (
+        _quantize(["--granularity", "1000x1000"], "ptq-sl"),
+        "n_V=1000",
+        CALIBRATE,
+    ),
     "quantize-granularity-zero": (_quantize(["--granularity", "0x2"], "ptq-sl"), "granularity", MODEL),
     "quantize-granularity-garbage": (_quantize(["--granularity", "4by2"]), "granularity", MODEL),
     "quantize-seed-negative": (_quantize(["--seed", "-1"]), "seed", MODEL),
@@ -179,7 +241,7 @@ def _gemm(*extra: str, mkn: tuple[int, int, int] = (4, 4, 4)) -> list[str]:
 
 
 GEMM_CASES = {
-    "gemm-operands-beyond-memory": (_gemm(mkn=(10 ** 5, 10 ** 5, 10 ** 5)), "1,024 MiB"),
+    "gemm-operands-beyond-memory": (_gemm(mkn=(10**5, 10**5, 10**5)), "1,024 MiB"),
     "gemm-cycles-beyond-limit": (_gemm(mkn=(10_000, 1000, 1000)), "10,000,000"),
     "gemm-folds-beyond-counters": (_gemm("--array", "1x1", mkn=(1, 70_000, 1)), "65,535"),
     "gemm-array-16M-PEs": (_gemm("--array", "4096x4096"), "1,024 PEs"),
@@ -262,6 +324,7 @@ def _npz(edit: Callable[[dict[str, np.ndarray]], object]) -> Callable[[Path], No
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         _write_npz_bytes(d, buf.getvalue())
+
     return damage
 
 
@@ -270,6 +333,7 @@ def _meta(edit: Callable[[dict], object]) -> Callable[[Path], None]:
         meta = json.loads((d / "meta.json").read_text())
         edit(meta)
         (d / "meta.json").write_text(json.dumps(meta))
+
     return damage
 
 
@@ -379,18 +443,20 @@ def test_granularity_rule_per_method() -> None:
     from quant.errors import QuantInputError
     from quant.quantizer import Blocks
 
-    layers = [("conv", SimpleNamespace(out_features=16, in_channels=1)),
-              ("fc", SimpleNamespace(out_features=10, in_channels=64))]
+    layers = [
+        ("conv", SimpleNamespace(out_features=16, in_channels=1)),
+        ("fc", SimpleNamespace(out_features=10, in_channels=64)),
+    ]
     for method in ("rtn", "gpfq", "ptq-sl"):
         check_granularity(layers, method, "channel")
         check_granularity(layers, method, Blocks(10, 1))
     check_granularity(layers, "ptq-sl", Blocks(16, 64))  # each dimension fits some layer: clamped elsewhere
-    for method, blocks, needle in (("rtn", Blocks(4, 2), "layer conv (16 output x 1 input channels, n_H=2 > 1)"),
-                                   ("gpfq", Blocks(16, 1), "layer fc (10 output x 64 input channels, n_V=16 > 10)"),
-                                   ("ptq-sl", Blocks(17, 1), "n_V=17 exceeds the output channels of every layer "
-                                                             "(the most: layer conv with 16)"),
-                                   ("ptq-sl", Blocks(1, 65), "n_H=65 exceeds the input channels of every layer "
-                                                             "(the most: layer fc with 64)")):
+    for method, blocks, needle in (
+        ("rtn", Blocks(4, 2), "layer conv (16 output x 1 input channels, n_H=2 > 1)"),
+        ("gpfq", Blocks(16, 1), "layer fc (10 output x 64 input channels, n_V=16 > 10)"),
+        ("ptq-sl", Blocks(17, 1), "n_V=17 exceeds the output channels of every layer (the most: layer conv with 16)"),
+        ("ptq-sl", Blocks(1, 65), "n_H=65 exceeds the input channels of every layer (the most: layer fc with 64)"),
+    ):
         with pytest.raises(QuantInputError, match=re.escape(needle)):
             check_granularity(layers, method, blocks)
 

@@ -13,8 +13,15 @@ from experiments.quant_table import format_eta
 
 
 def _cells(acc: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"model": ["digits-cnn"] * 4, "method": ["gpfq", "gpfq", "qat", "qat"], "w_bits": [4, 4, 2, 2],
-                         "seed": [0, 1, 0, 1], "accuracy": acc})
+    return pd.DataFrame(
+        {
+            "model": ["digits-cnn"] * 4,
+            "method": ["gpfq", "gpfq", "qat", "qat"],
+            "w_bits": [4, 4, 2, 2],
+            "seed": [0, 1, 0, 1],
+            "accuracy": acc,
+        }
+    )
 
 
 def test_spread_reports_changed_cells_and_row_means() -> None:

@@ -17,8 +17,20 @@ VERBS = list(dict.fromkeys(verb for verb, _ in EXAMPLES))
 
 
 def test_every_verb_has_an_example_and_the_chain_reads_only_what_it_wrote() -> None:
-    assert set(VERBS) >= {"sim", "sweep", "sensitivity", "solve", "pareto", "quantize", "train", "quant-table",
-                          "demo", "rtl synth", "rtl gemm", "rtl verify"}
+    assert set(VERBS) >= {
+        "sim",
+        "sweep",
+        "sensitivity",
+        "solve",
+        "pareto",
+        "quantize",
+        "train",
+        "quant-table",
+        "demo",
+        "rtl synth",
+        "rtl gemm",
+        "rtl verify",
+    }
     written: set[str] = set()
     for _, line in EXAMPLES:
         argv = shlex.split(line)
@@ -60,8 +72,9 @@ def test_readme_lists_the_examples_in_order() -> None:
 
 @pytest.mark.slow
 @pytest.mark.rtl
-def test_the_examples_run_as_a_chain_from_an_empty_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_examples_run_as_a_chain_from_an_empty_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     for _, line in EXAMPLES:
         code, out, err = run_cli(shlex.split(line)[1:], capsys)

@@ -84,8 +84,7 @@ def test_memoized_deterministic_and_accepts_tables(bench: ModelBench, monkeypatc
 
     monkeypatch.setattr(ModelBench, "_measure", counting)
     # a search assignment table, as read back from CSV (integer names), listed in another order
-    table = pd.DataFrame({"layer": [3, 0, 1, 2], "name": [12, 0, 3, 7], "w_bits": [8, 8, 2, 4],
-                          "a_bits": [8, 8, 4, 2]})
+    table = pd.DataFrame({"layer": [3, 0, 1, 2], "name": [12, 0, 3, 7], "w_bits": [8, 8, 2, 4], "a_bits": [8, 8, 4, 2]})
 
     class FakeSolution:
         def assignment(self) -> pd.DataFrame:
@@ -99,8 +98,11 @@ def test_memoized_deterministic_and_accepts_tables(bench: ModelBench, monkeypatc
     assert points[0] is points[1] is points[3] is points[4]
     assert points[0].pairs == "w8a8,w2a4,w4a2,w8a8"
     again = measure_assignment(MODEL, MIXED)
-    assert (again.accuracy, again.weight_size_bits, again.pairs) == \
-        (points[0].accuracy, points[0].weight_size_bits, points[0].pairs)
+    assert (again.accuracy, again.weight_size_bits, again.pairs) == (
+        points[0].accuracy,
+        points[0].weight_size_bits,
+        points[0].pairs,
+    )
 
 
 BAD_ASSIGNMENTS = {
@@ -113,8 +115,10 @@ BAD_ASSIGNMENTS = {
     "not a pair": ({**MIXED, "0": (8, 8, 8)}, "layer '0' needs a (w_bits, a_bits) pair"),
     "string pair": ({**MIXED, "0": "w8a8"}, "layer '0' needs a (w_bits, a_bits) pair"),
     "missing column": (pd.DataFrame({"name": list(NAMES), "w_bits": [8] * 4}), "missing column(s) a_bits"),
-    "duplicate name": (pd.DataFrame({"name": ["0", "0", "3", "7", "12"], "w_bits": [8] * 5, "a_bits": [8] * 5}),
-                       "listed more than once: 0"),
+    "duplicate name": (
+        pd.DataFrame({"name": ["0", "0", "3", "7", "12"], "w_bits": [8] * 5, "a_bits": [8] * 5}),
+        "listed more than once: 0",
+    ),
     "not an assignment": ([(8, 8)] * 4, "assignment must be a mapping"),
 }
 
@@ -127,12 +131,15 @@ def test_bad_assignments_are_refused_with_a_clear_message(case: str) -> None:
     assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"method": "awq"}, "unknown method 'awq' (allowed: rtn, gpfq, gpfq-paper, ptq-sl, gptq)"),
-    ({"granularity": "row"}, "bad granularity 'row'"),
-    ({"model_name": "resnet9000"}, "unknown model 'resnet9000'"),
-    ({"assignment": {"0": (8, 8)}}, "missing layer(s) 3, 7, 12"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"method": "awq"}, "unknown method 'awq' (allowed: rtn, gpfq, gpfq-paper, ptq-sl, gptq)"),
+        ({"granularity": "row"}, "bad granularity 'row'"),
+        ({"model_name": "resnet9000"}, "unknown model 'resnet9000'"),
+        ({"assignment": {"0": (8, 8)}}, "missing layer(s) 3, 7, 12"),
+    ],
+)
 def test_measure_assignment_validates_its_arguments(kwargs: dict, needle: str) -> None:
     args = {"model_name": MODEL, "assignment": MIXED, **kwargs}
     with pytest.raises(QuantInputError) as info:
@@ -150,8 +157,12 @@ def test_points_measured_on_dask_workers_match_this_process() -> None:
     """The Pareto measurement on two local Dask workers gives the same points as in this process."""
     bench = ModelBench("digits-cnn")
     names = bench.layer_names
-    points = [bench.uniform(8, 8), bench.uniform(4, 8), {n: (2 if i % 2 else 4, 8) for i, n in enumerate(names)},
-              bench.uniform(4, 8)]
+    points = [
+        bench.uniform(8, 8),
+        bench.uniform(4, 8),
+        {n: (2 if i % 2 else 4, 8) for i, n in enumerate(names)},
+        bench.uniform(4, 8),
+    ]
     here = measure_many("digits-cnn", points, method="gptq")
     there = measure_many("digits-cnn", points, method="gptq", scheduler="local:2")
     assert [p.accuracy for p in here] == [p.accuracy for p in there]

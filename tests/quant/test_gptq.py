@@ -39,7 +39,7 @@ def _naive_gptq(W, X, steps, qmin, qmax, damp=DEFAULT_DAMP):
         q = np.clip(np.rint(W[:, i] / steps[:, i]), qmin, qmax)
         codes[:, i] = q
         err = (W[:, i] - q * steps[:, i]) / Hinv[i, i]
-        W[:, i + 1:] -= np.outer(err, Hinv[i, i + 1:])
+        W[:, i + 1 :] -= np.outer(err, Hinv[i, i + 1 :])
         Hinv = Hinv - np.outer(Hinv[:, i], Hinv[i, :]) / Hinv[i, i]
     return codes
 
@@ -101,8 +101,15 @@ def test_act_order_returns_codes_in_the_original_column_order():
     assert np.array_equal(a[:, perm], b)
 
 
-@pytest.mark.parametrize("kwargs, needle", [({"damp": 0.0}, "damp"), ({"damp": float("nan")}, "damp"),
-                                            ({"block_size": 0}, "block_size"), ({"block_size": 2.5}, "block_size")])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"damp": 0.0}, "damp"),
+        ({"damp": float("nan")}, "damp"),
+        ({"block_size": 0}, "block_size"),
+        ({"block_size": 2.5}, "block_size"),
+    ],
+)
 def test_bad_options(kwargs, needle):
     W, X, steps, spec = _layer(0)
     with pytest.raises(QuantInputError, match=needle):
@@ -111,15 +118,22 @@ def test_bad_options(kwargs, needle):
 
 def _small_cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 12, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv2d(12, 16, 3, padding=1, groups=4), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(16 * 5 * 5, 24), nn.ReLU(), nn.Linear(24, 10)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 12, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(12, 16, 3, padding=1, groups=4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 24),
+        nn.ReLU(),
+        nn.Linear(24, 10),
+    ).eval()
 
 
 def _rel_out_err(model, ref, x):
     with torch.no_grad():
         y, yf = model(x), ref(x)
-    return float(((y - yf) ** 2).sum() / (yf ** 2).sum())
+    return float(((y - yf) ** 2).sum() / (yf**2).sum())
 
 
 @pytest.mark.parametrize("bits", [3, 4])

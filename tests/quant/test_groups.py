@@ -111,12 +111,12 @@ class Branches(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.a, self.b = nn.Conv1d(1, 3, 3, padding=1), nn.Conv1d(1, 5, 3, padding=1)
-        self.c = nn.Conv1d(8, 4, 1)        # reads cat(a, b)
-        self.d = nn.Conv1d(3, 4, 1)        # reads a's output directly: same class as the cat (rule 3)
-        self.e = nn.Conv1d(4, 4, 1)        # reads 0.5 * c: a product is a boundary
-        self.f = nn.Conv1d(4, 4, 1)        # reads c + 1: an add of a constant is a boundary
-        self.g = nn.Conv1d(4, 4, 1)        # reads c through a view and a max-pool (pass-through)
-        self.h = nn.Conv1d(4, 4, 1)        # reads a concat of c alone: a copy (pass-through)
+        self.c = nn.Conv1d(8, 4, 1)  # reads cat(a, b)
+        self.d = nn.Conv1d(3, 4, 1)  # reads a's output directly: same class as the cat (rule 3)
+        self.e = nn.Conv1d(4, 4, 1)  # reads 0.5 * c: a product is a boundary
+        self.f = nn.Conv1d(4, 4, 1)  # reads c + 1: an add of a constant is a boundary
+        self.g = nn.Conv1d(4, 4, 1)  # reads c through a view and a max-pool (pass-through)
+        self.h = nn.Conv1d(4, 4, 1)  # reads a concat of c alone: a copy (pass-through)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.a(x), self.b(x)
@@ -132,9 +132,9 @@ class Branches(nn.Module):
 def test_concat_products_and_constants() -> None:
     model, x = Branches().eval(), _x(2, 1, 6)
     groups = quantizer_groups(model, x)
-    assert groups["a"] == groups["b"]                           # the same input tensor
-    assert groups["c"] == groups["d"] != groups["a"]            # cat joins a's and b's outputs
-    assert len({groups["c"], groups["e"], groups["f"]}) == 3    # 0.5 * c and c + 1 start new classes
+    assert groups["a"] == groups["b"]  # the same input tensor
+    assert groups["c"] == groups["d"] != groups["a"]  # cat joins a's and b's outputs
+    assert len({groups["c"], groups["e"], groups["f"]}) == 3  # 0.5 * c and c + 1 start new classes
     assert groups["g"] not in (groups["a"], groups["c"], groups["e"], groups["f"])  # reads c's output class
     assert groups["h"] == groups["g"]
     fx, dyn = _both_tracers(model, x)
@@ -150,7 +150,7 @@ class Shared(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.stem(x)
-        b = torch.tanh(self.mid(a))      # tanh: a boundary
+        b = torch.tanh(self.mid(a))  # tanh: a boundary
         return self.shared(a) + self.shared(b) + self.other(b)
 
 
@@ -168,8 +168,13 @@ def test_prepared_and_float_models_give_the_same_groups() -> None:
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.sampled_from(["linear", "relu", "dropout", "identity", "tanh"]), min_size=1, max_size=8))
 def test_any_chain_has_one_group_per_layer(kinds: list[str]) -> None:
-    make = {"linear": lambda: nn.Linear(3, 3), "relu": nn.ReLU, "dropout": nn.Dropout, "identity": nn.Identity,
-            "tanh": nn.Tanh}
+    make = {
+        "linear": lambda: nn.Linear(3, 3),
+        "relu": nn.ReLU,
+        "dropout": nn.Dropout,
+        "identity": nn.Identity,
+        "tanh": nn.Tanh,
+    }
     model = nn.Sequential(nn.Linear(3, 3), *(make[k]() for k in kinds)).eval()
     groups = quantizer_groups(model, _x(2, 3))
     assert list(groups.values()) == list(range(1 + kinds.count("linear")))

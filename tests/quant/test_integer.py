@@ -31,8 +31,16 @@ def random_cnn(conv1d: bool = False, seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     conv, bn, pool = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d) if conv1d else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
     spatial = 4  # length 16 -> pool 8 -> stride 2: 4 ; 8x8 -> pool 4x4 -> stride 2: 2x2
-    model = nn.Sequential(conv(3, 8, 3, padding=1), bn(8), nn.ReLU(), pool(2),
-                          conv(8, 12, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(12 * spatial, 10))
+    model = nn.Sequential(
+        conv(3, 8, 3, padding=1),
+        bn(8),
+        nn.ReLU(),
+        pool(2),
+        conv(8, 12, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(12 * spatial, 10),
+    )
     for m in model.modules():
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -59,8 +67,10 @@ def capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor],
     outs: dict[str, torch.Tensor] = {}
     hooks = []
     for name, m in quant_layers(model):
+
         def hook(_mod, inp, out, name=name):
             ins[name], outs[name] = inp[0].detach(), out.detach()
+
         hooks.append(m.register_forward_hook(hook))
     with torch.no_grad():
         model(x)
@@ -160,9 +170,15 @@ def test_other_weight_bits_and_mixed_activation_bits(tmp_path: Path, w_bits: int
 
 def test_conv_geometry_dilation_asymmetric_stride_and_same_padding(tmp_path: Path) -> None:
     torch.manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(3, 6, (3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2)), nn.ReLU(),
-                          nn.Conv2d(6, 5, 3, padding="same"), nn.MaxPool2d(3, stride=2, padding=1), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(5 * 2 * 2, 4)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, (3, 5), stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
+        nn.ReLU(),
+        nn.Conv2d(6, 5, 3, padding="same"),
+        nn.MaxPool2d(3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(5 * 2 * 2, 4),
+    ).eval()
     x = torch.randn(300, 3, 8, 8)
     q = quantized(model, x[:100], 4, Blocks(3, 2), 8)
     golden = load_export(export_model(q, x[:2], tmp_path))
@@ -194,7 +210,7 @@ def test_zero_block_and_bias_only_channel(tmp_path: Path) -> None:
     q = quantized(model, random_inputs(128, seed=2), 4, Blocks(2, 2), 8)
     (n0, first), *_ = quant_layers(q)
     codes = first.w_codes.copy()
-    codes[:4, :first.kernel * 2] = 0           # block (0, 0) all zero
+    codes[:4, : first.kernel * 2] = 0  # block (0, 0) all zero
     first.set_weight_codes(codes, first.w_scales, first.w_spec, first.blocks)
     calibrate_activations(q, random_inputs(128, seed=2), 8)
     golden = load_export(export_model(q, random_inputs(2), tmp_path))
@@ -306,8 +322,7 @@ def test_load_names_the_first_meta_field_that_disagrees(tmp_path: Path) -> None:
 
 
 def test_save_refuses_a_file_path_before_writing(tmp_path: Path) -> None:
-    golden = build_integer_model(quantized(random_cnn(), random_inputs(64, seed=2), 4, "channel", 8),
-                                 random_inputs(2))
+    golden = build_integer_model(quantized(random_cnn(), random_inputs(64, seed=2), 4, "channel", 8), random_inputs(2))
     (tmp_path / "taken").write_text("a file\n")
     for target in (tmp_path / "taken", tmp_path / "taken" / "below"):
         with pytest.raises(QuantInputError, match="is a file"):
@@ -324,7 +339,7 @@ def test_permutations_are_stored(tmp_path: Path) -> None:
     np.testing.assert_array_equal(golden.layers[0].out_perm, perm0)
     np.testing.assert_array_equal(golden.layers[1].in_perm, perm0)
     np.testing.assert_array_equal(golden.layers[1].out_perm, perm1)
-    expanded = golden.layers[2].in_perm.reshape(12, 4)        # Flatten: 4 features per channel
+    expanded = golden.layers[2].in_perm.reshape(12, 4)  # Flatten: 4 features per channel
     np.testing.assert_array_equal(expanded[:, 0] // 4, perm1)
     np.testing.assert_array_equal(golden.layers[0].in_perm, np.arange(3))
     with pytest.raises(QuantInputError, match="permutation"):
@@ -410,8 +425,9 @@ def test_grouped_conv_runs_each_group_against_its_rows(tmp_path: Path, groups: i
     """A grouped / depthwise conv exports with ``groups``; its golden output equals the integer convolution of the
     codes (float64 conv of integers is exact here) requantized, and it reloads."""
     torch.manual_seed(groups)
-    model = nn.Sequential(nn.Conv2d(4, 8, 3, groups=groups, padding=1), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(8 * 64, 3)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, groups=groups, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 3)
+    ).eval()
     q = prepare(model)
     for _, m in quant_layers(q):
         rtn_layer(m, 4, blocks if m.groups > 1 else "channel")
@@ -423,7 +439,7 @@ def test_grouped_conv_runs_each_group_against_its_rows(tmp_path: Path, groups: i
     codes = golden.quantize_input(x)
     w = torch.as_tensor(lay.w_codes.astype(np.float64)).reshape(8, 4 // groups, 3, 3)
     xs = torch.as_tensor((codes - lay.in_zero_point).astype(np.float64))
-    exact_conv = torch.nn.functional.conv2d(xs, w, padding=1, groups=groups).numpy()   # [N, 8, 8, 8] integers
+    exact_conv = torch.nn.functional.conv2d(xs, w, padding=1, groups=groups).numpy()  # [N, 8, 8, 8] integers
     got = golden.run_layer(lay.name, codes)
     # requantize the exact integer conv per (row block, column block): here n_h = 1 or per-group blocks
     if lay.n_h == 1:
@@ -432,8 +448,7 @@ def test_grouped_conv_runs_each_group_against_its_rows(tmp_path: Path, groups: i
         shift = lay.shift[rows].astype(np.int64)[None, :, None, None]
         acc = (lay.bias.astype(np.int64) << lay.bias_shift[rows].astype(np.int64))[None, :, None, None]
         acc = acc + exact_conv.astype(np.int64) * mult
-        want = np.clip(((acc + (np.int64(1) << (shift - 1))) >> shift) + lay.out_zero_point, lay.out_qmin,
-                       lay.out_qmax)
+        want = np.clip(((acc + (np.int64(1) << (shift - 1))) >> shift) + lay.out_zero_point, lay.out_qmin, lay.out_qmax)
         assert np.array_equal(got, want)
     with torch.no_grad():
         fq = q(x).double().numpy()
@@ -486,8 +501,9 @@ def _check_real(tmp_path: Path, q: nn.Module, split, min_acc: float) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("w_bits", "gran", "a_bits"), [(8, "channel", 8), (4, "channel", 8), (4, (4, 2), 8),
-                                                        (4, (8, 4), 4)])
+@pytest.mark.parametrize(
+    ("w_bits", "gran", "a_bits"), [(8, "channel", 8), (4, "channel", 8), (4, (4, 2), 8), (4, (8, 4), 4)]
+)
 def test_digits_cnn_rtn(tmp_path: Path, w_bits: int, gran, a_bits: int) -> None:
     model, split = _digits()
     q = prepare(model)

@@ -54,8 +54,10 @@ def test_tensor_quantizers_sit_on_the_tensors_the_datapath_stores() -> None:
     assert type(q).__name__ == "TinyResNet"
     # the stem output feeds conv1 and the skip add; each block's conv2 and downsample feed an add; the adds and the
     # pool produce new tensors.  conv1 -> conv2 and pool -> fc stay fused (one reader each).
-    assert {n for n, _ in tensor_quants(q)} == {f"tensor_quants.{n}" for n in (
-        "stem_0", "layer1_conv2", "add", "layer2_conv2", "layer2_downsample_0", "add_1", "pool")}
+    assert {n for n, _ in tensor_quants(q)} == {
+        f"tensor_quants.{n}"
+        for n in ("stem_0", "layer1_conv2", "add", "layer2_conv2", "layer2_downsample_0", "add_1", "pool")
+    }
     assert [n for n, _ in quant_layers(q)] == [n for n, _ in quant_layers(prepare(resnet(0)))]
 
 
@@ -109,8 +111,10 @@ def test_layer_inputs_and_outputs_follow_the_graph() -> None:
         assert np.array_equal(golden.run_layer(lay.name, run.inputs[lay.name]), run.outputs[lay.name])
     # a replaced GEMM is what the rest of the graph reads
     fc = golden.layers[-1].name
-    zeroed = golden.execute(images(8, 1), lambda n, c: np.zeros_like(golden.run_layer(n, c)) if n == "layer2.conv2"
-                            else golden.run_layer(n, c))
+    zeroed = golden.execute(
+        images(8, 1),
+        lambda n, c: np.zeros_like(golden.run_layer(n, c)) if n == "layer2.conv2" else golden.run_layer(n, c),
+    )
     assert not np.array_equal(zeroed.inputs[fc], run.inputs[fc])
 
 
@@ -120,17 +124,24 @@ def _damaged(golden: IntegerModel, edit, tmp_path: Path) -> Path:  # noqa: ANN00
     return IntegerModel(golden.layers, [], golden.name, graph).save(tmp_path / "bad")
 
 
-@pytest.mark.parametrize(("edit", "match"), [
-    (lambda g: g[3].__setitem__("op", "gelu"), "op in"),
-    (lambda g: g[3].__setitem__("inputs", ["output"]), "earlier nodes"),
-    (lambda g: next(n for n in g if n["op"] == "add").__setitem__(
-        "mults", [m + 1 for m in next(n for n in g if n["op"] == "add")["mults"]]), "requantization of the stored"),
-    (lambda g: g[0]["q"].__setitem__("scale", 0.5), "quantizers of its input"),
-    (lambda g: next(n for n in g if n["op"] == "avgpool").__setitem__("shape", [16, 2, 2]), "shape"),
-    (lambda g: g.remove(next(n for n in g if n["op"] == "relu")), "earlier nodes"),
-    (lambda g: next(n for n in g if n["op"] == "add")["inputs"].append("x"), "earlier nodes"),
-    (lambda g: g.insert(-1, {**g[-2], "name": "again"}), "exactly once"),
-])
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda g: g[3].__setitem__("op", "gelu"), "op in"),
+        (lambda g: g[3].__setitem__("inputs", ["output"]), "earlier nodes"),
+        (
+            lambda g: next(n for n in g if n["op"] == "add").__setitem__(
+                "mults", [m + 1 for m in next(n for n in g if n["op"] == "add")["mults"]]
+            ),
+            "requantization of the stored",
+        ),
+        (lambda g: g[0]["q"].__setitem__("scale", 0.5), "quantizers of its input"),
+        (lambda g: next(n for n in g if n["op"] == "avgpool").__setitem__("shape", [16, 2, 2]), "shape"),
+        (lambda g: g.remove(next(n for n in g if n["op"] == "relu")), "earlier nodes"),
+        (lambda g: next(n for n in g if n["op"] == "add")["inputs"].append("x"), "earlier nodes"),
+        (lambda g: g.insert(-1, {**g[-2], "name": "again"}), "exactly once"),
+    ],
+)
 def test_loader_refuses_a_damaged_graph(tmp_path: Path, edit, match: str) -> None:  # noqa: ANN001
     golden = build_integer_model(quantized("resnet", 0, 4, 8), images(2, 3))
     with pytest.raises(QuantInputError, match=match):
@@ -138,7 +149,7 @@ def test_loader_refuses_a_damaged_graph(tmp_path: Path, edit, match: str) -> Non
 
 
 def test_unsupported_nodes_are_named_before_any_work() -> None:
-    class ExpResidual(nn.Module):    # exp is not a glue op; an elementwise product of two activations is none
+    class ExpResidual(nn.Module):  # exp is not a glue op; an elementwise product of two activations is none
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Conv2d(1, 1, 3, padding=1)

@@ -74,8 +74,7 @@ def test_products_run_as_linear_layers_with_b_as_weights(split) -> None:  # noqa
         want = golden.run_product(name, a, b)
         template = golden.layer(name)
         for idx in np.ndindex(*a.shape[:-2]):
-            lay = dataclasses.replace(template, w_codes=np.ascontiguousarray(b[idx].T).astype(np.int8),
-                                      product=False)
+            lay = dataclasses.replace(template, w_codes=np.ascontiguousarray(b[idx].T).astype(np.int8), product=False)
             one = type(golden)([lay], [], "one", None)
             assert np.array_equal(one.run_layer(lay.name, a[idx]), want[idx]), (name, idx)
 
@@ -112,12 +111,12 @@ def test_glue_float_values_only_feed_glue(split, tmp_path) -> None:  # noqa: ANN
     q = _quantized(split, "rtn", 8)
     model = build_integer_model(q, split.calib_x[:1], name="transformer")
     names = [n["name"] for n in model.graph]
-    float_node = next(n for n in model.graph if n["op"] == "glue" and n["q"] is None)   # scores / sqrt(d)
+    float_node = next(n for n in model.graph if n["op"] == "glue" and n["q"] is None)  # scores / sqrt(d)
     reader = next(n for n in model.graph if float_node["name"] in n["inputs"])
     assert reader["op"] == "glue" and reader["fn"] == "softmax"
     later = next(i for i, n in enumerate(model.graph) if n["op"] == "matmul" and i > names.index(reader["name"]))
     broken = copy.deepcopy(model.graph)
-    broken[later]["inputs"][0] = float_node["name"]          # a product reading the float scores directly
+    broken[later]["inputs"][0] = float_node["name"]  # a product reading the float scores directly
     IntegerModel(model.layers, model.pre_ops, model.name, broken).save(tmp_path / "bad")
     with pytest.raises(QuantInputError, match="reads a float value"):
         load_export(tmp_path / "bad")

@@ -26,10 +26,10 @@ def test_products_become_quantmatmuls_named_and_ordered_as_sim(calib: torch.Tens
     model = transformer()
     q = prepare(model)
     products = [n for n, _ in quant_matmuls(q)]
-    assert len(products) == 4    # scores and context in each of the two blocks
+    assert len(products) == 4  # scores and context in each of the two blocks
     workload = from_torch(model, calib[:2])
     assert [n for n, _ in gemm_nodes(q, calib[:1])] == [layer.name for layer in workload.layers]
-    with torch.no_grad():     # uncalibrated quantizers are identities: prepare changes nothing
+    with torch.no_grad():  # uncalibrated quantizers are identities: prepare changes nothing
         assert torch.allclose(q(calib), model(calib), atol=1e-6)
 
 
@@ -41,12 +41,12 @@ def test_operand_quantizers_follow_their_bits(calib: torch.Tensor) -> None:
     for a_bits, b_bits in ((8, 8), (8, 2), (2, 8)):
         q = prepare(model)
         calibrate_activations(q, calib, a_bits, b_bits=b_bits)
-        for _, m in quant_layers(q) + tensor_quants(q):   # only the products' operands stay quantized
+        for _, m in quant_layers(q) + tensor_quants(q):  # only the products' operands stay quantized
             m.act = None
         for name, m in quant_matmuls(q):
             assert (m.act.spec.bits, m.act_b.spec.bits) == (a_bits, b_bits), name
         with torch.no_grad():
-            errors[(a_bits, b_bits)] = float(((q(calib) - ref) ** 2).sum() / (ref ** 2).sum())
+            errors[(a_bits, b_bits)] = float(((q(calib) - ref) ** 2).sum() / (ref**2).sum())
     assert errors[(8, 8)] < 1e-3
     assert errors[(8, 2)] > 10 * errors[(8, 8)] and errors[(2, 8)] > 10 * errors[(8, 8)]
 
@@ -62,10 +62,11 @@ def test_sensitivity_rows_cover_products_and_replay_equals_full_forwards(calib: 
     products = [n for n in names if ".matmul" in n]
     groups = fast.drop_duplicates("name").set_index("name").group
     assert groups[products].is_unique and not set(groups[products]) & set(groups.drop(products))
-    assert list(groups) == sorted(groups) or groups.iloc[0] == 0   # numbered by first appearance
-    assert torch.allclose(torch.tensor(fast.sensitivity.values), torch.tensor(slow.sensitivity.values),
-                          rtol=1e-4, atol=1e-9)
-    if method == "sqnr":   # coarser operands of a product cost more
+    assert list(groups) == sorted(groups) or groups.iloc[0] == 0  # numbered by first appearance
+    assert torch.allclose(
+        torch.tensor(fast.sensitivity.values), torch.tensor(slow.sensitivity.values), rtol=1e-4, atol=1e-9
+    )
+    if method == "sqnr":  # coarser operands of a product cost more
         s = fast.set_index(["name", "w_bits", "a_bits"]).sensitivity
         assert all(s[(p, 2, 4)] > s[(p, 8, 8)] for p in products)
 
@@ -96,10 +97,10 @@ def test_solve_joins_sim_costs_and_sensitivity_of_a_transformer(calib: torch.Ten
     w_bits, a_bits = assignment_bits(solution.assignment(), model)
     q = quantize_model(model, calib, w_bits, a_bits, "rtn")
     for name, m in quant_matmuls(q):
-        assert m.act_b.spec.bits == m.act.spec.bits == a_bits[name]     # both operands at a_bits, as sim costs it
+        assert m.act_b.spec.bits == m.act.spec.bits == a_bits[name]  # both operands at a_bits, as sim costs it
     from quant.export import build_integer_model
 
-    golden = build_integer_model(q, calib[:1], name="transformer")      # the mixed model runs in integers too
+    golden = build_integer_model(q, calib[:1], name="transformer")  # the mixed model runs in integers too
     _, pred = golden.run(calib.numpy())
     with torch.no_grad():
         assert (pred == q(calib).argmax(1).numpy()).mean() >= 0.95
@@ -109,7 +110,7 @@ def test_the_export_names_ops_it_cannot_represent(calib: torch.Tensor, tmp_path)
     from experiments.quantize import quantize_model
     from quant.export import export_model
 
-    class Exp(torch.nn.Module):      # exp() is not one of the glue ops: named, nothing written
+    class Exp(torch.nn.Module):  # exp() is not one of the glue ops: named, nothing written
         def __init__(self) -> None:
             super().__init__()
             self.inner = transformer()
@@ -138,7 +139,7 @@ def test_scaled_dot_product_attention_splits_into_two_products(calib: torch.Tens
     assert "blocks.0.attention.sdpa.scores" in names and "blocks.1.attention.sdpa.context" in names
     with torch.no_grad():
         assert torch.allclose(q(calib), model(calib), atol=1e-5)
-        assert torch.allclose(model(calib), transformer()(calib), atol=1e-5)   # same weights, same function
+        assert torch.allclose(model(calib), transformer()(calib), atol=1e-5)  # same weights, same function
     sens = sensitivity_table(model, calib, PAIRS, "sqnr", n_samples=32)
     assert list(dict.fromkeys(sens.name)) == names
     fq = quantize_model(model, calib, 8, 8)

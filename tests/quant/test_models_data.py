@@ -80,7 +80,7 @@ def test_digits_split_is_a_stratified_partition():
     full = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0).reshape(-1, 64)
     parts = torch.cat([s.train_x, s.calib_x, s.test_x]).reshape(-1, 64)
     # every original image appears exactly once (same multiset of rows: compare sorted row bytes)
-    key = lambda t: sorted(r.numpy().tobytes() for r in t)  # noqa: E731
+    key = lambda t: sorted(r.numpy().tobytes() for r in t)
     assert key(parts) == key(full)
     all_counts = torch.bincount(torch.cat([s.train_y, s.calib_y, s.test_y]), minlength=10).double()
     for y, n in ((s.test_y, 397), (s.calib_y, 200)):
@@ -240,8 +240,11 @@ def test_real_architectures_export_as_graphs(name: str) -> None:
 
 @pytest.mark.parametrize("call", [get_model, train_model, model_split, model_cache_path])
 def test_unknown_model_name(call, cache):
-    with pytest.raises(QuantInputError, match=r"unknown model 'resnet'; known models: digits-cnn, digits-mobilenet, "
-                                              r"digits-resnet, mnist1d-cnn"):
+    with pytest.raises(
+        QuantInputError,
+        match=r"unknown model 'resnet'; known models: digits-cnn, digits-mobilenet, "
+        r"digits-resnet, mnist1d-cnn",
+    ):
         call("resnet")
 
 

@@ -34,10 +34,15 @@ def _run_qonnx(proto, x: np.ndarray) -> np.ndarray:
     return execute_onnx(ModelWrapper(proto).transform(InferShapes()), {"input": x})["output"]
 
 
-@pytest.mark.parametrize(("name", "method", "gran", "w_bits"), [
-    ("digits-cnn", "gpfq", "channel", 4), ("digits-resnet", "ptq-sl", "4x2", 4), ("digits-mobilenet", "gpfq",
-                                                                                   "channel", 3),
-    ("mnist1d-cnn", "rtn", "channel", 2)])
+@pytest.mark.parametrize(
+    ("name", "method", "gran", "w_bits"),
+    [
+        ("digits-cnn", "gpfq", "channel", 4),
+        ("digits-resnet", "ptq-sl", "4x2", 4),
+        ("digits-mobilenet", "gpfq", "channel", 3),
+        ("mnist1d-cnn", "rtn", "channel", 2),
+    ],
+)
 def test_qonnx_runs_in_qonnx_to_the_fake_quant_outputs(name: str, method: str, gran: str, w_bits: int) -> None:
     """Per sample, the QONNX output equals fake-quant to 1e-5 of the logit range, except on the rare sample where
     a float32 conv sum (onnxruntime's order against torch's) lands within its rounding error of a quantization tie
@@ -65,8 +70,9 @@ def test_qdq_runs_in_onnxruntime() -> None:
     assert qdq_problems(golden) == []
     proto = to_onnx(golden, "qdq")
     onnx.checker.check_model(proto, full_check=True)
-    assert any(n.op_type == "DequantizeLinear" and any(a.name == "block_size" for a in n.attribute)
-               for n in proto.graph.node)
+    assert any(
+        n.op_type == "DequantizeLinear" and any(a.name == "block_size" for a in n.attribute) for n in proto.graph.node
+    )
     got = ort.InferenceSession(proto.SerializeToString()).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         want = q(x).numpy()

@@ -62,7 +62,7 @@ class _Untraceable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.a(x)
-        if h.sum() > 0:          # data-dependent control flow: torch.fx cannot trace it
+        if h.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
             h = h * 2
         return self.b(h)
 

@@ -23,8 +23,9 @@ from quant.ptq_sl import (
 from quant.quantizer import Blocks, QuantSpec, block_bounds, dequantize, expand_blocks, quantize
 
 
-def random_layer(seed: int, out: int = 12, in_ch: int = 5, kernel: int = 3, rows: int = 200,
-                 spread: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def random_layer(
+    seed: int, out: int = 12, in_ch: int = 5, kernel: int = 3, rows: int = 200, spread: float = 3.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A GEMM-form weight with heterogeneous row (and column) scales, inputs X and a bias."""
     rng = np.random.default_rng(seed)
     row_scale = np.exp(rng.uniform(-spread, spread, size=(out, 1)) / 2)
@@ -47,11 +48,15 @@ def alpha_one(w: np.ndarray, bits: int, blocks: Blocks, kernel: int) -> np.ndarr
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**16), bits=st.integers(2, 8), n_v=st.integers(1, 12), n_h=st.integers(1, 5),
-       metric=st.sampled_from(["l2", "cosine"]),
-       alphas=st.sampled_from([DEFAULT_ALPHAS, np.array([0.3]), np.array([0.6, 1.15]), np.linspace(0.8, 1.0, 5)]))
-def test_never_worse_than_alpha_one(seed: int, bits: int, n_v: int, n_h: int, metric: str,
-                                    alphas: np.ndarray) -> None:
+@given(
+    seed=st.integers(0, 2**16),
+    bits=st.integers(2, 8),
+    n_v=st.integers(1, 12),
+    n_h=st.integers(1, 5),
+    metric=st.sampled_from(["l2", "cosine"]),
+    alphas=st.sampled_from([DEFAULT_ALPHAS, np.array([0.3]), np.array([0.6, 1.15]), np.linspace(0.8, 1.0, 5)]),
+)
+def test_never_worse_than_alpha_one(seed: int, bits: int, n_v: int, n_h: int, metric: str, alphas: np.ndarray) -> None:
     """Even with a grid that lacks 1.0 (the search adds it) or has only bad candidates."""
     w, x, b = random_layer(seed)
     blocks = Blocks(n_v, n_h)
@@ -81,13 +86,24 @@ def test_single_block_is_the_grid_optimum(metric: str, bits: int) -> None:
     spec = QuantSpec(bits)
     codes, scales = search_block_scales(w, x, spec, (1, 1), 3, metric, bias=b)
     s0 = initial_block_scales(w, spec, Blocks(), 3)[0, 0]
-    brute = min(layer_output_error(w, dequantize(quantize(w, a * s0, 0, spec), a * s0), x, metric, b)
-                for a in np.append(DEFAULT_ALPHAS, 1.0))
+    brute = min(
+        layer_output_error(w, dequantize(quantize(w, a * s0, 0, spec), a * s0), x, metric, b)
+        for a in np.append(DEFAULT_ALPHAS, 1.0)
+    )
     assert layer_output_error(w, deq(codes, scales, 5, 3), x, metric, b) == pytest.approx(brute, rel=1e-9, abs=1e-12)
 
 
-def naive_greedy(w: np.ndarray, x: np.ndarray, b: np.ndarray, spec: QuantSpec, blocks: Blocks, kernel: int,
-                 metric: str, alphas: np.ndarray, rounds: int) -> np.ndarray:
+def naive_greedy(
+    w: np.ndarray,
+    x: np.ndarray,
+    b: np.ndarray,
+    spec: QuantSpec,
+    blocks: Blocks,
+    kernel: int,
+    metric: str,
+    alphas: np.ndarray,
+    rounds: int,
+) -> np.ndarray:
     """The greedy search written directly on the layer output (no Gram matrix, no vectorization)."""
     in_ch = w.shape[1] // kernel
     s0 = initial_block_scales(w, spec, blocks, kernel)
@@ -96,11 +112,13 @@ def naive_greedy(w: np.ndarray, x: np.ndarray, b: np.ndarray, spec: QuantSpec, b
     for _ in range(rounds):
         for r in range(blocks.n_v):
             for c in range(blocks.n_h):
+
                 def err(a: float, r: int = r, c: int = c) -> float:
                     trial = cur.copy()
                     trial[r, c] = a
                     full = expand_blocks(trial * s0, w.shape[0], in_ch, kernel)
                     return layer_output_error(w, dequantize(quantize(w, full, 0, spec), full), x, metric, b)
+
                 errs = [err(a) for a in grid]
                 if min(errs) < err(cur[r, c]):
                     cur[r, c] = grid[int(np.argmin(errs))]
@@ -126,17 +144,24 @@ def test_l2_row_groups_are_independent_optima(n_v: int) -> None:
     codes, scales = search_block_scales(w, x, spec, (n_v, 1), 3, "l2")
     rb = block_bounds(w.shape[0], n_v)
     for r in range(n_v):
-        wr = w[rb[r]:rb[r + 1]]
+        wr = w[rb[r] : rb[r + 1]]
         s0 = initial_block_scales(wr, spec, Blocks(), 3)[0, 0]
-        brute = min(layer_output_error(wr, dequantize(quantize(wr, a * s0, 0, spec), a * s0), x)
-                    for a in np.append(DEFAULT_ALPHAS, 1.0))
-        got = layer_output_error(wr, deq(codes, scales, 5, 3)[rb[r]:rb[r + 1]], x)
+        brute = min(
+            layer_output_error(wr, dequantize(quantize(wr, a * s0, 0, spec), a * s0), x)
+            for a in np.append(DEFAULT_ALPHAS, 1.0)
+        )
+        got = layer_output_error(wr, deq(codes, scales, 5, 3)[rb[r] : rb[r + 1]], x)
         assert got == pytest.approx(brute, rel=1e-9, abs=1e-12)
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**16), bits=st.integers(2, 8), n_v=st.integers(1, 12), n_h=st.integers(1, 5),
-       kernel=st.sampled_from([1, 3, 9]))
+@given(
+    seed=st.integers(0, 2**16),
+    bits=st.integers(2, 8),
+    n_v=st.integers(1, 12),
+    n_h=st.integers(1, 5),
+    kernel=st.sampled_from([1, 3, 9]),
+)
 def test_block_structure(seed: int, bits: int, n_v: int, n_h: int, kernel: int) -> None:
     w, x, _ = random_layer(seed, kernel=kernel)
     spec = QuantSpec(bits)
@@ -149,9 +174,9 @@ def test_block_structure(seed: int, bits: int, n_v: int, n_h: int, kernel: int) 
     rb, cb = block_bounds(12, n_v), block_bounds(5, n_h) * kernel
     for i in range(n_v):
         for j in range(n_h):
-            block = codes[rb[i]:rb[i + 1], cb[j]:cb[j + 1]]
-            assert len(np.unique(block)) <= 2 ** bits
-            assert np.all(full[rb[i]:rb[i + 1], cb[j]:cb[j + 1]] == scales[i, j])
+            block = codes[rb[i] : rb[i + 1], cb[j] : cb[j + 1]]
+            assert len(np.unique(block)) <= 2**bits
+            assert np.all(full[rb[i] : rb[i + 1], cb[j] : cb[j + 1]] == scales[i, j])
     # column blocks are channel-aligned: the scale can only change at multiples of the kernel size
     changes = np.flatnonzero(np.any(np.diff(full, axis=1) != 0, axis=0)) + 1
     assert np.all(changes % kernel == 0)
@@ -180,18 +205,26 @@ def test_finer_blocks_beat_per_tensor(metric: str) -> None:
     assert errs["4x1"] < errs["tensor"]
 
 
-@pytest.mark.parametrize("conv", [
-    nn.Conv2d(3, 4, 3, stride=2, padding=1),
-    nn.Conv2d(3, 4, (3, 2), stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
-    nn.Conv2d(3, 4, 4, padding="same", padding_mode="reflect"),
-    nn.Conv1d(3, 4, 5, stride=2, padding=2),
-    nn.Conv1d(3, 4, 4, padding="same", padding_mode="circular"),
-    nn.Linear(7, 4),
-])
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        nn.Conv2d(3, 4, (3, 2), stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
+        nn.Conv2d(3, 4, 4, padding="same", padding_mode="reflect"),
+        nn.Conv1d(3, 4, 5, stride=2, padding=2),
+        nn.Conv1d(3, 4, 4, padding="same", padding_mode="circular"),
+        nn.Linear(7, 4),
+    ],
+)
 def test_lowering_reproduces_the_layer(conv: nn.Module) -> None:
     torch.manual_seed(0)
-    x = torch.randn(2, 7) if isinstance(conv, nn.Linear) else torch.randn(2, 3, 9, 10) if isinstance(
-        conv, nn.Conv2d) else torch.randn(2, 3, 11)
+    x = (
+        torch.randn(2, 7)
+        if isinstance(conv, nn.Linear)
+        else torch.randn(2, 3, 9, 10)
+        if isinstance(conv, nn.Conv2d)
+        else torch.randn(2, 3, 11)
+    )
     with torch.no_grad():
         y = conv(x)
         rows = lower_inputs(conv, x)
@@ -202,9 +235,18 @@ def test_lowering_reproduces_the_layer(conv: nn.Module) -> None:
 
 def tiny_cnn(seed: int = 0) -> tuple[nn.Sequential, torch.Tensor]:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Linear(16 * 4, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 4, 10),
+    )
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -238,8 +280,9 @@ def test_model_level_per_layer_blocks_and_bits() -> None:
     model, x = tiny_cnn(1)
     pm = prepare(model)
     names = [n for n, _ in quant_layers(pm)]
-    ptq_sl_quantize(pm, x, dict(zip(names, [8, 4, 3])), blocks=dict(zip(names, ["channel", (2, 8), "tensor"])),
-                    metric="cosine")
+    ptq_sl_quantize(
+        pm, x, dict(zip(names, [8, 4, 3])), blocks=dict(zip(names, ["channel", (2, 8), "tensor"])), metric="cosine"
+    )
     layers = [m for _, m in quant_layers(pm)]
     assert [m.w_spec.bits for m in layers] == [8, 4, 3]
     assert [m.blocks for m in layers] == [Blocks(8, 1), Blocks(2, 8), Blocks(1, 1)]
@@ -311,10 +354,10 @@ def test_grouped_conv_is_searched_group_by_group(groups: int, blocks) -> None:  
     w = layer.gemm_weight()
     for g in range(groups):
         sub = nn.Conv2d(cin, per, 3, padding=1)
-        rows = lower_inputs(sub, x[:, g * cin:(g + 1) * cin])
-        codes, scales = search_block_scales(w[g * per:(g + 1) * per], rows, 3, Blocks(b.n_v // groups, b.n_h), 9)
-        assert np.array_equal(layer.w_codes[g * per:(g + 1) * per], codes)
-        assert np.array_equal(layer.w_scales[g * (b.n_v // groups):(g + 1) * (b.n_v // groups)], scales)
+        rows = lower_inputs(sub, x[:, g * cin : (g + 1) * cin])
+        codes, scales = search_block_scales(w[g * per : (g + 1) * per], rows, 3, Blocks(b.n_v // groups, b.n_h), 9)
+        assert np.array_equal(layer.w_codes[g * per : (g + 1) * per], codes)
+        assert np.array_equal(layer.w_scales[g * (b.n_v // groups) : (g + 1) * (b.n_v // groups)], scales)
     xd, bias = x.double(), layer.layer.bias.detach().double()
     y = torch.nn.functional.conv2d(xd, torch.as_tensor(w).reshape(8, cin, 3, 3), bias, padding=1, groups=groups)
     yq = torch.nn.functional.conv2d(xd, layer.w_deq.double(), bias, padding=1, groups=groups)
@@ -322,7 +365,7 @@ def test_grouped_conv_is_searched_group_by_group(groups: int, blocks) -> None:  
 
 
 def test_grouped_row_blocks_must_stay_inside_groups() -> None:
-    assert resolve_blocks((3, 1), 16, 1, clamp=True, groups=16) == Blocks(16, 1)   # rounded up, per channel
+    assert resolve_blocks((3, 1), 16, 1, clamp=True, groups=16) == Blocks(16, 1)  # rounded up, per channel
     assert resolve_blocks((1, 1), 32, 1, clamp=True, groups=16) == Blocks(16, 1)
     with pytest.raises(QuantInputError, match="cross the 4 groups"):
         resolve_blocks((6, 1), 12, 2, groups=4)

@@ -46,8 +46,12 @@ def test_check_bits_and_config_errors() -> None:
     for w, a in [(1, 8), (9, 8), (4, 0), (2.0, 8), (True, 8)]:
         with pytest.raises(QuantInputError, match="2..8"):
             check_bits(w, a)
-    for kwargs, needle in [({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size"), ({"lr": float("nan")}, "lr"),
-                           ({"seed": -2}, "seed")]:
+    for kwargs, needle in [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"lr": float("nan")}, "lr"),
+        ({"seed": -2}, "seed"),
+    ]:
         with pytest.raises(QuantInputError, match=needle):
             FinetuneConfig(**kwargs)
 
@@ -65,7 +69,6 @@ def test_qat_is_deterministic_and_beats_rtn_at_2_bits() -> None:
     assert all(layer.w_codes is not None and layer.w_spec.bits == 2 for _, layer in quant_layers(first.model))
     assert all(layer.weight_fn is None and not layer.ste for _, layer in quant_layers(first.model))
     from quant.rtn import rtn_quantize
-
 
     rtn = prepare(model)
     calibrate_activations(rtn, split.calib_x, 8)
@@ -112,8 +115,11 @@ def test_guard_stops_training_accuracy_at_chance() -> None:
     labels[:100] = 3  # majority class: 19 %
     assert chance_accuracy(labels) == pytest.approx(0.19)
     guard = DivergenceGuard("run", "hint")
-    with pytest.raises(TrainingDivergedError, match=r"training accuracy 20\.0 % is at chance \(the majority class is "
-                                                    r"19\.0 %"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"training accuracy 20\.0 % is at chance \(the majority class is "
+        r"19\.0 %",
+    ):
         guard.check_accuracy(200, 1000, labels, 3)
     guard.check_accuracy(400, 1000, labels, 3)  # poor but learning: not divergence
 

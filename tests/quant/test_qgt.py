@@ -57,20 +57,22 @@ def _brute_force_mse(row: np.ndarray, bits: int) -> float:
     """Least squared rounding error of one channel over SCALE_GRID multiples of its max-abs scale."""
     spec = QuantSpec(bits)
     base = np.abs(row).max() / spec.qmax
-    return min(float(np.sum((np.clip(np.rint(row / (m * base)), spec.qmin, spec.qmax) * m * base - row) ** 2))
-               for m in SCALE_GRID)
+    return min(
+        float(np.sum((np.clip(np.rint(row / (m * base)), spec.qmin, spec.qmax) * m * base - row) ** 2))
+        for m in SCALE_GRID
+    )
 
 
 def test_regularizer_matches_a_hand_computation() -> None:
     w = torch.tensor([[0.9, 0.2, -0.5], [0.0, 0.0, 0.0]], dtype=torch.float64)
     # max-abs grid at 2 bits: scale 0.9, Q = [0.9, 0, -0.9]; the all-zero channel is on the grid
-    assert float(relative_residual(w, 2, "max")) == pytest.approx((0.2 ** 2 + 0.4 ** 2) / 1.1, rel=1e-12)
+    assert float(relative_residual(w, 2, "max")) == pytest.approx((0.2**2 + 0.4**2) / 1.1, rel=1e-12)
     # MSE grid: multiple 0.8 (scale 0.72), Q = [0.72, 0, -0.72], error 0.18^2 + 0.2^2 + 0.22^2 = 0.1208
     assert float(channel_scales(w, 2, "mse")[0, 0]) == pytest.approx(0.72, rel=1e-12)
     assert float(relative_residual(w, 2, "mse")) == pytest.approx(0.1208 / 1.1, rel=1e-12)
     rows = torch.randn(6, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for bits in (2, 3, 4):
-        expected = sum(_brute_force_mse(r, bits) for r in rows.numpy()) / float((rows ** 2).sum())
+        expected = sum(_brute_force_mse(r, bits) for r in rows.numpy()) / float((rows**2).sum())
         assert float(relative_residual(rows, bits, "mse")) == pytest.approx(expected, rel=1e-10)
 
 
@@ -97,7 +99,7 @@ def test_gradient_flows_only_through_the_weight(grid: str) -> None:
     w = torch.randn(4, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
     relative_residual(w, 2, grid).backward()
     with torch.no_grad():
-        expected = 2 * (w - grid_weight(w, 2, grid)) / (w ** 2).sum()
+        expected = 2 * (w - grid_weight(w, 2, grid)) / (w**2).sum()
     assert torch.allclose(w.grad, expected, rtol=1e-12, atol=0)
 
 
@@ -175,12 +177,19 @@ def test_a_non_finite_loss_stops_training(digits) -> None:
 
 
 BAD = {
-    "lam<0": ({"lam": -1.0}, "lam"), "lam nan": ({"lam": float("nan")}, "lam"),
-    "lam inf": ({"lam": float("inf")}, "lam"), "lam bool": ({"lam": True}, "lam"),
-    "schedule": ({"schedule": "cosine"}, "schedule"), "warmup>1": ({"warmup": 1.5}, "warmup"),
-    "warmup<0": ({"warmup": -0.1}, "warmup"), "final": ({"final": "adaround"}, "final"),
-    "grid": ({"grid": "percentile"}, "grid"), "w_bits": ({"w_bits": 9}, "w_bits"), "a_bits": ({"a_bits": 1}, "a_bits"),
-    "pair bits": ({"pairs": [(2, 8), (9, 8)]}, "w_bits"), "pairs str": ({"pairs": "w2a8"}, "pairs"),
+    "lam<0": ({"lam": -1.0}, "lam"),
+    "lam nan": ({"lam": float("nan")}, "lam"),
+    "lam inf": ({"lam": float("inf")}, "lam"),
+    "lam bool": ({"lam": True}, "lam"),
+    "schedule": ({"schedule": "cosine"}, "schedule"),
+    "warmup>1": ({"warmup": 1.5}, "warmup"),
+    "warmup<0": ({"warmup": -0.1}, "warmup"),
+    "final": ({"final": "adaround"}, "final"),
+    "grid": ({"grid": "percentile"}, "grid"),
+    "w_bits": ({"w_bits": 9}, "w_bits"),
+    "a_bits": ({"a_bits": 1}, "a_bits"),
+    "pair bits": ({"pairs": [(2, 8), (9, 8)]}, "w_bits"),
+    "pairs str": ({"pairs": "w2a8"}, "pairs"),
     "pair shape": ({"pairs": [(2, 8, 8)]}, "pair"),
 }
 
@@ -225,8 +234,18 @@ def test_sensitivity_table_is_accepted_by_search(outcome, tmp_path: Path) -> Non
 
     frame = outcome.tables["sensitivity"]
     path = write_sensitivity(frame, tmp_path / "qgt.csv")
-    costs = pd.DataFrame([{"layer": r.layer, "name": r.name, "w_bits": r.w_bits, "a_bits": r.a_bits,
-                           "bops": float(r.w_bits * r.a_bits)} for r in frame.itertuples(index=False)])
+    costs = pd.DataFrame(
+        [
+            {
+                "layer": r.layer,
+                "name": r.name,
+                "w_bits": r.w_bits,
+                "a_bits": r.a_bits,
+                "bops": float(r.w_bits * r.a_bits),
+            }
+            for r in frame.itertuples(index=False)
+        ]
+    )
     problem = build_problem(costs, read_table(path, "sensitivity table"), ["bops"], method="qgt")
     assert problem.n_layers == frame.layer.nunique() and problem.n_pairs == len(PAIRS)
 

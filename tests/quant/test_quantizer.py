@@ -23,11 +23,11 @@ from quant.quantizer import (
 @pytest.mark.parametrize("bits", range(2, 9))
 def test_ranges_hold_exactly_2_to_the_b_levels(bits: int) -> None:
     signed, unsigned = QuantSpec(bits), QuantSpec(bits, signed=False)
-    assert signed.levels == unsigned.levels == 2 ** bits
+    assert signed.levels == unsigned.levels == 2**bits
     assert (signed.qmin, signed.qmax) == (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-    assert (unsigned.qmin, unsigned.qmax) == (0, 2 ** bits - 1)
+    assert (unsigned.qmin, unsigned.qmax) == (0, 2**bits - 1)
     asym = QuantSpec(bits, symmetric=False, signed=False)
-    assert (asym.qmin, asym.qmax) == (0, 2 ** bits - 1)
+    assert (asym.qmin, asym.qmax) == (0, 2**bits - 1)
 
 
 @pytest.mark.parametrize("bits", [1, 9, 0, 2.5, "4"])
@@ -82,12 +82,13 @@ def test_block_scales_are_per_block_max_and_codes_fit(out: int, in_ch: int, kern
         for chans in np.split(np.arange(in_ch), block_bounds(in_ch, n_h)[1:-1]):
             cols = (chans[:, None] * kernel + np.arange(kernel)).ravel()
             block = codes[np.ix_(rows, cols)]
-            assert len(np.unique(block)) <= 2 ** bits
+            assert len(np.unique(block)) <= 2**bits
             assert np.abs(block).max() == spec.qmax or np.abs(w[np.ix_(rows, cols)]).max() == 0
 
 
-@pytest.mark.parametrize(("blocks", "needle"), [(Blocks(5, 1), "n_V=5"), (Blocks(1, 4), "n_H=4"),
-                                                 (Blocks(0, 1), "n_V=0")])
+@pytest.mark.parametrize(
+    ("blocks", "needle"), [(Blocks(5, 1), "n_V=5"), (Blocks(1, 4), "n_H=4"), (Blocks(0, 1), "n_V=0")]
+)
 def test_bad_block_grids(blocks: Blocks, needle: str) -> None:
     with pytest.raises(QuantInputError, match=needle):
         block_scales(np.ones((4, 3)), blocks, QuantSpec(4))

@@ -31,14 +31,22 @@ def make_cnn(seed: int, dim: int = 2) -> tuple[nn.Sequential, torch.Tensor]:
     """Conv-BN-ReLU-MaxPool-Conv-BN-ReLU-MaxPool-Flatten-Linear-BN-ReLU-Dropout-Linear with non-trivial BN stats."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    conv, bn, pool = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d) if dim == 2 else (nn.Conv1d, nn.BatchNorm1d,
-                                                                                    nn.MaxPool1d)
+    conv, bn, pool = (
+        (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d) if dim == 2 else (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+    )
     spatial = 2 * 2 if dim == 2 else 4
     model = nn.Sequential(
-        conv(2, 6, 3, padding=1), bn(6), nn.ReLU(), pool(2),
-        nn.Sequential(conv(6, 8, 3, padding=1), bn(8), nn.ReLU6()), pool(2),
+        conv(2, 6, 3, padding=1),
+        bn(6),
+        nn.ReLU(),
+        pool(2),
+        nn.Sequential(conv(6, 8, 3, padding=1), bn(8), nn.ReLU6()),
+        pool(2),
         nn.Flatten(),
-        nn.Linear(8 * spatial, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(8 * spatial, 12),
+        nn.BatchNorm1d(12),
+        nn.ReLU(),
+        nn.Dropout(0.3),
         nn.Linear(12, 5),
     )
     _randomize_bn(model, gen)
@@ -76,11 +84,17 @@ def test_random_permutations_preserve_function(seed: int, dim: int, fold: bool) 
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**16), dim=st.sampled_from([1, 2]), fold=st.booleans(),
-       method=st.sampled_from(["sort", "kmeans"]), stat=st.sampled_from(["weight", "activation"]),
-       n_groups=st.integers(1, 8))
-def test_sort_and_kmeans_preserve_function(seed: int, dim: int, fold: bool, method: str, stat: str,
-                                           n_groups: int) -> None:
+@given(
+    seed=st.integers(0, 2**16),
+    dim=st.sampled_from([1, 2]),
+    fold=st.booleans(),
+    method=st.sampled_from(["sort", "kmeans"]),
+    stat=st.sampled_from(["weight", "activation"]),
+    n_groups=st.integers(1, 8),
+)
+def test_sort_and_kmeans_preserve_function(
+    seed: int, dim: int, fold: bool, method: str, stat: str, n_groups: int
+) -> None:
     model, x = make_cnn(seed % 97, dim)
     y0 = model(x)
     target = prepare(model) if fold else copy.deepcopy(model)
@@ -181,5 +195,6 @@ def test_refuses_unprovable_graphs() -> None:
     with pytest.raises(QuantInputError, match="'11'"):
         permute_channels(model, {"11": np.arange(5)}, x)
     # softmax after the last layer is harmless
-    reorder_model(nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv2d(4, 4, 1), nn.Softmax(dim=1)), torch.randn(4, 2, 8, 8),
-                  2, "kmeans")
+    reorder_model(
+        nn.Sequential(nn.Conv2d(2, 4, 3), nn.Conv2d(4, 4, 1), nn.Softmax(dim=1)), torch.randn(4, 2, 8, 8), 2, "kmeans"
+    )

@@ -56,7 +56,7 @@ def test_two_layers_at_once_and_an_untouched_output() -> None:
     (got,) = replay.run({"layer1.conv1": a, "layer2.downsample.0": b})
     m = copy.deepcopy(q)
     m.layer1.conv1 = a[0]
-    setattr(m.get_submodule("layer2.downsample"), "0", b[0])   # a GraphModule keeps plain submodules
+    setattr(m.get_submodule("layer2.downsample"), "0", b[0])  # a GraphModule keeps plain submodules
     with torch.no_grad():
         assert torch.allclose(got, m(x), rtol=1e-5, atol=1e-6)
 

@@ -82,14 +82,15 @@ def check_decomposition(reals: list[Fraction]) -> None:
     if shift < MAX_SHIFT:
         assert MULT_MIN <= mults[top] <= MULT_MAX
         # relative error of the largest multiplier <= 2^-31 (up to the normalisation slack 2^-30)
-        assert abs(Fraction(mults[top]) / two_s - reals[top]) <= reals[top] * Fraction(1, 1 << 31) * (1 + Fraction(
-            1, 1 << 29))
+        assert abs(Fraction(mults[top]) / two_s - reals[top]) <= reals[top] * Fraction(1, 1 << 31) * (
+            1 + Fraction(1, 1 << 29)
+        )
     for m, r in zip(mults, reals):
         assert m == round_half_up(r * two_s)
         assert abs(Fraction(m) / two_s - r) <= HALF / two_s
 
 
-positive = st.floats(min_value=2.0 ** -45, max_value=2.0 ** 29.9, allow_nan=False, allow_infinity=False)
+positive = st.floats(min_value=2.0**-45, max_value=2.0**29.9, allow_nan=False, allow_infinity=False)
 
 
 @settings(max_examples=400, deadline=None)
@@ -106,7 +107,7 @@ def test_real_multipliers_from_scales_fit_int32(sx: float, sws: list[float], sy:
 
 def test_multiplier_edge_cases() -> None:
     # rounds up to 2^31 -> the shift drops by one and the multiplier renormalises to 2^30
-    just_below = 1 - Fraction(1, 1 << 33)   # * 2^31 = 2^31 - 1/4
+    just_below = 1 - Fraction(1, 1 << 33)  # * 2^31 = 2^31 - 1/4
     mults, shift = quantize_multipliers([just_below])
     assert mults == [1 << 30] and shift == 30
     assert quantize_multipliers([1 - Fraction(3, 1 << 33)]) == ([MULT_MAX], 31)  # 2^31 - 3/4 stays
@@ -127,8 +128,9 @@ def test_requantize_saturates_at_the_code_range() -> None:
     acc = np.array([-(1 << 62), -(1 << 40), -1, 0, 1 << 40, (1 << 62) - 1], dtype=np.int64)
     np.testing.assert_array_equal(requantize(acc, 40, 0, 0, 255), [0, 0, 0, 0, 1, 255])
     np.testing.assert_array_equal(requantize(acc, 30, 3, 0, 15), [0, 0, 3, 3, 15, 15])
-    np.testing.assert_array_equal(requantize(acc, 1, 0, INT32_MIN, INT32_MAX),
-                                  [INT32_MIN, INT32_MIN, 0, 0, INT32_MAX, INT32_MAX])
+    np.testing.assert_array_equal(
+        requantize(acc, 1, 0, INT32_MIN, INT32_MAX), [INT32_MIN, INT32_MIN, 0, 0, INT32_MAX, INT32_MAX]
+    )
     # a fused ReLU is the lower clamp at the zero point
     np.testing.assert_array_equal(requantize(np.array([-(5 << 10), 5 << 10]), 10, 7, 7, 255), [7, 12])
 
@@ -153,7 +155,7 @@ def single_linear(k: int, out: int = 1, with_next: bool = False, w_bits: int = 8
 def test_worst_case_layer_runs_without_overflow_and_k_plus_one_is_refused() -> None:
     k = max_reduction_length(8, 8)
     model = single_linear(k)
-    (_, layer), = quant_layers(model)
+    ((_, layer),) = quant_layers(model)
     spec = QuantSpec(8)
     layer.set_weight_codes(np.full((1, k), -128), np.array([[1e-3]]), spec, Blocks(1, 1))
     layer.act = ActQuant(QuantSpec(8, signed=False), 1.0 / 255, 0)
@@ -166,7 +168,7 @@ def test_worst_case_layer_runs_without_overflow_and_k_plus_one_is_refused() -> N
     assert lay.summary()["psum_bits_needed"] <= 32 and lay.summary()["acc_bits_needed"] <= 64
 
     model = single_linear(k + 1)
-    (_, layer), = quant_layers(model)
+    ((_, layer),) = quant_layers(model)
     layer.set_weight_codes(np.full((1, k + 1), -128), np.array([[1e-3]]), spec, Blocks(1, 1))
     layer.act = ActQuant(QuantSpec(8, signed=False), 1.0 / 255, 0)
     with pytest.raises(QuantInputError, match="overflows int32"):
@@ -187,7 +189,7 @@ def test_every_8bit_input_times_every_4bit_weight_through_one_requant_step(z_x: 
     (n1, first), (_, second) = quant_layers(model)
     first.layer.bias = nn.Parameter(torch.linspace(-0.3, 0.3, 16))
     codes = np.stack([np.arange(16) - 8, 7 - np.arange(16)], axis=1)
-    scales = np.array([[0.013, 0.0071], [0.021, 0.0042]])          # n_v = 2, n_h = 2
+    scales = np.array([[0.013, 0.0071], [0.021, 0.0042]])  # n_v = 2, n_h = 2
     first.set_weight_codes(codes, scales, QuantSpec(4), Blocks(2, 2))
     first.act = ActQuant(QuantSpec(8, symmetric=z_x == 0, signed=False), 0.0123, z_x)
     out_spec = QuantSpec(8, symmetric=False, signed=False)
@@ -199,7 +201,7 @@ def test_every_8bit_input_times_every_4bit_weight_through_one_requant_step(z_x: 
     lay = golden.layer(n1)
 
     g = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), axis=-1).reshape(-1, 2)
-    y = golden.run_layer(n1, g)                                      # [65536, 16]
+    y = golden.run_layer(n1, g)  # [65536, 16]
 
     # 1. bit-exact against Python-int arithmetic of the documented datapath
     rows = lay.row_block()

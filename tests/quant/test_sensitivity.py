@@ -136,7 +136,7 @@ class Residual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = F.relu(self.stem(x))
-        t = F.relu(s + self.c2(F.relu(self.c1(s))))   # c1 and head read one residual stream: one group
+        t = F.relu(s + self.c2(F.relu(self.c1(s))))  # c1 and head read one residual stream: one group
         return self.fc(torch.flatten(F.relu(self.head(t)), 1))
 
 
@@ -149,8 +149,7 @@ def test_group_scores_are_split_equally(tmp_path: Path) -> None:
     tied = frame[frame.name.isin(["c1", "head"])]
     for (w, a), rows in tied.groupby(["w_bits", "a_bits"]):
         assert rows.sensitivity.nunique() == 1
-        assert rows.sensitivity.sum() == pytest.approx(output_nsr(model, x, {"c1": (w, a), "head": (w, a)}),
-                                                       rel=1e-12)
+        assert rows.sensitivity.sum() == pytest.approx(output_nsr(model, x, {"c1": (w, a), "head": (w, a)}), rel=1e-12)
     y = torch.arange(len(x)) % 5
     loss = sensitivity_table(model, x, [(2, 2)], "loss", calib_y=y, n_samples=len(x))
     tied = loss[loss.name.isin(["c1", "head"])]
@@ -207,8 +206,9 @@ def _exact_hessians(model: Tiny, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
     out = {}
     for key, at, fn in blocks():
         n = at.numel()
-        out[key] = torch.autograd.functional.hessian(lambda flat, fn=fn, at=at: fn(flat.reshape(at.shape)),
-                                                     at.reshape(-1)).reshape(n, n)
+        out[key] = torch.autograd.functional.hessian(
+            lambda flat, fn=fn, at=at: fn(flat.reshape(at.shape)), at.reshape(-1)
+        ).reshape(n, n)
     return out
 
 
@@ -224,7 +224,7 @@ def test_hutchinson_matches_the_exact_hessian_trace() -> None:
         trace = float(torch.trace(H))
         # a Rademacher probe has variance 2 * sum_{i != j} H_ij^2; allow 5 standard errors
         off = H - torch.diag(torch.diag(H))
-        tol = 5 * float(torch.sqrt(2 * (off ** 2).sum() / iters)) + 1e-5 * abs(trace)
+        tol = 5 * float(torch.sqrt(2 * (off**2).sum() / iters)) + 1e-5 * abs(trace)
         got = float(est.loc[layer, "w_trace" if part == "w" else "a_trace"])
         assert got == pytest.approx(trace, abs=tol), key
         assert est.loc[layer, "w_params" if part == "w" else "a_numel"] == H.shape[0]
@@ -240,15 +240,16 @@ def test_hessian_traces_are_nonnegative_for_relu_networks_and_bits_help(digits) 
     for name in first.name:
         assert s[(name, 8, 8)] < s[(name, 4, 8)] < s[(name, 2, 8)]
         assert s[(name, 8, 8)] < s[(name, 8, 4)] < s[(name, 8, 2)]
-    expected = 0.5 * (frame.w_trace / frame.w_params * frame.w_delta_sq + frame.a_trace / frame.a_numel
-                      * frame.a_delta_sq)
+    expected = 0.5 * (
+        frame.w_trace / frame.w_params * frame.w_delta_sq + frame.a_trace / frame.a_numel * frame.a_delta_sq
+    )
     np.testing.assert_allclose(frame.sensitivity, expected, rtol=1e-12)
 
 
 def test_hessian_quantization_errors_are_rtn_and_max_calibration(digits) -> None:
     model, x, y = digits
     frame = sensitivity_table(model, x[:40], [(4, 2)], "hessian", calib_y=y[:40], n_samples=40, iterations=1)
-    q = prepare(model).float()   # the table's precision
+    q = prepare(model).float()  # the table's precision
     layers = quant_layers(q, x[:1].float())
     inputs = capture_inputs(q, [m for _, m in layers], x[:40].float())
     calibrate_activations(q, x[:40].float(), 2)
@@ -256,8 +257,9 @@ def test_hessian_quantization_errors_are_rtn_and_max_calibration(digits) -> None
     rtn_quantize(q, 4)
     for (name, m), row in zip(layers, frame.itertuples(index=False)):
         assert row.name == name
-        assert row.w_delta_sq == pytest.approx(float(((m.w_deq.double().reshape(m.out_features, -1).numpy()
-                                                        - floats[name]) ** 2).sum()), rel=1e-6)
+        assert row.w_delta_sq == pytest.approx(
+            float(((m.w_deq.double().reshape(m.out_features, -1).numpy() - floats[name]) ** 2).sum()), rel=1e-6
+        )
         xi = inputs[id(m)]
         assert row.a_delta_sq == pytest.approx(float(((m.act(xi).double() - xi.double()) ** 2).sum()), rel=1e-6)
 
@@ -274,8 +276,9 @@ def test_hessian_is_deterministic(digits) -> None:
 @pytest.mark.parametrize("method", ["sqnr", "hessian", "loss"])
 def test_gpfq_quantizer(digits, method: str) -> None:
     model, x, y = digits
-    frame = sensitivity_table(model, x, [(4, 8), (2, 8)], method, calib_y=y, quantizer="gpfq", n_samples=64,
-                              iterations=4)
+    frame = sensitivity_table(
+        model, x, [(4, 8), (2, 8)], method, calib_y=y, quantizer="gpfq", n_samples=64, iterations=4
+    )
     assert (frame.quantizer == "gpfq").all() and (frame.sensitivity >= 0).all()
     if method == "sqnr":  # GPFQ at 2 bits beats RTN at 2 bits on the output (what it minimizes)
         rtn = _lookup(sensitivity_table(model, x, [(2, 8)], "sqnr", n_samples=64))
@@ -362,8 +365,22 @@ def test_write_refuses_bad_tables(sqnr_table: pd.DataFrame, tmp_path: Path) -> N
 
 def test_cli_writes_the_table(tmp_path: Path, capsys) -> None:
     out = tmp_path / "sens.csv"
-    code, stdout, _ = _run(["sensitivity", "--model", "digits-cnn", "--method", "sqnr", "--pairs", "w8a8,w2a2",
-                            "--samples", "32", "--out", str(out)], capsys)
+    code, stdout, _ = _run(
+        [
+            "sensitivity",
+            "--model",
+            "digits-cnn",
+            "--method",
+            "sqnr",
+            "--pairs",
+            "w8a8,w2a2",
+            "--samples",
+            "32",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0
     assert stdout.count("\n") == 1 and "4 layers in 4 groups x 2 pairs on 32 samples" in stdout
     assert "(w8a8)" in stdout and "(w2a2)" in stdout and "wrote 8 rows" in stdout

@@ -59,7 +59,8 @@ def test_every_model_and_seed_is_shipped_with_its_sha256_and_current_key() -> No
         assert hashlib.sha256(blob).hexdigest() == entry.sha256, f"{entry.file} altered; {REGEN}"
         assert entry.cache_key == cache_key(name), (
             f"{entry.file} was trained under cache key {entry.cache_key}, but the current code gives "
-            f"{cache_key(name)}: the model, its data loader or the training loop changed; {REGEN}")
+            f"{cache_key(name)}: the model, its data loader or the training loop changed; {REGEN}"
+        )
         assert entry.file == f"{name}-seed{seed}.npz" and entry.fingerprint["isa"] is not None
         assert {"cpu", "isa", "torch", "torch_cpu_capability"} <= set(entry.fingerprint)
     assert check_shipped() == []
@@ -179,4 +180,5 @@ def test_retraining_seed_0_reproduces_the_shipped_weights(name) -> None:
     margin = 4 * math.sqrt(2 * p * (1 - p) / n)
     assert abs(a - b) <= margin, (
         f"retrained on {describe(cpu_fingerprint())}: {100 * a:.2f} % against the shipped {100 * b:.2f} % (made "
-        f"on {describe(entry.fingerprint)}), beyond {100 * margin:.2f} points")
+        f"on {describe(entry.fingerprint)}), beyond {100 * margin:.2f} points"
+    )

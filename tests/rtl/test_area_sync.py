@@ -15,8 +15,9 @@ def test_technology_area_equals_synthesis(yosys) -> None:
     area = load_technology("45nm").area
     assert area is not None
     fixed = table[table.pe_kind == "fixed"]
-    assert {f"w{r.w_bits}a{r.a_bits}": round(r.area_nand2) for r in fixed.itertuples()} == \
-        {k: round(v) for k, v in area.fixed_pe_nand2.items()}
+    assert {f"w{r.w_bits}a{r.a_bits}": round(r.area_nand2) for r in fixed.itertuples()} == {
+        k: round(v) for k, v in area.fixed_pe_nand2.items()
+    }
     assert round(table[table.pe_kind == "bitfusion"].area_nand2.iloc[0]) == round(area.bitfusion_pe_nand2)
     assert round(table[table.pe_kind == "requant"].area_nand2.iloc[0]) == round(area.requant_nand2)
     for kind, serial in (("stripes", "activation"), ("loom", "both"), ("stripes_stationary", "activation_stationary")):

@@ -45,18 +45,22 @@ def test_dgms_export_is_sparse_4_bit_per_channel(dgms_export: Path) -> None:
         assert lay.w_bits == 4 and lay.n_v == lay.out_features and lay.n_h == 1
         assert lay.w_codes.min() >= -8 and lay.w_codes.max() <= 7
     zeros = np.mean(np.concatenate([lay.w_codes.ravel() for lay in model.layers]) == 0)
-    assert zeros > 0.05   # the zero component survives the snap
+    assert zeros > 0.05  # the zero component survives the snap
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize(("layer", "rows", "cols", "pe"), [("3", 8, 8, "fixed"), ("12", 8, 8, "fixed"),
-                                                           ("7", 4, 4, "bitfusion"), ("12", 4, 4, "bitfusion")])
-def test_dgms_layer_through_the_rtl(verilator: str, dgms_export: Path, layer: str, rows: int, cols: int,
-                                    pe: str) -> None:
+@pytest.mark.parametrize(
+    ("layer", "rows", "cols", "pe"),
+    [("3", 8, 8, "fixed"), ("12", 8, 8, "fixed"), ("7", 4, 4, "bitfusion"), ("12", 4, 4, "bitfusion")],
+)
+def test_dgms_layer_through_the_rtl(
+    verilator: str, dgms_export: Path, layer: str, rows: int, cols: int, pe: str
+) -> None:
     from rtl.layer import verify_layer
 
-    check = verify_layer(dgms_export, layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.2, stall_prob=0.2,
-                         seed=3)
+    check = verify_layer(
+        dgms_export, layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.2, stall_prob=0.2, seed=3
+    )
     assert check.mismatches == 0, "\n".join(check.messages)
     assert check.measured_cycles == check.predicted_cycles, (check.measured_cycles, check.predicted_cycles)
     assert check.n_h == 1 and check.w_bits == 4 and check.a_bits == 8

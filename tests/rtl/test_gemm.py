@@ -70,10 +70,19 @@ class Build:
     @property
     def parameters(self) -> dict[str, int]:
         pe = driver.transposed_kind(self.pe_kind) if self.dataflow == "is" else self.pe_kind
-        return driver.top_parameters(self.rows, self.cols, pe, self.w_bits, self.a_bits, self.w_signed,
-                                     self.a_signed, psum_rows=self.psum_rows,
-                                     preload="overlapped" if self.overlap_hw else "serial", dataflow=self.array,
-                                     max_blocks=self.max_blocks)
+        return driver.top_parameters(
+            self.rows,
+            self.cols,
+            pe,
+            self.w_bits,
+            self.a_bits,
+            self.w_signed,
+            self.a_signed,
+            psum_rows=self.psum_rows,
+            preload="overlapped" if self.overlap_hw else "serial",
+            dataflow=self.array,
+            max_blocks=self.max_blocks,
+        )
 
     @property
     def top(self) -> str:
@@ -82,8 +91,12 @@ class Build:
     @property
     def sources(self) -> list[Path]:
         pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
-        return [source(self.top), source(f"lowbit_systolic_{self.array}"), source(pe),
-                *(SRC_DIR / part for part in TOP_PARTS)]
+        return [
+            source(self.top),
+            source(f"lowbit_systolic_{self.array}"),
+            source(pe),
+            *(SRC_DIR / part for part in TOP_PARTS),
+        ]
 
 
 @dataclass(frozen=True)
@@ -146,8 +159,9 @@ ICARUS_BUILDS = [
     Build("icarus-bitfusion-2x2", "bitfusion", 2, 2, simulator="icarus"),
     Build("icarus-fixed-w4a4-3x5", "fixed", 3, 5, 4, 4, simulator="icarus"),
     Build("icarus-stripes-2x3", "stripes", 2, 3, max_m=8, simulator="icarus"),
-    Build("icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, overlap_hw=True, simulator="icarus", is_jobs=True,
-          max_blocks=4),
+    Build(
+        "icarus-ov-fixed-w4a4-3x4", "fixed", 3, 4, 4, 4, overlap_hw=True, simulator="icarus", is_jobs=True, max_blocks=4
+    ),
     Build("icarus-os-bitfusion-2x3", "bitfusion", 2, 3, dataflow="os", simulator="icarus"),
 ]
 
@@ -170,8 +184,16 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
     pairs = _pairs_of(build)
     jobs: list[Job] = []
 
-    def add(kind: str, M: int, K: int, N: int, pair: tuple[int, int, bool, bool], values: str, table: bool = False,
-            stream: tuple[float, float] | None = None) -> None:
+    def add(
+        kind: str,
+        M: int,
+        K: int,
+        N: int,
+        pair: tuple[int, int, bool, bool],
+        values: str,
+        table: bool = False,
+        stream: tuple[float, float] | None = None,
+    ) -> None:
         i = len(jobs)
         gap, stall = stream if stream is not None else ((0.0, 0.0) if i % 2 == 0 else (0.3, 0.3))
         w, a, ws, as_ = pair
@@ -188,27 +210,61 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
             order, tile_m = rng.randrange(6), rng.choice(driver.offered_tile_rows(stream))
             # the partial sums of the ws GEMM the array runs (is: the transpose's)
             shape = (N, K, M) if dataflow == "is" else (M, K, N)
-            need = driver.psum_rows_needed(driver.plan_gemm(*shape, R, C, build.pe_kind, w, a, order=order,
-                                                            tile_m=tile_m))
+            need = driver.psum_rows_needed(
+                driver.plan_gemm(*shape, R, C, build.pe_kind, w, a, order=order, tile_m=tile_m)
+            )
             if need > build.psum_rows:  # too many partial sums for the buffer: keep the row folds innermost
                 order = rng.choice([1, 4])
         # reduction blocks (their own generator, so the other draws stay as they were)
         blocks = 1
         if build.max_blocks > 1 and dataflow != "is" and not table and i % 3 == 2 and K > 1:
             blocks = random.Random(f"{build.id}/{i}/blocks").randint(2, min(build.max_blocks, K))
-        jobs.append(Job(f"{build.id}/{i}-{kind}", M, K, N, w, a, ws, as_, values, gap, stall, rng.randrange(1 << 30),
-                        table, order, tile_m, preload, dataflow, blocks))
+        jobs.append(
+            Job(
+                f"{build.id}/{i}-{kind}",
+                M,
+                K,
+                N,
+                w,
+                a,
+                ws,
+                as_,
+                values,
+                gap,
+                stall,
+                rng.randrange(1 << 30),
+                table,
+                order,
+                tile_m,
+                preload,
+                dataflow,
+                blocks,
+            )
+        )
 
     rounds = max(1, 12 // len(pairs))  # a fixed build has one pair: run its mix several times
     for p, pair in enumerate(pairs * rounds):
         pack = driver.pack_factor(build.pe_kind, pair[0], pair[1])
         depth = R * pack  # reduction elements one row fold covers
         # smaller than the array: one fold with partial rows/columns
-        add("small", rng.randint(1, max(1, Mx // 8)), rng.randint(1, depth), rng.randint(1, C), pair,
-            "corner" if p % 2 else "random")
+        add(
+            "small",
+            rng.randint(1, max(1, Mx // 8)),
+            rng.randint(1, depth),
+            rng.randint(1, C),
+            pair,
+            "corner" if p % 2 else "random",
+        )
         # several row and column folds, K and N not multiples of the tile
-        add("folds", rng.randint(2, Mx // 2), rng.randint(depth + 1, 3 * depth), rng.randint(C + 1, 3 * C), pair,
-            "random" if p % 2 else "corner", table=p == 0)
+        add(
+            "folds",
+            rng.randint(2, Mx // 2),
+            rng.randint(depth + 1, 3 * depth),
+            rng.randint(C + 1, 3 * C),
+            pair,
+            "random" if p % 2 else "corner",
+            table=p == 0,
+        )
         if quick:
             continue
         # exact fit: one fold, full tile
@@ -220,8 +276,15 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
     # corners of M and of the accumulator range; heavy stalls on both streams
     add("m1", 1, 2 * R * pack + 1, 2 * C + 1, full, "extreme", stream=(0.5, 0.5))
     add("mmax", Mx, R * pack, C, full, "extreme", stream=(0.0, 0.7))
-    add("stall", rng.randint(1, Mx), rng.randint(1, 2 * R * pack), rng.randint(1, 2 * C), full, "corner",
-        stream=(0.7, 0.7))
+    add(
+        "stall",
+        rng.randint(1, Mx),
+        rng.randint(1, 2 * R * pack),
+        rng.randint(1, 2 * C),
+        full,
+        "corner",
+        stream=(0.7, 0.7),
+    )
     if build.pe_kind in driver.SERIAL_KINDS and R * C >= 64:
         # bulk random MACs at the pair with the fewest beats per element (w8a2 Stripes, w2a2 Loom), full M
         cheap = min(pairs, key=lambda p: (driver.beats_per_element(build.pe_kind, p[0], p[1]), -p[0] * p[1]))
@@ -231,8 +294,15 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
     for k in range(3):
         pair = pairs[k * len(pairs) // 3]
         pack = driver.pack_factor(build.pe_kind, pair[0], pair[1])
-        add("large", Mx, 4 * R * pack + rng.randint(0, R * pack - 1), 4 * C - rng.randint(0, C - 1) if C > 1 else 4,
-            pair, "random", table=k == 0 or len(pairs) > 1)
+        add(
+            "large",
+            Mx,
+            4 * R * pack + rng.randint(0, R * pack - 1),
+            4 * C - rng.randint(0, C - 1) if C > 1 else 4,
+            pair,
+            "random",
+            table=k == 0 or len(pairs) > 1,
+        )
     return jobs
 
 
@@ -260,15 +330,28 @@ def _tile(job: Job) -> int | None:
     return (job.tile_m or None) if job.dataflow != "os" else None
 
 
-def _predicted(build: Build, M: int, K: int, N: int, w: int, a: int, order: int | None = None,
-               tile: int | None = None, preload: str = "serial", dataflow: str = "ws", n_blocks: int = 1) -> int:
+def _predicted(
+    build: Build,
+    M: int,
+    K: int,
+    N: int,
+    w: int,
+    a: int,
+    order: int | None = None,
+    tile: int | None = None,
+    preload: str = "serial",
+    dataflow: str = "ws",
+    n_blocks: int = 1,
+) -> int:
     """sim's compute_cycles for the GEMM on the build's array at the dataflow and profile (``n_blocks`` reduction
     blocks: sim's ``in_blocks``)."""
     if dataflow == "is":
-        return driver.predicted_is_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order or 0, tile,
-                                          preload)
-    return driver.predicted_cycles(M, K, N, build.rows, build.cols, build.pe_kind, w, a, order, tile, preload,
-                                   dataflow, n_blocks)
+        return driver.predicted_is_cycles(
+            M, K, N, build.rows, build.cols, build.pe_kind, w, a, order or 0, tile, preload
+        )
+    return driver.predicted_cycles(
+        M, K, N, build.rows, build.cols, build.pe_kind, w, a, order, tile, preload, dataflow, n_blocks
+    )
 
 
 def _order_name(job: Job, plan: driver.GemmPlan) -> str:
@@ -281,19 +364,61 @@ def _order_name(job: Job, plan: driver.GemmPlan) -> str:
 def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
     """(bench input for ``job``, its table record without the measurement)."""
     A, B = operands(job)
-    entry, plan = gemm_job(job.name, A, B, build.rows, build.cols, build.pe_kind, job.w_bits, job.a_bits,
-                           job.w_signed, job.a_signed, gap_prob=job.gap_prob, stall_prob=job.stall_prob,
-                           seed=job.seed, order=job.order, tile_m=_tile(job), preload=job.preload,
-                           dataflow=job.dataflow, n_blocks=job.n_blocks)
+    entry, plan = gemm_job(
+        job.name,
+        A,
+        B,
+        build.rows,
+        build.cols,
+        build.pe_kind,
+        job.w_bits,
+        job.a_bits,
+        job.w_signed,
+        job.a_signed,
+        gap_prob=job.gap_prob,
+        stall_prob=job.stall_prob,
+        seed=job.seed,
+        order=job.order,
+        tile_m=_tile(job),
+        preload=job.preload,
+        dataflow=job.dataflow,
+        n_blocks=job.n_blocks,
+    )
     assert driver.psum_rows_needed(plan) <= build.psum_rows, job
-    record = {"name": job.name, "build": build.id, "simulator": build.simulator, "pe_kind": build.pe_kind,
-              "rows": build.rows, "cols": build.cols, "w_bits": job.w_bits, "a_bits": job.a_bits,
-              "M": job.M, "K": job.K, "N": job.N, "preload": job.preload, "dataflow": job.dataflow,
-              "blocks": job.n_blocks,
-              "loop_order": _order_name(job, plan),
-              "tile_m": plan.tile_elements, "folds": plan.folds, "macs": plan.macs, "table": job.table,
-              "predicted_cycles": _predicted(build, job.M, job.K, job.N, job.w_bits, job.a_bits, job.order,
-                                             _tile(job), job.preload, job.dataflow, job.n_blocks)}
+    record = {
+        "name": job.name,
+        "build": build.id,
+        "simulator": build.simulator,
+        "pe_kind": build.pe_kind,
+        "rows": build.rows,
+        "cols": build.cols,
+        "w_bits": job.w_bits,
+        "a_bits": job.a_bits,
+        "M": job.M,
+        "K": job.K,
+        "N": job.N,
+        "preload": job.preload,
+        "dataflow": job.dataflow,
+        "blocks": job.n_blocks,
+        "loop_order": _order_name(job, plan),
+        "tile_m": plan.tile_elements,
+        "folds": plan.folds,
+        "macs": plan.macs,
+        "table": job.table,
+        "predicted_cycles": _predicted(
+            build,
+            job.M,
+            job.K,
+            job.N,
+            job.w_bits,
+            job.a_bits,
+            job.order,
+            _tile(job),
+            job.preload,
+            job.dataflow,
+            job.n_blocks,
+        ),
+    }
     return entry, record
 
 
@@ -301,18 +426,29 @@ def run_jobs(build: Build, jobs: list[Job], tmp_path: Path) -> list[dict]:
     """Run ``jobs`` on ``build`` in one simulation; return one record per job (bench result + prediction)."""
     entries, records = zip(*(_bench_job(build, j) for j in jobs))
     results_path = tmp_path / f"{build.id}.results.json"
-    run_bench(build.top, build.sources, BENCH, build.parameters, simulator=build.simulator,
-              data={"results_path": str(results_path), "jobs": list(entries)})
+    run_bench(
+        build.top,
+        build.sources,
+        BENCH,
+        build.parameters,
+        simulator=build.simulator,
+        data={"results_path": str(results_path), "jobs": list(entries)},
+    )
     measured = json.loads(results_path.read_text())
     assert [m["name"] for m in measured] == [j.name for j in jobs]
-    return [{**rec, **{k: m[k] for k in ("mismatches", "measured_cycles", "busy_cycles", "clock_cycles")}}
-            for rec, m in zip(records, measured)]
+    return [
+        {**rec, **{k: m[k] for k in ("mismatches", "measured_cycles", "busy_cycles", "clock_cycles")}}
+        for rec, m in zip(records, measured)
+    ]
 
 
 def _check(records: list[dict]) -> None:
-    bad = [f"{r['name']}: M={r['M']} K={r['K']} N={r['N']} w{r['w_bits']}a{r['a_bits']} "
-           f"mismatches={r['mismatches']} measured={r['measured_cycles']} sim={r['predicted_cycles']}"
-           for r in records if r["mismatches"] or r["measured_cycles"] != r["predicted_cycles"]]
+    bad = [
+        f"{r['name']}: M={r['M']} K={r['K']} N={r['N']} w{r['w_bits']}a{r['a_bits']} "
+        f"mismatches={r['mismatches']} measured={r['measured_cycles']} sim={r['predicted_cycles']}"
+        for r in records
+        if r["mismatches"] or r["measured_cycles"] != r["predicted_cycles"]
+    ]
     assert not bad, "GEMMs with mismatches or cycles != sim:\n" + "\n".join(bad)
 
 
@@ -357,8 +493,7 @@ CHEAPEST = next(b for b in BUILDS if b.id == "fixed-w2a2-2x2")
 
 
 def _mutation_jobs(build: Build) -> list[Job]:
-    return [Job("mutant/0", 3, 5, 3, build.w_bits, build.a_bits, build.w_signed, build.a_signed, "random", 0.3, 0.3,
-                7)]
+    return [Job("mutant/0", 3, 5, 3, build.w_bits, build.a_bits, build.w_signed, build.a_signed, "random", 0.3, 0.3, 7)]
 
 
 def test_wrong_expected_value_is_reported(verilator: str, tmp_path: Path) -> None:
@@ -369,8 +504,13 @@ def test_wrong_expected_value_is_reported(verilator: str, tmp_path: Path) -> Non
     true_value = entry["expected"][2][1]
     entry["expected"][2][1] = true_value + 1
     with pytest.raises(AssertionError) as info:
-        run_bench(TOP, build.sources, BENCH, build.parameters,
-                  data={"results_path": str(tmp_path / "r.json"), "jobs": [entry]})
+        run_bench(
+            TOP,
+            build.sources,
+            BENCH,
+            build.parameters,
+            data={"results_path": str(tmp_path / "r.json"), "jobs": [entry]},
+        )
     msg = str(info.value)
     assert f"output index (m=2, n=1): expected {true_value + 1}, got {true_value} at cycle" in msg, msg
 
@@ -383,8 +523,13 @@ def test_missing_input_beat_is_reported(verilator: str, tmp_path: Path) -> None:
     entry["beats"] = entry["beats"][:-1]
     entry["max_cycles"] = 400
     with pytest.raises(AssertionError) as info:
-        run_bench(TOP, build.sources, BENCH, build.parameters,
-                  data={"results_path": str(tmp_path / "r.json"), "jobs": [entry]})
+        run_bench(
+            TOP,
+            build.sources,
+            BENCH,
+            build.parameters,
+            data={"results_path": str(tmp_path / "r.json"), "jobs": [entry]},
+        )
     msg = str(info.value)
     assert "timeout after 400 cycles" in msg and "scoreboard queue not empty" in msg, msg
 
@@ -393,7 +538,7 @@ def _docs_tables() -> tuple[list[list[str]], list[list[str]]]:
     """(summary rows, detail rows) of the cycles tables in docs/rtl.md, as lists of cell strings."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "rtl.md").read_text()
     start = text.index("<!-- cycles-table")
-    block = text[start:text.index("<!-- /cycles-table -->", start)]
+    block = text[start : text.index("<!-- /cycles-table -->", start)]
     summary: list[list[str]] = []
     detail: list[list[str]] = []
     target = summary
@@ -413,16 +558,21 @@ def test_docs_cycles_table_is_current() -> None:
     GEMMs, and every listed cycle count equals sim's prediction (no RTL run needed for this check)."""
     summary, detail = _docs_tables()
     suite = {b.id: (b, jobs_of(b, quick=b.simulator == "icarus")) for b in BUILDS + ICARUS_BUILDS}
-    assert sorted(row[0] for row in summary) == sorted(suite), "rerun the GEMM tests and python -m rtl.driver " \
-        "cycles-table: the builds in docs/rtl.md differ from the suite"
+    assert sorted(row[0] for row in summary) == sorted(suite), (
+        "rerun the GEMM tests and python -m rtl.driver cycles-table: the builds in docs/rtl.md differ from the suite"
+    )
     for row in summary:
         build, jobs = suite[row[0]]
         n = len(jobs)
         assert row[4] == ", ".join(sorted({j.dataflow for j in jobs}, key=("ws", "os", "is").index)), row
         assert row[5] == ", ".join(p for p in ("serial", "overlapped") if any(j.preload == p for j in jobs)), row
         assert row[7] == str(n) and row[11] == "0" and row[12] == f"{n} of {n}", row
-    want = sorted((b.pe_kind, f"{b.rows}×{b.cols}", j.dataflow, j.preload, f"w{j.w_bits}a{j.a_bits}",
-                   f"{j.M} × {j.K} × {j.N}") for b, jobs in suite.values() for j in jobs if j.table)
+    want = sorted(
+        (b.pe_kind, f"{b.rows}×{b.cols}", j.dataflow, j.preload, f"w{j.w_bits}a{j.a_bits}", f"{j.M} × {j.K} × {j.N}")
+        for b, jobs in suite.values()
+        for j in jobs
+        if j.table
+    )
     assert sorted(tuple(row[:6]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
     for pe, array, dataflow, preload, pair, mkn, folds, measured, sim in detail:
         rows, cols = (int(x) for x in array.split("×"))
@@ -430,6 +580,9 @@ def test_docs_cycles_table_is_current() -> None:
         M, K, N = (int(x) for x in mkn.split("×"))
         build = Build("docs", pe, rows, cols, dataflow=dataflow)
         predicted = _predicted(build, M, K, N, w, a, preload=preload, dataflow=dataflow)
-        plan = (driver.plan_gemm(N, K, M, rows, cols, pe, a, w, preload=preload) if dataflow == "is"
-                else driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow))
+        plan = (
+            driver.plan_gemm(N, K, M, rows, cols, pe, a, w, preload=preload)
+            if dataflow == "is"
+            else driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
+        )
         assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)

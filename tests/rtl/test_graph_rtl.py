@@ -42,8 +42,10 @@ def test_whole_resnet_in_rtl(verilator: str, tmp_path: Path) -> None:
     assert np.array_equal(check.predictions, check.golden_predictions)
 
 
-@pytest.mark.parametrize(("layer", "dataflow"), [("blocks.0.conv.3", "ws"), ("blocks.1.conv.3", "os"),
-                                                 ("blocks.2.conv.6", "ws"), ("classifier", "os")])
+@pytest.mark.parametrize(
+    ("layer", "dataflow"),
+    [("blocks.0.conv.3", "ws"), ("blocks.1.conv.3", "os"), ("blocks.2.conv.6", "ws"), ("classifier", "os")],
+)
 def test_mobilenet_layers_in_rtl(verilator: str, tmp_path: Path, layer: str, dataflow: str) -> None:
     from rtl.layer import verify_layer
 

@@ -64,12 +64,18 @@ def test_lowering_and_rtl_arithmetic_match_the_golden_model(export, kind: str) -
     inputs = golden_layer_inputs(model, sample_images(model, 3))
     for lay in model.layers:
         x = inputs[lay.name]
-        variants = [(lay, x), (dataclasses.replace(lay, in_zero_point=77), x),
-                    (dataclasses.replace(lay, in_qmin=-128, in_qmax=127, in_zero_point=-51), x - 128)]
+        variants = [
+            (lay, x),
+            (dataclasses.replace(lay, in_zero_point=77), x),
+            (dataclasses.replace(lay, in_qmin=-128, in_qmax=127, in_zero_point=-51), x - 128),
+        ]
         for layer, codes in variants:
             want = _gemm_layout(layer, IntegerModel([layer], [], "t").run_layer(layer.name, codes))
-            np.testing.assert_array_equal(rtl_arithmetic(layer, lower_layer(layer, codes)), want,
-                                          err_msg=f"{kind} layer {layer.name} z_x={layer.in_zero_point}")
+            np.testing.assert_array_equal(
+                rtl_arithmetic(layer, lower_layer(layer, codes)),
+                want,
+                err_msg=f"{kind} layer {layer.name} z_x={layer.in_zero_point}",
+            )
 
 
 def test_constant_word_layout() -> None:
@@ -101,11 +107,14 @@ def test_sim_layer_is_the_lowered_gemm_with_the_exports_blocks(export, kind: str
         assert (view.M, view.K, view.N, view.in_blocks) == (M, lay.reduction, lay.out_features, lay.n_h)
         assert view.block_k == tuple(np.diff(lay.col_bounds).tolist())
         blocked = driver.predicted_layer_cycles(view, 8, 8, "bitfusion", lay.w_bits, lay.in_bits)
-        per_block = [driver.predicted_cycles(M, k, lay.out_features, 8, 8, "bitfusion", lay.w_bits, lay.in_bits)
-                     for k in view.block_k]
+        per_block = [
+            driver.predicted_cycles(M, k, lay.out_features, 8, 8, "bitfusion", lay.w_bits, lay.in_bits)
+            for k in view.block_k
+        ]
         assert blocked == sum(c + 1 for c in per_block) - 1
-        single = driver.predicted_layer_cycles(sim_layer(lay, inputs[lay.name], in_blocks=1), 8, 8, "bitfusion",
-                                               lay.w_bits, lay.in_bits)
+        single = driver.predicted_layer_cycles(
+            sim_layer(lay, inputs[lay.name], in_blocks=1), 8, 8, "bitfusion", lay.w_bits, lay.in_bits
+        )
         if kind == "ptq-sl" and lay.name == "3":
             assert (blocked, single) == (5999, 5399)
         elif lay.n_h == 1:
@@ -118,15 +127,18 @@ def test_sim_layer_is_the_lowered_gemm_with_the_exports_blocks(export, kind: str
 def test_gpfq_layer_fixed_8x8(verilator: str, export, layer: str) -> None:
     from rtl.layer import verify_layer
 
-    check = verify_layer(export("gpfq"), layer, rows=8, cols=8, pe="fixed", images=2, gap_prob=0.2,
-                         stall_prob=0.2, seed=1)
+    check = verify_layer(
+        export("gpfq"), layer, rows=8, cols=8, pe="fixed", images=2, gap_prob=0.2, stall_prob=0.2, seed=1
+    )
     _assert_ok(check)
     assert check.n_h == 1 and check.M == (128 if layer == "3" else 2)
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize(("kind", "layer", "pe"), [("ptq-sl", "3", "fixed"), ("ptq-sl-sort", "12", "fixed"),
-                                                   ("ptq-sl-sort", "7", "bitfusion")])
+@pytest.mark.parametrize(
+    ("kind", "layer", "pe"),
+    [("ptq-sl", "3", "fixed"), ("ptq-sl-sort", "12", "fixed"), ("ptq-sl-sort", "7", "bitfusion")],
+)
 def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer: str, pe: str) -> None:
     """n_V = 4 row blocks, n_H = 2 input blocks: the blocks' sums leave the gemm top one by one and combine through
     the requant unit's external accumulator; the reordered export runs in its stored channel order, as the golden
@@ -134,8 +146,9 @@ def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer
     from rtl.layer import verify_layer
 
     rows, cols = (8, 8) if pe == "fixed" else (4, 4)
-    check = verify_layer(export(kind), layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.3, stall_prob=0.3,
-                         seed=2)
+    check = verify_layer(
+        export(kind), layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.3, stall_prob=0.3, seed=2
+    )
     _assert_ok(check)
     assert check.n_v == 4 and check.n_h == 2
     if kind == "ptq-sl-sort":
@@ -144,11 +157,15 @@ def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize(("kind", "layer", "pe", "preload"), [("gpfq", "3", "stripes", "overlapped"),
-                                                              ("ptq-sl", "7", "loom", "serial"),
-                                                              ("ptq-sl-sort", "12", "loom", "serial")])
-def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, layer: str, pe: str,
-                                          preload: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "layer", "pe", "preload"),
+    [
+        ("gpfq", "3", "stripes", "overlapped"),
+        ("ptq-sl", "7", "loom", "serial"),
+        ("ptq-sl-sort", "12", "loom", "serial"),
+    ],
+)
+def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, layer: str, pe: str, preload: str) -> None:
     """Exported GPFQ and PTQ-SL layers (n_H = 2 included) on Stripes and Loom arrays at a tiled mapping: the
     codes equal the golden model's and the busy cycles sim's bit-serial cost (a_bits or a_bits x w_bits steps per
     element)."""
@@ -157,8 +174,18 @@ def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, lay
 
     model = load_export(export(kind))
     x = golden_layer_inputs(model, sample_images(model, 1))[layer]
-    check = check_layer(model.layer(layer), x, rows=4, cols=4, pe=pe, gap_prob=0.2, stall_prob=0.2, seed=5,
-                        mapping=Mapping(4, 1), preload=preload)
+    check = check_layer(
+        model.layer(layer),
+        x,
+        rows=4,
+        cols=4,
+        pe=pe,
+        gap_prob=0.2,
+        stall_prob=0.2,
+        seed=5,
+        mapping=Mapping(4, 1),
+        preload=preload,
+    )
     _assert_ok(check)
     assert check.pe == pe and check.loop_order == "MNK"
 
@@ -185,11 +212,18 @@ def test_blocks_of_one_element_tiles_back_to_back(verilator: str, export) -> Non
     x = golden_layer_inputs(model, sample_images(model, 6))["12"]
     # the first 8 inputs of each of its two blocks: each block one row fold of the 4-row array (pack 2 at w4a8), so
     # the two blocks' beats of an output are one fold apart
-    keep = np.r_[0:8, full.col_bounds[1]:full.col_bounds[1] + 8]
-    lay = dataclasses.replace(full, w_codes=full.w_codes[:, keep], in_channels=16, col_bounds=np.array([0, 8, 16]),
-                              in_perm=np.arange(16), in_shape=(16,))
-    check = check_layer(lay, x[:, keep], rows=4, cols=4, pe="bitfusion", mapping="NMK:1", stall_prob=0.7, seed=3,
-                        preload="overlapped")
+    keep = np.r_[0:8, full.col_bounds[1] : full.col_bounds[1] + 8]
+    lay = dataclasses.replace(
+        full,
+        w_codes=full.w_codes[:, keep],
+        in_channels=16,
+        col_bounds=np.array([0, 8, 16]),
+        in_perm=np.arange(16),
+        in_shape=(16,),
+    )
+    check = check_layer(
+        lay, x[:, keep], rows=4, cols=4, pe="bitfusion", mapping="NMK:1", stall_prob=0.7, seed=3, preload="overlapped"
+    )
     _assert_ok(check)
     assert check.n_h == 2 and check.tile_m == 1 and check.loop_order == "NMK"
 
@@ -203,8 +237,10 @@ def test_zero_point_and_signed_activations_bitfusion(verilator: str, export) -> 
     model = load_export(export("ptq-sl"))
     x = golden_layer_inputs(model, sample_images(model, 1))["3"]
     lay = model.layer("3")
-    for layer, codes in [(dataclasses.replace(lay, in_zero_point=77), x),
-                         (dataclasses.replace(lay, in_qmin=-128, in_qmax=127, in_zero_point=-51), x - 128)]:
+    for layer, codes in [
+        (dataclasses.replace(lay, in_zero_point=77), x),
+        (dataclasses.replace(lay, in_qmin=-128, in_qmax=127, in_zero_point=-51), x - 128),
+    ]:
         _assert_ok(check_layer(layer, codes, rows=4, cols=4, pe="bitfusion"))
 
 
@@ -218,12 +254,19 @@ def test_layers_back_to_back_in_one_simulation(verilator: str, export, tmp_path:
 
     model = load_export(export("ptq-sl-sort"))
     inputs = golden_layer_inputs(model, sample_images(model, 1))
-    jobs = [layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i)[0]
-            for i, name in enumerate(["0", "12", "7"])]
+    jobs = [
+        layer_job(model.layer(name), inputs[name], 4, 4, "bitfusion", gap_prob=0.3, stall_prob=0.3, seed=i)[0]
+        for i, name in enumerate(["0", "12", "7"])
+    ]
     results = tmp_path / "results.json"
     assert [model.layer(name).n_h for name in ["0", "12", "7"]] == [1, 2, 2]
-    run_bench(TOP, SOURCES, BENCH, layer_parameters(model.layer("12"), 4, 4, "bitfusion"),
-              data={"results_path": str(results), "jobs": jobs})
+    run_bench(
+        TOP,
+        SOURCES,
+        BENCH,
+        layer_parameters(model.layer("12"), 4, 4, "bitfusion"),
+        data={"results_path": str(results), "jobs": jobs},
+    )
     records = json.loads(results.read_text())
     assert [r["mismatches"] for r in records] == [0, 0, 0]
 
@@ -272,9 +315,10 @@ def _tiled_mappings(model) -> dict:  # noqa: ANN001 - quant.integer.IntegerModel
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize(("kind", "pe", "preload"), [("gpfq", "fixed", "overlapped"),
-                                                     ("gpfq", "bitfusion", "overlapped"),
-                                                     ("ptq-sl-sort", "bitfusion", "overlapped")])
+@pytest.mark.parametrize(
+    ("kind", "pe", "preload"),
+    [("gpfq", "fixed", "overlapped"), ("gpfq", "bitfusion", "overlapped"), ("ptq-sl-sort", "bitfusion", "overlapped")],
+)
 def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: str, pe: str, preload: str) -> None:
     """The whole network with every layer at a tiled mapping in another loop order (2-D tiles of the output grid
     for the convolutions), on overlapped arrays (PTQ-SL's n_H = 2 blocks inside the reduction loop): bit-exact,
@@ -284,8 +328,9 @@ def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: s
     model = load_export(export(kind))
     rows, cols = (8, 8) if pe == "fixed" else (4, 4)
     mappings = _tiled_mappings(model)
-    result = run_model_rtl(model, sample_images(model, 4), rows=rows, cols=cols, pe=pe, mappings=mappings,
-                           preload=preload)
+    result = run_model_rtl(
+        model, sample_images(model, 4), rows=rows, cols=cols, pe=pe, mappings=mappings, preload=preload
+    )
     for check in result.layers:
         _assert_ok(check)
         assert check.preload == preload and check.tile_m < check.M, check.layer
@@ -293,11 +338,17 @@ def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: s
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize(("kind", "pe", "preload", "order"), [("gpfq", "fixed", "overlapped", "MNK"),
-                                                              ("ptq-sl-sort", "bitfusion", "serial", "NMK"),
-                                                              ("gpfq", "stripes", "overlapped", "NMK")])
-def test_whole_digits_cnn_on_output_stationary_arrays(verilator: str, export, kind: str, pe: str, preload: str,
-                                                      order: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "pe", "preload", "order"),
+    [
+        ("gpfq", "fixed", "overlapped", "MNK"),
+        ("ptq-sl-sort", "bitfusion", "serial", "NMK"),
+        ("gpfq", "stripes", "overlapped", "NMK"),
+    ],
+)
+def test_whole_digits_cnn_on_output_stationary_arrays(
+    verilator: str, export, kind: str, pe: str, preload: str, order: str
+) -> None:
     """Every layer on an output-stationary array (the layer top's DATAFLOW = 1): bit-exact, cycles equal to sim's
     os cost at the order and profile (PTQ-SL's blocks: one fold each per output tile)."""
     from rtl.layer import run_model_rtl, sample_images
@@ -305,8 +356,16 @@ def test_whole_digits_cnn_on_output_stationary_arrays(verilator: str, export, ki
     model = load_export(export(kind))
     rows, cols = (8, 8) if pe == "fixed" else (4, 4)
     images = 1 if pe == "stripes" else 2
-    result = run_model_rtl(model, sample_images(model, images), rows=rows, cols=cols, pe=pe, preload=preload,
-                           dataflow="os", mappings={lay.name: order for lay in model.layers})
+    result = run_model_rtl(
+        model,
+        sample_images(model, images),
+        rows=rows,
+        cols=cols,
+        pe=pe,
+        preload=preload,
+        dataflow="os",
+        mappings={lay.name: order for lay in model.layers},
+    )
     for check in result.layers:
         _assert_ok(check)
         assert check.dataflow == "os" and check.loop_order == order
@@ -347,8 +406,10 @@ def test_layer_mapping_takes_sims_tiles(export) -> None:
     assert tiles.grid_w == lowered.out_w and tiles.order == 1
     assert tiles.tile_h * tiles.tile_w < lowered.M
     named = parse_layer_mapping(f"NMK:{tiles.tile_h * tiles.tile_w}", lowered)
-    assert named.order == 1 and layer_mapping(lowered, named).tile_h * layer_mapping(lowered, named).tile_w == \
-        tiles.tile_h * tiles.tile_w
+    assert (
+        named.order == 1
+        and layer_mapping(lowered, named).tile_h * layer_mapping(lowered, named).tile_w == tiles.tile_h * tiles.tile_w
+    )
     with pytest.raises(RtlError, match="tile_m = 7 is not a stream tile"):
         parse_layer_mapping("NMK:7", lowered)
 

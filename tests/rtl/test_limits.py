@@ -36,9 +36,14 @@ def _no_builds(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_array_limits_are_inclusive() -> None:
     assert check_array(32, 32) == (32, 32) and check_array(4, MAX_ARRAY_SIDE) == (4, MAX_ARRAY_SIDE)
     assert check_array(np.int64(1), 1) == (1, 1)
-    for rows, cols, needle in ((33, 32, "1,056 PEs"), (1, MAX_ARRAY_SIDE + 1, "per side"),
-                               (4096, 4096, "16,777,216 PEs"), (0, 8, "positive"), (8, True, "positive"),
-                               (8.0, 8, "positive")):
+    for rows, cols, needle in (
+        (33, 32, "1,056 PEs"),
+        (1, MAX_ARRAY_SIDE + 1, "per side"),
+        (4096, 4096, "16,777,216 PEs"),
+        (0, 8, "positive"),
+        (8, True, "positive"),
+        (8.0, 8, "positive"),
+    ):
         with pytest.raises(RtlError, match=needle):
             check_array(rows, cols)
     assert MAX_ARRAY_PES == 32 * 32
@@ -72,7 +77,7 @@ def test_operand_sizes_bound_the_memory_before_drawing(monkeypatch) -> None:
         check_operand_sizes(side + 1, side + 1, side + 1)
     monkeypatch.setattr(np.random, "default_rng", lambda *_a: pytest.fail("operands drawn"))
     with pytest.raises(RtlError, match="operands alone"):
-        random_operands(10 ** 6, 10 ** 6, 1, 8, 8, 0)
+        random_operands(10**6, 10**6, 1, 8, 8, 0)
     for kwargs, needle in (({"seed": -1}, "seed"), ({"w_bits": 9}, "w_bits"), ({"a_bits": 1}, "a_bits")):
         args = {"M": 2, "K": 2, "N": 2, "w_bits": 8, "a_bits": 8, "seed": 0, **kwargs}
         with pytest.raises(RtlError, match=needle):
@@ -87,8 +92,10 @@ def test_estimate_follows_the_plan() -> None:
     assert est.cycles == busy + plan.w_beats + plan.in_beats + plan.out_beats
     assert est.folds == max(plan.row_folds, plan.col_folds)
     tiled = gemm_estimate(40, 100, 20, 8, 8, "fixed", 8, 8, tile_m=10)  # 4 tiles: 4x the loads and fills
-    assert tiled.cycles == 4 * plan.folds * (2 * 8 + 8 - 2) + plan.folds * 40 + 4 * plan.w_beats + plan.in_beats \
-        + plan.out_beats
+    assert (
+        tiled.cycles
+        == 4 * plan.folds * (2 * 8 + 8 - 2) + plan.folds * 40 + 4 * plan.w_beats + plan.in_beats + plan.out_beats
+    )
     assert est.host_bytes >= 8 * (40 * 100 + 100 * 20) + 256 * 8 * 4  # operands and the psum buffer at least
     gappy = gemm_estimate(40, 100, 20, 8, 8, "fixed", 8, 8, gap_prob=0.75)
     assert gappy.cycles == math.ceil(est.cycles / 0.25) and gappy.host_bytes == est.host_bytes
@@ -97,22 +104,27 @@ def test_estimate_follows_the_plan() -> None:
 
 def test_check_run_names_the_estimate_and_the_limit() -> None:
     check_run("ok", RunEstimate(MAX_RUN_CYCLES, MAX_HOST_BYTES, MAX_FOLDS))
-    for est, needle in ((RunEstimate(MAX_RUN_CYCLES + 1, 0), "10,000,001 clock cycles; the limit of one RTL run is "
-                         "10,000,000"), (RunEstimate(0, MAX_HOST_BYTES + 1), "1,024 MiB of host memory"),
-                        (RunEstimate(0, 0, MAX_FOLDS + 1), "65,536 folds")):
+    for est, needle in (
+        (RunEstimate(MAX_RUN_CYCLES + 1, 0), "10,000,001 clock cycles; the limit of one RTL run is 10,000,000"),
+        (RunEstimate(0, MAX_HOST_BYTES + 1), "1,024 MiB of host memory"),
+        (RunEstimate(0, 0, MAX_FOLDS + 1), "65,536 folds"),
+    ):
         with pytest.raises(RtlError, match=needle):
             check_run("GEMM", est)
 
 
-@pytest.mark.parametrize(("kwargs", "needle"), [
-    ({"rows": 64, "cols": 64}, "4,096 PEs"),
-    ({"gap_prob": 1.0}, "gap_prob"),
-    ({"stall_prob": math.nan}, "stall_prob"),
-    ({"pe": "nope"}, "PE kind"),
-    ({"simulator": "nope"}, "simulator"),
-    ({"M": 10_000, "K": 1000, "N": 1000}, "clock cycles"),
-    ({"M": 1, "K": 70_000, "N": 1, "rows": 1, "cols": 1}, "folds"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"rows": 64, "cols": 64}, "4,096 PEs"),
+        ({"gap_prob": 1.0}, "gap_prob"),
+        ({"stall_prob": math.nan}, "stall_prob"),
+        ({"pe": "nope"}, "PE kind"),
+        ({"simulator": "nope"}, "simulator"),
+        ({"M": 10_000, "K": 1000, "N": 1000}, "clock cycles"),
+        ({"M": 1, "K": 70_000, "N": 1, "rows": 1, "cols": 1}, "folds"),
+    ],
+)
 def test_check_gemm_refuses_before_any_build(kwargs: dict, needle: str) -> None:
     args = {"M": 4, "K": 4, "N": 4, "w_bits": 8, "a_bits": 8, **kwargs}
     with pytest.raises(RtlError, match=needle):
@@ -128,8 +140,13 @@ def test_layer_runs_are_checked_before_loading_or_building(tmp_path) -> None:
     from rtl.layer import verify_layer
 
     missing = tmp_path / "no-export"
-    for kwargs, needle in (({"rows": 40, "cols": 40}, "PEs"), ({"gap_prob": -0.5}, "gap_prob"),
-                           ({"seed": -1}, "seed"), ({"images": 0}, "images"), ({"simulator": "x"}, "simulator")):
+    for kwargs, needle in (
+        ({"rows": 40, "cols": 40}, "PEs"),
+        ({"gap_prob": -0.5}, "gap_prob"),
+        ({"seed": -1}, "seed"),
+        ({"images": 0}, "images"),
+        ({"simulator": "x"}, "simulator"),
+    ):
         with pytest.raises(RtlError, match=needle):  # an RtlError, not the missing export's QuantInputError
             verify_layer(missing, "0", **kwargs)
 

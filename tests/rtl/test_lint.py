@@ -18,11 +18,18 @@ pytestmark = pytest.mark.rtl
 
 SOURCES = sorted(SRC_DIR.glob("*.v"))
 VARIANTS: dict[str, list[dict[str, int]]] = {
-    "lowbit_mac_pe": [{"W_BITS": 2, "A_BITS": 2, "ACC_BITS": 5}, {"W_BITS": 4, "A_BITS": 8, "W_SIGNED": 0,
-                                                                  "A_SIGNED": 0, "ACC_BITS": 13}],
+    "lowbit_mac_pe": [
+        {"W_BITS": 2, "A_BITS": 2, "ACC_BITS": 5},
+        {"W_BITS": 4, "A_BITS": 8, "W_SIGNED": 0, "A_SIGNED": 0, "ACC_BITS": 13},
+    ],
     "lowbit_fusion_pe": [{"ACC_BITS": 17}, {"ACC_BITS": 48}],
-    "lowbit_serial_pe": [{"SERIAL": 1}, {"SERIAL": 2}, {"MAX_BITS": 16, "ACC_BITS": 33},
-                         {"MAX_BITS": 1, "ACC_BITS": 3, "SERIAL": 1}, {"MAX_BITS": 1, "ACC_BITS": 3, "SERIAL": 2}],
+    "lowbit_serial_pe": [
+        {"SERIAL": 1},
+        {"SERIAL": 2},
+        {"MAX_BITS": 16, "ACC_BITS": 33},
+        {"MAX_BITS": 1, "ACC_BITS": 3, "SERIAL": 1},
+        {"MAX_BITS": 1, "ACC_BITS": 3, "SERIAL": 2},
+    ],
     "lowbit_gemm_top": [{"PE_KIND": 4}],
     "lowbit_requant": [{"OUT_BITS": 32}, {"OUT_BITS": 4, "PSUM_BITS": 24, "MULT_BITS": 16, "ACC_BITS": 48}],
 }
@@ -43,8 +50,7 @@ def test_sources_exist() -> None:
     assert {"lowbit_mac_pe", "lowbit_fusion_pe", "lowbit_requant"} <= names
     for p in SOURCES:  # one module per file, named like the file
         text = p.read_text()
-        modules = [ln.split()[1].split("(")[0].split("#")[0] for ln in text.splitlines()
-                   if ln.startswith("module ")]
+        modules = [ln.split()[1].split("(")[0].split("#")[0] for ln in text.splitlines() if ln.startswith("module ")]
         assert modules == [p.stem], f"{p.name}: modules {modules}"
 
 
@@ -60,8 +66,9 @@ def test_verilator_lint(verilator: str, case: tuple[Path, dict[str, int]]) -> No
 
 @pytest.mark.parametrize("path", SOURCES, ids=[p.stem for p in SOURCES])
 def test_iverilog_2005(iverilog: str, path: Path, tmp_path: Path) -> None:
-    res = _run([iverilog, "-g2005", "-Wall", "-o", str(tmp_path / "a.vvp"), "-s", path.stem,
-                *[str(p) for p in SOURCES]])
+    res = _run(
+        [iverilog, "-g2005", "-Wall", "-o", str(tmp_path / "a.vvp"), "-s", path.stem, *[str(p) for p in SOURCES]]
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert not (res.stdout + res.stderr).strip(), f"iverilog -Wall warnings:\n{res.stdout}{res.stderr}"
 
@@ -100,8 +107,14 @@ def test_runner_reports_failing_output(verilator: str, tmp_path: Path) -> None:
     assert "psum_in + prod_ext;" in good
     bad.write_text(good.replace("psum_in + prod_ext;", "psum_in + prod_ext + {{(ACC_BITS-1){1'b0}}, &a_in};"))
     with pytest.raises(AssertionError) as info:
-        run_bench("lowbit_mac_pe", [bad], "rtl.benches.pe_bench", {"W_BITS": 2, "A_BITS": 2, "ACC_BITS": 8},
-                  testcase="mac_exhaustive", build_root=tmp_path / "build")
+        run_bench(
+            "lowbit_mac_pe",
+            [bad],
+            "rtl.benches.pe_bench",
+            {"W_BITS": 2, "A_BITS": 2, "ACC_BITS": 8},
+            testcase="mac_exhaustive",
+            build_root=tmp_path / "build",
+        )
     msg = str(info.value)
     assert "1 of 1 cocotb tests failed" in msg and "mac_exhaustive: output index" in msg
     assert "expected" in msg and ", got " in msg and "at cycle" in msg
@@ -111,8 +124,11 @@ def test_runner_build_error(verilator: str, tmp_path: Path) -> None:
     from rtl.runner import BuildError, run_bench
 
     bad = tmp_path / "lowbit_mac_pe.v"
-    bad.write_text((SRC_DIR / "lowbit_mac_pe.v").read_text().replace("wire [ACC_BITS-1:0]      prod_ext",
-                                                                     "wire [ACC_BITS-2:0]      prod_ext"))
+    bad.write_text(
+        (SRC_DIR / "lowbit_mac_pe.v")
+        .read_text()
+        .replace("wire [ACC_BITS-1:0]      prod_ext", "wire [ACC_BITS-2:0]      prod_ext")
+    )
     with pytest.raises(BuildError, match=r"WIDTH") as info:
         run_bench("lowbit_mac_pe", [bad], "rtl.benches.pe_bench", {}, build_root=tmp_path / "build")
     message = str(info.value)  # one line of reasonable length, naming the log; the tail is kept apart

@@ -48,20 +48,32 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_layer_top", {"MAX_NF": 3}, "lowbit_layer_top: parameter MAX_NF = 3 must be a power of two >= 2"),
     ("lowbit_layer_top", {"ACC_BITS": 40}, "lowbit_layer_top: parameter ACC_BITS = 40 must be <= 32"),
     ("lowbit_layer_top", {"OUT_BITS": 33}, "lowbit_layer_top: parameter OUT_BITS = 33 must be in 1..32"),
-    ("lowbit_layer_top", {"DATAFLOW": 2},
-     "lowbit_layer_top: parameter DATAFLOW = 2 must be 0 (weight-stationary) or 1"),
+    (
+        "lowbit_layer_top",
+        {"DATAFLOW": 2},
+        "lowbit_layer_top: parameter DATAFLOW = 2 must be 0 (weight-stationary) or 1",
+    ),
     ("lowbit_serial_pe", {"MAX_BITS": 0}, "lowbit_serial_pe: parameter MAX_BITS = 0 must be >= 1"),
     ("lowbit_serial_pe", {"SERIAL": 3}, "lowbit_serial_pe: parameter SERIAL = 3 must be 0 (Stripes), 1 (Loom) or 2"),
-    ("lowbit_serial_pe", {"ACC_BITS": 16},
-     "lowbit_serial_pe: parameter ACC_BITS = 16 must be >= 2 * MAX_BITS + 1 = 17"),
+    (
+        "lowbit_serial_pe",
+        {"ACC_BITS": 16},
+        "lowbit_serial_pe: parameter ACC_BITS = 16 must be >= 2 * MAX_BITS + 1 = 17",
+    ),
     ("lowbit_requant", {"PSUM_BITS": 1}, "lowbit_requant: parameter PSUM_BITS = 1 must be >= 2"),
     ("lowbit_requant", {"MULT_BITS": 0}, "lowbit_requant: parameter MULT_BITS = 0 must be >= 1"),
     ("lowbit_requant", {"BIAS_BITS": 1}, "lowbit_requant: parameter BIAS_BITS = 1 must be >= 2"),
     ("lowbit_requant", {"SHIFT_BITS": 0}, "lowbit_requant: parameter SHIFT_BITS = 0 must be >= 1"),
-    ("lowbit_requant", {"ACC_BITS": 40},
-     "lowbit_requant: parameter ACC_BITS = 40 must be >= PSUM_BITS + MULT_BITS + 1 = 64"),
-    ("lowbit_requant", {"BIAS_BITS": 70, "ACC_BITS": 66},
-     "lowbit_requant: parameter ACC_BITS = 66 must be >= BIAS_BITS = 70"),
+    (
+        "lowbit_requant",
+        {"ACC_BITS": 40},
+        "lowbit_requant: parameter ACC_BITS = 40 must be >= PSUM_BITS + MULT_BITS + 1 = 64",
+    ),
+    (
+        "lowbit_requant",
+        {"BIAS_BITS": 70, "ACC_BITS": 66},
+        "lowbit_requant: parameter ACC_BITS = 66 must be >= BIAS_BITS = 70",
+    ),
     ("lowbit_requant", {"OUT_BITS": 0}, "lowbit_requant: parameter OUT_BITS = 0 must be in 1..ACC_BITS (64)"),
     ("lowbit_in_reg", {"WIDTH": 0}, "lowbit_in_reg: parameter WIDTH = 0 must be >= 1"),
     ("lowbit_out_fifo", {"WIDTH": 0}, "lowbit_out_fifo: parameter WIDTH = 0 must be >= 1"),
@@ -76,8 +88,7 @@ CASES: list[tuple[str, dict[str, int], str]] = [
     ("lowbit_gemm_os_top", {"COLS": 0}, "lowbit_gemm_os_top: parameter COLS = 0 must be >= 1"),
     ("lowbit_gemm_os_top", {"FOLD_BITS": 0}, "lowbit_gemm_os_top: parameter FOLD_BITS = 0 must be >= 1"),
     ("lowbit_gemm_os_top", {"CNT_BITS": 0}, "lowbit_gemm_os_top: parameter CNT_BITS = 0 must be >= 1"),
-    ("lowbit_gemm_os_top", {"OUT_DEPTH": 6},
-     "lowbit_gemm_os_top: parameter OUT_DEPTH = 6 must be a power of two >= 2"),
+    ("lowbit_gemm_os_top", {"OUT_DEPTH": 6}, "lowbit_gemm_os_top: parameter OUT_DEPTH = 6 must be a power of two >= 2"),
     ("lowbit_gemm_os_top", {"MAX_BLOCKS": 0}, "lowbit_gemm_os_top: parameter MAX_BLOCKS = 0 must be >= 1"),
 ]
 
@@ -107,8 +118,19 @@ def test_every_check_is_driven() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 def test_verilator_refuses_with_the_message(verilator: str, case: tuple[str, dict[str, int], str]) -> None:
     top, params, message = case
-    res = _run([verilator, "--lint-only", "-Wall", "-y", str(SRC_DIR), "--top-module", top,
-                str(SRC_DIR / f"{top}.v"), *[f"-G{k}={v}" for k, v in params.items()]])
+    res = _run(
+        [
+            verilator,
+            "--lint-only",
+            "-Wall",
+            "-y",
+            str(SRC_DIR),
+            "--top-module",
+            top,
+            str(SRC_DIR / f"{top}.v"),
+            *[f"-G{k}={v}" for k, v in params.items()],
+        ]
+    )
     assert res.returncode != 0
     assert message in res.stdout + res.stderr, res.stderr[-3000:]
 
@@ -117,8 +139,18 @@ def test_verilator_refuses_with_the_message(verilator: str, case: tuple[str, dic
 def test_icarus_refuses_naming_the_rule(iverilog: str, case: tuple[str, dict[str, int], str], tmp_path: Path) -> None:
     top, params, message = case
     module, rest = message.split(": parameter ", 1)
-    res = _run([iverilog, "-g2005", "-o", str(tmp_path / "a.vvp"), "-s", top,
-                *[f"-P{top}.{k}={v}" for k, v in params.items()], *[str(p) for p in SOURCES]])
+    res = _run(
+        [
+            iverilog,
+            "-g2005",
+            "-o",
+            str(tmp_path / "a.vvp"),
+            "-s",
+            top,
+            *[f"-P{top}.{k}={v}" for k, v in params.items()],
+            *[str(p) for p in SOURCES],
+        ]
+    )
     assert res.returncode != 0
     name = rest.split(" ", 1)[0]  # the parameter the rule is about
     missing = re.findall(r"Unknown module type: lowbit_param_error__(\w+)", res.stdout + res.stderr)

@@ -37,8 +37,14 @@ def test_mac_pe_int8(verilator: str) -> None:
 )
 def test_mac_pe_mixed(verilator: str, params: dict[str, int]) -> None:
     exhaustive = "mac_exhaustive," if params["W_BITS"] + params["A_BITS"] <= 12 else ""
-    res = run_bench("lowbit_mac_pe", MAC, "rtl.benches.pe_bench", params, testcase=f"{exhaustive}mac_corners",
-                    extra_env={"LOWBIT_PE_RANDOM": "20000"})
+    res = run_bench(
+        "lowbit_mac_pe",
+        MAC,
+        "rtl.benches.pe_bench",
+        params,
+        testcase=f"{exhaustive}mac_corners",
+        extra_env={"LOWBIT_PE_RANDOM": "20000"},
+    )
     assert res.tests >= 1
 
 
@@ -54,14 +60,21 @@ def test_fusion_pe(verilator: str, testcase: str) -> None:
 def test_mac_pe_icarus(iverilog: str, verilator: str) -> None:
     """The same bench on Icarus (second simulator): W = A = 4 exhaustive and corners."""
     params = {"W_BITS": 4, "A_BITS": 4, "ACC_BITS": 12}
-    res = run_bench("lowbit_mac_pe", MAC, "rtl.benches.pe_bench", params, simulator="icarus",
-                    testcase="mac_exhaustive,mac_corners")
+    res = run_bench(
+        "lowbit_mac_pe", MAC, "rtl.benches.pe_bench", params, simulator="icarus", testcase="mac_exhaustive,mac_corners"
+    )
     assert res.tests == 2 and res.simulator == "icarus"
 
 
 def test_fusion_pe_icarus(iverilog: str, verilator: str) -> None:
-    res = run_bench("lowbit_fusion_pe", FUSION, "rtl.benches.pe_bench", {"ACC_BITS": 32}, simulator="icarus",
-                    testcase="fusion_corners")
+    res = run_bench(
+        "lowbit_fusion_pe",
+        FUSION,
+        "rtl.benches.pe_bench",
+        {"ACC_BITS": 32},
+        simulator="icarus",
+        testcase="fusion_corners",
+    )
     assert res.tests == 1
 
 
@@ -70,8 +83,15 @@ def test_coverage_summary(verilator: str) -> None:
     from rtl.runner import coverage_points, coverage_summary
 
     params = {"W_BITS": 2, "A_BITS": 2, "ACC_BITS": 8}
-    res = run_bench("lowbit_mac_pe", MAC, "rtl.benches.pe_bench", params, coverage=True, testcase="mac_random",
-                    extra_env={"LOWBIT_PE_RANDOM": "2000"})
+    res = run_bench(
+        "lowbit_mac_pe",
+        MAC,
+        "rtl.benches.pe_bench",
+        params,
+        coverage=True,
+        testcase="mac_random",
+        extra_env={"LOWBIT_PE_RANDOM": "2000"},
+    )
     assert res.coverage_dat is not None and res.coverage_dat.is_file()
     covered, total = coverage_summary([res.coverage_dat])
     assert 0 < covered <= total

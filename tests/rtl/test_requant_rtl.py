@@ -22,6 +22,7 @@ def test_requant(verilator: str, out_bits: int, signed: int, testcase: str) -> N
     env = {"LOWBIT_REQUANT_SIGNED": str(signed)}
     if testcase == "requant_random" and (out_bits, signed) != (8, 0):
         env["LOWBIT_REQUANT_RANDOM"] = "5000"
-    res = run_bench("lowbit_requant", REQ, "rtl.benches.requant_bench", {"OUT_BITS": out_bits},
-                    testcase=testcase, extra_env=env)
+    res = run_bench(
+        "lowbit_requant", REQ, "rtl.benches.requant_bench", {"OUT_BITS": out_bits}, testcase=testcase, extra_env=env
+    )
     assert res.tests == 1

@@ -22,7 +22,11 @@ def test_rtl_synth_prints_and_writes_the_area_table(yosys, tmp_path: Path, capsy
 
 
 def test_missing_yosys_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "rtl", "synth", "--no-cache"],
-                          capture_output=True, text=True, env={"PATH": str(tmp_path)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "rtl", "synth", "--no-cache"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(tmp_path)},
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "yosys" in proc.stderr and "apt-get install yosys" in proc.stderr and "Traceback" not in proc.stderr

@@ -11,8 +11,26 @@ from experiments.cli import main
 
 @pytest.mark.rtl
 def test_rtl_gemm_reports_zero_mismatches_and_sim_cycles(verilator, capsys) -> None:
-    main(["rtl", "gemm", "--m", "9", "--k", "40", "--n", "11", "--pair", "w4a2", "--seed", "3", "--array", "4x4",
-          "--gaps", "0.3"])
+    main(
+        [
+            "rtl",
+            "gemm",
+            "--m",
+            "9",
+            "--k",
+            "40",
+            "--n",
+            "11",
+            "--pair",
+            "w4a2",
+            "--seed",
+            "3",
+            "--array",
+            "4x4",
+            "--gaps",
+            "0.3",
+        ]
+    )
     out = capsys.readouterr().out.strip().splitlines()
     record = json.loads(out[-1])
     assert record["mismatches"] == 0 and record["macs"] == 9 * 40 * 11
@@ -24,8 +42,32 @@ def test_rtl_gemm_reports_zero_mismatches_and_sim_cycles(verilator, capsys) -> N
 def test_rtl_gemm_runs_a_mapping_on_an_overlapped_array(verilator, capsys) -> None:
     """A tiled mapping in another loop order on a double-buffered array: still bit-exact, cycles equal to sim's at
     that mapping and profile (fewer than the serial profile's)."""
-    main(["rtl", "gemm", "--m", "23", "--k", "40", "--n", "11", "--pair", "w8a8", "--seed", "5", "--array", "4x4",
-          "--pe", "fixed", "--mapping", "MKN:6", "--weight-preload", "overlapped", "--gaps", "0.2"])
+    main(
+        [
+            "rtl",
+            "gemm",
+            "--m",
+            "23",
+            "--k",
+            "40",
+            "--n",
+            "11",
+            "--pair",
+            "w8a8",
+            "--seed",
+            "5",
+            "--array",
+            "4x4",
+            "--pe",
+            "fixed",
+            "--mapping",
+            "MKN:6",
+            "--weight-preload",
+            "overlapped",
+            "--gaps",
+            "0.2",
+        ]
+    )
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["mismatches"] == 0 and record["loop_order"] == "MKN" and record["tile_m"] == 6
     assert record["preload"] == "overlapped"
@@ -38,8 +80,32 @@ def test_rtl_gemm_runs_a_mapping_on_an_overlapped_array(verilator, capsys) -> No
 
 @pytest.mark.rtl
 def test_rtl_gemm_on_an_output_stationary_array(verilator, capsys) -> None:
-    main(["rtl", "gemm", "--m", "13", "--k", "30", "--n", "10", "--pair", "w4a4", "--seed", "2", "--array", "4x4",
-          "--pe", "bitfusion", "--dataflow", "os", "--mapping", "MNK", "--weight-preload", "overlapped"])
+    main(
+        [
+            "rtl",
+            "gemm",
+            "--m",
+            "13",
+            "--k",
+            "30",
+            "--n",
+            "10",
+            "--pair",
+            "w4a4",
+            "--seed",
+            "2",
+            "--array",
+            "4x4",
+            "--pe",
+            "bitfusion",
+            "--dataflow",
+            "os",
+            "--mapping",
+            "MNK",
+            "--weight-preload",
+            "overlapped",
+        ]
+    )
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["mismatches"] == 0 and record["dataflow"] == "os" and record["loop_order"] == "MNK"
     assert record["measured_cycles"] == record["predicted_cycles"] > 0
@@ -48,8 +114,32 @@ def test_rtl_gemm_on_an_output_stationary_array(verilator, capsys) -> None:
 @pytest.mark.rtl
 def test_rtl_gemm_on_an_input_stationary_array(verilator, capsys) -> None:
     """is runs as the ws top on the transposed GEMM: bit-exact, cycles equal to sim's is cost at the N tile."""
-    main(["rtl", "gemm", "--m", "9", "--k", "20", "--n", "15", "--pair", "w8a8", "--seed", "4", "--array", "3x4",
-          "--pe", "fixed", "--dataflow", "is", "--mapping", "KMN:8", "--weight-preload", "overlapped"])
+    main(
+        [
+            "rtl",
+            "gemm",
+            "--m",
+            "9",
+            "--k",
+            "20",
+            "--n",
+            "15",
+            "--pair",
+            "w8a8",
+            "--seed",
+            "4",
+            "--array",
+            "3x4",
+            "--pe",
+            "fixed",
+            "--dataflow",
+            "is",
+            "--mapping",
+            "KMN:8",
+            "--weight-preload",
+            "overlapped",
+        ]
+    )
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["mismatches"] == 0 and record["dataflow"] == "is" and record["loop_order"] == "KMN"
     assert record["tile_m"] == 8 and record["measured_cycles"] == record["predicted_cycles"] > 0
@@ -69,8 +159,10 @@ def test_a_pair_sim_refuses_is_refused_with_sims_message(pair, tmp_path, capsys)
     rtl_err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and len(rtl_err.splitlines()) == 1
     chip = tmp_path / "chip.yaml"
-    chip.write_text("name: lowbit_rtl_bitfusion_4x4\narray: {rows: 4, cols: 4}\npe: {kind: bitfusion}\n"
-                    "memory: {ifmap_sram_kib: 64, filter_sram_kib: 64, ofmap_sram_kib: 64}\n")
+    chip.write_text(
+        "name: lowbit_rtl_bitfusion_4x4\narray: {rows: 4, cols: 4}\npe: {kind: bitfusion}\n"
+        "memory: {ifmap_sram_kib: 64, filter_sram_kib: 64, ofmap_sram_kib: 64}\n"
+    )
     with pytest.raises(SystemExit) as exc:
         main(["sim", "--chip", str(chip), "--workload", "resnet18", "--pairs", pair, "--out", str(tmp_path / "t.csv")])
     sim_err = capsys.readouterr().err.strip()

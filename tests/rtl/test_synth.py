@@ -74,5 +74,6 @@ def test_docs_area_table_is_current(yosys: str) -> None:
     version = synth._yosys_version(yosys)
     if m.group(1).strip() != version:
         pytest.skip(f"docs/rtl.md table was made with {m.group(1)!r}, this is {version!r}: areas may differ")
-    assert m.group(2).strip() == synth.area_markdown(synth.area_table()).strip(), \
+    assert m.group(2).strip() == synth.area_markdown(synth.area_table()).strip(), (
         "docs/rtl.md area table is stale: regenerate with `python -m rtl.synth --table`"
+    )

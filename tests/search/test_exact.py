@@ -18,13 +18,16 @@ from search.pyomo_model import PyomoAssignmentModel
 COLUMNS = ("c0", "c1", "c2")
 
 
-def random_problem(rng: np.random.Generator, n_layers: int, n_pairs: int, coupled: bool,
-                   tie: bool, skips: bool) -> Problem:
+def random_problem(
+    rng: np.random.Generator, n_layers: int, n_pairs: int, coupled: bool, tie: bool, skips: bool
+) -> Problem:
     """Random costs (coupled or not), consumers (a chain or random later layers) and an optional tie."""
     pairs = [(w, a) for w in (8, 4, 2) for a in (8, 4, 2)][:n_pairs]
     outs = sorted({a for _, a in pairs}) if coupled else [None]
-    consumer = [int(rng.integers(i + 1, n_layers)) if skips and i < n_layers - 1 else (i + 1 if i < n_layers - 1
-                else -1) for i in range(n_layers)]
+    consumer = [
+        int(rng.integers(i + 1, n_layers)) if skips and i < n_layers - 1 else (i + 1 if i < n_layers - 1 else -1)
+        for i in range(n_layers)
+    ]
     group = list(range(n_layers))
     if tie and n_layers > 3:
         group[n_layers - 2] = 1
@@ -33,15 +36,27 @@ def random_problem(rng: np.random.Generator, n_layers: int, n_pairs: int, couple
     for layer in range(n_layers):
         for w, a in pairs:
             for o in outs:
-                row = {"layer": layer, "name": f"L{layer}", "w_bits": w, "a_bits": a, "group": group[layer],
-                       "consumer": consumer[layer]}
+                row = {
+                    "layer": layer,
+                    "name": f"L{layer}",
+                    "w_bits": w,
+                    "a_bits": a,
+                    "group": group[layer],
+                    "consumer": consumer[layer],
+                }
                 if coupled:
                     row["out_bits"] = o
                 base = scale[layer] * (w + a + (o or 0))
                 row.update({c: float(base * rng.uniform(0.5, 1.5)) for c in COLUMNS})
                 rows.append(row)
-            sens.append({"layer": layer, "w_bits": w, "a_bits": a,
-                         "sensitivity": float(scale[layer] * (4.0 ** -w + 0.5 * 4.0 ** -a) * rng.uniform(0.5, 2))})
+            sens.append(
+                {
+                    "layer": layer,
+                    "w_bits": w,
+                    "a_bits": a,
+                    "sensitivity": float(scale[layer] * (4.0**-w + 0.5 * 4.0**-a) * rng.uniform(0.5, 2)),
+                }
+            )
     return build_problem(pd.DataFrame(rows), pd.DataFrame(sens), list(COLUMNS))
 
 
@@ -53,10 +68,15 @@ def limits_at(problem: Problem, budgets: list[str], fractions: list[float]) -> d
 def _instances(n: int, seed: int):
     rng = np.random.default_rng(seed)
     for _ in range(n):
-        problem = random_problem(rng, n_layers=int(rng.integers(4, 14)), n_pairs=int(rng.integers(3, 10)),
-                                 coupled=bool(rng.random() < 0.7), tie=bool(rng.random() < 0.3),
-                                 skips=bool(rng.random() < 0.3))
-        budgets = list(COLUMNS[:int(rng.integers(1, 4))])
+        problem = random_problem(
+            rng,
+            n_layers=int(rng.integers(4, 14)),
+            n_pairs=int(rng.integers(3, 10)),
+            coupled=bool(rng.random() < 0.7),
+            tie=bool(rng.random() < 0.3),
+            skips=bool(rng.random() < 0.3),
+        )
+        budgets = list(COLUMNS[: int(rng.integers(1, 4))])
         yield problem, budgets, limits_at(problem, budgets, list(rng.uniform(0.05, 0.8, len(budgets))))
 
 
@@ -97,8 +117,14 @@ def test_the_pipeline_agrees_with_the_pyomo_reference_model() -> None:
 def test_the_pipeline_matches_brute_force_on_small_instances() -> None:
     rng = np.random.default_rng(11)
     for _ in range(25):
-        problem = random_problem(rng, n_layers=int(rng.integers(3, 6)), n_pairs=4, coupled=True,
-                                 tie=bool(rng.random() < 0.4), skips=bool(rng.random() < 0.5))
+        problem = random_problem(
+            rng,
+            n_layers=int(rng.integers(3, 6)),
+            n_pairs=4,
+            coupled=True,
+            tie=bool(rng.random() < 0.4),
+            skips=bool(rng.random() < 0.5),
+        )
         limits = limits_at(problem, ["c0", "c1"], list(rng.uniform(0.1, 0.6, 2)))
         choices = np.array(list(itertools.product(range(problem.n_pairs), repeat=problem.n_units)))
         sens, totals = problem.evaluate(choices)
@@ -131,16 +157,23 @@ def test_pairwise_form_and_min_marginals_against_enumeration(seed: int) -> None:
     the units' edges form a forest (a tie across a chain of six layers closes a cycle)."""
     rng = np.random.default_rng(seed)
     tie = seed % 2 == 1
-    problem = random_problem(rng, n_layers=6 if tie else int(rng.integers(3, 6)), n_pairs=3 if tie else 4,
-                             coupled=True, tie=tie, skips=seed % 3 == 0)
+    problem = random_problem(
+        rng,
+        n_layers=6 if tie else int(rng.integers(3, 6)),
+        n_pairs=3 if tie else 4,
+        coupled=True,
+        tie=tie,
+        skips=seed % 3 == 0,
+    )
     tables = {"sensitivity": problem.sensitivity, **problem.costs}
     terms = pairwise_terms(problem, tables, {k: 1.0 for k in tables})
     weights = rng.uniform(0.0, 2.0, 1 + len(COLUMNS))
     choices, values = _enumerate(problem, weights)
     assert np.allclose([terms.combine(weights).totals(c)[0] for c in choices], values)
     bound = min_marginals(terms.combine(weights))
-    exact = np.array([[values[choices[:, u] == p].min() for p in range(problem.n_pairs)]
-                      for u in range(problem.n_units)])
+    exact = np.array(
+        [[values[choices[:, u] == p].min() for p in range(problem.n_pairs)] for u in range(problem.n_units)]
+    )
     assert (bound <= exact + 1e-9 * np.abs(exact).max()).all()
     if _is_forest(problem.n_units, terms.edges):
         assert np.allclose(bound, exact)

@@ -38,9 +38,11 @@ def raw_items(net: str, budget: str) -> tuple[float, float, np.ndarray, np.ndarr
     """From the raw CSV: all-4-bit cost and Ω, per-group (Δcost, ΔΩ) of moving to 8 bits, the
     all-8-bit cost, and the group labels."""
     raw = pd.read_csv(DATA / f"{net}.csv")
-    cost = {"size": (0.5 * raw.parameters, 1.0 * raw.parameters),
-            "bops": (raw.bops_fp / 64, raw.bops_fp / 16),
-            "latency": (raw.latency_int4, raw.latency_int8)}[budget]
+    cost = {
+        "size": (0.5 * raw.parameters, 1.0 * raw.parameters),
+        "bops": (raw.bops_fp / 64, raw.bops_fp / 16),
+        "latency": (raw.latency_int4, raw.latency_int8),
+    }[budget]
     c4, c8 = (np.asarray(v, dtype=float) for v in cost)
     s4 = (raw.hutchinson_trace * raw.delta_w4_sq).to_numpy()
     s8 = (raw.hutchinson_trace * raw.delta_w8_sq).to_numpy()

@@ -16,8 +16,14 @@ ALL_PAIRS = [(w, a) for w in (8, 4, 2) for a in (8, 4, 2)]
 COLUMNS = ("c0", "c1", "c2")
 
 
-def make_tables(rng: np.random.Generator, n_layers: int, pairs: list[tuple[int, int]], unit_of: list[int],
-                coupled: bool, float_sens: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def make_tables(
+    rng: np.random.Generator,
+    n_layers: int,
+    pairs: list[tuple[int, int]],
+    unit_of: list[int],
+    coupled: bool,
+    float_sens: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Random integer costs (and integer or float sensitivities) in the table formats of DESIGN.md."""
     outs = sorted({a for _, a in pairs}) if coupled else [None]
     rows, sens = [], []
@@ -34,8 +40,9 @@ def make_tables(rng: np.random.Generator, n_layers: int, pairs: list[tuple[int, 
     return pd.DataFrame(rows), pd.DataFrame(sens)
 
 
-def brute_force(costs: pd.DataFrame, sens: pd.DataFrame, pairs, unit_of, limits: dict[str, float],
-                coupled: bool) -> tuple[float | None, np.ndarray, np.ndarray, dict]:
+def brute_force(
+    costs: pd.DataFrame, sens: pd.DataFrame, pairs, unit_of, limits: dict[str, float], coupled: bool
+) -> tuple[float | None, np.ndarray, np.ndarray, dict]:
     """Enumerate every per-unit choice straight from the tables (independent of search.problem)."""
     n_layers, n_units = len(unit_of), max(unit_of) + 1
     choices = np.array(list(itertools.product(range(len(pairs)), repeat=n_units)), dtype=np.int64)
@@ -49,8 +56,12 @@ def brute_force(costs: pd.DataFrame, sens: pd.DataFrame, pairs, unit_of, limits:
     for col in limits:
         if coupled:
             widths = sorted({a for _, a in pairs})
-            arr = np.array([[[indexed.loc[(layer, w, a, o), col] for o in widths] for (w, a) in pairs]
-                            for layer in range(n_layers)])
+            arr = np.array(
+                [
+                    [[indexed.loc[(layer, w, a, o), col] for o in widths] for (w, a) in pairs]
+                    for layer in range(n_layers)
+                ]
+            )
             nxt_a = np.empty_like(per_layer)
             a_of = np.array([widths.index(a) for _, a in pairs])
             nxt_a[:, :-1] = a_of[per_layer[:, 1:]]
@@ -141,8 +152,13 @@ def test_coupling_changes_the_optimum_and_is_exact() -> None:
                 cost = 10 if (layer == 0 and o == 8) else 1
                 rows.append({"layer": layer, "w_bits": w, "a_bits": a, "out_bits": o, "dram_bits": cost})
     costs = pd.DataFrame(rows)
-    sens = pd.DataFrame([{"layer": layer, "w_bits": w, "a_bits": a, "sensitivity": 1.0 if a == 2 else 0.0}
-                         for layer in (0, 1) for w, a in pairs])
+    sens = pd.DataFrame(
+        [
+            {"layer": layer, "w_bits": w, "a_bits": a, "sensitivity": 1.0 if a == 2 else 0.0}
+            for layer in (0, 1)
+            for w, a in pairs
+        ]
+    )
     problem = build_problem(costs, sens, ["dram_bits"])
     model = AssignmentModel(problem, ["dram_bits"])
     sol = model.solve({"dram_bits": 5})  # forces the second layer to a2 (layer 0's output at 2 bits)
@@ -184,13 +200,16 @@ def test_minimum_and_cost_objective() -> None:
     assert model.minimum("c0", {"c1": -0.5}) is None
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda c, s: c.assign(c0=c.c0.where(c.index != 3, -1)), "must be finite and >= 0"),
-    (lambda c, s: c.assign(c0=c.c0.where(c.index != 2, np.nan)), "must be finite and >= 0"),
-    (lambda c, s: c.drop(index=5), "has no row for"),
-    (lambda c, s: c.assign(w_bits=c.w_bits.astype(float).where(c.index != 1, 2.5)), "needs integers"),
-    (lambda c, s: pd.concat([c, c.iloc[[0]]]), "duplicate rows"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c, s: c.assign(c0=c.c0.where(c.index != 3, -1)), "must be finite and >= 0"),
+        (lambda c, s: c.assign(c0=c.c0.where(c.index != 2, np.nan)), "must be finite and >= 0"),
+        (lambda c, s: c.drop(index=5), "has no row for"),
+        (lambda c, s: c.assign(w_bits=c.w_bits.astype(float).where(c.index != 1, 2.5)), "needs integers"),
+        (lambda c, s: pd.concat([c, c.iloc[[0]]]), "duplicate rows"),
+    ],
+)
 def test_bad_cost_tables(mutate, message) -> None:
     rng = np.random.default_rng(0)
     costs, sens = make_tables(rng, 3, ALL_PAIRS[:3], [0, 1, 2], coupled=False, float_sens=True)
@@ -198,15 +217,18 @@ def test_bad_cost_tables(mutate, message) -> None:
         build_problem(mutate(costs, sens), sens, ["c0"])
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda s: s[s.layer != 2], "have costs but no sensitivity"),
-    (lambda s: s.assign(layer=s.layer.where(s.layer != 2, 7)), "do not match the cost rows"),
-    (lambda s: s.drop(index=4), "has no sensitivity for"),
-    (lambda s: s.assign(sensitivity=s.sensitivity.where(s.index != 0, np.nan)), "finite and >= 0"),
-    (lambda s: s.assign(sensitivity=-s.sensitivity - 1), "finite and >= 0"),
-    (lambda s: s.assign(name="x"), "is 'x' in the sensitivity table but 'L0'"),
-    (lambda s: s.drop(columns="sensitivity"), "missing column"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s: s[s.layer != 2], "have costs but no sensitivity"),
+        (lambda s: s.assign(layer=s.layer.where(s.layer != 2, 7)), "do not match the cost rows"),
+        (lambda s: s.drop(index=4), "has no sensitivity for"),
+        (lambda s: s.assign(sensitivity=s.sensitivity.where(s.index != 0, np.nan)), "finite and >= 0"),
+        (lambda s: s.assign(sensitivity=-s.sensitivity - 1), "finite and >= 0"),
+        (lambda s: s.assign(name="x"), "is 'x' in the sensitivity table but 'L0'"),
+        (lambda s: s.drop(columns="sensitivity"), "missing column"),
+    ],
+)
 def test_bad_sensitivity_tables(mutate, message) -> None:
     rng = np.random.default_rng(0)
     costs, sens = make_tables(rng, 3, ALL_PAIRS[:3], [0, 1, 2], coupled=False, float_sens=True)
@@ -236,10 +258,20 @@ def test_re_solving_one_model_at_a_raised_limit_finds_the_new_optimum() -> None:
     pairs = [(8, 8), (8, 4), (4, 8), (4, 4)]
     sens = np.array([[1, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 3, 1, 2], [0, 0, 0, 0]], float)
     bops = np.array([[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [4, 0, 3, 1], [0, 0, 0, 0]], float)
-    costs = pd.DataFrame([{"layer": lay, "w_bits": w, "a_bits": a, "bops": bops[lay, p]}
-                          for lay in range(5) for p, (w, a) in enumerate(pairs)])
-    table = pd.DataFrame([{"layer": lay, "w_bits": w, "a_bits": a, "sensitivity": sens[lay, p]}
-                          for lay in range(5) for p, (w, a) in enumerate(pairs)])
+    costs = pd.DataFrame(
+        [
+            {"layer": lay, "w_bits": w, "a_bits": a, "bops": bops[lay, p]}
+            for lay in range(5)
+            for p, (w, a) in enumerate(pairs)
+        ]
+    )
+    table = pd.DataFrame(
+        [
+            {"layer": lay, "w_bits": w, "a_bits": a, "sensitivity": sens[lay, p]}
+            for lay in range(5)
+            for p, (w, a) in enumerate(pairs)
+        ]
+    )
     problem = build_problem(costs, table, ["bops"])
     persistent = AssignmentModel(problem, ["bops"])
     for limit in (4.0, 4.0, 5.0, 1.0, 5.0, 3.0, 4.0, 5.0):

@@ -36,11 +36,27 @@ def _model(seed: int, n_layers: int = 80) -> AssignmentModel:
     """Random uncoupled tables with two cost columns: solves take a noticeable fraction of a second."""
     rng = np.random.default_rng(seed)
     pairs = [(w, a) for w in (8, 4, 2) for a in (8, 4, 2)]
-    costs = pd.DataFrame([{"layer": i, "name": f"l{i}", "w_bits": w, "a_bits": a,
-                           "latency": float(rng.random()), "energy": float(rng.random())}
-                          for i in range(n_layers) for w, a in pairs])
-    sens = pd.DataFrame([{"layer": i, "w_bits": w, "a_bits": a, "sensitivity": float(rng.random())}
-                         for i in range(n_layers) for w, a in pairs])
+    costs = pd.DataFrame(
+        [
+            {
+                "layer": i,
+                "name": f"l{i}",
+                "w_bits": w,
+                "a_bits": a,
+                "latency": float(rng.random()),
+                "energy": float(rng.random()),
+            }
+            for i in range(n_layers)
+            for w, a in pairs
+        ]
+    )
+    sens = pd.DataFrame(
+        [
+            {"layer": i, "w_bits": w, "a_bits": a, "sensitivity": float(rng.random())}
+            for i in range(n_layers)
+            for w, a in pairs
+        ]
+    )
     return AssignmentModel(build_problem(costs, sens, ["latency", "energy"]), budgets=["latency", "energy"])
 
 

@@ -77,7 +77,7 @@ def test_nondominated_mask_by_hand() -> None:
 def test_nondominated_mask_invariants(points: list[tuple[int, int, int]]) -> None:
     v = np.array(points, dtype=float)
     keep = nondominated_mask(v)
-    dominates = lambda a, b: (a <= b).all() and (a < b).any()  # noqa: E731
+    dominates = lambda a, b: (a <= b).all() and (a < b).any()
     for i in range(len(v)):
         dominated = any(dominates(v[j], v[i]) for j in range(len(v)))
         assert keep[i] == (not dominated)
@@ -144,7 +144,8 @@ def test_two_column_front(problem: Problem) -> None:
     assert nondominated_mask(values).all()
     for s in front:  # optimal under its own two caps
         ok = (totals["latency_us"] <= s.limits.get("latency_us", np.inf) + 1e-9) & (
-            totals["energy_pj"] <= s.limits.get("energy_pj", np.inf) + 1e-9)
+            totals["energy_pj"] <= s.limits.get("energy_pj", np.inf) + 1e-9
+        )
         assert s.sensitivity == pytest.approx(sens[ok].min(), abs=1e-9)
     # the sampled front contains the exact 3-D front's corner points: least sensitivity overall...
     assert min(values[:, 0]) == pytest.approx(sens.min())
@@ -156,11 +157,32 @@ def test_two_column_front(problem: Problem) -> None:
 def _fixed_problem() -> Problem:
     rng = np.random.default_rng(3)
     n, pairs = 7, [(8, 8), (4, 8), (4, 4)]
-    costs = pd.DataFrame([{"layer": l, "w_bits": w, "a_bits": a, "bops": w * a * int(rng.integers(1, 9)),
-                           "latency_us": float(rng.uniform(1, 5)) * (w + a), "energy_pj": float(rng.uniform(1, 9))}
-                          for l in range(n) for w, a in pairs])
-    sens = pd.DataFrame([{"layer": l, "w_bits": w, "a_bits": a, "sensitivity": float(rng.lognormal()) * 4.0 ** -w
-                          + float(rng.lognormal()) * 4.0 ** -a} for l in range(n) for w, a in pairs])
+    costs = pd.DataFrame(
+        [
+            {
+                "layer": l,
+                "w_bits": w,
+                "a_bits": a,
+                "bops": w * a * int(rng.integers(1, 9)),
+                "latency_us": float(rng.uniform(1, 5)) * (w + a),
+                "energy_pj": float(rng.uniform(1, 9)),
+            }
+            for l in range(n)
+            for w, a in pairs
+        ]
+    )
+    sens = pd.DataFrame(
+        [
+            {
+                "layer": l,
+                "w_bits": w,
+                "a_bits": a,
+                "sensitivity": float(rng.lognormal()) * 4.0**-w + float(rng.lognormal()) * 4.0**-a,
+            }
+            for l in range(n)
+            for w, a in pairs
+        ]
+    )
     return build_problem(costs, sens, COLUMNS)
 
 
@@ -170,7 +192,7 @@ def test_deterministic_and_one_model() -> None:
     first = pareto_front(problem, "bops", n_points=15, model=model, limits={"energy_pj": 30.0})
     again = pareto_front(problem, "bops", n_points=15, model=model, limits={"energy_pj": 30.0}, progress=True)
     fresh = pareto_front(problem, "bops", n_points=15, limits={"energy_pj": 30.0})
-    key = lambda front: [s.choice.tolist() for s in front]  # noqa: E731
+    key = lambda front: [s.choice.tolist() for s in front]
     assert key(first) == key(again) == key(fresh)
     assert len(first) > 3 and all(s.limits["energy_pj"] == 30.0 for s in first)
 

@@ -11,9 +11,12 @@ from sim.area import chip_area, fixed_pe_key
 from sim.config import chip_from_dict
 from sim.technology import load_technology
 
-BASE = {"array": {"rows": 8, "cols": 8, "dataflow": "ws"}, "pe": {"kind": "fixed"}, "pairs": ["w8a8"],
-        "memory": {"ifmap_sram_kib": 16, "filter_sram_kib": 16, "ofmap_sram_kib": 16,
-                   "dram_bw_bits_per_cycle": 64}}
+BASE = {
+    "array": {"rows": 8, "cols": 8, "dataflow": "ws"},
+    "pe": {"kind": "fixed"},
+    "pairs": ["w8a8"],
+    "memory": {"ifmap_sram_kib": 16, "filter_sram_kib": 16, "ofmap_sram_kib": 16, "dram_bw_bits_per_cycle": 64},
+}
 
 
 def chip(**over):
@@ -44,7 +47,8 @@ def test_presets() -> None:
     fusion = chip_area(edge)
     assert edge.array.weight_preload == "overlapped"
     assert fusion.total_mm2 > 0 and fusion.pe_nand2 == pytest.approx(
-        area.bitfusion_pe_nand2 + area.overlap_per_pe_nand2 + 32 * area.overlap_per_weight_bit_nand2)
+        area.bitfusion_pe_nand2 + area.overlap_per_pe_nand2 + 32 * area.overlap_per_weight_bit_nand2
+    )
     for preset, serial in (("bitserial_stripes", "activation"), ("bitserial_loom", "both")):
         a = chip_area(load_chip(preset))
         assert a.total_mm2 > 0 and a.pe_nand2 == area.bitserial_pe_nand2[serial]
@@ -70,5 +74,8 @@ def test_overlapped_preload_adds_the_double_buffered_slot() -> None:
     os_over = chip(array={"rows": 8, "cols": 8, "dataflow": "os", "weight_preload": "overlapped"})
     os_serial = chip(array={"rows": 8, "cols": 8, "dataflow": "os"})
     ws = chip()
-    assert chip_area(os_over).pe_nand2 == chip_area(os_serial).pe_nand2 == pytest.approx(
-        chip_area(ws).pe_nand2 + area.os_per_pe_nand2)
+    assert (
+        chip_area(os_over).pe_nand2
+        == chip_area(os_serial).pe_nand2
+        == pytest.approx(chip_area(ws).pe_nand2 + area.os_per_pe_nand2)
+    )

@@ -42,18 +42,40 @@ def _chips() -> list:
     """Array sides at both ends, every dataflow and PE kind, the widest accumulators and scales, and the
     slowest DRAM or none; SCALE-Sim's schedule with 1-bit SRAMs (nothing fits) and the mapping search with
     the largest SRAMs (every tile fits, so the search is not refused)."""
-    pes = [{"kind": "fixed", "bits": 8}, {"kind": "bitfusion"}, {"kind": "bitserial", "serial": "activation"},
-           {"kind": "bitserial", "serial": "both"}]
+    pes = [
+        {"kind": "fixed", "bits": 8},
+        {"kind": "bitfusion"},
+        {"kind": "bitserial", "serial": "activation"},
+        {"kind": "bitserial", "serial": "both"},
+    ]
     out = []
     sides = (1, MAX_ARRAY_DIM)
     for rows, cols, dataflow, pe, bw, (mapping, sram), preload in itertools.product(
-            sides, sides, ("ws", "os", "is"), pes, (DRAM_BW_RANGE[0], "calc"),
-            (("scalesim", SRAM_KIB_RANGE[0]), ("search", SRAM_KIB_RANGE[1])), ("serial", "overlapped")):
-        out.append(chip_from_dict({
-            "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "weight_preload": preload},
-            "pe": pe, "weight_scale_bits": 64, "mapping": mapping,
-            "memory": {"ifmap_sram_kib": sram, "filter_sram_kib": sram, "ofmap_sram_kib": sram,
-                       "dram_bw_bits_per_cycle": bw, "acc_bits": 64}}))
+        sides,
+        sides,
+        ("ws", "os", "is"),
+        pes,
+        (DRAM_BW_RANGE[0], "calc"),
+        (("scalesim", SRAM_KIB_RANGE[0]), ("search", SRAM_KIB_RANGE[1])),
+        ("serial", "overlapped"),
+    ):
+        out.append(
+            chip_from_dict(
+                {
+                    "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "weight_preload": preload},
+                    "pe": pe,
+                    "weight_scale_bits": 64,
+                    "mapping": mapping,
+                    "memory": {
+                        "ifmap_sram_kib": sram,
+                        "filter_sram_kib": sram,
+                        "ofmap_sram_kib": sram,
+                        "dram_bw_bits_per_cycle": bw,
+                        "acc_bits": 64,
+                    },
+                }
+            )
+        )
     return out
 
 
@@ -62,8 +84,13 @@ CHIPS = ChipBatch.from_chips(_chips(), PAIRS)
 
 def _exact(batch):
     """The same batch with every int64 array as Python ints (object arrays): the engine then computes exactly."""
-    return type(batch)(**{f.name: (v.astype(object) if isinstance(v, np.ndarray) and v.dtype == np.int64 else v)
-                          for f in dataclasses.fields(batch) for v in [getattr(batch, f.name)]})
+    return type(batch)(
+        **{
+            f.name: (v.astype(object) if isinstance(v, np.ndarray) and v.dtype == np.int64 else v)
+            for f in dataclasses.fields(batch)
+            for v in [getattr(batch, f.name)]
+        }
+    )
 
 
 def _assert_exact(layers: list[Layer]) -> None:
@@ -103,6 +130,7 @@ def test_int64_counts_are_exact_at_the_bounds(layer: Layer) -> None:
 @st.composite
 def big_layers(draw) -> Layer:
     """Shapes near the bounds: sizes 2^e - r with exponents up to the limits, blocks and batch included."""
+
     def size(exp_max: int) -> int:
         e = draw(st.integers(0, exp_max))
         return max(1, 2**e - draw(st.integers(0, 3)))
@@ -116,8 +144,16 @@ def big_layers(draw) -> Layer:
             return matmul("m", size(16), size(16), size(16), heads=size(12), batch=size(6))
         k = size(8)
         in_c = size(16)
-        return conv("c", k + size(20), in_c, size(16), k, stride=size(10), pad=draw(st.integers(0, k)),
-                    in_blocks=draw(st.integers(1, in_c)))
+        return conv(
+            "c",
+            k + size(20),
+            in_c,
+            size(16),
+            k,
+            stride=size(10),
+            pad=draw(st.integers(0, k)),
+            in_blocks=draw(st.integers(1, in_c)),
+        )
     except InputError:
         assume(False)
         raise
@@ -130,15 +166,18 @@ def test_int64_counts_are_exact_for_any_layer_within_the_bounds(layer: Layer) ->
 
 
 # Refusals --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("fields", "needle"), [
-    ({"in_c": MAX_DIM + 1}, f"in_c must be an integer in 1..{MAX_DIM}, got {MAX_DIM + 1}"),
-    ({"in_c": 10**30}, "in_c must be an integer in 1.."),
-    ({"out_c": True}, "out_c must be an integer"),
-    ({"pad": MAX_DIM + 1}, f"pad must be an integer in 0..{MAX_DIM}"),
-    ({"batch": 0}, "batch must be an integer in 1.."),
-    ({"in_w": 2**24, "out_w": 2**24, "in_c": 2**12, "out_c": 2**12, "batch": 2}, "MACs exceed the limit of 2^48"),
-    ({"in_h": 2**24, "in_w": 2**24, "in_c": 2}, "input pixels x weights"),
-])
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"in_c": MAX_DIM + 1}, f"in_c must be an integer in 1..{MAX_DIM}, got {MAX_DIM + 1}"),
+        ({"in_c": 10**30}, "in_c must be an integer in 1.."),
+        ({"out_c": True}, "out_c must be an integer"),
+        ({"pad": MAX_DIM + 1}, f"pad must be an integer in 0..{MAX_DIM}"),
+        ({"batch": 0}, "batch must be an integer in 1.."),
+        ({"in_w": 2**24, "out_w": 2**24, "in_c": 2**12, "out_c": 2**12, "batch": 2}, "MACs exceed the limit of 2^48"),
+        ({"in_h": 2**24, "in_w": 2**24, "in_c": 2}, "input pixels x weights"),
+    ],
+)
 def test_layers_past_the_bounds_are_refused(fields: dict, needle: str) -> None:
     base = {"name": "x", "kind": "gemm", "in_h": 1, "in_w": 1, "in_c": 1, "out_c": 1}
     with pytest.raises(InputError) as info:
@@ -156,11 +195,19 @@ def _brute_span(size: int, k: int, stride: int, pad: int, out: int) -> int:
     return len({x for o in range(out) for x in range(o * stride - pad, o * stride - pad + k) if 0 <= x < size})
 
 
-@given(st.integers(1, 40), st.integers(1, 6), st.integers(1, 9), st.integers(0, 8), st.integers(1, 12),
-       st.integers(1, 3), st.integers(1, 3))
+@given(
+    st.integers(1, 40),
+    st.integers(1, 6),
+    st.integers(1, 9),
+    st.integers(0, 8),
+    st.integers(1, 12),
+    st.integers(1, 3),
+    st.integers(1, 3),
+)
 def test_the_input_footprint_is_exact(size, k, stride, pad, out, batch, in_c) -> None:
     """The closed forms of the pixels touched by windows (overlapping, or disjoint when k < stride) equal
     counting them."""
     layer = Layer("x", "conv", 1, size, in_c, 1, 1, k, stride, out_h=1, out_w=out, batch=batch, pad=pad)
     assert layer.ifmap_used_elems == batch * in_c * _brute_span(size, k, stride, pad, out) * _brute_span(
-        1, 1, stride, pad, 1)
+        1, 1, stride, pad, 1
+    )

@@ -15,9 +15,11 @@ from sim import InputError, load_chip, preset_names
 from sim.config import chip_from_dict
 from sim.technology import load_technology
 
-GOOD = {"array": {"rows": 8, "cols": 4, "dataflow": "os", "clock_mhz": 200},
-        "pe": {"kind": "fixed", "bits": 8},
-        "memory": {"ifmap_sram_kib": 16, "filter_sram_kib": 16, "ofmap_sram_kib": 8, "dram_bw_bits_per_cycle": 64}}
+GOOD = {
+    "array": {"rows": 8, "cols": 4, "dataflow": "os", "clock_mhz": 200},
+    "pe": {"kind": "fixed", "bits": 8},
+    "memory": {"ifmap_sram_kib": 16, "filter_sram_kib": 16, "ofmap_sram_kib": 8, "dram_bw_bits_per_cycle": 64},
+}
 
 
 def test_presets_load_and_name_their_kinds() -> None:
@@ -69,31 +71,34 @@ def _bad(update: dict) -> dict:
     return doc
 
 
-@pytest.mark.parametrize(("update", "needle"), [
-    ({"array.rows": -4}, "array.rows"),
-    ({"array.rows": 0}, "array.rows"),
-    ({"array.cols": "wide"}, "array.cols"),
-    ({"array.dataflow": "rs"}, "array.dataflow: must be one of"),
-    ({"array.clock_mhz": 0}, "array.clock_mhz"),
-    ({"pe.kind": "analog"}, "pe.kind"),
-    ({"pe.serial": "weight"}, "pe.serial"),
-    ({"memory.ifmap_sram_kib": -1}, "memory.ifmap_sram_kib"),
-    ({"memory.dram_bw_bits_per_cycle": 0}, "memory.dram_bw_bits_per_cycle"),
-    ({"memory.dram_bw_bits_per_cycle": "fast"}, "memory.dram_bw_bits_per_cycle"),
-    ({"memory.colour": "red"}, "memory.colour: unknown field"),
-    ({"memory": None}, "memory: missing field"),
-    ({"pairs": ["w8a8", "w17a8"]}, "weight bits must be in 2..16"),
-    ({"pe": {"kind": "bitfusion"}, "pairs": ["w16a8"]}, "exceeds a Bit-Fusion PE's 8 bits"),
-    ({"mapping": "timeloop"}, "mapping"),
-    ({"mapping_objective": "area"}, "mapping_objective"),
-    ({"array.weight_preload": "double"}, "weight_preload"),
-    ({"array.reduction": "sideways"}, "array.reduction: must be one of"),
-    ({"memory.output_width": "wide"}, "memory.output_width: must be one of"),
-    ({"pairs": ["w8a8", "8x8"]}, "bad bit pair"),
-    ({"pairs": []}, "pairs"),
-    ({"pe": {"kind": "fixed", "bits": 4}, "pairs": ["w8a8"]}, "does not fit a fixed 4-bit PE"),
-    ({"technology": "3nm"}, "unknown technology '3nm'"),
-])
+@pytest.mark.parametrize(
+    ("update", "needle"),
+    [
+        ({"array.rows": -4}, "array.rows"),
+        ({"array.rows": 0}, "array.rows"),
+        ({"array.cols": "wide"}, "array.cols"),
+        ({"array.dataflow": "rs"}, "array.dataflow: must be one of"),
+        ({"array.clock_mhz": 0}, "array.clock_mhz"),
+        ({"pe.kind": "analog"}, "pe.kind"),
+        ({"pe.serial": "weight"}, "pe.serial"),
+        ({"memory.ifmap_sram_kib": -1}, "memory.ifmap_sram_kib"),
+        ({"memory.dram_bw_bits_per_cycle": 0}, "memory.dram_bw_bits_per_cycle"),
+        ({"memory.dram_bw_bits_per_cycle": "fast"}, "memory.dram_bw_bits_per_cycle"),
+        ({"memory.colour": "red"}, "memory.colour: unknown field"),
+        ({"memory": None}, "memory: missing field"),
+        ({"pairs": ["w8a8", "w17a8"]}, "weight bits must be in 2..16"),
+        ({"pe": {"kind": "bitfusion"}, "pairs": ["w16a8"]}, "exceeds a Bit-Fusion PE's 8 bits"),
+        ({"mapping": "timeloop"}, "mapping"),
+        ({"mapping_objective": "area"}, "mapping_objective"),
+        ({"array.weight_preload": "double"}, "weight_preload"),
+        ({"array.reduction": "sideways"}, "array.reduction: must be one of"),
+        ({"memory.output_width": "wide"}, "memory.output_width: must be one of"),
+        ({"pairs": ["w8a8", "8x8"]}, "bad bit pair"),
+        ({"pairs": []}, "pairs"),
+        ({"pe": {"kind": "fixed", "bits": 4}, "pairs": ["w8a8"]}, "does not fit a fixed 4-bit PE"),
+        ({"technology": "3nm"}, "unknown technology '3nm'"),
+    ],
+)
 def test_bad_chip_fields_give_one_line_errors(update: dict, needle: str) -> None:
     with pytest.raises(InputError) as info:
         chip_from_dict(_bad(update), where="chip.yaml")
@@ -101,11 +106,14 @@ def test_bad_chip_fields_give_one_line_errors(update: dict, needle: str) -> None
     assert "\n" not in message and needle in message, message
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("array: [1, 2\n", "malformed YAML"),
-    ("- just\n- a list\n", "expected a mapping"),
-    ("", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("array: [1, 2\n", "malformed YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("", "expected a mapping"),
+    ],
+)
 def test_bad_chip_files(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "chip.yaml"
     path.write_text(text)
@@ -113,17 +121,29 @@ def test_bad_chip_files(tmp_path: Path, text: str, needle: str) -> None:
         load_chip(path)
 
 
-@pytest.mark.parametrize(("text", "needle"), [
-    ("not an ini file", "malformed SCALE-Sim cfg"),
-    ("[general]\nrun_name = x\n", "missing section [architecture_presets]"),
-    ("[architecture_presets]\nArrayHeight: 8\n", "is missing ArrayWidth"),
-    ("[architecture_presets]\nArrayHeight: eight\nArrayWidth: 8\nIfmapSramSzkB: 1\nFilterSramSzkB: 1\n"
-     "OfmapSramSzkB: 1\nDataflow: ws\n", "ArrayHeight must be a number"),
-    ("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: -1\nFilterSramSzkB: 1\n"
-     "OfmapSramSzkB: 1\nDataflow: ws\n", "memory.ifmap_sram_kib"),
-    ("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 1\nFilterSramSzkB: 1\n"
-     "OfmapSramSzkB: 1\nDataflow: rs\n", "array.dataflow"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("not an ini file", "malformed SCALE-Sim cfg"),
+        ("[general]\nrun_name = x\n", "missing section [architecture_presets]"),
+        ("[architecture_presets]\nArrayHeight: 8\n", "is missing ArrayWidth"),
+        (
+            "[architecture_presets]\nArrayHeight: eight\nArrayWidth: 8\nIfmapSramSzkB: 1\nFilterSramSzkB: 1\n"
+            "OfmapSramSzkB: 1\nDataflow: ws\n",
+            "ArrayHeight must be a number",
+        ),
+        (
+            "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: -1\nFilterSramSzkB: 1\n"
+            "OfmapSramSzkB: 1\nDataflow: ws\n",
+            "memory.ifmap_sram_kib",
+        ),
+        (
+            "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 1\nFilterSramSzkB: 1\n"
+            "OfmapSramSzkB: 1\nDataflow: rs\n",
+            "array.dataflow",
+        ),
+    ],
+)
 def test_bad_scalesim_cfgs(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "bad.cfg"
     path.write_text(text)
@@ -155,14 +175,30 @@ BOUNDS = [  # dotted field, lowest, highest, text of the range
     ("array.cols", 1, 4096, "must be an integer in [1, 4096] PEs"),
     ("array.clock_mhz", 1e-3, 1e5, "must be a finite number in [0.001, 100000] MHz (1 kHz to 100 GHz)"),
     ("pe.bits", 2, 16, "must be an integer in [2, 16] bits"),
-    ("memory.ifmap_sram_kib", 1 / 8192, 2.0**30,
-     "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)"),
-    ("memory.filter_sram_kib", 1 / 8192, 2.0**30,
-     "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)"),
-    ("memory.ofmap_sram_kib", 1 / 8192, 2.0**30,
-     "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)"),
-    ("memory.dram_bw_bits_per_cycle", 0.01, 2.0**20,
-     "must be 'calc' (unlimited) or a finite number in [0.01, 1048576] bits per cycle"),
+    (
+        "memory.ifmap_sram_kib",
+        1 / 8192,
+        2.0**30,
+        "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)",
+    ),
+    (
+        "memory.filter_sram_kib",
+        1 / 8192,
+        2.0**30,
+        "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)",
+    ),
+    (
+        "memory.ofmap_sram_kib",
+        1 / 8192,
+        2.0**30,
+        "must be a finite number in [0.0001220703125, 1073741824] KiB (1 bit to 1 TiB)",
+    ),
+    (
+        "memory.dram_bw_bits_per_cycle",
+        0.01,
+        2.0**20,
+        "must be 'calc' (unlimited) or a finite number in [0.01, 1048576] bits per cycle",
+    ),
     ("memory.acc_bits", 8, 64, "must be an integer in [8, 64] bits"),
     ("weight_scale_bits", 0, 64, "must be an integer in [0, 64] bits"),
     ("static_mw", 0.0, 1e6, "must be a finite number in [0, 1000000] mW"),
@@ -208,24 +244,35 @@ def test_any_clock_outside_1khz_to_100ghz_is_refused(clock: float) -> None:
 TECH_TEXT = (Path(__file__).parents[2] / "sim" / "tech" / "45nm.yaml").read_text()
 
 
-@pytest.mark.parametrize(("old", "new", "needle"), [
-    ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: .inf", "dram_pj_per_bit: must be a finite number in [0, 10000] pJ"),
-    ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: -1", "dram_pj_per_bit"),
-    ("fixed: {2: 0.058", "fixed: {2: .nan", "mac_pj.fixed[2]: must be a finite number"),
-    ("fixed: {2: 0.058", "fixed: {32: 0.058", "mac_pj.fixed[32] (key): must be an integer in [2, 16]"),
-    ("w8a8: 0.566", "w9a9: 0.566", "mac_pj.bitfusion.w9a9 (key)"),
-    ("both: 0.00466}", "both: 0.00466, weight: 1.0}", "mac_pj.bitserial_step.weight: unknown field"),
-    ("both: 0.00466}", "}", "mac_pj.bitserial_step.both: missing field"),
-    ("{1: 0.035414,", "{1: 0.0,", "sram_pj_per_bit[1]: must be a finite number in (0, 10000] pJ per bit"),
-    ("{1: 0.035414,", "{1.0e+20: 0.035414,", "sram_pj_per_bit.1e+20 (key)"),
-    ("{1: 0.10300,", "{1: -1.0,", "sram_write_pj_per_bit[1]: must be a finite number"),
-    ("register_pj_per_bit: 0.009", "register_pj_per_bit: .inf", "register_pj_per_bit: must be a finite number"),
-    ("fixed16: 48.0", "fixed99: 48.0", "leakage_uw.pe.fixed99 (key): must be fixed2 .. fixed16"),
-    ("sram_per_kib: 2.0", "sram_per_kib: 1.0e+30", "leakage_uw.sram_per_kib: must be a finite number in [0, 1000000]"),
-    ("nand2_um2: 0.798", "nand2_um2: 0", "area.nand2_um2: must be a finite number in (0, 1000] um^2"),
-    ("requant_nand2: 13005", "requant_nand2: true", "area.requant_nand2"),
-    ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: 15.0\nvoltage: 1.1", "voltage: unknown field (allowed: name, mac_pj"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "needle"),
+    [
+        ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: .inf", "dram_pj_per_bit: must be a finite number in [0, 10000] pJ"),
+        ("dram_pj_per_bit: 15.0", "dram_pj_per_bit: -1", "dram_pj_per_bit"),
+        ("fixed: {2: 0.058", "fixed: {2: .nan", "mac_pj.fixed[2]: must be a finite number"),
+        ("fixed: {2: 0.058", "fixed: {32: 0.058", "mac_pj.fixed[32] (key): must be an integer in [2, 16]"),
+        ("w8a8: 0.566", "w9a9: 0.566", "mac_pj.bitfusion.w9a9 (key)"),
+        ("both: 0.00466}", "both: 0.00466, weight: 1.0}", "mac_pj.bitserial_step.weight: unknown field"),
+        ("both: 0.00466}", "}", "mac_pj.bitserial_step.both: missing field"),
+        ("{1: 0.035414,", "{1: 0.0,", "sram_pj_per_bit[1]: must be a finite number in (0, 10000] pJ per bit"),
+        ("{1: 0.035414,", "{1.0e+20: 0.035414,", "sram_pj_per_bit.1e+20 (key)"),
+        ("{1: 0.10300,", "{1: -1.0,", "sram_write_pj_per_bit[1]: must be a finite number"),
+        ("register_pj_per_bit: 0.009", "register_pj_per_bit: .inf", "register_pj_per_bit: must be a finite number"),
+        ("fixed16: 48.0", "fixed99: 48.0", "leakage_uw.pe.fixed99 (key): must be fixed2 .. fixed16"),
+        (
+            "sram_per_kib: 2.0",
+            "sram_per_kib: 1.0e+30",
+            "leakage_uw.sram_per_kib: must be a finite number in [0, 1000000]",
+        ),
+        ("nand2_um2: 0.798", "nand2_um2: 0", "area.nand2_um2: must be a finite number in (0, 1000] um^2"),
+        ("requant_nand2: 13005", "requant_nand2: true", "area.requant_nand2"),
+        (
+            "dram_pj_per_bit: 15.0",
+            "dram_pj_per_bit: 15.0\nvoltage: 1.1",
+            "voltage: unknown field (allowed: name, mac_pj",
+        ),
+    ],
+)
 def test_bad_technology_numbers_and_keys(tmp_path: Path, old: str, new: str, needle: str) -> None:
     assert old in TECH_TEXT
     path = tmp_path / "tech.yaml"
@@ -252,12 +299,16 @@ def test_the_technology_table_is_unchanged_by_the_schema() -> None:
 
 
 def test_scalesim_cfg_numbers_are_bounded(tmp_path: Path) -> None:
-    base = ("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 1\nFilterSramSzkB: 1\n"
-            "OfmapSramSzkB: 1\nDataflow: ws\nBandwidth: 4\n[run_presets]\nInterfaceBandwidth: USER\n")
-    for old, new, needle in (("IfmapSramSzkB: 1", "IfmapSramSzkB: inf", "memory.ifmap_sram_kib"),
-                             ("FilterSramSzkB: 1", "FilterSramSzkB: 1e-310", "memory.filter_sram_kib"),
-                             ("ArrayWidth: 8", "ArrayWidth: 100000", "array.cols: must be an integer in [1, 4096]"),
-                             ("Bandwidth: 4", "Bandwidth: nan", "memory.dram_bw_bits_per_cycle")):
+    base = (
+        "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 1\nFilterSramSzkB: 1\n"
+        "OfmapSramSzkB: 1\nDataflow: ws\nBandwidth: 4\n[run_presets]\nInterfaceBandwidth: USER\n"
+    )
+    for old, new, needle in (
+        ("IfmapSramSzkB: 1", "IfmapSramSzkB: inf", "memory.ifmap_sram_kib"),
+        ("FilterSramSzkB: 1", "FilterSramSzkB: 1e-310", "memory.filter_sram_kib"),
+        ("ArrayWidth: 8", "ArrayWidth: 100000", "array.cols: must be an integer in [1, 4096]"),
+        ("Bandwidth: 4", "Bandwidth: nan", "memory.dram_bw_bits_per_cycle"),
+    ):
         path = tmp_path / "c.cfg"
         path.write_text(base.replace(old, new))
         with pytest.raises(InputError, match=re.escape(needle)):

@@ -14,9 +14,26 @@ from sim import COST_COLUMNS, load_chip, load_workload, simulate
 from sim.config import chip_from_dict
 from sim.workload.layer import Workload, gemm
 
-REQUIRED = ("layer", "name", "w_bits", "a_bits", "macs", "compute_cycles", "stall_cycles", "total_cycles",
-            "latency_us", "energy_pj", "energy_mac_pj", "energy_sram_pj", "energy_dram_pj", "energy_static_pj",
-            "weight_bits", "dram_bits", "utilization", "bops")
+REQUIRED = (
+    "layer",
+    "name",
+    "w_bits",
+    "a_bits",
+    "macs",
+    "compute_cycles",
+    "stall_cycles",
+    "total_cycles",
+    "latency_us",
+    "energy_pj",
+    "energy_mac_pj",
+    "energy_sram_pj",
+    "energy_dram_pj",
+    "energy_static_pj",
+    "weight_bits",
+    "dram_bits",
+    "utilization",
+    "bops",
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +45,18 @@ def test_columns_and_types(resnet18: Workload) -> None:
     table = simulate("bitfusion_edge", resnet18, "w8a8,w4a4,w2a2")
     assert tuple(table.columns) == COST_COLUMNS
     assert set(REQUIRED) <= set(table.columns)
-    for col in ("layer", "w_bits", "a_bits", "macs", "compute_cycles", "stall_cycles", "total_cycles",
-                "weight_bits", "dram_bits", "bops"):
+    for col in (
+        "layer",
+        "w_bits",
+        "a_bits",
+        "macs",
+        "compute_cycles",
+        "stall_cycles",
+        "total_cycles",
+        "weight_bits",
+        "dram_bits",
+        "bops",
+    ):
         assert pd.api.types.is_integer_dtype(table[col]), col
     assert len(table) == 3 * len(resnet18)
     assert table.layer.tolist() == sorted(table.layer.tolist())
@@ -39,8 +66,9 @@ def test_columns_and_types(resnet18: Workload) -> None:
 @pytest.mark.parametrize("chip", ["tpu_like_int8", "bitfusion_edge", "bitserial_loom", "bitserial_stripes"])
 def test_sums_and_identities(chip: str, resnet18: Workload) -> None:
     table = simulate(chip, resnet18, "w8a8,w4a8,w4a4,w2a2")
-    parts = table[["energy_mac_pj", "energy_reg_pj", "energy_sram_pj", "energy_dram_pj",
-                   "energy_static_pj"]].sum(axis=1)
+    parts = table[["energy_mac_pj", "energy_reg_pj", "energy_sram_pj", "energy_dram_pj", "energy_static_pj"]].sum(
+        axis=1
+    )
     np.testing.assert_allclose(table.energy_pj, parts, rtol=1e-12)
     assert (table.total_cycles == table.compute_cycles + table.stall_cycles).all()
     assert (table.bops == table.macs * table.w_bits * table.a_bits).all()
@@ -97,22 +125,33 @@ def test_bitserial_cycles_scale_with_serial_bits() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=st.integers(1, 64), cols=st.integers(1, 64), df=st.sampled_from(["ws", "os", "is"]),
-       bw=st.sampled_from([8.0, 64.0, 1024.0]), kib=st.sampled_from([1, 16, 256]),
-       preload=st.sampled_from(["serial", "overlapped"]), objective=st.sampled_from(["latency", "energy", "edp"]))
+@given(
+    rows=st.integers(1, 64),
+    cols=st.integers(1, 64),
+    df=st.sampled_from(["ws", "os", "is"]),
+    bw=st.sampled_from([8.0, 64.0, 1024.0]),
+    kib=st.sampled_from([1, 16, 256]),
+    preload=st.sampled_from(["serial", "overlapped"]),
+    objective=st.sampled_from(["latency", "energy", "edp"]),
+)
 def test_narrower_operands_never_cost_more_memory(rows, cols, df, bw, kib, preload, objective) -> None:
-    doc = {"array": {"rows": rows, "cols": cols, "dataflow": df, "weight_preload": preload},
-           "pe": {"kind": "bitfusion"}, "mapping_objective": objective,
-           "memory": {"ifmap_sram_kib": kib, "filter_sram_kib": kib, "ofmap_sram_kib": kib,
-                      "dram_bw_bits_per_cycle": bw}}
+    doc = {
+        "array": {"rows": rows, "cols": cols, "dataflow": df, "weight_preload": preload},
+        "pe": {"kind": "bitfusion"},
+        "mapping_objective": objective,
+        "memory": {"ifmap_sram_kib": kib, "filter_sram_kib": kib, "ofmap_sram_kib": kib, "dram_bw_bits_per_cycle": bw},
+    }
     pairs = "w8a8,w4a8,w4a4,w2a4,w2a2"
     order = [(2, 2), (2, 4), (4, 4), (4, 8), (8, 8)]
     # the mapper: each candidate costs no more at narrower widths, so neither does the best one (SRAMs of
     # at least 32 KiB hold any stationary tile here: 64 rows x 16 packed 2-bit weights x 64 columns)
     roomy = {**doc, "memory": {**doc["memory"], **{f"{b}_sram_kib": max(kib, 32) for b in ("ifmap", "filter")}}}
     searched = simulate(chip_from_dict(roomy), load_workload("resnet18"), pairs)
-    key = {"latency": searched.total_cycles.astype(float), "energy": searched.energy_pj,
-           "edp": searched.energy_pj * searched.total_cycles}[objective]
+    key = {
+        "latency": searched.total_cycles.astype(float),
+        "energy": searched.energy_pj,
+        "edp": searched.energy_pj * searched.total_cycles,
+    }[objective]
     per_layer = key.groupby([searched.layer, searched.w_bits, searched.a_bits]).sum().unstack([1, 2])
     # except the exposed first load (eq. 10): it carries one fold's first operands, pack x bits per PE, and a
     # narrower pair packs more (up to 32 bits per PE for Bit Fusion), so latency may grow by its transfer time
@@ -153,8 +192,17 @@ def test_coupled_table_matches_the_plain_table_where_outputs_keep_their_width() 
 def test_a_one_cycle_layer_has_a_finite_utilization() -> None:
     """compute_cycles is the last busy cycle's index, so a one-MAC GEMM on a 1x1 os array has total_cycles 0; its
     utilization counts that one cycle (1.0), not a division by zero."""
-    chip = chip_from_dict({"array": {"rows": 1, "cols": 1, "dataflow": "os"}, "pe": {"kind": "fixed"},
-                           "memory": {"ifmap_sram_kib": 1, "filter_sram_kib": 1, "ofmap_sram_kib": 1,
-                                      "dram_bw_bits_per_cycle": "calc"}})
+    chip = chip_from_dict(
+        {
+            "array": {"rows": 1, "cols": 1, "dataflow": "os"},
+            "pe": {"kind": "fixed"},
+            "memory": {
+                "ifmap_sram_kib": 1,
+                "filter_sram_kib": 1,
+                "ofmap_sram_kib": 1,
+                "dram_bw_bits_per_cycle": "calc",
+            },
+        }
+    )
     row = simulate(chip, Workload("w", (gemm("g", 1, 1, 1),)), "w8a8").iloc[0]
     assert row.total_cycles == 0 and row.utilization == 1.0

@@ -14,21 +14,34 @@ from sim.layerbatch import LayerBatch
 from sim.workload import zoo
 from sim.workload.layer import Workload, conv, gemm
 
-LAYERS = LayerBatch.from_workload(Workload("w", (
-    conv("c1", 12, 3, 8, 3, 1, 1, batch=2), conv("c2", 6, 8, 16, 3, 2, 1), gemm("fc", 4, 144, 10),
-)))
+LAYERS = LayerBatch.from_workload(
+    Workload(
+        "w",
+        (
+            conv("c1", 12, 3, 8, 3, 1, 1, batch=2),
+            conv("c2", 6, 8, 16, 3, 2, 1),
+            gemm("fc", 4, 144, 10),
+        ),
+    )
+)
 
 
 def _chip(dataflow: str, sram_kib: float, bw: float | str, clock: float, objective: str, mapping: str):
-    return chip_from_dict({
-        "name": f"{dataflow}-{sram_kib}-{bw}-{clock}-{objective}-{mapping}",
-        "array": {"rows": 4, "cols": 8, "dataflow": dataflow, "clock_mhz": clock},
-        "pe": {"kind": "bitfusion"},
-        "mapping": mapping,
-        "mapping_objective": objective,
-        "memory": {"ifmap_sram_kib": sram_kib, "filter_sram_kib": sram_kib, "ofmap_sram_kib": 0.5,
-                   "dram_bw_bits_per_cycle": bw},
-    })
+    return chip_from_dict(
+        {
+            "name": f"{dataflow}-{sram_kib}-{bw}-{clock}-{objective}-{mapping}",
+            "array": {"rows": 4, "cols": 8, "dataflow": dataflow, "clock_mhz": clock},
+            "pe": {"kind": "bitfusion"},
+            "mapping": mapping,
+            "mapping_objective": objective,
+            "memory": {
+                "ifmap_sram_kib": sram_kib,
+                "filter_sram_kib": sram_kib,
+                "ofmap_sram_kib": 0.5,
+                "dram_bw_bits_per_cycle": bw,
+            },
+        }
+    )
 
 
 @st.composite
@@ -36,8 +49,12 @@ def chip_lists(draw):
     """Chips in random order: a few base designs, each with a random number of bandwidth/clock variants."""
     chips = []
     for _ in range(draw(st.integers(1, 4))):
-        base = (draw(st.sampled_from(["ws", "os", "is"])), draw(st.sampled_from([2, 16])),
-                draw(st.sampled_from(["latency", "energy", "edp"])), draw(st.sampled_from(["search", "scalesim"])))
+        base = (
+            draw(st.sampled_from(["ws", "os", "is"])),
+            draw(st.sampled_from([2, 16])),
+            draw(st.sampled_from(["latency", "energy", "edp"])),
+            draw(st.sampled_from(["search", "scalesim"])),
+        )
         for _ in range(draw(st.integers(1, 6))):
             bw = draw(st.sampled_from([3.0, 16.0, 64.0, 512.0, "calc"]))
             chips.append(_chip(base[0], base[1], bw, draw(st.sampled_from([200.0, 1000.0])), base[2], base[3]))
@@ -74,8 +91,12 @@ def test_a_bandwidth_sweep_of_a_preset_equals_the_chips_alone() -> None:
     from sim.chip_loader import load_chip
 
     base = load_chip("bitfusion_edge")
-    chips = [base.model_copy(update={"name": f"bw{bw}", "memory": base.memory.model_copy(
-        update={"dram_bw_bits_per_cycle": bw})}) for bw in (16.0, 64.0, 256.0)]
+    chips = [
+        base.model_copy(
+            update={"name": f"bw{bw}", "memory": base.memory.model_copy(update={"dram_bw_bits_per_cycle": bw})}
+        )
+        for bw in (16.0, 64.0, 256.0)
+    ]
     pairs = np.array(base.supported_pairs)
     layers = LayerBatch.from_workload(zoo.resnet18())
     batch = ChipBatch.from_chips(chips, base.supported_pairs)

@@ -15,8 +15,11 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "
 
 
 def _cases() -> list[tuple[str, Path, Path, Path]]:
-    cases = [(d.name, d / "config.cfg", d / "topology.csv", d / "COMPUTE_REPORT.csv")
-             for d in sorted(DATA.iterdir()) if d.is_dir()]
+    cases = [
+        (d.name, d / "config.cfg", d / "topology.csv", d / "COMPUTE_REPORT.csv")
+        for d in sorted(DATA.iterdir())
+        if d.is_dir()
+    ]
     # the ResNet-18 reference is copied into the repo so CI does not depend on ../shared
     rn = DATA.parent / "scalesim_resnet18_ws32"
     cases.append(("resnet18_ws_32x32", rn / "scale_32x32_ws.cfg", rn / "Resnet18.csv", rn / "COMPUTE_REPORT.csv"))

@@ -96,8 +96,9 @@ def test_calc_dram_reads_equal_scalesim_when_the_operand_fits() -> None:
         for i, (layer, access) in enumerate(zip(layers, _report(run / "DETAILED_ACCESS_REPORT.csv"))):
             lowbit = _lowbit(run).iloc[i]
             for operand, column, distinct, kib in (
-                    ("ifmap", "DRAM IFMAP Reads", layer.ifmap_used_elems, chip.memory.ifmap_sram_kib),
-                    ("filter", "DRAM Filter Reads", layer.weight_elems, chip.memory.filter_sram_kib)):
+                ("ifmap", "DRAM IFMAP Reads", layer.ifmap_used_elems, chip.memory.ifmap_sram_kib),
+                ("filter", "DRAM Filter Reads", layer.weight_elems, chip.memory.filter_sram_kib),
+            ):
                 if distinct <= kib * 1024 / 2:
                     checked += 1
                     if int(lowbit[f"dram_{operand}_bits"]) != 8 * int(float(access[column])):

@@ -45,16 +45,27 @@ def _brute_row_tiles(batch, in_h, in_w, out_h, out_w, k, stride, pad, t):
 
     row_counts = []
     for g0 in range(0, rows, h):
-        spans = [(b * in_h + lo, b * in_h + hi) for g in range(g0, min(rows, g0 + h))
-                 for b, y in [divmod(g, out_h)] for lo, hi in [span(y, in_h)]]
+        spans = [
+            (b * in_h + lo, b * in_h + hi)
+            for g in range(g0, min(rows, g0 + h))
+            for b, y in [divmod(g, out_h)]
+            for lo, hi in [span(y, in_h)]
+        ]
         row_counts.append(_touched(spans))
     col_counts = [_touched([span(x, in_w) for x in range(x0, min(width, x0 + wt))]) for x0 in range(0, width, wt)]
     return sum(row_counts), max(row_counts), sum(col_counts), max(col_counts)
 
 
 @settings(max_examples=300, deadline=None)
-@given(k=st.integers(1, 5), stride=st.integers(1, 6), pad=st.integers(0, 6), in_h=st.integers(1, 14),
-       in_w=st.integers(1, 14), batch=st.integers(1, 3), data=st.data())
+@given(
+    k=st.integers(1, 5),
+    stride=st.integers(1, 6),
+    pad=st.integers(0, 6),
+    in_h=st.integers(1, 14),
+    in_w=st.integers(1, 14),
+    batch=st.integers(1, 3),
+    data=st.data(),
+)
 def test_tile_footprints_equal_brute_force(k, stride, pad, in_h, in_w, batch, data) -> None:
     out_h, out_w = (in_h + 2 * pad - k) // stride + 1, (in_w + 2 * pad - k) // stride + 1
     assume(out_h >= 1 and out_w >= 1)
@@ -69,26 +80,41 @@ def test_tile_footprints_equal_brute_force(k, stride, pad, in_h, in_w, batch, da
 @st.composite
 def searching_chips(draw):
     kind = draw(st.sampled_from(["fixed", "bitfusion", "bitserial"]))
-    return chip_from_dict({
-        "array": {"rows": draw(st.integers(1, 16)), "cols": draw(st.integers(1, 16)),
-                  "dataflow": draw(st.sampled_from(["ws", "os", "is"])),
-                  "weight_preload": draw(st.sampled_from(["serial", "overlapped"])),
-                  "reduction": draw(st.sampled_from(["lowered", "per_tap"]))},
-        "pe": {"kind": kind, "serial": draw(st.sampled_from(["activation", "both"]))},
-        "mapping_objective": draw(st.sampled_from(["latency", "energy", "edp"])),
-        "memory": {"ifmap_sram_kib": draw(st.sampled_from([0.5, 2, 64])),
-                   "filter_sram_kib": draw(st.sampled_from([1, 8, 64])),
-                   "ofmap_sram_kib": draw(st.sampled_from([0.25, 2, 64])),
-                   "dram_bw_bits_per_cycle": draw(st.sampled_from([4.0, 64.0, "calc"]))},
-    })
+    return chip_from_dict(
+        {
+            "array": {
+                "rows": draw(st.integers(1, 16)),
+                "cols": draw(st.integers(1, 16)),
+                "dataflow": draw(st.sampled_from(["ws", "os", "is"])),
+                "weight_preload": draw(st.sampled_from(["serial", "overlapped"])),
+                "reduction": draw(st.sampled_from(["lowered", "per_tap"])),
+            },
+            "pe": {"kind": kind, "serial": draw(st.sampled_from(["activation", "both"]))},
+            "mapping_objective": draw(st.sampled_from(["latency", "energy", "edp"])),
+            "memory": {
+                "ifmap_sram_kib": draw(st.sampled_from([0.5, 2, 64])),
+                "filter_sram_kib": draw(st.sampled_from([1, 8, 64])),
+                "ofmap_sram_kib": draw(st.sampled_from([0.25, 2, 64])),
+                "dram_bw_bits_per_cycle": draw(st.sampled_from([4.0, 64.0, "calc"])),
+            },
+        }
+    )
 
 
 @st.composite
 def small_layers(draw):
     if draw(st.booleans()):
         k = draw(st.integers(1, 3))
-        return conv("c", draw(st.integers(k, 12)), draw(st.integers(1, 24)), draw(st.integers(1, 40)), k,
-                    draw(st.integers(1, 2)), draw(st.integers(0, 1)), batch=draw(st.integers(1, 2)))
+        return conv(
+            "c",
+            draw(st.integers(k, 12)),
+            draw(st.integers(1, 24)),
+            draw(st.integers(1, 40)),
+            k,
+            draw(st.integers(1, 2)),
+            draw(st.integers(0, 1)),
+            batch=draw(st.integers(1, 2)),
+        )
     return gemm("g", draw(st.integers(1, 40)), draw(st.integers(1, 200)), draw(st.integers(1, 50)))
 
 
@@ -110,8 +136,9 @@ def test_the_mapper_picks_the_best_candidate(chip, layer, data) -> None:
         tried.append(key(one))
     assert key(chosen) == min(tried)
     # SCALE-Sim's schedule is a candidate, so the search never does worse than it
-    scalesim = evaluate(ChipBatch.from_chips([chip.model_copy(update={"mapping": "scalesim"})], [pair]), layers,
-                        np.array([pair]))
+    scalesim = evaluate(
+        ChipBatch.from_chips([chip.model_copy(update={"mapping": "scalesim"})], [pair]), layers, np.array([pair])
+    )
     assert key(chosen) <= key({k: v[0, 0, 0] for k, v in scalesim.items()})
 
 
@@ -129,8 +156,10 @@ def test_scalesim_mode_is_the_forced_scalesim_candidate(df) -> None:
 
 def test_a_cfg_chip_keeps_scalesim_and_a_preset_searches(tmp_path) -> None:
     cfg = tmp_path / "a.cfg"
-    cfg.write_text("[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 64\n"
-                   "FilterSramSzkB: 64\nOfmapSramSzkB: 64\nDataflow: ws\n")
+    cfg.write_text(
+        "[architecture_presets]\nArrayHeight: 8\nArrayWidth: 8\nIfmapSramSzkB: 64\n"
+        "FilterSramSzkB: 64\nOfmapSramSzkB: 64\nDataflow: ws\n"
+    )
     assert load_chip(str(cfg)).mapping == "scalesim"
     assert load_chip("bitfusion_edge").mapping == "search"
 

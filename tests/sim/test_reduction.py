@@ -16,16 +16,33 @@ from sim.mapping import Mapping
 from sim.workload.layer import Workload, conv, gemm
 
 
-def _chip(reduction: str, dataflow: str = "ws", rows: int = 16, cols: int = 32, preload: str = "overlapped",
-          mapping: str = "search"):
-    return chip_from_dict({
-        "mapping": mapping,
-        "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "weight_preload": preload,
-                  "reduction": reduction},
-        "pe": {"kind": "bitfusion"},
-        "memory": {"ifmap_sram_kib": 1024, "filter_sram_kib": 1024, "ofmap_sram_kib": 1024,
-                   "dram_bw_bits_per_cycle": "calc"},
-    })
+def _chip(
+    reduction: str,
+    dataflow: str = "ws",
+    rows: int = 16,
+    cols: int = 32,
+    preload: str = "overlapped",
+    mapping: str = "search",
+):
+    return chip_from_dict(
+        {
+            "mapping": mapping,
+            "array": {
+                "rows": rows,
+                "cols": cols,
+                "dataflow": dataflow,
+                "weight_preload": preload,
+                "reduction": reduction,
+            },
+            "pe": {"kind": "bitfusion"},
+            "memory": {
+                "ifmap_sram_kib": 1024,
+                "filter_sram_kib": 1024,
+                "ofmap_sram_kib": 1024,
+                "dram_bw_bits_per_cycle": "calc",
+            },
+        }
+    )
 
 
 @pytest.mark.parametrize("dataflow", ["ws", "os", "is"])
@@ -44,8 +61,12 @@ def test_per_tap_compute_is_bit_fusions_formula(in_c, pair) -> None:
     rows, cols, k, out_c, batch = 16, 32, 3, 80, 2
     layer = conv("c", 12, in_c, out_c, k, 1, 1, batch=batch)
     chip = _chip("per_tap", rows=rows, cols=cols)
-    arrays = evaluate(ChipBatch.from_chips([chip], [pair]), LayerBatch.from_workload(Workload("w", (layer,))),
-                      np.array([pair]), mapping=Mapping(0, 0))
+    arrays = evaluate(
+        ChipBatch.from_chips([chip], [pair]),
+        LayerBatch.from_workload(Workload("w", (layer,))),
+        np.array([pair]),
+        mapping=Mapping(0, 0),
+    )
     w, a = pair
     perf = (8 // a) * (8 // w)
     bitfusion = batch * math.ceil(out_c / cols) * 12 * 12 * k * k * math.ceil(in_c / (rows * perf))

@@ -137,8 +137,10 @@ BAD_SPECS = [
         ["pairs: w8a7 is not supported by chip 1 (pe.kind=bitfusion)", "base chip's pairs are used"],
     ),
     # numbers at the boundary: finite, not boolean, in range; ranges bounded
-    ({"grid": {"array.clock_mhz": [500, float("inf")]}},
-     ["grid.array.clock_mhz[1]", "must be a finite number in [0.001, 100000] MHz"]),
+    (
+        {"grid": {"array.clock_mhz": [500, float("inf")]}},
+        ["grid.array.clock_mhz[1]", "must be a finite number in [0.001, 100000] MHz"],
+    ),
     ({"grid": {"memory.ifmap_sram_kib": [1e-310]}}, ["memory.ifmap_sram_kib = 1e-310", "1 bit to 1 TiB"]),
     ({"grid": {"memory.dram_bw_bits_per_cycle": [float("nan")]}}, ["memory.dram_bw_bits_per_cycle = nan"]),
     ({"grid": {"array.rows": [8, True]}}, ["grid.array.rows[1]", "must be an integer in [1, 4096]"]),
@@ -188,9 +190,7 @@ def test_relative_paths_resolve_next_to_the_spec(tmp_path, monkeypatch):
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "mychip.yaml").write_text(yaml.safe_dump({**chip, "name": "mine"}))
     (tmp_path / "specs" / "tiny.yaml").write_text(
-        yaml.safe_dump(
-            {"layers": [{"type": "gemm", "name": "fc", "tokens": 4, "in_features": 16, "out_features": 8}]}
-        )
+        yaml.safe_dump({"layers": [{"type": "gemm", "name": "fc", "tokens": 4, "in_features": 16, "out_features": 8}]})
     )
     doc = {**SMALL, "chip": "mychip.yaml", "workloads": ["tiny.yaml"]}
     (tmp_path / "specs" / "s.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -364,9 +364,7 @@ def test_results_equal_simulate_per_chip(tmp_path):
     out = run_sweep(spec, tmp_path / "out", progress=False)
     assert out == tmp_path / "out"
     rng = np.random.default_rng(1)
-    check_against_simulate(
-        spec, out, sorted(rng.choice(spec.n_chips, 6, replace=False).tolist()) + [144, 145]
-    )
+    check_against_simulate(spec, out, sorted(rng.choice(spec.n_chips, 6, replace=False).tolist()) + [144, 145])
     frame = load_sweep(out)
     n_rows = sum(len(w.layers) for w in spec.workloads) * spec.n_chips * len(spec.pairs)
     assert len(frame) == n_rows
@@ -380,9 +378,7 @@ def test_output_layout_and_metadata(tmp_path):
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["n_chips"] == 8 and meta["pairs"] == ["w8a8", "w4a4", "w2a8"]
     assert [p["path"] for p in meta["partitions"]] == [
-        f"parts/{w}/chips-{a}-{b}.parquet"
-        for w in ("resnet18", "mobilenet_v2")
-        for a, b in ((0, 2), (3, 5), (6, 7))
+        f"parts/{w}/chips-{a}-{b}.parquet" for w in ("resnet18", "mobilenet_v2") for a, b in ((0, 2), (3, 5), (6, 7))
     ]
     assert [(p.start, p.stop) for p in plan_partitions(spec)][:3] == [(0, 3), (3, 6), (6, 8)]
     assert stats["partitions_run"] == stats["partitions"] == 6
@@ -406,9 +402,7 @@ def test_partition_size_is_capped_by_memory(monkeypatch):
 
     spec = spec_of(chips_per_partition=10**6, grid={"array.rows": {"range": [1, 100]}}, points=None)
     assert [p.stop - p.start for p in plan_partitions(spec)] == [100]
-    monkeypatch.setattr(
-        sim.sweep, "PARTITION_BYTES", 2**20
-    )  # 1 MiB / (21 layers x 3 pairs x 512 B) = 32 chips
+    monkeypatch.setattr(sim.sweep, "PARTITION_BYTES", 2**20)  # 1 MiB / (21 layers x 3 pairs x 512 B) = 32 chips
     assert [p.stop - p.start for p in plan_partitions(spec)] == [32, 32, 32, 4]
 
 
@@ -442,9 +436,7 @@ def test_scheduler_address_and_distributed_resume(tmp_path, monkeypatch):
     monkeypatch.delenv(FAIL_ENV)
     stats: dict = {}
     run_sweep(spec, tmp_path / "o", n_workers=2, progress=False, stats=stats)
-    assert (
-        1 <= stats["partitions_run"] < stats["partitions"] or stats["partitions_run"] == stats["partitions"]
-    )
+    assert 1 <= stats["partitions_run"] < stats["partitions"] or stats["partitions_run"] == stats["partitions"]
     assert not [p for p in (tmp_path / "o").rglob("*") if p.name.endswith(".tmp")]
     assert all_files(tmp_path / "o") == all_files(clean)
 
@@ -464,9 +456,7 @@ def test_resume_after_a_failed_partition(tmp_path, monkeypatch):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     for path in done:
         assert len(pd.read_parquet(out / path)) > 0
-    with pytest.raises(
-        InputError, match=f"sweep unfinished: {n_parts - len(done)} of {n_parts} partitions missing"
-    ):
+    with pytest.raises(InputError, match=f"sweep unfinished: {n_parts - len(done)} of {n_parts} partitions missing"):
         load_sweep(out)
     # a run killed outright leaves its temp file behind: the rerun drops it
     stale = out / "parts" / "resnet18" / ".chips-6-7.parquet.123-abc.tmp"
@@ -595,9 +585,7 @@ def test_run_sweep_accepts_a_spec_path(tmp_path):
     path.write_text(yaml.safe_dump(SMALL, sort_keys=False))
     a = run_sweep(path, tmp_path / "a", progress=False)
     b = run_sweep(SMALL, tmp_path / "b", progress=False)
-    assert (
-        all_files(a)["parts/resnet18/chips-0-2.parquet"] == all_files(b)["parts/resnet18/chips-0-2.parquet"]
-    )
+    assert all_files(a)["parts/resnet18/chips-0-2.parquet"] == all_files(b)["parts/resnet18/chips-0-2.parquet"]
 
 
 def test_a_directory_in_use_is_refused(tmp_path):
@@ -620,5 +608,8 @@ def test_a_variant_no_mapping_fits_is_refused_before_anything_is_written(tmp_pat
     assert "\n" not in msg and "fits no mapping" in msg and "filter_sram_kib >=" in msg and "'conv1'" in msg
     assert not (tmp_path / "out").exists()
     # SCALE-Sim's schedule has no capacity check: the same variants run
-    run_sweep(spec_of(workloads=["resnet18"], grid={"memory.filter_sram_kib": [64, 0.25], "mapping": ["scalesim"]}),
-              tmp_path / "ok", progress=False)
+    run_sweep(
+        spec_of(workloads=["resnet18"], grid={"memory.filter_sram_kib": [64, 0.25], "mapping": ["scalesim"]}),
+        tmp_path / "ok",
+        progress=False,
+    )

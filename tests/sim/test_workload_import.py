@@ -67,15 +67,24 @@ def test_scalesim_out_size_is_ceil_rule(size, k, stride):
 
 
 @settings(max_examples=60, deadline=None)
-@given(size=st.integers(1, 30), k=st.integers(1, 7), stride=st.integers(1, 4), pad=st.integers(0, 3),
-       cin=st.integers(1, 9), cout=st.integers(1, 9), tokens=st.integers(1, 9), batch=st.integers(1, 3))
+@given(
+    size=st.integers(1, 30),
+    k=st.integers(1, 7),
+    stride=st.integers(1, 4),
+    pad=st.integers(0, 3),
+    cin=st.integers(1, 9),
+    cout=st.integers(1, 9),
+    tokens=st.integers(1, 9),
+    batch=st.integers(1, 3),
+)
 def test_written_csv_keeps_the_gemm_view(size, k, stride, pad, cin, cout, tokens, batch):
     import tempfile
 
     if size + 2 * pad < k:
         return
-    wl = Workload("w", (conv("c", size, cin, cout, k, stride=stride, pad=pad),
-                        gemm("g", tokens, cin, cout, batch=batch)))
+    wl = Workload(
+        "w", (conv("c", size, cin, cout, k, stride=stride, pad=pad), gemm("g", tokens, cin, cout, batch=batch))
+    )
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "w.csv"
         write_topology_csv(wl, path)
@@ -105,8 +114,10 @@ def test_write_rejects_batched_conv(tmp_path):
 
 def test_csv_optional_columns(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text("Layer name,IFMAP Height,IFMAP Width,Filter Height,Filter Width,Channels,Num Filter,"
-                    "Stride Height,Stride Width,Batch Size,\nc,8,8,3,3,4,4,2,2,3,\n")
+    path.write_text(
+        "Layer name,IFMAP Height,IFMAP Width,Filter Height,Filter Width,Channels,Num Filter,"
+        "Stride Height,Stride Width,Batch Size,\nc,8,8,3,3,4,4,2,2,3,\n"
+    )
     layer = read_topology_csv(path).layers[0]
     assert (layer.stride, layer.batch, layer.out_h) == (2, 3, 4)
 
@@ -126,20 +137,40 @@ _ROW = "c1,8,8,3,3,4,4,1,"
         (_HEADER + "\nc1,8,8,3,3,four,4,1,\n", [":2:", "Channels", "integer", "'four'"]),
         (_HEADER + "\nc1,8,8,3.5,3,4,4,1,\n", [":2:", "Filter Height", "integer"]),
         (_HEADER.replace(" Strides,", "") + "\nc1,8,8,3,3,4,4,\n", ["missing column", "Strides"]),
-        ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Channels, Num Filter, Strides,\n",
-         ["missing column", "Filter Width"]),
+        (
+            "Layer name, IFMAP Height, IFMAP Width, Filter Height, Channels, Num Filter, Strides,\n",
+            ["missing column", "Filter Width"],
+        ),
         (_HEADER + "\n" + _ROW + "\nc2,4,4,5,3,4,4,1,\n", [":3:", "Filter Height", "larger", "IFMAP Height"]),
         (_HEADER + "\n" + _ROW + "\nc2,8,8,3,3,4,\n", [":3:", "expected 8 fields", "got 6"]),
         (_HEADER + "\n" + _ROW + "\n" + _ROW + "\n", [":3:", "duplicate", "c1"]),
         (_HEADER + "\n,8,8,3,3,4,4,1,\n", [":2:", "empty"]),
         (_HEADER.replace("Strides", "Sparsity") + "\n", ["unknown column", "Sparsity"]),
-        (_HEADER + "\nc1,8,8,3,3,4,100000000000000000000000000000,1,\n",
-         [":2:", "Num Filter", "positive and at most 16777216"]),
+        (
+            _HEADER + "\nc1,8,8,3,3,4,100000000000000000000000000000,1,\n",
+            [":2:", "Num Filter", "positive and at most 16777216"],
+        ),
         (_HEADER + "\nc1,16777216,16777216,1,1,16777216,16777216,1,\n", [":2:", "layer 'c1' is too large", "2^48"]),
     ],
-    ids=["empty", "blank", "header-only", "garbage", "negative", "zero", "word", "float", "no-strides",
-         "no-filter-width", "filter>ifmap", "short-row", "duplicate", "no-name", "unknown-column", "huge-side",
-         "huge-product"],
+    ids=[
+        "empty",
+        "blank",
+        "header-only",
+        "garbage",
+        "negative",
+        "zero",
+        "word",
+        "float",
+        "no-strides",
+        "no-filter-width",
+        "filter>ifmap",
+        "short-row",
+        "duplicate",
+        "no-name",
+        "unknown-column",
+        "huge-side",
+        "huge-product",
+    ],
 )
 def test_bad_csv_corpus(tmp_path, content, needles):
     path = tmp_path / "bad.csv"
@@ -174,8 +205,12 @@ def _save(tmp_path, nodes, inputs, outputs, inits=(), name="m"):
         return helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
 
     graph = helper.make_graph(
-        nodes, "g", [vi(n, s) for n, s in inputs], [vi(n, s) for n, s in outputs],
-        [numpy_helper.from_array(np.zeros(s, dtype=np.float32), n) for n, s in inits])
+        nodes,
+        "g",
+        [vi(n, s) for n, s in inputs],
+        [vi(n, s) for n, s in outputs],
+        [numpy_helper.from_array(np.zeros(s, dtype=np.float32), n) for n, s in inits],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / f"{name}.onnx"
     onnx.save(model, str(path))
@@ -195,11 +230,12 @@ def test_onnx_conv_gemm_matmul(tmp_path):
         helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
     ]
     path = _save(
-        tmp_path, nodes,
+        tmp_path,
+        nodes,
         inputs=[("x", [2, 3, 16, 16]), ("t", [2, 7, 10]), ("q", [2, 4, 7, 5]), ("kt", [2, 4, 5, 7])],
         outputs=[("y", None), ("tq", None), ("s", None)],
-        inits=[("w1", [8, 3, 3, 3]), ("w2", [8, 1, 3, 3]), ("wfc", [10, 512]), ("bfc", [10]),
-               ("wt", [10, 6])])
+        inits=[("w1", [8, 3, 3, 3]), ("w2", [8, 1, 3, 3]), ("wfc", [10, 512]), ("bfc", [10]), ("wt", [10, 6])],
+    )
     wl = read_onnx(path)
     assert wl.name == "m"
     # Relu and Flatten are skipped
@@ -221,8 +257,13 @@ def test_onnx_one_d_conv_and_weight_through_transpose(tmp_path):
         helper.make_node("Transpose", ["wt"], ["wtt"], name="tr", perm=[1, 0]),
         helper.make_node("MatMul", ["a", "wtt"], ["b"], name="lin"),
     ]
-    path = _save(tmp_path, nodes, inputs=[("x", [1, 4, 40]), ("a", [3, 5])],
-                 outputs=[("y", None), ("b", None)], inits=[("w", [6, 4, 5]), ("wt", [9, 5])])
+    path = _save(
+        tmp_path,
+        nodes,
+        inputs=[("x", [1, 4, 40]), ("a", [3, 5])],
+        outputs=[("y", None), ("b", None)],
+        inits=[("w", [6, 4, 5]), ("wt", [9, 5])],
+    )
     c1d, lin = read_onnx(path).layers
     assert (c1d.in_h, c1d.in_w, c1d.k_h, c1d.k_w, c1d.out_h, c1d.out_w, c1d.stride) == (1, 40, 1, 5, 1, 19, 2)
     assert c1d.macs == 19 * 4 * 5 * 6
@@ -238,8 +279,13 @@ def test_onnx_unknown_ops_are_listed(tmp_path):
         helper.make_node("LSTM", ["f", "w", "r2"], ["y"], name="lstm_a", hidden_size=4),
         helper.make_node("Einsum", ["x", "x"], ["z"], name="ein", equation="ij,jk->ik"),
     ]
-    path = _save(tmp_path, nodes, inputs=[("x", [4, 4])], outputs=[("y", None), ("z", None)],
-                 inits=[("w", [1, 16, 4]), ("r2", [1, 16, 4])])
+    path = _save(
+        tmp_path,
+        nodes,
+        inputs=[("x", [4, 4])],
+        outputs=[("y", None), ("z", None)],
+        inits=[("w", [1, 16, 4]), ("r2", [1, 16, 4])],
+    )
     with pytest.raises(InputError) as err:
         read_onnx(path)
     msg = str(err.value)
@@ -252,8 +298,7 @@ def test_onnx_symbolic_dims(tmp_path):
     from onnx import helper
 
     nodes = [helper.make_node("MatMul", ["t", "w"], ["y"], name="proj")]
-    path = _save(tmp_path, nodes, inputs=[("t", ["batch", "seq", 8])], outputs=[("y", None)],
-                 inits=[("w", [8, 4])])
+    path = _save(tmp_path, nodes, inputs=[("t", ["batch", "seq", 8])], outputs=[("y", None)], inits=[("w", [8, 4])])
     with pytest.raises(InputError) as err:
         read_onnx(path)
     assert "proj" in str(err.value) and "unknown" in str(err.value) and "seq" in str(err.value)
@@ -305,8 +350,10 @@ def test_onnx_export_of_torch_model_matches_from_torch(tmp_path):
     from_onnx, traced = read_onnx(path), from_torch(model, args)
 
     def view(wl):
-        return [(layer.kind, layer.groups, layer.batch, layer.M, layer.K, layer.N, layer.out_h, layer.pad)
-                for layer in wl.layers]
+        return [
+            (layer.kind, layer.groups, layer.batch, layer.M, layer.K, layer.N, layer.out_h, layer.pad)
+            for layer in wl.layers
+        ]
 
     assert view(from_onnx) == view(traced)
     assert len(from_onnx) == 6
@@ -314,11 +361,20 @@ def test_onnx_export_of_torch_model_matches_from_torch(tmp_path):
     assert [layer.name for layer in from_onnx.layers] == [layer.name for layer in traced.layers]
 
 
-@pytest.mark.parametrize(("node", "op", "path"), [
-    ("/0/conv1/Conv", "Conv", "0.conv1"), ("/layer1/layer1.0/conv1/Conv", "Conv", "layer1.0.conv1"),
-    ("/features/features.0/features.0.0/Conv", "Conv", "features.0.0"), ("/fc/Gemm", "Gemm", "fc"),
-    ("/layer1.0/MatMul_1", "MatMul", "layer1.0"), ("/MatMul", "MatMul", ""), ("conv_7", "Conv", None),
-    ("/0/conv1/Relu", "Conv", None), ("/a//Conv", "Conv", None)])
+@pytest.mark.parametrize(
+    ("node", "op", "path"),
+    [
+        ("/0/conv1/Conv", "Conv", "0.conv1"),
+        ("/layer1/layer1.0/conv1/Conv", "Conv", "layer1.0.conv1"),
+        ("/features/features.0/features.0.0/Conv", "Conv", "features.0.0"),
+        ("/fc/Gemm", "Gemm", "fc"),
+        ("/layer1.0/MatMul_1", "MatMul", "layer1.0"),
+        ("/MatMul", "MatMul", ""),
+        ("conv_7", "Conv", None),
+        ("/0/conv1/Relu", "Conv", None),
+        ("/a//Conv", "Conv", None),
+    ],
+)
 def test_torch_module_path_of_an_onnx_node(node: str, op: str, path: str | None) -> None:
     from sim.workload.onnx_import import torch_module_path
 
@@ -332,9 +388,18 @@ def test_torch_small_cnn_by_hand():
 
     from sim.workload import from_torch
 
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, stride=2), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(), nn.Linear(32, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(),
+        nn.Linear(32, 10),
+    )
     model.train()
     wl = from_torch(model, torch.randn(4, 3, 32, 32), name="tiny")
     assert model.training  # mode restored
@@ -393,6 +458,7 @@ def test_torch_sdpa_equals_explicit_attention():
     args = (torch.randn(2, 3, 5, 4), torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 7))
     fused, explicit = from_torch(Attn(True), args), from_torch(Attn(False), args)
     assert [layer.name for layer in fused.layers] == ["sdpa.scores", "sdpa.context"]
+
     def view(wl):
         return [(a.M, a.K, a.N, a.groups) for a in wl.layers]
 
@@ -485,8 +551,10 @@ def test_yaml_workload(tmp_path):
     )
     assert wl.layers[1].kind == "dwconv"
     blocked = tmp_path / "blocked.yaml"
-    blocked.write_text("layers:\n  - {type: conv, name: c, in_hw: 8, in_c: 5, out_c: 4, k: 3, pad: 1, in_blocks: 2}\n"
-                       "  - {name: g, kind: gemm, in_h: 1, in_w: 2, in_c: 7, out_c: 3, out_w: 2, in_blocks: 3}\n")
+    blocked.write_text(
+        "layers:\n  - {type: conv, name: c, in_hw: 8, in_c: 5, out_c: 4, k: 3, pad: 1, in_blocks: 2}\n"
+        "  - {name: g, kind: gemm, in_h: 1, in_w: 2, in_c: 7, out_c: 3, out_w: 2, in_blocks: 3}\n"
+    )
     c, g = load_workload(blocked).layers
     assert (c.in_blocks, c.block_k, g.in_blocks, g.block_k) == (2, (27, 18), 3, (3, 2, 2))
     nameless = tmp_path / "nameless.yml"
@@ -506,48 +574,67 @@ _L = "layers:\n  - "
         ("name: x\nlayerz: []\n", ["unknown top-level", "layerz", "allowed"]),
         (_L + "{type: conv2d, name: a}\n", ["layers[0]", "'type'", "conv, gemm, matmul", "conv2d"]),
         (_L + "{type: gemm, name: a, tokens: 1, in_features: 3}\n", ["layers[0]", "out_features"]),
-        (_L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, bias: 1}\n",
-         ["unknown field", "bias", "allowed"]),
-        (_L + "{type: gemm, name: a, tokens: 1.5, in_features: 3, out_features: 2}\n",
-         ["'tokens'", "integer"]),
-        (_L + "{type: gemm, name: a, tokens: -1, in_features: 3, out_features: 2}\n",
-         ["'tokens'", "positive"]),
-        (_L + "{type: gemm, name: a, tokens: true, in_features: 3, out_features: 2}\n",
-         ["'tokens'", "integer"]),
-        (_L + "{type: conv, name: a, in_hw: [1, 2, 3], in_c: 3, out_c: 2, k: 1}\n",
-         ["'in_hw'", "two integers"]),
+        (
+            _L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, bias: 1}\n",
+            ["unknown field", "bias", "allowed"],
+        ),
+        (_L + "{type: gemm, name: a, tokens: 1.5, in_features: 3, out_features: 2}\n", ["'tokens'", "integer"]),
+        (_L + "{type: gemm, name: a, tokens: -1, in_features: 3, out_features: 2}\n", ["'tokens'", "positive"]),
+        (_L + "{type: gemm, name: a, tokens: true, in_features: 3, out_features: 2}\n", ["'tokens'", "integer"]),
+        (_L + "{type: conv, name: a, in_hw: [1, 2, 3], in_c: 3, out_c: 2, k: 1}\n", ["'in_hw'", "two integers"]),
         (_L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 9}\n", ["larger"]),
         (_L + "{type: gemm, tokens: 1, in_features: 3, out_features: 2}\n", ["'name'"]),
-        (_L + "{name: a, kind: fc, in_h: 1, in_w: 1, in_c: 1, out_c: 1}\n",
-         ["'kind'", "conv, dwconv, gemm, matmul"]),
+        (_L + "{name: a, kind: fc, in_h: 1, in_w: 1, in_c: 1, out_c: 1}\n", ["'kind'", "conv, dwconv, gemm, matmul"]),
         (_L + "{name: a, kind: conv, in_h: 1, in_w: 1, in_c: 1}\n", ["missing", "out_c"]),
         (_L + "{name: a, kind: conv, in_h: 0, in_w: 1, in_c: 1, out_c: 1}\n", ["in_h"]),
         (_L + "{name: a, kind: conv, type: conv, in_h: 1}\n", ["'type'", "'kind'"]),
-        (_L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2}\n"
-         "  - {type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2}\n",
-         ["layers[1]", "duplicate"]),
+        (
+            _L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2}\n"
+            "  - {type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2}\n",
+            ["layers[1]", "duplicate"],
+        ),
         ("layers:\n  - {type: gemm\n", ["malformed YAML", "line"]),
         (_L + "7\n", ["layers[0]", "mapping"]),
-        (_L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 1, in_blocks: 4}\n",
-         ["in_blocks=4", "3 input channels"]),
-        (_L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, in_blocks: 0}\n",
-         ["'in_blocks'", "positive"]),
-        (_L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 4, out_c: 1, in_blocks: 2.5}\n",
-         ["'in_blocks'", "integer"]),
-        (_L + "{type: gemm, name: a, tokens: 1, in_features: 1000000000000000000000000000000, out_features: 2}\n",
-         ["layers[0]", "'in_features' must be positive and at most 16777216"]),
-        (_L + "{type: conv, name: a, in_hw: [4, 16777217], in_c: 3, out_c: 2, k: 1}\n",
-         ["'in_hw' must be positive and at most 16777216"]),
-        (_L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 1, pad: 16777217}\n",
-         ["'pad' must be >= 0 and at most 16777216"]),
-        (_L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 16777217, out_c: 1}\n",
-         ["layers[0]", "in_c must be an integer in 1..16777216"]),
-        (_L + "{type: gemm, name: a, tokens: 16777216, in_features: 16777216, out_features: 2}\n",
-         ["layers[0]", "too large", "MACs exceed the limit of 2^48"]),
-        (_L + "{type: matmul, name: a, rows: 4, inner: 16777216, cols: 4, heads: 2}\n",
-         ["in_c must be an integer in 1..16777216"]),
-        (_L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, tokens: 4}\n",
-         ["line 2: duplicate key 'tokens'"]),
+        (
+            _L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 1, in_blocks: 4}\n",
+            ["in_blocks=4", "3 input channels"],
+        ),
+        (
+            _L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, in_blocks: 0}\n",
+            ["'in_blocks'", "positive"],
+        ),
+        (
+            _L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 4, out_c: 1, in_blocks: 2.5}\n",
+            ["'in_blocks'", "integer"],
+        ),
+        (
+            _L + "{type: gemm, name: a, tokens: 1, in_features: 1000000000000000000000000000000, out_features: 2}\n",
+            ["layers[0]", "'in_features' must be positive and at most 16777216"],
+        ),
+        (
+            _L + "{type: conv, name: a, in_hw: [4, 16777217], in_c: 3, out_c: 2, k: 1}\n",
+            ["'in_hw' must be positive and at most 16777216"],
+        ),
+        (
+            _L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 1, pad: 16777217}\n",
+            ["'pad' must be >= 0 and at most 16777216"],
+        ),
+        (
+            _L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 16777217, out_c: 1}\n",
+            ["layers[0]", "in_c must be an integer in 1..16777216"],
+        ),
+        (
+            _L + "{type: gemm, name: a, tokens: 16777216, in_features: 16777216, out_features: 2}\n",
+            ["layers[0]", "too large", "MACs exceed the limit of 2^48"],
+        ),
+        (
+            _L + "{type: matmul, name: a, rows: 4, inner: 16777216, cols: 4, heads: 2}\n",
+            ["in_c must be an integer in 1..16777216"],
+        ),
+        (
+            _L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, tokens: 4}\n",
+            ["line 2: duplicate key 'tokens'"],
+        ),
     ],
 )
 def test_yaml_workload_errors(tmp_path, content, needles):

@@ -53,8 +53,14 @@ def test_bert_base_gemm_weights_and_structure():
     context = next(layer for layer in wl.layers if layer.name == "enc0.attn.context")
     assert (context.M, context.K, context.N) == (128, 128, 64)
     assert [layer.name for layer in wl.layers[:8]] == [
-        "enc0.attn.q", "enc0.attn.k", "enc0.attn.v", "enc0.attn.scores", "enc0.attn.context",
-        "enc0.attn.out", "enc0.ffn.up", "enc0.ffn.down",
+        "enc0.attn.q",
+        "enc0.attn.k",
+        "enc0.attn.v",
+        "enc0.attn.scores",
+        "enc0.attn.context",
+        "enc0.attn.out",
+        "enc0.ffn.up",
+        "enc0.ffn.down",
     ]
 
 
@@ -94,7 +100,10 @@ def test_resnet_names_and_shapes():
     assert by_name["conv1"].out_h == 112
     assert by_name["layer1.0.conv1"].in_h == 56  # maxpool between conv1 and layer1
     assert [n for n in by_name if "downsample" in n] == [
-        "layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+        "layer2.0.downsample.0",
+        "layer3.0.downsample.0",
+        "layer4.0.downsample.0",
+    ]
     assert by_name["layer4.1.conv2"].out_h == 7
     assert by_name["fc"].kind == "gemm" and (by_name["fc"].K, by_name["fc"].N) == (512, 1000)
     r50 = {layer.name: layer for layer in resnet50().layers}
@@ -143,10 +152,19 @@ def test_zoo_names():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("resnet18", "resnet18"), ("ResNet-18", "resnet18"), ("resnet_18", "resnet18"), ("RESNET50", "resnet50"),
-     ("MobileNet-V2", "mobilenet_v2"), ("mobilenet-v2", "mobilenet_v2"), ("VGG-16", "vgg16"),
-     ("bert-base", "bert_base"), ("BERT_base", "bert_base"), ("all-MiniLM-L6-v2", "minilm_l6"),
-     ("minilm-l6", "minilm_l6")],
+    [
+        ("resnet18", "resnet18"),
+        ("ResNet-18", "resnet18"),
+        ("resnet_18", "resnet18"),
+        ("RESNET50", "resnet50"),
+        ("MobileNet-V2", "mobilenet_v2"),
+        ("mobilenet-v2", "mobilenet_v2"),
+        ("VGG-16", "vgg16"),
+        ("bert-base", "bert_base"),
+        ("BERT_base", "bert_base"),
+        ("all-MiniLM-L6-v2", "minilm_l6"),
+        ("minilm-l6", "minilm_l6"),
+    ],
 )
 def test_load_workload_by_name(text, expected):
     assert load_workload(text).name == expected
@@ -185,8 +203,7 @@ def _torch_resnet18():
             self.bn2 = nn.BatchNorm2d(cout)
             self.downsample = None
             if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                                nn.BatchNorm2d(cout))
+                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
         def forward(self, x):
             out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
@@ -203,8 +220,9 @@ def _torch_resnet18():
             cin = 64
             for i, width in enumerate((64, 128, 256, 512)):
                 stride = 1 if i == 0 else 2
-                setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, width, stride),
-                                                            BasicBlock(width, width, 1)))
+                setattr(
+                    self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, width, stride), BasicBlock(width, width, 1))
+                )
                 cin = width
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(512, 1000)
@@ -222,16 +240,20 @@ def _torch_mobilenet_v2():
     from torch.nn import functional as F  # noqa: N812
 
     def cna(cin, cout, k, stride, groups=1):
-        return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
-                             nn.BatchNorm2d(cout), nn.ReLU6())
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()
+        )
 
     class InvertedResidual(nn.Module):
         def __init__(self, cin, cout, stride, t):
             super().__init__()
             hidden = cin * t
             layers = [cna(cin, hidden, 1, 1)] if t != 1 else []
-            layers += [cna(hidden, hidden, 3, stride, hidden), nn.Conv2d(hidden, cout, 1, bias=False),
-                       nn.BatchNorm2d(cout)]
+            layers += [
+                cna(hidden, hidden, 3, stride, hidden),
+                nn.Conv2d(hidden, cout, 1, bias=False),
+                nn.BatchNorm2d(cout),
+            ]
             self.conv = nn.Sequential(*layers)
             self.residual = stride == 1 and cin == cout
 
@@ -243,8 +265,15 @@ def _torch_mobilenet_v2():
             super().__init__()
             feats = [cna(3, 32, 3, 2)]
             cin = 32
-            for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                               (6, 160, 3, 2), (6, 320, 1, 1)):
+            for t, c, n, s in (
+                (1, 16, 1, 1),
+                (6, 24, 2, 2),
+                (6, 32, 3, 2),
+                (6, 64, 4, 2),
+                (6, 96, 3, 1),
+                (6, 160, 3, 2),
+                (6, 320, 1, 1),
+            ):
                 for i in range(n):
                     feats.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
                     cin = c
@@ -258,8 +287,7 @@ def _torch_mobilenet_v2():
     return MobileNetV2()
 
 
-@pytest.mark.parametrize(("factory", "builder"),
-                         [(_torch_resnet18, resnet18), (_torch_mobilenet_v2, mobilenet_v2)])
+@pytest.mark.parametrize(("factory", "builder"), [(_torch_resnet18, resnet18), (_torch_mobilenet_v2, mobilenet_v2)])
 def test_zoo_equals_trace_of_torch_implementation(factory, builder):
     torch = pytest.importorskip("torch")
     from sim.workload import from_torch
