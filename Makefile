@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-# every Python tree ruff checks and formats (ruff is pinned in pyproject.toml: formatting differs between versions)
+# every Python tree ruff checks and formats (ruff and mypy are pinned in pyproject.toml: their verdicts differ
+# between versions); mypy checks lowbit_core, sim and search ([tool.mypy] in pyproject.toml)
 CODE := lowbit_core sim search quant rtl experiments tests benchmarks
 
 .PHONY: demo test lint bench setup tools clean
@@ -32,11 +33,13 @@ demo: $(STAMP)
 test: $(STAMP) tools
 	$(VENV)/bin/ruff check $(CODE)
 	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 -m "slow or not slow or rtl"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(CODE)
 	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_resnet18_table.py

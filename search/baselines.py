@@ -59,8 +59,9 @@ def _walk_order(problem: Problem, cost: str, base: int) -> list[tuple[int, int]]
     """(unit, pair) entries without the baseline pair, least sensitive first, with AIMET's tie-breaks."""
     unit_sens = np.zeros((problem.n_units, problem.n_pairs))
     np.add.at(unit_sens, problem.unit_of, problem.sensitivity)
-    units, pairs = np.meshgrid(np.arange(problem.n_units), np.arange(problem.n_pairs), indexing="ij")
-    units, pairs = units.ravel(), pairs.ravel()
+    units, pairs = (
+        g.ravel() for g in np.meshgrid(np.arange(problem.n_units), np.arange(problem.n_pairs), indexing="ij")
+    )
     keep = pairs != base
     units, pairs = units[keep], pairs[keep]
     # the cost reduction of each entry alone, from the all-baseline assignment (exact under coupling)

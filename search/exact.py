@@ -85,6 +85,7 @@ class ExactSolver:
         functions = self._functions(objective, budgets)
         incumbent = None
         if lp.status == "optimal":
+            assert lp.row_duals is not None and lp.columns is not None  # an optimal LP has both
             duals = dict(zip(mip.budgets, lp.row_duals, strict=True))
             lam = np.array([max(0.0, -float(duals[b])) for b in budgets])
             incumbent = _incumbent(functions, rhs, lp.columns[: mip.n_x].reshape(-1, mip.problem.n_pairs), lam)

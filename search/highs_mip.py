@@ -76,7 +76,7 @@ class HighsMip:
         self.scales["sensitivity"] = 1.0 / s_max if s_max > 0 else 1.0
         self.product_layers = product_layers(pr)
         n_x = pr.n_units * pr.n_pairs
-        n_o = len(pr.out_widths) if pr.coupled else 0
+        n_o = pr.n_widths
         self.n_x, self._n_o = n_x, n_o
         self._y0 = n_x
         n_y = len(self.product_layers) * pr.n_pairs * n_o
@@ -85,7 +85,7 @@ class HighsMip:
         rows: list[tuple[list[int], list[float], float, float]] = []
         for u in range(pr.n_units):  # one pair per unit
             rows.append(([u * pr.n_pairs + p for p in range(pr.n_pairs)], [1.0] * pr.n_pairs, 1.0, 1.0))
-        own = pr.out_index()[0] if pr.coupled else None
+        own = pr.out_index()[0] if pr.coupled else np.zeros(0, dtype=np.int64)  # indexed only when coupled
         for k, layer in enumerate(self.product_layers):  # transport equalities
             u, c = int(pr.unit_of[layer]), int(pr.unit_of[pr.consumer[layer]])
             for p in range(pr.n_pairs):
@@ -195,7 +195,7 @@ class HighsMip:
         pr = self.problem
         values = np.zeros(self.n_cols)
         values[np.arange(pr.n_units) * pr.n_pairs + choice] = 1.0
-        own = pr.out_index()[0] if pr.coupled else None
+        own = pr.out_index()[0] if pr.coupled else np.zeros(0, dtype=np.int64)  # indexed only when coupled
         for k, layer in enumerate(self.product_layers):
             p = int(choice[pr.unit_of[layer]])
             o = int(own[choice[pr.unit_of[pr.consumer[layer]]]])
@@ -210,7 +210,7 @@ class HighsMip:
         """Largest |y[k, p, o] - x[unit(l), p] * z[c, o]| in ``columns`` (0 when the coupling is exact)."""
         pr = self.problem
         x = columns[: self.n_x].reshape(pr.n_units, pr.n_pairs)
-        own = pr.out_index()[0] if pr.coupled else None
+        own = pr.out_index()[0] if pr.coupled else np.zeros(0, dtype=np.int64)  # indexed only when coupled
         worst = 0.0
         for k, layer in enumerate(self.product_layers):
             z = np.array([x[pr.unit_of[pr.consumer[layer]], own == o].sum() for o in range(self._n_o)])
@@ -296,7 +296,7 @@ def product_layers(pr: Problem) -> list[int]:
     """Coupled layers whose cost is not separable in (own pair, consumer's width) for some column: only these
     need product variables.  ``cost[p, o]`` is separable iff ``cost[p, o] - cost[p, 0] - cost[0, o] + cost[0, 0]
     == 0`` for all p, o."""
-    if not pr.coupled or len(pr.out_widths) < 2:
+    if not pr.coupled or pr.n_widths < 2:
         return []
     need = np.zeros(pr.n_layers, dtype=bool)
     for table in pr.costs.values():

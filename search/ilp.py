@@ -148,7 +148,7 @@ class AssignmentModel:
             result = mip.run_mip()
         finally:
             mip.set_elastic(False)
-        if result.choice is None:
+        if result.choice is None or result.columns is None:
             raise RuntimeError(f"the elastic model has no solution ({result.status})")
         violation = mip.elastic_values(result.columns)
         return ({b: float(violation[b]) for b in limits}, result.choice)

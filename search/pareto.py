@@ -86,8 +86,8 @@ def _unique_front(solutions: list[Solution], swept: Sequence[str]) -> list[Solut
         unique.append(s)
     if not unique:
         return []
-    values = np.array([[s.sensitivity, *(s.totals[c] for c in swept)] for s in unique])
-    kept = [s for s, k in zip(unique, nondominated_mask(values)) if k]
+    points = np.array([[s.sensitivity, *(s.totals[c] for c in swept)] for s in unique])
+    kept = [s for s, k in zip(unique, nondominated_mask(points)) if k]
     return sorted(kept, key=lambda s: (*(s.totals[c] for c in swept), s.sensitivity))
 
 
@@ -183,8 +183,9 @@ def pareto_front(
                     done[(i, j)] = reuse
                 else:
                     try:
-                        done[(i, j)] = solve(caps)
-                        found.append(done[(i, j)])
+                        solved = solve(caps)
+                        done[(i, j)] = solved
+                        found.append(solved)
                     except InfeasibleBudgetError:
                         done[(i, j)] = None
                 advance()

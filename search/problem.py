@@ -68,6 +68,11 @@ class Problem:
         return self.out_widths is not None
 
     @property
+    def n_widths(self) -> int:
+        """O, the number of output widths a coupled layer's cost depends on (0 when not coupled)."""
+        return 0 if self.out_widths is None else len(self.out_widths)
+
+    @property
     def columns(self) -> tuple[str, ...]:
         return tuple(self.costs)
 
@@ -204,7 +209,7 @@ def _cost_column(frame: pd.DataFrame, col: str, what: str) -> np.ndarray:
 class _Groups:
     """Union-find over layer ids."""
 
-    def __init__(self, layers: Sequence[int]) -> None:
+    def __init__(self, layers: Iterable[int]) -> None:
         self.parent = {int(v): int(v) for v in layers}
 
     def find(self, v: int) -> int:
@@ -302,7 +307,7 @@ def build_problem(
     seen[index] = True
     if not seen.all():
         miss = np.argwhere(~seen)[0]
-        extra = f" with out_bits {out_widths[miss[2]]}" if coupled else ""
+        extra = f" with out_bits {out_widths[miss[2]]}" if coupled and out_widths is not None else ""
         raise SearchInputError(
             f"cost table: layer {layer_ids[miss[0]]} ({names.iloc[miss[0]]!r}) has no row for "
             f"{format_pair(pair_arr[miss[1]])}{extra}; every layer needs every candidate pair"

@@ -62,7 +62,7 @@ class PyomoAssignmentModel:
                     terms += [
                         table[layer, p, o] * scale * m.y[layer, p, o]
                         for p in pairs
-                        for o in range(len(pr.out_widths))
+                        for o in range(pr.n_widths)
                         if table[layer, p, o]
                     ]
                 elif c < 0:
@@ -82,7 +82,7 @@ class PyomoAssignmentModel:
         m.one = pyo.Constraint(range(pr.n_units), rule=lambda m, u: sum(m.x[u, p] for p in range(pr.n_pairs)) == 1)
         self._product_layers = product_layers(pr)
         if self._product_layers:
-            n_o = len(pr.out_widths)
+            n_o = pr.n_widths
             own = pr.out_index()[0]
             # bounded by 1 (implied anyway): HiGHS 1.12-1.15's presolve wrongly declared some models with
             # unbounded y infeasible (docs/search.md, "Solver notes")
@@ -238,7 +238,7 @@ class PyomoAssignmentModel:
         worst = 0.0
         for l in self._product_layers:
             c = pr.consumer[l]
-            for o in range(len(pr.out_widths)):
+            for o in range(pr.n_widths):
                 z = sum(self.m.x[int(pr.unit_of[c]), q].value or 0.0 for q in range(pr.n_pairs) if own[q] == o)
                 for p in range(pr.n_pairs):
                     x = self.m.x[int(pr.unit_of[l]), p].value or 0.0

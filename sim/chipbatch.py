@@ -69,7 +69,9 @@ class ChipBatch:
             raise InputError("no chips given")
         for chip in chips:
             chip.check_pairs(list(pairs))
-        fields = {name: np.array([fn(c) for c in chips], dtype=dtype) for name, (_, fn, dtype) in CHIP_FIELDS.items()}
+        fields: dict[str, np.ndarray] = {
+            name: np.array([fn(c) for c in chips], dtype=dtype) for name, (_, fn, dtype) in CHIP_FIELDS.items()
+        }
         return cls(
             names=tuple(c.name for c in chips),
             static_mw=np.array([c.static_power_mw() for c in chips], dtype=np.float64),

@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from lowbit_core.errors import InputError
 from lowbit_core.pairs import DEFAULT_MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
 from sim.precision import FUSION_WIDTHS
-from sim.schema import RANGE_ERROR, SramKiB, StrictModel, bounded_float, bounded_int, format_validation, number_text
+from sim.schema import RANGE_ERROR, SramKiB, StrictModel, float_range, format_validation, int_range, number_text
 from sim.technology import Technology, load_technology
 
 __all__ = [
@@ -41,13 +41,13 @@ CHIPS_DIR = Path(__file__).parent / "chips"
 MAX_ARRAY_DIM = 4096
 CLOCK_MHZ_RANGE = (1e-3, 1e5)
 DRAM_BW_RANGE = (0.01, float(2**20))
-_ArrayDim = bounded_int(1, MAX_ARRAY_DIM, unit="PEs")
-_Clock = bounded_float(*CLOCK_MHZ_RANGE, unit="MHz", note="1 kHz to 100 GHz")
-_PeBits = bounded_int(2, 16, unit="bits")
-_AccBits = bounded_int(8, 64, unit="bits")
-_ScaleBits = bounded_int(0, 64, unit="bits")
-_StaticMw = bounded_float(0.0, 1e6, unit="mW")
-_Bandwidth = bounded_float(*DRAM_BW_RANGE, unit="bits per cycle")
+_ArrayDim = Annotated[int, *int_range(1, MAX_ARRAY_DIM, unit="PEs")]
+_Clock = Annotated[float, *float_range(*CLOCK_MHZ_RANGE, unit="MHz", note="1 kHz to 100 GHz")]
+_PeBits = Annotated[int, *int_range(2, 16, unit="bits")]
+_AccBits = Annotated[int, *int_range(8, 64, unit="bits")]
+_ScaleBits = Annotated[int, *int_range(0, 64, unit="bits")]
+_StaticMw = Annotated[float, *float_range(0.0, 1e6, unit="mW")]
+_Bandwidth = Annotated[float, *float_range(*DRAM_BW_RANGE, unit="bits per cycle")]
 _BANDWIDTH = TypeAdapter(_Bandwidth)
 
 
@@ -169,6 +169,7 @@ class Chip(StrictModel):
         """Pairs this chip runs: the listed ones, or every pair its PE can run."""
         if self.pairs is not None:
             return tuple(parse_pair(p) for p in self.pairs)
+        widths: tuple[int, ...]
         if self.pe.kind == "bitfusion":
             widths = FUSION_WIDTHS
         else:

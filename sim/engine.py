@@ -377,7 +377,7 @@ def _evaluate_chunk(
         """DRAM bits of one operand per group, one [C, L, P, T] array per order: kept at the outermost level
         that fits, re-read by the irrelevant loop outside it (sim.mapping.operand_level)."""
         reread: dict[tuple[bool, bool, bool], np.ndarray] = {}  # (a split, b split, irr outside) -> bits
-        out = []
+        out: list[np.ndarray] = []
         for pos in positions:
             result = None
             for level in (3, 2, 1, 0):  # inner to outer, so the outermost fitting level wins
@@ -387,6 +387,7 @@ def _evaluate_chunk(
                     reread[key] = G * (uses[key[:2]] * irr_extent if key[2] else uses[key[:2]])
                 t = reread[key]
                 result = t if result is None else np.where(fits[inside], t, result)
+            assert result is not None  # the first level visited always sets it
             out.append(result)
         return out
 

@@ -52,7 +52,7 @@ __all__ = [
 
 LOOPS = ("c", "r", "s")
 #: The six loop orders, outer to inner; index 0 is SCALE-Sim's ws/is order.
-ORDERS: tuple[tuple[str, str, str], ...] = tuple(itertools.permutations(LOOPS))  # type: ignore[assignment]
+ORDERS: tuple[tuple[str, str, str], ...] = tuple((a, b, c) for a, b, c in itertools.permutations(LOOPS))
 #: Stream-tile choices per layer: choice ``t`` halves the streamed extent ``tile_halvings(...)[t]`` times (ws:
 #: output rows first, then output columns), from untiled down to tiles of one element.
 N_TILE_CHOICES = 12
@@ -230,7 +230,9 @@ def row_tiles(
         def rows_touched(g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
             return g1 - g0 + 1
 
-        cols_touched = rows_touched
+        def cols_touched(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+            return x1 - x0 + 1
+
     halvings = tile_halvings(axis_halvings(rows) + axis_halvings(width))
     by_rows = [min(k, axis_halvings(rows)) for k in halvings]
     h, n_h, h_last, r_sum, r_max = _split_all(rows, by_rows, rows_touched)

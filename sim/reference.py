@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -117,9 +118,9 @@ def _stationary_fold(
     R, C, p = S.shape
     T = X.shape[0]
     held = np.zeros_like(S)
-    for j in range(R):  # load: rows shift down, the new row enters at the top
+    for load_step in range(R):  # load: rows shift down, the new row enters at the top
         held[1:] = held[:-1].copy()
-        held[0] = S[R - 1 - j]
+        held[0] = S[R - 1 - load_step]
     reg_val = np.zeros((R, C, p), dtype=np.int64)
     reg_beat = np.full((R, C), -1, dtype=np.int64)
     local = np.zeros((R, C), dtype=np.int64)
@@ -308,7 +309,7 @@ def run_reference(
             for k0 in range(0, b[2], R)
         ]
     stream_loop = _stream_tiles(layer, df, M, N, R, mapping.tile)
-    loops = {"c": col_loop, "r": red_loop, "s": stream_loop}
+    loops: dict[str, list[Any]] = {"c": col_loop, "r": red_loop, "s": stream_loop}
 
     # --- the buffer policy: footprints (bits) of the operand roles, as documented ----------------------
     used_g = [np.unique(idx[g][idx[g] >= 0]).size for g in range(G)]
@@ -421,8 +422,8 @@ def run_reference(
                     ids = (kk * N + nn).reshape(-1)
                     bits = w_op
                 elif df == "ws":  # the input planes of the chunk's channels under the tile's windows
-                    chans = np.unique(chan_of_k[k_lo:k_hi])
-                    plane_idx = idx[g][m_idx][:, np.isin(chan_of_k, chans)]
+                    chunk_chans = np.unique(chan_of_k[k_lo:k_hi])
+                    plane_idx = idx[g][m_idx][:, np.isin(chan_of_k, chunk_chans)]
                     ids = plane_idx[plane_idx >= 0]
                     bits = a_bits
                 elif whole:  # the whole ifmap stays: each distinct element once

@@ -23,7 +23,7 @@ def read_scalesim_cfg(path: str | Path) -> Chip:
     """Parse a SCALE-Sim cfg into a :class:`~sim.config.Chip` with a fixed 8-bit PE."""
     path = Path(path)
     parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"))
-    parser.optionxform = str  # keep key case
+    parser.optionxform = str  # type: ignore[assignment, method-assign]  # keep key case (configparser's idiom)
     try:
         with path.open() as fh:
             parser.read_file(fh)

@@ -14,8 +14,8 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "StrictModel",
-    "bounded_float",
-    "bounded_int",
+    "float_range",
+    "int_range",
     "error_text",
     "format_validation",
     "number_text",
@@ -40,7 +40,7 @@ def number_text(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else repr(float(x))
 
 
-def _range_type(kind: type, lo: float, hi: float, above: bool, unit: str, note: str) -> Any:
+def _range_rules(kind: type, lo: float, hi: float, above: bool, unit: str, note: str) -> tuple[Any, ...]:
     noun = "an integer" if kind is int else "a finite number"
     opening = "(" if above else "["
     unit_text = f" {unit}" if unit else ""
@@ -57,17 +57,19 @@ def _range_type(kind: type, lo: float, hi: float, above: bool, unit: str, note: 
 
     bounds = Field(gt=lo, le=hi) if above else Field(ge=lo, le=hi)
     extra = (Field(allow_inf_nan=False),) if kind is float else ()
-    return Annotated[(kind, bounds, *extra, WrapValidator(check))]
+    return (bounds, *extra, WrapValidator(check))
 
 
-def bounded_float(lo: float, hi: float, *, above: bool = False, unit: str = "", note: str = "") -> Any:
-    """A finite float in ``[lo, hi]`` (``(lo, hi]`` when ``above``); booleans are refused."""
-    return _range_type(float, lo, hi, above, unit, note)
+def float_range(lo: float, hi: float, *, above: bool = False, unit: str = "", note: str = "") -> tuple[Any, ...]:
+    """The pydantic rules of a finite float in ``[lo, hi]`` (``(lo, hi]`` when ``above``), booleans refused, with a
+    one-line message naming the range: ``Annotated[float, *float_range(0.0, 1e4, unit="pJ")]``."""
+    return _range_rules(float, lo, hi, above, unit, note)
 
 
-def bounded_int(lo: int, hi: int, *, unit: str = "", note: str = "") -> Any:
-    """An integer in ``[lo, hi]``; booleans and fractional numbers are refused."""
-    return _range_type(int, lo, hi, False, unit, note)
+def int_range(lo: int, hi: int, *, unit: str = "", note: str = "") -> tuple[Any, ...]:
+    """The pydantic rules of an integer in ``[lo, hi]``, booleans and fractional numbers refused:
+    ``Annotated[int, *int_range(2, 16, unit="bits")]``."""
+    return _range_rules(int, lo, hi, False, unit, note)
 
 
 def _shown(value: Any) -> str:
@@ -132,4 +134,4 @@ def format_validation(exc: ValidationError, where: str, model: type[BaseModel] |
 
 #: SRAM sizes (chip memories, technology SRAM points): 1 bit to 1 TiB, in KiB.
 SRAM_KIB_RANGE = (1 / 8192, float(2**30))
-SramKiB = bounded_float(*SRAM_KIB_RANGE, unit="KiB", note="1 bit to 1 TiB")
+SramKiB = Annotated[float, *float_range(*SRAM_KIB_RANGE, unit="KiB", note="1 bit to 1 TiB")]

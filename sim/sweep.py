@@ -108,7 +108,7 @@ def _per_combo(exp: Expansion, deps: Sequence[str], fn: Callable[[Any], Any], dt
         return np.full(exp.n_chips, fn(exp.chip(0)), dtype=dtype)
     stacked = np.stack([exp.codes[f].astype(np.int64) for f in swept], axis=1)
     _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
-    values = np.array([fn(exp.chip(int(i))) for i in first], dtype=dtype)
+    values: np.ndarray = np.array([fn(exp.chip(int(i))) for i in first], dtype=dtype)
     return values[inverse.reshape(-1)]
 
 
@@ -229,7 +229,7 @@ def _metadata(spec: SweepSpec, parts: list[Partition], layer_batches: dict[str, 
 
 
 # Writing ----------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Path], None], fail: bool = False) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object], fail: bool = False) -> None:
     """Write via a temp file in the same directory, then rename it over ``path`` (see ``atomic_path``)."""
     with atomic_path(path) as tmp:
         write(tmp)

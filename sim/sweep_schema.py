@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from lowbit_core.errors import InputError
 from lowbit_core.pairs import Pair, parse_pairs
 from sim.config import Chip
-from sim.schema import RANGE_ERROR, StrictModel, bounded_int, error_text
+from sim.schema import RANGE_ERROR, StrictModel, error_text, int_range
 
 __all__ = [
     "SpecDoc",
@@ -139,7 +139,7 @@ class RangeAxis(StrictModel):
         lo, hi = self.range
         step = self.step
         if all(isinstance(v, int) for v in (lo, hi, step)):
-            return list(range(lo, hi + 1, step))
+            return list(range(int(lo), int(hi) + 1, int(step)))
         count = math.floor((hi - lo) / step + 1e-9) + 1
         return [round(lo + i * step, 12) for i in range(count)]
 
@@ -220,7 +220,7 @@ class SpecSchema(StrictModel):
     points: list[Annotated[dict[str, Any], BeforeValidator(_point)]] | None = None
     workloads: list[Annotated[str, _text("a zoo name or a path")]]
     pairs: tuple[Pair, ...] | None = None
-    chips_per_partition: bounded_int(1, MAX_CHIPS, unit="chips") | None = None
+    chips_per_partition: Annotated[int, *int_range(1, MAX_CHIPS, unit="chips")] | None = None
 
     @model_validator(mode="before")
     @classmethod

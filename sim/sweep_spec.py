@@ -30,6 +30,7 @@ non-geometry combination.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -64,7 +65,7 @@ def _fmt(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def _err_text(err: dict) -> str:
+def _err_text(err: Any) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be one of")
@@ -174,7 +175,7 @@ class SweepSpec:
         }
 
 
-def load_sweep_spec(path: str | Path) -> SweepSpec:
+def load_sweep_spec(path: str | os.PathLike[str]) -> SweepSpec:
     """Read and validate a sweep spec YAML file (relative chip/workload paths: spec dir first)."""
     p = Path(path)
     doc = read_yaml(p, "sweep spec file")
@@ -205,7 +206,8 @@ def sweep_spec_from_dict(doc: Any, where: str = "sweep spec", base_dir: str | Pa
 
     from sim.workload import load_workload
 
-    workloads, seen = [], {}
+    workloads: list[Any] = []
+    seen: dict[Any, Any] = {}
     for i, entry in enumerate(parsed.workloads):
         try:
             wl = load_workload(_resolve(entry, base_dir))
@@ -258,7 +260,7 @@ def _adapter(fname: str) -> TypeAdapter:
         path = SWEEP_FIELDS[fname]
         owner = SECTIONS[path[0]] if len(path) == 2 else Chip
         info = owner.model_fields[path[-1]]
-        ann = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        ann: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         _ADAPTERS[fname] = TypeAdapter(ann)
     return _ADAPTERS[fname]
 
@@ -355,7 +357,9 @@ def _expand(
     # One validated instance per distinct section combination.
     section_index: dict[str, np.ndarray] = {}
     section_items: dict[str, tuple[BaseModel, ...]] = {}
-    exp_args = dict(spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels, codes=codes)
+    exp_args: dict[str, Any] = dict(
+        spec_name=name, base=base, n_chips=n, n_grid=n_grid, fields=fields, levels=levels, codes=codes
+    )
     for sec, model in SECTIONS.items():
         names = [f for f in fields if SWEEP_FIELDS[f][0] == sec and len(SWEEP_FIELDS[f]) == 2]
         first, inverse = _combos(codes, names, n)
@@ -383,8 +387,8 @@ def _expand(
         doc["name"] = f"{name}-{i}"
         for f, lv, cd in top_levels:
             doc[f] = lv[cd[i]]
-        for sec, items, index in sec_cols:
-            doc[sec] = items[index[i]]
+        for sec, sec_items, index in sec_cols:
+            doc[sec] = sec_items[index[i]]
         try:
             chip = validate(doc)
             static[i] = chip.static_power_mw()

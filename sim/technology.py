@@ -11,14 +11,14 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field, ValidationError
 
 from lowbit_core.errors import InputError
 from lowbit_core.pairs import Pair, format_pair, parse_pair
 from lowbit_core.yamlio import read_yaml
-from sim.schema import SramKiB, StrictModel, bounded_float, bounded_int, format_validation
+from sim.schema import SramKiB, StrictModel, float_range, format_validation, int_range
 
 __all__ = ["Technology", "AreaTable", "TechnologySchema", "load_technology", "technology_from_dict", "TECH_DIR"]
 
@@ -88,12 +88,12 @@ def _interpolate(pts: tuple[tuple[float, float], ...], kib: float) -> float:
 
 
 # The schema: every number finite and in a physically meaningful range --------------------------------
-_Pj = bounded_float(0.0, 1e4, unit="pJ")
-_SramPjPerBit = bounded_float(0.0, 1e4, above=True, unit="pJ per bit")
-_Uw = bounded_float(0.0, 1e6, unit="uW")
-_Nand2 = bounded_float(0.0, 1e9, unit="NAND2-equivalents")
-_Um2 = bounded_float(0.0, 1e3, above=True, unit="um^2")
-_NativeBits = bounded_int(2, 16, unit="bits")
+_Pj = Annotated[float, *float_range(0.0, 1e4, unit="pJ")]
+_SramPjPerBit = Annotated[float, *float_range(0.0, 1e4, above=True, unit="pJ per bit")]
+_Uw = Annotated[float, *float_range(0.0, 1e6, unit="uW")]
+_Nand2 = Annotated[float, *float_range(0.0, 1e9, unit="NAND2-equivalents")]
+_Um2 = Annotated[float, *float_range(0.0, 1e3, above=True, unit="um^2")]
+_NativeBits = Annotated[int, *int_range(2, 16, unit="bits")]
 _LEAK_KEY = re.compile(r"^(fixed([2-9]|1[0-6])|bitfusion|bitserial)$")
 
 
@@ -117,8 +117,12 @@ def _leak_key(text: str) -> str:
     return text
 
 
-_PairKey = Annotated[str, AfterValidator(_pair_key)]
-_FusionKey = Annotated[str, AfterValidator(_fusion_key)]
+if TYPE_CHECKING:  # validated from text such as "w4a8" into the pair itself
+    _PairKey = Pair
+    _FusionKey = Pair
+else:
+    _PairKey = Annotated[str, AfterValidator(_pair_key)]
+    _FusionKey = Annotated[str, AfterValidator(_fusion_key)]
 _LeakKey = Annotated[str, AfterValidator(_leak_key)]
 
 

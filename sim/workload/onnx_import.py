@@ -267,11 +267,11 @@ def read_onnx(path: str | os.PathLike[str], batch: int = 1, dim_values: Mapping[
             continue
         weighted = node.op_type in _CONV_OPS or node.input[_MATMUL_OPS[node.op_type][1]] in static
         node_name = node.name or f"{node.op_type}_{i}"
-        path = torch_module_path(node_name, node.op_type)
-        if path is None or (weighted and not path):
+        module_path = torch_module_path(node_name, node.op_type)
+        if module_path is None or (weighted and not module_path):
             base = node_name
         else:  # a weighted layer is its module; a product of two activations is named as from_torch names it
-            base = path if weighted else (f"{path}.matmul" if path else "matmul")
+            base = module_path if weighted else (f"{module_path}.matmul" if module_path else "matmul")
         name, k = base, 1
         while name in used:
             k += 1
