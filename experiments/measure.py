@@ -124,11 +124,13 @@ class ModelBench:
         """Quantize ``assignment`` and measure its fake-quant (and optionally golden-integer) test accuracy."""
         _check_method(method)
         parse_granularity(granularity)
-        return self._measure(normalize_assignment(assignment, self.layer_names), method, granularity, integer)
+        return self.measure_pairs(normalize_assignment(assignment, self.layer_names), method, granularity, integer)
 
-    def _measure(
+    def measure_pairs(
         self, pairs: tuple[tuple[int, int], ...], method: str, granularity: str, integer: bool
     ) -> MeasuredPoint:
+        """:meth:`measure` of an assignment already normalized to one (w_bits, a_bits) per layer, arguments checked
+        (the memo and the Dask workers call this)."""
         from quant.export import build_integer_model
 
         start = time.perf_counter()
@@ -189,7 +191,7 @@ def _measure_on_worker(
             bench = _WORKER_BENCHES[(model_name, seed)] = ModelBench(model_name, seed)
     else:
         bench = ModelBench(model_name, seed, inputs)
-    return bench._measure(pairs, method, granularity, integer).as_dict()
+    return bench.measure_pairs(pairs, method, granularity, integer).as_dict()
 
 
 def measure_many(
@@ -252,6 +254,6 @@ def measure_many(
     ) as advance:
         for key in keys:
             if key not in memo:
-                memo[key] = bench._measure(key, method, granularity, integer)
+                memo[key] = bench.measure_pairs(key, method, granularity, integer)
                 advance()
     return [memo[k] for k in keys]

@@ -127,7 +127,7 @@ def build_integer_model(
     return _build_chain_model(model, example_x, perms=perms, name=name)
 
 
-def _build_chain_model(
+def _build_chain_model(  # noqa: C901 - to split: per-layer record building
     model: Any, example_x: Any, *, perms: Mapping[str, Any] | None, name: str | None
 ) -> IntegerModel:
     import torch

@@ -120,7 +120,7 @@ def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
     pairs = []
     for path, module in model.named_modules():
         if isinstance(module, nn.Sequential):
-            names = list(module._modules)
+            names = list(module._modules)  # noqa: SLF001 - a Sequential's child names, repeated children included
             prefix = f"{path}." if path else ""
             pairs += [(prefix + a, prefix + b) for a, b in zip(names, names[1:])]
     return pairs

@@ -534,7 +534,7 @@ def _layer_output(layer: QuantLayer, x: torch.Tensor, weight: torch.Tensor) -> t
     conv = layer.layer
     if isinstance(conv, nn.Linear):
         return F.linear(x, weight)
-    return conv._conv_forward(x, weight, None)
+    return conv._conv_forward(x, weight, None)  # noqa: SLF001 - torch's conv with the layer's own padding mode and a given weight
 
 
 def gpfq_quantize(

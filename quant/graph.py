@@ -150,7 +150,7 @@ def _target_name(node: torch.fx.Node) -> str:
     return name.strip("_")
 
 
-def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:
+def node_kind(gm: nn.Module, node: torch.fx.Node) -> str:  # noqa: C901 - one branch per fx node kind
     """The kind of ``node`` (see the module docstring)."""
     if node.op == "placeholder":
         return "input"

@@ -279,7 +279,7 @@ def _dynamic_ops(model: nn.Module, example: torch.Tensor) -> list[_Op]:
 
     def key(t: torch.Tensor) -> Hashable:
         alive.append(t)
-        return (id(t), t._version)
+        return (id(t), t._version)  # noqa: SLF001 - torch's in-place version counter tells a tensor's values apart
 
     def tensors(obj: Any) -> list[torch.Tensor]:
         return [t for t in tree_leaves(obj) if isinstance(t, torch.Tensor)]

@@ -209,7 +209,7 @@ def _deq(code: int, q: Quantizer) -> np.float32:
     return np.float32((code - q["zero_point"]) * q["scale"])
 
 
-def _emit(
+def _emit(  # noqa: C901 - one branch per op
     g: _Graph, model: IntegerModel, node: dict[str, Any], args: list[str], shapes: dict[str, tuple[int, ...]]
 ) -> str:
     op, q, name = node["op"], node["q"], node["name"]

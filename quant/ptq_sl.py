@@ -189,7 +189,7 @@ def lower_inputs(layer: QuantLayer | nn.Module, x: torch.Tensor) -> torch.Tensor
         return x.reshape(-1, mod.in_features)
     if not isinstance(mod, (nn.Conv1d, nn.Conv2d)):
         raise QuantInputError(f"cannot lower inputs of {type(mod).__name__} (supported: Conv1d, Conv2d, Linear)")
-    pad = mod._reversed_padding_repeated_twice
+    pad = mod._reversed_padding_repeated_twice  # noqa: SLF001 - the padding torch applies for non-zero padding modes
     mode = "constant" if mod.padding_mode == "zeros" else mod.padding_mode
     if any(pad):
         x = F.pad(x, pad, mode=mode)
@@ -501,7 +501,7 @@ class float_view:  # noqa: N801 - used like a function: ``with float_view(model)
             t.act = act
 
 
-def ptq_sl_quantize(
+def ptq_sl_quantize(  # noqa: C901 - argument checks, then the layer loop
     model: nn.Module,
     calib_x: torch.Tensor,
     w_bits: int | Mapping[str, int],

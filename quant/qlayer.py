@@ -128,7 +128,7 @@ class QuantLayer(nn.Module):
             w = self.layer.weight
         if isinstance(self.layer, nn.Linear):
             return F.linear(x, w, self.layer.bias)
-        return self.layer._conv_forward(x, w, self.layer.bias)
+        return self.layer._conv_forward(x, w, self.layer.bias)  # noqa: SLF001 - torch's conv with the layer's own padding mode and a given weight
 
     def extra_repr(self) -> str:
         w = f"w{self.w_spec.bits} blocks={self.blocks.n_v}x{self.blocks.n_h}" if self.w_spec else "w=float"

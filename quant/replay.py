@@ -90,7 +90,7 @@ class Replay:
             if node.op == "call_module":
                 self.layer_nodes.setdefault(str(node.target), []).append(node)
 
-    def run(self, variants: Mapping[str, Sequence[Callable[[torch.Tensor], torch.Tensor]]]) -> list[torch.Tensor]:
+    def run(self, variants: Mapping[str, Sequence[Callable[[torch.Tensor], torch.Tensor]]]) -> list[torch.Tensor]:  # noqa: C901 - one branch per recorded node kind
         """The model output for each of ``P`` variants: ``variants[layer][p]`` replaces the layer (a module path
         that runs once) in variant ``p``; every other node is the recorded float one unless it depends on a
         replaced layer."""

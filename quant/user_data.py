@@ -49,7 +49,7 @@ def _tensor(array: np.ndarray, path: Path, key: str) -> torch.Tensor:
     raise QuantInputError(f"--data {path}: {key} has dtype {array.dtype}, not numbers")
 
 
-def load_user_data(path: Path | str) -> UserData:
+def load_user_data(path: Path | str) -> UserData:  # noqa: C901 - one check per array of the .npz
     """Read and check the ``.npz`` at ``path`` (module docstring)."""
     path = Path(path)
     if not path.is_file():

@@ -166,7 +166,7 @@ class HighsMip:
         if integer:
             kinds = [hs.HighsVarType.kInteger] * self.n_x + [hs.HighsVarType.kContinuous] * (self.n_cols - self.n_x)
             lp.integrality_ = kinds
-        solver = hs._core._Highs()
+        solver = hs._core._Highs()  # noqa: SLF001 - highspy's array interface (addRows/addCols without per-call Python objects)
         for key, value in _OPTIONS.items():
             solver.setOptionValue(key, value)
         solver.passModel(lp)

@@ -232,7 +232,7 @@ def _per_layer(frame: pd.DataFrame, col: str, what: str) -> pd.Series:
     return frame.groupby("layer")[col].first()
 
 
-def build_problem(
+def build_problem(  # noqa: C901 - one check per table rule, each with its own message
     costs: pd.DataFrame,
     sensitivity: pd.DataFrame,
     columns: Iterable[str],

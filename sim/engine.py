@@ -242,7 +242,7 @@ def point_groups(chips: ChipBatch) -> np.ndarray:
 _CHUNK_ELEMENTS = 1 << 20
 
 
-def _evaluate_chunk(
+def _evaluate_chunk(  # noqa: C901 - to split: the vectorized engine's per-chunk pass
     df: int,
     chips: ChipBatch,
     points: dict[str, np.ndarray],

@@ -160,7 +160,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _layer_from_yaml(item: Any, where: str) -> Layer:
+def _layer_from_yaml(item: Any, where: str) -> Layer:  # noqa: C901 - one check per layer field
     if not isinstance(item, dict):
         raise InputError(f"{where}: must be a mapping of layer fields, got {type(item).__name__}")
     name = item.get("name")

@@ -184,7 +184,7 @@ def product_layer(name: str, a: Sequence[int], b: Sequence[int], a_static: bool,
     return matmul(name, m, k_a, n, heads=heads, batch=_prod(lead) // heads)
 
 
-def read_onnx(path: str | os.PathLike[str], batch: int = 1, dim_values: Mapping[str, int] | None = None) -> Workload:
+def read_onnx(path: str | os.PathLike[str], batch: int = 1, dim_values: Mapping[str, int] | None = None) -> Workload:  # noqa: C901 - one branch per ONNX op
     """Read the conv / gemm / matmul layers of an ONNX model, in graph order.
 
     ``batch`` fills a symbolic leading dimension of the graph inputs (a fixed one is kept);

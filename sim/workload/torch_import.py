@@ -61,7 +61,7 @@ def _shape(t: Any) -> list[int]:
     return [int(d) for d in t.shape]
 
 
-def from_torch(model: Any, example_input: Any, name: str | None = None, ignore: Iterable[type | str] = ()) -> Workload:
+def from_torch(model: Any, example_input: Any, name: str | None = None, ignore: Iterable[type | str] = ()) -> Workload:  # noqa: C901 - one branch per traced op
     """Run ``model`` once on ``example_input`` and return its conv / gemm / matmul layers.
 
     ``example_input`` is a tensor, a tuple/list of positional inputs, or a mapping of keyword

@@ -76,13 +76,13 @@ def test_mixed_accuracy_lies_between_the_extreme_uniforms(bench: ModelBench) -> 
 
 def test_memoized_deterministic_and_accepts_tables(bench: ModelBench, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = ModelBench._measure
+    original = ModelBench.measure_pairs
 
     def counting(self, *args, **kwargs):
         calls.append(args[0])
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ModelBench, "_measure", counting)
+    monkeypatch.setattr(ModelBench, "measure_pairs", counting)
     # a search assignment table, as read back from CSV (integer names), listed in another order
     table = pd.DataFrame({"layer": [3, 0, 1, 2], "name": [12, 0, 3, 7], "w_bits": [8, 8, 2, 4], "a_bits": [8, 8, 4, 2]})
 
