@@ -16,8 +16,8 @@ The grid's per-channel scale (``grid``, :func:`channel_scales`):
 
 * ``"mse"`` (default) -- the multiple ``m * max|w| / qmax``, ``m`` in 0.30, 0.35, .., 1.00 (GPFQ's scale grid),
   with the least squared rounding error of the channel.  The weights are pulled towards a grid that fits their
-  distribution, not towards ``{-max, 0, max}``: at 2 bits the max-abs grid rounds 68-89% of the weights of every
-  layer but the first to 0, and pulling them there cost far more accuracy (docs/quant.md, "QGT").
+  distribution, not towards ``{-max, 0, max}``: at 2 bits the max-abs grid rounds most weights to 0, and pulling
+  them there costs far more accuracy (docs/quant.md, "QGT", has the figures).
 * ``"max"`` -- ``max|w| / qmax``, exactly :func:`quant.rtn.rtn_quantize`'s grid.
 
 Weights stay float during training (``weight_fn`` is None); activations are fake-quantized at ``a_bits`` with a
@@ -39,8 +39,7 @@ The per-layer ``R_l`` left at the end are the **bottleneck** signal: the layer w
 under the same pull as the others is the one that needs more bits.  :func:`qgt_sensitivity` turns it into a
 sensitivity table for :mod:`search`; :func:`bottleneck_rank_correlation` compares its ranking with the SQNR one.
 
-Measured at w2a8 (docs/quant.md): with the GPFQ final QGT ties GPFQ and beats RTN and QAT; with RTN finals the
-regularizer helps a lot over plain fine-tuning, but stays below GPFQ on mnist1d-cnn.
+How it compares with GPFQ, RTN and QAT at 2-bit weights: docs/quant.md, "QGT".
 """
 
 from __future__ import annotations

@@ -38,10 +38,9 @@ run, and the output error is compared with the float output ``y``::
 AIMET ranks candidates by SQNR (higher is better), which is not additive.  lowbit stores the noise-to-signal
 ratio ``NSR = 10^(-SQNR/10)`` as the sensitivity: if the quantization noises that different groups inject are
 small and independent (uncorrelated), they propagate to the output nearly linearly and their powers add, so the
-NSR of a mixed assignment is approximately the sum of the groups' NSRs.  Measured with :func:`output_nsr` on
-digits-cnn and mnist1d-cnn (two trained seeds each): two layers quantized together at w4a8, w8a4 or w4a4 give
-0.7-1.3x the sum of their single NSRs, all four layers together 0.9-1.5x; at 2-bit weights the noise is no
-longer small and the ratio spreads to 0.4-2.8x.  The NSR is >= 0 and exactly 0 for a lossless
+NSR of a mixed assignment is approximately the sum of the groups' NSRs; :func:`output_nsr` measures how far that
+holds (docs/search.md gives the figures; at 2-bit weights the noise is no longer small and it holds least).
+The NSR is >= 0 and exactly 0 for a lossless
 group; the summed NSR of an assignment converts back to an SQNR in dB as ``-10 log10(sum)``.  A group's score
 is split **equally** among its member layers, so the rows of a group sum to the group's NSR and any per-layer
 sum over an assignment (which gives tied layers one pair) counts each group once.  Each layer's row keeps the
@@ -543,8 +542,8 @@ def _traces(
 ) -> list[dict]:
     """Hutchinson traces of each layer's weight block and input-activation block, in execution order.
 
-    Hessian-vector products run in float32: CPU convolutions have no fast float64 double-backward (10-20x
-    slower), and float32 changes the traces by ~1e-7 relative, far below the Monte-Carlo error.  The probe
+    Hessian-vector products run in float32: CPU convolutions have no fast float64 double-backward, and float32
+    changes the traces far less than the Monte-Carlo error does.  The probe
     products are summed in float64."""
     model = copy.deepcopy(base).float()
     x = _cast(x, torch.float32)

@@ -7,7 +7,7 @@
 - :mod:`rtl.synth` synthesizes with yosys to generic gates and estimates area in NAND2 equivalents
   (:func:`synthesize`, :func:`area_table`).
 
-See ``docs/rtl.md`` and issue 5. Importing :mod:`rtl` needs neither torch nor cocotb.
+See ``docs/rtl.md``. Importing :mod:`rtl` needs neither torch nor cocotb.
 """
 
 from typing import Any
