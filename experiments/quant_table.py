@@ -157,7 +157,40 @@ def check_existing(
             )
 
 
-def build_table(  # noqa: C901 - to split: table assembly and per-cell simulation
+def _check_run(scheduler: str | None, seeds: Sequence[int], epochs: int) -> None:
+    """The run's own arguments, before anything is written (a scheduler address must answer)."""
+    if scheduler is not None:
+        from sim.sweep import connect_scheduler, parse_scheduler
+
+        _, address, _ = parse_scheduler(scheduler, None)
+        if address is not None:
+            connect_scheduler(address).close()
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise QuantInputError(f"seeds must be non-negative integers, got {list(seeds)!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise QuantInputError(f"epochs must be a positive integer, got {epochs!r}")
+
+
+def _plan_cells(
+    cells_dir: Path,
+    models: Sequence[str],
+    methods: Sequence[str],
+    bits: Sequence[int],
+    seeds: Sequence[int],
+    epochs: int,
+) -> list[tuple[str, str, int, int, Path]]:
+    """(model, method, bits, seed, cell file) of every cell, in table order; training cells carry the epochs."""
+    plan = []
+    for model in models:
+        for method in methods:
+            for b, seed in ((b, seed) for b in bits for seed in seeds):
+                budget = "" if method in PTQ_GRANULARITY else f"-e{epochs}"
+                name = f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
+                plan.append((model, method, b, seed, cells_dir / name))
+    return plan
+
+
+def build_table(
     out: Path,
     models: Sequence[str] = ("digits-cnn", "mnist1d-cnn"),
     methods: Sequence[str] = TABLE_METHODS,
@@ -189,29 +222,14 @@ def build_table(  # noqa: C901 - to split: table assembly and per-cell simulatio
     from quant.models import cache_key
 
     _check(models, methods, bits)
-    if scheduler is not None:  # the scheduler is checked (and an address reached) before anything is written
-        from sim.sweep import connect_scheduler, parse_scheduler
-
-        _, address, _ = parse_scheduler(scheduler, None)
-        if address is not None:
-            connect_scheduler(address).close()
+    _check_run(scheduler, seeds, epochs)
     costs = _sim_costs(models, bits, chips)  # checks the chips before anything is computed
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise QuantInputError(f"seeds must be non-negative integers, got {list(seeds)!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise QuantInputError(f"epochs must be a positive integer, got {epochs!r}")
     trains = any(m not in PTQ_GRANULARITY for m in methods)
     keys = {m: cache_key(m) for m in models}
     out = Path(out)
     check_existing(out, seeds, keys, epochs if trains else None, replace)
     cells_dir = out / "cells"
-    plan = []
-    for model in models:
-        for method in methods:
-            for b, seed in ((b, seed) for b in bits for seed in seeds):
-                budget = "" if method in PTQ_GRANULARITY else f"-e{epochs}"
-                name = f"{model}_{method}_w{b}a{A_BITS}{budget}_s{seed}.json"
-                plan.append((model, method, b, seed, cells_dir / name))
+    plan = _plan_cells(cells_dir, models, methods, bits, seeds, epochs)
     stored = [read_cell(path, keys[model]) for model, _, _, _, path in plan]
     todo = {
         "ptq": sum(c is None and p[1] in PTQ_GRANULARITY for c, p in zip(stored, plan)),
