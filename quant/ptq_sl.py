@@ -41,6 +41,7 @@ search reached as ``ptq_sl_rel_err`` (``||X (W - Q)^T|| / ||X W^T + b||`` on the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -501,7 +502,26 @@ class float_view:  # noqa: N801 - used like a function: ``with float_view(model)
             t.act = act
 
 
-def ptq_sl_quantize(  # noqa: C901 - argument checks, then the layer loop
+def _check_arguments(
+    model: Any, calib_x: Any, metric: str, alphas: Sequence[float] | np.ndarray, inputs: str, reorder: bool | str
+) -> None:
+    """:func:`ptq_sl_quantize`'s arguments other than the per-layer ones, before the model is touched."""
+    if not isinstance(model, nn.Module):
+        raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(calib_x, torch.Tensor) or calib_x.ndim < 2:
+        raise QuantInputError("calib_x must be a torch tensor [N, ...]")
+    if len(calib_x) == 0:
+        raise QuantInputError("empty calibration set")
+    check_finite("calibration inputs", calib_x.detach().double().cpu().numpy())
+    _check_metric(metric)
+    _alpha_grid(alphas)
+    if inputs not in INPUT_MODES:
+        raise QuantInputError(f"unknown inputs mode {inputs!r} (allowed: {', '.join(INPUT_MODES)})")
+    if reorder not in (False, None, "sort", "kmeans"):
+        raise QuantInputError(f"unknown reorder {reorder!r} (allowed: False, 'sort', 'kmeans')")
+
+
+def ptq_sl_quantize(
     model: nn.Module,
     calib_x: torch.Tensor,
     w_bits: int | Mapping[str, int],
@@ -524,19 +544,7 @@ def ptq_sl_quantize(  # noqa: C901 - argument checks, then the layer loop
     docstring for ``inputs``.  Activation quantizers already set on the model are kept (and used for
     ``inputs="quantized"``).  Returns the model.
     """
-    if not isinstance(model, nn.Module):
-        raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(calib_x, torch.Tensor) or calib_x.ndim < 2:
-        raise QuantInputError("calib_x must be a torch tensor [N, ...]")
-    if len(calib_x) == 0:
-        raise QuantInputError("empty calibration set")
-    check_finite("calibration inputs", calib_x.detach().double().cpu().numpy())
-    _check_metric(metric)
-    _alpha_grid(alphas)
-    if inputs not in INPUT_MODES:
-        raise QuantInputError(f"unknown inputs mode {inputs!r} (allowed: {', '.join(INPUT_MODES)})")
-    if reorder not in (False, None, "sort", "kmeans"):
-        raise QuantInputError(f"unknown reorder {reorder!r} (allowed: False, 'sort', 'kmeans')")
+    _check_arguments(model, calib_x, metric, alphas, inputs, reorder)
     layers = quant_layers(model)
     if not layers:
         raise QuantInputError("model has no QuantLayer; call quant.fakequant.prepare(model) first")
