@@ -9,14 +9,9 @@ from typing import Any
 import numpy as np
 
 from quant.errors import QuantInputError
-from quant.integer import (
-    LOGIT_BITS,
-    IntegerLayer,
-    _logit_scale,
-    _requant_constants,
-    _validate_layer,
-    effective_block_scales,
-)
+from quant.integer import LOGIT_BITS, IntegerLayer, effective_block_scales
+from quant.integer.layer import validate_layer
+from quant.integer.requant_constants import logit_scale, requant_constants
 from quant.quantizer import block_bounds
 from quant.requant import INT32_MAX, INT32_MIN, exact, max_abs_offset
 
@@ -95,12 +90,12 @@ def export_layer(
     if out_act is None:
         out_bits, out_zp = LOGIT_BITS, 0
         out_qmin, out_qmax = INT32_MIN, INT32_MAX
-        out_scale, mults, shifts, bias, bias_shifts = _logit_scale(sx, eff, pmax, rows, bias_real, where)
+        out_scale, mults, shifts, bias, bias_shifts = logit_scale(sx, eff, pmax, rows, bias_real, where)
     else:
         spec = out_act.spec
         out_bits, out_zp, out_scale = spec.bits, int(out_act.zero_point), float(out_act.scale)
         out_qmin, out_qmax = spec.qmin, spec.qmax
-        mults, shifts, bias, bias_shifts = _requant_constants(sx, eff, out_scale, bias_real, rows, where)
+        mults, shifts, bias, bias_shifts = requant_constants(sx, eff, out_scale, bias_real, rows, where)
     if relu:
         out_qmin = max(out_qmin, out_zp)
     layer = IntegerLayer(
@@ -140,5 +135,5 @@ def export_layer(
         in_shape=tuple(in_shape),
         groups=int(m.groups),
     )
-    _validate_layer(layer)
+    validate_layer(layer)
     return layer
