@@ -239,7 +239,7 @@ def layer_out_shape(lay: IntegerLayer, shape: tuple[int, ...], where: str) -> tu
     )
 
 
-def validate_layer(lay: IntegerLayer) -> None:
+def validate_layer(lay: IntegerLayer) -> None:  # noqa: C901 - one check per layer field
     """Shape/range checks that make the int64 datapath overflow-free (also run at export)."""
     where = f"layer {lay.name}"
     if lay.kind not in ("conv1d", "conv2d", "linear"):
