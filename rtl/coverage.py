@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from rtl import driver
+from rtl import encoding, kinds
 from rtl.gemm import BENCH, SOURCES, TOP, gemm_job, random_operands
 from rtl.runner import SRC_DIR, coverage_points, default_build_root, run_bench
 
@@ -37,13 +37,13 @@ def _gemm_data(
     tiled = order_start
     shapes = [(5, None), (3, None)] if not both_profiles else [(5, None), (3, None), (7, 2), (6, 3)]
     for i, (w, a) in enumerate(pairs):
-        pack = driver.pack_factor(pe, w, a)
+        pack = kinds.pack_factor(pe, w, a)
         for j, (m, tile) in enumerate(shapes):
             k, n = (2 * rows * pack + 1, 2 * cols + 1) if j % 2 == 0 else (rows * pack, cols)
             A, B = random_operands(m, k, n, w, a, seed=10 * i + j)
             preload = "overlapped" if both_profiles and j % 2 else "serial"
             # an is GEMM runs on the same build unless its PE differs on the transpose (Stripes: PE_KIND 4)
-            same_pe = driver.transposed_kind(pe) == pe
+            same_pe = kinds.transposed_kind(pe) == pe
             flow = "is" if dataflow == "ws" and both_profiles and j == 3 and same_pe else dataflow
             if flow == "os":
                 order = 4 if j >= 2 else None  # MNK, or SCALE-Sim's NMK
@@ -123,17 +123,17 @@ def coverage_runs(layer_export: Path, out_dir: Path | None = None) -> list[Path]
                 TOP,
                 SOURCES,
                 BENCH,
-                driver.top_parameters(3, 3, "bitfusion"),
+                encoding.top_parameters(3, 3, "bitfusion"),
                 "bitfusion",
                 {"pairs": [(8, 8), (4, 2), (2, 4)]},
             ),
-            (TOP, SOURCES, BENCH, driver.top_parameters(3, 3, "fixed", 4, 4), "fixed", {"pairs": [(4, 4)]}),
+            (TOP, SOURCES, BENCH, encoding.top_parameters(3, 3, "fixed", 4, 4), "fixed", {"pairs": [(4, 4)]}),
             # double-buffered weights (both profiles, mappings, is GEMMs), bit-serial PEs, the os top
             (
                 TOP,
                 SOURCES,
                 BENCH,
-                driver.top_parameters(3, 3, "bitfusion", preload="overlapped", max_blocks=4),
+                encoding.top_parameters(3, 3, "bitfusion", preload="overlapped", max_blocks=4),
                 "bitfusion",
                 {"pairs": [(8, 8), (4, 2)], "both": True, "blocks": 3},
             ),
@@ -141,7 +141,7 @@ def coverage_runs(layer_export: Path, out_dir: Path | None = None) -> list[Path]
                 TOP,
                 SOURCES,
                 BENCH,
-                driver.top_parameters(3, 3, "loom", preload="overlapped"),
+                encoding.top_parameters(3, 3, "loom", preload="overlapped"),
                 "loom",
                 {"pairs": [(2, 2), (3, 2)], "both": True, "order_start": 3},
             ),
@@ -149,7 +149,7 @@ def coverage_runs(layer_export: Path, out_dir: Path | None = None) -> list[Path]
                 "lowbit_gemm_os_top",
                 SOURCES,
                 BENCH,
-                driver.top_parameters(3, 3, "fixed", 4, 4, dataflow="os", max_blocks=4),
+                encoding.top_parameters(3, 3, "fixed", 4, 4, dataflow="os", max_blocks=4),
                 "fixed",
                 {"pairs": [(4, 4)], "both": True, "dataflow": "os", "blocks": 3},
             ),
@@ -157,7 +157,7 @@ def coverage_runs(layer_export: Path, out_dir: Path | None = None) -> list[Path]
                 "lowbit_gemm_os_top",
                 SOURCES,
                 BENCH,
-                driver.top_parameters(3, 3, "loom", dataflow="os"),
+                encoding.top_parameters(3, 3, "loom", dataflow="os"),
                 "loom",
                 {"pairs": [(3, 2)], "both": True, "dataflow": "os"},
             ),

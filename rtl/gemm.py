@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtl import driver
+from rtl import encoding, gemm_plan, kinds, prediction
 from rtl.limits import (
     check_array,
     check_operand_sizes,
@@ -103,8 +103,8 @@ def random_operands(
     M, K, N = check_operand_sizes(M, K, N)
     _check_widths(w_bits, a_bits)
     rng = np.random.default_rng(check_seed(seed))
-    a_lo, a_hi = driver.operand_range(a_bits, a_signed)
-    w_lo, w_hi = driver.operand_range(w_bits, w_signed)
+    a_lo, a_hi = kinds.operand_range(a_bits, a_signed)
+    w_lo, w_hi = kinds.operand_range(w_bits, w_signed)
     return (
         rng.integers(a_lo, a_hi + 1, size=(M, K), dtype=np.int64),
         rng.integers(w_lo, w_hi + 1, size=(K, N), dtype=np.int64),
@@ -132,8 +132,8 @@ def check_gemm(
     kind, the simulator, the array and the stream probabilities (:mod:`rtl.limits`), and the run's estimated clock
     cycles, host memory and folds against the limits.  Raises :class:`RtlError` naming the argument, the estimate
     and the limit."""
-    if pe not in driver.PE_KINDS:
-        raise RtlError(f"unknown PE kind {pe!r} ({', '.join(driver.PE_KINDS)})")
+    if pe not in kinds.PE_KINDS:
+        raise RtlError(f"unknown PE kind {pe!r} ({', '.join(kinds.PE_KINDS)})")
     check_simulator(simulator)
     rows, cols = check_array(rows, cols)
     check_pair_supported(rows, cols, pe, w_bits, a_bits)
@@ -142,7 +142,7 @@ def check_gemm(
     _, tile = check_mapping(M, mapping, preload, dataflow, pe, N)
     if dataflow == "is":  # the ws GEMM of the transpose
         estimate = gemm_estimate(
-            N, K, M, rows, cols, driver.transposed_kind(pe), a_bits, w_bits, gap_prob, stall_prob, tile, "ws"
+            N, K, M, rows, cols, kinds.transposed_kind(pe), a_bits, w_bits, gap_prob, stall_prob, tile, "ws"
         )
     else:
         estimate = gemm_estimate(
@@ -159,28 +159,28 @@ def check_mapping(
     pe: str | None = None,
     N: int | None = None,
 ) -> tuple[int, int]:
-    """(loop order index, tile length) of ``mapping`` (``ORDER[:TILE]``, :func:`rtl.driver.parse_mapping`; None is
+    """(loop order index, tile length) of ``mapping`` (``ORDER[:TILE]``, :func:`rtl.gemm_plan.parse_mapping`; None is
     SCALE-Sim's untiled schedule: ``NKM`` for ws, ``NMK`` for os, ``MKN`` for is) for a GEMM of ``M`` rows and
     ``N`` columns on a ``dataflow`` array of ``pe`` PEs (the tile cuts M, or N for is), and the preload profile;
     RtlError naming the bad part."""
     stream = int(N if dataflow == "is" and N is not None else M)
     try:
-        driver.check_preload(preload)
-        driver.check_dataflow(dataflow, pe if pe in driver.PE_KINDS else None)
+        kinds.check_preload(preload)
+        kinds.check_dataflow(dataflow, pe if pe in kinds.PE_KINDS else None)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     if mapping is None:
         return (1 if dataflow == "os" else 0), stream
     try:
-        return driver.parse_mapping(mapping, stream, dataflow)
+        return gemm_plan.parse_mapping(mapping, stream, dataflow)
     except ValueError as exc:
         raise RtlError(f"mapping: {exc}") from None
 
 
-def psum_rows_for(plan: driver.GemmPlan) -> int:
+def psum_rows_for(plan: gemm_plan.GemmPlan) -> int:
     """The ``PSUM_ROWS`` of the build that runs ``plan``: the rows its mapping needs rounded up to a power of two,
     at least 256, so that builds are shared between GEMMs."""
-    return max(256, 1 << (driver.psum_rows_needed(plan) - 1).bit_length())
+    return max(256, 1 << (gemm_plan.psum_rows_needed(plan) - 1).bit_length())
 
 
 def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int) -> None:
@@ -190,7 +190,7 @@ def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int
 
     _check_widths(w_bits, a_bits)
     try:
-        driver.rtl_chip(rows, cols, pe).check_pairs([(int(w_bits), int(a_bits))])
+        prediction.rtl_chip(rows, cols, pe).check_pairs([(int(w_bits), int(a_bits))])
     except InputError as exc:
         raise RtlError(str(exc)) from None
 
@@ -215,13 +215,13 @@ def gemm_job(
     preload: str = "serial",
     dataflow: str = "ws",
     n_blocks: int = 1,
-) -> tuple[dict, driver.GemmPlan]:
+) -> tuple[dict, gemm_plan.GemmPlan]:
     """The ``gemm_bench`` job for ``A @ B`` at the mapping (``order``, ``tile_m``): both input streams, the
     configuration, the output order, the expected product, stream knobs and a generous cycle limit; and its fold
     plan.  An input-stationary GEMM (``dataflow="is"``) runs as the ws GEMM of its transpose, ``Y^T = B^T A^T``:
     the activations are the stationary operand, the weights stream, ``tile_m`` cuts N and the PE is
-    :func:`rtl.driver.transposed_kind`'s; the job's outputs are ``Y^T``.  ``n_blocks > 1`` splits the reduction
-    into blocks (:func:`rtl.driver.block_split`; a build with ``MAX_BLOCKS >= n_blocks``): the top then sends every
+    :func:`rtl.kinds.transposed_kind`'s; the job's outputs are ``Y^T``.  ``n_blocks > 1`` splits the reduction
+    into blocks (:func:`rtl.gemm_plan.block_split`; a build with ``MAX_BLOCKS >= n_blocks``): the top then sends every
     block's own product, ``A[:, block] @ B[block]``.  Bad operands, mappings, probabilities or seeds raise
     :class:`RtlError`."""
     if dataflow == "is":
@@ -231,7 +231,7 @@ def gemm_job(
             np.asarray(A).T,
             rows,
             cols,
-            driver.transposed_kind(pe),
+            kinds.transposed_kind(pe),
             a_bits,
             w_bits,
             a_signed,
@@ -249,11 +249,11 @@ def gemm_job(
     seed = check_seed(seed)
     try:
         M, K = np.shape(A)
-        blocks = driver.block_split(K, n_blocks) if n_blocks > 1 else None
-        w_beats, beats, expected = driver.gemm_streams(
+        blocks = gemm_plan.block_split(K, n_blocks) if n_blocks > 1 else None
+        w_beats, beats, expected = encoding.gemm_streams(
             A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, order, tile_m, dataflow=dataflow, blocks=blocks
         )
-        plan = driver.plan_gemm(
+        plan = gemm_plan.plan_gemm(
             M,
             K,
             np.shape(B)[1],
@@ -276,10 +276,10 @@ def gemm_job(
         "name": name,
         "M": plan.M,
         "N": plan.N,
-        "cfg": driver.top_config(plan),
+        "cfg": encoding.top_config(plan),
         "w_beats": w_beats,
         "beats": beats,
-        "outputs": [list(o) for o in driver.output_order(plan)],
+        "outputs": [list(o) for o in encoding.output_order(plan)],
         "expected": expected.tolist(),
         "gap_prob": gap_prob,
         "stall_prob": stall_prob,
@@ -292,7 +292,7 @@ def gemm_job(
         job.update(
             {
                 "blocks": len(blocks),
-                "outputs": [list(o) for o in driver.block_output_order(plan)],
+                "outputs": [list(o) for o in encoding.block_output_order(plan)],
                 "expected": [(A64[:, k0:k1] @ B64[k0:k1]).tolist() for k0, k1 in zip(bounds, bounds[1:])],
             }
         )
@@ -367,10 +367,10 @@ def verify_gemm(
     )
     M, K, N = A.shape[0], A.shape[1], B.shape[1]
     swap = dataflow == "is"  # the array holds the activations: its "weights" are a_bits wide
-    params = driver.top_parameters(
+    params = encoding.top_parameters(
         rows,
         cols,
-        driver.transposed_kind(pe) if swap else pe,
+        kinds.transposed_kind(pe) if swap else pe,
         a_bits if swap else w_bits,
         w_bits if swap else a_bits,
         a_signed if swap else w_signed,
@@ -380,7 +380,7 @@ def verify_gemm(
         dataflow="ws" if swap else dataflow,
     )
     record, failure = run_job(
-        driver.DATAFLOWS[dataflow],
+        kinds.DATAFLOWS[dataflow],
         SOURCES,
         BENCH,
         params,
@@ -403,9 +403,9 @@ def verify_gemm(
         mismatches=int(record["mismatches"]),
         measured_cycles=int(record["measured_cycles"]),
         predicted_cycles=(
-            driver.predicted_is_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload)
+            prediction.predicted_is_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload)
             if swap
-            else driver.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload, dataflow)
+            else prediction.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload, dataflow)
         ),
         clock_cycles=int(record["clock_cycles"]),
         messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()),

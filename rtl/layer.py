@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from quant.integer import IntegerLayer, IntegerModel, builtin_test_images, im2col, load_export
-from rtl import driver
+from rtl import encoding, gemm_plan, kinds, prediction
 from rtl.limits import (
     RunEstimate,
     check_array,
@@ -94,7 +94,7 @@ SOURCES = [
         *TOP_PARTS,
     )
 ]
-LAYER_PE_KINDS = tuple(driver.PE_KINDS)  #: the PE kinds lowbit_layer_top builds (all of the array's)
+LAYER_PE_KINDS = tuple(kinds.PE_KINDS)  #: the PE kinds lowbit_layer_top builds (all of the array's)
 ACC_BITS = 32  #: the array's accumulators = the requant unit's partial sum P_h
 OUT_BITS = 32  #: output code port of the layer top: uint8/int8 codes and the int32 logits share one build
 
@@ -380,7 +380,7 @@ def parse_layer_mapping(text: str | None, lowered: Any, dataflow: str = "ws") ->
         return None
     order_text, _, tile_text = str(text).partition(":")
     try:
-        order = driver.order_index(order_text.strip(), dataflow)
+        order = gemm_plan.order_index(order_text.strip(), dataflow)
     except ValueError as exc:
         raise RtlError(f"mapping: {exc}") from None
     if not tile_text.strip():
@@ -426,7 +426,7 @@ def layer_parameters(
     layer needs more."""
     nf = -(-layer.out_features // cols)
     rows_p = _pow2_at_least(max(psum_rows, 1), min_psum_rows)
-    params = driver.top_parameters(
+    params = encoding.top_parameters(
         rows,
         cols,
         pe,
@@ -468,7 +468,7 @@ def layer_job(
     preload: str = "serial",
     max_nf: int = DEFAULT_MAX_NF,
     dataflow: str = "ws",
-) -> tuple[dict[str, Any], driver.GemmPlan, np.ndarray]:
+) -> tuple[dict[str, Any], gemm_plan.GemmPlan, np.ndarray]:
     """(bench job, GEMM plan, expected codes ``[M, N]``) of ``layer`` on input codes ``x_codes`` at sim's candidate
     ``mapping`` (``sim.mapping.Mapping``; default SCALE-Sim's) on an array with the ``preload`` profile.
 
@@ -494,10 +494,10 @@ def layer_job(
             "blocks": blocks if len(blocks) > 1 else None,
         }
         tile_h = tiles.tile_h if dataflow == "ws" else None
-        w_beats, beats, _ = driver.gemm_streams(
+        w_beats, beats, _ = encoding.gemm_streams(
             A, w.T, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed, tiles.order, tile_h, **geometry
         )
-        plan = driver.plan_gemm(
+        plan = gemm_plan.plan_gemm(
             M,
             A.shape[1],
             N,
@@ -534,10 +534,10 @@ def layer_job(
         "out_max": layer.out_qmax,
         "pad_code": pad,
         "consts": writes,
-        "cfg": driver.top_config(plan),
+        "cfg": encoding.top_config(plan),
         "w_beats": w_beats,
         "beats": beats,
-        "outputs": [list(o) for o in driver.output_order(plan)],
+        "outputs": [list(o) for o in encoding.output_order(plan)],
         "max_cycles": plan.cycle_limit,
         "expected": np.asarray(expected, dtype=np.int64).tolist(),
         "gap_prob": gap_prob,
@@ -566,8 +566,8 @@ def check_run_arguments(
     """The arguments of a layer run that need no export: PE kind, simulator, array, stream probabilities, seed,
     image count (:mod:`rtl.limits`), weight preload and dataflow; raises :class:`RtlError` naming the argument."""
     try:
-        driver.check_preload(preload)
-        driver.check_dataflow(dataflow)
+        kinds.check_preload(preload)
+        kinds.check_dataflow(dataflow)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     if dataflow == "is":
@@ -678,7 +678,7 @@ def check_layer(
     )
     M = job["M"]
     params = layer_parameters(
-        layer, rows, cols, pe, driver.psum_rows_needed(plan), min_psum_rows, max_nf, preload, dataflow
+        layer, rows, cols, pe, gemm_plan.psum_rows_needed(plan), min_psum_rows, max_nf, preload, dataflow
     )
     record, failure = run_job(
         TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root, what="layer bench"
@@ -704,7 +704,7 @@ def check_layer(
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
 
     def predict(sim_view: Any) -> int:
-        return driver.predicted_layer_cycles(
+        return prediction.predicted_layer_cycles(
             sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
         )
 
@@ -811,7 +811,7 @@ def _check_grouped_layer(
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
 
     def predict(sim_view: Any) -> int:
-        return driver.predicted_layer_cycles(
+        return prediction.predicted_layer_cycles(
             sim_view, rows, cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
         )
 
@@ -893,7 +893,7 @@ def check_product(
         for i, (lay, x) in enumerate(product_slices(layer, a, b))
     ]
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
-    predicted = driver.predicted_layer_cycles(
+    predicted = prediction.predicted_layer_cycles(
         lowered, rows, cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
     )
     return replace(

@@ -20,7 +20,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from rtl import driver
+from rtl import gemm_plan
 from rtl.runner import SIMULATORS
 from rtl.tools import RtlError
 
@@ -140,7 +140,7 @@ def gemm_estimate(
     ``pe`` PEs with stream tiles of ``tile_m`` rows (default untiled; serial preload, an upper bound for
     overlapped)."""
     try:
-        plan = driver.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, tile_m=tile_m, dataflow=dataflow)
+        plan = gemm_plan.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, tile_m=tile_m, dataflow=dataflow)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     beats = plan.w_beats + plan.in_beats

@@ -250,6 +250,72 @@ def run_bench(
         ToolMissingError: the simulator or cocotb is not installed.
         RtlError: bad arguments.
     """
+    parameters, srcs = _checked_inputs(simulator, coverage, parameters, sources)
+    tool = require("verilator" if simulator == "verilator" else "iverilog")
+    env = tool_env()
+    env.pop("PYTEST_CURRENT_TEST", None)  # keep cocotb from sys.exit()ing; we parse results ourselves
+
+    flavour = "".join(["-cov" if coverage else "", "-waves" if waves else ""])
+    build_dir = (build_root or default_build_root()) / f"{toplevel}-{simulator}{flavour}-{_slug(parameters)}"
+    runner = _get_runner(simulator)
+
+    # --- build (locked, skipped when the stamp matches) -------------------------------------------------------
+    build_args = _build_args(simulator, coverage)
+    stamp = _build_stamp(toplevel, srcs, parameters, build_args, waves, tool)
+    t0 = time.monotonic()
+    built = _build(runner, env, toplevel, simulator, srcs, parameters, build_args, build_dir, waves, stamp)
+    build_seconds = time.monotonic() - t0
+
+    # --- run -------------------------------------------------------------------------------------------------
+    run_dir = _fresh_run_dir(build_dir, testcase)
+    bench_env = _bench_env(run_dir, parameters, extra_env, data)
+    env.update(bench_env)
+    results_xml = run_dir / "results.xml"
+    log = run_dir / "sim.log"
+    t1 = time.monotonic()
+    sim_error = _run_tests(
+        runner,
+        env,
+        bench_env,
+        test_module=test_module,
+        toplevel=toplevel,
+        testcase=testcase,
+        seed=seed,
+        waves=waves,
+        parameters=parameters,
+        build_dir=build_dir,
+        run_dir=run_dir,
+        results_xml=results_xml,
+        log=log,
+    )
+    run_seconds = time.monotonic() - t1
+
+    where = f"{toplevel} {parameters} on {simulator}"
+    tests = _checked_results(results_xml, log, where, sim_error, test_module, testcase)
+    cov = run_dir / "coverage.dat"
+    keep = coverage or waves or os.environ.get("LOWBIT_RTL_KEEP_RUNS", "") not in ("", "0")
+    if not keep:  # passing runs leave nothing behind unless asked (failing ones keep their log for the message)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return BenchResult(
+        toplevel=toplevel,
+        simulator=simulator,
+        build_dir=build_dir,
+        run_dir=run_dir,
+        results_xml=results_xml,
+        tests=tests,
+        failures=0,
+        build_seconds=build_seconds,
+        run_seconds=run_seconds,
+        built=built,
+        coverage_dat=cov if coverage and cov.is_file() else None,
+    )
+
+
+def _checked_inputs(
+    simulator: str, coverage: bool, parameters: Mapping[str, int] | None, sources: Sequence[Path]
+) -> tuple[dict[str, int], list[Path]]:
+    """:func:`run_bench`'s parameters as a dict and its sources as resolved paths; RtlError for an unknown
+    simulator, coverage off Verilator, a parameter that is not an int or a missing source."""
     if simulator not in SIMULATORS:
         raise RtlError(f"simulator must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
     if coverage and simulator != "verilator":
@@ -262,21 +328,25 @@ def run_bench(
     for s in srcs:
         if not s.is_file():
             raise RtlError(f"no such source file: {s}")
-    tool = require("verilator" if simulator == "verilator" else "iverilog")
-    env = tool_env()
-    env.pop("PYTEST_CURRENT_TEST", None)  # keep cocotb from sys.exit()ing; we parse results ourselves
+    return parameters, srcs
 
-    flavour = "".join(["-cov" if coverage else "", "-waves" if waves else ""])
-    build_dir = (build_root or default_build_root()) / f"{toplevel}-{simulator}{flavour}-{_slug(parameters)}"
-    runner = _get_runner(simulator)
 
-    # --- build (locked, skipped when the stamp matches) -------------------------------------------------------
+def _build_args(simulator: str, coverage: bool) -> list[str]:
+    """The simulator's build flags: :data:`VERILATOR_FLAGS` (and line coverage) for Verilator, none for Icarus."""
     build_args: list[str] = []
     if simulator == "verilator":
         build_args += list(VERILATOR_FLAGS)
         if coverage:
             build_args.append("--coverage-line")
-    stamp = json.dumps(
+    return build_args
+
+
+def _build_stamp(
+    toplevel: str, srcs: list[Path], parameters: dict[str, int], build_args: list[str], waves: bool, tool: str
+) -> str:
+    """What a build depends on (sources and their contents, parameters, flags, the tool and its mtime) as JSON: a
+    build directory whose stamp file holds the same text is up to date."""
+    return json.dumps(
         {
             "toplevel": toplevel,
             "sources": [str(s) for s in srcs],
@@ -289,9 +359,24 @@ def run_bench(
         },
         sort_keys=True,
     )
+
+
+def _build(
+    runner,  # noqa: ANN001 - cocotb's Runner type
+    env: dict[str, str],
+    toplevel: str,
+    simulator: str,
+    srcs: list[Path],
+    parameters: dict[str, int],
+    build_args: list[str],
+    build_dir: Path,
+    waves: bool,
+    stamp: str,
+) -> bool:
+    """Build ``toplevel`` into ``build_dir`` under the directory's lock unless its binary exists and its stamp file
+    holds ``stamp``; True when it built. A failed build raises :class:`BuildError` with the log's first diagnostic."""
     binary = build_dir / (toplevel if simulator == "verilator" else "sim.vvp")
     stamp_file = build_dir / "lowbit_build.json"
-    t0 = time.monotonic()
     built = False
     with _locked(build_dir / ".lock"):
         if not (binary.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp):
@@ -318,23 +403,49 @@ def run_bench(
                 raise BuildError(head + one_line(_first_diagnostic(tail, str(exc)), room) + where, tail) from None
             stamp_file.write_text(stamp)
             built = True
-    build_seconds = time.monotonic() - t0
+    return built
 
-    # --- run -------------------------------------------------------------------------------------------------
+
+def _fresh_run_dir(build_dir: Path, testcase: str | None) -> Path:
+    """A new, empty run directory under ``<build dir>/runs/``, unique to this process and call."""
     run_dir = build_dir / "runs" / f"{(testcase or 'all').replace(',', '+')}-{os.getpid()}-{next(_run_counter)}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _bench_env(
+    run_dir: Path, parameters: dict[str, int], extra_env: Mapping[str, str] | None, data: object | None
+) -> dict[str, str]:
+    """The bench's environment variables: the parameters (:data:`PARAMS_ENV`), ``extra_env`` and, when ``data`` is
+    given, :data:`BENCH_JSON_ENV` naming the ``bench_input.json`` it is written to in ``run_dir``."""
     bench_env = {PARAMS_ENV: json.dumps(parameters, sort_keys=True)}
     bench_env.update({k: str(v) for k, v in (extra_env or {}).items()})
     if data is not None:
         path = run_dir / "bench_input.json"
         path.write_text(json.dumps(data))
         bench_env[BENCH_JSON_ENV] = str(path)
-    env.update(bench_env)
-    results_xml = run_dir / "results.xml"
-    log = run_dir / "sim.log"
-    t1 = time.monotonic()
-    sim_error: str | None = None
+    return bench_env
+
+
+def _run_tests(
+    runner,  # noqa: ANN001 - cocotb's Runner type
+    env: dict[str, str],
+    bench_env: dict[str, str],
+    *,
+    test_module: str,
+    toplevel: str,
+    testcase: str | None,
+    seed: int | None,
+    waves: bool,
+    parameters: dict[str, int],
+    build_dir: Path,
+    run_dir: Path,
+    results_xml: Path,
+    log: Path,
+) -> str | None:
+    """Run the cocotb tests in ``run_dir``; the simulator's failure (repr of the exception) or None. The tests'
+    own outcome is in ``results_xml``."""
     try:
         with _environ(env):
             runner.test(
@@ -353,10 +464,15 @@ def run_bench(
                 log_file=log,
             )
     except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
-        sim_error = f"{exc!r}"
-    run_seconds = time.monotonic() - t1
+        return f"{exc!r}"
+    return None
 
-    where = f"{toplevel} {parameters} on {simulator}"
+
+def _checked_results(
+    results_xml: Path, log: Path, where: str, sim_error: str | None, test_module: str, testcase: str | None
+) -> int:
+    """The number of cocotb tests that ran, all passing; otherwise AssertionError: no results, no test run,
+    failing tests (each with its message) or a simulator failure though the tests passed."""
     try:
         tests, failed = parse_results(results_xml)
     except (FileNotFoundError, ET.ParseError):
@@ -371,23 +487,7 @@ def run_bench(
         raise AssertionError("\n".join(lines))
     if sim_error is not None:
         raise AssertionError(f"{where}: simulator failed ({sim_error}) though tests passed; log {log}")
-    cov = run_dir / "coverage.dat"
-    keep = coverage or waves or os.environ.get("LOWBIT_RTL_KEEP_RUNS", "") not in ("", "0")
-    if not keep:  # passing runs leave nothing behind unless asked (failing ones keep their log for the message)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return BenchResult(
-        toplevel=toplevel,
-        simulator=simulator,
-        build_dir=build_dir,
-        run_dir=run_dir,
-        results_xml=results_xml,
-        tests=tests,
-        failures=0,
-        build_seconds=build_seconds,
-        run_seconds=run_seconds,
-        built=built,
-        coverage_dat=cov if coverage and cov.is_file() else None,
-    )
+    return tests
 
 
 # --- Verilator line coverage -----------------------------------------------------------------------------------

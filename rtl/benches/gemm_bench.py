@@ -4,13 +4,13 @@ Input (``run_bench(data=...)``, read with :func:`rtl.benches.bench_input`)::
 
     {"results_path": "/path/results.json",       # where the bench writes one record per job
      "jobs": [{"name": str, "M": int, "N": int,  # GEMM output shape
-               "cfg": {"cfg_order": ..., ...},   # rtl.driver.top_config(plan)
-               "w_beats": [int, ...],            # rtl.driver.gemm_streams(...)[0]: the weight stream
-               "beats": [int, ...],              # rtl.driver.gemm_streams(...)[1]: the activation stream
-               "outputs": [[m, n0], ...],        # rtl.driver.output_order(plan): each output beat's rows
+               "cfg": {"cfg_order": ..., ...},   # rtl.encoding.top_config(plan)
+               "w_beats": [int, ...],            # rtl.encoding.gemm_streams(...)[0]: the weight stream
+               "beats": [int, ...],              # rtl.encoding.gemm_streams(...)[1]: the activation stream
+               "outputs": [[m, n0], ...],        # rtl.encoding.output_order(plan): each output beat's rows
                "expected": [[int, ...], ...],    # [M][N] exact products (compared modulo 2^ACC_BITS)
                "blocks": int,                    # optional, reduction blocks: then "outputs" holds [m, n0, b]
-                                                 # (rtl.driver.block_output_order) and "expected" [b][M][N]
+                                                 # (rtl.encoding.block_output_order) and "expected" [b][M][N]
                "gap_prob": float,                # probability that in_valid stays low in a cycle
                "stall_prob": float,              # probability that out_ready is low in a cycle
                "seed": int, "max_cycles": int}, ...]}
@@ -37,7 +37,7 @@ from cocotb.triggers import FallingEdge
 
 from rtl.benches import bench_input, parameters
 from rtl.benches.streams import play_streams, run_jobs
-from rtl.driver import decode_output_beat
+from rtl.encoding import decode_output_beat
 
 #: Inputs held at 0 through reset; the configuration inputs are the jobs' ``cfg`` keys (the ws and os tops differ).
 _STREAM_PORTS = ("start", "w_valid", "w_data", "in_valid", "in_data", "out_ready")

@@ -7,10 +7,10 @@ Input (``run_bench(data=...)``, built by :func:`rtl.layer.layer_job`)::
      "jobs": [{"name": str, "M": int, "N": int,            # output codes [M, N] (GEMM layout)
                "zero_point": int, "out_min": int, "out_max": int, "pad_code": int,
                "consts": [[addr, int], ...],             # constant-memory writes: a column fold of one block each
-               "cfg": {...},                             # rtl.driver.top_config(plan) of the layer's GEMM
-               "w_beats": [int, ...],                    # rtl.driver.gemm_streams(...)[0]: weights
-               "beats": [int, ...],                      # rtl.driver.gemm_streams(...)[1]: activations
-               "outputs": [[m, n0], ...],                # rtl.driver.output_order(plan): the last block's beats
+               "cfg": {...},                             # rtl.encoding.top_config(plan) of the layer's GEMM
+               "w_beats": [int, ...],                    # rtl.encoding.gemm_streams(...)[0]: weights
+               "beats": [int, ...],                      # rtl.encoding.gemm_streams(...)[1]: activations
+               "outputs": [[m, n0], ...],                # rtl.encoding.output_order(plan): the last block's beats
                "max_cycles": int,
                "expected": [[int, ...], ...],            # [M][N] golden output codes
                "gap_prob": float, "stall_prob": float, "seed": int}, ...]}
@@ -36,7 +36,7 @@ from cocotb.triggers import FallingEdge
 
 from rtl.benches import parameters
 from rtl.benches.streams import MAX_MESSAGES, play_streams, run_jobs
-from rtl.driver import decode_output_beat
+from rtl.encoding import decode_output_beat
 
 _CFG_PORTS = (
     "cfg_order",

@@ -110,16 +110,7 @@ async def _run(dut, outputs: list[Output], rng: random.Random, gaps: bool, signe
     await FallingEdge(dut.clk)
     dut.rst_n.value = 1
 
-    # per-cycle input sequence: (en, beat or None); beat = (out index, h)
-    cycles: list[tuple[int, tuple[int, int] | None]] = []
-    for i, out in enumerate(outputs):
-        for h in range(len(out.beats)):
-            while gaps and rng.random() < 0.15:
-                cycles.append((int(rng.random() < 0.5), None))
-            if gaps and rng.random() < 0.1:
-                cycles.append((0, (i, h)))  # stalled cycle: the beat is presented but not sampled
-            cycles.append((1, (i, h)))
-    cycles += [(1, None)] * 3
+    cycles = _schedule(outputs, rng, gaps)
 
     expected: deque[tuple[int, int]] = deque((i, o.golden()) for i, o in enumerate(outputs))
     # register model
@@ -132,31 +123,7 @@ async def _run(dut, outputs: list[Output], rng: random.Random, gaps: bool, signe
     running = 0  # the emulated external accumulator buffer (A after the previous beat of the current output)
     for cycle, (en, beat) in enumerate(cycles):
         dut.en.value = en
-        if beat is None:
-            dut.in_valid.value = 0
-            dut.psum.value = rng.getrandbits(cfg["PSUM_BITS"])  # junk on idle cycles must be ignored
-            dut.in_first.value = rng.getrandbits(1)
-            dut.in_last.value = rng.getrandbits(1)
-        else:
-            i, h = beat
-            out = outputs[i]
-            m, p = out.beats[h]
-            first, last = h == 0, h == len(out.beats) - 1
-            ext = (not first) and out.ext[h - 1]
-            dut.in_valid.value = 1
-            dut.in_first.value = int(first)
-            dut.in_last.value = int(last)
-            dut.in_acc_ext.value = int(ext)
-            dut.psum.value = p & ((1 << cfg["PSUM_BITS"]) - 1)
-            dut.mult.value = m
-            dut.bias.value = (out.bias if first else rng.getrandbits(cfg["BIAS_BITS"])) & ((1 << cfg["BIAS_BITS"]) - 1)
-            dut.bias_shift.value = out.bias_shift if first else rng.randrange(0, 63)
-            dut.acc_in.value = (running if ext else rng.getrandbits(ab)) & amask
-            dut.shift.value = out.shift if last else rng.randrange(1, 63)
-            obm = (1 << (ob + 1)) - 1
-            dut.zero_point.value = (out.zero_point if last else rng.getrandbits(ob)) & obm
-            dut.out_min.value = (out.lo if last else 0) & obm
-            dut.out_max.value = (out.hi if last else 0) & obm
+        _drive(dut, cfg, outputs, beat, running, rng)
         # --- model of the edge ---
         if en:
             new_out_valid = acc_valid & acc_last
@@ -166,7 +133,7 @@ async def _run(dut, outputs: list[Output], rng: random.Random, gaps: bool, signe
                 out_code = min(max(y, lo_q), hi_q)
             out_valid = new_out_valid
             acc_valid = int(beat is not None)
-            acc_last = int(beat is not None and h == len(outputs[beat[0]].beats) - 1)
+            acc_last = int(beat is not None and beat[1] == len(outputs[beat[0]].beats) - 1)
             if beat is not None:
                 i, h = beat
                 out = outputs[i]
@@ -203,6 +170,55 @@ async def _run(dut, outputs: list[Output], rng: random.Random, gaps: bool, signe
     assert not expected, f"scoreboard not empty: {len(expected)} outputs never appeared (last seen {last_out_index})"
     dut._log.info("checked %d outputs over %d cycles", len(outputs), len(cycles))
     return len(outputs)
+
+
+def _schedule(outputs: list[Output], rng: random.Random, gaps: bool) -> list[tuple[int, tuple[int, int] | None]]:
+    """Per-cycle input sequence: (en, beat or None); beat = (out index, h). With ``gaps``, idle cycles (some with
+    ``en = 0``) and stalled cycles (the beat presented with ``en = 0``, not sampled) fall between the beats."""
+    cycles: list[tuple[int, tuple[int, int] | None]] = []
+    for i, out in enumerate(outputs):
+        for h in range(len(out.beats)):
+            while gaps and rng.random() < 0.15:
+                cycles.append((int(rng.random() < 0.5), None))
+            if gaps and rng.random() < 0.1:
+                cycles.append((0, (i, h)))  # stalled cycle: the beat is presented but not sampled
+            cycles.append((1, (i, h)))
+    cycles += [(1, None)] * 3
+    return cycles
+
+
+def _drive(
+    dut, cfg: dict[str, int], outputs: list[Output], beat: tuple[int, int] | None, running: int, rng: random.Random
+) -> None:
+    """Put one cycle's inputs on the ports: beat ``h`` of output ``i`` (junk on the fields only a first or a last
+    beat uses, ``acc_in`` = ``running`` on an external-accumulator beat), or junk with ``in_valid = 0``."""
+    ab, ob = cfg["ACC_BITS"], cfg["OUT_BITS"]
+    amask = (1 << ab) - 1
+    if beat is None:
+        dut.in_valid.value = 0
+        dut.psum.value = rng.getrandbits(cfg["PSUM_BITS"])  # junk on idle cycles must be ignored
+        dut.in_first.value = rng.getrandbits(1)
+        dut.in_last.value = rng.getrandbits(1)
+    else:
+        i, h = beat
+        out = outputs[i]
+        m, p = out.beats[h]
+        first, last = h == 0, h == len(out.beats) - 1
+        ext = (not first) and out.ext[h - 1]
+        dut.in_valid.value = 1
+        dut.in_first.value = int(first)
+        dut.in_last.value = int(last)
+        dut.in_acc_ext.value = int(ext)
+        dut.psum.value = p & ((1 << cfg["PSUM_BITS"]) - 1)
+        dut.mult.value = m
+        dut.bias.value = (out.bias if first else rng.getrandbits(cfg["BIAS_BITS"])) & ((1 << cfg["BIAS_BITS"]) - 1)
+        dut.bias_shift.value = out.bias_shift if first else rng.randrange(0, 63)
+        dut.acc_in.value = (running if ext else rng.getrandbits(ab)) & amask
+        dut.shift.value = out.shift if last else rng.randrange(1, 63)
+        obm = (1 << (ob + 1)) - 1
+        dut.zero_point.value = (out.zero_point if last else rng.getrandbits(ob)) & obm
+        dut.out_min.value = (out.lo if last else 0) & obm
+        dut.out_max.value = (out.hi if last else 0) & obm
 
 
 def _random_output(rng: random.Random, cfg: dict[str, int], signed: int) -> Output:
@@ -263,53 +279,68 @@ async def requant_corners(dut) -> None:
 def corner_outputs(cfg: dict[str, int], signed: int, rng: random.Random) -> list[Output]:
     """Rounding ties for every shift, saturation edges, extreme multipliers/partial sums/bias shifts."""
     qmin, qmax = _code_range(cfg, signed)
-    zp0 = 0
+    zps = sorted({qmin, 0, (qmin + qmax) // 2, qmax})
+    outputs = _rounding_ties(cfg, qmin, qmax, zps, rng)
+    outputs += _saturation_edges(cfg, qmin, qmax, zps)
+    outputs += _extreme_operands(cfg, qmin, qmax, zps, rng)
+    return [out for out in outputs if _fits(out, cfg)]
+
+
+def _exact_output(acc_target: int, shift: int, zp: int, lo: int, hi: int, cfg: dict[str, int]) -> Output:
+    """An output whose accumulator A is exactly ``acc_target``."""
     pmax, pmin = (1 << (cfg["PSUM_BITS"] - 1)) - 1, -(1 << (cfg["PSUM_BITS"] - 1))
     mmax = (1 << cfg["MULT_BITS"]) - 1
+    # realise A exactly with one beat M = 1, P = part, plus the bias (T = 0) for the rest
+    part = max(pmin, min(pmax, acc_target))
+    rest = acc_target - part
+    if not (-(1 << 31) <= rest < (1 << 31)):
+        # large A: M * P with a big multiplier, bias absorbs the remainder
+        m = mmax
+        p = max(pmin, min(pmax, acc_target // m))
+        rest = acc_target - m * p
+        t = 0
+        while not (-(1 << 31) <= rest >> t < (1 << 31)) and t < shift:
+            t += 1
+        b = rest >> t
+        return Output([(m, p)], b, t, shift, zp, lo, hi, [])
+    return Output([(1, part)], rest, 0, shift, zp, lo, hi, [])
+
+
+def _rounding_ties(cfg: dict[str, int], qmin: int, qmax: int, zps: list[int], rng: random.Random) -> list[Output]:
+    """A = k * 2^S + d around the rounding ties (d = +-2^(S-1), +-1) and around 0, for every shift S in 1..62."""
     outputs: list[Output] = []
-    zps = sorted({qmin, zp0, (qmin + qmax) // 2, qmax})
-
-    def add(acc_target: int, shift: int, zp: int, lo: int = qmin, hi: int = qmax) -> None:
-        # realise A exactly with one beat M = 1, P = part, plus the bias (T = 0) for the rest
-        part = max(pmin, min(pmax, acc_target))
-        rest = acc_target - part
-        if not (-(1 << 31) <= rest < (1 << 31)):
-            # large A: M * P with a big multiplier, bias absorbs the remainder
-            m = mmax
-            p = max(pmin, min(pmax, acc_target // m))
-            rest = acc_target - m * p
-            t = 0
-            while not (-(1 << 31) <= rest >> t < (1 << 31)) and t < shift:
-                t += 1
-            b = rest >> t
-            out = Output([(m, p)], b, t, shift, zp, lo, hi, [])
-        else:
-            out = Output([(1, part)], rest, 0, shift, zp, lo, hi, [])
-        if _fits(out, cfg):
-            outputs.append(out)
-
     for s in range(1, 63):
         half = 1 << (s - 1)
         for k in (-3, -2, -1, 0, 1, 2, 5):
             for d in (-half - 1, -half, -half + 1, -1, 0, 1, half - 1, half, half + 1):
-                add(k * (1 << s) + d, s, zps[rng.randrange(len(zps))])
-    # saturation edges: after the shift the value is lo-1, lo, lo+1, hi-1, hi, hi+1 (zero point 0 and others)
+                outputs.append(_exact_output(k * (1 << s) + d, s, zps[rng.randrange(len(zps))], qmin, qmax, cfg))
+    return outputs
+
+
+def _saturation_edges(cfg: dict[str, int], qmin: int, qmax: int, zps: list[int]) -> list[Output]:
+    """Saturation edges: after the shift the value is lo-1, lo, lo+1, hi-1, hi, hi+1 (zero point 0 and others)."""
+    outputs: list[Output] = []
     for s in (1, 7, 16, 31, 45, 62):
         for zp in zps:
             for target in (qmin - 1, qmin, qmin + 1, qmax - 1, qmax, qmax + 1, qmin - 1000, qmax + 1000):
                 for d in (-(1 << (s - 1)) - 1, -(1 << (s - 1)), 0, (1 << (s - 1)) - 1):
-                    add(((target - zp) << s) + d, s, zp)
-                    add(((target - zp) << s) + d, s, zp, max(qmin, zp), qmax)  # fused ReLU clamp
-    # extreme multipliers, partial sums and bias shifts, multi-block
+                    outputs.append(_exact_output(((target - zp) << s) + d, s, zp, qmin, qmax, cfg))
+                    # fused ReLU clamp
+                    outputs.append(_exact_output(((target - zp) << s) + d, s, zp, max(qmin, zp), qmax, cfg))
+    return outputs
+
+
+def _extreme_operands(cfg: dict[str, int], qmin: int, qmax: int, zps: list[int], rng: random.Random) -> list[Output]:
+    """Extreme multipliers, partial sums and bias shifts, and a multi-block output per multiplier."""
+    pmax, pmin = (1 << (cfg["PSUM_BITS"] - 1)) - 1, -(1 << (cfg["PSUM_BITS"] - 1))
+    mmax = (1 << cfg["MULT_BITS"]) - 1
+    zp0 = 0
+    outputs: list[Output] = []
     for m in (0, 1, 1 << 30, mmax):
         for p in (pmin, pmin + 1, -1, 0, 1, pmax):
             for s in (1, 30, 31, 62):
                 for t in (0, s // 2, s):
                     for b in (-(1 << 31), -1, 0, 1, (1 << 31) - 1):
-                        out = Output([(m, p)], b, t, s, zps[rng.randrange(len(zps))], qmin, qmax, [])
-                        if _fits(out, cfg):
-                            outputs.append(out)
-        out = Output([(m, pmin // 2), (m, pmax // 2 + 1), (m, -1)], 0, 0, 31, zp0, qmin, qmax, [True, False])
-        if _fits(out, cfg):
-            outputs.append(out)
+                        outputs.append(Output([(m, p)], b, t, s, zps[rng.randrange(len(zps))], qmin, qmax, []))
+        outputs.append(Output([(m, pmin // 2), (m, pmax // 2 + 1), (m, -1)], 0, 0, 31, zp0, qmin, qmax, [True, False]))
     return outputs

@@ -137,17 +137,7 @@ async def play_streams(
             )
             break
         out_valid = int(out_valid_s.value)
-        # inputs: after a random gap offer the next beat, then hold it until taken
-        for name, beats in inputs.items():
-            valid_s, ready_s, data_s = ports[name]
-            ready = int(ready_s.value)
-            if not offering[name] and sent[name] < len(beats) and rng.random() >= gap_prob:
-                offering[name] = True
-                data_s.value = beats[sent[name]]
-            valid_s.value = int(offering[name])
-            if offering[name] and ready:  # taken at the coming rising edge
-                sent[name] += 1
-                offering[name] = False
+        _offer_inputs(inputs, ports, sent, offering, rng, gap_prob)
         # output: random backpressure; a beat with out_valid & out_ready is taken at the coming rising edge
         ready = int(rng.random() >= stall_prob)
         out_ready_s.value = ready
@@ -170,6 +160,42 @@ async def play_streams(
     for valid_s, _, _ in ports.values():
         valid_s.value = 0
     out_ready_s.value = 0
+    _check_leftovers(result, prefix, queue, n_out, inputs, sent)
+    result.sent, result.received = sum(sent.values()), received
+    return result
+
+
+def _offer_inputs(
+    inputs: dict[str, list[int]],
+    ports: dict[str, tuple[Any, Any, Any]],
+    sent: dict[str, int],
+    offering: dict[str, bool],
+    rng: random.Random,
+    gap_prob: float,
+) -> None:
+    """One cycle of every input stream: after a random gap offer the next beat, then hold it until taken (a beat
+    offered while its ``*_ready`` is high is taken at the coming rising edge and counted in ``sent``)."""
+    for name, beats in inputs.items():
+        valid_s, ready_s, data_s = ports[name]
+        ready = int(ready_s.value)
+        if not offering[name] and sent[name] < len(beats) and rng.random() >= gap_prob:
+            offering[name] = True
+            data_s.value = beats[sent[name]]
+        valid_s.value = int(offering[name])
+        if offering[name] and ready:  # taken at the coming rising edge
+            sent[name] += 1
+            offering[name] = False
+
+
+def _check_leftovers(
+    result: StreamResult,
+    prefix: str,
+    queue: deque,
+    n_out: int,
+    inputs: dict[str, list[int]],
+    sent: dict[str, int],
+) -> None:
+    """Fail ``result`` for output beats that never arrived and for input beats that were never taken."""
     if queue:
         result.fail(
             f"{prefix}scoreboard queue not empty: {len(queue)} of {n_out} output beats never arrived "
@@ -178,5 +204,3 @@ async def play_streams(
     for name, beats in inputs.items():
         if sent[name] != len(beats):
             result.fail(f"{prefix}only {sent[name]} of {len(beats)} {name} beats were taken")
-    result.sent, result.received = sum(sent.values()), received
-    return result

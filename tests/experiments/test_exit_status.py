@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cli_run import run_cli, tree_snapshot
 
-import rtl.driver
+import rtl.prediction
 from experiments import cli
 from experiments.staging import STAGE_PREFIX, staged_dir
 
@@ -198,8 +198,8 @@ def test_an_internal_error_exits_3_with_its_traceback(
 def test_a_cycle_mismatch_in_rtl_gemm_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = rtl.driver.predicted_cycles
-    monkeypatch.setattr(rtl.driver, "predicted_cycles", lambda *a, **k: real(*a, **k) + 1)
+    real = rtl.prediction.predicted_cycles
+    monkeypatch.setattr(rtl.prediction, "predicted_cycles", lambda *a, **k: real(*a, **k) + 1)
     code, out, _ = run_cli(
         ["rtl", "gemm", "--m", "4", "--k", "8", "--n", "4", "--pair", "w8a8", "--array", "4x4", "--pe", "fixed"], capsys
     )
@@ -218,8 +218,8 @@ def test_a_cycle_mismatch_in_rtl_verify_exits_1(
     argv = ["rtl", "verify", "--export", str(export), "--layer", "3", "--array", "4x4", "--images", "1"]
     code, out, _ = run_cli(argv, capsys)
     assert code == 0 and "DIFFERENT" not in out
-    real = rtl.driver.predicted_layer_cycles
-    monkeypatch.setattr(rtl.driver, "predicted_layer_cycles", lambda *a, **k: real(*a, **k) + 1)
+    real = rtl.prediction.predicted_layer_cycles
+    monkeypatch.setattr(rtl.prediction, "predicted_layer_cycles", lambda *a, **k: real(*a, **k) + 1)
     code, out, _ = run_cli(argv, capsys)
     assert code == 1 and "DIFFERENT" in out
 

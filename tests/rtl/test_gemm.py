@@ -8,7 +8,7 @@ signed/unsigned ranges), GEMMs smaller and larger than the array (several row an
 untiled NKM schedule and random mappings from sim's candidate set (every loop order, tiles that do not divide M),
 and streams with and without random valid gaps and output backpressure.
 
-The records of every run land in ``<build root>/gemm_cycles/<build>.json``; ``python -m rtl.driver cycles-table``
+The records of every run land in ``<build root>/gemm_cycles/<build>.json``; ``python -m rtl.tables cycles-table``
 renders them as the table of ``docs/rtl.md`` (section "Cycles").
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtl import driver
+from rtl import encoding, gemm_plan, kinds, prediction
 from rtl.gemm import BENCH, TOP, gemm_job
 from rtl.runner import SRC_DIR, TOP_PARTS, default_build_root, run_bench, source
 
@@ -47,7 +47,7 @@ class Build:
     max_m: int = 64  # the largest M of the build's jobs
     overlap_hw: bool = False  # ws: the double-buffered weight registers (the build then runs both profiles)
     simulator: str = "verilator"
-    dataflow: str = "ws"  # ws, os, or is (a ws top of driver.transposed_kind PEs running is GEMMs only)
+    dataflow: str = "ws"  # ws, os, or is (a ws top of kinds.transposed_kind PEs running is GEMMs only)
     is_jobs: bool = False  # a ws build that also runs input-stationary GEMMs (the transposed ws GEMM)
     max_blocks: int = 1  # > 1: the top's MAX_BLOCKS; every third ws/os job then splits K into 2..max_blocks blocks
 
@@ -69,8 +69,8 @@ class Build:
 
     @property
     def parameters(self) -> dict[str, int]:
-        pe = driver.transposed_kind(self.pe_kind) if self.dataflow == "is" else self.pe_kind
-        return driver.top_parameters(
+        pe = kinds.transposed_kind(self.pe_kind) if self.dataflow == "is" else self.pe_kind
+        return encoding.top_parameters(
             self.rows,
             self.cols,
             pe,
@@ -86,7 +86,7 @@ class Build:
 
     @property
     def top(self) -> str:
-        return driver.DATAFLOWS[self.dataflow]
+        return kinds.DATAFLOWS[self.dataflow]
 
     @property
     def sources(self) -> list[Path]:
@@ -120,7 +120,7 @@ class Job:
     tile_m: int = 0  # elements per stream tile of M (of N for is; 0: untiled)
     preload: str = "serial"  # the timing profile this GEMM runs
     dataflow: str = "ws"  # ws, os, or is (a ws build running the transposed GEMM)
-    n_blocks: int = 1  # reduction blocks (rtl.driver.block_split): the top sends each block's product
+    n_blocks: int = 1  # reduction blocks (rtl.gemm_plan.block_split): the top sends each block's product
 
 
 BUILDS = [
@@ -207,11 +207,11 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
         if dataflow == "os":  # os: SCALE-Sim's NMK or MNK, no stream tiles
             order = 4 if i % 3 and not table and rng.random() < 0.5 else 1
         elif i % 3 and not table:
-            order, tile_m = rng.randrange(6), rng.choice(driver.offered_tile_rows(stream))
+            order, tile_m = rng.randrange(6), rng.choice(gemm_plan.offered_tile_rows(stream))
             # the partial sums of the ws GEMM the array runs (is: the transpose's)
             shape = (N, K, M) if dataflow == "is" else (M, K, N)
-            need = driver.psum_rows_needed(
-                driver.plan_gemm(*shape, R, C, build.pe_kind, w, a, order=order, tile_m=tile_m)
+            need = gemm_plan.psum_rows_needed(
+                gemm_plan.plan_gemm(*shape, R, C, build.pe_kind, w, a, order=order, tile_m=tile_m)
             )
             if need > build.psum_rows:  # too many partial sums for the buffer: keep the row folds innermost
                 order = rng.choice([1, 4])
@@ -244,7 +244,7 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
 
     rounds = max(1, 12 // len(pairs))  # a fixed build has one pair: run its mix several times
     for p, pair in enumerate(pairs * rounds):
-        pack = driver.pack_factor(build.pe_kind, pair[0], pair[1])
+        pack = kinds.pack_factor(build.pe_kind, pair[0], pair[1])
         depth = R * pack  # reduction elements one row fold covers
         # smaller than the array: one fold with partial rows/columns
         add(
@@ -272,7 +272,7 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
     if quick:
         return jobs
     full = pairs[0]
-    pack = driver.pack_factor(build.pe_kind, full[0], full[1])
+    pack = kinds.pack_factor(build.pe_kind, full[0], full[1])
     # corners of M and of the accumulator range; heavy stalls on both streams
     add("m1", 1, 2 * R * pack + 1, 2 * C + 1, full, "extreme", stream=(0.5, 0.5))
     add("mmax", Mx, R * pack, C, full, "extreme", stream=(0.0, 0.7))
@@ -285,15 +285,15 @@ def jobs_of(build: Build, quick: bool = False) -> list[Job]:
         "corner",
         stream=(0.7, 0.7),
     )
-    if build.pe_kind in driver.SERIAL_KINDS and R * C >= 64:
+    if build.pe_kind in kinds.SERIAL_KINDS and R * C >= 64:
         # bulk random MACs at the pair with the fewest beats per element (w8a2 Stripes, w2a2 Loom), full M
-        cheap = min(pairs, key=lambda p: (driver.beats_per_element(build.pe_kind, p[0], p[1]), -p[0] * p[1]))
+        cheap = min(pairs, key=lambda p: (kinds.beats_per_element(build.pe_kind, p[0], p[1]), -p[0] * p[1]))
         for _ in range(2):
             add("bulk", Mx, 16 * R, 8 * C, cheap, "random")
     # large GEMMs (most of the suite's MACs): many folds, full M
     for k in range(3):
         pair = pairs[k * len(pairs) // 3]
-        pack = driver.pack_factor(build.pe_kind, pair[0], pair[1])
+        pack = kinds.pack_factor(build.pe_kind, pair[0], pair[1])
         add(
             "large",
             Mx,
@@ -311,7 +311,7 @@ def operands(job: Job) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(job.seed)
 
     def draw(shape: tuple[int, int], bits: int, signed: bool) -> np.ndarray:
-        lo, hi = driver.operand_range(bits, signed)
+        lo, hi = kinds.operand_range(bits, signed)
         if job.values == "extreme":
             return np.full(shape, lo if signed else hi, dtype=np.int64)
         x = rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
@@ -346,15 +346,15 @@ def _predicted(
     """sim's compute_cycles for the GEMM on the build's array at the dataflow and profile (``n_blocks`` reduction
     blocks: sim's ``in_blocks``)."""
     if dataflow == "is":
-        return driver.predicted_is_cycles(
+        return prediction.predicted_is_cycles(
             M, K, N, build.rows, build.cols, build.pe_kind, w, a, order or 0, tile, preload
         )
-    return driver.predicted_cycles(
+    return prediction.predicted_cycles(
         M, K, N, build.rows, build.cols, build.pe_kind, w, a, order, tile, preload, dataflow, n_blocks
     )
 
 
-def _order_name(job: Job, plan: driver.GemmPlan) -> str:
+def _order_name(job: Job, plan: gemm_plan.GemmPlan) -> str:
     """sim's loop_order of the job (is: in the GEMM's own dimensions, not the transpose's)."""
     from sim.mapping import gemm_order_name
 
@@ -384,7 +384,7 @@ def _bench_job(build: Build, job: Job) -> tuple[dict, dict]:
         dataflow=job.dataflow,
         n_blocks=job.n_blocks,
     )
-    assert driver.psum_rows_needed(plan) <= build.psum_rows, job
+    assert gemm_plan.psum_rows_needed(plan) <= build.psum_rows, job
     record = {
         "name": job.name,
         "build": build.id,
@@ -484,7 +484,7 @@ def test_suite_checks_a_million_random_macs() -> None:
     does each bit-serial kind on its own."""
     random_macs = sum(j.M * j.K * j.N for b in BUILDS for j in jobs_of(b) if j.values == "random")
     assert random_macs >= 1_000_000, random_macs
-    for kind in driver.SERIAL_KINDS:
+    for kind in kinds.SERIAL_KINDS:
         macs = sum(j.M * j.K * j.N for b in BUILDS if b.pe_kind == kind for j in jobs_of(b) if j.values == "random")
         assert macs >= 1_000_000, (kind, macs)
 
@@ -554,12 +554,12 @@ def _docs_tables() -> tuple[list[list[str]], list[list[str]]]:
 
 
 def test_docs_cycles_table_is_current() -> None:
-    """docs/rtl.md's cycles tables (``python -m rtl.driver cycles-table``) list this suite's builds and flagged
+    """docs/rtl.md's cycles tables (``python -m rtl.tables cycles-table``) list this suite's builds and flagged
     GEMMs, and every listed cycle count equals sim's prediction (no RTL run needed for this check)."""
     summary, detail = _docs_tables()
     suite = {b.id: (b, jobs_of(b, quick=b.simulator == "icarus")) for b in BUILDS + ICARUS_BUILDS}
     assert sorted(row[0] for row in summary) == sorted(suite), (
-        "rerun the GEMM tests and python -m rtl.driver cycles-table: the builds in docs/rtl.md differ from the suite"
+        "rerun the GEMM tests and python -m rtl.tables cycles-table: the builds in docs/rtl.md differ from the suite"
     )
     for row in summary:
         build, jobs = suite[row[0]]
@@ -581,8 +581,8 @@ def test_docs_cycles_table_is_current() -> None:
         build = Build("docs", pe, rows, cols, dataflow=dataflow)
         predicted = _predicted(build, M, K, N, w, a, preload=preload, dataflow=dataflow)
         plan = (
-            driver.plan_gemm(N, K, M, rows, cols, pe, a, w, preload=preload)
+            gemm_plan.plan_gemm(N, K, M, rows, cols, pe, a, w, preload=preload)
             if dataflow == "is"
-            else driver.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
+            else gemm_plan.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
         )
         assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)

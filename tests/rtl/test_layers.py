@@ -96,7 +96,7 @@ def test_sim_layer_is_the_lowered_gemm_with_the_exports_blocks(export, kind: str
     blocks; sim's blocked cost is the sum of the blocks' GEMMs, which is what the RTL runs. On the 8x8 Bit-Fusion
     array at w4a8 the PTQ-SL conv (K = 144 -> 2 x 72: 5 + 5 row folds of 16 slots instead of 9) costs 11 % more
     than the same layer without blocks."""
-    from rtl import driver
+    from rtl import prediction
     from rtl.layer import golden_layer_inputs, lower_layer, sample_images, sim_layer
 
     model = load_export(export(kind))
@@ -106,13 +106,13 @@ def test_sim_layer_is_the_lowered_gemm_with_the_exports_blocks(export, kind: str
         M = lower_layer(lay, inputs[lay.name]).shape[0]
         assert (view.M, view.K, view.N, view.in_blocks) == (M, lay.reduction, lay.out_features, lay.n_h)
         assert view.block_k == tuple(np.diff(lay.col_bounds).tolist())
-        blocked = driver.predicted_layer_cycles(view, 8, 8, "bitfusion", lay.w_bits, lay.in_bits)
+        blocked = prediction.predicted_layer_cycles(view, 8, 8, "bitfusion", lay.w_bits, lay.in_bits)
         per_block = [
-            driver.predicted_cycles(M, k, lay.out_features, 8, 8, "bitfusion", lay.w_bits, lay.in_bits)
+            prediction.predicted_cycles(M, k, lay.out_features, 8, 8, "bitfusion", lay.w_bits, lay.in_bits)
             for k in view.block_k
         ]
         assert blocked == sum(c + 1 for c in per_block) - 1
-        single = driver.predicted_layer_cycles(
+        single = prediction.predicted_layer_cycles(
             sim_layer(lay, inputs[lay.name], in_blocks=1), 8, 8, "bitfusion", lay.w_bits, lay.in_bits
         )
         if kind == "ptq-sl" and lay.name == "3":

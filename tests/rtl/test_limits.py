@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rtl import driver, limits
+from rtl import gemm_plan, limits
 from rtl.gemm import check_gemm, random_operands, verify_gemm
 from rtl.limits import (
     MAX_ARRAY_PES,
@@ -85,7 +85,7 @@ def test_operand_sizes_bound_the_memory_before_drawing(monkeypatch) -> None:
 
 
 def test_estimate_follows_the_plan() -> None:
-    plan = driver.plan_gemm(40, 100, 20, 8, 8, "fixed", 8, 8)
+    plan = gemm_plan.plan_gemm(40, 100, 20, 8, 8, "fixed", 8, 8)
     est = gemm_estimate(40, 100, 20, 8, 8, "fixed", 8, 8)
     # serial preload, untiled: per fold 2R + C - 2 + M busy steps, plus one step per stream beat
     busy = plan.folds * (2 * 8 + 8 - 2 + 40)

@@ -72,7 +72,7 @@ def test_rtl_gemm_runs_a_mapping_on_an_overlapped_array(verilator, capsys) -> No
     assert record["mismatches"] == 0 and record["loop_order"] == "MKN" and record["tile_m"] == 6
     assert record["preload"] == "overlapped"
     assert record["measured_cycles"] == record["predicted_cycles"] > 0
-    from rtl.driver import predicted_cycles
+    from rtl.prediction import predicted_cycles
 
     serial = predicted_cycles(23, 40, 11, 4, 4, "fixed", 8, 8, "MKN", 6, "serial")
     assert record["measured_cycles"] < serial
