@@ -6,6 +6,7 @@
 * :mod:`lowbit_core.tables` -- reading and writing tables, CSV or Parquet by suffix;
 * :mod:`lowbit_core.yamlio` -- YAML reading that refuses duplicate keys, and one-line schema errors;
 * :mod:`lowbit_core.pairs` -- the (weight bits, activation bits) pair, its parser and its one formatter.
+* :mod:`lowbit_core.lazy` -- package exports imported on first use.
 
 Importing this package loads nothing heavy; each module imports what it needs (pandas only in ``tables``).
 """

@@ -969,28 +969,8 @@ def verify_layer(
     check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator, preload, dataflow)
     model = load_export(export_dir)
     layer = model.layer(layer_name)
-    if layer.product:
-        a, b = model.execute(sample_images(model, images) if x is None else x).operands[layer.name]
-        return check_product(
-            layer,
-            a,
-            b,
-            rows=rows,
-            cols=cols,
-            pe=pe,
-            simulator=simulator,
-            gap_prob=gap_prob,
-            stall_prob=stall_prob,
-            seed=seed,
-            build_root=build_root,
-            mapping=mapping,
-            preload=preload,
-            dataflow=dataflow,
-        )
-    inputs = golden_layer_inputs(model, sample_images(model, images) if x is None else x)
-    return check_layer(
-        layer,
-        inputs[layer.name],
+    images_x = sample_images(model, images) if x is None else x
+    run = dict(
         rows=rows,
         cols=cols,
         pe=pe,
@@ -1003,6 +983,10 @@ def verify_layer(
         preload=preload,
         dataflow=dataflow,
     )
+    if layer.product:
+        a, b = model.execute(images_x).operands[layer.name]
+        return check_product(layer, a, b, **run)
+    return check_layer(layer, golden_layer_inputs(model, images_x)[layer.name], **run)
 
 
 def run_model_rtl(

@@ -27,7 +27,6 @@ full model with HiGHS alone.  :mod:`search.pyomo_model` builds the same model in
 from __future__ import annotations
 
 import importlib.util
-import math
 import time
 from collections.abc import Mapping, Sequence
 
@@ -38,7 +37,7 @@ from search.exact import ExactSolver, PipelineStats
 from search.highs_mip import ELASTIC, HighsMip, RunResult
 from search.infeasible import raise_infeasible
 from search.problem import Problem
-from search.solution import SENSITIVITY, Solution
+from search.solution import SENSITIVITY, Solution, relative_gap
 from search.validate import check_limits, check_time_limit
 
 __all__ = ["AssignmentModel", "Solution", "solve", "SENSITIVITY"]
@@ -117,9 +116,7 @@ class AssignmentModel:
         totals = {c: float(v) for c, v in totals.items()}
         value = float(sens) if objective == SENSITIVITY else totals[objective]
         optimal = result.status == "optimal"
-        gap = 0.0
-        if not optimal and math.isfinite(result.bound) and result.objective:
-            gap = abs(result.objective - result.bound) / max(abs(result.objective), 1e-300)
+        gap = 0.0 if optimal else relative_gap(result.objective, result.bound)
         return Solution(
             problem=self.problem,
             choice=choice,

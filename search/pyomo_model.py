@@ -17,7 +17,7 @@ from search.errors import InfeasibleBudgetError, SearchInputError
 from search.highs_mip import column_scale, product_layers
 from search.interrupts import sigint_kept
 from search.problem import Problem
-from search.solution import SENSITIVITY, Solution
+from search.solution import SENSITIVITY, Solution, relative_gap
 from search.validate import check_limits, check_time_limit
 
 __all__ = ["PyomoAssignmentModel"]
@@ -211,10 +211,7 @@ class PyomoAssignmentModel:
         sens, totals = self.problem.evaluate(choice)
         totals = {c: float(v) for c, v in totals.items()}
         value = float(sens) if objective == SENSITIVITY else totals[objective]
-        gap = 0.0
-        if not optimal and res.objective_bound is not None and res.incumbent_objective:
-            inc, bound = res.incumbent_objective, res.objective_bound
-            gap = abs(inc - bound) / max(abs(inc), 1e-300)
+        gap = 0.0 if optimal else relative_gap(res.incumbent_objective, res.objective_bound)
         return Solution(
             problem=self.problem,
             choice=choice,

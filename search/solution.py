@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -10,10 +11,18 @@ import pandas as pd
 
 from search.problem import Problem
 
-__all__ = ["Solution", "SENSITIVITY"]
+__all__ = ["Solution", "SENSITIVITY", "relative_gap"]
 
 #: Name of the default objective.
 SENSITIVITY = "sensitivity"
+
+
+def relative_gap(incumbent: float | None, bound: float | None) -> float:
+    """``|incumbent - bound| / |incumbent|`` of a solve stopped early; 0 when either is missing or not finite, or
+    the incumbent is 0 (no relative gap to report)."""
+    if incumbent is None or bound is None or not math.isfinite(bound) or not incumbent:
+        return 0.0
+    return abs(incumbent - bound) / max(abs(incumbent), 1e-300)
 
 
 @dataclass(frozen=True, eq=False)

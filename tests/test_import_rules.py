@@ -147,7 +147,8 @@ def test_the_base_package_imports_nothing_of_the_project_and_nothing_heavy_at_im
     import sys
 
     code = (
-        "import sys, lowbit_core, lowbit_core.errors, lowbit_core.files, lowbit_core.pairs, lowbit_core.yamlio; "
+        "import sys, lowbit_core, lowbit_core.errors, lowbit_core.files, lowbit_core.lazy, lowbit_core.pairs, "
+        "lowbit_core.yamlio; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'sim', 'search', 'quant', 'rtl', 'experiments', 'pandas', 'torch', 'yaml', 'pydantic'}))"
     )
