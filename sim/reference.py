@@ -3,9 +3,7 @@
 It exists to prove :mod:`sim.engine` right on small shapes.  For one chip, layer and pair it
 
 * lowers the layer to integer GEMM operands (im2col with the layer's real stride and padding),
-* steps every fold of the systolic array cycle by cycle -- weights/ifmap tiles shifted in row by
-  row, streamed operands entering with a one-cycle skew per row, bit-serial streams one bit-slice
-  per cycle, Bit-Fusion PEs summing ``pack`` products per cycle, partial sums moving down --
+* steps every fold of the systolic array cycle by cycle (:mod:`sim.stepped_array`),
 * runs a layer with ``in_blocks`` > 1 (PTQ-SL input blocks) as one reduction per block, each block's
   folds packed from the block's first element, and sums the blocks' partial sums,
 * checks the array's outputs against ``A @ B`` (so the dataflow really computes the layer),
@@ -20,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from sim.chipbatch import DATAFLOW_CODES
 from sim.config import Chip
 from sim.mapping import ORDERS, SCALESIM_ORDER, Mapping, axis_halvings, operand_level, tile_halvings
 from sim.precision import PE_KIND_CODES, pack_and_serial
+from sim.stepped_array import output_stationary_fold, stationary_fold
 from sim.workload.layer import Layer
 
 __all__ = ["ReferenceResult", "run_reference", "lower_layer"]
@@ -90,105 +90,6 @@ def lower_layer(
     return A, B, idx
 
 
-def _place(j: np.ndarray | int, bits: int) -> np.ndarray | int:
-    """Weight of bit j in a two's-complement number of ``bits`` bits."""
-    return np.where(j == bits - 1, -(1 << (bits - 1)), 1 << j)
-
-
-def _beat_term(
-    act: np.ndarray, wgt: np.ndarray, beat: np.ndarray, serial_mode: str, a_bits: int, w_bits: int
-) -> np.ndarray:
-    """Partial product of one beat; act/wgt are [..., pack] vectors, beat is [...] (bit-slice index)."""
-    if serial_mode == "none":
-        return (act * wgt).sum(-1)
-    if serial_mode == "activation":
-        bit = (act >> beat[..., None]) & 1
-        return (bit * wgt).sum(-1) * _place(beat, a_bits)
-    ja, jw = beat % a_bits, beat // a_bits
-    bit_a = (act >> ja[..., None]) & 1
-    bit_w = (wgt >> jw[..., None]) & 1
-    return (bit_a * bit_w).sum(-1) * _place(ja, a_bits) * _place(jw, w_bits)
-
-
-def _stationary_fold(
-    S: np.ndarray, X: np.ndarray, s: int, stationary_is_act: bool, serial_mode: str, a_bits: int, w_bits: int
-) -> tuple[np.ndarray, int]:
-    """One ws/is fold.  S [R, C, p] is shifted in from the top, one row per cycle; X [T, R, p] streams
-    in from the left with one cycle of skew per row.  Returns (Y [T, C], cycles of the fold)."""
-    R, C, p = S.shape
-    T = X.shape[0]
-    held = np.zeros_like(S)
-    for load_step in range(R):  # load: rows shift down, the new row enters at the top
-        held[1:] = held[:-1].copy()
-        held[0] = S[R - 1 - load_step]
-    reg_val = np.zeros((R, C, p), dtype=np.int64)
-    reg_beat = np.full((R, C), -1, dtype=np.int64)
-    local = np.zeros((R, C), dtype=np.int64)
-    psum = np.zeros((R, C), dtype=np.int64)
-    Y = np.zeros((T, C), dtype=np.int64)
-    beats = s * T
-    done, tau = 0, 0
-    rows = np.arange(R)
-    while done < T * C:
-        reg_val[:, 1:] = reg_val[:, :-1].copy()
-        reg_beat[:, 1:] = reg_beat[:, :-1].copy()
-        edge = tau - rows
-        live = (edge >= 0) & (edge < beats)
-        reg_val[:, 0] = np.where(live[:, None], X[np.clip(edge // s, 0, T - 1), rows], 0)
-        reg_beat[:, 0] = np.where(live, edge, -1)
-        active = reg_beat >= 0
-        j = np.where(active, reg_beat % s, 0)
-        if stationary_is_act:
-            term = _beat_term(held, reg_val, j, serial_mode, a_bits, w_bits)
-        else:
-            term = _beat_term(reg_val, held, j, serial_mode, a_bits, w_bits)
-        local = local + np.where(active, term, 0)
-        finishing = active & (j == s - 1)
-        above = np.vstack([np.zeros((1, C), dtype=np.int64), psum[:-1]])
-        new_psum = np.where(finishing, above + local, psum)
-        local = np.where(finishing, 0, local)
-        psum = new_psum
-        for c in np.nonzero(finishing[R - 1])[0]:
-            Y[reg_beat[R - 1, c] // s, c] = psum[R - 1, c]
-            done += 1
-        tau += 1
-    return Y, R + tau
-
-
-def _output_stationary_fold(
-    A: np.ndarray, B: np.ndarray, s: int, serial_mode: str, a_bits: int, w_bits: int
-) -> tuple[np.ndarray, int]:
-    """One os fold: A [R, Kp, p] streams in from the left, B [Kp, C, p] from the top, one cycle of
-    skew per row/column; each PE accumulates its own output.  Returns (Y [R, C], cycles)."""
-    R, Kp, p = A.shape
-    C = B.shape[1]
-    a_val = np.zeros((R, C, p), dtype=np.int64)
-    a_beat = np.full((R, C), -1, dtype=np.int64)
-    b_val = np.zeros((R, C, p), dtype=np.int64)
-    acc = np.zeros((R, C), dtype=np.int64)
-    beats = s * Kp
-    rows, cols = np.arange(R), np.arange(C)
-    tau, last = 0, -1
-    while True:
-        a_val[:, 1:] = a_val[:, :-1].copy()
-        a_beat[:, 1:] = a_beat[:, :-1].copy()
-        b_val[1:] = b_val[:-1].copy()
-        ea, eb = tau - rows, tau - cols
-        la, lb = (ea >= 0) & (ea < beats), (eb >= 0) & (eb < beats)
-        a_val[:, 0] = np.where(la[:, None], A[rows, np.clip(ea // s, 0, Kp - 1)], 0)
-        a_beat[:, 0] = np.where(la, ea, -1)
-        b_val[0] = np.where(lb[:, None], B[np.clip(eb // s, 0, Kp - 1), cols], 0)
-        active = a_beat >= 0
-        if active.any():
-            last = tau
-        j = np.where(active, a_beat % s, 0)
-        acc += np.where(active, _beat_term(a_val, b_val, j, serial_mode, a_bits, w_bits), 0)
-        if tau > beats + R + C:
-            break
-        tau += 1
-    return acc, last + 1
-
-
 def _stream_tiles(layer: Layer, df: str, M: int, N: int, R: int, tile: int) -> list[np.ndarray]:
     """The ``s`` loop: index arrays into M (ws: blocks of output rows x columns, row tiles outer; os: row
     folds of R pixels) or into N (is)."""
@@ -210,11 +111,14 @@ def _stream_tiles(layer: Layer, df: str, M: int, N: int, R: int, tile: int) -> l
     return tiles
 
 
+#: Bits an operand role holds, given whether its two relevant loops are inside its level.
+Footprint = Callable[[bool, bool], int]
+
 #: The loops each input operand role is indexed by (sim.mapping).
 _RELEVANT = {"stat": ("c", "r"), "stream": ("s", "r")}
 
 
-def _levels(order: tuple[str, ...], fp: dict[str, object], caps: dict[str, float]) -> dict[str, int]:
+def _levels(order: tuple[str, ...], fp: dict[str, Footprint], caps: dict[str, float]) -> dict[str, int]:
     """Buffer level of each input operand (docs/sim.md, "Mapping"): the outermost level whose footprint fits
     half its SRAM.  ``fp[op]`` maps (relevant loops inside the level) -> footprint bits."""
     out = {}
@@ -222,12 +126,354 @@ def _levels(order: tuple[str, ...], fp: dict[str, object], caps: dict[str, float
         fits = []
         for level in range(3):
             inside = tuple(order.index(x) >= level for x in _RELEVANT[op])
-            fits.append(fp[op](*inside) <= caps[op])  # type: ignore[operator]
+            fits.append(fp[op](*inside) <= caps[op])
         out[op] = operand_level(fits)
     return out
 
 
-def run_reference(  # noqa: C901 - to split: the cycle-stepped reference's fold loop
+def _reduction_order(
+    layer: Layer, A: np.ndarray, B: np.ndarray, idx: np.ndarray, wp: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int], np.ndarray]:
+    """The operands in the array's reduction order, the size of each input block, and the input channel of each
+    reduction position.  per_tap (``wp == 1``) orders the reduction tap-major inside each channel block, so that
+    every (block, tap) is a contiguous block of its own; lowered keeps the channel-major im2col order."""
+    window = layer.window
+    block_k: list[int] = []
+    perm: list[int] = []
+    ch0 = 0
+    for size in layer.block_k:
+        chans = size // window
+        taps = [range(window)] if wp == window else [[t] for t in range(window)]
+        for tap_set in taps:
+            perm += [c * window + t for c in range(ch0, ch0 + chans) for t in tap_set]
+            block_k.append(chans * len(tap_set))
+        ch0 += chans
+    perm_arr = np.array(perm, dtype=np.int64)
+    return A[:, :, perm_arr], B[:, perm_arr, :], idx[:, :, perm_arr], block_k, perm_arr // window
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One input block: its first and end reduction element, its packed PE slots, and its operands packed
+    ``pack`` to a slot, A [G, M, Kp, pack] and B [G, Kp, N, pack]."""
+
+    k_a: int
+    k_b: int
+    kp: int
+    Ap: np.ndarray
+    Bp: np.ndarray
+
+
+def _packed_blocks(A: np.ndarray, B: np.ndarray, block_k: list[int], pack: int) -> list[_Block]:
+    """Input blocks: each is its own reduction over a channel-aligned range of K, packed from its start."""
+    G, M, _ = A.shape
+    N = B.shape[2]
+    bounds = np.concatenate([[0], np.cumsum(block_k)]).tolist()
+    blocks = []
+    for k_a, k_b in zip(bounds[:-1], bounds[1:]):
+        kp = -(-(k_b - k_a) // pack)
+        Ap = np.zeros((G, M, kp * pack), dtype=np.int64)
+        Ap[:, :, : k_b - k_a] = A[:, :, k_a:k_b]
+        Bp = np.zeros((G, kp * pack, N), dtype=np.int64)
+        Bp[:, : k_b - k_a, :] = B[:, k_a:k_b, :]
+        blocks.append(
+            _Block(k_a, k_b, kp, Ap.reshape(G, M, kp, pack), Bp.reshape(G, kp, pack, N).transpose(0, 1, 3, 2))
+        )
+    return blocks
+
+
+@dataclass(frozen=True)
+class _Dims:
+    """The layer's GEMM, the array and the operand widths of one replay."""
+
+    df: str
+    M: int
+    K: int
+    N: int
+    R: int  # array rows
+    C: int  # array columns
+    pack: int  # reduction elements per PE slot
+    serial: int  # cycles per beat
+    serial_mode: str  # "none", "activation" or "both"
+    wp: int  # reduction elements per channel in one block
+    a_bits: int
+    w_op: int  # the second operand's width
+    o_bits: int  # bits per output leaving the chip
+    acc_bits: int
+
+
+def _loops(layer: Layer, dims: _Dims, blocks: list[_Block], tile: int) -> dict[str, list[Any]]:
+    """The three loops (sim.mapping): column tiles, reduction folds (block, first and end element) and stream
+    tiles."""
+    df, R, pack = dims.df, dims.R, dims.pack
+    cols_of = dims.M if df == "is" else dims.N
+    col_loop = [np.arange(x0, min(cols_of, x0 + dims.C)) for x0 in range(0, cols_of, dims.C)]
+    if df == "os":  # one fold per input block; the reduction stays in the PEs
+        red_loop = [(h, b.k_a, b.k_b) for h, b in enumerate(blocks)]
+    else:  # the row folds of every block in turn, each block's folds packed from its own start
+        red_loop = [
+            (h, b.k_a + k0 * pack, min(b.k_b, b.k_a + (k0 + R) * pack))
+            for h, b in enumerate(blocks)
+            for k0 in range(0, b.kp, R)
+        ]
+    return {"c": col_loop, "r": red_loop, "s": _stream_tiles(layer, df, dims.M, dims.N, R, tile)}
+
+
+def _stationary_footprint(dims: _Dims, used_g0: int, k_big: int, c_max: int) -> Footprint:
+    """Bits the stationary-like role holds, given whether its two relevant loops (c, r) are inside its level."""
+    M, K, N = dims.M, dims.K, dims.N
+    k_tile = min(k_big, dims.R * dims.pack)
+    if dims.df in ("ws", "os"):
+        k_fold = k_tile if dims.df == "ws" else k_big
+        return lambda ci, ri: (N if ci else c_max) * (K if ri else k_fold) * dims.w_op
+    return lambda ci, ri: (used_g0 if ci and ri else (M if ci else c_max) * (K if ri else k_tile)) * dims.a_bits
+
+
+def _streamed_footprint(
+    dims: _Dims, layer: Layer, idx: np.ndarray, used_g0: int, k_big: int, stream_loop: list[np.ndarray]
+) -> Footprint:
+    """Bits the streamed role holds, given whether its two relevant loops (s, r) are inside its level; a streamed
+    ws ifmap holds the input planes of its channels."""
+    M, K, N, R, pack, wp = dims.M, dims.K, dims.N, dims.R, dims.pack, dims.wp
+    if dims.df == "ws":
+        C_g = K // layer.window
+        plane = used_g0 // C_g
+        big = max(np.unique(idx[0][t][idx[0][t] >= 0]).size for t in stream_loop) // C_g if C_g else 0
+        share = math.gcd(R * pack, wp)
+        chunk_ch = min(-(-k_big // wp), (wp - share + R * pack - 1) // wp + 1)
+        return lambda si, ri: (plane if si else big) * (C_g if ri else chunk_ch) * dims.a_bits
+    if dims.df == "os":
+        return lambda si, ri: (used_g0 if si and ri else (M if si else min(M, R)) * (K if ri else k_big)) * dims.a_bits
+    k_tile = min(k_big, R * pack)
+    s_max = max(len(t) for t in stream_loop)
+    return lambda si, ri: (N if si else s_max) * (K if ri else k_tile) * dims.w_op
+
+
+def _spills(dims: _Dims, order: tuple[str, ...], loops: dict[str, list[Any]], half_ofmap_bits: float) -> bool:
+    """Whether partial sums leave the ofmap SRAM between reduction folds: their footprint at the order's levels
+    exceeds half of it (os keeps them in the PEs)."""
+    if dims.df == "os":
+        return False
+    s_in, c_in = order.index("s") > order.index("r"), order.index("c") > order.index("r")
+    s_max = max(len(t) for t in loops["s"])
+    c_max = max(len(t) for t in loops["c"])
+    psum_foot = (
+        (dims.M if dims.df == "ws" and s_in else dims.N if s_in else s_max)
+        * ((dims.N if dims.df == "ws" else dims.M) if c_in else c_max)
+        * dims.acc_bits
+    )
+    return psum_foot > half_ofmap_bits
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """What replaying a layer's folds needs: the packed operands, the loops and the buffer policy."""
+
+    dims: _Dims
+    order: tuple[str, ...]
+    blocks: list[_Block]
+    idx: np.ndarray  # ifmap element ids [G, M, K], in reduction order
+    chan_of_k: np.ndarray  # the input channel of each reduction position
+    loops: dict[str, list[Any]]
+    levels: dict[str, int]  # buffer level of each input operand role
+    spill: bool
+
+
+def _replay_plan(
+    chip: Chip,
+    layer: Layer,
+    dims: _Dims,
+    order: tuple[str, ...],
+    tile: int,
+    operands: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> _Replay:
+    """Operands in reduction order and packed into blocks, the loops, and the buffer policy: the operand roles'
+    levels (the outermost whose footprint fits half its SRAM) and whether partial sums spill."""
+    A, B, idx, block_k, chan_of_k = _reduction_order(layer, operands[0], operands[1], operands[2], dims.wp)
+    blocks = _packed_blocks(A, B, block_k, dims.pack)
+    loops = _loops(layer, dims, blocks, tile)
+    half = {k: getattr(chip.memory, f"{k}_sram_kib") * BITS_PER_KIB / 2 for k in ("ifmap", "filter", "ofmap")}
+    used_g0 = np.unique(idx[0][idx[0] >= 0]).size
+    k_big = blocks[0].k_b - blocks[0].k_a  # the first block is the largest
+    c_max = max(len(t) for t in loops["c"])
+    footprints = {
+        "stat": _stationary_footprint(dims, used_g0, k_big, c_max),
+        "stream": _streamed_footprint(dims, layer, idx, used_g0, k_big, loops["s"]),
+    }
+    stat_buf, stream_buf = ("ifmap", "filter") if dims.df == "is" else ("filter", "ifmap")
+    levels = _levels(order, footprints, {"stat": half[stat_buf], "stream": half[stream_buf]})
+    return _Replay(dims, order, blocks, idx, chan_of_k, loops, levels, _spills(dims, order, loops, half["ofmap"]))
+
+
+def _step_fold(
+    rp: _Replay, g: int, at: dict[str, int], out: np.ndarray, sram: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Step one fold, add its outputs to ``out`` and its array-side SRAM reads to ``sram``.  Returns the rows of
+    M and columns of N of its output tile, its stream cycles and its stepped cycles."""
+    dims = rp.dims
+    R, C, pack, serial, a_bits, w_op = dims.R, dims.C, dims.pack, dims.serial, dims.a_bits, dims.w_op
+    cols, (h, k_lo, k_hi), tile = rp.loops["c"][at["c"]], rp.loops["r"][at["r"]], rp.loops["s"][at["s"]]
+    block = rp.blocks[h]
+    Ap, Bp = block.Ap, block.Bp
+    if dims.df == "os":
+        At = np.zeros((R, block.kp, pack), dtype=np.int64)
+        At[: len(tile)] = Ap[g, tile]
+        Bt = np.zeros((block.kp, C, pack), dtype=np.int64)
+        Bt[:, : len(cols)] = Bp[g][:, cols]
+        Y, fc = output_stationary_fold(At, Bt, serial, dims.serial_mode, a_bits, w_op)
+        out[g][np.ix_(tile, cols)] += Y[: len(tile), : len(cols)]
+        sram["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
+        sram["filter"] += (k_hi - k_lo) * len(cols) * w_op
+        return tile, cols, serial * block.kp, fc
+    k0 = (k_lo - block.k_a) // pack
+    kr = -(-(k_hi - k_lo) // pack)
+    S = np.zeros((R, C, pack), dtype=np.int64)
+    X = np.zeros((len(tile), R, pack), dtype=np.int64)
+    if dims.df == "ws":
+        S[:kr, : len(cols)] = Bp[g, k0 : k0 + kr][:, cols]
+        X[:, :kr] = Ap[g, tile, k0 : k0 + kr]
+        Y, fc = stationary_fold(S, X, serial, False, dims.serial_mode, a_bits, w_op)
+        out[g][np.ix_(tile, cols)] += Y[:, : len(cols)]
+        sram["filter"] += (k_hi - k_lo) * len(cols) * w_op
+        sram["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
+        return tile, cols, serial * len(tile), fc
+    S[:kr, : len(cols)] = Ap[g, cols, k0 : k0 + kr].transpose(1, 0, 2)
+    X[:, :kr] = Bp[g, k0 : k0 + kr][:, tile].transpose(1, 0, 2)
+    Y, fc = stationary_fold(S, X, serial, True, dims.serial_mode, a_bits, w_op)
+    out[g][np.ix_(cols, tile)] += Y[:, : len(cols)].T
+    sram["ifmap"] += len(cols) * (k_hi - k_lo) * a_bits
+    sram["filter"] += (k_hi - k_lo) * len(tile) * w_op
+    return cols, tile, serial * len(tile), fc
+
+
+def _count_outputs(rp: _Replay, r: int, n_out: int, dram: dict[str, int], sram: dict[str, int]) -> None:
+    """Outputs of a fold at reduction position ``r``: accumulate, spill and reload partial sums, write the
+    finished tile."""
+    acc_bits = rp.dims.acc_bits
+    sram["ofmap"] += n_out * acc_bits * (1 if r == 0 else 2)
+    if rp.spill and r > 0:
+        dram["ofmap"] += 2 * n_out * acc_bits
+        sram["ofmap"] += 2 * n_out * acc_bits
+    if r == len(rp.loops["r"]) - 1:
+        sram["ofmap"] += n_out * rp.dims.o_bits
+        dram["ofmap"] += n_out * rp.dims.o_bits
+
+
+def _fold_ids(
+    rp: _Replay, role: str, whole: bool, g: int, k_range: tuple[int, int], m_idx: np.ndarray, n_idx: np.ndarray
+) -> tuple[str, np.ndarray, int]:
+    """The operand an input role holds, the element ids a fold reads from it, and their width in bits."""
+    df, K, N = rp.dims.df, rp.dims.K, rp.dims.N
+    k_lo, k_hi = k_range
+    operand = "filter" if (role == "stat") == (df != "is") else "ifmap"
+    if operand == "filter":
+        kk, nn = np.meshgrid(np.arange(k_lo, k_hi), n_idx, indexing="ij")
+        return operand, (kk * N + nn).reshape(-1), rp.dims.w_op
+    if df == "ws":  # the input planes of the chunk's channels under the tile's windows
+        chunk_chans = np.unique(rp.chan_of_k[k_lo:k_hi])
+        plane_idx = rp.idx[g][m_idx][:, np.isin(rp.chan_of_k, chunk_chans)]
+        return operand, plane_idx[plane_idx >= 0], rp.dims.a_bits
+    if whole:  # the whole ifmap stays: each distinct element once
+        t_idx = rp.idx[g][np.ix_(m_idx, np.arange(k_lo, k_hi))]
+        return operand, t_idx[t_idx >= 0], rp.dims.a_bits
+    mm, kk = np.meshgrid(m_idx, np.arange(k_lo, k_hi), indexing="ij")  # lowered (im2col) tiles, padding included
+    return operand, (mm * K + kk).reshape(-1), rp.dims.a_bits
+
+
+def _replay_group(
+    rp: _Replay, g: int, out: np.ndarray, dram: dict[str, int], sram: dict[str, int], fold_times: list[tuple[int, int]]
+) -> None:
+    """Every fold of group ``g`` in the order's loop nest: step it, count its outputs, and load what each input
+    role's epoch (the loops outside its level) has not seen yet."""
+    order = rp.order
+    ids_seen: dict[str, set[int]] = {"stat": set(), "stream": set()}
+    epoch: dict[str, tuple[int, ...] | None] = {"stat": None, "stream": None}
+    for point in itertools.product(*(range(len(rp.loops[x])) for x in order)):
+        at = dict(zip(order, point))
+        m_idx, n_idx, stream_cycles, fc = _step_fold(rp, g, at, out, sram)
+        fold_times.append((stream_cycles, fc))
+        _count_outputs(rp, at["r"], len(m_idx) * len(n_idx), dram, sram)
+        k_range = rp.loops["r"][at["r"]][1:]
+        for role in ("stat", "stream"):
+            level = rp.levels[role]
+            key = tuple(point[i] for i in range(level))
+            if key != epoch[role]:
+                epoch[role], ids_seen[role] = key, set()
+            whole = all(order.index(x) >= level for x in _RELEVANT[role])  # no relevant loop split
+            operand, ids, bits = _fold_ids(rp, role, whole, g, k_range, m_idx, n_idx)
+            new = set(np.unique(ids).tolist()) - ids_seen[role]
+            ids_seen[role] |= new
+            dram[operand] += len(new) * bits
+
+
+def _compute_cycles(weight_preload: str, df: str, R: int, fold_times: list[tuple[int, int]]) -> int:
+    """The timeline: folds back to back (serial) or overlapped with the next tile's preload."""
+    if weight_preload == "serial":
+        end = sum(fc for _, fc in fold_times)
+    elif df == "os":  # double-buffered output registers: the next fold starts once its rows' results cannot meet
+        start = 0  # this fold's on the result buses (R rows, one per cycle): stream + max(0, R - next stream)
+        for (stream_cycles, _), (next_stream, _) in zip(fold_times, fold_times[1:]):
+            start += stream_cycles + max(0, R - next_stream)
+        end = start + fold_times[-1][1]
+    else:  # double-buffered stationary registers: a tile shifts in (R cycles) while the previous one streams
+        start = R
+        for stream_cycles, _ in fold_times[:-1]:
+            start += max(stream_cycles, R)
+        end = start + fold_times[-1][1] - R
+    return end - 1
+
+
+def _stall_cycles(bw: float, dims: _Dims, loops: dict[str, list[Any]], dram_bits: int, compute: int) -> int:
+    """Stalls: the first fold's load and the last tile's write-back are exposed; the rest of the DRAM traffic
+    overlaps with compute."""
+    if bw == float("inf"):
+        return 0
+    col_loop, stream_loop = loops["c"], loops["s"]
+    first_cols = col_loop[0]
+    first_k = loops["r"][0][2] - loops["r"][0][1]
+    if dims.df == "ws":
+        first = first_k * len(first_cols) * dims.w_op
+    elif dims.df == "is":
+        first = first_k * len(first_cols) * dims.a_bits
+    else:
+        first = (len(stream_loop[0]) * dims.a_bits + len(first_cols) * dims.w_op) * min(dims.K, dims.pack)
+    last = len(stream_loop[-1]) * len(col_loop[-1]) * dims.o_bits
+    edge = math.ceil(first / bw) + math.ceil(last / bw)
+    middle = math.ceil(max(0, dram_bits - first - last) / bw)
+    return edge + max(0, middle - compute)
+
+
+def _dims(chip: Chip, layer: Layer, pair: Pair, out_bits: int | None, K: int, N: int) -> _Dims:
+    w_bits, a_bits = pair
+    o_bits = a_bits if out_bits is None else int(out_bits)
+    if chip.memory.output_width == "accumulator":
+        o_bits = chip.memory.acc_bits
+    w_op = a_bits if not layer.has_weights else w_bits
+    pack, serial = (
+        int(v)
+        for v in pack_and_serial(
+            np.array(PE_KIND_CODES[chip.pe.kind]), np.array(chip.pe.serial == "both"), np.array(w_op), np.array(a_bits)
+        )
+    )
+    return _Dims(
+        df=chip.array.dataflow,
+        M=layer.M,
+        K=K,
+        N=N,
+        R=chip.array.rows,
+        C=chip.array.cols,
+        pack=pack,
+        serial=serial,
+        serial_mode=chip.pe.serial if chip.pe.kind == "bitserial" else "none",
+        wp=1 if chip.array.reduction == "per_tap" else layer.window,
+        a_bits=a_bits,
+        w_op=w_op,
+        o_bits=o_bits,
+        acc_bits=chip.memory.acc_bits,
+    )
+
+
+def run_reference(
     chip: Chip,
     layer: Layer,
     pair: Pair,
@@ -242,12 +488,7 @@ def run_reference(  # noqa: C901 - to split: the cycle-stepped reference's fold 
     Outputs are stored at ``out_bits`` (default: the pair's activation bits), or at ``acc_bits`` on a chip
     with ``memory.output_width: accumulator``.  Layers above ``max_macs`` are refused: stepping costs about a
     numpy call per cycle."""
-    w_bits, a_bits = pair
-    o_bits = a_bits if out_bits is None else int(out_bits)
-    if chip.memory.output_width == "accumulator":
-        o_bits = chip.memory.acc_bits
     chip.check_pairs([pair])
-    w_op = a_bits if not layer.has_weights else w_bits
     if layer.macs > max_macs:
         raise InputError(
             f"layer {layer.name!r}: {layer.macs} MACs is too large for the reference engine (max_macs={max_macs})"
@@ -255,238 +496,31 @@ def run_reference(  # noqa: C901 - to split: the cycle-stepped reference's fold 
     df = chip.array.dataflow
     mapping = mapping if mapping is not None else Mapping(SCALESIM_ORDER[DATAFLOW_CODES[df]])
     order = ORDERS[mapping.order]
-    rng = np.random.default_rng(seed)
-    A, B, idx = lower_layer(layer, a_bits, w_op, rng)
+    w_op = pair[1] if not layer.has_weights else pair[0]
+    A, B, idx = lower_layer(layer, pair[1], w_op, np.random.default_rng(seed))
     G, M, K = A.shape
-    window = layer.window
-    # per_tap: reorder the reduction tap-major inside each channel block, so that every (block, tap) is a
-    # contiguous block of its own; lowered keeps the channel-major im2col order
-    wp = 1 if chip.array.reduction == "per_tap" else window  # reduction elements per channel in one block
-    block_k: list[int] = []
-    perm: list[int] = []
-    ch0 = 0
-    for size in layer.block_k:
-        chans = size // window
-        taps = [range(window)] if wp == window else [[t] for t in range(window)]
-        for tap_set in taps:
-            perm += [c * window + t for c in range(ch0, ch0 + chans) for t in tap_set]
-            block_k.append(chans * len(tap_set))
-        ch0 += chans
-    perm_arr = np.array(perm, dtype=np.int64)
-    A, B, idx = A[:, :, perm_arr], B[:, perm_arr, :], idx[:, :, perm_arr]
-    chan_of_k = perm_arr // window  # the input channel of each reduction position
-    N = B.shape[2]
-    R, C = chip.array.rows, chip.array.cols
-    pack, serial = (
-        int(v)
-        for v in pack_and_serial(
-            np.array(PE_KIND_CODES[chip.pe.kind]), np.array(chip.pe.serial == "both"), np.array(w_op), np.array(a_bits)
-        )
-    )
-    serial_mode = chip.pe.serial if chip.pe.kind == "bitserial" else "none"
-    # input blocks: each is its own reduction over a channel-aligned range of K, packed from its start
-    bounds = np.concatenate([[0], np.cumsum(block_k)]).tolist()
-    blocks = []  # (first element, end element, packed slots, A [G, M, Kp, pack], B [G, Kp, N, pack])
-    for k_a, k_b in zip(bounds[:-1], bounds[1:]):
-        kp = -(-(k_b - k_a) // pack)
-        Ap = np.zeros((G, M, kp * pack), dtype=np.int64)
-        Ap[:, :, : k_b - k_a] = A[:, :, k_a:k_b]
-        Bp = np.zeros((G, kp * pack, N), dtype=np.int64)
-        Bp[:, : k_b - k_a, :] = B[:, k_a:k_b, :]
-        blocks.append((k_a, k_b, kp, Ap.reshape(G, M, kp, pack), Bp.reshape(G, kp, pack, N).transpose(0, 1, 3, 2)))
-    acc_bits = chip.memory.acc_bits
-    half = {k: getattr(chip.memory, f"{k}_sram_kib") * BITS_PER_KIB / 2 for k in ("ifmap", "filter", "ofmap")}
-    C_g = K // window
-
-    # --- the three loops (sim.mapping) -------------------------------------------------------------
-    col_loop = [np.arange(x0, min(M if df == "is" else N, x0 + C)) for x0 in range(0, M if df == "is" else N, C)]
-    if df == "os":  # one fold per input block; the reduction stays in the PEs
-        red_loop = [(h, blocks[h][0], blocks[h][1]) for h in range(len(blocks))]
-    else:  # the row folds of every block in turn, each block's folds packed from its own start
-        red_loop = [
-            (h, b[0] + k0 * pack, min(b[1], b[0] + (k0 + R) * pack))
-            for h, b in enumerate(blocks)
-            for k0 in range(0, b[2], R)
-        ]
-    stream_loop = _stream_tiles(layer, df, M, N, R, mapping.tile)
-    loops: dict[str, list[Any]] = {"c": col_loop, "r": red_loop, "s": stream_loop}
-
-    # --- the buffer policy: footprints (bits) of the operand roles, as documented ----------------------
-    used_g = [np.unique(idx[g][idx[g] >= 0]).size for g in range(G)]
-    k_big = bounds[1] - bounds[0]  # the first block is the largest
-    k_tile = min(k_big, R * pack)
-    s_max = max(len(t) for t in stream_loop)
-    c_max = max(len(t) for t in col_loop)
-    if df in ("ws", "os"):
-        k_fold = k_tile if df == "ws" else k_big
-        fp_stat = lambda ci, ri: (N if ci else c_max) * (K if ri else k_fold) * w_op
-    else:
-        fp_stat = lambda ci, ri: (used_g[0] if ci and ri else (M if ci else c_max) * (K if ri else k_tile)) * a_bits
-    if df == "ws":
-        plane = used_g[0] // C_g
-        big = max(np.unique(idx[0][t][idx[0][t] >= 0]).size for t in stream_loop) // C_g if C_g else 0
-        share = math.gcd(R * pack, wp)
-        chunk_ch = min(-(-k_big // wp), (wp - share + R * pack - 1) // wp + 1)
-        fp_stream = lambda si, ri: (plane if si else big) * (C_g if ri else chunk_ch) * a_bits
-    elif df == "os":
-        fp_stream = lambda si, ri: (
-            (used_g[0] if si and ri else (M if si else min(M, R)) * (K if ri else k_big)) * a_bits
-        )
-    else:
-        fp_stream = lambda si, ri: (N if si else s_max) * (K if ri else k_tile) * w_op
-    stat_buf, stream_buf = ("ifmap", "filter") if df == "is" else ("filter", "ifmap")
-    levels = _levels(
-        order, {"stat": fp_stat, "stream": fp_stream}, {"stat": half[stat_buf], "stream": half[stream_buf]}
-    )
-    if df == "os":
-        psum_foot = 0
-    else:
-        s_in, c_in = order.index("s") > order.index("r"), order.index("c") > order.index("r")
-        psum_foot = (
-            (M if df == "ws" and s_in else N if s_in else s_max)
-            * ((N if df == "ws" else M) if c_in else c_max)
-            * acc_bits
-        )
-    spill = df != "os" and psum_foot > half["ofmap"]
-
-    out = np.zeros((G, M, N), dtype=np.int64)
-    d = {"ifmap": 0, "filter": 0, "ofmap": 0}
-    s = {"ifmap": 0, "filter": 0, "ofmap": 0}
+    rp = _replay_plan(chip, layer, _dims(chip, layer, pair, out_bits, K, B.shape[2]), order, mapping.tile, (A, B, idx))
+    out = np.zeros((G, M, B.shape[2]), dtype=np.int64)
+    dram = {"ifmap": 0, "filter": 0, "ofmap": 0}
+    sram = {"ifmap": 0, "filter": 0, "ofmap": 0}
     fold_times: list[tuple[int, int]] = []  # (stream cycles, stepped fold cycles), in execution order
-    folds = 0
-    last_r = len(red_loop) - 1
     for g in range(G):
-        # what each operand role holds: ids loaded in the current epoch (the loops outside its level)
-        ids_seen = {"stat": set(), "stream": set()}  # type: dict[str, set[int]]
-        epoch: dict[str, tuple[int, ...] | None] = {"stat": None, "stream": None}
-        positions = [range(len(loops[x])) for x in order]
-        for point in itertools.product(*positions):
-            at = dict(zip(order, point))
-            cols, (h, k_lo, k_hi), tile = loops["c"][at["c"]], loops["r"][at["r"]], loops["s"][at["s"]]
-            k_a, k_b, Kp, Ap, Bp = blocks[h]
-            folds += 1
-            # --- step the fold and note its output tile (rows of M, columns of N) -------------------
-            if df == "os":
-                At = np.zeros((R, Kp, pack), dtype=np.int64)
-                At[: len(tile)] = Ap[g, tile]
-                Bt = np.zeros((Kp, C, pack), dtype=np.int64)
-                Bt[:, : len(cols)] = Bp[g][:, cols]
-                Y, fc = _output_stationary_fold(At, Bt, serial, serial_mode, a_bits, w_op)
-                out[g][np.ix_(tile, cols)] += Y[: len(tile), : len(cols)]
-                m_idx, n_idx, stream_cycles = tile, cols, serial * Kp
-                s["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
-                s["filter"] += (k_hi - k_lo) * len(cols) * w_op
-            else:
-                k0 = (k_lo - k_a) // pack
-                kr = -(-(k_hi - k_lo) // pack)
-                S = np.zeros((R, C, pack), dtype=np.int64)
-                if df == "ws":
-                    S[:kr, : len(cols)] = Bp[g, k0 : k0 + kr][:, cols]
-                    X = np.zeros((len(tile), R, pack), dtype=np.int64)
-                    X[:, :kr] = Ap[g, tile, k0 : k0 + kr]
-                    Y, fc = _stationary_fold(S, X, serial, False, serial_mode, a_bits, w_op)
-                    out[g][np.ix_(tile, cols)] += Y[:, : len(cols)]
-                    m_idx, n_idx = tile, cols
-                    s["filter"] += (k_hi - k_lo) * len(cols) * w_op
-                    s["ifmap"] += len(tile) * (k_hi - k_lo) * a_bits
-                else:
-                    S[:kr, : len(cols)] = Ap[g, cols, k0 : k0 + kr].transpose(1, 0, 2)
-                    X = np.zeros((len(tile), R, pack), dtype=np.int64)
-                    X[:, :kr] = Bp[g, k0 : k0 + kr][:, tile].transpose(1, 0, 2)
-                    Y, fc = _stationary_fold(S, X, serial, True, serial_mode, a_bits, w_op)
-                    out[g][np.ix_(cols, tile)] += Y[:, : len(cols)].T
-                    m_idx, n_idx = cols, tile
-                    s["ifmap"] += len(cols) * (k_hi - k_lo) * a_bits
-                    s["filter"] += (k_hi - k_lo) * len(tile) * w_op
-                stream_cycles = serial * len(tile)
-            fold_times.append((stream_cycles, fc))
-            # --- outputs: accumulate, spill and reload partial sums, write the finished tile --------------
-            n_out = len(m_idx) * len(n_idx)
-            s["ofmap"] += n_out * acc_bits * (1 if at["r"] == 0 else 2)
-            if spill and at["r"] > 0:
-                d["ofmap"] += 2 * n_out * acc_bits
-                s["ofmap"] += 2 * n_out * acc_bits
-            if at["r"] == last_r:
-                s["ofmap"] += n_out * o_bits
-                d["ofmap"] += n_out * o_bits
-            # --- inputs: each role loads what its epoch has not seen -------------------------------------
-            for role in ("stat", "stream"):
-                level = levels[role]
-                key = tuple(point[i] for i in range(level))
-                if key != epoch[role]:
-                    epoch[role], ids_seen[role] = key, set()
-                whole = all(order.index(x) >= level for x in _RELEVANT[role])  # no relevant loop split
-                operand = "filter" if (role == "stat") == (df != "is") else "ifmap"
-                if operand == "filter":
-                    kk, nn = np.meshgrid(np.arange(k_lo, k_hi), n_idx, indexing="ij")
-                    ids = (kk * N + nn).reshape(-1)
-                    bits = w_op
-                elif df == "ws":  # the input planes of the chunk's channels under the tile's windows
-                    chunk_chans = np.unique(chan_of_k[k_lo:k_hi])
-                    plane_idx = idx[g][m_idx][:, np.isin(chan_of_k, chunk_chans)]
-                    ids = plane_idx[plane_idx >= 0]
-                    bits = a_bits
-                elif whole:  # the whole ifmap stays: each distinct element once
-                    t_idx = idx[g][np.ix_(m_idx, np.arange(k_lo, k_hi))]
-                    ids = t_idx[t_idx >= 0]
-                    bits = a_bits
-                else:  # lowered (im2col) tiles, padding positions included
-                    mm, kk = np.meshgrid(m_idx, np.arange(k_lo, k_hi), indexing="ij")
-                    ids = (mm * K + kk).reshape(-1)
-                    bits = a_bits
-                new = set(np.unique(ids).tolist()) - ids_seen[role]
-                ids_seen[role] |= new
-                d[operand] += len(new) * bits
+        _replay_group(rp, g, out, dram, sram, fold_times)
     for k in ("ifmap", "filter"):
-        s[k] += d[k]
-
-    # --- the timeline: folds back to back (serial) or overlapped with the next tile's preload ------------
-    if chip.array.weight_preload == "serial":
-        end = sum(fc for _, fc in fold_times)
-    elif df == "os":  # double-buffered output registers: the next fold starts once its rows' results cannot meet
-        start = 0  # this fold's on the result buses (R rows, one per cycle): stream + max(0, R - next stream)
-        for (stream_cycles, _), (next_stream, _) in zip(fold_times, fold_times[1:]):
-            start += stream_cycles + max(0, R - next_stream)
-        end = start + fold_times[-1][1]
-    else:  # double-buffered stationary registers: a tile shifts in (R cycles) while the previous one streams
-        start = R
-        for stream_cycles, _ in fold_times[:-1]:
-            start += max(stream_cycles, R)
-        end = start + fold_times[-1][1] - R
-    compute = end - 1
-
-    # --- stalls: the first fold's load and the last tile's write-back are exposed ------------------------
-    bw = chip.memory.bandwidth
-    dram = d["ifmap"] + d["filter"] + d["ofmap"]
-    if bw == float("inf"):
-        stall = 0
-    else:
-        first_cols = loops["c"][0]
-        first_k = loops["r"][0][2] - loops["r"][0][1]
-        if df == "ws":
-            first = first_k * len(first_cols) * w_op
-            last = len(stream_loop[-1]) * len(col_loop[-1]) * o_bits
-        elif df == "is":
-            first = first_k * len(first_cols) * a_bits
-            last = len(col_loop[-1]) * len(stream_loop[-1]) * o_bits
-        else:
-            first = (len(stream_loop[0]) * a_bits + len(first_cols) * w_op) * min(K, pack)
-            last = len(stream_loop[-1]) * len(col_loop[-1]) * o_bits
-        edge = math.ceil(first / bw) + math.ceil(last / bw)
-        middle = math.ceil(max(0, dram - first - last) / bw)
-        stall = edge + max(0, middle - compute)
-    expected = np.einsum("gmk,gkn->gmn", A, B)
+        sram[k] += dram[k]
+    compute = _compute_cycles(chip.array.weight_preload, df, rp.dims.R, fold_times)
+    stall = _stall_cycles(chip.memory.bandwidth, rp.dims, rp.loops, sum(dram.values()), compute)
     return ReferenceResult(
         compute,
         stall,
         compute + stall,
-        folds,
-        d["ifmap"],
-        d["filter"],
-        d["ofmap"],
-        s["ifmap"],
-        s["filter"],
-        s["ofmap"],
+        len(fold_times),
+        dram["ifmap"],
+        dram["filter"],
+        dram["ofmap"],
+        sram["ifmap"],
+        sram["filter"],
+        sram["ofmap"],
         out,
-        expected,
+        np.einsum("gmk,gkn->gmn", A, B),
     )
