@@ -127,28 +127,58 @@ def build_integer_model(
     return _build_chain_model(model, example_x, perms=perms, name=name)
 
 
-def _build_chain_model(  # noqa: C901 - to split: per-layer record building
+def _build_chain_model(
     model: Any, example_x: Any, *, perms: Mapping[str, Any] | None, name: str | None
 ) -> IntegerModel:
-    import torch
+    """The :class:`IntegerModel` chain of a prepared ``nn.Sequential`` (see :func:`build_integer_model`).
 
-    from quant.fakequant import QuantLayer, quant_layers
+    Checks, in this order, the structure, finite parameters and buffers, codes and input quantizers, the
+    permutations, ``example_x`` and the forward order; then records the ops between layers and exports the layers
+    one by one."""
+    from quant.fakequant import QuantLayer
 
     leaves = _walk(model)
     qnames = [n for n, m in leaves if isinstance(m, QuantLayer)]
     if not qnames:
         raise QuantInputError("the model has no QuantLayer to export (run quant.fakequant.prepare first)")
+    _check_finite_state(model)
+    _check_quantized(leaves)
+    modules = dict(leaves)
+    out_perms = _output_perms(modules, qnames, perms)
+    shapes = _input_shapes(model, modules, qnames, example_x)
+    pre_ops, ops_after = _ops_between(leaves, qnames)
+    layers = _export_chain_layers(modules, qnames, out_perms, ops_after, shapes)
+    model_name = name if name is not None else type(model).__name__
+    return IntegerModel(layers, pre_ops, model_name)
+
+
+def _check_finite_state(model: Any) -> None:
+    """Refuse NaN / inf in any parameter or buffer, naming it and counting them: no integer constant can be
+    derived from a non-finite weight or bias."""
     for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
         arr = p.detach().cpu().double().numpy()
         if not np.isfinite(arr).all():
             raise QuantInputError(f"{pname}: {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf)")
+
+
+def _check_quantized(leaves: list[tuple[str, Any]]) -> None:
+    """Refuse, naming them all, QuantLayers without weight codes or without an input quantizer: an integer layer
+    needs both (its input quantizer also fixes the previous layer's output grid)."""
+    from quant.fakequant import QuantLayer
+
     missing = [f"{n} (weight codes)" for n, m in leaves if isinstance(m, QuantLayer) and m.w_codes is None]
     missing += [f"{n} (input quantizer)" for n, m in leaves if isinstance(m, QuantLayer) and m.act is None]
     if missing:
         raise QuantInputError(
             f"cannot export: missing {', '.join(missing)}; run a weight quantizer and calibrate_activations first"
         )
-    modules = dict(leaves)
+
+
+def _output_perms(
+    modules: Mapping[str, Any], qnames: list[str], perms: Mapping[str, Any] | None
+) -> dict[str, np.ndarray]:
+    """``{layer name: output permutation}`` for every QuantLayer: from ``perms``, else the layer's ``out_perm``,
+    else the identity; refuses names that are not QuantLayers."""
     perms = dict(perms or {})
     unknown = sorted(set(perms) - set(qnames))
     if unknown:
@@ -156,16 +186,32 @@ def _build_chain_model(  # noqa: C901 - to split: per-layer record building
     out_perms: dict[str, np.ndarray] = {}
     for n in qnames:
         m = modules[n]
-        perm = perms.get(n, getattr(m, "out_perm", None))
-        if perm is None:
-            out_perms[n] = np.arange(m.out_features)
-            continue
-        arr = np.asarray(perm).reshape(-1)
-        if not np.issubdtype(arr.dtype, np.integer) or sorted(arr.tolist()) != list(range(m.out_features)):
-            raise QuantInputError(f"layer {n}: output permutation must be a permutation of 0..{m.out_features - 1}")
-        if n == qnames[-1] and np.any(arr != np.arange(m.out_features)):
-            raise QuantInputError(f"layer {n}: the last layer's outputs are the classes and cannot be permuted")
-        out_perms[n] = arr.astype(np.int64)
+        out_perms[n] = _output_perm(n, m, perms.get(n, getattr(m, "out_perm", None)), last=n == qnames[-1])
+    return out_perms
+
+
+def _output_perm(n: str, m: Any, perm: Any, *, last: bool) -> np.ndarray:
+    """Layer ``n``'s output permutation as int64 (the identity when ``perm`` is None); refuses anything but a
+    permutation of its output channels, and any reordering of the ``last`` layer's outputs (the classes)."""
+    if perm is None:
+        return np.arange(m.out_features)
+    arr = np.asarray(perm).reshape(-1)
+    if not np.issubdtype(arr.dtype, np.integer) or sorted(arr.tolist()) != list(range(m.out_features)):
+        raise QuantInputError(f"layer {n}: output permutation must be a permutation of 0..{m.out_features - 1}")
+    if last and np.any(arr != np.arange(m.out_features)):
+        raise QuantInputError(f"layer {n}: the last layer's outputs are the classes and cannot be permuted")
+    return arr.astype(np.int64)
+
+
+def _input_shapes(
+    model: Any, modules: Mapping[str, Any], qnames: list[str], example_x: Any
+) -> dict[str, tuple[int, ...]]:
+    """``{layer name: input shape without the batch dim}`` from a forward pass on ``example_x``; refuses a
+    non-float or non-finite ``example_x`` and a forward order that is not the Sequential order (the integer
+    datapath runs the layers in that order)."""
+    import torch
+
+    from quant.fakequant import quant_layers
 
     ex = torch.as_tensor(example_x)
     if not torch.is_floating_point(ex) or not torch.isfinite(ex).all():
@@ -189,8 +235,15 @@ def _build_chain_model(  # noqa: C901 - to split: per-layer record building
             f"forward order {order} differs from the Sequential order {qnames}: "
             f"the integer datapath needs a plain chain"
         )
+    return shapes
 
-    # ops between layers
+
+def _ops_between(
+    leaves: list[tuple[str, Any]], qnames: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The code-domain op records of the MAC-free modules: ``(before the first layer, {layer: after it})``."""
+    from quant.fakequant import QuantLayer
+
     pre_ops: list[dict[str, Any]] = []
     ops_after: dict[str, list[dict[str, Any]]] = {n: [] for n in qnames}
     current: str | None = None
@@ -201,30 +254,48 @@ def _build_chain_model(  # noqa: C901 - to split: per-layer record building
         rec = _op_record(m)
         if rec is not None:
             (ops_after[current] if current is not None else pre_ops).append(rec)
+    return pre_ops, ops_after
 
+
+def _input_perm(n: str, m: Any, prev: np.ndarray | None) -> np.ndarray:
+    """Layer ``n``'s input permutation, following the previous layer's output permutation ``prev`` (None for the
+    first layer), expanded per feature after a Flatten; a grouped conv cannot follow a reordered layer (each of its
+    groups reads a contiguous range of input channels)."""
+    in_perm = np.arange(m.in_channels)
+    if prev is None:
+        return in_perm
+    if m.groups > 1:
+        if np.any(prev != np.arange(len(prev))):
+            raise QuantInputError(
+                f"layer {n}: a grouped conv (groups={m.groups}) cannot follow a layer whose "
+                f"output channels were reordered"
+            )
+        return in_perm
+    if m.in_channels % len(prev):
+        raise QuantInputError(
+            f"layer {n}: {m.in_channels} inputs are not a multiple of the previous layer's {len(prev)} channels"
+        )
+    expand = m.in_channels // len(prev)
+    return (prev[:, None] * expand + np.arange(expand)).reshape(-1)
+
+
+def _export_chain_layers(
+    modules: Mapping[str, Any],
+    qnames: list[str],
+    out_perms: Mapping[str, np.ndarray],
+    ops_after: Mapping[str, list[dict[str, Any]]],
+    shapes: Mapping[str, tuple[int, ...]],
+) -> list[IntegerLayer]:
+    """Export each QuantLayer in chain order, with the next layer's input quantizer as its output grid (none
+    for the last layer: its outputs are the logits) and its input / output permutations."""
     layers: list[IntegerLayer] = []
     for i, n in enumerate(qnames):
-        m: QuantLayer = modules[n]
+        m = modules[n]
         nxt = modules[qnames[i + 1]] if i + 1 < len(qnames) else None
-        in_perm = np.arange(m.in_channels)
-        if i > 0 and m.groups > 1:
-            if np.any(out_perms[qnames[i - 1]] != np.arange(len(out_perms[qnames[i - 1]]))):
-                raise QuantInputError(
-                    f"layer {n}: a grouped conv (groups={m.groups}) cannot follow a layer whose "
-                    f"output channels were reordered"
-                )
-        elif i > 0:
-            prev = out_perms[qnames[i - 1]]
-            if m.in_channels % len(prev):
-                raise QuantInputError(
-                    f"layer {n}: {m.in_channels} inputs are not a multiple of the previous layer's {len(prev)} channels"
-                )
-            expand = m.in_channels // len(prev)
-            in_perm = (prev[:, None] * expand + np.arange(expand)).reshape(-1)
+        in_perm = _input_perm(n, m, out_perms[qnames[i - 1]] if i > 0 else None)
         layers.append(
             export_layer(
                 n, m, nxt.act if nxt is not None else None, ops_after[n], shapes.get(n, ()), out_perms[n], in_perm
             )
         )
-    model_name = name if name is not None else type(model).__name__
-    return IntegerModel(layers, pre_ops, model_name)
+    return layers

@@ -148,13 +148,25 @@ def _run(model: nn.Module, x: torch.Tensor, batch: int = 512) -> None:
         model.train(was_training)
 
 
-def plan_links(model: nn.Module, calib_x: torch.Tensor) -> list[Link]:  # noqa: C901 - to split: one branch per link kind
+def plan_links(model: nn.Module, calib_x: torch.Tensor) -> list[Link]:
     """The permutable producer -> consumer links of a Sequential model, in order (traced on ``calib_x[:2]``).
 
     Raises :class:`QuantInputError` naming the module when the chain cannot be proven safe."""
     if not isinstance(model, nn.Module):
         raise QuantInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     leaves = _leaves(model, "")
+    _check_unshared(leaves)
+    shapes = _trace_shapes(model, leaves, calib_x)
+    walk = _LinkWalk()
+    for name, m in leaves:
+        walk.visit(name, m, *shapes.get(name, ((), ())))
+    return walk.links
+
+
+def _check_unshared(leaves: list[tuple[str, nn.Module]]) -> None:
+    """Refuse a leaf used at two places in the chain: permuting it for one use would corrupt the other.
+
+    Channel-wise modules without channel state (activations, pooling, dropout, Flatten) may be shared."""
     seen: dict[int, str] = {}
     for name, m in leaves:
         if id(m) in seen and not isinstance(m, _ELEMENTWISE + _POOL + (nn.Flatten,)):
@@ -162,11 +174,19 @@ def plan_links(model: nn.Module, calib_x: torch.Tensor) -> list[Link]:  # noqa: 
                 f"module {name!r} is the same object as {seen[id(m)]!r}; a shared layer cannot be reordered safely"
             )
         seen.setdefault(id(m), name)
+
+
+def _trace_shapes(
+    model: nn.Module, leaves: list[tuple[str, nn.Module]], calib_x: torch.Tensor
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """``{leaf name: (input shape, output shape)}`` of each leaf's first call on ``calib_x[:2]``.
+
+    The walk needs them to tell where a Flatten expands channels and whether a Linear consumes channels."""
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     hooks = []
     for name, m in leaves:
 
-        def hook(mod, inp, out, name=name):
+        def hook(mod: nn.Module, inp: tuple[object, ...], out: object, name: str = name) -> None:
             if name not in shapes and isinstance(inp[0], torch.Tensor) and isinstance(out, torch.Tensor):
                 shapes[name] = (tuple(inp[0].shape), tuple(out.shape))
 
@@ -176,67 +196,109 @@ def plan_links(model: nn.Module, calib_x: torch.Tensor) -> list[Link]:  # noqa: 
     finally:
         for h in hooks:
             h.remove()
+    return shapes
 
-    links: list[Link] = []
+
+def _consumed_features(name: str, inner: nn.Module, in_shape: tuple[int, ...], expand: int) -> int:
+    """The input features weighted layer ``inner`` (named ``name``) reads from the open producer.
+
+    A Linear must see a flattened ``[N, F]`` tensor and a convolution the producer's channels themselves, else
+    the producer's channel axis is not the consumer's input axis and permuting it would change the function."""
+    if isinstance(inner, nn.Linear):
+        if len(in_shape) != 2:
+            raise QuantInputError(
+                f"layer {name!r}: Linear applied to a {len(in_shape)}-D tensor does not "
+                f"consume channels; add a Flatten before it"
+            )
+        return inner.in_features
+    if expand != 1:
+        raise QuantInputError(f"layer {name!r}: convolution after a Flatten cannot be reordered")
+    return inner.in_channels
+
+
+@dataclass
+class _LinkWalk:
+    """The state of :func:`plan_links`' walk over the leaves, one :meth:`visit` per leaf in order.
+
+    ``prod`` is the open producer (the last weighted layer, ``None`` before the first one or after a Linear over
+    a sequence axis), ``channels`` its output channels, ``bns`` / ``expand`` what lies between it and the next
+    weighted layer, ``barrier`` the first module in between not known to act channel-wise (reported only if a
+    consumer follows); ``links`` the links found so far."""
+
+    links: list[Link] = field(default_factory=list)
     prod: tuple[str, nn.Module] | None = None
-    channels, expand, barrier = 0, 1, None
-    bns: list[tuple[str, nn.Module, int]] = []
-    for name, m in leaves:
+    channels: int = 0
+    expand: int = 1
+    barrier: str | None = None
+    bns: list[tuple[str, nn.Module, int]] = field(default_factory=list)
+
+    def visit(self, name: str, m: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        """Account for leaf ``m`` (named ``name``, traced with these shapes): a weighted layer or one in between."""
         inner = _inner(m)
-        in_shape, out_shape = shapes.get(name, ((), ()))
         if isinstance(inner, _WEIGHTED):
-            if getattr(inner, "groups", 1) != 1:
+            self._weighted(name, m, inner, in_shape, out_shape)
+        elif self.prod is not None:
+            self._between(name, m, in_shape)
+
+    def _weighted(
+        self, name: str, m: nn.Module, inner: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    ) -> None:
+        """Close the open producer's link at weighted layer ``m`` (if any) and open ``m`` as the next producer."""
+        if getattr(inner, "groups", 1) != 1:
+            raise QuantInputError(
+                f"layer {name!r}: grouped convolution (groups={inner.groups}) cannot be reordered safely"
+            )
+        if self.prod is not None:
+            self.links.append(self._link_to(self.prod, name, m, inner, in_shape))
+        if isinstance(inner, nn.Linear) and len(out_shape) != 2:
+            self.prod = None  # a Linear over a sequence axis: its features are not dim 1, do not permute
+            self.barrier = None
+            return
+        self.prod, self.bns, self.expand, self.barrier = (name, m), [], 1, None
+        self.channels = int(inner.weight.shape[0])
+
+    def _link_to(
+        self, prod: tuple[str, nn.Module], name: str, m: nn.Module, inner: nn.Module, in_shape: tuple[int, ...]
+    ) -> Link:
+        """The link from the open producer ``prod`` to consumer ``m``; refuses a barrier between them or a
+        feature-count mismatch (either would make the permutation change the network's function)."""
+        if self.barrier is not None:
+            raise QuantInputError(
+                f"cannot reorder {prod[0]!r} -> {name!r}: {self.barrier} between them is not known to act channel-wise"
+            )
+        need = _consumed_features(name, inner, in_shape, self.expand)
+        if need != self.channels * self.expand:
+            raise QuantInputError(
+                f"layer {name!r} expects {need} inputs but {prod[0]!r} provides "
+                f"{self.channels} channels x {self.expand}"
+            )
+        return Link(prod[0], prod[1], name, m, self.channels, list(self.bns), self.expand)
+
+    def _between(self, name: str, m: nn.Module, in_shape: tuple[int, ...]) -> None:
+        """Account for a non-weighted leaf after the open producer: a BatchNorm to permute along, a Flatten that
+        expands channels into features, a channel-wise module to pass, or else a barrier."""
+        if isinstance(m, _BN):
+            if m.num_features != self.channels * self.expand:
                 raise QuantInputError(
-                    f"layer {name!r}: grouped convolution (groups={inner.groups}) cannot be reordered safely"
+                    f"BatchNorm {name!r} has {m.num_features} features, expected {self.channels * self.expand}"
                 )
-            if prod is not None:
-                if barrier is not None:
-                    raise QuantInputError(
-                        f"cannot reorder {prod[0]!r} -> {name!r}: {barrier} between them is not "
-                        f"known to act channel-wise"
-                    )
-                if isinstance(inner, nn.Linear):
-                    if len(in_shape) != 2:
-                        raise QuantInputError(
-                            f"layer {name!r}: Linear applied to a {len(in_shape)}-D tensor does not "
-                            f"consume channels; add a Flatten before it"
-                        )
-                    need = inner.in_features
-                else:
-                    if expand != 1:
-                        raise QuantInputError(f"layer {name!r}: convolution after a Flatten cannot be reordered")
-                    need = inner.in_channels
-                if need != channels * expand:
-                    raise QuantInputError(
-                        f"layer {name!r} expects {need} inputs but {prod[0]!r} provides {channels} channels x {expand}"
-                    )
-                links.append(Link(prod[0], prod[1], name, m, channels, list(bns), expand))
-            if isinstance(inner, nn.Linear) and len(out_shape) != 2:
-                prod = None  # a Linear over a sequence axis: its features are not dim 1, do not permute
-                barrier = None
-                continue
-            prod, bns, expand, barrier = (name, m), [], 1, None
-            channels = int(inner.weight.shape[0])
-        elif prod is None:
-            continue
-        elif isinstance(m, _BN):
-            if m.num_features != channels * expand:
-                raise QuantInputError(f"BatchNorm {name!r} has {m.num_features} features, expected {channels * expand}")
-            bns.append((name, m, expand))
+            self.bns.append((name, m, self.expand))
         elif isinstance(m, nn.Flatten):
-            if len(in_shape) > 2:
-                end = m.end_dim if m.end_dim >= 0 else len(in_shape) + m.end_dim
-                if m.start_dim != 1 or end != len(in_shape) - 1:
-                    barrier = barrier or f"{name!r} (Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}))"
-                else:
-                    expand *= int(np.prod(in_shape[2:]))
-        elif isinstance(m, _ELEMENTWISE):
-            continue
-        elif isinstance(m, _POOL) and expand == 1:
-            continue
+            self._flatten(name, m, in_shape)
+        elif isinstance(m, _ELEMENTWISE) or (isinstance(m, _POOL) and self.expand == 1):
+            return
         else:
-            barrier = barrier or f"{name!r} ({type(m).__name__})"
-    return links
+            self.barrier = self.barrier or f"{name!r} ({type(m).__name__})"
+
+    def _flatten(self, name: str, m: nn.Flatten, in_shape: tuple[int, ...]) -> None:
+        """A Flatten of all non-batch dims turns each channel into ``prod(spatial)`` consecutive features; any other
+        Flatten of a >2-D tensor mixes the channel axis with others and is a barrier."""
+        if len(in_shape) > 2:
+            end = m.end_dim if m.end_dim >= 0 else len(in_shape) + m.end_dim
+            if m.start_dim != 1 or end != len(in_shape) - 1:
+                self.barrier = self.barrier or f"{name!r} (Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}))"
+            else:
+                self.expand *= int(np.prod(in_shape[2:]))
 
 
 def _bn_factor(bn: nn.Module) -> np.ndarray:
