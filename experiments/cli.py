@@ -114,13 +114,13 @@ def sim_cmd(
 ) -> None:
     """Simulate a workload on a chip and write the per-layer cost table (with the mapping chosen per layer)."""
     from experiments.workloads import resolve_workload
-    from lowbit_core.files import check_output_file
+    from lowbit_core.files import check_output_path
     from lowbit_core.tables import TABLE_SUFFIXES, write_table
     from sim import load_chip, simulate
     from sim.area import chip_area
     from sim.config import with_mapping
 
-    check_output_file(out, TABLE_SUFFIXES)
+    check_output_path(out, "cost table", suffixes=TABLE_SUFFIXES)
     chip_config = with_mapping(load_chip(chip), mapping, objective, weight_preload)
     shape = None
     if input_shape is not None:
@@ -184,7 +184,7 @@ def solve_cmd(
 ) -> None:
     """Pick each layer's bit pair: minimum total sensitivity under all budgets at once (exact ILP)."""
     from experiments.staging import staged_dir
-    from lowbit_core.files import check_output_dir
+    from lowbit_core.files import check_output_path
     from lowbit_core.pairs import parse_pairs
     from lowbit_core.tables import read_table
     from search import AssignmentModel, build_problem
@@ -192,7 +192,7 @@ def solve_cmd(
     from search.budgets import parse_budgets, resolve_budgets
     from search.validate import check_time_limit
 
-    check_output_dir(out)
+    check_output_path(out, "solve output directory", directory=True)
     check_time_limit(time_limit, "--time-limit")
     asked = parse_budgets(budget or [])
     problem = build_problem(
@@ -261,12 +261,12 @@ def pareto_cmd(
     """Exact Pareto front of sensitivity against cost, with greedy and uniform baselines, measured."""
     from experiments.pareto_study import run_pareto_study
     from experiments.staging import staged_dir
-    from lowbit_core.files import check_output_dir
+    from lowbit_core.files import check_output_path
     from lowbit_core.tables import read_table
     from search.budgets import parse_budgets, resolve_budgets
     from search.problem import build_problem
 
-    check_output_dir(out)
+    check_output_path(out, "pareto output directory", directory=True)
     if (data is not None or weights is not None) and model is None:
         raise InputError("--data and --weights need --model")
     cost_table = read_table(costs, "cost table")
@@ -418,11 +418,11 @@ def quantize_cmd(
 
     from experiments.quantize import quantize_builtin, quantize_user
     from experiments.staging import staged_dir
-    from lowbit_core.files import check_output_dir
+    from lowbit_core.files import check_output_path
     from lowbit_core.pairs import DEFAULT_MAX_BITS, parse_pair
     from quant.models.user import is_model_spec
 
-    check_output_dir(out)
+    check_output_path(out, "quantize output directory", directory=True)
     if (bits is None) == (assignment is None):
         raise QuantInputError("give exactly one of --bits (e.g. w4a8) and --assignment")
     table = None
@@ -559,11 +559,11 @@ def train_cmd(
 ) -> None:
     """Fine-tune a model with training-time quantization, export it as integers, and measure it."""
     from experiments.train import train_builtin, train_user
-    from lowbit_core.files import check_output_dir
+    from lowbit_core.files import check_output_path
     from lowbit_core.pairs import DEFAULT_MAX_BITS, parse_pair
     from quant.models.user import is_model_spec
 
-    check_output_dir(out)
+    check_output_path(out, "train output directory", directory=True)
     w_bits, a_bits = parse_pair(bits, DEFAULT_MAX_BITS)
     options: dict[str, object] = {}
     if lam is not None:
@@ -649,9 +649,9 @@ def quant_table_cmd(
     """The results table of docs/quant.md: method x bits x model -> accuracy, KiB, reduction vs float (and sim
     latency / energy with --chips)."""
     from experiments.quant_table import build_table
-    from lowbit_core.files import check_output_dir
+    from lowbit_core.files import check_output_path
 
-    check_output_dir(out)
+    check_output_path(out, "quant-table output directory", directory=True)
 
     def parse_ints(text: str, option: str) -> list[int]:
         try:
@@ -769,12 +769,12 @@ def rtl_synth_cmd(
     no_cache: Annotated[bool, typer.Option(help="Re-run yosys even when a cached result matches.")] = False,
 ) -> None:
     """Synthesize the PEs and the requantization unit with yosys; cell counts and NAND2-equivalent areas."""
-    from lowbit_core.files import check_output_file
+    from lowbit_core.files import check_output_path
     from lowbit_core.tables import TABLE_SUFFIXES, write_table
     from rtl.synth import area_markdown, area_table
 
     if out is not None:
-        check_output_file(out, TABLE_SUFFIXES)
+        check_output_path(out, "area table", suffixes=TABLE_SUFFIXES)
     table = area_table(use_cache=not no_cache)
     typer.echo(area_markdown(table))
     if out is not None:
@@ -976,9 +976,9 @@ def demo_cmd(
 
     from experiments.pipeline import run_demo
     from experiments.staging import staged_dir
-    from lowbit_core.files import check_output_dir
+    from lowbit_core.files import check_output_path
 
-    check_output_dir(out)
+    check_output_path(out, "demo output directory", directory=True)
 
     with staged_dir(out, last=("summary.csv",)) as stage:
         run_demo(stage, shown_as=out)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lowbit_core.files import check_output_dir, missing_ancestors
+from lowbit_core.files import check_output_path, missing_ancestors
 
 __all__ = ["staged_dir", "STAGE_PREFIX"]
 
@@ -53,9 +53,9 @@ def staged_dir(out: str | os.PathLike[str], last: tuple[str, ...] = ("metrics.js
 
     ``last`` names files moved after all others (a reader that waits for them sees a complete directory).  On any
     exception, ``KeyboardInterrupt`` included, the temporary directory is removed and ``out`` is untouched.
-    An ``out`` that cannot become a writable directory is refused first (:func:`lowbit_core.files.check_output_dir`).
+    An ``out`` that cannot become a writable directory is refused first (:func:`lowbit_core.files.check_output_path`).
     """
-    target = check_output_dir(out)
+    target = check_output_path(out, "output directory", directory=True)
     created = missing_ancestors(target.parent)
     stage: Path | None = None
     # Ctrl-C is held back while the directories are made, so that it cannot land between their creation and

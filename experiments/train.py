@@ -9,16 +9,14 @@ golden integer model built and measured, and the export written. The output dire
 * ``metrics.json`` -- accuracies (float, fake-quant, integer), sizes and the method's summary; written last;
 * method tables, e.g. QGT's ``sensitivity.csv`` (the bottleneck signal in ``lowbit solve``'s format).
 
-Everything is built in a temporary sibling directory first, and each file is moved into place atomically, so
-a failed run (bad input, a diverged mixture) leaves no partial result.
+Everything is built in a staging directory beside the output (:func:`experiments.staging.staged_dir`) and each
+file is moved into place atomically, so a failed or interrupted run (bad input, a diverged mixture, Ctrl-C) leaves no
+partial result.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.staging import staged_dir
 from quant.errors import QuantInputError
 
 __all__ = ["TRAIN_METHODS", "TrainResult", "train_method", "train_builtin", "train_user", "user_split"]
@@ -219,18 +218,11 @@ def train_user(
 
 
 def _write_outputs(out: Path, integer: Any, outcome: Any, result: TrainResult) -> None:
-    """Build every file in a temporary sibling directory, then move each into ``out`` atomically, metrics last."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        integer.save(tmp)
-        outcome.history.to_csv(tmp / "history.csv", index=False, float_format="%.9g")
+    """Write every file into a staging directory, then move each into ``out`` atomically, metrics last
+    (:func:`experiments.staging.staged_dir`)."""
+    with staged_dir(out, last=("metrics.json",)) as stage:
+        integer.save(stage)
+        outcome.history.to_csv(stage / "history.csv", index=False, float_format="%.9g")
         for name, frame in outcome.tables.items():
-            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.9g")
-        (tmp / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-        out.mkdir(parents=True, exist_ok=True)
-        names = sorted(p.name for p in tmp.iterdir() if p.name != "metrics.json") + ["metrics.json"]
-        for name in names:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            frame.to_csv(stage / f"{name}.csv", index=False, float_format="%.9g")
+        (stage / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")

@@ -77,80 +77,134 @@ PARTS = (
 Run = dict[str, Any]  # {model, method, w_bits, epochs, seed, options, lr, extras}
 
 
-def _runs(part: str) -> list[Run]:  # noqa: C901 - to split: one block per study section
-    """Every run of ``part`` (a run is JSON-ready and fully determines its cell)."""
+def _run(
+    model: str,
+    method: str,
+    w_bits: int,
+    seed: int,
+    epochs: int = 20,
+    options: dict[str, Any] | None = None,
+    lr: float | None = None,
+    extras: tuple[str, ...] = (),
+) -> Run:
+    """One run: every setting that determines its cell."""
+    return {
+        "model": model,
+        "method": method,
+        "w_bits": w_bits,
+        "epochs": epochs,
+        "seed": seed,
+        "options": options or {},
+        "lr": lr,
+        "extras": list(extras),
+    }
+
+
+def _qgt_lambda_runs(model: str) -> list[Run]:
+    """GPFQ alone, then QGT + GPFQ at each lambda; seeds 0-4, 20 epochs."""
     runs: list[Run] = []
-
-    def add(
-        model: str,
-        method: str,
-        w_bits: int,
-        seed: int,
-        epochs: int = 20,
-        options: dict | None = None,
-        lr: float | None = None,
-        extras: tuple[str, ...] = (),
-    ) -> None:
-        runs.append(
-            {
-                "model": model,
-                "method": method,
-                "w_bits": w_bits,
-                "epochs": epochs,
-                "seed": seed,
-                "options": options or {},
-                "lr": lr,
-                "extras": list(extras),
-            }
-        )
-
-    for model in MODELS:
-        if part == "qgt-lambda":
-            for seed in range(5):
-                add(model, "gpfq", 2, seed, epochs=0)
-                for lam in LAMBDAS:
-                    add(model, "qgt", 2, seed, options={"lam": lam})
-        elif part == "qgt-final":
-            for lam in FINAL_LAMBDAS:
-                for final in FINALS:
-                    add(model, "qgt", 2, 0, options={"lam": lam, "final": final})
-        elif part == "qgt-grid":
-            for grid in ("max", "mse"):
-                for final in FINALS:
-                    add(model, "qgt", 2, 0, epochs=10, options={"lam": 10.0, "final": final, "grid": grid})
-        elif part == "qgt-rho":
-            for seed in range(3):
-                for lam in RHO_LAMBDAS:
-                    add(model, "qgt", 2, seed, epochs=10, options={"lam": lam}, extras=("rho",))
-        elif part == "dgms-epochs":
-            for bits in (2, 3, 4):
-                for seed in range(3):
-                    add(model, "dgms", bits, seed, epochs=10)
-        elif part == "dgms-hard":
-            for epochs in (10, 20):
-                for hard_phase in (0.0, 1.0):
-                    for seed in range(3):
-                        add(
-                            model,
-                            "dgms",
-                            2,
-                            seed,
-                            epochs=epochs,
-                            options={"hard_phase": hard_phase},
-                            extras=("calib", "history"),
-                        )
-        elif part == "dgms-free":
-            for bits in (2, 3, 4):
-                for seed in range(2):
-                    add(model, "dgms", bits, seed, epochs=10, options={"codebook": "free"})
-        elif part == "dgms-tuning" and model == "mnist1d-cnn":
-            for _, options, lr in DGMS_TUNING:
-                for seed in range(3):
-                    add(model, "dgms", 2, seed, epochs=10, options=options, lr=lr, extras=("calib",))
-        elif part == "dgms-alpha" and model == "mnist1d-cnn":
-            for channel_norm in (False, True):
-                add(model, "dgms", 2, 0, epochs=10, options={"tau0": 0.01, "channel_norm": channel_norm})
+    for seed in range(5):
+        runs.append(_run(model, "gpfq", 2, seed, epochs=0))
+        runs.extend(_run(model, "qgt", 2, seed, options={"lam": lam}) for lam in LAMBDAS)
     return runs
+
+
+def _qgt_final_runs(model: str) -> list[Run]:
+    """QGT at each lambda x final quantizer; seed 0, 20 epochs."""
+    return [_run(model, "qgt", 2, 0, options={"lam": lam, "final": final}) for lam in FINAL_LAMBDAS for final in FINALS]
+
+
+def _qgt_grid_runs(model: str) -> list[Run]:
+    """QGT's target grid (max-abs, MSE) x final quantizer; lambda 10, seed 0, 10 epochs."""
+    return [
+        _run(model, "qgt", 2, 0, epochs=10, options={"lam": 10.0, "final": final, "grid": grid})
+        for grid in ("max", "mse")
+        for final in FINALS
+    ]
+
+
+def _qgt_rho_runs(model: str) -> list[Run]:
+    """QGT with the bottleneck ranking kept (``rho``); seeds 0-2, 10 epochs."""
+    return [
+        _run(model, "qgt", 2, seed, epochs=10, options={"lam": lam}, extras=("rho",))
+        for seed in range(3)
+        for lam in RHO_LAMBDAS
+    ]
+
+
+def _dgms_epochs_runs(model: str) -> list[Run]:
+    """DGMS (defaults) at w2/w3/w4; seeds 0-2, 10 epochs."""
+    return [_run(model, "dgms", bits, seed, epochs=10) for bits in (2, 3, 4) for seed in range(3)]
+
+
+def _dgms_hard_runs(model: str) -> list[Run]:
+    """DGMS w2 with the soft and the hard forward, 10 and 20 epochs, seeds 0-2; calibration score and history kept."""
+    return [
+        _run(
+            model,
+            "dgms",
+            2,
+            seed,
+            epochs=epochs,
+            options={"hard_phase": hard_phase},
+            extras=("calib", "history"),
+        )
+        for epochs in (10, 20)
+        for hard_phase in (0.0, 1.0)
+        for seed in range(3)
+    ]
+
+
+def _dgms_free_runs(model: str) -> list[Run]:
+    """DGMS with the free codebook at w2/w3/w4; seeds 0-1, 10 epochs."""
+    return [
+        _run(model, "dgms", bits, seed, epochs=10, options={"codebook": "free"})
+        for bits in (2, 3, 4)
+        for seed in range(2)
+    ]
+
+
+def _dgms_tuning_runs(model: str) -> list[Run]:
+    """The DGMS knob sweep (mnist1d only); seeds 0-2, 10 epochs, calibration score kept."""
+    if model != "mnist1d-cnn":
+        return []
+    return [
+        _run(model, "dgms", 2, seed, epochs=10, options=options, lr=lr, extras=("calib",))
+        for _, options, lr in DGMS_TUNING
+        for seed in range(3)
+    ]
+
+
+def _dgms_alpha_runs(model: str) -> list[Run]:
+    """DGMS with and without the per-channel scales (mnist1d only); tau0 0.01, seed 0, 10 epochs."""
+    if model != "mnist1d-cnn":
+        return []
+    return [
+        _run(model, "dgms", 2, 0, epochs=10, options={"tau0": 0.01, "channel_norm": channel_norm})
+        for channel_norm in (False, True)
+    ]
+
+
+_SECTION_RUNS: dict[str, Callable[[str], list[Run]]] = {
+    "qgt-lambda": _qgt_lambda_runs,
+    "qgt-final": _qgt_final_runs,
+    "qgt-grid": _qgt_grid_runs,
+    "qgt-rho": _qgt_rho_runs,
+    "dgms-epochs": _dgms_epochs_runs,
+    "dgms-hard": _dgms_hard_runs,
+    "dgms-free": _dgms_free_runs,
+    "dgms-tuning": _dgms_tuning_runs,
+    "dgms-alpha": _dgms_alpha_runs,
+}
+
+
+def _runs(part: str) -> list[Run]:
+    """Every run of ``part``, model by model (a run is JSON-ready and fully determines its cell); none for an unknown
+    part."""
+    section = _SECTION_RUNS.get(part)
+    if section is None:
+        return []
+    return [run for model in MODELS for run in section(model)]
 
 
 def _cell_name(run: Run) -> str:

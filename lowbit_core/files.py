@@ -20,9 +20,8 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "missing_ancestors",
-    "check_output_file",
-    "check_output_dir",
     "check_output_path",
+    "check_output_dir",
 ]
 
 
@@ -84,57 +83,36 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _check_creatable_under(path: Path, what: str, error: type[InputError]) -> None:
-    """Refuse ``path`` if its nearest existing ancestor is not a directory or cannot be written."""
-    anchor = _nearest_existing(path.parent if path.parent != path else path)
-    if not anchor.is_dir():
-        raise error(f"{path}: cannot create the {what}: {anchor} is a file, not a directory")
-    if not os.access(anchor, os.W_OK | os.X_OK):
-        raise error(f"{path}: cannot create the {what}: no permission to write in {anchor}")
-
-
-def check_output_file(
-    path: str | os.PathLike[str], suffixes: tuple[str, ...] | None = None, *, error: type[InputError] = InputError
+def check_output_path(
+    path: str | os.PathLike[str],
+    what: str,
+    *,
+    directory: bool = False,
+    suffixes: tuple[str, ...] | None = None,
+    error: type[InputError] = InputError,
 ) -> Path:
-    """Check that an output file can be written at ``path``, creating nothing.
+    """Check, creating nothing, that the ``what`` (its role, e.g. ``"cost table"``, ``"integer export"``) can be
+    written at ``path``: a file, or with ``directory`` a directory, that exists or can be created.
 
-    Refuses (one-line ``error``) an existing directory, a suffix not in ``suffixes`` (when given), an ancestor that
-    is a regular file, and an unwritable directory."""
-    p = Path(path)
-    if p.is_dir():
-        raise error(f"{p}: is a directory; give a file path (e.g. {p / 'costs.csv'})")
-    if suffixes is not None and p.suffix.lower() not in suffixes:
-        raise error(f"{p}: unknown file type {p.suffix or '(none)'!r}; use {', '.join(suffixes)}")
-    _check_creatable_under(p, "file", error)  # an existing file is replaced by a rename in its directory
-    return p
+    Refuses with one line of ``error`` naming ``path``, ``what`` and the cause: a directory where a file is needed or
+    the reverse, a suffix not in ``suffixes`` (when given), a first existing ancestor that is a file, and a directory
+    without write permission.  An existing file is accepted: it is replaced by a rename in its directory."""
+    out = Path(path)
+    if out.exists() and out.is_dir() != directory:
+        if directory:
+            raise error(f"{out}: is a file, not a directory; the {what} needs a directory path")
+        raise error(f"{out}: is a directory; the {what} needs a file path")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise error(f"{out}: unknown file type {out.suffix or '(none)'!r} for the {what}; use {', '.join(suffixes)}")
+    anchor = _nearest_existing(out if directory else out.parent)
+    if not anchor.is_dir():
+        raise error(f"{out}: cannot create the {what}: {anchor} is a file, not a directory")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise error(f"{out}: cannot write the {what}: {anchor} is not writable (no permission)")
+    return out
 
 
 def check_output_dir(path: str | os.PathLike[str], *, error: type[InputError] = InputError) -> Path:
-    """Check that ``path`` is, or can be created as, a writable directory, creating nothing."""
-    p = Path(path)
-    if p.exists():
-        if not p.is_dir():
-            raise error(f"{p}: exists and is not a directory; give a directory path")
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise error(f"{p}: cannot write in this directory (no permission)")
-    else:
-        _check_creatable_under(p, "directory", error)
-    return p
-
-
-def check_output_path(
-    path: str | os.PathLike[str], what: str, *, directory: bool = False, error: type[InputError] = InputError
-) -> Path:
-    """Like :func:`check_output_file` / :func:`check_output_dir`, with messages that name the output's role
-    ``what`` (e.g. ``"export directory"``): a file where a directory is needed or the reverse, or a first existing
-    ancestor that is a file or is not writable."""
-    out = Path(path)
-    if out.exists() and out.is_dir() != directory:
-        kind = "a directory" if out.is_dir() else "a file"
-        raise error(f"{out}: is {kind}; the {what} needs {'a directory' if directory else 'a file'} path")
-    parent = _nearest_existing(out if directory else out.parent)
-    if not parent.is_dir():
-        raise error(f"{parent}: is a file, so the {what} {out} cannot be created")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise error(f"{parent}: not writable, so the {what} {out} cannot be created")
-    return out
+    """:func:`check_output_path` of an ``"output directory"``; kept only for :mod:`sim.sweep`, which is being reworked
+    (new code calls :func:`check_output_path` with ``directory=True``)."""
+    return check_output_path(path, "output directory", directory=True, error=error)

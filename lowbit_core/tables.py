@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from lowbit_core.errors import InputError
-from lowbit_core.files import atomic_path, check_output_file
+from lowbit_core.files import atomic_path, check_output_path
 
 __all__ = ["TABLE_SUFFIXES", "read_table", "write_table"]
 
@@ -47,7 +47,7 @@ def read_table(
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], *, error: type[InputError] = InputError) -> Path:
     """Write ``frame`` (without its index) to ``path`` as CSV or Parquet by suffix, atomically."""
-    p = check_output_file(path, error=error)
+    p = check_output_path(path, "table", error=error)
     suffix = _suffix(p, "table", error)
     with atomic_path(p) as tmp:
         if suffix == ".csv":

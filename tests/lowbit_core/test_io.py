@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lowbit_core.errors import EXIT_BAD_INPUT, InputError, LowbitError
-from lowbit_core.files import atomic_path, atomic_write, check_output_dir, check_output_file
+from lowbit_core.files import atomic_path, atomic_write, check_output_dir, check_output_path
 from lowbit_core.tables import TABLE_SUFFIXES, read_table, write_table
 from lowbit_core.yamlio import read_yaml
 
@@ -88,11 +88,12 @@ def test_no_yaml_is_parsed_outside_read_yaml() -> None:
 
 
 # Output paths: checked before any work, nothing created ------------------------------------------------
-def test_check_output_file(tmp_path: Path) -> None:
+def test_check_output_path_of_a_file(tmp_path: Path) -> None:
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "dir").mkdir()
-    assert check_output_file(tmp_path / "new" / "deeper" / "t.csv", TABLE_SUFFIXES) == tmp_path / "new/deeper/t.csv"
-    assert check_output_file(tmp_path / "file.txt") == tmp_path / "file.txt"  # overwritten by a rename
+    new = tmp_path / "new" / "deeper" / "t.csv"
+    assert check_output_path(new, "table", suffixes=TABLE_SUFFIXES) == tmp_path / "new/deeper/t.csv"
+    assert check_output_path(tmp_path / "file.txt", "table") == tmp_path / "file.txt"  # overwritten by a rename
     for path, needle in (
         (tmp_path / "dir", "is a directory"),
         (tmp_path / "file.txt" / "t.csv", "file.txt is a file, not a directory"),
@@ -100,19 +101,21 @@ def test_check_output_file(tmp_path: Path) -> None:
         (tmp_path / "t.xlsx", "unknown file type '.xlsx'"),
     ):
         with pytest.raises(InputError, match=needle):
-            check_output_file(path, TABLE_SUFFIXES)
+            check_output_path(path, "table", suffixes=TABLE_SUFFIXES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"]
 
 
-def test_check_output_dir(tmp_path: Path) -> None:
+def test_check_output_path_of_a_directory(tmp_path: Path) -> None:
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "dir").mkdir()
-    assert check_output_dir(tmp_path / "dir") == tmp_path / "dir"
-    assert check_output_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
-    with pytest.raises(InputError, match="exists and is not a directory"):
-        check_output_dir(tmp_path / "file.txt")
+    assert check_output_path(tmp_path / "dir", "output directory", directory=True) == tmp_path / "dir"
+    assert check_output_path(tmp_path / "a" / "b", "output directory", directory=True) == tmp_path / "a" / "b"
+    with pytest.raises(InputError, match="is a file, not a directory; the output directory needs a directory path"):
+        check_output_path(tmp_path / "file.txt", "output directory", directory=True)
     with pytest.raises(InputError, match="file.txt is a file, not a directory"):
-        check_output_dir(tmp_path / "file.txt" / "out")
+        check_output_path(tmp_path / "file.txt" / "out", "output directory", directory=True)
+    with pytest.raises(InputError, match="file.txt is a file, not a directory"):
+        check_output_dir(tmp_path / "file.txt" / "out")  # the one wrapper left (sim.sweep)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.txt"]
 
 
@@ -122,9 +125,9 @@ def test_check_output_paths_refuse_unwritable_directories(tmp_path: Path) -> Non
     locked.mkdir(mode=0o500)
     try:
         with pytest.raises(InputError, match="no permission"):
-            check_output_file(locked / "t.csv")
+            check_output_path(locked / "t.csv", "table")
         with pytest.raises(InputError, match="no permission"):
-            check_output_dir(locked / "out")
+            check_output_path(locked / "out", "output directory", directory=True)
     finally:
         locked.chmod(0o700)
 

@@ -30,11 +30,13 @@ def test_output_path_kinds(tmp_path: Path) -> None:
     assert check_output_path(tmp_path / "dir", "export", directory=True, error=QuantInputError) == tmp_path / "dir"
     file = tmp_path / "file"
     assert check_output_path(file, "table", error=QuantInputError) == file  # a file may be replaced
-    with pytest.raises(QuantInputError, match="is a file; the export needs a directory"):
+    with pytest.raises(QuantInputError, match="is a file, not a directory; the export needs a directory path"):
         check_output_path(tmp_path / "file", "export", directory=True, error=QuantInputError)
     with pytest.raises(QuantInputError, match="is a directory; the table needs a file"):
         check_output_path(tmp_path / "dir", "table", error=QuantInputError)
-    with pytest.raises(QuantInputError, match=r"file: is a file, so the table .*cannot be created"):
+    with pytest.raises(
+        QuantInputError, match=r"below/t\.csv: cannot create the table: .*/file is a file, not a directory$"
+    ):
         check_output_path(tmp_path / "file" / "below" / "t.csv", "table", error=QuantInputError)
     assert not (tmp_path / "new").exists()  # checking creates nothing
 
