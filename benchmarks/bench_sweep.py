@@ -28,8 +28,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim.costs import simulate  # noqa: E402
-from sim.sweep import load_sweep_chips, plan_partitions, run_sweep  # noqa: E402
+from sim.sweep import run_sweep  # noqa: E402
+from sim.sweep_plan import plan_partitions  # noqa: E402
 from sim.sweep_spec import sweep_spec_from_dict  # noqa: E402
+from sim.sweep_store import load_sweep_chips  # noqa: E402
 
 PAIRS = [f"w{w}a{a}" for w in (8, 4, 2) for a in (8, 4, 2)]
 

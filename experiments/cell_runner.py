@@ -57,7 +57,7 @@ def run_cells(
     ``status(line)`` is called as cells start (in-process) or finish (Dask) with the count and an ETA;
     ``eta(done, elapsed_s)`` may give a better estimate than the default (elapsed / done x remaining).
     ``scheduler``: None (in this process, in order), ``local[:N]`` or a scheduler address."""
-    from sim.sweep import parse_scheduler
+    from sim.scheduler import parse_scheduler
 
     mode, address, workers = ("inline", None, None) if scheduler is None else parse_scheduler(scheduler, None)
     if mode in ("threads", "synchronous"):
@@ -92,7 +92,7 @@ def _run_dask(
 
     from distributed import Client, LocalCluster, as_completed
 
-    from sim.sweep import connect_scheduler
+    from sim.scheduler import connect_scheduler
 
     cluster = None
     if address is not None:

@@ -216,7 +216,7 @@ def measure_many(
     if isinstance(assignments, pd.DataFrame | Mapping) or not isinstance(assignments, Sequence):
         raise QuantInputError("assignments must be a sequence (list) of assignments")
     if scheduler is not None:
-        from sim.sweep import parse_scheduler
+        from sim.scheduler import parse_scheduler
 
         parse_scheduler(scheduler, None)
     bench = ModelBench(model_name, seed, inputs)

@@ -111,7 +111,7 @@ def run_pareto_study(
     workers."""
     n_points = check_count(n_points, "n_points", 1, MAX_POINTS)
     if scheduler is not None:
-        from sim.sweep import connect_scheduler, parse_scheduler
+        from sim.scheduler import connect_scheduler, parse_scheduler
 
         _, address, _ = parse_scheduler(scheduler, None)
         if address is not None:

@@ -160,7 +160,7 @@ def check_existing(
 def _check_run(scheduler: str | None, seeds: Sequence[int], epochs: int) -> None:
     """The run's own arguments, before anything is written (a scheduler address must answer)."""
     if scheduler is not None:
-        from sim.sweep import connect_scheduler, parse_scheduler
+        from sim.scheduler import connect_scheduler, parse_scheduler
 
         _, address, _ = parse_scheduler(scheduler, None)
         if address is not None:

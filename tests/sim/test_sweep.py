@@ -398,11 +398,11 @@ def test_output_layout_and_metadata(tmp_path):
 
 
 def test_partition_size_is_capped_by_memory(monkeypatch):
-    import sim.sweep
+    import sim.sweep_plan
 
     spec = spec_of(chips_per_partition=10**6, grid={"array.rows": {"range": [1, 100]}}, points=None)
     assert [p.stop - p.start for p in plan_partitions(spec)] == [100]
-    monkeypatch.setattr(sim.sweep, "PARTITION_BYTES", 2**20)  # 1 MiB / (21 layers x 3 pairs x 512 B) = 32 chips
+    monkeypatch.setattr(sim.sweep_plan, "PARTITION_BYTES", 2**20)  # 1 MiB / (21 layers x 3 pairs x 512 B) = 32 chips
     assert [p.stop - p.start for p in plan_partitions(spec)] == [32, 32, 32, 4]
 
 
@@ -536,9 +536,9 @@ def test_bad_workers_and_addresses_create_nothing(tmp_path, scheduler, n_workers
 def test_an_unreachable_scheduler_is_refused_quickly_and_creates_nothing(tmp_path, monkeypatch):
     import time
 
-    import sim.sweep
+    import sim.scheduler
 
-    monkeypatch.setattr(sim.sweep, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(sim.scheduler, "CONNECT_TIMEOUT_S", 1)
     start = time.monotonic()
     with pytest.raises(InputError, match=r"cannot connect to the Dask scheduler at tcp://127.0.0.1:1 within 1 s"):
         run_sweep(spec_of(), tmp_path / "a" / "o", scheduler="tcp://127.0.0.1:1", progress=False)
@@ -569,12 +569,12 @@ def test_a_sweep_that_fails_before_any_partition_removes_what_it_created(tmp_pat
 
 
 def test_an_interrupt_before_any_partition_removes_what_it_created(tmp_path, monkeypatch):
-    import sim.sweep
+    import sim.sweep_exec
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sim.sweep, "_run_local", interrupted)
+    monkeypatch.setattr(sim.sweep_exec, "_run_local", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec_of(), tmp_path / "o", progress=False)
     assert list(tmp_path.iterdir()) == []
