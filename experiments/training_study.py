@@ -296,7 +296,7 @@ def collect(
     (:mod:`experiments.cell_runner`)."""
     from experiments.cells import read_cell, write_cell
     from quant.models import cache_key
-    from sim.sweep import parse_scheduler
+    from sim.scheduler import parse_scheduler
 
     if scheduler is not None:
         parse_scheduler(scheduler, None)  # refused before anything is created

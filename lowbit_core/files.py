@@ -21,7 +21,6 @@ __all__ = [
     "atomic_write",
     "missing_ancestors",
     "check_output_path",
-    "check_output_dir",
 ]
 
 
@@ -110,9 +109,3 @@ def check_output_path(
     if not os.access(anchor, os.W_OK | os.X_OK):
         raise error(f"{out}: cannot write the {what}: {anchor} is not writable (no permission)")
     return out
-
-
-def check_output_dir(path: str | os.PathLike[str], *, error: type[InputError] = InputError) -> Path:
-    """:func:`check_output_path` of an ``"output directory"``; kept only for :mod:`sim.sweep`, which is being reworked
-    (new code calls :func:`check_output_path` with ``directory=True``)."""
-    return check_output_path(path, "output directory", directory=True, error=error)

@@ -19,7 +19,7 @@ the row :func:`sim.simulate` gives for that chip, bit for bit.
 * A rerun into a directory made by a different spec is an :class:`InputError`; so is a second
   run into a directory another run holds (``out_dir/.lock``, POSIX ``flock``).
 * Everything that can be checked is checked before anything is created: the scheduler and worker
-  count, the output path (:func:`lowbit_core.files.check_output_dir`), the spec, an existing directory's spec,
+  count, the output path (:func:`lowbit_core.files.check_output_path`), the spec, an existing directory's spec,
   and a scheduler address (connected within :data:`sim.scheduler.CONNECT_TIMEOUT_S` seconds).  A run that
   fails, is refused or is interrupted before any partition is published removes the directories it
   created; published partitions are kept for the rerun.
@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from lowbit_core.files import check_output_dir, missing_ancestors
+from lowbit_core.files import check_output_path, missing_ancestors
 from lowbit_core.pairs import format_pair
 from sim.chipbatch import ChipBatch
 from sim.engine import check_mappable
@@ -126,7 +126,7 @@ def run_sweep(
     """
     t_start = time.perf_counter()
     mode, address, count = parse_scheduler(scheduler, n_workers)
-    out = check_output_dir(out_dir)
+    out = check_output_path(out_dir, "sweep directory", directory=True)
     spec = _as_spec(spec)
     t_spec = time.perf_counter()
     parts = plan_partitions(spec)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lowbit_core.errors import InputError
-from lowbit_core.files import atomic_path, check_output_dir
+from lowbit_core.files import atomic_path, check_output_path
 from sim.sweep_plan import OUTPUT_COLUMNS, SWEEP_FORMAT
 
 __all__ = [
@@ -46,7 +46,7 @@ def read_meta(out: Path) -> dict[str, Any]:
 
 def check_dir(out: Path, meta: dict[str, Any]) -> None:
     """Refuse an output directory that holds another spec's results or foreign sweep files (reads only)."""
-    check_output_dir(out)
+    check_output_path(out, "sweep directory", directory=True)
     if (out / "sweep.json").exists():
         old = read_meta(out)
         if old.get("spec_hash") != meta["spec_hash"]:
