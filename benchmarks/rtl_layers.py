@@ -37,14 +37,21 @@ def layer_table() -> list[str]:
     ]
     for kind in EXPORTS:
         model = load_export(export_dir(kind))
-        for pe, rows, cols in ARRAYS:
+        for pe_kind, rows, cols in ARRAYS:
             for lay in model.layers:
                 c = verify_layer(
-                    export_dir(kind), lay.name, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.3, stall_prob=0.3
+                    export_dir(kind),
+                    lay.name,
+                    rows=rows,
+                    cols=cols,
+                    pe_kind=pe_kind,
+                    images=2,
+                    gap_prob=0.3,
+                    stall_prob=0.3,
                 )
                 name = c.layer + (" (perm.)" if c.out_permuted else "")
                 lines.append(
-                    f"| {kind} | {pe} | {rows}×{cols} | {name} | {c.M} × {c.K} × {c.N} | {c.n_v} × {c.n_h} "
+                    f"| {kind} | {pe_kind} | {rows}×{cols} | {name} | {c.M} × {c.K} × {c.N} | {c.n_v} × {c.n_h} "
                     f"| {c.macs:,} | {c.mismatches} | {c.measured_cycles:,} | {c.predicted_cycles:,} | "
                     f"{c.single_gemm_cycles:,} |"
                 )
@@ -73,7 +80,7 @@ def model_tables() -> list[str]:
         ("ptq-sl-sort", "bitfusion", 8, "overlapped", True, 4),
         ("ptq-sl", "fixed", 8, "overlapped", True, 4),
     ]
-    for kind, pe, side, preload, tiled, images in runs:
+    for kind, pe_kind, side, preload, tiled, images in runs:
         model = load_export(export_dir(kind))
         t0 = time.perf_counter()
         r = run_model_rtl(
@@ -81,14 +88,14 @@ def model_tables() -> list[str]:
             sample_images(model, images),
             rows=side,
             cols=side,
-            pe=pe,
+            pe_kind=pe_kind,
             preload=preload,
             mappings=_tiled(model) if tiled else None,
         )
         wall = time.perf_counter() - t0
         agree = int((r.predictions == r.golden_predictions).sum())
         lines.append(
-            f"| {kind} | {pe} | {side}×{side} | {preload} | {'tiled' if tiled else 'SCALE-Sim'} | {images} | "
+            f"| {kind} | {pe_kind} | {side}×{side} | {preload} | {'tiled' if tiled else 'SCALE-Sim'} | {images} | "
             f"{r.mismatches + r.intermediate_mismatches} | {agree} of {images} | "
             f"{', '.join(f'{c.measured_cycles:,}' for c in r.layers)} | "
             f"{', '.join(f'{c.predicted_cycles:,}' for c in r.layers)} | {r.measured_cycles:,} | "

@@ -799,8 +799,11 @@ def rtl_gemm_cmd(
     pair: Annotated[str, typer.Option(help="Weight and activation bits, e.g. w4a4.")] = "w8a8",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the random operands and stream gaps.")] = 0,
     array: Annotated[str, typer.Option(help="Array shape ROWSxCOLS.")] = "8x8",
-    pe: Annotated[
-        str, typer.Option(help="fixed, bitfusion, stripes (activation-serial) or loom (weight- and activation-serial).")
+    pe_kind: Annotated[
+        str,
+        typer.Option(
+            "--pe", help="fixed, bitfusion, stripes (activation-serial) or loom (weight- and activation-serial)."
+        ),
     ] = "bitfusion",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
     gaps: Annotated[float, typer.Option(help="Probability of an input gap / output stall per cycle.")] = 0.0,
@@ -845,7 +848,7 @@ def rtl_gemm_cmd(
         a_bits,
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         simulator=sim,
         gap_prob=gaps,
         stall_prob=gaps,
@@ -861,7 +864,7 @@ def rtl_gemm_cmd(
         a_bits,
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         simulator=sim,
         gap_prob=gaps,
         stall_prob=gaps,
@@ -873,7 +876,7 @@ def rtl_gemm_cmd(
     for message in check.messages[:10]:
         typer.echo(message, err=True)
     typer.echo(
-        f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {dataflow} {pe} array ({sim}, {check.loop_order} "
+        f"{m}x{k} @ {k}x{n} {pair} on a {rows}x{cols} {dataflow} {pe_kind} array ({sim}, {check.loop_order} "
         f"with tiles of "
         f"{check.tile_m} rows, {preload} preload): {check.mismatches} mismatches over {check.macs:,} MACs; "
         f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"
@@ -889,7 +892,7 @@ def rtl_verify_cmd(
     export: Annotated[Path, typer.Option(help="Integer export directory (model.npz + meta.json).")],
     layer: Annotated[str, typer.Option(help="Layer name as in the export, e.g. 3.")],
     array: Annotated[str, typer.Option(help="Array shape ROWSxCOLS.")] = "8x8",
-    pe: Annotated[str, typer.Option(help="fixed, bitfusion, stripes or loom.")] = "fixed",
+    pe_kind: Annotated[str, typer.Option("--pe", help="fixed, bitfusion, stripes or loom.")] = "fixed",
     sim: Annotated[str, typer.Option("--sim", help="verilator or icarus.")] = "verilator",
     images: Annotated[int, typer.Option(min=1, help="Test images whose golden codes feed the layer.")] = 2,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the stream gaps.")] = 0,
@@ -929,7 +932,7 @@ def rtl_verify_cmd(
     if data is not None:
         from quant.user_data import load_user_data
 
-        check_run_arguments(rows, cols, pe, gaps, gaps, seed, images, sim, weight_preload, dataflow)
+        check_run_arguments(rows, cols, pe_kind, gaps, gaps, seed, images, sim, weight_preload, dataflow)
         inputs = load_user_data(data)
         x = (inputs.calib_x if inputs.test_x is None else inputs.test_x)[:images].numpy()
     check = verify_layer(
@@ -937,7 +940,7 @@ def rtl_verify_cmd(
         layer,
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         simulator=sim,
         images=images,
         x=x,
@@ -952,7 +955,7 @@ def rtl_verify_cmd(
         typer.echo(message, err=True)
     typer.echo(
         f"layer {check.layer} ({check.kind}, M={check.M} K={check.K} N={check.N}, w{check.w_bits}"
-        f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {dataflow} {pe} array ({sim}, "
+        f"a{check.a_bits}, {check.n_v}x{check.n_h} blocks) on a {rows}x{cols} {dataflow} {pe_kind} array ({sim}, "
         f"{check.loop_order} with tiles of {check.tile_m}, {check.preload} preload): "
         f"{check.mismatches} mismatches over {check.M * check.N:,} output codes ({check.macs:,} MACs); "
         f"cycles measured {check.measured_cycles:,}, sim predicts {check.predicted_cycles:,}"

@@ -221,7 +221,7 @@ def _verify_chosen_layer(solution: Solution, export_dir: Path, console: Console)
     split = model_split(SEARCH_MODEL)
     q = quantize_model(get_model(SEARCH_MODEL, seed=0), split.calib_x, w_bits, a_bits, "rtn")
     export_model(q, split.calib_x[:1], export_dir, name=SEARCH_MODEL)
-    check = verify_layer(export_dir, RTL_LAYER, rows=RTL_ARRAY[0], cols=RTL_ARRAY[1], pe="bitfusion", images=1)
+    check = verify_layer(export_dir, RTL_LAYER, rows=RTL_ARRAY[0], cols=RTL_ARRAY[1], pe_kind="bitfusion", images=1)
     record = {
         "layer": RTL_LAYER,
         "pair": format_pair((w_bits[RTL_LAYER], a_bits[RTL_LAYER])),

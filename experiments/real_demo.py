@@ -127,7 +127,7 @@ def run_real_network_demo(
     export_dir = out / "export"
     export_model(q, bench.calib_x[:1], export_dir, name=REAL_MODEL)
     check = verify_layer(
-        export_dir, REAL_RTL_LAYER, rows=REAL_RTL_ARRAY[0], cols=REAL_RTL_ARRAY[1], pe="bitfusion", images=1
+        export_dir, REAL_RTL_LAYER, rows=REAL_RTL_ARRAY[0], cols=REAL_RTL_ARRAY[1], pe_kind="bitfusion", images=1
     )
     record = {
         "model": REAL_MODEL,

@@ -22,7 +22,7 @@ __all__ = ["coverage_runs", "coverage_by_file", "coverage_markdown"]
 def _gemm_data(
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     pairs: Sequence[tuple[int, int]],
     results: Path,
     dataflow: str = "ws",
@@ -37,13 +37,13 @@ def _gemm_data(
     tiled = order_start
     shapes = [(5, None), (3, None)] if not both_profiles else [(5, None), (3, None), (7, 2), (6, 3)]
     for i, (w, a) in enumerate(pairs):
-        pack = kinds.pack_factor(pe, w, a)
+        pack = kinds.pack_factor(pe_kind, w, a)
         for j, (m, tile) in enumerate(shapes):
             k, n = (2 * rows * pack + 1, 2 * cols + 1) if j % 2 == 0 else (rows * pack, cols)
             A, B = random_operands(m, k, n, w, a, seed=10 * i + j)
             preload = "overlapped" if both_profiles and j % 2 else "serial"
             # an is GEMM runs on the same build unless its PE differs on the transpose (Stripes: PE_KIND 4)
-            same_pe = kinds.transposed_kind(pe) == pe
+            same_pe = kinds.transposed_kind(pe_kind) == pe_kind
             flow = "is" if dataflow == "ws" and both_profiles and j == 3 and same_pe else dataflow
             if flow == "os":
                 order = 4 if j >= 2 else None  # MNK, or SCALE-Sim's NMK
@@ -58,7 +58,7 @@ def _gemm_data(
                 B,
                 rows,
                 cols,
-                pe,
+                pe_kind,
                 w,
                 a,
                 gap_prob=0.3,
@@ -162,13 +162,13 @@ def coverage_runs(layer_export: Path, out_dir: Path | None = None) -> list[Path]
                 {"pairs": [(3, 2)], "both": True, "dataflow": "os"},
             ),
         ]
-        for n_run, (top, sources, bench, params, pe, extra) in enumerate(runs):
+        for n_run, (top, sources, bench, params, pe_kind, extra) in enumerate(runs):
             data = None
-            if pe is not None:
+            if pe_kind is not None:
                 data = _gemm_data(
                     params["ROWS"],
                     params["COLS"],
-                    pe,
+                    pe_kind,
                     extra["pairs"],
                     Path(tmp) / f"{n_run}.json",
                     extra.get("dataflow", "ws"),

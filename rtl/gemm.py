@@ -65,7 +65,7 @@ class GemmCheck:
     a_bits: int
     rows: int
     cols: int
-    pe: str
+    pe_kind: str
     simulator: str
     macs: int
     mismatches: int
@@ -83,7 +83,8 @@ class GemmCheck:
         return self.mismatches == 0 and self.measured_cycles == self.predicted_cycles
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields, the PE kind under the key ``pe`` of ``lowbit rtl gemm``'s JSON line."""
+        return {("pe" if k == "pe_kind" else k): v for k, v in asdict(self).items()}
 
 
 def _check_widths(w_bits: object, a_bits: object) -> None:
@@ -120,7 +121,7 @@ def check_gemm(
     *,
     rows: int = 8,
     cols: int = 8,
-    pe: str = "bitfusion",
+    pe_kind: str = "bitfusion",
     simulator: str = "verilator",
     gap_prob: float = 0.0,
     stall_prob: float = 0.0,
@@ -132,23 +133,34 @@ def check_gemm(
     kind, the simulator, the array and the stream probabilities (:mod:`rtl.limits`), and the run's estimated clock
     cycles, host memory and folds against the limits.  Raises :class:`RtlError` naming the argument, the estimate
     and the limit."""
-    if pe not in kinds.PE_KINDS:
-        raise RtlError(f"unknown PE kind {pe!r} ({', '.join(kinds.PE_KINDS)})")
+    if pe_kind not in kinds.PE_KINDS:
+        raise RtlError(f"unknown PE kind {pe_kind!r} ({', '.join(kinds.PE_KINDS)})")
     check_simulator(simulator)
     rows, cols = check_array(rows, cols)
-    check_pair_supported(rows, cols, pe, w_bits, a_bits)
+    check_pair_supported(rows, cols, pe_kind, w_bits, a_bits)
     gap_prob, stall_prob = check_probability(gap_prob, "gap_prob"), check_probability(stall_prob, "stall_prob")
     M, K, N = check_operand_sizes(M, K, N)
-    _, tile = check_mapping(M, mapping, preload, dataflow, pe, N)
+    _, tile = check_mapping(M, mapping, preload, dataflow, pe_kind, N)
     if dataflow == "is":  # the ws GEMM of the transpose
         estimate = gemm_estimate(
-            N, K, M, rows, cols, kinds.transposed_kind(pe), a_bits, w_bits, gap_prob, stall_prob, tile, "ws"
+            N, K, M, rows, cols, kinds.transposed_kind(pe_kind), a_bits, w_bits, gap_prob, stall_prob, tile, "ws"
         )
     else:
         estimate = gemm_estimate(
-            M, K, N, rows, cols, pe, w_bits, a_bits, gap_prob, stall_prob, tile if dataflow == "ws" else None, dataflow
+            M,
+            K,
+            N,
+            rows,
+            cols,
+            pe_kind,
+            w_bits,
+            a_bits,
+            gap_prob,
+            stall_prob,
+            tile if dataflow == "ws" else None,
+            dataflow,
         )
-    check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe} array", estimate)
+    check_run(f"GEMM {M}x{K}x{N} on a {rows}x{cols} {pe_kind} array", estimate)
 
 
 def check_mapping(
@@ -156,17 +168,17 @@ def check_mapping(
     mapping: str | None,
     preload: str = "serial",
     dataflow: str = "ws",
-    pe: str | None = None,
+    pe_kind: str | None = None,
     N: int | None = None,
 ) -> tuple[int, int]:
     """(loop order index, tile length) of ``mapping`` (``ORDER[:TILE]``, :func:`rtl.gemm_plan.parse_mapping`; None is
     SCALE-Sim's untiled schedule: ``NKM`` for ws, ``NMK`` for os, ``MKN`` for is) for a GEMM of ``M`` rows and
-    ``N`` columns on a ``dataflow`` array of ``pe`` PEs (the tile cuts M, or N for is), and the preload profile;
+    ``N`` columns on a ``dataflow`` array of ``pe_kind`` PEs (the tile cuts M, or N for is), and the preload profile;
     RtlError naming the bad part."""
     stream = int(N if dataflow == "is" and N is not None else M)
     try:
         kinds.check_preload(preload)
-        kinds.check_dataflow(dataflow, pe if pe in kinds.PE_KINDS else None)
+        kinds.check_dataflow(dataflow, pe_kind if pe_kind in kinds.PE_KINDS else None)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     if mapping is None:
@@ -183,14 +195,14 @@ def psum_rows_for(plan: gemm_plan.GemmPlan) -> int:
     return max(256, 1 << (gemm_plan.psum_rows_needed(plan) - 1).bit_length())
 
 
-def check_pair_supported(rows: int, cols: int, pe: str, w_bits: int, a_bits: int) -> None:
+def check_pair_supported(rows: int, cols: int, pe_kind: str, w_bits: int, a_bits: int) -> None:
     """Refuse a pair that sim refuses on the same array and PE, with sim's own message (a Bit-Fusion array runs
     only widths 2, 4 and 8, so sim's cost tables have no w3a3 row to compare the RTL's cycles with)."""
     from lowbit_core.errors import InputError  # sim is only needed for this check and the prediction
 
     _check_widths(w_bits, a_bits)
     try:
-        prediction.rtl_chip(rows, cols, pe).check_pairs([(int(w_bits), int(a_bits))])
+        prediction.rtl_chip(rows, cols, pe_kind).check_pairs([(int(w_bits), int(a_bits))])
     except InputError as exc:
         raise RtlError(str(exc)) from None
 
@@ -201,7 +213,7 @@ def gemm_job(
     B: np.ndarray,
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     w_bits: int,
     a_bits: int,
     w_signed: bool = True,
@@ -231,7 +243,7 @@ def gemm_job(
             np.asarray(A).T,
             rows,
             cols,
-            kinds.transposed_kind(pe),
+            kinds.transposed_kind(pe_kind),
             a_bits,
             w_bits,
             a_signed,
@@ -251,7 +263,19 @@ def gemm_job(
         M, K = np.shape(A)
         blocks = gemm_plan.block_split(K, n_blocks) if n_blocks > 1 else None
         w_beats, beats, expected = encoding.gemm_streams(
-            A, B, rows, cols, pe, w_bits, a_bits, w_signed, a_signed, order, tile_m, dataflow=dataflow, blocks=blocks
+            A,
+            B,
+            rows,
+            cols,
+            pe_kind,
+            w_bits,
+            a_bits,
+            w_signed,
+            a_signed,
+            order,
+            tile_m,
+            dataflow=dataflow,
+            blocks=blocks,
         )
         plan = gemm_plan.plan_gemm(
             M,
@@ -259,7 +283,7 @@ def gemm_job(
             np.shape(B)[1],
             rows,
             cols,
-            pe,
+            pe_kind,
             w_bits,
             a_bits,
             w_signed,
@@ -307,7 +331,7 @@ def verify_gemm(
     *,
     rows: int = 8,
     cols: int = 8,
-    pe: str = "bitfusion",
+    pe_kind: str = "bitfusion",
     simulator: str = "verilator",
     w_signed: bool = True,
     a_signed: bool = True,
@@ -336,7 +360,7 @@ def verify_gemm(
         a_bits,
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         simulator=simulator,
         gap_prob=gap_prob,
         stall_prob=stall_prob,
@@ -344,7 +368,7 @@ def verify_gemm(
         preload=preload,
         dataflow=dataflow,
     )
-    order, tile_m = check_mapping(A.shape[0], mapping, preload, dataflow, pe, B.shape[1])
+    order, tile_m = check_mapping(A.shape[0], mapping, preload, dataflow, pe_kind, B.shape[1])
     tile = tile_m if dataflow != "os" else None
     job, plan = gemm_job(
         "gemm",
@@ -352,7 +376,7 @@ def verify_gemm(
         B,
         rows,
         cols,
-        pe,
+        pe_kind,
         w_bits,
         a_bits,
         w_signed,
@@ -370,7 +394,7 @@ def verify_gemm(
     params = encoding.top_parameters(
         rows,
         cols,
-        kinds.transposed_kind(pe) if swap else pe,
+        kinds.transposed_kind(pe_kind) if swap else pe_kind,
         a_bits if swap else w_bits,
         w_bits if swap else a_bits,
         a_signed if swap else w_signed,
@@ -397,15 +421,17 @@ def verify_gemm(
         a_bits=a_bits,
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         simulator=simulator,
         macs=M * K * N,
         mismatches=int(record["mismatches"]),
         measured_cycles=int(record["measured_cycles"]),
         predicted_cycles=(
-            prediction.predicted_is_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload)
+            prediction.predicted_is_cycles(M, K, N, rows, cols, pe_kind, w_bits, a_bits, order, tile, preload)
             if swap
-            else prediction.predicted_cycles(M, K, N, rows, cols, pe, w_bits, a_bits, order, tile, preload, dataflow)
+            else prediction.predicted_cycles(
+                M, K, N, rows, cols, pe_kind, w_bits, a_bits, order, tile, preload, dataflow
+            )
         ),
         clock_cycles=int(record["clock_cycles"]),
         messages=tuple(record.get("messages", ())) or ((failure,) if failure else ()),

@@ -136,7 +136,7 @@ class LayerCheck:
     a_bits: int
     rows: int
     cols: int
-    pe: str
+    pe_kind: str
     simulator: str
     macs: int  # M * K * N
     mismatches: int  # output codes that differ from the golden model's
@@ -157,8 +157,9 @@ class LayerCheck:
         return self.mismatches == 0 and self.measured_cycles == self.predicted_cycles
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (without the output codes)."""
-        d = asdict(self)
+        """JSON-ready summary (without the output codes; the PE kind under the key ``pe`` of ``lowbit rtl verify``'s
+        JSON line)."""
+        d = {("pe" if k == "pe_kind" else k): v for k, v in asdict(self).items()}
         d.pop("outputs")
         d["messages"] = list(self.messages)
         return d
@@ -412,7 +413,7 @@ def layer_parameters(
     layer: IntegerLayer,
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     psum_rows: int = 0,
     min_psum_rows: int = DEFAULT_PSUM_ROWS,
     max_nf: int = DEFAULT_MAX_NF,
@@ -429,7 +430,7 @@ def layer_parameters(
     params = encoding.top_parameters(
         rows,
         cols,
-        pe,
+        pe_kind,
         layer.w_bits,
         layer.in_bits,
         True,
@@ -457,7 +458,7 @@ def layer_job(
     x_codes: np.ndarray,
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     *,
     name: str | None = None,
     gap_prob: float = 0.0,
@@ -476,7 +477,7 @@ def layer_job(
     ``run_layer`` output; the job carries the constant writes (one per column fold and block at address
     ``h * MAX_NF + cf``, ``MAX_NF`` as :func:`layer_parameters` chooses it; padding channels zero), the gemm top's
     configuration, both input streams and the output order."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed)
+    check_run_arguments(rows, cols, pe_kind, gap_prob, stall_prob, seed)
     lowered = sim_layer(layer, x_codes)
     tiles = layer_mapping(lowered, mapping, dataflow)
     A = lower_layer(layer, x_codes)
@@ -495,7 +496,7 @@ def layer_job(
         }
         tile_h = tiles.tile_h if dataflow == "ws" else None
         w_beats, beats, _ = encoding.gemm_streams(
-            A, w.T, rows, cols, pe, layer.w_bits, layer.in_bits, True, a_signed, tiles.order, tile_h, **geometry
+            A, w.T, rows, cols, pe_kind, layer.w_bits, layer.in_bits, True, a_signed, tiles.order, tile_h, **geometry
         )
         plan = gemm_plan.plan_gemm(
             M,
@@ -503,7 +504,7 @@ def layer_job(
             N,
             rows,
             cols,
-            pe,
+            pe_kind,
             layer.w_bits,
             layer.in_bits,
             True,
@@ -554,7 +555,7 @@ def _golden_run_layer(layer: IntegerLayer, x_codes: np.ndarray) -> np.ndarray:
 def check_run_arguments(
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     gap_prob: float = 0.0,
     stall_prob: float = 0.0,
     seed: int = 0,
@@ -575,8 +576,8 @@ def check_run_arguments(
             "dataflow is runs GEMMs only (lowbit rtl gemm): an input-stationary layer emits its outputs "
             "channel by channel, and the layer top requantizes per column (ws, os)"
         )
-    if pe not in LAYER_PE_KINDS:
-        raise RtlError(f"unknown PE kind {pe!r} for a layer ({', '.join(LAYER_PE_KINDS)})")
+    if pe_kind not in LAYER_PE_KINDS:
+        raise RtlError(f"unknown PE kind {pe_kind!r} for a layer ({', '.join(LAYER_PE_KINDS)})")
     check_simulator(simulator)
     check_array(rows, cols)
     check_probability(gap_prob, "gap_prob")
@@ -591,7 +592,7 @@ def check_layer_size(
     x_codes: np.ndarray,
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     gap_prob: float = 0.0,
     stall_prob: float = 0.0,
 ) -> RunEstimate:
@@ -603,10 +604,11 @@ def check_layer_size(
     total = RunEstimate(0, 0)
     for c0, c1 in _blocks(layer):
         total += gemm_estimate(
-            M, c1 - c0, layer.out_features, rows, cols, pe, layer.w_bits, layer.in_bits, gap_prob, stall_prob
+            M, c1 - c0, layer.out_features, rows, cols, pe_kind, layer.w_bits, layer.in_bits, gap_prob, stall_prob
         )
     check_run(
-        f"layer {layer.name} (M={M} K={layer.reduction} N={layer.out_features}) on a {rows}x{cols} {pe} array", total
+        f"layer {layer.name} (M={M} K={layer.reduction} N={layer.out_features}) on a {rows}x{cols} {pe_kind} array",
+        total,
     )
     return total
 
@@ -617,7 +619,7 @@ def check_layer(
     *,
     rows: int = 8,
     cols: int = 8,
-    pe: str = "fixed",
+    pe_kind: str = "fixed",
     simulator: str = "verilator",
     gap_prob: float = 0.0,
     stall_prob: float = 0.0,
@@ -637,7 +639,7 @@ def check_layer(
     A mismatch does not raise: it is counted and its messages (output index, expected, actual, cycle) returned.
     Arguments beyond :mod:`rtl.limits` raise :class:`RtlError` before anything is built."""
     check_run_arguments(
-        rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload, dataflow=dataflow
+        rows, cols, pe_kind, gap_prob, stall_prob, seed, simulator=simulator, preload=preload, dataflow=dataflow
     )
     if layer.groups > 1:
         return _check_grouped_layer(
@@ -645,7 +647,7 @@ def check_layer(
             x_codes,
             rows=rows,
             cols=cols,
-            pe=pe,
+            pe_kind=pe_kind,
             simulator=simulator,
             gap_prob=gap_prob,
             stall_prob=stall_prob,
@@ -658,7 +660,7 @@ def check_layer(
             min_psum_rows=min_psum_rows,
             dataflow=dataflow,
         )
-    check_layer_size(layer, x_codes, rows, cols, pe, gap_prob, stall_prob)
+    check_layer_size(layer, x_codes, rows, cols, pe_kind, gap_prob, stall_prob)
     if isinstance(mapping, str):
         mapping = parse_layer_mapping(mapping, sim_layer(layer, x_codes), dataflow)
     job, plan, expected_mn = layer_job(
@@ -666,7 +668,7 @@ def check_layer(
         x_codes,
         rows,
         cols,
-        pe,
+        pe_kind,
         gap_prob=gap_prob,
         stall_prob=stall_prob,
         seed=seed,
@@ -678,7 +680,7 @@ def check_layer(
     )
     M = job["M"]
     params = layer_parameters(
-        layer, rows, cols, pe, gemm_plan.psum_rows_needed(plan), min_psum_rows, max_nf, preload, dataflow
+        layer, rows, cols, pe_kind, gemm_plan.psum_rows_needed(plan), min_psum_rows, max_nf, preload, dataflow
     )
     record, failure = run_job(
         TOP, SOURCES, BENCH, params, job, simulator=simulator, build_root=build_root, what="layer bench"
@@ -705,7 +707,7 @@ def check_layer(
 
     def predict(sim_view: Any) -> int:
         return prediction.predicted_layer_cycles(
-            sim_view, plan.rows, plan.cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
+            sim_view, plan.rows, plan.cols, pe_kind, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
         )
 
     return LayerCheck(
@@ -720,7 +722,7 @@ def check_layer(
         a_bits=layer.in_bits,
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         simulator=simulator,
         macs=M * layer.reduction * layer.out_features,
         mismatches=int(record["mismatches"]),
@@ -770,7 +772,7 @@ def _check_grouped_layer(
     *,
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     preload: str,
     dataflow: str,
     mapping: Any,
@@ -799,7 +801,7 @@ def _check_grouped_layer(
             x[:, g * cin : (g + 1) * cin],
             rows=rows,
             cols=cols,
-            pe=pe,
+            pe_kind=pe_kind,
             preload=preload,
             dataflow=dataflow,
             mapping=mapping,
@@ -812,7 +814,7 @@ def _check_grouped_layer(
 
     def predict(sim_view: Any) -> int:
         return prediction.predicted_layer_cycles(
-            sim_view, rows, cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
+            sim_view, rows, cols, pe_kind, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
         )
 
     return replace(
@@ -857,7 +859,7 @@ def check_product(
     *,
     rows: int = 8,
     cols: int = 8,
-    pe: str = "fixed",
+    pe_kind: str = "fixed",
     preload: str = "serial",
     dataflow: str = "ws",
     seed: int = 0,
@@ -883,7 +885,7 @@ def check_product(
             x,
             rows=rows,
             cols=cols,
-            pe=pe,
+            pe_kind=pe_kind,
             preload=preload,
             dataflow=dataflow,
             mapping=mapping,
@@ -894,7 +896,7 @@ def check_product(
     ]
     sim_mapping = layer_mapping(lowered, mapping, dataflow).sim
     predicted = prediction.predicted_layer_cycles(
-        lowered, rows, cols, pe, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
+        lowered, rows, cols, pe_kind, layer.w_bits, layer.in_bits, preload, sim_mapping, dataflow
     )
     return replace(
         checks[0],
@@ -948,7 +950,7 @@ def verify_layer(
     *,
     rows: int = 8,
     cols: int = 8,
-    pe: str = "fixed",
+    pe_kind: str = "fixed",
     simulator: str = "verilator",
     images: int = 2,
     x: Any = None,
@@ -966,14 +968,14 @@ def verify_layer(
     export's built-in model). Returns mismatches against the golden output codes of that layer, and the measured
     busy cycles against sim's prediction.  The arguments are checked before the
     export is read, the export when it is read (:func:`quant.integer.load_export`), the run's size before any build."""
-    check_run_arguments(rows, cols, pe, gap_prob, stall_prob, seed, images, simulator, preload, dataflow)
+    check_run_arguments(rows, cols, pe_kind, gap_prob, stall_prob, seed, images, simulator, preload, dataflow)
     model = load_export(export_dir)
     layer = model.layer(layer_name)
     images_x = sample_images(model, images) if x is None else x
     run = dict(
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         simulator=simulator,
         gap_prob=gap_prob,
         stall_prob=stall_prob,
@@ -995,7 +997,7 @@ def run_model_rtl(
     *,
     rows: int = 8,
     cols: int = 8,
-    pe: str = "fixed",
+    pe_kind: str = "fixed",
     simulator: str = "verilator",
     gap_prob: float = 0.0,
     stall_prob: float = 0.0,
@@ -1017,7 +1019,7 @@ def run_model_rtl(
     ``x_batch``; the predictions are the argmax of the RTL's logit codes (ties to the lowest index, as
     ``IntegerModel.run``)."""
     check_run_arguments(
-        rows, cols, pe, gap_prob, stall_prob, seed, simulator=simulator, preload=preload, dataflow=dataflow
+        rows, cols, pe_kind, gap_prob, stall_prob, seed, simulator=simulator, preload=preload, dataflow=dataflow
     )
     model = export_dir if isinstance(export_dir, IntegerModel) else load_export(export_dir)
     trace = model.trace(x_batch)
@@ -1035,7 +1037,7 @@ def run_model_rtl(
                 codes,
                 rows=rows,
                 cols=cols,
-                pe=pe,
+                pe_kind=pe_kind,
                 simulator=simulator,
                 gap_prob=gap_prob,
                 stall_prob=stall_prob,

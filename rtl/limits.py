@@ -128,7 +128,7 @@ def gemm_estimate(
     N: int,
     rows: int,
     cols: int,
-    pe: str,
+    pe_kind: str,
     w_bits: int,
     a_bits: int,
     gap_prob: float = 0.0,
@@ -137,10 +137,10 @@ def gemm_estimate(
     dataflow: str = "ws",
 ) -> RunEstimate:
     """Estimated clock cycles and host bytes of ``[M, K] x [K, N]`` on a ``rows x cols`` ``dataflow`` array of
-    ``pe`` PEs with stream tiles of ``tile_m`` rows (default untiled; serial preload, an upper bound for
+    ``pe_kind`` PEs with stream tiles of ``tile_m`` rows (default untiled; serial preload, an upper bound for
     overlapped)."""
     try:
-        plan = gemm_plan.plan_gemm(M, K, N, rows, cols, pe, w_bits, a_bits, tile_m=tile_m, dataflow=dataflow)
+        plan = gemm_plan.plan_gemm(M, K, N, rows, cols, pe_kind, w_bits, a_bits, tile_m=tile_m, dataflow=dataflow)
     except ValueError as exc:
         raise RtlError(str(exc)) from None
     beats = plan.w_beats + plan.in_beats

@@ -50,16 +50,16 @@ def test_dgms_export_is_sparse_4_bit_per_channel(dgms_export: Path) -> None:
 
 @pytest.mark.rtl
 @pytest.mark.parametrize(
-    ("layer", "rows", "cols", "pe"),
+    ("layer", "rows", "cols", "pe_kind"),
     [("3", 8, 8, "fixed"), ("12", 8, 8, "fixed"), ("7", 4, 4, "bitfusion"), ("12", 4, 4, "bitfusion")],
 )
 def test_dgms_layer_through_the_rtl(
-    verilator: str, dgms_export: Path, layer: str, rows: int, cols: int, pe: str
+    verilator: str, dgms_export: Path, layer: str, rows: int, cols: int, pe_kind: str
 ) -> None:
     from rtl.layer import verify_layer
 
     check = verify_layer(
-        dgms_export, layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.2, stall_prob=0.2, seed=3
+        dgms_export, layer, rows=rows, cols=cols, pe_kind=pe_kind, images=2, gap_prob=0.2, stall_prob=0.2, seed=3
     )
     assert check.mismatches == 0, "\n".join(check.messages)
     assert check.measured_cycles == check.predicted_cycles, (check.measured_cycles, check.predicted_cycles)

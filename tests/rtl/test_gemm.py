@@ -69,11 +69,11 @@ class Build:
 
     @property
     def parameters(self) -> dict[str, int]:
-        pe = kinds.transposed_kind(self.pe_kind) if self.dataflow == "is" else self.pe_kind
+        pe_kind = kinds.transposed_kind(self.pe_kind) if self.dataflow == "is" else self.pe_kind
         return encoding.top_parameters(
             self.rows,
             self.cols,
-            pe,
+            pe_kind,
             self.w_bits,
             self.a_bits,
             self.w_signed,
@@ -90,11 +90,11 @@ class Build:
 
     @property
     def sources(self) -> list[Path]:
-        pe = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
+        pe_module = {"bitfusion": "lowbit_fusion_pe", "fixed": "lowbit_mac_pe"}.get(self.pe_kind, "lowbit_serial_pe")
         return [
             source(self.top),
             source(f"lowbit_systolic_{self.array}"),
-            source(pe),
+            source(pe_module),
             *(SRC_DIR / part for part in TOP_PARTS),
         ]
 
@@ -574,15 +574,15 @@ def test_docs_cycles_table_is_current() -> None:
         if j.table
     )
     assert sorted(tuple(row[:6]) for row in detail) == want, "docs/rtl.md's GEMM rows differ from the suite's"
-    for pe, array, dataflow, preload, pair, mkn, folds, measured, sim in detail:
+    for pe_kind, array, dataflow, preload, pair, mkn, folds, measured, sim in detail:
         rows, cols = (int(x) for x in array.split("×"))
         w, a = (int(x) for x in pair[1:].split("a"))
         M, K, N = (int(x) for x in mkn.split("×"))
-        build = Build("docs", pe, rows, cols, dataflow=dataflow)
+        build = Build("docs", pe_kind, rows, cols, dataflow=dataflow)
         predicted = _predicted(build, M, K, N, w, a, preload=preload, dataflow=dataflow)
         plan = (
-            gemm_plan.plan_gemm(N, K, M, rows, cols, pe, a, w, preload=preload)
+            gemm_plan.plan_gemm(N, K, M, rows, cols, pe_kind, a, w, preload=preload)
             if dataflow == "is"
-            else gemm_plan.plan_gemm(M, K, N, rows, cols, pe, w, a, preload=preload, dataflow=dataflow)
+            else gemm_plan.plan_gemm(M, K, N, rows, cols, pe_kind, w, a, preload=preload, dataflow=dataflow)
         )
-        assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe, array, pair, mkn)
+        assert (int(folds), int(measured), int(sim)) == (plan.folds, predicted, predicted), (pe_kind, array, pair, mkn)

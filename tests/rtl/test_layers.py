@@ -128,7 +128,7 @@ def test_gpfq_layer_fixed_8x8(verilator: str, export, layer: str) -> None:
     from rtl.layer import verify_layer
 
     check = verify_layer(
-        export("gpfq"), layer, rows=8, cols=8, pe="fixed", images=2, gap_prob=0.2, stall_prob=0.2, seed=1
+        export("gpfq"), layer, rows=8, cols=8, pe_kind="fixed", images=2, gap_prob=0.2, stall_prob=0.2, seed=1
     )
     _assert_ok(check)
     assert check.n_h == 1 and check.M == (128 if layer == "3" else 2)
@@ -136,18 +136,18 @@ def test_gpfq_layer_fixed_8x8(verilator: str, export, layer: str) -> None:
 
 @pytest.mark.rtl
 @pytest.mark.parametrize(
-    ("kind", "layer", "pe"),
+    ("kind", "layer", "pe_kind"),
     [("ptq-sl", "3", "fixed"), ("ptq-sl-sort", "12", "fixed"), ("ptq-sl-sort", "7", "bitfusion")],
 )
-def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer: str, pe: str) -> None:
+def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer: str, pe_kind: str) -> None:
     """n_V = 4 row blocks, n_H = 2 input blocks: the blocks' sums leave the gemm top one by one and combine through
     the requant unit's external accumulator; the reordered export runs in its stored channel order, as the golden
     model does."""
     from rtl.layer import verify_layer
 
-    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
+    rows, cols = (8, 8) if pe_kind == "fixed" else (4, 4)
     check = verify_layer(
-        export(kind), layer, rows=rows, cols=cols, pe=pe, images=2, gap_prob=0.3, stall_prob=0.3, seed=2
+        export(kind), layer, rows=rows, cols=cols, pe_kind=pe_kind, images=2, gap_prob=0.3, stall_prob=0.3, seed=2
     )
     _assert_ok(check)
     assert check.n_v == 4 and check.n_h == 2
@@ -158,14 +158,16 @@ def test_ptq_sl_layer_with_input_blocks(verilator: str, export, kind: str, layer
 
 @pytest.mark.rtl
 @pytest.mark.parametrize(
-    ("kind", "layer", "pe", "preload"),
+    ("kind", "layer", "pe_kind", "preload"),
     [
         ("gpfq", "3", "stripes", "overlapped"),
         ("ptq-sl", "7", "loom", "serial"),
         ("ptq-sl-sort", "12", "loom", "serial"),
     ],
 )
-def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, layer: str, pe: str, preload: str) -> None:
+def test_real_layers_on_bit_serial_arrays(
+    verilator: str, export, kind: str, layer: str, pe_kind: str, preload: str
+) -> None:
     """Exported GPFQ and PTQ-SL layers (n_H = 2 included) on Stripes and Loom arrays at a tiled mapping: the
     codes equal the golden model's and the busy cycles sim's bit-serial cost (a_bits or a_bits x w_bits steps per
     element)."""
@@ -179,7 +181,7 @@ def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, lay
         x,
         rows=4,
         cols=4,
-        pe=pe,
+        pe_kind=pe_kind,
         gap_prob=0.2,
         stall_prob=0.2,
         seed=5,
@@ -187,7 +189,7 @@ def test_real_layers_on_bit_serial_arrays(verilator: str, export, kind: str, lay
         preload=preload,
     )
     _assert_ok(check)
-    assert check.pe == pe and check.loop_order == "MNK"
+    assert check.pe_kind == pe_kind and check.loop_order == "MNK"
 
 
 @pytest.mark.rtl
@@ -195,7 +197,7 @@ def test_ptq_sl_linear_on_icarus(iverilog: str, export) -> None:
     """The same layer top and bench on the second simulator (a small Bit-Fusion array, n_H = 2 logits layer)."""
     from rtl.layer import verify_layer
 
-    check = verify_layer(export("ptq-sl"), "12", rows=4, cols=4, pe="bitfusion", simulator="icarus", images=2)
+    check = verify_layer(export("ptq-sl"), "12", rows=4, cols=4, pe_kind="bitfusion", simulator="icarus", images=2)
     _assert_ok(check)
     assert check.n_h == 2 and check.simulator == "icarus"
 
@@ -222,7 +224,15 @@ def test_blocks_of_one_element_tiles_back_to_back(verilator: str, export) -> Non
         in_shape=(16,),
     )
     check = check_layer(
-        lay, x[:, keep], rows=4, cols=4, pe="bitfusion", mapping="NMK:1", stall_prob=0.7, seed=3, preload="overlapped"
+        lay,
+        x[:, keep],
+        rows=4,
+        cols=4,
+        pe_kind="bitfusion",
+        mapping="NMK:1",
+        stall_prob=0.7,
+        seed=3,
+        preload="overlapped",
     )
     _assert_ok(check)
     assert check.n_h == 2 and check.tile_m == 1 and check.loop_order == "NMK"
@@ -241,7 +251,7 @@ def test_zero_point_and_signed_activations_bitfusion(verilator: str, export) -> 
         (dataclasses.replace(lay, in_zero_point=77), x),
         (dataclasses.replace(lay, in_qmin=-128, in_qmax=127, in_zero_point=-51), x - 128),
     ]:
-        _assert_ok(check_layer(layer, codes, rows=4, cols=4, pe="bitfusion"))
+        _assert_ok(check_layer(layer, codes, rows=4, cols=4, pe_kind="bitfusion"))
 
 
 @pytest.mark.rtl
@@ -280,7 +290,7 @@ def test_mismatch_names_index_expected_actual_and_cycle(verilator: str, export) 
     x = golden_layer_inputs(model, sample_images(model, 2))["12"]
     wrong = model.run_layer("12", x).reshape(-1, lay.out_features).copy()
     wrong[1, 7] += 1
-    check = check_layer(lay, x, rows=8, cols=8, pe="fixed", expected=wrong)
+    check = check_layer(lay, x, rows=8, cols=8, pe_kind="fixed", expected=wrong)
     assert check.mismatches == 1
     msg = check.messages[0]
     assert "output index (m=1, n=7)" in msg and f"expected {wrong[1, 7]}, got {wrong[1, 7] - 1}" in msg
@@ -290,15 +300,15 @@ def test_mismatch_names_index_expected_actual_and_cycle(verilator: str, export) 
 # ---- the whole model ---------------------------------------------------------------------------------------------
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "pe", "images"), [("gpfq", "fixed", 16), ("ptq-sl-sort", "bitfusion", 8)])
-def test_whole_digits_cnn_through_the_rtl(verilator: str, export, kind: str, pe: str, images: int) -> None:
+@pytest.mark.parametrize(("kind", "pe_kind", "images"), [("gpfq", "fixed", 16), ("ptq-sl-sort", "bitfusion", 8)])
+def test_whole_digits_cnn_through_the_rtl(verilator: str, export, kind: str, pe_kind: str, images: int) -> None:
     """Every layer in RTL, fed the RTL's own codes of the layer before: all intermediate codes and the predictions
     equal the golden model's, and every layer's busy cycles equal sim's."""
     from rtl.layer import run_model_rtl, sample_images
 
     model = load_export(export(kind))
-    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
-    result = run_model_rtl(model, sample_images(model, images), rows=rows, cols=cols, pe=pe)
+    rows, cols = (8, 8) if pe_kind == "fixed" else (4, 4)
+    result = run_model_rtl(model, sample_images(model, images), rows=rows, cols=cols, pe_kind=pe_kind)
     for check in result.layers:
         _assert_ok(check)
     assert len(result.layers) == 4 and result.intermediate_mismatches == 0
@@ -316,20 +326,20 @@ def _tiled_mappings(model) -> dict:  # noqa: ANN001 - quant.integer.IntegerModel
 
 @pytest.mark.rtl
 @pytest.mark.parametrize(
-    ("kind", "pe", "preload"),
+    ("kind", "pe_kind", "preload"),
     [("gpfq", "fixed", "overlapped"), ("gpfq", "bitfusion", "overlapped"), ("ptq-sl-sort", "bitfusion", "overlapped")],
 )
-def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: str, pe: str, preload: str) -> None:
+def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: str, pe_kind: str, preload: str) -> None:
     """The whole network with every layer at a tiled mapping in another loop order (2-D tiles of the output grid
     for the convolutions), on overlapped arrays (PTQ-SL's n_H = 2 blocks inside the reduction loop): bit-exact,
     and each layer's busy cycles equal sim's at that mapping and profile."""
     from rtl.layer import run_model_rtl, sample_images
 
     model = load_export(export(kind))
-    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
+    rows, cols = (8, 8) if pe_kind == "fixed" else (4, 4)
     mappings = _tiled_mappings(model)
     result = run_model_rtl(
-        model, sample_images(model, 4), rows=rows, cols=cols, pe=pe, mappings=mappings, preload=preload
+        model, sample_images(model, 4), rows=rows, cols=cols, pe_kind=pe_kind, mappings=mappings, preload=preload
     )
     for check in result.layers:
         _assert_ok(check)
@@ -339,7 +349,7 @@ def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: s
 
 @pytest.mark.rtl
 @pytest.mark.parametrize(
-    ("kind", "pe", "preload", "order"),
+    ("kind", "pe_kind", "preload", "order"),
     [
         ("gpfq", "fixed", "overlapped", "MNK"),
         ("ptq-sl-sort", "bitfusion", "serial", "NMK"),
@@ -347,21 +357,21 @@ def test_whole_digits_cnn_through_tiled_mappings(verilator: str, export, kind: s
     ],
 )
 def test_whole_digits_cnn_on_output_stationary_arrays(
-    verilator: str, export, kind: str, pe: str, preload: str, order: str
+    verilator: str, export, kind: str, pe_kind: str, preload: str, order: str
 ) -> None:
     """Every layer on an output-stationary array (the layer top's DATAFLOW = 1): bit-exact, cycles equal to sim's
     os cost at the order and profile (PTQ-SL's blocks: one fold each per output tile)."""
     from rtl.layer import run_model_rtl, sample_images
 
     model = load_export(export(kind))
-    rows, cols = (8, 8) if pe == "fixed" else (4, 4)
-    images = 1 if pe == "stripes" else 2
+    rows, cols = (8, 8) if pe_kind == "fixed" else (4, 4)
+    images = 1 if pe_kind == "stripes" else 2
     result = run_model_rtl(
         model,
         sample_images(model, images),
         rows=rows,
         cols=cols,
-        pe=pe,
+        pe_kind=pe_kind,
         preload=preload,
         dataflow="os",
         mappings={lay.name: order for lay in model.layers},

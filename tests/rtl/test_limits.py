@@ -119,7 +119,7 @@ def test_check_run_names_the_estimate_and_the_limit() -> None:
         ({"rows": 64, "cols": 64}, "4,096 PEs"),
         ({"gap_prob": 1.0}, "gap_prob"),
         ({"stall_prob": math.nan}, "stall_prob"),
-        ({"pe": "nope"}, "PE kind"),
+        ({"pe_kind": "nope"}, "PE kind"),
         ({"simulator": "nope"}, "simulator"),
         ({"M": 10_000, "K": 1000, "N": 1000}, "clock cycles"),
         ({"M": 1, "K": 70_000, "N": 1, "rows": 1, "cols": 1}, "folds"),

@@ -169,3 +169,20 @@ def test_a_pair_sim_refuses_is_refused_with_sims_message(pair, tmp_path, capsys)
     assert exc.value.code == 2 and rtl_err == sim_err
     assert f"pair {pair} is not supported by chip 'lowbit_rtl_bitfusion_4x4'" in rtl_err
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_json_lines_keep_the_pe_key() -> None:
+    """The JSON lines of ``rtl gemm`` and ``rtl verify`` keep their ``pe`` key (the field is ``pe_kind``), in place."""
+    import numpy as np
+
+    from rtl.gemm import GemmCheck
+    from rtl.layer import LayerCheck
+
+    gemm = GemmCheck(1, 2, 3, 8, 8, 4, 4, "fixed", "verilator", 6, 0, 5, 5, 9)
+    layer = LayerCheck(
+        "3", "conv2d", 1, 2, 3, 1, 1, 4, 8, 8, 8, "loom", "verilator", 6, 0, 5, 5, 5, 9, False, np.zeros(1)
+    )
+    for check, fields in ((gemm, list(GemmCheck.__dataclass_fields__)), (layer, list(LayerCheck.__dataclass_fields__))):
+        keys = list(check.as_dict())
+        assert "pe_kind" not in keys and keys.index("pe") == fields.index("pe_kind")
+        assert check.as_dict()["pe"] == check.pe_kind
