@@ -28,8 +28,8 @@ from pydantic_core import PydanticCustomError
 
 from lowbit_core.errors import InputError
 from lowbit_core.pairs import Pair, parse_pairs
+from lowbit_core.schema import RANGE_ERROR, StrictModel, error_text, int_range
 from sim.config import Chip
-from sim.schema import RANGE_ERROR, StrictModel, error_text, int_range
 
 __all__ = [
     "SpecDoc",

@@ -1,5 +1,8 @@
 """Shared pieces of lowbit's pydantic config schemas: strict models, bounded numbers, one-line errors.
 
+Chips, technologies and sweep specs (:mod:`sim`) build their schemas from these.  This module loads pydantic, so
+``lowbit_core``'s ``__init__`` does not import it.
+
 Every number read from a config is checked at the boundary: finite (no ``.inf``/``.nan``), not a
 boolean, and inside a physically meaningful range.  A bound violation reads
 ``array.clock_mhz: must be a finite number in [0.001, 100000] MHz (1 kHz to 100 GHz), got inf``.
