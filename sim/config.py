@@ -16,8 +16,8 @@ from pydantic_core import PydanticCustomError
 
 from lowbit_core.errors import InputError
 from lowbit_core.pairs import DEFAULT_MAX_BITS, MIN_BITS, Pair, format_pair, parse_pair
+from lowbit_core.schema import RANGE_ERROR, SramKiB, StrictModel, float_range, format_validation, int_range, number_text
 from sim.precision import FUSION_WIDTHS
-from sim.schema import RANGE_ERROR, SramKiB, StrictModel, float_range, format_validation, int_range, number_text
 from sim.technology import Technology, load_technology
 
 __all__ = [

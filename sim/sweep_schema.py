@@ -28,8 +28,8 @@ from pydantic_core import PydanticCustomError
 
 from lowbit_core.errors import InputError
 from lowbit_core.pairs import Pair, parse_pairs
+from lowbit_core.schema import RANGE_ERROR, StrictModel, error_text, first_error, int_range
 from sim.config import Chip
-from sim.schema import RANGE_ERROR, StrictModel, error_text, int_range
 
 __all__ = [
     "SpecDoc",
@@ -288,7 +288,7 @@ SPEC_KEYS = tuple(SpecSchema.model_fields)
 
 
 def _message(exc: ValidationError, where: str) -> str:
-    err = exc.errors()[0]
+    err = first_error(exc)
     loc = [p for p in err["loc"] if p not in (_LIST_TAG, _RANGE_TAG)]
     if len(loc) == 1 and err["type"] == "missing":
         return f"{where}: missing field {loc[0]!r}"

@@ -17,8 +17,8 @@ from pydantic import AfterValidator, Field, ValidationError
 
 from lowbit_core.errors import InputError
 from lowbit_core.pairs import Pair, format_pair, parse_pair
+from lowbit_core.schema import SramKiB, StrictModel, float_range, format_validation, int_range
 from lowbit_core.yamlio import read_yaml
-from sim.schema import SramKiB, StrictModel, float_range, format_validation, int_range
 
 __all__ = ["Technology", "AreaTable", "TechnologySchema", "load_technology", "technology_from_dict", "TECH_DIR"]
 

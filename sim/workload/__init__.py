@@ -25,27 +25,31 @@ file's stem) and ``description:``. Each layer is a mapping in one of two forms:
   (``k_h, k_w, stride, groups, out_h, out_w, batch, in_blocks`` default to 1 and ``pad``, the leading
   zero padding, to 0).
 
-Unknown keys, missing required keys, non-integer sizes and sizes above ``MAX_DIM`` (2^24) are errors
-naming the field; so is a layer above ``MAX_LAYER_MACS`` (2^48 MACs, or input pixels x weights).  A key
-given twice in one mapping is an error too (:func:`lowbit_core.yamlio.read_yaml`).
+The file is validated by a pydantic schema (:mod:`sim.workload.yaml_format`, built on :mod:`lowbit_core.schema`
+like the chip's): unknown keys, missing required keys, non-integer sizes, sizes outside 1..``MAX_DIM`` (2^24;
+``pad`` from 0) and a layer name given twice are one-line errors naming the file, the layer and the field; so is a
+layer above ``MAX_LAYER_MACS`` (2^48 MACs, or input pixels x weights).  A key given twice in one mapping is an
+error too (:func:`lowbit_core.yamlio.read_yaml`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lowbit_core.errors import InputError
-from lowbit_core.yamlio import read_yaml
+from lowbit_core.lazy import lazy_exports
 from sim.workload.layer import KINDS, MAX_DIM, MAX_LAYER_MACS, Layer, Workload, conv, gemm, matmul
 from sim.workload.onnx_import import read_onnx
 from sim.workload.scalesim_csv import read_topology_csv, write_topology_csv
 from sim.workload.torch_import import from_torch
 from sim.workload.zoo import ZOO, zoo_names
+
+if TYPE_CHECKING:
+    from sim.workload.yaml_format import read_yaml_workload
 
 __all__ = [
     "KINDS",
@@ -141,123 +145,11 @@ def load_workload(name_or_path: str | os.PathLike[str], **kwargs: Any) -> Worklo
         return _call_checked(read_topology_csv, str(path), kwargs) if kwargs else read_topology_csv(path)
     if suffix == ".onnx":
         return _call_checked(lambda batch=1, dim_values=None: read_onnx(path, batch, dim_values), str(path), kwargs)
-    return _call_checked(read_yaml_workload, str(path), kwargs) if kwargs else read_yaml_workload(path)
+    from sim.workload import yaml_format  # loads pydantic, so only for a YAML file
+
+    read = yaml_format.read_yaml_workload
+    return _call_checked(read, str(path), kwargs) if kwargs else read(path)
 
 
-# lowbit YAML workload format ---------------------------------------------------------------
-_SHORTHAND: dict[str, Callable[..., Layer]] = {"conv": conv, "gemm": gemm, "matmul": matmul}
-_PAIR_FIELDS = {"in_hw", "k", "pad"}
-_LAYER_FIELDS = tuple(f.name for f in dataclasses.fields(Layer))
-_LAYER_REQUIRED = tuple(
-    f.name
-    for f in dataclasses.fields(Layer)
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-)
-_TOP_KEYS = ("name", "layers", "description")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _layer_from_yaml(item: Any, where: str) -> Layer:  # noqa: C901 - one check per layer field
-    if not isinstance(item, dict):
-        raise InputError(f"{where}: must be a mapping of layer fields, got {type(item).__name__}")
-    name = item.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"{where}: field 'name' is required and must be a non-empty string")
-    where = f"{where} ({name})"
-    if "type" in item and "kind" in item:
-        raise InputError(f"{where}: give 'type' (shorthand) or 'kind' (explicit fields), not both")
-    if "type" in item:
-        kind = item["type"]
-        if kind not in _SHORTHAND:
-            raise InputError(f"{where}: field 'type' must be one of {', '.join(_SHORTHAND)}, got {kind!r}")
-        fn = _SHORTHAND[kind]
-        params = inspect.signature(fn).parameters
-        allowed = ["type", *params]
-        unknown = [k for k in item if k not in params and k != "type"]
-        if unknown:
-            raise InputError(
-                f"{where}: unknown field(s) {', '.join(map(str, unknown))} for type {kind} "
-                f"(allowed: {', '.join(allowed)})"
-            )
-        required = [p for p, v in params.items() if v.default is inspect.Parameter.empty]
-        missing = [p for p in required if p not in item]
-        if missing:
-            raise InputError(f"{where}: missing field(s) {', '.join(missing)} for type {kind}")
-        args: dict[str, Any] = {}
-        for key, value in item.items():
-            if key in ("type", "name"):
-                continue
-            if key in _PAIR_FIELDS and isinstance(value, list):
-                if len(value) != 2 or not all(_is_int(v) for v in value):
-                    raise InputError(
-                        f"{where}: field {key!r} must be an integer or a list of two integers, got {value!r}"
-                    )
-                value = tuple(value)
-            elif not _is_int(value):
-                hint = " or a list of two integers" if key in _PAIR_FIELDS else ""
-                raise InputError(f"{where}: field {key!r} must be an integer{hint}, got {value!r}")
-            values = value if isinstance(value, tuple) else (value,)
-            if key == "pad":
-                if min(values) < 0 or max(values) > MAX_DIM:
-                    raise InputError(f"{where}: field 'pad' must be >= 0 and at most {MAX_DIM}, got {value!r}")
-            elif min(values) < 1 or max(values) > MAX_DIM:
-                raise InputError(f"{where}: field {key!r} must be positive and at most {MAX_DIM}, got {value!r}")
-            args[key] = value
-        return fn(name, **args)
-
-    unknown = [k for k in item if k not in _LAYER_FIELDS]
-    if unknown:
-        raise InputError(
-            f"{where}: unknown field(s) {', '.join(map(str, unknown))} "
-            f"(allowed: type, or the Layer fields {', '.join(_LAYER_FIELDS)})"
-        )
-    missing = [k for k in _LAYER_REQUIRED if k not in item]
-    if missing:
-        raise InputError(
-            f"{where}: missing field(s) {', '.join(missing)} (or use the 'type' shorthand: {', '.join(_SHORTHAND)})"
-        )
-    kind = item["kind"]
-    if kind not in KINDS:
-        raise InputError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
-    for key, value in item.items():
-        if key not in ("name", "kind") and not _is_int(value):
-            raise InputError(f"{where}: field {key!r} must be an integer, got {value!r}")
-    return Layer(**item)  # checks the ranges, with a message naming the field
-
-
-def read_yaml_workload(path: str | os.PathLike[str]) -> Workload:
-    """Read a workload in lowbit's YAML format (see the module docstring)."""
-    p = Path(path)
-    data = read_yaml(p, "workload file")
-    if not isinstance(data, dict):
-        raise InputError(
-            f"{p}: a workload file must be a mapping with 'layers' (and optional 'name'), got {type(data).__name__}"
-        )
-    unknown = [k for k in data if k not in _TOP_KEYS]
-    if unknown:
-        raise InputError(
-            f"{p}: unknown top-level field(s) {', '.join(map(str, unknown))} (allowed: {', '.join(_TOP_KEYS)})"
-        )
-    name = data.get("name", p.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"{p}: field 'name' must be a non-empty string, got {name!r}")
-    layers = data.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise InputError(f"{p}: field 'layers' is required and must be a non-empty list of layers")
-    built: list[Layer] = []
-    seen: set[str] = set()
-    for i, item in enumerate(layers):
-        where = f"{p}: layers[{i}]"
-        try:
-            layer = _layer_from_yaml(item, where)
-        except InputError as exc:
-            msg = str(exc)
-            raise InputError(msg if msg.startswith(str(p)) else f"{where}: {msg}") from None
-        if layer.name in seen:
-            raise InputError(f"{where}: duplicate layer name {layer.name!r}")
-        seen.add(layer.name)
-        built.append(layer)
-    return Workload(name, tuple(built))
+# read_yaml_workload is imported on first use (it loads pydantic)
+__getattr__, __dir__ = lazy_exports("sim.workload", {"read_yaml_workload": "sim.workload.yaml_format"}, globals())

@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import pandas as pd
 
 from lowbit_core.errors import InputError
 
-__all__ = ["Layer", "Workload", "KINDS", "conv", "gemm", "matmul", "MAX_DIM", "MAX_LAYER_MACS"]
+__all__ = ["Layer", "Workload", "KINDS", "LayerKind", "conv", "gemm", "matmul", "MAX_DIM", "MAX_LAYER_MACS"]
 
-KINDS = ("conv", "dwconv", "gemm", "matmul")
+#: The kinds of layer (``Layer.kind``), as the Literal the YAML workload schema checks ``kind`` against.
+LayerKind = Literal["conv", "dwconv", "gemm", "matmul"]
+KINDS: tuple[str, ...] = get_args(LayerKind)
 #: Largest value of any size field of a layer (sides, channels, taps, stride, groups, batch, padding, blocks).
 MAX_DIM = 2**24
 #: Largest MACs of one layer, and largest input pixels x weights (what a weight-stationary pass that

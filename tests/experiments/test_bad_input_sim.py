@@ -210,7 +210,7 @@ CASES = [
         "workload-channels-1e30",
         SIM,
         _workload("in_features: 512", "in_features: 1000000000000000000000000000000"),
-        "'in_features' must be positive and at most 16777216",
+        "in_features: must be an integer in [1, 16777216], got 1000000000000000000000000000000",
     ),
     (
         "workload-explicit-channels",
@@ -219,7 +219,7 @@ CASES = [
             "  - {type: gemm, name: fc, tokens: 1, in_features: 512, out_features: 10}",
             f"  - {{name: raw, kind: gemm, in_h: 1, in_w: 1, in_c: {BIG}, out_c: 4}}",
         ),
-        "in_c must be an integer in 1..16777216",
+        "layers[1] (raw): in_c: must be an integer in [1, 16777216], got 16777217",
     ),
     (
         "workload-overflowing-product",

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from lowbit_core.schema import SRAM_KIB_RANGE
 from sim import InputError
 from sim.chipbatch import ChipBatch
 from sim.config import DRAM_BW_RANGE, MAX_ARRAY_DIM, chip_from_dict
 from sim.engine import evaluate
 from sim.layerbatch import LayerBatch
-from sim.schema import SRAM_KIB_RANGE
 from sim.workload.layer import MAX_DIM, MAX_LAYER_MACS, Layer, Workload, conv, gemm, matmul
 
 PAIRS = [(8, 8), (2, 2), (8, 2)]

@@ -85,6 +85,8 @@ def _bad(update: dict) -> dict:
         ({"memory.dram_bw_bits_per_cycle": 0}, "memory.dram_bw_bits_per_cycle"),
         ({"memory.dram_bw_bits_per_cycle": "fast"}, "memory.dram_bw_bits_per_cycle"),
         ({"memory.colour": "red"}, "memory.colour: unknown field"),
+        # a misspelt key is reported as the unknown field, not as the missing one
+        ({"array": {"rows": 8, "colz": 8}}, "array.colz: unknown field (allowed: rows, cols, dataflow"),
         ({"memory": None}, "memory: missing field"),
         ({"pairs": ["w8a8", "w17a8"]}, "weight bits must be in 2..16"),
         ({"pe": {"kind": "bitfusion"}, "pairs": ["w16a8"]}, "exceeds a Bit-Fusion PE's 8 bits"),

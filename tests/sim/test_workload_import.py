@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from lowbit_core.errors import InputError
 from sim.workload import (
@@ -32,8 +35,13 @@ _REF_CSV = _REPO / "tests/sim/data/scalesim_resnet18_ws32/Resnet18.csv"
 _HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,"
 
 
-def test_import_pulls_in_neither_torch_nor_onnx():
-    code = "import sys, sim.workload; assert 'torch' not in sys.modules and 'onnx' not in sys.modules"
+def test_import_pulls_in_neither_torch_nor_onnx_nor_pydantic():
+    """The importers load torch and onnx inside the call, and reading a YAML file loads the pydantic schema."""
+    code = (
+        "import sys, sim.workload; "
+        "loaded = {'torch', 'onnx', 'pydantic'} & set(sys.modules); assert not loaded, loaded; "
+        "sim.workload.read_yaml_workload; assert 'pydantic' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=_REPO)
 
 
@@ -569,22 +577,40 @@ _L = "layers:\n  - "
     ("content", "needles"),
     [
         ("- just\n- a list\n", ["mapping"]),
-        ("name: x\n", ["'layers'"]),
-        ("name: x\nlayers: []\n", ["'layers'", "non-empty"]),
-        ("name: x\nlayerz: []\n", ["unknown top-level", "layerz", "allowed"]),
-        (_L + "{type: conv2d, name: a}\n", ["layers[0]", "'type'", "conv, gemm, matmul", "conv2d"]),
+        ("name: x\n", ["bad.yaml: layers: missing field"]),
+        ("name: x\nlayers: []\n", ["bad.yaml: layers: must be a non-empty list of layers, got []"]),
+        ("name: x\nlayerz: []\n", ["bad.yaml: layerz: unknown field", "(allowed: name, layers, description)"]),
+        (
+            _L + "{type: conv2d, name: a}\n",
+            ["layers[0] (a): type: must be one of 'conv', 'gemm' or 'matmul', got 'conv2d'"],
+        ),
         (_L + "{type: gemm, name: a, tokens: 1, in_features: 3}\n", ["layers[0]", "out_features"]),
         (
             _L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, bias: 1}\n",
             ["unknown field", "bias", "allowed"],
         ),
-        (_L + "{type: gemm, name: a, tokens: 1.5, in_features: 3, out_features: 2}\n", ["'tokens'", "integer"]),
-        (_L + "{type: gemm, name: a, tokens: -1, in_features: 3, out_features: 2}\n", ["'tokens'", "positive"]),
-        (_L + "{type: gemm, name: a, tokens: true, in_features: 3, out_features: 2}\n", ["'tokens'", "integer"]),
-        (_L + "{type: conv, name: a, in_hw: [1, 2, 3], in_c: 3, out_c: 2, k: 1}\n", ["'in_hw'", "two integers"]),
+        (
+            _L + "{type: gemm, name: a, tokens: 1.5, in_features: 3, out_features: 2}\n",
+            ["layers[0] (a): tokens: must be an integer in [1, 16777216], got 1.5"],
+        ),
+        (
+            _L + "{type: gemm, name: a, tokens: -1, in_features: 3, out_features: 2}\n",
+            ["layers[0] (a): tokens: must be an integer in [1, 16777216], got -1"],
+        ),
+        (
+            _L + "{type: gemm, name: a, tokens: true, in_features: 3, out_features: 2}\n",
+            ["layers[0] (a): tokens: must be an integer in [1, 16777216], got True"],
+        ),
+        (
+            _L + "{type: conv, name: a, in_hw: [1, 2, 3], in_c: 3, out_c: 2, k: 1}\n",
+            ["in_hw: must be an integer in [1, 16777216] or a list of two such integers, got [1, 2, 3]"],
+        ),
         (_L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 9}\n", ["larger"]),
-        (_L + "{type: gemm, tokens: 1, in_features: 3, out_features: 2}\n", ["'name'"]),
-        (_L + "{name: a, kind: fc, in_h: 1, in_w: 1, in_c: 1, out_c: 1}\n", ["'kind'", "conv, dwconv, gemm, matmul"]),
+        (_L + "{type: gemm, tokens: 1, in_features: 3, out_features: 2}\n", ["layers[0]: name: missing field"]),
+        (
+            _L + "{name: a, kind: fc, in_h: 1, in_w: 1, in_c: 1, out_c: 1}\n",
+            ["layers[0] (a): kind: must be one of 'conv', 'dwconv', 'gemm' or 'matmul', got 'fc'"],
+        ),
         (_L + "{name: a, kind: conv, in_h: 1, in_w: 1, in_c: 1}\n", ["missing", "out_c"]),
         (_L + "{name: a, kind: conv, in_h: 0, in_w: 1, in_c: 1, out_c: 1}\n", ["in_h"]),
         (_L + "{name: a, kind: conv, type: conv, in_h: 1}\n", ["'type'", "'kind'"]),
@@ -601,27 +627,27 @@ _L = "layers:\n  - "
         ),
         (
             _L + "{type: gemm, name: a, tokens: 1, in_features: 3, out_features: 2, in_blocks: 0}\n",
-            ["'in_blocks'", "positive"],
+            ["in_blocks: must be an integer in [1, 16777216], got 0"],
         ),
         (
             _L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 4, out_c: 1, in_blocks: 2.5}\n",
-            ["'in_blocks'", "integer"],
+            ["in_blocks: must be an integer in [1, 16777216], got 2.5"],
         ),
         (
             _L + "{type: gemm, name: a, tokens: 1, in_features: 1000000000000000000000000000000, out_features: 2}\n",
-            ["layers[0]", "'in_features' must be positive and at most 16777216"],
+            ["layers[0] (a): in_features: must be an integer in [1, 16777216], got 1000000000000000000000000000000"],
         ),
         (
             _L + "{type: conv, name: a, in_hw: [4, 16777217], in_c: 3, out_c: 2, k: 1}\n",
-            ["'in_hw' must be positive and at most 16777216"],
+            ["in_hw: must be an integer in [1, 16777216] or a list of two such integers, got [4, 16777217]"],
         ),
         (
             _L + "{type: conv, name: a, in_hw: 4, in_c: 3, out_c: 2, k: 1, pad: 16777217}\n",
-            ["'pad' must be >= 0 and at most 16777216"],
+            ["pad: must be an integer in [0, 16777216] or a list of two such integers, got 16777217"],
         ),
         (
             _L + "{name: a, kind: gemm, in_h: 1, in_w: 1, in_c: 16777217, out_c: 1}\n",
-            ["layers[0]", "in_c must be an integer in 1..16777216"],
+            ["layers[0] (a): in_c: must be an integer in [1, 16777216], got 16777217"],
         ),
         (
             _L + "{type: gemm, name: a, tokens: 16777216, in_features: 16777216, out_features: 2}\n",
@@ -646,6 +672,35 @@ def test_yaml_workload_errors(tmp_path, content, needles):
     assert "bad.yaml" in msg and "\n" not in msg
     for needle in needles:
         assert needle in msg, msg
+
+
+def test_yaml_schema_follows_the_builders_and_layer():
+    """Each shorthand form takes its builder's arguments, with the builder's defaults (an ``int | tuple[int, int]``
+    argument also as ``[h, w]``); the explicit form takes Layer's fields, with Layer's defaults."""
+    from sim.workload import layer as builders
+    from sim.workload.yaml_format import SHORTHAND, ExplicitLayer
+
+    for kind, model in SHORTHAND.items():
+        params = inspect.signature(getattr(builders, kind)).parameters
+        assert list(model.model_fields) == ["type", *params]
+        required = {p: ("x" if p == "name" else 1) for p, v in params.items() if v.default is inspect.Parameter.empty}
+        for name, param in params.items():
+            info = model.model_fields[name]
+            assert info.is_required() == (name in required), (kind, name)
+            assert info.is_required() or info.default == param.default, (kind, name)
+            if name != "name":
+                try:
+                    model.model_validate({"type": kind, **required, name: [1, 1]})
+                    takes_pair = True
+                except ValidationError:
+                    takes_pair = False
+                assert takes_pair == ("tuple" in str(param.annotation)), (kind, name)
+    fields = dataclasses.fields(Layer)
+    assert list(ExplicitLayer.model_fields) == [f.name for f in fields]
+    for f in fields:
+        info = ExplicitLayer.model_fields[f.name]
+        assert info.is_required() == (f.default is dataclasses.MISSING), f.name
+        assert info.is_required() or info.default == f.default, f.name
 
 
 def test_load_workload_paths(tmp_path):

@@ -1,5 +1,8 @@
 """Shared pieces of lowbit's pydantic config schemas: strict models, bounded numbers, one-line errors.
 
+Chips, technologies, sweep specs and workload files (:mod:`sim`) build their schemas from these.  This module
+loads pydantic, so ``lowbit_core``'s ``__init__`` does not import it.
+
 Every number read from a config is checked at the boundary: finite (no ``.inf``/``.nan``), not a
 boolean, and inside a physically meaningful range.  A bound violation reads
 ``array.clock_mhz: must be a finite number in [0.001, 100000] MHz (1 kHz to 100 GHz), got inf``.
@@ -17,6 +20,7 @@ __all__ = [
     "float_range",
     "int_range",
     "error_text",
+    "first_error",
     "format_validation",
     "number_text",
     "RANGE_ERROR",
@@ -121,11 +125,23 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> tuple[str, ...] | None:
     return tuple(cls.model_fields)
 
 
+def first_error(exc: ValidationError) -> Any:
+    """The error a one-line message reports: the first one or, when a mapping that holds it also has an unknown key,
+    that key's (the outermost such mapping's first): a misspelt key is also a missing field, and the unknown name
+    is the one that explains both."""
+    errors = exc.errors()
+    first = tuple(errors[0]["loc"])
+    unknown = [
+        e for e in errors if e["type"] == "extra_forbidden" and tuple(e["loc"])[:-1] == first[: len(e["loc"]) - 1]
+    ]
+    return min(unknown, key=lambda e: len(e["loc"]), default=errors[0])
+
+
 def format_validation(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
-    """``where: field.path: message, got value (and N more)`` for the first error of ``exc``; an unknown
+    """``where: field.path: message, got value (and N more)`` for :func:`first_error` of ``exc``; an unknown
     field lists the allowed ones when ``model`` (the validated model) is given."""
     errors = exc.errors()
-    err = errors[0]
+    err = first_error(exc)
     loc = _loc_text(tuple(err["loc"])) or "(top level)"
     keys = _fields_at(model, tuple(err["loc"])[:-1]) if model is not None else None
     extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
