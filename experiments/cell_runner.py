@@ -10,7 +10,6 @@ at once, so a killed run keeps what it finished and a rerun computes only the re
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,24 +87,15 @@ def _run_dask(
     status: Callable[[str], None] | None,
     estimate: Callable[[int], float | None],
 ) -> None:
-    import os
+    from distributed import as_completed
 
-    from distributed import Client, LocalCluster, as_completed
-
-    from sim.scheduler import connect_scheduler
+    from sim.scheduler import connect_scheduler, start_local_cluster
 
     cluster = None
     if address is not None:
         client = connect_scheduler(address)
     else:
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-        )
-        client = Client(cluster)
+        client, cluster = start_local_cluster(workers)
     try:
         futures = {
             client.submit(_in_worker, job.fn, job.kwargs, key=f"lowbit-cell-{job.key}", pure=False): job for job in jobs

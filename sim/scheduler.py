@@ -1,4 +1,5 @@
-"""Dask schedulers named on the command line (``--scheduler`` / ``--workers``): parsing, and connecting to one.
+"""Dask schedulers named on the command line (``--scheduler`` / ``--workers``): parsing, connecting to one, and
+starting a local cluster.
 
 Schedulers: ``None`` (in-process, threads), ``"threads"``, ``"synchronous"``, ``"local"`` /
 ``"local:N"`` (a :class:`distributed.LocalCluster` of N worker processes; also when ``n_workers``
@@ -13,7 +14,7 @@ from typing import Any
 
 from lowbit_core.errors import InputError
 
-__all__ = ["parse_scheduler", "connect_scheduler", "MAX_WORKERS", "CONNECT_TIMEOUT_S"]
+__all__ = ["parse_scheduler", "connect_scheduler", "start_local_cluster", "MAX_WORKERS", "CONNECT_TIMEOUT_S"]
 
 #: Largest worker count of a local cluster (``--workers``, ``local:N``) or thread pool.
 MAX_WORKERS = 256
@@ -90,3 +91,21 @@ def connect_scheduler(address: str) -> Any:
     finally:
         for log, level in zip(quiet, levels):
             log.setLevel(level)
+
+
+def start_local_cluster(n_workers: int | None) -> tuple[Any, Any]:
+    """``(client, cluster)`` of a new local Dask cluster of ``n_workers`` single-threaded worker processes (all
+    cores when None), without a dashboard and with its logs silenced; the caller closes both."""
+    import logging
+    import os
+
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=n_workers or os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    )
+    return Client(cluster), cluster

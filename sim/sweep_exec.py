@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sim.scheduler import start_local_cluster
 from sim.sweep_write import PartitionTask, run_partition
 
 __all__ = ["run_tasks"]
@@ -63,21 +64,12 @@ def _run_distributed(
     tasks: list[PartitionTask], client: Any, n_workers: int | None, key: str, advance: Callable[[], None]
 ) -> list[dict]:
     """Run ``tasks`` on ``client`` (a connected scheduler), or on a new local cluster when it is None."""
-    import logging
-
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
     cluster = None
     own_client = client is None
     if own_client:
-        cluster = LocalCluster(
-            n_workers=n_workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-        )
-        client = Client(cluster)
+        client, cluster = start_local_cluster(n_workers)
     try:
         futures = client.map(run_partition, tasks, key=[f"lowbit-sweep-{key}-{t.index}" for t in tasks], pure=False)
         results = []
