@@ -27,13 +27,14 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lowbit_core.pairs import format_pair  # noqa: E402
 from sim.costs import simulate  # noqa: E402
 from sim.sweep import run_sweep  # noqa: E402
 from sim.sweep_plan import plan_partitions  # noqa: E402
 from sim.sweep_spec import sweep_spec_from_dict  # noqa: E402
 from sim.sweep_store import load_sweep_chips  # noqa: E402
 
-PAIRS = [f"w{w}a{a}" for w in (8, 4, 2) for a in (8, 4, 2)]
+PAIRS = [format_pair((w, a)) for w in (8, 4, 2) for a in (8, 4, 2)]
 
 
 def spec_doc(chips_per_partition: int | None) -> dict:

@@ -206,10 +206,8 @@ RTL_LAYER, RTL_ARRAY = "3", (4, 4)
 def _verify_chosen_layer(solution: Solution, export_dir: Path, console: Console) -> dict[str, Path]:
     """Quantize the digits CNN with the ILP's per-layer pairs (RTN), export it, and run one layer through the
     Bit-Fusion RTL in Verilator: mismatches against the golden integer model, measured against sim's cycles."""
-    import json
-
     from experiments.quantize import quantize_model
-    from lowbit_core.files import atomic_path
+    from experiments.rtl_record import write_rtl_check
     from quant.export import export_model
     from quant.models import get_model, model_split
     from rtl.layer import verify_layer
@@ -222,20 +220,8 @@ def _verify_chosen_layer(solution: Solution, export_dir: Path, console: Console)
     q = quantize_model(get_model(SEARCH_MODEL, seed=0), split.calib_x, w_bits, a_bits, "rtn")
     export_model(q, split.calib_x[:1], export_dir, name=SEARCH_MODEL)
     check = verify_layer(export_dir, RTL_LAYER, rows=RTL_ARRAY[0], cols=RTL_ARRAY[1], pe_kind="bitfusion", images=1)
-    record = {
-        "layer": RTL_LAYER,
-        "pair": format_pair((w_bits[RTL_LAYER], a_bits[RTL_LAYER])),
-        "array": "x".join(map(str, RTL_ARRAY)),
-        "pe": "bitfusion",
-        "simulator": "verilator",
-        "mismatches": check.mismatches,
-        "measured_cycles": check.measured_cycles,
-        "predicted_cycles": check.predicted_cycles,
-        "macs": check.macs,
-    }
     path = export_dir.parent / "rtl_check.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    record = write_rtl_check(path, check, (w_bits[RTL_LAYER], a_bits[RTL_LAYER]))
     verdict = "equal" if check.measured_cycles == check.predicted_cycles else "DIFFERENT"
     console.print(
         f"  RTL (Verilator, Bit-Fusion {record['array']}): layer {RTL_LAYER} at {record['pair']}: "

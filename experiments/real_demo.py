@@ -11,14 +11,14 @@ through the Bit-Fusion RTL in Verilator, with mismatches and measured cycles aga
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from lowbit_core.files import atomic_path
+from experiments.rtl_record import write_rtl_check
+from lowbit_core.pairs import format_pair
 from lowbit_core.tables import write_table
 from sim import load_chip, simulate
 
@@ -112,7 +112,7 @@ def run_real_network_demo(
         base = bench.measure(bench.uniform(int(w), int(a)), REAL_METHOD, integer=True)
         rows.append(
             {
-                "assignment": f"uniform w{w}a{a}",
+                "assignment": f"uniform {format_pair((w, a))}",
                 "pairs": base.pairs,
                 "fakequant_accuracy": base.accuracy,
                 "integer_accuracy": base.integer_accuracy,
@@ -129,21 +129,8 @@ def run_real_network_demo(
     check = verify_layer(
         export_dir, REAL_RTL_LAYER, rows=REAL_RTL_ARRAY[0], cols=REAL_RTL_ARRAY[1], pe_kind="bitfusion", images=1
     )
-    record = {
-        "model": REAL_MODEL,
-        "layer": REAL_RTL_LAYER,
-        "pair": "w{}a{}".format(*mixed[REAL_RTL_LAYER]),
-        "array": "x".join(map(str, REAL_RTL_ARRAY)),
-        "pe": "bitfusion",
-        "simulator": "verilator",
-        "mismatches": check.mismatches,
-        "measured_cycles": check.measured_cycles,
-        "predicted_cycles": check.predicted_cycles,
-        "macs": check.macs,
-    }
     path = out / "rtl_check.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    record = write_rtl_check(path, check, mixed[REAL_RTL_LAYER], model=REAL_MODEL)
     written["real_rtl_check"] = path
 
     table = Table(title=f"{REAL_MODEL} on {REAL_CHIP}: ILP under {', '.join(REAL_BUDGETS)}, {REAL_METHOD} weights")

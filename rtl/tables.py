@@ -40,7 +40,7 @@ def cycles_table_markdown(records: list[dict]) -> str:
         lines.append(
             f"| {name} | {r0['simulator']} | {r0['pe_kind']} | {r0['rows']}×{r0['cols']} | "
             f"{dataflows} | {preloads} | "
-            f"{', '.join(f'w{w}a{a}' for w, a in pairs)} | {len(rs)} | "
+            f"{', '.join(map(format_pair, pairs))} | {len(rs)} | "
             f"{len(orders)} orders, {tiled} tiled{f', {blocked} blocked' if blocked else ''} | "
             f"{min(r['folds'] for r in rs)}–{max(r['folds'] for r in rs)} | {sum(r['macs'] for r in rs):,} | "
             f"{sum(r['mismatches'] for r in rs)} | {equal} of {len(rs)} |"

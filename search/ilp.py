@@ -111,24 +111,16 @@ class AssignmentModel:
     def _solution(self, result: RunResult, objective: str, limits: dict[str, float], seconds: float) -> Solution:
         assert result.choice is not None
         self._columns = result.columns
-        choice = result.choice
-        sens, totals = self.problem.evaluate(choice)
-        totals = {c: float(v) for c, v in totals.items()}
-        value = float(sens) if objective == SENSITIVITY else totals[objective]
         optimal = result.status == "optimal"
-        gap = 0.0 if optimal else relative_gap(result.objective, result.bound)
-        return Solution(
-            problem=self.problem,
-            choice=choice,
+        return Solution.of(
+            self.problem,
+            result.choice,
+            "optimal" if optimal else "time_limit",
+            limits,
+            seconds,
+            f"highs {self._mip.version()}",
             objective_name=objective,
-            objective=value,
-            sensitivity=float(sens),
-            totals=totals,
-            limits=limits,
-            status="optimal" if optimal else "time_limit",
-            gap=float(gap),
-            solve_seconds=seconds,
-            solver=f"highs {self._mip.version()}",
+            gap=0.0 if optimal else relative_gap(result.objective, result.bound),
         )
 
     def elastic_solve(self, limits: Mapping[str, float]) -> tuple[dict[str, float], np.ndarray]:

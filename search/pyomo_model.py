@@ -207,23 +207,15 @@ class PyomoAssignmentModel:
             raise SearchInputError(f"no assignment found within the time limit of {time_limit} s")
         res.solution_loader.load_vars()
         optimal = tc == TerminationCondition.convergenceCriteriaSatisfied
-        choice = self._choice()
-        sens, totals = self.problem.evaluate(choice)
-        totals = {c: float(v) for c, v in totals.items()}
-        value = float(sens) if objective == SENSITIVITY else totals[objective]
-        gap = 0.0 if optimal else relative_gap(res.incumbent_objective, res.objective_bound)
-        return Solution(
-            problem=self.problem,
-            choice=choice,
+        return Solution.of(
+            self.problem,
+            self._choice(),
+            "optimal" if optimal else "time_limit",
+            limits,
+            seconds,
+            f"highs {'.'.join(map(str, self._solver.version()))} via pyomo",
             objective_name=objective,
-            objective=value,
-            sensitivity=float(sens),
-            totals=totals,
-            limits=limits,
-            status="optimal" if optimal else "time_limit",
-            gap=float(gap),
-            solve_seconds=seconds,
-            solver=f"highs {'.'.join(map(str, self._solver.version()))} via pyomo",
+            gap=0.0 if optimal else relative_gap(res.incumbent_objective, res.objective_bound),
         )
 
     def coupling_residual(self) -> float:

@@ -50,20 +50,24 @@ class Solution:
         limits: Mapping[str, float] | None = None,
         solve_seconds: float = 0.0,
         solver: str = "",
+        objective_name: str = SENSITIVITY,
+        gap: float = 0.0,
     ) -> Solution:
-        """A Solution for a given per-unit ``choice`` (baselines: uniform, greedy), evaluated exactly."""
+        """A Solution for a given per-unit ``choice`` (a solver's, or a baseline's: uniform, greedy), evaluated
+        exactly; ``objective`` is the exact total of ``objective_name``."""
         choice = np.asarray(choice, dtype=np.int64)
         sens, totals = problem.evaluate(choice)
+        totals = {c: float(v) for c, v in totals.items()}
         return cls(
             problem=problem,
             choice=choice,
-            objective_name=SENSITIVITY,
-            objective=float(sens),
+            objective_name=objective_name,
+            objective=float(sens) if objective_name == SENSITIVITY else totals[objective_name],
             sensitivity=float(sens),
-            totals={c: float(v) for c, v in totals.items()},
+            totals=totals,
             limits=dict(limits or {}),
             status=status,
-            gap=0.0,
+            gap=float(gap),
             solve_seconds=solve_seconds,
             solver=solver,
         )

@@ -161,7 +161,7 @@ class _Gather:
         """A per-point [U, B] field as [U x B, 1, 1]."""
         return np.asarray(x).reshape(self.n_pts, 1, 1)
 
-    def per_chip(self, x: np.ndarray) -> np.ndarray:
+    def chip_at_point(self, x: np.ndarray) -> np.ndarray:
         """A per-chip [U, 1, 1, 1] field at each point, [U x B, 1, 1]."""
         return x[..., 0][self.group[:, 0, 0]] if x.shape[0] > 1 else x[..., 0]
 
@@ -213,7 +213,7 @@ def _figures(
     ).astype(np.int64)
     tot = compute_c + stall
     tot_f = _f64(tot)
-    g = at.per_chip
+    g = at.chip_at_point
     e_var_c = ds * g(en.per_bit_s) + dx * g(en.per_bit_x) + sb * g(en.per_bit_spill)
     static_p = at.per_point(_static_pj_per_cycle(points))
     energy_c = (_f64(at.at_t(en.e_fixed)) + e_var_c) + tot_f * static_p  # the selection's order

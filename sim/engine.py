@@ -164,19 +164,12 @@ def _evaluate_dataflow(
     points = {k: np.asarray(getattr(chips, k), dtype=np.float64)[slots] for k in _POINT_FIELDS}
     per_group = len(layers) * len(pairs) * len(orders) * len(tiles) * n_b
     step = max(1, _CHUNK_ELEMENTS // per_group)
-    parts = [
-        _evaluate_chunk(
-            df,
-            reps.take(slice(i, i + step)) if len(reps) > step else reps,
-            {k: v[i : i + step] for k, v in points.items()},
-            layers,
-            pairs,
-            orders,
-            tiles,
-            check,
-        )
-        for i in range(0, len(reps), step)
-    ]
+    parts = []
+    for i in range(0, len(reps), step):  # each chunk: the groups' first chips [U] and their points' fields [U, B]
+        chunk = reps.take(slice(i, i + step)) if len(reps) > step else reps
+        costs = candidate_costs(df, chunk, layers, pairs, orders, tiles)
+        chunk_points = {k: v[i : i + step] for k, v in points.items()}
+        parts.append(choose(df, chunk, chunk_points, layers, pairs, orders, tiles, costs, check))
     result = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if n_b == 1:
         return result
@@ -222,19 +215,3 @@ def point_groups(chips: ChipBatch) -> np.ndarray:
 
 #: Candidate-array elements per chunk of chips (8 MiB per float64 array; measured best of 2^16..2^22).
 _CHUNK_ELEMENTS = 1 << 20
-
-
-def _evaluate_chunk(
-    df: int,
-    chips: ChipBatch,
-    points: dict[str, np.ndarray],
-    layers: LayerBatch,
-    pairs: np.ndarray,
-    orders: list[int],
-    tiles: list[int],
-    check: bool,
-) -> dict[str, np.ndarray]:
-    """``chips`` are the groups' first chips [U]; ``points`` the per-point fields [U, B] of every chip of each
-    group; the result has U x B rows, group by group."""
-    costs = candidate_costs(df, chips, layers, pairs, orders, tiles)
-    return choose(df, chips, points, layers, pairs, orders, tiles, costs, check)

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 import sim  # noqa: E402
 from benchmarks.provenance import replace_marked_block  # noqa: E402
 from lowbit_core.errors import InputError  # noqa: E402
+from lowbit_core.pairs import format_pair  # noqa: E402
 from lowbit_core.yamlio import read_yaml  # noqa: E402
 from sim.config import Chip, chip_from_dict  # noqa: E402
 
@@ -105,7 +106,7 @@ def run_lowbit(chip: Chip, key: str) -> pd.DataFrame:
     names = [layer.name for layer in workload.layers]
     if list(asg["name"]) != names:
         raise SystemExit(f"{key}: assignment layers {list(asg['name'])} differ from the workload's {names}")
-    pairs = sorted({f"w{w}a{a}" for w, a in zip(asg["w_bits"], asg["a_bits"])})
+    pairs = sorted({format_pair(p) for p in zip(asg["w_bits"], asg["a_bits"])})
     frame = sim.simulate(chip, workload, pairs)
     rows = asg[["name", "w_bits", "a_bits"]].merge(
         frame, on=["name", "w_bits", "a_bits"], how="left", validate="one_to_one"
@@ -337,7 +338,7 @@ def layer_table(key: str, ref_layers: list[dict[str, Any]], rows: pd.DataFrame) 
         out.append(
             [
                 l["name"],
-                f"w{l['w_bits']}a{l['a_bits']}",
+                format_pair((l["w_bits"], l["a_bits"])),
                 _int(r["total_cycles"]),
                 _int(l["total_cycles"]),
                 _r(l["total_cycles"] / r["total_cycles"]),
